@@ -1,0 +1,1 @@
+"""The Capstan control plane: Git source, store, API, controllers, scheduler, node connections."""

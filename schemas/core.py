@@ -1,0 +1,262 @@
+"""v1 Namespace, Service, ServiceAccount, ConfigMap and Secret.
+
+Loaded from Git by the source, stored by the API server; Services become proxy rules on every
+node (the endpoints controller resolves their ``targetPort`` against ready pods), ConfigMaps
+and Secrets become files and environment in containers. Secret values never appear in a
+``repr`` or a validation error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
+
+from schemas._validation import (
+    ConfigKey,
+    DNSSubdomain,
+    PortName,
+    PortNumber,
+    PortOrName,
+    Problems,
+    rule_error,
+)
+from schemas.container import Protocol
+from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
+
+__all__ = [
+    "ConfigMap",
+    "LocalObjectReference",
+    "Namespace",
+    "NamespaceStatus",
+    "Secret",
+    "Service",
+    "ServiceAccount",
+    "ServicePort",
+    "ServiceSpec",
+    "ServiceStatus",
+]
+
+NODE_PORT_RANGE = range(30000, 32768)
+_REDACTED = "[redacted]"
+
+
+class NamespaceStatus(KubeModel):
+    phase: Literal["Active", "Terminating"] = "Active"
+
+
+class Namespace(KubeObject):
+    NAMESPACED: ClassVar[bool] = False
+    NAME_FORMAT: ClassVar[NameFormat] = "dns1123-label"
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Namespace"] = "Namespace"
+    status: NamespaceStatus | None = None
+
+
+def _target_port_optional(schema: dict[str, Any]) -> None:
+    # targetPort is filled in before validation, so a manifest may leave it out.
+    schema["required"] = [name for name in schema.get("required", []) if name != "targetPort"]
+
+
+class ServicePort(KubeModel):
+    """One Service port; ``targetPort`` defaults to ``port``, as in Kubernetes."""
+
+    model_config = ConfigDict(json_schema_extra=_target_port_optional)
+
+    name: PortName | None = None
+    protocol: Protocol = "TCP"
+    port: PortNumber
+    target_port: PortOrName
+    node_port: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_target_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "targetPort" not in data and "target_port" not in data:
+            port = data.get("port")
+            if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+                return {**data, "targetPort": port}
+        return data
+
+    @field_validator("node_port")
+    @classmethod
+    def _node_port_range(cls, value: int | None) -> int | None:
+        if value is not None and value not in NODE_PORT_RANGE:
+            raise rule_error(
+                "node_port_range",
+                f"must be in the node port range 30000-{NODE_PORT_RANGE.stop - 1}",
+            )
+        return value
+
+
+class ServiceSpec(KubeModel):
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    selector: Labels = Field(default_factory=dict)
+    ports: list[ServicePort] = Field(default_factory=list)
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    session_affinity: Literal["None", "ClientIP"] = "None"
+
+    @model_validator(mode="after")
+    def _check(self) -> ServiceSpec:
+        problems = Problems("ServiceSpec")
+        names: set[str] = set()
+        numbers: set[tuple[int, str]] = set()
+        for index, port in enumerate(self.ports):
+            if port.name is None and len(self.ports) > 1:
+                problems.add(
+                    ("ports", index, "name"),
+                    "missing",
+                    "is required when a Service has more than one port",
+                )
+            if port.name is not None:
+                if port.name in names:
+                    problems.add(
+                        ("ports", index, "name"),
+                        "duplicate_port_name",
+                        f"port name {port.name!r} is used twice",
+                        port.name,
+                    )
+                names.add(port.name)
+            if (port.port, port.protocol) in numbers:
+                problems.add(
+                    ("ports", index, "port"),
+                    "duplicate_port",
+                    f"port {port.port}/{port.protocol} is used twice",
+                    port.port,
+                )
+            numbers.add((port.port, port.protocol))
+            if port.node_port is not None and self.type == "ClusterIP":
+                problems.add(
+                    ("ports", index, "nodePort"),
+                    "node_port_type",
+                    "may not be given when type is ClusterIP",
+                    port.node_port,
+                )
+        problems.raise_if_any()
+        return self
+
+
+class ServiceStatus(KubeModel):
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class Service(KubeObject):
+    NAMESPACED: ClassVar[bool] = True
+    # Service names become DNS names and environment variables: DNS-1035 (start with a letter).
+    NAME_FORMAT: ClassVar[NameFormat] = "dns1035-label"
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Service"] = "Service"
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+    status: ServiceStatus | None = None
+
+
+class LocalObjectReference(KubeModel):
+    name: DNSSubdomain
+
+
+class ServiceAccount(KubeObject):
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["ServiceAccount"] = "ServiceAccount"
+    automount_service_account_token: bool | None = None
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+
+
+def _check_base64(values: dict[str, str]) -> None:
+    problems = Problems("data")
+    for key, value in values.items():
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            problems.add(
+                (key,), "base64", "must be valid base64 (standard alphabet, padded)", _REDACTED
+            )
+    problems.raise_if_any()
+
+
+def _check_disjoint(first: dict[str, str], second: dict[str, str], *, field: str) -> None:
+    problems = Problems("keys")
+    for key in sorted(first.keys() & second.keys()):
+        problems.add((field, key), "duplicate_key", f"key {key!r} is also in data", key)
+    problems.raise_if_any()
+
+
+class ConfigMap(KubeObject):
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["ConfigMap"] = "ConfigMap"
+    data: dict[ConfigKey, str] = Field(default_factory=dict)
+    binary_data: dict[ConfigKey, str] = Field(default_factory=dict)
+    immutable: bool | None = None
+
+    @field_validator("binary_data")
+    @classmethod
+    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_base64(value)
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ConfigMap:
+        _check_disjoint(self.data, self.binary_data, field="binaryData")
+        return self
+
+
+class Secret(KubeObject):
+    """A Secret. ``data`` values are base64; ``stringData`` values are plain and win over
+    ``data`` for the same key (as Kubernetes merges them on write)."""
+
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Secret"] = "Secret"
+    type: str = Field(default="Opaque", min_length=1)
+    data: dict[ConfigKey, str] = Field(default_factory=dict, repr=False)
+    string_data: dict[ConfigKey, str] = Field(default_factory=dict, repr=False)
+    immutable: bool | None = None
+
+    @field_validator("data", "string_data", mode="wrap")
+    @classmethod
+    def _redacted(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, str]:
+        # WARNING: pydantic puts the offending input into every error and its str(); for a
+        # Secret that input is the secret. Re-raise with the input replaced.
+        try:
+            checked: dict[str, str] = handler(value)
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data(
+                "Secret",
+                [
+                    InitErrorDetails(
+                        type=rule_error(error["type"], error["msg"]),
+                        loc=error["loc"],
+                        input=_REDACTED,
+                    )
+                    for error in exc.errors()
+                ],
+            ) from None
+        return checked
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_base64(value)
+        return value
+
+    def decoded(self) -> dict[str, bytes]:
+        """The secret's values as bytes, ``stringData`` merged over ``data``."""
+        values = {key: base64.b64decode(value) for key, value in self.data.items()}
+        values.update({key: value.encode() for key, value in self.string_data.items()})
+        return values

@@ -1,0 +1,94 @@
+"""Which kinds Capstan supports, and turning a parsed YAML/JSON document into a typed object.
+
+Called by the source loader for every document of a commit, by the API server for every
+request body and store read, and by the agent for objects on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from schemas.apps import Deployment, ReplicaSet
+from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
+from schemas.meta import KubeObject
+from schemas.node import Node
+from schemas.pod import Pod
+
+__all__ = ["SUPPORTED_KINDS", "UnsupportedKindError", "model_for", "parse_object"]
+
+_MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
+    ("v1", "Namespace"): Namespace,
+    ("v1", "Node"): Node,
+    ("v1", "Pod"): Pod,
+    ("v1", "Service"): Service,
+    ("v1", "ServiceAccount"): ServiceAccount,
+    ("v1", "ConfigMap"): ConfigMap,
+    ("v1", "Secret"): Secret,
+    ("apps/v1", "Deployment"): Deployment,
+    ("apps/v1", "ReplicaSet"): ReplicaSet,
+}
+
+SUPPORTED_KINDS: Final[tuple[tuple[str, str], ...]] = tuple(_MODELS)
+
+
+class UnsupportedKindError(ValueError):
+    """A document of a kind (or apiVersion) Capstan does not know; lists the ones it does."""
+
+    def __init__(self, api_version: str, kind: str) -> None:
+        self.api_version = api_version
+        self.kind = kind
+        supported = ", ".join(f"{v}/{k}" for v, k in SUPPORTED_KINDS)
+        super().__init__(
+            f"unsupported kind {kind!r} of apiVersion {api_version!r}; supported: {supported}"
+        )
+
+
+def model_for(api_version: str, kind: str) -> type[KubeObject]:
+    """The model class of ``(apiVersion, kind)``; raise :class:`UnsupportedKindError`."""
+    model = _MODELS.get((api_version, kind))
+    if model is None:
+        raise UnsupportedKindError(api_version, kind)
+    return model
+
+
+def _type_field(doc: Mapping[str, Any], field: str) -> str:
+    if field not in doc:
+        raise ValidationError.from_exception_data(
+            "KubeObject", [InitErrorDetails(type="missing", loc=(field,), input=dict(doc))]
+        )
+    value = doc[field]
+    if not isinstance(value, str):
+        raise ValidationError.from_exception_data(
+            "KubeObject", [InitErrorDetails(type="string_type", loc=(field,), input=value)]
+        )
+    return value
+
+
+def parse_object(doc: Mapping[str, Any]) -> KubeObject:
+    """Validate one document (a YAML/JSON mapping) as the kind it names.
+
+    Raises :class:`UnsupportedKindError` for unknown kinds and ``pydantic.ValidationError``
+    (locs are Kubernetes field paths) for everything else. Does not default the namespace.
+    """
+    if not isinstance(doc, Mapping):
+        raise ValidationError.from_exception_data(
+            "KubeObject",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("object_type", "a manifest must be a mapping"),
+                    loc=(),
+                    input=doc,
+                )
+            ],
+        )
+    api_version = _type_field(doc, "apiVersion")
+    kind = _type_field(doc, "kind")
+    # by_name=False: Python code may build models by their snake_case names, but a manifest
+    # that says `container_port:` has an unknown field, as it would in Kubernetes.
+    return model_for(api_version, kind).model_validate(
+        doc if isinstance(doc, dict) else dict(doc), by_name=False
+    )

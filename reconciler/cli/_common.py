@@ -1,0 +1,68 @@
+"""Options and error output shared by the commands that read a repository.
+
+`validate`, `render` and (later) `plan` take the same repository argument
+and `--env`, and report `ManifestErrors` the same way: one error per line on
+stderr, or as JSON on stdout for programs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from reconciler.source import LoadedRepository, ManifestErrors, load_repository
+
+__all__ = ["EXIT_INVALID", "env_option", "load_or_exit", "repository_argument"]
+
+EXIT_INVALID = 1
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def repository_argument(function: F) -> F:
+    return click.argument(
+        "path",
+        default=".",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+    )(function)
+
+
+def env_option(function: F) -> F:
+    return click.option(
+        "--env",
+        "-e",
+        metavar="ENV",
+        default=None,
+        help="Overlay values.yaml with environments/ENV.yaml.",
+    )(function)
+
+
+def load_or_exit(path: Path, *, env: str | None, json_output: bool) -> LoadedRepository:
+    """The loaded repository; on ManifestErrors, prints every error and exits 1."""
+    try:
+        return load_repository(path, env=env)
+    except ManifestErrors as exc:
+        _report(exc, path=path, json_output=json_output)
+
+
+def _report(exc: ManifestErrors, *, path: Path, json_output: bool) -> NoReturn:
+    if json_output:
+        document = {
+            "valid": False,
+            "root": str(path),
+            "errors": [error.to_dict() for error in exc.errors],
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for line in exc.lines():
+            click.echo(line, err=True)
+        count = len(exc.errors)
+        click.echo(
+            f"{path}: {count} {'error' if count == 1 else 'errors'}, nothing is valid",
+            err=True,
+        )
+    raise SystemExit(EXIT_INVALID)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from reconciler.cli.node import node
 from reconciler.cli.render import render
 from reconciler.cli.validate import validate
 
@@ -22,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(validate)
 cli.add_command(render)
+cli.add_command(node)
 
 
 def main() -> None:

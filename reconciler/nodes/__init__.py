@@ -1,0 +1,65 @@
+"""Connections from the reconciler to node agents: SSH (paramiko) or a local pipe.
+
+Offers:
+
+- ``NodeEndpoint`` (``NodeEndpoint.from_node(node)``): how to reach a node;
+- ``NodePool``: one persistent connection per node, ``ensure``/``remove`` nodes,
+  ``push``/``push_all`` each node's complete ``DesiredSet`` (non-blocking, latest-wins,
+  returns a ``concurrent.futures.Future`` of the agent's ``Ack``), callbacks for every agent
+  message and every ``NodeState`` change (``AsyncQueueSink`` puts both on an asyncio queue);
+- ``HostKeyRejected`` / ``NodeState.expected_fingerprint`` / ``offered_fingerprint`` for the
+  Node condition when a host key does not match its pin;
+- ``keyscan`` for ``capstan node keyscan`` (the command itself is in ``reconciler.cli.node``).
+
+This is the only package that imports paramiko.
+"""
+
+from reconciler.nodes._links import AuthenticationFailed, LinkSettings
+from reconciler.nodes._slot import Generation, SyncRejected
+from reconciler.nodes._wire import DesiredSet
+from reconciler.nodes.backoff import Backoff, BackoffPolicy
+from reconciler.nodes.connection import (
+    AGENT_CONNECTED,
+    Clock,
+    ConnectionSettings,
+    NodeConnection,
+    NodeState,
+    Phase,
+    SystemClock,
+)
+from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
+from reconciler.nodes.events import AsyncQueueSink, NodeEvent, NodeMessage
+from reconciler.nodes.hostkeys import HostKeyPin, HostKeyRejected, fingerprint
+from reconciler.nodes.keyscan import KeyscanError, ScannedKey, keyscan
+from reconciler.nodes.pool import NodePool, UnknownNode
+
+__all__ = [
+    "AGENT_CONNECTED",
+    "DEFAULT_AGENT_COMMAND",
+    "AsyncQueueSink",
+    "AuthenticationFailed",
+    "Backoff",
+    "BackoffPolicy",
+    "Clock",
+    "ConnectionSettings",
+    "DesiredSet",
+    "Generation",
+    "HostKeyPin",
+    "HostKeyRejected",
+    "KeyscanError",
+    "LinkSettings",
+    "NodeConnection",
+    "NodeEndpoint",
+    "NodeEvent",
+    "NodeMessage",
+    "NodeName",
+    "NodePool",
+    "NodeState",
+    "Phase",
+    "ScannedKey",
+    "SyncRejected",
+    "SystemClock",
+    "UnknownNode",
+    "fingerprint",
+    "keyscan",
+]

@@ -1,0 +1,108 @@
+"""The reconciler's end of the agent protocol (``schemas.protocol``): framing and meaning.
+
+Used by ``NodeConnection`` only: it turns a desired set into a ``sync`` line and an agent's
+line into a message, and answers the few questions the connection asks of a message
+(which generation does this ack, does this error refuse a sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.core import ConfigMap, Secret
+from schemas.pod import Pod
+from schemas.protocol import (
+    MAX_LINE_BYTES,
+    Ack,
+    ErrorMessage,
+    Hello,
+    LogsChunk,
+    ProtocolError,
+    ServiceRule,
+    Status,
+    Sync,
+    decode_message,
+    encode_message,
+)
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "Ack",
+    "AgentHello",
+    "AgentMessage",
+    "DesiredSet",
+    "ErrorMessage",
+    "WireError",
+]
+
+AgentHello = Hello
+AgentMessage = Hello | Ack | Status | LogsChunk | ErrorMessage
+
+_SYNC_ID_PREFIX = "sync-"
+
+
+class WireError(Exception):
+    """A line from the agent that is not a message the reconciler accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredSet:
+    """A node's complete desired state: what one ``sync`` carries besides its generation.
+
+    Compared by value, so pushing an unchanged set is recognised and not re-sent.
+    """
+
+    pods: tuple[Pod, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()
+    # Never in repr: a DesiredSet may end up in a log line or an exception message.
+    secrets: tuple[Secret, ...] = field(default=(), repr=False)
+    services: tuple[ServiceRule, ...] = ()
+
+
+def encode_hello(node: str) -> bytes:
+    return encode_message(Hello(role="reconciler", node_name=node))
+
+
+def encode_sync(generation: int, desired: DesiredSet) -> bytes:
+    return encode_message(
+        Sync(
+            id=f"{_SYNC_ID_PREFIX}{generation}",
+            generation=generation,
+            pods=list(desired.pods),
+            config_maps=list(desired.config_maps),
+            secrets=list(desired.secrets),
+            services=list(desired.services),
+        )
+    )
+
+
+def decode(line: bytes) -> AgentMessage:
+    try:
+        message = decode_message(line.rstrip(b"\r\n"))
+    except ProtocolError as exc:
+        raise WireError(f"{exc.code}: {exc}") from None
+    if isinstance(message, Hello | Ack | Status | LogsChunk | ErrorMessage):
+        return message
+    raise WireError(f"the agent sent a {message.type!r} message, which only a reconciler sends")
+
+
+def describe_hello(hello: Hello) -> str:
+    return f"{hello.node_name or '?'} {hello.agent_version or ''} protocol {hello.versions}".strip()
+
+
+def reported_generation(message: AgentMessage) -> int | None:
+    """The generation the agent says it has applied, if this message says so."""
+    if isinstance(message, Status):
+        return message.generation
+    if isinstance(message, Ack) and message.applied:
+        return message.generation
+    return None
+
+
+def refused_generation(message: AgentMessage) -> int | None:
+    """The generation of our sync that this error answers, if it answers one."""
+    if isinstance(message, ErrorMessage) and message.in_reply_to:
+        suffix = message.in_reply_to.removeprefix(_SYNC_ID_PREFIX)
+        if suffix != message.in_reply_to and suffix.isdigit():
+            return int(suffix)
+    return None

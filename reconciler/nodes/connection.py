@@ -1,0 +1,372 @@
+"""One node's persistent agent connection: connect, push the newest desired set, relay status.
+
+Sits between the reconciler's node fan-out (``NodePool``) and the node agent. Each
+``NodeConnection`` owns one session thread that keeps a single link open (one SSH transport
+and one long-lived ``capstan-agent connect`` channel, or a local pipe), reconnects with
+exponential backoff and jitter, and after every (re)connect pushes the newest desired set
+again. A reader thread per link hands every agent message to the caller's callback.
+
+Why threads and not asyncio: paramiko is blocking and already runs one thread per
+transport; wrapping every blocking call in an executor would need as many executor threads
+as nodes anyway (a channel read blocks for as long as the agent is quiet) while hiding
+where a node stalls. Threads per node make the isolation explicit: a stalled node blocks
+only its own threads. The asyncio controllers use ``push`` (non-blocking, returns a
+``concurrent.futures.Future`` for ``asyncio.wrap_future``) and ``AsyncQueueSink`` for events.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from reconciler.nodes import _wire
+from reconciler.nodes._links import AuthenticationFailed, Link, LinkSettings, open_link
+from reconciler.nodes._slot import Generation, PushSlot
+from reconciler.nodes.backoff import Backoff, BackoffPolicy
+from reconciler.nodes.endpoint import NodeEndpoint, NodeName
+from reconciler.nodes.hostkeys import HostKeyRejected
+from schemas.meta import Condition, ConditionStatus
+
+_log = logging.getLogger(__name__)
+
+
+#: The Node condition type a ``NodeState`` becomes.
+AGENT_CONNECTED = "AgentConnected"
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class Phase(StrEnum):
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+    HOST_KEY_REJECTED = "HostKeyRejected"
+    AUTH_FAILED = "AuthenticationFailed"
+    CLOSED = "Closed"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """What the node controller turns into Node conditions.
+
+    ``expected_fingerprint``/``offered_fingerprint`` are set for ``HOST_KEY_REJECTED``.
+    """
+
+    node: NodeName
+    phase: Phase
+    message: str = ""
+    expected_fingerprint: str | None = None
+    offered_fingerprint: str | None = None
+    agent_hello: _wire.AgentHello | None = None
+
+    def condition(self) -> Condition:
+        """The Node condition ``AgentConnected`` (the controller stamps the times).
+
+        A refused host key reads, in ``kubectl describe`` style: ``False``,
+        ``HostKeyRejected``, "host key for n1 (...) refused: expected SHA256:..., offered
+        SHA256:...".
+        """
+        status: ConditionStatus
+        if self.phase is Phase.CONNECTED:
+            status = "True"
+        elif self.phase is Phase.CONNECTING:
+            status = "Unknown"
+        else:
+            status = "False"
+        return Condition(
+            type=AGENT_CONNECTED, status=status, reason=self.phase.value, message=self.message
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    link: LinkSettings = field(default_factory=LinkSettings)
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    #: How long to wait for the agent's hello after the channel opens.
+    hello_timeout: float = 15.0
+    #: No byte from the agent for this long (it heartbeats status every few seconds) means
+    #: the peer is gone even if TCP has not noticed: drop the link and reconnect.
+    dead_after: float = 45.0
+    #: A sync unanswered for this long means the agent is wedged: reconnect and resend.
+    ack_timeout: float = 60.0
+
+
+MessageCallback = Callable[[NodeName, _wire.AgentMessage], None]
+StateCallback = Callable[[NodeState], None]
+LinkOpener = Callable[[NodeEndpoint, LinkSettings], Link]
+
+
+class NodeConnection:
+    """The reconciler's side of one node. Thread-safe; callbacks run on its threads.
+
+    Callbacks must be quick and must not block (hand off to a queue, as ``AsyncQueueSink``
+    does): they run on the node's reader/session thread.
+    """
+
+    def __init__(
+        self,
+        endpoint: NodeEndpoint,
+        *,
+        on_message: MessageCallback,
+        on_state: StateCallback,
+        settings: ConnectionSettings | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        opener: LinkOpener = open_link,
+        first_generation: int = 0,
+    ) -> None:
+        self.endpoint = endpoint
+        self._on_message = on_message
+        self._on_state = on_state
+        self._settings = settings or ConnectionSettings()
+        self._clock = clock or SystemClock()
+        self._backoff = Backoff(self._settings.backoff, rng or random.Random())  # noqa: S311 - jitter
+        self._opener = opener
+        self._cv = threading.Condition()
+        self._slot: PushSlot[_wire.DesiredSet, _wire.Ack] = PushSlot(
+            first_generation=first_generation
+        )
+        self._stop = threading.Event()
+        self._link: Link | None = None
+        self._link_dead = True
+        self._hello: _wire.AgentHello | None = None
+        self._last_rx = 0.0
+        self._state = NodeState(endpoint.name, Phase.CONNECTING)
+        self._thread = threading.Thread(
+            target=self._run, name=f"capstan-node-{endpoint.name}", daemon=True
+        )
+
+    @property
+    def name(self) -> NodeName:
+        return self.endpoint.name
+
+    @property
+    def state(self) -> NodeState:
+        return self._state
+
+    @property
+    def desired(self) -> _wire.DesiredSet | None:
+        """The newest desired set pushed (None before the first push)."""
+        with self._cv:
+            return self._slot.desired
+
+    @property
+    def acked_generation(self) -> Generation:
+        with self._cv:
+            return self._slot.acked
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def push(self, desired: _wire.DesiredSet) -> Future[_wire.Ack]:
+        """Make ``desired`` the node's complete desired set; returns at once.
+
+        The future resolves with the agent's ack of this set or of a newer one (a newer push
+        supersedes this one), or with ``SyncRejected``. An unchanged set is not re-sent.
+        """
+        with self._cv:
+            _, future = self._slot.offer(desired)
+            self._cv.notify_all()
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the session and close the link; pending push futures are cancelled."""
+        self._shutdown(timeout)
+        with self._cv:
+            self._slot.cancel_all()
+
+    def detach(
+        self, timeout: float = 10.0
+    ) -> tuple[_wire.DesiredSet | None, list[Future[_wire.Ack]]]:
+        """Stop like ``close`` but hand over the newest set and the unresolved push futures,
+        for a connection that replaces this one (``NodePool.ensure`` with a new endpoint)."""
+        self._shutdown(timeout)
+        with self._cv:
+            return self._slot.desired, self._slot.drain_waiters()
+
+    def _shutdown(self, timeout: float) -> None:
+        self._stop.set()
+        with self._cv:
+            link = self._link
+            self._cv.notify_all()
+        if link is not None:
+            # Unblocks a session thread stuck sending to a stalled node.
+            link.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._set_state(Phase.CLOSED, "connection closed by the reconciler")
+
+    # -- session thread -------------------------------------------------------------------
+
+    def _set_state(
+        self,
+        phase: Phase,
+        message: str = "",
+        *,
+        expected: str | None = None,
+        offered: str | None = None,
+    ) -> None:
+        state = NodeState(
+            self.name,
+            phase,
+            message,
+            expected_fingerprint=expected,
+            offered_fingerprint=offered,
+            agent_hello=self._hello if phase is Phase.CONNECTED else None,
+        )
+        if state == self._state:
+            return
+        self._state = state
+        refused = phase in (Phase.HOST_KEY_REJECTED, Phase.AUTH_FAILED)
+        level = logging.WARNING if refused else logging.INFO
+        _log.log(level, "%s: %s %s", self.name, phase, message)
+        try:
+            self._on_state(state)
+        except Exception:
+            _log.exception("%s: state callback failed", self.name)
+
+    def _run(self) -> None:
+        # Retries keep the failure state (a refused host key stays visible in the Node's
+        # condition while we retry) instead of flapping through "Connecting".
+        self._set_state(Phase.CONNECTING, f"connecting to {self.endpoint.describe()}")
+        while not self._stop.is_set():
+            try:
+                link = self._opener(self.endpoint, self._settings.link)
+            except HostKeyRejected as exc:
+                self._set_state(
+                    Phase.HOST_KEY_REJECTED, str(exc), expected=exc.expected, offered=exc.offered
+                )
+            except AuthenticationFailed as exc:
+                self._set_state(Phase.AUTH_FAILED, str(exc))
+            except Exception as exc:
+                self._set_state(Phase.DISCONNECTED, f"connect failed: {exc}")
+            else:
+                reason = self._session(link)
+                if self._stop.is_set():
+                    break
+                self._set_state(Phase.DISCONNECTED, reason)
+            self._stop.wait(self._backoff.next_delay())
+
+    def _session(self, link: Link) -> str:
+        """Run one link until it fails; returns why it ended."""
+        with self._cv:
+            if self._stop.is_set():
+                link.close()
+                return "closed"
+            self._link = link
+            self._link_dead = False
+            self._hello = None
+            self._last_rx = self._clock.monotonic()
+        reader = threading.Thread(
+            target=self._read_loop, args=(link,), name=f"capstan-node-rx-{self.name}", daemon=True
+        )
+        reader.start()
+        try:
+            return self._drive(link)
+        except Exception as exc:
+            return f"link failed: {exc}"
+        finally:
+            link.close()
+            reader.join(timeout=self._settings.link.connect_timeout)
+            with self._cv:
+                self._link = None
+                self._link_dead = True
+
+    def _drive(self, link: Link) -> str:
+        link.send(_wire.encode_hello(self.name))
+        deadline = self._clock.monotonic() + self._settings.hello_timeout
+        with self._cv:
+            while self._hello is None:
+                if self._stop.is_set() or self._link_dead:
+                    return "agent closed the channel before hello"
+                left = deadline - self._clock.monotonic()
+                if left <= 0:
+                    return f"no hello from the agent within {self._settings.hello_timeout}s"
+                self._cv.wait(min(left, 0.5))
+            hello = self._hello
+            self._slot.new_session()
+        self._backoff.reset()
+        self._set_state(Phase.CONNECTED, f"agent {_wire.describe_hello(hello)}")
+        tick = max(0.05, min(self._settings.dead_after, self._settings.ack_timeout) / 4)
+        sent_at = self._clock.monotonic()
+        while True:
+            with self._cv:
+                while True:
+                    if self._stop.is_set():
+                        return "closed"
+                    if self._link_dead:
+                        return "agent channel closed"
+                    now = self._clock.monotonic()
+                    quiet = now - self._last_rx
+                    if quiet > self._settings.dead_after:
+                        return f"nothing from the agent for {quiet:.0f}s"
+                    if (
+                        self._slot.in_flight is not None
+                        and now - sent_at > self._settings.ack_timeout
+                    ):
+                        return f"sync {self._slot.in_flight} unanswered for {now - sent_at:.0f}s"
+                    outgoing = self._slot.take()
+                    if outgoing is not None:
+                        sent_at = now
+                        break
+                    self._cv.wait(tick)
+            # Sent outside the lock: a stalled peer may block here, and only this node waits.
+            link.send(_wire.encode_sync(outgoing.generation, outgoing.desired))
+
+    def _read_loop(self, link: Link) -> None:
+        try:
+            while True:
+                line = link.readline()
+                if not line:
+                    break
+                with self._cv:
+                    self._last_rx = self._clock.monotonic()
+                self._handle_line(line)
+        except Exception as exc:
+            _log.info("%s: agent channel read failed: %s", self.name, exc)
+        finally:
+            with self._cv:
+                self._link_dead = True
+                self._cv.notify_all()
+
+    def _handle_line(self, line: bytes) -> None:
+        try:
+            message = _wire.decode(line)
+        except _wire.WireError as exc:
+            # A garbled line changes nothing; the stream stays usable for the next one.
+            _log.warning("%s: ignoring malformed agent message: %s", self.name, exc)
+            return
+        with self._cv:
+            if isinstance(message, _wire.AgentHello):
+                self._hello = message
+            elif isinstance(message, _wire.Ack):
+                if message.applied:
+                    self._slot.ack(message.generation, message)
+                else:
+                    self._slot.ignored(message.generation)
+            elif isinstance(message, _wire.ErrorMessage):
+                refused = _wire.refused_generation(message)
+                if refused is not None:
+                    self._slot.reject(refused, f"{message.code}: {message.message}")
+            applied = _wire.reported_generation(message)
+            if applied is not None:
+                self._slot.observe(applied)
+            self._cv.notify_all()
+        try:
+            self._on_message(self.name, message)
+        except Exception:
+            _log.exception("%s: message callback failed", self.name)

@@ -11,10 +11,21 @@ nothing. This package offers the loader side:
 
 Modules: `yamlpos` (safe YAML with positions), `render` (sandboxed Jinja2),
 `values` (values files), `load` (the pipeline). Fetching and watching Git
-(the sync loop's input) live beside them in their own modules.
+(the sync loop's input) live beside them:
+
+- `GitSource(url_or_path, *, branch, cache_dir, credentials)` (`git`): fetch into
+  a bare cache, `head()`, `resolve(ref)`, `snapshot(sha)` (a read-only export of
+  one commit), `revert(shas, *, message)`, `push()`; `CommitInfo`, `GitSourceError`;
+- `GitCredentials` (`credentials`): token (askpass) or SSH key, from the
+  environment (`CAPSTAN_GIT_*`) or a file; never in a URL or a message;
+- `BranchWatch` (`watch`): watchdog on a local repository's refs, polling with
+  jitter for a remote, `trigger()`;
+- `verify_webhook(headers, body, *, secret) -> WebhookVerdict` (`webhook`).
 """
 
+from reconciler.source.credentials import GitCredentials
 from reconciler.source.errors import ManifestError, ManifestErrors, SourceLocation
+from reconciler.source.git import CommitInfo, CommitSha, GitSource, GitSourceError
 from reconciler.source.load import (
     DEFAULT_NAMESPACE,
     LoadedObject,
@@ -22,14 +33,24 @@ from reconciler.source.load import (
     load_repository,
 )
 from reconciler.source.values import available_environments
+from reconciler.source.watch import BranchWatch
+from reconciler.source.webhook import WebhookVerdict, verify_webhook
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "BranchWatch",
+    "CommitInfo",
+    "CommitSha",
+    "GitCredentials",
+    "GitSource",
+    "GitSourceError",
     "LoadedObject",
     "LoadedRepository",
     "ManifestError",
     "ManifestErrors",
     "SourceLocation",
+    "WebhookVerdict",
     "available_environments",
     "load_repository",
+    "verify_webhook",
 ]

@@ -1,0 +1,233 @@
+"""The GitOps loop: watch the branch, and keep the API holding what its head says.
+
+Runs inside `capstan up` as a component (`start()` / `stop()`, like a controller). Each
+pass is level-triggered: whatever woke it (a ref changed, a poll, a webhook's `trigger()`,
+the periodic resync), it fetches the head and converges the API on it —
+checkout (`GitSource.snapshot`) → `load_repository` → `sync_commit`. A commit that does not
+load is recorded as Failed once and the last good commit stays applied (the resync keeps
+re-applying it, which is also how drift made through the API is reverted).
+`capstan sync --suspend` stops the applying, not the fetching.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reconciler.api import Api, ApiError
+from reconciler.source import LoadedRepository, ManifestErrors, load_repository
+from reconciler.source.git import CommitInfo, GitSource, GitSourceError
+from reconciler.source.watch import BranchWatch
+from reconciler.sync.engine import SyncResult, Trigger, failed_commit, sync_commit
+from reconciler.sync.records import read_sync_state, update_sync_state
+
+__all__ = ["DEFAULT_RESYNC_S", "SyncLoop", "SyncOptions"]
+
+log = logging.getLogger(__name__)
+
+# Self-heal promise: a change made around Git is reverted within 10 s.
+DEFAULT_RESYNC_S = 5.0
+_ERROR_BACKOFF_S = 1.0
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What to load from each commit and how to apply it."""
+
+    env: str | None = None
+    subdir: str | None = None
+    prune: bool = True
+    allow_empty: bool = False
+    resync_s: float = DEFAULT_RESYNC_S
+    keep_records: int = 100
+
+
+class SyncLoop:
+    """Keeps the API converged on the tracked branch's head (or its last good commit).
+
+    `watch` defaults to a `BranchWatch` of `source` (watchdog for a local repository, a
+    60 s poll otherwise). `clock` is monotonic seconds (resync timing). `on_result` sees
+    every recorded result (for logs, metrics, the bench).
+    """
+
+    def __init__(
+        self,
+        api: Api,
+        source: GitSource,
+        *,
+        options: SyncOptions | None = None,
+        watch: BranchWatch | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_result: Callable[[SyncResult], None] | None = None,
+    ) -> None:
+        self.api = api
+        self.source = source
+        self.options = options or SyncOptions()
+        self.watch = watch or BranchWatch(source)
+        self._clock = clock
+        self._on_result = on_result
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen: CommitInfo | None = None
+        self._attempted: str | None = None
+        self._good: tuple[CommitInfo, LoadedRepository] | None = None
+        self._invalid: str | None = None  # the last head that did not load
+        self._next_resync = clock()
+        self.last_fetch_error: str | None = None
+
+    # -- component -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self.watch.start()
+        self._thread = threading.Thread(target=self._run, name="capstan-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.watch.stop()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=30)
+
+    def trigger(self) -> None:
+        """Fetch and converge now (the webhook, `capstan sync`)."""
+        self.watch.trigger()
+
+    @property
+    def seen(self) -> CommitInfo | None:
+        """The branch head as last fetched."""
+        return self._seen
+
+    @property
+    def last_good(self) -> CommitInfo | None:
+        """The last commit that loaded and applied."""
+        return self._good[0] if self._good else None
+
+    @property
+    def live_repository(self) -> LoadedRepository | None:
+        """The objects of `last_good` as loaded (for `app_health` and `capstan status`)."""
+        return self._good[1] if self._good else None
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def step(self, *, timeout: float = 0.0) -> SyncResult | None:
+        """Wait up to `timeout` s for a reason to look, then converge if a new head came
+        or a resync is due. Returns the sync's result, or None when nothing was run."""
+        try:
+            head = self.watch.wait(min(timeout, self.seconds_to_resync()))
+        except GitSourceError as exc:
+            # The remote may be down: keep the last good state applied, look again later.
+            self.last_fetch_error = str(exc)
+            log.warning("fetching %s failed: %s", self.source.url, exc)
+            head = None
+        else:
+            if head is not None:
+                self.last_fetch_error = None
+        if head is not None and head != self._seen:
+            self._seen = head
+            update_sync_state(self.api, seen_commit=head.sha)
+        new_head = self._seen is not None and self._seen.sha != self._attempted
+        if not new_head and self.seconds_to_resync() > 0:
+            return None
+        self._next_resync = self._clock() + self.options.resync_s
+        if read_sync_state(self.api).suspended:
+            return None
+        return self.converge(trigger="commit" if new_head else "resync")
+
+    def seconds_to_resync(self) -> float:
+        return max(0.0, self._next_resync - self._clock())
+
+    def converge(self, *, trigger: Trigger = "manual") -> SyncResult | None:
+        """Apply the head if it loads, else re-apply the last good commit. Level-triggered:
+        running it twice in a row changes nothing the second time."""
+        head = self._seen
+        if head is None:
+            return None
+        # Marked attempted only once the attempt is recorded: a pass that dies half-way
+        # (store unavailable) is retried as a new commit, so its record is not lost.
+        fresh = head.sha != self._attempted
+        good = self._good
+        if (good is None or good[0].sha != head.sha) and head.sha != self._invalid:
+            loaded = self._load(head, record_failure=fresh, trigger=trigger)
+            if loaded is None:
+                self._invalid = head.sha
+            else:
+                good = (head, loaded)
+        if good is None:
+            good = self._restore_last_good()
+            if good is None:
+                self._attempted = head.sha
+                return None
+        commit, repo = good
+        opts = self.options
+        result = sync_commit(
+            self.api, repo, commit=commit, prune=opts.prune, allow_empty=opts.allow_empty,
+            trigger=trigger if commit.sha == head.sha else "resync",
+            keep_records=opts.keep_records,
+            record_unchanged=fresh and commit.sha == head.sha,
+        )
+        applied_head = commit.sha == head.sha
+        if result.succeeded:
+            self._good = good
+            update_sync_state(self.api, live_commit=commit.sha,
+                              last_attempt_commit=head.sha if applied_head else None,
+                              last_outcome="Succeeded" if applied_head else None)
+        elif applied_head:
+            update_sync_state(self.api, last_attempt_commit=head.sha, last_outcome="Failed")
+        self._attempted = head.sha
+        if result.record is not None and self._on_result is not None:
+            self._on_result(result)
+        return result
+
+    def _load(
+        self, commit: CommitInfo, *, record_failure: bool, trigger: Trigger
+    ) -> LoadedRepository | None:
+        opts = self.options
+        try:
+            with self.source.snapshot(commit.sha) as tree:
+                return load_repository(tree, env=opts.env, subdir=opts.subdir)
+        except ManifestErrors as exc:
+            if record_failure:
+                result = failed_commit(self.api, exc, commit=commit, trigger=trigger,
+                                       keep_records=opts.keep_records)
+                update_sync_state(self.api, last_attempt_commit=commit.sha,
+                                  last_outcome="Failed")
+                log.warning("commit %s is invalid; %s stays live:\n%s", commit.short,
+                            self.last_good.short if self.last_good else "nothing",
+                            "\n".join(str(e) for e in exc.errors))
+                if self._on_result is not None:
+                    self._on_result(result)
+            return None
+
+    def _restore_last_good(self) -> tuple[CommitInfo, LoadedRepository] | None:
+        # After a restart on an invalid head: the store remembers which commit was live.
+        live = read_sync_state(self.api).live_commit
+        if live is None:
+            return None
+        try:
+            commit = self.source.resolve(live)
+        except GitSourceError:
+            return None  # rewritten away: nothing good is known; keep what is applied
+        loaded = self._load(commit, record_failure=False, trigger="resync")
+        if loaded is None:
+            return None
+        self._good = (commit, loaded)
+        return self._good
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.step(timeout=max(0.05, self.seconds_to_resync()))
+            except (ApiError, GitSourceError, OSError) as exc:
+                log.warning("sync pass failed, retrying: %s", exc)
+                self._stopping.wait(_ERROR_BACKOFF_S)
+            except Exception:
+                # The loop must outlive any one bad pass; the next pass starts from scratch.
+                log.exception("sync pass crashed, retrying")
+                self._stopping.wait(_ERROR_BACKOFF_S)

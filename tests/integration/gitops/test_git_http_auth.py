@@ -1,0 +1,131 @@
+"""Fetching over HTTP with a token: the credential reaches git through askpass, never a URL.
+
+The server is git's own `git http-backend` (CGI) behind a small basic-auth front, on
+127.0.0.1: the same protocol as GitHub or GitLab over https.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import git
+import pytest
+from gitops_testdata import commit_files, init_repo
+
+from reconciler.source.credentials import GitCredentials
+from reconciler.source.git import GitSource, GitSourceError
+
+TOKEN = "glpat-Very5ecretT0ken"
+BACKEND = Path(git.Git().execute(["git", "--exec-path"]).strip()) / "git-http-backend"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    root: Path
+    seen_urls: list[str]
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def _serve(self) -> None:
+        self.seen_urls.append(self.path)
+        expected = "Basic " + base64.b64encode(f"deploy:{TOKEN}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": "deploy",
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        out = subprocess.run([str(BACKEND)], input=body, env=env, capture_output=True,
+                             check=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def http_repo(tmp_path: Path) -> Iterator[tuple[str, str, list[str]]]:
+    work = init_repo(tmp_path / "work")
+    sha = commit_files(work, {"a.yaml": "x: 1\n"})
+    git.Repo.clone_from(work.working_tree_dir, tmp_path / "srv" / "repo.git", bare=True).close()
+    seen: list[str] = []
+    handler = type("Handler", (_Handler,), {"root": tmp_path / "srv", "seen_urls": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/repo.git", sha, seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        work.close()
+
+
+def test_token_authenticates_through_askpass(
+    http_repo: tuple[str, str, list[str]], cache_dir: Path
+) -> None:
+    url, sha, seen = http_repo
+    source = GitSource(url, cache_dir=cache_dir,
+                       credentials=GitCredentials(username="deploy", token=TOKEN))
+    assert source.fetch().sha == sha
+    assert seen  # the server was really asked
+    assert all(TOKEN not in path for path in seen)
+    # The cache's config holds neither the URL's secret nor a stored credential.
+    config = (source.git_dir / "config").read_text()
+    assert TOKEN not in config
+    assert not any(TOKEN in p.read_text(errors="ignore")
+                   for p in cache_dir.rglob("*") if p.is_file() and p.stat().st_size < 10**6)
+
+
+def test_token_in_the_url_is_moved_out_of_it(
+    http_repo: tuple[str, str, list[str]], cache_dir: Path
+) -> None:
+    url, sha, _seen = http_repo
+    with_token = url.replace("http://", f"http://deploy:{TOKEN}@")
+    source = GitSource(with_token, cache_dir=cache_dir)
+    assert TOKEN not in source.url
+    assert source.fetch().sha == sha
+
+
+def test_wrong_token_fails_without_showing_it(
+    http_repo: tuple[str, str, list[str]], cache_dir: Path
+) -> None:
+    url, _sha, _seen = http_repo
+    wrong = "wrong-" + TOKEN
+    source = GitSource(url, cache_dir=cache_dir,
+                       credentials=GitCredentials(username="deploy", token=wrong))
+    with pytest.raises(GitSourceError) as caught:
+        source.fetch()
+    assert wrong not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)

@@ -1,0 +1,173 @@
+"""SyncLoop end to end on real Git and a real store: commits, invalid commits, drift, suspend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import git
+from gitops_testdata import NAMESPACE, commit_files, configmap
+
+from reconciler.api import Api, NotFound
+from reconciler.source.git import GitSource
+from reconciler.source.watch import BranchWatch
+from reconciler.sync import (
+    SyncLoop,
+    SyncOptions,
+    list_sync_records,
+    read_sync_state,
+    set_suspended,
+)
+from schemas import ConfigMap
+
+BAD = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: broken
+  namespace: shop
+data:
+  key: value
+colour: blue
+"""
+
+
+def _value(api: Api, name: str) -> str | None:
+    try:
+        return api.get(ConfigMap, name, namespace="shop").data.get("key")
+    except NotFound:
+        return None
+
+
+def _eventually(check: Callable[[], bool], *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
+    upstream: git.Repo, cache_dir: Path, api: Api
+) -> None:
+    good = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1"),
+                                   "b.yaml": configmap("b", "v1")}, message="v1")
+    source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
+    watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
+    loop = SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600))
+
+    first = loop.step()
+    assert first is not None
+    assert first.succeeded
+    assert first.plan.count("create") == 3
+    assert loop.step() is None  # nothing new, no resync due
+    state = read_sync_state(api)
+    assert state.live_commit == good
+    assert state.seen_commit == good
+
+    bad = commit_files(upstream, {"a.yaml": configmap("a", "v2"), "bad.yaml": BAD},
+                       message="broken")
+    watch.trigger()
+    loop.step()
+    record = list_sync_records(api)[0]
+    assert record.commit == bad
+    assert record.outcome == "Failed"
+    assert any(e.startswith("bad.yaml:8") and "colour" in e for e in record.errors)
+    assert _value(api, "a") == "v1"  # nothing of the bad commit was applied
+    state = read_sync_state(api)
+    assert (state.live_commit, state.last_attempt_commit, state.last_outcome) == (
+        good, bad, "Failed")
+    assert loop.last_good is not None
+    assert loop.last_good.sha == good
+
+    fixed = commit_files(upstream, {"bad.yaml": None, "b.yaml": None}, message="fixed")
+    watch.trigger()
+    result = loop.step()
+    assert result is not None
+    assert result.succeeded
+    assert sorted(c.describe() for c in result.applied) == [
+        "delete ConfigMap/shop/b", "update ConfigMap/shop/a"]
+    assert _value(api, "a") == "v2"
+    assert _value(api, "b") is None
+    assert read_sync_state(api).live_commit == fixed
+    assert [r.outcome for r in list_sync_records(api)] == ["Succeeded", "Failed", "Succeeded"]
+
+
+def test_force_push_to_an_older_tree_is_applied(
+    tmp_path: Path, cache_dir: Path, api: Api
+) -> None:
+    from gitops_testdata import init_repo
+
+    init_repo(tmp_path / "remote.git", bare=True).close()
+    work = init_repo(tmp_path / "work")
+    work.create_remote("origin", str(tmp_path / "remote.git"))
+    base = commit_files(work, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
+    commit_files(work, {"a.yaml": configmap("a", "v2")})
+    work.git.push("origin", "main")
+    source = GitSource(str(tmp_path / "remote.git"), cache_dir=cache_dir)
+    watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
+    loop = SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600))
+    loop.step()
+    assert _value(api, "a") == "v2"
+    work.git.reset("--hard", base)
+    rewritten = commit_files(work, {"a.yaml": configmap("a", "v3")}, message="rewritten")
+    work.git.push("--force", "origin", "main")
+    watch.trigger()
+    loop.step()
+    assert _value(api, "a") == "v3"
+    assert read_sync_state(api).live_commit == rewritten
+    work.close()
+
+
+def test_running_loop_follows_commits_heals_drift_and_honours_suspend(
+    upstream: git.Repo, cache_dir: Path, api: Api
+) -> None:
+    commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
+    source = GitSource(upstream.working_tree_dir, cache_dir=cache_dir)
+    loop = SyncLoop(api, source, options=SyncOptions(resync_s=0.5))
+    loop.start()
+    try:
+        assert _eventually(lambda: _value(api, "a") == "v1", within=10)
+
+        commit_files(upstream, {"a.yaml": configmap("a", "v2")})
+        assert _eventually(lambda: _value(api, "a") == "v2", within=10)
+
+        live = api.get(ConfigMap, "a", namespace="shop")
+        api.update(live.model_copy(update={"data": {"key": "edited-by-hand"}}))
+        assert _eventually(lambda: _value(api, "a") == "v2", within=10)
+        assert list_sync_records(api)[0].trigger == "resync"
+
+        set_suspended(api, True)
+        time.sleep(0.7)  # let a pass that started before the flag finish
+        commit_files(upstream, {"a.yaml": configmap("a", "v3")})
+        assert not _eventually(lambda: _value(api, "a") == "v3", within=1.5)
+        assert _eventually(lambda: loop.seen is not None
+                           and read_sync_state(api).seen_commit == loop.seen.sha, within=5)
+        set_suspended(api, False)
+        assert _eventually(lambda: _value(api, "a") == "v3", within=10)
+    finally:
+        loop.stop()
+
+
+def test_restart_on_an_invalid_head_keeps_healing_the_last_good_commit(
+    upstream: git.Repo, cache_dir: Path, api: Api
+) -> None:
+    good = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
+    source = GitSource(upstream.working_tree_dir, cache_dir=cache_dir)
+    first = SyncLoop(api, source, watch=BranchWatch(source, watch_local=False),
+                     options=SyncOptions(resync_s=3600))
+    first.step()
+    commit_files(upstream, {"bad.yaml": BAD})
+    live = api.get(ConfigMap, "a", namespace="shop")
+    api.update(live.model_copy(update={"data": {"key": "drift"}}))
+
+    restarted = SyncLoop(api, source, watch=BranchWatch(source, watch_local=False),
+                         options=SyncOptions(resync_s=3600))
+    restarted.step()
+    assert restarted.last_good is not None
+    assert restarted.last_good.sha == good
+    assert restarted.live_repository is not None
+    assert [o.obj.name for o in restarted.live_repository.objects] == ["shop", "a"]
+    assert _value(api, "a") == "v1"

@@ -1,0 +1,160 @@
+"""What the node proxy programs: one rule per Service port, with its ready endpoints.
+
+The agent's sync loop receives ``Sync.services`` (:class:`schemas.protocol.ServiceRule`, one per
+Service, only *ready* endpoints listed) and turns them into a :class:`ServiceRuleSet` with
+:meth:`ServiceRuleSet.from_protocol`; that is the whole adapter. Everything downstream (the
+nftables/iptables renderers, the userspace forwarder, the hosts/env helpers) reads only this
+module's frozen values, so it can be tested with plain data.
+
+A rule set is the node's **complete** desired proxy state: applying it replaces whatever was
+programmed before. Every Service gets a stable *virtual address* in a loopback range
+(:mod:`agent.proxy.addresses`): the address its in-cluster names resolve to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, NewType
+
+from agent.proxy.addresses import DEFAULT_VIRTUAL_RANGE, allocate_virtual_addresses
+from schemas.protocol import ServiceRule
+
+ServiceKey = NewType("ServiceKey", str)
+"""``namespace/name`` of a Service."""
+
+L4Protocol = Literal["TCP", "UDP", "SCTP"]
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """A ready backend: a node address (IPv4) and the host port the pod publishes there."""
+
+    address: str
+    port: int
+
+    def __post_init__(self) -> None:
+        ipaddress.IPv4Address(self.address)  # raises ValueError on anything else
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"endpoint port {self.port} is out of range 1-65535")
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """One Service port as the proxy programs it.
+
+    ``port`` answers on ``virtual_address`` (in-cluster names); ``node_port``, when set,
+    answers on every node address. Both go to one of ``endpoints``.
+    """
+
+    namespace: str
+    name: str
+    port: int
+    virtual_address: str
+    endpoints: tuple[Endpoint, ...] = ()
+    port_name: str | None = None
+    protocol: L4Protocol = "TCP"
+    node_port: int | None = None
+
+    @property
+    def service(self) -> ServiceKey:
+        return ServiceKey(f"{self.namespace}/{self.name}")
+
+    @property
+    def label(self) -> str:
+        """``namespace/name:port`` (or ``:portname``), for logs and rule comments."""
+        return f"{self.namespace}/{self.name}:{self.port_name or self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceRuleSet:
+    """The complete set of Service port rules for one node, in a stable order."""
+
+    rules: tuple[PortRule, ...] = ()
+    _by_service: dict[ServiceKey, tuple[PortRule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        index: dict[ServiceKey, list[PortRule]] = {}
+        seen_node_ports: dict[tuple[str, int], str] = {}
+        for rule in self.rules:
+            index.setdefault(rule.service, []).append(rule)
+            if rule.node_port is not None:
+                other = seen_node_ports.setdefault((rule.protocol, rule.node_port), rule.label)
+                if other != rule.label:
+                    raise ValueError(
+                        f"nodePort {rule.node_port}/{rule.protocol} is used by both {other} "
+                        f"and {rule.label}"
+                    )
+        self._by_service.update({key: tuple(rules) for key, rules in index.items()})
+
+    def __iter__(self) -> Iterator[PortRule]:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def service(self, namespace: str, name: str) -> tuple[PortRule, ...]:
+        """The port rules of one Service (empty when it is not in the set)."""
+        return self._by_service.get(ServiceKey(f"{namespace}/{name}"), ())
+
+    def services(self) -> Iterable[ServiceKey]:
+        return self._by_service.keys()
+
+    def without_endpoints(self, gone: Iterable[Endpoint]) -> ServiceRuleSet:
+        """The same rules minus ``gone``: how the kubelet drains a pod it is about to stop
+        (apply this before SIGTERM) without waiting for the control plane's next sync."""
+        drop = frozenset(gone)
+        return ServiceRuleSet(
+            tuple(
+                replace(rule, endpoints=tuple(e for e in rule.endpoints if e not in drop))
+                for rule in self.rules
+            )
+        )
+
+    @classmethod
+    def from_protocol(
+        cls,
+        services: Sequence[ServiceRule],
+        *,
+        virtual_range: str = DEFAULT_VIRTUAL_RANGE,
+    ) -> ServiceRuleSet:
+        """The adapter from the wire: ``ServiceRuleSet.from_protocol(sync.services)``.
+
+        A Service whose ``clusterIP`` lies in ``virtual_range`` keeps it (the control plane
+        chose it); the others get a stable address hashed from namespace/name, so every node
+        computes the same one without talking to the others.
+        """
+        pinned = {
+            (svc.namespace, svc.name): svc.cluster_ip
+            for svc in services
+            if svc.cluster_ip is not None
+        }
+        addresses = allocate_virtual_addresses(
+            [(svc.namespace, svc.name) for svc in services],
+            pinned=pinned,
+            virtual_range=virtual_range,
+        )
+        rules: list[PortRule] = []
+        for svc in sorted(services, key=lambda s: (s.namespace, s.name)):
+            for port in svc.ports:
+                rules.append(
+                    PortRule(
+                        namespace=svc.namespace,
+                        name=svc.name,
+                        port=port.port,
+                        port_name=port.name,
+                        protocol=port.protocol,
+                        virtual_address=addresses[(svc.namespace, svc.name)],
+                        node_port=port.node_port,
+                        endpoints=tuple(
+                            sorted({Endpoint(ep.address, ep.port) for ep in port.endpoints})
+                        ),
+                    )
+                )
+        return cls(tuple(rules))

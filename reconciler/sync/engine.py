@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from reconciler.api import Api, ApiError, Conflict, NotFound, now_utc
+from reconciler.controllers.deployment import pod_template_hash
 from reconciler.diff import (
     COMMIT_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -34,7 +35,7 @@ from reconciler.diff import (
 from reconciler.source import LoadedObject, LoadedRepository, ManifestErrors
 from reconciler.source.git import CommitInfo
 from reconciler.sync.records import RecordedChange, SyncRecord, record_sync
-from schemas import SUPPORTED_KINDS, KubeObject, ObjectKey, model_for
+from schemas import SUPPORTED_KINDS, Deployment, KubeObject, ObjectKey, model_for
 
 __all__ = [
     "APPLY_ORDER",
@@ -303,7 +304,13 @@ def sync_commit(
     result = SyncResult(commit, outcome, plan, tuple(applied), tuple(errors))
     if not record_unchanged and not applied and not errors:
         return result
-    return _finish(api, result, started=started, trigger=trigger, keep=keep_records)
+    templates = {
+        str(c.key): pod_template_hash(obj.spec.template)
+        for c in applied
+        if c.action != "delete" and isinstance(obj := by_key.get(c.key), Deployment)
+    }
+    return _finish(api, result, started=started, trigger=trigger, keep=keep_records,
+                   templates=templates)
 
 
 def failed_commit(
@@ -324,7 +331,8 @@ def failed_commit(
 
 
 def _finish(
-    api: Api, result: SyncResult, *, started: datetime, trigger: Trigger, keep: int
+    api: Api, result: SyncResult, *, started: datetime, trigger: Trigger, keep: int,
+    templates: Mapping[str, str] | None = None,
 ) -> SyncResult:
     record = SyncRecord(
         id=0,
@@ -346,6 +354,7 @@ def _finish(
         ],
         unchanged=result.plan.unchanged,
         errors=list(result.errors),
+        templates=dict(templates or {}),
     )
     stored = record_sync(api, record, keep=keep)
     return SyncResult(result.commit, result.outcome, result.plan, result.applied,

@@ -22,6 +22,7 @@ from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 from reconciler.source.git import CommitInfo, GitSource, GitSourceError
 from reconciler.source.watch import BranchWatch
 from reconciler.sync.engine import SyncResult, Trigger, failed_commit, sync_commit
+from reconciler.sync.pins import apply_pins
 from reconciler.sync.records import read_sync_state, update_sync_state
 
 __all__ = ["DEFAULT_RESYNC_S", "SyncLoop", "SyncOptions"]
@@ -76,6 +77,7 @@ class SyncLoop:
         self._good: tuple[CommitInfo, LoadedRepository] | None = None
         self._invalid: str | None = None  # the last head that did not load
         self._next_resync = clock()
+        self._pinned: dict[str, LoadedRepository] = {}
         self.last_fetch_error: str | None = None
 
     # -- component -------------------------------------------------------------------------
@@ -165,6 +167,8 @@ class SyncLoop:
                 self._attempted = head.sha
                 return None
         commit, repo = good
+        # Deployments the auto-rollback pinned run their last good commit's version.
+        repo = apply_pins(self.api, repo, load=self._load_pinned)
         opts = self.options
         result = sync_commit(
             self.api, repo, commit=commit, prune=opts.prune, allow_empty=opts.allow_empty,
@@ -204,6 +208,19 @@ class SyncLoop:
                 if self._on_result is not None:
                     self._on_result(result)
             return None
+
+    def _load_pinned(self, sha: str) -> LoadedRepository | None:
+        cached = self._pinned.get(sha)
+        if cached is None:
+            try:
+                commit = self.source.resolve(sha)
+            except GitSourceError:
+                return None
+            cached = self._load(commit, record_failure=False, trigger="resync")
+            if cached is None:
+                return None
+            self._pinned = {sha: cached}  # one pinned commit at a time is the usual case
+        return cached
 
     def _restore_last_good(self) -> tuple[CommitInfo, LoadedRepository] | None:
         # After a restart on an invalid head: the store remembers which commit was live.

@@ -72,11 +72,14 @@ class SyncRecord(BaseModel):
     started_at: datetime
     finished_at: datetime
     outcome: Literal["Succeeded", "Failed"]
-    trigger: Literal["commit", "resync", "manual"]
+    trigger: Literal["commit", "resync", "manual", "rollback"]
     changes: list[RecordedChange] = Field(default_factory=list)
     changes_total: int = 0
     unchanged: int = 0
     errors: list[str] = Field(default_factory=list)
+    # Deployments this sync created or updated -> the pod-template hash it applied: how
+    # `capstan history` finds the Deployment revision (ReplicaSet) a commit produced.
+    templates: dict[str, str] = Field(default_factory=dict)
 
     @property
     def subject(self) -> str:

@@ -1,0 +1,79 @@
+"""The API server: the only code that touches the store.
+
+Sits between :mod:`reconciler.store` and everything that reads or writes cluster state
+(controllers, scheduler, sync, agents' status reports, the CLI). Offers:
+
+- :class:`Api` — typed ``create`` / ``get`` / ``list`` / ``update`` / ``update_status`` /
+  ``delete`` / ``watch`` for every kind in :mod:`schemas`, the ``bind`` sub-resource,
+  ``record_event``, node heartbeat leases and ``authenticate_token``. Blocking, thread-safe;
+  :class:`AsyncApi` wraps it for event loops.
+- Errors, all :class:`ApiError` (``reason``, HTTP-ish ``code``): :class:`NotFound`,
+  :class:`AlreadyExists`, :class:`Conflict`, :class:`Invalid` (``causes``: field path +
+  message), :class:`Expired` (410: relist), :class:`Forbidden`, :class:`TooLarge`,
+  :class:`Unavailable`.
+- :class:`ObjectList`, :class:`WatchEvent`, :class:`WatchStream`; :class:`EventRecord`,
+  :class:`NodeLease`, :class:`Identity`; clocks (:class:`Clock`, :class:`SystemClock`,
+  :class:`ManualClock`).
+
+Objects live at ``/registry/<plural>/<namespace>/<name>`` as JSON; ``resourceVersion`` is the
+key's store ``mod_revision``.
+"""
+
+from reconciler.api._aio import AsyncApi
+from reconciler.api._errors import (
+    AlreadyExists,
+    ApiError,
+    Cause,
+    Conflict,
+    Expired,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
+from reconciler.api._records import EventRecord, InvolvedObject, NodeLease
+from reconciler.api._server import NAMESPACE_FINALIZER, SYSTEM_NAMESPACES, Api, random_suffix
+from reconciler.api._tokens import (
+    SERVICE_ACCOUNT_NAME_ANNOTATION,
+    SERVICE_ACCOUNT_TOKEN_TYPE,
+    SERVICE_ACCOUNT_UID_ANNOTATION,
+    Identity,
+    generate_token,
+)
+from reconciler.api._types import EventKind, ObjectList, WatchEvent, WatchStream
+from reconciler.api.clock import Clock, ManualClock, SystemClock, now_utc
+
+__all__ = [
+    "NAMESPACE_FINALIZER",
+    "SERVICE_ACCOUNT_NAME_ANNOTATION",
+    "SERVICE_ACCOUNT_TOKEN_TYPE",
+    "SERVICE_ACCOUNT_UID_ANNOTATION",
+    "SYSTEM_NAMESPACES",
+    "AlreadyExists",
+    "Api",
+    "ApiError",
+    "AsyncApi",
+    "Cause",
+    "Clock",
+    "Conflict",
+    "EventKind",
+    "EventRecord",
+    "Expired",
+    "Forbidden",
+    "Identity",
+    "Invalid",
+    "InvolvedObject",
+    "ManualClock",
+    "NodeLease",
+    "NotFound",
+    "ObjectList",
+    "SystemClock",
+    "TooLarge",
+    "Unavailable",
+    "WatchEvent",
+    "WatchStream",
+    "generate_token",
+    "now_utc",
+    "random_suffix",
+]

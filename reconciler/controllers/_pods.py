@@ -1,0 +1,76 @@
+"""What the workload controllers need to know about a pod: readiness, availability, ownership.
+
+Shared by the replicaset controller (status counts, which pod to delete first) and the
+deployment controller (surge and availability arithmetic). Availability follows Kubernetes:
+Ready for at least ``minReadySeconds`` by the controller's clock, counted from the Ready
+condition's ``lastTransitionTime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from schemas import KubeObject, ObjectKey, OwnerReference, Pod
+
+__all__ = [
+    "active",
+    "controller_ref",
+    "is_available",
+    "is_ready",
+    "owner_keys",
+    "ready_since",
+    "until_available",
+]
+
+
+def controller_ref(obj: KubeObject) -> OwnerReference | None:
+    return next((ref for ref in obj.metadata.owner_references if ref.controller), None)
+
+
+def owner_keys(obj: KubeObject, kind: str) -> Iterable[ObjectKey]:
+    ref = controller_ref(obj)
+    if ref is not None and ref.kind == kind:
+        yield ObjectKey(kind, obj.namespace, ref.name)
+
+
+def active(pod: Pod) -> bool:
+    """Counts toward a ReplicaSet's replicas: not being deleted, not finished."""
+    phase = pod.status.phase if pod.status else "Pending"
+    return pod.metadata.deletion_timestamp is None and phase not in ("Succeeded", "Failed")
+
+
+def is_ready(pod: Pod) -> bool:
+    return pod.status is not None and pod.status.ready
+
+
+def ready_since(pod: Pod) -> datetime | None:
+    if pod.status is None:
+        return None
+    condition = pod.status.condition("Ready")
+    if condition is None or condition.status != "True":
+        return None
+    return condition.last_transition_time or pod.metadata.creation_timestamp
+
+
+def until_available(pod: Pod, min_ready_seconds: int, now: float) -> float | None:
+    """Seconds until the pod counts as available: 0 if it is, None if it is not even ready."""
+    # Hot: called for every pod of a Deployment on each of its reconciles, so one plain loop.
+    status = pod.status
+    if status is None:
+        return None
+    for condition in status.conditions:
+        if condition.type == "Ready":
+            if condition.status != "True":
+                return None
+            if min_ready_seconds <= 0:
+                return 0.0
+            since = condition.last_transition_time or pod.metadata.creation_timestamp
+            if since is None:
+                return 0.0
+            return max(since.timestamp() + min_ready_seconds - now, 0.0)
+    return None
+
+
+def is_available(pod: Pod, min_ready_seconds: int, now: float) -> bool:
+    return until_available(pod, min_ready_seconds, now) == 0.0

@@ -1,0 +1,544 @@
+"""The deployment controller: rolls a Deployment's pod template out through ReplicaSets.
+
+Watches Deployments, their ReplicaSets and the pods of those (a pod event wakes the Deployment
+that owns its ReplicaSet). For each Deployment it finds the ReplicaSet whose template equals the
+Deployment's (``<deploy>-<pod-template-hash>``; an old one with an equal template is reused and
+gets the next revision — the rollback path), then moves replicas to it: RollingUpdate within
+``maxSurge`` / ``maxUnavailable`` counted against *available* pods (Ready for
+``minReadySeconds`` by the passed clock), or Recreate (old pods gone first). It keeps
+``revisionHistoryLimit`` scaled-down ReplicaSets, and writes status and the Available and
+Progressing conditions (``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds`` without
+progress). The replicaset controller below it turns ``spec.replicas`` into pods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
+from reconciler.controllers._pods import active, controller_ref, owner_keys, until_available
+from reconciler.controllers.runtime import Controller, ControllerContext, Result, TransientError
+from schemas import (
+    Condition,
+    Deployment,
+    DeploymentStatus,
+    LabelSelector,
+    ObjectKey,
+    ObjectMeta,
+    OwnerReference,
+    Pod,
+    PodTemplateSpec,
+    ReplicaSet,
+    ReplicaSetSpec,
+    resolve_int_or_percent,
+)
+
+__all__ = [
+    "HASH_LABEL",
+    "REVISION_ANNOTATION",
+    "DeploymentController",
+    "pod_template_hash",
+    "revision_of",
+]
+
+HASH_LABEL = "pod-template-hash"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _template_doc(template: PodTemplateSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = template.model_dump(mode="json", by_alias=True, exclude_none=True)
+    labels = dict(doc.get("metadata", {}).get("labels", {}))
+    labels.pop(HASH_LABEL, None)
+    doc.setdefault("metadata", {})["labels"] = labels
+    return doc
+
+
+def pod_template_hash(template: PodTemplateSpec, collision_count: int | None = None) -> str:
+    """A stable 10-character name part for a template (the hash label itself excluded).
+    ``collision_count`` (the Deployment's ``status.collisionCount``) changes it when the
+    name is taken by a ReplicaSet this Deployment does not own, as in Kubernetes."""
+    doc = json.dumps(_template_doc(template), sort_keys=True, separators=(",", ":"))
+    if collision_count:
+        doc += f"/{collision_count}"
+    digest = hashlib.sha256(doc.encode()).digest()
+    number = int.from_bytes(digest[:8], "big")
+    chars = []
+    for _ in range(10):
+        number, index = divmod(number, len(_HASH_ALPHABET))
+        chars.append(_HASH_ALPHABET[index])
+    return "".join(chars)
+
+
+def _hash(d: Deployment) -> str:
+    return pod_template_hash(d.spec.template, d.status.collision_count if d.status else None)
+
+
+def revision_of(rs: ReplicaSet) -> int:
+    value = rs.metadata.annotations.get(REVISION_ANNOTATION, "0")
+    return int(value) if value.isdigit() else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    replicas: int
+    updated: int
+    ready: int
+    available: int
+
+
+class _View:
+    """The pods of a Deployment's ReplicaSets, read once per reconcile: every decision in one
+    reconcile counts from the same snapshot (and a 1,000-pod Deployment is walked once)."""
+
+    def __init__(self, pods_of: dict[str, list[Pod]], min_ready_seconds: int, now: float):
+        self._pods = pods_of
+        self._available: dict[str, int] = {}
+        self._ready: dict[str, int] = {}
+        for uid, pods in pods_of.items():
+            waits = [until_available(p, min_ready_seconds, now) for p in pods]
+            self._ready[uid] = sum(w is not None for w in waits)
+            self._available[uid] = sum(w == 0.0 for w in waits)
+
+    def count(self, rss: Iterable[ReplicaSet]) -> int:
+        return sum(len(self._pods.get(rs.metadata.uid or "", ())) for rs in rss)
+
+    def available(self, rss: Iterable[ReplicaSet]) -> int:
+        return sum(self._available.get(rs.metadata.uid or "", 0) for rs in rss)
+
+    def ready(self, rss: Iterable[ReplicaSet]) -> int:
+        return sum(self._ready.get(rs.metadata.uid or "", 0) for rs in rss)
+
+
+class DeploymentController(Controller):
+    name: ClassVar[str] = "deployment"
+    workers: ClassVar[int] = 2
+
+    def __init__(self, ctx: ControllerContext) -> None:
+        super().__init__(ctx)
+        self.deployments = self.watch_own(Deployment)
+        self.replicasets = self.watch(ReplicaSet, lambda rs: owner_keys(rs, "Deployment"))
+        self.pods = self.watch(Pod, self._deployment_of_pod)
+
+    def _deployment_of_pod(self, pod: Pod) -> Iterable[ObjectKey]:
+        for rs_key in owner_keys(pod, "ReplicaSet"):
+            rs = self.replicasets.get(rs_key.name, namespace=rs_key.namespace)
+            if rs is not None:
+                yield from owner_keys(rs, "Deployment")
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def reconcile(self, key: ObjectKey) -> Result | None:
+        d = self.deployments.get(key.name, namespace=key.namespace)
+        if d is None or d.metadata.deletion_timestamp is not None:
+            self.forget_writes(key)
+            return None
+        self.await_own_writes(key)
+        owned = self.replicasets.by_index("owner", d.metadata.uid or "")
+        want = _template_doc(d.spec.template)
+        new_rs = next((rs for rs in owned if _template_doc(rs.spec.template) == want), None)
+        old = sorted((rs for rs in owned if rs is not new_rs), key=revision_of)
+        view = _View(
+            {
+                rs.metadata.uid or "": [
+                    p for p in self.pods.by_index("owner", rs.metadata.uid or "") if active(p)
+                ]
+                for rs in owned
+            },
+            d.spec.min_ready_seconds,
+            self.clock.time(),
+        )
+        if d.spec.paused:
+            scaled = self._scale_paused(d, new_rs, old)
+            return self._sync_status(d, new_rs, old, view, progressed=scaled)
+        if d.spec.strategy.type == "Recreate":
+            progressed = self._recreate(d, new_rs, old, view)
+        else:
+            progressed = self._rolling(d, new_rs, old, view)
+        if not progressed:
+            self._cleanup(d, old, view)
+        current = self._current_new(d, new_rs)
+        return self._sync_status(d, current, old, view, progressed=progressed)
+
+    def _current_new(self, d: Deployment, new_rs: ReplicaSet | None) -> ReplicaSet | None:
+        if new_rs is not None:
+            return self.replicasets.get(new_rs.name, namespace=new_rs.namespace) or new_rs
+        hashed = f"{d.name}-{_hash(d)}"
+        return self.replicasets.get(hashed, namespace=d.namespace)
+
+    # -- strategies --------------------------------------------------------------------------
+
+    def _rolling(
+        self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet], view: _View
+    ) -> bool:
+        replicas = d.spec.replicas
+        rolling = d.spec.strategy.rolling_update
+        surge = resolve_int_or_percent(rolling.max_surge, replicas, round_up=True) if rolling else 0
+        unavailable = (
+            resolve_int_or_percent(rolling.max_unavailable, replicas, round_up=False)
+            if rolling else 0
+        )
+        if surge == 0 and unavailable == 0:
+            unavailable = 1  # Kubernetes' rule: a rollout must be able to move
+        all_rss = ([new_rs] if new_rs else []) + old
+        # Surge counts the larger of what is asked for and what exists: pods of a ReplicaSet
+        # that was just scaled down are still there until its controller deletes them.
+        total = max(sum(rs.spec.replicas for rs in all_rss), view.count(all_rss))
+        if new_rs is None:
+            initial = max(min(replicas + surge - total, replicas), 0)
+            self._ensure_new(d, None, old, replicas=initial)
+            return True
+        new_rs = self._ensure_new(d, new_rs, old, replicas=new_rs.spec.replicas)
+        # Scale the new ReplicaSet up within the surge budget (or down to the target).
+        if new_rs.spec.replicas > replicas:
+            self._scale(d, new_rs, replicas)
+            return True
+        if new_rs.spec.replicas < replicas:
+            step = min(replicas + surge - total, replicas - new_rs.spec.replicas)
+            if step > 0:
+                self._scale(d, new_rs, new_rs.spec.replicas + step)
+                return True
+        return self._scale_down_old(
+            d, new_rs, old, view, replicas=replicas, max_unavailable=unavailable
+        )
+
+    def _scale_down_old(
+        self,
+        d: Deployment,
+        new_rs: ReplicaSet,
+        old: list[ReplicaSet],
+        view: _View,
+        *,
+        replicas: int,
+        max_unavailable: int,
+    ) -> bool:
+        active_old = [rs for rs in old if rs.spec.replicas > 0]
+        if not active_old:
+            return False
+        min_available = replicas - max_unavailable
+        available = {rs.metadata.uid: view.available([rs]) for rs in [new_rs, *old]}
+        all_spec = sum(rs.spec.replicas for rs in [new_rs, *old])
+        new_unavailable = max(new_rs.spec.replicas - available[new_rs.metadata.uid], 0)
+        budget = all_spec - min_available - new_unavailable
+        if budget <= 0:
+            return False
+        targets: dict[str, int] = {rs.metadata.uid or "": rs.spec.replicas for rs in active_old}
+        # First drop old pods that serve nobody (not available): removing them costs no
+        # availability. The replicaset controller deletes not-ready pods first, which is what
+        # makes this safe.
+        cleaned = 0
+        for rs in active_old:
+            uid = rs.metadata.uid or ""
+            unhealthy = targets[uid] - min(available[rs.metadata.uid], targets[uid])
+            step = min(unhealthy, budget - cleaned)
+            if step > 0:
+                targets[uid] -= step
+                cleaned += step
+        # Then scale healthy old pods down by what availability can spare.
+        total_available = sum(available.values())
+        spare = total_available - min_available
+        scaled = 0
+        for rs in active_old:
+            uid = rs.metadata.uid or ""
+            step = min(targets[uid], spare - scaled, budget - cleaned - scaled)
+            if step > 0:
+                targets[uid] -= step
+                scaled += step
+        changed = False
+        for rs in active_old:
+            target = targets[rs.metadata.uid or ""]
+            if target != rs.spec.replicas:
+                self._scale(d, rs, target)
+                changed = True
+        return changed
+
+    def _recreate(
+        self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet], view: _View
+    ) -> bool:
+        running_old = [rs for rs in old if rs.spec.replicas > 0]
+        for rs in running_old:
+            self._scale(d, rs, 0)
+        if running_old:
+            return True
+        if view.count(old) > 0:
+            return False  # wait for the old pods to be gone; their deletions wake us
+        if new_rs is None:
+            self._ensure_new(d, None, old, replicas=d.spec.replicas)
+            return True
+        new_rs = self._ensure_new(d, new_rs, old, replicas=new_rs.spec.replicas)
+        if new_rs.spec.replicas != d.spec.replicas:
+            self._scale(d, new_rs, d.spec.replicas)
+            return True
+        return False
+
+    def _scale_paused(
+        self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet]
+    ) -> bool:
+        """A paused Deployment does not roll, but a replica change still applies: spread over
+        the ReplicaSets that have replicas, in proportion, the rounding going to the newest
+        (Kubernetes' proportional scaling)."""
+        sets = [*([new_rs] if new_rs else []), *old]
+        active = [rs for rs in sets if rs.spec.replicas > 0]
+        total = sum(rs.spec.replicas for rs in active)
+        target = d.spec.replicas
+        if total == target:
+            return False
+        if not active:
+            if not sets:
+                return False
+            self._scale(d, new_rs or old[-1], target)
+            return True
+        shares = {rs.metadata.uid: rs.spec.replicas * target // total for rs in active}
+        newest = max(active, key=revision_of)
+        shares[newest.metadata.uid] += target - sum(shares.values())
+        for rs in active:
+            if shares[rs.metadata.uid] != rs.spec.replicas:
+                self._scale(d, rs, shares[rs.metadata.uid])
+        return True
+
+    # -- ReplicaSet writes -------------------------------------------------------------------
+
+    def _ensure_new(
+        self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet], *, replicas: int
+    ) -> ReplicaSet:
+        """The new ReplicaSet, created if missing; a reused one gets the next revision."""
+        max_old = max((revision_of(rs) for rs in old), default=0)
+        next_revision = max_old + 1
+        if new_rs is not None:
+            updates: dict[str, Any] = {}
+            if revision_of(new_rs) <= max_old:
+                annotations = {**new_rs.metadata.annotations,
+                               REVISION_ANNOTATION: str(next_revision)}
+                updates["metadata"] = new_rs.metadata.model_copy(
+                    update={"annotations": annotations}
+                )
+            if new_rs.spec.min_ready_seconds != d.spec.min_ready_seconds:
+                updates["spec"] = new_rs.spec.model_copy(
+                    update={"min_ready_seconds": d.spec.min_ready_seconds}
+                )
+            if updates:
+                new_rs = self._write(d, self.api.update(new_rs.model_copy(update=updates)))
+            self._annotate_deployment(d, revision_of(new_rs))
+            return new_rs
+        template_hash = _hash(d)
+        labels = {**d.spec.template.metadata.labels, HASH_LABEL: template_hash}
+        template = d.spec.template.model_copy(
+            update={"metadata": d.spec.template.metadata.model_copy(update={"labels": labels})}
+        )
+        selector = LabelSelector(
+            match_labels={**d.spec.selector.match_labels, HASH_LABEL: template_hash},
+            match_expressions=d.spec.selector.match_expressions,
+        )
+        rs = ReplicaSet(
+            metadata=ObjectMeta(
+                name=f"{d.name}-{template_hash}",
+                namespace=d.namespace,
+                labels=labels,
+                annotations={REVISION_ANNOTATION: str(next_revision)},
+                owner_references=[
+                    OwnerReference(
+                        api_version="apps/v1", kind="Deployment", name=d.name,
+                        uid=d.metadata.uid or "", controller=True, block_owner_deletion=True,
+                    )
+                ],
+            ),
+            spec=ReplicaSetSpec(
+                replicas=replicas, min_ready_seconds=d.spec.min_ready_seconds,
+                selector=selector, template=template,
+            ),
+        )
+        try:
+            created = self._write(d, self.api.create(rs))
+        except AlreadyExists as exc:
+            existing = self.api.get(ReplicaSet, rs.name, namespace=rs.namespace)
+            owner = controller_ref(existing)
+            if owner is not None and owner.uid == d.metadata.uid:
+                # Ours; the cache had not caught up. The next reconcile finds it there.
+                raise TransientError(f"replicaset {rs.name} is not in the cache yet") from exc
+            # Someone else's object holds the name: rehash with a bumped collision count.
+            status = d.status or DeploymentStatus()
+            self.api.update_status(d.model_copy(update={"status": status.model_copy(
+                update={"collision_count": (status.collision_count or 0) + 1}
+            )}))
+            raise TransientError(f"replicaset name {rs.name} is taken; rehashing", delay=0) from exc
+        self.record_event(d, reason="ScalingReplicaSet",
+                          message=f"Scaled up replica set {rs.name} to {replicas}")
+        self._annotate_deployment(d, next_revision)
+        return created
+
+    def _scale(self, d: Deployment, rs: ReplicaSet, replicas: int) -> ReplicaSet:
+        direction = "up" if replicas > rs.spec.replicas else "down"
+        scaled = self._write(d, self.api.update(
+            rs.model_copy(update={"spec": rs.spec.model_copy(update={"replicas": replicas})})
+        ))
+        self.record_event(
+            d, reason="ScalingReplicaSet",
+            message=f"Scaled {direction} replica set {rs.name} to {replicas}",
+        )
+        return scaled
+
+    def _write(self, d: Deployment, rs: ReplicaSet) -> ReplicaSet:
+        self.note_write(d.key, self.replicasets, int(rs.metadata.resource_version or 0))
+        return rs
+
+    def _annotate_deployment(self, d: Deployment, revision: int) -> None:
+        if d.metadata.annotations.get(REVISION_ANNOTATION) == str(revision):
+            return
+        annotations = {**d.metadata.annotations, REVISION_ANNOTATION: str(revision)}
+        self.api.update(
+            d.model_copy(update={"metadata": d.metadata.model_copy(
+                update={"annotations": annotations}
+            )})
+        )
+
+    def _cleanup(self, d: Deployment, old: list[ReplicaSet], view: _View) -> None:
+        """Delete the oldest fully scaled-down ReplicaSets beyond revisionHistoryLimit."""
+        idle = [
+            rs for rs in old
+            if rs.spec.replicas == 0 and (rs.status is None or rs.status.replicas == 0)
+            and view.count([rs]) == 0
+        ]
+        surplus = len(idle) - d.spec.revision_history_limit
+        for rs in sorted(idle, key=revision_of)[:max(surplus, 0)]:
+            try:
+                self.api.delete(ReplicaSet, rs.name, namespace=rs.namespace,
+                                resource_version=rs.metadata.resource_version)
+            except NotFound:
+                continue
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _sync_status(
+        self,
+        d: Deployment,
+        new_rs: ReplicaSet | None,
+        old: list[ReplicaSet],
+        view: _View,
+        *,
+        progressed: bool,
+    ) -> Result | None:
+        every = [*([new_rs] if new_rs else []), *old]
+        counts = _Counts(
+            replicas=view.count(every),
+            updated=view.count([new_rs]) if new_rs else 0,
+            ready=view.ready(every),
+            available=view.available(every),
+        )
+        replicas = d.spec.replicas
+        rolling = d.spec.strategy.rolling_update
+        max_unavailable = (
+            resolve_int_or_percent(rolling.max_unavailable, replicas, round_up=False)
+            if rolling else 0
+        )
+        now = now_utc(self.clock)
+        previous = d.status or DeploymentStatus()
+        conditions = {c.type: c for c in previous.conditions}
+        available_ok = counts.available >= replicas - max_unavailable
+        conditions["Available"] = _condition(
+            conditions.get("Available"), "True" if available_ok else "False",
+            "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
+            "Deployment has minimum availability." if available_ok
+            else "Deployment does not have minimum availability.",
+            now,
+        )
+        complete = (
+            new_rs is not None and counts.updated == replicas and counts.replicas == replicas
+            and counts.available == replicas
+            and (new_rs.spec.replicas == replicas)
+        )
+        moved = progressed or (
+            counts != _Counts(previous.replicas, previous.updated_replicas,
+                              previous.ready_replicas, previous.available_replicas)
+        )
+        requeue: float | None = None
+        prior = conditions.get("Progressing")
+        if d.spec.paused:
+            conditions["Progressing"] = _condition(
+                prior, "Unknown", "DeploymentPaused", "Deployment is paused.", now
+            )
+        elif complete:
+            name = new_rs.name if new_rs else ""
+            conditions["Progressing"] = _condition(
+                prior, "True", "NewReplicaSetAvailable",
+                f'ReplicaSet "{name}" has successfully progressed.', now,
+            )
+        elif moved or prior is None or prior.reason == "NewReplicaSetAvailable" or (
+            previous.observed_generation != d.metadata.generation
+        ):
+            name = new_rs.name if new_rs else f"{d.name}-{_hash(d)}"
+            conditions["Progressing"] = _condition(
+                prior, "True", "ReplicaSetUpdated",
+                f'ReplicaSet "{name}" is progressing.', now, touch=True,
+            )
+            requeue = float(d.spec.progress_deadline_seconds)
+        elif prior.reason != "ProgressDeadlineExceeded":
+            last = prior.last_update_time or prior.last_transition_time or now
+            waited = now.timestamp() - last.timestamp()
+            if waited > d.spec.progress_deadline_seconds:
+                conditions["Progressing"] = _condition(
+                    prior, "False", "ProgressDeadlineExceeded",
+                    f'Deployment "{d.name}" has exceeded its progress deadline.', now,
+                )
+                self.record_event(
+                    d, reason="ProgressDeadlineExceeded",
+                    message=f'Deployment "{d.name}" has exceeded its progress deadline.',
+                    warning=True,
+                )
+            else:
+                requeue = d.spec.progress_deadline_seconds - waited + 0.001
+        status = DeploymentStatus(
+            observed_generation=d.metadata.generation,
+            replicas=counts.replicas,
+            updated_replicas=counts.updated,
+            ready_replicas=counts.ready,
+            available_replicas=counts.available,
+            unavailable_replicas=max(replicas - counts.available, 0),
+            collision_count=previous.collision_count,
+            conditions=[conditions[t] for t in ("Available", "Progressing") if t in conditions]
+            + [c for c in previous.conditions if c.type not in ("Available", "Progressing")],
+        )
+        if status != d.status:
+            try:
+                self.api.update_status(d.model_copy(update={"status": status}))
+            except Conflict:
+                # Our own revision annotation, or a spec change: the status we computed holds
+                # for the fresh copy only if it has the same generation.
+                fresh = self.api.get(Deployment, d.name, namespace=d.namespace)
+                if fresh.metadata.generation == d.metadata.generation:
+                    self.api.update_status(fresh.model_copy(update={"status": status}))
+        return Result(requeue_after=requeue) if requeue is not None else None
+
+
+def _condition(
+    prior: Condition | None,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    *,
+    touch: bool = False,
+) -> Condition:
+    """A condition whose times move as Kubernetes' do: lastTransitionTime when the status
+    flips, lastUpdateTime when the reason changes or progress is reported (``touch``)."""
+    if prior is not None and prior.status == status and prior.reason == reason and not touch:
+        return prior.model_copy(update={"message": message})
+    transition = (
+        prior.last_transition_time if prior is not None and prior.status == status else now
+    )
+    return Condition(
+        type=prior.type if prior is not None else _type_for(reason),
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        last_update_time=now,
+    )
+
+
+def _type_for(reason: str) -> str:
+    return "Available" if reason.startswith("Minimum") else "Progressing"

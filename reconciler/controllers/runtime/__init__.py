@@ -1,0 +1,41 @@
+"""The controller runtime: informers, a work queue and the reconcile loop.
+
+Used by every controller in :mod:`reconciler.controllers`, by the scheduler (a loop on the same
+informers) and by the :class:`~reconciler.controllers.manager.ControllerManager` that runs them
+all on one :class:`~reconciler.api.Api`. Offers :class:`Informer` / :class:`InformerFactory`
+(list + watch + cache + indexes per kind), :class:`WorkQueue`, the :class:`Controller` base with
+its contract (:class:`Result`, :class:`TransientError`, :class:`TerminalError`), and
+:class:`ControllerContext` / :class:`Component` for wiring.
+"""
+
+from reconciler.controllers.runtime._controller import (
+    Component,
+    ComponentFactory,
+    Controller,
+    ControllerContext,
+    Result,
+    TerminalError,
+    TransientError,
+)
+from reconciler.controllers.runtime._informer import (
+    Informer,
+    InformerEvent,
+    InformerFactory,
+    controller_uid,
+)
+from reconciler.controllers.runtime._queue import WorkQueue
+
+__all__ = [
+    "Component",
+    "ComponentFactory",
+    "Controller",
+    "ControllerContext",
+    "Informer",
+    "InformerEvent",
+    "InformerFactory",
+    "Result",
+    "TerminalError",
+    "TransientError",
+    "WorkQueue",
+    "controller_uid",
+]

@@ -1,0 +1,151 @@
+"""The work queue between informers and a controller's workers.
+
+Informer handlers add keys; worker threads take them. Like client-go's workqueue: a key is in the
+queue at most once (de-duplicated), is handed to one worker at a time (a key added while it is
+being processed waits and runs again after), and per-key failure counts give exponential
+backoff that resets when the key succeeds.
+
+Two kinds of delay, on two clocks. ``add_after`` is *domain* time ("this pod is available in
+5 s", "the progress deadline passes in 30 s") and waits on the passed clock, so a test's
+ManualClock decides when it fires. ``retry_after`` is error pacing (backoff, a cache that is
+catching up) and waits on the machine's monotonic clock: a retry must happen even when nobody
+advances a manual clock, and a wall-clock jump must not stall it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from reconciler.api import Clock
+
+__all__ = ["WorkQueue"]
+
+K = TypeVar("K", bound=Hashable)
+
+#: How often a waiting worker re-reads the clock for delayed keys. A ManualClock moves without
+#: telling anyone, so waits are sliced; a real clock just wakes up a little early.
+_TICK_S = 0.05
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, clock: Clock, *, base_delay_s: float = 0.005, max_delay_s: float = 300.0):
+        self._clock = clock
+        self._base = base_delay_s
+        self._max = max_delay_s
+        self._cond = threading.Condition()
+        self._queue: deque[K] = deque()
+        self._queued: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
+        self._delayed: list[tuple[float, int, K]] = []
+        self._retries: list[tuple[float, int, K]] = []
+        self._seq = itertools.count()
+        self._failures: dict[K, int] = {}
+        self._shutdown = False
+
+    def add(self, key: K) -> None:
+        with self._cond:
+            self._add_locked(key)
+
+    def _add_locked(self, key: K) -> None:
+        if self._shutdown:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.append(key)
+            self._cond.notify()
+
+    def add_after(self, key: K, delay_s: float) -> None:
+        if delay_s <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            heapq.heappush(self._delayed, (self._clock.time() + delay_s, next(self._seq), key))
+            self._cond.notify()
+
+    def retry_after(self, key: K, delay_s: float) -> None:
+        if delay_s <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            heapq.heappush(self._retries, (time.monotonic() + delay_s, next(self._seq), key))
+            self._cond.notify()
+
+    def get(self, timeout_s: float | None = None) -> K | None:
+        """The next key (now owned by the caller until ``done``), or None on timeout/shutdown."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while not self._shutdown:
+                self._promote_due_locked()
+                if self._queue:
+                    key = self._queue.popleft()
+                    self._queued.discard(key)
+                    self._processing.add(key)
+                    return key
+                wait = _TICK_S
+                if self._delayed:
+                    wait = min(wait, max(self._delayed[0][0] - self._clock.time(), 0.001))
+                if self._retries:
+                    wait = min(wait, max(self._retries[0][0] - time.monotonic(), 0.001))
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    wait = min(wait, left)
+                self._cond.wait(wait)
+            return None
+
+    def _promote_due_locked(self) -> None:
+        now = self._clock.time()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, key = heapq.heappop(self._delayed)
+            self._add_locked(key)
+        mono = time.monotonic()
+        while self._retries and self._retries[0][0] <= mono:
+            _, _, key = heapq.heappop(self._retries)
+            self._add_locked(key)
+
+    def done(self, key: K) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self._add_locked(key)
+
+    def backoff(self, key: K) -> float:
+        """Record a failure of ``key``; the delay before its next try (base x 2^failures)."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        return float(min(self._base * (2**failures), self._max))
+
+    def failures(self, key: K) -> int:
+        with self._cond:
+            return self._failures.get(key, 0)
+
+    def forget(self, key: K) -> None:
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue) + len(self._delayed) + len(self._retries)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing in flight (delayed keys still pending do not count)."""
+        with self._cond:
+            return not self._queue and not self._processing

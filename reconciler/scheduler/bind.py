@@ -1,0 +1,245 @@
+"""The live scheduler: watch pods and nodes, place each pending pod, assume it, bind it.
+
+A thin loop over the pure core (``placement.select_node`` on a ``ClusterState``), run by the
+controller manager as a component. Data flow::
+
+    Pod/Node informers ──► ClusterState (bound pods, nodes)      pending pod keys ──► queue
+    queue ──► select_node ──► assume (counted at once) ──► bind pool ──► Api.bind
+                         └──► Unschedulable: PodScheduled=False + Event, parked
+
+Like kube-scheduler, a chosen pod is *assumed* on its node before the bind write returns, so
+the next pod already sees it; binds run on a small thread pool (the store group-commits
+concurrent writers); a failed bind *forgets* the pod and retries it with backoff. A pod that
+fits nowhere is *parked*: it is tried again when the cluster changes in a way that could help
+(a node added or changed, a placed pod deleted or finished) and, as a safety net, after
+``unschedulable_retry_s`` — never in a hot loop. Its own status write does not wake it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from reconciler.api import ApiError, Conflict, NotFound, now_utc
+from reconciler.controllers.runtime import ControllerContext, InformerEvent, WorkQueue
+from reconciler.scheduler.nodeinfo import NodeName, node_info, pod_info, pod_key
+from reconciler.scheduler.placement import Placement, Unschedulable, select_node
+from reconciler.scheduler.scores import ScoreWeights
+from reconciler.scheduler.state import ClusterState
+from schemas import Node, ObjectKey, Pod
+from schemas.meta import Condition
+from schemas.pod import PodStatus
+
+__all__ = ["SCHEDULER_NAME", "Scheduler"]
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "capstan-scheduler"
+_TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+_SYNC_TIMEOUT_S = 30.0
+
+
+class Scheduler:
+    """Binds every pod without ``spec.nodeName`` to a node. A controller-manager component."""
+
+    name = "scheduler"
+
+    def __init__(
+        self,
+        ctx: ControllerContext,
+        *,
+        rng: random.Random | None = None,
+        weights: ScoreWeights = ScoreWeights(),  # noqa: B008 - frozen, shared safely
+        bind_workers: int = 8,
+        unschedulable_retry_s: float = 60.0,
+    ) -> None:
+        self.api = ctx.api
+        self.clock = ctx.clock
+        self.state = ClusterState()
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock)
+        self._rng = rng
+        self._weights = weights
+        self._retry_s = unschedulable_retry_s
+        # Guards state and _parked: informer threads, the loop and bind threads all touch them.
+        self._lock = threading.Lock()
+        self._parked: set[ObjectKey] = set()
+        # Threads start lazily, on the first bind.
+        self._binds = ThreadPoolExecutor(bind_workers, thread_name_prefix="scheduler-bind")
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pods = ctx.informers.informer(Pod)
+        self.nodes = ctx.informers.informer(Node)
+        self.nodes.add_handler(self._on_node)
+        self.pods.add_handler(self._on_pod)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.queue.shutdown()
+        self.pods.remove_handler(self._on_pod)
+        self.nodes.remove_handler(self._on_node)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._binds.shutdown(wait=True)
+
+    def _run(self) -> None:
+        # Scheduling against a half-listed cluster would park pods as unschedulable for no
+        # reason: wait until both caches hold a full list.
+        self.nodes.wait_synced(_SYNC_TIMEOUT_S)
+        self.pods.wait_synced(_SYNC_TIMEOUT_S)
+        while not self._stopped.is_set():
+            key = self.queue.get()
+            if key is None:
+                continue
+            try:
+                self.schedule(key)
+            except Exception:
+                log.exception("scheduler: %s: scheduling crashed", key)
+                self.queue.add_after(key, self.queue.backoff(key))
+            finally:
+                self.queue.done(key)
+
+    # --- events: keep the state current, wake pods -----------------------------------------
+
+    def _on_node(self, event: InformerEvent[Node]) -> None:
+        with self._lock:
+            if event.type == "DELETED":
+                self.state.remove_node(node_info(event.object).name)
+                return
+            if self.state.upsert_node(node_info(event.object)):
+                self._unpark_locked()
+
+    def _on_pod(self, event: InformerEvent[Pod]) -> None:
+        pod = event.object
+        key = pod_key(pod.namespace, pod.name)
+        if event.type == "DELETED":
+            with self._lock:
+                freed = self.state.placed(key) is not None
+                self.state.remove_pod(key)
+                self._parked.discard(pod.key)
+                if freed:
+                    self._unpark_locked()
+            return
+        if pod.spec.node_name:
+            finished = pod.status is not None and pod.status.phase in _TERMINAL_PHASES
+            node = NodeName(pod.spec.node_name)
+            with self._lock:
+                if finished:
+                    if self.state.placed(key) is not None:
+                        self.state.remove_pod(key)
+                        self._unpark_locked()
+                elif not self.state.confirm(key, node):
+                    self.state.add_pod(pod_info(pod))
+            return
+        if pod.metadata.deletion_timestamp is not None:
+            return
+        with self._lock:
+            # Our own PodScheduled=False write comes back as an update: it must not wake
+            # the pod, or an unschedulable pod would spin.
+            if pod.key in self._parked and event.old is not None and event.old.spec == pod.spec:
+                return
+        self.queue.add(pod.key)
+
+    def _unpark_locked(self) -> None:
+        for key in self._parked:
+            self.queue.add(key)
+        self._parked.clear()
+
+    # --- one pod ---------------------------------------------------------------------------
+
+    def schedule(self, key: ObjectKey) -> Placement | Unschedulable | None:
+        """Place the pod ``key`` names (read from the cache now); None when there is nothing
+        to do (gone, bound, terminating, or its bind already in flight)."""
+        pod = self.pods.get(key.name, namespace=key.namespace)
+        if (
+            pod is None
+            or pod.spec.node_name
+            or pod.metadata.deletion_timestamp is not None
+            or (pod.status is not None and pod.status.phase in _TERMINAL_PHASES)
+        ):
+            return None
+        info = pod_info(pod)
+        with self._lock:
+            if self.state.placed(info.key) is not None:
+                return None
+            outcome = select_node(self.state, info, rng=self._rng, weights=self._weights)
+            if isinstance(outcome, Placement):
+                self.state.assume(info, outcome.node)
+                self._parked.discard(key)
+            else:
+                self._parked.add(key)
+        if isinstance(outcome, Placement):
+            self._binds.submit(self._bind, pod, outcome.node)
+        else:
+            self._binds.submit(self._report_unschedulable, pod, outcome)
+            self.queue.add_after(key, self._retry_s)
+        return outcome
+
+    def _bind(self, pod: Pod, node: str) -> None:
+        key = pod_key(pod.namespace, pod.name)
+        try:
+            self.api.bind(pod, node)
+        except NotFound:
+            with self._lock:
+                self.state.forget(key)
+        except Conflict as exc:
+            # Bound by someone else, or changing under us: forget, and look again once the
+            # cache has caught up (a bound pod is then simply skipped).
+            log.info("scheduler: bind %s to %s: %s", pod.key, node, exc)
+            with self._lock:
+                self.state.forget(key)
+            self.queue.add_after(pod.key, self.queue.backoff(pod.key))
+        except ApiError as exc:
+            delay = self.queue.backoff(pod.key)
+            log.warning("scheduler: bind %s to %s failed: %s (retry in %.3fs)", pod.key, node,
+                        exc, delay)
+            with self._lock:
+                self.state.forget(key)
+            self.queue.add_after(pod.key, delay)
+        else:
+            self.queue.forget(pod.key)
+
+    def _report_unschedulable(self, pod: Pod, outcome: Unschedulable) -> None:
+        message = outcome.message
+        status = pod.status or PodStatus()
+        old = status.condition("PodScheduled")
+        if old is None or (old.status, old.reason, old.message) != (
+            "False",
+            "Unschedulable",
+            message,
+        ):
+            since = (
+                old.last_transition_time
+                if old is not None and old.status == "False"
+                else now_utc(self.clock)
+            )
+            condition = Condition(
+                type="PodScheduled",
+                status="False",
+                reason="Unschedulable",
+                message=message,
+                last_transition_time=since,
+            )
+            conditions = [c for c in status.conditions if c.type != "PodScheduled"]
+            updated = status.model_copy(update={"conditions": [*conditions, condition]})
+            try:
+                self.api.update_status(pod.model_copy(update={"status": updated}))
+            except (Conflict, NotFound):
+                return  # changed or gone: the next attempt reads it again
+            except ApiError as exc:
+                log.warning("scheduler: status of %s: %s", pod.key, exc)
+                return
+        try:
+            self.api.record_event(
+                pod, reason="FailedScheduling", message=message, type="Warning",
+                source=SCHEDULER_NAME,
+            )
+        except ApiError as exc:
+            log.warning("scheduler: event for %s: %s", pod.key, exc)

@@ -1,0 +1,245 @@
+"""Endpoints: computed from pods and nodes (plain data), and kept current by the controller on a
+real temp store with hollow nodes: readiness flips, pod deletion, Service deletion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from reconciler.api import Api, ManualClock
+from reconciler.controllers.endpoints import (
+    ENDPOINTS_LABEL,
+    EndpointsController,
+    compute_endpoints,
+    endpoints_config_map_name,
+    read_endpoints,
+)
+from reconciler.controllers.manager import ControllerManager
+from reconciler.scheduler import Scheduler
+from schemas import ConfigMap, Node, Pod, Service
+from schemas.meta import Condition, ObjectMeta
+from schemas.node import NodeAddress, NodeSpec, NodeStatus
+from schemas.pod import Container, ContainerPort, HostPortMapping, PodSpec, PodStatus
+from tests.fixtures.hollow import HollowCluster
+
+READY = Condition(type="Ready", status="True")
+
+
+def service(*, ports: list[dict[str, object]] | None = None, selector: dict[str, str] | None = None
+            ) -> Service:
+    return Service.model_validate(
+        {
+            "metadata": {"name": "web", "namespace": "default", "uid": "svc-uid"},
+            "spec": {
+                "selector": {"app": "web"} if selector is None else selector,
+                "ports": ports or [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        }
+    )
+
+
+def pod(
+    name: str,
+    *,
+    node: str | None = "n1",
+    ready: bool = True,
+    labels: dict[str, str] | None = None,
+    namespace: str = "default",
+    host_ports: list[HostPortMapping] | None = None,
+    host_network: bool = False,
+    deleting: bool = False,
+) -> Pod:
+    ports = [ContainerPort(name="http", container_port=8080),
+             ContainerPort(name="dns", container_port=53, protocol="UDP")]
+    return Pod(
+        metadata=ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels={"app": "web"} if labels is None else labels,
+            deletion_timestamp=datetime(2030, 1, 1, tzinfo=UTC) if deleting else None,
+        ),
+        spec=PodSpec(
+            containers=[Container(name="app", image="i", ports=ports)],
+            node_name=node,
+            host_network=host_network,
+        ),
+        status=PodStatus(
+            phase="Running",
+            conditions=[READY if ready else Condition(type="Ready", status="False")],
+            host_ports=host_ports
+            if host_ports is not None
+            else [
+                HostPortMapping(container_name="app", container_port=8080, host_ip="0.0.0.0",
+                                host_port=30001),
+                HostPortMapping(container_name="app", container_port=53, protocol="UDP",
+                                host_ip="0.0.0.0", host_port=30053),
+            ],
+        ),
+    )
+
+
+NODES = {
+    "n1": Node(
+        metadata=ObjectMeta(name="n1"),
+        spec=NodeSpec(address="node1.example"),
+        status=NodeStatus(addresses=[NodeAddress(type="InternalIP", address="10.0.0.1")]),
+    ),
+    "n2": Node(metadata=ObjectMeta(name="n2"), spec=NodeSpec(address="10.0.0.2")),
+}
+
+
+def targets(svc: Service, pods: list[Pod]) -> list[list[tuple[str, str, int]]]:
+    result = compute_endpoints(svc, pods, nodes=NODES)
+    return [[(t.pod, t.address, t.host_port) for t in port.targets] for port in result.ports]
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([pod("a")], [[("a", "10.0.0.1", 30001)]]),
+        ([pod("b", node="n2"), pod("a")], [[("a", "10.0.0.1", 30001), ("b", "10.0.0.2", 30001)]]),
+        ([pod("a", ready=False)], [[]]),
+        ([pod("a", node=None)], [[]]),
+        ([pod("a", deleting=True)], [[]]),
+        ([pod("a", labels={"app": "other"})], [[]]),
+        ([pod("a", namespace="elsewhere")], [[]]),
+        ([pod("a", host_ports=[])], [[]]),  # nothing published: unreachable
+        (
+            [pod("a", host_ports=[HostPortMapping(container_name="app", container_port=8080,
+                                                  host_ip="127.0.0.7", host_port=9000)])],
+            [[("a", "127.0.0.7", 9000)]],
+        ),
+        ([pod("a", host_network=True, host_ports=[])], [[("a", "10.0.0.1", 8080)]]),
+    ],
+)
+def test_compute_endpoints(pods: list[Pod], expected: list[list[tuple[str, str, int]]]) -> None:
+    assert targets(service(), pods) == expected
+
+
+def test_target_port_by_number_and_protocol() -> None:
+    svc = service(
+        ports=[
+            {"name": "web", "port": 80, "targetPort": 8080},
+            {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
+            {"name": "missing", "port": 81, "targetPort": "nope"},
+        ]
+    )
+    assert targets(svc, [pod("a")]) == [
+        [("a", "10.0.0.1", 30001)],
+        [("a", "10.0.0.1", 30053)],
+        [],
+    ]
+
+
+def test_selectorless_service_has_no_endpoints() -> None:
+    assert targets(service(selector={}), [pod("a")]) == [[]]
+
+
+def test_to_service_rule() -> None:
+    rule = compute_endpoints(service(), [pod("a")], nodes=NODES).to_service_rule()
+    assert (rule.namespace, rule.name) == ("default", "web")
+    [port] = rule.ports
+    assert (port.port, port.name) == (80, "http")
+    assert [(e.address, e.port) for e in port.endpoints] == [("10.0.0.1", 30001)]
+
+
+# --- live ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hollow(api: Api, clock: ManualClock) -> Iterator[HollowCluster]:
+    with HollowCluster(api, clock=clock, start_delay_s=1.0) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def manager(api: Api, clock: ManualClock) -> Iterator[ControllerManager]:
+    with ControllerManager(api, clock=clock, components=[Scheduler, EndpointsController]) as mgr:
+        yield mgr
+
+
+def app_pod(name: str) -> Pod:
+    return Pod(
+        metadata=ObjectMeta(name=name, namespace="default", labels={"app": "web"}),
+        spec=PodSpec(
+            containers=[
+                Container(name="app", image="capstan.local/busybox:1",
+                          ports=[ContainerPort(name="http", container_port=8080)])
+            ]
+        ),
+    )
+
+
+def stored(api: Api) -> list[tuple[str, str, int]] | None:
+    try:
+        cm = api.get(ConfigMap, endpoints_config_map_name("web"), namespace="default")
+    except Exception:
+        return None
+    endpoints = read_endpoints(cm)
+    assert endpoints is not None
+    [port] = endpoints.ports
+    return [(t.pod, t.node, t.host_port) for t in port.targets]
+
+
+def test_endpoints_follow_readiness_and_deletion(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(2)
+    api.create(service().model_copy(update={"metadata": ObjectMeta(name="web",
+                                                                   namespace="default")}))
+    wait_for(lambda: stored(api) == [], what="empty endpoints for a new Service")
+    cm = api.get(ConfigMap, endpoints_config_map_name("web"), namespace="default")
+    assert cm.labels == {ENDPOINTS_LABEL: "web"}
+    assert cm.metadata.owner_references[0].kind == "Service"
+
+    for name in ("a", "b"):
+        api.create(app_pod(name))
+    wait_for(lambda: all(api.get(Pod, n, namespace="default").spec.node_name for n in "ab"),
+             what="pods bound")
+    assert stored(api) == []  # bound but not ready yet
+    clock.advance(1.0)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a", "b"], what="both ready")
+
+    pods = {p.name: p for p in api.list(Pod).items}
+    for name, node, host_port in stored(api) or []:
+        status = pods[name].status
+        assert status is not None
+        assert node == pods[name].spec.node_name
+        assert [m.host_port for m in status.host_ports] == [host_port]
+
+    hollow.set_pod_ready("a", ready=False)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["b"], what="a dropped when not ready")
+    hollow.set_pod_ready("a", ready=True)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a", "b"], what="a back when ready")
+    api.delete(Pod, "b", namespace="default")
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="b dropped when deleted")
+
+    api.delete(Service, "web", namespace="default")
+    wait_for(lambda: stored(api) is None, what="endpoints removed with the Service")
+
+
+def test_a_users_configmap_is_never_overwritten(
+    api: Api,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mine = api.create(
+        ConfigMap(
+            metadata=ObjectMeta(name=endpoints_config_map_name("web"), namespace="default"),
+            data={"k": "v"},
+        )
+    )
+    api.create(service().model_copy(update={"metadata": ObjectMeta(name="web",
+                                                                   namespace="default")}))
+    wait_for(lambda: "is not managed by the endpoints controller" in caplog.text,
+             what="the collision reported")
+    after = api.get(ConfigMap, mine.name, namespace="default")
+    assert after.data == {"k": "v"}
+    assert after.metadata.resource_version == mine.metadata.resource_version

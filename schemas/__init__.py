@@ -2,7 +2,8 @@
 
 Shared by the reconciler and the agent; imports nothing else from Capstan. Offers the kinds
 (``Namespace``, ``Node``, ``Pod``, ``Service``, ``ServiceAccount``, ``ConfigMap``, ``Secret``,
-``Deployment``, ``ReplicaSet``), their parts, :class:`Quantity`, and the registry:
+``Deployment``, ``ReplicaSet``; RBAC's ``Role``, ``RoleBinding``, ``ClusterRole``,
+``ClusterRoleBinding``), their parts, :class:`Quantity`, and the registry:
 :func:`parse_object` turns a manifest mapping into a typed :class:`KubeObject`, whose
 :meth:`~KubeObject.to_dict` gives the manifest form back. Models are strict and frozen; error
 locs are Kubernetes field paths (``("spec", "template", "spec", "containers", 0, "image")``).
@@ -97,12 +98,23 @@ from schemas.pod import (
     Volume,
 )
 from schemas.quantity import Quantity, cpu_millicores, memory_bytes, parse_quantity
+from schemas.rbac import (
+    ClusterRole,
+    ClusterRoleBinding,
+    PolicyRule,
+    Role,
+    RoleBinding,
+    RoleRef,
+    Subject,
+)
 from schemas.registry import SUPPORTED_KINDS, UnsupportedKindError, model_for, parse_object
 
 __all__ = [
     "LOCAL_ADDRESS",
     "SUPPORTED_KINDS",
     "Capabilities",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "Condition",
     "ConfigMap",
     "ConfigMapEnvSource",
@@ -153,12 +165,16 @@ __all__ = [
     "PodSpec",
     "PodStatus",
     "PodTemplateSpec",
+    "PolicyRule",
     "Probe",
     "Quantity",
     "ReplicaSet",
     "ReplicaSetSpec",
     "ReplicaSetStatus",
     "ResourceRequirements",
+    "Role",
+    "RoleBinding",
+    "RoleRef",
     "RollingUpdateDeployment",
     "Secret",
     "SecretEnvSource",
@@ -171,6 +187,7 @@ __all__ = [
     "ServiceSpec",
     "ServiceStatus",
     "SleepAction",
+    "Subject",
     "TCPSocketAction",
     "Taint",
     "Toleration",

@@ -17,6 +17,7 @@ from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
 from schemas.node import Node
 from schemas.pod import Pod
+from schemas.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 __all__ = ["SUPPORTED_KINDS", "UnsupportedKindError", "model_for", "parse_object"]
 
@@ -30,6 +31,10 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("v1", "Secret"): Secret,
     ("apps/v1", "Deployment"): Deployment,
     ("apps/v1", "ReplicaSet"): ReplicaSet,
+    ("rbac.authorization.k8s.io/v1", "Role"): Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRole,
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBinding,
 }
 
 SUPPORTED_KINDS: Final[tuple[tuple[str, str], ...]] = tuple(_MODELS)

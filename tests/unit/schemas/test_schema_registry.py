@@ -35,6 +35,10 @@ def test_supported_kinds():
         ("v1", "Node"),
         ("apps/v1", "Deployment"),
         ("apps/v1", "ReplicaSet"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     }
     for api_version, kind in SUPPORTED_KINDS:
         model = model_for(api_version, kind)

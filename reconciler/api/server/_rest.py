@@ -1,0 +1,561 @@
+"""The REST handlers: one request on a Kubernetes-shaped path → authn, authz, the API call.
+
+Mounted by :func:`reconciler.api.server.create_app` on ``/api/...`` and ``/apis/...``. Order
+for every request: parse the path (404), authenticate (401), authorize (403), validate query
+and body (400/413/415/422), then read from the store's bytes or write through the blocking
+:class:`reconciler.api.Api` in a worker thread. Writes to objects that come from Git are
+refused unless the caller asks for an emergency override (see ``docs/api.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, now_utc
+from reconciler.api._codec import invalid_from, kind_prefix, object_key
+from reconciler.api.server import _raw
+from reconciler.api.server._auth import Authenticator
+from reconciler.api.server._cache import ListCache, Subscription
+from reconciler.api.server._discovery import api_groups, api_resources, api_versions
+from reconciler.api.server._query import (
+    json_object,
+    merge_patch,
+    parse_bool,
+    parse_label_selector,
+    parse_revision,
+    parse_timeout,
+)
+from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
+from reconciler.api.server._resources import Resource, Target, parse_path
+from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
+from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from reconciler.store import Compacted, Revision, Store, StoreError
+from schemas import KubeObject
+
+__all__ = [
+    "DRIFT_ANNOTATION",
+    "OVERRIDE_HEADER",
+    "Limits",
+    "RestHandler",
+    "json_response",
+    "read_body",
+]
+
+_log = logging.getLogger(__name__)
+
+OVERRIDE_HEADER = "x-capstan-override"
+DRIFT_ANNOTATION = "capstan.io/drift"
+METRIC_SCOPE_KEY = "capstan.metric"
+_JSON_TYPES = frozenset({"application/json", ""})
+_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json", ""})
+_PATCH_RETRIES = 5
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-wide bounds. Watches are long-running and counted apart from other requests
+    (Kubernetes' ``--max-requests-inflight`` does the same)."""
+
+    max_body_bytes: int = 3 * 1024 * 1024
+    max_in_flight: int = 256
+    max_watches: int = 1024
+    max_watch_seconds: int = 1800
+    retry_after_s: int = 1
+
+
+def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None
+                  ) -> Response:
+    content = body if isinstance(body, bytes) else json.dumps(
+        body, separators=(",", ":")).encode()
+    return Response(content, status_code=code, media_type="application/json",
+                    headers=dict(headers or {}))
+
+
+async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> bytes:
+    """The request body, at most ``limit`` bytes, of one of the JSON media ``types``."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in types:
+        raise HttpError(415, f"unsupported media type {media!r}; send one of "
+                             f"{sorted(t for t in types if t)}")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HttpError(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise HttpError(413, f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _event_dict(record: EventRecord) -> dict[str, Any]:
+    data: dict[str, Any] = record.model_dump(mode="json", by_alias=True, exclude_none=True)
+    metadata = {"name": data.pop("name"), "namespace": data.pop("namespace")}
+    if "resourceVersion" in data:
+        metadata["resourceVersion"] = data.pop("resourceVersion")
+    source = data.pop("source", None)
+    out: dict[str, Any] = {"apiVersion": "v1", "kind": "Event", "metadata": metadata, **data}
+    if source is not None:
+        out["source"] = {"component": source}
+    return out
+
+
+class RestHandler:
+    """Serves every resource path. One per app; stateless apart from its collaborators."""
+
+    def __init__(
+        self,
+        api: Api,
+        store: Store,
+        *,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        limits: Limits,
+        cache: ListCache | None = None,
+    ) -> None:
+        self.cache = cache
+        self.api = api
+        self.store = store
+        self.authn = authenticator
+        self.authz = authorizer
+        self.limits = limits
+
+    # -- front half: who, what, may they --------------------------------------------------
+
+    async def authenticate(self, request: Request) -> UserInfo:
+        token = Authenticator.bearer(request.headers.get("authorization"))
+        admin = self.authn.admin(token)
+        if admin is not None:
+            return admin
+        return await run_in_threadpool(self.authn.service_account, token)
+
+    async def authorize(self, attrs: Attributes, *, kind: str | None = None) -> None:
+        if self.authz.cached_allows(attrs):
+            return
+        if not await run_in_threadpool(self.authz.allowed, attrs):
+            raise HttpError(403, denial_message(attrs), name=attrs.name, kind=kind)
+
+    @staticmethod
+    def _verb(method: str, target: Target, watch: bool) -> str:
+        if method == "GET":
+            if target.name is not None:
+                return "get"
+            return "watch" if watch else "list"
+        verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        verb = verbs.get(method)
+        named = target.name is not None
+        if verb is None or (verb == "create") == named:
+            raise HttpError(405, f"{method} is not allowed on this path")
+        if target.subresource and verb not in ("update",):
+            raise HttpError(405, f"{method} is not allowed on the {target.subresource} "
+                                 "subresource; use GET or PUT")
+        if target.resource.model is None:
+            raise HttpError(405, f"{target.resource.plural} are read-only over HTTP")
+        if verb == "create" and target.resource.namespaced and target.namespace is None:
+            raise HttpError(405, f"create {target.resource.plural} under "
+                                 f"/namespaces/{{namespace}}/{target.resource.plural}")
+        return verb
+
+    async def __call__(self, request: Request) -> Response:
+        request.scope[METRIC_SCOPE_KEY] = (request.method.lower(), "unknown")
+        # Authenticate first, as Kubernetes does: without a valid token, every path is a 401
+        # and nobody learns which resources or objects exist.
+        user = await self.authenticate(request)
+        target = parse_path(request.url.path)
+        if target is None and request.method == "GET":
+            document = self._discovery(request.url.path)
+            if document is not None:
+                request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
+                return json_response(document)
+        if target is None:
+            raise HttpError(404, "the server could not find the requested resource")
+        query = request.query_params
+        watch = parse_bool("watch", query.get("watch"))
+        verb = self._verb(request.method, target, watch)
+        request.scope[METRIC_SCOPE_KEY] = (verb, target.rbac_resource)
+        resource = target.resource
+        # Kubernetes authorizes a Namespace object within itself, so a RoleBinding in "shop"
+        # may grant reading namespace "shop".
+        namespace = target.namespace
+        if resource.plural == "namespaces" and target.name is not None:
+            namespace = target.name
+        attrs = Attributes(
+            user=user, verb=verb, api_group=resource.group, resource=target.rbac_resource,
+            namespace=namespace, name=target.name,
+        )
+        await self.authorize(attrs, kind=resource.plural)
+        if resource.model is None:
+            return await self._events(target)
+        model = resource.model
+        if verb == "get":
+            return await self._get(model, target)
+        if verb == "list":
+            return await self._list(model, target, query.get("labelSelector"),
+                                    query.get("fieldSelector"))
+        if verb == "watch":
+            return await self._watch(model, target, query)
+        override = self._override(request)
+        if verb == "delete":
+            body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
+            return await self._delete(model, target, body, user, override)
+        types = _PATCH_TYPES if verb == "patch" else _JSON_TYPES
+        body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
+        document = json_object(body)
+        if verb == "create":
+            return await self._create(model, target, document)
+        if verb == "patch":
+            return await self._patch(model, target, document, user, override)
+        if target.subresource == "status":
+            return await self._update_status(model, target, document)
+        return await self._update(model, target, document, user, override)
+
+    @staticmethod
+    def _discovery(path: str) -> dict[str, Any] | None:
+        parts = path.strip("/").split("/")
+        if parts == ["api"]:
+            return api_versions()
+        if parts == ["apis"]:
+            return api_groups()
+        if len(parts) == 2 and parts[0] == "api":
+            return api_resources("", parts[1])
+        if len(parts) == 3 and parts[0] == "apis":
+            return api_resources(parts[1], parts[2])
+        return None
+
+    @staticmethod
+    def _override(request: Request) -> bool:
+        header = request.headers.get(OVERRIDE_HEADER)
+        if header is not None and header.strip().lower() != "drift":
+            raise HttpError(400, f"{OVERRIDE_HEADER}: {header!r}: the only override is 'drift'")
+        return header is not None or parse_bool("force", request.query_params.get("force"))
+
+    # -- the API call, in a worker thread ----------------------------------------------------
+
+    @staticmethod
+    async def _call(fn: Callable[[], R], *, target: Target) -> R:
+        try:
+            return await run_in_threadpool(fn)
+        except ApiError as exc:
+            raise from_api_error(exc, name=target.name, kind=target.resource.plural) from exc
+        except StoreError as exc:
+            raise HttpError(503, f"store: {exc}") from exc
+
+    async def _get(self, model: type[KubeObject], target: Target) -> Response:
+        name = target.name or ""
+        body = await self._call(
+            lambda: _raw.get_bytes(self.store, model, namespace=target.namespace or "",
+                                   name=name),
+            target=target,
+        )
+        if body is None:
+            where = f' in namespace "{target.namespace}"' if target.namespace else ""
+            raise HttpError(404, f'{target.resource.plural} "{name}" not found{where}',
+                            name=name, kind=target.resource.plural)
+        return json_response(body)
+
+    async def _list(self, model: type[KubeObject], target: Target, selector_text: str | None,
+                    field_selector: str | None) -> Response:
+        if field_selector:
+            raise HttpError(400, "fieldSelector is not supported; use labelSelector")
+        selector = parse_label_selector(selector_text)
+        resource = target.resource
+        cache = self.cache
+
+        def read() -> tuple[bytes, int]:
+            if cache is not None:
+                hit = cache.items(kind_prefix(model, None), kind_prefix(model, target.namespace),
+                                  selector)
+                if hit is not None:
+                    return hit
+            return _raw.list_items(self.store, model, namespace=target.namespace,
+                                   selector=selector)
+
+        items, revision = await self._call(read, target=target)
+        return json_response(_raw.list_document(
+            items, revision, api_version=resource.api_version, list_kind=resource.list_kind))
+
+    async def _events(self, target: Target) -> Response:
+        records = await self._call(
+            lambda: self.api.list_events(namespace=target.namespace), target=target
+        )
+        items = [_event_dict(r) for r in records]
+        if target.name is not None:
+            for item in items:
+                if item["metadata"]["name"] == target.name:
+                    return json_response(item)
+            raise HttpError(404, f'events "{target.name}" not found', name=target.name,
+                            kind="events")
+        revision = await self._call(self.api.current_revision, target=target)
+        return json_response({"apiVersion": "v1", "kind": "EventList",
+                              "metadata": {"resourceVersion": str(revision)}, "items": items})
+
+    async def _watch(self, model: type[KubeObject], target: Target,
+                     query: Mapping[str, str]) -> Response:
+        if query.get("fieldSelector"):
+            raise HttpError(400, "fieldSelector is not supported; use labelSelector")
+        selector = parse_label_selector(query.get("labelSelector"))
+        requested = parse_revision(query.get("resourceVersion"))
+        timeout = parse_timeout(query.get("timeoutSeconds"),
+                                maximum=self.limits.max_watch_seconds)
+        initial: list[bytes] = []
+        start: int
+        if requested:
+            start = requested
+        else:
+            # No resourceVersion (or "0"): the current objects first, as Kubernetes does.
+            initial, start = await self._call(
+                lambda: _raw.initial_events(self.store, model, namespace=target.namespace,
+                                            selector=selector),
+                target=target,
+            )
+        prefix = kind_prefix(model, target.namespace)
+        subscription = None
+        if self.cache is not None:
+            subscription = self.cache.subscribe(asyncio.get_running_loop(), prefix=prefix,
+                                                selector=selector, after=start)
+        if subscription is not None:
+            return StreamingResponse(self._fed_lines(subscription, initial, timeout),
+                                     media_type="application/json")
+        watch = self.store.watch(prefix, prefix=True, from_revision=Revision(start))
+
+        async def lines() -> AsyncIterator[bytes]:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            events = aiter(watch)
+            try:
+                for line in initial:
+                    yield line
+                while True:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return
+                    try:
+                        event = await asyncio.wait_for(anext(events), remaining)
+                    except (TimeoutError, StopAsyncIteration):
+                        return
+                    event_bytes = _raw.event_line(event, selector)
+                    if event_bytes is not None:
+                        yield event_bytes
+            except Compacted as exc:
+                gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
+                yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
+            finally:
+                watch.close()
+
+        return StreamingResponse(lines(), media_type="application/json")
+
+    @staticmethod
+    async def _fed_lines(subscription: Subscription, initial: list[bytes],
+                         timeout: float) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            for line in initial:
+                yield line
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    fed = await asyncio.wait_for(subscription.queue.get(), remaining)
+                except TimeoutError:
+                    return
+                if fed is None:
+                    return
+                yield fed
+        finally:
+            subscription.close()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fill(document: dict[str, Any], resource: Resource, target: Target) -> dict[str, Any]:
+        """Check the body names the same object as the path, filling in what it leaves out."""
+        for field, expected in (("apiVersion", resource.api_version), ("kind", resource.kind)):
+            value = document.setdefault(field, expected)
+            if value != expected:
+                raise HttpError(400, f"{field} {value!r} does not match the path "
+                                     f"(expected {expected!r})")
+        metadata = document.setdefault("metadata", {})
+        if not isinstance(metadata, dict):
+            raise HttpError(422, f"{resource.kind} is invalid: metadata must be an object",
+                            reason="Invalid", kind=resource.plural,
+                            causes=(Cause("metadata", "must be an object"),))
+        rv = metadata.get("resourceVersion")
+        if rv is not None and not (isinstance(rv, str) and rv.isdigit() and rv.isascii()
+                                   and len(rv) <= 18):
+            raise HttpError(422, f"{resource.kind} is invalid: metadata.resourceVersion",
+                            reason="Invalid", kind=resource.plural, causes=(Cause(
+                                "metadata.resourceVersion", "must be a resourceVersion read "
+                                "from the server (a string of digits)"),))
+        if resource.namespaced:
+            namespace = metadata.setdefault("namespace", target.namespace)
+            if namespace != target.namespace:
+                raise HttpError(400, "the namespace of the object does not match the "
+                                     f"namespace of the request ({target.namespace!r})")
+        if target.name is not None:
+            name = metadata.setdefault("name", target.name)
+            if name != target.name:
+                raise HttpError(400, f"the name of the object ({name!r}) does not match the "
+                                     f"name in the path ({target.name!r})")
+        return document
+
+    @staticmethod
+    def _prevalidate(model: type[KubeObject], document: dict[str, Any], *,
+                     keep_status: bool) -> None:
+        """Validate before the API sees the body, so hostile shapes (a list where metadata
+        belongs, a number for finalizers) become a 422 and never reach the API's plumbing."""
+        candidate = {k: v for k, v in document.items() if keep_status or k != "status"}
+        metadata = dict(candidate.get("metadata") or {})
+        if not metadata.get("name") and isinstance(metadata.get("generateName"), str):
+            metadata["name"] = metadata["generateName"] + "x"
+        candidate["metadata"] = metadata
+        try:
+            model.model_validate(candidate, by_name=False)
+        except ValidationError as exc:
+            raise invalid_from(exc, what=f"{model.__name__} {metadata.get('name')!r}") from exc
+
+    async def _create(self, model: type[KubeObject], target: Target,
+                      document: dict[str, Any]) -> Response:
+        document = self._fill(document, target.resource, target)
+
+        def create() -> KubeObject:
+            self._prevalidate(model, document, keep_status=True)
+            return self.api.create(document)
+
+        created = await self._call(create, target=target)
+        return json_response(created.to_dict(), code=201)
+
+    def _guard_managed(self, model: type[KubeObject], target: Target,
+                       labels: Mapping[str, str], user: UserInfo, override: bool,
+                       verb: str) -> str | None:
+        """Refuse a write to a Git-managed object unless overridden; with the override,
+        the drift note to put on the object."""
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+            return None
+        if not override:
+            where = f' in namespace "{target.namespace}"' if target.namespace else ""
+            raise HttpError(
+                409,
+                f'{model.__name__} "{target.name}"{where} comes from Git '
+                f"({MANAGED_BY_LABEL}={MANAGED_BY_VALUE}): Git is the source of truth, so "
+                f"{verb} it by changing the manifest in Git and pushing. In an emergency, "
+                f"retry with header 'X-Capstan-Override: drift' (or ?force=true); the object "
+                f"then shows as drift until Git catches up.",
+                reason="Conflict", name=target.name, kind=target.resource.plural,
+            )
+        stamp = now_utc(self.api.clock).isoformat()
+        _log.warning("override: %s %s %s by %s", verb, model.__name__, target.name, user.name)
+        return f"{verb} by {user.name} at {stamp}"
+
+    def _current(self, model: type[KubeObject], target: Target) -> KubeObject:
+        return self.api.get(model, target.name or "", namespace=target.namespace)
+
+    def _current_labels(self, model: type[KubeObject], target: Target) -> Mapping[str, str]:
+        # The stored labels without decoding the whole object: this sits on every PUT.
+        kv = self.store.get(object_key(model, target.namespace or "", target.name or ""))
+        return {} if kv is None else _raw.labels_of(kv.value)
+
+    @staticmethod
+    def _mark_drift(document: dict[str, Any], note: str | None) -> None:
+        if note is None:
+            return
+        metadata = document["metadata"]
+        annotations = metadata.get("annotations")
+        annotations = dict(annotations) if isinstance(annotations, dict) else {}
+        annotations[DRIFT_ANNOTATION] = note
+        metadata["annotations"] = annotations
+
+    async def _update(self, model: type[KubeObject], target: Target, document: dict[str, Any],
+                      user: UserInfo, override: bool) -> Response:
+        document = self._fill(document, target.resource, target)
+
+        def update() -> KubeObject:
+            # No pre-validation here (unlike create): _fill made sure metadata is a mapping,
+            # and Api.update validates the merged result itself; this path is the hot one.
+            labels = self._current_labels(model, target)
+            note = self._guard_managed(model, target, labels, user, override, "update")
+            self._mark_drift(document, note)
+            return self.api.update(document)
+
+        updated = await self._call(update, target=target)
+        return json_response(updated.to_dict())
+
+    async def _update_status(self, model: type[KubeObject], target: Target,
+                             document: dict[str, Any]) -> Response:
+        document = self._fill(document, target.resource, target)
+
+        def update_status() -> KubeObject:
+            try:
+                obj = model.model_validate(document, by_name=False)
+            except ValidationError as exc:
+                raise invalid_from(exc, what=f"{model.__name__} {target.name!r}") from exc
+            return self.api.update_status(obj)
+
+        updated = await self._call(update_status, target=target)
+        return json_response(updated.to_dict())
+
+    async def _patch(self, model: type[KubeObject], target: Target, patch: dict[str, Any],
+                     user: UserInfo, override: bool) -> Response:
+        pinned = isinstance(patch.get("metadata"), dict) and "resourceVersion" in patch[
+            "metadata"]
+
+        def apply() -> KubeObject:
+            for _attempt in range(_PATCH_RETRIES):
+                current = self._current(model, target)
+                note = self._guard_managed(model, target, current.labels, user, override,
+                                           "patch")
+                merged = merge_patch(current.to_dict(), patch)
+                document = self._fill(merged, target.resource, target)
+                if not pinned:
+                    document["metadata"]["resourceVersion"] = current.metadata.resource_version
+                self._mark_drift(document, note)
+                self._prevalidate(model, document, keep_status=False)
+                try:
+                    return self.api.update(document)
+                except Conflict:
+                    if pinned:
+                        raise
+            raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
+
+        updated = await self._call(apply, target=target)
+        return json_response(updated.to_dict())
+
+    async def _delete(self, model: type[KubeObject], target: Target, body: bytes,
+                      user: UserInfo, override: bool) -> Response:
+        precondition: int | None = None
+        if body.strip():
+            options = json_object(body)
+            preconditions = options.get("preconditions") or {}
+            if not isinstance(preconditions, dict):
+                raise HttpError(400, "preconditions must be an object")
+            raw = preconditions.get("resourceVersion")
+            if raw is not None and not isinstance(raw, str):
+                raise HttpError(400, "preconditions.resourceVersion must be a string")
+            precondition = parse_revision(raw)
+
+        def delete() -> KubeObject:
+            labels = self._current_labels(model, target)
+            self._guard_managed(model, target, labels, user, override, "delete")
+            return self.api.delete(model, target.name or "", namespace=target.namespace,
+                                   resource_version=precondition)
+
+        deleted = await self._call(delete, target=target)
+        return json_response(deleted.to_dict())

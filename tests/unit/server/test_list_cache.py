@@ -1,0 +1,129 @@
+"""The list cache answers LISTs with every write that finished before the request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+from reconciler.api._codec import kind_prefix
+from reconciler.api.server._cache import ListCache
+from reconciler.api.server._query import parse_label_selector
+from reconciler.api.server._raw import list_items
+from reconciler.store import Op
+from schemas import ConfigMap, ObjectMeta, Pod
+
+
+def names(items: bytes) -> list[str]:
+    return [i["metadata"]["name"] for i in json.loads(b"[" + items + b"]")]
+
+
+def cm(name, namespace="shop", **labels):
+    return ConfigMap(metadata=ObjectMeta(name=name, namespace=namespace, labels=labels))
+
+
+def test_cache_matches_the_store_after_every_write(api, store):
+    api.create(cm("before", app="x"))
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None), kind_prefix(Pod, None)])
+    cache.start()
+    try:
+        all_cms, shop = kind_prefix(ConfigMap, None), kind_prefix(ConfigMap, "shop")
+        for step in range(20):
+            api.create(cm(f"c{step:02d}", app="x" if step % 2 else "y"))
+            if step % 3 == 0:
+                api.delete(ConfigMap, f"c{step:02d}", namespace="shop")
+            got = cache.items(all_cms, shop, None)
+            assert got is not None
+            expected, _ = list_items(store, ConfigMap, namespace="shop", selector=None)
+            assert got[0] == expected
+        selector = parse_label_selector("app=x")
+        got = cache.items(all_cms, shop, selector)
+        assert got is not None
+        assert names(got[0]) == names(list_items(store, ConfigMap, namespace="shop",
+                                                 selector=selector)[0])
+        assert cache.items(all_cms, kind_prefix(ConfigMap, "default"), None)[0] == b""
+        # A write to a key outside every cached kind still lets the cache catch up.
+        store.put("/elsewhere/x", b"1")
+        store.txn([], [Op.put("/elsewhere/y", b"2"), Op.put("/elsewhere/z", b"3")])
+        hit = cache.items(all_cms, shop, None)
+        assert hit is not None
+        assert hit[1] == int(store.revision())
+    finally:
+        cache.stop()
+
+
+def test_cache_under_concurrent_writers(api, store):
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)])
+    cache.start()
+    try:
+        def write(worker: int) -> None:
+            for i in range(15):
+                api.create(cm(f"w{worker}-{i}"))
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        got = cache.items(kind_prefix(ConfigMap, None), kind_prefix(ConfigMap, "shop"), None)
+        assert got is not None
+        assert len(names(got[0])) == 60
+    finally:
+        cache.stop()
+
+
+def test_stopped_cache_declines(api, store):
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)], catch_up_timeout_s=0.2)
+    cache.start()
+    cache.stop()
+    api.create(cm("late"))
+    assert cache.items(kind_prefix(ConfigMap, None), kind_prefix(ConfigMap, "shop"), None) is None
+
+
+def test_watch_feed_replays_history_follows_and_drops_laggards(api, store):
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)], history=5,
+                      watcher_backlog=3)
+    cache.start()
+    shop = kind_prefix(ConfigMap, "shop")
+
+    def caught_up() -> None:
+        assert cache.items(kind_prefix(ConfigMap, None), shop, None) is not None
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        start = api.current_revision()
+        for i in range(3):
+            api.create(cm(f"s{i}"))
+        caught_up()
+        feed = cache.subscribe(loop, prefix=shop, selector=None, after=start)
+        assert feed is not None
+        lines = [json.loads(await asyncio.wait_for(feed.queue.get(), 5)) for _ in range(3)]
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [
+            ("ADDED", "s0"), ("ADDED", "s1"), ("ADDED", "s2")]
+        api.delete(ConfigMap, "s0", namespace="shop")
+        deleted = json.loads(await asyncio.wait_for(feed.queue.get(), 5))
+        assert deleted["type"] == "DELETED"
+        assert deleted["object"]["metadata"]["name"] == "s0"
+        assert int(deleted["object"]["metadata"]["resourceVersion"]) == api.current_revision()
+        feed.close()
+        # History holds 5 changes: older starts are declined (the caller uses the store).
+        for i in range(6):
+            api.create(cm(f"t{i}"))
+        caught_up()
+        assert cache.subscribe(loop, prefix=shop, selector=None, after=start) is None
+        # A watcher that does not read is cut off past its backlog, not buffered forever.
+        slow = cache.subscribe(loop, prefix=shop, selector=None, after=api.current_revision())
+        assert slow is not None
+        for i in range(5):
+            api.create(cm(f"o{i}"))
+        caught_up()
+        received = []
+        while (item := await asyncio.wait_for(slow.queue.get(), 5)) is not None:
+            received.append(item)
+        assert len(received) == 3
+        slow.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.stop()

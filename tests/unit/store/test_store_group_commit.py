@@ -1,0 +1,106 @@
+"""The group committer on its own: batching, per-writer outcomes, failure of a whole batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from reconciler.store._group_commit import GroupCommitter, Pending
+
+
+class _Log:
+    """A stand-in transaction log: records which works ran in which batch."""
+
+    def __init__(self, *, fail_batch: int | None = None) -> None:
+        self.batches: list[list[Any]] = []
+        self.fail_batch = fail_batch
+
+    def commit(self, batch: list[Pending[_Log, Any]]) -> None:
+        results = [item.work(self) for item in batch]
+        time.sleep(0.002)  # the "fsync" that lets other writers queue up
+        self.batches.append(results)
+        if len(self.batches) == self.fail_batch:
+            raise OSError("disk on fire")
+        for item, result in zip(batch, results, strict=True):
+            item.result = result
+
+
+def test_concurrent_writers_share_batches_and_get_their_own_results() -> None:
+    log = _Log()
+    committer: GroupCommitter[_Log] = GroupCommitter(log.commit)
+    results: dict[tuple[int, int], Any] = {}
+
+    def writer(n: int) -> None:
+        for i in range(25):
+            def work(_log: _Log, key: tuple[int, int] = (n, i)) -> tuple[int, int]:
+                return key
+
+            results[(n, i)] = committer.submit(work)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[key] == key for key in results)
+    assert len(results) == 16 * 25
+    assert sum(len(b) for b in log.batches) == 16 * 25
+    assert len(log.batches) < 16 * 25 / 2, "writers did not share batches"
+    # Each writer's works ran in its submission order.
+    for n in range(16):
+        mine = [r for batch in log.batches for r in batch if r[0] == n]
+        assert mine == [(n, i) for i in range(25)]
+
+
+def test_a_failed_commit_fails_every_writer_of_that_batch_and_only_them() -> None:
+    log = _Log(fail_batch=1)
+    committer: GroupCommitter[_Log] = GroupCommitter(log.commit)
+    outcomes: list[str] = []
+    gate = threading.Event()
+
+    def writer(n: int) -> None:
+        gate.wait()
+        try:
+            outcomes.append(committer.submit(lambda _log: f"ok {n}"))
+        except OSError as exc:
+            outcomes.append(f"failed: {exc}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join()
+    failed = [o for o in outcomes if o.startswith("failed")]
+    assert len(failed) == len(log.batches[0]) >= 1
+    assert len(outcomes) == 8
+    assert committer.submit(lambda _log: "after") == "after"
+
+
+def test_a_lone_writer_commits_on_its_own_thread() -> None:
+    seen: list[int] = []
+
+    def commit(batch: list[Pending[None, Any]]) -> None:
+        seen.append(threading.get_ident())
+        for item in batch:
+            item.result = item.work(None)
+
+    committer: GroupCommitter[None] = GroupCommitter(commit)
+    assert [committer.submit(lambda _: i) for i in range(5)] == list(range(5))
+    assert seen == [threading.get_ident()] * 5
+
+
+def test_errors_from_work_reach_the_writer() -> None:
+    def commit(batch: list[Pending[None, Any]]) -> None:
+        for item in batch:
+            try:
+                item.result = item.work(None)
+            except ValueError as exc:
+                item.error = exc
+
+    committer: GroupCommitter[None] = GroupCommitter(commit)
+    with pytest.raises(ValueError, match="bad request"):
+        committer.submit(lambda _: (_ for _ in ()).throw(ValueError("bad request")))

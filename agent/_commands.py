@@ -1,0 +1,123 @@
+"""The click commands of ``capstan-agent`` (serve, connect, logs); entry point in agent.cli.
+
+Heavy imports happen inside the commands, so ``--help`` and ``connect`` stay quick.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_SOCKET_HELP = "Unix socket of the agent (env CAPSTAN_AGENT_SOCKET)."
+
+
+def _socket_option() -> Callable[[_F], _F]:
+    return click.option(
+        "--socket", "socket_path", type=click.Path(path_type=Path),
+        default=lambda: os.environ.get(SOCKET_ENV, DEFAULT_SOCKET),
+        show_default=DEFAULT_SOCKET, help=_SOCKET_HELP,
+    )
+
+
+@click.group()
+@click.version_option(package_name="capstan", prog_name="capstan-agent")
+def commands() -> None:
+    """Capstan node agent: runs the node's pods on Docker for the reconciler."""
+
+
+@commands.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), required=True,
+              help="Where the desired set, pod volumes and secrets are kept (made 0700).")
+@_socket_option()
+@click.option("--node-name", default=lambda: socket.gethostname(), show_default="host name",
+              help="Name of this node; labels every container the agent owns.")
+@click.option("--bind-address", default="127.0.0.1", show_default=True,
+              help="Address pod ports are published on.")
+@click.option("--pause-image", default="capstan.local/pause:1", show_default=True,
+              help="Sandbox image; built from /bin/busybox (busybox-static) when missing.")
+@click.option("--allow-host-network", is_flag=True,
+              help="Let pods with hostNetwork: true run (refused otherwise).")
+@click.option("--backoff-initial", type=float, default=10.0, show_default=True,
+              help="First crash-loop back-off (seconds); doubles per crash.")
+@click.option("--backoff-max", type=float, default=300.0, show_default=True,
+              help="Longest crash-loop back-off (seconds).")
+@click.option("--backoff-reset", type=float, default=600.0, show_default=True,
+              help="Running this long (seconds) resets the back-off.")
+@click.option("--resync", type=float, default=5.0, show_default=True,
+              help="Seconds between passes when nothing happens.")
+@click.option("--heartbeat", type=float, default=5.0, show_default=True,
+              help="Seconds between status heartbeats.")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(
+    state_dir: Path,
+    socket_path: Path,
+    node_name: str,
+    bind_address: str,
+    pause_image: str,
+    allow_host_network: bool,
+    backoff_initial: float,
+    backoff_max: float,
+    backoff_reset: float,
+    resync: float,
+    heartbeat: float,
+    log_level: str,
+) -> None:
+    """Run the agent daemon (needs Docker; busybox-static or --pause-image for sandboxes)."""
+    # WARNING: docker-py imports paramiko (and cryptography) for ssh:// Docker hosts, ~20 MB
+    # of RSS the agent never uses: it only talks to the local Unix socket. Blocking the import
+    # in this dedicated process keeps the idle daemon lean; docker-py tolerates its absence.
+    # Never do this in a shared process: the reconciler needs paramiko.
+    sys.modules.setdefault("paramiko", None)  # type: ignore[arg-type]
+    from agent.daemon import DaemonOptions, run_daemon
+
+    options = DaemonOptions(
+        state_dir=state_dir,
+        socket_path=socket_path,
+        node_name=node_name,
+        bind_address=bind_address,
+        pause_image=pause_image,
+        allow_host_network=allow_host_network,
+        backoff_initial_s=backoff_initial,
+        backoff_max_s=backoff_max,
+        backoff_reset_s=backoff_reset,
+        resync_s=resync,
+        heartbeat_s=heartbeat,
+        log_level=log_level,
+    )
+    sys.exit(run_daemon(options))
+
+
+@commands.command()
+@_socket_option()
+def connect(socket_path: Path) -> None:
+    """Bridge stdin/stdout to the agent's socket (what the reconciler runs over SSH)."""
+    from agent.connect import bridge
+
+    sys.exit(bridge(socket_path))
+
+
+@commands.command()
+@click.argument("pod")
+@click.argument("container", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
+@_socket_option()
+def logs(
+    pod: str, container: str | None, namespace: str, tail: int | None, follow: bool,
+    socket_path: Path,
+) -> None:
+    """Print a pod container's log, through the agent's protocol."""
+    from agent.logs_client import fetch_logs
+
+    sys.exit(fetch_logs(socket_path, namespace=namespace, pod=pod, container=container,
+                        tail=tail, follow=follow))

@@ -1,0 +1,406 @@
+"""The pod sync loop: observe, plan, act, report — for as long as the agent runs.
+
+Owned by the agent daemon (:mod:`agent.server`), which hands it each accepted desired set.
+Level-triggered: every pass lists the node's containers (facts), asks the pure planner for
+actions, and dispatches each pod's actions to its own worker, so a pod stopping for 30 s never
+delays another. Passes are triggered by a new desired set, a Docker event, a probe verdict, a
+worker finishing, a back-off expiring, or a periodic resync; the trigger never carries data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+
+from agent.kubelet import volumes
+from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.executor import Executor
+from agent.kubelet.plan import Action, PlanInputs, Wait, plan_node
+from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
+from agent.kubelet.prober import Prober, ProbeTarget
+from agent.kubelet.status import pod_status
+from agent.runtime import DockerRuntime, RuntimeFailure
+from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
+from schemas.pod import PodStatus
+from schemas.protocol import PodReport, Sync
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KubeletTuning:
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    resync_s: float = 5.0
+    workers: int = 8
+
+
+class Kubelet:
+    """Keeps the node's containers matching the desired set and reports pod status."""
+
+    def __init__(
+        self,
+        *,
+        runtime: DockerRuntime,
+        settings: NodeSettings,
+        tuning: KubeletTuning = KubeletTuning(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._tuning = tuning
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=tuning.workers,
+                                        thread_name_prefix="capstan-docker")
+        self._executor = Executor(runtime=runtime, settings=settings, pool=self._pool, clock=clock)
+        self._wake = asyncio.Event()
+        self._desired: list[DesiredPod] = []
+        self._configs = ConfigIndex()
+        self._busy: dict[PodUID, asyncio.Task[None]] = {}
+        self._finished_at: dict[PodUID, float] = {}
+        self._observed: list[ObservedContainer] = []
+        self._statuses: dict[PodUID, PodStatus] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self._prober = Prober(runtime=runtime, on_change=self.wake, clock=clock)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._events_stop = threading.Event()
+        self._events_stream: object | None = None
+        self._synced = asyncio.Event()
+        self._waits: dict[PodUID, dict[str, Wait]] = {}
+        self._volumes_stale = False
+        self._departed: dict[PodUID, DesiredPod] = {}
+        self._problem: str | None = None
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def problem(self) -> str | None:
+        """Why the last pass failed (the node is not Ready), or None."""
+        return self._problem
+
+    def _set_problem(self, problem: str | None) -> None:
+        if problem != self._problem:
+            self._problem = problem
+            for listener in self._listeners:
+                listener()
+
+    def on_status_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def set_desired(self, sync: Sync) -> None:
+        """Take ``sync`` as the complete desired set (the server has persisted it)."""
+        configs = ConfigIndex.of(sync.config_maps, sync.secrets)
+        pods = [desired_pod(pod, configs=configs, settings=self._settings) for pod in sync.pods]
+        # Pods that leave are remembered until their containers are gone: the teardown still
+        # needs their specs for preStop hooks.
+        staying = {d.uid for d in pods}
+        for d in self._desired:
+            if d.uid not in staying:
+                self._departed[d.uid] = d
+        for uid in staying:
+            self._departed.pop(uid, None)
+        if configs != self._configs:
+            self._volumes_stale = True
+        self._configs = configs
+        self._desired = pods
+        self._statuses = {d.uid: s for d, s in
+                          ((d, self._statuses.get(d.uid)) for d in self._desired) if s}
+        self.wake()
+
+    def pod_reports(self) -> list[PodReport]:
+        return [
+            PodReport(namespace=d.namespace, name=d.name, uid=d.uid, status=self._statuses[d.uid])
+            for d in self._desired
+            if d.uid in self._statuses
+        ]
+
+    async def wait_synced(self) -> None:
+        """Until the first pass has observed the node (tests and status wait on this)."""
+        await self._synced.wait()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._run(), name="kubelet-sync"))
+        threading.Thread(target=self._watch_events, args=(loop,), name="capstan-events",
+                         daemon=True).start()
+
+    async def close(self) -> None:
+        self._events_stop.set()
+        stream = self._events_stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[attr-defined]
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._prober.close()
+        # Workers in flight finish their Docker calls; nothing is left half-created on purpose.
+        if self._busy:
+            await asyncio.gather(*self._busy.values(), return_exceptions=True)
+        self._pool.shutdown(wait=True)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _watch_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Thread: turn Docker container events into wake-ups (reconnecting on failure)."""
+        while not self._events_stop.is_set():
+            try:
+                stream = self._runtime.events(self._settings.node_name)
+                self._events_stream = stream
+                for _event in stream:
+                    loop.call_soon_threadsafe(self._wake.set)
+                    if self._events_stop.is_set():
+                        break
+            except Exception as exc:  # the event stream is an optimisation; resync covers it
+                _log.debug("docker event stream ended: %s", exc)
+            if self._events_stop.wait(1.0):
+                return
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._pass(loop)
+            except RuntimeFailure as exc:
+                self._set_problem(str(exc))
+                _log.warning("sync pass failed: %s", exc)
+            except Exception as exc:
+                self._set_problem(f"sync pass failed: {exc}")
+                _log.exception("sync pass failed")
+            else:
+                self._set_problem(None)
+            timeout = self._next_timeout()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    def _next_timeout(self) -> float:
+        timeout = self._tuning.resync_s
+        now = self._clock()
+        for pod_waits in self._waits.values():
+            for w in pod_waits.values():
+                if w.until is not None:
+                    timeout = min(timeout, max(0.01, w.until - now + 0.01))
+        return timeout
+
+    async def _pass(self, loop: asyncio.AbstractEventLoop) -> None:
+        observed_at = time.monotonic()
+        node = self._settings.node_name
+        observed = await loop.run_in_executor(self._pool, self._runtime.list_containers, node)
+        dirs = await loop.run_in_executor(
+            self._pool, volumes.existing_pod_dirs, self._settings.state_dir
+        )
+        self._observed = observed
+        desired = self._desired
+        configs = self._configs
+        if self._volumes_stale:
+            self._volumes_stale = False
+            await self._refresh_config_volumes(loop, desired, observed, configs)
+        inputs = PlanInputs(
+            now=self._clock(),
+            backoff=self._tuning.backoff,
+            liveness_failures=self._prober.liveness_failures(),
+            image_failures=dict(self._executor.memory.image_failures),
+            pod_dirs=frozenset(PodUID(d) for d in dirs),
+            departed=dict(self._departed),
+        )
+        actions = plan_node(desired, observed, inputs=inputs)
+        per_pod: dict[PodUID, list[Action]] = defaultdict(list)
+        waits: dict[PodUID, dict[str, Wait]] = defaultdict(dict)
+        for action in actions:
+            if isinstance(action, Wait):
+                waits[action.pod_uid][action.container] = action
+            else:
+                per_pod[action.pod_uid].append(action)
+        self._waits = waits
+        by_uid = {d.uid: d for d in desired}
+        self._forget(set(by_uid) | {c.pod_uid for c in observed} | set(per_pod))
+        for uid, pod_actions in per_pod.items():
+            # A pod whose worker is busy, or finished after this pass looked, is planned
+            # again on the next pass: acting on a stale view would start duplicates.
+            if uid in self._busy or self._finished_at.get(uid, 0.0) > observed_at:
+                continue
+            self._busy[uid] = loop.create_task(
+                self._work(uid, pod_actions, by_uid.get(uid), configs), name=f"pod-{uid}"
+            )
+        self._track_probes(desired, observed)
+        self._update_statuses(desired, observed, waits)
+        self._synced.set()
+
+    def _forget(self, known: set[PodUID]) -> None:
+        """Drop bookkeeping of pods that are neither desired nor on the node any more."""
+        for uid in set(self._finished_at) - known - set(self._busy):
+            del self._finished_at[uid]
+        for uid in set(self._departed) - known - set(self._busy):
+            del self._departed[uid]
+        memory = self._executor.memory
+        for uid in set(memory.pod_errors) - known:
+            del memory.pod_errors[uid]
+        for key in [k for k in memory.image_failures if k[0] not in known]:
+            del memory.image_failures[key]
+
+    async def _refresh_config_volumes(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        desired: list[DesiredPod],
+        observed: list[ObservedContainer],
+        configs: ConfigIndex,
+    ) -> None:
+        """Rewrite ConfigMap/Secret files of running pods after the objects changed.
+
+        As in Kubernetes, mounted files follow the objects; environment variables do not
+        (they were fixed when the container started).
+        """
+        running = {c.pod_uid for c in observed if c.is_sandbox and c.running}
+        for d in desired:
+            has_config = any(v.config_map or v.secret for v in d.pod.spec.volumes)
+            if has_config and d.uid in running and d.uid not in self._busy:
+                await loop.run_in_executor(
+                    self._pool,
+                    partial(volumes.materialize, d, state_dir=self._settings.state_dir,
+                            configs=configs),
+                )
+
+    async def _work(
+        self, uid: PodUID, actions: list[Action], desired: DesiredPod | None, configs: ConfigIndex
+    ) -> None:
+        try:
+            await self._executor.run_pod(uid, actions, desired=desired, configs=configs)
+        except Exception:
+            _log.exception("pod %s: worker failed", uid)
+        finally:
+            self._busy.pop(uid, None)
+            self._finished_at[uid] = time.monotonic()
+            self.wake()
+
+    def _track_probes(self, desired: list[DesiredPod], observed: list[ObservedContainer]) -> None:
+        sandboxes = {
+            c.pod_uid: c for c in observed if c.is_sandbox and c.running
+        }
+        targets: list[ProbeTarget] = []
+        for d in desired:
+            sandbox = sandboxes.get(d.uid)
+            if sandbox is None or d.refused:
+                continue
+            specs = {c.name: c for c in d.pod.spec.containers}
+            for c in observed:
+                spec = specs.get(c.container)
+                if c.pod_uid != d.uid or spec is None or c.state != "running":
+                    continue
+                if not (spec.liveness_probe or spec.readiness_probe or spec.startup_probe):
+                    continue
+                targets.append(
+                    ProbeTarget(
+                        container_id=c.id,
+                        spec=spec,
+                        sandbox_pid=sandbox.pid,
+                        started_at=c.started_at or self._clock(),
+                        host_ports=sandbox.host_ports,
+                    )
+                )
+        self._prober.track(targets)
+
+    def _update_statuses(
+        self,
+        desired: list[DesiredPod],
+        observed: list[ObservedContainer],
+        waits: dict[PodUID, dict[str, Wait]],
+    ) -> None:
+        by_pod: dict[PodUID, list[ObservedContainer]] = defaultdict(list)
+        for c in observed:
+            by_pod[c.pod_uid].append(c)
+        now = self._clock()
+        statuses: dict[PodUID, PodStatus] = {}
+        for d in desired:
+            containers = by_pod.get(d.uid, [])
+            status = pod_status(
+                d,
+                containers,
+                waits=waits.get(d.uid, {}),
+                probes={
+                    c.id: view for c in containers
+                    if (view := self._prober.view(c.id)) is not None
+                },
+                host_ip=self._settings.bind_address,
+                previous=self._statuses.get(d.uid),
+                now=now,
+            )
+            error = self._executor.memory.pod_errors.get(d.uid)
+            if error and status.message is None:
+                status = status.model_copy(update={"message": error})
+            statuses[d.uid] = status
+        changed = statuses != self._statuses
+        self._statuses = statuses
+        if changed:
+            for listener in self._listeners:
+                listener()
+
+    # --- logs -----------------------------------------------------------------------------
+
+    def find_container(self, namespace: str, pod: str, container: str | None) -> ContainerID:
+        """The id of the newest attempt of a pod's container; raises LookupError."""
+        d = next((d for d in self._desired if d.namespace == namespace and d.name == pod), None)
+        candidates = [
+            c for c in self._observed
+            if c.pod_namespace == namespace and c.pod_name == pod and not c.is_sandbox
+            and (d is None or c.pod_uid == d.uid)
+        ]
+        if not candidates:
+            raise LookupError(f"pod {namespace}/{pod} has no containers on this node")
+        names = sorted({c.container for c in candidates})
+        if container is None:
+            if d is not None:
+                container = d.pod.spec.containers[0].name
+            elif len(names) == 1:
+                container = names[0]
+            else:
+                raise LookupError(f"pod {namespace}/{pod} has several containers: {names}")
+        records = sorted((c for c in candidates if c.container == container),
+                         key=lambda c: c.attempt)
+        if not records:
+            raise LookupError(f"pod {namespace}/{pod} has no container {container!r}")
+        return records[-1].id
+
+    async def logs(
+        self, container_id: ContainerID, *, tail: int | None, follow: bool
+    ) -> AsyncIterator[bytes]:
+        """Log bytes of a container as they come; the stream closes when the caller stops."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+        stream = await loop.run_in_executor(
+            None, lambda: self._runtime.logs(container_id, tail=tail, follow=follow)
+        )
+
+        def pump() -> None:
+            try:
+                for chunk in stream:
+                    asyncio.run_coroutine_threadsafe(queue.put(bytes(chunk)), loop).result()
+            except Exception as exc:
+                _log.debug("log stream ended: %s", exc)
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(queue.put(None), loop)
+
+        thread = threading.Thread(target=pump, name="capstan-logs", daemon=True)
+        thread.start()
+        try:
+            while (chunk := await queue.get()) is not None:
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+            # Unblock the pump if it is waiting for room; it ends once the stream is closed.
+            while not queue.empty():
+                queue.get_nowait()

@@ -1,0 +1,421 @@
+"""From a Pod in the desired set to what the runtime must run: pure translation, no I/O.
+
+Called by the kubelet when a sync arrives (:func:`desired_pod`: identity, spec hashes, env
+resolved from the ConfigMaps/Secrets sent along, refusals) and by the executor right before a
+start (:func:`sandbox_config`, :func:`container_config`). The spec hash is what the planner
+compares with the ``io.capstan.spec-hash`` label to decide that a container is out of date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+from agent.runtime.facts import (
+    LABEL_ATTEMPT,
+    LABEL_BACKOFF_STEP,
+    LABEL_CONTAINER,
+    LABEL_GRACE_SECONDS,
+    LABEL_MANAGED_BY,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    LABEL_SPEC_HASH,
+    SANDBOX_CONTAINER,
+    ContainerConfig,
+    ContainerID,
+    Mount,
+    NodeName,
+    PodUID,
+    PortRequest,
+)
+from schemas.core import ConfigMap, Secret
+from schemas.pod import Container, EnvVar, Pod
+from schemas.quantity import cpu_millicores, memory_bytes
+
+_HASH_LEN: Final = 16
+DEFAULT_NAMESPACE: Final = "default"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """How this agent runs pods; fixed for the life of the daemon."""
+
+    node_name: NodeName
+    state_dir: Path
+    bind_address: str = "127.0.0.1"
+    pause_image: str = "capstan.local/pause:1"
+    allow_host_network: bool = False
+    pids_limit: int = 1024
+
+
+@dataclass(frozen=True)
+class ConfigIndex:
+    """The ConfigMaps and Secrets sent with the desired set, by (namespace, name)."""
+
+    config_maps: Mapping[tuple[str, str], ConfigMap] = field(default_factory=dict)
+    secrets: Mapping[tuple[str, str], Secret] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, config_maps: list[ConfigMap], secrets: list[Secret]) -> ConfigIndex:
+        return cls(
+            config_maps={(c.namespace or DEFAULT_NAMESPACE, c.name): c for c in config_maps},
+            secrets={(s.namespace or DEFAULT_NAMESPACE, s.name): s for s in secrets},
+        )
+
+
+class ConfigError(Exception):
+    """The pod references configuration that was not sent (CreateContainerConfigError)."""
+
+
+@dataclass(frozen=True)
+class DesiredPod:
+    """One pod of the desired set, with what the planner needs precomputed.
+
+    ``env`` holds resolved values (possibly secret): it is excluded from ``repr``.
+    """
+
+    uid: PodUID
+    namespace: str
+    name: str
+    pod: Pod
+    sandbox_hash: str
+    container_hashes: Mapping[str, str]
+    grace_seconds: int
+    restart_policy: Literal["Always", "OnFailure", "Never"]
+    refused: str | None = None
+    config_errors: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def pod_uid(pod: Pod) -> PodUID:
+    """The pod's uid; a hand-written pod without one gets a stable uid from its name."""
+    if pod.metadata.uid:
+        return PodUID(pod.metadata.uid)
+    key = f"{pod.namespace or DEFAULT_NAMESPACE}/{pod.name}"
+    return PodUID("name-" + hashlib.sha256(key.encode()).hexdigest()[:_HASH_LEN])
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
+
+
+def _container_hash(pod: Pod, container: Container) -> str:
+    mounted = {m.name for m in container.volume_mounts}
+    volumes = [v.model_dump(mode="json") for v in pod.spec.volumes if v.name in mounted]
+    return _digest({"container": container.model_dump(mode="json"), "volumes": volumes})
+
+
+def _sandbox_hash(pod: Pod, settings: NodeSettings) -> str:
+    ports = [
+        [c.name, p.container_port, p.protocol, p.host_port, p.host_ip]
+        for c in pod.spec.containers
+        for p in c.ports
+    ]
+    return _digest(
+        {
+            "ports": ports,
+            "bind": settings.bind_address,
+            "hostNetwork": pod.spec.host_network,
+            "hostname": pod.spec.hostname,
+            "image": settings.pause_image,
+        }
+    )
+
+
+def _refusal(pod: Pod, settings: NodeSettings) -> str | None:
+    if pod.spec.host_network and not settings.allow_host_network:
+        return (
+            "hostNetwork is refused on this node: start the agent with --allow-host-network "
+            "to permit it"
+        )
+    if pod.spec.init_containers:
+        return "initContainers are not supported by this agent version"
+    for container in pod.spec.containers:
+        context = container.security_context
+        if context is not None and context.privileged:
+            return f"container {container.name!r} asks to be privileged; Capstan never runs one"
+    return None
+
+
+def _config_value(
+    source: EnvVar, pod: Pod, *, namespace: str, configs: ConfigIndex, settings: NodeSettings
+) -> str | None:
+    ref = source.value_from
+    assert ref is not None
+    if ref.config_map_key_ref is not None:
+        cm_ref = ref.config_map_key_ref
+        config_map = configs.config_maps.get((namespace, cm_ref.name))
+        if config_map is None or cm_ref.key not in config_map.data:
+            if cm_ref.optional:
+                return None
+            what = "configmap" if config_map is None else f"key {cm_ref.key!r} in configmap"
+            raise ConfigError(f"{what} {cm_ref.name!r} not found")
+        return config_map.data[cm_ref.key]
+    if ref.secret_key_ref is not None:
+        s_ref = ref.secret_key_ref
+        secret = configs.secrets.get((namespace, s_ref.name))
+        values = secret.decoded() if secret is not None else {}
+        if s_ref.key not in values:
+            if s_ref.optional:
+                return None
+            what = "secret" if secret is None else f"key {s_ref.key!r} in secret"
+            raise ConfigError(f"{what} {s_ref.name!r} not found")
+        return values[s_ref.key].decode("utf-8", "replace")
+    assert ref.field_ref is not None
+    fields = {
+        "metadata.name": pod.name,
+        "metadata.namespace": namespace,
+        "metadata.uid": str(pod_uid(pod)),
+        "spec.nodeName": str(settings.node_name),
+        "spec.serviceAccountName": pod.spec.service_account_name or "",
+        "status.hostIP": settings.bind_address,
+        "status.podIP": settings.bind_address,
+    }
+    path = ref.field_ref.field_path
+    if path.startswith("metadata.labels['") and path.endswith("']"):
+        return pod.metadata.labels.get(path[len("metadata.labels['") : -2], "")
+    if path not in fields:
+        raise ConfigError(f"fieldRef {path!r} is not supported")
+    return fields[path]
+
+
+def resolve_env(
+    pod: Pod, container: Container, *, configs: ConfigIndex, settings: NodeSettings
+) -> tuple[tuple[str, str], ...]:
+    """The container's environment: ``envFrom`` first, then ``env`` (later names win)."""
+    namespace = pod.namespace or DEFAULT_NAMESPACE
+    env: dict[str, str] = {}
+    for source in container.env_from:
+        prefix = source.prefix or ""
+        if source.config_map_ref is not None:
+            config_map = configs.config_maps.get((namespace, source.config_map_ref.name))
+            if config_map is None:
+                if not source.config_map_ref.optional:
+                    raise ConfigError(f"configmap {source.config_map_ref.name!r} not found")
+                continue
+            env.update({prefix + k: v for k, v in config_map.data.items()})
+        elif source.secret_ref is not None:
+            secret = configs.secrets.get((namespace, source.secret_ref.name))
+            if secret is None:
+                if not source.secret_ref.optional:
+                    raise ConfigError(f"secret {source.secret_ref.name!r} not found")
+                continue
+            env.update(
+                {prefix + k: v.decode("utf-8", "replace") for k, v in secret.decoded().items()}
+            )
+    for var in container.env:
+        if var.value_from is None:
+            env[var.name] = var.value or ""
+            continue
+        value = _config_value(var, pod, namespace=namespace, configs=configs, settings=settings)
+        if value is not None:
+            env[var.name] = value
+    return tuple(env.items())
+
+
+def _volume_config_error(pod: Pod, configs: ConfigIndex) -> str | None:
+    namespace = pod.namespace or DEFAULT_NAMESPACE
+    for volume in pod.spec.volumes:
+        config_map, secret = volume.config_map, volume.secret
+        if (
+            config_map is not None
+            and not config_map.optional
+            and (namespace, config_map.name) not in configs.config_maps
+        ):
+            return f"configmap {config_map.name!r} not found (volume {volume.name!r})"
+        if (
+            secret is not None
+            and not secret.optional
+            and (namespace, secret.secret_name) not in configs.secrets
+        ):
+            return f"secret {secret.secret_name!r} not found (volume {volume.name!r})"
+    return None
+
+
+def desired_pod(pod: Pod, *, configs: ConfigIndex, settings: NodeSettings) -> DesiredPod:
+    """Precompute everything the planner and status need to know about one desired pod."""
+    errors: dict[str, str] = {}
+    env: dict[str, tuple[tuple[str, str], ...]] = {}
+    volume_error = _volume_config_error(pod, configs)
+    for container in pod.spec.containers:
+        if volume_error is not None:
+            errors[container.name] = volume_error
+            continue
+        try:
+            env[container.name] = resolve_env(
+                pod, container, configs=configs, settings=settings
+            )
+        except ConfigError as exc:
+            errors[container.name] = str(exc)
+    return DesiredPod(
+        uid=pod_uid(pod),
+        namespace=pod.namespace or DEFAULT_NAMESPACE,
+        name=pod.name,
+        pod=pod,
+        sandbox_hash=_sandbox_hash(pod, settings),
+        container_hashes={c.name: _container_hash(pod, c) for c in pod.spec.containers},
+        grace_seconds=pod.spec.termination_grace_period_seconds,
+        restart_policy=pod.spec.restart_policy,
+        refused=_refusal(pod, settings),
+        config_errors=errors,
+        env=env,
+    )
+
+
+def pod_dir(state_dir: Path, uid: PodUID) -> Path:
+    return state_dir / "pods" / uid
+
+
+def volume_dir(state_dir: Path, uid: PodUID, volume: str) -> Path:
+    return pod_dir(state_dir, uid) / "volumes" / volume
+
+
+def _docker_name(*parts: str) -> str:
+    # Docker names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; Kubernetes names already fit.
+    return "_".join(parts)
+
+
+def _labels(
+    d: DesiredPod,
+    settings: NodeSettings,
+    *,
+    container: str,
+    spec_hash: str,
+    attempt: int,
+    backoff_step: int,
+) -> dict[str, str]:
+    return {
+        LABEL_MANAGED_BY: settings.node_name,
+        LABEL_POD_UID: d.uid,
+        LABEL_POD_NAME: d.name,
+        LABEL_POD_NAMESPACE: d.namespace,
+        LABEL_CONTAINER: container,
+        LABEL_SPEC_HASH: spec_hash,
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_BACKOFF_STEP: str(backoff_step),
+        LABEL_GRACE_SECONDS: str(d.grace_seconds),
+    }
+
+
+def container_name(
+    d: DesiredPod, settings: NodeSettings, *, container: str, attempt: int
+) -> str:
+    return _docker_name(
+        "capstan", settings.node_name, d.namespace, d.name, d.uid[:8], container, str(attempt)
+    )
+
+
+def sandbox_config(
+    d: DesiredPod, *, settings: NodeSettings, attempt: int, backoff_step: int
+) -> ContainerConfig:
+    """The pod's sandbox: holds the network namespace and publishes every container port."""
+    ports = tuple(
+        PortRequest(
+            container_port=p.container_port,
+            protocol="tcp" if p.protocol == "TCP" else "udp" if p.protocol == "UDP" else "sctp",
+            host_ip=p.host_ip or settings.bind_address,
+            host_port=p.host_port,
+        )
+        for c in d.pod.spec.containers
+        for p in c.ports
+    )
+    host_network = d.pod.spec.host_network
+    return ContainerConfig(
+        name=container_name(d, settings, container=SANDBOX_CONTAINER, attempt=attempt),
+        image=settings.pause_image,
+        labels=_labels(
+            d,
+            settings,
+            container=SANDBOX_CONTAINER,
+            spec_hash=d.sandbox_hash,
+            attempt=attempt,
+            backoff_step=backoff_step,
+        ),
+        network_mode="host" if host_network else None,
+        ports=() if host_network else ports,
+        pids_limit=16,
+        init=True,
+        hostname=None if host_network else (d.pod.spec.hostname or d.name)[:63],
+    )
+
+
+def _mounts(d: DesiredPod, container: Container, settings: NodeSettings) -> tuple[Mount, ...]:
+    volumes = {v.name: v for v in d.pod.spec.volumes}
+    mounts: list[Mount] = []
+    for mount in container.volume_mounts:
+        volume = volumes[mount.name]
+        source = volume_dir(settings.state_dir, d.uid, mount.name)
+        if mount.sub_path:
+            source = source / mount.sub_path
+        # ConfigMap and Secret files are always read-only, whatever the mount says.
+        read_only = bool(mount.read_only) or volume.empty_dir is None
+        mounts.append(Mount(source=str(source), target=mount.mount_path, read_only=read_only))
+    return tuple(mounts)
+
+
+def container_config(
+    d: DesiredPod,
+    container: Container,
+    *,
+    settings: NodeSettings,
+    sandbox_id: ContainerID,
+    attempt: int,
+    backoff_step: int,
+) -> ContainerConfig:
+    """An app container joining its pod's sandbox; raises :class:`ConfigError` if unresolvable."""
+    if container.name in d.config_errors:
+        raise ConfigError(d.config_errors[container.name])
+    limits = container.resources.limits
+    context = container.security_context
+    pod_context = d.pod.spec.security_context
+    run_as_user = (context.run_as_user if context else None) or (
+        pod_context.run_as_user if pod_context else None
+    )
+    run_as_group = (context.run_as_group if context else None) or (
+        pod_context.run_as_group if pod_context else None
+    )
+    user = None
+    if run_as_user is not None:
+        user = str(run_as_user) + (f":{run_as_group}" if run_as_group is not None else "")
+    escalation_allowed = bool(context and context.allow_privilege_escalation)
+    capabilities = context.capabilities if context else None
+    return ContainerConfig(
+        name=container_name(d, settings, container=container.name, attempt=attempt),
+        image=container.image,
+        labels=_labels(
+            d,
+            settings,
+            container=container.name,
+            spec_hash=d.container_hashes[container.name],
+            attempt=attempt,
+            backoff_step=backoff_step,
+        ),
+        # Kubernetes' command replaces the image's ENTRYPOINT and args its CMD.
+        entrypoint=tuple(container.command) or None,
+        command=tuple(container.args) or None,
+        env=d.env.get(container.name, ()),
+        working_dir=container.working_dir,
+        network_mode=f"container:{sandbox_id}",
+        mounts=_mounts(d, container, settings),
+        mem_limit_bytes=memory_bytes(limits["memory"]) if "memory" in limits else None,
+        nano_cpus=cpu_millicores(limits["cpu"]) * 1_000_000 if "cpu" in limits else None,
+        pids_limit=settings.pids_limit,
+        # An init as PID 1 gives the app default signal handling (SIGTERM stops a process that
+        # installed no handler, as outside a container) and reaps its zombies.
+        init=True,
+        security_opt=() if escalation_allowed else ("no-new-privileges",),
+        user=user,
+        read_only_rootfs=bool(context and context.read_only_root_filesystem),
+        cap_add=tuple(capabilities.add) if capabilities else (),
+        cap_drop=tuple(capabilities.drop) if capabilities else (),
+    )

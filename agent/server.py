@@ -1,0 +1,363 @@
+"""The agent daemon's Unix socket: the wire protocol in, the kubelet and status out.
+
+``capstan-agent serve`` runs this; ``capstan-agent connect`` (what the reconciler runs over
+SSH) bridges its stdio to the socket. Every connection first receives ``hello`` and the
+current ``status``; it may then send ``sync`` (answered with ``ack``), ``logs`` (answered with
+``logs_chunk`` messages) or ``hello``. Anything else gets an ``error`` reply and changes
+nothing. Status goes to every connection on change and every few seconds as a heartbeat.
+When a client closes its side, pending replies are flushed and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import errno
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent import agent_version
+from agent._framing import LineReader, TooLong
+from agent.kubelet.kubelet import Kubelet
+from agent.nodeinfo import node_status
+from agent.state import DesiredStateFile
+from schemas.protocol import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    Ack,
+    ErrorMessage,
+    Hello,
+    LogsChunk,
+    LogsRequest,
+    Message,
+    ProtocolError,
+    Status,
+    Sync,
+    decode_message,
+    encode_message,
+)
+
+_log = logging.getLogger(__name__)
+_QUEUE_LIMIT = 1024
+CAPABILITIES = ("sync", "status", "logs", "probes", "volumes", "services")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    socket_path: Path
+    node_name: str
+    bind_address: str
+    heartbeat_s: float = 5.0
+
+
+class _Client:
+    """One connection's outbound side: an ordered queue drained by a writer task."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.log_tasks: set[asyncio.Task[None]] = set()
+        self.follow_tasks: set[asyncio.Task[None]] = set()
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    def send(self, message: Message) -> None:
+        self.send_raw(encode_message(message))
+
+    def send_raw(self, data: bytes, *, droppable: bool = False) -> None:
+        # A client that reads nothing must not make the agent hoard memory: status is
+        # level-triggered, so dropping one loses nothing the next one does not carry.
+        if droppable and self._queue.qsize() >= _QUEUE_LIMIT:
+            return
+        self._queue.put_nowait(data)
+
+    async def _pump(self) -> None:
+        try:
+            while (data := await self._queue.get()) is not None:
+                self._writer.write(data)
+                await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            _log.debug("client went away: %s", exc)
+        finally:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.wait_closed()
+
+    async def writable(self) -> None:
+        """Wait while this client is far behind (back-pressure for streams like logs)."""
+        while self._queue.qsize() >= _QUEUE_LIMIT and not self.task.done():
+            await asyncio.sleep(0.05)
+
+    async def close(self, *, timeout_s: float = 5.0) -> None:
+        """Flush what is queued, then close; a client that stopped reading is cut off."""
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
+        except TimeoutError:
+            self._writer.transport.abort()
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+class AgentServer:
+    """Accepts connections, applies syncs (persisted first), fans out status."""
+
+    def __init__(
+        self,
+        *,
+        kubelet: Kubelet,
+        state: DesiredStateFile,
+        settings: ServerSettings,
+        docker_version: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._kubelet = kubelet
+        self._state = state
+        self._settings = settings
+        self._docker_version = docker_version
+        self._clock = clock
+        self._clients: set[_Client] = set()
+        self._generation: int | None = None
+        self._sync_lock = asyncio.Lock()
+        self._started = datetime.now(tz=UTC)
+        self._status_dirty = asyncio.Event()
+        self._version = agent_version()
+        self._desired_listeners: list[Callable[[Sync], None]] = []
+        kubelet.on_status_change(self._status_dirty.set)
+
+    def on_desired(self, listener: Callable[[Sync], None]) -> None:
+        """Call ``listener`` with every desired set taken (restored or applied), in order.
+
+        The hook for parts that act on the desired set besides the kubelet, e.g. the proxy
+        programming ``sync.services``. Listeners must not block; they run on the event loop.
+        """
+        self._desired_listeners.append(listener)
+
+    def _take(self, sync: Sync) -> None:
+        self._generation = sync.generation
+        self._kubelet.set_desired(sync)
+        for listener in self._desired_listeners:
+            listener(sync)
+
+    def restore(self) -> None:
+        """Resume the persisted desired set, if any (before the first pass)."""
+        sync = self._state.load()
+        if sync is not None:
+            self._take(sync)
+            _log.info("resumed generation %d with %d pods", sync.generation, len(sync.pods))
+
+    def _hello(self) -> Hello:
+        return Hello(
+            role="agent",
+            versions=[PROTOCOL_VERSION],
+            node_name=self._settings.node_name,
+            agent_version=self._version,
+            capabilities=list(CAPABILITIES),
+        )
+
+    def status(self) -> Status:
+        now = datetime.fromtimestamp(self._clock(), tz=UTC)
+        return Status(
+            node_name=self._settings.node_name,
+            generation=self._generation,
+            node=node_status(
+                bind_address=self._settings.bind_address,
+                docker_version=self._docker_version,
+                agent_version=self._version,
+                ready_since=self._started,
+                heartbeat=now,
+                problem=self._kubelet.problem,
+            ),
+            pods=self._kubelet.pod_reports(),
+        )
+
+    def _broadcast_status(self) -> None:
+        if not self._clients:
+            return
+        data = encode_message(self.status())
+        for client in list(self._clients):
+            client.send_raw(data, droppable=True)
+
+    async def _status_fanout(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_dirty.wait(), self._settings.heartbeat_s)
+            self._status_dirty.clear()
+            self._broadcast_status()
+            # Coalesce bursts: a converging node changes status on every pass.
+            await asyncio.sleep(0.05)
+
+    async def serve(self, *, ready: Callable[[], None] | None = None) -> None:
+        """Listen until cancelled; the kubelet keeps running pods regardless of clients."""
+        path = self._settings.socket_path
+        _claim_socket_path(path)
+        old_umask = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self._handle, path=str(path),
+                                                     limit=MAX_LINE_BYTES)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        fanout = asyncio.get_running_loop().create_task(self._status_fanout())
+        _log.info("listening on %s as node %s", path, self._settings.node_name)
+        if ready is not None:
+            ready()
+        try:
+            await server.serve_forever()
+        finally:
+            fanout.cancel()
+            server.close()
+            # The order matters: close the connections first, then wait for the server (from
+            # Python 3.12 wait_closed also waits for the connection handlers to return).
+            for client in list(self._clients):
+                for task in client.log_tasks | client.follow_tasks:
+                    task.cancel()
+                await client.close()
+            await server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = _Client(writer)
+        self._clients.add(client)
+        client.send(self._hello())
+        client.send(self.status())
+        lines = LineReader(reader, max_line=MAX_LINE_BYTES)
+        try:
+            while (line := await lines.next_line()) is not None:
+                if isinstance(line, TooLong):
+                    client.send(ErrorMessage(
+                        code="too_large",
+                        message=f"line of {line.size_seen}+ bytes exceeds {MAX_LINE_BYTES}",
+                    ))
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    message = decode_message(line)
+                except ProtocolError as exc:
+                    client.send(exc.to_message())
+                    continue
+                await self._dispatch(client, message)
+        except (ConnectionError, OSError) as exc:
+            _log.debug("connection read failed: %s", exc)
+        finally:
+            self._clients.discard(client)
+            for task in client.follow_tasks:
+                task.cancel()
+            # Replies to what the client sent before closing its side still go out.
+            if client.log_tasks:
+                await asyncio.gather(*client.log_tasks, return_exceptions=True)
+            await client.close()
+
+    async def _dispatch(self, client: _Client, message: Message) -> None:
+        if isinstance(message, Sync):
+            client.send(await self.apply(message))
+            self._broadcast_status()
+        elif isinstance(message, Hello):
+            if PROTOCOL_VERSION not in message.versions:
+                client.send(ErrorMessage(
+                    code="unsupported_version", in_reply_to=message.id,
+                    message=f"no common protocol version: agent speaks {PROTOCOL_VERSION}, "
+                            f"peer offers {message.versions}",
+                ))
+        elif isinstance(message, LogsRequest):
+            task = asyncio.get_running_loop().create_task(self._stream_logs(client, message))
+            tasks = client.follow_tasks if message.follow else client.log_tasks
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        elif isinstance(message, ErrorMessage):
+            # Never answer an error with an error: two confused peers would ping-pong.
+            _log.warning("peer reported %s: %s", message.code, message.message)
+        else:
+            client.send(ErrorMessage(
+                code="unexpected", in_reply_to=message.id,
+                message=f"the agent does not accept {message.type} messages",
+            ))
+
+    async def apply(self, sync: Sync) -> Ack:
+        """Persist then hand over a desired set, unless it is older than the applied one."""
+        async with self._sync_lock:
+            problem = _duplicate_pods(sync)
+            if problem is not None:
+                return Ack(in_reply_to=sync.id, generation=sync.generation, applied=False,
+                           message=f"refused: {problem}; nothing changed")
+            if self._generation is not None and sync.generation < self._generation:
+                return Ack(
+                    in_reply_to=sync.id,
+                    generation=sync.generation,
+                    applied=False,
+                    message=f"generation {sync.generation} is older than the applied "
+                            f"{self._generation}; ignored",
+                )
+            await asyncio.to_thread(self._state.save, sync)
+            self._take(sync)
+            _log.info("applied generation %d: %d pods, %d services",
+                      sync.generation, len(sync.pods), len(sync.services))
+            return Ack(in_reply_to=sync.id, generation=sync.generation, applied=True,
+                       message=f"generation {sync.generation} applied: {len(sync.pods)} pods")
+
+    async def _stream_logs(self, client: _Client, request: LogsRequest) -> None:
+        try:
+            container_id = self._kubelet.find_container(
+                request.namespace, request.pod, request.container
+            )
+        except LookupError as exc:
+            client.send(ErrorMessage(code="not_found", in_reply_to=request.id, message=str(exc)))
+            return
+        # Docker's chunks may split a multi-byte character; decode across chunk borders.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            async for chunk in self._kubelet.logs(
+                container_id, tail=request.tail, follow=request.follow
+            ):
+                await client.writable()
+                text = decoder.decode(chunk)
+                if text:
+                    client.send(LogsChunk(in_reply_to=request.id, data=text))
+        except Exception as exc:
+            client.send(ErrorMessage(code="internal", in_reply_to=request.id,
+                                     message=f"log stream failed: {exc}"))
+            return
+        client.send(LogsChunk(in_reply_to=request.id, data=decoder.decode(b"", final=True),
+                              eof=True))
+
+
+def _duplicate_pods(sync: Sync) -> str | None:
+    seen: set[tuple[str, str]] = set()
+    uids: set[str] = set()
+    for pod in sync.pods:
+        key = (pod.namespace or "default", pod.name)
+        if key in seen:
+            return f"pod {key[0]}/{key[1]} appears twice"
+        seen.add(key)
+        if pod.metadata.uid:
+            if pod.metadata.uid in uids:
+                return f"pod uid {pod.metadata.uid} appears twice"
+            uids.add(pod.metadata.uid)
+    return None
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Remove a stale socket left by a killed agent; refuse if another agent listens there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            path.unlink(missing_ok=True)
+            return
+        raise
+    finally:
+        probe.close()
+    raise RuntimeError(f"another agent is listening on {path}")

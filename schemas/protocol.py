@@ -1,0 +1,255 @@
+"""The wire protocol between the reconciler and a node agent (version 1).
+
+Carried as JSON lines (one object per line, at most :data:`MAX_LINE_BYTES`) over the stdio of
+``capstan-agent connect`` (over SSH, or a local pipe), which bridges to the agent daemon's
+Unix socket. Every message has ``"v": 1`` and a ``type`` that selects its model:
+
+reconciler → agent
+    ``hello`` (optional, says who is talking), ``sync`` (the node's **complete** desired set
+    with a generation), ``logs`` (a log request).
+agent → reconciler
+    ``hello`` (first line on every connection: versions, node name, capabilities),
+    ``ack`` (a sync was accepted, or ignored and why), ``status`` (node status, every pod's
+    status and the last applied generation; sent on change and as a heartbeat),
+    ``logs_chunk`` (log data for a request, ``eof`` on the last), ``error``.
+
+A line that is not valid JSON, names an unknown type or version, or fails validation gets an
+``error`` reply and changes nothing; the connection stays usable. Field names are camelCase
+on the wire (``nodeName``, ``configMaps``), snake_case in Python, as everywhere in
+:mod:`schemas`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Final, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from schemas._validation import NonNegativeInt, PortNumber
+from schemas.core import ConfigMap, Secret
+from schemas.meta import KubeModel
+from schemas.node import NodeStatus
+from schemas.pod import Pod, PodStatus, Protocol
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Endpoint",
+    "ErrorCode",
+    "ErrorMessage",
+    "Hello",
+    "LogsChunk",
+    "LogsRequest",
+    "Message",
+    "PodReport",
+    "ProtocolError",
+    "ServicePortRule",
+    "ServiceRule",
+    "Status",
+    "Sync",
+    "decode_message",
+    "encode_message",
+]
+
+PROTOCOL_VERSION: Final = 1
+MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+"""Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
+
+ErrorCode = Literal[
+    "malformed",  # not JSON, or not a JSON object
+    "unsupported_version",  # "v" is not one this side speaks
+    "unknown_type",  # "type" names no message
+    "invalid",  # the type is known but a field is wrong
+    "too_large",  # the line exceeds MAX_LINE_BYTES
+    "unexpected",  # a valid message this side does not accept (e.g. a status sent to the agent)
+    "not_found",  # a logs request for a pod or container the agent does not run
+    "internal",  # the agent failed; the message says how
+]
+
+
+class _Message(KubeModel):
+    v: Literal[1] = 1
+    id: str | None = Field(default=None, max_length=128)
+    """Optional correlation id; replies carry it back as ``inReplyTo``."""
+
+
+class Hello(_Message):
+    type: Literal["hello"] = "hello"
+    versions: list[int] = Field(default_factory=lambda: [PROTOCOL_VERSION])
+    role: Literal["agent", "reconciler", "cli"]
+    node_name: str | None = None
+    agent_version: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+
+
+class Endpoint(KubeModel):
+    """A ready backend of a Service port: a node address and the host port the pod publishes."""
+
+    address: str
+    port: PortNumber
+
+
+class ServicePortRule(KubeModel):
+    """One port of a Service and where its traffic goes."""
+
+    name: str | None = None
+    protocol: Protocol = "TCP"
+    port: PortNumber
+    node_port: int | None = Field(default=None, ge=1, le=65535)
+    endpoints: list[Endpoint] = Field(default_factory=list)
+
+
+class ServiceRule(KubeModel):
+    """A Service as a node's proxy programs it: only *ready* endpoints are listed."""
+
+    namespace: str
+    name: str
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    ports: list[ServicePortRule] = Field(default_factory=list)
+
+
+class Sync(_Message):
+    """The node's complete desired state. Pods absent from ``pods`` must not run on the node.
+
+    ``configMaps`` and ``secrets`` are those the pods reference (env and volumes); the agent
+    never logs their values. A sync whose generation is lower than the applied one is
+    acknowledged with ``applied: false`` and ignored; an equal one is re-applied (a no-op).
+    """
+
+    type: Literal["sync"] = "sync"
+    generation: NonNegativeInt
+    pods: list[Pod] = Field(default_factory=list)
+    config_maps: list[ConfigMap] = Field(default_factory=list)
+    secrets: list[Secret] = Field(default_factory=list)
+    services: list[ServiceRule] = Field(default_factory=list)
+
+
+class Ack(_Message):
+    type: Literal["ack"] = "ack"
+    in_reply_to: str | None = None
+    generation: NonNegativeInt
+    applied: bool
+    message: str = ""
+
+
+class PodReport(KubeModel):
+    """One pod's status as the agent sees it, keyed by namespace, name and uid."""
+
+    namespace: str
+    name: str
+    uid: str
+    status: PodStatus
+
+
+class Status(_Message):
+    """Node and pod status. ``generation`` is the last applied sync (None before the first)."""
+
+    type: Literal["status"] = "status"
+    node_name: str
+    generation: NonNegativeInt | None = None
+    node: NodeStatus
+    pods: list[PodReport] = Field(default_factory=list)
+
+
+class LogsRequest(_Message):
+    """Ask for a container's log: the last ``tail`` lines (all when None), then follow."""
+
+    type: Literal["logs"] = "logs"
+    namespace: str
+    pod: str
+    container: str | None = None
+    tail: NonNegativeInt | None = None
+    follow: bool = False
+
+
+class LogsChunk(_Message):
+    """Log text for the request ``inReplyTo``; ``eof`` marks the last chunk of that request."""
+
+    type: Literal["logs_chunk"] = "logs_chunk"
+    in_reply_to: str | None = None
+    data: str = ""
+    eof: bool = False
+
+
+class ErrorMessage(_Message):
+    type: Literal["error"] = "error"
+    in_reply_to: str | None = None
+    code: ErrorCode
+    message: str
+
+
+Message = Annotated[
+    Hello | Sync | Ack | Status | LogsRequest | LogsChunk | ErrorMessage,
+    Field(discriminator="type"),
+]
+_MESSAGE_TYPES: Final = frozenset({"hello", "sync", "ack", "status", "logs", "logs_chunk", "error"})
+
+
+class ProtocolError(Exception):
+    """A line that is not a message this protocol version knows; becomes an ``error`` reply."""
+
+    def __init__(self, code: ErrorCode, message: str, *, in_reply_to: str | None = None) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.in_reply_to = in_reply_to
+
+    def to_message(self) -> ErrorMessage:
+        return ErrorMessage(code=self.code, message=str(self), in_reply_to=self.in_reply_to)
+
+
+def _adapter() -> TypeAdapter[Message]:
+    return TypeAdapter(Message)
+
+
+_ADAPTER: Final[TypeAdapter[Message]] = _adapter()
+
+
+def _describe(exc: ValidationError) -> str:
+    # Never echo the input: a malformed sync may carry secret values.
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:5]:
+        loc = ".".join(str(p) for p in error["loc"][1:]) or "(message)"
+        parts.append(f"{loc}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def decode_message(line: bytes | str) -> Message:
+    """Parse one line (without its newline) into a message, or raise :class:`ProtocolError`."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError("too_large", f"line exceeds {MAX_LINE_BYTES} bytes")
+    try:
+        raw = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("malformed", f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("malformed", "a message must be a JSON object")
+    msg_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    if raw.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            "unsupported_version",
+            f"protocol version {raw.get('v')!r} is not supported; this side speaks "
+            f"{PROTOCOL_VERSION}",
+            in_reply_to=msg_id,
+        )
+    kind = raw.get("type")
+    if kind not in _MESSAGE_TYPES:
+        raise ProtocolError(
+            "unknown_type",
+            f"unknown message type {kind!r}; known: {', '.join(sorted(_MESSAGE_TYPES))}",
+            in_reply_to=msg_id,
+        )
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise ProtocolError(
+            "invalid", f"invalid {kind} message: {_describe(exc)}", in_reply_to=msg_id
+        ) from None
+
+
+def encode_message(message: Message) -> bytes:
+    """One message as one line, newline included."""
+    return message.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n"

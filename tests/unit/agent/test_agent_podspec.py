@@ -1,0 +1,95 @@
+"""Pod → what Docker runs: hashes, env from ConfigMaps/Secrets, safe defaults, refusals."""
+
+from __future__ import annotations
+
+import base64
+
+from agent_testdata import SETTINGS, desired, pod
+
+from agent.kubelet.podspec import ConfigIndex, container_config, sandbox_config
+from agent.runtime.facts import ContainerID
+from schemas.core import ConfigMap, Secret
+
+CM = ConfigMap.model_validate({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": "cm", "namespace": "default"},
+                               "data": {"greeting": "hi", "mode": "fast"}})
+SECRET = Secret.model_validate({"apiVersion": "v1", "kind": "Secret",
+                                "metadata": {"name": "s", "namespace": "default"},
+                                "data": {"password": base64.b64encode(b"hunter2").decode()}})
+
+
+def test_hash_changes_with_image_only_for_that_container():
+    a = desired(pod(containers=[{"name": "x", "image": "i:1"}, {"name": "y", "image": "i:1"}]))
+    b = desired(pod(containers=[{"name": "x", "image": "i:2"}, {"name": "y", "image": "i:1"}]))
+    assert a.container_hashes["x"] != b.container_hashes["x"]
+    assert a.container_hashes["y"] == b.container_hashes["y"]
+    assert a.sandbox_hash == b.sandbox_hash
+
+
+def test_env_from_configmap_and_secret_resolved_and_hidden_from_repr():
+    p = pod(containers=[{
+        "name": "app", "image": "i:1",
+        "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
+        "env": [
+            {"name": "PLAIN", "value": "1"},
+            {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k",
+                                                              "optional": True}}},
+        ],
+    }])
+    d = desired(p, ConfigIndex.of([CM], [SECRET]))
+    assert dict(d.env["app"]) == {"CM_greeting": "hi", "CM_mode": "fast", "PLAIN": "1",
+                                  "PASS": "hunter2", "POD": "web"}
+    assert not d.config_errors
+    assert "hunter2" not in repr(d)
+
+
+def test_missing_secret_is_a_config_error():
+    p = pod(volumes=[{"name": "v", "secret": {"secretName": "absent"}}],
+            containers=[{"name": "app", "image": "i:1",
+                         "volumeMounts": [{"name": "v", "mountPath": "/s"}]}])
+    assert "secret 'absent' not found" in desired(p).config_errors["app"]
+
+
+def test_container_config_safe_defaults_and_limits():
+    p = pod(containers=[{
+        "name": "app", "image": "i:1", "command": ["sh"], "args": ["-c", "true"],
+        "workingDir": "/tmp",
+        "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                         {"name": "cfg", "mountPath": "/c"}],
+    }], volumes=[{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cm"}}])
+    d = desired(p, ConfigIndex.of([CM], []))
+    config = container_config(d, p.spec.containers[0], settings=SETTINGS,
+                              sandbox_id=ContainerID("sb"), attempt=2, backoff_step=1)
+    assert config.network_mode == "container:sb"
+    assert config.entrypoint == ("sh",)
+    assert config.command == ("-c", "true")
+    assert config.mem_limit_bytes == 64 * 1024 * 1024
+    assert config.nano_cpus == 500_000_000
+    assert config.security_opt == ("no-new-privileges",)
+    assert config.pids_limit == 1024
+    assert config.labels["io.capstan.attempt"] == "2"
+    assert config.labels["io.capstan.managed-by"] == "node-a"
+    mounts = {m.target: m for m in config.mounts}
+    assert not mounts["/data"].read_only
+    assert mounts["/c"].read_only
+    assert mounts["/data"].source.endswith(f"/pods/{d.uid}/volumes/data")
+
+
+def test_sandbox_publishes_ports_on_bind_address():
+    p = pod(containers=[{"name": "app", "image": "i:1",
+                         "ports": [{"containerPort": 80}, {"containerPort": 53, "hostPort": 5353,
+                                                            "protocol": "UDP"}]}])
+    config = sandbox_config(desired(p), settings=SETTINGS, attempt=0, backoff_step=0)
+    assert [(r.container_port, r.protocol, r.host_ip, r.host_port) for r in config.ports] == [
+        (80, "tcp", "127.0.0.1", None), (53, "udp", "127.0.0.1", 5353)]
+    assert config.init
+    assert config.image == "capstan.local/pause:1"
+
+
+def test_privileged_and_host_network_are_refused():
+    assert desired(pod(hostNetwork=True)).refused
+    p = pod(containers=[{"name": "app", "image": "i:1", "securityContext": {"privileged": True}}])
+    assert "privileged" in (desired(p).refused or "")

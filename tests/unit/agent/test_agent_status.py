@@ -1,0 +1,67 @@
+"""Pod status from facts, waits and probe verdicts."""
+
+from __future__ import annotations
+
+from agent_testdata import desired, observed, pod
+
+from agent.kubelet.plan import Wait
+from agent.kubelet.status import ProbeView, pod_status
+from agent.runtime.facts import SANDBOX_CONTAINER, PodUID, PortBinding
+
+
+def status(d, containers, **kw):
+    return pod_status(d, containers, waits=kw.get("waits", {}), probes=kw.get("probes", {}),
+                      host_ip="127.0.0.5", previous=kw.get("previous"), now=3000.0)
+
+
+def test_running_and_ready_with_host_ports():
+    d = desired(pod(containers=[{"name": "app", "image": "i:1", "ports": [{"containerPort": 80}]}]))
+    binding = PortBinding(80, "tcp", "127.0.0.5", 32000)
+    sandbox = observed(d, SANDBOX_CONTAINER, host_ports=(binding,))
+    s = status(d, [sandbox, observed(d, "app", attempt=2)])
+    assert s.phase == "Running"
+    assert s.ready
+    assert s.container_statuses[0].restart_count == 2
+    (mapping,) = s.host_ports
+    assert (mapping.container_name, mapping.host_port) == ("app", 32000)
+    assert mapping.host_ip == "127.0.0.5"
+
+
+def test_readiness_probe_verdict_and_transition_time_kept():
+    d = desired(pod())
+    facts = [observed(d, SANDBOX_CONTAINER), observed(d, "app")]
+    not_ready = status(d, facts, probes={facts[1].id: ProbeView(started=True, ready=False)})
+    assert not not_ready.ready
+    assert not_ready.phase == "Running"
+    again = status(d, facts, probes={facts[1].id: ProbeView(started=True, ready=False)},
+                   previous=not_ready)
+    assert again == not_ready
+
+
+def test_crash_loop_reports_waiting_and_last_state():
+    d = desired(pod())
+    crashed = observed(d, "app", state="exited", exit_code=3, finished_at=2990.0, attempt=4)
+    wait = Wait(pod_uid=PodUID(d.uid), container="app", until=3010.0,
+                waiting_reason="CrashLoopBackOff", reason="back-off 20s")
+    s = status(d, [observed(d, SANDBOX_CONTAINER), crashed], waits={"app": wait})
+    (c,) = s.container_statuses
+    assert c.state.waiting.reason == "CrashLoopBackOff"
+    assert c.last_state.terminated.exit_code == 3
+    assert c.restart_count == 4
+    assert s.phase == "Pending"
+    assert not s.ready
+
+
+def test_completed_pod_phases():
+    d = desired(pod(restartPolicy="Never"))
+    ok = observed(d, "app", state="exited", exit_code=0, finished_at=2000.0)
+    assert status(d, [observed(d, SANDBOX_CONTAINER), ok]).phase == "Succeeded"
+    bad = observed(d, "app", state="exited", exit_code=1, finished_at=2000.0)
+    assert status(d, [observed(d, SANDBOX_CONTAINER), bad]).phase == "Failed"
+
+
+def test_refused_pod_is_failed_with_reason():
+    s = status(desired(pod(hostNetwork=True)), [])
+    assert s.phase == "Failed"
+    assert s.reason == "Refused"
+    assert "hostNetwork" in s.message

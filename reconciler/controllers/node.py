@@ -10,7 +10,9 @@ the lease's ``renew_time`` with its own clock — Kubernetes' node lifecycle con
 - ``eviction_timeout_s`` (default 300 s) after it went Unknown, its pods are deleted — their
   ReplicaSets make replacements, which the scheduler puts elsewhere. A pod that tolerates the
   unreachable taint stays (for its ``tolerationSeconds``, when given);
-- when the lease is renewed again the node turns ``Ready`` and loses the taint.
+- when the lease is renewed again the node turns ``Ready`` and loses the taint;
+- pods bound to a Node that no longer exists (its manifest left Git) are deleted at once, as
+  Kubernetes' pod garbage collector does, so their ReplicaSets replace them on live nodes.
 
 Leases are not watched: each node is re-examined when its lease would next go stale
 (``requeue_after``), and on every Node event. :func:`assess` is the decision as a pure
@@ -120,12 +122,20 @@ class NodeController(Controller):
         self.grace_period_s = grace_period_s
         self.eviction_timeout_s = eviction_timeout_s
         self.nodes = self.watch_own(Node)
-        # Read through the "node" index; a pod event alone never changes a node's verdict.
-        self.pods = ctx.informers.informer(Pod)
+        # A pod event matters only when its node is gone (orphaned pods are collected); for
+        # live nodes the verdict depends on the lease alone, read through the "node" index.
+        self.pods = self.watch(Pod, self._orphaned_node)
+
+    def _orphaned_node(self, pod: Pod) -> Iterable[ObjectKey]:
+        node_name = pod.spec.node_name
+        if node_name and self.nodes.get(node_name) is None:
+            return (ObjectKey("Node", "", node_name),)
+        return ()
 
     def reconcile(self, key: ObjectKey) -> Result | None:
         node = self.nodes.get(key.name)
         if node is None:
+            self._collect_orphans(key.name)
             return None
         lease = self.api.get_node_lease(node.name)
         now = self.clock.time()
@@ -208,6 +218,25 @@ class NodeController(Controller):
                 upcoming.append(deadline)
             self._mark_pod_not_ready(pod)
         return min(upcoming, default=None)
+
+    def _collect_orphans(self, node_name: str) -> None:
+        """Delete the pods still bound to a node that no longer exists."""
+        for pod in list(self._pods_on(node_name)):
+            try:
+                self.api.delete(Pod, pod.name, namespace=pod.namespace)
+            except NotFound:
+                continue
+            try:
+                self.api.record_event(
+                    pod,
+                    reason="PodGarbageCollected",
+                    message=f"Deleting pod {pod.namespace}/{pod.name}: its node {node_name} "
+                    "no longer exists",
+                    type="Warning",
+                    source="node-controller",
+                )
+            except ApiError:
+                continue
 
     def _pods_on(self, node_name: str) -> Iterable[Pod]:
         return self.pods.by_index("node", node_name)

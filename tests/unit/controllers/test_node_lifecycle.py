@@ -251,3 +251,42 @@ def test_short_outage_keeps_pods(
     )
     # Back before the eviction timeout: the same pod, ready again.
     step_until(lambda: [p.name for p in hollow.running_pods()] == [pod.name], "pod ready again")
+
+
+def test_pods_of_a_deleted_node_are_collected_and_replaced(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(2)
+
+    def stepping(predicate: Callable[[], bool]) -> Callable[[], bool]:
+        def step() -> bool:
+            clock.advance(0.5)
+            hollow.tick()
+            return predicate()
+
+        return step
+
+    api.create(replicaset("gone", 2))
+    wait_for(stepping(lambda: len(hollow.running_pods()) == 2), what="2 running pods")
+    victim = hollow.running_pods()[0].spec.node_name
+    assert victim is not None
+    [survivor] = sorted(set(hollow.nodes) - {victim})
+    orphans = {p.name for p in hollow.pods_on(victim)}
+    assert orphans
+    # The Node object leaves (its manifest left Git); its heartbeat stops with it.
+    hollow.kill(victim)
+    api.delete(Node, victim)
+
+    def replaced_on_survivor() -> bool:
+        pods = api.list(Pod).items
+        return not ({p.name for p in pods} & orphans) and len(
+            hollow.running_pods([survivor])
+        ) == 2
+
+    wait_for(stepping(replaced_on_survivor), what="orphaned pods collected and replaced")
+    events = [e for e in api.list_events() if e.reason == "PodGarbageCollected"]
+    assert {e.involved_object.name for e in events} == orphans

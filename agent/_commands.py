@@ -10,11 +10,14 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
+
+if TYPE_CHECKING:
+    from agent.proxy import ProxyMode
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _SOCKET_HELP = "Unix socket of the agent (env CAPSTAN_AGENT_SOCKET)."
@@ -35,8 +38,9 @@ def commands() -> None:
 
 
 @commands.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), required=True,
-              help="Where the desired set, pod volumes and secrets are kept (made 0700).")
+@click.option("--state-dir", type=click.Path(path_type=Path),
+              help="Where the desired set, pod volumes and secrets are kept (made 0700); "
+                   "required unless --cleanup.")
 @_socket_option()
 @click.option("--node-name", default=lambda: socket.gethostname(), show_default="host name",
               help="Name of this node; labels every container the agent owns.")
@@ -56,9 +60,18 @@ def commands() -> None:
               help="Seconds between passes when nothing happens.")
 @click.option("--heartbeat", type=float, default=5.0, show_default=True,
               help="Seconds between status heartbeats.")
+@click.option("--proxy-mode", type=click.Choice(["nftables", "iptables", "userspace"]),
+              default=None, show_default="the best the agent's rights allow",
+              help="How Service rules are programmed; reported as the node's ProxyReady.")
+@click.option("--proxy-table", default="capstan", show_default=True,
+              help="The nftables table the proxy owns (agents sharing a host need their own).")
+@click.option("--proxy-chain-prefix", default="CAPSTAN", show_default=True,
+              help="Prefix of the iptables chains the proxy owns.")
+@click.option("--cleanup", is_flag=True,
+              help="Remove every rule the proxy programmed (table, chains, jumps) and exit.")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
-    state_dir: Path,
+    state_dir: Path | None,
     socket_path: Path,
     node_name: str,
     bind_address: str,
@@ -69,9 +82,20 @@ def serve(
     backoff_reset: float,
     resync: float,
     heartbeat: float,
+    proxy_mode: str | None,
+    proxy_table: str,
+    proxy_chain_prefix: str,
+    cleanup: bool,
     log_level: str,
 ) -> None:
     """Run the agent daemon (needs Docker; busybox-static or --pause-image for sandboxes)."""
+    if cleanup:
+        from agent.daemon import run_cleanup
+
+        sys.exit(run_cleanup(table=proxy_table, chain_prefix=proxy_chain_prefix,
+                             log_level=log_level))
+    if state_dir is None:
+        raise click.UsageError("--state-dir is required (unless --cleanup)")
     # WARNING: docker-py imports paramiko (and cryptography) for ssh:// Docker hosts, ~20 MB
     # of RSS the agent never uses: it only talks to the local Unix socket. Blocking the import
     # in this dedicated process keeps the idle daemon lean; docker-py tolerates its absence.
@@ -92,6 +116,9 @@ def serve(
         resync_s=resync,
         heartbeat_s=heartbeat,
         log_level=log_level,
+        proxy_mode=cast("ProxyMode | None", proxy_mode),
+        proxy_table=proxy_table,
+        proxy_chain_prefix=proxy_chain_prefix,
     )
     sys.exit(run_daemon(options))
 

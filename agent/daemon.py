@@ -1,7 +1,9 @@
-"""Assembles and runs the agent daemon: runtime, kubelet, socket server, signals.
+"""Assembles and runs the agent daemon: runtime, proxy, kubelet, socket server, signals.
 
 Called by ``capstan-agent serve``. Stopping the daemon (SIGTERM/SIGINT) stops the agent only:
-the pods keep running, and the next start adopts them.
+the pods keep running, and the next start adopts them; the proxy's kernel rules stay too, so
+NodePorts keep answering while the agent restarts. ``serve --cleanup`` (:func:`run_cleanup`)
+removes what the proxy programmed instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from agent.kubelet.backoff import BackoffPolicy
 from agent.kubelet.kubelet import Kubelet, KubeletTuning
 from agent.kubelet.podspec import NodeSettings
+from agent.kubelet.services import NodeServices
+from agent.proxy import CommandError, Proxy, ProxyMode
 from agent.runtime import DockerRuntime, RuntimeFailure
 from agent.runtime.facts import NodeName
 from agent.server import AgentServer, ServerSettings
@@ -38,6 +42,12 @@ class DaemonOptions:
     resync_s: float = 5.0
     heartbeat_s: float = 5.0
     log_level: str = "INFO"
+    proxy_mode: ProxyMode | None = None
+    """None: the best the agent's rights allow (nftables, iptables, userspace)."""
+    proxy_table: str = "capstan"
+    proxy_chain_prefix: str = "CAPSTAN"
+    """What the proxy owns in nftables / iptables. Agents sharing one host (tests, demos) need
+    names of their own: each programs its whole rule set into its table."""
 
 
 async def _main(options: DaemonOptions) -> int:
@@ -63,7 +73,21 @@ async def _main(options: DaemonOptions) -> int:
         ),
         resync_s=options.resync_s,
     )
-    kubelet = Kubelet(runtime=runtime, settings=settings, tuning=tuning)
+    try:
+        proxy = await asyncio.to_thread(
+            Proxy,
+            node_addresses=[options.bind_address],
+            mode=options.proxy_mode,
+            table=options.proxy_table,
+            chain_prefix=options.proxy_chain_prefix,
+        )
+    except ValueError as exc:
+        _log.error("proxy: %s", exc)
+        runtime.close()
+        return 1
+    _log.info("proxy mode %s", proxy.mode)
+    services = NodeServices(proxy)
+    kubelet = Kubelet(runtime=runtime, settings=settings, tuning=tuning, services=services)
     server = AgentServer(
         kubelet=kubelet,
         state=DesiredStateFile(options.state_dir),
@@ -74,11 +98,15 @@ async def _main(options: DaemonOptions) -> int:
             heartbeat_s=options.heartbeat_s,
         ),
         docker_version=docker_version,
+        node_conditions=lambda: (services.condition(),),
     )
+    services.on_change(server.status_changed)
+    server.on_desired(lambda sync: services.take(sync.services))
     try:
         server.restore()
     except CorruptState as exc:
         _log.error("%s", exc)
+        proxy.close()
         return 2
     await kubelet.start()
     serving = asyncio.get_running_loop().create_task(server.serve())
@@ -94,14 +122,37 @@ async def _main(options: DaemonOptions) -> int:
         return 1
     finally:
         await kubelet.close()
+        await services.close()
+        # Kernel rules stay on purpose (NodePorts survive the restart); listeners stop.
+        proxy.close()
         with contextlib.suppress(Exception):
             runtime.close()
     return 0
 
 
-def run_daemon(options: DaemonOptions) -> int:
+def _configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=options.log_level.upper(),
+        level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    _configure_logging(options.log_level)
     return asyncio.run(_main(options))
+
+
+def run_cleanup(*, table: str, chain_prefix: str, log_level: str = "INFO") -> int:
+    """Remove every rule the proxy programmed (nft table, iptables chains and jumps); 0 on
+    success. Pods and the desired set are left alone."""
+    _configure_logging(log_level)
+    # Userspace: detection would probe the tools for nothing; cleanup tries both anyway.
+    with Proxy(node_addresses=[], mode="userspace", table=table,
+               chain_prefix=chain_prefix) as proxy:
+        try:
+            removed = proxy.cleanup()
+        except (CommandError, OSError) as exc:
+            _log.error("proxy cleanup failed: %s", exc)
+            return 1
+    _log.info("proxy cleanup: removed %s", ", ".join(removed) if removed else "nothing")
+    return 0

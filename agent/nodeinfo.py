@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def node_status(
     ready_since: datetime,
     heartbeat: datetime,
     problem: str | None = None,
+    conditions: Sequence[Condition] = (),
 ) -> NodeStatus:
-    """``problem`` (e.g. Docker unreachable) turns the Ready condition False with that message."""
+    """``problem`` (e.g. Docker unreachable) turns the Ready condition False with that message;
+    ``conditions`` follow Ready (e.g. the proxy's ``ProxyReady``)."""
     capacity = {
         "cpu": Quantity(os.cpu_count() or 1),
         "memory": Quantity(memory_bytes()),
@@ -54,7 +57,8 @@ def node_status(
                 message=problem or "agent is running",
                 last_transition_time=ready_since,
                 last_heartbeat_time=heartbeat,
-            )
+            ),
+            *conditions,
         ],
         node_info=NodeSystemInfo(
             docker_version=docker_version,

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from agent._framing import LineReader, TooLong
 from agent.kubelet.kubelet import Kubelet
 from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
+from schemas.meta import Condition
 from schemas.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -117,12 +118,14 @@ class AgentServer:
         settings: ServerSettings,
         docker_version: str,
         clock: Callable[[], float] = time.time,
+        node_conditions: Callable[[], Sequence[Condition]] = tuple,
     ) -> None:
         self._kubelet = kubelet
         self._state = state
         self._settings = settings
         self._docker_version = docker_version
         self._clock = clock
+        self._node_conditions = node_conditions
         self._clients: set[_Client] = set()
         self._generation: int | None = None
         self._sync_lock = asyncio.Lock()
@@ -139,6 +142,10 @@ class AgentServer:
         programming ``sync.services``. Listeners must not block; they run on the event loop.
         """
         self._desired_listeners.append(listener)
+
+    def status_changed(self) -> None:
+        """Something besides the kubelet changed the status (e.g. the proxy applied rules)."""
+        self._status_dirty.set()
 
     def _take(self, sync: Sync) -> None:
         self._generation = sync.generation
@@ -174,6 +181,7 @@ class AgentServer:
                 ready_since=self._started,
                 heartbeat=now,
                 problem=self._kubelet.problem,
+                conditions=self._node_conditions(),
             ),
             pods=self._kubelet.pod_reports(),
         )

@@ -38,6 +38,8 @@ from agent.kubelet.podspec import (
     container_config,
     sandbox_config,
 )
+from agent.kubelet.services import NodeServices
+from agent.proxy import Endpoint
 from agent.runtime import DockerRuntime, ImageError, RuntimeFailure, StartFailed
 from agent.runtime.facts import ContainerID, PodUID
 from schemas.pod import LifecycleHandler
@@ -64,10 +66,12 @@ class Executor:
         runtime: DockerRuntime,
         settings: NodeSettings,
         pool: ThreadPoolExecutor,
+        services: NodeServices,
         clock: Callable[[], float] = time.time,
         busybox: Path = _BUSYBOX,
     ) -> None:
         self._runtime = runtime
+        self._services = services
         self._settings = settings
         self._pool = pool
         self._clock = clock
@@ -87,14 +91,24 @@ class Executor:
         *,
         desired: DesiredPod | None,
         configs: ConfigIndex,
+        endpoints: Sequence[Endpoint] = (),
     ) -> None:
-        """Execute one pod's actions in order; consecutive stops run concurrently."""
+        """Execute one pod's actions in order; consecutive stops run concurrently.
+
+        ``endpoints`` are the pod's published (address, host port) pairs when the actions stop
+        a running app container: they leave this node's Service rules before the first stop
+        (before preStop and SIGTERM), as a terminating pod leaves its Endpoints.
+        """
         sandbox_id: ContainerID | None = None
         index = 0
+        drained = False
         try:
             while index < len(actions):
                 action = actions[index]
                 if isinstance(action, StopContainer):
+                    if endpoints and not drained:
+                        await self._services.drain(uid, endpoints)
+                        drained = True
                     batch = [action]
                     while index + 1 < len(actions):
                         following = actions[index + 1]
@@ -127,6 +141,9 @@ class Executor:
         except RuntimeFailure as exc:
             _log.warning("pod %s: %s", uid, exc)
             self.memory.pod_errors[uid] = str(exc)
+        finally:
+            if drained:
+                await self._services.release(uid, pod_gone=desired is None)
 
     async def _stop_batch(self, batch: Sequence[StopContainer]) -> None:
         async def one(action: StopContainer) -> None:
@@ -197,15 +214,21 @@ class Executor:
         await self._call(volumes.materialize, d, state_dir=self._settings.state_dir,
                          configs=configs)
         config = sandbox_config(
-            d, settings=self._settings, attempt=action.attempt, backoff_step=action.backoff_step
+            d, settings=self._settings, attempt=action.attempt, backoff_step=action.backoff_step,
+            hosts=self._services.hosts(d.namespace),
         )
         _log.info("create sandbox of pod %s: %s", d.key, action.reason)
         try:
-            return await self._call(self._runtime.create_and_start, config)
+            sandbox_id = await self._call(self._runtime.create_and_start, config)
         except StartFailed as exc:
             # Left in place: the planner sees the failed sandbox and backs off.
             _log.warning("sandbox of pod %s did not start: %s", d.key, exc)
             return None
+        # The order matters: the forwarder listens in the pod before its app containers start,
+        # so Service names answer from their first instruction.
+        pid = await self._call(self._runtime.pid, sandbox_id)
+        await self._services.attach(d.uid, pid=pid)
+        return sandbox_id
 
     async def _ensure_image(self, d: DesiredPod, action: StartContainer) -> bool:
         spec = next(c for c in d.pod.spec.containers if c.name == action.container)
@@ -242,6 +265,7 @@ class Executor:
             config = container_config(
                 d, spec, settings=self._settings, sandbox_id=sandbox_id,
                 attempt=action.attempt, backoff_step=action.backoff_step,
+                service_env=self._services.env(d.namespace),
             )
         except ConfigError as exc:
             self.memory.pod_errors[d.uid] = str(exc)

@@ -23,10 +23,12 @@ from functools import partial
 from agent.kubelet import volumes
 from agent.kubelet.backoff import BackoffPolicy
 from agent.kubelet.executor import Executor
-from agent.kubelet.plan import Action, PlanInputs, Wait, plan_node
+from agent.kubelet.plan import Action, PlanInputs, StopContainer, Wait, plan_node
 from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
 from agent.kubelet.prober import Prober, ProbeTarget
+from agent.kubelet.services import NodeServices, published_endpoints
 from agent.kubelet.status import pod_status
+from agent.proxy import Endpoint
 from agent.runtime import DockerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
 from schemas.pod import PodStatus
@@ -50,16 +52,19 @@ class Kubelet:
         *,
         runtime: DockerRuntime,
         settings: NodeSettings,
+        services: NodeServices,
         tuning: KubeletTuning = KubeletTuning(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
+        self._services = services
         self._tuning = tuning
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=tuning.workers,
                                         thread_name_prefix="capstan-docker")
-        self._executor = Executor(runtime=runtime, settings=settings, pool=self._pool, clock=clock)
+        self._executor = Executor(runtime=runtime, settings=settings, pool=self._pool,
+                                  services=services, clock=clock)
         self._wake = asyncio.Event()
         self._desired: list[DesiredPod] = []
         self._configs = ConfigIndex()
@@ -227,14 +232,27 @@ class Kubelet:
         self._waits = waits
         by_uid = {d.uid: d for d in desired}
         self._forget(set(by_uid) | {c.pod_uid for c in observed} | set(per_pod))
+        sandboxes = {c.pod_uid: c for c in observed if c.is_sandbox and c.state == "running"}
+        running_apps = {c.id for c in observed if not c.is_sandbox and c.running}
+        stale = {uid for uid, at in self._finished_at.items() if at > observed_at}
         for uid, pod_actions in per_pod.items():
             # A pod whose worker is busy, or finished after this pass looked, is planned
             # again on the next pass: acting on a stale view would start duplicates.
-            if uid in self._busy or self._finished_at.get(uid, 0.0) > observed_at:
+            if uid in self._busy or uid in stale:
                 continue
-            self._busy[uid] = loop.create_task(
-                self._work(uid, pod_actions, by_uid.get(uid), configs), name=f"pod-{uid}"
+            stops_running = any(
+                isinstance(a, StopContainer) and a.container_id in running_apps
+                for a in pod_actions
             )
+            sandbox = sandboxes.get(uid)
+            endpoints = published_endpoints(sandbox) if stops_running and sandbox else ()
+            self._busy[uid] = loop.create_task(
+                self._work(uid, pod_actions, by_uid.get(uid), configs, endpoints),
+                name=f"pod-{uid}",
+            )
+        # Level-triggered like the rest: forwarders and hosts files follow the running
+        # sandboxes, which covers pods adopted after an agent restart and removed sandboxes.
+        await self._services.sync_pods(sandboxes, skip=frozenset(self._busy) | stale)
         self._track_probes(desired, observed)
         self._update_statuses(desired, observed, waits)
         self._synced.set()
@@ -274,10 +292,16 @@ class Kubelet:
                 )
 
     async def _work(
-        self, uid: PodUID, actions: list[Action], desired: DesiredPod | None, configs: ConfigIndex
+        self,
+        uid: PodUID,
+        actions: list[Action],
+        desired: DesiredPod | None,
+        configs: ConfigIndex,
+        endpoints: tuple[Endpoint, ...],
     ) -> None:
         try:
-            await self._executor.run_pod(uid, actions, desired=desired, configs=configs)
+            await self._executor.run_pod(uid, actions, desired=desired, configs=configs,
+                                         endpoints=endpoints)
         except Exception:
             _log.exception("pod %s: worker failed", uid)
         finally:

@@ -109,6 +109,14 @@ def _digest(value: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
 
 
+# What the hashes leave out on purpose: everything a container gets from the node's Services
+# (the ``<NAME>_SERVICE_HOST`` variables, the hosts-file names). A pod must not restart because
+# another Service appeared or some Service's endpoints changed: with one Service per
+# Deployment and a rolling update anywhere, every pod of the node would restart in turn.
+# Kubernetes sets Service variables once, when a container starts, and so does Capstan (see
+# ``container_config(service_env=...)``); the names are refreshed in place, by rewriting the
+# sandbox's hosts file, and the in-pod forwarders follow every apply. The hashes cover only
+# the pod's own spec (and, for the sandbox, this node's settings).
 def _container_hash(pod: Pod, container: Container) -> str:
     mounted = {m.name for m in container.volume_mounts}
     volumes = [v.model_dump(mode="json") for v in pod.spec.volumes if v.name in mounted]
@@ -316,9 +324,18 @@ def container_name(
 
 
 def sandbox_config(
-    d: DesiredPod, *, settings: NodeSettings, attempt: int, backoff_step: int
+    d: DesiredPod,
+    *,
+    settings: NodeSettings,
+    attempt: int,
+    backoff_step: int,
+    hosts: Mapping[str, str] | None = None,
 ) -> ContainerConfig:
-    """The pod's sandbox: holds the network namespace and publishes every container port."""
+    """The pod's sandbox: holds the network namespace and publishes every container port.
+
+    ``hosts`` (Service name → virtual address) goes into the sandbox's hosts file, which the
+    pod's app containers share (Docker refuses extra hosts on ``network_mode=container:``).
+    """
     ports = tuple(
         PortRequest(
             container_port=p.container_port,
@@ -346,6 +363,7 @@ def sandbox_config(
         pids_limit=16,
         init=True,
         hostname=None if host_network else (d.pod.spec.hostname or d.name)[:63],
+        extra_hosts=dict(hosts or {}),
     )
 
 
@@ -371,8 +389,13 @@ def container_config(
     sandbox_id: ContainerID,
     attempt: int,
     backoff_step: int,
+    service_env: Mapping[str, str] | None = None,
 ) -> ContainerConfig:
-    """An app container joining its pod's sandbox; raises :class:`ConfigError` if unresolvable."""
+    """An app container joining its pod's sandbox; raises :class:`ConfigError` if unresolvable.
+
+    ``service_env`` (the Service variables of the pod's namespace, as of now) comes first:
+    the container's own variables win, as in Kubernetes.
+    """
     if container.name in d.config_errors:
         raise ConfigError(d.config_errors[container.name])
     limits = container.resources.limits
@@ -403,7 +426,7 @@ def container_config(
         # Kubernetes' command replaces the image's ENTRYPOINT and args its CMD.
         entrypoint=tuple(container.command) or None,
         command=tuple(container.args) or None,
-        env=d.env.get(container.name, ()),
+        env=tuple({**(service_env or {}), **dict(d.env.get(container.name, ()))}.items()),
         working_dir=container.working_dir,
         network_mode=f"container:{sandbox_id}",
         mounts=_mounts(d, container, settings),

@@ -140,6 +140,7 @@ def _observed(inspect: Mapping[str, Any]) -> ObservedContainer:
         oom_killed=bool(state.get("OOMKilled")),
         error=str(state.get("Error") or ""),
         host_ports=_host_ports(inspect),
+        hosts_path=str(inspect.get("HostsPath") or ""),
     )
 
 
@@ -276,6 +277,16 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise StartFailed(container_id, str(exc.explanation or exc)) from exc
         return container_id
+
+    def pid(self, container_id: ContainerID) -> int:
+        """The container's main process id on the host; 0 when it is not running."""
+        try:
+            inspect = self._api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return 0
+        except (docker.errors.DockerException, OSError) as exc:
+            raise RuntimeFailure(f"inspect {container_id[:12]}: {exc}") from exc
+        return int((inspect.get("State") or {}).get("Pid") or 0)
 
     def stop(self, container_id: ContainerID, *, grace_seconds: int) -> None:
         """SIGTERM (the image's stop signal), wait ``grace_seconds``, then SIGKILL."""

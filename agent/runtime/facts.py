@@ -71,6 +71,9 @@ class ObservedContainer:
     oom_killed: bool = False
     error: str = ""
     host_ports: tuple[PortBinding, ...] = ()
+    # Docker's hosts file of the container (bind-mounted into every container of the pod);
+    # the kubelet rewrites a sandbox's when the node's Services change.
+    hosts_path: str = ""
 
     @property
     def is_sandbox(self) -> bool:

@@ -181,6 +181,9 @@ class _LocalLink:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Its own session: a terminal Ctrl-C goes to the reconciler, which closes the link
+            # itself; the bridge must not die first with a traceback in the agent's stderr.
+            start_new_session=True,
         )
         assert process.stderr is not None
         threading.Thread(

@@ -1,7 +1,8 @@
 """The userspace data plane: asyncio TCP forwarders, one listener per (scope, address, port).
 
 Called by :class:`agent.proxy.proxy.Proxy`. It carries, in every mode, the in-pod forwarders
-(listeners inside each pod's network namespace on the Services' virtual addresses), and in
+(listeners inside each pod's network namespace on the Services' virtual addresses, at the
+pod's reserved ports that :mod:`agent.proxy._podnat` redirects the Service ports to), and in
 ``userspace`` mode also the NodePorts and virtual addresses of the node's own namespace.
 
 Each listener owns a :class:`_Pool` of ready endpoints. A new connection takes the pool's
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import struct
 import threading
@@ -180,6 +182,8 @@ class _Listener:
 class SyncOutcome:
     changed: bool
     problems: tuple[str, ...]
+    in_use: frozenset[ListenerKey] = frozenset()
+    """Listeners not bound because something else holds the port (``EADDRINUSE``)."""
 
 
 class UserspaceEngine:
@@ -232,6 +236,7 @@ class UserspaceEngine:
             }
             new = [key for key in desired if key not in current]
             problems: list[str] = []
+            in_use: set[ListenerKey] = set()
             sockets: dict[ListenerKey, socket.socket] = {}
             for scope, netns_fd in scopes.items():
                 keys = [key for key in new if key[0] == scope]
@@ -240,13 +245,17 @@ class UserspaceEngine:
                 bound = bind_listeners([(k[1], k[2]) for k in keys], netns_fd=netns_fd)
                 for key, result in zip(keys, bound, strict=True):
                     if isinstance(result, OSError):
+                        if result.errno == errno.EADDRINUSE:
+                            in_use.add(key)
                         where = f"pod {scope}" if scope else "node"
                         problems.append(f"cannot listen on {key[1]}:{key[2]} in {where}: {result}")
                     else:
                         sockets[key] = result
             problems += self._call(self._change(gone, updated, sockets, desired))
             changed = bool(gone or updated or sockets)
-            return SyncOutcome(changed=changed, problems=tuple(problems))
+            return SyncOutcome(
+                changed=changed, problems=tuple(problems), in_use=frozenset(in_use)
+            )
 
     async def _change(
         self,

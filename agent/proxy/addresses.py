@@ -3,7 +3,9 @@
 Called by :meth:`agent.proxy.model.ServiceRuleSet.from_protocol` for every sync. A Service's
 in-cluster names (``NAME``, ``NAME.NAMESPACE``) resolve, through the containers' hosts file,
 to its virtual address; the in-pod forwarder listens there inside each pod's network namespace
-and, in kernel mode, the node's own rules DNAT it for processes on the host.
+(on a reserved port the pod's nft table redirects the Service port to, see
+:mod:`agent.proxy._podnat`) and, in kernel mode, the node's own rules DNAT it for processes on
+the host.
 
 WARNING: the address is baked into a container's hosts file and environment when the
 container is created, so it must not move while the Service exists. It is derived from

@@ -18,7 +18,10 @@ Two data planes, chosen per path:
   fragile anyway (bridge addresses change with every container). A socket, though, keeps the
   namespace it was created in: the forwarder accepts in the pod's namespace and dials from
   the node's, so the traffic crosses namespaces inside the agent process, touching no bridge
-  and no address outside loopback. See ``docs/services.md``.
+  and no address outside loopback. It listens on a reserved port, and a small nft table in
+  the pod redirects the Service port there, so the pod's own app can still bind
+  ``0.0.0.0`` on the Service's port (:mod:`agent.proxy._podnat` says why). See
+  ``docs/services.md``.
 
 Every method is synchronous and thread-safe (one lock); call it from asyncio with
 ``asyncio.to_thread``. Applies are idempotent: re-applying the same set reports
@@ -41,6 +44,7 @@ from agent.proxy._commands import CommandError, CommandRunner, run_command
 from agent.proxy._iptables import IptablesBackend
 from agent.proxy._netns import open_netns
 from agent.proxy._nftables import NftablesBackend
+from agent.proxy._podnat import PodForwarder, PodState
 from agent.proxy._userspace import HOST_SCOPE, ListenerKey, UserspaceEngine
 from agent.proxy.model import Endpoint, ServiceRuleSet
 from schemas.meta import Condition
@@ -75,12 +79,6 @@ class ApplyReport:
     problems: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class _AttachedPod:
-    netns_fd: int
-    netns_path: str
-
-
 class Proxy:
     """One per agent. Use as a context manager, or call :meth:`close` at shutdown.
 
@@ -106,7 +104,8 @@ class Proxy:
         self._engine = UserspaceEngine(connect_timeout_s=connect_timeout_s)
         self._lock = threading.Lock()
         self._rules = ServiceRuleSet()
-        self._pods: dict[PodUID, _AttachedPod] = {}
+        self._pods: dict[PodUID, PodState] = {}
+        self._pod_forwarder = PodForwarder(engine=self._engine, runner=runner)
         self._swept = False
         self._last: ApplyReport | None = None
         self._last_error: str | None = None
@@ -135,16 +134,6 @@ class Proxy:
                     wanted[(HOST_SCOPE, address, rule.node_port)] = rule.endpoints
         return wanted
 
-    @staticmethod
-    def _pod_listeners(
-        rules: ServiceRuleSet, pod: PodUID
-    ) -> dict[ListenerKey, tuple[Endpoint, ...]]:
-        return {
-            (pod, rule.virtual_address, rule.port): rule.endpoints
-            for rule in rules
-            if rule.protocol == "TCP"
-        }
-
     def apply(self, rules: ServiceRuleSet) -> ApplyReport:
         """Make the node serve exactly ``rules`` (the complete desired set).
 
@@ -161,11 +150,18 @@ class Proxy:
                 problems += self._sweep_other_modes()
                 self._swept = True
             kernel_changed = False
+            # No Services, no kernel objects: an empty table would route nothing either, and
+            # every agent without Services (most test agents, fresh nodes) would otherwise
+            # leave a table behind, and agents sharing a host would fight over it.
+            backend: NftablesBackend | IptablesBackend | None = (
+                self._nft if self.mode == "nftables"
+                else self._ipt if self.mode == "iptables" else None
+            )
             try:
-                if self.mode == "nftables":
-                    kernel_changed = self._nft.program(rules, node_addresses=self.node_addresses)
-                elif self.mode == "iptables":
-                    kernel_changed = self._ipt.program(rules, node_addresses=self.node_addresses)
+                if backend is not None and len(rules):
+                    kernel_changed = backend.program(rules, node_addresses=self.node_addresses)
+                elif backend is not None:
+                    kernel_changed = backend.cleanup()
             except CommandError as exc:
                 self._last_error = str(exc)
                 raise
@@ -177,15 +173,14 @@ class Proxy:
                     f"the userspace forwarder carries TCP only; not forwarded {where}: "
                     + ", ".join(skipped)
                 )
-            desired = self._host_listeners(rules)
-            scopes: dict[str, int | None] = {HOST_SCOPE: None}
-            for uid, pod in self._pods.items():
-                desired.update(self._pod_listeners(rules, uid))
-                scopes[uid] = pod.netns_fd
-            outcome = self._engine.sync(desired, scopes=scopes)
+            outcome = self._engine.sync(self._host_listeners(rules), scopes={HOST_SCOPE: None})
             problems += outcome.problems
-            self._rules = rules
             changed = kernel_changed or outcome.changed
+            for uid, pod in self._pods.items():
+                in_pod = self._pod_forwarder.sync(uid, pod, rules)
+                problems += in_pod.problems
+                changed = changed or in_pod.changed
+            self._rules = rules
             message = (
                 f"programmed {len(rules)} Service ports ({self.mode})"
                 if changed
@@ -246,17 +241,19 @@ class Proxy:
 
         ``netns_path`` is the sandbox's ``/proc/<pid>/ns/net``. Call it after the sandbox
         starts and before the app containers do, so names work from their first instruction.
+        The listeners take reserved ports (61000-61999, on the virtual addresses) and the
+        pod's nft table redirects the Service ports to them, so the app may bind any other
+        port, Service ports included, on ``0.0.0.0``; without the right to run ``nft`` there
+        they take the Service ports themselves and the report's problems say so.
         Attaching an attached pod again only re-checks its listeners. Raises ``OSError`` when
         the namespace cannot be opened (the sandbox is gone).
         """
         with self._lock:
             if pod_uid not in self._pods:
                 fd = open_netns(netns_path)
-                self._pods[pod_uid] = _AttachedPod(netns_fd=fd, netns_path=netns_path)
+                self._pods[pod_uid] = PodState(netns_fd=fd, netns_path=netns_path)
             pod = self._pods[pod_uid]
-            outcome = self._engine.sync(
-                self._pod_listeners(self._rules, pod_uid), scopes={pod_uid: pod.netns_fd}
-            )
+            outcome = self._pod_forwarder.sync(pod_uid, pod, self._rules)
             return ApplyReport(
                 mode=self.mode,
                 changed=outcome.changed,
@@ -266,13 +263,16 @@ class Proxy:
             )
 
     def detach_pod(self, pod_uid: PodUID) -> bool:
-        """Stop a pod's forwarder (its sandbox is gone or going); False if it was not attached."""
+        """Stop a pod's forwarder (its sandbox is gone or going) and delete its nft table;
+        False if it was not attached."""
         with self._lock:
             pod = self._pods.pop(pod_uid, None)
             if pod is None:
                 return False
-            self._engine.sync({}, scopes={pod_uid: None})
-            os.close(pod.netns_fd)
+            try:
+                self._pod_forwarder.remove(pod_uid, pod)
+            finally:
+                os.close(pod.netns_fd)
             return True
 
     def attached_pods(self) -> tuple[PodUID, ...]:
@@ -294,19 +294,21 @@ class Proxy:
                 except CommandError as exc:
                     # No tool or no right: then there is nothing of ours there either.
                     _log.info("proxy cleanup: %s skipped: %s", name, exc)
-            scopes: dict[str, int | None] = {HOST_SCOPE: None}
-            scopes.update(dict.fromkeys(self._pods))
-            if self._engine.sync({}, scopes=scopes).changed:
-                removed.append("userspace listeners")
-            for pod in self._pods.values():
+            listeners = self._engine.sync({}, scopes={HOST_SCOPE: None}).changed
+            for uid, pod in self._pods.items():
+                listeners = self._pod_forwarder.remove(uid, pod) or listeners
                 os.close(pod.netns_fd)
+            if listeners:
+                removed.append("userspace listeners and in-pod redirects")
             self._pods.clear()
             self._rules = ServiceRuleSet()
             return tuple(removed)
 
     def close(self) -> None:
         """Stop the userspace data plane. Kernel rules stay: NodePorts keep working while the
-        agent restarts (``cleanup`` removes them)."""
+        agent restarts (``cleanup`` removes them). So do the pods' redirect tables: until the
+        next agent re-attaches, a pod's connection to a Service is refused rather than
+        answered by the pod's own app on the Service's port."""
         with self._lock:
             self._engine.close()
             for pod in self._pods.values():

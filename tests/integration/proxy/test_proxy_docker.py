@@ -6,7 +6,9 @@ container reaches them solely through the in-pod forwarder, by name, never by br
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
 import urllib.request
 import uuid
 from collections import Counter
@@ -151,3 +153,70 @@ def test_nodeport_and_in_cluster_names_with_real_containers(net: Net, make_proxy
     after = Counter(http_get(f"http://{net.node_b}:{net.node_port}/") for _ in range(60))
     assert set(after) == {"r0", "r1"}
     assert {fetch(shop, "http://web-front:8080/")[1] for _ in range(4)} == {"r0", "r1"}
+
+
+@pytest.fixture
+def http_backend(net: Net) -> Iterator[WireEndpoint]:
+    """A plain HTTP server on the "node" loopback answering "backend" (a Service endpoint)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"backend\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer((net.node_a, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield WireEndpoint(address=net.node_a, port=server.server_address[1])
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_pod_app_binds_the_service_port_on_all_addresses(net: Net, make_proxy, run_container,
+                                                         http_backend):
+    # The example repo's case: Service "api" on port 8080, and the pod's own httpd listening
+    # on 0.0.0.0:8080. A forwarder listening on virtual:8080 in the pod made that bind fail.
+    port = ServicePortRule(name="http", port=8080, endpoints=[http_backend])
+    rules = ServiceRuleSet.from_protocol(
+        [ServiceRule(namespace="shop", name="api", type="ClusterIP", ports=[port])]
+    )
+    proxy: Proxy = make_proxy("nftables")
+    proxy.apply(rules)
+    sandbox = run_container(["sleep", "120"], extra_hosts=extra_hosts(rules, namespace="shop"))
+    sandbox.reload()
+    pid = sandbox.attrs["State"]["Pid"]
+    report = proxy.attach_pod(PodUID("pod-web"), netns_path=f"/proc/{pid}/ns/net")
+    assert report.problems == ()
+
+    # The app starts after the forwarder, as the kubelet orders it: wildcard bind on 8080.
+    sandbox.exec_run(["sh", "-c", "mkdir -p /www && echo pod-own > /www/index.html"])
+    sandbox.exec_run(["sh", "-c", "exec httpd -f -p 8080 -h /www 2>/tmp/httpd.err"], detach=True)
+
+    def fetch(url: str) -> str:
+        code, output = sandbox.exec_run(["wget", "-qO-", url])
+        return output.decode().strip() if code == 0 else ""
+
+    try:
+        own = wait_until(lambda: fetch("http://127.0.0.1:8080/"), timeout=5, what="pod httpd")
+    except AssertionError:
+        errors = sandbox.exec_run(["cat", "/tmp/httpd.err"])[1].decode()
+        raise AssertionError(f"the pod's httpd did not start: {errors}") from None
+    assert own == "pod-own"
+    # By name: the Service's backend, not the pod's own httpd on the same port.
+    assert {fetch("http://api:8080/") for _ in range(3)} == {"backend"}
+    assert fetch("http://api.shop.svc.cluster.local:8080/") == "backend"
+
+    # A restarted agent re-attaches a pod whose app already runs: still no collision.
+    proxy.close()
+    again: Proxy = make_proxy("nftables")
+    again.apply(rules)
+    assert again.attach_pod(PodUID("pod-web"), netns_path=f"/proc/{pid}/ns/net").problems == ()
+    assert fetch("http://api:8080/") == "backend"
+    assert fetch("http://127.0.0.1:8080/") == "pod-own"

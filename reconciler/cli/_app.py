@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import click
 
+from reconciler.cli.history import history
+from reconciler.cli.inspect import describe, events, get
+from reconciler.cli.logs import logs
 from reconciler.cli.node import node
+from reconciler.cli.plan import plan
 from reconciler.cli.render import render
+from reconciler.cli.rollback import rollback
+from reconciler.cli.snapshot import snapshot
+from reconciler.cli.status import status
+from reconciler.cli.syncctl import sync
+from reconciler.cli.up import up
 from reconciler.cli.validate import validate
 
 __all__ = ["cli", "main"]
@@ -24,6 +33,17 @@ def cli() -> None:
 cli.add_command(validate)
 cli.add_command(render)
 cli.add_command(node)
+cli.add_command(up)
+cli.add_command(plan)
+cli.add_command(history)
+cli.add_command(rollback)
+cli.add_command(snapshot)
+cli.add_command(status)
+cli.add_command(get)
+cli.add_command(describe)
+cli.add_command(logs)
+cli.add_command(events)
+cli.add_command(sync)
 
 
 def main() -> None:

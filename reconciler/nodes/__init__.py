@@ -9,7 +9,12 @@ Offers:
   message and every ``NodeState`` change (``AsyncQueueSink`` puts both on an asyncio queue);
 - ``HostKeyRejected`` / ``NodeState.expected_fingerprint`` / ``offered_fingerprint`` for the
   Node condition when a host key does not match its pin;
-- ``keyscan`` for ``capstan node keyscan`` (the command itself is in ``reconciler.cli.node``).
+- ``keyscan`` for ``capstan node keyscan`` (the command itself is in ``reconciler.cli.node``);
+- ``NodeDispatcher`` (a ``ControllerManager`` component): keeps the pool in line with the Node
+  objects, pushes each node's ``desired_set`` computed from the informer caches, and writes the
+  agents' status, heartbeat leases and the ``AgentConnected`` condition back through the API;
+- ``stream_logs`` (``capstan logs``: a container's log from a node's agent over its own link);
+- ``LocalAgentDaemon`` (``capstan up``: start and supervise this machine's agent if none runs).
 
 This is the only package that imports paramiko.
 """
@@ -27,10 +32,14 @@ from reconciler.nodes.connection import (
     Phase,
     SystemClock,
 )
+from reconciler.nodes.desired import bound_pods, desired_set, referenced_names, service_rule
+from reconciler.nodes.dispatch import DispatchSettings, NodeDispatcher
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
 from reconciler.nodes.events import AsyncQueueSink, NodeEvent, NodeMessage
 from reconciler.nodes.hostkeys import HostKeyPin, HostKeyRejected, fingerprint
 from reconciler.nodes.keyscan import KeyscanError, ScannedKey, keyscan
+from reconciler.nodes.local_daemon import LocalAgentDaemon, LocalAgentError, LocalAgentOptions
+from reconciler.nodes.logs import LogsError, stream_logs
 from reconciler.nodes.pool import NodePool, UnknownNode
 
 __all__ = [
@@ -43,12 +52,18 @@ __all__ = [
     "Clock",
     "ConnectionSettings",
     "DesiredSet",
+    "DispatchSettings",
     "Generation",
     "HostKeyPin",
     "HostKeyRejected",
     "KeyscanError",
     "LinkSettings",
+    "LocalAgentDaemon",
+    "LocalAgentError",
+    "LocalAgentOptions",
+    "LogsError",
     "NodeConnection",
+    "NodeDispatcher",
     "NodeEndpoint",
     "NodeEvent",
     "NodeMessage",
@@ -60,6 +75,11 @@ __all__ = [
     "SyncRejected",
     "SystemClock",
     "UnknownNode",
+    "bound_pods",
+    "desired_set",
     "fingerprint",
     "keyscan",
+    "referenced_names",
+    "service_rule",
+    "stream_logs",
 ]

@@ -1,0 +1,313 @@
+"""``capstan up`` as one object: every control-plane part in one process, started in order.
+
+The whole data flow of DESIGN.md in one place (like k3s' single server): the store, the
+``Api`` on it, the ``ControllerManager`` running every controller, the scheduler and the
+``NodeDispatcher``, the Git source with its ``SyncLoop``, the HTTP API when that part is
+installed, and — for the one-machine default — this machine's agent daemon when none is
+running. ``CapstanApp.start`` brings them up in dependency order, reporting each step to a
+``progress`` callback; ``stop`` takes them down in reverse. A ``RunInfo`` file in the state
+directory tells the other ``capstan`` commands where this instance keeps its store.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
+from reconciler.api import Api, SystemClock
+from reconciler.controllers.autorollback import AutoRollbackController
+from reconciler.controllers.manager import ControllerManager, default_components
+from reconciler.controllers.runtime import ComponentFactory
+from reconciler.nodes import DispatchSettings, NodeDispatcher
+from reconciler.nodes.local_daemon import LocalAgentDaemon, LocalAgentOptions, socket_answers
+from reconciler.runinfo import (
+    CLIENT_CONFIG_FILE,
+    RUN_INFO_FILE,
+    RunInfo,
+    default_state_dir,
+    read_run_info,
+    write_run_info,
+)
+from reconciler.source.credentials import redact
+from reconciler.source.git import GitSource
+from reconciler.store import Store, open_store
+from reconciler.sync import SyncLoop, SyncOptions, SyncResult
+
+__all__ = [
+    "CLIENT_CONFIG_FILE",
+    "RUN_INFO_FILE",
+    "AlreadyRunning",
+    "CapstanApp",
+    "RunInfo",
+    "UpConfig",
+    "control_plane_components",
+    "default_state_dir",
+    "read_run_info",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Shared secret for ``POST /hooks/git`` (GitHub HMAC or GitLab token); unset: hooks refused.
+WEBHOOK_SECRET_ENV = "CAPSTAN_WEBHOOK_SECRET"  # noqa: S105 - a variable name
+STATE_DIR_ENV = "CAPSTAN_STATE_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class UpConfig:
+    repo: str
+    state_dir: Path
+    branch: str = "main"
+    subdir: str | None = None
+    env: str | None = None
+    #: ``sqlite:///...`` or ``etcd://...``; default: ``sqlite:///<state_dir>/state.db``.
+    store_url: str | None = None
+    #: ``HOST:PORT`` for the HTTP API (when installed); None: no HTTP server.
+    listen: str | None = None
+    #: Plain HTTP (loopback only) instead of TLS with a self-signed CA.
+    insecure_http: bool = False
+    #: Start this machine's agent daemon when no agent answers (the one-machine default).
+    local_agent: bool = True
+    agent_node_name: str = "local"
+    agent_bind_address: str = "127.0.0.1"
+    agent_socket: Path | None = None
+    agent_args: tuple[str, ...] = ()
+    resync_s: float | None = None
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{(self.state_dir / 'state.db').resolve()}"
+
+
+def control_plane_components(
+    *,
+    local_agent_command: str,
+    dispatch: DispatchSettings | None = None,
+    rollback_git: GitSource | None = None,
+) -> list[ComponentFactory]:
+    """The manager's default components, the auto-rollback controller and the node dispatcher.
+
+    ``rollback_git``: the auto-rollback controller's own Git source, so that it can commit and
+    push the revert (not only pin the old template); without it, it pins and records.
+    """
+    rollback = (
+        functools.partial(AutoRollbackController, git=rollback_git, push=True)
+        if rollback_git is not None
+        else AutoRollbackController
+    )
+    dispatcher = functools.partial(
+        NodeDispatcher, local_agent_command=local_agent_command,
+        settings=dispatch or DispatchSettings(),
+    )
+    return [*default_components(), rollback, dispatcher]
+
+
+Progress = Callable[[str], None]
+
+
+class CapstanApp:
+    """One ``capstan up``: ``start()``, then ``wait()`` until ``stop()`` (or Ctrl-C)."""
+
+    def __init__(
+        self,
+        config: UpConfig,
+        *,
+        progress: Progress | None = None,
+        on_sync: Callable[[SyncResult], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._progress = progress or (lambda message: None)
+        self._on_sync = on_sync
+        self._stopped = threading.Event()
+        self._cleanups: list[tuple[str, Callable[[], None]]] = []
+        self.store: Store | None = None
+        self.api: Api | None = None
+        self.manager: ControllerManager | None = None
+        self.sync: SyncLoop | None = None
+        self.agent: LocalAgentDaemon | None = None
+        self.http: Any = None
+
+    # -- start/stop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        running = read_run_info(cfg.state_dir)
+        if running is not None and running.pid != os.getpid() and _alive(running.pid):
+            # Two control planes on one store would fight over every object.
+            raise AlreadyRunning(
+                f"capstan up is already running for {cfg.state_dir} (pid {running.pid})"
+            )
+        agent_socket = self._agent_socket()
+        self.agent = LocalAgentDaemon(
+            LocalAgentOptions(
+                state_dir=cfg.state_dir / "agent",
+                socket_path=agent_socket,
+                node_name=cfg.agent_node_name,
+                bind_address=cfg.agent_bind_address,
+                extra_args=cfg.agent_args,
+            )
+        )
+        if cfg.local_agent:
+            self._progress(f"local agent: checking {agent_socket}")
+            if self.agent.ensure():
+                self._progress(f"local agent: started (node {cfg.agent_node_name!r})")
+                self._cleanups.append(("local agent", self.agent.stop))
+            else:
+                self._progress("local agent: already running")
+
+        self._progress(f"store: opening {_redact(cfg.store)}")
+        self.store = open_store(cfg.store)
+        self._cleanups.append(("store", self.store.close))
+        self.api = Api(self.store, clock=SystemClock())
+
+        self._progress("control plane: starting controllers, scheduler and node dispatcher")
+        self.manager = ControllerManager(
+            self.api,
+            components=control_plane_components(
+                local_agent_command=self.agent.connect_command, dispatch=cfg.dispatch,
+                rollback_git=self._rollback_git(),
+            ),
+        )
+        self.manager.start()
+        self._cleanups.append(("control plane", self.manager.stop))
+
+        # WARNING: an https:// REPO may carry a token in its userinfo: shown and stored
+        # only redacted (GitSource itself strips it from the URL it uses).
+        self._progress(f"git: tracking {redact(cfg.repo)} branch {cfg.branch}")
+        source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git")
+        options = SyncOptions(env=cfg.env, subdir=cfg.subdir)
+        if cfg.resync_s is not None:
+            options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s)
+        self.sync = SyncLoop(self.api, source, options=options, on_result=self._on_sync)
+        self.sync.start()
+        self._cleanups.append(("git sync", self.sync.stop))
+
+        if cfg.listen is not None:
+            self._start_http(cfg.listen)
+
+        info = RunInfo(pid=os.getpid(), store=cfg.store, repo=redact(cfg.repo), branch=cfg.branch,
+                       agent_socket=str(agent_socket), listen=cfg.listen)
+        run_file = write_run_info(cfg.state_dir, info)
+        self._cleanups.append(("run info", lambda: run_file.unlink(missing_ok=True)))
+
+    def _rollback_git(self) -> GitSource:
+        cfg = self.config
+        # Its own cache: the sync loop's GitSource is busy on another thread.
+        return GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git-autorollback")
+
+    def _agent_socket(self) -> Path:
+        if self.config.agent_socket is not None:
+            return self.config.agent_socket
+        configured = os.environ.get(SOCKET_ENV)
+        if configured:
+            return Path(configured)
+        # An agent installed as a service on this machine already owns the node: use it
+        # rather than starting a second one that would fight it over the same containers.
+        if socket_answers(Path(DEFAULT_SOCKET)):
+            return Path(DEFAULT_SOCKET)
+        return self.config.state_dir / "agent.sock"
+
+    def _start_http(self, listen: str) -> None:
+        # Imported here: the HTTP stack (uvicorn...) is only needed when asked for.
+        from reconciler.api.server import ServeOptions, ServerHooks, serve
+        from reconciler.plan.provider import plan_provider
+        from reconciler.source.webhook import verify_webhook
+        from reconciler.sync import list_sync_records
+
+        api, store, sync = self.api, self.store, self.sync
+        assert api is not None
+        assert store is not None
+        assert sync is not None
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
+
+        def on_webhook(headers: Mapping[str, str], body: bytes) -> bool:
+            verdict = verify_webhook(headers, body, secret=secret)
+            if verdict:
+                sync.trigger()
+            else:
+                _log.warning("refused a git webhook: %s", verdict.reason)
+            return bool(verdict)
+
+        def syncs() -> list[dict[str, Any]]:
+            return [r.model_dump(mode="json") for r in list_sync_records(api, limit=100)]
+
+        cfg = self.config
+        plan = plan_provider(
+            api, GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git-plan"),
+            env=cfg.env, subdir=cfg.subdir,
+        )
+
+        options = ServeOptions(
+            state_dir=self.config.state_dir, host=host, port=int(port),
+            insecure_http=self.config.insecure_http,
+            client_config=self.config.state_dir / CLIENT_CONFIG_FILE,
+        )
+        self._progress(f"http: starting the API server on {listen}")
+        self.http = serve(api, store, options=options,
+                          hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan))
+        self._cleanups.append(("http", self.http.stop))
+        self._progress(f"http: serving {self.http.url} (client config "
+                       f"{self.config.state_dir / CLIENT_CONFIG_FILE})")
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until ``stop`` is called (True) or the timeout passes (False)."""
+        return self._stopped.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Stop every started part, newest first; safe to call twice."""
+        while self._cleanups:
+            name, cleanup = self._cleanups.pop()
+            self._progress(f"stopping {name}")
+            try:
+                cleanup()
+            except Exception:
+                # Keep stopping the rest: a part that fails to stop must not keep others up.
+                _log.exception("stopping %s failed", name)
+        self._stopped.set()
+
+    def __enter__(self) -> CapstanApp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class AlreadyRunning(RuntimeError):
+    """Another ``capstan up`` uses this state directory."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _redact(url: str) -> str:
+    """A store URL for display: never userinfo (etcd URLs may carry credentials)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    hosts = ",".join(part.rpartition("@")[2] for part in rest.split(","))
+    return f"{scheme}://{hosts}"

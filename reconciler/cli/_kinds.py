@@ -1,0 +1,228 @@
+"""KIND arguments as people type them (``pods``, ``po``, ``deploy``...) and how each kind prints.
+
+Used by ``capstan get`` and ``capstan describe``: ``resolve_kind`` maps a kubectl-style name
+to its model; ``columns`` gives a kind's table (the ``wide`` variant adds columns). Ages and
+readiness are computed the way ``kubectl get`` shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import click
+
+from schemas import (
+    ConfigMap,
+    Deployment,
+    KubeObject,
+    Namespace,
+    Node,
+    Pod,
+    ReplicaSet,
+    Secret,
+    Service,
+    ServiceAccount,
+)
+
+__all__ = ["KINDS", "age", "columns", "resolve_kind"]
+
+KINDS: dict[str, type[KubeObject]] = {}
+for _model, _names in (
+    (Pod, ("pod", "pods", "po")),
+    (Deployment, ("deployment", "deployments", "deploy")),
+    (ReplicaSet, ("replicaset", "replicasets", "rs")),
+    (Service, ("service", "services", "svc")),
+    (Node, ("node", "nodes", "no")),
+    (ConfigMap, ("configmap", "configmaps", "cm")),
+    (Secret, ("secret", "secrets")),
+    (Namespace, ("namespace", "namespaces", "ns")),
+    (ServiceAccount, ("serviceaccount", "serviceaccounts", "sa")),
+):
+    for _name in _names:
+        KINDS[_name] = _model
+
+
+def resolve_kind(name: str) -> type[KubeObject]:
+    model = KINDS.get(name.lower())
+    if model is None:
+        known = ", ".join(sorted({m.__name__.lower() for m in KINDS.values()}))
+        raise click.BadParameter(f"unknown kind {name!r}; known: {known}", param_hint="KIND")
+    return model
+
+
+def age(obj: KubeObject, *, now: datetime | None = None) -> str:
+    created = obj.metadata.creation_timestamp
+    if created is None:
+        return "-"
+    seconds = int(((now or datetime.now(tz=UTC)) - created).total_seconds())
+    if seconds < 120:
+        return f"{max(seconds, 0)}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+Column = tuple[str, Callable[[KubeObject], object]]
+
+
+def _pod_ready(pod: KubeObject) -> str:
+    assert isinstance(pod, Pod)
+    statuses = pod.status.container_statuses if pod.status else []
+    ready = sum(1 for s in statuses if s.ready)
+    return f"{ready}/{len(pod.spec.containers)}"
+
+
+def _pod_status(pod: KubeObject) -> str:
+    assert isinstance(pod, Pod)
+    if pod.metadata.deletion_timestamp is not None:
+        return "Terminating"
+    status = pod.status
+    if status is None:
+        return "Pending"
+    for container in status.container_statuses:
+        waiting = container.state.waiting
+        if waiting is not None and waiting.reason:
+            return waiting.reason
+        terminated = container.state.terminated
+        if terminated is not None and terminated.reason and status.phase != "Succeeded":
+            return terminated.reason
+    return status.reason or status.phase or "Pending"
+
+
+def _pod_restarts(pod: KubeObject) -> int:
+    assert isinstance(pod, Pod)
+    return sum(s.restart_count for s in (pod.status.container_statuses if pod.status else []))
+
+
+def _pod_ports(pod: KubeObject) -> str:
+    assert isinstance(pod, Pod)
+    ports = pod.status.host_ports if pod.status else []
+    return ",".join(f"{p.host_ip}:{p.host_port}->{p.container_port}" for p in ports) or "-"
+
+
+def _deploy_ready(obj: KubeObject) -> str:
+    assert isinstance(obj, Deployment)
+    status = obj.status
+    ready = status.ready_replicas if status and status.ready_replicas else 0
+    return f"{ready}/{obj.spec.replicas}"
+
+
+def _deploy_field(name: str) -> Callable[[KubeObject], object]:
+    def read(obj: KubeObject) -> object:
+        status = getattr(obj, "status", None)
+        value = getattr(status, name, None) if status is not None else None
+        return value if value is not None else 0
+
+    return read
+
+
+def _rs_desired(obj: KubeObject) -> int:
+    assert isinstance(obj, ReplicaSet)
+    return obj.spec.replicas
+
+
+def _svc_ports(obj: KubeObject) -> str:
+    assert isinstance(obj, Service)
+    parts = []
+    for port in obj.spec.ports:
+        text = f"{port.port}"
+        if port.node_port:
+            text += f":{port.node_port}"
+        parts.append(f"{text}/{port.protocol}")
+    return ",".join(parts) or "<none>"
+
+
+def _node_status(obj: KubeObject) -> str:
+    assert isinstance(obj, Node)
+    ready = obj.status.condition("Ready") if obj.status else None
+    text = "Ready" if ready is not None and ready.status == "True" else "NotReady"
+    if ready is not None and ready.status == "Unknown":
+        text = "Unknown"
+    if obj.spec.unschedulable:
+        text += ",SchedulingDisabled"
+    return text
+
+
+def _node_agent(obj: KubeObject) -> str:
+    assert isinstance(obj, Node)
+    condition = obj.status.condition("AgentConnected") if obj.status else None
+    return condition.reason or condition.status if condition is not None else "-"
+
+
+def _node_version(obj: KubeObject) -> str:
+    assert isinstance(obj, Node)
+    info = obj.status.node_info if obj.status else None
+    return info.agent_version or "-" if info is not None else "-"
+
+
+def _data_count(obj: KubeObject) -> int:
+    data = getattr(obj, "data", None) or {}
+    return len(data) + len(getattr(obj, "binary_data", None) or {}) + len(
+        getattr(obj, "string_data", None) or {})
+
+
+def _selector(obj: KubeObject) -> str:
+    assert isinstance(obj, Service)
+    return ",".join(f"{k}={v}" for k, v in obj.spec.selector.items()) or "<none>"
+
+
+def _images(obj: KubeObject) -> str:
+    template = getattr(getattr(obj, "spec", None), "template", None)
+    containers = template.spec.containers if template is not None else []
+    return ",".join(c.image for c in containers)
+
+
+def _namespace_phase(obj: KubeObject) -> str:
+    assert isinstance(obj, Namespace)
+    return (obj.status.phase if obj.status and obj.status.phase else None) or "Active"
+
+
+_AGE: Column = ("AGE", lambda obj: age(obj))
+
+_TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
+    Pod: (
+        [("NAME", lambda o: o.name), ("READY", _pod_ready), ("STATUS", _pod_status),
+         ("RESTARTS", _pod_restarts), _AGE],
+        [("NODE", lambda o: getattr(o.spec, "node_name", None) or "<none>"),  # type: ignore[attr-defined]
+         ("PORTS", _pod_ports)],
+    ),
+    Deployment: (
+        [("NAME", lambda o: o.name), ("READY", _deploy_ready),
+         ("UP-TO-DATE", _deploy_field("updated_replicas")),
+         ("AVAILABLE", _deploy_field("available_replicas")), _AGE],
+        [("IMAGES", _images)],
+    ),
+    ReplicaSet: (
+        [("NAME", lambda o: o.name), ("DESIRED", _rs_desired),
+         ("CURRENT", _deploy_field("replicas")), ("READY", _deploy_field("ready_replicas")),
+         _AGE],
+        [("IMAGES", _images)],
+    ),
+    Service: (
+        [("NAME", lambda o: o.name), ("TYPE", lambda o: o.spec.type),  # type: ignore[attr-defined]
+         ("CLUSTER-IP", lambda o: o.spec.cluster_ip or "<none>"),  # type: ignore[attr-defined]
+         ("PORT(S)", _svc_ports), _AGE],
+        [("SELECTOR", _selector)],
+    ),
+    Node: (
+        [("NAME", lambda o: o.name), ("STATUS", _node_status), ("AGENT", _node_agent), _AGE],
+        [("ADDRESS", lambda o: o.spec.address),  # type: ignore[attr-defined]
+         ("VERSION", _node_version)],
+    ),
+    ConfigMap: ([("NAME", lambda o: o.name), ("DATA", _data_count), _AGE], []),
+    Secret: ([("NAME", lambda o: o.name), ("TYPE", lambda o: o.type),  # type: ignore[attr-defined]
+              ("DATA", _data_count), _AGE], []),
+    Namespace: ([("NAME", lambda o: o.name), ("STATUS", _namespace_phase), _AGE], []),
+    ServiceAccount: ([("NAME", lambda o: o.name), _AGE], []),
+}
+
+
+def columns(kind: type[KubeObject], *, wide: bool, all_namespaces: bool) -> Sequence[Column]:
+    base, extra = _TABLES[kind]
+    chosen = [*base, *extra] if wide else list(base)
+    if all_namespaces and kind.NAMESPACED:
+        chosen.insert(0, ("NAMESPACE", lambda o: o.namespace))
+    return chosen

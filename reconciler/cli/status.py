@@ -1,0 +1,147 @@
+"""``capstan status``: what runs, from which commit, and whether it is healthy.
+
+One screen over a ``ClusterView``: the commit live and the commit seen on the branch, the
+sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended), the
+apps (Deployments Capstan manages) with their health, and the nodes with readiness, agent
+link and pod counts. ``-o json`` gives the same as one object.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli._table import format_table
+from reconciler.cli._target import ClusterView, make_target, open_cluster, target_options
+from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from reconciler.nodes import AGENT_CONNECTED
+from reconciler.sync import list_sync_records, object_health, read_sync_state
+from schemas import Deployment, Node, Pod
+
+__all__ = ["collect_status", "status"]
+
+
+def _sync_section(cluster: ClusterView) -> dict[str, Any]:
+    state = read_sync_state(cluster.sync_api)
+    records = list_sync_records(cluster.sync_api, limit=20)
+    if state.suspended:
+        verdict = "Suspended"
+    elif state.seen_commit is None:
+        verdict = "Unknown"
+    elif state.live_commit == state.seen_commit:
+        verdict = "Synced"
+    else:
+        verdict = "OutOfSync"
+    section: dict[str, Any] = {
+        "state": verdict,
+        "suspended": state.suspended,
+        "seenCommit": state.seen_commit,
+        "liveCommit": state.live_commit,
+        "lastAttemptCommit": state.last_attempt_commit,
+        "lastOutcome": state.last_outcome,
+    }
+    failed = next((r for r in records if r.outcome == "Failed"
+                   and r.commit == state.last_attempt_commit), None)
+    if state.last_outcome == "Failed" and failed is not None:
+        section["failed"] = {"commit": failed.commit, "subject": failed.subject,
+                             "author": failed.author, "errors": list(failed.errors)}
+    if records:
+        last = records[0]
+        section["lastSync"] = {"commit": last.commit, "subject": last.subject,
+                               "outcome": last.outcome, "trigger": last.trigger,
+                               "finishedAt": last.finished_at.isoformat(),
+                               "changes": last.changes_total}
+    return section
+
+
+def collect_status(cluster: ClusterView) -> dict[str, Any]:
+    """Everything ``capstan status`` shows, as plain data."""
+    info = cluster.run_info
+    deployments = cluster.list(Deployment, selector={MANAGED_BY_LABEL: MANAGED_BY_VALUE})
+    apps = []
+    for deployment in sorted(deployments, key=lambda d: (d.namespace, d.name)):
+        health, message = object_health(deployment)
+        status = deployment.status
+        apps.append({
+            "namespace": deployment.namespace, "name": deployment.name,
+            "health": health, "message": message,
+            "ready": status.ready_replicas if status else 0,
+            "replicas": deployment.spec.replicas,
+        })
+    pods = cluster.list(Pod)
+    nodes = []
+    for node in sorted(cluster.list(Node), key=lambda n: n.name):
+        ready = node.status.condition("Ready") if node.status else None
+        agent = node.status.condition(AGENT_CONNECTED) if node.status else None
+        on_node = [p for p in pods if p.spec.node_name == node.name]
+        nodes.append({
+            "name": node.name, "address": node.spec.address,
+            "ready": ready.status if ready else "Unknown",
+            "agent": (agent.reason or agent.status) if agent else "Unknown",
+            "agentMessage": agent.message if agent else None,
+            "pods": len(on_node),
+            "podsReady": sum(1 for p in on_node if p.status is not None and p.status.ready),
+        })
+    return {
+        "source": {"repo": info.repo, "branch": info.branch} if info else None,
+        "via": cluster.via,
+        "sync": _sync_section(cluster),
+        "apps": apps,
+        "nodes": nodes,
+    }
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def _render(data: dict[str, Any]) -> str:
+    sync = data["sync"]
+    lines = []
+    if data["source"]:
+        lines.append(f"Source:   {data['source']['repo']} (branch {data['source']['branch']})")
+    lines.append(f"Sync:     {sync['state']}   live {_short(sync['liveCommit'])}   "
+                 f"seen {_short(sync['seenCommit'])}")
+    if "lastSync" in sync:
+        last = sync["lastSync"]
+        lines.append(f"Last:     {last['outcome']} {_short(last['commit'])} "
+                     f"{last['subject']!r} ({last['trigger']}, {last['changes']} changes, "
+                     f"{last['finishedAt']})")
+    if "failed" in sync:
+        failed = sync["failed"]
+        lines.append(f"Invalid:  commit {_short(failed['commit'])} {failed['subject']!r} "
+                     f"by {failed['author']} was not applied; "
+                     f"{_short(sync['liveCommit'])} stays live:")
+        lines.extend(f"  {error}" for error in failed["errors"])
+    lines.append("")
+    if data["apps"]:
+        lines.append(format_table(
+            ["APP", "HEALTH", "READY", "MESSAGE"],
+            [[f"{a['namespace']}/{a['name']}", a["health"], f"{a['ready']}/{a['replicas']}",
+              a["message"]] for a in data["apps"]]))
+    else:
+        lines.append("No apps.")
+    lines.append("")
+    if data["nodes"]:
+        lines.append(format_table(
+            ["NODE", "READY", "AGENT", "PODS", "ADDRESS"],
+            [[n["name"], n["ready"], n["agent"], f"{n['podsReady']}/{n['pods']}", n["address"]]
+             for n in data["nodes"]]))
+    else:
+        lines.append("No nodes.")
+    return "\n".join(lines)
+
+
+@click.command("status")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@target_options
+def status(output: str, state_dir: Path | None, store_url: str | None, server: str | None,
+           token: str | None) -> None:
+    """The live and seen commit, sync state, apps with health, nodes with readiness."""
+    with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
+        data = collect_status(cluster)
+    click.echo(json.dumps(data, indent=2) if output == "json" else _render(data))

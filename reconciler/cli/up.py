@@ -1,0 +1,188 @@
+"""``capstan up REPO``: run the whole control plane in this process until Ctrl-C.
+
+The command people start first. It builds a ``reconciler.app.CapstanApp`` from the flags,
+prints each start-up step, waits for the first sync and the pods to come up (showing how far
+they are), then prints one line per sync (commit, outcome, what changed) until it is stopped.
+Ctrl-C or SIGTERM stop every part in reverse order; containers keep running and are adopted,
+not restarted, by the next ``capstan up``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from reconciler.api import Api, ApiError
+from reconciler.runinfo import default_state_dir
+from schemas import Node, Pod, Service
+
+if TYPE_CHECKING:
+    from reconciler.app import CapstanApp
+    from reconciler.sync import SyncResult
+
+__all__ = ["up"]
+
+
+def _say(message: str) -> None:
+    click.echo(f"{time.strftime('%H:%M:%S')}  {message}", err=True)
+
+
+def _describe_sync(result: SyncResult) -> str:
+    commit = result.commit
+    subject = commit.message.splitlines()[0] if commit.message else ""
+    if not result.succeeded:
+        first = result.errors[0] if result.errors else "failed"
+        more = f" (+{len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+        return f"sync {commit.short} {subject!r}: FAILED: {first}{more}"
+    if not result.applied:
+        return f"sync {commit.short} {subject!r}: in sync, nothing to change"
+    changes = ", ".join(
+        f"{change.action} {change.key}" for change in result.applied[:6]
+    )
+    more = f" (+{len(result.applied) - 6} more)" if len(result.applied) > 6 else ""
+    return f"sync {commit.short} {subject!r}: {changes}{more}"
+
+
+def _pods_progress(api: Api) -> tuple[int, int]:
+    pods = [p for p in api.list(Pod).items if p.metadata.deletion_timestamp is None]
+    ready = sum(1 for p in pods if p.status is not None and p.status.ready)
+    return ready, len(pods)
+
+
+def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
+    """Show the first sync landing and pods becoming ready; give up quietly at the timeout."""
+    api = app.api
+    sync = app.sync
+    assert api is not None
+    assert sync is not None
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline and not app.wait(0.5):
+        try:
+            ready, total = _pods_progress(api)
+            nodes = api.list(Node).items
+        except ApiError:
+            continue
+        ready_nodes = sum(
+            1 for n in nodes
+            if n.status is not None
+            and (c := n.status.condition("Ready")) is not None and c.status == "True"
+        )
+        live = sync.last_good
+        line = (f"commit {live.short if live else '-'} live; nodes {ready_nodes}/{len(nodes)} "
+                f"ready; pods {ready}/{total} ready")
+        if line != last:
+            _say(line)
+            last = line
+        if live is not None and total and ready == total and ready_nodes == len(nodes):
+            return
+
+
+def _show_progress(app: CapstanApp, *, timeout_s: float) -> None:
+    _wait_for_workloads(app, timeout_s=timeout_s)
+    if app.api is not None and not app.wait(0):
+        try:
+            _show_entry_points(app.api)
+        except ApiError:
+            return
+
+
+def _show_entry_points(api: Api) -> None:
+    addresses = []
+    for node in api.list(Node).items:
+        for address in node.status.addresses if node.status else []:
+            if address.type == "InternalIP":
+                addresses.append(address.address)
+    where = addresses[0] if addresses else "127.0.0.1"
+    for service in api.list(Service).items:
+        for port in service.spec.ports:
+            if service.spec.type == "NodePort" and port.node_port:
+                _say(f"service {service.namespace}/{service.name}: "
+                     f"http://{where}:{port.node_port}/ (NodePort, on every node)")
+
+
+@click.command("up")
+@click.argument("repo")
+@click.option("--branch", default="main", show_default=True, help="Branch to track.")
+@click.option("--path", "subdir", default=None, metavar="SUBDIR",
+              help="Manifests live in this directory of the repository.")
+@click.option("--env", "-e", default=None, metavar="ENV",
+              help="Overlay values.yaml with environments/ENV.yaml.")
+@click.option("--store", "store_url", default=None, metavar="URL",
+              help="sqlite:///ABS/PATH or etcd://HOST:PORT[,...] "
+                   "(default: sqlite in the state directory).")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Serve the HTTP API here (e.g. 127.0.0.1:6443).")
+@click.option("--insecure-http", is_flag=True,
+              help="Serve plain HTTP instead of TLS (loopback addresses only).")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the store, Git cache and local agent live "
+                   "(default: $CAPSTAN_STATE_DIR or ~/.capstan).")
+@click.option("--no-local-agent", is_flag=True,
+              help="Never start an agent on this machine (nodes run their own).")
+@click.option("--agent-node-name", default="local", show_default=True,
+              help="Node name the local agent labels its containers with.")
+@click.option("--agent-bind-address", default="127.0.0.1", show_default=True,
+              help="Address the local agent publishes pod ports on.")
+@click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
+              help="Extra argument for the local `capstan-agent serve` (repeatable), "
+                   "e.g. --agent-arg=--proxy-table=capstan2.")
+@click.option("--resync", type=float, default=None,
+              help="Seconds between re-applies of the live commit (drift repair).")
+@click.option("--wait-timeout", type=float, default=120.0, show_default=True,
+              help="How long start-up shows pods coming up before going quiet.")
+@click.option("--log-level", default="WARNING", show_default=True)
+def up(
+    repo: str, branch: str, subdir: str | None, env: str | None, store_url: str | None,
+    listen: str | None, insecure_http: bool, state_dir: Path | None, no_local_agent: bool,
+    agent_node_name: str, agent_bind_address: str, agent_args: tuple[str, ...],
+    resync: float | None, wait_timeout: float, log_level: str,
+) -> None:
+    """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C."""
+    # Imported here: the whole control plane loads only for `up`, not for every CLI call.
+    from reconciler.app import CapstanApp, UpConfig
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if "://" not in repo and Path(repo).exists():
+        repo = str(Path(repo).resolve())
+    config = UpConfig(
+        repo=repo, state_dir=(state_dir or default_state_dir()).expanduser().resolve(),
+        branch=branch, subdir=subdir, env=env, store_url=store_url, listen=listen,
+        insecure_http=insecure_http, local_agent=not no_local_agent,
+        agent_node_name=agent_node_name,
+        agent_bind_address=agent_bind_address, agent_args=agent_args, resync_s=resync,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    app = CapstanApp(config, progress=_say,
+                     on_sync=lambda result: _say(_describe_sync(result)))
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        try:
+            app.start()
+        except Exception as exc:
+            raise click.ClickException(f"capstan up failed to start: {exc}") from exc
+        _say(f"capstan is up (state in {config.state_dir}); Ctrl-C stops it")
+        threading.Thread(target=_show_progress, args=(app,), kwargs={"timeout_s": wait_timeout},
+                         name="up-progress", daemon=True).start()
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _say("stopping")
+        app.stop()
+        _say("stopped")

@@ -1,0 +1,153 @@
+"""What one node must run: its complete ``DesiredSet``, computed from cached API objects.
+
+Called by the dispatcher (``reconciler.nodes.dispatch``) for every node whose inputs may
+have changed: the pods bound to the node, the ConfigMaps and Secrets those pods reference
+(env ``valueFrom``, ``envFrom``, volumes) and every Service with its ready endpoints (the
+Endpoints controller's output) become one value that ``NodePool.push`` sends when it differs
+from the last one. Pure functions of their inputs: no API, no clock.
+
+Only what the agent needs travels: pods lose their ``status`` and every object loses its
+``resourceVersion``. WARNING: without that, each status report the agent sends (written to
+the pod by the dispatcher) would change the node's desired set and trigger a new push,
+which makes the agent report again — a loop that never settles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from reconciler.nodes._wire import DesiredSet
+from schemas import ConfigMap, Pod, Secret, Service
+from schemas.meta import KubeObject
+from schemas.pod import PodSpec
+from schemas.protocol import ServicePortRule, ServiceRule
+
+__all__ = [
+    "ConfigLookup",
+    "bound_pods",
+    "desired_set",
+    "referenced_names",
+    "service_rule",
+]
+
+ObjT = TypeVar("ObjT", bound=KubeObject)
+
+#: ``(namespace, name) -> object or None``: an informer's ``get`` in the dispatcher.
+ConfigLookup = Callable[[str, str], ObjT | None]
+
+
+def bound_pods(pods: Iterable[Pod], node: str) -> list[Pod]:
+    """The pods a node must run: bound to it and not being deleted, in a stable order."""
+    chosen = [
+        pod
+        for pod in pods
+        if pod.spec.node_name == node and pod.metadata.deletion_timestamp is None
+    ]
+    return sorted(chosen, key=lambda p: (p.namespace, p.name))
+
+
+def referenced_names(spec: PodSpec) -> tuple[set[str], set[str]]:
+    """The ConfigMap and Secret names a pod spec refers to (env, envFrom, volumes)."""
+    config_maps: set[str] = set()
+    secrets: set[str] = set()
+    for container in [*spec.init_containers, *spec.containers]:
+        for env in container.env:
+            source = env.value_from
+            if source is None:
+                continue
+            if source.config_map_key_ref is not None:
+                config_maps.add(source.config_map_key_ref.name)
+            if source.secret_key_ref is not None:
+                secrets.add(source.secret_key_ref.name)
+        for env_from in container.env_from:
+            if env_from.config_map_ref is not None:
+                config_maps.add(env_from.config_map_ref.name)
+            if env_from.secret_ref is not None:
+                secrets.add(env_from.secret_ref.name)
+    for volume in spec.volumes:
+        if volume.config_map is not None:
+            config_maps.add(volume.config_map.name)
+        if volume.secret is not None:
+            secrets.add(volume.secret.secret_name)
+    return config_maps, secrets
+
+
+def _wire_copy(obj: ObjT) -> ObjT:
+    meta = obj.metadata.model_copy(update={"resource_version": None})
+    return obj.model_copy(update={"metadata": meta})
+
+
+def _wire_pod(pod: Pod) -> Pod:
+    meta = pod.metadata.model_copy(update={"resource_version": None})
+    return pod.model_copy(update={"metadata": meta, "status": None})
+
+
+def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule:
+    """The rule a node's proxy programs for ``service``.
+
+    The ports come from the Service itself, so a Service whose endpoints are not computed
+    yet (or that has none) still gets its in-cluster name and NodePort — answering
+    "connection refused" rather than not existing. Endpoints are taken per port from the
+    Endpoints controller's rule when it describes the same port.
+    """
+    by_port: dict[tuple[int, str], ServicePortRule] = {}
+    if endpoints is not None:
+        by_port = {(p.port, p.protocol): p for p in endpoints.ports}
+    ports = []
+    for port in service.spec.ports:
+        known = by_port.get((port.port, port.protocol))
+        ports.append(
+            ServicePortRule(
+                name=port.name,
+                protocol=port.protocol,
+                port=port.port,
+                node_port=port.node_port,
+                endpoints=list(known.endpoints) if known is not None else [],
+            )
+        )
+    return ServiceRule(
+        namespace=service.namespace,
+        name=service.name,
+        type=service.spec.type,
+        cluster_ip=service.spec.cluster_ip,
+        ports=ports,
+    )
+
+
+def desired_set(
+    pods: Iterable[Pod],
+    *,
+    config_map: ConfigLookup[ConfigMap],
+    secret: ConfigLookup[Secret],
+    services: Iterable[ServiceRule],
+) -> DesiredSet:
+    """A node's complete desired set from the pods bound to it (see ``bound_pods``).
+
+    A referenced ConfigMap or Secret that does not exist is left out: the agent reports the
+    pod as waiting for it (``CreateContainerConfigError``), as a kubelet does, and the next
+    computation after it appears carries it.
+    """
+    chosen = sorted(pods, key=lambda p: (p.namespace, p.name))
+    wanted_cms: set[tuple[str, str]] = set()
+    wanted_secrets: set[tuple[str, str]] = set()
+    for pod in chosen:
+        cm_names, secret_names = referenced_names(pod.spec)
+        wanted_cms.update((pod.namespace, name) for name in cm_names)
+        wanted_secrets.update((pod.namespace, name) for name in secret_names)
+    config_maps = [
+        _wire_copy(found)
+        for ns, name in sorted(wanted_cms)
+        if (found := config_map(ns, name)) is not None
+    ]
+    secrets = [
+        _wire_copy(found_secret)
+        for ns, name in sorted(wanted_secrets)
+        if (found_secret := secret(ns, name)) is not None
+    ]
+    return DesiredSet(
+        pods=tuple(_wire_pod(pod) for pod in chosen),
+        config_maps=tuple(config_maps),
+        secrets=tuple(secrets),
+        services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
+    )

@@ -1,0 +1,123 @@
+"""From what an agent says to what the API stores: pod and node status, AgentConnected.
+
+Called by the dispatcher (``reconciler.nodes.dispatch``) for every ``status`` message and
+every connection state change. Pure functions of the current object, the report and the
+time: they decide *what* to write; the dispatcher writes it (and handles Conflict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from reconciler.nodes.connection import NodeState
+from schemas import Node, Pod
+from schemas.meta import Condition
+from schemas.node import NodeStatus
+from schemas.pod import PodStatus
+from schemas.protocol import PodReport
+
+__all__ = [
+    "agent_condition",
+    "node_status_update",
+    "pod_report_applies",
+    "pod_status_update",
+    "with_condition",
+]
+
+#: Conditions the control plane owns on a pod: the agent's view of them never wins.
+_CONTROL_PLANE_POD_CONDITIONS = frozenset({"PodScheduled"})
+
+
+def pod_report_applies(pod: Pod | None, report: PodReport, *, node: str) -> bool:
+    """Whether ``report`` from ``node``'s agent describes ``pod`` as it is now.
+
+    A report about a pod that is gone, was recreated under the same name (another uid) or
+    was rebound elsewhere is stale and changes nothing.
+    """
+    return (
+        pod is not None
+        and pod.metadata.uid == report.uid
+        and pod.spec.node_name == node
+        and pod.metadata.deletion_timestamp is None
+    )
+
+
+def pod_status_update(current: PodStatus | None, reported: PodStatus) -> PodStatus | None:
+    """The pod status to write, or None when the report changes nothing.
+
+    The scheduler's ``PodScheduled`` condition stays as the scheduler wrote it (the agent's
+    copy is used only when the pod has none); everything else is the agent's: it is the only
+    one who sees the containers.
+    """
+    if current is None:
+        merged = reported
+    else:
+        kept = {c.type: c for c in current.conditions if c.type in _CONTROL_PLANE_POD_CONDITIONS}
+        conditions = [kept.pop(c.type, c) for c in reported.conditions]
+        conditions.extend(kept.values())
+        merged = reported.model_copy(update={"conditions": conditions})
+    return None if merged == current else merged
+
+
+def _without_heartbeat(conditions: Iterable[Condition]) -> list[Condition]:
+    return [c.model_copy(update={"last_heartbeat_time": None}) for c in conditions]
+
+
+def node_status_update(current: NodeStatus | None, reported: NodeStatus) -> NodeStatus | None:
+    """The node status to write from an agent's report, or None when nothing changed.
+
+    The agent's conditions replace those it reports (Ready...); conditions it does not
+    report (``AgentConnected``, written from the connection) stay. A report that differs
+    only by heartbeat times is not written: the heartbeat lease carries liveness, and
+    rewriting the Node every few seconds would wake every Node watcher for nothing.
+    """
+    reported_types = {c.type for c in reported.conditions}
+    kept = [c for c in (current.conditions if current else []) if c.type not in reported_types]
+    merged = reported.model_copy(update={"conditions": [*reported.conditions, *kept]})
+    if current is not None and _same_but_heartbeat(current, merged):
+        return None
+    return merged
+
+
+def _same_but_heartbeat(a: NodeStatus, b: NodeStatus) -> bool:
+    def key(status: NodeStatus) -> NodeStatus:
+        ordered = sorted(_without_heartbeat(status.conditions), key=lambda c: c.type)
+        return status.model_copy(update={"conditions": ordered})
+
+    return key(a) == key(b)
+
+
+def agent_condition(state: NodeState, previous: Condition | None, *, now: datetime) -> Condition:
+    """The ``AgentConnected`` condition for a connection state.
+
+    The transition time moves only when the status does. On a refused host key the message
+    names both fingerprints, so the user can tell a reinstalled host from an impostor.
+    """
+    condition = state.condition()
+    message = condition.message or ""
+    for label, fingerprint in (
+        ("expected", state.expected_fingerprint),
+        ("offered", state.offered_fingerprint),
+    ):
+        if fingerprint and fingerprint not in message:
+            message = f"{message}; {label} {fingerprint}" if message else f"{label} {fingerprint}"
+    since = (
+        previous.last_transition_time
+        if previous is not None
+        and previous.status == condition.status
+        and previous.last_transition_time is not None
+        else now
+    )
+    return condition.model_copy(update={"message": message, "last_transition_time": since})
+
+
+def with_condition(node: Node, condition: Condition) -> NodeStatus | None:
+    """``node``'s status with ``condition`` set (replacing its type), or None if unchanged."""
+    status = node.status or NodeStatus()
+    others = [c for c in status.conditions if c.type != condition.type]
+    existing = status.condition(condition.type)
+    if existing == condition:
+        return None
+    return status.model_copy(update={"conditions": [*others, condition]})
+

@@ -1,0 +1,219 @@
+"""``capstan up`` for real: a temp Git repository, the CLI as a subprocess, Docker, a local node.
+
+``GitRepo`` writes, commits and reverts in a throwaway repository. ``CapstanUp`` runs
+``capstan up REPO`` as a child process with its own state directory, a unique agent node name
+(the agent only touches containers labelled with it) and a loopback bind address of its own,
+and reads the cluster through the same store (``Api`` on the embedded SQLite file, which is
+safe to open from a second process). Everything is removed at the end: the process, the agent
+it started, and every container of that node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from reconciler.api import Api
+from reconciler.store import Store, open_store
+from schemas import Pod
+from tests.fixtures.local_agent import cleanup_proxy, ensure_busybox, proxy_args
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPSTAN = ROOT / ".venv" / "bin" / "capstan"
+MANAGED_LABEL = "io.capstan.managed-by"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str,
+               interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class GitRepo:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.path, check=True, capture_output=True,
+                              text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+
+    def write(self, files: dict[str, str]) -> None:
+        for name, text in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
+    def commit(self, message: str, files: dict[str, str] | None = None,
+               remove: tuple[str, ...] = ()) -> str:
+        if files:
+            self.write(files)
+        for name in remove:
+            self.git("rm", "-q", name)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.head()
+
+    def revert(self, sha: str) -> str:
+        self.git("revert", "--no-edit", sha)
+        return self.head()
+
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD")
+
+
+class CapstanUp:
+    def __init__(self, repo: GitRepo, work: Path, client: docker.DockerClient, *,
+                 store: str | None = None) -> None:
+        self.repo = repo
+        self.docker = client
+        self.state_dir = Path(tempfile.mkdtemp(prefix="capup-", dir="/tmp"))  # short: socket
+        self.node = f"e2e-{uuid.uuid4().hex[:8]}"
+        # Agents sharing this host each own their proxy rules: removed again in close().
+        self.proxy_args = proxy_args("cape2e")
+        self.bind = f"127.0.{random.randint(1, 250)}.{random.randint(2, 250)}"
+        self.log_path = work / "capstan-up.log"
+        self.store_url = store or f"sqlite:///{self.state_dir / 'state.db'}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._store: Store | None = None
+        self._api: Api | None = None
+
+    def start(self, *extra: str) -> None:
+        args = [str(CAPSTAN), "up", str(self.repo.path), "--state-dir", str(self.state_dir),
+                "--agent-node-name", self.node, "--agent-bind-address", self.bind,
+                "--resync", "2", "--log-level", "INFO", "--store", self.store_url,
+                *(f"--agent-arg={arg}" for arg in self.proxy_args), *extra]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self._alive() and (self.state_dir / "up.json").exists(),
+                   timeout=60, what="capstan up to start")
+
+    def _alive(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, f"capstan up exited:\n{self.log()}"
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            self._store = open_store(self.store_url)
+            self._api = Api(self._store)
+        return self._api
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([str(CAPSTAN), *args, "--state-dir", str(self.state_dir)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.cli("status", "-o", "json"))
+
+    def pods(self, app: str = "web") -> list[Pod]:
+        pods = self.api.list(Pod, namespace="default", label_selector={"app": app}).items
+        return sorted((p for p in pods if p.metadata.deletion_timestamp is None),
+                      key=lambda p: p.name)
+
+    def ready_pods(self, app: str = "web") -> list[Pod]:
+        return [p for p in self.pods(app) if p.status is not None and p.status.ready]
+
+    def containers(self, *, running_only: bool = True) -> list[dict[str, Any]]:
+        listed = self.docker.api.containers(all=not running_only,
+                                            filters={"label": f"{MANAGED_LABEL}={self.node}"})
+        return [{"id": c["Id"], "name": c["Names"][0].lstrip("/"), "labels": c["Labels"],
+                 "state": c["State"]} for c in listed]
+
+    def app_containers(self) -> dict[str, str]:
+        """Container name → id for the pods' app containers (not sandboxes)."""
+        return {c["name"]: c["id"] for c in self.containers()
+                if c["labels"].get("io.capstan.container") not in (None, "", "POD")}
+
+    def agent_pid(self) -> int | None:
+        """The pid of this instance's ``capstan-agent serve`` (found by its node name)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in args and self.node.encode() in args:
+                return int(entry.name)
+        return None
+
+    def close(self) -> None:
+        self.stop()
+        if self._store is not None:
+            self._store.close()
+        # capstan up stops the agent it started; containers and proxy rules outlive it by
+        # design, so the test removes both.
+        for container in self.containers(running_only=False):
+            self.docker.api.remove_container(container["id"], force=True)
+        cleanup_proxy(self.proxy_args)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def fetch(address: str, port: int, *, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(f"http://{address}:{port}/", timeout=timeout) as response:
+        return str(response.read().decode().strip())
+
+
+def try_fetch(address: str, port: int) -> str | None:
+    try:
+        return fetch(address, port, timeout=1.0)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def pod_endpoint(pod: Pod, container_port: int = 8080) -> tuple[str, int]:
+    assert pod.status is not None
+    mapping = next(m for m in pod.status.host_ports if m.container_port == container_port)
+    return mapping.host_ip, mapping.host_port
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    ensure_busybox(client)
+    yield client
+    client.close()

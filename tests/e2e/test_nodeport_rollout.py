@@ -1,0 +1,73 @@
+"""Serving through the Service's NodePort while a push rolls the Deployment: no failed request.
+
+Needs the node proxy running inside the agent (it reports a ``ProxyReady`` node condition);
+on an agent without it the test is skipped with that reason, since nothing would listen on
+the NodePort.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from schemas import Node
+from tests.e2e.conftest import CapstanUp, GitRepo, try_fetch, wait_until
+from tests.e2e.test_gitops_loop import NODE, NODE_PORT, SERVICE, version_files
+
+
+@pytest.fixture
+def served(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[CapstanUp]:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("v1", {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")})
+    capstan = CapstanUp(repo, tmp_path, docker_client)
+    try:
+        capstan.start()
+        yield capstan
+    finally:
+        capstan.close()
+
+
+def proxy_running(up: CapstanUp) -> bool | None:
+    """True/False once the node reported; None before."""
+    nodes = up.api.list(Node).items
+    if not nodes or nodes[0].status is None or not nodes[0].status.conditions:
+        return None
+    return nodes[0].status.condition("ProxyReady") is not None
+
+
+def test_nodeport_serves_through_a_rollout(served: CapstanUp) -> None:
+    up = served
+    wait_until(lambda: proxy_running(up) is not None, timeout=30, what="node status")
+    if not proxy_running(up):
+        pytest.skip("the agent does not run the node proxy yet (no ProxyReady condition)")
+    wait_until(lambda: len(up.ready_pods()) == 2, timeout=60, what="v1 pods Ready")
+    wait_until(lambda: try_fetch(up.bind, NODE_PORT) == "hello v1", timeout=20,
+               what=f"NodePort {up.bind}:{NODE_PORT} answering")
+
+    answers: list[str | None] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            answers.append(try_fetch(up.bind, NODE_PORT))
+            time.sleep(0.02)
+
+    client = threading.Thread(target=hammer, daemon=True)
+    client.start()
+    try:
+        up.repo.commit("v2", version_files("v2"))
+        wait_until(lambda: {p.metadata.annotations.get("example.com/version")
+                            for p in up.ready_pods()} == {"v2"} and len(up.pods()) == 2,
+                   timeout=60, what="v2 rolled out")
+        wait_until(lambda: answers and answers[-1] == "hello v2", timeout=10,
+                   what="NodePort serving v2")
+    finally:
+        stop.set()
+        client.join()
+    failed = [a for a in answers if a not in ("hello v1", "hello v2")]
+    assert not failed, f"{len(failed)} of {len(answers)} requests failed during the rollout"

@@ -1,0 +1,48 @@
+"""``capstan up``: its component list (``reconciler.app``) and run-info file."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.app import AlreadyRunning, CapstanApp, UpConfig, control_plane_components
+from reconciler.controllers.autorollback import AutoRollbackController
+from reconciler.controllers.endpoints import EndpointsController
+from reconciler.controllers.node import NodeController
+from reconciler.nodes import NodeDispatcher
+from reconciler.runinfo import RunInfo, read_run_info, write_run_info
+from reconciler.scheduler import Scheduler
+
+
+def _types(factories: list[object]) -> list[object]:
+    return [f.func if isinstance(f, functools.partial) else f for f in factories]
+
+
+def test_every_part_runs_exactly_once() -> None:
+    types = _types(control_plane_components(local_agent_command="capstan-agent connect"))
+    for needed in (
+        EndpointsController, NodeController, Scheduler, AutoRollbackController, NodeDispatcher
+    ):
+        assert types.count(needed) == 1, needed
+    assert types[-1] is NodeDispatcher
+
+
+def test_run_info_round_trip(tmp_path: Path) -> None:
+    assert read_run_info(tmp_path) is None
+    info = RunInfo(pid=42, store="sqlite:////x/state.db", repo="/r", branch="main",
+                   agent_socket="/x/agent.sock", listen="127.0.0.1:6443")
+    write_run_info(tmp_path, info)
+    assert read_run_info(tmp_path) == info
+    (tmp_path / "up.json").write_text("{not json")
+    assert read_run_info(tmp_path) is None
+
+
+def test_a_second_capstan_up_on_one_state_dir_is_refused(tmp_path: Path) -> None:
+    # This test process stands in for a running capstan up (its pid is alive).
+    write_run_info(tmp_path, RunInfo(pid=os.getppid(), store="sqlite:////x", repo="/r",
+                                     branch="main", agent_socket="/s"))
+    with pytest.raises(AlreadyRunning, match="already running"):
+        CapstanApp(UpConfig(repo="/nonexistent", state_dir=tmp_path, local_agent=False)).start()

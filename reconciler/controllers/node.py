@@ -11,8 +11,10 @@ the lease's ``renew_time`` with its own clock — Kubernetes' node lifecycle con
   ReplicaSets make replacements, which the scheduler puts elsewhere. A pod that tolerates the
   unreachable taint stays (for its ``tolerationSeconds``, when given);
 - when the lease is renewed again the node turns ``Ready`` and loses the taint;
-- pods bound to a Node that no longer exists (its manifest left Git) are deleted at once, as
-  Kubernetes' pod garbage collector does, so their ReplicaSets replace them on live nodes.
+- pods bound to a Node that no longer exists (its manifest left Git) are deleted, as
+  Kubernetes' pod garbage collector does, so their ReplicaSets replace them on live nodes —
+  after ``orphan_grace_s`` (default 40 s) of the node missing from the API itself, not only
+  from this controller's cache: a cache that lags a new Node must never cost its pods.
 
 Leases are not watched: each node is re-examined when its lease would next go stale
 (``requeue_after``), and on every Node event. :func:`assess` is the decision as a pure
@@ -38,6 +40,7 @@ from schemas.pod import PodStatus
 __all__ = [
     "DEFAULT_EVICTION_TIMEOUT_S",
     "DEFAULT_GRACE_PERIOD_S",
+    "DEFAULT_ORPHAN_GRACE_S",
     "UNREACHABLE_TAINT",
     "NodeAssessment",
     "NodeController",
@@ -47,6 +50,7 @@ __all__ = [
 
 DEFAULT_GRACE_PERIOD_S = 40.0
 DEFAULT_EVICTION_TIMEOUT_S = 300.0
+DEFAULT_ORPHAN_GRACE_S = 40.0
 UNREACHABLE_TAINT = Taint(key="node.kubernetes.io/unreachable", effect="NoExecute")
 _UNKNOWN_REASON = "NodeStatusUnknown"
 _UNKNOWN_MESSAGE = "Capstan agent stopped posting node status (heartbeat lease expired)."
@@ -117,10 +121,15 @@ class NodeController(Controller):
         *,
         grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
         eviction_timeout_s: float = DEFAULT_EVICTION_TIMEOUT_S,
+        orphan_grace_s: float = DEFAULT_ORPHAN_GRACE_S,
     ) -> None:
         super().__init__(ctx)
         self.grace_period_s = grace_period_s
         self.eviction_timeout_s = eviction_timeout_s
+        self.orphan_grace_s = orphan_grace_s
+        # When each missing node was first seen missing. Memory only: after a restart the
+        # grace starts again, which only delays a collection.
+        self._missing_since: dict[str, float] = {}
         self.nodes = self.watch_own(Node)
         # A pod event matters only when its node is gone (orphaned pods are collected); for
         # live nodes the verdict depends on the lease alone, read through the "node" index.
@@ -135,8 +144,8 @@ class NodeController(Controller):
     def reconcile(self, key: ObjectKey) -> Result | None:
         node = self.nodes.get(key.name)
         if node is None:
-            self._collect_orphans(key.name)
-            return None
+            return self._reconcile_missing(key.name)
+        self._missing_since.pop(key.name, None)
         lease = self.api.get_node_lease(node.name)
         now = self.clock.time()
         verdict = assess(
@@ -218,6 +227,24 @@ class NodeController(Controller):
                 upcoming.append(deadline)
             self._mark_pod_not_ready(pod)
         return min(upcoming, default=None)
+
+    def _reconcile_missing(self, node_name: str) -> Result | None:
+        if not list(self._pods_on(node_name)):
+            self._missing_since.pop(node_name, None)
+            return None
+        try:
+            self.api.get(Node, node_name)
+        except NotFound:
+            pass
+        else:
+            return None  # the cache is behind; the Node's own event brings us back
+        now = self.clock.time()
+        since = self._missing_since.setdefault(node_name, now)
+        if now - since < self.orphan_grace_s:
+            return Result(requeue_after=since + self.orphan_grace_s - now + _EPSILON_S)
+        self._collect_orphans(node_name)
+        self._missing_since.pop(node_name, None)
+        return None
 
     def _collect_orphans(self, node_name: str) -> None:
         """Delete the pods still bound to a node that no longer exists."""

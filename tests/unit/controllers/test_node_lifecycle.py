@@ -102,6 +102,7 @@ def test_eviction_deadline(tolerations: list[Toleration], deadline: float | None
 
 GRACE_S = 4.0
 EVICTION_S = 10.0
+ORPHAN_GRACE_S = 3.0
 
 
 @pytest.fixture
@@ -119,7 +120,8 @@ def manager(api: Api, clock: ManualClock) -> Iterator[ControllerManager]:
         ReplicaSetController,
         Scheduler,
         functools.partial(
-            NodeController, grace_period_s=GRACE_S, eviction_timeout_s=EVICTION_S
+            NodeController, grace_period_s=GRACE_S, eviction_timeout_s=EVICTION_S,
+            orphan_grace_s=ORPHAN_GRACE_S,
         ),
     ]
     with ControllerManager(api, clock=clock, components=components) as mgr:
@@ -280,6 +282,10 @@ def test_pods_of_a_deleted_node_are_collected_and_replaced(
     # The Node object leaves (its manifest left Git); its heartbeat stops with it.
     hollow.kill(victim)
     api.delete(Node, victim)
+    # Not at once: the pods stay for the grace (a lagging cache must not cost pods).
+    clock.advance(ORPHAN_GRACE_S / 2)
+    hollow.tick()
+    assert orphans <= {p.name for p in api.list(Pod).items}
 
     def replaced_on_survivor() -> bool:
         pods = api.list(Pod).items

@@ -165,9 +165,10 @@ def test_refusals_and_image_errors_are_reported(agent):
     assert "refused" in waiting["message"]
     client.wait_pods(lambda s: reason(s["nopull"]) == "ImagePullBackOff", timeout=15,
                      what="ImagePullBackOff after repeated failures")
-    # The init in the container reports the failed exec as exit code 127, backed off.
+    # The failed exec is reported as a non-zero exit and backed off. The code depends on who
+    # saw the failure first (the init in the container: 127; the runtime: 128).
     terminated = statuses["nocmd"]["containerStatuses"][0]["lastState"]["terminated"]
-    assert terminated["exitCode"] == 127
+    assert terminated["exitCode"] in (127, 128)
 
 
 def test_connect_exits_when_the_agent_goes_away(agent):

@@ -145,6 +145,23 @@ def replicaset(name: str, replicas: int) -> dict[str, object]:
     }
 
 
+def stepper(
+    clock: ManualClock, hollow: HollowCluster
+) -> Callable[[Callable[[], bool]], Callable[[], bool]]:
+    """Wrap a predicate so each poll first advances the clock half a second and ticks the
+    hollow nodes (heartbeats never lag the clock)."""
+
+    def stepping(predicate: Callable[[], bool]) -> Callable[[], bool]:
+        def step() -> bool:
+            clock.advance(0.5)
+            hollow.tick()
+            return predicate()
+
+        return step
+
+    return stepping
+
+
 def ready_condition(api: Api, name: str) -> Condition | None:
     status = api.get(Node, name).status
     return status.condition("Ready") if status else None
@@ -157,15 +174,8 @@ def test_killed_node_is_tainted_then_its_pods_move(
     manager: ControllerManager,
     wait_for: Callable[..., None],
 ) -> None:
+    stepping = stepper(clock, hollow)
     hollow.add_nodes(3)
-
-    def stepping(predicate: Callable[[], bool]) -> Callable[[], bool]:
-        def step() -> bool:
-            clock.advance(0.5)
-            hollow.tick()
-            return predicate()
-
-        return step
 
     api.create(replicaset("web", 3))
     wait_for(stepping(lambda: len(hollow.running_pods()) == 3), what="3 running pods")
@@ -229,12 +239,7 @@ def test_short_outage_keeps_pods(
     api.create(replicaset("solo", 1))
 
     def step_until(predicate: Callable[[], bool], what: str) -> None:
-        def step() -> bool:
-            clock.advance(0.5)
-            hollow.tick()
-            return predicate()
-
-        wait_for(step, what=what)
+        wait_for(stepper(clock, hollow)(predicate), what=what)
 
     step_until(lambda: len(hollow.running_pods()) == 1, "pod running")
     [pod] = hollow.running_pods()
@@ -262,15 +267,8 @@ def test_pods_of_a_deleted_node_are_collected_and_replaced(
     manager: ControllerManager,
     wait_for: Callable[..., None],
 ) -> None:
+    stepping = stepper(clock, hollow)
     hollow.add_nodes(2)
-
-    def stepping(predicate: Callable[[], bool]) -> Callable[[], bool]:
-        def step() -> bool:
-            clock.advance(0.5)
-            hollow.tick()
-            return predicate()
-
-        return step
 
     api.create(replicaset("gone", 2))
     wait_for(stepping(lambda: len(hollow.running_pods()) == 2), what="2 running pods")

@@ -15,29 +15,21 @@ again to wait, released by the leader to wake it). One shared condition with
 back to sleep, and `threading.Event` runs a Condition in Python on both sides;
 under the GIL either cost more per write than the fsync they share.
 
-Measured 2026-11-27 (2 vCPUs, other sessions' tests running; +-15% run to run),
-none kept because none beat that noise in interleaved A/B runs of two stores:
-- Waking the batch as a chain (each woken writer releases the next) instead of
-  64 releases at once: 2.7 instead of 3.7 context switches per put, but CPU per
-  put 40.1 vs 39.4 us and writes/s 20.9k vs 20.1k, 17.7k vs 16.7k: a wash.
-- Taking the queue only after BEGIN (so woken writers can join this batch):
-  mean batch 33 -> 58 writers, but the commit grew with it (65 us per put).
-- Waking the successor before the carried writers; `sys.setswitchinterval`
-  0.2 ms (worse: 11.8k/s) and 50 ms (no change); waking the carried writers
-  only after the next leader's reads: no gain.
-What bounds 64 writers is the commit itself, not this hand-off: one thread
-running `_commit_batch` on ideal batches of 64 puts, with no other thread,
-reaches 20-24k puts/s (40-49 us a put; the COMMIT alone 1.7-2.1 ms a batch:
-each writer's puts land in their own key range, so a batch dirties ~130 index
-leaves of `log_key_id` and `current`, about 0.5 MB of WAL to fdatasync, plus
-the amortised checkpoint); with synchronous=OFF the same loop does 49k/s.
-1 KiB pages with a 16 MiB WAL between checkpoints raised that one-thread
-ceiling to 35.6k-38.5k/s (COMMIT 0.9 ms; 2 KiB pages 33.6k), yet through 64
-threads it gave 18.3k vs 20.0k, 19.6k vs 20.6k, 22.1k vs 21.6k against the
-current settings in three interleaved runs, and range p50 0.019-0.030 vs 0.019 ms:
-not kept. The hand-off machinery alone (a commit that just sleeps, 64 threads)
-tops out at 37k/s with a 0.2 ms commit and 25k/s with a 1 ms one; the two
-costs are serialised by the GIL, so 64 writers land at 18-22k/s here.
+Measured 2026-11-27 (2 vCPUs, other sessions' tests running; +-15% run to run).
+With the key index on disk (format 1) a batch of 64 puts dirtied ~130 index
+leaves (each writer's keys in their own range), ~0.5 MB of WAL to fdatasync, and
+64 writers topped out at 18-22k puts/s. With the index in memory (format 2) a
+batch dirties the log's last few leaves, and what bounds 64 writers is Python:
+each put costs ~30 us of GIL time between the writer's call, the leader's share
+of the batch and the wake-up, and the leader spends ~80% of the run inside a
+commit, most of it waiting for the GIL the other writers hold. Since a bigger
+batch no longer costs more pages, the store lets writers that queued while it
+opened the transaction join it (`join_late`): 26.2k -> 30.0k puts/s in
+interleaved A/B runs of two stores (6 rounds each).
+Tried under format 1, none kept because none beat the noise in interleaved A/B
+runs: waking the batch as a chain (each woken writer releases the next; 2.7
+instead of 3.7 context switches a put, same CPU); waking the successor before the
+carried writers; `sys.setswitchinterval` 0.2 ms (worse) and 50 ms (no change).
 """
 
 from __future__ import annotations
@@ -95,6 +87,13 @@ class GroupCommitter(Generic[C]):
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]
+
+    def join_late(self, batch: list[Pending[C, Any]]) -> None:
+        """Add the writers that queued since `batch` was taken (called by `commit_batch`
+        once its transaction is open, so they share this batch's fsync)."""
+        with self._lock:
+            batch.extend(self._queue)
+            self._queue = []
 
     def _lead(self, leader: Pending[C, Any]) -> None:
         with self._lock:

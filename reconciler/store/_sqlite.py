@@ -13,20 +13,19 @@ lock orders their batches, and each process's watches notice the others'
 commits by re-reading (see `_sqlite_watch`).
 
 Single-writer cost, measured 2026-11-27 against the bench's fsync probe (4 KiB
-overwrite + fsync, 140-170 us here; the machine shared with other sessions'
-tests, so figures move +-15% between runs): a lone put's COMMIT takes 237-259 us
-(three 4 KiB WAL frames - the `log` leaf, a `log_key_id` leaf, a `current` leaf
-- written at 24-byte offsets so they span four or five filesystem blocks, then
-fdatasync), and BEGIN + the two reads + INSERT add ~35 us; the Python around
-them ~10 us. A bare sqlite3 loop of the same statements with no store code
-reaches 0.67-0.72 of the probe, so the 0.70 target is at SQLite's own floor.
+overwrite + fsync, 130-150 us here). With the key index on disk (format 1: the
+log, a `(key, id)` index and a `current` table, three WAL frames a put) a lone
+put took 0.64-0.67 of the probe and a bare sqlite3 loop of the same statements
+no more than 0.72: SQLite's own floor sat at the target. Format 2 keeps the
+index in memory (`_sqlite_index`), so a put dirties one page: the bare loop
+reaches 0.83-0.88 of the probe. Through the store the COMMIT costs 150-165 us
+and everything else ~50 us after a wake from fsync (the same code runs in 21 us
+with synchronous=OFF: cold caches), so a lone plain put is one autocommit INSERT
+guarded against other processes' writes (`put_alone`) instead of BEGIN
+IMMEDIATE, a read of the log's head, INSERT and COMMIT: 0.67-0.74 -> 0.70-0.75.
 Tried, not kept (inside the +-5% noise in interleaved runs): page_size 1024 or
-2048 for new files (0.72-0.75 vs 0.67-0.72 bare, no gain through the store, and
-more pages per range), wal_autocheckpoint 4000 or 10000, cache_size 64 MiB on
-the writer, the `current` trigger split into WHEN-guarded upsert/delete triggers
-(slower: 209 vs 196 us), one multi-row INSERT instead of `executemany` for a
-batch. Dropping `current` (two frames) measured 0.76 bare, but costs the range
-figures the schema docstring explains.
+2048 (the bare loop gives 0.85-0.88 at every size), wal_autocheckpoint 4000 or
+10000, cache_size 64 MiB on the writer.
 """
 
 from __future__ import annotations
@@ -46,7 +45,15 @@ from reconciler.store._base import Store, Watch
 from reconciler.store._errors import LeaseNotFound, StoreError
 from reconciler.store._group_commit import GroupCommitter, Pending
 from reconciler.store._requests import check_key, check_txn, check_value, key_range
-from reconciler.store._sqlite_ops import PutWork, WriteBatch, current_revision, range_kvs
+from reconciler.store._sqlite_index import KeyIndex
+from reconciler.store._sqlite_ops import (
+    PutWork,
+    WriteBatch,
+    put_alone,
+    range_kvs,
+    revision_bound,
+    snapshot_revision,
+)
 from reconciler.store._sqlite_schema import connect
 from reconciler.store._sqlite_watch import SqliteWatch
 from reconciler.store._types import (
@@ -83,6 +90,7 @@ class SqliteStore(Store):
         # an append whose fdatasync must also journal the file size, costing a third
         # of single-writer throughput. A recycled WAL is overwritten in place.
         self._writer = connect(path, check=True)
+        self._index = KeyIndex.load(self._writer)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_conns: list[sqlite3.Connection] = [self._writer]
         self._conns_lock = threading.Lock()
@@ -105,6 +113,10 @@ class SqliteStore(Store):
     @property
     def commit_cond(self) -> threading.Condition:
         return self._commit_cond
+
+    @property
+    def last_id(self) -> int:
+        return self._index.seen_id
 
     def _new_connection(self) -> sqlite3.Connection:
         conn = connect(self.path)
@@ -130,16 +142,29 @@ class SqliteStore(Store):
 
     def _commit_batch(self, batch: list[Pending[WriteBatch, Any]]) -> None:
         conn = self._writer
+        if len(batch) == 1 and type(batch[0].work) is PutWork:
+            result = put_alone(conn, self._index, batch[0].work)
+            if result is not None:
+                batch[0].result = result
+                self._signal_commit()
+                return
         conn.execute("BEGIN IMMEDIATE")
+        ctx: WriteBatch | None = None
         try:
-            ctx = WriteBatch(conn, now=self._clock())
+            ctx = WriteBatch(conn, self._index, now=self._clock())
             outcomes: list[tuple[Any, BaseException | None]] = []
+            if len(batch) > 1:
+                # Writers woken by the last commit queued while we opened the
+                # transaction; with the key index in memory a bigger batch costs
+                # ~3 us a put more, not more pages, so they join this fsync.
+                self._committer.join_late(batch)
             if len(batch) == 1:
                 # Alone in the batch, a refused request just rolls the transaction back.
                 try:
                     outcomes.append((batch[0].work(ctx), None))
                 except StoreError as exc:
                     conn.execute("ROLLBACK")
+                    ctx.rollback_to(0)
                     batch[0].error = exc
                     return
             else:
@@ -148,13 +173,19 @@ class SqliteStore(Store):
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if ctx is not None:
+                ctx.rollback_to(0)
             raise
+        ctx.committed()
         for item, (result, error) in zip(batch, outcomes, strict=True):
             item.result, item.error = result, error
         if ctx.wrote:
-            with self._commit_cond:
-                self._commit_seq += 1
-                self._commit_cond.notify_all()
+            self._signal_commit()
+
+    def _signal_commit(self) -> None:
+        with self._commit_cond:
+            self._commit_seq += 1
+            self._commit_cond.notify_all()
 
     def _run_batch(
         self, conn: sqlite3.Connection, ctx: WriteBatch, batch: list[Pending[WriteBatch, Any]]
@@ -188,10 +219,12 @@ class SqliteStore(Store):
         # per-revision event limit, say) must not leave half its rows in a
         # transaction that commits the other writers' work.
         conn.execute("SAVEPOINT w")
+        mark = ctx.mark()
         try:
             outcome: tuple[Any, BaseException | None] = (item.work(ctx), None)
         except StoreError as exc:
             conn.execute("ROLLBACK TO w")
+            ctx.rollback_to(mark)
             ctx.abandon_revision()
             outcome = (None, exc)
         conn.execute("RELEASE w")
@@ -214,14 +247,15 @@ class SqliteStore(Store):
     ) -> RangeResult:
         lo, hi = key_range(key, prefix=prefix)
         with self._snapshot() as conn:
+            revision = snapshot_revision(conn, self._index)
             return range_kvs(
-                conn, lo, hi, at_revision=at_revision, limit=limit,
-                header_revision=current_revision(conn),
+                conn, self._index, lo, hi, at_revision=at_revision, limit=limit,
+                header_revision=revision, bound=revision_bound(revision),
             )
 
     def revision(self) -> Revision:
         with self._snapshot() as conn:
-            return Revision(current_revision(conn))
+            return Revision(snapshot_revision(conn, self._index))
 
     # -- writes ----------------------------------------------------------------------------
 

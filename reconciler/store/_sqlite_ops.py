@@ -1,11 +1,13 @@
-"""SQL reads and writes of the embedded store, on one connection.
+"""SQL reads and writes of the embedded store, on one connection, with the key index.
 
 Called by `_sqlite.SqliteStore`: reads run on a pooled reader connection inside
-a read transaction (one snapshot per call); writes run inside the group
+a read transaction (one snapshot per call) and find their rows through the
+in-memory `KeyIndex` at that snapshot's last rowid; writes run inside the group
 committer's batch transaction through a `WriteBatch`, which hands out rowids
-(`revision << 20 | n`, see `_sqlite_schema`). Write helpers check everything
-that can fail before they write, so a refused request leaves the shared batch
-transaction untouched and the other writers in it unaffected.
+(`revision << 20 | n`, see `_sqlite_schema`) and records each row in the index
+as it writes it (undone if the transaction rolls back). Write helpers check
+everything that can fail before they write, so a refused request leaves the
+shared batch transaction untouched and the other writers in it unaffected.
 
 The SQL strings are assembled from fixed fragments of this module (column
 lists, key-bound clauses, `?` placeholder lists) and nothing a caller supplies;
@@ -26,6 +28,7 @@ from reconciler.store._errors import (
     StoreError,
 )
 from reconciler.store._requests import encode_key, key_range
+from reconciler.store._sqlite_index import Entry, KeyIndex, LogRow, head_revision, read_head
 from reconciler.store._sqlite_schema import MAX_EVENTS_PER_REVISION, REV_SHIFT
 from reconciler.store._types import (
     Compare,
@@ -55,60 +58,73 @@ def kv_from_row(row: Sequence[Any]) -> KeyValue:
     )
 
 
-def _bounds(lo: bytes, hi: bytes | None, column: str = "key") -> tuple[str, tuple[bytes, ...]]:
-    if hi is None:
-        return f"{column} >= ?", (lo,)
-    return f"{column} >= ? AND {column} < ?", (lo, hi)
-
-
 def compact_revision(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE name = 'compact_revision'").fetchone()
     return int(row[0])
 
 
-def current_revision(conn: sqlite3.Connection) -> int:
-    """max(last rowid's revision, compaction point, 1): compaction may delete the newest
-    tombstones, and etcd starts at revision 1, so neither makes the revision go back."""
-    max_id, compacted = conn.execute(
-        "SELECT (SELECT max(id) FROM log),"
-        " (SELECT value FROM meta WHERE name = 'compact_revision')"
-    ).fetchone()
-    last = (max_id >> REV_SHIFT) if max_id is not None else 0
-    return max(last, int(compacted), 1)
+def snapshot_revision(conn: sqlite3.Connection, index: KeyIndex) -> int:
+    """Start `conn`'s read snapshot, bring the index up to it, and return its revision."""
+    last_id, compacted = read_head(conn)
+    index.catch_up(conn, last_id=last_id, compacted=compacted)
+    return head_revision(last_id, compacted)
 
 
-def current_kv(conn: sqlite3.Connection, key: bytes) -> tuple[int, KeyValue] | None:
-    row = conn.execute(
-        f"SELECT {_KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id WHERE c.key = ?", (key,)  # noqa: S608
-    ).fetchone()
-    if row is None:
-        return None
-    return row[3], kv_from_row(row)
+def revision_bound(revision: int) -> int:
+    """The last rowid a read at `revision` may see."""
+    return ((revision + 1) << REV_SHIFT) - 1
+
+
+_CHUNK = 500
+_INSERT = (
+    "INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id)"
+    " VALUES (?1, ?2, ?3 IS NULL, ?3, ?4, ?5, ?6, ?7)"
+)
+
+
+def fetch_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Any]:
+    """The `_KV_COLUMNS` of the given log rows, by rowid (primary-key lookups, in chunks
+    under SQLite's bound-parameter limit)."""
+    if len(ids) == 1:
+        row = conn.execute(
+            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id = ?", (ids[0],)  # noqa: S608
+        ).fetchone()
+        return {} if row is None else {row[3]: row}
+    rows: dict[int, Any] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id IN ({marks})", chunk  # noqa: S608
+        ):
+            rows[row[3]] = row
+    return rows
+
+
+def _rows_in_order(conn: sqlite3.Connection, entries: Sequence[Entry]) -> list[Any]:
+    rows = fetch_rows(conn, [row_id for _, row_id in entries])
+    try:
+        return [rows[row_id] for _, row_id in entries]
+    except KeyError as exc:
+        # Every indexed rowid at or below the snapshot is in the snapshot; a miss
+        # means the index and the file disagree, which must not pass silently.
+        raise StoreError(f"store index names log row {exc.args[0]} that the file lacks") from exc
 
 
 def range_kvs(
     conn: sqlite3.Connection,
+    index: KeyIndex,
     lo: bytes,
     hi: bytes | None,
     *,
     at_revision: int | None,
     limit: int | None,
     header_revision: int,
+    bound: int | None = None,
 ) -> RangeResult:
-    """Keys in [lo, hi) now, or as of `at_revision`; the caller holds a read snapshot."""
-    where, args = _bounds(lo, hi)
-    c_where, _ = _bounds(lo, hi, "c.key")
-    limit_sql = " LIMIT ?" if limit else ""
-    limit_args: tuple[int, ...] = (limit,) if limit else ()
-    if at_revision is None:
-        rows = conn.execute(
-            f"SELECT {_KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id"  # noqa: S608
-            f" WHERE {c_where} ORDER BY c.key{limit_sql}",
-            args + limit_args,
-        ).fetchall()
-        count_sql = f"SELECT count(*) FROM current WHERE {where}"  # noqa: S608
-        count_args: tuple[Any, ...] = args
-    else:
+    """Keys in [lo, hi) now, or as of `at_revision`; the caller holds a read snapshot at
+    `header_revision`, or (bound None) is the writer reading its own batch."""
+    if at_revision is not None:
         compacted = compact_revision(conn)
         if at_revision < compacted:
             raise Compacted(requested=at_revision, compact_revision=compacted)
@@ -116,34 +132,31 @@ def range_kvs(
             raise FutureRevision(
                 f"revision {at_revision} is in the future (current {header_revision})"
             )
-        bound = (at_revision + 1) << REV_SHIFT
-        newest = f"SELECT max(id) FROM log WHERE {where} AND id < ? GROUP BY key"  # noqa: S608
-        rows = conn.execute(
-            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id IN ({newest}) AND l.deleted = 0"  # noqa: S608
-            f" ORDER BY l.key{limit_sql}",
-            (*args, bound, *limit_args),
-        ).fetchall()
-        count_sql = f"SELECT count(*) FROM log WHERE id IN ({newest}) AND deleted = 0"  # noqa: S608
-        count_args = (*args, bound)
-    kvs = tuple(kv_from_row(row) for row in rows)
-    count = len(kvs)
-    if limit and count == limit:
-        count = conn.execute(count_sql, count_args).fetchone()[0]
+        bound = revision_bound(at_revision)
+    entries, count = index.live(lo, hi, bound=bound, limit=limit or None)
+    kvs = tuple(kv_from_row(row) for row in _rows_in_order(conn, entries))
     return RangeResult(
         kvs=kvs, revision=Revision(header_revision), count=count, more=count > len(kvs)
     )
 
 
 class WriteBatch:
-    """The state of one group-commit transaction: the connection, the clock, and
-    the revision counter that every request in the batch advances in turn."""
+    """The state of one group-commit transaction: the connection, the clock, the
+    revision counter that every request in the batch advances in turn, and the
+    index entries it recorded (undone if the transaction does not commit)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, now: float) -> None:
+    def __init__(self, conn: sqlite3.Connection, index: KeyIndex, *, now: float) -> None:
         self.conn = conn
+        self.index = index
         self.now = now
-        self.revision = current_revision(conn)
+        # The order matters: the caller holds SQLite's write lock, so catching up
+        # here folds in every other process's commit before this batch writes.
+        self.revision = snapshot_revision(conn, index)
         self._open: int | None = None
         self._events = 0
+        self._recorded: list[Entry] = []
+        self._last_id = 0
+        self._compacted_to: int | None = None
         self.wrote = False
 
     def begin_revision(self) -> None:
@@ -176,6 +189,48 @@ class WriteBatch:
         self._open = None
         return Revision(self.revision)
 
+    # -- the index entries of this batch ------------------------------------------------
+
+    def _insert(
+        self, rows: Sequence[LogRow]
+    ) -> None:
+        """INSERT log rows (id, key, value or None for a deletion, create_rev, version,
+        lease, prev_id) and record them in the index."""
+        if not rows:
+            return
+        if len(rows) == 1:
+            # A lone put is the single-writer path, where every microsecond next to
+            # the fsync shows in the bench's ratio: execute() skips executemany's
+            # iterator machinery.
+            self.conn.execute(_INSERT, rows[0])
+        else:
+            self.conn.executemany(_INSERT, rows)
+        self._recorded.extend(self.index.record(rows))
+        self._last_id = rows[-1][0]
+
+    def mark(self) -> int:
+        return len(self._recorded)
+
+    def rollback_to(self, mark: int) -> None:
+        """Undo the index entries past `mark` (the caller rolled the SQL back to match)."""
+        self.index.undo(self._recorded[mark:])
+        del self._recorded[mark:]
+
+    def committed(self) -> None:
+        """The transaction committed: its rows are now what every reader may see."""
+        self.index.committed(self._last_id)
+        if self._compacted_to is not None:
+            self.index.compact(self._compacted_to)
+
+    def _current(self, keys: Sequence[bytes]) -> dict[bytes, tuple[int, KeyValue]]:
+        """Each key's live value as this batch sees it (its own writes included)."""
+        entries = self.index.newest_many(keys)
+        rows = _rows_in_order(self.conn, entries)
+        return {
+            key: (row_id, kv_from_row(row))
+            for (key, row_id), row in zip(entries, rows, strict=True)
+        }
+
     # -- checks, run before any write ----------------------------------------------
 
     def check_lease(self, lease: LeaseID | None) -> None:
@@ -204,19 +259,15 @@ class WriteBatch:
 
     def put(self, key: str, value: bytes, lease: LeaseID | None) -> PutResult:
         encoded = encode_key(key)
-        prev = current_kv(self.conn, encoded)
+        prev_id = self.index.newest(encoded)
         row_id = self.next_id()
         revision = row_id >> REV_SHIFT
-        if prev is None:
-            create_rev, version, prev_id, prev_kv = revision, 1, None, None
+        if prev_id is None:
+            create_rev, version, prev_kv = revision, 1, None
         else:
-            prev_id, prev_kv = prev
+            prev_kv = kv_from_row(_rows_in_order(self.conn, [(encoded, prev_id)])[0])
             create_rev, version = prev_kv.create_revision, prev_kv.version + 1
-        self.conn.execute(
-            "INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id)"
-            " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
-            (row_id, encoded, value, create_rev, version, lease, prev_id),
-        )
+        self._insert([(row_id, encoded, value, create_rev, version, lease, prev_id)])
         return PutResult(revision=Revision(revision), prev_kv=prev_kv)
 
     def put_many(self, puts: Sequence[PutWork]) -> list[PutResult | StoreError]:
@@ -230,24 +281,16 @@ class WriteBatch:
         if len(set(keys)) != len(keys):
             # Two writers raced on one key: apply one by one so the second sees the first.
             return [self._put_alone(p) for p in puts]
-        prevs: dict[bytes, tuple[int, KeyValue]] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT {_KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id"  # noqa: S608
-                f" WHERE c.key IN ({marks})",
-                chunk,
-            ):
-                prevs[bytes(row[0])] = (row[3], kv_from_row(row))
-        log_rows: list[tuple[Any, ...]] = []
+        prevs = self._current(keys)
+        log_rows: list[LogRow] = []
         results: list[PutResult | StoreError] = []
         for put, key in zip(puts, keys, strict=True):
-            try:
-                self.check_lease(put.lease)
-            except LeaseNotFound as exc:
-                results.append(exc)
-                continue
+            if put.lease is not None:
+                try:
+                    self.check_lease(put.lease)
+                except LeaseNotFound as exc:
+                    results.append(exc)
+                    continue
             self.revision += 1
             row_id = self.revision << REV_SHIFT
             prev = prevs.get(key)
@@ -259,11 +302,7 @@ class WriteBatch:
             log_rows.append((row_id, key, put.value, create_rev, version, put.lease, prev_id))
             results.append(PutResult(revision=Revision(self.revision), prev_kv=prev_kv))
         if log_rows:
-            self.conn.executemany(
-                "INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id)"
-                " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
-                log_rows,
-            )
+            self._insert(log_rows)
             self.wrote = True
         return results
 
@@ -275,47 +314,33 @@ class WriteBatch:
 
     def delete(self, key: str, *, prefix: bool) -> DeleteResult:
         lo, hi = key_range(key, prefix=prefix)
-        where, args = _bounds(lo, hi, "c.key")
-        rows = self.conn.execute(
-            f"SELECT {_KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id"  # noqa: S608
-            f" WHERE {where} ORDER BY c.key",
-            args,
-        ).fetchall()
-        return self._delete_rows(rows)
+        entries, _ = self.index.live(lo, hi, bound=None)
+        return self._delete_entries(entries)
 
     def delete_lease_keys(self, lease: int) -> DeleteResult:
-        rows = self.conn.execute(
-            f"SELECT {_KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id"  # noqa: S608
-            " WHERE c.lease = ? ORDER BY c.key",
-            (lease,),
-        ).fetchall()
-        return self._delete_rows(rows)
+        return self._delete_entries(self.index.with_lease(lease))
 
-    def _delete_rows(self, rows: list[Any]) -> DeleteResult:
-        if len(rows) > MAX_EVENTS_PER_REVISION:
+    def _delete_entries(self, entries: Sequence[Entry]) -> DeleteResult:
+        if len(entries) > MAX_EVENTS_PER_REVISION:
             raise StoreError(
-                f"deleting {len(rows)} keys in one revision exceeds {MAX_EVENTS_PER_REVISION}"
+                f"deleting {len(entries)} keys in one revision exceeds {MAX_EVENTS_PER_REVISION}"
             )
-        prev_kvs = []
-        for row in rows:
-            encoded, prev_id = bytes(row[0]), row[3]
-            row_id = self.next_id()
-            self.conn.execute(
-                "INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id)"
-                " VALUES (?, ?, 1, NULL, 0, 0, NULL, ?)",
-                (row_id, encoded, prev_id),
-            )
-            prev_kvs.append(kv_from_row(row))
+        rows = _rows_in_order(self.conn, entries)
+        self._insert(
+            [(self.next_id(), key, None, 0, 0, None, prev_id) for key, prev_id in entries]
+        )
         return DeleteResult(
-            revision=Revision(self.pending_revision), deleted=len(rows), prev_kvs=tuple(prev_kvs)
+            revision=Revision(self.pending_revision),
+            deleted=len(rows),
+            prev_kvs=tuple(kv_from_row(row) for row in rows),
         )
 
     def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
     ) -> TxnResult:
+        current = self._current([encode_key(compare.key) for compare in compares])
         succeeded = all(
-            compare.holds(_kv_only(current_kv(self.conn, encode_key(compare.key))))
-            for compare in compares
+            compare.holds(_kv_only(current.get(encode_key(compare.key)))) for compare in compares
         )
         ops = success if succeeded else failure
         self.check_ops(ops)
@@ -330,7 +355,7 @@ class WriteBatch:
                 lo, hi = key_range(op.key, prefix=op.prefix)
                 responses.append(
                     range_kvs(
-                        self.conn, lo, hi, at_revision=None, limit=op.limit,
+                        self.conn, self.index, lo, hi, at_revision=None, limit=op.limit,
                         header_revision=self.pending_revision,
                     )
                 )
@@ -348,22 +373,63 @@ class WriteBatch:
             raise Compacted(requested=revision, compact_revision=compacted)
         if revision > self.revision:
             raise FutureRevision(f"cannot compact at {revision}: current revision {self.revision}")
-        # The order matters: first drop every row superseded by a newer row at or
-        # before `revision` (that row stays: it is the key's value at `revision`),
-        # then tombstones older than `revision`. Tombstones AT `revision` stay, so a
-        # watch from `revision - 1` (etcd's oldest allowed start) still sees them.
-        bound = (revision + 1) << REV_SHIFT
-        self.conn.execute(
-            "DELETE FROM log WHERE id < ? AND id < "
-            "(SELECT max(n.id) FROM log n WHERE n.key = log.key AND n.id < ?)",
-            (bound, bound),
-        )
-        self.conn.execute(
-            "DELETE FROM log WHERE id < ? AND deleted = 1", (revision << REV_SHIFT,)
-        )
+        # The index decides which rows go (see `KeyIndex.compaction`); it drops its own
+        # entries only once this transaction has committed.
+        doomed = [(row_id,) for row_id in self.index.compaction(revision)]
+        self.conn.executemany("DELETE FROM log WHERE id = ?", doomed)
         self.conn.execute(
             "UPDATE meta SET value = ? WHERE name = 'compact_revision'", (revision,)
         )
+        self._compacted_to = revision
+
+
+# SQLite's primary result code for "busy", which covers SQLITE_BUSY_SNAPSHOT: another
+# process committed between this statement's read and its write.
+_SQLITE_BUSY = 5
+
+
+def put_alone(conn: sqlite3.Connection, index: KeyIndex, put: PutWork) -> PutResult | None:
+    """A lone put as ONE autocommit statement, or None when that cannot be done safely.
+
+    Called by the store when a batch holds a single plain put (the single-writer
+    case). BEGIN IMMEDIATE, reading the log's head and COMMIT cost three Python
+    round trips to SQLite next to a ~150 us fsync; here the INSERT computes nothing
+    itself and only checks, inside its own transaction, that the log's head and
+    compaction point are still what the index saw, so the rowid and the previous
+    value taken from the index are right. If another process wrote since (the guard
+    fails, or SQLite refuses the write from a stale snapshot) the caller falls back
+    to the full batch path, which catches up first. The implicit commit is durable
+    like any other (WAL, synchronous=FULL).
+    """
+    if put.lease is not None:
+        return None  # the lease check needs the batch path's reads
+    key = encode_key(put.key)
+    seen_id, compacted = index.seen_id, index.compacted
+    revision = head_revision(seen_id, compacted) + 1
+    row_id = revision << REV_SHIFT
+    prev_id = index.newest(key)
+    if prev_id is None:
+        create_rev, version, prev_kv = revision, 1, None
+    else:
+        prev_kv = kv_from_row(_rows_in_order(conn, [(key, prev_id)])[0])
+        create_rev, version = prev_kv.create_revision, prev_kv.version + 1
+    try:
+        inserted = conn.execute(
+            "INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id)"
+            " SELECT ?1, ?2, 0, ?3, ?4, ?5, NULL, ?6"
+            " WHERE coalesce((SELECT max(id) FROM log), 0) = ?7"
+            " AND (SELECT value FROM meta WHERE name = 'compact_revision') = ?8",
+            (row_id, key, put.value, create_rev, version, prev_id, seen_id, compacted),
+        ).rowcount
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY:
+            return None
+        raise
+    if not inserted:
+        return None
+    index.record([(row_id, key, put.value, create_rev, version, None, prev_id)])
+    index.committed(row_id)
+    return PutResult(revision=Revision(revision), prev_kv=prev_kv)
 
 
 class PutWork:

@@ -1,12 +1,18 @@
 """Watches on the embedded store: a rowid range scan woken at commit.
 
 Created by `SqliteStore.watch`. Each watch owns a read connection and
-remembers the last rowid it delivered, so it resumes exactly after it: no gap,
-no duplicate, in commit order (rowids are handed out under SQLite's write lock,
-so they grow in commit order even across processes). In-process commits wake it
-through the store's condition variable; to see other processes' writes it
+remembers the last rowid it has looked past, so it resumes exactly after it: no
+gap, no duplicate, in commit order (rowids are handed out under SQLite's write
+lock, so they grow in commit order even across processes). In-process commits
+wake it through the store's condition variable; to see other processes' writes it
 re-reads after `cross_process_poll_s` (default 50 ms, inside the 100 ms promise)
 when no local commit woke it.
+
+A wake-up only reads SQLite when the store's last committed rowid is past the
+watch's (or the cross-process poll is due): the API server keeps a watch per
+cache and per client, and a read transaction per watch per commit was most of
+the store statements a PUT cost there. A read that finds nothing in the watch's
+range still moves it past the rows it skipped, so it does not read them again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any, Protocol
 
 from reconciler.store._base import Watch
 from reconciler.store._errors import Compacted
-from reconciler.store._sqlite_ops import compact_revision
+from reconciler.store._sqlite_index import read_head
 from reconciler.store._sqlite_schema import REV_SHIFT
 from reconciler.store._types import Event, EventType, KeyValue, LeaseID, Revision
 
@@ -34,6 +40,11 @@ class CommitSignal(Protocol):
 
     @property
     def commit_cond(self) -> threading.Condition: ...
+
+    @property
+    def last_id(self) -> int:
+        """The newest rowid this process knows is committed (others' appear by polling)."""
+        ...
 
 
 class SqliteWatch(Watch):
@@ -55,6 +66,7 @@ class SqliteWatch(Watch):
         self._lo, self._hi = lo, hi
         self._after_id = ((after + 1) << REV_SHIFT) - 1
         self._poll_s = cross_process_poll_s
+        self._next_poll = 0.0
         self._on_close = on_close
         self._closed = False
         # Held while a fetch uses the connection, so close() never closes it mid-query.
@@ -84,9 +96,10 @@ class SqliteWatch(Watch):
             # fetch changes it, so the wait below cannot sleep through that commit.
             with cond:
                 seen = self._signal.commit_seq
-            events = self._fetch()
-            if events:
-                return events
+            if self._signal.last_id > self._after_id or time.monotonic() >= self._next_poll:
+                events = self._fetch()
+                if events:
+                    return events
             wait = self._poll_s
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -107,9 +120,10 @@ class SqliteWatch(Watch):
             conn = self._conn
             where = "+l.key >= ?" + ("" if self._hi is None else " AND +l.key < ?")
             args: tuple[object, ...] = (self._lo,) if self._hi is None else (self._lo, self._hi)
+            self._next_poll = time.monotonic() + self._poll_s
             conn.execute("BEGIN")
             try:
-                compacted = compact_revision(conn)
+                last_id, compacted = read_head(conn)
                 wanted = (self._after_id + 1) >> REV_SHIFT
                 if wanted < compacted:
                     raise Compacted(requested=wanted - 1, compact_revision=compacted)
@@ -123,8 +137,11 @@ class SqliteWatch(Watch):
             finally:
                 conn.execute("COMMIT")
         events = [_event(row) for row in rows]
-        if rows:
+        if len(rows) == _BATCH_ROWS:
             self._after_id = rows[-1][0]
+        else:
+            # Everything up to the snapshot's last row has been looked at.
+            self._after_id = max(self._after_id, last_id)
         return events
 
 

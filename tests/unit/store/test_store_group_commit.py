@@ -104,3 +104,40 @@ def test_errors_from_work_reach_the_writer() -> None:
     committer: GroupCommitter[None] = GroupCommitter(commit)
     with pytest.raises(ValueError, match="bad request"):
         committer.submit(lambda _: (_ for _ in ()).throw(ValueError("bad request")))
+
+
+def test_writers_that_queue_while_a_batch_opens_join_it_and_get_their_results() -> None:
+    committer: GroupCommitter[Any] = GroupCommitter(lambda batch: None)
+    opened = threading.Event()
+    late_queued = threading.Event()
+    batches: list[int] = []
+
+    def commit(batch: list[Pending[Any, Any]]) -> None:
+        if len(batch) > 1 or not batches:
+            opened.set()
+            late_queued.wait(5)  # the "BEGIN" during which late writers queue
+            committer.join_late(batch)
+        batches.append(len(batch))
+        for item in batch:
+            item.result = item.work(None)
+
+    committer = GroupCommitter(commit)
+    results: dict[int, int] = {}
+
+    def writer(n: int) -> None:
+        results[n] = committer.submit(lambda _: n)
+
+    first = threading.Thread(target=writer, args=(0,))
+    first.start()
+    assert opened.wait(5)
+    late = [threading.Thread(target=writer, args=(n,)) for n in range(1, 6)]
+    for thread in late:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(committer._queue) < 5 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    late_queued.set()
+    for thread in [first, *late]:
+        thread.join(5)
+    assert results == {n: n for n in range(6)}
+    assert batches == [6], "the five late writers shared the first writer's commit"

@@ -5,8 +5,9 @@ Sits between :mod:`reconciler.store` and everything that reads or writes cluster
 
 - :class:`Api` — typed ``create`` / ``get`` / ``list`` / ``update`` / ``update_status`` /
   ``delete`` / ``watch`` for every kind in :mod:`schemas`, the ``bind`` sub-resource,
-  ``record_event``, node heartbeat leases and ``authenticate_token``. Blocking, thread-safe;
-  :class:`AsyncApi` wraps it for event loops.
+  ``record_event``, node heartbeat leases and ``authenticate_token``; ``update_document``
+  (the HTTP server's update: a parsed body in, :class:`StoredObject` bytes out). Blocking,
+  thread-safe; :class:`AsyncApi` wraps it for event loops.
 - Errors, all :class:`ApiError` (``reason``, HTTP-ish ``code``): :class:`NotFound`,
   :class:`AlreadyExists`, :class:`Conflict`, :class:`Invalid` (``causes``: field path +
   message), :class:`Expired` (410: relist), :class:`Forbidden`, :class:`TooLarge`,
@@ -41,7 +42,7 @@ from reconciler.api._tokens import (
     Identity,
     generate_token,
 )
-from reconciler.api._types import EventKind, ObjectList, WatchEvent, WatchStream
+from reconciler.api._types import EventKind, ObjectList, StoredObject, WatchEvent, WatchStream
 from reconciler.api.clock import Clock, ManualClock, SystemClock, now_utc
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "NodeLease",
     "NotFound",
     "ObjectList",
+    "StoredObject",
     "SystemClock",
     "TooLarge",
     "Unavailable",

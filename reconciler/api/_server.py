@@ -19,7 +19,7 @@ import copy
 import json
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from pydantic import ValidationError
@@ -45,11 +45,18 @@ from reconciler.api._errors import (
 from reconciler.api._events import EventLog
 from reconciler.api._leases import NodeLeases
 from reconciler.api._records import EventRecord, NodeLease
-from reconciler.api._types import ObjectList, WatchEvent, WatchStream, event_kind
+from reconciler.api._types import (
+    ObjectList,
+    StoredObject,
+    WatchEvent,
+    WatchStream,
+    event_kind,
+)
 from reconciler.api.clock import Clock, SystemClock, now_utc
 from reconciler.store import (
     Compare,
     Event,
+    KeyValue,
     Op,
     RangeResult,
     Revision,
@@ -313,12 +320,86 @@ class Api:
         spec changes; an update that changes nothing writes nothing. Removing the last
         finalizer of an object being deleted completes the delete."""
         data = obj.to_dict() if isinstance(obj, KubeObject) else copy.deepcopy(dict(obj))
+        updated = self.update_document(data)
+        return _with_rv(updated.obj, updated.revision)
+
+    def update_document(
+        self,
+        data: dict[str, Any],
+        *,
+        check_current: Callable[[Mapping[str, Any]], None] | None = None,
+        recent: KeyValue | None = None,
+    ) -> StoredObject:
+        """:meth:`update` for a caller that hands over a freshly parsed document (the HTTP
+        server): ``data`` is taken over and changed in place, and the result carries the
+        stored bytes, so the caller can answer without encoding the object again.
+        ``check_current(current)`` sees the stored object (its dict, no resourceVersion)
+        before anything is merged; it may refuse by raising, or edit ``data`` (it may run
+        twice). ``recent`` is a copy of the object from a watch cache: when it is at the
+        requested resourceVersion it stands in for the store read, and the write's
+        compare-and-swap confirms it was current (if not, the store is read and the update
+        runs again, so every outcome is the one a store read would have given).
+
+        WHY a second entry point: measured on the bench's 32-client PUT, ``update`` spent
+        ~0.15 ms per call deep-copying a dict nobody else holds and turning the validated
+        model into a dict three times (here: once), and the server read the object a second
+        time for its labels and encoded the returned model again. The store read itself is
+        four SQLite statements, each a GIL hand-off under load (~100 futex calls per PUT
+        with 32 clients); the watch cache already holds the object the client last read."""
         model = self._model(data)
         meta: dict[str, Any] = dict(data.get("metadata") or {})
         data["metadata"] = meta
-        rv = self._required_rv(meta)
         key = object_key(model, self._ns(model, meta.get("namespace")), str(meta.get("name")))
-        current_kv, current = self._read_at(model, key, rv, meta)
+        rv_text = str(meta.get("resourceVersion") or "")
+        if recent is not None and recent.key == key and rv_text == str(recent.mod_revision):
+            try:
+                written = self._update_at(model, key, data, recent, check_current,
+                                          confirmed=False)
+            except Exception:
+                # A refusal judged on a copy that may be stale (invalid against it, managed
+                # by Git in it) could be the wrong one, or in the wrong order: the path
+                # below refuses again, in order, if the store agrees.
+                written = None
+            if written is not None:
+                return written
+        with store_errors():
+            current_kv = self._store.get(key)
+        if current_kv is not None and check_current is not None:
+            check_current(json.loads(current_kv.value))
+        # The order of the refusals is the API's contract: no resourceVersion (422) before
+        # no such object (404) before a stale resourceVersion (409).
+        rv = self._required_rv(data["metadata"])
+        if current_kv is None:
+            raise NotFound(f"{model.__name__} {key.removeprefix(REGISTRY)} not found")
+        if current_kv.mod_revision != rv:
+            raise Conflict(
+                f"{model.__name__} {meta.get('name')!r}: resourceVersion {rv} is stale "
+                f"(now {current_kv.mod_revision}); re-read and retry"
+            )
+        written = self._update_at(model, key, data, current_kv, None, confirmed=True)
+        if written is None:
+            raise Conflict(f"{model.__name__} {key} was modified; re-read and retry")
+        return written
+
+    def _update_at(
+        self,
+        model: type[KubeObject],
+        key: str,
+        data: dict[str, Any],
+        current_kv: KeyValue,
+        check_current: Callable[[Mapping[str, Any]], None] | None,
+        *,
+        confirmed: bool,
+    ) -> StoredObject | None:
+        """Merge ``data`` over ``current_kv`` and write it if the key is still at that
+        revision; None if it is not (or, for an unconfirmed copy, if nothing would change:
+        only the store can say whether "no change" is still true). ``data`` keeps the
+        resourceVersion it was sent with, so a caller can run this again over a fresher
+        copy."""
+        current: dict[str, Any] = json.loads(current_kv.value)
+        if check_current is not None:
+            check_current(current)
+        meta: dict[str, Any] = data["metadata"]
         cur_meta = current["metadata"]
         for immutable in ("uid", "creationTimestamp", "namespace", "name", "generation",
                           "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"):
@@ -326,16 +407,31 @@ class Api:
                 meta[immutable] = cur_meta[immutable]
             else:
                 meta.pop(immutable, None)
-        meta.pop("resourceVersion", None)
         if "status" in current:
             data["status"] = current["status"]
         else:
             data.pop("status", None)
         if _spec_part(data) != _spec_part(current):
             meta["generation"] = int(cur_meta.get("generation", 1)) + 1
-        validated = self._validate(model, data, what=f"{model.__name__} {key}")
-        _check_immutable(model, current, validated.to_dict())
-        return self._replace(model, key, current_kv.mod_revision, current, validated)
+        # Validated without the resourceVersion (the key's revision, never stored), which
+        # goes back into ``data`` for a second run.
+        sent_rv = meta.pop("resourceVersion", None)
+        try:
+            validated = self._validate(model, data, what=f"{model.__name__} {key}")
+        finally:
+            if sent_rv is not None:
+                meta["resourceVersion"] = sent_rv
+        stored = validated.to_dict()
+        _check_immutable(model, current, stored)
+        if stored == current:
+            if not confirmed:
+                return None
+            return StoredObject(validated, current_kv.value, current_kv.mod_revision)
+        committed = self._commit(key, current_kv.mod_revision, current, stored)
+        if committed is None:
+            return None
+        value, revision = committed
+        return StoredObject(validated, value, revision)
 
     def update_status(self, obj: T) -> T:
         """Replace only ``status``; spec and metadata are kept. Stale resourceVersion →
@@ -516,17 +612,29 @@ class Api:
         stored["metadata"].pop("resourceVersion", None)
         if stored == current:
             return _with_rv(validated, rv)
+        committed = self._commit(key, rv, current, stored)
+        if committed is None:
+            raise Conflict(f"{model.__name__} {key} was modified; re-read and retry")
+        return _with_rv(validated, committed[1])
+
+    def _commit(
+        self, key: str, rv: int, current: dict[str, Any], stored: dict[str, Any]
+    ) -> tuple[bytes, int] | None:
+        """Write ``stored`` over ``current`` if the key is still at ``rv``; the stored bytes
+        and the revision of the write, or None if the key moved on. Removing the last
+        finalizer of an object being deleted deletes it instead."""
         guard = [Compare.mod_revision(key, "==", rv)]
         meta = stored["metadata"]
+        value = encode(stored)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             ops = [Op.delete(key), *_tokens.index_ops(current, None)]
         else:
-            ops = [Op.put(key, encode(stored)), *_tokens.index_ops(current, stored)]
+            ops = [Op.put(key, value), *_tokens.index_ops(current, stored)]
         with store_errors():
             result = self._store.txn(guard, ops)
         if not result.succeeded:
-            raise Conflict(f"{model.__name__} {key} was modified; re-read and retry")
-        return _with_rv(validated, result.revision)
+            return None
+        return value, int(result.revision)
 
     def _read_at(
         self, model: type[KubeObject], key: str, rv: int, meta: Mapping[str, Any]

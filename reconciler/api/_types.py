@@ -15,7 +15,7 @@ from reconciler.api._errors import Expired
 from reconciler.store import Compacted, Event, EventType, Watch
 from schemas import KubeObject
 
-__all__ = ["EventKind", "ObjectList", "WatchEvent", "WatchStream"]
+__all__ = ["EventKind", "ObjectList", "StoredObject", "WatchEvent", "WatchStream"]
 
 T = TypeVar("T", bound=KubeObject)
 EventKind = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -28,6 +28,17 @@ class ObjectList(Generic[T]):
 
     items: tuple[T, ...]
     resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object as a write left it: the validated model (no resourceVersion set), the
+    stored bytes (compact JSON, no resourceVersion) and the store revision they carry. The
+    HTTP server answers with the bytes, the same form a GET reads."""
+
+    obj: KubeObject
+    value: bytes
+    revision: int
 
 
 @dataclass(frozen=True, slots=True)

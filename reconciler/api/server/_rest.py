@@ -14,10 +14,10 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -38,6 +38,7 @@ from reconciler.api.server._query import (
 from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
 from reconciler.api.server._resources import Resource, Target, parse_path
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
+from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from reconciler.store import Compacted, Revision, Store, StoreError
 from schemas import KubeObject
@@ -59,6 +60,7 @@ METRIC_SCOPE_KEY = "capstan.metric"
 _JSON_TYPES = frozenset({"application/json", ""})
 _PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json", ""})
 _PATCH_RETRIES = 5
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 R = TypeVar("R")
 
@@ -73,6 +75,8 @@ class Limits:
     max_watches: int = 1024
     max_watch_seconds: int = 1800
     retry_after_s: int = 1
+    #: Threads that run the blocking API and store calls (see ``_workers``).
+    worker_threads: int = 16
 
 
 def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None
@@ -130,6 +134,7 @@ class RestHandler:
         limits: Limits,
         cache: ListCache | None = None,
     ) -> None:
+        self._workers = WorkerPool(limits.worker_threads, name="api-worker")
         self.cache = cache
         self.api = api
         self.store = store
@@ -144,12 +149,12 @@ class RestHandler:
         admin = self.authn.admin(token)
         if admin is not None:
             return admin
-        return await run_in_threadpool(self.authn.service_account, token)
+        return await self.run(lambda: self.authn.service_account(token))
 
     async def authorize(self, attrs: Attributes, *, kind: str | None = None) -> None:
         if self.authz.cached_allows(attrs):
             return
-        if not await run_in_threadpool(self.authz.allowed, attrs):
+        if not await self.run(lambda: self.authz.allowed(attrs)):
             raise HttpError(403, denial_message(attrs), name=attrs.name, kind=kind)
 
     @staticmethod
@@ -178,15 +183,18 @@ class RestHandler:
         # Authenticate first, as Kubernetes does: without a valid token, every path is a 401
         # and nobody learns which resources or objects exist.
         user = await self.authenticate(request)
-        target = parse_path(request.url.path)
+        # The path as ``request.url.path`` has it, without building the whole URL per request.
+        path = str(request.scope["path"]).replace("?", "%3F").replace("#", "%23").replace(
+            "\\", "%5C")
+        target = parse_path(path)
         if target is None and request.method == "GET":
-            document = self._discovery(request.url.path)
+            document = self._discovery(path)
             if document is not None:
                 request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
                 return json_response(document)
         if target is None:
             raise HttpError(404, "the server could not find the requested resource")
-        query = request.query_params
+        query = self._query(request)
         watch = parse_bool("watch", query.get("watch"))
         verb = self._verb(request.method, target, watch)
         request.scope[METRIC_SCOPE_KEY] = (verb, target.rbac_resource)
@@ -244,14 +252,26 @@ class RestHandler:
         header = request.headers.get(OVERRIDE_HEADER)
         if header is not None and header.strip().lower() != "drift":
             raise HttpError(400, f"{OVERRIDE_HEADER}: {header!r}: the only override is 'drift'")
-        return header is not None or parse_bool("force", request.query_params.get("force"))
+        return header is not None or parse_bool("force", RestHandler._query(request).get("force"))
+
+    @staticmethod
+    def _query(request: Request) -> Mapping[str, str]:
+        # Most writes carry no query string; Starlette would still parse the empty one.
+        return request.query_params if request.scope.get("query_string") else _NO_QUERY
 
     # -- the API call, in a worker thread ----------------------------------------------------
 
-    @staticmethod
-    async def _call(fn: Callable[[], R], *, target: Target) -> R:
+    async def run(self, fn: Callable[[], R]) -> R:
+        """``fn()`` on one of the handler's worker threads (see ``_workers``)."""
+        return await self._workers.run(fn)
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (the app's lifespan calls it on the way out)."""
+        self._workers.shutdown()
+
+    async def _call(self, fn: Callable[[], R], *, target: Target) -> R:
         try:
-            return await run_in_threadpool(fn)
+            return await self.run(fn)
         except ApiError as exc:
             raise from_api_error(exc, name=target.name, kind=target.resource.plural) from exc
         except StoreError as exc:
@@ -487,16 +507,28 @@ class RestHandler:
                       user: UserInfo, override: bool) -> Response:
         document = self._fill(document, target.resource, target)
 
-        def update() -> KubeObject:
-            # No pre-validation here (unlike create): _fill made sure metadata is a mapping,
-            # and Api.update validates the merged result itself; this path is the hot one.
-            labels = self._current_labels(model, target)
-            note = self._guard_managed(model, target, labels, user, override, "update")
+        def check(current: Mapping[str, Any]) -> None:
+            metadata = current.get("metadata")
+            labels = metadata.get("labels") if isinstance(metadata, dict) else None
+            note = self._guard_managed(model, target, labels if isinstance(labels, dict) else {},
+                                       user, override, "update")
             self._mark_drift(document, note)
-            return self.api.update(document)
 
-        updated = await self._call(update, target=target)
-        return json_response(updated.to_dict())
+        def update() -> bytes:
+            # No pre-validation here (unlike create): _fill made sure metadata is a mapping,
+            # and the API validates the merged result itself. This path is the hot one: one
+            # read (the watch cache's copy when it is at the client's resourceVersion, else
+            # the store's) serves both the Git-managed check and the resourceVersion guard,
+            # and the answer is the stored bytes (what a GET returns), not a re-encoded model.
+            recent = None
+            rv = document["metadata"].get("resourceVersion")
+            if self.cache is not None and rv is not None:
+                recent = self.cache.recent(kind_prefix(model, None), object_key(
+                    model, target.namespace or "", target.name or ""), revision=int(rv))
+            stored = self.api.update_document(document, check_current=check, recent=recent)
+            return _raw.with_revision(stored.value, stored.revision)
+
+        return json_response(await self._call(update, target=target))
 
     async def _update_status(self, model: type[KubeObject], target: Target,
                              document: dict[str, Any]) -> Response:

@@ -127,3 +127,30 @@ def test_watch_feed_replays_history_follows_and_drops_laggards(api, store):
         asyncio.run(main())
     finally:
         cache.stop()
+
+
+def test_recent_copy_waits_for_the_revision_asked_for(api, store):
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)])
+    prefix = kind_prefix(ConfigMap, None)
+    key = "/registry/configmaps/shop/r"
+    created = api.create(cm("r"))
+    cache.start()
+    try:
+        rv = int(created.metadata.resource_version or 0)
+        assert cache.recent(prefix, key, revision=rv).mod_revision == rv
+        updated = api.update(created.model_copy(update={"data": {"k": "2"}}))
+        new_rv = int(updated.metadata.resource_version or 0)
+        # Asked right after the write, it waits for the watch rather than answer the old copy.
+        copy = cache.recent(prefix, key, revision=new_rv, wait_s=2.0)
+        assert copy.mod_revision == new_rv
+        assert json.loads(copy.value)["data"] == {"k": "2"}
+        assert copy.value == store.get(key).value
+        # A revision nobody wrote yet: after the bounded wait, the copy there is.
+        assert cache.recent(prefix, key, revision=new_rv + 100, wait_s=0.01) == copy
+        assert cache.recent(prefix, "/registry/configmaps/shop/none", revision=1,
+                            wait_s=0.01) is None
+        api.delete(ConfigMap, "r", namespace="shop")
+        assert cache.items(prefix, prefix, None) is not None  # caught up with the delete
+        assert cache.recent(prefix, key, revision=1, wait_s=0.01) is None
+    finally:
+        cache.stop()

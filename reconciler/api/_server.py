@@ -369,13 +369,7 @@ class Api:
         # The order of the refusals is the API's contract: no resourceVersion (422) before
         # no such object (404) before a stale resourceVersion (409).
         rv = self._required_rv(data["metadata"])
-        if current_kv is None:
-            raise NotFound(f"{model.__name__} {key.removeprefix(REGISTRY)} not found")
-        if current_kv.mod_revision != rv:
-            raise Conflict(
-                f"{model.__name__} {meta.get('name')!r}: resourceVersion {rv} is stale "
-                f"(now {current_kv.mod_revision}); re-read and retry"
-            )
+        current_kv = _at_revision(model, key, current_kv, rv, meta.get("name"))
         written = self._update_at(model, key, data, current_kv, None, confirmed=True)
         if written is None:
             raise Conflict(f"{model.__name__} {key} was modified; re-read and retry")
@@ -640,14 +634,7 @@ class Api:
         self, model: type[KubeObject], key: str, rv: int, meta: Mapping[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
         with store_errors():
-            kv = self._store.get(key)
-        if kv is None:
-            raise NotFound(f"{model.__name__} {key.removeprefix(REGISTRY)} not found")
-        if kv.mod_revision != rv:
-            raise Conflict(
-                f"{model.__name__} {meta.get('name')!r}: resourceVersion {rv} is stale "
-                f"(now {kv.mod_revision}); re-read and retry"
-            )
+            kv = _at_revision(model, key, self._store.get(key), rv, meta.get("name"))
         current: dict[str, Any] = json.loads(kv.value)
         return kv, current
 
@@ -694,3 +681,17 @@ class Api:
 
     def _describe(self, kind: type[KubeObject], namespace: str | None, name: str) -> str:
         return f"{self._ns(kind, namespace)}/{name}" if kind.NAMESPACED else name
+
+
+def _at_revision(
+    model: type[KubeObject], key: str, kv: KeyValue | None, rv: int, name: object
+) -> KeyValue:
+    """``kv`` if the object exists at resourceVersion ``rv``: else 404, or 409 if stale."""
+    if kv is None:
+        raise NotFound(f"{model.__name__} {key.removeprefix(REGISTRY)} not found")
+    if kv.mod_revision != rv:
+        raise Conflict(
+            f"{model.__name__} {name!r}: resourceVersion {rv} is stale "
+            f"(now {kv.mod_revision}); re-read and retry"
+        )
+    return kv

@@ -3,8 +3,9 @@
 Used by `_sqlite.SqliteStore` for every write. Leader/follower, as in
 LevelDB's and RocksDB's write queues: a writer enqueues its work; if no commit
 is running it becomes the leader, takes the whole queue, applies it in one
-transaction, commits (one fsync), and wakes exactly the writers it carried,
-then promotes the oldest waiting writer to lead the next batch. A lone writer
+transaction, commits (one fsync), promotes the oldest waiting writer to lead
+the next batch, and wakes the writers it carried as a chain: it wakes the
+first, and each woken writer wakes the next before it returns. A lone writer
 therefore commits on its own thread with no hand-off (single-writer latency
 stays close to the fsync), while 64 writers share each fsync (throughput
 scales past the fsync rate).
@@ -26,14 +27,27 @@ commit, most of it waiting for the GIL the other writers hold. Since a bigger
 batch no longer costs more pages, the store lets writers that queued while it
 opened the transaction join it (`join_late`): 26.2k -> 30.0k puts/s in
 interleaved A/B runs of two stores (6 rounds each).
-Tried under format 1, none kept because none beat the noise in interleaved A/B
-runs: waking the batch as a chain (each woken writer releases the next; 2.7
-instead of 3.7 context switches a put, same CPU); waking the successor before the
-carried writers; `sys.setswitchinterval` 0.2 ms (worse) and 50 ms (no change).
+With each batch then a single INSERT (`_sqlite_ops.put_plain`), the process ran
+on one core's worth of CPU, ~19 us user and ~22 us system a put: the system half
+is futex calls and context switches (2.6 voluntary, 0.9 involuntary a put), as
+the leader released 30-60 parked writers at once and every one of them woke
+only to queue for the GIL the leader still held. Waking them as a chain (each
+woken writer, now holding the GIL, releases the next) measured 28.9k-31.3k vs
+23.0k-24.5k puts/s in three interleaved A/B runs of two stores. Under format 1,
+where the commit itself cost more, the chain was a wash. The price is latency
+for the last writer of a batch, one wake-up per writer before it (~0.3 ms for
+40), well inside what an fsync costs.
+WARNING: a parked writer must pass the chain on; nothing between its wake-up and
+`next.wake.release()` may raise. (A KeyboardInterrupt landing in a main thread
+parked here would strand the rest of its batch; the process is going down then.)
+The successor is woken before the chain starts, so the next batch can open while
+the chain runs (under format 1 that order alone made no measurable difference).
+Tried, not kept: `sys.setswitchinterval` 0.2 ms (worse) and 50 ms (no change).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -45,13 +59,15 @@ T = TypeVar("T")
 class Pending(Generic[C, T]):
     """One writer's work (run with the batch's context) and, once committed, its outcome."""
 
-    __slots__ = ("done", "error", "result", "wake", "work")
+    __slots__ = ("done", "error", "next", "result", "wake", "work")
 
     def __init__(self, work: Callable[[C], T]) -> None:
         self.work = work
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
+        #: The writer of the same batch this one wakes once it is awake itself.
+        self.next: Pending[C, Any] | None = None
         self.wake = threading.Lock()
         self.wake.acquire()
 
@@ -80,6 +96,8 @@ class GroupCommitter(Generic[C]):
             self._leading = True
         if not lead:
             pending.wake.acquire()
+            if pending.next is not None:
+                pending.next.wake.release()
         if not pending.done:
             # We lead this batch: either nobody was committing, or the last
             # leader promoted us (leadership passes on without being released).
@@ -109,7 +127,10 @@ class GroupCommitter(Generic[C]):
                 item.done = True
             successor = self._queue[0] if self._queue else None
             self._leading = successor is not None
-        for item in batch[1:] if batch[0] is leader else batch:
-            item.wake.release()
         if successor is not None:
             successor.wake.release()
+        carried = [item for item in batch if item is not leader]
+        for item, after in itertools.pairwise(carried):
+            item.next = after
+        if carried:
+            carried[0].wake.release()

@@ -13,6 +13,11 @@ etcd shim) adapted to etcd's transactions:
   memory (`_sqlite_index.KeyIndex`, as etcd's `treeIndex` does), so a durable
   put dirties one page. Format 1 files kept both (a `log_key_id` index and a
   `current` table filled by a trigger); opening one drops them (format 2).
+- `log_ids_grow` refuses a row whose id is not above every row already there,
+  so revisions cannot go backwards whoever writes, and a writer that took its
+  rowids from a stale view of the log (`_sqlite_ops.put_plain`) is refused
+  rather than trusted (compaction never deletes the newest row, so max(id)
+  never falls).
 - `meta` holds the compaction point; `leases` the lease deadlines (wall clock,
   so several processes sharing the file agree on expiry).
 
@@ -42,6 +47,11 @@ CREATE TABLE IF NOT EXISTS log (
     lease       INTEGER,
     prev_id     INTEGER
 );
+CREATE TRIGGER IF NOT EXISTS log_ids_grow BEFORE INSERT ON log
+    WHEN NEW.id <= (SELECT max(id) FROM log)
+BEGIN
+    SELECT RAISE(ABORT, 'capstan: log row id is not above the last one');
+END;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     id         INTEGER PRIMARY KEY,

@@ -133,11 +133,42 @@ def test_writers_that_queue_while_a_batch_opens_join_it_and_get_their_results() 
     late = [threading.Thread(target=writer, args=(n,)) for n in range(1, 6)]
     for thread in late:
         thread.start()
-    deadline = time.monotonic() + 5
-    while len(committer._queue) < 5 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    _wait_until_queued(committer, 5)
     late_queued.set()
     for thread in [first, *late]:
         thread.join(5)
     assert results == {n: n for n in range(6)}
     assert batches == [6], "the five late writers shared the first writer's commit"
+
+
+def test_every_carried_writer_is_woken_through_the_chain() -> None:
+    # One slow commit gathers a crowd; every writer of that crowd must come back
+    # (each woken writer wakes the next), with its own result, however long the chain.
+    gate = threading.Event()
+
+    def commit(batch: list[Pending[Any, Any]]) -> None:
+        gate.wait(5)
+        for item in batch:
+            item.result = item.work(None)
+
+    committer: GroupCommitter[Any] = GroupCommitter(commit)
+    results: dict[int, int] = {}
+
+    def writer(n: int) -> None:
+        results[n] = committer.submit(lambda _: n * 10)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    _wait_until_queued(committer, 39)
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == {n: n * 10 for n in range(40)}
+
+
+def _wait_until_queued(committer: GroupCommitter[Any], writers: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(committer._queue) < writers and time.monotonic() < deadline:
+        time.sleep(0.001)

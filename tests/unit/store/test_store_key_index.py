@@ -141,3 +141,30 @@ def test_a_format_1_file_opens_and_loses_its_on_disk_key_index(tmp_path: Path) -
     conn.close()
     assert fmt == (2,)
     assert not names & {"current", "log_key_id", "current_lease", "log_to_current"}
+
+
+def test_a_stale_index_never_writes_below_a_row_another_store_compacted_away(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite://{tmp_path}/state.db"
+    with open_store(url) as one, open_store(url) as two:
+        one.put("/seen", b"0")
+        first = two.put("/x", b"1").revision
+        second = two.put("/x", b"2").revision
+        two.compact(second)  # drops /x@first: no row is left at one's next rowid
+        written = one.put("/y", b"3")
+        assert written.revision == second + 1, f"revision went back to {first}?"
+        assert [kv.key for kv in one.range("/", prefix=True).kvs] == ["/seen", "/x", "/y"]
+
+
+def test_the_log_refuses_a_row_id_below_the_last_one(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with open_store(f"sqlite://{db}") as store:
+        store.put("/a", b"1")
+        store.put("/b", b"1")
+    with sqlite3.connect(db) as conn, pytest.raises(sqlite3.IntegrityError, match="not above"):
+        conn.execute(
+            "INSERT INTO log (id, key, deleted, value, create_rev, version)"
+            " VALUES (1, x'2f', 0, x'', 1, 1)"
+        )
+    conn.close()

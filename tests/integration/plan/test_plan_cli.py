@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from plan_testdata import (
     shop_v2,
 )
 
-from reconciler.api import ManualClock
+from reconciler.api import Api, ManualClock
 from reconciler.cli import cli
 from reconciler.plan import load_sides
 from reconciler.plan._git import RepoReader
@@ -171,12 +173,19 @@ def test_worktree_plans_uncommitted_edits_and_changes_nothing(shop: GitRepo) -> 
     assert (shop.status(), shop.refs(), (shop.path / ".git" / "index").read_bytes()) == before
 
 
-def test_plan_against_a_cluster_store_reads_only(shop: GitRepo, tmp_path: Path) -> None:
+@contextmanager
+def _one_small_node(tmp_path: Path) -> Iterator[Api]:
+    """A cluster store in `tmp_path` with the shop namespace and one 900m-CPU node."""
     clock = ManualClock()
     with temp_api(tmp_path, clock) as api:
         api.create(Namespace(metadata=ObjectMeta(name="shop")))
         hollow = HollowCluster(api, clock=clock, background=False)
         hollow.add_node("small", cpu="900m", memory="1Gi", pods=10)
+        yield api
+
+
+def test_plan_against_a_cluster_store_reads_only(shop: GitRepo, tmp_path: Path) -> None:
+    with _one_small_node(tmp_path) as api:
         revision = api.current_revision()
         url = f"sqlite:///{tmp_path / 'state.db'}"
         result = plan(shop, "--head", "HEAD", "--cluster", url)
@@ -185,6 +194,24 @@ def test_plan_against_a_cluster_store_reads_only(shop: GitRepo, tmp_path: Path) 
     assert f"Observed: cluster {url}" in result.output
     assert "0/1 nodes are available: 1 Insufficient cpu." in result.output
     assert shop.status() == ""
+
+
+def test_plan_finds_the_cluster_from_a_state_directory(shop: GitRepo, tmp_path: Path) -> None:
+    # The demo prints `capstan plan ... --state-dir DIR`, as for every other command.
+    with _one_small_node(tmp_path):
+        result = plan(shop, "--head", "HEAD", "--state-dir", str(tmp_path))
+        both = plan(shop, "--state-dir", str(tmp_path), "--cluster", "sqlite:///x.db")
+    assert result.exit_code == 1, result.output
+    assert f"Observed: cluster {tmp_path}" in result.output
+    assert "0/1 nodes are available: 1 Insufficient cpu." in result.output
+    assert both.exit_code == 1, "2 would read as 'changes' in a pipeline"
+    assert "exclude each other" in both.output
+    typo = plan(shop, "--state-dri", str(tmp_path))
+    assert typo.exit_code == 1
+    assert "No such option" in typo.output
+    missing = plan(shop, "--state-dir", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 1
+    assert "no capstan found" in missing.output
 
 
 def test_snapshot_file_feeds_the_plan_and_holds_no_secret(shop: GitRepo, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pydantic
 
+from reconciler.source._field_hints import unknown_field_message
 from reconciler.source._fs import (
     ManifestFile,
     RepositoryPathError,
@@ -237,7 +238,7 @@ def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
         obj = parse_object(data)
     except pydantic.ValidationError as exc:
         return [
-            _validation_error(document, entry, secret=kind in _SECRET_KINDS)
+            _validation_error(document, entry, model=model, secret=kind in _SECRET_KINDS)
             for entry in exc.errors(include_url=False)
         ]
     return LoadedObject(obj=obj, source=document.location())
@@ -258,20 +259,26 @@ def _with_default_namespace(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _validation_error(document: YamlDocument, entry: Any, *, secret: bool) -> ManifestError:
+def _validation_error(
+    document: YamlDocument, entry: Any, *, model: type[KubeObject], secret: bool
+) -> ManifestError:
     loc: tuple[str | int, ...] = tuple(
         part if isinstance(part, int) else str(part) for part in entry.get("loc", ())
     )
     location, _found = document.locate(loc)
-    return ManifestError(location, _message(entry, secret=secret), format_field_path(loc))
+    message = _message(entry, loc=loc, model=model, secret=secret)
+    return ManifestError(location, message, format_field_path(loc))
 
 
-def _message(entry: Mapping[str, Any], *, secret: bool) -> str:
+def _message(
+    entry: Mapping[str, Any], *, loc: tuple[str | int, ...], model: type[KubeObject],
+    secret: bool,
+) -> str:
     kind = str(entry.get("type", ""))
     if kind == "missing":
         return "field required"
     if kind == "extra_forbidden":
-        return "unknown field"
+        return unknown_field_message(model, loc)
     message = str(entry.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

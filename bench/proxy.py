@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -50,11 +51,11 @@ RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\
 async def _backend(address: str, port: int) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(RESPONSE)
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            # A client that leaves before its response is not an error for a backend.
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(RESPONSE)
+                await writer.drain()
         finally:
             writer.close()
 

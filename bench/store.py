@@ -21,6 +21,7 @@ Prints a table, the ratios embedded/etcd, and as its last line one JSON object:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -98,11 +99,9 @@ def etcd_server(directory: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://{client}/health", timeout=1).json().get("health") == "true":
                     break
-            except httpx.HTTPError:
-                pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("etcd did not start; see " + str(directory / "etcd.log"))
             time.sleep(0.05)

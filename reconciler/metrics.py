@@ -80,18 +80,14 @@ class _Metric(abc.ABC):
         return head + "".join(line + "\n" for line in self._samples())
 
 
-class Counter(_Metric):
-    """A value that only goes up. ``inc(amount, *label_values)``."""
-
-    type: MetricType = "counter"
+class _Scalar(_Metric):
+    """A metric that is one number per label set (counters and gauges)."""
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
         super().__init__(name, help_text, labels)
         self._values: dict[LabelValues, float] = {}
 
-    def inc(self, amount: float = 1.0, *label_values: str) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
+    def _add(self, amount: float, label_values: Sequence[str]) -> None:
         key = self._key(label_values)
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
@@ -106,14 +102,21 @@ class Counter(_Metric):
         return [f"{self.name}{self._labels_text(k)} {_number(v)}" for k, v in items]
 
 
-class Gauge(_Metric):
+class Counter(_Scalar):
+    """A value that only goes up. ``inc(amount, *label_values)``."""
+
+    type: MetricType = "counter"
+
+    def inc(self, amount: float = 1.0, *label_values: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self._add(amount, label_values)
+
+
+class Gauge(_Scalar):
     """A value that goes up and down. ``set(value, *label_values)``, ``inc``, ``dec``."""
 
     type: MetricType = "gauge"
-
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labels)
-        self._values: dict[LabelValues, float] = {}
 
     def set(self, value: float, *label_values: str) -> None:
         key = self._key(label_values)
@@ -121,27 +124,16 @@ class Gauge(_Metric):
             self._values[key] = float(value)
 
     def inc(self, amount: float = 1.0, *label_values: str) -> None:
-        key = self._key(label_values)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(amount, label_values)
 
     def dec(self, amount: float = 1.0, *label_values: str) -> None:
-        self.inc(-amount, *label_values)
+        self._add(-amount, label_values)
 
     def remove(self, *label_values: str) -> None:
         """Forget one label set (a node that left the fleet)."""
         key = self._key(label_values)
         with self._lock:
             self._values.pop(key, None)
-
-    def value(self, *label_values: str) -> float:
-        with self._lock:
-            return self._values.get(self._key(label_values), 0.0)
-
-    def _samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{self._labels_text(k)} {_number(v)}" for k, v in items]
 
 
 @dataclass

@@ -177,10 +177,11 @@ def up(
         _say(f"capstan is up (state in {config.state_dir}); Ctrl-C stops it")
         threading.Thread(target=_show_progress, args=(app,), kwargs={"timeout_s": wait_timeout},
                          name="up-progress", daemon=True).start()
+        # A timed wait, so Ctrl-C (KeyboardInterrupt) reaches this thread between waits.
         while not stop.wait(0.5):
-            pass
+            continue
     except KeyboardInterrupt:
-        pass
+        _say("interrupted")
     finally:
         signal.signal(signal.SIGTERM, previous)
         _say("stopping")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
 
-from schemas import KubeObject, ObjectKey, OwnerReference, Pod
+from schemas import KubeObject, ObjectKey, OwnerReference, Pod, ReplicaSet
 
 __all__ = [
     "active",
     "controller_ref",
+    "deployment_keys_of_pod",
     "is_available",
     "is_ready",
     "owner_keys",
@@ -32,6 +34,18 @@ def owner_keys(obj: KubeObject, kind: str) -> Iterable[ObjectKey]:
     ref = controller_ref(obj)
     if ref is not None and ref.kind == kind:
         yield ObjectKey(kind, obj.namespace, ref.name)
+
+
+class _ReplicaSets(Protocol):
+    def get(self, name: str, *, namespace: str | None = None) -> ReplicaSet | None: ...
+
+
+def deployment_keys_of_pod(replicasets: _ReplicaSets, pod: Pod) -> Iterable[ObjectKey]:
+    """The Deployment owning the ReplicaSet that owns `pod` (a pod's change wakes it)."""
+    for rs_key in owner_keys(pod, "ReplicaSet"):
+        rs = replicasets.get(rs_key.name, namespace=rs_key.namespace)
+        if rs is not None:
+            yield from owner_keys(rs, "Deployment")
 
 
 def active(pod: Pod) -> bool:

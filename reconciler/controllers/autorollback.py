@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from reconciler.api import ApiError, now_utc
-from reconciler.controllers._pods import owner_keys
+from reconciler.controllers._pods import deployment_keys_of_pod, owner_keys
 from reconciler.controllers.deployment import HASH_LABEL, pod_template_hash
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.diff import COMMIT_ANNOTATION
@@ -94,13 +94,7 @@ class AutoRollbackController(Controller):
         self.push = push and git is not None
         self.deployments = self.watch_own(Deployment)
         self.replicasets = self.watch(ReplicaSet, lambda rs: owner_keys(rs, "Deployment"))
-        self.pods = self.watch(Pod, self._deployment_of_pod)
-
-    def _deployment_of_pod(self, pod: Pod) -> Iterable[ObjectKey]:
-        for rs_key in owner_keys(pod, "ReplicaSet"):
-            rs = self.replicasets.get(rs_key.name, namespace=rs_key.namespace)
-            if rs is not None:
-                yield from owner_keys(rs, "Deployment")
+        self.pods = self.watch(Pod, lambda pod: deployment_keys_of_pod(self.replicasets, pod))
 
     def reconcile(self, key: ObjectKey) -> Result | None:
         d = self.deployments.get(key.name, namespace=key.namespace)

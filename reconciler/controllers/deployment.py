@@ -21,7 +21,13 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
-from reconciler.controllers._pods import active, controller_ref, owner_keys, until_available
+from reconciler.controllers._pods import (
+    active,
+    controller_ref,
+    deployment_keys_of_pod,
+    owner_keys,
+    until_available,
+)
 from reconciler.controllers.runtime import Controller, ControllerContext, Result, TransientError
 from schemas import (
     Condition,
@@ -123,13 +129,7 @@ class DeploymentController(Controller):
         super().__init__(ctx)
         self.deployments = self.watch_own(Deployment)
         self.replicasets = self.watch(ReplicaSet, lambda rs: owner_keys(rs, "Deployment"))
-        self.pods = self.watch(Pod, self._deployment_of_pod)
-
-    def _deployment_of_pod(self, pod: Pod) -> Iterable[ObjectKey]:
-        for rs_key in owner_keys(pod, "ReplicaSet"):
-            rs = self.replicasets.get(rs_key.name, namespace=rs_key.namespace)
-            if rs is not None:
-                yield from owner_keys(rs, "Deployment")
+        self.pods = self.watch(Pod, lambda pod: deployment_keys_of_pod(self.replicasets, pod))
 
     # -- reconcile ---------------------------------------------------------------------------
 

@@ -228,15 +228,19 @@ class NodeController(Controller):
             self._mark_pod_not_ready(pod)
         return min(upcoming, default=None)
 
+    def _node_exists(self, node_name: str) -> bool:
+        """Asked of the API, not the cache: only a Node gone from the store orphans its pods."""
+        try:
+            self.api.get(Node, node_name)
+        except NotFound:
+            return False
+        return True
+
     def _reconcile_missing(self, node_name: str) -> Result | None:
         if not list(self._pods_on(node_name)):
             self._missing_since.pop(node_name, None)
             return None
-        try:
-            self.api.get(Node, node_name)
-        except NotFound:
-            pass
-        else:
+        if self._node_exists(node_name):
             return None  # the cache is behind; the Node's own event brings us back
         now = self.clock.time()
         since = self._missing_since.setdefault(node_name, now)

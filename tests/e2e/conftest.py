@@ -17,11 +17,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from reconciler.api import Api
 from reconciler.store import Store, open_store
 from schemas import Pod
 from tests.fixtures.local_agent import cleanup_proxy, ensure_busybox, proxy_args
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPSTAN = ROOT / ".venv" / "bin" / "capstan"
@@ -43,16 +43,6 @@ GIT_ENV = {
 }
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str,
-               interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class GitRepo:

@@ -15,7 +15,8 @@ import docker
 import pytest
 
 from schemas import Pod
-from tests.e2e.conftest import ROOT, CapstanUp, GitRepo, wait_until
+from tests.e2e.conftest import ROOT, CapstanUp, GitRepo
+from tests.fixtures.waiting import wait_until
 
 NODE_PORT = 30080
 

@@ -21,7 +21,8 @@ import docker
 import pytest
 
 from schemas import ConfigMap, Deployment, ReplicaSet
-from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch, wait_until
+from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch
+from tests.fixtures.waiting import wait_until
 
 NODE_PORT = random.randint(31000, 32700)
 

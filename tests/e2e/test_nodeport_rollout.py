@@ -14,8 +14,9 @@ import docker
 import pytest
 
 from schemas import Node
-from tests.e2e.conftest import CapstanUp, GitRepo, try_fetch, wait_until
+from tests.e2e.conftest import CapstanUp, GitRepo, try_fetch
 from tests.e2e.test_gitops_loop import NODE, NODE_PORT, SERVICE, version_files
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture

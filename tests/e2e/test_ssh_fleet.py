@@ -16,10 +16,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch, wait_until
+from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch
 from tests.e2e.test_gitops_loop import page
 from tests.fixtures.local_agent import cleanup_proxy, proxy_args
 from tests.fixtures.sshd import SshNode, SshNodeFarm
+from tests.fixtures.waiting import wait_until
 
 
 def node_manifest(node: SshNode) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.e2e.conftest import CapstanUp, GitRepo, wait_until
+from tests.e2e.conftest import CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE, version_files, web_ready
+from tests.fixtures.waiting import wait_until
 from tests.integration.store.etcd_server import EtcdServer, etcd_available
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")

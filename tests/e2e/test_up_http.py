@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from reconciler.client import Client, load_config
-from tests.e2e.conftest import CapstanUp, GitRepo, wait_until
+from tests.e2e.conftest import CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE, version_files
+from tests.fixtures.waiting import wait_until
 
 SECRET = "e2e-webhook-secret"
 

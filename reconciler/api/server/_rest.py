@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -354,25 +354,20 @@ class RestHandler:
             return StreamingResponse(self._fed_lines(subscription, initial, timeout),
                                      media_type="application/json")
         watch = self.store.watch(prefix, prefix=True, from_revision=Revision(start))
+        events = aiter(watch)
+
+        async def next_line() -> bytes | None:
+            # Events the label selector filters out are skipped, inside the same deadline.
+            async for event in events:
+                line = _raw.event_line(event, selector)
+                if line is not None:
+                    return line
+            return None
 
         async def lines() -> AsyncIterator[bytes]:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            events = aiter(watch)
             try:
-                for line in initial:
+                async for line in _timed_lines(initial, timeout, next_line):
                     yield line
-                while True:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        return
-                    try:
-                        event = await asyncio.wait_for(anext(events), remaining)
-                    except (TimeoutError, StopAsyncIteration):
-                        return
-                    event_bytes = _raw.event_line(event, selector)
-                    if event_bytes is not None:
-                        yield event_bytes
             except Compacted as exc:
                 gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
                 yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
@@ -384,22 +379,9 @@ class RestHandler:
     @staticmethod
     async def _fed_lines(subscription: Subscription, initial: list[bytes],
                          timeout: float) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         try:
-            for line in initial:
+            async for line in _timed_lines(initial, timeout, subscription.queue.get):
                 yield line
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                try:
-                    fed = await asyncio.wait_for(subscription.queue.get(), remaining)
-                except TimeoutError:
-                    return
-                if fed is None:
-                    return
-                yield fed
         finally:
             subscription.close()
 
@@ -591,3 +573,21 @@ class RestHandler:
 
         deleted = await self._call(delete, target=target)
         return json_response(deleted.to_dict())
+
+
+async def _timed_lines(initial: list[bytes], timeout: float,
+                       next_line: Callable[[], Awaitable[bytes | None]]) -> AsyncIterator[bytes]:
+    """A watch response's lines: ``initial``, then what ``next_line()`` gives until it gives
+    None or the watch's ``timeout`` has passed (Kubernetes' ``timeoutSeconds``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for line in initial:
+        yield line
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            fed = await asyncio.wait_for(next_line(), remaining)
+        except TimeoutError:
+            return
+        if fed is None:
+            return
+        yield fed

@@ -24,21 +24,14 @@ from typing import Any
 
 import docker
 
+from tests.fixtures.waiting import wait_until
+
 AGENT = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "capstan-agent"
 BUSYBOX = "capstan.local/busybox:1"
 BUSYBOX_V2 = "capstan.local/busybox:test-v2"
 LABEL = "io.capstan.managed-by"
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Client:

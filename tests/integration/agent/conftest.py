@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +14,13 @@ import docker
 import pytest
 from agent_harness import BUSYBOX, BUSYBOX_V2, Agent
 
+from tests.fixtures.local_agent import ensure_busybox
+
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
-    try:
-        client.images.get(BUSYBOX)
-    except docker.errors.ImageNotFound:
-        build = Path(__file__).resolve().parents[3] / "example-repo" / "images" / "build.sh"
-        subprocess.run(["bash", str(build)], check=True)
+    ensure_busybox(client)
     client.images.get(BUSYBOX).tag("capstan.local/busybox", "test-v2")
     yield client
     # Only the extra tag goes; the image itself stays for everyone else.

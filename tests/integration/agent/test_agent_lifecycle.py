@@ -7,7 +7,9 @@ import signal
 import stat
 import subprocess
 
-from agent_harness import AGENT, BUSYBOX, LABEL, httpd, make_pod, ready, wait_until
+from agent_harness import AGENT, BUSYBOX, LABEL, httpd, make_pod, ready
+
+from tests.fixtures.waiting import wait_until
 
 
 def test_agent_killed_and_restarted_adopts_its_containers(agent):

@@ -7,7 +7,9 @@ import random
 import subprocess
 import urllib.request
 
-from agent_harness import AGENT, BUSYBOX, BUSYBOX_V2, host_port, httpd, make_pod, ready, wait_until
+from agent_harness import AGENT, BUSYBOX, BUSYBOX_V2, host_port, httpd, make_pod, ready
+
+from tests.fixtures.waiting import wait_until
 
 
 def get(address: tuple[str, int], path: str = "/") -> str:

@@ -6,7 +6,9 @@ import itertools
 import re
 import time
 
-from agent_harness import BUSYBOX, BUSYBOX_V2, httpd, make_pod, ready, wait_until
+from agent_harness import BUSYBOX, BUSYBOX_V2, httpd, make_pod, ready
+
+from tests.fixtures.waiting import wait_until
 
 
 def container(status, name=None):

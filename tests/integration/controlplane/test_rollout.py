@@ -14,7 +14,8 @@ from reconciler.api import Api, Conflict, SystemClock
 from reconciler.controllers.deployment import HASH_LABEL, REVISION_ANNOTATION
 from reconciler.controllers.manager import ControllerManager
 from schemas import Deployment, Pod, ReplicaSet
-from tests.fixtures.hollow import HollowCluster, temp_api, wait_until
+from tests.fixtures.hollow import HollowCluster, temp_api
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture
@@ -128,11 +129,11 @@ def test_rolling_update_respects_surge_and_unavailability(
     api, _hollow = cluster
     api.create(manifest(replicas=10, image="img:1", max_surge=surge,
                         max_unavailable=unavailable))
-    wait_until(rolled_to(api, "img:1", 10), what="first rollout", timeout_s=30)
+    wait_until(rolled_to(api, "img:1", 10), what="first rollout", timeout=30)
     watch = Invariants(api)
     try:
         set_image(api, "img:2")
-        wait_until(rolled_to(api, "img:2", 10), what="image rollout", timeout_s=30)
+        wait_until(rolled_to(api, "img:2", 10), what="image rollout", timeout=30)
     finally:
         watch.stop()
     assert watch.max_total <= max_total
@@ -143,12 +144,12 @@ def test_rolling_update_respects_surge_and_unavailability(
 def test_rollback_reuses_the_old_replicaset(cluster) -> None:
     api, _hollow = cluster
     api.create(manifest(replicas=6, image="img:1", max_surge=1, max_unavailable=1))
-    wait_until(rolled_to(api, "img:1", 6), what="first rollout", timeout_s=30)
+    wait_until(rolled_to(api, "img:1", 6), what="first rollout", timeout=30)
     (first,) = api.list(ReplicaSet).items
     set_image(api, "img:2")
-    wait_until(rolled_to(api, "img:2", 6), what="update", timeout_s=30)
+    wait_until(rolled_to(api, "img:2", 6), what="update", timeout=30)
     set_image(api, "img:1")  # what `git revert` of the image change produces
-    wait_until(rolled_to(api, "img:1", 6), what="rollback", timeout_s=30)
+    wait_until(rolled_to(api, "img:1", 6), what="rollback", timeout=30)
     sets = {rs.name: rs for rs in api.list(ReplicaSet).items}
     assert len(sets) == 2
     assert sets[first.name].metadata.uid == first.metadata.uid

@@ -8,7 +8,6 @@ real ``capstan-agent serve`` reached through the local transport, and a Node obj
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,15 +42,6 @@ FAST = DispatchSettings(
 )
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -12,7 +12,8 @@ from reconciler.cli._app import cli
 from reconciler.nodes import AGENT_CONNECTED, NodeEndpoint, NodeName
 from reconciler.nodes.logs import LogsError, stream_logs
 from schemas import Deployment, Node, Pod
-from tests.integration.dispatch.conftest import Cluster, node_condition, wait_until
+from tests.fixtures.waiting import wait_until
+from tests.integration.dispatch.conftest import Cluster, node_condition
 
 BUSYBOX = "capstan.local/busybox:1"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from reconciler.nodes import AGENT_CONNECTED
 from schemas import Node, Pod
 from tests.fixtures.sshd import SshNode, ssh_nodes  # noqa: F401  (fixture)
-from tests.integration.dispatch.conftest import control_plane, node_condition, wait_until
+from tests.fixtures.waiting import wait_until
+from tests.integration.dispatch.conftest import control_plane, node_condition
 from tests.integration.dispatch.test_local_node import web_deployment
 
 

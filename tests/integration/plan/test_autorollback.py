@@ -26,7 +26,8 @@ from reconciler.sync.pins import read_pins
 from schemas import Deployment, Pod
 from schemas.meta import Condition
 from schemas.pod import ContainerState, ContainerStateWaiting, ContainerStatus
-from tests.fixtures.hollow import HollowCluster, temp_api, wait_until
+from tests.fixtures.hollow import HollowCluster, temp_api
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")
 
@@ -100,7 +101,7 @@ def test_crash_looping_rollout_is_rolled_back_pinned_and_reverted(cluster: Clust
 
     # The pinned commit's version is applied while the head still says v2.
     cluster.loop.converge()
-    wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 back", timeout_s=30)
+    wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 back", timeout=30)
     assert set(cluster.replicasets()) == {v1_rs, v2_rs}  # the old ReplicaSet, reused
 
     # The revert was committed and pushed: Git holds the truth again, and the pin lapses.
@@ -163,7 +164,7 @@ def test_progress_deadline_exceeded_pins_without_push(tmp_path: Path) -> None:
             assert pin.commit == good
             assert pin.reason.startswith("progress deadline exceeded (30s")
             loop.converge()
-            wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 back", timeout_s=30)
+            wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 back", timeout=30)
             assert len(cluster.replicasets()) == 2  # v1's reused, v2's scaled to zero
             assert repo.git("log", "-1", "--format=%s") == "v2: never ready"  # no push access
             loop.converge()  # the head still says v2: the pin holds

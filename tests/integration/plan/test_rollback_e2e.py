@@ -27,7 +27,8 @@ from reconciler.source.git import GitSource
 from reconciler.source.watch import BranchWatch
 from reconciler.sync import SyncLoop, SyncOptions
 from schemas import Pod, ReplicaSet
-from tests.fixtures.hollow import HollowCluster, temp_api, wait_until
+from tests.fixtures.hollow import HollowCluster, temp_api
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")
 
@@ -93,7 +94,7 @@ def test_rollback_reuses_the_old_replicaset_and_brings_its_pods_back(cluster: Cl
     cluster.sync()
     wait_until(lambda: len(cluster.replicasets()) == 2, what="v2 replica set")
     [v2_rs] = set(cluster.replicasets()) - {v1_rs}
-    wait_until(lambda: cluster.settled(v2_rs, 2), what="v2 rolled out", timeout_s=30)
+    wait_until(lambda: cluster.settled(v2_rs, 2), what="v2 rolled out", timeout=30)
 
     result = CliRunner().invoke(cli, ["rollback", str(cluster.repo.path), "--steps", "1",
                                       "--yes", "--reason", "v2 breaks checkout",
@@ -108,7 +109,7 @@ def test_rollback_reuses_the_old_replicaset_and_brings_its_pods_back(cluster: Cl
     assert cluster.repo.status() == ""
 
     cluster.sync()
-    wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 back", timeout_s=30)
+    wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 back", timeout=30)
     sets = cluster.replicasets()
     assert set(sets) == {v1_rs, v2_rs}  # reused: no third ReplicaSet, no new hash
     assert sets[v1_rs].metadata.annotations[REVISION_ANNOTATION] == "3"

@@ -8,7 +8,6 @@ import socket
 import socketserver
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -137,15 +136,6 @@ def kernel_leftovers(net: Net) -> list[str]:
     return found
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def in_netns(netns: str, work: Callable[[], Any]) -> Any:

@@ -7,22 +7,22 @@ container reaches them solely through the in-pod forwarder, by name, never by br
 from __future__ import annotations
 
 import http.server
-import subprocess
 import threading
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import docker
 import pytest
-from proxy_testkit import Net, wait_until
+from proxy_testkit import Net
 
 from agent.proxy import PodUID, Proxy, ServiceRuleSet, extra_hosts, service_env
 from schemas.protocol import Endpoint as WireEndpoint
 from schemas.protocol import ServicePortRule, ServiceRule
+from tests.fixtures.local_agent import ensure_busybox
+from tests.fixtures.waiting import wait_until
 
 BUSYBOX = "capstan.local/busybox:1"
 LABEL = "io.capstan.test"
@@ -31,11 +31,7 @@ LABEL = "io.capstan.test"
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
-    try:
-        client.images.get(BUSYBOX)
-    except docker.errors.ImageNotFound:
-        build = Path(__file__).resolve().parents[3] / "example-repo" / "images" / "build.sh"
-        subprocess.run(["bash", str(build)], check=True)
+    ensure_busybox(client)
     yield client
     client.close()
 

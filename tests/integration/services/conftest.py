@@ -8,14 +8,15 @@ proxies and checks that the kernel holds nothing of them.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from services_harness import BUSYBOX, Agent, Cluster, Node, kernel_leftovers, run_cleanup
+from services_harness import Agent, Cluster, Node, kernel_leftovers, run_cleanup
+
+from tests.fixtures.local_agent import ensure_busybox
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
 
@@ -23,11 +24,7 @@ ADDRESSES = ("127.0.0.2", "127.0.0.3")
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
-    try:
-        client.images.get(BUSYBOX)
-    except docker.errors.ImageNotFound:
-        build = Path(__file__).resolve().parents[3] / "example-repo" / "images" / "build.sh"
-        subprocess.run(["bash", str(build)], check=True)
+    ensure_busybox(client)
     yield client
     client.close()
 

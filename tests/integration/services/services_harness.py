@@ -28,7 +28,9 @@ _AGENT_TESTS = Path(__file__).resolve().parents[1] / "agent"
 if str(_AGENT_TESTS) not in sys.path:
     sys.path.insert(0, str(_AGENT_TESTS))
 
-from agent_harness import AGENT, BUSYBOX, Agent, Client, ready, wait_until  # noqa: E402
+from agent_harness import AGENT, BUSYBOX, Agent, Client, ready  # noqa: E402
+
+from tests.fixtures.waiting import wait_until  # noqa: E402
 
 __all__ = ["AGENT", "BUSYBOX", "Agent", "Client", "Cluster", "Hammer", "Node", "wait_until"]
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-from services_harness import Cluster, replica, sleeper, wait_until
+from services_harness import Cluster, replica, sleeper
+
+from tests.fixtures.waiting import wait_until
 
 API = ["a0", "a1"]
 

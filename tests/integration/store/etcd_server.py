@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -54,11 +55,9 @@ class EtcdServer:
             if self._proc.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"etcd exited early: {self.log_tail()}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{client}/health", timeout=1).json().get("health") == "true":
                     return self
-            except httpx.HTTPError:
-                pass
             time.sleep(0.05)
         log = self.log_tail()
         self.stop()

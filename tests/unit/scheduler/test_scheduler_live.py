@@ -18,7 +18,8 @@ from schemas import Pod
 from schemas.meta import Condition, ObjectMeta, OwnerReference
 from schemas.pod import Container, ContainerPort, PodSpec, ResourceRequirements
 from schemas.quantity import Quantity
-from tests.fixtures.hollow import HollowCluster, temp_api, wait_until
+from tests.fixtures.hollow import HollowCluster, temp_api
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture

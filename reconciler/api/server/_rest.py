@@ -82,6 +82,8 @@ class Limits:
     (Kubernetes' ``--max-requests-inflight`` does the same)."""
 
     max_body_bytes: int = 3 * 1024 * 1024
+    #: ``/hooks/git`` reads its body before it can check a GitHub signature: keep it small.
+    max_webhook_body_bytes: int = 1024 * 1024
     max_in_flight: int = 256
     max_watches: int = 1024
     max_watch_seconds: int = 1800

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.api.server._rbac import uncovered_rules
 from schemas import (
     ClusterRole,
     ClusterRoleBinding,
@@ -276,3 +277,42 @@ def test_cluster_role_binding_needs_cluster_wide_permissions(api, ci):
 def test_the_admin_is_never_refused(admin):
     assert admin.post(ROLES, json=role("star", ALL)).status_code == 201
     assert admin.post(BINDINGS, json=binding("b", "Role", "missing")).status_code == 201
+
+
+def r(
+    verbs: str, resources: str = "", group: str = "", names: str = "", urls: str = ""
+) -> PolicyRule:
+    return PolicyRule(
+        verbs=verbs.split(),
+        api_groups=[group] if resources else [],
+        resources=resources.split(),
+        resource_names=names.split(),
+        non_resource_urls=urls.split(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("owned", "granted", "covered"),
+    [
+        (r("*", "*", "*"), r("get delete", "pods secrets", "apps"), True),
+        (r("get", "pods"), r("get", "pods", "apps"), False),  # another group
+        (r("get list", "pods"), r("get", "pods/status"), False),  # a subresource is apart
+        (r("get", "*/status"), r("get", "pods/status"), True),
+        (r("get", "pods/*"), r("get", "pods/log"), True),  # as this authorizer grants it
+        (r("get", "pods/*"), r("get", "pods"), False),
+        (r("get", "pods", names="a"), r("get", "pods"), False),  # names never cover all
+        (r("get", "pods", names="a b"), r("get", "pods", names="b"), True),
+        (r("get", "pods"), r("get", "pods", names="b"), True),
+        (r("get", urls="/metrics"), r("get", urls="/metrics"), True),
+        (r("get", urls="/capstan/*"), r("get", urls="/capstan/v1/plan"), True),
+        (r("get", urls="/capstan/*"), r("get", urls="/metrics"), False),
+        (r("*", "*", "*"), r("get", urls="/metrics"), False),  # resources are not URLs
+        (
+            r("get update", "roles", "rbac.authorization.k8s.io"),
+            r("escalate", "roles", "rbac.authorization.k8s.io"),
+            False,
+        ),  # special verbs apart
+    ],
+)
+def test_covering_rules_as_kubernetes_does(owned, granted, covered):
+    assert (uncovered_rules([owned], [granted]) == []) is covered

@@ -51,7 +51,12 @@ def check_cluster_ip(service: Service, services: Iterable[Service]) -> None:
     how = "its clusterIP" if holder.spec.cluster_ip == address else "the address allocated to it"
     raise Invalid(
         f"Service {service.name!r} is invalid",
-        (Cause("spec.clusterIP", f"{address}: provided IP is already allocated to Service "
-                                 f"{holder.namespace}/{holder.name} ({how}); choose another "
-                                 "address or leave clusterIP out to have one allocated"),),
+        (
+            Cause(
+                "spec.clusterIP",
+                f"{address}: provided IP is already allocated to Service "
+                f"{holder.namespace}/{holder.name} ({how}); choose another "
+                "address or leave clusterIP out to have one allocated",
+            ),
+        ),
     )

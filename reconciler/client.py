@@ -45,6 +45,7 @@ from reconciler.api import (
     Unavailable,
     WatchEvent,
 )
+from reconciler.diff import OVERRIDE_HEADER
 from schemas import KubeObject, LabelSelector
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("~/.capstan/config")
-OVERRIDE_HEADER = "X-Capstan-Override"
 
 T = TypeVar("T", bound=KubeObject)
 

@@ -18,9 +18,11 @@ from schemas import KubeObject
 
 __all__ = [
     "COMMIT_ANNOTATION",
+    "DRIFT_ANNOTATION",
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
     "MASK",
+    "OVERRIDE_HEADER",
     "PRUNE_ANNOTATION",
     "SOURCE_ANNOTATION",
     "FieldChange",
@@ -36,6 +38,11 @@ MANAGED_BY_VALUE = "capstan"
 SOURCE_ANNOTATION = "capstan.io/source"
 COMMIT_ANNOTATION = "capstan.io/commit"
 PRUNE_ANNOTATION = "capstan.io/prune"
+# The API server refuses writes to objects with MANAGED_BY_LABEL unless the request carries
+# this header (value "drift"), and marks what it let through with DRIFT_ANNOTATION, which
+# Git does not have, so the object shows as out of sync. The client sends the same header.
+OVERRIDE_HEADER = "X-Capstan-Override"
+DRIFT_ANNOTATION = "capstan.io/drift"
 MASK = "***"
 
 # Bookkeeping written by the sync itself: it changes with every commit or line shift and

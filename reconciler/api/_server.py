@@ -45,6 +45,7 @@ from reconciler.api._errors import (
 from reconciler.api._events import EventLog
 from reconciler.api._leases import NodeLeases
 from reconciler.api._records import EventRecord, NodeLease
+from reconciler.api._service_ips import check_cluster_ip
 from reconciler.api._types import (
     ObjectList,
     StoredObject,
@@ -70,6 +71,7 @@ from schemas import (
     ObjectMeta,
     Pod,
     PodStatus,
+    Service,
     ServiceAccount,
     UnsupportedKindError,
     model_for,
@@ -280,6 +282,8 @@ class Api:
             meta["finalizers"] = sorted({*meta.get("finalizers", ()), NAMESPACE_FINALIZER})
             data["status"] = {"phase": "Active"}
         validated = self._validate(model, data, what=f"{model.__name__} {meta.get('name')!r}")
+        if isinstance(validated, Service) and validated.spec.cluster_ip:
+            check_cluster_ip(validated, self.list(Service).items)
         stored = validated.to_dict()
         key = object_key(model, validated.namespace, validated.name)
         for _attempt in range(_RETRIES):
@@ -417,6 +421,9 @@ class Api:
                 meta["resourceVersion"] = sent_rv
         stored = validated.to_dict()
         _check_immutable(model, current, stored)
+        if isinstance(validated, Service) and validated.spec.cluster_ip and (
+                validated.spec.cluster_ip != current.get("spec", {}).get("clusterIP")):
+            check_cluster_ip(validated, self.list(Service).items)
         if stored == current:
             if not confirmed:
                 return None

@@ -7,8 +7,9 @@ the repository, each with the place it was written, or `ManifestErrors` with
 every problem of the whole repository — never a partial set.
 
 Checks on top of the per-object schema (`schemas.parse_object`):
-duplicates (same kind/namespace/name), and namespaced objects in a namespace
-the repository does not define (`default` always exists). Namespaced objects
+duplicates (same kind/namespace/name), two Services with the same `clusterIP`,
+and namespaced objects in a namespace the repository does not define
+(`default` always exists). Namespaced objects
 written without a namespace are put in `default` before validation.
 """
 
@@ -42,6 +43,7 @@ from schemas import (
     SUPPORTED_KINDS,
     KubeObject,
     ObjectKey,
+    Service,
     UnsupportedKindError,
     model_for,
     parse_object,
@@ -93,6 +95,7 @@ class _Parsed:
     loaded: LoadedObject
     name_at: SourceLocation
     namespace_at: SourceLocation
+    cluster_ip_at: SourceLocation | None = None
 
 
 def load_repository(
@@ -143,12 +146,15 @@ def load_repository(
                         result,
                         name_at=document.location(("metadata", "name")),
                         namespace_at=document.location(("metadata", "namespace")),
+                        cluster_ip_at=document.location(("spec", "clusterIP"))
+                        if isinstance(result.obj, Service) else None,
                     )
                 )
             else:
                 errors.extend(result)
 
     errors.extend(_duplicates(loaded))
+    errors.extend(_duplicate_cluster_ips(loaded))
     errors.extend(_undefined_namespaces(loaded))
     if errors:
         raise ManifestErrors(errors, root=root)
@@ -309,6 +315,27 @@ def _duplicates(parsed: Sequence[_Parsed]) -> list[ManifestError]:
                     "metadata.name",
                 )
             )
+    return errors
+
+
+def _duplicate_cluster_ips(parsed: Sequence[_Parsed]) -> list[ManifestError]:
+    # The API server refuses an address another Service holds; two in one commit would
+    # pass validation and then fail half-way through the sync.
+    first_seen: dict[str, _Parsed] = {}
+    errors: list[ManifestError] = []
+    for item in parsed:
+        obj = item.loaded.obj
+        if not isinstance(obj, Service) or not obj.spec.cluster_ip or item.cluster_ip_at is None:
+            continue
+        first = first_seen.setdefault(obj.spec.cluster_ip, item)
+        if first is not item:
+            errors.append(ManifestError(
+                item.cluster_ip_at,
+                f"clusterIP {obj.spec.cluster_ip} is also the clusterIP of "
+                f"{_describe_key(first.loaded.obj)} at {first.cluster_ip_at}; two Services "
+                "cannot share an address",
+                "spec.clusterIP",
+            ))
     return errors
 
 

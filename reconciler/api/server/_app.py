@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ _FIXED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi/v3", "/o
                            "/capstan/v1/syncs", "/capstan/v1/plan", "/hooks/git"})
 _JSON_TYPES = frozenset({"application/json", ""})
 _REST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+# The forges' webhook authentication headers (verified in reconciler.source.webhook).
+_GITHUB_SIGNATURE = "X-Hub-Signature-256"
+_SIGNATURE_RE = re.compile(r"sha256=[0-9a-fA-F]{64}")
+_GITLAB_HEADER = "X-Gitlab-Token"
+_MAX_GITLAB_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class ServerHooks:
     (run in worker threads); each left None keeps its route with a clear default.
 
     - ``on_git_webhook(headers, body) -> bool``: verify and trigger a fetch; False → 401.
+      Called only for a request that carries a well-formed signature header and a body of
+      at most ``Limits.max_webhook_body_bytes`` (else 401 / 413 before the body is read).
     - ``syncs() -> [sync record dicts]``: ``/capstan/v1/syncs`` (default: empty list).
     - ``plan(ref | None) -> plan dict``: ``/capstan/v1/plan`` (default: 503).
     - ``ready() -> bool``: extra readiness on top of "the store answers".
@@ -66,6 +74,24 @@ class ServerHooks:
     syncs: Callable[[], Sequence[Mapping[str, Any]]] | None = None
     plan: Callable[[str | None], Mapping[str, Any]] | None = None
     ready: Callable[[], bool] | None = None
+
+
+def _require_signature_header(headers: Mapping[str, str]) -> None:
+    """401 unless the request carries a well-formed GitHub ``X-Hub-Signature-256``
+    (``sha256=`` and 64 hex digits) or GitLab ``X-Gitlab-Token``. Checked before the body
+    is read; whether it verifies is the webhook callback's to say, once the body is in."""
+    signature = headers.get(_GITHUB_SIGNATURE)
+    if signature is not None:
+        if not _SIGNATURE_RE.fullmatch(signature.strip()):
+            raise HttpError(401, f"{_GITHUB_SIGNATURE} must be 'sha256=' and 64 hex digits")
+        return
+    token = headers.get(_GITLAB_HEADER)
+    if token is not None:
+        if not (0 < len(token) <= _MAX_GITLAB_CHARS and token.isascii() and token.isprintable()):
+            raise HttpError(401, f"{_GITLAB_HEADER} is empty, too long or not printable ASCII")
+        return
+    raise HttpError(401, f"the request is not signed: send {_GITHUB_SIGNATURE} (GitHub) or "
+                         f"{_GITLAB_HEADER} (GitLab)")
 
 
 def _error_response(error: HttpError) -> Response:
@@ -255,10 +281,13 @@ def create_app(
         return json_response(dict(await run_in_threadpool(provider, ref)))
 
     async def git_webhook(request: Request) -> Response:
-        body = await read_body(request, limit=limits.max_body_bytes, types=_JSON_TYPES | {
-            "application/x-www-form-urlencoded"})
+        # The order matters: nothing of the body is read before the request shows it is
+        # signed, and then only up to a small bound, so an anonymous caller costs a few bytes.
         if hooks.on_git_webhook is None:
             raise HttpError(404, "no Git webhook handler is configured in this server")
+        _require_signature_header(request.headers)
+        body = await read_body(request, limit=limits.max_webhook_body_bytes,
+                               types=_JSON_TYPES | {"application/x-www-form-urlencoded"})
         callback = hooks.on_git_webhook
         headers = {k: v for k, v in request.headers.items()}
         if not await run_in_threadpool(callback, headers, body):

@@ -4,7 +4,9 @@ Mounted by :func:`reconciler.api.server.create_app` on ``/api/...`` and ``/apis/
 for every request: parse the path (404), authenticate (401), authorize (403), validate query
 and body (400/413/415/422), then read from the store's bytes or write through the blocking
 :class:`reconciler.api.Api` in a worker thread. Writes to objects that come from Git are
-refused unless the caller asks for an emergency override (see ``docs/api.md``).
+refused unless the caller asks for an emergency override and holds the ``override`` verb on
+the object (see ``docs/api.md``); writes of RBAC objects are checked against privilege
+escalation (see ``_rbac``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, now_utc
+from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, Forbidden, now_utc
 from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api.server import _raw
 from reconciler.api.server._auth import Authenticator
@@ -35,17 +37,25 @@ from reconciler.api.server._query import (
     parse_revision,
     parse_timeout,
 )
-from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
+from reconciler.api.server._rbac import (
+    RBAC_KINDS,
+    Attributes,
+    Authorizer,
+    UserInfo,
+    denial_message,
+    only_gc_fields_differ,
+)
 from reconciler.api.server._resources import Resource, Target, parse_path
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.api.server._workers import WorkerPool
-from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
 from reconciler.store import Compacted, Revision, Store, StoreError
 from schemas import KubeObject
 
 __all__ = [
     "DRIFT_ANNOTATION",
     "OVERRIDE_HEADER",
+    "OVERRIDE_VERB",
     "Limits",
     "RestHandler",
     "json_response",
@@ -54,8 +64,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-OVERRIDE_HEADER = "x-capstan-override"
-DRIFT_ANNOTATION = "capstan.io/drift"
+#: The verb a user needs on a Git-managed object to write it with the override (Kubernetes
+#: guards its own privileged acts with special verbs the same way: escalate, bind).
+OVERRIDE_VERB = "override"
 METRIC_SCOPE_KEY = "capstan.metric"
 _JSON_TYPES = frozenset({"application/json", ""})
 _PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json", ""})
@@ -71,6 +82,8 @@ class Limits:
     (Kubernetes' ``--max-requests-inflight`` does the same)."""
 
     max_body_bytes: int = 3 * 1024 * 1024
+    #: ``/hooks/git`` reads its body before it can check a GitHub signature: keep it small.
+    max_webhook_body_bytes: int = 1024 * 1024
     max_in_flight: int = 256
     max_watches: int = 1024
     max_watch_seconds: int = 1800
@@ -158,6 +171,16 @@ class RestHandler:
             raise HttpError(403, denial_message(attrs), name=attrs.name, kind=kind)
 
     @staticmethod
+    def _attributes(user: UserInfo, verb: str, target: Target) -> Attributes:
+        # Kubernetes authorizes a Namespace object within itself, so a RoleBinding in "shop"
+        # may grant reading namespace "shop".
+        namespace = target.namespace
+        if target.resource.plural == "namespaces" and target.name is not None:
+            namespace = target.name
+        return Attributes(user=user, verb=verb, api_group=target.resource.group,
+                          resource=target.rbac_resource, namespace=namespace, name=target.name)
+
+    @staticmethod
     def _verb(method: str, target: Target, watch: bool) -> str:
         if method == "GET":
             if target.name is not None:
@@ -199,15 +222,7 @@ class RestHandler:
         verb = self._verb(request.method, target, watch)
         request.scope[METRIC_SCOPE_KEY] = (verb, target.rbac_resource)
         resource = target.resource
-        # Kubernetes authorizes a Namespace object within itself, so a RoleBinding in "shop"
-        # may grant reading namespace "shop".
-        namespace = target.namespace
-        if resource.plural == "namespaces" and target.name is not None:
-            namespace = target.name
-        attrs = Attributes(
-            user=user, verb=verb, api_group=resource.group, resource=target.rbac_resource,
-            namespace=namespace, name=target.name,
-        )
+        attrs = self._attributes(user, verb, target)
         await self.authorize(attrs, kind=resource.plural)
         if resource.model is None:
             return await self._events(target)
@@ -227,7 +242,7 @@ class RestHandler:
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
         document = json_object(body)
         if verb == "create":
-            return await self._create(model, target, document)
+            return await self._create(model, target, document, user)
         if verb == "patch":
             return await self._patch(model, target, document, user, override)
         if target.subresource == "status":
@@ -421,25 +436,40 @@ class RestHandler:
 
     @staticmethod
     def _prevalidate(model: type[KubeObject], document: dict[str, Any], *,
-                     keep_status: bool) -> None:
+                     keep_status: bool) -> KubeObject:
         """Validate before the API sees the body, so hostile shapes (a list where metadata
-        belongs, a number for finalizers) become a 422 and never reach the API's plumbing."""
+        belongs, a number for finalizers) become a 422 and never reach the API's plumbing.
+        The object as validated (a ``generateName`` object has a stand-in name)."""
         candidate = {k: v for k, v in document.items() if keep_status or k != "status"}
         metadata = dict(candidate.get("metadata") or {})
         if not metadata.get("name") and isinstance(metadata.get("generateName"), str):
             metadata["name"] = metadata["generateName"] + "x"
         candidate["metadata"] = metadata
         try:
-            model.model_validate(candidate, by_name=False)
+            return model.model_validate(candidate, by_name=False)
         except ValidationError as exc:
             raise invalid_from(exc, what=f"{model.__name__} {metadata.get('name')!r}") from exc
 
+    def _no_escalation(self, obj: KubeObject, user: UserInfo, target: Target, *,
+                       current: KubeObject | None = None) -> None:
+        """Refuse writing an RBAC object that would grant more than ``user`` holds (see
+        :meth:`Authorizer.escalation_denial`). As in Kubernetes, an update that changes only
+        ownerReferences or finalizers (what garbage collection needs) is not checked."""
+        if not isinstance(obj, RBAC_KINDS):
+            return
+        if current is not None and only_gc_fields_differ(obj, current):
+            return
+        message = self.authz.escalation_denial(user, obj, request_name=target.name)
+        if message is not None:
+            raise Forbidden(message)
+
     async def _create(self, model: type[KubeObject], target: Target,
-                      document: dict[str, Any]) -> Response:
+                      document: dict[str, Any], user: UserInfo) -> Response:
         document = self._fill(document, target.resource, target)
 
         def create() -> KubeObject:
-            self._prevalidate(model, document, keep_status=True)
+            obj = self._prevalidate(model, document, keep_status=True)
+            self._no_escalation(obj, user, target)
             return self.api.create(document)
 
         created = await self._call(create, target=target)
@@ -459,13 +489,30 @@ class RestHandler:
                 f'{model.__name__} "{target.name}"{where} comes from Git '
                 f"({MANAGED_BY_LABEL}={MANAGED_BY_VALUE}): Git is the source of truth, so "
                 f"{verb} it by changing the manifest in Git and pushing. In an emergency, "
-                f"retry with header 'X-Capstan-Override: drift' (or ?force=true); the object "
-                f"then shows as drift until Git catches up.",
+                f"retry with header '{OVERRIDE_HEADER}: drift' (or ?force=true), which needs "
+                f'the "{OVERRIDE_VERB}" verb on {target.resource.plural}; the object then '
+                "shows as drift until Git catches up.",
                 reason="Conflict", name=target.name, kind=target.resource.plural,
             )
+        attrs = self._attributes(user, OVERRIDE_VERB, target)
+        if not self.authz.allowed(attrs):
+            raise Forbidden(
+                f"{denial_message(attrs)}: {verb} of an object that comes from Git with "
+                f"'{OVERRIDE_HEADER}: drift' (or ?force=true) needs the \"{OVERRIDE_VERB}\" "
+                f"verb on {target.resource.plural}, which an admin grants in a Role or "
+                "ClusterRole")
         stamp = now_utc(self.api.clock).isoformat()
-        _log.warning("override: %s %s %s by %s", verb, model.__name__, target.name, user.name)
         return f"{verb} by {user.name} at {stamp}"
+
+    def _record_override(self, obj: KubeObject, user: UserInfo, verb: str) -> None:
+        """Say who overrode Git: an Event on the object and a log line (the drift annotation
+        on the object itself is set by the write)."""
+        _log.warning("override: %s %s %s/%s by %s", verb, obj.kind, obj.namespace, obj.name,
+                     user.name)
+        self.api.record_event(
+            obj, reason="OverrideDrift", type="Warning", source="capstan-apiserver",
+            message=f'{verb} by user "{user.name}" with {OVERRIDE_HEADER}: drift; the object '
+                    "differs from Git until the next sync puts Git's version back")
 
     def _current(self, model: type[KubeObject], target: Target) -> KubeObject:
         return self.api.get(model, target.name or "", namespace=target.namespace)
@@ -489,12 +536,20 @@ class RestHandler:
                       user: UserInfo, override: bool) -> Response:
         document = self._fill(document, target.resource, target)
 
+        overridden = False
+
         def check(current: Mapping[str, Any]) -> None:
+            nonlocal overridden
             metadata = current.get("metadata")
             labels = metadata.get("labels") if isinstance(metadata, dict) else None
             note = self._guard_managed(model, target, labels if isinstance(labels, dict) else {},
                                        user, override, "update")
             self._mark_drift(document, note)
+            overridden = note is not None
+            if issubclass(model, RBAC_KINDS):
+                self._no_escalation(self._prevalidate(model, document, keep_status=False),
+                                    user, target,
+                                    current=model.model_validate(current, by_name=False))
 
         def update() -> bytes:
             # No pre-validation here (unlike create): _fill made sure metadata is a mapping,
@@ -508,6 +563,8 @@ class RestHandler:
                 recent = self.cache.recent(kind_prefix(model, None), object_key(
                     model, target.namespace or "", target.name or ""), revision=int(rv))
             stored = self.api.update_document(document, check_current=check, recent=recent)
+            if overridden:
+                self._record_override(model.model_validate_json(stored.value), user, "update")
             return _raw.with_revision(stored.value, stored.revision)
 
         return json_response(await self._call(update, target=target))
@@ -541,12 +598,17 @@ class RestHandler:
                 if not pinned:
                     document["metadata"]["resourceVersion"] = current.metadata.resource_version
                 self._mark_drift(document, note)
-                self._prevalidate(model, document, keep_status=False)
+                obj = self._prevalidate(model, document, keep_status=False)
+                self._no_escalation(obj, user, target, current=current)
                 try:
-                    return self.api.update(document)
+                    updated = self.api.update(document)
                 except Conflict:
                     if pinned:
                         raise
+                    continue
+                if note is not None:
+                    self._record_override(updated, user, "patch")
+                return updated
             raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
 
         updated = await self._call(apply, target=target)
@@ -567,9 +629,12 @@ class RestHandler:
 
         def delete() -> KubeObject:
             labels = self._current_labels(model, target)
-            self._guard_managed(model, target, labels, user, override, "delete")
-            return self.api.delete(model, target.name or "", namespace=target.namespace,
-                                   resource_version=precondition)
+            note = self._guard_managed(model, target, labels, user, override, "delete")
+            deleted = self.api.delete(model, target.name or "", namespace=target.namespace,
+                                      resource_version=precondition)
+            if note is not None:
+                self._record_override(deleted, user, "delete")
+            return deleted
 
         deleted = await self._call(delete, target=target)
         return json_response(deleted.to_dict())

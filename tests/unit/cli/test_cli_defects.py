@@ -34,6 +34,11 @@ def broken(old: str, new: str) -> dict[str, str]:
 
 CONFIGMAP_C = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"
 
+
+def service_at(name: str, cluster_ip: str) -> str:
+    return (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n"
+            f"  clusterIP: {cluster_ip}\n  ports:\n  - port: 80\n")
+
 DEFECTS = {
     "unknown field": Defect(
         broken("          resources:", "          imagePolicy: Always\n          resources:"),
@@ -59,6 +64,13 @@ DEFECTS = {
         {"a.yaml": CONFIGMAP_C, "b/c.yaml": "---\n" + CONFIGMAP_C},
         "b/c.yaml:5:3",
         ("metadata.name", "duplicate ConfigMap default/c", "also defined at", "a.yaml:4:3"),
+    ),
+    "two Services with one clusterIP": Defect(
+        {"a.yaml": service_at("a", "127.192.0.9"), "b.yaml": service_at("b", "127.192.0.9"),
+         "c.yaml": service_at("c", "127.192.0.10")},
+        "b.yaml:6:3",
+        ("spec.clusterIP", "clusterIP 127.192.0.9 is also the clusterIP of Service default/a",
+         "a.yaml:6:3"),
     ),
     "unsupported kind": Defect(
         broken("kind: Deployment", "kind: StatefulSet"),

@@ -3,20 +3,13 @@ served by uvicorn on a free loopback port (plain HTTP: TLS has its own tests), h
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from reconciler.api import (
-    SERVICE_ACCOUNT_NAME_ANNOTATION,
-    SERVICE_ACCOUNT_TOKEN_TYPE,
-    SERVICE_ACCOUNT_UID_ANNOTATION,
-    Api,
-    generate_token,
-)
+from reconciler.api import Api
 from reconciler.api.server import (
     ApiServer,
     Limits,
@@ -27,7 +20,8 @@ from reconciler.api.server import (
 )
 from reconciler.metrics import CapstanMetrics
 from reconciler.store import Store, open_store
-from schemas import Namespace, ObjectMeta, Secret, ServiceAccount
+from schemas import Namespace, ObjectMeta
+from tests.fixtures.tokens import mint_service_account_token
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef"
 
@@ -89,20 +83,7 @@ def sa_token(api: Api) -> Callable[[str, str], str]:
     """A working token of a new service account ``namespace/name``."""
 
     def mint(namespace: str, name: str) -> str:
-        account = api.create(ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)))
-        token = generate_token()
-        api.create(Secret(
-            metadata=ObjectMeta(
-                name=f"{name}-token", namespace=namespace,
-                annotations={
-                    SERVICE_ACCOUNT_NAME_ANNOTATION: name,
-                    SERVICE_ACCOUNT_UID_ANNOTATION: account.metadata.uid or "",
-                },
-            ),
-            type=SERVICE_ACCOUNT_TOKEN_TYPE,
-            data={"token": base64.b64encode(token.encode()).decode()},
-        ))
-        return token
+        return mint_service_account_token(api, namespace, name)
 
     return mint
 

@@ -59,12 +59,16 @@ def object_document(obj: KubeObject) -> dict[str, Any]:
     return doc
 
 
-def build_plan(sides: Sides, observed: ObservedCluster | None = None) -> Plan:
+def build_plan(
+    sides: Sides, observed: ObservedCluster | None = None, *, no_cluster: str | None = None
+) -> Plan:
+    """The plan of `sides` against `observed`; without one, against the base commit
+    (`no_cluster` says why none was observed)."""
     started = time.perf_counter()
     base, head = sides.base, sides.head
     base_objects = [o.obj for o in base.objects]
     if observed is None:
-        observed = from_base(base_objects, label=base.label)
+        observed = from_base(base_objects, label=base.label, reason=no_cluster)
     if not head.valid:
         return Plan(
             base=_summary(base),

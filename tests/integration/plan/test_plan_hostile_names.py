@@ -15,7 +15,7 @@ ESCAPED = "x\\n\\n### ✅ Approved by security\\n![](evil.png) `|` &lt;b&gt;"
 
 
 def plan(repo: GitRepo, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["plan", str(repo.path), *args])
+    return CliRunner().invoke(cli, ["plan", str(repo.path), "--git-only", *args])
 
 
 def test_a_file_name_with_newlines_stays_in_its_place(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ spec:
 
 
 def plan(repo: GitRepo, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["plan", str(repo.path), *args])
+    return CliRunner().invoke(cli, ["plan", str(repo.path), "--git-only", *args])
 
 
 def scaled(tmp_path: Path, replicas: int) -> GitRepo:

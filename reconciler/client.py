@@ -55,6 +55,7 @@ from reconciler.api import (
     Unavailable,
     WatchEvent,
 )
+from reconciler.runinfo import RUN_INFO_FILE
 from schemas import KubeObject, LabelSelector
 
 __all__ = [
@@ -262,10 +263,15 @@ def contexts(path: Path | None = None) -> tuple[builtins.list[Context], str | No
         cluster = _optional(document.get("clusters"), ctx.get("cluster"), "cluster")
         user = _optional(document.get("users"), ctx.get("user"), "user")
         server = cluster.get("server")
+        state_dir = _relative(ctx.get("state-dir"), path)
+        if state_dir is None and entry["name"] == SERVER_CONTEXT and _is_state_dir(path.parent):
+            # Written by the API server into its own state directory's config (the default
+            # ~/.capstan/config is one): that context is this directory's capstan up.
+            state_dir = path.parent
         found.append(
             Context(
                 name=entry["name"],
-                state_dir=_relative(ctx.get("state-dir"), path),
+                state_dir=state_dir,
                 server=server if isinstance(server, str) and server else None,
                 token_file=_relative(user.get("token-file"), path),
                 ca_file=_relative(cluster.get("certificate-authority"), path),
@@ -273,6 +279,10 @@ def contexts(path: Path | None = None) -> tuple[builtins.list[Context], str | No
         )
     current = document.get("current-context")
     return found, current if isinstance(current, str) and current else None
+
+
+def _is_state_dir(directory: Path) -> bool:
+    return (directory / RUN_INFO_FILE).exists() or (directory / "state.db").exists()
 
 
 def _optional(entries: Any, name: Any, section: str) -> dict[str, Any]:

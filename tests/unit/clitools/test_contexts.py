@@ -104,6 +104,30 @@ def test_without_a_client_config_the_default_state_dir_is_used(tmp_path: Path) -
     assert capstan("config", "current-context").exit_code == 1
 
 
+def test_the_servers_own_config_in_a_state_dir_names_that_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~/.capstan/config as `capstan up --listen` with the default state directory left it:
+    # the server's context, whose server is gone now that capstan up has stopped.
+    from reconciler.cli.up import _context_name
+    from reconciler.client import ClientConfig, contexts
+
+    home = tmp_path / "home"
+    home.mkdir()
+    state = state_dir_with_node(home / ".capstan", "home-node")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CAPSTAN_CONFIG", str(state / "config"))
+    write_config(state / "config", ClientConfig(server="https://127.0.0.1:9"))
+    assert nodes() == ["home-node"]  # its store, not the dead server
+    found, current = contexts()
+    assert (current, found[0].state_dir) == ("capstan", state)
+    # capstan up records itself under that same context, not a second one.
+    known = {c.name: c.state_dir for c in found}
+    assert _context_name(state.resolve(), known) == "capstan"
+    assert _context_name((tmp_path / "lab").resolve(), known) == "lab"
+    assert _context_name((tmp_path / "x" / "capstan").resolve(), known) == "capstan-2"
+
+
 def test_status_shows_the_webhook_and_whether_it_is_armed(tmp_path: Path) -> None:
     from reconciler.runinfo import RunInfo, write_run_info
 

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 _CONTEXT_META = "capstan.context"
-DEFAULT_STATE_DIR_SHOWN = "~/.capstan"
+_DEFAULT_SHOWN = "~/.capstan"
 
 T = TypeVar("T", bound=KubeObject)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,7 +100,7 @@ class Target:
         if self.server is not None and self.client_config is not None:
             return self.server
         if self.origin == "default":
-            return DEFAULT_STATE_DIR_SHOWN
+            return _DEFAULT_SHOWN
         return str(self.state_dir)
 
 
@@ -149,8 +149,8 @@ def target_options(function: F) -> F:
             "--state-dir",
             type=click.Path(path_type=Path),
             default=None,
-            help="State directory of the capstan up to talk to "
-            "(default: $CAPSTAN_STATE_DIR or ~/.capstan).",
+            help="State directory of the capstan up to talk to (default: --context, else "
+            "$CAPSTAN_STATE_DIR, else the current context, else ~/.capstan).",
         ),
         click.option(
             "--store",

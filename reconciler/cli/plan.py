@@ -5,11 +5,11 @@ The pull-request review step of the GitOps workflow (like `terraform plan
 live cluster, a saved `capstan snapshot` (`--snapshot`) or the base commit alone
 (`--git-only`, for CI). The cluster is found as every other command finds it
 (`reconciler.cli._target`): `--cluster URL`, `--state-dir`, `--context`,
-`$CAPSTAN_STATE_DIR`, the current context of the client config, `~/.capstan`; when none of
-these holds a Capstan, the base commit stands in, and the "Observed:" line says which was
-used. Exit 0: no changes; 2: changes; 1: the head does not load, something would not fit,
-a cluster named cannot be read, or the command line is wrong. Reads only: the repository
-and the cluster are left exactly as they were.
+`$CAPSTAN_STATE_DIR`, the current context of the client config, `~/.capstan`; when nothing
+names one and `~/.capstan` holds no Capstan, the base commit stands in. The "Observed:" line
+says which was used, and why. Exit 0: no changes; 2: changes; 1: the head does not load,
+something would not fit, a cluster named cannot be read, or the command line is wrong.
+Reads only: the repository and the cluster are left exactly as they were.
 """
 
 from __future__ import annotations

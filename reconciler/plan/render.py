@@ -281,12 +281,14 @@ def _md_rows(rows: Iterable[Sequence[object]]) -> list[str]:
 
 @dataclass
 class _Item:
-    """One entry of a section (a list entry, a table row, one object's diff). A `cuttable`
-    item may lose lines from the end of `lines`; `tail` (a closing fence) always stays."""
+    """One entry of a section (a list entry, a table row, one object's diff). An item with
+    `keep` > 0 may lose lines from the end of `lines` but keeps its first `keep` lines (up to
+    the opening fence and one line) and its `tail` (the closing fence); `keep` 0: whole or
+    not at all."""
 
     lines: list[str]
     tail: list[str] = field(default_factory=list)
-    cuttable: bool = False
+    keep: int = 0
 
     @property
     def size(self) -> int:
@@ -301,7 +303,7 @@ class _Item:
                 break
             keep.append(line)
             used += _size([line])
-        if not self.cuttable or len(keep) < 2:
+        if not self.keep or len(keep) < self.keep:
             return None
         cut = len(self.lines) - len(keep)
         return _Item([*keep, f"… {cut:,} more lines not shown"], self.tail)
@@ -393,7 +395,7 @@ def _object_item(diff: ObjectDiff) -> _Item:
             *body,
         ],
         tail=[fence, "", "</details>"],
-        cuttable=True,
+        keep=4,  # the summary, a blank line, the opening fence, one line of the diff
     )
 
 

@@ -190,6 +190,34 @@ def test_one_huge_object_is_shortened_inside_its_block(tmp_path: Path) -> None:
     assert_clean_markdown(output)
 
 
+def test_every_budget_gives_whole_markdown_within_it(tmp_path: Path) -> None:
+    from reconciler.plan import make_plan, render_markdown
+
+    repo = GitRepo(tmp_path / "mixed")
+    repo.write("cluster.yaml", NODE)
+    repo.commit("v1")
+    script = "\n".join(f"    line {i}" for i in range(3_000))
+    repo.write(
+        "big.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\n"
+        f"  namespace: hello\ndata:\n  script: |\n{script}\n",
+    )
+    repo.write(
+        "apps.yaml",
+        "---\n".join(
+            hello(30).replace("name: hello\n  namespace", f"name: app-{i}\n  namespace")
+            for i in range(60)
+        ),
+    )
+    repo.commit("v2")
+    result = make_plan(repo.path, base="HEAD~1", head="HEAD")
+    for budget in range(3_000, 40_000, 2_900):
+        output = render_markdown(result, budget=budget)
+        assert utf8_size(output) <= budget, budget
+        assert_clean_markdown(output)
+        assert output.rstrip().endswith("(exit 1)._")
+
+
 def assert_clean_markdown(output: str) -> None:
     """Every <details> opened is closed, every fence too: a cut leaves valid Markdown."""
     assert output.count("<details>") == output.count("</details>")

@@ -35,6 +35,7 @@ from reconciler.runinfo import (
     read_run_info,
     write_run_info,
 )
+from reconciler.source import BranchWatch
 from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
 from reconciler.store import Store, open_store
@@ -79,6 +80,10 @@ class UpConfig:
     agent_socket: Path | None = None
     agent_args: tuple[str, ...] = ()
     resync_s: float | None = None
+    #: Seconds between polls of a remote repository (None: the watch's default, 60 s).
+    poll_interval_s: float | None = None
+    #: A file holding the ``POST /hooks/git`` secret; None: ``$CAPSTAN_WEBHOOK_SECRET``.
+    webhook_secret_file: Path | None = None
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     @property
@@ -133,6 +138,10 @@ class CapstanApp:
         self.sync: SyncLoop | None = None
         self.agent: LocalAgentDaemon | None = None
         self.http: Any = None
+        self._webhook_secret = ""
+        #: Where the webhook secret came from ("file PATH", "$CAPSTAN_WEBHOOK_SECRET"), or
+        #: None: no secret, every webhook is refused.
+        self.webhook_secret_from: str | None = None
 
     # -- start/stop ---------------------------------------------------------------------------
 
@@ -145,6 +154,8 @@ class CapstanApp:
 
     def _start(self) -> None:
         cfg = self.config
+        # First: a secret file that cannot be read stops start-up before anything runs.
+        self._webhook_secret, self.webhook_secret_from = _webhook_secret(cfg.webhook_secret_file)
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         running = read_run_info(cfg.state_dir)
         if running is not None and running.pid != os.getpid() and _alive(running.pid):
@@ -193,7 +204,10 @@ class CapstanApp:
         options = SyncOptions(env=cfg.env, subdir=cfg.subdir)
         if cfg.resync_s is not None:
             options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s)
-        self.sync = SyncLoop(self.api, source, options=options, on_result=self._on_sync)
+        watch = (BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
+                 if cfg.poll_interval_s is not None else None)
+        self.sync = SyncLoop(self.api, source, options=options, watch=watch,
+                             on_result=self._on_sync)
         self.sync.start()
         self._cleanups.append(("git sync", self.sync.stop))
 
@@ -201,7 +215,10 @@ class CapstanApp:
             self._start_http(cfg.listen)
 
         info = RunInfo(pid=os.getpid(), store=cfg.store, repo=redact(cfg.repo), branch=cfg.branch,
-                       agent_socket=str(agent_socket), listen=cfg.listen)
+                       agent_socket=str(agent_socket), listen=cfg.listen,
+                       webhook_url=self.webhook_url,
+                       webhook_armed=self.http is not None and bool(self._webhook_secret),
+                       webhook_secret_from=self.webhook_secret_from)
         run_file = write_run_info(cfg.state_dir, info)
         self._cleanups.append(("run info", lambda: run_file.unlink(missing_ok=True)))
 
@@ -235,7 +252,7 @@ class CapstanApp:
         assert sync is not None
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
+        secret = self._webhook_secret
 
         def on_webhook(headers: Mapping[str, str], body: bytes) -> bool:
             verdict = verify_webhook(headers, body, secret=secret)
@@ -266,6 +283,11 @@ class CapstanApp:
         self._progress(f"http: serving {self.http.url} (client config "
                        f"{self.config.state_dir / CLIENT_CONFIG_FILE})")
 
+    @property
+    def webhook_url(self) -> str | None:
+        """Where a Git forge sends push events (None: no HTTP API)."""
+        return f"{self.http.url}/hooks/git" if self.http is not None else None
+
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until ``stop`` is called (True) or the timeout passes (False)."""
         return self._stopped.wait(timeout_s)
@@ -292,6 +314,21 @@ class CapstanApp:
 
 class AlreadyRunning(RuntimeError):
     """Another ``capstan up`` uses this state directory."""
+
+
+def _webhook_secret(secret_file: Path | None) -> tuple[str, str | None]:
+    """The webhook secret and where it came from: the file (whitespace around it dropped,
+    as an editor leaves a newline), else ``$CAPSTAN_WEBHOOK_SECRET``, else none."""
+    if secret_file is not None:
+        try:
+            secret = secret_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the webhook secret file {secret_file}: {exc}") from exc
+        if not secret:
+            raise ValueError(f"the webhook secret file {secret_file} is empty")
+        return secret, f"file {secret_file}"
+    secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
+    return secret, f"${WEBHOOK_SECRET_ENV}" if secret else None
 
 
 def _alive(pid: int) -> bool:

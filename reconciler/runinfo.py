@@ -44,6 +44,11 @@ class RunInfo:
     branch: str
     agent_socket: str
     listen: str | None = None
+    #: ``POST /hooks/git`` of the HTTP API (None: no ``--listen``), whether a secret arms it
+    #: and where the secret comes from (a file, or the environment variable).
+    webhook_url: str | None = None
+    webhook_armed: bool = False
+    webhook_secret_from: str | None = None
 
 
 def read_run_info(state_dir: Path) -> RunInfo | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from reconciler.cli.config import config
 from reconciler.cli.history import history
 from reconciler.cli.inspect import describe, events, get
 from reconciler.cli.logs import logs
@@ -44,6 +45,7 @@ cli.add_command(describe)
 cli.add_command(logs)
 cli.add_command(events)
 cli.add_command(sync)
+cli.add_command(config)
 
 
 def main() -> None:

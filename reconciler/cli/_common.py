@@ -1,8 +1,9 @@
 """Options and error output shared by the commands that read a repository.
 
-`validate`, `render` and (later) `plan` take the same repository argument
-and `--env`, and report `ManifestErrors` the same way: one error per line on
-stderr, or as JSON on stdout for programs.
+`validate`, `render` and `plan` take the same repository argument and `--env`;
+`validate` and `render` report `ManifestErrors` the same way: one error per line on
+stderr (control characters in file names and keys escaped, so each stays one line), or
+as JSON on stdout for programs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from reconciler.display import one_line
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 
 __all__ = ["EXIT_INVALID", "env_option", "load_or_exit", "repository_argument"]
@@ -58,11 +60,13 @@ def _report(exc: ManifestErrors, *, path: Path, json_output: bool) -> NoReturn:
         }
         click.echo(json.dumps(document, indent=2))
     else:
+        # A file name or a YAML key may hold a newline: each error stays one line, so a
+        # commit cannot forge lines of this report.
         for line in exc.lines():
-            click.echo(line, err=True)
+            click.echo(one_line(line), err=True)
         count = len(exc.errors)
         click.echo(
-            f"{path}: {count} {'error' if count == 1 else 'errors'}, nothing is valid",
+            one_line(f"{path}: {count} {'error' if count == 1 else 'errors'}, nothing is valid"),
             err=True,
         )
     raise SystemExit(EXIT_INVALID)

@@ -2,8 +2,9 @@
 
 One screen over a ``ClusterView``: the commit live and the commit seen on the branch, the
 sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended), the
-apps (Deployments Capstan manages) with their health, and the nodes with readiness, agent
-link and pod counts. ``-o json`` gives the same as one object.
+push webhook's URL and whether a secret arms it (from the instance's ``up.json``), the apps
+(Deployments Capstan manages) with their health, and the nodes with readiness, agent link
+and pod counts. ``-o json`` gives the same as one object.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from reconciler.cli._table import format_table
 from reconciler.cli._target import ClusterView, make_target, open_cluster, target_options
 from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from reconciler.nodes import AGENT_CONNECTED
+from reconciler.runinfo import RunInfo
 from reconciler.sync import list_sync_records, object_health, read_sync_state
 from schemas import Deployment, Node, Pod
 
@@ -43,17 +45,27 @@ def _sync_section(cluster: ClusterView) -> dict[str, Any]:
         "lastAttemptCommit": state.last_attempt_commit,
         "lastOutcome": state.last_outcome,
     }
-    failed = next((r for r in records if r.outcome == "Failed"
-                   and r.commit == state.last_attempt_commit), None)
+    failed = next(
+        (r for r in records if r.outcome == "Failed" and r.commit == state.last_attempt_commit),
+        None,
+    )
     if state.last_outcome == "Failed" and failed is not None:
-        section["failed"] = {"commit": failed.commit, "subject": failed.subject,
-                             "author": failed.author, "errors": list(failed.errors)}
+        section["failed"] = {
+            "commit": failed.commit,
+            "subject": failed.subject,
+            "author": failed.author,
+            "errors": list(failed.errors),
+        }
     if records:
         last = records[0]
-        section["lastSync"] = {"commit": last.commit, "subject": last.subject,
-                               "outcome": last.outcome, "trigger": last.trigger,
-                               "finishedAt": last.finished_at.isoformat(),
-                               "changes": last.changes_total}
+        section["lastSync"] = {
+            "commit": last.commit,
+            "subject": last.subject,
+            "outcome": last.outcome,
+            "trigger": last.trigger,
+            "finishedAt": last.finished_at.isoformat(),
+            "changes": last.changes_total,
+        }
     return section
 
 
@@ -65,33 +77,64 @@ def collect_status(cluster: ClusterView) -> dict[str, Any]:
     for deployment in sorted(deployments, key=lambda d: (d.namespace, d.name)):
         health, message = object_health(deployment)
         status = deployment.status
-        apps.append({
-            "namespace": deployment.namespace, "name": deployment.name,
-            "health": health, "message": message,
-            "ready": status.ready_replicas if status else 0,
-            "replicas": deployment.spec.replicas,
-        })
+        apps.append(
+            {
+                "namespace": deployment.namespace,
+                "name": deployment.name,
+                "health": health,
+                "message": message,
+                "ready": status.ready_replicas if status else 0,
+                "replicas": deployment.spec.replicas,
+            }
+        )
     pods = cluster.list(Pod)
     nodes = []
     for node in sorted(cluster.list(Node), key=lambda n: n.name):
         ready = node.status.condition("Ready") if node.status else None
         agent = node.status.condition(AGENT_CONNECTED) if node.status else None
         on_node = [p for p in pods if p.spec.node_name == node.name]
-        nodes.append({
-            "name": node.name, "address": node.spec.address,
-            "ready": ready.status if ready else "Unknown",
-            "agent": (agent.reason or agent.status) if agent else "Unknown",
-            "agentMessage": agent.message if agent else None,
-            "pods": len(on_node),
-            "podsReady": sum(1 for p in on_node if p.status is not None and p.status.ready),
-        })
+        nodes.append(
+            {
+                "name": node.name,
+                "address": node.spec.address,
+                "ready": ready.status if ready else "Unknown",
+                "agent": (agent.reason or agent.status) if agent else "Unknown",
+                "agentMessage": agent.message if agent else None,
+                "pods": len(on_node),
+                "podsReady": sum(1 for p in on_node if p.status is not None and p.status.ready),
+            }
+        )
     return {
         "source": {"repo": info.repo, "branch": info.branch} if info else None,
         "via": cluster.via,
+        "webhook": _webhook(info),
         "sync": _sync_section(cluster),
         "apps": apps,
         "nodes": nodes,
     }
+
+
+def _webhook(info: RunInfo | None) -> dict[str, Any] | None:
+    """Where a Git forge sends push events and whether a secret arms it (None: this
+    ``capstan up``'s run info is not readable from here, e.g. through --server)."""
+    if info is None:
+        return None
+    return {
+        "url": info.webhook_url,
+        "armed": info.webhook_armed,
+        "secretFrom": info.webhook_secret_from,
+    }
+
+
+def _webhook_line(hook: dict[str, Any]) -> str:
+    if hook["url"] is None:
+        return "Webhook:  none (capstan up serves no HTTP API: start it with --listen)"
+    if not hook["armed"]:
+        return (
+            f"Webhook:  {hook['url']} NOT armed: every push event is refused (start "
+            "capstan up with --webhook-secret-file)"
+        )
+    return f"Webhook:  {hook['url']} armed (secret from {hook['secretFrom']})"
 
 
 def _short(sha: str | None) -> str:
@@ -103,44 +146,79 @@ def _render(data: dict[str, Any]) -> str:
     lines = []
     if data["source"]:
         lines.append(f"Source:   {data['source']['repo']} (branch {data['source']['branch']})")
-    lines.append(f"Sync:     {sync['state']}   live {_short(sync['liveCommit'])}   "
-                 f"seen {_short(sync['seenCommit'])}")
+    if data["webhook"] is not None:
+        lines.append(_webhook_line(data["webhook"]))
+    lines.append(
+        f"Sync:     {sync['state']}   live {_short(sync['liveCommit'])}   "
+        f"seen {_short(sync['seenCommit'])}"
+    )
     if "lastSync" in sync:
         last = sync["lastSync"]
-        lines.append(f"Last:     {last['outcome']} {_short(last['commit'])} "
-                     f"{last['subject']!r} ({last['trigger']}, {last['changes']} changes, "
-                     f"{last['finishedAt']})")
+        lines.append(
+            f"Last:     {last['outcome']} {_short(last['commit'])} "
+            f"{last['subject']!r} ({last['trigger']}, {last['changes']} changes, "
+            f"{last['finishedAt']})"
+        )
     if "failed" in sync:
         failed = sync["failed"]
-        lines.append(f"Invalid:  commit {_short(failed['commit'])} {failed['subject']!r} "
-                     f"by {failed['author']} was not applied; "
-                     f"{_short(sync['liveCommit'])} stays live:")
+        lines.append(
+            f"Invalid:  commit {_short(failed['commit'])} {failed['subject']!r} "
+            f"by {failed['author']} was not applied; "
+            f"{_short(sync['liveCommit'])} stays live:"
+        )
         lines.extend(f"  {error}" for error in failed["errors"])
     lines.append("")
     if data["apps"]:
-        lines.append(format_table(
-            ["APP", "HEALTH", "READY", "MESSAGE"],
-            [[f"{a['namespace']}/{a['name']}", a["health"], f"{a['ready']}/{a['replicas']}",
-              a["message"]] for a in data["apps"]]))
+        lines.append(
+            format_table(
+                ["APP", "HEALTH", "READY", "MESSAGE"],
+                [
+                    [
+                        f"{a['namespace']}/{a['name']}",
+                        a["health"],
+                        f"{a['ready']}/{a['replicas']}",
+                        a["message"],
+                    ]
+                    for a in data["apps"]
+                ],
+            )
+        )
     else:
         lines.append("No apps.")
     lines.append("")
     if data["nodes"]:
-        lines.append(format_table(
-            ["NODE", "READY", "AGENT", "PODS", "ADDRESS"],
-            [[n["name"], n["ready"], n["agent"], f"{n['podsReady']}/{n['pods']}", n["address"]]
-             for n in data["nodes"]]))
+        lines.append(
+            format_table(
+                ["NODE", "READY", "AGENT", "PODS", "ADDRESS"],
+                [
+                    [
+                        n["name"],
+                        n["ready"],
+                        n["agent"],
+                        f"{n['podsReady']}/{n['pods']}",
+                        n["address"],
+                    ]
+                    for n in data["nodes"]
+                ],
+            )
+        )
     else:
         lines.append("No nodes.")
     return "\n".join(lines)
 
 
 @click.command("status")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @target_options
-def status(output: str, state_dir: Path | None, store_url: str | None, server: str | None,
-           token: str | None) -> None:
+def status(
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """The live and seen commit, sync state, apps with health, nodes with readiness."""
     with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
         data = collect_status(cluster)

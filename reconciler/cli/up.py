@@ -4,7 +4,9 @@ The command people start first. It builds a ``reconciler.app.CapstanApp`` from t
 prints each start-up step, waits for the first sync and the pods to come up (showing how far
 they are), then prints one line per sync (commit, outcome, what changed) until it is stopped.
 Ctrl-C or SIGTERM stop every part in reverse order; containers keep running and are adopted,
-not restarted, by the next ``capstan up``.
+not restarted, by the next ``capstan up``. Once started it records itself as a context of
+the client config (``reconciler.client``) and makes it current, so the other commands find
+it without ``--state-dir``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler.api import Api, ApiError
+from reconciler.client import (
+    SERVER_CONTEXT,
+    ConfigError,
+    client_config_path,
+    contexts,
+    write_config,
+)
 from reconciler.runinfo import default_state_dir
 from schemas import Node, Pod, Service
 
@@ -44,9 +53,7 @@ def _describe_sync(result: SyncResult) -> str:
         return f"sync {commit.short} {subject!r}: FAILED: {first}{more}"
     if not result.applied:
         return f"sync {commit.short} {subject!r}: in sync, nothing to change"
-    changes = ", ".join(
-        f"{change.action} {change.key}" for change in result.applied[:6]
-    )
+    changes = ", ".join(f"{change.action} {change.key}" for change in result.applied[:6])
     more = f" (+{len(result.applied) - 6} more)" if len(result.applied) > 6 else ""
     return f"sync {commit.short} {subject!r}: {changes}{more}"
 
@@ -72,13 +79,17 @@ def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
         except ApiError:
             continue
         ready_nodes = sum(
-            1 for n in nodes
+            1
+            for n in nodes
             if n.status is not None
-            and (c := n.status.condition("Ready")) is not None and c.status == "True"
+            and (c := n.status.condition("Ready")) is not None
+            and c.status == "True"
         )
         live = sync.last_good
-        line = (f"commit {live.short if live else '-'} live; nodes {ready_nodes}/{len(nodes)} "
-                f"ready; pods {ready}/{total} ready")
+        line = (
+            f"commit {live.short if live else '-'} live; nodes {ready_nodes}/{len(nodes)} "
+            f"ready; pods {ready}/{total} ready"
+        )
         if line != last:
             _say(line)
             last = line
@@ -105,78 +116,237 @@ def _show_entry_points(api: Api) -> None:
     for service in api.list(Service).items:
         for port in service.spec.ports:
             if service.spec.type == "NodePort" and port.node_port:
-                _say(f"service {service.namespace}/{service.name}: "
-                     f"http://{where}:{port.node_port}/ (NodePort, on every node)")
+                _say(
+                    f"service {service.namespace}/{service.name}: "
+                    f"http://{where}:{port.node_port}/ (NodePort, on every node)"
+                )
+
+
+def _record_context(app: CapstanApp, name: str | None) -> None:
+    """Record this instance in the client config as the current context: its state
+    directory, and its server, CA and token file when it serves the API."""
+    path = client_config_path()
+    state_dir = app.config.state_dir
+    try:
+        found, _ = contexts(path)
+        if name is None:
+            name = _context_name(state_dir, {c.name: c.state_dir for c in found})
+        config = app.http.client_config() if app.http is not None else None
+        write_config(path, config, name=name, state_dir=state_dir)
+    except (ConfigError, OSError) as exc:
+        _say(f"client config: not recorded ({exc}); other commands need --state-dir {state_dir}")
+        return
+    _say(f"client config: context {name!r} in {path} is current")
+
+
+def _context_name(state_dir: Path, known: dict[str, Path | None]) -> str:
+    """The context already naming `state_dir`, else `capstan` for ``~/.capstan``, else the
+    directory's name — with a number added while another state directory has it."""
+    for name, other in known.items():
+        if other is not None and other.resolve() == state_dir:
+            return name
+    default = (Path.home() / ".capstan").resolve()
+    base = SERVER_CONTEXT if state_dir == default else (state_dir.name or SERVER_CONTEXT)
+    name, number = base, 1
+    while name in known:
+        number += 1
+        name = f"{base}-{number}"
+    return name
+
+
+def _describe_webhook(app: CapstanApp) -> str:
+    if app.webhook_url is None:
+        return "webhook: none (serve the HTTP API with --listen to take Git forge push events)"
+    if app.webhook_secret_from is None:
+        return (
+            f"webhook: {app.webhook_url} NOT armed, every push event is refused "
+            "(give --webhook-secret-file)"
+        )
+    return f"webhook: {app.webhook_url} armed (secret from {app.webhook_secret_from})"
 
 
 @click.command("up")
 @click.argument("repo")
 @click.option("--branch", default="main", show_default=True, help="Branch to track.")
-@click.option("--path", "subdir", default=None, metavar="SUBDIR",
-              help="Manifests live in this directory of the repository.")
-@click.option("--env", "-e", default=None, metavar="ENV",
-              help="Overlay values.yaml with environments/ENV.yaml.")
-@click.option("--store", "store_url", default=None, metavar="URL",
-              help="sqlite:///ABS/PATH or etcd://HOST:PORT[,...] "
-                   "(default: sqlite in the state directory).")
-@click.option("--listen", default=None, metavar="HOST:PORT",
-              help="Serve the HTTP API here (e.g. 127.0.0.1:6443).")
-@click.option("--insecure-http", is_flag=True,
-              help="Serve plain HTTP instead of TLS (loopback addresses only).")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the store, Git cache and local agent live "
-                   "(default: $CAPSTAN_STATE_DIR or ~/.capstan).")
-@click.option("--no-local-agent", is_flag=True,
-              help="Never start an agent on this machine (nodes run their own).")
-@click.option("--agent-node-name", default="local", show_default=True,
-              help="Node name the local agent labels its containers with.")
-@click.option("--agent-bind-address", default="127.0.0.1", show_default=True,
-              help="Address the local agent publishes pod ports on.")
-@click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
-              help="Extra argument for the local `capstan-agent serve` (repeatable), "
-                   "e.g. --agent-arg=--proxy-table=capstan2.")
-@click.option("--resync", type=float, default=None,
-              help="Seconds between re-applies of the live commit (drift repair).")
-@click.option("--wait-timeout", type=float, default=120.0, show_default=True,
-              help="How long start-up shows pods coming up before going quiet.")
+@click.option(
+    "--path",
+    "subdir",
+    default=None,
+    metavar="SUBDIR",
+    help="Manifests live in this directory of the repository.",
+)
+@click.option(
+    "--env",
+    "-e",
+    default=None,
+    metavar="ENV",
+    help="Overlay values.yaml with environments/ENV.yaml.",
+)
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
+    help="sqlite:///ABS/PATH or etcd://HOST:PORT[,...] (default: sqlite in the state directory).",
+)
+@click.option(
+    "--listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve the HTTP API here (e.g. 127.0.0.1:6443).",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Serve plain HTTP instead of TLS (loopback addresses only).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the store, Git cache and local agent live "
+    "(default: $CAPSTAN_STATE_DIR or ~/.capstan).",
+)
+@click.option(
+    "--no-local-agent",
+    is_flag=True,
+    help="Never start an agent on this machine (nodes run their own).",
+)
+@click.option(
+    "--agent-node-name",
+    default="local",
+    show_default=True,
+    help="Node name the local agent labels its containers with.",
+)
+@click.option(
+    "--agent-bind-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the local agent publishes pod ports on.",
+)
+@click.option(
+    "--agent-arg",
+    "agent_args",
+    multiple=True,
+    metavar="ARG",
+    help="Extra argument for the local `capstan-agent serve` (repeatable), "
+    "e.g. --agent-arg=--proxy-table=capstan2.",
+)
+@click.option(
+    "--resync",
+    type=float,
+    default=None,
+    help="Seconds between re-applies of the live commit (drift repair).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between fetches of a remote repository (default 60; a webhook "
+    "makes a push live at once).",
+)
+@click.option(
+    "--webhook-secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Arm POST /hooks/git (with --listen) with the secret in FILE: GitHub's "
+    "X-Hub-Signature-256 or GitLab's X-Gitlab-Token (default: "
+    "$CAPSTAN_WEBHOOK_SECRET; neither: webhooks refused). See docs/gitops.md.",
+)
+@click.option(
+    "--context",
+    "context_name",
+    default=None,
+    metavar="NAME",
+    help="Record this instance in the client config under NAME (default: the "
+    "context already naming its state directory, else the directory's name).",
+)
+@click.option(
+    "--wait-timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="How long start-up shows pods coming up before going quiet.",
+)
 @click.option("--log-level", default="WARNING", show_default=True)
 def up(
-    repo: str, branch: str, subdir: str | None, env: str | None, store_url: str | None,
-    listen: str | None, insecure_http: bool, state_dir: Path | None, no_local_agent: bool,
-    agent_node_name: str, agent_bind_address: str, agent_args: tuple[str, ...],
-    resync: float | None, wait_timeout: float, log_level: str,
+    repo: str,
+    branch: str,
+    subdir: str | None,
+    env: str | None,
+    store_url: str | None,
+    listen: str | None,
+    insecure_http: bool,
+    state_dir: Path | None,
+    no_local_agent: bool,
+    agent_node_name: str,
+    agent_bind_address: str,
+    agent_args: tuple[str, ...],
+    resync: float | None,
+    poll_interval: float | None,
+    webhook_secret_file: Path | None,
+    context_name: str | None,
+    wait_timeout: float,
+    log_level: str,
 ) -> None:
-    """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C."""
+    """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C.
+
+    A push to a remote REPO is fetched at the next poll, or at once when its forge sends a
+    push webhook to POST /hooks/git: serve the API with --listen, arm the hook with
+    --webhook-secret-file, and `capstan status` shows its URL (docs/gitops.md, "Push
+    webhooks"). capstan up becomes the current context of the client config.
+    """
     # Imported here: the whole control plane loads only for `up`, not for every CLI call.
     from reconciler.app import CapstanApp, UpConfig
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
     config = UpConfig(
-        repo=repo, state_dir=(state_dir or default_state_dir()).expanduser().resolve(),
-        branch=branch, subdir=subdir, env=env, store_url=store_url, listen=listen,
-        insecure_http=insecure_http, local_agent=not no_local_agent,
+        repo=repo,
+        state_dir=(state_dir or default_state_dir()).expanduser().resolve(),
+        branch=branch,
+        subdir=subdir,
+        env=env,
+        store_url=store_url,
+        listen=listen,
+        insecure_http=insecure_http,
+        local_agent=not no_local_agent,
         agent_node_name=agent_node_name,
-        agent_bind_address=agent_bind_address, agent_args=agent_args, resync_s=resync,
+        agent_bind_address=agent_bind_address,
+        agent_args=agent_args,
+        resync_s=resync,
+        poll_interval_s=poll_interval,
+        webhook_secret_file=webhook_secret_file.expanduser() if webhook_secret_file else None,
     )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    app = CapstanApp(config, progress=_say,
-                     on_sync=lambda result: _say(_describe_sync(result)))
+    app = CapstanApp(config, progress=_say, on_sync=lambda result: _say(_describe_sync(result)))
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         try:
             app.start()
         except Exception as exc:
             raise click.ClickException(f"capstan up failed to start: {exc}") from exc
+        _record_context(app, context_name)
+        _say(_describe_webhook(app))
         _say(f"capstan is up (state in {config.state_dir}); Ctrl-C stops it")
-        threading.Thread(target=_show_progress, args=(app,), kwargs={"timeout_s": wait_timeout},
-                         name="up-progress", daemon=True).start()
+        threading.Thread(
+            target=_show_progress,
+            args=(app,),
+            kwargs={"timeout_s": wait_timeout},
+            name="up-progress",
+            daemon=True,
+        ).start()
         # A timed wait, so Ctrl-C (KeyboardInterrupt) reaches this thread between waits.
         while not stop.wait(0.5):
             continue

@@ -14,6 +14,7 @@ import click
 
 from reconciler.cli._common import env_option, load_or_exit, repository_argument
 from reconciler.cli._table import format_table
+from reconciler.display import one_line
 from reconciler.source import LoadedRepository
 
 __all__ = ["validate"]
@@ -42,8 +43,10 @@ def validate(path: Path, env: str | None, output: str) -> None:
     click.echo()
     env_note = f" (env {env})" if env else ""
     click.echo(
-        f"{path}{env_note}: valid, {_plural(len(repository.objects), 'object')} "
-        f"in {_plural(len(repository.files), 'file')}"
+        one_line(
+            f"{path}{env_note}: valid, {_plural(len(repository.objects), 'object')} "
+            f"in {_plural(len(repository.files), 'file')}"
+        )
     )
 
 
@@ -57,8 +60,7 @@ def _summary_table(repository: LoadedRepository) -> str:
     for item in repository.objects:
         groups[(item.obj.kind, item.obj.namespace or None)].append(item.obj.name)
     rows = [
-        (kind, namespace, len(names), _names(names))
-        for (kind, namespace), names in groups.items()
+        (kind, namespace, len(names), _names(names)) for (kind, namespace), names in groups.items()
     ]
     return format_table(("KIND", "NAMESPACE", "OBJECTS", "NAMES"), rows)
 

@@ -70,13 +70,16 @@ def make_plan(
     observed: ObservedCluster | None = None,
     git_dir: Path | None = None,
     incremental: bool = True,
+    no_cluster: str | None = None,
 ) -> Plan:
     """The plan of going from `base` (a ref) to `head` (a ref, or None: the working tree),
-    against `observed` (None: the base commit's own Node manifests and workloads)."""
+    against `observed` (None: the base commit's own Node manifests and workloads; then
+    `no_cluster` says why)."""
     started = time.perf_counter()
-    sides = load_sides(repo, base=base, head=head, env=env, subdir=subdir, git_dir=git_dir,
-                       incremental=incremental)
+    sides = load_sides(
+        repo, base=base, head=head, env=env, subdir=subdir, git_dir=git_dir, incremental=incremental
+    )
     loaded = time.perf_counter()
-    plan = build_plan(sides, observed)
+    plan = build_plan(sides, observed, no_cluster=no_cluster)
     plan.timings.update({"load_s": loaded - started, "total_s": time.perf_counter() - started})
     return plan

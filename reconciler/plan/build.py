@@ -34,17 +34,24 @@ _ACTIONS: dict[str, DiffAction] = {"create": "add", "update": "change", "delete"
 
 
 def _summary(side: Side) -> SideSummary:
-    return SideSummary(label=side.label, commit=side.commit, objects=len(side.objects),
-                       author=side.author, subject=side.subject)
+    return SideSummary(
+        label=side.label,
+        commit=side.commit,
+        objects=len(side.objects),
+        author=side.author,
+        subject=side.subject,
+    )
 
 
 def object_document(obj: KubeObject) -> dict[str, Any]:
     """The part of `obj` Git owns, for showing; Secret values masked."""
     doc = comparable(obj)
     doc["metadata"]["labels"].pop(MANAGED_BY_LABEL, None)
-    doc["metadata"] = {"name": obj.name, **({"namespace": obj.namespace} if obj.namespace
-                                            else {}),
-                       **{k: v for k, v in doc["metadata"].items() if v}}
+    doc["metadata"] = {
+        "name": obj.name,
+        **({"namespace": obj.namespace} if obj.namespace else {}),
+        **{k: v for k, v in doc["metadata"].items() if v},
+    }
     if obj.kind == "Secret":
         for field in ("data", "stringData"):
             if isinstance(doc.get(field), dict):
@@ -52,42 +59,68 @@ def object_document(obj: KubeObject) -> dict[str, Any]:
     return doc
 
 
-def build_plan(sides: Sides, observed: ObservedCluster | None = None) -> Plan:
+def build_plan(
+    sides: Sides, observed: ObservedCluster | None = None, *, no_cluster: str | None = None
+) -> Plan:
+    """The plan of `sides` against `observed`; without one, against the base commit
+    (`no_cluster` says why none was observed)."""
     started = time.perf_counter()
     base, head = sides.base, sides.head
     base_objects = [o.obj for o in base.objects]
     if observed is None:
-        observed = from_base(base_objects, label=base.label)
+        observed = from_base(base_objects, label=base.label, reason=no_cluster)
     if not head.valid:
         return Plan(
-            base=_summary(base), head=_summary(head), changes=(), unchanged=0, rollouts=(),
-            nodes=(), capacity=Capacity(observed=observed.source,
-                                        nodes_total=len(observed.nodes)),
-            errors=head.errors, base_errors=base.errors, load_strategy=sides.strategy,
+            base=_summary(base),
+            head=_summary(head),
+            changes=(),
+            unchanged=0,
+            rollouts=(),
+            nodes=(),
+            capacity=Capacity(observed=observed.source, nodes_total=len(observed.nodes)),
+            errors=head.errors,
+            base_errors=base.errors,
+            load_strategy=sides.strategy,
         )
     head_objects = [o.obj for o in head.objects]
     # Most objects of a large repository are the same on both sides — with the incremental
     # load, the very same parsed object. Equal models need no field diff.
     base_by = {o.obj.key: o.obj for o in base.objects}
-    same = {o.obj.key for o in head.objects
-            if (b := base_by.get(o.obj.key)) is not None and (b is o.obj or b == o.obj)}
-    changes, unchanged = _diff([o for o in base.objects if o.obj.key not in same],
-                               [o for o in head.objects if o.obj.key not in same])
+    same = {
+        o.obj.key
+        for o in head.objects
+        if (b := base_by.get(o.obj.key)) is not None and (b is o.obj or b == o.obj)
+    }
+    changes, unchanged = _diff(
+        [o for o in base.objects if o.obj.key not in same],
+        [o for o in head.objects if o.obj.key not in same],
+    )
     unchanged += len(same)
-    workload = predict([o for o in base_objects if o.key not in same],
-                       [o for o in head_objects if o.key not in same],
-                       pods=observed.pods, replicasets=observed.replicasets)
+    workload = predict(
+        [o for o in base_objects if o.key not in same],
+        [o for o in head_objects if o.key not in same],
+        pods=observed.pods,
+        replicasets=observed.replicasets,
+    )
     placed = place(observed, workload)
     capacity = Capacity(
-        observed=observed.source, nodes_total=len(observed.nodes),
+        observed=observed.source,
+        nodes_total=len(observed.nodes),
         unschedulable=placed.unschedulable,
+        unfit_groups=placed.unfit_groups,
         conflicts=node_port_conflicts(head_objects) + surge_stalls(observed, workload),
         notes=observed.notes,
     )
     return Plan(
-        base=_summary(base), head=_summary(head), changes=changes, unchanged=unchanged,
-        rollouts=workload.rollouts, nodes=placed.nodes, capacity=capacity,
-        base_errors=base.errors, load_strategy=sides.strategy,
+        base=_summary(base),
+        head=_summary(head),
+        changes=changes,
+        unchanged=unchanged,
+        rollouts=workload.rollouts,
+        nodes=placed.nodes,
+        capacity=capacity,
+        base_errors=base.errors,
+        load_strategy=sides.strategy,
         timings={"build_s": time.perf_counter() - started},
     )
 
@@ -97,8 +130,9 @@ def _diff(
 ) -> tuple[tuple[ObjectDiff, ...], int]:
     live = [managed_object(o.obj, source=o.source.display()) for o in base]
     sources = {o.obj.key: o.source.display() for o in head}
-    sync_plan = plan_sync([o.obj for o in head], live, prune=True, allow_empty=True,
-                          sources=sources)
+    sync_plan = plan_sync(
+        [o.obj for o in head], live, prune=True, allow_empty=True, sources=sources
+    )
     base_by = {o.obj.key: o.obj for o in base}
     head_by = {o.obj.key: o.obj for o in head}
     diffs: list[ObjectDiff] = []

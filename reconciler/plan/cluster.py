@@ -18,8 +18,7 @@ from reconciler.scheduler import NodeInfo, node_info, plan, pod_info
 from reconciler.snapshot import ClusterSnapshot, ObjectReader, take_snapshot
 from schemas import KubeObject, Node, Pod, ReplicaSet
 
-__all__ = ["UNKNOWN_CAPACITY_NOTE", "ObservedCluster", "from_base", "from_reader",
-           "from_snapshot"]
+__all__ = ["UNKNOWN_CAPACITY_NOTE", "ObservedCluster", "from_base", "from_reader", "from_snapshot"]
 
 # A Node manifest without spec.capacity says nothing about its size: plan then checks
 # ports, selectors and taints on it, not resources.
@@ -59,16 +58,20 @@ def from_reader(reader: ObjectReader, *, label: str) -> ObservedCluster:
     )
 
 
-def from_base(objects: Sequence[KubeObject], *, label: str) -> ObservedCluster:
-    """The cluster as the base commit would have made it (nothing observed)."""
+def from_base(
+    objects: Sequence[KubeObject], *, label: str, reason: str | None = None
+) -> ObservedCluster:
+    """The cluster as the base commit would have made it (nothing observed; `reason` says
+    why, in the plan's "Observed" line)."""
     nodes: list[NodeInfo] = []
     notes: list[str] = []
     for obj in objects:
         if isinstance(obj, Node):
             info = dataclasses.replace(node_info(obj), ready=True)
             if info.cpu_milli == 0 and info.memory_bytes == 0:
-                info = dataclasses.replace(info, cpu_milli=_UNKNOWN_CPU_MILLI,
-                                           memory_bytes=_UNKNOWN_MEMORY)
+                info = dataclasses.replace(
+                    info, cpu_milli=_UNKNOWN_CPU_MILLI, memory_bytes=_UNKNOWN_MEMORY
+                )
                 notes.append(f"node {obj.name}: {UNKNOWN_CAPACITY_NOTE}")
             nodes.append(info)
     replicasets = desired_replicasets(objects)
@@ -77,11 +80,15 @@ def from_base(objects: Sequence[KubeObject], *, label: str) -> ObservedCluster:
     where = {str(placement.pod): placement.node for placement in placed.placements}
     bound = tuple(
         p.model_copy(update={"spec": p.spec.model_copy(update={"node_name": where[key]})})
-        for p in pods if (key := f"{p.namespace}/{p.name}") in where
+        for p in pods
+        if (key := f"{p.namespace}/{p.name}") in where
     )
     return ObservedCluster(
-        source=f"base commit {label} (Node manifests in Git; no cluster observed)",
-        nodes=tuple(nodes), pods=bound, replicasets=tuple(replicasets), simulated=True,
+        source=f"base commit {label} (Node manifests in Git; no cluster observed"
+        + (f": {reason})" if reason else ")"),
+        nodes=tuple(nodes),
+        pods=bound,
+        replicasets=tuple(replicasets),
+        simulated=True,
         notes=tuple(notes),
     )
-

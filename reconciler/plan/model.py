@@ -27,6 +27,7 @@ __all__ = [
     "RolloutStep",
     "SideSummary",
     "Unfit",
+    "UnfitGroup",
 ]
 
 EXIT_NO_CHANGES = 0
@@ -90,17 +91,49 @@ class NodeChanges:
 
 @dataclass(frozen=True)
 class Unfit:
-    """A pod no node can take, and the scheduler's sentence for why."""
+    """A pod no node can take, and the scheduler's sentence for why. `owner` is the object
+    in Git that starts it (None: a pod the plan cannot trace to one)."""
 
     pod: str
     message: str
+    owner: ObjectKey | None = None
+
+
+@dataclass(frozen=True)
+class UnfitGroup:
+    """The pods of one owner that fit nowhere for one reason, counted as the scheduler's
+    events count them: `count` of the `total` pods the owner starts."""
+
+    owner: ObjectKey | None
+    message: str
+    count: int
+    total: int
+
+    @property
+    def owner_name(self) -> str:
+        if self.owner is None:
+            return "(unowned pods)"
+        key = self.owner
+        return f"{key.namespace}/{key.name}" if key.namespace else key.name
+
+    def sentence(self) -> str:
+        """`shop/web: 980 of 1000 new pods do not fit: 0/1 nodes are available: ...`"""
+        pods = "new pod" if self.total == 1 else "new pods"
+        verb = "does" if self.count == 1 else "do"
+        return (
+            f"{self.owner_name}: {self.count} of {self.total} {pods} {verb} not fit: {self.message}"
+        )
 
 
 @dataclass(frozen=True)
 class Capacity:
+    """`unschedulable` lists every pod that fits nowhere; `unfit_groups` the same pods
+    grouped by owner and reason, for people."""
+
     observed: str
     nodes_total: int
     unschedulable: tuple[Unfit, ...] = ()
+    unfit_groups: tuple[UnfitGroup, ...] = ()
     conflicts: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 

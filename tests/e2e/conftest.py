@@ -81,8 +81,9 @@ class GitRepo:
 
 class CapstanUp:
     def __init__(self, repo: GitRepo, work: Path, client: docker.DockerClient, *,
-                 store: str | None = None) -> None:
+                 store: str | None = None, source: str | None = None) -> None:
         self.repo = repo
+        self.source = source or str(repo.path)  # what `capstan up` tracks (a URL, or the path)
         self.docker = client
         self.state_dir = Path(tempfile.mkdtemp(prefix="capup-", dir="/tmp"))  # short: socket
         self.node = f"e2e-{uuid.uuid4().hex[:8]}"
@@ -96,7 +97,7 @@ class CapstanUp:
         self._api: Api | None = None
 
     def start(self, *extra: str) -> None:
-        args = [str(CAPSTAN), "up", str(self.repo.path), "--state-dir", str(self.state_dir),
+        args = [str(CAPSTAN), "up", self.source, "--state-dir", str(self.state_dir),
                 "--agent-node-name", self.node, "--agent-bind-address", self.bind,
                 "--resync", "2", "--log-level", "INFO", "--store", self.store_url,
                 *(f"--agent-arg={arg}" for arg in self.proxy_args), *extra]

@@ -56,8 +56,7 @@ def test_two_refs_show_added_changed_removed_and_unchanged(shop: GitRepo) -> Non
     }
     assert doc["summary"]["unchanged"] == 4  # namespace, two nodes, service
     web = next(c for c in doc["changes"] if c["name"] == "web")
-    assert [f["path"] for f in web["fields"]] == [
-        "spec.template.spec.containers[name=main].image"]
+    assert [f["path"] for f in web["fields"]] == ["spec.template.spec.containers[name=main].image"]
     assert web["fields"][0]["after"] == "capstan.local/busybox:2"
     assert web["source"] == "web/deployment.yaml:1:1"
     [rollout] = doc["rollouts"]
@@ -81,14 +80,19 @@ def test_incremental_base_equals_a_full_load(shop: GitRepo, tmp_path: Path) -> N
     exported = reader.export(reader.tree(reader.resolve("HEAD~1").sha), tmp_path / "base")
     full = load_repository(exported)
     assert [(o.obj.to_dict(), str(o.source)) for o in sides.base.objects] == [
-        (o.obj.to_dict(), str(o.source)) for o in full.objects]
+        (o.obj.to_dict(), str(o.source)) for o in full.objects
+    ]
 
 
 def test_template_change_loads_the_base_in_full(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "t")
     repo.write("values.yaml", "replicas: 1\n")
-    repo.write("web.yaml.j2", deployment(name="web").replace("shop", "default").replace(
-        "replicas: 2", "replicas: {{ values.replicas }}"))
+    repo.write(
+        "web.yaml.j2",
+        deployment(name="web")
+        .replace("shop", "default")
+        .replace("replicas: 2", "replicas: {{ values.replicas }}"),
+    )
     repo.commit("one")
     repo.write("values.yaml", "replicas: 3\n")
     repo.commit("three")
@@ -119,15 +123,26 @@ def test_unschedulable_change_exits_1_with_the_schedulers_reason(shop: GitRepo) 
 
 
 def test_host_port_and_node_port_conflicts_exit_1(shop: GitRepo) -> None:
-    shop.write("web/deployment.yaml", deployment(replicas=3).replace(
-        '          command: ["sleep", "3600"]',
-        '          command: ["sleep", "3600"]\n          ports:\n'
-        '            - containerPort: 8080\n              hostPort: 8080'))
-    shop.write("web/service.yaml", SERVICE.replace("spec:\n", "spec:\n  type: NodePort\n")
-               .replace("targetPort: 8080", "targetPort: 8080\n      nodePort: 30080"))
-    shop.write("web/service2.yaml", SERVICE.replace("name: web", "name: web2", 1)
-               .replace("spec:\n", "spec:\n  type: NodePort\n")
-               .replace("targetPort: 8080", "targetPort: 8080\n      nodePort: 30080"))
+    shop.write(
+        "web/deployment.yaml",
+        deployment(replicas=3).replace(
+            '          command: ["sleep", "3600"]',
+            '          command: ["sleep", "3600"]\n          ports:\n'
+            "            - containerPort: 8080\n              hostPort: 8080",
+        ),
+    )
+    shop.write(
+        "web/service.yaml",
+        SERVICE.replace("spec:\n", "spec:\n  type: NodePort\n").replace(
+            "targetPort: 8080", "targetPort: 8080\n      nodePort: 30080"
+        ),
+    )
+    shop.write(
+        "web/service2.yaml",
+        SERVICE.replace("name: web", "name: web2", 1)
+        .replace("spec:\n", "spec:\n  type: NodePort\n")
+        .replace("targetPort: 8080", "targetPort: 8080\n      nodePort: 30080"),
+    )
     shop.commit("v3: ports")
     result = plan(shop, "--head", "HEAD", "-o", "json")
     assert result.exit_code == 1
@@ -135,7 +150,8 @@ def test_host_port_and_node_port_conflicts_exit_1(shop: GitRepo) -> None:
     [unfit] = doc["capacity"]["unschedulable"]
     assert "free ports" in unfit["message"]
     assert doc["capacity"]["conflicts"] == [
-        "nodePort 30080/TCP is requested by Service shop/web and Service shop/web2"]
+        "nodePort 30080/TCP is requested by Service shop/web and Service shop/web2"
+    ]
 
 
 def test_exit_codes_no_change_and_invalid_head(shop: GitRepo) -> None:
@@ -214,6 +230,45 @@ def test_plan_finds_the_cluster_from_a_state_directory(shop: GitRepo, tmp_path: 
     assert "no capstan found" in missing.output
 
 
+def test_plan_observes_the_cluster_every_other_command_finds(
+    shop: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the control-plane host: no flag, the cluster is found as `capstan status` finds it.
+    from reconciler.client import client_config_path, write_config
+
+    with _one_small_node(tmp_path):
+        monkeypatch.setenv("CAPSTAN_STATE_DIR", str(tmp_path))
+        from_env = plan(shop, "--head", "HEAD")
+        git_only = plan(shop, "--head", "HEAD", "--git-only")
+        monkeypatch.delenv("CAPSTAN_STATE_DIR")
+        write_config(client_config_path(), None, name="lab", state_dir=tmp_path)
+        from_context = plan(shop, "--head", "HEAD")
+        offline = plan(shop, "--head", "HEAD", "--offline", "-o", "json")
+    for result, origin in ((from_env, "$CAPSTAN_STATE_DIR"), (from_context, "context lab")):
+        assert result.exit_code == 1, result.output  # 2 x 500m CPU on one 900m node
+        assert f"Observed: cluster {tmp_path} ({origin})" in result.output
+        assert "0/1 nodes are available: 1 Insufficient cpu." in result.output
+    # CI: the base commit's two Node manifests, said so.
+    assert git_only.exit_code == 2, git_only.output
+    assert "(Node manifests in Git; no cluster observed: --git-only)" in git_only.output
+    assert json.loads(offline.output)["capacity"]["nodes"] == 2
+    both = plan(shop, "--git-only", "--state-dir", str(tmp_path))
+    assert both.exit_code == 1
+    assert "exclude each other" in both.output
+
+
+def test_plan_names_the_state_dir_it_could_not_read(
+    shop: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAPSTAN_STATE_DIR", str(tmp_path / "nowhere"))
+    result = plan(shop, "--head", "HEAD")
+    assert result.exit_code == 1
+    assert f"cannot read the cluster at {tmp_path / 'nowhere'} ($CAPSTAN_STATE_DIR)" in (
+        result.output
+    )
+    assert "no capstan found" in result.output
+
+
 def test_snapshot_file_feeds_the_plan_and_holds_no_secret(shop: GitRepo, tmp_path: Path) -> None:
     clock = ManualClock()
     snapshot = tmp_path / "snap.json"
@@ -221,10 +276,18 @@ def test_snapshot_file_feeds_the_plan_and_holds_no_secret(shop: GitRepo, tmp_pat
         api.create(Namespace(metadata=ObjectMeta(name="shop")))
         hollow = HollowCluster(api, clock=clock, background=False)
         hollow.add_nodes(3, cpu="4", memory="8Gi", pods=10)
-        api.create({"apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": "db", "namespace": "shop",
-                                 "labels": {"capstan.io/managed-by": "capstan"}},
-                    "data": {"password": "aHVudGVyMg=="}})
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": "db",
+                    "namespace": "shop",
+                    "labels": {"capstan.io/managed-by": "capstan"},
+                },
+                "data": {"password": "aHVudGVyMg=="},
+            }
+        )
         url = f"sqlite:///{tmp_path / 'state.db'}"
         result = CliRunner().invoke(cli, ["snapshot", "-o", str(snapshot), "--store", url])
         assert result.exit_code == 0, result.output
@@ -240,8 +303,9 @@ def test_snapshot_file_feeds_the_plan_and_holds_no_secret(shop: GitRepo, tmp_pat
     assert {n["node"] for n in doc["nodes"]} <= {"hollow-0", "hollow-1", "hollow-2"}
 
 
-def test_server_plan_provider_plans_a_ref_against_the_live_commit(shop: GitRepo,
-                                                                   tmp_path: Path) -> None:
+def test_server_plan_provider_plans_a_ref_against_the_live_commit(
+    shop: GitRepo, tmp_path: Path
+) -> None:
     from reconciler.plan.provider import plan_provider
     from reconciler.source.git import GitSource
     from reconciler.sync import update_sync_state
@@ -269,7 +333,8 @@ def test_host_port_rollout_that_cannot_surge_is_flagged(tmp_path: Path) -> None:
         return deployment(image=image).replace(
             '          command: ["sleep", "3600"]',
             '          command: ["sleep", "3600"]\n          ports:\n'
-            '            - containerPort: 8080\n              hostPort: 8080')
+            "            - containerPort: 8080\n              hostPort: 8080",
+        )
 
     repo.write("namespace.yaml", NAMESPACE)
     repo.write("nodes.yaml", NODES)
@@ -285,17 +350,24 @@ def test_host_port_rollout_that_cannot_surge_is_flagged(tmp_path: Path) -> None:
     assert stall.startswith("rollout of Deployment shop/web would stall: maxUnavailable is 0")
     assert "free ports" in stall
     # With room to take one old pod down first, the same change rolls out.
-    repo.write("web.yaml", with_host_port("capstan.local/busybox:3").replace(
-        "spec:\n  replicas: 2", "spec:\n  strategy:\n    rollingUpdate: {maxUnavailable: 1}\n"
-        "  replicas: 2"))
+    repo.write(
+        "web.yaml",
+        with_host_port("capstan.local/busybox:3").replace(
+            "spec:\n  replicas: 2",
+            "spec:\n  strategy:\n    rollingUpdate: {maxUnavailable: 1}\n  replicas: 2",
+        ),
+    )
     repo.commit("v3")
     assert plan(repo, "--head", "HEAD").exit_code == 2
 
 
 def test_added_and_removed_secrets_show_keys_never_values(shop: GitRepo) -> None:
     shop.remove("db/secret.yaml")
-    shop.write("db/api-key.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api-key\n"
-               "  namespace: shop\nstringData:\n  key: plain-text-key-42\n")
+    shop.write(
+        "db/api-key.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api-key\n"
+        "  namespace: shop\nstringData:\n  key: plain-text-key-42\n",
+    )
     shop.commit("v3: new secret")
     for output in ("text", "markdown", "json"):
         result = plan(shop, "--head", "HEAD", "-o", output)

@@ -298,7 +298,7 @@ def _plan_container(
     if latest.spec_hash != spec_hash:
         return [*actions, start(latest.attempt + 1, 0, "spec changed while not running")]
     step = inputs.backoff.next_step(latest.backoff_step, ran_for_s=_ran_for(latest))
-    delay = inputs.backoff.delay(step)
+    delay = inputs.backoff.restart_delay(step)
     until = _failed_at(latest, inputs.now) + delay
     if inputs.now < until:
         return [

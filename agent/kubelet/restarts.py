@@ -53,10 +53,20 @@ class SeenAttempt:
     @classmethod
     def of(cls, c: ObservedContainer) -> SeenAttempt:
         code = c.exit_code
-        reason = "" if c.running else (
-            "OOMKilled" if c.oom_killed else "Completed" if code == 0 else "Error")
-        return cls(attempt=c.attempt, container_id=c.id, running=c.running, exit_code=code,
-                   reason=reason, started_at=c.started_at, finished_at=c.finished_at)
+        reason = (
+            ""
+            if c.running
+            else ("OOMKilled" if c.oom_killed else "Completed" if code == 0 else "Error")
+        )
+        return cls(
+            attempt=c.attempt,
+            container_id=c.id,
+            running=c.running,
+            exit_code=code,
+            reason=reason,
+            started_at=c.started_at,
+            finished_at=c.finished_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,11 +125,18 @@ class RestartLedger:
         """Write the ledger if it changed since the last save."""
         if not self.dirty:
             return
-        doc = {"v": 1, "containers": [
-            {"pod": uid, "container": name, "latest": asdict(e.latest),
-             "removed": asdict(e.removed) if e.removed else None}
-            for (uid, name), e in sorted(self._entries.items())
-        ]}
+        doc = {
+            "v": 1,
+            "containers": [
+                {
+                    "pod": uid,
+                    "container": name,
+                    "latest": asdict(e.latest),
+                    "removed": asdict(e.removed) if e.removed else None,
+                }
+                for (uid, name), e in sorted(self._entries.items())
+            ],
+        }
         atomic_write(self._path, json.dumps(doc, sort_keys=True).encode())
         self.dirty = False
 
@@ -129,7 +146,8 @@ class RestartLedger:
             self._entries = {
                 (PodUID(item["pod"]), str(item["container"])): _Entry(
                     latest=SeenAttempt(**item["latest"]),
-                    removed=SeenAttempt(**item["removed"]) if item["removed"] else None)
+                    removed=SeenAttempt(**item["removed"]) if item["removed"] else None,
+                )
                 for item in doc["containers"]
             }
         except FileNotFoundError:
@@ -143,8 +161,13 @@ class RestartLedger:
 def _next(before: _Entry | None, top: ObservedContainer | None, *, settled: bool) -> _Entry:
     if top is not None and (before is None or top.attempt > before.latest.attempt):
         # A newer attempt: keep a removal only if it was this attempt's predecessor.
-        kept = before.removed if before is not None and before.removed is not None \
-            and before.removed.attempt == top.attempt - 1 else None
+        kept = (
+            before.removed
+            if before is not None
+            and before.removed is not None
+            and before.removed.attempt == top.attempt - 1
+            else None
+        )
         return _Entry(latest=SeenAttempt.of(top), removed=kept)
     assert before is not None
     if top is not None and top.attempt == before.latest.attempt:
@@ -154,4 +177,3 @@ def _next(before: _Entry | None, top: ObservedContainer | None, *, settled: bool
         return before
     gone = replace(before.latest, removed=True)
     return _Entry(latest=gone, removed=gone)
-

@@ -27,13 +27,26 @@ _MAX_SUBJECT = 50
 
 
 @click.command()
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Show the newest N syncs.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Show the newest N syncs.",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @target_options
-def history(limit: int, output: str, state_dir: Path | None, store_url: str | None,
-            server: str | None, token: str | None) -> None:
+def history(
+    limit: int,
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Each synced commit, newest first: time, author, message, outcome, revisions."""
     with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
         records = list_sync_records(cluster.sync_api, limit=limit)
@@ -41,25 +54,47 @@ def history(limit: int, output: str, state_dir: Path | None, store_url: str | No
         replicasets = cluster.list(ReplicaSet)
     rows = [(r, produced_revisions(r, replicasets)) for r in records]
     if output == "json":
-        click.echo(json.dumps([
-            {**r.model_dump(mode="json"),
-             "revisions": [{"deployment": p.deployment, "replicaSet": p.replica_set,
-                            "revision": p.revision} for p in produced]}
-            for r, produced in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **r.model_dump(mode="json"),
+                        "revisions": [
+                            {
+                                "deployment": p.deployment,
+                                "replicaSet": p.replica_set,
+                                "revision": p.revision,
+                            }
+                            for p in produced
+                        ],
+                    }
+                    for r, produced in rows
+                ],
+                indent=2,
+            )
+        )
         return
     if not rows:
         click.echo("no syncs recorded yet")
         return
-    click.echo(format_table(
-        ("ID", "FINISHED", "COMMIT", "AUTHOR", "OUTCOME", "TRIGGER", "REVISIONS", "MESSAGE"),
-        [
-            (r.id, f"{r.finished_at:%Y-%m-%d %H:%M:%S}", r.commit[:12],
-             r.author.split(" <", 1)[0], r.outcome, _trigger(r),
-             ", ".join(p.describe() for p in produced) or "-", _short(r.subject))
-            for r, produced in rows
-        ],
-    ))
+    click.echo(
+        format_table(
+            ("ID", "FINISHED", "COMMIT", "AUTHOR", "OUTCOME", "TRIGGER", "REVISIONS", "MESSAGE"),
+            [
+                (
+                    r.id,
+                    f"{r.finished_at:%Y-%m-%d %H:%M:%S}",
+                    r.commit[:12],
+                    r.author.split(" <", 1)[0],
+                    r.outcome,
+                    _trigger(r),
+                    ", ".join(p.describe() for p in produced) or "-",
+                    _short(r.subject),
+                )
+                for r, produced in rows
+            ],
+        )
+    )
     quiet = _last_resync(state)
     if quiet:
         click.echo(quiet)
@@ -72,10 +107,15 @@ def _trigger(record: SyncRecord) -> str:
 def _last_resync(state: SyncState) -> str | None:
     if state.last_resync_at is None or state.last_resync_commit is None:
         return None
-    done = (f"nothing to change ({state.quiet_resyncs} in a row)" if state.quiet_resyncs
-            else "it changed something (see above)")
-    return (f"last resync: {state.last_resync_at:%Y-%m-%d %H:%M:%S} of "
-            f"{state.last_resync_commit[:12]}: {done}")
+    done = (
+        f"nothing to change ({state.quiet_resyncs} in a row)"
+        if state.quiet_resyncs
+        else "it changed something (see above)"
+    )
+    return (
+        f"last resync: {state.last_resync_at:%Y-%m-%d %H:%M:%S} of "
+        f"{state.last_resync_commit[:12]}: {done}"
+    )
 
 
 def _short(text: str) -> str:

@@ -141,10 +141,14 @@ def find_rollout(records: Sequence[SyncRecord], name: str, template: str) -> Rol
             if record.templates.get(name) == template:
                 rollout = record
             continue
-        if (record.outcome == "Succeeded" and record.commit != rollout.commit
-                and record.templates.get(name) != template):
-            return Rollout(template, rollout.commit, rollout.message, rollout.started_at,
-                           record.commit)
+        if (
+            record.outcome == "Succeeded"
+            and record.commit != rollout.commit
+            and record.templates.get(name) != template
+        ):
+            return Rollout(
+                template, rollout.commit, rollout.message, rollout.started_at, record.commit
+            )
     if rollout is None:
         return None
     return Rollout(template, rollout.commit, rollout.message, rollout.started_at, None)
@@ -155,21 +159,30 @@ def _crash(pod: Pod, *, crashloop_restarts: int) -> str | None:
         last = status.last_state.terminated
         # A restart the kubelet made after the container exited with an error; a container
         # removed from under the agent (ContainerStatusUnknown) is not the app crashing.
-        if (last is None or last.exit_code == 0 or last.reason == "ContainerStatusUnknown"
-                or status.restart_count < 1):
+        if (
+            last is None
+            or last.exit_code == 0
+            or last.reason == "ContainerStatusUnknown"
+            or status.restart_count < 1
+        ):
             continue
         waiting = status.state.waiting
         if waiting is not None and waiting.reason == _CRASH_REASON:
-            return (f"pod {pod.name} container {status.name} is in CrashLoopBackOff "
-                    f"({status.restart_count} restarts, last exit code {last.exit_code})")
+            return (
+                f"pod {pod.name} container {status.name} is in CrashLoopBackOff "
+                f"({status.restart_count} restarts, last exit code {last.exit_code})"
+            )
         if status.restart_count >= crashloop_restarts:
-            return (f"pod {pod.name} container {status.name} restarted "
-                    f"{status.restart_count} times (last exit code {last.exit_code})")
+            return (
+                f"pod {pod.name} container {status.name} restarted "
+                f"{status.restart_count} times (last exit code {last.exit_code})"
+            )
     return None
 
 
-def rollout_failure(d: Deployment, pods: Iterable[Pod], *, rollout: Rollout,
-                    crashloop_restarts: int) -> str | None:
+def rollout_failure(
+    d: Deployment, pods: Iterable[Pod], *, rollout: Rollout, crashloop_restarts: int
+) -> str | None:
     """Why the rollout of `d`'s current template has failed, or None.
 
     Only evidence that belongs to this rollout counts: the deadline condition written for the
@@ -182,13 +195,17 @@ def rollout_failure(d: Deployment, pods: Iterable[Pod], *, rollout: Rollout,
     if progressing is not None and progressing.reason == "ProgressDeadlineExceeded":
         since = progressing.last_transition_time
         if since is None or since >= rollout.started_at:
-            return (f"progress deadline exceeded ({d.spec.progress_deadline_seconds}s without "
-                    "progress)")
+            return (
+                f"progress deadline exceeded ({d.spec.progress_deadline_seconds}s without progress)"
+            )
     for pod in sorted(pods, key=lambda p: p.name):
         created = pod.metadata.creation_timestamp
-        if (pod.metadata.labels.get(HASH_LABEL) != rollout.template
-                or pod.metadata.deletion_timestamp is not None
-                or created is None or created < rollout.started_at):
+        if (
+            pod.metadata.labels.get(HASH_LABEL) != rollout.template
+            or pod.metadata.deletion_timestamp is not None
+            or created is None
+            or created < rollout.started_at
+        ):
             continue
         why = _crash(pod, crashloop_restarts=crashloop_restarts)
         if why is not None:
@@ -223,13 +240,21 @@ def decide(
         return Hold(f"commit {rollout.commit[:12]} was rolled back already")
     own = reverted_by(rollout.message)
     if own is not None:
-        return Hold("the template comes from Capstan's own revert", event=(
-            f"rollout failed ({why}) with the template of commit {rollout.commit[:12]}, "
-            f"Capstan's own revert of {own[:12]}; a revert is never reverted: fix it in Git"))
+        return Hold(
+            "the template comes from Capstan's own revert",
+            event=(
+                f"rollout failed ({why}) with the template of commit {rollout.commit[:12]}, "
+                f"Capstan's own revert of {own[:12]}; a revert is never reverted: fix it in Git"
+            ),
+        )
     if rollout.good_commit is None:
-        return Hold("no good commit known", event=(
-            f"rollout failed ({why}) but no earlier good commit is known; "
-            "nothing to roll back to"))
+        return Hold(
+            "no good commit known",
+            event=(
+                f"rollout failed ({why}) but no earlier good commit is known; "
+                "nothing to roll back to"
+            ),
+        )
     return Act(rollout, why)
 
 
@@ -257,11 +282,19 @@ class AutoRollbackController(Controller):
         d = self.deployments.get(key.name, namespace=key.namespace)
         if d is None or d.metadata.annotations.get(AUTO_ROLLBACK_ANNOTATION) != "true":
             return None
-        pods = [pod for rs in self.replicasets.by_index("owner", d.metadata.uid or "")
-                for pod in self.pods.by_index("owner", rs.metadata.uid or "")]
-        decision = decide(d, pods, records=list_sync_records(self.api),
-                          pins=read_pins(self.api), claims=read_claims(self.api),
-                          crashloop_restarts=self.crashloop_restarts)
+        pods = [
+            pod
+            for rs in self.replicasets.by_index("owner", d.metadata.uid or "")
+            for pod in self.pods.by_index("owner", rs.metadata.uid or "")
+        ]
+        decision = decide(
+            d,
+            pods,
+            records=list_sync_records(self.api),
+            pins=read_pins(self.api),
+            claims=read_claims(self.api),
+            crashloop_restarts=self.crashloop_restarts,
+        )
         match decision:
             case Hold(event=None):
                 pass
@@ -276,33 +309,55 @@ class AutoRollbackController(Controller):
         bad, good = rollout.commit, rollout.good_commit
         assert good is not None
         now = now_utc(self.clock)
-        claim = RollbackClaim(bad_commit=bad, deployment=name, good_commit=good, reason=why,
-                              at=now)
+        claim = RollbackClaim(bad_commit=bad, deployment=name, good_commit=good, reason=why, at=now)
         # The order matters: the claim is durable before anything is pinned or pushed, so a
         # second verdict for this commit (a late status report, a restart) finds it and stops.
         if not claim_rollback(self.api, claim):
             return
-        set_pin(self.api, Pin(deployment=name, commit=good, bad_commit=bad,
-                              bad_template=rollout.template, reason=why, at=now))
-        summary = (f"auto-rollback of Deployment {d.namespace}/{d.name} to commit {good[:12]}: "
-                   f"{why} (template of commit {bad[:12]})")
+        set_pin(
+            self.api,
+            Pin(
+                deployment=name,
+                commit=good,
+                bad_commit=bad,
+                bad_template=rollout.template,
+                reason=why,
+                at=now,
+            ),
+        )
+        summary = (
+            f"auto-rollback of Deployment {d.namespace}/{d.name} to commit {good[:12]}: "
+            f"{why} (template of commit {bad[:12]})"
+        )
         self._event(d, summary)
-        record_sync(self.api, SyncRecord(
-            id=0, commit=good, author=_AUTHOR, message=summary, commit_time=now,
-            started_at=now, finished_at=now, outcome="Succeeded", trigger="rollback",
-            changes=[RecordedChange(action="update", object=name, fields=["spec.template"])],
-        ))
+        record_sync(
+            self.api,
+            SyncRecord(
+                id=0,
+                commit=good,
+                author=_AUTHOR,
+                message=summary,
+                commit_time=now,
+                started_at=now,
+                finished_at=now,
+                outcome="Succeeded",
+                trigger="rollback",
+                changes=[RecordedChange(action="update", object=name, fields=["spec.template"])],
+            ),
+        )
         log.warning("%s", summary)
         if self.push:
             self._revert(d, bad=bad, good=good, why=why)
 
     def _revert(self, d: Deployment, *, bad: str, good: str, why: str) -> None:
         assert self.git is not None
-        message = (f"Revert {bad[:12]}: auto-rollback of Deployment {d.namespace}/{d.name}\n\n"
-                   f"The rollout of {bad[:12]} failed: {why}.\n"
-                   f"Capstan pinned the Deployment to {good[:12]} and reverts {bad[:12]} so "
-                   "Git says what runs.\n\n"
-                   f"{REVERT_TRAILER}: {bad}")
+        message = (
+            f"Revert {bad[:12]}: auto-rollback of Deployment {d.namespace}/{d.name}\n\n"
+            f"The rollout of {bad[:12]} failed: {why}.\n"
+            f"Capstan pinned the Deployment to {good[:12]} and reverts {bad[:12]} so "
+            "Git says what runs.\n\n"
+            f"{REVERT_TRAILER}: {bad}"
+        )
         try:
             self.git.fetch()
             sha = self.git.revert([bad], message=message)
@@ -315,7 +370,8 @@ class AutoRollbackController(Controller):
 
     def _event(self, d: Deployment, message: str) -> None:
         try:
-            self.api.record_event(d, reason="AutoRollback", message=message, type="Warning",
-                                  source="auto-rollback")
+            self.api.record_event(
+                d, reason="AutoRollback", message=message, type="Warning", source="auto-rollback"
+            )
         except ApiError:
             log.warning("could not record event for %s: %s", d.key, message)

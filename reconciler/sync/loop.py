@@ -186,22 +186,34 @@ class SyncLoop:
         opts = self.options
         applied_trigger: Trigger = trigger if commit.sha == head.sha else "resync"
         result = sync_commit(
-            self.api, repo, commit=commit, prune=opts.prune, allow_empty=opts.allow_empty,
-            trigger=applied_trigger, history=opts.history,
+            self.api,
+            repo,
+            commit=commit,
+            prune=opts.prune,
+            allow_empty=opts.allow_empty,
+            trigger=applied_trigger,
+            history=opts.history,
             record_unchanged=fresh and commit.sha == head.sha,
         )
         if applied_trigger == "resync":
-            note_resync(self.api, commit=commit.sha, at=now_utc(self.api.clock),
-                        changed=result.record is not None)
+            note_resync(
+                self.api,
+                commit=commit.sha,
+                at=now_utc(self.api.clock),
+                changed=result.record is not None,
+            )
         if self._clock() >= self._next_prune:
             self._next_prune = self._clock() + _PRUNE_EVERY_S
             prune_sync_records(self.api, limits=opts.history, now=now_utc(self.api.clock))
         applied_head = commit.sha == head.sha
         if result.succeeded:
             self._good = good
-            update_sync_state(self.api, live_commit=commit.sha,
-                              last_attempt_commit=head.sha if applied_head else None,
-                              last_outcome="Succeeded" if applied_head else None)
+            update_sync_state(
+                self.api,
+                live_commit=commit.sha,
+                last_attempt_commit=head.sha if applied_head else None,
+                last_outcome="Succeeded" if applied_head else None,
+            )
         elif applied_head:
             update_sync_state(self.api, last_attempt_commit=head.sha, last_outcome="Failed")
         self._attempted = head.sha
@@ -218,13 +230,16 @@ class SyncLoop:
                 return load_repository(tree, env=opts.env, subdir=opts.subdir)
         except ManifestErrors as exc:
             if record_failure:
-                result = failed_commit(self.api, exc, commit=commit, trigger=trigger,
-                                       history=opts.history)
-                update_sync_state(self.api, last_attempt_commit=commit.sha,
-                                  last_outcome="Failed")
-                log.warning("commit %s is invalid; %s stays live:\n%s", commit.short,
-                            self.last_good.short if self.last_good else "nothing",
-                            "\n".join(str(e) for e in exc.errors))
+                result = failed_commit(
+                    self.api, exc, commit=commit, trigger=trigger, history=opts.history
+                )
+                update_sync_state(self.api, last_attempt_commit=commit.sha, last_outcome="Failed")
+                log.warning(
+                    "commit %s is invalid; %s stays live:\n%s",
+                    commit.short,
+                    self.last_good.short if self.last_good else "nothing",
+                    "\n".join(str(e) for e in exc.errors),
+                )
                 if self._on_result is not None:
                     self._on_result(result)
             return None

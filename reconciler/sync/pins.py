@@ -100,8 +100,9 @@ def read_pins(api: Api) -> dict[str, Pin]:
     return {pin.deployment: pin for pin in pins}
 
 
-def _change(api: Api, edit: Callable[[dict[str, str]], dict[str, str]], *,
-            name: str = PINS_NAME) -> bool:
+def _change(
+    api: Api, edit: Callable[[dict[str, str]], dict[str, str]], *, name: str = PINS_NAME
+) -> bool:
     """Apply `edit` to ConfigMap `name`'s data as one compare-and-swap (retried on a
     concurrent write). True when this call changed it."""
     for _attempt in range(_RETRIES):
@@ -112,9 +113,9 @@ def _change(api: Api, edit: Callable[[dict[str, str]], dict[str, str]], *,
             if not data:
                 return False
             try:
-                api.create(ConfigMap(
-                    metadata=ObjectMeta(name=name, namespace=SYSTEM_NAMESPACE),
-                    data=data))
+                api.create(
+                    ConfigMap(metadata=ObjectMeta(name=name, namespace=SYSTEM_NAMESPACE), data=data)
+                )
             except AlreadyExists:
                 continue
             return True
@@ -152,7 +153,7 @@ def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
         if claim.bad_commit in data:
             return data
         kept = sorted(data.items(), key=lambda kv: RollbackClaim.model_validate_json(kv[1]).at)
-        return {**dict(kept[-(MAX_CLAIMS - 1):]), claim.bad_commit: claim.model_dump_json()}
+        return {**dict(kept[-(MAX_CLAIMS - 1) :]), claim.bad_commit: claim.model_dump_json()}
 
     return _change(api, add, name=CLAIMS_NAME)
 
@@ -194,8 +195,7 @@ def apply_pins(
         pinned_repo = load(pin.commit)
         if pinned_repo is None:
             continue
-        pinned = next((item for item in pinned_repo.objects if str(item.obj.key) == name),
-                      None)
+        pinned = next((item for item in pinned_repo.objects if str(item.obj.key) == name), None)
         if pinned is not None and at is not None:
             objects[at] = pinned
     return replace(repo, objects=objects)

@@ -73,8 +73,10 @@ class HistoryLimits:
 
     def __post_init__(self) -> None:
         if self.keep < 1 or self.min_keep < 0 or self.max_age <= timedelta(0):
-            raise ValueError(f"history limits need keep >= 1, min_keep >= 0 and a positive "
-                             f"max_age (got {self.keep}, {self.min_keep}, {self.max_age})")
+            raise ValueError(
+                f"history limits need keep >= 1, min_keep >= 0 and a positive "
+                f"max_age (got {self.keep}, {self.min_keep}, {self.max_age})"
+            )
 
 
 class RecordedChange(BaseModel):
@@ -118,9 +120,14 @@ class SyncRecord(BaseModel):
 
     def repeats_of(self, other: SyncRecord) -> bool:
         """`self` (a resync) did exactly what `other` did: same commit, outcome and result."""
-        return (self.trigger == other.trigger == "resync" and self.commit == other.commit
-                and self.outcome == other.outcome and self.changes == other.changes
-                and self.errors == other.errors and self.templates == other.templates)
+        return (
+            self.trigger == other.trigger == "resync"
+            and self.commit == other.commit
+            and self.outcome == other.outcome
+            and self.changes == other.changes
+            and self.errors == other.errors
+            and self.templates == other.templates
+        )
 
 
 @dataclass(frozen=True)
@@ -144,37 +151,46 @@ def _record_name(record_id: int) -> str:
 
 
 def _records(api: Api) -> list[ConfigMap]:
-    found = api.list(ConfigMap, namespace=SYSTEM_NAMESPACE,
-                     label_selector={RECORD_LABEL: "true"}).items
+    found = api.list(
+        ConfigMap, namespace=SYSTEM_NAMESPACE, label_selector={RECORD_LABEL: "true"}
+    ).items
     return sorted(found, key=lambda cm: cm.name)
 
 
-def record_sync(api: Api, record: SyncRecord, *, keep: int | None = None,
-                limits: HistoryLimits | None = None) -> SyncRecord:
+def record_sync(
+    api: Api, record: SyncRecord, *, keep: int | None = None, limits: HistoryLimits | None = None
+) -> SyncRecord:
     """Store `record` under the next id (its own `id` is ignored), or fold it into the newest
     record when it repeats it (`SyncRecord.repeats_of`); then prune to `limits` (`keep`
     overrides its count). Returns the record as stored."""
     limits = limits or HistoryLimits()
     if keep is not None:
-        limits = HistoryLimits(keep=keep, max_age=limits.max_age,
-                               min_keep=min(limits.min_keep, keep))
-    trimmed = record.model_copy(update={
-        "changes": [
-            c.model_copy(update={"fields": c.fields[:_MAX_FIELDS]})
-            for c in record.changes[:_MAX_CHANGES]
-        ],
-        "changes_total": max(record.changes_total, len(record.changes)),
-        "errors": record.errors[:_MAX_ERRORS],
-    })
+        limits = HistoryLimits(
+            keep=keep, max_age=limits.max_age, min_keep=min(limits.min_keep, keep)
+        )
+    trimmed = record.model_copy(
+        update={
+            "changes": [
+                c.model_copy(update={"fields": c.fields[:_MAX_FIELDS]})
+                for c in record.changes[:_MAX_CHANGES]
+            ],
+            "changes_total": max(record.changes_total, len(record.changes)),
+            "errors": record.errors[:_MAX_ERRORS],
+        }
+    )
     for _attempt in range(_RETRIES):
         existing = _records(api)
         newest = _parse(existing[-1]) if existing else None
         if newest is not None and trimmed.repeats_of(newest):
-            folded = newest.model_copy(update={"repeats": newest.repeats + 1,
-                                               "finished_at": trimmed.finished_at})
+            folded = newest.model_copy(
+                update={"repeats": newest.repeats + 1, "finished_at": trimmed.finished_at}
+            )
             try:
-                api.update(existing[-1].model_copy(
-                    update={"data": {_RECORD_KEY: folded.model_dump_json()}}))
+                api.update(
+                    existing[-1].model_copy(
+                        update={"data": {_RECORD_KEY: folded.model_dump_json()}}
+                    )
+                )
             except (Conflict, NotFound):
                 continue
             return folded
@@ -306,8 +322,12 @@ def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncSt
     to change leaves a trace (`quiet_resyncs` counts those in a row)."""
 
     def noted(state: SyncState) -> SyncState:
-        return replace(state, last_resync_at=at, last_resync_commit=commit,
-                       quiet_resyncs=0 if changed else state.quiet_resyncs + 1)
+        return replace(
+            state,
+            last_resync_at=at,
+            last_resync_commit=commit,
+            quiet_resyncs=0 if changed else state.quiet_resyncs + 1,
+        )
 
     return _edit_state(api, noted)
 

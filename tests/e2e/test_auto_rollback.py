@@ -40,10 +40,13 @@ def deployment(name: str, version: str, *, replicas: int, crash: bool = False) -
     # A good container fails once, on its pod's first start (as an app waiting for a
     # dependency does), then serves: Kubernetes restarts it at once and never calls that a
     # crash loop. A bad one exits 3 at every start.
-    script = ("exit 3" if crash else
-              "if [ ! -e /state/started ]; then touch /state/started; exit 1; fi; "
-              f"mkdir -p /www && echo {name} {version} > /www/index.html && "
-              "exec httpd -f -p 8080 -h /www")
+    script = (
+        "exit 3"
+        if crash
+        else "if [ ! -e /state/started ]; then touch /state/started; exit 1; fi; "
+        f"mkdir -p /www && echo {name} {version} > /www/index.html && "
+        "exec httpd -f -p 8080 -h /www"
+    )
     return f"""\
 apiVersion: apps/v1
 kind: Deployment
@@ -97,14 +100,20 @@ class Remote(GitRepo):
 
 
 @pytest.fixture
-def cluster(docker_client: docker.DockerClient, tmp_path: Path
-            ) -> Iterator[tuple[CapstanUp, GitRepo, Remote]]:
+def cluster(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> Iterator[tuple[CapstanUp, GitRepo, Remote]]:
     remote = Remote(tmp_path / "remote.git")
     work = GitRepo(tmp_path / "work")
     work.git("remote", "add", "origin", str(remote.path))
-    work.commit("v1", {"node.yaml": NODE,
-                       "api.yaml": deployment("api", "v1", replicas=4),
-                       "web.yaml": deployment("web", "v1", replicas=1)})
+    work.commit(
+        "v1",
+        {
+            "node.yaml": NODE,
+            "api.yaml": deployment("api", "v1", replicas=4),
+            "web.yaml": deployment("web", "v1", replicas=1),
+        },
+    )
     work.git("push", "-q", "origin", "main")
     capstan = CapstanUp(remote, tmp_path, docker_client)
     try:
@@ -119,28 +128,44 @@ def serving(up: CapstanUp, app: str) -> set[str]:
 
 
 def replicasets(up: CapstanUp, app: str) -> dict[str, int]:
-    return {rs.name: rs.spec.replicas
-            for rs in up.api.list(ReplicaSet, namespace="default").items
-            if rs.metadata.labels.get("app") == app}
+    return {
+        rs.name: rs.spec.replicas
+        for rs in up.api.list(ReplicaSet, namespace="default").items
+        if rs.metadata.labels.get("app") == app
+    }
 
 
 def pushed_events(up: CapstanUp) -> list[str]:
-    return [e.message for e in up.api.list_events(namespace="default")
-            if e.reason == "AutoRollback" and "pushed revert" in e.message]
+    return [
+        e.message
+        for e in up.api.list_events(namespace="default")
+        if e.reason == "AutoRollback" and "pushed revert" in e.message
+    ]
 
 
 def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
     cluster: tuple[CapstanUp, GitRepo, Remote],
 ) -> None:
     up, work, remote = cluster
-    wait_until(lambda: serving(up, "api") == {"api v1"} and len(up.ready_pods("api")) == 4
-               and serving(up, "web") == {"web v1"}, timeout=90, what="v1 serving")
+    wait_until(
+        lambda: (
+            serving(up, "api") == {"api v1"}
+            and len(up.ready_pods("api")) == 4
+            and serving(up, "web") == {"web v1"}
+        ),
+        timeout=90,
+        what="v1 serving",
+    )
     [api_v1_rs] = replicasets(up, "api")
-    web_before = (replicasets(up, "web"), {p.metadata.uid for p in up.pods("web")},
-                  up.api.get(Deployment, "web", namespace="default").metadata.generation)
+    web_before = (
+        replicasets(up, "web"),
+        {p.metadata.uid for p in up.pods("web")},
+        up.api.get(Deployment, "web", namespace="default").metadata.generation,
+    )
 
-    bad = work.commit("api v2: exits 3 at start",
-                      {"api.yaml": deployment("api", "v2", replicas=4, crash=True)})
+    bad = work.commit(
+        "api v2: exits 3 at start", {"api.yaml": deployment("api", "v2", replicas=4, crash=True)}
+    )
     work.git("push", "-q", "origin", "main")
 
     # Exactly one revert commit on the remote within 60 s, marked as Capstan's.
@@ -152,11 +177,19 @@ def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
     assert message.startswith(f"Revert {bad[:12]}: auto-rollback of Deployment default/api")
 
     # The old ReplicaSet serves again; the sync loop applied the revert (Git head = live).
-    wait_until(lambda: up.status()["sync"]["liveCommit"] == revert, timeout=30,
-               what="the revert live")
-    wait_until(lambda: serving(up, "api") == {"api v1"} and len(up.ready_pods("api")) == 4
-               and replicasets(up, "api")[api_v1_rs] == 4
-               and len(up.pods("api")) == 4, timeout=60, what="api v1 back")
+    wait_until(
+        lambda: up.status()["sync"]["liveCommit"] == revert, timeout=30, what="the revert live"
+    )
+    wait_until(
+        lambda: (
+            serving(up, "api") == {"api v1"}
+            and len(up.ready_pods("api")) == 4
+            and replicasets(up, "api")[api_v1_rs] == 4
+            and len(up.pods("api")) == 4
+        ),
+        timeout=60,
+        what="api v1 back",
+    )
     assert read_pins(up.api) == {}  # the revert is in Git: the pin lapsed
     assert set(read_claims(up.api)) == {bad}
 
@@ -165,22 +198,33 @@ def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
     # the current template's pods (a container removed by hand is recreated and reported).
     first_resync = read_sync_state(up.api).last_resync_at
     victim = up.ready_pods("api")[0]
-    container = next(c for c in up.containers()
-                     if c["labels"].get("io.capstan.pod-uid") == victim.metadata.uid
-                     and c["labels"].get("io.capstan.container") == "main")
+    container = next(
+        c
+        for c in up.containers()
+        if c["labels"].get("io.capstan.pod-uid") == victim.metadata.uid
+        and c["labels"].get("io.capstan.container") == "main"
+    )
     up.docker.api.remove_container(container["id"], force=True)
 
     def reported_again() -> bool:
         pod = up.api.get(Pod, victim.name, namespace="default")
         statuses = pod.status.container_statuses if pod.status else []
-        return bool(statuses) and statuses[0].container_id != f"docker://{container['id']}" \
-            and pod.status is not None and pod.status.ready
+        return (
+            bool(statuses)
+            and statuses[0].container_id != f"docker://{container['id']}"
+            and pod.status is not None
+            and pod.status.ready
+        )
 
     def quiet_period_over() -> bool:
         assert remote.commits_after(bad) == [revert], remote.git("log", "--oneline", "-5")
         state = read_sync_state(up.api)
-        return (time.monotonic() - reverted_at >= QUIET_S and state.quiet_resyncs >= 10
-                and state.last_resync_at != first_resync and reported_again())
+        return (
+            time.monotonic() - reverted_at >= QUIET_S
+            and state.quiet_resyncs >= 10
+            and state.last_resync_at != first_resync
+            and reported_again()
+        )
 
     wait_until(quiet_period_over, timeout=QUIET_S + 60, what="60 quiet seconds")
     assert remote.git("rev-parse", "main") == revert
@@ -188,8 +232,14 @@ def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
     assert serving(up, "api") == {"api v1"}
 
     # The other Deployment was never touched: same ReplicaSet, same pods, same spec.
-    web_after = (replicasets(up, "web"), {p.metadata.uid for p in up.pods("web")},
-                 up.api.get(Deployment, "web", namespace="default").metadata.generation)
+    web_after = (
+        replicasets(up, "web"),
+        {p.metadata.uid for p in up.pods("web")},
+        up.api.get(Deployment, "web", namespace="default").metadata.generation,
+    )
     assert web_after == web_before
-    assert not [e for e in up.api.list_events(namespace="default")
-                if e.reason == "AutoRollback" and e.involved_object.name == "web"]
+    assert not [
+        e
+        for e in up.api.list_events(namespace="default")
+        if e.reason == "AutoRollback" and e.involved_object.name == "web"
+    ]

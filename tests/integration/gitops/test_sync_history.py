@@ -43,8 +43,9 @@ spec:
 def _loop(api: Api, upstream: git.Repo, cache_dir: Path) -> SyncLoop:
     source = GitSource(upstream.working_tree_dir or "", cache_dir=cache_dir)
     # resync_s=0: every step is a resync once the head is applied.
-    return SyncLoop(api, source, watch=BranchWatch(source, watch_local=False),
-                    options=SyncOptions(resync_s=0.0))
+    return SyncLoop(
+        api, source, watch=BranchWatch(source, watch_local=False), options=SyncOptions(resync_s=0.0)
+    )
 
 
 def _history(api_url: str, *args: str) -> str:
@@ -56,8 +57,11 @@ def _history(api_url: str, *args: str) -> str:
 def test_resyncs_with_a_node_away_add_no_records_and_repairs_fold(
     upstream: git.Repo, cache_dir: Path, api: Api, tmp_path: Path
 ) -> None:
-    head = commit_files(upstream, {"ns.yaml": NAMESPACE, "node.yaml": NODE,
-                                   "a.yaml": configmap("a", "v1")}, message="v1")
+    head = commit_files(
+        upstream,
+        {"ns.yaml": NAMESPACE, "node.yaml": NODE, "a.yaml": configmap("a", "v1")},
+        message="v1",
+    )
     loop = _loop(api, upstream, cache_dir)
     first = loop.step()
     assert first is not None
@@ -66,8 +70,11 @@ def test_resyncs_with_a_node_away_add_no_records_and_repairs_fold(
     # The node is partitioned away: the node controller taints it unreachable. The resync
     # must leave the controller's taint alone (not fight it), and record nothing.
     node = api.get(Node, "far-away")
-    api.update(node.model_copy(update={"spec": node.spec.model_copy(
-        update={"taints": [UNREACHABLE_TAINT]})}))
+    api.update(
+        node.model_copy(
+            update={"spec": node.spec.model_copy(update={"taints": [UNREACHABLE_TAINT]})}
+        )
+    )
     for _ in range(5):
         result = loop.step()
         assert result is not None
@@ -100,9 +107,17 @@ def test_resyncs_with_a_node_away_add_no_records_and_repairs_fold(
 
 
 def _record(n: int, at: datetime) -> SyncRecord:
-    return SyncRecord(id=0, commit=f"{n:040x}", author="a <a@x>", message=f"m{n}",
-                      commit_time=at, started_at=at, finished_at=at, outcome="Succeeded",
-                      trigger="commit")
+    return SyncRecord(
+        id=0,
+        commit=f"{n:040x}",
+        author="a <a@x>",
+        message=f"m{n}",
+        commit_time=at,
+        started_at=at,
+        finished_at=at,
+        outcome="Succeeded",
+        trigger="commit",
+    )
 
 
 def test_history_is_bounded_by_count_and_age(api: Api) -> None:

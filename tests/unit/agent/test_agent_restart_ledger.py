@@ -38,8 +38,16 @@ def test_removed_running_container_is_restarted_counted_and_remembered(tmp_path:
 
     def container_status(containers):
         removed = {name: seen for (u, name), seen in ledger.removed().items() if u == uid}
-        s = pod_status(d, containers, waits={}, probes={}, host_ip="127.0.0.5", previous=None,
-                       now=3000.0, removed=removed)
+        s = pod_status(
+            d,
+            containers,
+            waits={},
+            probes={},
+            host_ip="127.0.0.5",
+            previous=None,
+            now=3000.0,
+            removed=removed,
+        )
         return s.container_statuses[0]
 
     waiting = container_status([sandbox])

@@ -132,23 +132,29 @@ def reverted_by(message: str) -> str | None:
 
 def find_rollout(records: Sequence[SyncRecord], name: str, template: str) -> Rollout | None:
     """The rollout of `template` for Deployment `name` (`Deployment/ns/name`) from the sync
-    log (newest first), or None when no kept record applied it."""
+    log (newest first), or None when no kept record applied it.
+
+    The good commit is the newest one synced successfully before the rollout while the
+    Deployment ran another template: a record only lists the Deployments it changed, so a
+    candidate counts once an older record shows the Deployment with another template (never
+    a commit from before the Deployment existed, which would roll it back to nothing)."""
     rollout: SyncRecord | None = None
+    candidate: str | None = None
     for record in records:
         if record.trigger == "rollback":
             continue  # the controller's own note: it applied nothing
+        applied = record.templates.get(name)
         if rollout is None:
-            if record.templates.get(name) == template:
+            if applied == template:
                 rollout = record
             continue
-        if (
-            record.outcome == "Succeeded"
-            and record.commit != rollout.commit
-            and record.templates.get(name) != template
-        ):
-            return Rollout(
-                template, rollout.commit, rollout.message, rollout.started_at, record.commit
-            )
+        if applied == template:
+            candidate = None  # the Deployment ran this very template back then
+            continue
+        if candidate is None and record.outcome == "Succeeded" and record.commit != rollout.commit:
+            candidate = record.commit
+        if applied is not None and candidate is not None:
+            return Rollout(template, rollout.commit, rollout.message, rollout.started_at, candidate)
     if rollout is None:
         return None
     return Rollout(template, rollout.commit, rollout.message, rollout.started_at, None)

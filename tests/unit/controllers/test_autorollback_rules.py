@@ -258,3 +258,25 @@ def test_claim_is_a_compare_and_swap_in_the_store(api: Api, tmp_path: Path) -> N
     record_revert(api, BAD, "e" * 40)
     stored = read_claims(api)[BAD]
     assert (stored.reason, stored.revert) == ("x", "e" * 40)
+
+
+def test_no_good_commit_before_the_deployment_existed_or_while_it_ran_the_bad_template() -> None:
+    # A Deployment that crashes from its first commit has nothing to go back to.
+    first = [record(BAD, template=BAD_T, minute=10), record("c" * 40, template=None, minute=5)]
+    rollout = find_rollout(first, NAME, BAD_T)
+    assert rollout is not None
+    assert rollout.good_commit is None
+    crashing = [pod(BAD_T, minute=11, restarts=1, waiting="CrashLoopBackOff")]
+    decision = decide(BAD_D, crashing, records=first, pins={}, claims={}, crashloop_restarts=3)
+    assert isinstance(decision, Hold)
+    assert decision.event is not None
+    assert "no earlier good commit" in decision.event
+    # The bad template applied again later: the good commit is from before its first time.
+    again = [
+        record("e" * 40, template=BAD_T, minute=30),
+        record("d" * 40, template=None, minute=20),
+        *RECORDS,
+    ]
+    rollout = find_rollout(again, NAME, BAD_T)
+    assert rollout is not None
+    assert (rollout.commit, rollout.good_commit) == ("e" * 40, "c" * 40)

@@ -5,6 +5,8 @@ Level-triggered: every pass lists the node's containers (facts), asks the pure p
 actions, and dispatches each pod's actions to its own worker, so a pod stopping for 30 s never
 delays another. Passes are triggered by a new desired set, a Docker event, a probe verdict, a
 worker finishing, a back-off expiring, or a periodic resync; the trigger never carries data.
+Each listing also feeds the restart ledger (:mod:`agent.kubelet.restarts`), so a container
+removed from under the agent is restarted as the next attempt and counted.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from reconciler.api import ApiError, now_utc
@@ -87,6 +87,7 @@ AUTO_ROLLBACK_ANNOTATION = "capstan.io/auto-rollback"
 REVERT_TRAILER = "Capstan-Auto-Rollback-Of"
 _CRASH_REASON = "CrashLoopBackOff"
 _AUTHOR = "Capstan <capstan@localhost>"
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,14 @@ class AutoRollbackController(Controller):
             for rs in self.replicasets.by_index("owner", d.metadata.uid or "")
             for pod in self.pods.by_index("owner", rs.metadata.uid or "")
         ]
+        # Cheap first: with no sign of failure at all (whatever the rollout's start), the
+        # sync log need not be read — this runs on every status report of the pods.
+        anytime = Rollout(pod_template_hash(d.spec.template), "", "", _EPOCH, None)
+        if (
+            rollout_failure(d, pods, rollout=anytime, crashloop_restarts=self.crashloop_restarts)
+            is None
+        ):
+            return None
         decision = decide(
             d,
             pods,

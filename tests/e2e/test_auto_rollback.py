@@ -169,7 +169,9 @@ def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
     work.git("push", "-q", "origin", "main")
 
     # Exactly one revert commit on the remote within 60 s, marked as Capstan's.
-    wait_until(lambda: remote.commits_after(bad), timeout=60, what="the revert commit")
+    wait_until(
+        lambda: remote.commits_after(bad), timeout=60, what="the revert commit", interval=0.2
+    )
     reverted_at = time.monotonic()
     [revert] = remote.commits_after(bad)
     message = remote.git("log", "-1", "--format=%B", revert)
@@ -226,7 +228,8 @@ def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
             and reported_again()
         )
 
-    wait_until(quiet_period_over, timeout=QUIET_S + 60, what="60 quiet seconds")
+    # Polled each second: a git process and three store reads per look.
+    wait_until(quiet_period_over, timeout=QUIET_S + 60, what="60 quiet seconds", interval=1.0)
     assert remote.git("rev-parse", "main") == revert
     assert len(pushed_events(up)) == 1
     assert serving(up, "api") == {"api v1"}

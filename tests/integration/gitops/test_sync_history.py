@@ -136,3 +136,30 @@ def test_history_is_bounded_by_count_and_age(api: Api) -> None:
     record_sync(api, _record(99, later), limits=limits)
     assert [r.message for r in list_sync_records(api)] == ["m99", "m24", "m23"]
     assert HistoryLimits().keep == 100
+
+
+def test_the_loop_prunes_aged_records_even_when_it_records_nothing(
+    upstream: git.Repo, cache_dir: Path, api: Api
+) -> None:
+    commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
+    now = [0.0]
+    source = GitSource(upstream.working_tree_dir or "", cache_dir=cache_dir)
+    loop = SyncLoop(
+        api,
+        source,
+        watch=BranchWatch(source, watch_local=False),
+        options=SyncOptions(resync_s=0.0),
+        clock=lambda: now[0],
+    )
+    assert loop.step() is not None  # the commit's record
+    old = datetime(2025, 1, 1, tzinfo=UTC)
+    for n in range(12):  # a year old, e.g. from before a long quiet spell
+        record_sync(api, _record(n, old + timedelta(hours=n)))
+    assert len(list_sync_records(api)) == 13
+    now[0] += 3601.0  # an hour on: a quiet resync prunes
+    result = loop.step()
+    assert result is not None
+    assert result.record is None
+    records = list_sync_records(api)
+    assert len(records) == 11  # the newest 10, and the commit's (younger than 30 days)
+    assert records[-1].trigger == "commit"

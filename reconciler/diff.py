@@ -52,6 +52,8 @@ _BOOKKEEPING_ANNOTATIONS = frozenset({SOURCE_ANNOTATION, COMMIT_ANNOTATION})
 # controller's revision counter): Git does not own them, a sync must neither see nor drop them.
 _CONTROLLER_ANNOTATION_PREFIXES = ("deployment.kubernetes.io/",)
 _SECRET_FIELDS = ("data", "stringData")
+# Taints with this prefix are set by controllers (Kubernetes reserves it for the system).
+_CONTROLLER_TAINT_PREFIX = "node.kubernetes.io/"
 
 # Fields the server or a controller fills in when Git leaves them empty (Kubernetes'
 # defaulting of allocated values): a Pod's node once scheduled, a Service's allocated
@@ -99,7 +101,26 @@ def fill_server_defaults(desired: dict[str, Any], live: Mapping[str, Any]) -> di
     kind = str(desired.get("kind", ""))
     for path in _SERVER_FILLED.get(kind, ()):
         _copy_missing(desired, live, path)
+    if kind == "Node":
+        _keep_controller_taints(desired, live)
     return desired
+
+
+def _keep_controller_taints(desired: dict[str, Any], live: Mapping[str, Any]) -> None:
+    # The node controller taints an unreachable node (`node.kubernetes.io/unreachable`) in
+    # spec.taints, which Git also declares. Those taints are the controller's: a sync that
+    # removed them would fight it on every resync while the node is away.
+    live_taints = (live.get("spec") or {}).get("taints") or []
+    spec = desired.get("spec")
+    if not isinstance(spec, dict):
+        return
+    mine = list(spec.get("taints") or [])
+    keys = {(t.get("key"), t.get("effect")) for t in mine if isinstance(t, Mapping)}
+    kept = [t for t in live_taints if isinstance(t, Mapping)
+            and str(t.get("key", "")).startswith(_CONTROLLER_TAINT_PREFIX)
+            and (t.get("key"), t.get("effect")) not in keys]
+    if kept:
+        spec["taints"] = mine + [dict(t) for t in kept]
 
 
 def _copy_missing(target: Any, source: Any, path: Sequence[str]) -> None:

@@ -1,8 +1,10 @@
 """Crash-loop back-off: how long the kubelet waits before starting a failed container again.
 
 Pure arithmetic used by the planner. The back-off *step* (crashes in a row) is stored on each
-container as a label, so the schedule survives an agent restart: 10 s, 20 s, 40 s, ... capped at
-300 s, back to the first step once a container has run for 10 minutes (all configurable).
+container as a label, so the schedule survives an agent restart. As in Kubernetes' kubelet, the
+first crash is restarted at once and only a crash after a restart backs off: 0 s, then 10 s,
+20 s, 40 s, ... capped at 300 s, back to the first step once a container has run for 10 minutes
+(all configurable). So CrashLoopBackOff is only ever reported with at least one restart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class BackoffPolicy:
             return 0.0
         # Bound the exponent: 2**60 seconds is already far past any cap.
         return float(min(self.initial_s * 2.0 ** min(step - 1, 60), self.max_s))
+
+    def restart_delay(self, step: int) -> float:
+        """Seconds before restarting a container after ``step`` crashes in a row: none after
+        the first, then ``delay(step - 1)``."""
+        return self.delay(step - 1)
 
     def next_step(self, previous_step: int, *, ran_for_s: float) -> int:
         """The step after a failure of a container started at ``previous_step``.

@@ -5,6 +5,8 @@ Level-triggered: every pass lists the node's containers (facts), asks the pure p
 actions, and dispatches each pod's actions to its own worker, so a pod stopping for 30 s never
 delays another. Passes are triggered by a new desired set, a Docker event, a probe verdict, a
 worker finishing, a back-off expiring, or a periodic resync; the trigger never carries data.
+Each listing also feeds the restart ledger (:mod:`agent.kubelet.restarts`), so a container
+removed from under the agent is restarted as the next attempt and counted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from agent.kubelet.executor import Executor
 from agent.kubelet.plan import Action, PlanInputs, StopContainer, Wait, plan_node
 from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
 from agent.kubelet.prober import Prober, ProbeTarget
+from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt
 from agent.kubelet.services import NodeServices, published_endpoints
 from agent.kubelet.status import pod_status
 from agent.proxy import Endpoint
@@ -82,6 +85,7 @@ class Kubelet:
         self._volumes_stale = False
         self._departed: dict[PodUID, DesiredPod] = {}
         self._problem: str | None = None
+        self._restarts = RestartLedger(settings.state_dir / RESTARTS_FILE)
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -213,6 +217,16 @@ class Kubelet:
         if self._volumes_stale:
             self._volumes_stale = False
             await self._refresh_config_volumes(loop, desired, observed, configs)
+        stale = {uid for uid, at in self._finished_at.items() if at > observed_at}
+        # A container that vanished while a worker of its pod was acting may be the worker's
+        # doing; only for the other pods is it a removal from under the agent.
+        acting = set(self._busy) | stale
+        self._restarts.observe(
+            observed, desired={d.uid for d in desired},
+            settled=({c.pod_uid for c in observed} | {d.uid for d in desired}) - acting,
+        )
+        if self._restarts.dirty:
+            await loop.run_in_executor(self._pool, self._restarts.save)
         inputs = PlanInputs(
             now=self._clock(),
             backoff=self._tuning.backoff,
@@ -220,6 +234,7 @@ class Kubelet:
             image_failures=dict(self._executor.memory.image_failures),
             pod_dirs=frozenset(PodUID(d) for d in dirs),
             departed=dict(self._departed),
+            removed=self._restarts.removed_latest(),
         )
         actions = plan_node(desired, observed, inputs=inputs)
         per_pod: dict[PodUID, list[Action]] = defaultdict(list)
@@ -234,7 +249,6 @@ class Kubelet:
         self._forget(set(by_uid) | {c.pod_uid for c in observed} | set(per_pod))
         sandboxes = {c.pod_uid: c for c in observed if c.is_sandbox and c.state == "running"}
         running_apps = {c.id for c in observed if not c.is_sandbox and c.running}
-        stale = {uid for uid, at in self._finished_at.items() if at > observed_at}
         for uid, pod_actions in per_pod.items():
             # A pod whose worker is busy, or finished after this pass looked, is planned
             # again on the next pass: acting on a stale view would start duplicates.
@@ -346,6 +360,9 @@ class Kubelet:
         for c in observed:
             by_pod[c.pod_uid].append(c)
         now = self._clock()
+        removed: dict[PodUID, dict[str, SeenAttempt]] = defaultdict(dict)
+        for (uid, name), seen in self._restarts.removed().items():
+            removed[uid][name] = seen
         statuses: dict[PodUID, PodStatus] = {}
         for d in desired:
             containers = by_pod.get(d.uid, [])
@@ -360,6 +377,7 @@ class Kubelet:
                 host_ip=self._settings.bind_address,
                 previous=self._statuses.get(d.uid),
                 now=now,
+                removed=removed.get(d.uid),
             )
             error = self._executor.memory.pod_errors.get(d.uid)
             if error and status.message is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from agent.kubelet.backoff import BackoffPolicy
 from agent.kubelet.podspec import DesiredPod
+from agent.kubelet.restarts import SeenAttempt
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
 from schemas.pod import Container, LifecycleHandler
 
@@ -111,6 +112,8 @@ class PlanInputs:
     pod_dirs: frozenset[PodUID] = frozenset()
     departed: Mapping[PodUID, DesiredPod] = field(default_factory=dict)
     """Pods that left the desired set, remembered so their containers' preStop hooks run."""
+    removed: Mapping[tuple[PodUID, str], SeenAttempt] = field(default_factory=dict)
+    """Containers whose latest attempt was removed from under the agent (`RestartLedger`)."""
 
 
 def _by_attempt(containers: Sequence[ObservedContainer]) -> list[ObservedContainer]:
@@ -256,6 +259,13 @@ def _plan_container(
             inputs=inputs,
         )
 
+    gone = inputs.removed.get((d.uid, name))
+    if gone is not None and (latest is None or latest.attempt < gone.attempt):
+        # Removed from under us (docker rm -f): a restart like any other exit, counted.
+        if d.restart_policy == "Never":
+            return actions
+        return [*actions, start(gone.attempt + 1, 0,
+                                f"attempt {gone.attempt} was removed outside the agent")]
     if latest is None:
         return [*actions, start(0, 0, "container has not run yet")]
     if latest.running:
@@ -298,7 +308,7 @@ def _plan_container(
     if latest.spec_hash != spec_hash:
         return [*actions, start(latest.attempt + 1, 0, "spec changed while not running")]
     step = inputs.backoff.next_step(latest.backoff_step, ran_for_s=_ran_for(latest))
-    delay = inputs.backoff.delay(step)
+    delay = inputs.backoff.restart_delay(step)
     until = _failed_at(latest, inputs.now) + delay
     if inputs.now < until:
         return [

@@ -1,8 +1,9 @@
 """Pod status from facts: what the agent reports for each desired pod.
 
 A pure function called by the sync loop after each pass: the observed containers, the
-planner's waits (back-off reasons), the prober's verdicts and the previous status (to keep
-condition transition times) give the Kubernetes-shaped :class:`~schemas.pod.PodStatus`.
+planner's waits (back-off reasons), the prober's verdicts, the attempts removed from under
+the agent (:mod:`agent.kubelet.restarts`) and the previous status (to keep condition
+transition times) give the Kubernetes-shaped :class:`~schemas.pod.PodStatus`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 from agent.kubelet.plan import Wait
 from agent.kubelet.podspec import DesiredPod
+from agent.kubelet.restarts import SeenAttempt
 from agent.runtime.facts import ContainerID, ObservedContainer
 from schemas.meta import Condition, ConditionStatus
 from schemas.pod import (
@@ -62,6 +64,29 @@ def _terminated(record: ObservedContainer) -> ContainerStateTerminated:
     )
 
 
+def _removed(seen: SeenAttempt) -> ContainerStateTerminated:
+    """The last state of an attempt removed from under the agent."""
+    if seen.running:
+        # As Kubernetes' kubelet reports a container it can no longer find.
+        return ContainerStateTerminated(
+            exit_code=137,
+            reason="ContainerStatusUnknown",
+            message="The container could not be located: it was removed outside the agent "
+                    "while running",
+            started_at=_time(seen.started_at),
+            container_id=f"docker://{seen.container_id}",
+        )
+    code = seen.exit_code if seen.exit_code is not None else -1
+    return ContainerStateTerminated(
+        exit_code=code,
+        reason=seen.reason or "Error",
+        message="The container was removed outside the agent after it exited",
+        started_at=_time(seen.started_at),
+        finished_at=_time(seen.finished_at),
+        container_id=f"docker://{seen.container_id}",
+    )
+
+
 def _container_status(
     name: str,
     image: str,
@@ -69,10 +94,25 @@ def _container_status(
     *,
     wait: Wait | None,
     probe: ProbeView | None,
+    removed: SeenAttempt | None = None,
 ) -> ContainerStatus:
     latest = records[-1] if records else None
     previous = records[-2] if len(records) > 1 else None
     last_state = ContainerState(terminated=_terminated(previous)) if previous else ContainerState()
+    if removed is not None and (latest is None or latest.attempt < removed.attempt):
+        # The latest attempt was removed; the next one is on its way. Counted as a restart.
+        waiting = ContainerStateWaiting(
+            reason=wait.waiting_reason if wait else "ContainerCreating",
+            message=wait.reason if wait else None,
+        )
+        return ContainerStatus(
+            name=name, image=image, state=ContainerState(waiting=waiting),
+            last_state=ContainerState(terminated=_removed(removed)),
+            restart_count=removed.attempt + 1, started=False,
+        )
+    if removed is not None and latest is not None and removed.attempt == latest.attempt - 1 \
+            and (previous is None or previous.attempt < removed.attempt):
+        last_state = ContainerState(terminated=_removed(removed))
     if latest is None:
         waiting = ContainerStateWaiting(
             reason=wait.waiting_reason if wait else "ContainerCreating",
@@ -147,8 +187,10 @@ def pod_status(
     host_ip: str,
     previous: PodStatus | None,
     now: float,
+    removed: Mapping[str, SeenAttempt] | None = None,
 ) -> PodStatus:
-    """The status of desired pod ``d`` given its observed containers (any attempts)."""
+    """The status of desired pod ``d`` given its observed containers (any attempts) and, by
+    container name, the attempts removed from under the agent."""
     now_dt = _time(now) or datetime.now(tz=UTC)
     if d.refused is not None:
         return PodStatus(
@@ -172,6 +214,7 @@ def pod_status(
                 records,
                 wait=waits.get(container.name),
                 probe=probe,
+                removed=(removed or {}).get(container.name),
             )
         )
     ports: list[HostPortMapping] = []

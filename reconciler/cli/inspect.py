@@ -20,6 +20,7 @@ from reconciler.cli._kinds import age, columns, resolve_kind
 from reconciler.cli._table import format_table
 from reconciler.cli._target import make_target, open_cluster, target_options
 from schemas import KubeObject, Pod, Secret
+from schemas.pod import ContainerState
 
 __all__ = ["describe", "events", "get", "shown"]
 
@@ -185,6 +186,8 @@ def _describe_text(obj: KubeObject, related: list[EventRecord], pods: list[Pod])
             ["TYPE", "STATUS", "REASON", "MESSAGE"],
             [[c.type, c.status, c.reason or "", c.message or ""] for c in conditions])
         lines.extend("  " + line for line in table.splitlines())
+    if isinstance(obj, Pod):
+        lines.extend(_container_lines(obj))
     if pods:
         lines.append(f"Pods ({len(pods)}):")
         lines.extend(f"  {p.namespace}/{p.name}" for p in sorted(pods, key=lambda p: p.name))
@@ -200,3 +203,38 @@ def _describe_text(obj: KubeObject, related: list[EventRecord], pods: list[Pod])
             [[e.type, e.reason, e.count, e.source or "-", e.message] for e in related])
         lines.extend("  " + line for line in table.splitlines())
     return "\n".join(lines)
+
+
+def _container_lines(pod: Pod) -> list[str]:
+    """kubectl's container block: state, last state (why the last attempt ended), restarts."""
+    statuses = pod.status.container_statuses if pod.status else []
+    if not statuses:
+        return []
+    lines = ["Containers:"]
+    for c in statuses:
+        last = _state(c.last_state) if _has_state(c.last_state) else "-"
+        lines += [f"  {c.name}:",
+                  f"    State:          {_state(c.state)}",
+                  f"    Last State:     {last}",
+                  f"    Ready:          {c.ready}",
+                  f"    Restart Count:  {c.restart_count}"]
+    return lines
+
+
+def _has_state(state: ContainerState) -> bool:
+    return bool(state.waiting or state.running or state.terminated)
+
+
+def _state(state: ContainerState) -> str:
+    if state.running is not None:
+        started = state.running.started_at
+        return "Running" + (f" (started {started:%Y-%m-%d %H:%M:%S})" if started else "")
+    if state.terminated is not None:
+        t = state.terminated
+        text = f"Terminated ({t.reason or 'Unknown'}, exit code {t.exit_code})"
+        return text + (f": {t.message}" if t.message else "")
+    waiting = state.waiting
+    if waiting is None:
+        return "Waiting"
+    return f"Waiting ({waiting.reason or 'Unknown'})" + (
+        f": {waiting.message}" if waiting.message else "")

@@ -7,8 +7,8 @@ plan → API writes). Offers:
   pure `plan_sync(desired, live) -> SyncPlan` (`capstan plan` reuses it), `failed_commit`
   for a commit that did not load, `managed_object`, `list_managed`;
 - `SyncLoop` (a start/stop component for `capstan up`) with `SyncOptions`;
-- the sync log and switches: `SyncRecord`, `list_sync_records`, `SyncState`,
-  `read_sync_state`, `set_suspended`;
+- the sync log and switches: `SyncRecord`, `list_sync_records`, `HistoryLimits`,
+  `SyncState`, `read_sync_state`, `set_suspended`;
 - per-object status: `app_health(api, objects) -> [ObjectStatus]`, `object_health`.
 
 Field-level diffs live in `reconciler.diff`.
@@ -30,6 +30,7 @@ from reconciler.sync.engine import (
 from reconciler.sync.health import Health, ObjectStatus, SyncStatus, app_health, object_health
 from reconciler.sync.loop import DEFAULT_RESYNC_S, SyncLoop, SyncOptions
 from reconciler.sync.records import (
+    HistoryLimits,
     RecordedChange,
     SyncRecord,
     SyncState,
@@ -44,6 +45,7 @@ __all__ = [
     "APPLY_ORDER",
     "DEFAULT_RESYNC_S",
     "Health",
+    "HistoryLimits",
     "ObjectChange",
     "ObjectStatus",
     "Outcome",

@@ -34,7 +34,7 @@ from reconciler.diff import (
 )
 from reconciler.source import LoadedObject, LoadedRepository, ManifestErrors
 from reconciler.source.git import CommitInfo
-from reconciler.sync.records import RecordedChange, SyncRecord, record_sync
+from reconciler.sync.records import HistoryLimits, RecordedChange, SyncRecord, record_sync
 from schemas import SUPPORTED_KINDS, Deployment, KubeObject, ObjectKey, model_for
 
 __all__ = [
@@ -265,7 +265,7 @@ def sync_commit(
     allow_empty: bool = False,
     dry_run: bool = False,
     trigger: Trigger = "commit",
-    keep_records: int = 100,
+    history: HistoryLimits | None = None,
     record_unchanged: bool = True,
 ) -> SyncResult:
     """Make the API hold what `commit` (already loaded into `repo`) says. Idempotent: the
@@ -285,7 +285,7 @@ def sync_commit(
         return SyncResult(commit, "Failed" if refusal else "Succeeded", plan, (), refusal, True)
     if plan.refused:
         return _finish(api, SyncResult(commit, "Failed", plan, (), (plan.refused,)),
-                       started=started, trigger=trigger, keep=keep_records)
+                       started=started, trigger=trigger, history=history)
     by_key = {obj.key: obj for obj in desired}
     applied: list[ObjectChange] = []
     errors: list[str] = []
@@ -309,7 +309,7 @@ def sync_commit(
         for c in applied
         if c.action != "delete" and isinstance(obj := by_key.get(c.key), Deployment)
     }
-    return _finish(api, result, started=started, trigger=trigger, keep=keep_records,
+    return _finish(api, result, started=started, trigger=trigger, history=history,
                    templates=templates)
 
 
@@ -319,7 +319,7 @@ def failed_commit(
     *,
     commit: CommitInfo,
     trigger: Trigger = "commit",
-    keep_records: int = 100,
+    history: HistoryLimits | None = None,
 ) -> SyncResult:
     """Record a commit that did not load: nothing is applied, the errors (file:line) are
     kept so `capstan status` can show them next to the commit still live."""
@@ -327,12 +327,12 @@ def failed_commit(
     # Repository-relative (`web.yaml:14:9: ...`): the checkout directory is gone by now.
     lines = tuple(error.display() for error in errors.errors)
     result = SyncResult(commit, "Failed", SyncPlan((), 0), (), lines)
-    return _finish(api, result, started=started, trigger=trigger, keep=keep_records)
+    return _finish(api, result, started=started, trigger=trigger, history=history)
 
 
 def _finish(
-    api: Api, result: SyncResult, *, started: datetime, trigger: Trigger, keep: int,
-    templates: Mapping[str, str] | None = None,
+    api: Api, result: SyncResult, *, started: datetime, trigger: Trigger,
+    history: HistoryLimits | None, templates: Mapping[str, str] | None = None,
 ) -> SyncResult:
     record = SyncRecord(
         id=0,
@@ -356,7 +356,7 @@ def _finish(
         errors=list(result.errors),
         templates=dict(templates or {}),
     )
-    stored = record_sync(api, record, keep=keep)
+    stored = record_sync(api, record, limits=history)
     return SyncResult(result.commit, result.outcome, result.plan, result.applied,
                       result.errors, result.dry_run, stored)
 

@@ -7,6 +7,11 @@ checkout (`GitSource.snapshot`) → `load_repository` → `sync_commit`. A commi
 load is recorded as Failed once and the last good commit stays applied (the resync keeps
 re-applying it, which is also how drift made through the API is reverted).
 `capstan sync --suspend` stops the applying, not the fetching.
+
+What each pass leaves in the sync log (`reconciler.sync.records`): a record for a new head,
+and for a resync that repaired drift or failed (identical ones fold into one); a resync that
+changed nothing only updates the sync state's "last resync" fields. Old records are pruned
+to `SyncOptions.history` on every record and at least hourly.
 """
 
 from __future__ import annotations
@@ -15,15 +20,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from reconciler.api import Api, ApiError
+from reconciler.api import Api, ApiError, now_utc
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 from reconciler.source.git import CommitInfo, GitSource, GitSourceError
 from reconciler.source.watch import BranchWatch
 from reconciler.sync.engine import SyncResult, Trigger, failed_commit, sync_commit
 from reconciler.sync.pins import apply_pins
-from reconciler.sync.records import read_sync_state, update_sync_state
+from reconciler.sync.records import (
+    HistoryLimits,
+    note_resync,
+    prune_sync_records,
+    read_sync_state,
+    update_sync_state,
+)
 
 __all__ = ["DEFAULT_RESYNC_S", "SyncLoop", "SyncOptions"]
 
@@ -32,6 +43,8 @@ log = logging.getLogger(__name__)
 # Self-heal promise: a change made around Git is reverted within 10 s.
 DEFAULT_RESYNC_S = 5.0
 _ERROR_BACKOFF_S = 1.0
+# Records age out even when nothing new is recorded: the loop prunes at least this often.
+_PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class SyncOptions:
     prune: bool = True
     allow_empty: bool = False
     resync_s: float = DEFAULT_RESYNC_S
-    keep_records: int = 100
+    history: HistoryLimits = field(default_factory=HistoryLimits)
 
 
 class SyncLoop:
@@ -77,6 +90,7 @@ class SyncLoop:
         self._good: tuple[CommitInfo, LoadedRepository] | None = None
         self._invalid: str | None = None  # the last head that did not load
         self._next_resync = clock()
+        self._next_prune = clock()
         self._pinned: dict[str, LoadedRepository] = {}
         self.last_fetch_error: str | None = None
 
@@ -170,18 +184,36 @@ class SyncLoop:
         # Deployments the auto-rollback pinned run their last good commit's version.
         repo = apply_pins(self.api, repo, load=self._load_pinned)
         opts = self.options
+        applied_trigger: Trigger = trigger if commit.sha == head.sha else "resync"
         result = sync_commit(
-            self.api, repo, commit=commit, prune=opts.prune, allow_empty=opts.allow_empty,
-            trigger=trigger if commit.sha == head.sha else "resync",
-            keep_records=opts.keep_records,
+            self.api,
+            repo,
+            commit=commit,
+            prune=opts.prune,
+            allow_empty=opts.allow_empty,
+            trigger=applied_trigger,
+            history=opts.history,
             record_unchanged=fresh and commit.sha == head.sha,
         )
+        if applied_trigger == "resync":
+            note_resync(
+                self.api,
+                commit=commit.sha,
+                at=now_utc(self.api.clock),
+                changed=result.record is not None,
+            )
+        if self._clock() >= self._next_prune:
+            self._next_prune = self._clock() + _PRUNE_EVERY_S
+            prune_sync_records(self.api, limits=opts.history, now=now_utc(self.api.clock))
         applied_head = commit.sha == head.sha
         if result.succeeded:
             self._good = good
-            update_sync_state(self.api, live_commit=commit.sha,
-                              last_attempt_commit=head.sha if applied_head else None,
-                              last_outcome="Succeeded" if applied_head else None)
+            update_sync_state(
+                self.api,
+                live_commit=commit.sha,
+                last_attempt_commit=head.sha if applied_head else None,
+                last_outcome="Succeeded" if applied_head else None,
+            )
         elif applied_head:
             update_sync_state(self.api, last_attempt_commit=head.sha, last_outcome="Failed")
         self._attempted = head.sha
@@ -198,13 +230,16 @@ class SyncLoop:
                 return load_repository(tree, env=opts.env, subdir=opts.subdir)
         except ManifestErrors as exc:
             if record_failure:
-                result = failed_commit(self.api, exc, commit=commit, trigger=trigger,
-                                       keep_records=opts.keep_records)
-                update_sync_state(self.api, last_attempt_commit=commit.sha,
-                                  last_outcome="Failed")
-                log.warning("commit %s is invalid; %s stays live:\n%s", commit.short,
-                            self.last_good.short if self.last_good else "nothing",
-                            "\n".join(str(e) for e in exc.errors))
+                result = failed_commit(
+                    self.api, exc, commit=commit, trigger=trigger, history=opts.history
+                )
+                update_sync_state(self.api, last_attempt_commit=commit.sha, last_outcome="Failed")
+                log.warning(
+                    "commit %s is invalid; %s stays live:\n%s",
+                    commit.short,
+                    self.last_good.short if self.last_good else "nothing",
+                    "\n".join(str(e) for e in exc.errors),
+                )
                 if self._on_result is not None:
                     self._on_result(result)
             return None

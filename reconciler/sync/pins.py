@@ -9,8 +9,14 @@ A pin remembers the pod-template hash it rolled back *from*. It holds only while
 still asks for that template: once the head changes the Deployment's template (a fix, or
 the revert commit Capstan pushed so Git stays the truth) the pin is dropped by itself.
 
-Storage: the ConfigMap `capstan-pins` in `capstan-system` (never managed, never pruned),
-one key per pinned Deployment, the pin as JSON.
+Beside the pins, the auto-rollback's *claims*: one per bad commit it acted on, written
+(compare-and-swap) before it pins or pushes anything, so each bad commit is rolled back at
+most once whatever the timing of status reports. A claim outlives its pin: the commit stays
+handled. The newest `MAX_CLAIMS` are kept.
+
+Storage: the ConfigMaps `capstan-pins` (one key per pinned Deployment) and
+`capstan-auto-rollbacks` (one key per claimed bad commit) in `capstan-system`, never managed,
+never pruned by a sync; values are JSON.
 """
 
 from __future__ import annotations
@@ -27,9 +33,24 @@ from reconciler.source import LoadedRepository
 from reconciler.sync.records import SYSTEM_NAMESPACE
 from schemas import ConfigMap, Deployment, ObjectMeta
 
-__all__ = ["PINS_NAME", "Pin", "apply_pins", "read_pins", "remove_pin", "set_pin"]
+__all__ = [
+    "CLAIMS_NAME",
+    "MAX_CLAIMS",
+    "PINS_NAME",
+    "Pin",
+    "RollbackClaim",
+    "apply_pins",
+    "claim_rollback",
+    "read_claims",
+    "read_pins",
+    "record_revert",
+    "remove_pin",
+    "set_pin",
+]
 
 PINS_NAME = "capstan-pins"
+CLAIMS_NAME = "capstan-auto-rollbacks"
+MAX_CLAIMS = 100
 _RETRIES = 5
 
 
@@ -47,45 +68,66 @@ class Pin(BaseModel):
     at: datetime
 
 
+class RollbackClaim(BaseModel):
+    """The auto-rollback acted on `bad_commit` (rolling `deployment` back to `good_commit`);
+    `revert` is the revert commit it pushed, once pushed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bad_commit: str
+    deployment: str
+    good_commit: str
+    reason: str
+    at: datetime
+    revert: str | None = None
+
+
 def _data_key(deployment: str) -> str:
     # ConfigMap keys allow [-._a-zA-Z0-9]; namespaces and names never hold '.' twice in a row.
     return deployment.replace("/", "..")
 
 
+def _values(api: Api, name: str) -> list[str]:
+    try:
+        return list(api.get(ConfigMap, name, namespace=SYSTEM_NAMESPACE).data.values())
+    except NotFound:
+        return []
+
+
 def read_pins(api: Api) -> dict[str, Pin]:
     """Pins by `Deployment/ns/name`."""
-    try:
-        cm = api.get(ConfigMap, PINS_NAME, namespace=SYSTEM_NAMESPACE)
-    except NotFound:
-        return {}
-    pins = (Pin.model_validate_json(value) for value in cm.data.values())
+    pins = (Pin.model_validate_json(value) for value in _values(api, PINS_NAME))
     return {pin.deployment: pin for pin in pins}
 
 
-def _change(api: Api, edit: Callable[[dict[str, str]], dict[str, str]]) -> None:
+def _change(
+    api: Api, edit: Callable[[dict[str, str]], dict[str, str]], *, name: str = PINS_NAME
+) -> bool:
+    """Apply `edit` to ConfigMap `name`'s data as one compare-and-swap (retried on a
+    concurrent write). True when this call changed it."""
     for _attempt in range(_RETRIES):
         try:
-            cm = api.get(ConfigMap, PINS_NAME, namespace=SYSTEM_NAMESPACE)
+            cm = api.get(ConfigMap, name, namespace=SYSTEM_NAMESPACE)
         except NotFound:
             data = edit({})
             if not data:
-                return
+                return False
             try:
-                api.create(ConfigMap(
-                    metadata=ObjectMeta(name=PINS_NAME, namespace=SYSTEM_NAMESPACE),
-                    data=data))
+                api.create(
+                    ConfigMap(metadata=ObjectMeta(name=name, namespace=SYSTEM_NAMESPACE), data=data)
+                )
             except AlreadyExists:
                 continue
-            return
+            return True
         data = edit(dict(cm.data))
         if data == cm.data:
-            return
+            return False
         try:
             api.update(cm.model_copy(update={"data": data}))
         except (Conflict, NotFound):
             continue
-        return
-    raise Conflict("the pins kept changing")
+        return True
+    raise Conflict(f"{name} kept changing")
 
 
 def set_pin(api: Api, pin: Pin) -> None:
@@ -95,6 +137,37 @@ def set_pin(api: Api, pin: Pin) -> None:
 def remove_pin(api: Api, deployment: str) -> None:
     key = _data_key(deployment)
     _change(api, lambda data: {k: v for k, v in data.items() if k != key})
+
+
+def read_claims(api: Api) -> dict[str, RollbackClaim]:
+    """Claims by bad commit sha."""
+    claims = (RollbackClaim.model_validate_json(value) for value in _values(api, CLAIMS_NAME))
+    return {claim.bad_commit: claim for claim in claims}
+
+
+def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
+    """Record that the auto-rollback acts on `claim.bad_commit`. True only for the one call
+    that added it: False when it was claimed already (by this or another control plane)."""
+
+    def add(data: dict[str, str]) -> dict[str, str]:
+        if claim.bad_commit in data:
+            return data
+        kept = sorted(data.items(), key=lambda kv: RollbackClaim.model_validate_json(kv[1]).at)
+        return {**dict(kept[-(MAX_CLAIMS - 1) :]), claim.bad_commit: claim.model_dump_json()}
+
+    return _change(api, add, name=CLAIMS_NAME)
+
+
+def record_revert(api: Api, bad_commit: str, revert: str) -> None:
+    """Note on `bad_commit`'s claim the revert commit that was pushed for it."""
+
+    def note(data: dict[str, str]) -> dict[str, str]:
+        if bad_commit not in data:
+            return data
+        claim = RollbackClaim.model_validate_json(data[bad_commit])
+        return {**data, bad_commit: claim.model_copy(update={"revert": revert}).model_dump_json()}
+
+    _change(api, note, name=CLAIMS_NAME)
 
 
 def apply_pins(
@@ -122,8 +195,7 @@ def apply_pins(
         pinned_repo = load(pin.commit)
         if pinned_repo is None:
             continue
-        pinned = next((item for item in pinned_repo.objects if str(item.obj.key) == name),
-                      None)
+        pinned = next((item for item in pinned_repo.objects if str(item.obj.key) == name), None)
         if pinned is not None and at is not None:
             objects[at] = pinned
     return replace(repo, objects=objects)

@@ -4,18 +4,28 @@ Written by the sync engine after each attempt and by the sync loop (the commit s
 commit live); read by `capstan status`, `capstan history` and `/capstan/v1/syncs`;
 `capstan sync --suspend/--resume` flips `suspended`.
 
+What is kept: every commit applied or refused, every auto-rollback, and every resync that
+changed something (repaired drift) or failed. A resync repeating the newest record exactly
+(same commit, outcome, changes and errors: a fight with something that keeps undoing it)
+only bumps that record's `repeats`. A resync that changes nothing writes no record: it
+updates the "last resync" fields of the sync state. The history is bounded in every case
+(`HistoryLimits`): at most `keep` records (default 100, like Helm's and Argo CD's history
+limits), and none older than `max_age` (default 30 days) beyond the newest `min_keep` (10),
+so the last good commit of a quiet cluster is never forgotten.
+
 Storage form (as Helm keeps its releases): ConfigMaps in the `capstan-system` namespace,
-which always exists and cannot be deleted. Each attempt is `sync-<id, 10 digits>` labelled
-`capstan.io/sync-record: "true"` with the record as JSON under `record.json`; the last
-`keep` (default 100) are kept. The switches and pointers are the ConfigMap
-`capstan-sync-state`. None carries the managed-by label, so a sync never prunes them.
+which always exists and cannot be deleted. Each record is `sync-<id, 10 digits>` labelled
+`capstan.io/sync-record: "true"` with the record as JSON under `record.json`. The switches
+and pointers are the ConfigMap `capstan-sync-state`. None carries the managed-by label, so
+a sync never prunes them.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,10 +37,13 @@ __all__ = [
     "RECORD_LABEL",
     "STATE_NAME",
     "SYSTEM_NAMESPACE",
+    "HistoryLimits",
     "RecordedChange",
     "SyncRecord",
     "SyncState",
     "list_sync_records",
+    "note_resync",
+    "prune_sync_records",
     "read_sync_state",
     "record_sync",
     "set_suspended",
@@ -47,6 +60,23 @@ _MAX_CHANGES = 500
 _MAX_FIELDS = 50
 _MAX_ERRORS = 200
 _RETRIES = 5
+
+
+@dataclass(frozen=True)
+class HistoryLimits:
+    """How much of the sync log is kept: at most `keep` records, and none older than
+    `max_age` except the newest `min_keep`."""
+
+    keep: int = 100
+    max_age: timedelta = timedelta(days=30)
+    min_keep: int = 10
+
+    def __post_init__(self) -> None:
+        if self.keep < 1 or self.min_keep < 0 or self.max_age <= timedelta(0):
+            raise ValueError(
+                f"history limits need keep >= 1, min_keep >= 0 and a positive "
+                f"max_age (got {self.keep}, {self.min_keep}, {self.max_age})"
+            )
 
 
 class RecordedChange(BaseModel):
@@ -80,22 +110,40 @@ class SyncRecord(BaseModel):
     # Deployments this sync created or updated -> the pod-template hash it applied: how
     # `capstan history` finds the Deployment revision (ReplicaSet) a commit produced.
     templates: dict[str, str] = Field(default_factory=dict)
+    # How many attempts in a row this record stands for (identical resyncs fold into one);
+    # `started_at` is the first one's start, `finished_at` the last one's end.
+    repeats: int = 1
 
     @property
     def subject(self) -> str:
         return self.message.splitlines()[0] if self.message else ""
 
+    def repeats_of(self, other: SyncRecord) -> bool:
+        """`self` (a resync) did exactly what `other` did: same commit, outcome and result."""
+        return (
+            self.trigger == other.trigger == "resync"
+            and self.commit == other.commit
+            and self.outcome == other.outcome
+            and self.changes == other.changes
+            and self.errors == other.errors
+            and self.templates == other.templates
+        )
+
 
 @dataclass(frozen=True)
 class SyncState:
     """The sync switches and pointers: suspended, the commit seen on the branch, the commit
-    live (last applied successfully), and the last attempt's commit and outcome."""
+    live (last applied successfully), the last attempt's commit and outcome, and the last
+    periodic resync: when, of which commit, and how many in a row found nothing to change."""
 
     suspended: bool = False
     seen_commit: str | None = None
     live_commit: str | None = None
     last_attempt_commit: str | None = None
     last_outcome: str | None = None
+    last_resync_at: datetime | None = None
+    last_resync_commit: str | None = None
+    quiet_resyncs: int = 0
 
 
 def _record_name(record_id: int) -> str:
@@ -103,24 +151,49 @@ def _record_name(record_id: int) -> str:
 
 
 def _records(api: Api) -> list[ConfigMap]:
-    found = api.list(ConfigMap, namespace=SYSTEM_NAMESPACE,
-                     label_selector={RECORD_LABEL: "true"}).items
+    found = api.list(
+        ConfigMap, namespace=SYSTEM_NAMESPACE, label_selector={RECORD_LABEL: "true"}
+    ).items
     return sorted(found, key=lambda cm: cm.name)
 
 
-def record_sync(api: Api, record: SyncRecord, *, keep: int = 100) -> SyncRecord:
-    """Store `record` under the next id (its own `id` is ignored); drop the oldest beyond
-    `keep`. Returns the record as stored."""
-    trimmed = record.model_copy(update={
-        "changes": [
-            c.model_copy(update={"fields": c.fields[:_MAX_FIELDS]})
-            for c in record.changes[:_MAX_CHANGES]
-        ],
-        "changes_total": max(record.changes_total, len(record.changes)),
-        "errors": record.errors[:_MAX_ERRORS],
-    })
+def record_sync(
+    api: Api, record: SyncRecord, *, keep: int | None = None, limits: HistoryLimits | None = None
+) -> SyncRecord:
+    """Store `record` under the next id (its own `id` is ignored), or fold it into the newest
+    record when it repeats it (`SyncRecord.repeats_of`); then prune to `limits` (`keep`
+    overrides its count). Returns the record as stored."""
+    limits = limits or HistoryLimits()
+    if keep is not None:
+        limits = HistoryLimits(
+            keep=keep, max_age=limits.max_age, min_keep=min(limits.min_keep, keep)
+        )
+    trimmed = record.model_copy(
+        update={
+            "changes": [
+                c.model_copy(update={"fields": c.fields[:_MAX_FIELDS]})
+                for c in record.changes[:_MAX_CHANGES]
+            ],
+            "changes_total": max(record.changes_total, len(record.changes)),
+            "errors": record.errors[:_MAX_ERRORS],
+        }
+    )
     for _attempt in range(_RETRIES):
         existing = _records(api)
+        newest = _parse(existing[-1]) if existing else None
+        if newest is not None and trimmed.repeats_of(newest):
+            folded = newest.model_copy(
+                update={"repeats": newest.repeats + 1, "finished_at": trimmed.finished_at}
+            )
+            try:
+                api.update(
+                    existing[-1].model_copy(
+                        update={"data": {_RECORD_KEY: folded.model_dump_json()}}
+                    )
+                )
+            except (Conflict, NotFound):
+                continue
+            return folded
         next_id = int(existing[-1].name.removeprefix(_RECORD_PREFIX)) + 1 if existing else 1
         stored = trimmed.model_copy(update={"id": next_id})
         cm = ConfigMap(
@@ -135,11 +208,40 @@ def record_sync(api: Api, record: SyncRecord, *, keep: int = 100) -> SyncRecord:
             api.create(cm)
         except AlreadyExists:
             continue  # another writer took this id: take the next one
-        for old in existing[: max(0, len(existing) + 1 - keep)]:
-            with contextlib.suppress(NotFound):
-                api.delete(ConfigMap, old.name, namespace=SYSTEM_NAMESPACE)
+        _prune(api, [*existing, cm], limits=limits, now=stored.finished_at)
         return stored
     raise Conflict("could not allocate a sync record id")
+
+
+def _parse(cm: ConfigMap) -> SyncRecord | None:
+    raw = cm.data.get(_RECORD_KEY)
+    return SyncRecord.model_validate_json(raw) if raw is not None else None
+
+
+def _prune(api: Api, records: list[ConfigMap], *, limits: HistoryLimits, now: datetime) -> int:
+    """Delete, oldest first, the records beyond `limits.keep` and those older than
+    `limits.max_age` beyond the newest `limits.min_keep`. Returns how many went."""
+    oldest_kept = now - limits.max_age
+    doomed: list[ConfigMap] = []
+    for age_rank, cm in enumerate(reversed(records)):  # newest first
+        if age_rank >= limits.keep:
+            doomed.append(cm)
+            continue
+        if age_rank < limits.min_keep:
+            continue
+        parsed = _parse(cm)
+        if parsed is None or parsed.finished_at < oldest_kept:
+            doomed.append(cm)
+    for cm in doomed:
+        with contextlib.suppress(NotFound):
+            api.delete(ConfigMap, cm.name, namespace=SYSTEM_NAMESPACE)
+    return len(doomed)
+
+
+def prune_sync_records(api: Api, *, limits: HistoryLimits, now: datetime) -> int:
+    """Bound the stored history to `limits` as of `now` (the sync loop calls it now and
+    then, so records age out even when nothing new is recorded). Returns how many went."""
+    return _prune(api, _records(api), limits=limits, now=now)
 
 
 def list_sync_records(api: Api, *, limit: int | None = None) -> list[SyncRecord]:
@@ -162,12 +264,16 @@ def read_sync_state(api: Api) -> SyncState:
 
 def _state_from(cm: ConfigMap) -> SyncState:
     data = cm.data
+    resync_at = data.get("lastResync")
     return SyncState(
         suspended=data.get("suspended") == "true",
         seen_commit=data.get("seenCommit") or None,
         live_commit=data.get("liveCommit") or None,
         last_attempt_commit=data.get("lastAttemptCommit") or None,
         last_outcome=data.get("lastOutcome") or None,
+        last_resync_at=datetime.fromisoformat(resync_at) if resync_at else None,
+        last_resync_commit=data.get("lastResyncCommit") or None,
+        quiet_resyncs=int(data.get("quietResyncs") or 0),
     )
 
 
@@ -178,6 +284,9 @@ def _state_data(state: SyncState) -> dict[str, str]:
         ("liveCommit", state.live_commit),
         ("lastAttemptCommit", state.last_attempt_commit),
         ("lastOutcome", state.last_outcome),
+        ("lastResync", state.last_resync_at.isoformat() if state.last_resync_at else None),
+        ("lastResyncCommit", state.last_resync_commit),
+        ("quietResyncs", str(state.quiet_resyncs) if state.last_resync_at else None),
     ):
         if value:
             data[key] = value
@@ -196,7 +305,8 @@ def update_sync_state(
     """Change the given fields (None leaves one as it is), retrying on a concurrent write."""
 
     def changed(state: SyncState) -> SyncState:
-        return SyncState(
+        return replace(
+            state,
             suspended=state.suspended if suspended is None else suspended,
             seen_commit=seen_commit or state.seen_commit,
             live_commit=live_commit or state.live_commit,
@@ -204,6 +314,25 @@ def update_sync_state(
             last_outcome=last_outcome or state.last_outcome,
         )
 
+    return _edit_state(api, changed)
+
+
+def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncState:
+    """A periodic resync of `commit` ran at `at`: the one place a resync that found nothing
+    to change leaves a trace (`quiet_resyncs` counts those in a row)."""
+
+    def noted(state: SyncState) -> SyncState:
+        return replace(
+            state,
+            last_resync_at=at,
+            last_resync_commit=commit,
+            quiet_resyncs=0 if changed else state.quiet_resyncs + 1,
+        )
+
+    return _edit_state(api, noted)
+
+
+def _edit_state(api: Api, changed: Callable[[SyncState], SyncState]) -> SyncState:
     for _attempt in range(_RETRIES):
         try:
             cm = api.get(ConfigMap, STATE_NAME, namespace=SYSTEM_NAMESPACE)

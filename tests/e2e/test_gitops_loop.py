@@ -219,13 +219,28 @@ def test_revert_brings_v1_back_reusing_its_replicaset(up: CapstanUp) -> None:
 
 
 def test_container_removed_by_hand_comes_back_within_10s(up: CapstanUp) -> None:
-    _name, container_id = sorted(up.app_containers().items())[0]
+    name, container_id = sorted(up.app_containers().items())[0]
+    pod = next(c["labels"]["io.capstan.pod-name"] for c in up.containers()
+               if c["id"] == container_id)
+    assert name.endswith("_0")
     up.docker.api.remove_container(container_id, force=True)
     started = time.monotonic()
     wait_until(lambda: len(up.app_containers()) == 2 and container_id not in
                up.app_containers().values(), timeout=10, what="container replaced")
     wait_until(lambda: web_ready(up, "v1"), timeout=10, what="serving again")
     assert time.monotonic() - started < 10
+    # Counted as Kubernetes counts it: a restart, the removed attempt as the last state.
+    assert any(n.endswith("_1") and n.rsplit("_", 1)[0] == name.rsplit("_", 1)[0]
+               for n in up.app_containers())
+
+    def restarts_shown() -> bool:
+        row = next(line for line in up.cli("get", "pods").splitlines() if pod in line)
+        return row.split()[3] == "1"
+
+    wait_until(restarts_shown, timeout=10, what="RESTARTS 1 in capstan get pods")
+    described = up.cli("describe", "pod", pod)
+    assert "Last State:     Terminated (ContainerStatusUnknown, exit code 137)" in described
+    assert "Restart Count:  1" in described
 
 
 def test_agent_killed_and_node_emptied_converges_again(up: CapstanUp) -> None:

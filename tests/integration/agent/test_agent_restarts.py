@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import signal
 import time
 
 from agent_harness import BUSYBOX, BUSYBOX_V2, httpd, make_pod, ready
@@ -29,14 +30,15 @@ def test_crash_loop_backs_off_more_and_more(agent):
     def started(n):
         return starts.exists() and len(starts.read_text().split()) >= n
 
-    # Back-off 0.5 s doubling: starts at about 0, 0.5, 1.5, 3.5 s.
-    wait_until(lambda: started(4), timeout=30, what="4 starts")
+    # As in Kubernetes the first crash is restarted at once, then back-off 0.5 s doubling:
+    # starts at about 0, 0, 0.5, 1.5, 3.5 s.
+    wait_until(lambda: started(5), timeout=30, what="5 starts")
     times = [float(t) for t in starts.read_text().split()]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # Each wait is at least its back-off (0.5, 1, 2 s); load can only make it longer.
-    assert gaps[0] >= 0.5, gaps
-    assert gaps[1] >= 1.0, gaps
-    assert gaps[2] >= 2.0, gaps
+    assert gaps[1] >= 0.5, gaps
+    assert gaps[2] >= 1.0, gaps
+    assert gaps[3] >= 2.0, gaps
     status = client.wait_pods(
         lambda s: s.get("crasher", {}).get("containerStatuses", [{}])[0]
         .get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff" and s["crasher"],
@@ -143,3 +145,42 @@ def test_graceful_stop_is_observed_by_the_container(agent):
         lambda s: ready(s.get("graceful")) and container(s["graceful"])["restartCount"] == 1
         and s["graceful"], what="replacement running")
     assert container(status)["lastState"]["terminated"]["exitCode"] == 0
+
+
+def test_container_removed_from_under_the_agent_counts_as_a_restart(agent, docker_client):
+    client = agent.client()
+    pod = make_pod("removed", [httpd()])
+    client.sync([pod], 1)
+    client.wait_pods(lambda s: ready(s.get("removed")), what="ready")
+
+    def app_container():
+        [(name, ident)] = [(n, i) for n, i in agent.container_ids().items()
+                           if "_removed_" in n and "_web_" in n]
+        return name, ident
+
+    def restarted(count):
+        def check(statuses):
+            status = statuses.get("removed")
+            if not ready(status) or container(status)["restartCount"] != count:
+                return None
+            return status
+        return check
+
+    name, ident = app_container()
+    assert name.endswith("_web_0")
+    docker_client.api.remove_container(ident, force=True)
+    status = client.wait_pods(restarted(1), what="restart 1 reported")
+    last = container(status)["lastState"]["terminated"]
+    assert (last["reason"], last["exitCode"]) == ("ContainerStatusUnknown", 137)
+    assert last["containerID"] == f"docker://{ident}"
+    assert app_container()[0].endswith("_web_1")
+
+    # Removed again while the agent is down: the count survives the agent's restart.
+    agent.kill(signal.SIGKILL)
+    _name, ident = app_container()
+    docker_client.api.remove_container(ident, force=True)
+    agent.start()
+    client = agent.client()
+    status = client.wait_pods(restarted(2), what="restart 2 reported after the agent's restart")
+    assert container(status)["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
+    assert app_container()[0].endswith("_web_2")

@@ -25,7 +25,12 @@ from reconciler.sync import SyncLoop, SyncOptions, list_sync_records
 from reconciler.sync.pins import read_pins
 from schemas import Deployment, Pod
 from schemas.meta import Condition
-from schemas.pod import ContainerState, ContainerStateWaiting, ContainerStatus
+from schemas.pod import (
+    ContainerState,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    ContainerStatus,
+)
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
 
@@ -60,8 +65,10 @@ def crash_loop(cluster: Cluster, pod: Pod) -> None:
         "conditions": [c for c in pod.status.conditions if c.type != "Ready"]
         + [Condition(type="Ready", status="False", reason="ContainersNotReady")],
         "container_statuses": [ContainerStatus(
-            name="main", image="capstan.local/busybox:crash", restart_count=3,
+            name="main", image="capstan.local/busybox:crash", restart_count=1,
             state=ContainerState(waiting=ContainerStateWaiting(reason="CrashLoopBackOff")),
+            last_state=ContainerState(terminated=ContainerStateTerminated(exit_code=3,
+                                                                          reason="Error")),
         )],
     })
     cluster.api.update_status(pod.model_copy(update={"status": status}))

@@ -11,6 +11,11 @@ def test_doubling_capped():
     assert policy.delay(10_000) == 300
 
 
+def test_first_crash_restarts_at_once_then_doubles():
+    policy = BackoffPolicy()
+    assert [policy.restart_delay(s) for s in range(1, 6)] == [0, 10, 20, 40, 80]
+
+
 def test_reset_after_long_run():
     policy = BackoffPolicy(initial_s=1, max_s=8, reset_after_s=60)
     assert policy.next_step(4, ran_for_s=59.9) == 5

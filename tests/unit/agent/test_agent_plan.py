@@ -73,9 +73,18 @@ def test_leftover_pod_dir_without_containers_is_removed():
     assert actions == [RemovePodDir(pod_uid=PodUID("old"), reason="pod is not in the desired set")]
 
 
-def test_crash_waits_for_backoff_then_restarts_with_next_step():
+def test_first_crash_restarts_at_once_as_kubernetes_does():
     d = desired(pod())
     crashed = observed(d, "app", state="exited", exit_code=1, started_at=1990.0, finished_at=1995.0)
+    (start,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
+    assert isinstance(start, StartContainer)
+    assert (start.attempt, start.backoff_step) == (1, 1)
+
+
+def test_crash_after_a_restart_waits_for_backoff_then_restarts_with_next_step():
+    d = desired(pod())
+    crashed = observed(d, "app", state="exited", exit_code=1, started_at=1990.0, finished_at=1995.0,
+                       attempt=1, backoff_step=1)
     facts = [observed(d, SANDBOX_CONTAINER), crashed]
     (wait,) = plan_node([d], facts, inputs=INPUTS)
     assert isinstance(wait, Wait)
@@ -85,8 +94,8 @@ def test_crash_waits_for_backoff_then_restarts_with_next_step():
     later = PlanInputs(now=2006.0, backoff=INPUTS.backoff)
     (start,) = plan_node([d], facts, inputs=later)
     assert isinstance(start, StartContainer)
-    assert start.attempt == 1
-    assert start.backoff_step == 1
+    assert start.attempt == 2
+    assert start.backoff_step == 2
 
 
 def test_backoff_doubles_with_consecutive_crashes():
@@ -94,15 +103,16 @@ def test_backoff_doubles_with_consecutive_crashes():
     crashed = observed(d, "app", state="exited", exit_code=1, started_at=1990.0, finished_at=1995.0,
                        attempt=3, backoff_step=3)
     (wait,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
-    assert wait.until == 1995.0 + 80.0
+    assert wait.until == 1995.0 + 40.0
 
 
 def test_long_run_resets_backoff():
     d = desired(pod())
     crashed = observed(d, "app", state="exited", exit_code=1, started_at=1000.0,
                        finished_at=1995.0, attempt=5, backoff_step=5)
-    (wait,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
-    assert wait.until == 1995.0 + 10.0
+    (start,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
+    assert isinstance(start, StartContainer)
+    assert (start.attempt, start.backoff_step) == (6, 1)
 
 
 def test_restart_policies():

@@ -1,16 +1,14 @@
-"""Pure rules of plan and auto-rollback: rollout steps, rollout prediction, failure reading."""
+"""Pure rules of plan: rollout steps and rollout prediction (auto-rollback's verdict is in
+tests/unit/controllers/test_autorollback_rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from reconciler.controllers.autorollback import rollout_failure
 from reconciler.controllers.deployment import HASH_LABEL, pod_template_hash
 from reconciler.plan.workload import desired_replicasets, expand_pods, predict, rolling_steps
-from schemas import Deployment, DeploymentStatus, Pod, parse_object
-from schemas.meta import Condition
-from schemas.pod import ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus
+from schemas import Deployment, Pod, parse_object
 
 
 def web(image: str = "busybox:1", replicas: int = 3, strategy: str = "") -> Deployment:
@@ -91,25 +89,3 @@ def test_replica_change_only_scales_and_recreate_stops_first() -> None:
     recreate = web("busybox:2", strategy="{type: Recreate}")
     [rollout] = predict([v1], [recreate], pods=pods, replicasets=replicasets).rollouts
     assert [(s.new, s.old) for s in rollout.steps] == [(0, 3), (0, 0), (3, 0)]
-
-
-def test_rollout_failure_reads_the_deadline_and_crash_loops() -> None:
-    d = web()
-    assert rollout_failure(d, [], crashloop_restarts=3) is None
-    stuck = d.model_copy(update={"status": DeploymentStatus(conditions=[Condition(
-        type="Progressing", status="False", reason="ProgressDeadlineExceeded")])})
-    assert str(rollout_failure(stuck, [], crashloop_restarts=3)).startswith(
-        "progress deadline exceeded (600s")
-    _rs, [pod, *_] = running_from(d)
-
-    def with_status(restarts: int, waiting: str | None) -> Pod:
-        state = ContainerState(waiting=ContainerStateWaiting(reason=waiting)) if waiting \
-            else ContainerState()
-        return pod.model_copy(update={"status": PodStatus(container_statuses=[ContainerStatus(
-            name="main", image="busybox:1", restart_count=restarts, state=state)])})
-
-    assert rollout_failure(d, [with_status(2, None)], crashloop_restarts=3) is None
-    assert "restarted 3 times" in str(rollout_failure(d, [with_status(3, None)],
-                                                      crashloop_restarts=3))
-    assert "CrashLoopBackOff" in str(rollout_failure(d, [with_status(1, "CrashLoopBackOff")],
-                                                     crashloop_restarts=3))

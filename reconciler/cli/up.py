@@ -26,9 +26,13 @@ from schemas import Node, Pod, Service
 
 if TYPE_CHECKING:
     from reconciler.app import CapstanApp
+    from reconciler.store.election import ElectionSettings
     from reconciler.sync import SyncResult
 
-__all__ = ["up"]
+__all__ = ["LOST_LEADERSHIP_EXIT", "up"]
+
+#: ``capstan up``'s exit status when it stopped leading (a supervisor should restart it).
+LOST_LEADERSHIP_EXIT = 3
 
 
 def _say(message: str) -> None:
@@ -60,9 +64,7 @@ def _pods_progress(api: Api) -> tuple[int, int]:
 def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
     """Show the first sync landing and pods becoming ready; give up quietly at the timeout."""
     api = app.api
-    sync = app.sync
     assert api is not None
-    assert sync is not None
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline and not app.wait(0.5):
@@ -76,7 +78,8 @@ def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
             if n.status is not None
             and (c := n.status.condition("Ready")) is not None and c.status == "True"
         )
-        live = sync.last_good
+        sync = app.sync  # None on a follower: it shows what the leader does
+        live = sync.last_good if sync is not None else None
         line = (f"commit {live.short if live else '-'} live; nodes {ready_nodes}/{len(nodes)} "
                 f"ready; pods {ready}/{total} ready")
         if line != last:
@@ -139,12 +142,23 @@ def _show_entry_points(api: Api) -> None:
               help="Seconds between re-applies of the live commit (drift repair).")
 @click.option("--wait-timeout", type=float, default=120.0, show_default=True,
               help="How long start-up shows pods coming up before going quiet.")
+@click.option("--leader-elect-lease-duration", "lease_duration", type=float, default=15.0,
+              show_default=True,
+              help="Seconds a follower waits after the leader's last renewal before taking over.")
+@click.option("--leader-elect-renew-deadline", "renew_deadline", type=float, default=10.0,
+              show_default=True,
+              help="Seconds the leader keeps trying to renew before it gives up (and exits).")
+@click.option("--leader-elect-retry-period", "retry_period", type=float, default=2.0,
+              show_default=True, help="Seconds between renewals and between campaign attempts.")
+@click.option("--leader-elect-identity", "identity", default=None, metavar="NAME",
+              help="This replica's name in the leader election (default: HOST_PID).")
 @click.option("--log-level", default="WARNING", show_default=True)
 def up(
     repo: str, branch: str, subdir: str | None, env: str | None, store_url: str | None,
     listen: str | None, insecure_http: bool, state_dir: Path | None, no_local_agent: bool,
     agent_node_name: str, agent_bind_address: str, agent_args: tuple[str, ...],
-    resync: float | None, wait_timeout: float, log_level: str,
+    resync: float | None, wait_timeout: float, lease_duration: float, renew_deadline: float,
+    retry_period: float, identity: str | None, log_level: str,
 ) -> None:
     """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C."""
     # Imported here: the whole control plane loads only for `up`, not for every CLI call.
@@ -160,8 +174,11 @@ def up(
         insecure_http=insecure_http, local_agent=not no_local_agent,
         agent_node_name=agent_node_name,
         agent_bind_address=agent_bind_address, agent_args=agent_args, resync_s=resync,
+        election=_election_settings(lease_duration, renew_deadline, retry_period),
+        identity=identity,
     )
     stop = threading.Event()
+    lost = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -179,7 +196,12 @@ def up(
                          name="up-progress", daemon=True).start()
         # A timed wait, so Ctrl-C (KeyboardInterrupt) reaches this thread between waits.
         while not stop.wait(0.5):
-            continue
+            if app.lost_leadership.is_set():
+                # As Kubernetes components do: a deposed leader exits, its supervisor
+                # restarts it as a follower with fresh state.
+                _say("lost leadership: exiting")
+                lost = True
+                break
     except KeyboardInterrupt:
         _say("interrupted")
     finally:
@@ -187,3 +209,15 @@ def up(
         _say("stopping")
         app.stop()
         _say("stopped")
+    if lost:
+        sys.exit(LOST_LEADERSHIP_EXIT)
+
+
+def _election_settings(lease: float, renew: float, retry: float) -> ElectionSettings:
+    from reconciler.store.election import ElectionSettings
+
+    try:
+        return ElectionSettings(lease_duration_s=lease, renew_deadline_s=renew,
+                                retry_period_s=retry)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -9,8 +9,9 @@ running. ``CapstanApp.start`` brings them up in dependency order, reporting each
 etcd: each serves the HTTP API, and a ``LeaderElector`` (``reconciler.store.election``)
 decides which one runs the controllers, scheduler, node dispatch and sync loop, writing
 through a ``FencedStore`` for its term; on the embedded store the one replica leads at once.
-A replica that loses its leadership sets ``lost_leadership`` (``capstan up`` then exits). A ``RunInfo`` file in the state
-directory tells the other ``capstan`` commands where this instance keeps its store.
+A replica that loses its leadership sets ``lost_leadership`` (``capstan up`` then exits).
+A ``RunInfo`` file in the state directory tells the other ``capstan`` commands where this
+instance keeps its store.
 """
 
 from __future__ import annotations

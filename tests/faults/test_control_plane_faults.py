@@ -11,26 +11,25 @@ from __future__ import annotations
 
 import random
 import signal
-import time
-from collections import Counter
 
 import pytest
 
 from reconciler.api import ApiError
 from reconciler.cli.up import LOST_LEADERSHIP_EXIT
 from reconciler.client import Client
-from reconciler.sync import list_sync_records, read_sync_state
+from reconciler.sync import read_sync_state
 from schemas import ConfigMap
 from schemas.meta import ObjectMeta
-from tests.faults.conftest import (
+from tests.faults.harness import PodCensus, Replica, monotonic_wait
+from tests.faults.scenario import (
     MAX_SURGE,
     REPLICAS,
     FaultRig,
+    double_applied,
     fault_kills,
     rolled_out,
     version_files,
 )
-from tests.faults.harness import PodCensus, Replica, monotonic_wait
 from tests.fixtures.waiting import wait_until
 
 ROLLOUT_TIMEOUT = 240
@@ -44,31 +43,6 @@ def _wait_v1(rig: FaultRig) -> None:
     )
 
 
-def _double_applied(rig: FaultRig) -> dict[str, int]:
-    """Commits with more than one sync that changed something."""
-    records = list_sync_records(rig.plane.api, limit=1000)
-    applied = Counter(r.commit for r in records if r.outcome == "Succeeded" and r.changes_total)
-    return {commit: n for commit, n in applied.items() if n > 1}
-
-
-def kill_leader(rig: FaultRig) -> tuple[Replica, float]:
-    """SIGKILL the leader; returns it and the seconds until another term began."""
-    plane = rig.plane
-    leader = plane.wait_leader()
-    term = plane.term()
-    plane.hold(leader)
-    started = time.monotonic()
-    leader.kill(signal.SIGKILL)
-    wait_until(
-        lambda: plane.term() not in (None, term) and plane.leader() is not None,
-        timeout=120,
-        what="a follower taking over",
-    )
-    takeover = time.monotonic() - started
-    plane.release(leader)
-    return leader, takeover
-
-
 @pytest.mark.timeout(1800)
 def test_leader_killed_at_random_points_of_rollouts(rig: FaultRig) -> None:
     _wait_v1(rig)
@@ -80,7 +54,7 @@ def test_leader_killed_at_random_points_of_rollouts(rig: FaultRig) -> None:
             version = f"v{i + 2}"
             rig.repo.commit(version, version_files(version))
             monotonic_wait(rng.uniform(0.5, 6.0))  # a random point of the rollout
-            _, takeover = kill_leader(rig)
+            _, takeover = rig.kill_leader()
             takeovers.append(takeover)
         final = f"v{fault_kills() + 1}"
         wait_until(
@@ -97,7 +71,7 @@ def test_leader_killed_at_random_points_of_rollouts(rig: FaultRig) -> None:
         census.close()
     print(f"takeovers after kill -9: {[round(t, 2) for t in takeovers]}")
     assert census.max_live <= REPLICAS + MAX_SURGE, "more pods than replicas + maxSurge"
-    assert _double_applied(rig) == {}
+    assert double_applied(rig.plane.api) == {}
     wait_until(
         lambda: len(rig.app_containers()) == REPLICAS,
         timeout=60,
@@ -137,7 +111,7 @@ def test_leader_paused_past_its_lease_is_fenced_and_exits(rig: FaultRig) -> None
     census.close()
     assert rolled_out(plane.api, "v2"), "the deposed leader undid nothing"
     assert census.max_live <= REPLICAS + MAX_SURGE
-    assert _double_applied(rig) == {}
+    assert double_applied(rig.plane.api) == {}
 
 
 def _follower_client(rig: FaultRig) -> tuple[Replica, Client]:

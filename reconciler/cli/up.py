@@ -220,4 +220,7 @@ def _election_settings(lease: float, renew: float, retry: float) -> ElectionSett
         return ElectionSettings(lease_duration_s=lease, renew_deadline_s=renew,
                                 retry_period_s=retry)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(
+            f"--leader-elect-retry-period, --leader-elect-renew-deadline, "
+            f"--leader-elect-lease-duration: {exc}"
+        ) from None

@@ -315,6 +315,7 @@ class LeaderElector:
         self._lost = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
         self._watch: Watch | None = None
         self._replica_lease: LeaseID | None = None
         self._started_at = datetime.now(UTC)
@@ -332,8 +333,9 @@ class LeaderElector:
         """Stop campaigning; a leader stops its components and releases the key at once
         (client-go's ReleaseOnCancel), so a follower need not wait for the lease to run out."""
         self._stopped.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.settings.retry_period_s + 15)
+        for thread in (self._thread, self._renewer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=self.settings.retry_period_s + 15)
         self._step_down(release=True)
         if self._replica_lease is not None:
             try:
@@ -396,8 +398,15 @@ class LeaderElector:
         )
         with self._lock:
             self.leadership = leadership
+        self._lost.clear()
         self._renewed = self._monotonic()
         _log.warning("%s became the leader (term %d)", self.identity, leadership.term)
+        # Renewing starts before the components do: starting them may take longer than
+        # the lease (informers listing a large store).
+        self._renewer = threading.Thread(
+            target=self._renew_until_lost, args=(leadership,), name="leader-renew", daemon=True
+        )
+        self._renewer.start()
         try:
             self._on_started(leadership)
         except BaseException:
@@ -430,10 +439,8 @@ class LeaderElector:
         return True
 
     def _run(self) -> None:
-        while not self._stopped.is_set():
-            if self.leadership is not None:
-                self._renew_until_lost()
-                return
+        """Campaign until this replica leads (the renewer thread takes over) or stops."""
+        while not self._stopped.is_set() and self.leadership is None:
             try:
                 self._keep_registered()
                 if self._attempt():
@@ -468,10 +475,11 @@ class LeaderElector:
 
     # -- renew ---------------------------------------------------------------------------------
 
-    def _renew_until_lost(self) -> None:
-        self._close_watch()
+    def _renew_until_lost(self, leadership: Leadership) -> None:
         settings = self.settings
         while not self._stopped.wait(settings.retry_period_s) and not self._lost.is_set():
+            if self.leadership is not leadership:
+                return  # stepped down already (starting the components failed)
             # Checked before renewing: a replica that slept past its deadline (SIGSTOP) must
             # not count a late renewal as keeping a lease others may already have taken.
             if self._monotonic() - self._renewed > settings.renew_deadline_s:
@@ -481,15 +489,12 @@ class LeaderElector:
                     settings.renew_deadline_s,
                 )
                 break
-            if self._renew():
+            if self._renew(leadership):
                 self._renewed = self._monotonic()
         if not self._stopped.is_set():
             self._step_down(release=False)
 
-    def _renew(self) -> bool:
-        leadership = self.leadership
-        if leadership is None:
-            return False
+    def _renew(self, leadership: Leadership) -> bool:
         try:
             self._store.keepalive(leadership.lease)
             kv: KeyValue | None = self._store.get(LEADER_KEY)

@@ -328,8 +328,9 @@ class NodeConnection:
                         break
                     self._cv.wait(tick)
             # Sent outside the lock: a stalled peer may block here, and only this node waits.
-            link.send(_wire.encode_sync(outgoing.generation, outgoing.desired,
-                                        term=self._settings.term))
+            link.send(
+                _wire.encode_sync(outgoing.generation, outgoing.desired, term=self._settings.term)
+            )
 
     def _read_loop(self, link: Link) -> None:
         try:

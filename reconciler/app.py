@@ -29,6 +29,11 @@ from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler.api import Api, SystemClock
 from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
+from reconciler.controllers.node import (
+    DEFAULT_EVICTION_TIMEOUT_S,
+    DEFAULT_GRACE_PERIOD_S,
+    NodeController,
+)
 from reconciler.controllers.runtime import ComponentFactory
 from reconciler.nodes import DispatchSettings, NodeDispatcher
 from reconciler.nodes.local_daemon import LocalAgentDaemon, LocalAgentOptions, socket_answers
@@ -97,6 +102,9 @@ class UpConfig:
     election: ElectionSettings = field(default_factory=ElectionSettings)
     #: This replica's name in the election; default ``host_pid``.
     identity: str | None = None
+    #: The node controller's timeouts (``None``: its defaults, 40 s and 300 s).
+    node_monitor_grace_s: float | None = None
+    pod_eviction_timeout_s: float | None = None
 
     @property
     def store(self) -> str:
@@ -108,11 +116,15 @@ def control_plane_components(
     local_agent_command: str,
     dispatch: DispatchSettings | None = None,
     rollback_git: GitSource | None = None,
+    node_grace_s: float | None = None,
+    pod_eviction_timeout_s: float | None = None,
 ) -> list[ComponentFactory]:
     """The manager's default components, the auto-rollback controller and the node dispatcher.
 
     ``rollback_git``: the auto-rollback controller's own Git source, so that it can commit and
     push the revert (not only pin the old template); without it, it pins and records.
+    ``node_grace_s`` / ``pod_eviction_timeout_s``: the node controller's timeouts (None: its
+    defaults).
     """
     rollback = (
         functools.partial(AutoRollbackController, git=rollback_git, push=True)
@@ -123,7 +135,16 @@ def control_plane_components(
         NodeDispatcher, local_agent_command=local_agent_command,
         settings=dispatch or DispatchSettings(),
     )
-    return [*default_components(), rollback, dispatcher]
+    components = default_components()
+    if node_grace_s is not None or pod_eviction_timeout_s is not None:
+        node = functools.partial(
+            NodeController,
+            grace_period_s=node_grace_s if node_grace_s is not None else DEFAULT_GRACE_PERIOD_S,
+            eviction_timeout_s=(pod_eviction_timeout_s if pod_eviction_timeout_s is not None
+                                else DEFAULT_EVICTION_TIMEOUT_S),
+        )
+        components = [node if factory is NodeController else factory for factory in components]
+    return [*components, rollback, dispatcher]
 
 
 Progress = Callable[[str], None]
@@ -240,7 +261,8 @@ class CapstanApp:
                 api,
                 components=control_plane_components(
                     local_agent_command=self.agent.connect_command, dispatch=dispatch,
-                    rollback_git=self._rollback_git(),
+                    rollback_git=self._rollback_git(), node_grace_s=cfg.node_monitor_grace_s,
+                    pod_eviction_timeout_s=cfg.pod_eviction_timeout_s,
                 ),
             )
             self.manager.start()

@@ -152,13 +152,22 @@ def _show_entry_points(api: Api) -> None:
               show_default=True, help="Seconds between renewals and between campaign attempts.")
 @click.option("--leader-elect-identity", "identity", default=None, metavar="NAME",
               help="This replica's name in the leader election (default: HOST_PID).")
+@click.option("--node-monitor-grace-period", "node_grace", type=float, default=None,
+              metavar="SECONDS",
+              help="A node whose agent is silent this long turns Unknown and its pods leave "
+                   "every Service's endpoints (default 40).")
+@click.option("--pod-eviction-timeout", "eviction_timeout", type=float, default=None,
+              metavar="SECONDS",
+              help="Pods of an Unknown node are deleted (and replaced elsewhere) after this "
+                   "(default 300).")
 @click.option("--log-level", default="WARNING", show_default=True)
 def up(
     repo: str, branch: str, subdir: str | None, env: str | None, store_url: str | None,
     listen: str | None, insecure_http: bool, state_dir: Path | None, no_local_agent: bool,
     agent_node_name: str, agent_bind_address: str, agent_args: tuple[str, ...],
     resync: float | None, wait_timeout: float, lease_duration: float, renew_deadline: float,
-    retry_period: float, identity: str | None, log_level: str,
+    retry_period: float, identity: str | None, node_grace: float | None,
+    eviction_timeout: float | None, log_level: str,
 ) -> None:
     """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C."""
     # Imported here: the whole control plane loads only for `up`, not for every CLI call.
@@ -175,7 +184,8 @@ def up(
         agent_node_name=agent_node_name,
         agent_bind_address=agent_bind_address, agent_args=agent_args, resync_s=resync,
         election=_election_settings(lease_duration, renew_deadline, retry_period),
-        identity=identity,
+        identity=identity, node_monitor_grace_s=node_grace,
+        pod_eviction_timeout_s=eviction_timeout,
     )
     stop = threading.Event()
     lost = False

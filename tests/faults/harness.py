@@ -179,6 +179,7 @@ class Replica:
             retry,
             "--leader-elect-identity",
             self.identity,
+            *self.plane.extra_args,
         ]
         env = {**os.environ, "CAPSTAN_AGENT_SOCKET": str(self.plane.agent_socket)}
         with open(self.log_path, "ab") as log:
@@ -241,6 +242,7 @@ class ControlPlane:
         count: int = 3,
         election: tuple[str, str, str] = FAST_ELECTION,
         restart_delay_s: float = 0.5,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.repo = repo
         self.store_url = store_url
@@ -248,6 +250,7 @@ class ControlPlane:
         self.work = work
         self.election = election
         self.restart_delay_s = restart_delay_s
+        self.extra_args = extra_args
         self.replicas = [Replica(i, self) for i in range(count)]
         self.held: set[int] = set()
         self._lock = threading.Lock()

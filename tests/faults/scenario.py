@@ -98,17 +98,30 @@ class FaultRig:
 
 @contextlib.contextmanager
 def fault_rig(
-    client: docker.DockerClient, work: Path, *, show_logs: bool = False
+    client: docker.DockerClient,
+    work: Path,
+    *,
+    show_logs: bool = False,
+    replicas: int = 3,
+    extra_args: tuple[str, ...] = (),
+    files: dict[str, str] | None = None,
 ) -> Iterator[FaultRig]:
+    """The rig: ``replicas`` supervised ``capstan up`` (with ``extra_args``) on a fresh etcd
+    cluster, a real agent, and a repository at v1 (plus ``files``)."""
     etcd = EtcdCluster(work).start()
     agent = LocalAgent(client, work)
     plane: ControlPlane | None = None
     try:
         agent.start()
         repo = GitRepo(work / "repo")
-        repo.commit("v1", {"node.yaml": NODE, **version_files("v1")})
+        repo.commit("v1", {"node.yaml": NODE, **version_files("v1"), **(files or {})})
         plane = ControlPlane(
-            repo=repo.path, store_url=etcd.url, agent_socket=agent.socket, work=work
+            repo=repo.path,
+            store_url=etcd.url,
+            agent_socket=agent.socket,
+            work=work,
+            count=replicas,
+            extra_args=extra_args,
         ).start()
         yield FaultRig(etcd=etcd, agent=agent, repo=repo, plane=plane)
     finally:

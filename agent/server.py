@@ -128,6 +128,7 @@ class AgentServer:
         self._node_conditions = node_conditions
         self._clients: set[_Client] = set()
         self._generation: int | None = None
+        self._term = 0
         self._sync_lock = asyncio.Lock()
         self._started = datetime.now(tz=UTC)
         self._status_dirty = asyncio.Event()
@@ -149,6 +150,7 @@ class AgentServer:
 
     def _take(self, sync: Sync) -> None:
         self._generation = sync.generation
+        self._term = max(self._term, sync.term)
         self._kubelet.set_desired(sync)
         for listener in self._desired_listeners:
             listener(sync)
@@ -297,7 +299,12 @@ class AgentServer:
             if problem is not None:
                 return Ack(in_reply_to=sync.id, generation=sync.generation, applied=False,
                            message=f"refused: {problem}; nothing changed")
-            if self._generation is not None and sync.generation < self._generation:
+            if sync.term < self._term:
+                return Ack(in_reply_to=sync.id, generation=sync.generation, applied=False,
+                           message=f"term {sync.term} is older than the newest leader's "
+                                   f"{self._term}; ignored")
+            if (self._generation is not None and sync.generation < self._generation
+                    and sync.term == self._term):
                 return Ack(
                     in_reply_to=sync.id,
                     generation=sync.generation,

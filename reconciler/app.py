@@ -5,8 +5,13 @@ The whole data flow of DESIGN.md in one place (like k3s' single server): the sto
 ``NodeDispatcher``, the Git source with its ``SyncLoop``, the HTTP API when that part is
 installed, and — for the one-machine default — this machine's agent daemon when none is
 running. ``CapstanApp.start`` brings them up in dependency order, reporting each step to a
-``progress`` callback; ``stop`` takes them down in reverse. A ``RunInfo`` file in the state
-directory tells the other ``capstan`` commands where this instance keeps its store.
+``progress`` callback; ``stop`` takes them down in reverse. Several replicas may share one
+etcd: each serves the HTTP API, and a ``LeaderElector`` (``reconciler.store.election``)
+decides which one runs the controllers, scheduler, node dispatch and sync loop, writing
+through a ``FencedStore`` for its term; on the embedded store the one replica leads at once.
+A replica that loses its leadership sets ``lost_leadership`` (``capstan up`` then exits).
+A ``RunInfo`` file in the state directory tells the other ``capstan`` commands where this
+instance keeps its store.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,11 @@ from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler.api import Api, SystemClock
 from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
+from reconciler.controllers.node import (
+    DEFAULT_EVICTION_TIMEOUT_S,
+    DEFAULT_GRACE_PERIOD_S,
+    NodeController,
+)
 from reconciler.controllers.runtime import ComponentFactory
 from reconciler.nodes import DispatchSettings, NodeDispatcher
 from reconciler.nodes.local_daemon import LocalAgentDaemon, LocalAgentOptions, socket_answers
@@ -39,6 +49,14 @@ from reconciler.source import BranchWatch
 from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
 from reconciler.store import Store, open_store
+from reconciler.store.election import (
+    ElectionSettings,
+    FencedStore,
+    LeaderElector,
+    Leadership,
+    default_identity,
+    process_alive,
+)
 from reconciler.sync import SyncLoop, SyncOptions, SyncResult
 
 __all__ = [
@@ -85,6 +103,13 @@ class UpConfig:
     #: A file holding the ``POST /hooks/git`` secret; None: ``$CAPSTAN_WEBHOOK_SECRET``.
     webhook_secret_file: Path | None = None
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    #: Leader election among the replicas sharing the store (one on the embedded default).
+    election: ElectionSettings = field(default_factory=ElectionSettings)
+    #: This replica's name in the election; default ``host_pid``.
+    identity: str | None = None
+    #: The node controller's timeouts (``None``: its defaults, 40 s and 300 s).
+    node_monitor_grace_s: float | None = None
+    pod_eviction_timeout_s: float | None = None
 
     @property
     def store(self) -> str:
@@ -96,11 +121,15 @@ def control_plane_components(
     local_agent_command: str,
     dispatch: DispatchSettings | None = None,
     rollback_git: GitSource | None = None,
+    node_grace_s: float | None = None,
+    pod_eviction_timeout_s: float | None = None,
 ) -> list[ComponentFactory]:
     """The manager's default components, the auto-rollback controller and the node dispatcher.
 
     ``rollback_git``: the auto-rollback controller's own Git source, so that it can commit and
     push the revert (not only pin the old template); without it, it pins and records.
+    ``node_grace_s`` / ``pod_eviction_timeout_s``: the node controller's timeouts (None: its
+    defaults).
     """
     rollback = (
         functools.partial(AutoRollbackController, git=rollback_git, push=True)
@@ -111,7 +140,16 @@ def control_plane_components(
         NodeDispatcher, local_agent_command=local_agent_command,
         settings=dispatch or DispatchSettings(),
     )
-    return [*default_components(), rollback, dispatcher]
+    components = default_components()
+    if node_grace_s is not None or pod_eviction_timeout_s is not None:
+        node = functools.partial(
+            NodeController,
+            grace_period_s=node_grace_s if node_grace_s is not None else DEFAULT_GRACE_PERIOD_S,
+            eviction_timeout_s=(pod_eviction_timeout_s if pod_eviction_timeout_s is not None
+                                else DEFAULT_EVICTION_TIMEOUT_S),
+        )
+        components = [node if factory is NodeController else factory for factory in components]
+    return [*components, rollback, dispatcher]
 
 
 Progress = Callable[[str], None]
@@ -131,6 +169,7 @@ class CapstanApp:
         self._progress = progress or (lambda message: None)
         self._on_sync = on_sync
         self._stopped = threading.Event()
+        self._stopping = threading.Event()
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
         self.store: Store | None = None
         self.api: Api | None = None
@@ -142,6 +181,11 @@ class CapstanApp:
         #: Where the webhook secret came from ("file PATH", "$CAPSTAN_WEBHOOK_SECRET"), or
         #: None: no secret, every webhook is refused.
         self.webhook_secret_from: str | None = None
+        self.elector: LeaderElector | None = None
+        #: Set when this replica lost its leadership: ``capstan up`` exits then (as
+        #: Kubernetes components do) and its supervisor starts a fresh follower.
+        self.lost_leadership = threading.Event()
+        self._leading_lock = threading.Lock()
 
     # -- start/stop ---------------------------------------------------------------------------
 
@@ -158,7 +202,7 @@ class CapstanApp:
         self._webhook_secret, self.webhook_secret_from = _webhook_secret(cfg.webhook_secret_file)
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         running = read_run_info(cfg.state_dir)
-        if running is not None and running.pid != os.getpid() and _alive(running.pid):
+        if running is not None and running.pid != os.getpid() and process_alive(running.pid):
             # Two control planes on one store would fight over every object.
             raise AlreadyRunning(
                 f"capstan up is already running for {cfg.state_dir} (pid {running.pid})"
@@ -186,33 +230,20 @@ class CapstanApp:
         self._cleanups.append(("store", self.store.close))
         self.api = Api(self.store, clock=SystemClock())
 
-        self._progress("control plane: starting controllers, scheduler and node dispatcher")
-        self.manager = ControllerManager(
-            self.api,
-            components=control_plane_components(
-                local_agent_command=self.agent.connect_command, dispatch=cfg.dispatch,
-                rollback_git=self._rollback_git(),
-            ),
-        )
-        self.manager.start()
-        self._cleanups.append(("control plane", self.manager.stop))
-
-        # WARNING: an https:// REPO may carry a token in its userinfo: shown and stored
-        # only redacted (GitSource itself strips it from the URL it uses).
-        self._progress(f"git: tracking {redact(cfg.repo)} branch {cfg.branch}")
-        source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git")
-        options = SyncOptions(env=cfg.env, subdir=cfg.subdir)
-        if cfg.resync_s is not None:
-            options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s)
-        watch = (BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
-                 if cfg.poll_interval_s is not None else None)
-        self.sync = SyncLoop(self.api, source, options=options, watch=watch,
-                             on_result=self._on_sync)
-        self.sync.start()
-        self._cleanups.append(("git sync", self.sync.stop))
-
         if cfg.listen is not None:
             self._start_http(cfg.listen)
+
+        # Every replica serves the API; only the elected one runs the parts that write.
+        identity = cfg.identity or default_identity()
+        self.elector = LeaderElector(
+            self.store, identity=identity, settings=cfg.election, listen=cfg.listen,
+            on_started_leading=self._start_leading, on_stopped_leading=self._stop_leading,
+        )
+        self._progress(f"leader election: campaigning as {identity}")
+        self.elector.start()
+        self._cleanups.append(("leader election", self.elector.stop))
+        if not self.elector.is_leader:
+            self._progress("leader election: following; this replica serves the API only")
 
         info = RunInfo(pid=os.getpid(), store=cfg.store, repo=redact(cfg.repo), branch=cfg.branch,
                        agent_socket=str(agent_socket), listen=cfg.listen,
@@ -221,6 +252,62 @@ class CapstanApp:
                        webhook_secret_from=self.webhook_secret_from)
         run_file = write_run_info(cfg.state_dir, info)
         self._cleanups.append(("run info", lambda: run_file.unlink(missing_ok=True)))
+
+    def _start_leading(self, leadership: Leadership) -> None:
+        """Start the controllers, scheduler, node dispatch and sync loop for one term.
+
+        They write through a ``FencedStore``: once another replica holds the leader key,
+        their writes fail instead of landing, and this replica steps down.
+        """
+        cfg = self.config
+        store, elector = self.store, self.elector
+        assert store is not None
+        assert elector is not None
+        self._progress(f"leader election: leading (term {leadership.term})")
+        fenced = FencedStore(store, term=leadership.term, on_fenced=elector.lose)
+        api = Api(fenced, clock=SystemClock())
+        assert self.agent is not None
+        dispatch = replace(cfg.dispatch,
+                           connection=replace(cfg.dispatch.connection, term=leadership.term))
+        with self._leading_lock:
+            self._progress("control plane: starting controllers, scheduler and node dispatcher")
+            self.manager = ControllerManager(
+                api,
+                components=control_plane_components(
+                    local_agent_command=self.agent.connect_command, dispatch=dispatch,
+                    rollback_git=self._rollback_git(), node_grace_s=cfg.node_monitor_grace_s,
+                    pod_eviction_timeout_s=cfg.pod_eviction_timeout_s,
+                ),
+            )
+            self.manager.start()
+
+            # WARNING: an https:// REPO may carry a token in its userinfo: shown and stored
+            # only redacted (GitSource itself strips it from the URL it uses).
+            self._progress(f"git: tracking {redact(cfg.repo)} branch {cfg.branch}")
+            source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git")
+            options = SyncOptions(env=cfg.env, subdir=cfg.subdir)
+            if cfg.resync_s is not None:
+                options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s)
+            watch = (BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
+                     if cfg.poll_interval_s is not None else None)
+            self.sync = SyncLoop(api, source, options=options, watch=watch,
+                                 on_result=self._on_sync)
+            self.sync.start()
+
+    def _stop_leading(self, leadership: Leadership) -> None:
+        with self._leading_lock:
+            sync, manager, self.sync, self.manager = self.sync, self.manager, None, None
+            for name, part in (("git sync", sync), ("control plane", manager)):
+                if part is None:
+                    continue
+                self._progress(f"stopping {name}")
+                try:
+                    part.stop()
+                except Exception:
+                    _log.exception("stopping %s failed", name)
+        if not self._stopping.is_set() and not self.lost_leadership.is_set():
+            self._progress(f"leader election: lost leadership (term {leadership.term})")
+            self.lost_leadership.set()
 
     def _rollback_git(self) -> GitSource:
         cfg = self.config
@@ -246,17 +333,17 @@ class CapstanApp:
         from reconciler.source.webhook import verify_webhook
         from reconciler.sync import list_sync_records
 
-        api, store, sync = self.api, self.store, self.sync
+        api, store = self.api, self.store
         assert api is not None
         assert store is not None
-        assert sync is not None
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
         secret = self._webhook_secret
 
         def on_webhook(headers: Mapping[str, str], body: bytes) -> bool:
             verdict = verify_webhook(headers, body, secret=secret)
-            if verdict:
+            # A follower has no sync loop; the leader's poll picks the push up.
+            if verdict and (sync := self.sync) is not None:
                 sync.trigger()
             else:
                 _log.warning("refused a git webhook: %s", verdict.reason)
@@ -294,6 +381,7 @@ class CapstanApp:
 
     def stop(self) -> None:
         """Stop every started part, newest first; safe to call twice."""
+        self._stopping.set()
         while self._cleanups:
             name, cleanup = self._cleanups.pop()
             self._progress(f"stopping {name}")
@@ -329,16 +417,6 @@ def _webhook_secret(secret_file: Path | None) -> tuple[str, str | None]:
         return secret, f"file {secret_file}"
     secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
     return secret, f"${WEBHOOK_SECRET_ENV}" if secret else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _redact(url: str) -> str:

@@ -117,10 +117,13 @@ class Sync(_Message):
     ``configMaps`` and ``secrets`` are those the pods reference (env and volumes); the agent
     never logs their values. A sync whose generation is lower than the applied one is
     acknowledged with ``applied: false`` and ignored; an equal one is re-applied (a no-op).
+    ``term`` is the sending control plane's leadership term: a sync from an older term than
+    the newest the agent took is refused whatever its generation (a deposed leader).
     """
 
     type: Literal["sync"] = "sync"
     generation: NonNegativeInt
+    term: NonNegativeInt = 0
     pods: list[Pod] = Field(default_factory=list)
     config_maps: list[ConfigMap] = Field(default_factory=list)
     secrets: list[Secret] = Field(default_factory=list)

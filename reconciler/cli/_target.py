@@ -114,11 +114,14 @@ class ClusterView:
         events: Callable[[str | None], list[EventRecord]],
         run_info: RunInfo | None,
         via: str,
+        store_url: str | None = None,
     ) -> None:
         self.api = api
         self._events = events
         self.run_info = run_info
         self.via = via
+        #: The store behind the view (the run info's when reached over HTTP), if known.
+        self.store_url = store_url or (run_info.store if run_info is not None else None)
 
     def get(self, kind: type[T], name: str, *, namespace: str | None = None) -> T:
         return self.api.get(kind, name, namespace=namespace)
@@ -290,6 +293,7 @@ def open_cluster(target: Target) -> Iterator[ClusterView]:
             events=lambda ns: api.list_events(namespace=ns),
             run_info=info,
             via=f"store {url.split('://', 1)[0]}",
+            store_url=url,
         )
     finally:
         store.close()

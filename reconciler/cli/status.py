@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli._controlplane import control_plane_lines, control_plane_section
 from reconciler.cli._table import format_table
 from reconciler.cli._target import ClusterView, make_target, open_cluster, target_options
 from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -111,6 +112,7 @@ def collect_status(cluster: ClusterView) -> dict[str, Any]:
         "sync": _sync_section(cluster),
         "apps": apps,
         "nodes": nodes,
+        "controlPlane": control_plane_section(cluster),
     }
 
 
@@ -159,6 +161,7 @@ def _render(data: dict[str, Any]) -> str:
             f"{last['subject']!r} ({last['trigger']}, {last['changes']} changes, "
             f"{last['finishedAt']})"
         )
+    lines.extend(control_plane_lines(data.get("controlPlane")))
     if "failed" in sync:
         failed = sync["failed"]
         lines.append(

@@ -35,9 +35,13 @@ from schemas import Node, Pod, Service
 
 if TYPE_CHECKING:
     from reconciler.app import CapstanApp
+    from reconciler.store.election import ElectionSettings
     from reconciler.sync import SyncResult
 
-__all__ = ["up"]
+__all__ = ["LOST_LEADERSHIP_EXIT", "up"]
+
+#: ``capstan up``'s exit status when it stopped leading (a supervisor should restart it).
+LOST_LEADERSHIP_EXIT = 3
 
 
 def _say(message: str) -> None:
@@ -67,9 +71,7 @@ def _pods_progress(api: Api) -> tuple[int, int]:
 def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
     """Show the first sync landing and pods becoming ready; give up quietly at the timeout."""
     api = app.api
-    sync = app.sync
     assert api is not None
-    assert sync is not None
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline and not app.wait(0.5):
@@ -85,7 +87,8 @@ def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
             and (c := n.status.condition("Ready")) is not None
             and c.status == "True"
         )
-        live = sync.last_good
+        sync = app.sync  # None on a follower: it shows what the leader does
+        live = sync.last_good if sync is not None else None
         line = (
             f"commit {live.short if live else '-'} live; nodes {ready_nodes}/{len(nodes)} "
             f"ready; pods {ready}/{total} ready"
@@ -270,6 +273,54 @@ def _describe_webhook(app: CapstanApp) -> str:
     show_default=True,
     help="How long start-up shows pods coming up before going quiet.",
 )
+@click.option(
+    "--leader-elect-lease-duration",
+    "lease_duration",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Seconds a follower waits after the leader's last renewal before taking over.",
+)
+@click.option(
+    "--leader-elect-renew-deadline",
+    "renew_deadline",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds the leader keeps trying to renew before it gives up (and exits).",
+)
+@click.option(
+    "--leader-elect-retry-period",
+    "retry_period",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds between renewals and between campaign attempts.",
+)
+@click.option(
+    "--leader-elect-identity",
+    "identity",
+    default=None,
+    metavar="NAME",
+    help="This replica's name in the leader election (default: HOST_PID).",
+)
+@click.option(
+    "--node-monitor-grace-period",
+    "node_grace",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="A node whose agent is silent this long turns Unknown and its pods leave "
+    "every Service's endpoints (default 40).",
+)
+@click.option(
+    "--pod-eviction-timeout",
+    "eviction_timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Pods of an Unknown node are deleted (and replaced elsewhere) after this (default 300).",
+)
 @click.option("--log-level", default="WARNING", show_default=True)
 def up(
     repo: str,
@@ -289,6 +340,12 @@ def up(
     webhook_secret_file: Path | None,
     context_name: str | None,
     wait_timeout: float,
+    lease_duration: float,
+    renew_deadline: float,
+    retry_period: float,
+    identity: str | None,
+    node_grace: float | None,
+    eviction_timeout: float | None,
     log_level: str,
 ) -> None:
     """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C.
@@ -324,8 +381,13 @@ def up(
         resync_s=resync,
         poll_interval_s=poll_interval,
         webhook_secret_file=webhook_secret_file.expanduser() if webhook_secret_file else None,
+        election=_election_settings(lease_duration, renew_deadline, retry_period),
+        identity=identity,
+        node_monitor_grace_s=node_grace,
+        pod_eviction_timeout_s=eviction_timeout,
     )
     stop = threading.Event()
+    lost = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -349,7 +411,12 @@ def up(
         ).start()
         # A timed wait, so Ctrl-C (KeyboardInterrupt) reaches this thread between waits.
         while not stop.wait(0.5):
-            continue
+            if app.lost_leadership.is_set():
+                # As Kubernetes components do: a deposed leader exits, its supervisor
+                # restarts it as a follower with fresh state.
+                _say("lost leadership: exiting")
+                lost = True
+                break
     except KeyboardInterrupt:
         _say("interrupted")
     finally:
@@ -357,3 +424,19 @@ def up(
         _say("stopping")
         app.stop()
         _say("stopped")
+    if lost:
+        sys.exit(LOST_LEADERSHIP_EXIT)
+
+
+def _election_settings(lease: float, renew: float, retry: float) -> ElectionSettings:
+    from reconciler.store.election import ElectionSettings
+
+    try:
+        return ElectionSettings(
+            lease_duration_s=lease, renew_deadline_s=renew, retry_period_s=retry
+        )
+    except ValueError as exc:
+        raise click.ClickException(
+            f"--leader-elect-retry-period, --leader-elect-renew-deadline, "
+            f"--leader-elect-lease-duration: {exc}"
+        ) from None

@@ -63,11 +63,12 @@ def encode_hello(node: str) -> bytes:
     return encode_message(Hello(role="reconciler", node_name=node))
 
 
-def encode_sync(generation: int, desired: DesiredSet) -> bytes:
+def encode_sync(generation: int, desired: DesiredSet, *, term: int = 0) -> bytes:
     return encode_message(
         Sync(
             id=f"{_SYNC_ID_PREFIX}{generation}",
             generation=generation,
+            term=term,
             pods=list(desired.pods),
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),

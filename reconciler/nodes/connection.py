@@ -103,6 +103,9 @@ class ConnectionSettings:
     dead_after: float = 45.0
     #: A sync unanswered for this long means the agent is wedged: reconnect and resend.
     ack_timeout: float = 60.0
+    #: The control plane's leadership term every sync carries: agents refuse older terms,
+    #: so a deposed leader's pushes cannot undo its successor's.
+    term: int = 0
 
 
 MessageCallback = Callable[[NodeName, _wire.AgentMessage], None]
@@ -325,7 +328,9 @@ class NodeConnection:
                         break
                     self._cv.wait(tick)
             # Sent outside the lock: a stalled peer may block here, and only this node waits.
-            link.send(_wire.encode_sync(outgoing.generation, outgoing.desired))
+            link.send(
+                _wire.encode_sync(outgoing.generation, outgoing.desired, term=self._settings.term)
+            )
 
     def _read_loop(self, link: Link) -> None:
         try:

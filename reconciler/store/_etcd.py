@@ -1,7 +1,9 @@
 """The etcd backend: the same `Store` on a real etcd v3 server, for more than one machine.
 
-Opened by `open_store("etcd://host:port[,host:port...]")`; several reconciler
-replicas can share it (one leader per controller through an etcd lease).
+Opened by `open_store("etcd://host:port[,host:port...]")`; several `capstan up`
+replicas share one etcd cluster, and `reconciler.store.election` picks the one that
+runs the controllers (a leader key on an etcd lease; its writes fenced by the key's
+create revision).
 
 Why the JSON gateway and httpx rather than a client library: the `etcd3` PyPI
 client is unmaintained and pins old protobuf/grpcio releases that conflict with

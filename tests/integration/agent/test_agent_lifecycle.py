@@ -210,3 +210,28 @@ def test_logs_follow_streams_new_lines(agent):
         follow.wait()
         follow.stdout.close()
     client.heartbeats(1)  # the agent lives on after the follower went away
+
+
+def test_a_sync_from_an_older_leader_term_is_refused_even_after_a_restart(agent):
+    client = agent.client()
+    new_leader = [make_pod("term-new", [httpd()])]
+    assert client.sync(new_leader, 10, term=7)["applied"] is True
+    client.wait_pods(lambda s: "term-new" in s and ready(s["term-new"]), what="new term's pod")
+    # A deposed leader woken from a pause: a higher generation but an older term.
+    stale = client.sync([make_pod("term-old", [httpd()])], 99, term=6)
+    assert stale["applied"] is False
+    assert "term 6 is older" in stale["message"]
+    # A newer term is taken even with a lower generation (a fresh leader's counter).
+    newer = [make_pod("term-newer", [httpd()])]
+    assert client.sync(newer, 3, term=8)["applied"] is True
+    agent.kill(signal.SIGKILL)
+    agent.start()
+    client = agent.client()
+    # The term is persisted with the desired set: a restart does not forget it.
+    again = client.sync([make_pod("term-old", [httpd()])], 100, term=7)
+    assert again["applied"] is False
+    statuses = client.wait_pods(lambda s: set(s) == {"term-newer"} and ready(s["term-newer"])
+                                and s, what="only the newest term's pod")
+    assert set(statuses) == {"term-newer"}
+    client.sync([], 101, term=8)
+    client.wait_pods(lambda s: not s, what="pods removed")

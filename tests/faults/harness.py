@@ -1,0 +1,378 @@
+"""Real parts for the fault suite: a 3-member etcd cluster, supervised ``capstan up`` replicas.
+
+``EtcdCluster`` runs three real etcd members on 127.0.0.x (loopback addresses of their own,
+free ports) that can be killed and restarted with their data. ``ControlPlane`` runs N
+``capstan up --store etcd://...`` replicas as child processes sharing one local agent (a real
+``capstan-agent serve`` with Docker), restarts one that exits as systemd's
+``Restart=always`` would, and reads the leader key to say which replica leads.
+``PodCensus`` follows every Pod change through a store watch and keeps the highest number of
+live pods of one app seen at any revision (the maxSurge invariant). Used by
+tests/faults and bench/faults.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from reconciler.api import Api, SystemClock
+from reconciler.store import Store, StoreError, open_store
+from reconciler.store.election import ControlPlaneView, read_control_plane
+from schemas import Pod
+from tests.fixtures.waiting import wait_until
+from tests.integration.store.etcd_server import ETCD
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPSTAN = ROOT / ".venv" / "bin" / "capstan"
+
+#: Short leases so a takeover takes seconds (the defaults are Kubernetes' 15/10/2).
+FAST_ELECTION = ("3", "2", "0.5")
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+class EtcdMember:
+    def __init__(self, name: str, address: str, work: Path) -> None:
+        self.name = name
+        self.address = address
+        self.client_url = f"http://{address}:{_free_port(address)}"
+        self.peer_url = f"http://{address}:{_free_port(address)}"
+        self.data_dir = work / f"{name}.data"
+        self.log_path = work / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.client_url.removeprefix("http://")
+
+    def start(self, initial_cluster: str) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    ETCD,
+                    "--name",
+                    self.name,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--listen-client-urls",
+                    self.client_url,
+                    "--advertise-client-urls",
+                    self.client_url,
+                    "--listen-peer-urls",
+                    self.peer_url,
+                    "--initial-advertise-peer-urls",
+                    self.peer_url,
+                    "--initial-cluster",
+                    initial_cluster,
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    f"capstan-faults-{os.getpid()}",
+                    "--max-request-bytes",
+                    str(2 * 1024 * 1024),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, self.log_tail()
+        try:
+            reply = httpx.get(f"{self.client_url}/health", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return bool(reply.get("health") == "true")
+
+    def kill(self) -> None:
+        """SIGKILL; the data directory stays, so ``start`` brings the member back."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def log_tail(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[-2000:]
+
+
+class EtcdCluster:
+    """Three etcd members, each on its own 127.0.0.x address."""
+
+    def __init__(self, work: Path, *, size: int = 3) -> None:
+        base = 20 + os.getpid() % 200
+        self.members = [EtcdMember(f"m{i}", f"127.0.{base}.{10 + i}", work) for i in range(size)]
+        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def url(self) -> str:
+        return "etcd://" + ",".join(m.endpoint for m in self.members)
+
+    def start(self) -> EtcdCluster:
+        for member in self.members:
+            member.start(self.initial_cluster)
+        wait_until(
+            lambda: all(m.healthy() for m in self.members), timeout=60, what="etcd cluster healthy"
+        )
+        return self
+
+    def restart(self, member: EtcdMember) -> None:
+        member.start(self.initial_cluster)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.kill()
+
+
+class Replica:
+    """One ``capstan up`` process; ``generation`` counts its (re)starts."""
+
+    def __init__(self, index: int, plane: ControlPlane) -> None:
+        self.index = index
+        self.plane = plane
+        self.state_dir = Path(tempfile.mkdtemp(prefix=f"capf{index}-", dir="/tmp"))
+        self.log_path = plane.work / f"replica-{index}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.generation = 0
+        self.identity = ""
+        self.exits: list[int] = []
+
+    def start(self) -> None:
+        self.generation += 1
+        self.identity = f"replica-{self.index}.{self.generation}"
+        lease, renew, retry = self.plane.election
+        args = [
+            str(CAPSTAN),
+            "up",
+            str(self.plane.repo),
+            "--store",
+            self.plane.store_url,
+            "--state-dir",
+            str(self.state_dir),
+            "--no-local-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--resync",
+            "2",
+            "--log-level",
+            "INFO",
+            "--leader-elect-lease-duration",
+            lease,
+            "--leader-elect-renew-deadline",
+            renew,
+            "--leader-elect-retry-period",
+            retry,
+            "--leader-elect-identity",
+            self.identity,
+            *self.plane.extra_args,
+        ]
+        env = {**os.environ, "CAPSTAN_AGENT_SOCKET": str(self.plane.agent_socket)}
+        with open(self.log_path, "ab") as log:
+            log.write(f"==== start {self.identity}\n".encode())
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def reap(self) -> int | None:
+        """The exit status if the process ended (recorded once), else None."""
+        if self.proc is None:
+            return None
+        code = self.proc.poll()
+        if code is not None:
+            self.exits.append(code)
+            self.proc = None
+        return code
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reap()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ControlPlane:
+    """``count`` supervised replicas on one etcd cluster; a replica that exits is restarted
+    (after ``restart_delay_s``) unless it is ``held``."""
+
+    def __init__(
+        self,
+        *,
+        repo: Path,
+        store_url: str,
+        agent_socket: Path,
+        work: Path,
+        count: int = 3,
+        election: tuple[str, str, str] = FAST_ELECTION,
+        restart_delay_s: float = 0.5,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.repo = repo
+        self.store_url = store_url
+        self.agent_socket = agent_socket
+        self.work = work
+        self.election = election
+        self.restart_delay_s = restart_delay_s
+        self.extra_args = extra_args
+        self.replicas = [Replica(i, self) for i in range(count)]
+        self.held: set[int] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._supervisor = threading.Thread(
+            target=self._supervise, daemon=True, name="faults-supervisor"
+        )
+        self._store: Store | None = None
+        self._api: Api | None = None
+
+    def start(self) -> ControlPlane:
+        for replica in self.replicas:
+            replica.start()
+        self._supervisor.start()
+        return self
+
+    def _supervise(self) -> None:
+        while not self._stopped.wait(0.1):
+            with self._lock:
+                for replica in self.replicas:
+                    if replica.index in self.held or replica.running():
+                        continue
+                    if replica.reap() is not None or replica.proc is None:
+                        if self._stopped.wait(self.restart_delay_s):
+                            return
+                        replica.start()
+
+    def hold(self, replica: Replica) -> None:
+        with self._lock:
+            self.held.add(replica.index)
+
+    def release(self, replica: Replica) -> None:
+        with self._lock:
+            self.held.discard(replica.index)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        return self._store
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            self._api = Api(self.store, clock=SystemClock())
+        return self._api
+
+    def view(self) -> ControlPlaneView | None:
+        try:
+            return read_control_plane(self.store)
+        except StoreError:
+            return None
+
+    def leader(self) -> Replica | None:
+        view = self.view()
+        if view is None or view.leader is None:
+            return None
+        for replica in self.replicas:
+            if replica.identity == view.leader and replica.running():
+                return replica
+        return None
+
+    def wait_leader(self, *, timeout: float = 60) -> Replica:
+        leader: Replica = wait_until(self.leader, timeout=timeout, what="a leader")
+        return leader
+
+    def term(self) -> int | None:
+        view = self.view()
+        return view.term if view is not None else None
+
+    def logs(self) -> str:
+        return "\n".join(f"--- replica {r.index}\n{r.log()[-4000:]}" for r in self.replicas)
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout=5)
+        for replica in self.replicas:
+            replica.stop()
+        if self._store is not None:
+            self._store.close()
+        for replica in self.replicas:
+            shutil.rmtree(replica.state_dir, ignore_errors=True)
+
+
+class PodCensus:
+    """Follows Pods of ``app`` from a store watch; ``max_live`` is the most that were live
+    (not terminating) after any change."""
+
+    def __init__(self, api: Api, *, app: str) -> None:
+        self._api = api
+        self._app = app
+        self.live: dict[str, Pod] = {}
+        self.max_live = 0
+        self._lock = threading.Lock()
+        listed = api.list(Pod)
+        for pod in listed.items:
+            self._apply(pod, deleted=False)
+        self._stream = api.watch(Pod, from_revision=listed.resource_version)
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="pod-census")
+        self._thread.start()
+
+    def _apply(self, pod: Pod, *, deleted: bool) -> None:
+        if pod.metadata.labels.get("app") != self._app:
+            return
+        key = f"{pod.namespace}/{pod.name}"
+        with self._lock:
+            if deleted or pod.metadata.deletion_timestamp is not None:
+                self.live.pop(key, None)
+            else:
+                self.live[key] = pod
+            self.max_live = max(self.max_live, len(self.live))
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):
+            for event in self._stream:
+                self._apply(event.object, deleted=event.type == "DELETED")
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def monotonic_wait(seconds: float) -> None:
+    """A pause that is part of the scenario (a fault's duration), not a wait for an event."""
+    time.sleep(seconds)

@@ -25,8 +25,15 @@ SANDBOX = ContainerID("sb")
 
 def config(p, **kwargs):
     d = desired(p, settings=kwargs.pop("settings", SETTINGS))
-    return container_config(d, p.spec.containers[0], settings=SETTINGS, sandbox_id=SANDBOX,
-                            attempt=0, backoff_step=0, **kwargs)
+    return container_config(
+        d,
+        p.spec.containers[0],
+        settings=SETTINGS,
+        sandbox_id=SANDBOX,
+        attempt=0,
+        backoff_step=0,
+        **kwargs,
+    )
 
 
 def app(**fields) -> list[dict]:
@@ -36,21 +43,31 @@ def app(**fields) -> list[dict]:
 # --- Pod Security on the node -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("context", [
-    {"capabilities": {"add": ["SYS_ADMIN"]}},
-    {"capabilities": {"add": ["ALL"]}},
-    {"seccompProfile": {"type": "Unconfined"}},
-])
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"capabilities": {"add": ["SYS_ADMIN"]}},
+        {"capabilities": {"add": ["ALL"]}},
+        {"seccompProfile": {"type": "Unconfined"}},
+    ],
+)
 def test_a_pod_breaking_the_nodes_level_never_becomes_a_docker_config(context):
     d = desired(pod(containers=app(securityContext=context)))
     assert d.refused is not None
-    assert d.refused.startswith("refused by this node's Pod Security level: "
-                                'violates PodSecurity "baseline:latest"')
+    assert d.refused.startswith(
+        'refused by this node\'s Pod Security level: violates PodSecurity "baseline:latest"'
+    )
 
 
 def test_the_node_level_is_the_agents_setting():
-    p = pod(containers=app(securityContext={"capabilities": {"add": ["SYS_ADMIN"]},
-                                            "seccompProfile": {"type": "Unconfined"}}))
+    p = pod(
+        containers=app(
+            securityContext={
+                "capabilities": {"add": ["SYS_ADMIN"]},
+                "seccompProfile": {"type": "Unconfined"},
+            }
+        )
+    )
     privileged = replace(SETTINGS, pod_security="privileged")
     assert desired(p, settings=privileged).refused is None
     made = config(p, settings=privileged)
@@ -64,22 +81,29 @@ def test_the_node_level_is_the_agents_setting():
 
 
 def test_run_as_user_zero_is_root_not_unset():
-    p = pod(securityContext={"runAsUser": 1000, "runAsGroup": 1000},
-            containers=app(securityContext={"runAsUser": 0, "runAsGroup": 0}))
+    p = pod(
+        securityContext={"runAsUser": 1000, "runAsGroup": 1000},
+        containers=app(securityContext={"runAsUser": 0, "runAsGroup": 0}),
+    )
     assert config(p).user == "0:0"
     assert config(pod(securityContext={"runAsUser": 1000})).user == "1000"
 
 
-@pytest.mark.parametrize(("image_user", "problem"), [
-    ("", "image will run as root"),
-    ("0", "image will run as root"),
-    ("root", "image has non-numeric user (root), cannot verify user is non-root"),
-    ("0:1000", "image will run as root"),
-])
+@pytest.mark.parametrize(
+    ("image_user", "problem"),
+    [
+        ("", "image will run as root"),
+        ("0", "image will run as root"),
+        ("root", "image has non-numeric user (root), cannot verify user is non-root"),
+        ("0:1000", "image will run as root"),
+    ],
+)
 def test_run_as_non_root_refuses_a_root_image_user(image_user, problem):
     p = pod(containers=app(securityContext={"runAsNonRoot": True}))
-    with pytest.raises(ConfigError, match=r"container has runAsNonRoot and " + problem.replace(
-            "(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ConfigError,
+        match=r"container has runAsNonRoot and " + problem.replace("(", r"\(").replace(")", r"\)"),
+    ):
         config(p, image_user=image_user)
 
 
@@ -88,8 +112,9 @@ def test_run_as_non_root_accepts_a_non_root_user_from_spec_or_image():
     assert config(p, image_user="1000:1000").user is None
     p = pod(securityContext={"runAsNonRoot": True, "runAsUser": 1000}, containers=app())
     assert config(p, image_user="").user == "1000"
-    p = pod(securityContext={"runAsNonRoot": True}, containers=app(
-        securityContext={"runAsUser": 0}))
+    p = pod(
+        securityContext={"runAsNonRoot": True}, containers=app(securityContext={"runAsUser": 0})
+    )
     with pytest.raises(ConfigError, match="runAsUser breaks non-root policy"):
         config(p, image_user="1000")
 
@@ -101,10 +126,15 @@ def test_fs_group_is_a_supplementary_group():
 
 def test_a_config_refusal_waits_as_create_container_config_error():
     d = desired(pod(containers=app(securityContext={"runAsNonRoot": True})))
-    failure = ConfigFailure(spec_hash=d.container_hashes["app"], message="image will run as root",
-                            failed_at=100.0, failures=1)
-    actions = plan_node([d], [], inputs=PlanInputs(
-        now=101.0, config_failures={(d.uid, "app"): failure}))
+    failure = ConfigFailure(
+        spec_hash=d.container_hashes["app"],
+        message="image will run as root",
+        failed_at=100.0,
+        failures=1,
+    )
+    actions = plan_node(
+        [d], [], inputs=PlanInputs(now=101.0, config_failures={(d.uid, "app"): failure})
+    )
     [wait] = [a for a in actions if isinstance(a, Wait)]
     assert wait.waiting_reason == "CreateContainerConfigError"
     assert wait.reason == "image will run as root"
@@ -114,9 +144,10 @@ def test_a_config_refusal_waits_as_create_container_config_error():
 
 
 def _sub_path_pod(sub_path: str, *, source: dict | None = None):
-    return pod(volumes=[{"name": "data", **(source or {"emptyDir": {}})}],
-               containers=app(volumeMounts=[{"name": "data", "mountPath": "/d",
-                                             "subPath": sub_path}]))
+    return pod(
+        volumes=[{"name": "data", **(source or {"emptyDir": {}})}],
+        containers=app(volumeMounts=[{"name": "data", "mountPath": "/d", "subPath": sub_path}]),
+    )
 
 
 def test_a_sub_path_mount_needs_a_checked_source():
@@ -140,8 +171,15 @@ def test_a_symlink_planted_in_the_volume_does_not_lead_out_of_it(tmp_path: Path)
     # The resolved directory is what Docker binds, never the link itself.
     assert source == (root / "real" / "etc").resolve()
     assert source.is_dir()
-    made = container_config(d, p.spec.containers[0], settings=settings, sandbox_id=SANDBOX,
-                            attempt=0, backoff_step=0, sub_paths={0: source})
+    made = container_config(
+        d,
+        p.spec.containers[0],
+        settings=settings,
+        sandbox_id=SANDBOX,
+        attempt=0,
+        backoff_step=0,
+        sub_paths={0: source},
+    )
     assert made.mounts[0].source == str(source)
 
 
@@ -154,12 +192,18 @@ def test_a_missing_sub_path_of_a_config_volume_is_an_error(tmp_path: Path):
 
 
 def test_fs_group_owns_the_pods_volumes(tmp_path: Path):
-    secret = Secret.model_validate({"apiVersion": "v1", "kind": "Secret",
-                                    "metadata": {"name": "s", "namespace": "default"},
-                                    "stringData": {"token": "t"}})
-    p = pod(securityContext={"fsGroup": 2000},
-            volumes=[{"name": "data", "emptyDir": {}},
-                     {"name": "s", "secret": {"secretName": "s"}}])
+    secret = Secret.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "default"},
+            "stringData": {"token": "t"},
+        }
+    )
+    p = pod(
+        securityContext={"fsGroup": 2000},
+        volumes=[{"name": "data", "emptyDir": {}}, {"name": "s", "secret": {"secretName": "s"}}],
+    )
     d = desired(p, ConfigIndex.of([], [secret]))
     volumes.materialize(d, state_dir=tmp_path, configs=ConfigIndex.of([], [secret]))
     data = os.stat(volume_dir(tmp_path, d.uid, "data"))

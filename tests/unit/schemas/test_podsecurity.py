@@ -43,10 +43,13 @@ RESTRICTED_CONTEXT = {
 def test_a_plain_pod_is_baseline_but_not_restricted(pod):
     assert _violations(pod, "baseline") == {}
     assert _violations(pod, "restricted") == {
-        ("containers", 0, "securityContext", "allowPrivilegeEscalation"):
-            "allowPrivilegeEscalation != false",
-        ("containers", 0, "securityContext", "capabilities", "drop"):
-            "unrestricted capabilities",
+        (
+            "containers",
+            0,
+            "securityContext",
+            "allowPrivilegeEscalation",
+        ): "allowPrivilegeEscalation != false",
+        ("containers", 0, "securityContext", "capabilities", "drop"): "unrestricted capabilities",
         ("containers", 0, "securityContext", "runAsNonRoot"): "runAsNonRoot != true",
         ("containers", 0, "securityContext", "seccompProfile", "type"): "seccompProfile",
     }
@@ -57,8 +60,7 @@ def test_a_plain_pod_is_baseline_but_not_restricted(pod):
 def test_baseline_refuses_capabilities_outside_its_list(pod, capability):
     _context(pod, capabilities={"add": ["CHOWN", capability, "NET_BIND_SERVICE"]})
     assert _violations(pod, "baseline") == {
-        ("containers", 0, "securityContext", "capabilities", "add", 1):
-            "non-default capabilities",
+        ("containers", 0, "securityContext", "capabilities", "add", 1): "non-default capabilities",
     }
     assert _violations(pod, "privileged") == {}
 
@@ -70,8 +72,9 @@ def test_baseline_refuses_privileged_host_network_unconfined_and_low_host_ports(
         {"containerPort": 22, "hostPort": 22},
         {"containerPort": 8080, "hostPort": 8080},
     ]
-    _context(pod, privileged=True, seccompProfile={"type": "Unconfined"},
-             allowPrivilegeEscalation=True)
+    _context(
+        pod, privileged=True, seccompProfile={"type": "Unconfined"}, allowPrivilegeEscalation=True
+    )
     assert _violations(pod, "baseline") == {
         ("hostNetwork",): "host namespaces",
         ("securityContext", "seccompProfile", "type"): "seccompProfile",
@@ -82,8 +85,14 @@ def test_baseline_refuses_privileged_host_network_unconfined_and_low_host_ports(
 
 
 def test_restricted_allows_only_net_bind_service_and_never_root(pod):
-    _context(pod, **{**RESTRICTED_CONTEXT, "runAsUser": 0,
-                     "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE", "CHOWN"]}})
+    _context(
+        pod,
+        **{
+            **RESTRICTED_CONTEXT,
+            "runAsUser": 0,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE", "CHOWN"]},
+        },
+    )
     pod["spec"]["securityContext"] = {"runAsNonRoot": False}
     assert _violations(pod, "restricted") == {
         ("securityContext", "runAsNonRoot"): "runAsNonRoot != true",
@@ -94,7 +103,9 @@ def test_restricted_allows_only_net_bind_service_and_never_root(pod):
 
 def test_pod_level_settings_satisfy_restricted_for_every_container(pod):
     pod["spec"]["securityContext"] = {
-        "runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
     _context(pod, allowPrivilegeEscalation=False, capabilities={"drop": ["ALL"]})
     assert _violations(pod, "restricted") == {}
@@ -117,8 +128,11 @@ def test_the_level_comes_from_the_enforce_label():
 
 
 def test_the_enforce_label_must_name_a_level(error_locs):
-    namespace = {"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": "shop", "labels": {ENFORCE_LABEL: "strict"}}}
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {ENFORCE_LABEL: "strict"}},
+    }
     assert error_locs(namespace) == {("metadata", "labels", ENFORCE_LABEL): "pod_security_level"}
     namespace["metadata"]["labels"][ENFORCE_LABEL] = "restricted"
     assert isinstance(parse_object(namespace), Namespace)
@@ -127,8 +141,9 @@ def test_the_enforce_label_must_name_a_level(error_locs):
 def test_pod_specs_are_found_in_pods_and_templates(pod, deployment):
     assert pod_spec_of(parse_object(pod))[0] == ("spec",)
     assert pod_spec_of(parse_object(deployment))[0] == ("spec", "template", "spec")
-    namespace = parse_object({"apiVersion": "v1", "kind": "Namespace",
-                              "metadata": {"name": "shop"}})
+    namespace = parse_object(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+    )
     assert pod_spec_of(namespace) is None
 
 
@@ -156,13 +171,22 @@ def test_ordinary_sub_paths_are_valid(pod):
 @pytest.mark.parametrize("key", [".", "..", "..data", "a/b", "", "x" * 254])
 @pytest.mark.parametrize("kind", ["ConfigMap", "Secret"])
 def test_config_keys_follow_kubernetes_key_rule(error_locs, kind, key):
-    obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "c", "namespace": "shop"},
-           "data": {key: "eA==", "fine.key_-1": "eA=="}}
+    obj = {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": "c", "namespace": "shop"},
+        "data": {key: "eA==", "fine.key_-1": "eA=="},
+    }
     assert error_locs(obj) == {("data", key, "[key]"): "config_key"}
 
 
 def test_dotted_config_keys_that_kubernetes_allows_are_valid():
-    obj = parse_object({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "c", "namespace": "shop"},
-                        "data": {".env": "x", "a..b": "y", "x.y.": "z"}})
+    obj = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "shop"},
+            "data": {".env": "x", "a..b": "y", "x.y.": "z"},
+        }
+    )
     assert set(obj.data) == {".env", "a..b", "x.y."}

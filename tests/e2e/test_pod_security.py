@@ -71,7 +71,9 @@ def test_a_capability_from_git_is_refused_and_v1_keeps_running(up: CapstanUp) ->
         "add SYS_ADMIN",
         hostile(
             "          ports:\n",
-            "          securityContext:\n            capabilities:\n              add: [SYS_ADMIN]\n"
+            "          securityContext:\n"
+            "            capabilities:\n"
+            "              add: [SYS_ADMIN]\n"
             "          ports:\n",
         ),
     )

@@ -18,6 +18,7 @@ from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 
 if TYPE_CHECKING:
     from agent.proxy import ProxyMode
+    from schemas.podsecurity import Level
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _SOCKET_HELP = "Unix socket of the agent (env CAPSTAN_AGENT_SOCKET)."
@@ -49,7 +50,12 @@ def commands() -> None:
 @click.option("--pause-image", default="capstan.local/pause:1", show_default=True,
               help="Sandbox image; built from /bin/busybox (busybox-static) when missing.")
 @click.option("--allow-host-network", is_flag=True,
-              help="Let pods with hostNetwork: true run (refused otherwise).")
+              help="Let pods with hostNetwork: true run (refused otherwise; needs "
+                   "--pod-security privileged too).")
+@click.option("--pod-security", type=click.Choice(["privileged", "baseline", "restricted"]),
+              default="baseline", show_default=True,
+              help="The Pod Security level every pod on this node must meet, whatever its "
+                   "namespace allows.")
 @click.option("--backoff-initial", type=float, default=10.0, show_default=True,
               help="First crash-loop back-off (seconds); doubles per crash.")
 @click.option("--backoff-max", type=float, default=300.0, show_default=True,
@@ -77,6 +83,7 @@ def serve(
     bind_address: str,
     pause_image: str,
     allow_host_network: bool,
+    pod_security: str,
     backoff_initial: float,
     backoff_max: float,
     backoff_reset: float,
@@ -110,6 +117,7 @@ def serve(
         bind_address=bind_address,
         pause_image=pause_image,
         allow_host_network=allow_host_network,
+        pod_security=cast("Level", pod_security),
         backoff_initial_s=backoff_initial,
         backoff_max_s=backoff_max,
         backoff_reset_s=backoff_reset,

@@ -24,6 +24,7 @@ from agent.runtime import DockerRuntime, RuntimeFailure
 from agent.runtime.facts import NodeName
 from agent.server import AgentServer, ServerSettings
 from agent.state import CorruptState, DesiredStateFile, prepare_state_dir
+from schemas.podsecurity import DEFAULT_LEVEL, Level
 
 _log = logging.getLogger("agent")
 
@@ -36,6 +37,8 @@ class DaemonOptions:
     bind_address: str = "127.0.0.1"
     pause_image: str = "capstan.local/pause:1"
     allow_host_network: bool = False
+    pod_security: Level = DEFAULT_LEVEL
+    """The most any pod may ask of this node (schemas.podsecurity), whatever its namespace."""
     backoff_initial_s: float = 10.0
     backoff_max_s: float = 300.0
     backoff_reset_s: float = 600.0
@@ -64,6 +67,7 @@ async def _main(options: DaemonOptions) -> int:
         bind_address=options.bind_address,
         pause_image=options.pause_image,
         allow_host_network=options.allow_host_network,
+        pod_security=options.pod_security,
     )
     tuning = KubeletTuning(
         backoff=BackoffPolicy(

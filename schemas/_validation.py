@@ -122,10 +122,27 @@ def env_var_name_problem(value: str) -> str | None:
 
 
 def config_key_problem(value: str) -> str | None:
+    """Kubernetes' IsConfigMapKey: a key becomes a file name in a configMap/secret volume."""
     if len(value) > 253:
         return "a key must be no more than 253 characters"
     if not _CONFIG_KEY.match(value):
         return "a key must consist of alphanumeric characters, '-', '_' or '.'"
+    # WARNING: '.' and '..' are valid by the character rule, and '..' is the prefix of the
+    # atomic-writer's own directories in Kubernetes; as file names they escape the volume.
+    if value in (".", ".."):
+        return f"a key must not be {value!r}"
+    if value.startswith(".."):
+        return "a key must not start with '..'"
+    return None
+
+
+def local_descending_path_problem(value: str) -> str | None:
+    """Kubernetes' validateLocalDescendingPath (``subPath``, ``items[].path``): a path that
+    stays below the directory it is joined to."""
+    if value.startswith("/"):
+        return "must be a relative path"
+    if ".." in value.split("/"):
+        return "must not contain '..'"
     return None
 
 
@@ -147,6 +164,7 @@ LabelValue = Annotated[str, _checked("label_value", label_value_problem)]
 PortName = Annotated[str, _checked("port_name", port_name_problem)]
 EnvVarName = Annotated[str, _checked("env_var_name", env_var_name_problem)]
 ConfigKey = Annotated[str, _checked("config_key", config_key_problem)]
+LocalDescendingPath = Annotated[str, _checked("relative_path", local_descending_path_problem)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]

@@ -18,6 +18,7 @@ from schemas._validation import (
     DNSLabel,
     DNSSubdomain,
     EnvVarName,
+    LocalDescendingPath,
     NonNegativeInt,
     PortName,
     PortNumber,
@@ -49,6 +50,7 @@ __all__ = [
     "Probe",
     "Protocol",
     "ResourceRequirements",
+    "SeccompProfile",
     "SecretEnvSource",
     "SecretKeySelector",
     "SecurityContext",
@@ -290,8 +292,20 @@ class Capabilities(KubeModel):
     drop: list[str] = Field(default_factory=list)
 
 
+class SeccompProfile(KubeModel):
+    """``seccompProfile``: Docker's default profile (``RuntimeDefault``, also what Capstan
+    applies when nothing is said) or none (``Unconfined``, only in a privileged namespace).
+    ``Localhost`` profiles are not supported."""
+
+    type: Literal["RuntimeDefault", "Unconfined"]
+
+
 class SecurityContext(KubeModel):
-    """The container security settings Capstan applies through Docker."""
+    """The container security settings Capstan applies through Docker.
+
+    Which values a pod may use is the Pod Security level of its namespace
+    (:mod:`schemas.podsecurity`), checked by the loader, the API server and the agent.
+    """
 
     run_as_user: NonNegativeInt | None = None
     run_as_group: NonNegativeInt | None = None
@@ -300,13 +314,17 @@ class SecurityContext(KubeModel):
     privileged: bool | None = None
     allow_privilege_escalation: bool | None = None
     capabilities: Capabilities | None = None
+    seccomp_profile: SeccompProfile | None = None
 
 
 class VolumeMount(KubeModel):
+    """A volume in a container. ``subPath`` is a path inside the volume (never absolute, never
+    ``..``); the agent checks again, after resolving symlinks, that it stays inside."""
+
     name: DNSLabel
     mount_path: str = Field(min_length=1)
     read_only: bool | None = None
-    sub_path: str | None = None
+    sub_path: LocalDescendingPath | None = None
 
 
 # --- containers ----------------------------------------------------------------------------

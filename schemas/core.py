@@ -33,6 +33,7 @@ from schemas._validation import (
 )
 from schemas.container import Protocol
 from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
+from schemas.podsecurity import ENFORCE_LABEL, level_problem
 
 __all__ = [
     "ConfigMap",
@@ -56,12 +57,27 @@ class NamespaceStatus(KubeModel):
 
 
 class Namespace(KubeObject):
+    """A namespace. Its label ``pod-security.kubernetes.io/enforce`` (privileged, baseline or
+    restricted; baseline when absent) is the Pod Security level its pods must meet."""
+
     NAMESPACED: ClassVar[bool] = False
     NAME_FORMAT: ClassVar[NameFormat] = "dns1123-label"
 
     api_version: Literal["v1"] = "v1"
     kind: Literal["Namespace"] = "Namespace"
     status: NamespaceStatus | None = None
+
+    @model_validator(mode="after")
+    def _pod_security_level(self) -> Namespace:
+        value = self.metadata.labels.get(ENFORCE_LABEL)
+        problem = None if value is None else level_problem(value)
+        if problem is not None:
+            problems = Problems("Namespace")
+            problems.add(
+                ("metadata", "labels", ENFORCE_LABEL), "pod_security_level", problem, value
+            )
+            problems.raise_if_any()
+        return self
 
 
 def _target_port_optional(schema: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from schemas._validation import (
     ConfigKey,
     DNSLabel,
     DNSSubdomain,
+    LocalDescendingPath,
     NonNegativeInt,
     PortNumber,
     Problems,
@@ -44,6 +45,7 @@ from schemas.container import (
     Probe,
     Protocol,
     ResourceRequirements,
+    SeccompProfile,
     SecretEnvSource,
     SecretKeySelector,
     SecurityContext,
@@ -88,6 +90,7 @@ __all__ = [
     "Probe",
     "Protocol",
     "ResourceRequirements",
+    "SeccompProfile",
     "SecretEnvSource",
     "SecretKeySelector",
     "SecretVolumeSource",
@@ -106,16 +109,14 @@ __all__ = [
 
 class KeyToPath(KubeModel):
     key: ConfigKey
-    path: str = Field(min_length=1)
+    path: LocalDescendingPath = Field(min_length=1)
     mode: int | None = Field(default=None, ge=0, le=0o777)
 
     @model_validator(mode="after")
-    def _relative_path(self) -> KeyToPath:
-        if self.path.startswith("/") or ".." in self.path.split("/"):
+    def _not_dot_dot(self) -> KeyToPath:
+        if self.path.startswith(".."):
             problems = Problems("KeyToPath")
-            problems.add(
-                ("path",), "relative_path", "must be a relative path without '..'", self.path
-            )
+            problems.add(("path",), "relative_path", "must not start with '..'", self.path)
             problems.raise_if_any()
         return self
 
@@ -155,10 +156,14 @@ class Volume(KubeModel):
 
 
 class PodSecurityContext(KubeModel):
+    """Pod-wide defaults for every container's security context (a container's own value
+    wins). ``fsGroup`` is added to every container's groups and owns the pod's volumes."""
+
     run_as_user: NonNegativeInt | None = None
     run_as_group: NonNegativeInt | None = None
     run_as_non_root: bool | None = None
     fs_group: NonNegativeInt | None = None
+    seccomp_profile: SeccompProfile | None = None
 
 
 # --- pod spec ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from agent.kubelet import volumes
 from agent.kubelet._netns import NetTarget, probe_http, probe_tcp
 from agent.kubelet.plan import (
     Action,
+    ConfigFailure,
     CreateSandbox,
     ImagePullFailure,
     RemovePodDir,
@@ -54,6 +55,7 @@ class ExecutorMemory:
     """What the executor learns that Docker does not keep: pull failures and the last error."""
 
     image_failures: dict[tuple[PodUID, str], ImagePullFailure] = field(default_factory=dict)
+    config_failures: dict[tuple[PodUID, str], ConfigFailure] = field(default_factory=dict)
     pod_errors: dict[PodUID, str] = field(default_factory=dict)
 
 
@@ -133,6 +135,9 @@ class Executor:
                     self.memory.pod_errors.pop(uid, None)
                     self.memory.image_failures = {
                         k: v for k, v in self.memory.image_failures.items() if k[0] != uid
+                    }
+                    self.memory.config_failures = {
+                        k: v for k, v in self.memory.config_failures.items() if k[0] != uid
                     }
                 elif isinstance(action, Wait):
                     # The planner's explicit no-op: status reports it; nothing to carry out.
@@ -261,17 +266,31 @@ class Executor:
         if not await self._ensure_image(d, action):
             return
         spec = next(c for c in d.pod.spec.containers if c.name == action.container)
+        key = (d.uid, action.container)
+        await self._call(volumes.materialize, d, state_dir=self._settings.state_dir,
+                         configs=configs)
         try:
+            # The order matters: subPath sources are resolved after the volumes are in place
+            # and right before the config that binds them.
+            sub_paths = await self._call(volumes.sub_path_sources, d, spec,
+                                         state_dir=self._settings.state_dir)
             config = container_config(
                 d, spec, settings=self._settings, sandbox_id=sandbox_id,
                 attempt=action.attempt, backoff_step=action.backoff_step,
                 service_env=self._services.env(d.namespace),
+                image_user=await self._call(self._runtime.image_user, spec.image),
+                sub_paths=sub_paths,
             )
         except ConfigError as exc:
-            self.memory.pod_errors[d.uid] = str(exc)
+            previous = self.memory.config_failures.get(key)
+            spec_hash = d.container_hashes[action.container]
+            count = previous.failures + 1 if previous and previous.spec_hash == spec_hash else 1
+            self.memory.config_failures[key] = ConfigFailure(
+                spec_hash=spec_hash, message=str(exc), failed_at=self._clock(), failures=count,
+            )
+            _log.warning("pod %s container %s: %s", d.key, action.container, exc)
             return
-        await self._call(volumes.materialize, d, state_dir=self._settings.state_dir,
-                         configs=configs)
+        self.memory.config_failures.pop(key, None)
         _log.info("start %s of pod %s (attempt %d): %s", action.container, d.key,
                   action.attempt, action.reason)
         try:

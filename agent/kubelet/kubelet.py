@@ -232,6 +232,7 @@ class Kubelet:
             backoff=self._tuning.backoff,
             liveness_failures=self._prober.liveness_failures(),
             image_failures=dict(self._executor.memory.image_failures),
+            config_failures=dict(self._executor.memory.config_failures),
             pod_dirs=frozenset(PodUID(d) for d in dirs),
             departed=dict(self._departed),
             removed=self._restarts.removed_latest(),
@@ -282,6 +283,8 @@ class Kubelet:
             del memory.pod_errors[uid]
         for key in [k for k in memory.image_failures if k[0] not in known]:
             del memory.image_failures[key]
+        for key in [k for k in memory.config_failures if k[0] not in known]:
+            del memory.config_failures[key]
 
     async def _refresh_config_volumes(
         self,

@@ -102,6 +102,18 @@ class ImagePullFailure:
 
 
 @dataclass(frozen=True)
+class ConfigFailure:
+    """The executor's record of a start it refused before Docker saw it (consecutive), for
+    one spec of one container: ``runAsNonRoot`` against a root user, a ``subPath`` that
+    leaves its volume. Reported as CreateContainerConfigError and retried after back-off."""
+
+    spec_hash: str
+    message: str
+    failed_at: float
+    failures: int
+
+
+@dataclass(frozen=True)
 class PlanInputs:
     """Everything besides desired and observed that the decision depends on."""
 
@@ -109,6 +121,7 @@ class PlanInputs:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     liveness_failures: frozenset[ContainerID] = frozenset()
     image_failures: Mapping[tuple[PodUID, str], ImagePullFailure] = field(default_factory=dict)
+    config_failures: Mapping[tuple[PodUID, str], ConfigFailure] = field(default_factory=dict)
     pod_dirs: frozenset[PodUID] = frozenset()
     departed: Mapping[PodUID, DesiredPod] = field(default_factory=dict)
     """Pods that left the desired set, remembered so their containers' preStop hooks run."""
@@ -189,6 +202,17 @@ def _start_or_wait(
     reason: str,
     inputs: PlanInputs,
 ) -> Action:
+    refused = inputs.config_failures.get((d.uid, name))
+    if refused is not None and refused.spec_hash == d.container_hashes[name]:
+        until = refused.failed_at + inputs.backoff.delay(refused.failures)
+        if inputs.now < until:
+            return Wait(
+                pod_uid=d.uid,
+                container=name,
+                until=until,
+                waiting_reason="CreateContainerConfigError",
+                reason=refused.message,
+            )
     image = next(c.image for c in d.pod.spec.containers if c.name == name)
     failure = inputs.image_failures.get((d.uid, name))
     if failure is not None and failure.image == image:

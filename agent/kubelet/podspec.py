@@ -4,6 +4,12 @@ Called by the kubelet when a sync arrives (:func:`desired_pod`: identity, spec h
 resolved from the ConfigMaps/Secrets sent along, refusals) and by the executor right before a
 start (:func:`sandbox_config`, :func:`container_config`). The spec hash is what the planner
 compares with the ``io.capstan.spec-hash`` label to decide that a container is out of date.
+
+Refusals are the agent's own line of defence, whatever the control plane admitted: a pod
+that breaks this node's Pod Security level (:mod:`schemas.podsecurity`, ``baseline`` unless
+the agent is started with another) never becomes a Docker config, and a container start is
+refused (CreateContainerConfigError) when ``runAsNonRoot`` meets an effective user 0 or a
+``subPath`` mount has no source the executor checked to lie inside its volume.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from agent.runtime.facts import (
 )
 from schemas.core import ConfigMap, Secret
 from schemas.pod import Container, EnvVar, Pod
+from schemas.podsecurity import DEFAULT_LEVEL, Level, check_pod_spec, describe
 from schemas.quantity import cpu_millicores, memory_bytes
 
 _HASH_LEN: Final = 16
@@ -51,6 +58,8 @@ class NodeSettings:
     pause_image: str = "capstan.local/pause:1"
     allow_host_network: bool = False
     pids_limit: int = 1024
+    # The most a pod may ask of this node, whatever its namespace says.
+    pod_security: Level = DEFAULT_LEVEL
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,12 @@ def _refusal(pod: Pod, settings: NodeSettings) -> str | None:
         context = container.security_context
         if context is not None and context.privileged:
             return f"container {container.name!r} asks to be privileged; Capstan never runs one"
+    violations = check_pod_spec(pod.spec, level=settings.pod_security)
+    if violations:
+        return (
+            "refused by this node's Pod Security level: "
+            f"{describe(violations, level=settings.pod_security)}"
+        )
     return None
 
 
@@ -367,18 +382,61 @@ def sandbox_config(
     )
 
 
-def _mounts(d: DesiredPod, container: Container, settings: NodeSettings) -> tuple[Mount, ...]:
+def _mounts(
+    d: DesiredPod, container: Container, settings: NodeSettings, sub_paths: Mapping[int, Path]
+) -> tuple[Mount, ...]:
     volumes = {v.name: v for v in d.pod.spec.volumes}
     mounts: list[Mount] = []
-    for mount in container.volume_mounts:
+    for index, mount in enumerate(container.volume_mounts):
         volume = volumes[mount.name]
         source = volume_dir(settings.state_dir, d.uid, mount.name)
         if mount.sub_path:
-            source = source / mount.sub_path
+            # WARNING: never join the subPath here. Only the executor's resolved source
+            # (symlinks followed, checked to stay inside the volume) may become a bind.
+            if index not in sub_paths:
+                raise ConfigError(
+                    f'failed to prepare subPath for volumeMount "{mount.name}" of container '
+                    f'"{container.name}": its source was not checked'
+                )
+            source = sub_paths[index]
         # ConfigMap and Secret files are always read-only, whatever the mount says.
         read_only = bool(mount.read_only) or volume.empty_dir is None
         mounts.append(Mount(source=str(source), target=mount.mount_path, read_only=read_only))
     return tuple(mounts)
+
+
+def _effective(container_value: int | None, pod_value: int | None) -> int | None:
+    # A container's own value wins even when it is 0 (root is a value, not "unset").
+    return container_value if container_value is not None else pod_value
+
+
+def _non_root_problem(
+    d: DesiredPod, container: Container, *, run_as_user: int | None, image_user: str
+) -> str | None:
+    """Why ``runAsNonRoot`` forbids this start (the kubelet's verifyRunAsNonRoot), or None."""
+    context = container.security_context
+    pod_context = d.pod.spec.security_context
+    non_root = context.run_as_non_root if context else None
+    if non_root is None and pod_context is not None:
+        non_root = pod_context.run_as_non_root
+    if not non_root:
+        return None
+    where = f'(pod: "{d.name}_{d.namespace}({d.uid})", container: {container.name})'
+    if run_as_user is not None:
+        if run_as_user == 0:
+            return f"container's runAsUser breaks non-root policy {where}"
+        return None
+    user = image_user.partition(":")[0]
+    if not user:
+        return f"container has runAsNonRoot and image will run as root {where}"
+    if not user.isdigit():
+        return (
+            f"container has runAsNonRoot and image has non-numeric user ({user}), cannot "
+            f"verify user is non-root {where}"
+        )
+    if int(user) == 0:
+        return f"container has runAsNonRoot and image will run as root {where}"
+    return None
 
 
 def container_config(
@@ -390,28 +448,44 @@ def container_config(
     attempt: int,
     backoff_step: int,
     service_env: Mapping[str, str] | None = None,
+    image_user: str = "",
+    sub_paths: Mapping[int, Path] | None = None,
 ) -> ContainerConfig:
     """An app container joining its pod's sandbox; raises :class:`ConfigError` if unresolvable.
 
     ``service_env`` (the Service variables of the pod's namespace, as of now) comes first:
-    the container's own variables win, as in Kubernetes.
+    the container's own variables win, as in Kubernetes. ``image_user`` is the image's
+    configured ``User`` (empty: root), which ``runAsNonRoot`` is checked against when no
+    ``runAsUser`` is given; ``sub_paths`` maps the index of each ``subPath`` mount to its
+    checked source (:func:`agent.kubelet.volumes.sub_path_sources`).
     """
     if container.name in d.config_errors:
         raise ConfigError(d.config_errors[container.name])
     limits = container.resources.limits
     context = container.security_context
     pod_context = d.pod.spec.security_context
-    run_as_user = (context.run_as_user if context else None) or (
-        pod_context.run_as_user if pod_context else None
+    run_as_user = _effective(
+        context.run_as_user if context else None, pod_context.run_as_user if pod_context else None
     )
-    run_as_group = (context.run_as_group if context else None) or (
-        pod_context.run_as_group if pod_context else None
+    run_as_group = _effective(
+        context.run_as_group if context else None,
+        pod_context.run_as_group if pod_context else None,
     )
+    problem = _non_root_problem(d, container, run_as_user=run_as_user, image_user=image_user)
+    if problem is not None:
+        raise ConfigError(problem)
     user = None
     if run_as_user is not None:
         user = str(run_as_user) + (f":{run_as_group}" if run_as_group is not None else "")
     escalation_allowed = bool(context and context.allow_privilege_escalation)
     capabilities = context.capabilities if context else None
+    seccomp = (context.seccomp_profile if context else None) or (
+        pod_context.seccomp_profile if pod_context else None
+    )
+    security_opt = () if escalation_allowed else ("no-new-privileges",)
+    if seccomp is not None and seccomp.type == "Unconfined":
+        security_opt = (*security_opt, "seccomp=unconfined")
+    fs_group = pod_context.fs_group if pod_context else None
     return ContainerConfig(
         name=container_name(d, settings, container=container.name, attempt=attempt),
         image=container.image,
@@ -429,15 +503,16 @@ def container_config(
         env=tuple({**(service_env or {}), **dict(d.env.get(container.name, ()))}.items()),
         working_dir=container.working_dir,
         network_mode=f"container:{sandbox_id}",
-        mounts=_mounts(d, container, settings),
+        mounts=_mounts(d, container, settings, sub_paths or {}),
         mem_limit_bytes=memory_bytes(limits["memory"]) if "memory" in limits else None,
         nano_cpus=cpu_millicores(limits["cpu"]) * 1_000_000 if "cpu" in limits else None,
         pids_limit=settings.pids_limit,
         # An init as PID 1 gives the app default signal handling (SIGTERM stops a process that
         # installed no handler, as outside a container) and reaps its zombies.
         init=True,
-        security_opt=() if escalation_allowed else ("no-new-privileges",),
+        security_opt=security_opt,
         user=user,
+        group_add=() if fs_group is None else (str(fs_group),),
         read_only_rootfs=bool(context and context.read_only_root_filesystem),
         cap_add=tuple(capabilities.add) if capabilities else (),
         cap_drop=tuple(capabilities.drop) if capabilities else (),

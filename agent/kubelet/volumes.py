@@ -3,7 +3,9 @@
 Called by the executor before a pod's containers start: ``emptyDir`` becomes a directory all
 containers of the pod mount read-write; ``configMap``/``secret`` volumes become files written
 from the objects sent with the desired set (secret files 0400, never logged), mounted
-read-only. Writes are idempotent: unchanged files are not rewritten.
+read-only. With a pod ``fsGroup`` every volume is group-owned by it (emptyDir setgid, files
+group-readable), as Kubernetes does. Writes are idempotent: unchanged files are not rewritten.
+:func:`sub_path_sources` resolves a container's ``subPath`` mounts right before its start.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
-from agent.kubelet.podspec import ConfigIndex, DesiredPod, pod_dir, volume_dir
+from agent.kubelet.podspec import ConfigError, ConfigIndex, DesiredPod, pod_dir, volume_dir
 from agent.runtime.facts import PodUID
 from agent.state import atomic_write
-from schemas.pod import KeyToPath
+from schemas.pod import Container, KeyToPath
 
 _CONFIG_MODE = 0o444
 _SECRET_MODE = 0o400
@@ -28,6 +30,7 @@ def _write_files(
     items: list[KeyToPath],
     *,
     default_mode: int,
+    fs_group: int | None,
 ) -> None:
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 - containers running as any user read these files
@@ -41,12 +44,22 @@ def _write_files(
         target.parent.mkdir(parents=True, exist_ok=True)
         wanted.add(target)
         file_mode = mode if mode is not None else default_mode
+        if fs_group is not None:
+            # Kubernetes' volume ownership: the fsGroup may read what the owner may read.
+            file_mode |= (file_mode & 0o400) >> 3
         try:
-            unchanged = target.read_bytes() == data and (target.stat().st_mode & 0o777) == file_mode
+            stat = target.stat()
+            unchanged = (
+                target.read_bytes() == data
+                and (stat.st_mode & 0o777) == file_mode
+                and (fs_group is None or stat.st_gid == fs_group)
+            )
         except FileNotFoundError:
             unchanged = False
         if not unchanged:
             atomic_write(target, data, mode=file_mode)
+            if fs_group is not None:
+                os.chown(target, -1, fs_group)
     for existing in root.rglob("*"):
         if existing.is_file() and existing not in wanted:
             existing.unlink()
@@ -54,12 +67,19 @@ def _write_files(
 
 def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None:
     """Create or refresh every volume of the pod on disk (blocking)."""
+    context = d.pod.spec.security_context
+    fs_group = context.fs_group if context is not None else None
     for volume in d.pod.spec.volumes:
         path = volume_dir(state_dir, d.uid, volume.name)
         if volume.empty_dir is not None:
             path.mkdir(parents=True, exist_ok=True)
-            # Like Kubernetes: world-writable so a container running as any user can use it.
-            os.chmod(path, 0o777)  # noqa: S103 - as Kubernetes' emptyDir
+            # Like Kubernetes: world-writable so a container running as any user can use it;
+            # with an fsGroup, owned by that group and setgid so new files inherit it.
+            if fs_group is not None:
+                os.chown(path, -1, fs_group)
+                os.chmod(path, 0o2777)  # noqa: S103 - as Kubernetes' emptyDir
+            else:
+                os.chmod(path, 0o777)  # noqa: S103 - as Kubernetes' emptyDir
         elif volume.config_map is not None:
             source = volume.config_map
             config_map = configs.config_maps.get((d.namespace, source.name))
@@ -68,7 +88,11 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
                 values = {k: v.encode() for k, v in config_map.data.items()}
                 values.update({k: base64.b64decode(v) for k, v in config_map.binary_data.items()})
             _write_files(
-                path, values, source.items, default_mode=source.default_mode or _CONFIG_MODE
+                path,
+                values,
+                source.items,
+                default_mode=source.default_mode or _CONFIG_MODE,
+                fs_group=fs_group,
             )
         elif volume.secret is not None:
             secret_source = volume.secret
@@ -78,7 +102,40 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
                 secret.decoded() if secret is not None else {},
                 secret_source.items,
                 default_mode=secret_source.default_mode or _SECRET_MODE,
+                fs_group=fs_group,
             )
+
+
+def sub_path_sources(d: DesiredPod, container: Container, *, state_dir: Path) -> dict[int, Path]:
+    """The checked host source of each ``subPath`` mount of ``container``, by mount index.
+
+    Symlinks are resolved first (a container can plant one in an emptyDir for a later
+    subPath mount to follow: Kubernetes CVE-2017-1002101, CVE-2021-25741), the result must
+    lie inside the volume's own directory, and it is that resolved path Docker binds, so a
+    link planted in place of the subPath afterwards is not followed. A missing subPath of an
+    emptyDir is created, as the kubelet does. Raises :class:`ConfigError` otherwise.
+    """
+    volumes = {v.name: v for v in d.pod.spec.volumes}
+    sources: dict[int, Path] = {}
+    for index, mount in enumerate(container.volume_mounts):
+        if not mount.sub_path:
+            continue
+        failed = (
+            f'failed to prepare subPath for volumeMount "{mount.name}" of container '
+            f'"{container.name}"'
+        )
+        root = volume_dir(state_dir, d.uid, mount.name).resolve()
+        source = (root / mount.sub_path).resolve()
+        if not source.is_relative_to(root):
+            raise ConfigError(f"{failed}: {mount.sub_path!r} resolves outside the volume")
+        if not source.exists():
+            if volumes[mount.name].empty_dir is None:
+                raise ConfigError(f"{failed}: {mount.sub_path!r} does not exist in the volume")
+            source.mkdir(mode=0o777, parents=True, exist_ok=True)
+            if source.resolve() != source:
+                raise ConfigError(f"{failed}: {mount.sub_path!r} changed while it was created")
+        sources[index] = source
+    return sources
 
 
 def remove_pod_dir(state_dir: Path, uid: PodUID) -> None:

@@ -221,6 +221,15 @@ class DockerRuntime:
             self._present_images.add(image)
         return True
 
+    def image_user(self, image: str) -> str:
+        """The image's configured ``User`` (``""`` when it has none: the container runs as
+        root); what the kubelet checks ``runAsNonRoot`` against."""
+        try:
+            inspect = self._api.inspect_image(image)  # type: ignore[no-untyped-call]
+        except docker.errors.APIError as exc:
+            raise RuntimeFailure(str(exc.explanation or exc)) from exc
+        return str((inspect.get("Config") or {}).get("User") or "")
+
     def pull(self, image: str) -> None:
         repository, tag = _split_image(image)
         try:
@@ -254,6 +263,7 @@ class DockerRuntime:
             read_only=config.read_only_rootfs or None,
             cap_add=list(config.cap_add) or None,
             cap_drop=list(config.cap_drop) or None,
+            group_add=list(config.group_add) or None,
         )
         try:
             created = self._api.create_container(

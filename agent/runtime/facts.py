@@ -129,6 +129,8 @@ class ContainerConfig:
     security_opt: tuple[str, ...] = ("no-new-privileges",)
     hostname: str | None = None
     user: str | None = None
+    # Supplementary groups (a pod's fsGroup), as Docker's --group-add takes them.
+    group_add: tuple[str, ...] = ()
     read_only_rootfs: bool = False
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()

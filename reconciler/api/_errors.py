@@ -29,6 +29,14 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """One validation problem: a Kubernetes field path (``spec.containers[0].image``) and why."""
+
+    field: str
+    message: str
+
+
 class ApiError(Exception):
     """Base of every API error. ``reason`` is the Kubernetes ``Status.reason`` word."""
 
@@ -58,10 +66,15 @@ class Conflict(ApiError):
 
 
 class Forbidden(ApiError):
-    """Refused by policy: creating in a terminating namespace, deleting ``default``."""
+    """Refused by policy: creating in a terminating namespace, deleting ``default``, a pod
+    spec its namespace's Pod Security level forbids (``causes`` name those fields)."""
 
     reason = "Forbidden"
     code = 403
+
+    def __init__(self, message: str, causes: tuple[Cause, ...] = ()) -> None:
+        super().__init__(message)
+        self.causes = causes
 
 
 class Expired(ApiError):
@@ -79,14 +92,6 @@ class TooLarge(ApiError):
 class Unavailable(ApiError):
     reason = "ServiceUnavailable"
     code = 503
-
-
-@dataclass(frozen=True, slots=True)
-class Cause:
-    """One validation problem: a Kubernetes field path (``spec.containers[0].image``) and why."""
-
-    field: str
-    message: str
 
 
 class Invalid(ApiError):

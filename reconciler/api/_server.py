@@ -24,7 +24,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import ValidationError
 
-from reconciler.api import _tokens
+from reconciler.api import _podsecurity, _tokens
 from reconciler.api._codec import (
     REGISTRY,
     decode,
@@ -289,7 +289,11 @@ class Api:
         for _attempt in range(_RETRIES):
             compares = [Compare.version(key, "==", 0)]
             if model.NAMESPACED:
-                compares.append(self._namespace_guard(validated.namespace))
+                guard, namespace = self._namespace_guard(validated.namespace)
+                compares.append(guard)
+                # Judged against the namespace the txn's compare pins: a level changed in
+                # between fails the compare and the pod is judged again.
+                _podsecurity.admit(validated, namespace)
             success = [Op.put(key, encode(stored)), *_tokens.index_ops(None, stored)]
             with store_errors():
                 result = self._store.txn(compares, success, [Op.range(key)])
@@ -302,7 +306,7 @@ class Api:
             # The namespace changed between our read and the txn: look again.
         raise Conflict(f"namespace {validated.namespace!r} kept changing; retry")
 
-    def _namespace_guard(self, namespace: str) -> Compare:
+    def _namespace_guard(self, namespace: str) -> tuple[Compare, Namespace]:
         ns_key = object_key(Namespace, "", namespace)
         with store_errors():
             kv = self._store.get(ns_key)
@@ -311,7 +315,12 @@ class Api:
         ns = decode(Namespace, kv)
         if ns.metadata.deletion_timestamp is not None:
             raise Forbidden(f"namespace {namespace!r} is being terminated")
-        return Compare.mod_revision(ns_key, "==", kv.mod_revision)
+        return Compare.mod_revision(ns_key, "==", kv.mod_revision), ns
+
+    def _namespace(self, namespace: str) -> Namespace | None:
+        with store_errors():
+            kv = self._store.get(object_key(Namespace, "", namespace))
+        return None if kv is None else decode(Namespace, kv)
 
     @overload
     def update(self, obj: T) -> T: ...
@@ -424,6 +433,8 @@ class Api:
         if isinstance(validated, Service) and validated.spec.cluster_ip and (
                 validated.spec.cluster_ip != current.get("spec", {}).get("clusterIP")):
             check_cluster_ip(validated, self.list(Service).items)
+        if _podsecurity.pod_spec_changed(validated, stored, current):
+            _podsecurity.admit(validated, self._namespace(validated.namespace))
         if stored == current:
             if not confirmed:
                 return None

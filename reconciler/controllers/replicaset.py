@@ -13,7 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from reconciler.api import AlreadyExists, Conflict, NotFound
+from reconciler.api import AlreadyExists, Conflict, Forbidden, NotFound
 from reconciler.controllers._pods import (
     active,
     is_available,
@@ -22,7 +22,7 @@ from reconciler.controllers._pods import (
     ready_since,
     until_available,
 )
-from reconciler.controllers.runtime import Controller, ControllerContext, Result
+from reconciler.controllers.runtime import Controller, ControllerContext, Result, TransientError
 from schemas import (
     ObjectKey,
     ObjectMeta,
@@ -112,15 +112,26 @@ class ReplicaSetController(Controller):
 
     def _create(self, rs: ReplicaSet, count: int) -> None:
         template = pod_from_template(rs)
+        refused: list[Forbidden] = []
 
         def create_one(_: int) -> int:
             try:
                 return int(self.api.create(template).metadata.resource_version or 0)
             except AlreadyExists:
                 return 0
+            except Forbidden as exc:
+                # The namespace's Pod Security level (tightened after this ReplicaSet was
+                # admitted) or a terminating namespace: say so where users look, retry later.
+                refused.append(exc)
+                return 0
 
         revisions = list(self._pool.map(create_one, range(count)))
         self.note_write(rs.key, self.pods, max(revisions, default=0))
+        if refused:
+            self.api.record_event(rs, reason="FailedCreate", type="Warning",
+                                  message=f"Error creating: {refused[0].message}",
+                                  source="replicaset-controller")
+            raise TransientError(refused[0].message)
 
     def _delete(self, key: ObjectKey, victims: list[Pod]) -> None:
         def delete_one(pod: Pod) -> int:

@@ -8,9 +8,11 @@ every problem of the whole repository — never a partial set.
 
 Checks on top of the per-object schema (`schemas.parse_object`):
 duplicates (same kind/namespace/name), two Services with the same `clusterIP`,
-and namespaced objects in a namespace the repository does not define
-(`default` always exists). Namespaced objects
-written without a namespace are put in `default` before validation.
+namespaced objects in a namespace the repository does not define (`default`
+always exists), and the Pod Security level of each pod spec's namespace
+(`schemas.podsecurity`: the Namespace manifest's `pod-security.kubernetes.io/enforce`
+label, baseline without one). Namespaced objects written without a namespace are
+put in `default` before validation.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from schemas import (
     model_for,
     parse_object,
 )
+from schemas.podsecurity import Level, check_pod_spec, namespace_level, pod_spec_of
 
 __all__ = ["DEFAULT_NAMESPACE", "LoadedObject", "LoadedRepository", "load_repository"]
 
@@ -91,11 +94,22 @@ class LoadedRepository:
 
 
 @dataclass(frozen=True)
+class _PodSecurityProblem:
+    """A field some Pod Security level forbids, located before the node tree is dropped."""
+
+    level: Level
+    location: SourceLocation
+    field_path: str
+    violation: str
+
+
+@dataclass(frozen=True)
 class _Parsed:
     loaded: LoadedObject
     name_at: SourceLocation
     namespace_at: SourceLocation
     cluster_ip_at: SourceLocation | None = None
+    pod_security: tuple[_PodSecurityProblem, ...] = ()
 
 
 def load_repository(
@@ -148,6 +162,7 @@ def load_repository(
                         namespace_at=document.location(("metadata", "namespace")),
                         cluster_ip_at=document.location(("spec", "clusterIP"))
                         if isinstance(result.obj, Service) else None,
+                        pod_security=_pod_security_problems(document, result.obj),
                     )
                 )
             else:
@@ -156,6 +171,7 @@ def load_repository(
     errors.extend(_duplicates(loaded))
     errors.extend(_duplicate_cluster_ips(loaded))
     errors.extend(_undefined_namespaces(loaded))
+    errors.extend(_pod_security(loaded))
     if errors:
         raise ManifestErrors(errors, root=root)
     return LoadedRepository(
@@ -355,6 +371,51 @@ def _undefined_namespaces(parsed: Sequence[_Parsed]) -> list[ManifestError]:
                 "(add a Namespace manifest; only 'default' exists without one)",
                 "metadata.namespace",
             )
+        )
+    return errors
+
+
+def _pod_security_problems(
+    document: YamlDocument, obj: KubeObject
+) -> tuple[_PodSecurityProblem, ...]:
+    """What the strictest level would refuse in `obj`; which of it applies is decided once
+    every Namespace of the repository is known."""
+    held = pod_spec_of(obj)
+    if held is None:
+        return ()
+    path, spec = held
+    return tuple(
+        _PodSecurityProblem(
+            level=violation.level,
+            location=document.location((*path, *violation.loc)),
+            field_path=format_field_path((*path, *violation.loc)),
+            violation=f"{violation.reason} ({violation.detail})",
+        )
+        for violation in check_pod_spec(spec, level="restricted")
+    )
+
+
+def _pod_security(parsed: Sequence[_Parsed]) -> list[ManifestError]:
+    labels = {
+        item.loaded.obj.name: item.loaded.obj.metadata.labels
+        for item in parsed
+        if item.loaded.obj.kind == "Namespace"
+    }
+    errors: list[ManifestError] = []
+    for item in parsed:
+        if not item.pod_security:
+            continue
+        namespace = item.loaded.obj.namespace
+        level = namespace_level(labels.get(namespace))
+        errors.extend(
+            ManifestError(
+                problem.location,
+                f'violates PodSecurity "{level}:latest": {problem.violation}; '
+                f'namespace "{namespace}" enforces {level}',
+                problem.field_path,
+            )
+            for problem in item.pod_security
+            if level == "restricted" or (level == "baseline" and problem.level == "baseline")
         )
     return errors
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.api import ApiError, Cause, Invalid
+from reconciler.api import ApiError, Cause, Forbidden, Invalid
 
 __all__ = ["REASONS", "HttpError", "from_api_error", "status_body", "status_bytes"]
 
@@ -119,5 +119,5 @@ def status_bytes(body: Mapping[str, Any]) -> bytes:
 def from_api_error(exc: ApiError, *, name: str | None, kind: str | None) -> HttpError:
     """The HTTP error of an :class:`ApiError` (its ``code``; its reason, which already
     distinguishes ``AlreadyExists`` from ``Conflict`` as Kubernetes does)."""
-    causes = exc.causes if isinstance(exc, Invalid) else ()
+    causes = exc.causes if isinstance(exc, Invalid | Forbidden) else ()
     return HttpError(exc.code, exc.message, reason=exc.reason, name=name, kind=kind, causes=causes)

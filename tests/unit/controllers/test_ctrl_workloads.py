@@ -15,7 +15,7 @@ from reconciler.controllers.deployment import (
     pod_template_hash,
 )
 from reconciler.controllers.replicaset import ReplicaSetController, _deletion_rank
-from schemas import Condition, Deployment, ObjectKey, Pod, PodStatus, ReplicaSet
+from schemas import Condition, Deployment, Namespace, ObjectKey, Pod, PodStatus, ReplicaSet
 
 
 def deployment(name: str = "web", *, replicas: int = 4, image: str = "img:1",
@@ -410,3 +410,27 @@ def test_name_taken_by_a_foreign_replicaset_rehashes(
     assert owned[0].name != taken
     assert api.get(Deployment, "web").status.collision_count == 1
     assert api.get(ReplicaSet, taken).spec.replicas == 0  # untouched
+
+
+def test_pods_the_namespace_level_forbids_are_a_failed_create_event(
+    api: Api, start_manager, wait_for
+) -> None:
+    start_manager([DeploymentController, ReplicaSetController])
+    api.create(deployment(replicas=2))
+    wait_for(lambda: len(api.list(Pod).items) == 2, what="pods under baseline")
+    namespace = api.get(Namespace, "default")
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    api.update(namespace.model_copy(
+        update={"metadata": namespace.metadata.model_copy(update={"labels": labels})}))
+    # Scaling leaves the pod spec alone, so the Deployment is not judged again; its new pods
+    # are, and the ReplicaSet says why they are missing.
+    patch_spec(api, "web", replicas=3)
+    (rs,) = replicasets(api, "web")
+
+    def failed_create() -> list[str]:
+        return [e.message for e in api.list_events(involved=api.get(ReplicaSet, rs.name))
+                if e.reason == "FailedCreate"]
+
+    wait_for(failed_create, what="a FailedCreate event")
+    assert 'violates PodSecurity "restricted:latest"' in failed_create()[0]
+    assert len(api.list(Pod).items) == 2

@@ -1,0 +1,79 @@
+"""The loader enforces each namespace's Pod Security level: file:line, field and level, and
+the whole repository is refused."""
+
+from __future__ import annotations
+
+import pytest
+from source_testdata import CONFIGMAP, DEPLOYMENT
+
+from reconciler.source import ManifestErrors, load_repository
+
+HOSTILE = DEPLOYMENT.replace(
+    "          image: capstan.local/busybox:1\n",
+    "          image: capstan.local/busybox:1\n"
+    "          securityContext:\n"
+    "            allowPrivilegeEscalation: true\n"
+    "            capabilities:\n"
+    "              add: [SYS_ADMIN]\n",
+).replace("  name: web\n", "  name: web\n  namespace: shop\n", 1)
+
+
+def namespace(level: str | None) -> str:
+    labels = f"  labels:\n    pod-security.kubernetes.io/enforce: {level}\n" if level else ""
+    return f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n{labels}"
+
+
+def errors(root) -> list[str]:
+    with pytest.raises(ManifestErrors) as caught:
+        load_repository(root)
+    return [str(error) for error in caught.value.errors]
+
+
+def test_an_added_capability_refuses_the_whole_repository(make_repo):
+    root = make_repo({"ns.yaml": namespace(None), "web.yaml": HOSTILE, "cm.yaml": CONFIGMAP})
+    assert errors(root) == [
+        "web.yaml:22:21: spec.template.spec.containers[0].securityContext.capabilities.add[0]: "
+        'violates PodSecurity "baseline:latest": non-default capabilities (container "web" '
+        'must not include "SYS_ADMIN" in securityContext.capabilities.add); namespace "shop" '
+        "enforces baseline"
+    ]
+
+
+def test_a_privileged_namespace_admits_it(make_repo):
+    root = make_repo({"ns.yaml": namespace("privileged"), "web.yaml": HOSTILE})
+    loaded = load_repository(root)
+    assert {item.obj.kind for item in loaded.objects} == {"Namespace", "Deployment"}
+
+
+def test_a_restricted_namespace_names_every_field_it_needs(make_repo):
+    root = make_repo({"ns.yaml": namespace("restricted"), "web.yaml": HOSTILE})
+    found = errors(root)
+    assert all('violates PodSecurity "restricted:latest"' in line for line in found)
+    fields = [line.split(": ")[1] for line in found]
+    assert fields == [
+        "spec.template.spec.containers[0].securityContext.runAsNonRoot",
+        "spec.template.spec.containers[0].securityContext.seccompProfile.type",
+        "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation",
+        "spec.template.spec.containers[0].securityContext.capabilities.drop",
+        "spec.template.spec.containers[0].securityContext.capabilities.add[0]",
+    ]
+
+
+def test_a_restricted_pod_loads_in_a_restricted_namespace(make_repo):
+    restricted = DEPLOYMENT.replace(
+        "          image: capstan.local/busybox:1\n",
+        "          image: capstan.local/busybox:1\n"
+        "          securityContext:\n"
+        "            runAsNonRoot: true\n"
+        "            runAsUser: 1000\n"
+        "            allowPrivilegeEscalation: false\n"
+        "            capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}\n"
+        "            seccompProfile: {type: RuntimeDefault}\n",
+    ).replace("  name: web\n", "  name: web\n  namespace: shop\n", 1)
+    root = make_repo({"ns.yaml": namespace("restricted"), "web.yaml": restricted})
+    assert len(load_repository(root).objects) == 2
+
+
+def test_the_default_namespace_is_baseline(make_repo):
+    hostile = HOSTILE.replace("  namespace: shop\n", "")
+    assert "enforces baseline" in errors(make_repo({"web.yaml": hostile}))[0]

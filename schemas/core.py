@@ -24,8 +24,8 @@ from pydantic_core import InitErrorDetails
 
 from schemas._validation import (
     ConfigKey,
+    DNSLabel,
     DNSSubdomain,
-    PortName,
     PortNumber,
     PortOrName,
     Problems,
@@ -74,7 +74,8 @@ class ServicePort(KubeModel):
 
     model_config = ConfigDict(json_schema_extra=_target_port_optional)
 
-    name: PortName | None = None
+    # A DNS-1123 label (up to 63 characters); the 15-character IANA rule is for container ports.
+    name: DNSLabel | None = None
     protocol: Protocol = "TCP"
     port: PortNumber
     target_port: PortOrName

@@ -9,7 +9,8 @@ every problem of the whole repository — never a partial set.
 Checks on top of the per-object schema (`schemas.parse_object`):
 duplicates (same kind/namespace/name), and namespaced objects in a namespace
 the repository does not define (`default` always exists). Namespaced objects
-written without a namespace are put in `default` before validation.
+written without a namespace are put in `default` before validation, and a field
+written as null is a field not set (as in Kubernetes).
 """
 
 from __future__ import annotations
@@ -128,9 +129,7 @@ def load_repository(
         text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
         if text is None:
             continue
-        documents, problems = load_documents(
-            text, file=manifest.name, rendered=manifest.template
-        )
+        documents, problems = load_documents(text, file=manifest.name, rendered=manifest.template)
         errors.extend(problems)
         # Node trees are several times the size of the objects: each file's
         # are dropped once its objects are validated, keeping only the two
@@ -232,6 +231,7 @@ def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
                 "kind",
             )
         ]
+    data = _without_nulls(data)
     if model.NAMESPACED:
         data = _with_default_namespace(data)
     try:
@@ -250,6 +250,19 @@ def _header_problem(value: object) -> str | None:
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
     return None
+
+
+def _without_nulls(value: Any) -> Any:
+    """`value` with every mapping entry whose value is null left out.
+
+    As in Kubernetes, a field set to null is a field not set: Helm output carries
+    `annotations: null` and `resources: null`. List items are kept (a null item is an error).
+    """
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def _with_default_namespace(data: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +284,10 @@ def _validation_error(
 
 
 def _message(
-    entry: Mapping[str, Any], *, loc: tuple[str | int, ...], model: type[KubeObject],
+    entry: Mapping[str, Any],
+    *,
+    loc: tuple[str | int, ...],
+    model: type[KubeObject],
     secret: bool,
 ) -> str:
     kind = str(entry.get("type", ""))
@@ -304,8 +320,7 @@ def _duplicates(parsed: Sequence[_Parsed]) -> list[ManifestError]:
             errors.append(
                 ManifestError(
                     item.name_at,
-                    f"duplicate {_describe_key(item.loaded.obj)}: also defined at "
-                    f"{first.name_at}",
+                    f"duplicate {_describe_key(item.loaded.obj)}: also defined at {first.name_at}",
                     "metadata.name",
                 )
             )

@@ -1,0 +1,134 @@
+"""`capstan validate` on manifests written as real repositories write them (issue 17).
+
+Each test writes a small repository the way public repositories and tools (Helm, kubectl
+export, Kustomize) lay it out and runs the command a user runs on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.source import load_repository
+from schemas import ClusterRole, ClusterRoleBinding, Deployment, Service
+from tests.unit.source.source_testdata import write_files
+
+
+def validate(root: Path, *args: str):
+    return CliRunner().invoke(cli, ["validate", str(root), *args])
+
+
+HELM_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations: null
+  labels: null
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+          resources: null
+"""
+
+METRICS_SERVER_RBAC = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:metrics-server
+rules:
+  - apiGroups: [""]
+    resources: [nodes/metrics]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:metrics-server
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:metrics-server
+subjects:
+  - kind: ServiceAccount
+    name: metrics-server
+    namespace: kube-system
+"""
+
+LONG_PORT_NAME = "http-metrics-and-prometheus-scrape"
+SERVICE_LONG_PORT_NAME = f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports:
+    - name: {LONG_PORT_NAME}
+      port: 9090
+    - name: http
+      port: 80
+"""
+
+
+def test_null_labels_and_annotations_mean_empty(tmp_path: Path):
+    root = write_files(tmp_path, {"web.yaml": HELM_DEPLOYMENT})
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    deployment = load_repository(root).objects[0].obj
+    assert isinstance(deployment, Deployment)
+    assert deployment.metadata.annotations == {}
+    assert deployment.metadata.labels == {}
+    assert deployment.spec.template.spec.containers[0].resources.limits == {}
+
+
+def test_rbac_names_may_hold_colons_as_kubernetes_allows(tmp_path: Path):
+    root = write_files(tmp_path, {"rbac.yaml": METRICS_SERVER_RBAC})
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    objects = {type(item.obj): item.obj for item in load_repository(root).objects}
+    assert objects[ClusterRole].name == "system:metrics-server"
+    binding = objects[ClusterRoleBinding]
+    assert isinstance(binding, ClusterRoleBinding)
+    assert binding.role_ref.name == "system:metrics-server"
+
+
+def test_rbac_names_still_refuse_slashes(tmp_path: Path):
+    root = write_files(
+        tmp_path, {"rbac.yaml": METRICS_SERVER_RBAC.replace("system:metrics", "a/b", 1)}
+    )
+    result = validate(root)
+    assert result.exit_code == 1
+    assert "rbac.yaml:4:3: metadata.name: 'a/b-server': may not contain '/'" in result.output
+
+
+def test_service_port_names_may_be_63_characters(tmp_path: Path):
+    root = write_files(tmp_path, {"svc.yaml": SERVICE_LONG_PORT_NAME})
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    service = load_repository(root).objects[0].obj
+    assert isinstance(service, Service)
+    assert service.spec.ports[0].name == LONG_PORT_NAME
+
+
+def test_container_port_names_keep_the_15_character_limit(tmp_path: Path):
+    text = HELM_DEPLOYMENT.replace(
+        "          resources: null\n",
+        f"          ports:\n            - name: {LONG_PORT_NAME}\n"
+        "              containerPort: 80\n",
+    )
+    root = write_files(tmp_path, {"web.yaml": text})
+    result = validate(root)
+    assert result.exit_code == 1
+    assert "ports[0].name" in result.output
+    assert "no more than 15 characters" in result.output

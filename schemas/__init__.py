@@ -46,6 +46,7 @@ from schemas.container import (
     default_image_pull_policy,
 )
 from schemas.core import (
+    KUBERNETES_NAMESPACES,
     ConfigMap,
     LocalObjectReference,
     Namespace,
@@ -110,6 +111,7 @@ from schemas.rbac import (
 from schemas.registry import SUPPORTED_KINDS, UnsupportedKindError, model_for, parse_object
 
 __all__ = [
+    "KUBERNETES_NAMESPACES",
     "LOCAL_ADDRESS",
     "SUPPORTED_KINDS",
     "Capabilities",

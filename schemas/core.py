@@ -35,6 +35,7 @@ from schemas.container import Protocol
 from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
 
 __all__ = [
+    "KUBERNETES_NAMESPACES",
     "ConfigMap",
     "LocalObjectReference",
     "Namespace",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 NODE_PORT_RANGE = range(30000, 32768)
+#: The namespaces every Kubernetes cluster has; manifests may use them without defining them.
+KUBERNETES_NAMESPACES = ("default", "kube-system", "kube-public")
 _REDACTED = "[redacted]"
 
 

@@ -38,6 +38,8 @@ def validate(path: Path, env: str | None, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(_as_json(repository), indent=2))
         return
+    for warning in repository.warnings:
+        click.echo(f"warning: {warning.display(path)}", err=True)
     click.echo(_summary_table(repository))
     click.echo()
     env_note = f" (env {env})" if env else ""
@@ -57,8 +59,7 @@ def _summary_table(repository: LoadedRepository) -> str:
     for item in repository.objects:
         groups[(item.obj.kind, item.obj.namespace or None)].append(item.obj.name)
     rows = [
-        (kind, namespace, len(names), _names(names))
-        for (kind, namespace), names in groups.items()
+        (kind, namespace, len(names), _names(names)) for (kind, namespace), names in groups.items()
     ]
     return format_table(("KIND", "NAMESPACE", "OBJECTS", "NAMES"), rows)
 
@@ -76,6 +77,7 @@ def _as_json(repository: LoadedRepository) -> dict[str, object]:
         "root": str(repository.root),
         "env": repository.env,
         "files": repository.files,
+        "warnings": [warning.to_dict() for warning in repository.warnings],
         "objects": [
             {
                 "apiVersion": item.obj.api_version,

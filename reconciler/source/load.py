@@ -6,11 +6,13 @@ Called by the sync loop for every commit it considers (on a checkout that
 the repository, each with the place it was written, or `ManifestErrors` with
 every problem of the whole repository — never a partial set.
 
-Checks on top of the per-object schema (`schemas.parse_object`):
-duplicates (same kind/namespace/name), and namespaced objects in a namespace
-the repository does not define (`default` always exists). Namespaced objects
-written without a namespace are put in `default` before validation, and a field
-written as null is a field not set (as in Kubernetes).
+Checks on top of the per-object schema (`schemas.parse_object`): duplicates
+(same kind/namespace/name). Namespaced objects written without a namespace are
+put in `default` before validation, and a field written as null is a field not
+set (as in Kubernetes). A namespace that objects use but no manifest defines
+(other than `default`, `kube-system`, `kube-public`, which always exist) is
+added as a Namespace object with a warning, as Argo CD's `CreateNamespace=true`
+does; the warning names the manifest to add to manage it explicitly.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ from reconciler.source.render import TemplateRenderer
 from reconciler.source.values import load_values
 from reconciler.source.yamlpos import YamlDocument, load_documents
 from schemas import (
+    KUBERNETES_NAMESPACES,
     SUPPORTED_KINDS,
     KubeObject,
+    Namespace,
     ObjectKey,
+    ObjectMeta,
     UnsupportedKindError,
     model_for,
     parse_object,
@@ -87,6 +92,8 @@ class LoadedRepository:
     objects: list[LoadedObject]
     files: list[str]
     values: Mapping[str, Any]
+    # Not errors: the repository loads as it is (e.g. a namespace Capstan creates).
+    warnings: tuple[ManifestError, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,15 +155,16 @@ def load_repository(
                 errors.extend(result)
 
     errors.extend(_duplicates(loaded))
-    errors.extend(_undefined_namespaces(loaded))
     if errors:
         raise ManifestErrors(errors, root=root)
+    namespaces, warnings = _implicit_namespaces(loaded)
     return LoadedRepository(
         root=root,
         env=env,
-        objects=sorted((parsed.loaded for parsed in loaded), key=_apply_order),
+        objects=sorted([*(parsed.loaded for parsed in loaded), *namespaces], key=_apply_order),
         files=[manifest.name for manifest in files],
         values=values,
+        warnings=tuple(warnings),
     )
 
 
@@ -327,24 +335,39 @@ def _duplicates(parsed: Sequence[_Parsed]) -> list[ManifestError]:
     return errors
 
 
-def _undefined_namespaces(parsed: Sequence[_Parsed]) -> list[ManifestError]:
+def _implicit_namespaces(
+    parsed: Sequence[_Parsed],
+) -> tuple[list[LoadedObject], list[ManifestError]]:
+    """A Namespace for each namespace used but not defined, and a warning for each.
+
+    Each is placed where the first object using it names it, so `capstan status` and the
+    warning point at a line of the repository.
+    """
     objects = [item.loaded.obj for item in parsed]
-    defined = {DEFAULT_NAMESPACE} | {obj.name for obj in objects if obj.kind == "Namespace"}
-    errors: list[ManifestError] = []
+    defined = {*KUBERNETES_NAMESPACES} | {obj.name for obj in objects if obj.kind == "Namespace"}
+    created: list[LoadedObject] = []
+    warnings: list[ManifestError] = []
     for item in parsed:
-        obj = item.loaded.obj
-        namespace = obj.namespace
+        namespace = item.loaded.obj.namespace
         if not namespace or namespace in defined:
             continue
-        errors.append(
+        defined.add(namespace)
+        created.append(
+            LoadedObject(
+                obj=Namespace(metadata=ObjectMeta(name=namespace)), source=item.namespace_at
+            )
+        )
+        warnings.append(
             ManifestError(
                 item.namespace_at,
-                f"namespace {namespace!r} is not defined in the repository "
-                "(add a Namespace manifest; only 'default' exists without one)",
+                f"namespace {namespace!r} is not defined in the repository; Capstan creates it "
+                "(as Argo CD does with CreateNamespace=true) and deletes it when no manifest "
+                f"uses it. To manage it yourself, add namespaces/{namespace}.yaml with: "
+                f"apiVersion: v1, kind: Namespace, metadata: {{name: {namespace}}}",
                 "metadata.namespace",
             )
         )
-    return errors
+    return created, warnings
 
 
 def _describe_key(obj: KubeObject) -> str:

@@ -132,3 +132,38 @@ def test_container_port_names_keep_the_15_character_limit(tmp_path: Path):
     assert result.exit_code == 1
     assert "ports[0].name" in result.output
     assert "no more than 15 characters" in result.output
+
+
+def namespaced_configmap(namespace: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {namespace}\n"
+
+
+def test_kubernetes_namespaces_exist_without_a_manifest(tmp_path: Path):
+    root = write_files(
+        tmp_path,
+        {
+            "rbac.yaml": METRICS_SERVER_RBAC,
+            "system.yaml": namespaced_configmap("kube-system"),
+            "public.yaml": namespaced_configmap("kube-public"),
+        },
+    )
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    kinds = [item.obj.kind for item in load_repository(root).objects]
+    assert "Namespace" not in kinds
+
+
+def test_a_namespace_used_but_not_defined_is_created_with_a_warning_naming_the_file(
+    tmp_path: Path,
+):
+    root = write_files(tmp_path, {"apps/cm.yaml": namespaced_configmap("shop")})
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: {root}/apps/cm.yaml:5:3: metadata.namespace: namespace 'shop' is not "
+        "defined in the repository; Capstan creates it" in result.output
+    )
+    assert "add namespaces/shop.yaml with: apiVersion: v1, kind: Namespace" in result.output
+    keys = [str(item.obj.key) for item in load_repository(root).objects]
+    assert keys == ["Namespace/shop", "ConfigMap/shop/c"]

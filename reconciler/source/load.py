@@ -32,6 +32,7 @@ from reconciler.source._fs import (
     read_inside,
     resolve_inside,
 )
+from reconciler.source._wording import plain_message
 from reconciler.source.errors import (
     ManifestError,
     ManifestErrors,
@@ -303,11 +304,7 @@ def _message(
         return "field required"
     if kind == "extra_forbidden":
         return unknown_field_message(model, loc)
-    message = str(entry.get("msg", "invalid value"))
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    if len(message) > 1 and message[0].isupper() and message[1].islower():
-        message = message[0].lower() + message[1:]
+    message = plain_message(entry)
     value = entry.get("input")
     # Pydantic's own type errors do not say what they got; the schema's rule
     # errors already quote the value (and Secret values are never echoed).

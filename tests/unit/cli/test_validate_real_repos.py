@@ -167,3 +167,87 @@ def test_a_namespace_used_but_not_defined_is_created_with_a_warning_naming_the_f
     assert "add namespaces/shop.yaml with: apiVersion: v1, kind: Namespace" in result.output
     keys = [str(item.obj.key) for item in load_repository(root).objects]
     assert keys == ["Namespace/shop", "ConfigMap/shop/c"]
+
+
+# --- messages: what to write instead, in plain words -----------------------------------------
+
+PYDANTIC_PHRASES = (
+    "Input should",
+    "input should",
+    "should have",
+    "after validation",
+    "valid dictionary",
+    "Value error",
+    "Extra inputs",
+    "instance of",
+    "unable to parse",
+    "remove it",
+    "schemas/",
+)
+
+BAD_VALUES = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: [app, web]
+spec:
+  replicas: two
+  paused: "yes"
+  strategy:
+    type: Sometimes
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: -1
+      hostPID: true
+      initContainers: []
+      containers:
+        - name: web
+          image: ""
+          args: "--port=80"
+          readinessProbe:
+            periodSeconds: 0
+            tcpSocket: {port: 80}
+"""
+
+
+def test_errors_are_worded_for_people_not_in_pydantics_words(tmp_path: Path):
+    root = write_files(tmp_path, {"web.yaml": BAD_VALUES})
+    result = validate(root)
+    assert result.exit_code == 1
+    lines = result.output.replace(f"{root}/", "").splitlines()
+    for phrase in PYDANTIC_PHRASES:
+        assert phrase not in result.output, phrase
+    expected = [
+        "web.yaml:5:3: metadata.labels: must be a mapping",
+        "web.yaml:7:3: spec.replicas: must be an integer (got 'two')",
+        "web.yaml:8:3: spec.paused: must be true or false (got 'yes')",
+        "web.yaml:10:5: spec.strategy.type: must be 'RollingUpdate' or 'Recreate' "
+        "(got 'Sometimes')",
+        "web.yaml:17:7: spec.template.spec.terminationGracePeriodSeconds: must be 0 or more",
+        "web.yaml:22:11: spec.template.spec.containers[0].image: must not be empty",
+        "web.yaml:23:11: spec.template.spec.containers[0].args: must be a list (got '--port=80')",
+        "web.yaml:25:13: spec.template.spec.containers[0].readinessProbe.periodSeconds: "
+        "must be 1 or more",
+    ]
+    for line in expected:
+        assert line in lines, (line, lines)
+    (host_pid,) = [line for line in lines if "hostPID" in line]
+    assert host_pid.startswith("web.yaml:18:7: spec.template.spec.hostPID: not supported")
+    assert "use shareProcessNamespace: true" in host_pid
+    assert "`capstan schema Deployment` prints every field Capstan reads" in host_pid
+
+
+def test_capstan_schema_prints_the_fields_the_messages_point_at():
+    result = CliRunner().invoke(cli, ["schema", "deployment"])
+    assert result.exit_code == 0, result.output
+    assert '"serviceAccountName"' in result.output
+    listing = CliRunner().invoke(cli, ["schema"])
+    assert "Deployment\tapps/v1" in listing.output.splitlines()
+    unknown = CliRunner().invoke(cli, ["schema", "StatefulSet"])
+    assert unknown.exit_code != 0
+    assert "unknown kind 'StatefulSet'; supported: Namespace" in unknown.output

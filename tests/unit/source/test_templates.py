@@ -50,7 +50,7 @@ def test_validation_errors_in_templates_name_the_rendered_line(make_repo):
     })
     (error,) = errors_of(root)
     assert error.startswith(
-        "cm.yaml.j2 (rendered):7:3: data.other: input should be a valid string"
+        "cm.yaml.j2 (rendered):7:3: data.other: must be a string"
     )
 
 

@@ -32,7 +32,10 @@ _MAX_NAMES_WIDTH = 60
     show_default=True,
     help="json: a document for programs (errors too go to stdout).",
 )
-def validate(path: Path, env: str | None, output: str) -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also list the files not read as manifests, and why."
+)
+def validate(path: Path, env: str | None, output: str, verbose: bool) -> None:
     """Render and validate every manifest of the repository at PATH."""
     repository = load_or_exit(path, env=env, json_output=output == "json")
     if output == "json":
@@ -40,6 +43,11 @@ def validate(path: Path, env: str | None, output: str) -> None:
         return
     for warning in repository.warnings:
         click.echo(f"warning: {warning.display(path)}", err=True)
+    if verbose:
+        for skipped in repository.skipped:
+            click.echo(f"skipped {path / skipped.name}: {skipped.reason}")
+        if repository.skipped:
+            click.echo()
     click.echo(_summary_table(repository))
     click.echo()
     env_note = f" (env {env})" if env else ""
@@ -78,6 +86,7 @@ def _as_json(repository: LoadedRepository) -> dict[str, object]:
         "env": repository.env,
         "files": repository.files,
         "warnings": [warning.to_dict() for warning in repository.warnings],
+        "skipped": [{"file": item.name, "reason": item.reason} for item in repository.skipped],
         "objects": [
             {
                 "apiVersion": item.obj.api_version,

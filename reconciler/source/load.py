@@ -28,6 +28,7 @@ from reconciler.source._field_hints import unknown_field_message
 from reconciler.source._fs import (
     ManifestFile,
     RepositoryPathError,
+    SkippedPath,
     discover,
     read_inside,
     resolve_inside,
@@ -95,6 +96,8 @@ class LoadedRepository:
     values: Mapping[str, Any]
     # Not errors: the repository loads as it is (e.g. a namespace Capstan creates).
     warnings: tuple[ManifestError, ...] = ()
+    # What was not read as a manifest, and why (`capstan validate -v`).
+    skipped: tuple[SkippedPath, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def load_repository(
         # fail for the same reason); plain manifests are still checked.
         errors.extend(exc.errors)
 
-    files, problems = discover(root_real, start)
+    files, skipped, problems = discover(root_real, start)
     errors.extend(problems)
 
     loaded: list[_Parsed] = []
@@ -166,6 +169,7 @@ def load_repository(
         files=[manifest.name for manifest in files],
         values=values,
         warnings=tuple(warnings),
+        skipped=tuple(skipped),
     )
 
 

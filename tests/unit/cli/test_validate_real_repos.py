@@ -251,3 +251,43 @@ def test_capstan_schema_prints_the_fields_the_messages_point_at():
     unknown = CliRunner().invoke(cli, ["schema", "StatefulSet"])
     assert unknown.exit_code != 0
     assert "unknown kind 'StatefulSet'; supported: Namespace" in unknown.output
+
+
+# --- what is skipped, and why ----------------------------------------------------------------
+
+
+def test_a_folder_starting_with_underscore_is_read(tmp_path: Path):
+    root = write_files(
+        tmp_path,
+        {"_base/cm.yaml": namespaced_configmap("default"), "_base/meta.j2": "{{ undefined }}"},
+    )
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    assert [str(item.obj.key) for item in load_repository(root).objects] == ["ConfigMap/default/c"]
+
+
+def test_validate_verbose_lists_what_it_skipped_and_why(tmp_path: Path):
+    root = write_files(
+        tmp_path,
+        {
+            "cm.yaml": namespaced_configmap("default"),
+            "_helpers.j2": "{% macro x() %}{% endmacro %}",
+            "old/cm.yaml": "broken: [\n",
+            "README.md": "# docs\n",
+            ".github/workflows/ci.yml": "broken: [\n",
+            ".capstanignore": "old/\n",
+        },
+    )
+    result = validate(root, "-v")
+    assert result.exit_code == 0, result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped")]
+    assert skipped == [
+        f"skipped {root}/.capstanignore: lists the paths to skip",
+        f"skipped {root}/.github: hidden (never read)",
+        f"skipped {root}/README.md: not a manifest (.yaml, .yml or .j2)",
+        f"skipped {root}/_helpers.j2: a template partial (a '_' name or folder): read only "
+        "when a template includes it",
+        f"skipped {root}/old: matches 'old/' in .capstanignore",
+    ]
+    quiet = validate(root)
+    assert "skipped" not in quiet.output

@@ -152,14 +152,16 @@ def test_hidden_partial_values_environments_and_ignored_files_are_not_manifests(
         ".github/workflows/ci.yml": broken,
         ".hidden.yaml": broken,
         "_partials/x.yaml": broken,
-        "_notes.yaml": broken,
+        "_notes.j2": broken,
         "values.yaml": "replicas: 2\n",
         "environments/dev.yaml": "replicas: 1\n",
         "kustomize/kustomization.yaml": broken,
         "docs/example.yaml": broken,
         "apps/skip-me.yaml": broken,
         "notes.txt": broken,
-        ".capstanignore": "# not manifests\nkustomization.yaml\ndocs/\napps/skip-*.yaml\n",
+        ".capstanignore": (
+            "# not manifests\nkustomization.yaml\ndocs/\napps/skip-*.yaml\n_partials/\n"
+        ),
     })
     repository = load_repository(root)
     assert repository.files == ["cm.yaml"]

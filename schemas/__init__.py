@@ -48,6 +48,8 @@ from schemas.container import (
 from schemas.core import (
     KUBERNETES_NAMESPACES,
     ConfigMap,
+    LoadBalancerIngress,
+    LoadBalancerStatus,
     LocalObjectReference,
     Namespace,
     NamespaceStatus,
@@ -148,6 +150,8 @@ __all__ = [
     "LabelSelectorRequirement",
     "Lifecycle",
     "LifecycleHandler",
+    "LoadBalancerIngress",
+    "LoadBalancerStatus",
     "LocalObjectReference",
     "Namespace",
     "NamespaceStatus",

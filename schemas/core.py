@@ -37,6 +37,8 @@ from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
 __all__ = [
     "KUBERNETES_NAMESPACES",
     "ConfigMap",
+    "LoadBalancerIngress",
+    "LoadBalancerStatus",
     "LocalObjectReference",
     "Namespace",
     "NamespaceStatus",
@@ -105,7 +107,10 @@ class ServicePort(KubeModel):
 
 
 class ServiceSpec(KubeModel):
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    """A Service. ``LoadBalancer`` is served as k3s' ServiceLB does: a NodePort on every node,
+    with the nodes' addresses reported in ``status.loadBalancer.ingress``."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     selector: Labels = Field(default_factory=dict)
     ports: list[ServicePort] = Field(default_factory=list)
     cluster_ip: str | None = Field(default=None, alias="clusterIP")
@@ -150,9 +155,24 @@ class ServiceSpec(KubeModel):
         problems.raise_if_any()
         return self
 
+    @property
+    def proxy_type(self) -> Literal["ClusterIP", "NodePort"]:
+        """How a node's proxy serves it: LoadBalancer Services are NodePorts on every node."""
+        return "ClusterIP" if self.type == "ClusterIP" else "NodePort"
+
+
+class LoadBalancerIngress(KubeModel):
+    ip: str | None = None
+    hostname: str | None = None
+
+
+class LoadBalancerStatus(KubeModel):
+    ingress: list[LoadBalancerIngress] = Field(default_factory=list)
+
 
 class ServiceStatus(KubeModel):
     conditions: list[Condition] = Field(default_factory=list)
+    load_balancer: LoadBalancerStatus | None = None
 
 
 class Service(KubeObject):

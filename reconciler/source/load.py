@@ -8,11 +8,12 @@ every problem of the whole repository — never a partial set.
 
 Checks on top of the per-object schema (`schemas.parse_object`): duplicates
 (same kind/namespace/name). Namespaced objects written without a namespace are
-put in `default` before validation, and a field written as null is a field not
-set (as in Kubernetes). A namespace that objects use but no manifest defines
-(other than `default`, `kube-system`, `kube-public`, which always exist) is
-added as a Namespace object with a warning, as Argo CD's `CreateNamespace=true`
-does; the warning names the manifest to add to manage it explicitly.
+put in `default` before validation; a field written as null is a field not set
+(as in Kubernetes), and `status` is dropped (it is reported, not desired). A
+namespace that objects use but no manifest defines (other than `default`,
+`kube-system`, `kube-public`, which always exist) is added as a Namespace
+object with a warning, as Argo CD's `CreateNamespace=true` does; the warning
+names the manifest to add to manage it explicitly.
 """
 
 from __future__ import annotations
@@ -244,7 +245,9 @@ def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
                 "kind",
             )
         ]
-    data = _without_nulls(data)
+    # Status is what the cluster reports, never desired state: exported objects carry
+    # `status: {}` and Kubernetes ignores it on create, so the loader does too.
+    data = _without_nulls({key: value for key, value in data.items() if key != "status"})
     if model.NAMESPACED:
         data = _with_default_namespace(data)
     try:

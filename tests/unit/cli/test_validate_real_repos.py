@@ -291,3 +291,21 @@ def test_validate_verbose_lists_what_it_skipped_and_why(tmp_path: Path):
     ]
     quiet = validate(root)
     assert "skipped" not in quiet.output
+
+
+def test_exported_status_is_accepted_and_not_desired_state(tmp_path: Path):
+    exported = (
+        HELM_DEPLOYMENT
+        + "status: {}\n---\n"
+        + SERVICE_LONG_PORT_NAME.replace("spec:\n", "spec:\n  type: LoadBalancer\n")
+        + "status:\n  loadBalancer: {}\n"
+    )
+    root = write_files(tmp_path, {"exported.yaml": exported})
+    result = validate(root)
+    assert result.exit_code == 0, result.output
+    objects = {item.obj.kind: item.obj for item in load_repository(root).objects}
+    service = objects["Service"]
+    assert isinstance(service, Service)
+    assert service.spec.type == "LoadBalancer"
+    assert service.status is None
+    assert objects["Deployment"].to_dict().get("status") is None

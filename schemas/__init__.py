@@ -111,11 +111,13 @@ from schemas.rbac import (
     Subject,
 )
 from schemas.registry import SUPPORTED_KINDS, UnsupportedKindError, model_for, parse_object
+from schemas.scheduling import Affinity, PriorityClass, TopologySpreadConstraint
 
 __all__ = [
     "KUBERNETES_NAMESPACES",
     "LOCAL_ADDRESS",
     "SUPPORTED_KINDS",
+    "Affinity",
     "Capabilities",
     "ClusterRole",
     "ClusterRoleBinding",
@@ -172,6 +174,7 @@ __all__ = [
     "PodStatus",
     "PodTemplateSpec",
     "PolicyRule",
+    "PriorityClass",
     "Probe",
     "Quantity",
     "ReplicaSet",
@@ -197,6 +200,7 @@ __all__ = [
     "TCPSocketAction",
     "Taint",
     "Toleration",
+    "TopologySpreadConstraint",
     "UnsupportedKindError",
     "Volume",
     "VolumeMount",

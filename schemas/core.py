@@ -82,6 +82,8 @@ class ServicePort(KubeModel):
     # A DNS-1123 label (up to 63 characters); the 15-character IANA rule is for container ports.
     name: DNSLabel | None = None
     protocol: Protocol = "TCP"
+    # Accepted, no effect: the node proxies forward bytes whatever the protocol above TCP.
+    app_protocol: str | None = None
     port: PortNumber
     target_port: PortOrName
     node_port: int | None = None

@@ -35,9 +35,16 @@ _MAX_NAMES_WIDTH = 60
 @click.option(
     "-v", "--verbose", is_flag=True, help="Also list the files not read as manifests, and why."
 )
-def validate(path: Path, env: str | None, output: str, verbose: bool) -> None:
+@click.option(
+    "--path",
+    "subdir",
+    default=None,
+    metavar="SUBDIR",
+    help="Load only this folder of the repository (e.g. a Kustomize overlay: overlays/prod).",
+)
+def validate(path: Path, env: str | None, output: str, verbose: bool, subdir: str | None) -> None:
     """Render and validate every manifest of the repository at PATH."""
-    repository = load_or_exit(path, env=env, json_output=output == "json")
+    repository = load_or_exit(path, env=env, json_output=output == "json", subdir=subdir)
     if output == "json":
         click.echo(json.dumps(_as_json(repository), indent=2))
         return

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -169,10 +170,15 @@ def is_manifest_name(name: str) -> bool:
 
 
 def discover(
-    root_real: Path, start: Path
+    root_real: Path,
+    start: Path,
+    *,
+    refuse_dir: Callable[[Path, str, Callable[[str], bool]], str | None] | None = None,
 ) -> tuple[list[ManifestFile], list[SkippedPath], list[ManifestError]]:
     """Every manifest under `start` (a real directory inside `root_real`), sorted by name,
-    and what was passed over, with the reason."""
+    and what was passed over, with the reason. A directory `refuse_dir` has a reason for
+    (given its real path, repository-relative name, and whether a file name is ignored) is
+    an error, and not entered."""
     rules, errors = _ignore_rules(root_real)
     found: list[ManifestFile] = []
     skipped: list[SkippedPath] = []
@@ -210,6 +216,14 @@ def discover(
                 )
                 continue
             if real.is_dir():
+                refusal = (
+                    refuse_dir(real, name, lambda file: _ignored(file, rules))
+                    if refuse_dir is not None
+                    else None
+                )
+                if refusal is not None:
+                    errors.append(ManifestError(SourceLocation(name), refusal))
+                    continue
                 subdirectories.append((logical, real))
             elif not is_manifest_name(entry.name):
                 skipped.append(SkippedPath(name, "not a manifest (.yaml, .yml or .j2)"))
@@ -222,6 +236,10 @@ def discover(
     found.sort(key=lambda manifest: manifest.name)
     skipped.sort(key=lambda path: path.name)
     return found, skipped, errors
+
+
+def _ignored(name: str, rules: list[_IgnoreRule]) -> bool:
+    return any(rule.matches(name, is_dir=False) for rule in rules)
 
 
 def _skip_reason(name: str, entry: os.DirEntry[str], rules: list[_IgnoreRule]) -> str | None:

@@ -32,6 +32,7 @@ from reconciler.source._fs import (
     SkippedPath,
     discover,
     read_inside,
+    relative_name,
     resolve_inside,
 )
 from reconciler.source._wording import plain_message
@@ -40,6 +41,11 @@ from reconciler.source.errors import (
     ManifestErrors,
     SourceLocation,
     format_field_path,
+)
+from reconciler.source.kustomize import (
+    find_kustomization,
+    layout_problem,
+    render_kustomization,
 )
 from reconciler.source.render import TemplateRenderer
 from reconciler.source.values import load_values
@@ -133,10 +139,20 @@ def load_repository(
         # fail for the same reason); plain manifests are still checked.
         errors.extend(exc.errors)
 
-    files, skipped, problems = discover(root_real, start)
-    errors.extend(problems)
-
-    loaded: list[_Parsed] = []
+    kustomization = find_kustomization(start)
+    if kustomization is not None:
+        files: list[ManifestFile] = []
+        skipped: list[SkippedPath] = []
+        loaded = _load_kustomization(root_real, start, errors)
+        file_names = [relative_name(kustomization, root_real)]
+    else:
+        files, skipped, problems = discover(root_real, start, refuse_dir=layout_problem)
+        errors.extend(problems)
+        loaded = []
+        file_names = [manifest.name for manifest in files]
+        chart = layout_problem(start, relative_name(start, root_real))
+        if chart is not None and start != root_real:
+            errors.append(ManifestError(SourceLocation(relative_name(start, root_real)), chart))
     for manifest in files:
         text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
         if text is None:
@@ -167,11 +183,89 @@ def load_repository(
         root=root,
         env=env,
         objects=sorted([*(parsed.loaded for parsed in loaded), *namespaces], key=_apply_order),
-        files=[manifest.name for manifest in files],
+        files=file_names,
         values=values,
         warnings=tuple(warnings),
         skipped=tuple(skipped),
     )
+
+
+def _load_kustomization(
+    root_real: Path, directory: Path, errors: list[ManifestError]
+) -> list[_Parsed]:
+    """The objects kustomize builds from `directory`, each placed in the file it came from
+    (at the field's line there when the field is written in that file)."""
+    try:
+        output = render_kustomization(root_real, directory)
+    except ManifestErrors as exc:
+        errors.extend(exc.errors)
+        return []
+    built_from = relative_name(directory, root_real)
+    documents, problems = load_documents(
+        output.text, file=f"{built_from} (kustomize)", rendered=True
+    )
+    errors.extend(problems)
+    sources = _OriginFiles(root_real)
+    loaded: list[_Parsed] = []
+    for document in documents:
+        origin = _origin_of(document.data, output.origins)
+        located = sources.document(origin, document.data) if origin else None
+        result = _to_object(document, located=located)
+        if isinstance(result, LoadedObject):
+            at = located or document
+            loaded.append(
+                _Parsed(
+                    result,
+                    name_at=at.location(("metadata", "name")),
+                    namespace_at=at.location(("metadata", "namespace")),
+                )
+            )
+        else:
+            errors.extend(result)
+    return loaded
+
+
+def _origin_of(data: object, origins: Mapping[tuple[str, str, str], str]) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None
+    metadata = data["metadata"]
+    key = (
+        str(data.get("kind", "")),
+        str(metadata.get("namespace", "") or ""),
+        str(metadata.get("name", "")),
+    )
+    return origins.get(key)
+
+
+class _OriginFiles:
+    """The source files kustomize read, parsed once each, to place errors at their lines."""
+
+    def __init__(self, root_real: Path) -> None:
+        self._root = root_real
+        self._documents: dict[str, list[YamlDocument]] = {}
+
+    def document(self, name: str, built: object) -> YamlDocument | None:
+        """The document of file `name` that defines the same kind as `built` (by name, or
+        by kustomize's rename: the only one of that kind in the file)."""
+        if name not in self._documents:
+            try:
+                text = read_inside(self._root, resolve_inside(self._root, name))
+            except RepositoryPathError:
+                text = ""
+            self._documents[name] = load_documents(text, file=name)[0]
+        if not isinstance(built, dict):
+            return None
+        kind = built.get("kind")
+        same_kind = [
+            d
+            for d in self._documents[name]
+            if isinstance(d.data, dict) and d.data.get("kind") == kind
+        ]
+        built_name = (built.get("metadata") or {}).get("name")
+        for candidate in same_kind:
+            if (candidate.data.get("metadata") or {}).get("name") == built_name:
+                return candidate
+        return same_kind[0] if len(same_kind) == 1 else None
 
 
 def _resolve_start(root: Path, *, subdir: str | None) -> tuple[Path, Path]:
@@ -216,7 +310,11 @@ def _read(
         return None
 
 
-def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
+def _to_object(
+    document: YamlDocument, *, located: YamlDocument | None = None
+) -> LoadedObject | list[ManifestError]:
+    """The object of `document`; errors are placed in `located` (the source a build step
+    read it from) where it has the field, else in `document`."""
     data = document.data
     if not isinstance(data, dict):
         return [
@@ -254,10 +352,12 @@ def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
         obj = parse_object(data)
     except pydantic.ValidationError as exc:
         return [
-            _validation_error(document, entry, model=model, secret=kind in _SECRET_KINDS)
+            _validation_error(
+                document, entry, model=model, secret=kind in _SECRET_KINDS, located=located
+            )
             for entry in exc.errors(include_url=False)
         ]
-    return LoadedObject(obj=obj, source=document.location())
+    return LoadedObject(obj=obj, source=(located or document).location())
 
 
 def _header_problem(value: object) -> str | None:
@@ -289,12 +389,22 @@ def _with_default_namespace(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validation_error(
-    document: YamlDocument, entry: Any, *, model: type[KubeObject], secret: bool
+    document: YamlDocument,
+    entry: Any,
+    *,
+    model: type[KubeObject],
+    secret: bool,
+    located: YamlDocument | None = None,
 ) -> ManifestError:
     loc: tuple[str | int, ...] = tuple(
         part if isinstance(part, int) else str(part) for part in entry.get("loc", ())
     )
-    location, _found = document.locate(loc)
+    location, found = document.locate(loc)
+    if located is not None:
+        # The source file wins where it writes at least as much of the path as the build.
+        source, source_found = located.locate(loc)
+        if source_found >= found:
+            location = source
     message = _message(entry, loc=loc, model=model, secret=secret)
     return ManifestError(location, message, format_field_path(loc))
 

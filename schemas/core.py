@@ -100,6 +100,8 @@ class ServicePort(KubeModel):
     @field_validator("node_port")
     @classmethod
     def _node_port_range(cls, value: int | None) -> int | None:
+        if value == 0:
+            return None  # As in Kubernetes: 0 asks for one to be allocated.
         if value is not None and value not in NODE_PORT_RANGE:
             raise rule_error(
                 "node_port_range",

@@ -142,6 +142,18 @@ FIELD_ADVICE: Mapping[tuple[str, str], str] = {
         "Capstan does not mount node directories into pods; use emptyDir for scratch space, "
         "or a configMap or secret volume for files"
     ),
+    **{
+        ("Volume", source): (
+            "a network or cloud disk Capstan cannot attach to a Docker host; keep data in an "
+            "emptyDir (scratch) or outside the cluster"
+        )
+        for source in (
+            "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi", "fc",
+            "flexVolume", "flocker", "gcePersistentDisk", "glusterfs", "iscsi", "nfs",
+            "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos",
+            "vsphereVolume",
+        )
+    },
     ("EnvVarSource", "resourceFieldRef"): (
         "write the value (the container's resources) as env[].value instead"
     ),

@@ -88,8 +88,8 @@ def layout_problem(
     if (directory / HELM_CHART_FILE).is_file() and not ignored(f"{name}/{HELM_CHART_FILE}"):
         return (
             "a Helm chart: Capstan does not run Helm. Commit the chart's output instead: "
-            f"helm template RELEASE {name} -f VALUES > rendered/{Path(name).name}.yaml, and "
-            f"list {name}/ in .capstanignore"
+            f"helm template RELEASE {name} -f VALUES > rendered/{Path(name).name or 'chart'}.yaml"
+            + (f", and list {name}/ in .capstanignore" if name != "." else "")
         )
     return None
 

@@ -140,19 +140,20 @@ def load_repository(
         errors.extend(exc.errors)
 
     kustomization = find_kustomization(start)
+    chart = layout_problem(start, relative_name(start, root_real))
+    files: list[ManifestFile] = []
+    skipped: list[SkippedPath] = []
+    loaded: list[_Parsed] = []
     if kustomization is not None:
-        files: list[ManifestFile] = []
-        skipped: list[SkippedPath] = []
         loaded = _load_kustomization(root_real, start, errors)
         file_names = [relative_name(kustomization, root_real)]
+    elif chart is not None:
+        errors.append(ManifestError(SourceLocation(relative_name(start, root_real)), chart))
+        file_names = []
     else:
         files, skipped, problems = discover(root_real, start, refuse_dir=layout_problem)
         errors.extend(problems)
-        loaded = []
         file_names = [manifest.name for manifest in files]
-        chart = layout_problem(start, relative_name(start, root_real))
-        if chart is not None and start != root_real:
-            errors.append(ManifestError(SourceLocation(relative_name(start, root_real)), chart))
     for manifest in files:
         text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
         if text is None:

@@ -5,13 +5,12 @@ sidecars, and a gRPC readiness probe against a real gRPC health server."""
 from __future__ import annotations
 
 import base64
-import json
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
-from agent_harness import BUSYBOX, Agent, make_pod, ready
+from agent_harness import BUSYBOX, Agent, make_pod, pull_secret, ready
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tests.fixtures.waiting import wait_until
@@ -28,19 +27,7 @@ SETTINGS = {
     "metadata": {"name": "settings", "namespace": "default"},
     "data": {"mode": "fast"},
 }
-PULL_SECRET = {
-    "apiVersion": "v1",
-    "kind": "Secret",
-    "type": "kubernetes.io/dockerconfigjson",
-    "metadata": {"name": "regcred", "namespace": "default"},
-    "data": {
-        ".dockerconfigjson": base64.b64encode(
-            json.dumps(
-                {"auths": {"capstan.local": {"auth": base64.b64encode(b"u:p").decode()}}}
-            ).encode()
-        ).decode()
-    },
-}
+PULL_SECRET = pull_secret("capstan.local", base64.b64encode(b"u:p").decode())
 
 
 def sleeper(name: str, marker: str, **extra: Any) -> dict[str, Any]:

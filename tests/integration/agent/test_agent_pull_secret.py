@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import docker
 import pytest
-from agent_harness import BUSYBOX, make_pod, ready
+from agent_harness import BUSYBOX, make_pod, pull_secret, ready
 
 CREDENTIALS = base64.b64encode(b"puller:s3cret").decode()
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -114,17 +114,7 @@ def registry(docker_client: docker.DockerClient) -> Iterator[str]:
 
 def test_a_private_image_is_pulled_with_the_pods_pull_secret(agent, registry: str):
     host = registry.split("/", 1)[0]
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {"name": "regcred", "namespace": "default"},
-        "data": {
-            ".dockerconfigjson": base64.b64encode(
-                json.dumps({"auths": {host: {"auth": CREDENTIALS}}}).encode()
-            ).decode()
-        },
-    }
+    secret = pull_secret(host, CREDENTIALS)
     container = {"name": "main", "image": registry, "command": ["sleep", "3600"]}
     without = make_pod("anonymous", [dict(container)])
     with_secret = make_pod("private", [dict(container)], imagePullSecrets=[{"name": "regcred"}])

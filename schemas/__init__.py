@@ -46,7 +46,10 @@ from schemas.container import (
     default_image_pull_policy,
 )
 from schemas.core import (
+    KUBERNETES_NAMESPACES,
     ConfigMap,
+    LoadBalancerIngress,
+    LoadBalancerStatus,
     LocalObjectReference,
     Namespace,
     NamespaceStatus,
@@ -108,10 +111,13 @@ from schemas.rbac import (
     Subject,
 )
 from schemas.registry import SUPPORTED_KINDS, UnsupportedKindError, model_for, parse_object
+from schemas.scheduling import Affinity, PriorityClass, TopologySpreadConstraint
 
 __all__ = [
+    "KUBERNETES_NAMESPACES",
     "LOCAL_ADDRESS",
     "SUPPORTED_KINDS",
+    "Affinity",
     "Capabilities",
     "ClusterRole",
     "ClusterRoleBinding",
@@ -146,6 +152,8 @@ __all__ = [
     "LabelSelectorRequirement",
     "Lifecycle",
     "LifecycleHandler",
+    "LoadBalancerIngress",
+    "LoadBalancerStatus",
     "LocalObjectReference",
     "Namespace",
     "NamespaceStatus",
@@ -166,6 +174,7 @@ __all__ = [
     "PodStatus",
     "PodTemplateSpec",
     "PolicyRule",
+    "PriorityClass",
     "Probe",
     "Quantity",
     "ReplicaSet",
@@ -191,6 +200,7 @@ __all__ = [
     "TCPSocketAction",
     "Taint",
     "Toleration",
+    "TopologySpreadConstraint",
     "UnsupportedKindError",
     "Volume",
     "VolumeMount",

@@ -99,6 +99,19 @@ def label_value_problem(value: str) -> str | None:
     return None
 
 
+def path_segment_name_problem(value: str) -> str | None:
+    """Names Kubernetes only requires to be a URL path segment (RBAC roles and bindings,
+    where ``system:metrics-server`` is common)."""
+    if not value:
+        return "must not be empty"
+    if value in (".", ".."):
+        return f"may not be {value!r}"
+    for forbidden in ("/", "%"):
+        if forbidden in value:
+            return f"may not contain {forbidden!r}"
+    return None
+
+
 def port_name_problem(value: str) -> str | None:
     if len(value) > 15:
         return "a port name must be no more than 15 characters"
@@ -157,6 +170,7 @@ def _checked(code: str, problem: Callable[[str], str | None]) -> AfterValidator:
 
 
 DNSLabel = Annotated[str, _checked("dns1123_label", dns1123_label_problem)]
+PathSegmentName = Annotated[str, _checked("path_segment_name", path_segment_name_problem)]
 DNSSubdomain = Annotated[str, _checked("dns1123_subdomain", dns1123_subdomain_problem)]
 DNS1035Label = Annotated[str, _checked("dns1035_label", dns1035_label_problem)]
 QualifiedName = Annotated[str, _checked("qualified_name", qualified_name_problem)]

@@ -41,6 +41,7 @@ __all__ = [
     "EnvVar",
     "EnvVarSource",
     "ExecAction",
+    "GRPCAction",
     "HTTPGetAction",
     "HTTPHeader",
     "ImagePullPolicy",
@@ -230,6 +231,13 @@ class TCPSocketAction(KubeModel):
     host: str | None = None
 
 
+class GRPCAction(KubeModel):
+    """``grpc``: the gRPC health-checking protocol (grpc.health.v1) on ``port``."""
+
+    port: PortNumber
+    service: str | None = None
+
+
 class ExecAction(KubeModel):
     command: list[str] = Field(min_length=1)
 
@@ -239,11 +247,12 @@ class SleepAction(KubeModel):
 
 
 class Probe(KubeModel):
-    """A health check: exactly one of ``httpGet``, ``tcpSocket``, ``exec``."""
+    """A health check: exactly one of ``httpGet``, ``tcpSocket``, ``exec``, ``grpc``."""
 
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     exec_: ExecAction | None = Field(default=None, alias="exec")
+    grpc: GRPCAction | None = None
     initial_delay_seconds: NonNegativeInt = 0
     period_seconds: PositiveInt = 10
     timeout_seconds: PositiveInt = 1
@@ -252,8 +261,11 @@ class Probe(KubeModel):
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
-        if sum(h is not None for h in (self.http_get, self.tcp_socket, self.exec_)) != 1:
-            raise rule_error("one_of", "exactly one of httpGet, tcpSocket or exec must be given")
+        handlers = (self.http_get, self.tcp_socket, self.exec_, self.grpc)
+        if sum(h is not None for h in handlers) != 1:
+            raise rule_error(
+                "one_of", "exactly one of httpGet, tcpSocket, exec or grpc must be given"
+            )
         return self
 
     @property
@@ -263,6 +275,8 @@ class Probe(KubeModel):
             return self.http_get.port
         if self.tcp_socket is not None:
             return self.tcp_socket.port
+        if self.grpc is not None:
+            return self.grpc.port
         return None
 
 
@@ -349,6 +363,12 @@ class Container(KubeModel):
     security_context: SecurityContext | None = None
     stdin: bool | None = None
     tty: bool | None = None
+    # Accepted, no effect: Capstan reports the exit code and the last log lines as the
+    # termination message whatever these say (docs/gitops.md).
+    termination_message_path: str | None = None
+    termination_message_policy: Literal["File", "FallbackToLogsOnError"] | None = None
+    # Only in initContainers: Always makes it a native sidecar, run alongside the containers.
+    restart_policy: Literal["Always"] | None = None
 
     @model_validator(mode="before")
     @classmethod

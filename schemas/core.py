@@ -22,10 +22,11 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from schemas._pslevels import ENFORCE_LABEL, level_problem
 from schemas._validation import (
     ConfigKey,
+    DNSLabel,
     DNSSubdomain,
-    PortName,
     PortNumber,
     PortOrName,
     Problems,
@@ -33,10 +34,12 @@ from schemas._validation import (
 )
 from schemas.container import Protocol
 from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
-from schemas.podsecurity import ENFORCE_LABEL, level_problem
 
 __all__ = [
+    "KUBERNETES_NAMESPACES",
     "ConfigMap",
+    "LoadBalancerIngress",
+    "LoadBalancerStatus",
     "LocalObjectReference",
     "Namespace",
     "NamespaceStatus",
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 NODE_PORT_RANGE = range(30000, 32768)
+#: The namespaces every Kubernetes cluster has; manifests may use them without defining them.
+KUBERNETES_NAMESPACES = ("default", "kube-system", "kube-public")
 _REDACTED = "[redacted]"
 
 
@@ -90,8 +95,11 @@ class ServicePort(KubeModel):
 
     model_config = ConfigDict(json_schema_extra=_target_port_optional)
 
-    name: PortName | None = None
+    # A DNS-1123 label (up to 63 characters); the 15-character IANA rule is for container ports.
+    name: DNSLabel | None = None
     protocol: Protocol = "TCP"
+    # Accepted, no effect: the node proxies forward bytes whatever the protocol above TCP.
+    app_protocol: str | None = None
     port: PortNumber
     target_port: PortOrName
     node_port: int | None = None
@@ -108,6 +116,8 @@ class ServicePort(KubeModel):
     @field_validator("node_port")
     @classmethod
     def _node_port_range(cls, value: int | None) -> int | None:
+        if value == 0:
+            return None  # As in Kubernetes: 0 asks for one to be allocated.
         if value is not None and value not in NODE_PORT_RANGE:
             raise rule_error(
                 "node_port_range",
@@ -117,7 +127,10 @@ class ServicePort(KubeModel):
 
 
 class ServiceSpec(KubeModel):
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    """A Service. ``LoadBalancer`` is served as k3s' ServiceLB does: a NodePort on every node,
+    with the nodes' addresses reported in ``status.loadBalancer.ingress``."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     selector: Labels = Field(default_factory=dict)
     ports: list[ServicePort] = Field(default_factory=list)
     cluster_ip: str | None = Field(default=None, alias="clusterIP")
@@ -162,9 +175,24 @@ class ServiceSpec(KubeModel):
         problems.raise_if_any()
         return self
 
+    @property
+    def proxy_type(self) -> Literal["ClusterIP", "NodePort"]:
+        """How a node's proxy serves it: LoadBalancer Services are NodePorts on every node."""
+        return "ClusterIP" if self.type == "ClusterIP" else "NodePort"
+
+
+class LoadBalancerIngress(KubeModel):
+    ip: str | None = None
+    hostname: str | None = None
+
+
+class LoadBalancerStatus(KubeModel):
+    ingress: list[LoadBalancerIngress] = Field(default_factory=list)
+
 
 class ServiceStatus(KubeModel):
     conditions: list[Condition] = Field(default_factory=list)
+    load_balancer: LoadBalancerStatus | None = None
 
 
 class Service(KubeObject):

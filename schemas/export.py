@@ -15,7 +15,15 @@ from pathlib import Path
 
 from schemas.registry import SUPPORTED_KINDS, model_for
 
-__all__ = ["DEFAULT_DIR", "check", "main", "render_all", "schema_file_name", "write"]
+__all__ = [
+    "DEFAULT_DIR",
+    "check",
+    "main",
+    "render_all",
+    "schema_file_name",
+    "schema_text",
+    "write",
+]
 
 DEFAULT_DIR = Path(__file__).parent / "jsonschema"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -27,15 +35,19 @@ def schema_file_name(api_version: str, kind: str) -> str:
     return f"{group or 'core'}-{version}-{kind.lower()}.json"
 
 
+def schema_text(api_version: str, kind: str) -> str:
+    """The JSON Schema of one supported kind, as written to its file (and `capstan schema`)."""
+    schema = model_for(api_version, kind).model_json_schema(by_alias=True, mode="validation")
+    document = {"$schema": _DIALECT, **schema}
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 def render_all() -> dict[str, str]:
     """File name → file text, for every supported kind."""
-    files: dict[str, str] = {}
-    for api_version, kind in SUPPORTED_KINDS:
-        schema = model_for(api_version, kind).model_json_schema(by_alias=True, mode="validation")
-        document = {"$schema": _DIALECT, **schema}
-        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-        files[schema_file_name(api_version, kind)] = text
-    return files
+    return {
+        schema_file_name(api_version, kind): schema_text(api_version, kind)
+        for api_version, kind in SUPPORTED_KINDS
+    }
 
 
 def check(directory: Path) -> list[str]:

@@ -35,6 +35,7 @@ from schemas._validation import (
     dns1035_label_problem,
     dns1123_label_problem,
     dns1123_subdomain_problem,
+    path_segment_name_problem,
 )
 
 __all__ = [
@@ -57,13 +58,14 @@ __all__ = [
 Timestamp = Annotated[AwareDatetime, Strict(False)]
 Labels = dict[QualifiedName, LabelValue]
 ConditionStatus = Literal["True", "False", "Unknown"]
-NameFormat = Literal["dns1123-subdomain", "dns1123-label", "dns1035-label"]
+NameFormat = Literal["dns1123-subdomain", "dns1123-label", "dns1035-label", "path-segment"]
 
 _MAX_ANNOTATIONS_BYTES = 256 * 1024
 _NAME_CHECKS = {
     "dns1123-subdomain": dns1123_subdomain_problem,
     "dns1123-label": dns1123_label_problem,
     "dns1035-label": dns1035_label_problem,
+    "path-segment": path_segment_name_problem,
 }
 
 

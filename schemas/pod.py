@@ -8,7 +8,8 @@ hostNetwork false). Containers live in ``schemas.container``.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -36,6 +37,7 @@ from schemas.container import (
     EnvVar,
     EnvVarSource,
     ExecAction,
+    GRPCAction,
     HTTPGetAction,
     HTTPHeader,
     ImagePullPolicy,
@@ -54,13 +56,16 @@ from schemas.container import (
     VolumeMount,
     default_image_pull_policy,
 )
+from schemas.core import LocalObjectReference
 from schemas.meta import Condition, KubeModel, KubeObject, ObjectMeta, Timestamp
 from schemas.quantity import Quantity
+from schemas.scheduling import Affinity, TopologySpreadConstraint
 
 __all__ = [
     "Capabilities",
     "ConfigMapEnvSource",
     "ConfigMapKeySelector",
+    "ConfigMapProjection",
     "ConfigMapVolumeSource",
     "Container",
     "ContainerPort",
@@ -69,13 +74,17 @@ __all__ = [
     "ContainerStateTerminated",
     "ContainerStateWaiting",
     "ContainerStatus",
+    "DownwardAPIProjection",
+    "DownwardAPIVolumeFile",
     "EmptyDirVolumeSource",
     "EnvFromSource",
     "EnvVar",
     "EnvVarSource",
     "ExecAction",
+    "GRPCAction",
     "HTTPGetAction",
     "HTTPHeader",
+    "HostAlias",
     "HostPortMapping",
     "ImagePullPolicy",
     "KeyToPath",
@@ -83,23 +92,29 @@ __all__ = [
     "LifecycleHandler",
     "ObjectFieldSelector",
     "Pod",
+    "PodDNSConfig",
+    "PodDNSConfigOption",
     "PodSecurityContext",
     "PodSpec",
     "PodStatus",
     "PodTemplateSpec",
     "Probe",
+    "ProjectedVolumeSource",
     "Protocol",
     "ResourceRequirements",
     "SeccompProfile",
     "SecretEnvSource",
     "SecretKeySelector",
+    "SecretProjection",
     "SecretVolumeSource",
     "SecurityContext",
+    "ServiceAccountTokenProjection",
     "SleepAction",
     "TCPSocketAction",
     "Toleration",
     "Volume",
     "VolumeMount",
+    "VolumeProjection",
     "default_image_pull_policy",
 ]
 
@@ -140,18 +155,79 @@ class SecretVolumeSource(KubeModel):
     optional: bool | None = None
 
 
+class ConfigMapProjection(KubeModel):
+    name: DNSSubdomain
+    items: list[KeyToPath] = Field(default_factory=list)
+    optional: bool | None = None
+
+
+class SecretProjection(KubeModel):
+    name: DNSSubdomain
+    items: list[KeyToPath] = Field(default_factory=list)
+    optional: bool | None = None
+
+
+class DownwardAPIVolumeFile(KubeModel):
+    """A file holding a field of the pod (``metadata.name``, ``metadata.labels``, ...)."""
+
+    path: str = Field(min_length=1)
+    field_ref: ObjectFieldSelector
+    mode: int | None = Field(default=None, ge=0, le=0o777)
+
+
+class DownwardAPIProjection(KubeModel):
+    items: list[DownwardAPIVolumeFile] = Field(default_factory=list)
+
+
+class ServiceAccountTokenProjection(KubeModel):
+    """Accepted; the agent writes no token file (Capstan issues no projected tokens)."""
+
+    path: str = Field(min_length=1)
+    audience: str | None = None
+    expiration_seconds: int | None = Field(default=None, ge=600)
+
+
+class VolumeProjection(KubeModel):
+    config_map: ConfigMapProjection | None = None
+    secret: SecretProjection | None = None
+    downward_api: DownwardAPIProjection | None = Field(default=None, alias="downwardAPI")
+    service_account_token: ServiceAccountTokenProjection | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VolumeProjection:
+        sources = (self.config_map, self.secret, self.downward_api, self.service_account_token)
+        if sum(s is not None for s in sources) != 1:
+            raise rule_error(
+                "one_of",
+                "exactly one of configMap, secret, downwardAPI or serviceAccountToken "
+                "must be given",
+            )
+        return self
+
+
+class ProjectedVolumeSource(KubeModel):
+    """Several sources written into one directory (read-only in the containers)."""
+
+    sources: list[VolumeProjection] = Field(default_factory=list)
+    default_mode: int | None = Field(default=None, ge=0, le=0o777)
+
+
 class Volume(KubeModel):
-    """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``."""
+    """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``, ``projected``."""
 
     name: DNSLabel
     empty_dir: EmptyDirVolumeSource | None = None
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
-        if sum(s is not None for s in (self.empty_dir, self.config_map, self.secret)) != 1:
-            raise rule_error("one_of", "exactly one of emptyDir, configMap or secret must be given")
+        sources = (self.empty_dir, self.config_map, self.secret, self.projected)
+        if sum(s is not None for s in sources) != 1:
+            raise rule_error(
+                "one_of", "exactly one of emptyDir, configMap, secret or projected must be given"
+            )
         return self
 
 
@@ -211,6 +287,26 @@ class Toleration(KubeModel):
         return self.operator == "Exists" or (self.value or "") == (value or "")
 
 
+class HostAlias(KubeModel):
+    """Extra lines of the pod's hosts file (Docker's ``--add-host``)."""
+
+    ip: str = Field(min_length=1)
+    hostnames: list[str] = Field(default_factory=list)
+
+
+class PodDNSConfigOption(KubeModel):
+    name: str = Field(min_length=1)
+    value: str | None = None
+
+
+class PodDNSConfig(KubeModel):
+    """Docker's ``--dns``, ``--dns-search`` and ``--dns-option`` for the pod."""
+
+    nameservers: list[str] = Field(default_factory=list)
+    searches: list[str] = Field(default_factory=list)
+    options: list[PodDNSConfigOption] = Field(default_factory=list)
+
+
 class PodSpec(KubeModel):
     containers: list[Container] = Field(min_length=1)
     init_containers: list[Container] = Field(default_factory=list)
@@ -224,15 +320,79 @@ class PodSpec(KubeModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     security_context: PodSecurityContext | None = None
     hostname: DNSLabel | None = None
+    # The deprecated alias of serviceAccountName; it fills serviceAccountName when unset.
+    service_account: DNSSubdomain | None = None
+    # Capstan mounts no service account token, so false is what it does anyway.
+    automount_service_account_token: bool | None = None
+    # false: no <SERVICE>_SERVICE_HOST/_PORT variables in the containers.
+    enable_service_links: bool | None = None
+    # true: the containers share one process namespace (Docker's --pid=container:).
+    share_process_namespace: bool | None = None
+    # Capstan resolves Service names through the hosts file, so every policy but None reads
+    # the node's resolv.conf; None uses only dnsConfig.
+    dns_policy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] | None = None
+    dns_config: PodDNSConfig | None = None
+    host_aliases: list[HostAlias] = Field(default_factory=list)
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    affinity: Affinity | None = None
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=list)
+    priority_class_name: str | None = None
+    priority: int | None = None
+    preemption_policy: Literal["PreemptLowerPriority", "Never"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_account_alias(cls, data: Any) -> Any:
+        if (
+            isinstance(data, Mapping)
+            and data.get("serviceAccount")
+            and not data.get("serviceAccountName")
+        ):
+            return {**data, "serviceAccountName": data["serviceAccount"]}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> PodSpec:
         problems = Problems("PodSpec")
+        self._check_aliases_and_dns(problems)
         self._check_container_names(problems)
         self._check_ports(problems)
         self._check_volumes(problems)
         problems.raise_if_any()
         return self
+
+    def _check_aliases_and_dns(self, problems: Problems) -> None:
+        if (
+            self.service_account is not None
+            and self.service_account_name is not None
+            and self.service_account != self.service_account_name
+        ):
+            problems.add(
+                ("serviceAccount",),
+                "service_account",
+                "is the old name of serviceAccountName and must equal it when both are given",
+                self.service_account,
+            )
+        dns = self.dns_config
+        if self.dns_policy == "None" and (dns is None or not dns.nameservers):
+            problems.add(
+                ("dnsConfig", "nameservers"),
+                "missing",
+                "is required when dnsPolicy is None",
+            )
+        for index, container in enumerate(self.containers):
+            if container.restart_policy is not None:
+                problems.add(
+                    ("containers", index, "restartPolicy"),
+                    "container_restart_policy",
+                    "may only be set on initContainers (Always makes a native sidecar)",
+                    container.restart_policy,
+                )
+
+    @property
+    def sidecars(self) -> list[Container]:
+        """Native sidecars: initContainers with restartPolicy Always, run with the containers."""
+        return [c for c in self.init_containers if c.restart_policy == "Always"]
 
     def _all_containers(self) -> list[tuple[str, int, Container]]:
         return [("initContainers", i, c) for i, c in enumerate(self.init_containers)] + [

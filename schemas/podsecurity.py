@@ -16,10 +16,18 @@ list", Capstan's baseline admits host ports 1024-65535 and refuses the privilege
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Final
 
+from schemas._pslevels import (
+    DEFAULT_LEVEL,
+    ENFORCE_LABEL,
+    LEVELS,
+    Level,
+    level_problem,
+    namespace_level,
+)
 from schemas.apps import Deployment, ReplicaSet
 from schemas.container import Container, SecurityContext
 from schemas.meta import KubeObject
@@ -37,11 +45,6 @@ __all__ = [
     "namespace_level",
     "pod_spec_of",
 ]
-
-Level = Literal["privileged", "baseline", "restricted"]
-LEVELS: Final[tuple[Level, ...]] = get_args(Level)
-ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
-DEFAULT_LEVEL: Final[Level] = "baseline"
 
 #: The capabilities baseline lets a container add: Docker's default set without NET_RAW.
 BASELINE_CAPABILITIES: Final = frozenset(
@@ -85,22 +88,6 @@ class Violation:
     def message(self, enforced: Level) -> str:
         """``violates PodSecurity "baseline:latest": privileged (container "a" must ...)``."""
         return f'violates PodSecurity "{enforced}:latest": {self.reason} ({self.detail})'
-
-
-def level_problem(value: str) -> str | None:
-    """Why ``value`` is not a level the enforce label may hold (None when it is one)."""
-    if value in LEVELS:
-        return None
-    return f"{value!r} is not a Pod Security level: use privileged, baseline or restricted"
-
-
-def namespace_level(labels: Mapping[str, str] | None) -> Level:
-    """The level a namespace with these labels enforces (``baseline`` when it says none)."""
-    value = (labels or {}).get(ENFORCE_LABEL)
-    for level in LEVELS:
-        if value == level:
-            return level
-    return DEFAULT_LEVEL
 
 
 def pod_spec_of(obj: KubeObject) -> tuple[Loc, PodSpec] | None:

@@ -13,8 +13,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from schemas._validation import DNSSubdomain, Problems
-from schemas.meta import KubeModel, KubeObject
+from schemas._validation import PathSegmentName, Problems
+from schemas.meta import KubeModel, KubeObject, NameFormat
 
 __all__ = [
     "ClusterRole",
@@ -79,16 +79,19 @@ class RoleRef(KubeModel):
 
     api_group: Literal["rbac.authorization.k8s.io"] = "rbac.authorization.k8s.io"
     kind: Literal["Role", "ClusterRole"]
-    name: DNSSubdomain
+    name: PathSegmentName
 
 
 class Role(KubeObject):
+    NAME_FORMAT: ClassVar[NameFormat] = "path-segment"
+
     api_version: Literal["rbac.authorization.k8s.io/v1"] = "rbac.authorization.k8s.io/v1"
     kind: Literal["Role"] = "Role"
     rules: list[PolicyRule] = Field(default_factory=list)
 
 
 class ClusterRole(KubeObject):
+    NAME_FORMAT: ClassVar[NameFormat] = "path-segment"
     NAMESPACED: ClassVar[bool] = False
 
     api_version: Literal["rbac.authorization.k8s.io/v1"] = "rbac.authorization.k8s.io/v1"
@@ -99,6 +102,8 @@ class ClusterRole(KubeObject):
 class RoleBinding(KubeObject):
     """Grants a Role or a ClusterRole, within this binding's namespace only."""
 
+    NAME_FORMAT: ClassVar[NameFormat] = "path-segment"
+
     api_version: Literal["rbac.authorization.k8s.io/v1"] = "rbac.authorization.k8s.io/v1"
     kind: Literal["RoleBinding"] = "RoleBinding"
     subjects: list[Subject] = Field(default_factory=list)
@@ -108,6 +113,7 @@ class RoleBinding(KubeObject):
 class ClusterRoleBinding(KubeObject):
     """Grants a ClusterRole in every namespace (and for cluster-scoped resources)."""
 
+    NAME_FORMAT: ClassVar[NameFormat] = "path-segment"
     NAMESPACED: ClassVar[bool] = False
 
     api_version: Literal["rbac.authorization.k8s.io/v1"] = "rbac.authorization.k8s.io/v1"

@@ -18,6 +18,7 @@ from schemas.meta import KubeObject
 from schemas.node import Node
 from schemas.pod import Pod
 from schemas.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from schemas.scheduling import PriorityClass
 
 __all__ = ["SUPPORTED_KINDS", "UnsupportedKindError", "model_for", "parse_object"]
 
@@ -35,6 +36,7 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRole,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBinding,
+    ("scheduling.k8s.io/v1", "PriorityClass"): PriorityClass,
 }
 
 SUPPORTED_KINDS: Final[tuple[tuple[str, str], ...]] = tuple(_MODELS)

@@ -1,7 +1,8 @@
 """Network probes dialled from inside a pod's network namespace.
 
-Called by the prober for httpGet and tcpSocket probes. WARNING: the agent must never send
-traffic to a Docker bridge address, so a probe never dials the container's IP. Instead a
+Called by the prober for httpGet and tcpSocket probes (``_grpcprobe`` joins namespaces with
+``enter_netns`` too). WARNING: the agent must never send traffic to a Docker bridge address,
+so a probe never dials the container's IP. Instead a
 fresh thread joins the sandbox's network namespace (``setns`` on ``/proc/<pid>/ns/net``) and
 dials ``127.0.0.1`` there; the thread ends with the probe, so no pooled thread is ever left
 in a foreign namespace. Without the right to ``setns`` the probe falls back to the port the
@@ -38,7 +39,8 @@ class NetTarget:
     fallback: tuple[str, int] | None = None
 
 
-def _enter_netns(pid: int) -> None:
+def enter_netns(pid: int) -> None:
+    """Move the calling thread into the network namespace of process ``pid``."""
     libc = ctypes.CDLL(None, use_errno=True)
     with open(f"/proc/{pid}/ns/net", "rb") as handle:
         if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
@@ -48,7 +50,7 @@ def _enter_netns(pid: int) -> None:
 
 def _connect(target: NetTarget, timeout_s: float) -> socket.socket:
     try:
-        _enter_netns(target.sandbox_pid)
+        enter_netns(target.sandbox_pid)
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EACCES) or target.fallback is None:
             raise

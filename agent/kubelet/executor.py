@@ -239,15 +239,16 @@ class Executor:
         spec = next(c for c in d.pod.spec.containers if c.name == action.container)
         key = (d.uid, action.container)
         try:
+            auth = d.pull_auth(spec.image)
             if spec.image_pull_policy == "Always":
-                await self._call(self._runtime.pull, spec.image)
+                await self._call(self._runtime.pull, spec.image, auth=auth)
             elif not await self._call(self._runtime.image_present, spec.image):
                 if spec.image_pull_policy == "Never":
                     raise ImageError(
                         "ErrImageNeverPull",
                         f'container image "{spec.image}" is not present with pull policy Never',
                     )
-                await self._call(self._runtime.pull, spec.image)
+                await self._call(self._runtime.pull, spec.image, auth=auth)
         except ImageError as exc:
             previous = self.memory.image_failures.get(key)
             count = previous.failures + 1 if previous and previous.image == spec.image else 1

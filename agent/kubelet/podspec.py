@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from agent.kubelet._pullsecrets import registry_auths, registry_of
 from agent.runtime.facts import (
     LABEL_ATTEMPT,
     LABEL_BACKOFF_STEP,
@@ -38,6 +39,7 @@ from agent.runtime.facts import (
     NodeName,
     PodUID,
     PortRequest,
+    RegistryAuth,
 )
 from schemas.core import ConfigMap, Secret
 from schemas.pod import Container, EnvVar, Pod
@@ -99,10 +101,16 @@ class DesiredPod:
     refused: str | None = None
     config_errors: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
+    # Registry → credentials from the pod's imagePullSecrets.
+    pull_auths: Mapping[str, RegistryAuth] = field(default_factory=dict, repr=False)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def pull_auth(self, image: str) -> RegistryAuth | None:
+        """The credentials to pull ``image`` with, if an imagePullSecret names its registry."""
+        return self.pull_auths.get(registry_of(image))
 
 
 def pod_uid(pod: Pod) -> PodUID:
@@ -129,7 +137,14 @@ def _digest(value: object) -> str:
 def _container_hash(pod: Pod, container: Container) -> str:
     mounted = {m.name for m in container.volume_mounts}
     volumes = [v.model_dump(mode="json") for v in pod.spec.volumes if v.name in mounted]
-    return _digest({"container": container.model_dump(mode="json"), "volumes": volumes})
+    hashed: dict[str, object] = {"container": container.model_dump(mode="json"), "volumes": volumes}
+    # Pod fields that shape every container; only when set, so that existing containers keep
+    # their hash (and keep running) when the agent is upgraded.
+    if pod.spec.share_process_namespace:
+        hashed["shareProcessNamespace"] = True
+    if pod.spec.enable_service_links is False:
+        hashed["enableServiceLinks"] = False
+    return _digest(hashed)
 
 
 def _sandbox_hash(pod: Pod, settings: NodeSettings) -> str:
@@ -138,15 +153,19 @@ def _sandbox_hash(pod: Pod, settings: NodeSettings) -> str:
         for c in pod.spec.containers
         for p in c.ports
     ]
-    return _digest(
-        {
-            "ports": ports,
-            "bind": settings.bind_address,
-            "hostNetwork": pod.spec.host_network,
-            "hostname": pod.spec.hostname,
-            "image": settings.pause_image,
-        }
-    )
+    hashed: dict[str, object] = {
+        "ports": ports,
+        "bind": settings.bind_address,
+        "hostNetwork": pod.spec.host_network,
+        "hostname": pod.spec.hostname,
+        "image": settings.pause_image,
+    }
+    # Only when set, as in _container_hash.
+    if pod.spec.host_aliases:
+        hashed["hostAliases"] = [a.model_dump(mode="json") for a in pod.spec.host_aliases]
+    if pod.spec.dns_config is not None:
+        hashed["dnsConfig"] = pod.spec.dns_config.model_dump(mode="json")
+    return _digest(hashed)
 
 
 def _refusal(pod: Pod, settings: NodeSettings) -> str | None:
@@ -155,8 +174,8 @@ def _refusal(pod: Pod, settings: NodeSettings) -> str | None:
             "hostNetwork is refused on this node: start the agent with --allow-host-network "
             "to permit it"
         )
-    if pod.spec.init_containers:
-        return "initContainers are not supported by this agent version"
+    if any(c.restart_policy != "Always" for c in pod.spec.init_containers):
+        return "initContainers are not supported by this agent version (native sidecars are)"
     for container in pod.spec.containers:
         context = container.security_context
         if context is not None and context.privileged:
@@ -262,11 +281,36 @@ def _volume_config_error(pod: Pod, configs: ConfigIndex) -> str | None:
             and (namespace, secret.secret_name) not in configs.secrets
         ):
             return f"secret {secret.secret_name!r} not found (volume {volume.name!r})"
+        for projection in volume.projected.sources if volume.projected else []:
+            source = projection.config_map or projection.secret
+            index = configs.config_maps if projection.config_map else configs.secrets
+            if source is not None and not source.optional and (namespace, source.name) not in index:
+                kind = "configmap" if projection.config_map else "secret"
+                return f"{kind} {source.name!r} not found (volume {volume.name!r})"
     return None
+
+
+def _with_sidecars(pod: Pod) -> Pod:
+    """The pod with its native sidecars (initContainers with restartPolicy Always) run as
+    containers next to the others, first; other init containers stay where they are."""
+    sidecars = pod.spec.sidecars
+    if not sidecars:
+        return pod
+    spec = pod.spec.model_copy(
+        update={
+            "containers": [
+                *(c.model_copy(update={"restart_policy": None}) for c in sidecars),
+                *pod.spec.containers,
+            ],
+            "init_containers": [c for c in pod.spec.init_containers if c not in sidecars],
+        }
+    )
+    return pod.model_copy(update={"spec": spec})
 
 
 def desired_pod(pod: Pod, *, configs: ConfigIndex, settings: NodeSettings) -> DesiredPod:
     """Precompute everything the planner and status need to know about one desired pod."""
+    pod = _with_sidecars(pod)
     errors: dict[str, str] = {}
     env: dict[str, tuple[tuple[str, str], ...]] = {}
     volume_error = _volume_config_error(pod, configs)
@@ -292,6 +336,11 @@ def desired_pod(pod: Pod, *, configs: ConfigIndex, settings: NodeSettings) -> De
         refused=_refusal(pod, settings),
         config_errors=errors,
         env=env,
+        pull_auths=registry_auths(
+            pod.spec.image_pull_secrets,
+            namespace=pod.namespace or DEFAULT_NAMESPACE,
+            secrets=configs.secrets,
+        ),
     )
 
 
@@ -362,6 +411,9 @@ def sandbox_config(
         for p in c.ports
     )
     host_network = d.pod.spec.host_network
+    aliases = {name: alias.ip for alias in d.pod.spec.host_aliases for name in alias.hostnames}
+    # The pod's resolv.conf is the sandbox's; Docker refuses DNS options on the host network.
+    dns = None if host_network else d.pod.spec.dns_config
     return ContainerConfig(
         name=container_name(d, settings, container=SANDBOX_CONTAINER, attempt=attempt),
         image=settings.pause_image,
@@ -378,8 +430,15 @@ def sandbox_config(
         pids_limit=16,
         init=True,
         hostname=None if host_network else (d.pod.spec.hostname or d.name)[:63],
-        extra_hosts=dict(hosts or {}),
+        extra_hosts={**aliases, **(hosts or {})},
+        dns=tuple(dns.nameservers) if dns else (),
+        dns_search=tuple(dns.searches) if dns else (),
+        dns_options=tuple(_dns_option(o.name, o.value) for o in dns.options) if dns else (),
     )
+
+
+def _dns_option(name: str, value: str | None) -> str:
+    return name if value is None else f"{name}:{value}"
 
 
 def _mounts(
@@ -478,6 +537,7 @@ def container_config(
     if run_as_user is not None:
         user = str(run_as_user) + (f":{run_as_group}" if run_as_group is not None else "")
     escalation_allowed = bool(context and context.allow_privilege_escalation)
+    links = {} if d.pod.spec.enable_service_links is False else dict(service_env or {})
     capabilities = context.capabilities if context else None
     seccomp = (context.seccomp_profile if context else None) or (
         pod_context.seccomp_profile if pod_context else None
@@ -500,9 +560,10 @@ def container_config(
         # Kubernetes' command replaces the image's ENTRYPOINT and args its CMD.
         entrypoint=tuple(container.command) or None,
         command=tuple(container.args) or None,
-        env=tuple({**(service_env or {}), **dict(d.env.get(container.name, ()))}.items()),
+        env=tuple({**links, **dict(d.env.get(container.name, ()))}.items()),
         working_dir=container.working_dir,
         network_mode=f"container:{sandbox_id}",
+        pid_mode=f"container:{sandbox_id}" if d.pod.spec.share_process_namespace else None,
         mounts=_mounts(d, container, settings, sub_paths or {}),
         mem_limit_bytes=memory_bytes(limits["memory"]) if "memory" in limits else None,
         nano_cpus=cpu_millicores(limits["cpu"]) * 1_000_000 if "cpu" in limits else None,

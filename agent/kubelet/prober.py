@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agent.kubelet._grpcprobe import probe_grpc
 from agent.kubelet._netns import NetTarget, ProbeOutcome, probe_http, probe_tcp
 from agent.kubelet.status import ProbeView
 from agent.runtime import DockerRuntime, RuntimeFailure
@@ -169,5 +170,9 @@ class Prober:
             headers = tuple((h.name, h.value) for h in probe.http_get.http_headers)
             return await asyncio.to_thread(
                 probe_http, net, path=probe.http_get.path, timeout_s=timeout, headers=headers
+            )
+        if probe.grpc is not None:
+            return await asyncio.to_thread(
+                probe_grpc, net, service=probe.grpc.service, timeout_s=timeout
             )
         return await asyncio.to_thread(probe_tcp, net, timeout_s=timeout)

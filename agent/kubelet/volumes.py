@@ -3,7 +3,9 @@
 Called by the executor before a pod's containers start: ``emptyDir`` becomes a directory all
 containers of the pod mount read-write; ``configMap``/``secret`` volumes become files written
 from the objects sent with the desired set (secret files 0400, never logged), mounted
-read-only. With a pod ``fsGroup`` every volume is group-owned by it (emptyDir setgid, files
+read-only; a ``projected`` volume writes its configMap, secret and downwardAPI sources into one
+directory (a serviceAccountToken source writes nothing: Capstan issues no projected tokens).
+With a pod ``fsGroup`` every volume is group-owned by it (emptyDir setgid, files
 group-readable), as Kubernetes does. Writes are idempotent: unchanged files are not rewritten.
 :func:`sub_path_sources` resolves a container's ``subPath`` mounts right before its start.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 from agent.kubelet.podspec import ConfigError, ConfigIndex, DesiredPod, pod_dir, volume_dir
 from agent.runtime.facts import PodUID
 from agent.state import atomic_write
-from schemas.pod import Container, KeyToPath
+from schemas.pod import Container, KeyToPath, ProjectedVolumeSource
 
 _CONFIG_MODE = 0o444
 _SECRET_MODE = 0o400
@@ -65,6 +67,39 @@ def _write_files(
             existing.unlink()
 
 
+def _selected(values: dict[str, bytes], items: list[KeyToPath]) -> dict[str, bytes]:
+    if not items:
+        return values
+    return {i.path: values[i.key] for i in items if i.key in values}
+
+
+def _pod_field(d: DesiredPod, path: str) -> bytes:
+    meta = d.pod.metadata
+    if path in ("metadata.labels", "metadata.annotations"):
+        pairs = meta.labels if path == "metadata.labels" else meta.annotations
+        return "".join(f'{key}="{value}"\n' for key, value in sorted(pairs.items())).encode()
+    fields = {"metadata.name": d.name, "metadata.namespace": d.namespace, "metadata.uid": d.uid}
+    return fields.get(path, "").encode()
+
+
+def _projected_files(
+    d: DesiredPod, source: ProjectedVolumeSource, configs: ConfigIndex
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for projection in source.sources:
+        if projection.config_map is not None:
+            config_map = configs.config_maps.get((d.namespace, projection.config_map.name))
+            values = {k: v.encode() for k, v in config_map.data.items()} if config_map else {}
+            files.update(_selected(values, projection.config_map.items))
+        elif projection.secret is not None:
+            secret = configs.secrets.get((d.namespace, projection.secret.name))
+            files.update(_selected(secret.decoded() if secret else {}, projection.secret.items))
+        elif projection.downward_api is not None:
+            for item in projection.downward_api.items:
+                files[item.path] = _pod_field(d, item.field_ref.field_path)
+    return files
+
+
 def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None:
     """Create or refresh every volume of the pod on disk (blocking)."""
     context = d.pod.spec.security_context
@@ -92,6 +127,14 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
                 values,
                 source.items,
                 default_mode=source.default_mode or _CONFIG_MODE,
+                fs_group=fs_group,
+            )
+        elif volume.projected is not None:
+            _write_files(
+                path,
+                _projected_files(d, volume.projected, configs),
+                [],
+                default_mode=volume.projected.default_mode or _CONFIG_MODE,
                 fs_group=fs_group,
             )
         elif volume.secret is not None:

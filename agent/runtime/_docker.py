@@ -38,6 +38,7 @@ from agent.runtime.facts import (
     ObservedContainer,
     PodUID,
     PortBinding,
+    RegistryAuth,
 )
 
 # Docker's connection pool defaults to 10; the executor runs more calls than that at once
@@ -230,10 +231,13 @@ class DockerRuntime:
             raise RuntimeFailure(str(exc.explanation or exc)) from exc
         return str((inspect.get("Config") or {}).get("User") or "")
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, *, auth: RegistryAuth | None = None) -> None:
         repository, tag = _split_image(image)
+        auth_config = (
+            None if auth is None else {"username": auth.username, "password": auth.password}
+        )
         try:
-            self._api.pull(repository, tag=tag)
+            self._api.pull(repository, tag=tag, auth_config=auth_config)
         except docker.errors.APIError as exc:
             with self._lock:
                 self._present_images.discard(image)
@@ -260,6 +264,10 @@ class DockerRuntime:
             security_opt=list(config.security_opt),
             privileged=False,
             extra_hosts=dict(config.extra_hosts) or None,
+            pid_mode=config.pid_mode,
+            dns=list(config.dns) or None,
+            dns_search=list(config.dns_search) or None,
+            dns_opt=list(config.dns_options) or None,
             read_only=config.read_only_rootfs or None,
             cap_add=list(config.cap_add) or None,
             cap_drop=list(config.cap_drop) or None,

@@ -135,6 +135,19 @@ class ContainerConfig:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     extra_hosts: Mapping[str, str] = field(default_factory=dict)
+    # ``container:<sandbox id>`` when the pod shares one process namespace.
+    pid_mode: str | None = None
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one registry, from a pod's ``imagePullSecrets``; never logged."""
+
+    username: str = field(repr=False)
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from reconciler.store import (
     Store,
 )
 from schemas import (
+    KUBERNETES_NAMESPACES,
     Condition,
     KubeObject,
     LabelSelector,
@@ -82,7 +83,7 @@ __all__ = ["NAMESPACE_FINALIZER", "SYSTEM_NAMESPACES", "Api"]
 T = TypeVar("T", bound=KubeObject)
 
 #: Namespaces that always exist: created when the API starts, and never deletable.
-SYSTEM_NAMESPACES = ("default", "capstan-system")
+SYSTEM_NAMESPACES = (*KUBERNETES_NAMESPACES, "capstan-system")
 #: Put on every Namespace at create; the namespace controller removes it once the namespace is
 #: empty, and only then does the delete complete (Kubernetes' ``spec.finalizers: [kubernetes]``).
 NAMESPACE_FINALIZER = "capstan.io/namespace"

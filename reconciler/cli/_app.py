@@ -16,6 +16,7 @@ from reconciler.cli.node import node
 from reconciler.cli.plan import plan
 from reconciler.cli.render import render
 from reconciler.cli.rollback import rollback
+from reconciler.cli.schema import schema
 from reconciler.cli.snapshot import snapshot
 from reconciler.cli.status import status
 from reconciler.cli.syncctl import sync
@@ -32,6 +33,7 @@ def cli() -> None:
 
 
 cli.add_command(validate)
+cli.add_command(schema)
 cli.add_command(render)
 cli.add_command(node)
 cli.add_command(up)

@@ -43,10 +43,13 @@ def env_option(function: F) -> F:
     )(function)
 
 
-def load_or_exit(path: Path, *, env: str | None, json_output: bool) -> LoadedRepository:
-    """The loaded repository; on ManifestErrors, prints every error and exits 1."""
+def load_or_exit(
+    path: Path, *, env: str | None, json_output: bool, subdir: str | None = None
+) -> LoadedRepository:
+    """The loaded repository (only `subdir` of it, if given: a Kustomize overlay, an app
+    folder); on ManifestErrors, prints every error and exits 1."""
     try:
-        return load_repository(path, env=env)
+        return load_repository(path, env=env, subdir=subdir)
     except ManifestErrors as exc:
         _report(exc, path=path, json_output=json_output)
 

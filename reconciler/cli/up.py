@@ -118,10 +118,10 @@ def _show_entry_points(api: Api) -> None:
     where = addresses[0] if addresses else "127.0.0.1"
     for service in api.list(Service).items:
         for port in service.spec.ports:
-            if service.spec.type == "NodePort" and port.node_port:
+            if service.spec.proxy_type == "NodePort" and port.node_port:
                 _say(
                     f"service {service.namespace}/{service.name}: "
-                    f"http://{where}:{port.node_port}/ (NodePort, on every node)"
+                    f"http://{where}:{port.node_port}/ ({service.spec.type}, on every node)"
                 )
 
 

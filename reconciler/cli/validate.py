@@ -33,12 +33,29 @@ _MAX_NAMES_WIDTH = 60
     show_default=True,
     help="json: a document for programs (errors too go to stdout).",
 )
-def validate(path: Path, env: str | None, output: str) -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also list the files not read as manifests, and why."
+)
+@click.option(
+    "--path",
+    "subdir",
+    default=None,
+    metavar="SUBDIR",
+    help="Load only this folder of the repository (e.g. a Kustomize overlay: overlays/prod).",
+)
+def validate(path: Path, env: str | None, output: str, verbose: bool, subdir: str | None) -> None:
     """Render and validate every manifest of the repository at PATH."""
-    repository = load_or_exit(path, env=env, json_output=output == "json")
+    repository = load_or_exit(path, env=env, json_output=output == "json", subdir=subdir)
     if output == "json":
         click.echo(json.dumps(_as_json(repository), indent=2))
         return
+    for warning in repository.warnings:
+        click.echo(f"warning: {warning.display(path)}", err=True)
+    if verbose:
+        for skipped in repository.skipped:
+            click.echo(f"skipped {path / skipped.name}: {skipped.reason}")
+        if repository.skipped:
+            click.echo()
     click.echo(_summary_table(repository))
     click.echo()
     env_note = f" (env {env})" if env else ""
@@ -78,6 +95,8 @@ def _as_json(repository: LoadedRepository) -> dict[str, object]:
         "root": str(repository.root),
         "env": repository.env,
         "files": repository.files,
+        "warnings": [warning.to_dict() for warning in repository.warnings],
+        "skipped": [{"file": item.name, "reason": item.reason} for item in repository.skipped],
         "objects": [
             {
                 "apiVersion": item.obj.api_version,

@@ -204,7 +204,7 @@ def compute_endpoints(
     return ServiceEndpoints(
         namespace=service.namespace,
         name=service.name,
-        type=service.spec.type,
+        type=service.spec.proxy_type,
         cluster_ip=service.spec.cluster_ip,
         ports=ports,
     )

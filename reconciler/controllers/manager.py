@@ -27,6 +27,7 @@ from reconciler.controllers.runtime import (
     InformerFactory,
 )
 from reconciler.controllers.serviceaccount import ServiceAccountController
+from reconciler.controllers.servicelb import ServiceLoadBalancerController
 from reconciler.scheduler import Scheduler
 
 __all__ = ["ControllerManager", "default_components"]
@@ -45,6 +46,7 @@ def default_components() -> list[ComponentFactory]:
         GarbageCollector,
         NodeController,
         EndpointsController,
+        ServiceLoadBalancerController,
         Scheduler,
     ]
 

@@ -109,7 +109,7 @@ def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule
     return ServiceRule(
         namespace=service.namespace,
         name=service.name,
-        type=service.spec.type,
+        type=service.spec.proxy_type,
         cluster_ip=service.spec.cluster_ip,
         ports=ports,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from reconciler.scheduler.affinity import node_affinity_matches
 from reconciler.scheduler.nodeinfo import HostPort, NodeInfo, PodInfo
 from schemas.node import Taint
 from schemas.pod import Toleration
@@ -84,7 +85,7 @@ def filter_reasons(
     taint = untolerated_taint(node, pod.tolerations)
     if taint is not None:
         return (taint_reason(taint),)
-    if not selector_matches(node.labels, pod.node_selector):
+    if not selector_matches(node.labels, pod.node_selector) or not node_affinity_matches(pod, node):
         return (REASON_NODE_SELECTOR,)
     if any(want.conflicts(have) for want in pod.host_ports for have in usage.host_ports):
         return (REASON_HOST_PORTS,)

@@ -17,6 +17,7 @@ from schemas import Node, Pod
 from schemas.node import Taint
 from schemas.pod import Container, Toleration
 from schemas.quantity import Quantity
+from schemas.scheduling import Affinity, TopologySpreadConstraint
 
 __all__ = [
     "DEFAULT_CPU_REQUEST_MILLI",
@@ -96,6 +97,10 @@ class PodInfo:
     owner: str | None = None
     """uid of the controlling owner (a ReplicaSet): replicas of one owner are spread."""
     node_name: NodeName | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    """What other pods' affinity terms and spread constraints match."""
+    affinity: Affinity | None = field(default=None, hash=False, compare=False)
+    spread: tuple[TopologySpreadConstraint, ...] = field(default=(), hash=False, compare=False)
 
     @property
     def score_cpu_milli(self) -> int:
@@ -106,9 +111,16 @@ class PodInfo:
         return self.memory_bytes or DEFAULT_MEMORY_REQUEST_BYTES
 
     @property
-    def signature(self) -> tuple[tuple[tuple[str, str], ...], tuple[Toleration, ...]]:
+    def signature(self) -> tuple[tuple[tuple[str, str], ...], tuple[Toleration, ...], str]:
         """What the node-dependent static filters read: pods sharing it share a node mask."""
-        return (self.node_selector, self.tolerations)
+        node_affinity = self.affinity.node_affinity if self.affinity is not None else None
+        required = (
+            node_affinity.required_during_scheduling_ignored_during_execution
+            if node_affinity is not None
+            else None
+        )
+        key = required.model_dump_json() if required is not None else ""
+        return (self.node_selector, self.tolerations, key)
 
 
 def pod_key(namespace: str, name: str) -> PodKey:
@@ -191,4 +203,7 @@ def pod_info(pod: Pod) -> PodInfo:
         host_ports=_host_ports(pod),
         owner=owner,
         node_name=NodeName(node) if node else None,
+        labels=tuple(sorted(pod.labels.items())),
+        affinity=pod.spec.affinity,
+        spread=tuple(pod.spec.topology_spread_constraints),
     )

@@ -30,6 +30,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from reconciler.scheduler.affinity import (
+    REASON_POD_AFFINITY,
+    REASON_POD_ANTI_AFFINITY,
+    REASON_TOPOLOGY_SPREAD,
+    InterPodVerdict,
+    inter_pod_verdict,
+    node_affinity_matches,
+    preference_scores,
+)
 from reconciler.scheduler.filters import (
     REASON_CPU,
     REASON_HOST_PORTS,
@@ -376,7 +385,21 @@ class ClusterState:
             mask &= self._free_mem >= pod.memory_bytes
         if pod.host_ports:
             mask &= ~self._port_conflicts(pod.host_ports)
+        verdict = self._inter_pod(pod)
+        for refused in (verdict.affinity, verdict.anti_affinity, verdict.spread):
+            for name in refused:
+                mask[self._index[NodeName(name)]] = False
         return mask
+
+    def _inter_pod(self, pod: PodInfo) -> InterPodVerdict:
+        if not pod.spread and (
+            pod.affinity is None
+            or (pod.affinity.pod_affinity is None and pod.affinity.pod_anti_affinity is None)
+        ):
+            return InterPodVerdict()
+        return inter_pod_verdict(
+            pod, list(self.nodes()), ((p.pod, str(p.node)) for p in self.placed_pods())
+        )
 
     def scores(self, pod: PodInfo, feasible: BoolArray, weights: ScoreWeights) -> FloatArray:
         """Weighted score per node slot; -1 where ``feasible`` is false."""
@@ -390,6 +413,15 @@ class ClusterState:
             else:
                 max_count = int(counts.max(where=feasible, initial=0))
                 score = score + weights.spread * spread_array(counts, max_count)
+        if pod.affinity is not None or pod.spread:
+            preferred = preference_scores(
+                pod, list(self.nodes()), ((p.pod, str(p.node)) for p in self.placed_pods())
+            )
+            if preferred:
+                bonus = np.zeros(self._capacity, dtype=np.float64)
+                for name, value in preferred.items():
+                    bonus[self._index[NodeName(name)]] = value
+                score = score + bonus
         return np.where(feasible, score, -1.0)
 
     def _least_allocated(self, cpu_request: int, memory_request: int) -> FloatArray:
@@ -466,6 +498,16 @@ class ClusterState:
         take(~static.selected, REASON_NODE_SELECTOR)
         if pod.host_ports:
             take(self._port_conflicts(pod.host_ports), REASON_HOST_PORTS)
+        verdict = self._inter_pod(pod)
+        for refused, reason in (
+            (verdict.affinity, REASON_POD_AFFINITY),
+            (verdict.anti_affinity, REASON_POD_ANTI_AFFINITY),
+            (verdict.spread, REASON_TOPOLOGY_SPREAD),
+        ):
+            refused_mask = np.zeros(self._capacity, dtype=np.bool_)
+            for name in refused:
+                refused_mask[self._index[NodeName(name)]] = True
+            take(refused_mask, reason)
         # The resource filter names every resource a node lacks.
         for failing, reason in (
             (self._free_pods < 1, REASON_TOO_MANY_PODS),
@@ -493,11 +535,13 @@ class ClusterState:
             if untolerated_taint(node, pod.tolerations) is not None:
                 tolerated[index] = False
         selected = self._present.copy()
-        if pod.node_selector:
+        if pod.node_selector or pod.signature[2]:
             for index in self._index.values():
                 node = self._nodes[index]
                 assert node is not None
-                selected[index] = selector_matches(node.labels, pod.node_selector)
+                selected[index] = selector_matches(
+                    node.labels, pod.node_selector
+                ) and node_affinity_matches(pod, node)
         fits = self._present & self._ready & self._schedulable & tolerated & selected
         return _StaticMask(fits=fits, tolerated=tolerated, selected=selected)
 

@@ -4,8 +4,10 @@ Called by `load._message` for pydantic's `extra_forbidden` errors. Capstan's mod
 strict (DESIGN: an unknown field is an error, never silently dropped), and most unknown
 fields a Kubernetes user writes are real Kubernetes fields Capstan does not implement
 (`affinity`, `dnsPolicy`, `imagePullSecrets`): "unknown field" alone reads as a typo and
-sends them looking for one. So the message says which of the two it is, and for a typo
-the closest field the model does have.
+sends them looking for one. So the message says which of the two it is: for a Kubernetes
+field, what it does on Capstan or what to write instead (`FIELD_ADVICE`), never "remove it"
+when leaving it out would change what runs; for a typo, the closest field the model has.
+Every field Capstan reads is printed by `capstan schema KIND`.
 
 The lists are the fields of the Kubernetes v1.31 API objects Capstan models, by the name of
 Capstan's model class; a model missing here just gets the typo check.
@@ -109,6 +111,56 @@ KUBERNETES_FIELDS: Mapping[str, frozenset[str]] = {
 }
 
 
+# What to write instead of (or what to know about) a Kubernetes field Capstan does not read,
+# by model name and field. Advice to leave a field out is given only where that changes
+# nothing that runs.
+FIELD_ADVICE: Mapping[tuple[str, str], str] = {
+    ("ObjectMeta", "managedFields"): (
+        "the API server writes it (it comes from `kubectl get -o yaml`); leaving it out "
+        "changes nothing"
+    ),
+    ("ObjectMeta", "selfLink"): (
+        "the API server writes it (it comes from `kubectl get -o yaml`); leaving it out "
+        "changes nothing"
+    ),
+    ("ServiceAccount", "secrets"): (
+        "token Secrets are not kept in ServiceAccounts on Capstan; Capstan mounts each pod's "
+        "token itself"
+    ),
+    ("PodSpec", "hostPID"): (
+        "Capstan runs every pod in its own process namespace and cannot share the host's; "
+        "to share processes between the pod's containers use shareProcessNamespace: true"
+    ),
+    ("PodSpec", "hostIPC"): "Capstan cannot share the host's IPC namespace with a pod",
+    ("PodSpec", "runtimeClassName"): (
+        "Capstan runs every container with the node's default Docker runtime"
+    ),
+    ("PodSpec", "schedulerName"): (
+        "Capstan has one scheduler; steer placement with nodeSelector, affinity or tolerations"
+    ),
+    ("Volume", "hostPath"): (
+        "Capstan does not mount node directories into pods; use emptyDir for scratch space, "
+        "or a configMap or secret volume for files"
+    ),
+    **{
+        ("Volume", source): (
+            "a network or cloud disk Capstan cannot attach to a Docker host; keep data in an "
+            "emptyDir (scratch) or outside the cluster"
+        )
+        for source in (
+            "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi", "fc",
+            "flexVolume", "flocker", "gcePersistentDisk", "glusterfs", "iscsi", "nfs",
+            "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos",
+            "vsphereVolume",
+        )
+    },
+    ("EnvVarSource", "resourceFieldRef"): (
+        "write the value (the container's resources) as env[].value instead"
+    ),
+    ("VolumeMount", "subPathExpr"): "use subPath with a fixed path instead",
+}
+
+
 def unknown_field_message(root: type[BaseModel], loc: Sequence[str | int]) -> str:
     """The message for an unknown field at `loc` (its last part) in an object of `root`."""
     field = loc[-1] if loc else None
@@ -116,15 +168,24 @@ def unknown_field_message(root: type[BaseModel], loc: Sequence[str | int]) -> st
     if not isinstance(field, str) or parent is None:
         return "unknown field"
     if field in KUBERNETES_FIELDS.get(parent.__name__, frozenset()):
+        kind = _kind_name(root)
+        advice = FIELD_ADVICE.get((parent.__name__, field))
+        reason = f": {advice}" if advice else ""
         return (
-            "not supported by Capstan: a Kubernetes field it does not implement; remove it "
-            "(schemas/jsonschema/ lists every field Capstan reads)"
+            f"not supported by Capstan: a Kubernetes field it does not implement{reason} "
+            f"(`capstan schema {kind}` prints every field Capstan reads)"
         )
     known = [info.alias or name for name, info in parent.model_fields.items()]
     close = difflib.get_close_matches(field, known, n=1, cutoff=0.75)
     if close:
         return f"unknown field (did you mean {close[0]!r}?)"
     return "unknown field"
+
+
+def _kind_name(root: type[BaseModel]) -> str:
+    kind = root.model_fields.get("kind")
+    default = kind.default if kind is not None else None
+    return default if isinstance(default, str) else root.__name__
 
 
 def model_at(root: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:

@@ -10,10 +10,14 @@ Rules for what is a manifest (documented in example-repo/README.md):
 
 - `*.yaml`, `*.yml` are manifests; `*.j2` files (e.g. `web.yaml.j2`) are
   Jinja2 templates rendered to YAML first;
-- skipped: hidden files and directories (`.git`, `.github`, ...), names
-  starting with `_` (template partials such as `_labels.j2`, for includes),
-  the root's `values.yaml` and `environments/` directory, and whatever
-  the root's `.capstanignore` names;
+- skipped: hidden files and directories (`.git`, `.github`, ...), templates
+  whose name or a folder on whose path starts with `_` (Jinja2 partials such
+  as `_labels.j2` or `_lib/meta.j2`, read only through includes), the root's
+  `values.yaml` and `environments/` directory, and whatever the root's
+  `.capstanignore` names; plain YAML in a folder starting with `_` is read
+  like any other unless `.capstanignore` names it;
+- every skipped path (a skipped directory once, not its contents) and every
+  file that is not a manifest is reported with the reason (`validate -v`);
 - `.capstanignore`: one glob per line (`#` comments); a pattern with a `/`
   is matched against the repository-relative path, otherwise against the
   file or directory name; a trailing `/` matches directories only;
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -47,6 +52,14 @@ class RepositoryPathError(Exception):
 
 class MissingFile(RepositoryPathError):
     """The path is inside the repository, but nothing is there."""
+
+
+@dataclass(frozen=True)
+class SkippedPath:
+    """A file or directory the loader did not read as a manifest, and why."""
+
+    name: str  # repository-relative, '/'-separated
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -156,10 +169,19 @@ def is_manifest_name(name: str) -> bool:
     return name.endswith(MANIFEST_SUFFIXES) or name.endswith(TEMPLATE_SUFFIX)
 
 
-def discover(root_real: Path, start: Path) -> tuple[list[ManifestFile], list[ManifestError]]:
-    """Every manifest under `start` (a real directory inside `root_real`), sorted by name."""
+def discover(
+    root_real: Path,
+    start: Path,
+    *,
+    refuse_dir: Callable[[Path, str, Callable[[str], bool]], str | None] | None = None,
+) -> tuple[list[ManifestFile], list[SkippedPath], list[ManifestError]]:
+    """Every manifest under `start` (a real directory inside `root_real`), sorted by name,
+    and what was passed over, with the reason. A directory `refuse_dir` has a reason for
+    (given its real path, repository-relative name, and whether a file name is ignored) is
+    an error, and not entered."""
     rules, errors = _ignore_rules(root_real)
     found: list[ManifestFile] = []
+    skipped: list[SkippedPath] = []
     seen_real: set[Path] = set()
     # (logical directory under root_real, its real path); iterative so a deep
     # tree cannot exhaust the stack.
@@ -179,7 +201,9 @@ def discover(root_real: Path, start: Path) -> tuple[list[ManifestFile], list[Man
         for entry in entries:
             logical = logical_dir / entry.name
             name = relative_name(logical, root_real)
-            if _skipped(name, entry, rules):
+            reason = _skip_reason(name, entry, rules)
+            if reason is not None:
+                skipped.append(SkippedPath(name, reason))
                 continue
             real = Path(os.path.realpath(entry.path)) if entry.is_symlink() else Path(entry.path)
             if not is_inside(real, root_real):
@@ -192,26 +216,53 @@ def discover(root_real: Path, start: Path) -> tuple[list[ManifestFile], list[Man
                 )
                 continue
             if real.is_dir():
+                refusal = (
+                    refuse_dir(real, name, lambda file: _ignored(file, rules))
+                    if refuse_dir is not None
+                    else None
+                )
+                if refusal is not None:
+                    errors.append(ManifestError(SourceLocation(name), refusal))
+                    continue
                 subdirectories.append((logical, real))
-            elif is_manifest_name(entry.name) and real not in seen_real:
+            elif not is_manifest_name(entry.name):
+                skipped.append(SkippedPath(name, "not a manifest (.yaml, .yml or .j2)"))
+            elif real not in seen_real:
                 seen_real.add(real)
                 found.append(ManifestFile(name, real, entry.name.endswith(TEMPLATE_SUFFIX)))
         # Reversed onto the stack so directories are entered in name order:
         # what a symlink makes reachable twice is read under its first name.
         pending.extend(reversed(subdirectories))
     found.sort(key=lambda manifest: manifest.name)
-    return found, errors
+    skipped.sort(key=lambda path: path.name)
+    return found, skipped, errors
 
 
-def _skipped(name: str, entry: os.DirEntry[str], rules: list[_IgnoreRule]) -> bool:
-    if entry.name.startswith((".", "_")):
-        return True
-    if name in (VALUES_FILE, ENVIRONMENTS_DIR):
-        return True
+def _ignored(name: str, rules: list[_IgnoreRule]) -> bool:
+    return any(rule.matches(name, is_dir=False) for rule in rules)
+
+
+def _skip_reason(name: str, entry: os.DirEntry[str], rules: list[_IgnoreRule]) -> str | None:
+    if name == IGNORE_FILE:
+        return "lists the paths to skip"
+    if entry.name.startswith("."):
+        return "hidden (never read)"
+    if entry.name.endswith(TEMPLATE_SUFFIX) and any(
+        part.startswith("_") for part in name.split("/")
+    ):
+        return "a template partial (a '_' name or folder): read only when a template includes it"
+    if name == VALUES_FILE:
+        return "the values of the templates"
+    if name == ENVIRONMENTS_DIR:
+        return "the values of each environment (--env)"
     if not rules:
-        return False
+        return None
     try:
         is_dir = entry.is_dir()
     except OSError:
         is_dir = False
-    return any(rule.matches(name, is_dir=is_dir) for rule in rules)
+    rule = next((rule for rule in rules if rule.matches(name, is_dir=is_dir)), None)
+    if rule is None:
+        return None
+    shown = rule.pattern + ("/" if rule.directories_only else "")
+    return f"matches {shown!r} in {IGNORE_FILE}"

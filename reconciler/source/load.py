@@ -6,13 +6,17 @@ Called by the sync loop for every commit it considers (on a checkout that
 the repository, each with the place it was written, or `ManifestErrors` with
 every problem of the whole repository — never a partial set.
 
-Checks on top of the per-object schema (`schemas.parse_object`):
-duplicates (same kind/namespace/name), two Services with the same `clusterIP`,
-namespaced objects in a namespace the repository does not define (`default`
-always exists), and the Pod Security level of each pod spec's namespace
-(`schemas.podsecurity`: the Namespace manifest's `pod-security.kubernetes.io/enforce`
-label, baseline without one). Namespaced objects written without a namespace are
-put in `default` before validation.
+Checks on top of the per-object schema (`schemas.parse_object`): duplicates
+(same kind/namespace/name), two Services with the same `clusterIP`, and the Pod
+Security level of each pod spec's namespace (`schemas.podsecurity`: the Namespace
+manifest's `pod-security.kubernetes.io/enforce` label, baseline without one).
+Namespaced objects written without a namespace are put in `default` before
+validation; a field written as null is a field not set (as in Kubernetes), and
+`status` is dropped (it is reported, not desired). A namespace that objects use
+but no manifest defines (other than `default`, `kube-system`, `kube-public`,
+which always exist) is added as a Namespace object with a warning, as Argo CD's
+`CreateNamespace=true` does; the warning names the manifest to add to manage it
+explicitly (such a namespace enforces the default level, baseline).
 """
 
 from __future__ import annotations
@@ -28,23 +32,34 @@ from reconciler.source._field_hints import unknown_field_message
 from reconciler.source._fs import (
     ManifestFile,
     RepositoryPathError,
+    SkippedPath,
     discover,
     read_inside,
+    relative_name,
     resolve_inside,
 )
+from reconciler.source._wording import plain_message
 from reconciler.source.errors import (
     ManifestError,
     ManifestErrors,
     SourceLocation,
     format_field_path,
 )
+from reconciler.source.kustomize import (
+    find_kustomization,
+    layout_problem,
+    render_kustomization,
+)
 from reconciler.source.render import TemplateRenderer
 from reconciler.source.values import load_values
 from reconciler.source.yamlpos import YamlDocument, load_documents
 from schemas import (
+    KUBERNETES_NAMESPACES,
     SUPPORTED_KINDS,
     KubeObject,
+    Namespace,
     ObjectKey,
+    ObjectMeta,
     Service,
     UnsupportedKindError,
     model_for,
@@ -91,6 +106,10 @@ class LoadedRepository:
     objects: list[LoadedObject]
     files: list[str]
     values: Mapping[str, Any]
+    # Not errors: the repository loads as it is (e.g. a namespace Capstan creates).
+    warnings: tuple[ManifestError, ...] = ()
+    # What was not read as a manifest, and why (`capstan validate -v`).
+    skipped: tuple[SkippedPath, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,17 +156,26 @@ def load_repository(
         # fail for the same reason); plain manifests are still checked.
         errors.extend(exc.errors)
 
-    files, problems = discover(root_real, start)
-    errors.extend(problems)
-
+    kustomization = find_kustomization(start)
+    chart = layout_problem(start, relative_name(start, root_real))
+    files: list[ManifestFile] = []
+    skipped: list[SkippedPath] = []
     loaded: list[_Parsed] = []
+    if kustomization is not None:
+        loaded = _load_kustomization(root_real, start, errors)
+        file_names = [relative_name(kustomization, root_real)]
+    elif chart is not None:
+        errors.append(ManifestError(SourceLocation(relative_name(start, root_real)), chart))
+        file_names = []
+    else:
+        files, skipped, problems = discover(root_real, start, refuse_dir=layout_problem)
+        errors.extend(problems)
+        file_names = [manifest.name for manifest in files]
     for manifest in files:
         text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
         if text is None:
             continue
-        documents, problems = load_documents(
-            text, file=manifest.name, rendered=manifest.template
-        )
+        documents, problems = load_documents(text, file=manifest.name, rendered=manifest.template)
         errors.extend(problems)
         # Node trees are several times the size of the objects: each file's
         # are dropped once its objects are validated, keeping only the two
@@ -161,7 +189,8 @@ def load_repository(
                         name_at=document.location(("metadata", "name")),
                         namespace_at=document.location(("metadata", "namespace")),
                         cluster_ip_at=document.location(("spec", "clusterIP"))
-                        if isinstance(result.obj, Service) else None,
+                        if isinstance(result.obj, Service)
+                        else None,
                         pod_security=_pod_security_problems(document, result.obj),
                     )
                 )
@@ -170,17 +199,101 @@ def load_repository(
 
     errors.extend(_duplicates(loaded))
     errors.extend(_duplicate_cluster_ips(loaded))
-    errors.extend(_undefined_namespaces(loaded))
     errors.extend(_pod_security(loaded))
     if errors:
         raise ManifestErrors(errors, root=root)
+    namespaces, warnings = _implicit_namespaces(loaded)
     return LoadedRepository(
         root=root,
         env=env,
-        objects=sorted((parsed.loaded for parsed in loaded), key=_apply_order),
-        files=[manifest.name for manifest in files],
+        objects=sorted([*(parsed.loaded for parsed in loaded), *namespaces], key=_apply_order),
+        files=file_names,
         values=values,
+        warnings=tuple(warnings),
+        skipped=tuple(skipped),
     )
+
+
+def _load_kustomization(
+    root_real: Path, directory: Path, errors: list[ManifestError]
+) -> list[_Parsed]:
+    """The objects kustomize builds from `directory`, each placed in the file it came from
+    (at the field's line there when the field is written in that file)."""
+    try:
+        output = render_kustomization(root_real, directory)
+    except ManifestErrors as exc:
+        errors.extend(exc.errors)
+        return []
+    built_from = relative_name(directory, root_real)
+    documents, problems = load_documents(
+        output.text, file=f"{built_from} (kustomize)", rendered=True
+    )
+    errors.extend(problems)
+    sources = _OriginFiles(root_real)
+    loaded: list[_Parsed] = []
+    for document in documents:
+        origin = _origin_of(document.data, output.origins)
+        located = sources.document(origin, document.data) if origin else None
+        result = _to_object(document, located=located)
+        if isinstance(result, LoadedObject):
+            at = located or document
+            loaded.append(
+                _Parsed(
+                    result,
+                    name_at=at.location(("metadata", "name")),
+                    namespace_at=at.location(("metadata", "namespace")),
+                    cluster_ip_at=at.location(("spec", "clusterIP"))
+                    if isinstance(result.obj, Service)
+                    else None,
+                    pod_security=_pod_security_problems(at, result.obj),
+                )
+            )
+        else:
+            errors.extend(result)
+    return loaded
+
+
+def _origin_of(data: object, origins: Mapping[tuple[str, str, str], str]) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None
+    metadata = data["metadata"]
+    key = (
+        str(data.get("kind", "")),
+        str(metadata.get("namespace", "") or ""),
+        str(metadata.get("name", "")),
+    )
+    return origins.get(key)
+
+
+class _OriginFiles:
+    """The source files kustomize read, parsed once each, to place errors at their lines."""
+
+    def __init__(self, root_real: Path) -> None:
+        self._root = root_real
+        self._documents: dict[str, list[YamlDocument]] = {}
+
+    def document(self, name: str, built: object) -> YamlDocument | None:
+        """The document of file `name` that defines the same kind as `built` (by name, or
+        by kustomize's rename: the only one of that kind in the file)."""
+        if name not in self._documents:
+            try:
+                text = read_inside(self._root, resolve_inside(self._root, name))
+            except RepositoryPathError:
+                text = ""
+            self._documents[name] = load_documents(text, file=name)[0]
+        if not isinstance(built, dict):
+            return None
+        kind = built.get("kind")
+        same_kind = [
+            d
+            for d in self._documents[name]
+            if isinstance(d.data, dict) and d.data.get("kind") == kind
+        ]
+        built_name = (built.get("metadata") or {}).get("name")
+        for candidate in same_kind:
+            if (candidate.data.get("metadata") or {}).get("name") == built_name:
+                return candidate
+        return same_kind[0] if len(same_kind) == 1 else None
 
 
 def _resolve_start(root: Path, *, subdir: str | None) -> tuple[Path, Path]:
@@ -225,7 +338,11 @@ def _read(
         return None
 
 
-def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
+def _to_object(
+    document: YamlDocument, *, located: YamlDocument | None = None
+) -> LoadedObject | list[ManifestError]:
+    """The object of `document`; errors are placed in `located` (the source a build step
+    read it from) where it has the field, else in `document`."""
     data = document.data
     if not isinstance(data, dict):
         return [
@@ -254,16 +371,21 @@ def _to_object(document: YamlDocument) -> LoadedObject | list[ManifestError]:
                 "kind",
             )
         ]
+    # Status is what the cluster reports, never desired state: exported objects carry
+    # `status: {}` and Kubernetes ignores it on create, so the loader does too.
+    data = _without_nulls({key: value for key, value in data.items() if key != "status"})
     if model.NAMESPACED:
         data = _with_default_namespace(data)
     try:
         obj = parse_object(data)
     except pydantic.ValidationError as exc:
         return [
-            _validation_error(document, entry, model=model, secret=kind in _SECRET_KINDS)
+            _validation_error(
+                document, entry, model=model, secret=kind in _SECRET_KINDS, located=located
+            )
             for entry in exc.errors(include_url=False)
         ]
-    return LoadedObject(obj=obj, source=document.location())
+    return LoadedObject(obj=obj, source=(located or document).location())
 
 
 def _header_problem(value: object) -> str | None:
@@ -274,6 +396,19 @@ def _header_problem(value: object) -> str | None:
     return None
 
 
+def _without_nulls(value: Any) -> Any:
+    """`value` with every mapping entry whose value is null left out.
+
+    As in Kubernetes, a field set to null is a field not set: Helm output carries
+    `annotations: null` and `resources: null`. List items are kept (a null item is an error).
+    """
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def _with_default_namespace(data: dict[str, Any]) -> dict[str, Any]:
     metadata = data.get("metadata")
     if isinstance(metadata, dict) and metadata.get("namespace") in (None, ""):
@@ -282,18 +417,31 @@ def _with_default_namespace(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validation_error(
-    document: YamlDocument, entry: Any, *, model: type[KubeObject], secret: bool
+    document: YamlDocument,
+    entry: Any,
+    *,
+    model: type[KubeObject],
+    secret: bool,
+    located: YamlDocument | None = None,
 ) -> ManifestError:
     loc: tuple[str | int, ...] = tuple(
         part if isinstance(part, int) else str(part) for part in entry.get("loc", ())
     )
-    location, _found = document.locate(loc)
+    location, found = document.locate(loc)
+    if located is not None:
+        # The source file wins where it writes at least as much of the path as the build.
+        source, source_found = located.locate(loc)
+        if source_found >= found:
+            location = source
     message = _message(entry, loc=loc, model=model, secret=secret)
     return ManifestError(location, message, format_field_path(loc))
 
 
 def _message(
-    entry: Mapping[str, Any], *, loc: tuple[str | int, ...], model: type[KubeObject],
+    entry: Mapping[str, Any],
+    *,
+    loc: tuple[str | int, ...],
+    model: type[KubeObject],
     secret: bool,
 ) -> str:
     kind = str(entry.get("type", ""))
@@ -301,11 +449,7 @@ def _message(
         return "field required"
     if kind == "extra_forbidden":
         return unknown_field_message(model, loc)
-    message = str(entry.get("msg", "invalid value"))
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    if len(message) > 1 and message[0].isupper() and message[1].islower():
-        message = message[0].lower() + message[1:]
+    message = plain_message(entry)
     value = entry.get("input")
     # Pydantic's own type errors do not say what they got; the schema's rule
     # errors already quote the value (and Secret values are never echoed).
@@ -326,8 +470,7 @@ def _duplicates(parsed: Sequence[_Parsed]) -> list[ManifestError]:
             errors.append(
                 ManifestError(
                     item.name_at,
-                    f"duplicate {_describe_key(item.loaded.obj)}: also defined at "
-                    f"{first.name_at}",
+                    f"duplicate {_describe_key(item.loaded.obj)}: also defined at {first.name_at}",
                     "metadata.name",
                 )
             )
@@ -345,34 +488,51 @@ def _duplicate_cluster_ips(parsed: Sequence[_Parsed]) -> list[ManifestError]:
             continue
         first = first_seen.setdefault(obj.spec.cluster_ip, item)
         if first is not item:
-            errors.append(ManifestError(
-                item.cluster_ip_at,
-                f"clusterIP {obj.spec.cluster_ip} is also the clusterIP of "
-                f"{_describe_key(first.loaded.obj)} at {first.cluster_ip_at}; two Services "
-                "cannot share an address",
-                "spec.clusterIP",
-            ))
+            errors.append(
+                ManifestError(
+                    item.cluster_ip_at,
+                    f"clusterIP {obj.spec.cluster_ip} is also the clusterIP of "
+                    f"{_describe_key(first.loaded.obj)} at {first.cluster_ip_at}; two Services "
+                    "cannot share an address",
+                    "spec.clusterIP",
+                )
+            )
     return errors
 
 
-def _undefined_namespaces(parsed: Sequence[_Parsed]) -> list[ManifestError]:
+def _implicit_namespaces(
+    parsed: Sequence[_Parsed],
+) -> tuple[list[LoadedObject], list[ManifestError]]:
+    """A Namespace for each namespace used but not defined, and a warning for each.
+
+    Each is placed where the first object using it names it, so `capstan status` and the
+    warning point at a line of the repository.
+    """
     objects = [item.loaded.obj for item in parsed]
-    defined = {DEFAULT_NAMESPACE} | {obj.name for obj in objects if obj.kind == "Namespace"}
-    errors: list[ManifestError] = []
+    defined = {*KUBERNETES_NAMESPACES} | {obj.name for obj in objects if obj.kind == "Namespace"}
+    created: list[LoadedObject] = []
+    warnings: list[ManifestError] = []
     for item in parsed:
-        obj = item.loaded.obj
-        namespace = obj.namespace
+        namespace = item.loaded.obj.namespace
         if not namespace or namespace in defined:
             continue
-        errors.append(
+        defined.add(namespace)
+        created.append(
+            LoadedObject(
+                obj=Namespace(metadata=ObjectMeta(name=namespace)), source=item.namespace_at
+            )
+        )
+        warnings.append(
             ManifestError(
                 item.namespace_at,
-                f"namespace {namespace!r} is not defined in the repository "
-                "(add a Namespace manifest; only 'default' exists without one)",
+                f"namespace {namespace!r} is not defined in the repository; Capstan creates it "
+                "(as Argo CD does with CreateNamespace=true) and deletes it when no manifest "
+                f"uses it. To manage it yourself, add namespaces/{namespace}.yaml with: "
+                f"apiVersion: v1, kind: Namespace, metadata: {{name: {namespace}}}",
                 "metadata.namespace",
             )
         )
-    return errors
+    return created, warnings
 
 
 def _pod_security_problems(

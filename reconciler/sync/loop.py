@@ -175,6 +175,9 @@ class SyncLoop:
                 self._invalid = head.sha
             else:
                 good = (head, loaded)
+                # Logged whenever a head is loaded: once per commit while its syncs succeed.
+                for warning in loaded.warnings:
+                    log.warning("commit %s: %s", head.short, warning)
         if good is None:
             good = self._restore_last_good()
             if good is None:

@@ -63,7 +63,7 @@ def _build() -> Mapping[tuple[str, str, str], Resource]:
     for api_version, kind in SUPPORTED_KINDS:
         model = model_for(api_version, kind)
         group, _, version = api_version.rpartition("/")
-        plural = kind.lower() + "s"
+        plural = kind.lower() + ("es" if kind.endswith("s") else "s")
         table[(group, version, plural)] = Resource(
             group=group, version=version, plural=plural, kind=kind,
             namespaced=model.NAMESPACED, model=model,

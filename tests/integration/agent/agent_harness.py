@@ -8,6 +8,7 @@ removed, whatever the test did.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import shutil
@@ -117,6 +118,14 @@ def make_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[s
                      "uid": f"uid-{name}-{uuid.uuid4().hex[:8]}"},
         "spec": {"terminationGracePeriodSeconds": 5, "containers": containers, **spec},
     }
+
+
+def pull_secret(registry: str, auth: str, *, name: str = "regcred") -> dict[str, Any]:
+    """A kubernetes.io/dockerconfigjson Secret with ``auth`` (base64 user:password)."""
+    config = json.dumps({"auths": {registry: {"auth": auth}}}).encode()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {".dockerconfigjson": base64.b64encode(config).decode()}}
 
 
 def httpd(name: str = "web", *, root: str = "/www", **extra: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from reconciler.sync import (
     read_sync_state,
     set_suspended,
 )
-from schemas import ConfigMap
+from schemas import ConfigMap, Namespace
 
 BAD = """\
 apiVersion: v1
@@ -171,3 +171,21 @@ def test_restart_on_an_invalid_head_keeps_healing_the_last_good_commit(
     assert restarted.live_repository is not None
     assert [o.obj.name for o in restarted.live_repository.objects] == ["shop", "a"]
     assert _value(api, "a") == "v1"
+
+
+def test_a_namespace_used_but_not_defined_is_created_with_a_logged_warning(
+    upstream: git.Repo, cache_dir: Path, api: Api, caplog
+) -> None:
+    commit_files(upstream, {"a.yaml": configmap("a", "v1")}, message="no Namespace manifest")
+    source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
+    watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
+    loop = SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600))
+    with caplog.at_level("WARNING", logger="reconciler.sync.loop"):
+        result = loop.step()
+    assert result is not None
+    assert result.succeeded
+    assert _value(api, "a") == "v1"
+    assert api.get(Namespace, "shop").name == "shop"
+    warnings = [r.getMessage() for r in caplog.records if "namespace 'shop'" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "add namespaces/shop.yaml" in warnings[0]

@@ -48,7 +48,7 @@ DEFECTS = {
     "wrong type": Defect(
         broken("replicas: 2", "replicas: two"),
         "web.yaml:6:3",
-        ("spec.replicas", "valid integer", "'two'"),
+        ("spec.replicas", "must be an integer", "'two'"),
     ),
     "bad name": Defect(
         broken("  name: web\nspec", "  name: Web_App\nspec"),

@@ -39,6 +39,7 @@ def test_supported_kinds():
         ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("rbac.authorization.k8s.io/v1", "ClusterRole"),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("scheduling.k8s.io/v1", "PriorityClass"),
     }
     for api_version, kind in SUPPORTED_KINDS:
         model = model_for(api_version, kind)

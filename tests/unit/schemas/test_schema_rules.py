@@ -149,8 +149,8 @@ def test_node_port_needs_node_port_type(service, error_locs):
     assert error_locs(service) == {("spec", "ports", 0, "nodePort"): "node_port_type"}
 
 
-def test_service_type_load_balancer_is_unsupported(service, error_locs):
-    service["spec"]["type"] = "LoadBalancer"
+def test_service_type_external_name_is_unsupported(service, error_locs):
+    service["spec"]["type"] = "ExternalName"
     assert error_locs(service) == {("spec", "type"): "literal_error"}
 
 

@@ -152,14 +152,16 @@ def test_hidden_partial_values_environments_and_ignored_files_are_not_manifests(
         ".github/workflows/ci.yml": broken,
         ".hidden.yaml": broken,
         "_partials/x.yaml": broken,
-        "_notes.yaml": broken,
+        "_notes.j2": broken,
         "values.yaml": "replicas: 2\n",
         "environments/dev.yaml": "replicas: 1\n",
         "kustomize/kustomization.yaml": broken,
         "docs/example.yaml": broken,
         "apps/skip-me.yaml": broken,
         "notes.txt": broken,
-        ".capstanignore": "# not manifests\nkustomization.yaml\ndocs/\napps/skip-*.yaml\n",
+        ".capstanignore": (
+            "# not manifests\nkustomization.yaml\ndocs/\napps/skip-*.yaml\n_partials/\n"
+        ),
     })
     repository = load_repository(root)
     assert repository.files == ["cm.yaml"]
@@ -283,11 +285,19 @@ def test_every_error_of_every_file_is_reported_at_once(make_repo):
     assert str(exc).startswith("3 errors:\n")
 
 
-def test_undefined_namespaces_are_errors_at_the_namespace_field(make_repo):
+def test_undefined_namespaces_are_created_with_a_warning_at_the_namespace_field(make_repo):
     root = make_repo({"cm.yaml": CONFIGMAP.replace("name: settings", "name: s\n  namespace: shop")})
-    assert errors_of(root) == [
-        "cm.yaml:5:3: metadata.namespace: namespace 'shop' is not defined in the repository "
-        "(add a Namespace manifest; only 'default' exists without one)"
+    repository = load_repository(root)
+    assert [str(item.obj.key) for item in repository.objects] == [
+        "Namespace/shop",
+        "ConfigMap/shop/s",
+    ]
+    assert repository.objects[0].source == SourceLocation("cm.yaml", 5, 3)
+    assert [str(warning) for warning in repository.warnings] == [
+        "cm.yaml:5:3: metadata.namespace: namespace 'shop' is not defined in the repository; "
+        "Capstan creates it (as Argo CD does with CreateNamespace=true) and deletes it when no "
+        "manifest uses it. To manage it yourself, add namespaces/shop.yaml with: "
+        "apiVersion: v1, kind: Namespace, metadata: {name: shop}"
     ]
 
 

@@ -50,7 +50,7 @@ def test_validation_errors_in_templates_name_the_rendered_line(make_repo):
     })
     (error,) = errors_of(root)
     assert error.startswith(
-        "cm.yaml.j2 (rendered):7:3: data.other: input should be a valid string"
+        "cm.yaml.j2 (rendered):7:3: data.other: must be a string"
     )
 
 
@@ -99,7 +99,9 @@ def test_includes_escaping_the_repository_are_refused_and_not_read(make_repo, tm
 
 def test_includes_through_a_symlink_out_of_the_repository_are_refused(make_repo, tmp_path):
     (tmp_path / "outside.yaml").write_text("data: SECRET-CONTENT\n")
-    root = make_repo({"cm.yaml.j2": "{% include '_link.yaml' %}\n"})
+    root = make_repo(
+        {"cm.yaml.j2": "{% include '_link.yaml' %}\n", ".capstanignore": "_link.yaml\n"}
+    )
     os.symlink(tmp_path / "outside.yaml", root / "_link.yaml")
     (error,) = errors_of(root)
     assert error.startswith("cm.yaml.j2:1: template include '_link.yaml' refused"), error

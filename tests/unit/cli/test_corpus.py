@@ -1,0 +1,96 @@
+"""Real manifests from public repositories (tests/corpus/): each document of a supported kind
+alone, and each folder as a whole, through `capstan validate` and the loader.
+
+Prints the acceptance rate; fails below 97 %, or if a document other than the `refused-*`
+ones (kept to show the message) is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.source import ManifestErrors, load_repository
+from reconciler.source.yamlpos import load_documents
+from schemas import SUPPORTED_KINDS
+
+CORPUS = Path(__file__).resolve().parents[2] / "corpus"
+VALID_FOLDERS = [
+    "online-boutique",
+    "argocd-guestbook",
+    "argocd-kustomize-guestbook",
+    "kubernetes-guestbook",
+]
+
+
+def corpus_documents() -> list[tuple[str, str]]:
+    """(file and index, document text) for every document of a supported kind."""
+    found: list[tuple[str, str]] = []
+    for path in sorted(CORPUS.rglob("*.yaml")):
+        relative = path.relative_to(CORPUS)
+        if relative.parts[0] == "argocd-helm-guestbook" or path.name == "kustomization.yaml":
+            continue
+        documents, problems = load_documents(path.read_text(), file=str(relative))
+        assert not problems, problems
+        for index, data in enumerate(document.data for document in documents):
+            if isinstance(data, dict) and (data.get("apiVersion"), data.get("kind")) in set(
+                SUPPORTED_KINDS
+            ):
+                found.append((f"{relative}#{index}", yaml.safe_dump(data, sort_keys=False)))
+    return found
+
+
+def test_documents_of_supported_kinds_are_accepted_unchanged(tmp_path: Path):
+    documents = corpus_documents()
+    assert len(documents) >= 40, "the corpus is there"
+    refused: dict[str, list[str]] = {}
+    for index, (name, text) in enumerate(documents):
+        root = tmp_path / str(index)
+        root.mkdir()
+        (root / "doc.yaml").write_text(text)
+        try:
+            load_repository(root)
+        except ManifestErrors as exc:
+            refused[name] = [error.message for error in exc.errors]
+    rate = 1 - len(refused) / len(documents)
+    print(
+        f"corpus: {len(documents) - len(refused)}/{len(documents)} documents accepted ({rate:.1%})"
+    )
+    assert {name.split("#")[0] for name in refused} == {
+        "documents/refused-kubernetes-aws-ebs-web.yaml"
+    }, refused
+    assert rate >= 0.97
+    (messages,) = refused.values()
+    assert any("cannot attach to a Docker host" in message for message in messages)
+
+
+@pytest.mark.parametrize("folder", VALID_FOLDERS)
+def test_whole_folders_validate_as_they_stand(folder: str):
+    result = CliRunner().invoke(cli, ["validate", str(CORPUS / folder)])
+    assert result.exit_code == 0, result.output
+    assert ": valid," in result.output
+
+
+def test_the_helm_chart_folder_is_refused_with_what_to_commit():
+    result = CliRunner().invoke(cli, ["validate", str(CORPUS / "argocd-helm-guestbook")])
+    assert result.exit_code == 1
+    assert "a Helm chart: Capstan does not run Helm" in result.output
+    assert "helm template RELEASE" in result.output
+
+
+def test_online_boutique_keeps_its_grpc_probes_and_load_balancer():
+    repository = load_repository(CORPUS / "online-boutique")
+    kinds = {(item.obj.kind, item.obj.name): item.obj for item in repository.objects}
+    frontend = kinds[("Service", "frontend-external")]
+    assert frontend.spec.type == "LoadBalancer"  # type: ignore[attr-defined]
+    probes = [
+        c.readiness_probe
+        for (kind, _), obj in kinds.items()
+        if kind == "Deployment"
+        for c in obj.spec.template.spec.containers  # type: ignore[attr-defined]
+        if c.readiness_probe is not None and c.readiness_probe.grpc is not None
+    ]
+    assert len(probes) >= 8

@@ -1,0 +1,138 @@
+"""`capstan validate` on Kustomize repositories (through the real `kubectl kustomize`) and on
+Helm charts (refused, with what to commit instead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.source import load_repository
+from schemas import Deployment
+from tests.unit.source.source_testdata import write_files
+
+BASE = {
+    "base/kustomization.yaml": "resources:\n  - deployment.yaml\n  - service.yaml\n",
+    "base/deployment.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+""",
+    "base/service.yaml": (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+        "spec:\n  selector: {app: web}\n  ports: [{port: 80}]\n"
+    ),
+    "overlays/prod/kustomization.yaml": """\
+namespace: prod
+namePrefix: prod-
+resources:
+  - namespace.yaml
+  - ../../base
+patches:
+  - path: replicas.yaml
+""",
+    "overlays/prod/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n",
+    "overlays/prod/replicas.yaml": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n"
+    ),
+}
+
+
+def validate(root: Path, *args: str):
+    return CliRunner().invoke(cli, ["validate", str(root), *args])
+
+
+def test_an_overlay_renders_through_kustomize_with_path(tmp_path: Path):
+    root = write_files(tmp_path, BASE)
+    result = validate(root, "--path", "overlays/prod")
+    assert result.exit_code == 0, result.output
+    repository = load_repository(root, subdir="overlays/prod")
+    objects = {str(item.obj.key): item for item in repository.objects}
+    assert set(objects) == {"Namespace/prod", "Service/prod/prod-web", "Deployment/prod/prod-web"}
+    deployment = objects["Deployment/prod/prod-web"]
+    assert isinstance(deployment.obj, Deployment)
+    assert deployment.obj.spec.replicas == 3
+    assert "config.kubernetes.io/origin" not in deployment.obj.metadata.annotations
+    assert deployment.source.file == "base/deployment.yaml", "placed where kustomize read it"
+    assert repository.files == ["overlays/prod/kustomization.yaml"]
+
+
+def test_errors_in_built_objects_name_the_source_file_and_line(tmp_path: Path):
+    files = {
+        **BASE,
+        "base/deployment.yaml": BASE["base/deployment.yaml"].replace(
+            "image: nginx:1.27", "image: nginx:1.27\n          imagePullPolicy: Sometimes"
+        ),
+    }
+    root = write_files(tmp_path, files)
+    result = validate(root, "--path", "overlays/prod")
+    assert result.exit_code == 1
+    assert (
+        f"{root}/base/deployment.yaml:14:11: spec.template.spec.containers[0].imagePullPolicy: "
+        "must be 'Always', 'IfNotPresent' or 'Never' (got 'Sometimes')"
+    ) in result.output
+
+
+def test_kustomize_errors_name_the_file_kustomize_names(tmp_path: Path):
+    files = {**BASE, "base/kustomization.yaml": "resources:\n  - deployment.yaml\n  - gone.yaml\n"}
+    root = write_files(tmp_path, files)
+    result = validate(root, "--path", "overlays/prod")
+    assert result.exit_code == 1
+    assert f"{root}/base/gone.yaml: kustomize could not build overlays/prod:" in result.output
+    assert str(tmp_path) + "/base/gone.yaml" not in result.output.split(": ", 1)[1]
+
+
+def test_remote_bases_and_paths_outside_the_repository_are_refused_before_kustomize(
+    tmp_path: Path,
+):
+    (tmp_path / "outside").mkdir()
+    root = write_files(
+        tmp_path / "repo",
+        {
+            **BASE,
+            "overlays/prod/kustomization.yaml": (
+                "resources:\n  - ../../base\n"
+                "  - https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0\n"
+                "  - ../../../outside\n"
+            ),
+        },
+    )
+    result = validate(root, "--path", "overlays/prod")
+    assert result.exit_code == 1
+    assert "is a remote base: Capstan builds without network access" in result.output
+    assert "'../../../outside' is outside the repository" in result.output
+
+
+def test_without_path_kustomize_directories_say_how_to_choose_one(tmp_path: Path):
+    root = write_files(tmp_path, BASE)
+    result = validate(root)
+    assert result.exit_code == 1
+    assert f"{root}/overlays/prod: a Kustomize directory" in result.output
+    assert "(e.g. --path overlays/prod)" in result.output
+
+
+def test_a_helm_chart_is_refused_with_the_helm_template_command(tmp_path: Path):
+    root = write_files(
+        tmp_path,
+        {
+            "charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+            "charts/web/templates/deployment.yaml": "kind: {{ .Values.kind }}\n",
+        },
+    )
+    result = validate(root)
+    assert result.exit_code == 1
+    assert (
+        f"{root}/charts/web: a Helm chart: Capstan does not run Helm. Commit the chart's "
+        "output instead: helm template RELEASE charts/web -f VALUES > rendered/web.yaml"
+    ) in result.output

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.apps import Deployment, ReplicaSet
+from schemas.batch import CronJob, Job
 from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
 from schemas.node import Node
@@ -31,6 +32,8 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("v1", "Secret"): Secret,
     ("apps/v1", "Deployment"): Deployment,
     ("apps/v1", "ReplicaSet"): ReplicaSet,
+    ("batch/v1", "Job"): Job,
+    ("batch/v1", "CronJob"): CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRole,

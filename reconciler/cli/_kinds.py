@@ -24,6 +24,7 @@ from schemas import (
     Service,
     ServiceAccount,
 )
+from schemas.batch import CronJob, Job
 
 __all__ = ["KINDS", "age", "columns", "resolve_kind"]
 
@@ -38,6 +39,8 @@ for _model, _names in (
     (Secret, ("secret", "secrets")),
     (Namespace, ("namespace", "namespaces", "ns")),
     (ServiceAccount, ("serviceaccount", "serviceaccounts", "sa")),
+    (Job, ("job", "jobs")),
+    (CronJob, ("cronjob", "cronjobs", "cj")),
 ):
     for _name in _names:
         KINDS[_name] = _model
@@ -180,6 +183,45 @@ def _namespace_phase(obj: KubeObject) -> str:
     return (obj.status.phase if obj.status and obj.status.phase else None) or "Active"
 
 
+def _job_status(obj: KubeObject) -> str:
+    assert isinstance(obj, Job)
+    finished = obj.status.finished if obj.status else None
+    if finished is not None:
+        return finished
+    return "Suspended" if obj.spec.suspend else "Running"
+
+
+def _job_completions(obj: KubeObject) -> str:
+    assert isinstance(obj, Job)
+    done = obj.status.succeeded if obj.status else 0
+    wanted = obj.spec.wanted_completions
+    return f"{done}/{wanted if wanted is not None else 1}"
+
+
+def _job_duration(obj: KubeObject) -> str:
+    assert isinstance(obj, Job)
+    status = obj.status
+    if status is None or status.start_time is None:
+        return "-"
+    end = status.completion_time or datetime.now(tz=UTC)
+    seconds = max(int((end - status.start_time).total_seconds()), 0)
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+
+
+def _job_images(obj: KubeObject) -> str:
+    assert isinstance(obj, CronJob)
+    return ",".join(c.image for c in obj.spec.job_template.spec.template.spec.containers)
+
+
+def _cronjob_last(obj: KubeObject) -> str:
+    assert isinstance(obj, CronJob)
+    last = obj.status.last_schedule_time if obj.status else None
+    if last is None:
+        return "<none>"
+    seconds = max(int((datetime.now(tz=UTC) - last).total_seconds()), 0)
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+
+
 _AGE: Column = ("AGE", lambda obj: age(obj))
 
 _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
@@ -217,6 +259,19 @@ _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
               ("DATA", _data_count), _AGE], []),
     Namespace: ([("NAME", lambda o: o.name), ("STATUS", _namespace_phase), _AGE], []),
     ServiceAccount: ([("NAME", lambda o: o.name), _AGE], []),
+    Job: (
+        [("NAME", lambda o: o.name), ("STATUS", _job_status),
+         ("COMPLETIONS", _job_completions), ("DURATION", _job_duration), _AGE],
+        [("IMAGES", _images)],
+    ),
+    CronJob: (
+        [("NAME", lambda o: o.name), ("SCHEDULE", lambda o: o.spec.schedule),  # type: ignore[attr-defined]
+         ("TIMEZONE", lambda o: o.spec.time_zone or "<none>"),  # type: ignore[attr-defined]
+         ("SUSPEND", lambda o: o.spec.suspend),  # type: ignore[attr-defined]
+         ("ACTIVE", lambda o: len(o.status.active) if o.status else 0),  # type: ignore[attr-defined]
+         ("LAST SCHEDULE", _cronjob_last), _AGE],
+        [("IMAGES", _job_images)],
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from reconciler.api import Api, Clock
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.gc import GarbageCollector
+from reconciler.controllers.job import JobController
 from reconciler.controllers.namespace import NamespaceController
 from reconciler.controllers.node import NodeController
 from reconciler.controllers.replicaset import ReplicaSetController
@@ -40,6 +41,7 @@ def default_components() -> list[ComponentFactory]:
     return [
         DeploymentController,
         ReplicaSetController,
+        JobController,
         ServiceAccountController,
         NamespaceController,
         GarbageCollector,

@@ -3,8 +3,8 @@
 Read by `capstan status` and the API's app view: for each object of the live commit,
 Synced/OutOfSync (its Git-owned fields against the live object) and
 Healthy/Progressing/Degraded/Missing (Deployment and ReplicaSet rollout counts and
-conditions, Pod phase and container states). `object_health` is pure; `app_health` only
-adds the reads.
+conditions, Job completion, Pod phase and container states). `object_health` is pure;
+`app_health` only adds the reads.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from reconciler.api import Api, NotFound
 from reconciler.diff import FieldChange, diff_objects
 from reconciler.sync.engine import managed_object
 from schemas import Deployment, KubeObject, ObjectKey, Pod, ReplicaSet, model_for
+from schemas.batch import Job
 
 __all__ = ["Health", "ObjectStatus", "SyncStatus", "app_health", "object_health"]
 
@@ -48,6 +49,8 @@ def object_health(obj: KubeObject) -> tuple[Health, str]:
         return _replicaset_health(obj)
     if isinstance(obj, Pod):
         return _pod_health(obj)
+    if isinstance(obj, Job):
+        return _job_health(obj)
     if obj.metadata.deletion_timestamp is not None:
         return "Progressing", "being deleted"
     return "Healthy", ""
@@ -81,6 +84,19 @@ def _replicaset_health(obj: ReplicaSet) -> tuple[Health, str]:
         ready = status.ready_replicas if status else 0
         return "Progressing", f"{ready}/{want} ready"
     return "Healthy", f"{status.ready_replicas}/{want} ready"
+
+
+def _job_health(obj: Job) -> tuple[Health, str]:
+    status = obj.status
+    if status is None:
+        return "Progressing", "waiting for the controller"
+    finished = status.finished
+    condition = status.condition(finished) if finished else None
+    if finished == "Failed":
+        return "Degraded", (condition.message if condition else None) or "failed"
+    if finished == "Complete":
+        return "Healthy", f"completed ({status.succeeded} succeeded)"
+    return "Progressing", f"{status.active} active, {status.succeeded} succeeded"
 
 
 def _pod_health(obj: Pod) -> tuple[Health, str]:

@@ -39,6 +39,8 @@ def test_supported_kinds():
         ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("rbac.authorization.k8s.io/v1", "ClusterRole"),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("batch/v1", "Job"),
+        ("batch/v1", "CronJob"),
     }
     for api_version, kind in SUPPORTED_KINDS:
         model = model_for(api_version, kind)

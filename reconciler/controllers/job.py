@@ -24,9 +24,9 @@ from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
-from reconciler.controllers._pods import is_ready, owner_keys
+from reconciler.controllers._pods import child_manifest, controlled_by, is_ready, owner_keys
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
-from schemas import Condition, ObjectKey, ObjectMeta, OwnerReference, Pod
+from schemas import Condition, ObjectKey, ObjectMeta, Pod
 from schemas.batch import Job, JobStatus
 
 __all__ = ["JOB_NAME_LABEL", "JobController", "job_pod_manifest"]
@@ -51,23 +51,9 @@ def job_pod_manifest(job: Job) -> dict[str, Any]:
         namespace=job.namespace,
         labels=labels,
         annotations=dict(template.metadata.annotations),
-        owner_references=[
-            OwnerReference(
-                api_version="batch/v1",
-                kind="Job",
-                name=job.name,
-                uid=job.metadata.uid or "",
-                controller=True,
-                block_owner_deletion=True,
-            )
-        ],
+        owner_references=[controlled_by(job)],
     )
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": meta.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "spec": template.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-    }
+    return child_manifest("v1", "Pod", meta, template.spec)
 
 
 def _phase(pod: Pod) -> str:

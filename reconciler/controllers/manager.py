@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from reconciler.api import Api, Clock
+from reconciler.controllers.cronjob import CronJobController
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.gc import GarbageCollector
@@ -42,6 +43,7 @@ def default_components() -> list[ComponentFactory]:
         DeploymentController,
         ReplicaSetController,
         JobController,
+        CronJobController,
         ServiceAccountController,
         NamespaceController,
         GarbageCollector,

@@ -4,11 +4,13 @@ the local Docker node running the pods."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import docker
 import pytest
 
+from reconciler.controllers.cronjob import SCHEDULED_ANNOTATION
 from schemas import Pod
 from schemas.batch import Job
 from tests.e2e.conftest import CapstanUp, GitRepo
@@ -35,6 +37,27 @@ spec:
 """
 
 
+CRONJOB = f"""\
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: Forbid
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers:
+            - name: main
+              image: {BUSYBOX}
+              command: ["sh", "-c", "date"]
+"""
+
+
 @pytest.fixture
 def capstan(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[CapstanUp]:
     repo = GitRepo(tmp_path / "repo")
@@ -44,6 +67,7 @@ def capstan(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Caps
             "node.yaml": NODE,
             "ok.yaml": job_manifest("ok", "echo done", completions=2, parallelism=2),
             "bad.yaml": job_manifest("bad", "exit 3", backoffLimit=1),
+            "cron.yaml": CRONJOB,
         },
     )
     up = CapstanUp(repo, tmp_path, docker_client)
@@ -89,3 +113,30 @@ def test_job_runs_to_completion_and_a_failing_one_stops_at_backoff_limit(
     assert rows["ok"][1:3] == ["Complete", "2/2"]
     assert rows["bad"][1:3] == ["Failed", "0/1"]
     assert "BackoffLimitExceeded" in up.cli("describe", "job", "bad")
+
+
+def test_cronjob_fires_at_the_next_minute(capstan: CapstanUp) -> None:
+    up = capstan
+
+    def runs() -> list[Job]:
+        return [
+            j
+            for j in up.api.list(Job, namespace="default").items
+            if j.metadata.owner_references and j.metadata.owner_references[0].kind == "CronJob"
+        ]
+
+    # The first fire time is at most a minute away; its Job then runs busybox's `date`.
+    wait_until(
+        lambda: any(j.status and j.status.finished == "Complete" for j in runs()),
+        timeout=120,
+        what="a CronJob run completed",
+    )
+    run = next(j for j in runs() if j.status and j.status.finished == "Complete")
+    scheduled = datetime.fromisoformat(run.metadata.annotations[SCHEDULED_ANNOTATION])
+    assert (scheduled.second, scheduled.microsecond) == (0, 0)  # on the minute
+    assert run.name == f"tick-{int(scheduled.timestamp()) // 60}"
+    created = run.metadata.creation_timestamp
+    assert created is not None
+    assert timedelta(0) <= created - scheduled < timedelta(seconds=30)
+    table = up.cli("get", "cronjobs")
+    assert table.splitlines()[1].split()[:2] == ["tick", "*"]

@@ -2,7 +2,7 @@
 
 Shared by the reconciler and the agent; imports nothing else from Capstan. Offers the kinds
 (``Namespace``, ``Node``, ``Pod``, ``Service``, ``ServiceAccount``, ``ConfigMap``, ``Secret``,
-``Deployment``, ``ReplicaSet``; batch's ``Job``, ``CronJob``; RBAC's ``Role``,
+``Deployment``, ``ReplicaSet``, ``DaemonSet``; batch's ``Job``, ``CronJob``; RBAC's ``Role``,
 ``RoleBinding``, ``ClusterRole``, ``ClusterRoleBinding``), their parts, :class:`Quantity`,
 and the registry: :func:`parse_object` turns a manifest mapping into a typed
 :class:`KubeObject`, whose :meth:`~KubeObject.to_dict` gives the manifest form back.
@@ -11,6 +11,7 @@ Models are strict and frozen; error locs are Kubernetes field paths
 """
 
 from schemas.apps import (
+    DaemonSet,
     Deployment,
     DeploymentSpec,
     DeploymentStatus,
@@ -130,6 +131,7 @@ __all__ = [
     "ContainerStateWaiting",
     "ContainerStatus",
     "CronJob",
+    "DaemonSet",
     "Deployment",
     "DeploymentSpec",
     "DeploymentStatus",

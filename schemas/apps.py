@@ -1,8 +1,9 @@
-"""apps/v1 Deployment and ReplicaSet.
+"""apps/v1 Deployment, ReplicaSet and DaemonSet.
 
 A Deployment from Git is turned by the deployment controller into ReplicaSets (one per pod
 template revision), and each ReplicaSet by its controller into Pods. Both kinds require that
 their selector matches their template's labels; the error points at the template labels.
+A DaemonSet is turned by its controller into one pod per matching node.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from schemas.meta import Condition, KubeModel, KubeObject, LabelSelector
 from schemas.pod import PodTemplateSpec
 
 __all__ = [
+    "DaemonSet",
+    "DaemonSetSpec",
+    "DaemonSetStatus",
+    "DaemonSetUpdateStrategy",
     "Deployment",
     "DeploymentSpec",
     "DeploymentStatus",
@@ -23,6 +28,7 @@ __all__ = [
     "ReplicaSet",
     "ReplicaSetSpec",
     "ReplicaSetStatus",
+    "RollingUpdateDaemonSet",
     "RollingUpdateDeployment",
     "resolve_int_or_percent",
 ]
@@ -188,3 +194,75 @@ class ReplicaSet(KubeObject):
     kind: Literal["ReplicaSet"] = "ReplicaSet"
     spec: ReplicaSetSpec
     status: ReplicaSetStatus | None = None
+
+
+class RollingUpdateDaemonSet(KubeModel):
+    max_unavailable: IntOrPercent = 1
+    max_surge: IntOrPercent = 0
+
+    @model_validator(mode="after")
+    def _no_surge(self) -> RollingUpdateDaemonSet:
+        if self.max_surge not in (0, "0%"):
+            problems = Problems("RollingUpdateDaemonSet")
+            problems.add(
+                ("maxSurge",),
+                "not_supported",
+                "must be 0 in Capstan: a node runs one pod of a DaemonSet at a time "
+                "(its host ports and volumes could not be shared by two)",
+                self.max_surge,
+            )
+            problems.raise_if_any()
+        return self
+
+
+class DaemonSetUpdateStrategy(KubeModel):
+    type: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    rolling_update: RollingUpdateDaemonSet | None = None
+
+
+class DaemonSetSpec(KubeModel):
+    selector: LabelSelector
+    template: PodTemplateSpec
+    update_strategy: DaemonSetUpdateStrategy = Field(default_factory=DaemonSetUpdateStrategy)
+    min_ready_seconds: NonNegativeInt = 0
+    revision_history_limit: NonNegativeInt = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> DaemonSetSpec:
+        problems = Problems("DaemonSetSpec")
+        _check_selector(problems, self.selector, self.template)
+        if self.template.spec.restart_policy != "Always":
+            problems.add(
+                ("template", "spec", "restartPolicy"),
+                "restart_policy",
+                "must be Always in a DaemonSet",
+                self.template.spec.restart_policy,
+            )
+        problems.raise_if_any()
+        return self
+
+    @property
+    def max_unavailable(self) -> IntOrPercent:
+        rolling = self.update_strategy.rolling_update
+        return rolling.max_unavailable if rolling is not None else 1
+
+
+class DaemonSetStatus(KubeModel):
+    current_number_scheduled: NonNegativeInt = 0
+    desired_number_scheduled: NonNegativeInt = 0
+    number_misscheduled: NonNegativeInt = 0
+    number_ready: NonNegativeInt = 0
+    number_available: NonNegativeInt = 0
+    number_unavailable: NonNegativeInt = 0
+    updated_number_scheduled: NonNegativeInt = 0
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class DaemonSet(KubeObject):
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["DaemonSet"] = "DaemonSet"
+    spec: DaemonSetSpec
+    status: DaemonSetStatus | None = None

@@ -12,7 +12,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from schemas.apps import Deployment, ReplicaSet
+from schemas.apps import DaemonSet, Deployment, ReplicaSet
 from schemas.batch import CronJob, Job
 from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
@@ -32,6 +32,7 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("v1", "Secret"): Secret,
     ("apps/v1", "Deployment"): Deployment,
     ("apps/v1", "ReplicaSet"): ReplicaSet,
+    ("apps/v1", "DaemonSet"): DaemonSet,
     ("batch/v1", "Job"): Job,
     ("batch/v1", "CronJob"): CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,

@@ -24,6 +24,7 @@ from schemas import (
     Service,
     ServiceAccount,
 )
+from schemas.apps import DaemonSet
 from schemas.batch import CronJob, Job
 
 __all__ = ["KINDS", "age", "columns", "resolve_kind"]
@@ -39,6 +40,7 @@ for _model, _names in (
     (Secret, ("secret", "secrets")),
     (Namespace, ("namespace", "namespaces", "ns")),
     (ServiceAccount, ("serviceaccount", "serviceaccounts", "sa")),
+    (DaemonSet, ("daemonset", "daemonsets", "ds")),
     (Job, ("job", "jobs")),
     (CronJob, ("cronjob", "cronjobs", "cj")),
 ):
@@ -183,6 +185,12 @@ def _namespace_phase(obj: KubeObject) -> str:
     return (obj.status.phase if obj.status and obj.status.phase else None) or "Active"
 
 
+def _ds_node_selector(obj: KubeObject) -> str:
+    assert isinstance(obj, DaemonSet)
+    selector = obj.spec.template.spec.node_selector
+    return ",".join(f"{k}={v}" for k, v in selector.items()) or "<none>"
+
+
 def _job_status(obj: KubeObject) -> str:
     assert isinstance(obj, Job)
     finished = obj.status.finished if obj.status else None
@@ -259,6 +267,15 @@ _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
               ("DATA", _data_count), _AGE], []),
     Namespace: ([("NAME", lambda o: o.name), ("STATUS", _namespace_phase), _AGE], []),
     ServiceAccount: ([("NAME", lambda o: o.name), _AGE], []),
+    DaemonSet: (
+        [("NAME", lambda o: o.name), ("DESIRED", _deploy_field("desired_number_scheduled")),
+         ("CURRENT", _deploy_field("current_number_scheduled")),
+         ("READY", _deploy_field("number_ready")),
+         ("UP-TO-DATE", _deploy_field("updated_number_scheduled")),
+         ("AVAILABLE", _deploy_field("number_available")),
+         ("NODE SELECTOR", _ds_node_selector), _AGE],
+        [("IMAGES", _images)],
+    ),
     Job: (
         [("NAME", lambda o: o.name), ("STATUS", _job_status),
          ("COMPLETIONS", _job_completions), ("DURATION", _job_duration), _AGE],

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
+from reconciler.api import Api, NotFound
 from schemas import KubeModel, KubeObject, ObjectKey, ObjectMeta, OwnerReference, Pod, ReplicaSet
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "child_manifest",
     "controlled_by",
     "controller_ref",
+    "delete_pods",
     "deployment_keys_of_pod",
     "is_available",
     "is_ready",
@@ -56,6 +58,19 @@ def child_manifest(
         "metadata": meta.model_dump(mode="json", by_alias=True, exclude_none=True),
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
+
+
+def delete_pods(api: Api, pods: Iterable[Pod]) -> int:
+    """Delete ``pods`` (already gone ones are skipped); the highest revision written, for
+    :meth:`~reconciler.controllers.runtime.Controller.note_write`."""
+    revision = 0
+    for pod in pods:
+        try:
+            deleted = api.delete(Pod, pod.name, namespace=pod.namespace)
+        except NotFound:
+            continue
+        revision = max(revision, int(deleted.metadata.resource_version or 0))
+    return revision
 
 
 def owner_keys(obj: KubeObject, kind: str) -> Iterable[ObjectKey]:

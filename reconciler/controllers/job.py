@@ -24,7 +24,13 @@ from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
-from reconciler.controllers._pods import child_manifest, controlled_by, is_ready, owner_keys
+from reconciler.controllers._pods import (
+    child_manifest,
+    controlled_by,
+    delete_pods,
+    is_ready,
+    owner_keys,
+)
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from schemas import Condition, ObjectKey, ObjectMeta, Pod
 from schemas.batch import Job, JobStatus
@@ -216,14 +222,7 @@ class JobController(Controller):
         self.note_write(job.key, self.pods, revision)
 
     def _delete(self, key: ObjectKey, victims: list[Pod]) -> None:
-        revision = 0
-        for pod in victims:
-            try:
-                deleted = self.api.delete(Pod, pod.name, namespace=pod.namespace)
-            except NotFound:
-                continue
-            revision = max(revision, int(deleted.metadata.resource_version or 0))
-        self.note_write(key, self.pods, revision)
+        self.note_write(key, self.pods, delete_pods(self.api, victims))
 
     def _expire(self, job: Job) -> Result | None:
         """Delete a finished Job once ``ttlSecondsAfterFinished`` has passed."""

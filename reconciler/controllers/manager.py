@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from reconciler.api import Api, Clock
 from reconciler.controllers.cronjob import CronJobController
+from reconciler.controllers.daemonset import DaemonSetController
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.gc import GarbageCollector
@@ -44,6 +45,7 @@ def default_components() -> list[ComponentFactory]:
         ReplicaSetController,
         JobController,
         CronJobController,
+        DaemonSetController,
         ServiceAccountController,
         NamespaceController,
         GarbageCollector,

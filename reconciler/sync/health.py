@@ -17,6 +17,7 @@ from reconciler.api import Api, NotFound
 from reconciler.diff import FieldChange, diff_objects
 from reconciler.sync.engine import managed_object
 from schemas import Deployment, KubeObject, ObjectKey, Pod, ReplicaSet, model_for
+from schemas.apps import DaemonSet
 from schemas.batch import Job
 
 __all__ = ["Health", "ObjectStatus", "SyncStatus", "app_health", "object_health"]
@@ -51,6 +52,8 @@ def object_health(obj: KubeObject) -> tuple[Health, str]:
         return _pod_health(obj)
     if isinstance(obj, Job):
         return _job_health(obj)
+    if isinstance(obj, DaemonSet):
+        return _daemonset_health(obj)
     if obj.metadata.deletion_timestamp is not None:
         return "Progressing", "being deleted"
     return "Healthy", ""
@@ -97,6 +100,17 @@ def _job_health(obj: Job) -> tuple[Health, str]:
     if finished == "Complete":
         return "Healthy", f"completed ({status.succeeded} succeeded)"
     return "Progressing", f"{status.active} active, {status.succeeded} succeeded"
+
+
+def _daemonset_health(obj: DaemonSet) -> tuple[Health, str]:
+    status = obj.status
+    if status is None or (status.observed_generation or 0) < (obj.metadata.generation or 0):
+        return "Progressing", "waiting for the controller to see the new spec"
+    want = status.desired_number_scheduled
+    if status.updated_number_scheduled < want or status.number_available < want:
+        return "Progressing", (f"{status.updated_number_scheduled}/{want} nodes updated, "
+                               f"{status.number_available} available")
+    return "Healthy", f"{status.number_available}/{want} nodes available"
 
 
 def _pod_health(obj: Pod) -> tuple[Health, str]:

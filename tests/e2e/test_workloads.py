@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from reconciler.controllers.cronjob import SCHEDULED_ANNOTATION
-from schemas import Pod
+from schemas import DaemonSet, Pod
 from schemas.batch import Job
 from tests.e2e.conftest import CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE
@@ -58,6 +58,27 @@ spec:
 """
 
 
+DAEMONSET = f"""\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-agent
+spec:
+  selector:
+    matchLabels:
+      app: node-agent
+  template:
+    metadata:
+      labels:
+        app: node-agent
+    spec:
+      containers:
+        - name: main
+          image: {BUSYBOX}
+          command: ["sleep", "3600"]
+"""
+
+
 @pytest.fixture
 def capstan(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[CapstanUp]:
     repo = GitRepo(tmp_path / "repo")
@@ -68,6 +89,7 @@ def capstan(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Caps
             "ok.yaml": job_manifest("ok", "echo done", completions=2, parallelism=2),
             "bad.yaml": job_manifest("bad", "exit 3", backoffLimit=1),
             "cron.yaml": CRONJOB,
+            "daemonset.yaml": DAEMONSET,
         },
     )
     up = CapstanUp(repo, tmp_path, docker_client)
@@ -140,3 +162,26 @@ def test_cronjob_fires_at_the_next_minute(capstan: CapstanUp) -> None:
     assert timedelta(0) <= created - scheduled < timedelta(seconds=30)
     table = up.cli("get", "cronjobs")
     assert table.splitlines()[1].split()[:2] == ["tick", "*"]
+
+
+def test_daemonset_runs_one_pod_on_the_node(capstan: CapstanUp) -> None:
+    up = capstan
+    wait_until(lambda: len(up.ready_pods("node-agent")) == 1, timeout=60, what="the daemon Ready")
+    (pod,) = up.pods("node-agent")
+    node = pod.spec.node_name
+    assert node is not None
+    # Bound by the DaemonSet controller itself, and running on Docker on that node.
+    assert pod.status is not None
+    assert pod.status.container_statuses[0].state.running is not None
+    ds = up.api.get(DaemonSet, "node-agent", namespace="default")
+    wait_until(
+        lambda: (
+            (s := up.api.get(DaemonSet, "node-agent", namespace="default").status)
+            and s.number_available == s.desired_number_scheduled == 1
+        ),
+        timeout=30,
+        what="DaemonSet status",
+    )
+    assert ds.metadata.uid == pod.metadata.owner_references[0].uid
+    row = up.cli("get", "ds").splitlines()[1].split()
+    assert row[:6] == ["node-agent", "1", "1", "1", "1", "1"]

@@ -39,6 +39,7 @@ def test_supported_kinds():
         ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("rbac.authorization.k8s.io/v1", "ClusterRole"),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("apps/v1", "DaemonSet"),
         ("batch/v1", "Job"),
         ("batch/v1", "CronJob"),
     }

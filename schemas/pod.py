@@ -8,6 +8,7 @@ hostNetwork false). Containers live in ``schemas.container``.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -56,6 +57,7 @@ from schemas.meta import Condition, KubeModel, KubeObject, ObjectMeta, Timestamp
 from schemas.quantity import Quantity
 
 __all__ = [
+    "TEMPLATE_CLAIM_VOLUMES",
     "Capabilities",
     "ConfigMapEnvSource",
     "ConfigMapKeySelector",
@@ -80,6 +82,7 @@ __all__ = [
     "Lifecycle",
     "LifecycleHandler",
     "ObjectFieldSelector",
+    "PersistentVolumeClaimVolumeSource",
     "Pod",
     "PodSecurityContext",
     "PodSpec",
@@ -139,18 +142,39 @@ class SecretVolumeSource(KubeModel):
     optional: bool | None = None
 
 
+#: Volume names a pod template may mount without declaring them: a StatefulSet's
+#: ``volumeClaimTemplates``, set while the StatefulSet validates its template.
+TEMPLATE_CLAIM_VOLUMES: ContextVar[frozenset[str]] = ContextVar(
+    "TEMPLATE_CLAIM_VOLUMES", default=frozenset()
+)
+
+
+class PersistentVolumeClaimVolumeSource(KubeModel):
+    """A PersistentVolumeClaim of the pod's namespace: a Docker named volume on the node the
+    claim is bound to (the scheduler keeps the pod there)."""
+
+    claim_name: DNSSubdomain
+    read_only: bool = False
+
+
 class Volume(KubeModel):
-    """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``."""
+    """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``,
+    ``persistentVolumeClaim``."""
 
     name: DNSLabel
     empty_dir: EmptyDirVolumeSource | None = None
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
-        if sum(s is not None for s in (self.empty_dir, self.config_map, self.secret)) != 1:
-            raise rule_error("one_of", "exactly one of emptyDir, configMap or secret must be given")
+        sources = (self.empty_dir, self.config_map, self.secret, self.persistent_volume_claim)
+        if sum(s is not None for s in sources) != 1:
+            raise rule_error(
+                "one_of",
+                "exactly one of emptyDir, configMap, secret or persistentVolumeClaim must be given",
+            )
         return self
 
 
@@ -295,7 +319,7 @@ class PodSpec(KubeModel):
             declared.add(volume.name)
         for field, index, container in self._all_containers():
             for mount_index, mount in enumerate(container.volume_mounts):
-                if mount.name not in declared:
+                if mount.name not in declared and mount.name not in TEMPLATE_CLAIM_VOLUMES.get():
                     problems.add(
                         (field, index, "volumeMounts", mount_index, "name"),
                         "volume_not_found",

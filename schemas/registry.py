@@ -12,13 +12,14 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from schemas.apps import DaemonSet, Deployment, ReplicaSet
+from schemas.apps import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from schemas.batch import CronJob, Job
 from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
 from schemas.node import Node
 from schemas.pod import Pod
 from schemas.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from schemas.storage import PersistentVolumeClaim
 
 __all__ = ["SUPPORTED_KINDS", "UnsupportedKindError", "model_for", "parse_object"]
 
@@ -33,6 +34,8 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("apps/v1", "Deployment"): Deployment,
     ("apps/v1", "ReplicaSet"): ReplicaSet,
     ("apps/v1", "DaemonSet"): DaemonSet,
+    ("apps/v1", "StatefulSet"): StatefulSet,
+    ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
     ("batch/v1", "Job"): Job,
     ("batch/v1", "CronJob"): CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
@@ -43,6 +46,15 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
 
 SUPPORTED_KINDS: Final[tuple[tuple[str, str], ...]] = tuple(_MODELS)
 
+# Kinds refused with a pointer to what to write instead (matched on kind, any apiVersion).
+_REPLACEMENTS: Final[dict[str, str]] = {
+    "ReplicationController": (
+        "ReplicationController is the legacy form of ReplicaSet and is not supported; write an "
+        "apps/v1 Deployment (or ReplicaSet) with the same template and "
+        "selector: {matchLabels: <the selector's labels>}"
+    ),
+}
+
 
 class UnsupportedKindError(ValueError):
     """A document of a kind (or apiVersion) Capstan does not know; lists the ones it does."""
@@ -51,8 +63,12 @@ class UnsupportedKindError(ValueError):
         self.api_version = api_version
         self.kind = kind
         supported = ", ".join(f"{v}/{k}" for v, k in SUPPORTED_KINDS)
+        replacement = _REPLACEMENTS.get(kind)
+        #: What to write instead, for a kind Capstan refuses on purpose; None otherwise.
+        self.replacement = replacement
         super().__init__(
-            f"unsupported kind {kind!r} of apiVersion {api_version!r}; supported: {supported}"
+            f"unsupported kind {kind!r} of apiVersion {api_version!r}; "
+            + (replacement if replacement else f"supported: {supported}")
         )
 
 

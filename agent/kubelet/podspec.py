@@ -247,6 +247,12 @@ def _volume_config_error(pod: Pod, configs: ConfigIndex) -> str | None:
             and (namespace, secret.secret_name) not in configs.secrets
         ):
             return f"secret {secret.secret_name!r} not found (volume {volume.name!r})"
+    claims = {v.name for v in pod.spec.volumes if v.persistent_volume_claim is not None}
+    for container in pod.spec.containers:
+        for mount in container.volume_mounts:
+            if mount.sub_path and mount.name in claims:
+                return (f"subPath is not supported on persistentVolumeClaim volumes "
+                        f"(volume {mount.name!r}): a claim is one Docker volume, mounted whole")
     return None
 
 
@@ -286,6 +292,12 @@ def pod_dir(state_dir: Path, uid: PodUID) -> Path:
 
 def volume_dir(state_dir: Path, uid: PodUID, volume: str) -> Path:
     return pod_dir(state_dir, uid) / "volumes" / volume
+
+
+def claim_volume_name(node: str, namespace: str, claim: str) -> str:
+    """The Docker named volume holding a PersistentVolumeClaim's data on this node. The node
+    is part of the name because agents of several nodes may share one Docker daemon."""
+    return f"capstan-pvc.{node}.{namespace}.{claim}"
 
 
 def _docker_name(*parts: str) -> str:
@@ -372,6 +384,13 @@ def _mounts(d: DesiredPod, container: Container, settings: NodeSettings) -> tupl
     mounts: list[Mount] = []
     for mount in container.volume_mounts:
         volume = volumes[mount.name]
+        claim = volume.persistent_volume_claim
+        if claim is not None:
+            # A name, not a path: Docker mounts (and first creates) the named volume.
+            named = claim_volume_name(settings.node_name, d.namespace, claim.claim_name)
+            read_only = bool(mount.read_only) or claim.read_only
+            mounts.append(Mount(source=named, target=mount.mount_path, read_only=read_only))
+            continue
         source = volume_dir(settings.state_dir, d.uid, mount.name)
         if mount.sub_path:
             source = source / mount.sub_path

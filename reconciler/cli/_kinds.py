@@ -24,8 +24,9 @@ from schemas import (
     Service,
     ServiceAccount,
 )
-from schemas.apps import DaemonSet
+from schemas.apps import DaemonSet, StatefulSet
 from schemas.batch import CronJob, Job
+from schemas.storage import PersistentVolumeClaim
 
 __all__ = ["KINDS", "age", "columns", "resolve_kind"]
 
@@ -41,6 +42,8 @@ for _model, _names in (
     (Namespace, ("namespace", "namespaces", "ns")),
     (ServiceAccount, ("serviceaccount", "serviceaccounts", "sa")),
     (DaemonSet, ("daemonset", "daemonsets", "ds")),
+    (StatefulSet, ("statefulset", "statefulsets", "sts")),
+    (PersistentVolumeClaim, ("persistentvolumeclaim", "persistentvolumeclaims", "pvc")),
     (Job, ("job", "jobs")),
     (CronJob, ("cronjob", "cronjobs", "cj")),
 ):
@@ -191,6 +194,23 @@ def _ds_node_selector(obj: KubeObject) -> str:
     return ",".join(f"{k}={v}" for k, v in selector.items()) or "<none>"
 
 
+def _sts_ready(obj: KubeObject) -> str:
+    assert isinstance(obj, StatefulSet)
+    ready = obj.status.ready_replicas if obj.status else 0
+    return f"{ready}/{obj.spec.replicas}"
+
+
+def _pvc_status(obj: KubeObject) -> str:
+    assert isinstance(obj, PersistentVolumeClaim)
+    return obj.status.phase if obj.status else "Pending"
+
+
+def _pvc_capacity(obj: KubeObject) -> str:
+    assert isinstance(obj, PersistentVolumeClaim)
+    storage = obj.spec.resources.requests.get("storage")
+    return str(storage) if storage is not None else "-"
+
+
 def _job_status(obj: KubeObject) -> str:
     assert isinstance(obj, Job)
     finished = obj.status.finished if obj.status else None
@@ -275,6 +295,16 @@ _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
          ("AVAILABLE", _deploy_field("number_available")),
          ("NODE SELECTOR", _ds_node_selector), _AGE],
         [("IMAGES", _images)],
+    ),
+    StatefulSet: (
+        [("NAME", lambda o: o.name), ("READY", _sts_ready), _AGE],
+        [("IMAGES", _images)],
+    ),
+    PersistentVolumeClaim: (
+        [("NAME", lambda o: o.name), ("STATUS", _pvc_status),
+         ("NODE", lambda o: o.bound_node or "<none>"),  # type: ignore[attr-defined]
+         ("CAPACITY", _pvc_capacity), _AGE],
+        [("STORAGECLASS", lambda o: o.spec.storage_class_name or "<none>")],  # type: ignore[attr-defined]
     ),
     Job: (
         [("NAME", lambda o: o.name), ("STATUS", _job_status),

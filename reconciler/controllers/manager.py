@@ -30,6 +30,7 @@ from reconciler.controllers.runtime import (
     InformerFactory,
 )
 from reconciler.controllers.serviceaccount import ServiceAccountController
+from reconciler.controllers.statefulset import StatefulSetController
 from reconciler.scheduler import Scheduler
 
 __all__ = ["ControllerManager", "default_components"]
@@ -46,6 +47,7 @@ def default_components() -> list[ComponentFactory]:
         JobController,
         CronJobController,
         DaemonSetController,
+        StatefulSetController,
         ServiceAccountController,
         NamespaceController,
         GarbageCollector,

@@ -17,7 +17,7 @@ from reconciler.api import Api, NotFound
 from reconciler.diff import FieldChange, diff_objects
 from reconciler.sync.engine import managed_object
 from schemas import Deployment, KubeObject, ObjectKey, Pod, ReplicaSet, model_for
-from schemas.apps import DaemonSet
+from schemas.apps import DaemonSet, StatefulSet
 from schemas.batch import Job
 
 __all__ = ["Health", "ObjectStatus", "SyncStatus", "app_health", "object_health"]
@@ -54,6 +54,8 @@ def object_health(obj: KubeObject) -> tuple[Health, str]:
         return _job_health(obj)
     if isinstance(obj, DaemonSet):
         return _daemonset_health(obj)
+    if isinstance(obj, StatefulSet):
+        return _statefulset_health(obj)
     if obj.metadata.deletion_timestamp is not None:
         return "Progressing", "being deleted"
     return "Healthy", ""
@@ -111,6 +113,17 @@ def _daemonset_health(obj: DaemonSet) -> tuple[Health, str]:
         return "Progressing", (f"{status.updated_number_scheduled}/{want} nodes updated, "
                                f"{status.number_available} available")
     return "Healthy", f"{status.number_available}/{want} nodes available"
+
+
+def _statefulset_health(obj: StatefulSet) -> tuple[Health, str]:
+    status = obj.status
+    if status is None or (status.observed_generation or 0) < (obj.metadata.generation or 0):
+        return "Progressing", "waiting for the controller to see the new spec"
+    want = obj.spec.replicas
+    if status.updated_replicas < want or status.ready_replicas < want or status.replicas > want:
+        ready, updated = status.ready_replicas, status.updated_replicas
+        return "Progressing", f"{ready}/{want} ready, {updated} updated"
+    return "Healthy", f"{status.ready_replicas}/{want} ready"
 
 
 def _pod_health(obj: Pod) -> tuple[Health, str]:

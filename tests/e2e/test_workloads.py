@@ -13,7 +13,8 @@ import pytest
 from reconciler.controllers.cronjob import SCHEDULED_ANNOTATION
 from schemas import DaemonSet, Pod
 from schemas.batch import Job
-from tests.e2e.conftest import CapstanUp, GitRepo
+from schemas.storage import PersistentVolumeClaim
+from tests.e2e.conftest import MANAGED_LABEL, CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE
 from tests.fixtures.local_agent import BUSYBOX
 from tests.fixtures.waiting import wait_until
@@ -76,6 +77,48 @@ spec:
         - name: main
           image: {BUSYBOX}
           command: ["sleep", "3600"]
+"""
+
+
+def statefulset(marker: str) -> str:
+    """Each pod writes its first start time (the host's uptime) once into its claim, and on
+    every start appends ``marker`` (the template version) to a log there."""
+    return f"""\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 2
+  serviceName: db
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+        - name: main
+          image: {BUSYBOX}
+          command:
+            - sh
+            - -c
+            - >-
+              test -f /data/first || cut -d' ' -f1 /proc/uptime > /data/first;
+              echo {marker} >> /data/log; sleep 3600
+          volumeMounts:
+            - name: data
+              mountPath: /data
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: ["ReadWriteOnce"]
+        resources:
+          requests:
+            storage: 1Gi
 """
 
 
@@ -185,3 +228,70 @@ def test_daemonset_runs_one_pod_on_the_node(capstan: CapstanUp) -> None:
     assert ds.metadata.uid == pod.metadata.owner_references[0].uid
     row = up.cli("get", "ds").splitlines()[1].split()
     assert row[:6] == ["node-agent", "1", "1", "1", "1", "1"]
+
+
+def read_claim(up: CapstanUp, pod: str, path: str) -> str:
+    """``cat path`` inside the running app container of ``pod`` (its claim is mounted at /data)."""
+    (container,) = up.docker.containers.list(
+        filters={
+            "label": [
+                f"{MANAGED_LABEL}={up.node}",
+                f"io.capstan.pod-name={pod}",
+                "io.capstan.container=main",
+            ]
+        }
+    )
+    code, output = container.exec_run(["cat", path])
+    assert code == 0, output
+    return str(output.decode())
+
+
+@pytest.fixture
+def stateful(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[CapstanUp]:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("db v1", {"node.yaml": NODE, "db.yaml": statefulset("v1")})
+    up = CapstanUp(repo, tmp_path, docker_client)
+    try:
+        up.start()
+        yield up
+    finally:
+        up.close()
+        for volume in docker_client.volumes.list(filters={"name": f"capstan-pvc.{up.node}."}):
+            volume.remove(force=True)
+
+
+def test_statefulset_keeps_its_data_across_a_restart_and_a_rollout(stateful: CapstanUp) -> None:
+    up = stateful
+    wait_until(lambda: len(up.ready_pods("db")) == 2, timeout=90, what="db-0 and db-1 Ready")
+    assert [p.name for p in up.pods("db")] == ["db-0", "db-1"]
+    first = {name: read_claim(up, name, "/data/first") for name in ("db-0", "db-1")}
+    # Ordered start: db-1 wrote its start time after db-0 (db-1 waited for db-0 to be Ready).
+    assert float(first["db-0"]) < float(first["db-1"])
+
+    # A pod deleted is made again under the same name, on the same claim.
+    old_uid = up.pods("db")[0].metadata.uid
+    up.api.delete(Pod, "db-0", namespace="default")
+    wait_until(
+        lambda: any(p.name == "db-0" and p.metadata.uid != old_uid for p in up.ready_pods("db")),
+        timeout=60,
+        what="db-0 made again and Ready",
+    )
+    assert read_claim(up, "db-0", "/data/first") == first["db-0"]
+    assert read_claim(up, "db-0", "/data/log").split() == ["v1", "v1"]
+
+    # A rollout (a new template) replaces both pods; each finds its own data.
+    up.repo.commit("db v2", {"db.yaml": statefulset("v2")})
+
+    def rolled() -> bool:
+        pods = up.ready_pods("db")
+        return len(pods) == 2 and all(
+            "echo v2" in " ".join(p.spec.containers[0].command) for p in pods
+        )
+
+    wait_until(rolled, timeout=120, what="both pods on the v2 template")
+    for name in ("db-0", "db-1"):
+        assert read_claim(up, name, "/data/first") == first[name]
+        assert read_claim(up, name, "/data/log").split()[-1] == "v2"
+    claims = {c.name: c for c in up.api.list(PersistentVolumeClaim, namespace="default").items}
+    assert sorted(claims) == ["data-db-0", "data-db-1"]
+    assert all(c.bound_node == up.pods("db")[0].spec.node_name for c in claims.values())

@@ -179,3 +179,15 @@ def test_last_fire_counts_the_missed_runs() -> None:
     latest, count = parse_cron("*/10 * * * *").last_fire(start, start.replace(hour=9, minute=5))
     assert latest == start.replace(hour=9, minute=0)
     assert count == 6
+
+
+def test_replication_controller_is_refused_naming_its_replacement(tmp_path: Path) -> None:
+    (tmp_path / "rc.yaml").write_text(
+        "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: old\n"
+        "spec:\n  replicas: 1\n  selector:\n    app: old\n"
+    )
+    with pytest.raises(ManifestErrors) as caught:
+        load_repository(tmp_path)
+    (error,) = caught.value.errors
+    assert (error.file, error.line, error.field_path) == ("rc.yaml", 2, "kind")
+    assert "apps/v1 Deployment (or ReplicaSet)" in str(error)

@@ -40,6 +40,8 @@ def test_supported_kinds():
         ("rbac.authorization.k8s.io/v1", "ClusterRole"),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
         ("apps/v1", "DaemonSet"),
+        ("apps/v1", "StatefulSet"),
+        ("v1", "PersistentVolumeClaim"),
         ("batch/v1", "Job"),
         ("batch/v1", "CronJob"),
     }
@@ -54,7 +56,7 @@ def test_supported_kinds():
     ("api_version", "kind"),
     [
         ("v1", "Ingress"),
-        ("apps/v1", "StatefulSet"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
         ("v1", "Deployment"),
         ("apps/v2", "Deployment"),
         ("extensions/v1beta1", "Deployment"),

@@ -18,10 +18,17 @@ from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
 from schemas.node import Node
 from schemas.pod import Pod
+from schemas.policy import HorizontalPodAutoscaler, NetworkPolicy, PodDisruptionBudget
 from schemas.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from schemas.storage import PersistentVolumeClaim
 
-__all__ = ["SUPPORTED_KINDS", "UnsupportedKindError", "model_for", "parse_object"]
+__all__ = [
+    "SUPPORTED_KINDS",
+    "UnsupportedKindError",
+    "model_for",
+    "parse_object",
+    "resource_plural",
+]
 
 _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("v1", "Namespace"): Namespace,
@@ -36,6 +43,9 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("apps/v1", "DaemonSet"): DaemonSet,
     ("apps/v1", "StatefulSet"): StatefulSet,
     ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
     ("batch/v1", "Job"): Job,
     ("batch/v1", "CronJob"): CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
@@ -70,6 +80,13 @@ class UnsupportedKindError(ValueError):
             f"unsupported kind {kind!r} of apiVersion {api_version!r}; "
             + (replacement if replacement else f"supported: {supported}")
         )
+
+
+def resource_plural(kind: str) -> str:
+    """The REST resource name of a kind, as Kubernetes spells it: ``pods``,
+    ``networkpolicies``."""
+    lowered = kind.lower()
+    return lowered[:-1] + "ies" if lowered.endswith("y") else lowered + "s"
 
 
 def model_for(api_version: str, kind: str) -> type[KubeObject]:

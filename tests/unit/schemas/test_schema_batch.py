@@ -1,5 +1,6 @@
 """batch/v1 Job and CronJob: what validates, what is refused and where the error points, and
-the five-field cron schedules the CronJob controller fires on."""
+the five-field cron schedules the CronJob controller fires on; and the kinds beside them that
+are refused (ReplicationController) or stored with a warning (HPA, PDB, NetworkPolicy)."""
 
 from __future__ import annotations
 
@@ -191,3 +192,54 @@ def test_replication_controller_is_refused_naming_its_replacement(tmp_path: Path
     (error,) = caught.value.errors
     assert (error.file, error.line, error.field_path) == ("rc.yaml", 2, "kind")
     assert "apps/v1 Deployment (or ReplicaSet)" in str(error)
+
+
+NOT_ACTED_ON = """\
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 10
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+"""
+
+
+def test_hpa_pdb_and_network_policy_validate_with_a_warning_saying_what_capstan_does(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    (tmp_path / "policies.yaml").write_text(NOT_ACTED_ON)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    warnings = sorted(result.stderr.splitlines(), key=lambda w: int(w.split(":")[1]))
+    assert warnings == [
+        f"{tmp_path}/policies.yaml:1: warning: HorizontalPodAutoscaler 'web': stored, not acted "
+        "on: Capstan does not autoscale; the target keeps the replicas written in its own "
+        "manifest",
+        f"{tmp_path}/policies.yaml:10: warning: PodDisruptionBudget 'web': stored, not acted "
+        "on: rollouts follow their own maxUnavailable and `capstan node drain` does not "
+        "consult disruption budgets",
+        f"{tmp_path}/policies.yaml:18: warning: NetworkPolicy 'deny-all': stored, not "
+        "enforced: every pod can reach every other pod and Service; no traffic is filtered",
+    ]

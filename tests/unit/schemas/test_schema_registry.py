@@ -42,6 +42,9 @@ def test_supported_kinds():
         ("apps/v1", "DaemonSet"),
         ("apps/v1", "StatefulSet"),
         ("v1", "PersistentVolumeClaim"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
         ("batch/v1", "Job"),
         ("batch/v1", "CronJob"),
     }
@@ -56,7 +59,7 @@ def test_supported_kinds():
     ("api_version", "kind"),
     [
         ("v1", "Ingress"),
-        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("batch/v1beta1", "CronJob"),
         ("v1", "Deployment"),
         ("apps/v2", "Deployment"),
         ("extensions/v1beta1", "Deployment"),

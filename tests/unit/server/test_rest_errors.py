@@ -234,7 +234,9 @@ def test_capstan_routes_and_hooks(make_client):
 def test_discovery(admin, make_client):
     assert admin.get("/api").json()["versions"] == ["v1"]
     groups = {g["name"] for g in admin.get("/apis").json()["groups"]}
-    assert groups == {"apps", "batch", "rbac.authorization.k8s.io"}
+    assert groups == {
+        "apps", "autoscaling", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io"
+    }
     core = admin.get("/api/v1").json()
     assert core["kind"] == "APIResourceList"
     by_name = {r["name"]: r for r in core["resources"]}

@@ -346,8 +346,9 @@ class StatefulSetSpec(KubeModel):
         volumes = {v.name for v in self.template.spec.volumes}
         for index, claim in enumerate(self.volume_claim_templates):
             if not claim.metadata.name:
-                problems.add(("volumeClaimTemplates", index, "metadata", "name"), "missing",
-                             "Field required")
+                problems.add(
+                    ("volumeClaimTemplates", index, "metadata", "name"), "missing", "Field required"
+                )
             elif claim.metadata.name in volumes:
                 problems.add(
                     ("volumeClaimTemplates", index, "metadata", "name"),

@@ -2,8 +2,9 @@
 
 One screen over a ``ClusterView``: the commit live and the commit seen on the branch, the
 sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended), the
-apps (Deployments Capstan manages) with their health, and the nodes with readiness, agent
-link and pod counts. ``-o json`` gives the same as one object.
+apps (Deployments Capstan manages) with their health, the Jobs it manages with their
+completions, and the nodes with readiness, agent link and pod counts. ``-o json`` gives the
+same as one object.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from reconciler.nodes import AGENT_CONNECTED
 from reconciler.sync import list_sync_records, object_health, read_sync_state
 from schemas import Deployment, Node, Pod
+from schemas.batch import Job
 
 __all__ = ["collect_status", "status"]
 
@@ -71,6 +73,15 @@ def collect_status(cluster: ClusterView) -> dict[str, Any]:
             "ready": status.ready_replicas if status else 0,
             "replicas": deployment.spec.replicas,
         })
+    jobs = []
+    for job in sorted(cluster.list(Job, selector={MANAGED_BY_LABEL: MANAGED_BY_VALUE}),
+                      key=lambda j: (j.namespace, j.name)):
+        health, message = object_health(job)
+        jobs.append({
+            "namespace": job.namespace, "name": job.name, "health": health, "message": message,
+            "succeeded": job.status.succeeded if job.status else 0,
+            "completions": job.spec.wanted_completions or 1,
+        })
     pods = cluster.list(Pod)
     nodes = []
     for node in sorted(cluster.list(Node), key=lambda n: n.name):
@@ -90,6 +101,7 @@ def collect_status(cluster: ClusterView) -> dict[str, Any]:
         "via": cluster.via,
         "sync": _sync_section(cluster),
         "apps": apps,
+        "jobs": jobs,
         "nodes": nodes,
     }
 
@@ -125,6 +137,12 @@ def _render(data: dict[str, Any]) -> str:
     else:
         lines.append("No apps.")
     lines.append("")
+    if data["jobs"]:
+        lines.append(format_table(
+            ["JOB", "HEALTH", "COMPLETIONS", "MESSAGE"],
+            [[f"{j['namespace']}/{j['name']}", j["health"],
+              f"{j['succeeded']}/{j['completions']}", j["message"]] for j in data["jobs"]]))
+        lines.append("")
     if data["nodes"]:
         lines.append(format_table(
             ["NODE", "READY", "AGENT", "PODS", "ADDRESS"],

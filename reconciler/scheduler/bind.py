@@ -243,23 +243,30 @@ class Scheduler:
         """Record ``node`` on each claim of ``pod`` not bound yet (its Docker volume is made
         there when the pod starts)."""
         for name in self._claim_names(pod):
-            try:
-                claim = self.api.get(PersistentVolumeClaim, name, namespace=pod.namespace)
-                if claim.bound_node:
-                    continue
-                meta = claim.metadata.model_copy(update={
-                    "annotations": {**claim.metadata.annotations, BOUND_NODE_ANNOTATION: node}
-                })
-                spec = claim.spec.model_copy(
-                    update={"volume_name": claim.spec.volume_name or f"{node}/{claim.name}"}
-                )
-                bound = self.api.update(claim.model_copy(update={"metadata": meta, "spec": spec}))
-                self.api.update_status(bound.model_copy(update={"status": (
-                    bound.status or PersistentVolumeClaimStatus()
-                ).model_copy(update={"phase": "Bound", "access_modes": bound.spec.access_modes})}))
-            except ApiError as exc:
-                log.warning("scheduler: binding claim %s/%s to %s: %s", pod.namespace, name,
-                            node, exc)
+            for _attempt in range(5):
+                try:
+                    self._bind_claim(name, pod.namespace, node)
+                    break
+                except Conflict:
+                    continue  # written meanwhile (its status, labels): read it again
+                except ApiError as exc:
+                    log.warning("scheduler: binding claim %s/%s to %s: %s", pod.namespace,
+                                name, node, exc)
+                    break
+
+    def _bind_claim(self, name: str, namespace: str, node: str) -> None:
+        claim = self.api.get(PersistentVolumeClaim, name, namespace=namespace)
+        if claim.bound_node:
+            return
+        annotations = {**claim.metadata.annotations, BOUND_NODE_ANNOTATION: node}
+        meta = claim.metadata.model_copy(update={"annotations": annotations})
+        volume = claim.spec.volume_name or f"{node}/{claim.name}"
+        spec = claim.spec.model_copy(update={"volume_name": volume})
+        bound = self.api.update(claim.model_copy(update={"metadata": meta, "spec": spec}))
+        status = (bound.status or PersistentVolumeClaimStatus()).model_copy(
+            update={"phase": "Bound", "access_modes": bound.spec.access_modes}
+        )
+        self.api.update_status(bound.model_copy(update={"status": status}))
 
     def _report_unschedulable(self, pod: Pod, outcome: Unschedulable) -> None:
         message = outcome.message

@@ -178,6 +178,9 @@ def test_job_runs_to_completion_and_a_failing_one_stops_at_backoff_limit(
     assert rows["ok"][1:3] == ["Complete", "2/2"]
     assert rows["bad"][1:3] == ["Failed", "0/1"]
     assert "BackoffLimitExceeded" in up.cli("describe", "job", "bad")
+    jobs = {j["name"]: j for j in up.status()["jobs"]}
+    assert (jobs["ok"]["health"], jobs["ok"]["succeeded"]) == ("Healthy", 2)
+    assert jobs["bad"]["health"] == "Degraded"
 
 
 def test_cronjob_fires_at_the_next_minute(capstan: CapstanUp) -> None:

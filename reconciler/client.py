@@ -58,6 +58,7 @@ from reconciler.api import (
 from reconciler.diff import OVERRIDE_HEADER
 from reconciler.runinfo import RUN_INFO_FILE
 from schemas import KubeObject, LabelSelector
+from schemas.registry import resource_plural
 
 __all__ = [
     "CONFIG_ENV",
@@ -383,7 +384,7 @@ def resource_path(kind: type[KubeObject], *, namespace: str | None, name: str | 
     kind_name = str(kind.model_fields["kind"].default)
     group, _, version = api_version.rpartition("/")
     base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    plural = kind_name.lower() + "s"
+    plural = resource_plural(kind_name)
     path = f"{base}/namespaces/{namespace}/{plural}" if kind.NAMESPACED and namespace \
         else f"{base}/{plural}"
     if name is not None:

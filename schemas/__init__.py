@@ -2,14 +2,16 @@
 
 Shared by the reconciler and the agent; imports nothing else from Capstan. Offers the kinds
 (``Namespace``, ``Node``, ``Pod``, ``Service``, ``ServiceAccount``, ``ConfigMap``, ``Secret``,
-``Deployment``, ``ReplicaSet``; RBAC's ``Role``, ``RoleBinding``, ``ClusterRole``,
-``ClusterRoleBinding``), their parts, :class:`Quantity`, and the registry:
-:func:`parse_object` turns a manifest mapping into a typed :class:`KubeObject`, whose
-:meth:`~KubeObject.to_dict` gives the manifest form back. Models are strict and frozen; error
-locs are Kubernetes field paths (``("spec", "template", "spec", "containers", 0, "image")``).
+``Deployment``, ``ReplicaSet``, ``DaemonSet``; batch's ``Job``, ``CronJob``; RBAC's ``Role``,
+``RoleBinding``, ``ClusterRole``, ``ClusterRoleBinding``), their parts, :class:`Quantity`,
+and the registry: :func:`parse_object` turns a manifest mapping into a typed
+:class:`KubeObject`, whose :meth:`~KubeObject.to_dict` gives the manifest form back.
+Models are strict and frozen; error locs are Kubernetes field paths
+(``("spec", "template", "spec", "containers", 0, "image")``).
 """
 
 from schemas.apps import (
+    DaemonSet,
     Deployment,
     DeploymentSpec,
     DeploymentStatus,
@@ -20,6 +22,7 @@ from schemas.apps import (
     RollingUpdateDeployment,
     resolve_int_or_percent,
 )
+from schemas.batch import CronJob, Job
 from schemas.container import (
     Capabilities,
     ConfigMapEnvSource,
@@ -133,6 +136,8 @@ __all__ = [
     "ContainerStateTerminated",
     "ContainerStateWaiting",
     "ContainerStatus",
+    "CronJob",
+    "DaemonSet",
     "Deployment",
     "DeploymentSpec",
     "DeploymentStatus",
@@ -145,6 +150,7 @@ __all__ = [
     "HTTPGetAction",
     "HTTPHeader",
     "HostPortMapping",
+    "Job",
     "KeyToPath",
     "KubeModel",
     "KubeObject",

@@ -9,6 +9,7 @@ hostNetwork false). Containers live in ``schemas.container``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -62,6 +63,7 @@ from schemas.quantity import Quantity
 from schemas.scheduling import Affinity, TopologySpreadConstraint
 
 __all__ = [
+    "TEMPLATE_CLAIM_VOLUMES",
     "Capabilities",
     "ConfigMapEnvSource",
     "ConfigMapKeySelector",
@@ -91,6 +93,7 @@ __all__ = [
     "Lifecycle",
     "LifecycleHandler",
     "ObjectFieldSelector",
+    "PersistentVolumeClaimVolumeSource",
     "Pod",
     "PodDNSConfig",
     "PodDNSConfigOption",
@@ -155,6 +158,21 @@ class SecretVolumeSource(KubeModel):
     optional: bool | None = None
 
 
+#: Volume names a pod template may mount without declaring them: a StatefulSet's
+#: ``volumeClaimTemplates``, set while the StatefulSet validates its template.
+TEMPLATE_CLAIM_VOLUMES: ContextVar[frozenset[str]] = ContextVar(
+    "TEMPLATE_CLAIM_VOLUMES", default=frozenset()
+)
+
+
+class PersistentVolumeClaimVolumeSource(KubeModel):
+    """A PersistentVolumeClaim of the pod's namespace: a Docker named volume on the node the
+    claim is bound to (the scheduler keeps the pod there)."""
+
+    claim_name: DNSSubdomain
+    read_only: bool = False
+
+
 class ConfigMapProjection(KubeModel):
     name: DNSSubdomain
     items: list[KeyToPath] = Field(default_factory=list)
@@ -170,7 +188,7 @@ class SecretProjection(KubeModel):
 class DownwardAPIVolumeFile(KubeModel):
     """A file holding a field of the pod (``metadata.name``, ``metadata.labels``, ...)."""
 
-    path: str = Field(min_length=1)
+    path: LocalDescendingPath = Field(min_length=1)
     field_ref: ObjectFieldSelector
     mode: int | None = Field(default=None, ge=0, le=0o777)
 
@@ -182,7 +200,7 @@ class DownwardAPIProjection(KubeModel):
 class ServiceAccountTokenProjection(KubeModel):
     """Accepted; the agent writes no token file (Capstan issues no projected tokens)."""
 
-    path: str = Field(min_length=1)
+    path: LocalDescendingPath = Field(min_length=1)
     audience: str | None = None
     expiration_seconds: int | None = Field(default=None, ge=600)
 
@@ -213,20 +231,30 @@ class ProjectedVolumeSource(KubeModel):
 
 
 class Volume(KubeModel):
-    """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``, ``projected``."""
+    """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``, ``projected``,
+    ``persistentVolumeClaim``."""
 
     name: DNSLabel
     empty_dir: EmptyDirVolumeSource | None = None
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
-        sources = (self.empty_dir, self.config_map, self.secret, self.projected)
+        sources = (
+            self.empty_dir,
+            self.config_map,
+            self.secret,
+            self.projected,
+            self.persistent_volume_claim,
+        )
         if sum(s is not None for s in sources) != 1:
             raise rule_error(
-                "one_of", "exactly one of emptyDir, configMap, secret or projected must be given"
+                "one_of",
+                "exactly one of emptyDir, configMap, secret, projected or persistentVolumeClaim "
+                "must be given",
             )
         return self
 
@@ -460,7 +488,7 @@ class PodSpec(KubeModel):
             declared.add(volume.name)
         for field, index, container in self._all_containers():
             for mount_index, mount in enumerate(container.volume_mounts):
-                if mount.name not in declared:
+                if mount.name not in declared and mount.name not in TEMPLATE_CLAIM_VOLUMES.get():
                     problems.add(
                         (field, index, "volumeMounts", mount_index, "name"),
                         "volume_not_found",

@@ -12,15 +12,24 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from schemas.apps import Deployment, ReplicaSet
+from schemas.apps import DaemonSet, Deployment, ReplicaSet, StatefulSet
+from schemas.batch import CronJob, Job
 from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
 from schemas.node import Node
 from schemas.pod import Pod
+from schemas.policy import HorizontalPodAutoscaler, NetworkPolicy, PodDisruptionBudget
 from schemas.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from schemas.scheduling import PriorityClass
+from schemas.storage import PersistentVolumeClaim
 
-__all__ = ["SUPPORTED_KINDS", "UnsupportedKindError", "model_for", "parse_object"]
+__all__ = [
+    "SUPPORTED_KINDS",
+    "UnsupportedKindError",
+    "model_for",
+    "parse_object",
+    "resource_plural",
+]
 
 _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("v1", "Namespace"): Namespace,
@@ -32,6 +41,14 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("v1", "Secret"): Secret,
     ("apps/v1", "Deployment"): Deployment,
     ("apps/v1", "ReplicaSet"): ReplicaSet,
+    ("apps/v1", "DaemonSet"): DaemonSet,
+    ("apps/v1", "StatefulSet"): StatefulSet,
+    ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
+    ("batch/v1", "Job"): Job,
+    ("batch/v1", "CronJob"): CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRole,
@@ -41,6 +58,15 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
 
 SUPPORTED_KINDS: Final[tuple[tuple[str, str], ...]] = tuple(_MODELS)
 
+# Kinds refused with a pointer to what to write instead (matched on kind, any apiVersion).
+_REPLACEMENTS: Final[dict[str, str]] = {
+    "ReplicationController": (
+        "ReplicationController is the legacy form of ReplicaSet and is not supported; write an "
+        "apps/v1 Deployment (or ReplicaSet) with the same template and "
+        "selector: {matchLabels: <the selector's labels>}"
+    ),
+}
+
 
 class UnsupportedKindError(ValueError):
     """A document of a kind (or apiVersion) Capstan does not know; lists the ones it does."""
@@ -49,9 +75,26 @@ class UnsupportedKindError(ValueError):
         self.api_version = api_version
         self.kind = kind
         supported = ", ".join(f"{v}/{k}" for v, k in SUPPORTED_KINDS)
+        replacement = _REPLACEMENTS.get(kind)
+        #: What to write instead, for a kind Capstan refuses on purpose; None otherwise.
+        self.replacement = replacement
         super().__init__(
-            f"unsupported kind {kind!r} of apiVersion {api_version!r}; supported: {supported}"
+            f"unsupported kind {kind!r} of apiVersion {api_version!r}; "
+            + (replacement if replacement else f"supported: {supported}")
         )
+
+
+def resource_plural(kind: str) -> str:
+    """The REST resource name of a kind, as Kubernetes spells it: ``pods``,
+    ``networkpolicies``, ``priorityclasses``, ``ingresses``."""
+    lowered = kind.lower()
+    if lowered == "endpoints":
+        return lowered
+    if lowered.endswith("s"):
+        return lowered + "es"
+    if lowered.endswith("y") and lowered[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return lowered[:-1] + "ies"
+    return lowered + "s"
 
 
 def model_for(api_version: str, kind: str) -> type[KubeObject]:

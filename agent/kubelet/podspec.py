@@ -287,6 +287,14 @@ def _volume_config_error(pod: Pod, configs: ConfigIndex) -> str | None:
             if source is not None and not source.optional and (namespace, source.name) not in index:
                 kind = "configmap" if projection.config_map else "secret"
                 return f"{kind} {source.name!r} not found (volume {volume.name!r})"
+    claims = {v.name for v in pod.spec.volumes if v.persistent_volume_claim is not None}
+    for container in pod.spec.containers:
+        for mount in container.volume_mounts:
+            if mount.sub_path and mount.name in claims:
+                return (
+                    f"subPath is not supported on persistentVolumeClaim volumes "
+                    f"(volume {mount.name!r}): a claim is one Docker volume, mounted whole"
+                )
     return None
 
 
@@ -319,9 +327,7 @@ def desired_pod(pod: Pod, *, configs: ConfigIndex, settings: NodeSettings) -> De
             errors[container.name] = volume_error
             continue
         try:
-            env[container.name] = resolve_env(
-                pod, container, configs=configs, settings=settings
-            )
+            env[container.name] = resolve_env(pod, container, configs=configs, settings=settings)
         except ConfigError as exc:
             errors[container.name] = str(exc)
     return DesiredPod(
@@ -352,6 +358,12 @@ def volume_dir(state_dir: Path, uid: PodUID, volume: str) -> Path:
     return pod_dir(state_dir, uid) / "volumes" / volume
 
 
+def claim_volume_name(node: str, namespace: str, claim: str) -> str:
+    """The Docker named volume holding a PersistentVolumeClaim's data on this node. The node
+    is part of the name because agents of several nodes may share one Docker daemon."""
+    return f"capstan-pvc.{node}.{namespace}.{claim}"
+
+
 def _docker_name(*parts: str) -> str:
     # Docker names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; Kubernetes names already fit.
     return "_".join(parts)
@@ -379,9 +391,7 @@ def _labels(
     }
 
 
-def container_name(
-    d: DesiredPod, settings: NodeSettings, *, container: str, attempt: int
-) -> str:
+def container_name(d: DesiredPod, settings: NodeSettings, *, container: str, attempt: int) -> str:
     return _docker_name(
         "capstan", settings.node_name, d.namespace, d.name, d.uid[:8], container, str(attempt)
     )
@@ -448,6 +458,13 @@ def _mounts(
     mounts: list[Mount] = []
     for index, mount in enumerate(container.volume_mounts):
         volume = volumes[mount.name]
+        claim = volume.persistent_volume_claim
+        if claim is not None:
+            # A name, not a path: Docker mounts (and first creates) the named volume.
+            named = claim_volume_name(settings.node_name, d.namespace, claim.claim_name)
+            read_only = bool(mount.read_only) or claim.read_only
+            mounts.append(Mount(source=named, target=mount.mount_path, read_only=read_only))
+            continue
         source = volume_dir(settings.state_dir, d.uid, mount.name)
         if mount.sub_path:
             # WARNING: never join the subPath here. Only the executor's resolved source

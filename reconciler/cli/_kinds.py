@@ -24,6 +24,9 @@ from schemas import (
     Service,
     ServiceAccount,
 )
+from schemas.apps import DaemonSet, StatefulSet
+from schemas.batch import CronJob, Job
+from schemas.storage import PersistentVolumeClaim
 
 __all__ = ["KINDS", "age", "columns", "resolve_kind"]
 
@@ -38,6 +41,11 @@ for _model, _names in (
     (Secret, ("secret", "secrets")),
     (Namespace, ("namespace", "namespaces", "ns")),
     (ServiceAccount, ("serviceaccount", "serviceaccounts", "sa")),
+    (DaemonSet, ("daemonset", "daemonsets", "ds")),
+    (StatefulSet, ("statefulset", "statefulsets", "sts")),
+    (PersistentVolumeClaim, ("persistentvolumeclaim", "persistentvolumeclaims", "pvc")),
+    (Job, ("job", "jobs")),
+    (CronJob, ("cronjob", "cronjobs", "cj")),
 ):
     for _name in _names:
         KINDS[_name] = _model
@@ -180,6 +188,68 @@ def _namespace_phase(obj: KubeObject) -> str:
     return (obj.status.phase if obj.status and obj.status.phase else None) or "Active"
 
 
+def _ds_node_selector(obj: KubeObject) -> str:
+    assert isinstance(obj, DaemonSet)
+    selector = obj.spec.template.spec.node_selector
+    return ",".join(f"{k}={v}" for k, v in selector.items()) or "<none>"
+
+
+def _sts_ready(obj: KubeObject) -> str:
+    assert isinstance(obj, StatefulSet)
+    ready = obj.status.ready_replicas if obj.status else 0
+    return f"{ready}/{obj.spec.replicas}"
+
+
+def _pvc_status(obj: KubeObject) -> str:
+    assert isinstance(obj, PersistentVolumeClaim)
+    return obj.status.phase if obj.status else "Pending"
+
+
+def _pvc_capacity(obj: KubeObject) -> str:
+    assert isinstance(obj, PersistentVolumeClaim)
+    storage = obj.spec.resources.requests.get("storage")
+    return str(storage) if storage is not None else "-"
+
+
+def _job_status(obj: KubeObject) -> str:
+    assert isinstance(obj, Job)
+    finished = obj.status.finished if obj.status else None
+    if finished is not None:
+        return finished
+    return "Suspended" if obj.spec.suspend else "Running"
+
+
+def _job_completions(obj: KubeObject) -> str:
+    assert isinstance(obj, Job)
+    done = obj.status.succeeded if obj.status else 0
+    wanted = obj.spec.wanted_completions
+    return f"{done}/{wanted if wanted is not None else 1}"
+
+
+def _job_duration(obj: KubeObject) -> str:
+    assert isinstance(obj, Job)
+    status = obj.status
+    if status is None or status.start_time is None:
+        return "-"
+    end = status.completion_time or datetime.now(tz=UTC)
+    seconds = max(int((end - status.start_time).total_seconds()), 0)
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+
+
+def _job_images(obj: KubeObject) -> str:
+    assert isinstance(obj, CronJob)
+    return ",".join(c.image for c in obj.spec.job_template.spec.template.spec.containers)
+
+
+def _cronjob_last(obj: KubeObject) -> str:
+    assert isinstance(obj, CronJob)
+    last = obj.status.last_schedule_time if obj.status else None
+    if last is None:
+        return "<none>"
+    seconds = max(int((datetime.now(tz=UTC) - last).total_seconds()), 0)
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+
+
 _AGE: Column = ("AGE", lambda obj: age(obj))
 
 _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
@@ -217,6 +287,38 @@ _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
               ("DATA", _data_count), _AGE], []),
     Namespace: ([("NAME", lambda o: o.name), ("STATUS", _namespace_phase), _AGE], []),
     ServiceAccount: ([("NAME", lambda o: o.name), _AGE], []),
+    DaemonSet: (
+        [("NAME", lambda o: o.name), ("DESIRED", _deploy_field("desired_number_scheduled")),
+         ("CURRENT", _deploy_field("current_number_scheduled")),
+         ("READY", _deploy_field("number_ready")),
+         ("UP-TO-DATE", _deploy_field("updated_number_scheduled")),
+         ("AVAILABLE", _deploy_field("number_available")),
+         ("NODE SELECTOR", _ds_node_selector), _AGE],
+        [("IMAGES", _images)],
+    ),
+    StatefulSet: (
+        [("NAME", lambda o: o.name), ("READY", _sts_ready), _AGE],
+        [("IMAGES", _images)],
+    ),
+    PersistentVolumeClaim: (
+        [("NAME", lambda o: o.name), ("STATUS", _pvc_status),
+         ("NODE", lambda o: o.bound_node or "<none>"),  # type: ignore[attr-defined]
+         ("CAPACITY", _pvc_capacity), _AGE],
+        [("STORAGECLASS", lambda o: o.spec.storage_class_name or "<none>")],  # type: ignore[attr-defined]
+    ),
+    Job: (
+        [("NAME", lambda o: o.name), ("STATUS", _job_status),
+         ("COMPLETIONS", _job_completions), ("DURATION", _job_duration), _AGE],
+        [("IMAGES", _images)],
+    ),
+    CronJob: (
+        [("NAME", lambda o: o.name), ("SCHEDULE", lambda o: o.spec.schedule),  # type: ignore[attr-defined]
+         ("TIMEZONE", lambda o: o.spec.time_zone or "<none>"),  # type: ignore[attr-defined]
+         ("SUSPEND", lambda o: o.spec.suspend),  # type: ignore[attr-defined]
+         ("ACTIVE", lambda o: len(o.status.active) if o.status else 0),  # type: ignore[attr-defined]
+         ("LAST SCHEDULE", _cronjob_last), _AGE],
+        [("IMAGES", _job_images)],
+    ),
 }
 
 

@@ -3,8 +3,9 @@
 One screen over a ``ClusterView``: the commit live and the commit seen on the branch, the
 sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended), the
 push webhook's URL and whether a secret arms it (from the instance's ``up.json``), the apps
-(Deployments Capstan manages) with their health, and the nodes with readiness, agent link
-and pod counts. ``-o json`` gives the same as one object.
+(Deployments Capstan manages) with their health, the Jobs it manages with their completions,
+and the nodes with readiness, agent link and pod counts. ``-o json`` gives the same as one
+object.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reconciler.nodes import AGENT_CONNECTED
 from reconciler.runinfo import RunInfo
 from reconciler.sync import list_sync_records, object_health, read_sync_state
 from schemas import Deployment, Node, Pod
+from schemas.batch import Job
 
 __all__ = ["collect_status", "status"]
 
@@ -88,6 +90,22 @@ def collect_status(cluster: ClusterView) -> dict[str, Any]:
                 "replicas": deployment.spec.replicas,
             }
         )
+    jobs = []
+    for job in sorted(
+        cluster.list(Job, selector={MANAGED_BY_LABEL: MANAGED_BY_VALUE}),
+        key=lambda j: (j.namespace, j.name),
+    ):
+        health, message = object_health(job)
+        jobs.append(
+            {
+                "namespace": job.namespace,
+                "name": job.name,
+                "health": health,
+                "message": message,
+                "succeeded": job.status.succeeded if job.status else 0,
+                "completions": job.spec.wanted_completions or 1,
+            }
+        )
     pods = cluster.list(Pod)
     nodes = []
     for node in sorted(cluster.list(Node), key=lambda n: n.name):
@@ -111,6 +129,7 @@ def collect_status(cluster: ClusterView) -> dict[str, Any]:
         "webhook": _webhook(info),
         "sync": _sync_section(cluster),
         "apps": apps,
+        "jobs": jobs,
         "nodes": nodes,
         "controlPlane": control_plane_section(cluster),
     }
@@ -189,6 +208,22 @@ def _render(data: dict[str, Any]) -> str:
     else:
         lines.append("No apps.")
     lines.append("")
+    if data["jobs"]:
+        lines.append(
+            format_table(
+                ["JOB", "HEALTH", "COMPLETIONS", "MESSAGE"],
+                [
+                    [
+                        f"{j['namespace']}/{j['name']}",
+                        j["health"],
+                        f"{j['succeeded']}/{j['completions']}",
+                        j["message"],
+                    ]
+                    for j in data["jobs"]
+                ],
+            )
+        )
+        lines.append("")
     if data["nodes"]:
         lines.append(
             format_table(

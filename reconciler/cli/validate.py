@@ -1,7 +1,8 @@
 """`capstan validate PATH [--env ENV]`: would this repository load? (CI for GitOps repos.)
 
 Runs the same loader the sync loop runs on each commit; exit 0 with a summary
-of the objects by kind and namespace, or exit 1 with every error.
+of the objects by kind and namespace (and, on stderr, a warning for each object of a kind
+Capstan stores but does not act on), or exit 1 with every error.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def validate(path: Path, env: str | None, output: str, verbose: bool, subdir: st
             click.echo(f"skipped {path / skipped.name}: {skipped.reason}")
         if repository.skipped:
             click.echo()
+    for item in repository.objects:
+        note = getattr(type(item.obj), "NOT_ACTED_ON", "")
+        if note:
+            click.echo(f"{path}/{item.source.file}:{item.source.line}: warning: "
+                       f"{item.obj.kind} {item.obj.name!r}: {note}", err=True)
     click.echo(_summary_table(repository))
     click.echo()
     env_note = f" (env {env})" if env else ""

@@ -1,7 +1,8 @@
 """What the workload controllers need to know about a pod: readiness, availability, ownership.
 
-Shared by the replicaset controller (status counts, which pod to delete first) and the
-deployment controller (surge and availability arithmetic). Availability follows Kubernetes:
+Shared by the replicaset controller (status counts, which pod to delete first), the
+deployment controller (surge and availability arithmetic) and the batch and set controllers
+(the manifests and owner references of what they create). Availability follows Kubernetes:
 Ready for at least ``minReadySeconds`` by the controller's clock, counted from the Ready
 condition's ``lastTransitionTime``.
 """
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from schemas import KubeObject, ObjectKey, OwnerReference, Pod, ReplicaSet
+from reconciler.api import Api, NotFound
+from schemas import KubeModel, KubeObject, ObjectKey, ObjectMeta, OwnerReference, Pod, ReplicaSet
 
 __all__ = [
     "active",
+    "child_manifest",
+    "controlled_by",
     "controller_ref",
+    "delete_pods",
     "deployment_keys_of_pod",
     "is_available",
     "is_ready",
@@ -28,6 +33,44 @@ __all__ = [
 
 def controller_ref(obj: KubeObject) -> OwnerReference | None:
     return next((ref for ref in obj.metadata.owner_references if ref.controller), None)
+
+
+def controlled_by(owner: KubeObject) -> OwnerReference:
+    """The controller ownerReference a workload puts on what it creates."""
+    return OwnerReference(
+        api_version=owner.api_version,
+        kind=owner.kind,
+        name=owner.name,
+        uid=owner.metadata.uid or "",
+        controller=True,
+        block_owner_deletion=True,
+    )
+
+
+def child_manifest(
+    api_version: str, kind: str, meta: ObjectMeta, spec: KubeModel
+) -> dict[str, Any]:
+    """The manifest of an object a controller creates (a dict, so that ``generateName`` may
+    leave the name to the API)."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": meta.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+def delete_pods(api: Api, pods: Iterable[Pod]) -> int:
+    """Delete ``pods`` (already gone ones are skipped); the highest revision written, for
+    :meth:`~reconciler.controllers.runtime.Controller.note_write`."""
+    revision = 0
+    for pod in pods:
+        try:
+            deleted = api.delete(Pod, pod.name, namespace=pod.namespace)
+        except NotFound:
+            continue
+        revision = max(revision, int(deleted.metadata.resource_version or 0))
+    return revision
 
 
 def owner_keys(obj: KubeObject, kind: str) -> Iterable[ObjectKey]:

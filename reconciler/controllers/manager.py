@@ -14,9 +14,12 @@ from types import TracebackType
 from typing import TypeVar
 
 from reconciler.api import Api, Clock
+from reconciler.controllers.cronjob import CronJobController
+from reconciler.controllers.daemonset import DaemonSetController
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.gc import GarbageCollector
+from reconciler.controllers.job import JobController
 from reconciler.controllers.namespace import NamespaceController
 from reconciler.controllers.node import NodeController
 from reconciler.controllers.replicaset import ReplicaSetController
@@ -28,6 +31,7 @@ from reconciler.controllers.runtime import (
 )
 from reconciler.controllers.serviceaccount import ServiceAccountController
 from reconciler.controllers.servicelb import ServiceLoadBalancerController
+from reconciler.controllers.statefulset import StatefulSetController
 from reconciler.scheduler import Scheduler
 
 __all__ = ["ControllerManager", "default_components"]
@@ -41,6 +45,10 @@ def default_components() -> list[ComponentFactory]:
     return [
         DeploymentController,
         ReplicaSetController,
+        JobController,
+        CronJobController,
+        DaemonSetController,
+        StatefulSetController,
         ServiceAccountController,
         NamespaceController,
         GarbageCollector,

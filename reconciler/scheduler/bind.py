@@ -13,10 +13,13 @@ concurrent writers); a failed bind *forgets* the pod and retries it with backoff
 fits nowhere is *parked*: it is tried again when the cluster changes in a way that could help
 (a node added or changed, a placed pod deleted or finished) and, as a safety net, after
 ``unschedulable_retry_s`` — never in a hot loop. Its own status write does not wake it.
+A pod that mounts a PersistentVolumeClaim bound to a node may only go to that node; a claim
+not yet bound is bound to the node its first pod is bound to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -24,13 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.api import ApiError, Conflict, NotFound, now_utc
 from reconciler.controllers.runtime import ControllerContext, InformerEvent, WorkQueue
-from reconciler.scheduler.nodeinfo import NodeName, node_info, pod_info, pod_key
+from reconciler.scheduler.nodeinfo import HOSTNAME_LABEL, NodeName, node_info, pod_info, pod_key
 from reconciler.scheduler.placement import Placement, Unschedulable, select_node
 from reconciler.scheduler.scores import ScoreWeights
 from reconciler.scheduler.state import ClusterState
 from schemas import Node, ObjectKey, Pod
 from schemas.meta import Condition
 from schemas.pod import PodStatus
+from schemas.storage import (
+    BOUND_NODE_ANNOTATION,
+    PersistentVolumeClaim,
+    PersistentVolumeClaimStatus,
+)
 
 __all__ = ["SCHEDULER_NAME", "Scheduler"]
 
@@ -71,6 +79,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.pods = ctx.informers.informer(Pod)
         self.nodes = ctx.informers.informer(Node)
+        self.claims = ctx.informers.informer(PersistentVolumeClaim)
         self.nodes.add_handler(self._on_node)
         self.pods.add_handler(self._on_pod)
 
@@ -166,6 +175,12 @@ class Scheduler:
         ):
             return None
         info = pod_info(pod)
+        pinned = self._claim_node(pod)
+        if pinned is not None:
+            # A claim's data lives on one node: the pod may only go there.
+            info = dataclasses.replace(
+                info, node_selector=(*info.node_selector, (HOSTNAME_LABEL, pinned))
+            )
         with self._lock:
             if self.state.placed(info.key) is not None:
                 return None
@@ -205,6 +220,53 @@ class Scheduler:
             self.queue.add_after(pod.key, delay)
         else:
             self.queue.forget(pod.key)
+            self._bind_claims(pod, node)
+
+    # --- PersistentVolumeClaims: bound to the node of their first pod ----------------------
+
+    def _claim_names(self, pod: Pod) -> list[str]:
+        return [
+            v.persistent_volume_claim.claim_name
+            for v in pod.spec.volumes
+            if v.persistent_volume_claim is not None
+        ]
+
+    def _claim_node(self, pod: Pod) -> str | None:
+        """The node a claim of ``pod`` is bound to (the first one found), if any."""
+        for name in self._claim_names(pod):
+            claim = self.claims.get(name, namespace=pod.namespace)
+            if claim is not None and claim.bound_node:
+                return claim.bound_node
+        return None
+
+    def _bind_claims(self, pod: Pod, node: str) -> None:
+        """Record ``node`` on each claim of ``pod`` not bound yet (its Docker volume is made
+        there when the pod starts)."""
+        for name in self._claim_names(pod):
+            for _attempt in range(5):
+                try:
+                    self._bind_claim(name, pod.namespace, node)
+                    break
+                except Conflict:
+                    continue  # written meanwhile (its status, labels): read it again
+                except ApiError as exc:
+                    log.warning("scheduler: binding claim %s/%s to %s: %s", pod.namespace,
+                                name, node, exc)
+                    break
+
+    def _bind_claim(self, name: str, namespace: str, node: str) -> None:
+        claim = self.api.get(PersistentVolumeClaim, name, namespace=namespace)
+        if claim.bound_node:
+            return
+        annotations = {**claim.metadata.annotations, BOUND_NODE_ANNOTATION: node}
+        meta = claim.metadata.model_copy(update={"annotations": annotations})
+        volume = claim.spec.volume_name or f"{node}/{claim.name}"
+        spec = claim.spec.model_copy(update={"volume_name": volume})
+        bound = self.api.update(claim.model_copy(update={"metadata": meta, "spec": spec}))
+        status = (bound.status or PersistentVolumeClaimStatus()).model_copy(
+            update={"phase": "Bound", "access_modes": bound.spec.access_modes}
+        )
+        self.api.update_status(bound.model_copy(update={"status": status}))
 
     def _report_unschedulable(self, pod: Pod, outcome: Unschedulable) -> None:
         message = outcome.message

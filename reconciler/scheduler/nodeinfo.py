@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_PODS",
     "DEFAULT_MEMORY_REQUEST_BYTES",
     "HARD_TAINT_EFFECTS",
+    "HOSTNAME_LABEL",
     "HostPort",
     "NodeInfo",
     "NodeName",
@@ -33,6 +34,9 @@ __all__ = [
     "pod_info",
     "pod_key",
 ]
+
+#: The label every node carries with its own name (Kubernetes' well-known label).
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 NodeName = NewType("NodeName", str)
 PodKey = NewType("PodKey", str)
@@ -155,7 +159,8 @@ def node_info(node: Node) -> NodeInfo:
         cpu_milli=_quantity(node, "cpu") or 0,
         memory_bytes=_quantity(node, "memory") or 0,
         max_pods=DEFAULT_MAX_PODS if pods is None else pods,
-        labels=dict(node.labels),
+        # Every node answers to its name, as kubelets label it; claim pinning selects on it.
+        labels={HOSTNAME_LABEL: node.name, **node.labels},
         taints=tuple(node.spec.taints),
         ready=ready,
         unschedulable=node.spec.unschedulable,

@@ -79,10 +79,15 @@ _APPLY_ORDER = (
     "ServiceAccount",
     "Secret",
     "ConfigMap",
+    "PersistentVolumeClaim",
     "Service",
     "Deployment",
     "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
     "Pod",
+    "Job",
+    "CronJob",
 )
 # Values of these kinds never appear in an error message.
 _SECRET_KINDS = frozenset({"Secret"})
@@ -362,12 +367,13 @@ def _to_object(
     kind: str = data["kind"]
     try:
         model = model_for(api_version, kind)
-    except UnsupportedKindError:
+    except UnsupportedKindError as exc:
         supported = ", ".join(f"{api} {name}" for api, name in SUPPORTED_KINDS)
         return [
             ManifestError(
                 document.location(("kind",)),
-                f"unsupported kind {kind!r} (apiVersion {api_version!r}); supported: {supported}",
+                f"unsupported kind {kind!r} (apiVersion {api_version!r}); "
+                + (exc.replacement or f"supported: {supported}"),
                 "kind",
             )
         ]

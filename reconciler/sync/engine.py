@@ -60,8 +60,8 @@ Trigger = Literal["commit", "resync", "manual"]
 # ConfigMaps and Secrets; a Deployment's pods should find their Service. Deletions run in
 # the reverse order, so a Namespace goes last (the loader sorts desired objects the same way).
 APPLY_ORDER = (
-    "Namespace", "Node", "ServiceAccount", "Secret", "ConfigMap", "Service",
-    "Deployment", "ReplicaSet", "Pod",
+    "Namespace", "Node", "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim",
+    "Service", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Pod", "Job", "CronJob",
 )
 _WRITE_RETRIES = 3
 # Server-owned metadata an update must carry over from the live object.

@@ -3,8 +3,8 @@
 Read by `capstan status` and the API's app view: for each object of the live commit,
 Synced/OutOfSync (its Git-owned fields against the live object) and
 Healthy/Progressing/Degraded/Missing (Deployment and ReplicaSet rollout counts and
-conditions, Pod phase and container states). `object_health` is pure; `app_health` only
-adds the reads.
+conditions, Job completion, Pod phase and container states). `object_health` is pure;
+`app_health` only adds the reads.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from reconciler.api import Api, NotFound
 from reconciler.diff import FieldChange, diff_objects
 from reconciler.sync.engine import managed_object
 from schemas import Deployment, KubeObject, ObjectKey, Pod, ReplicaSet, model_for
+from schemas.apps import DaemonSet, StatefulSet
+from schemas.batch import Job
 
 __all__ = ["Health", "ObjectStatus", "SyncStatus", "app_health", "object_health"]
 
@@ -48,6 +50,12 @@ def object_health(obj: KubeObject) -> tuple[Health, str]:
         return _replicaset_health(obj)
     if isinstance(obj, Pod):
         return _pod_health(obj)
+    if isinstance(obj, Job):
+        return _job_health(obj)
+    if isinstance(obj, DaemonSet):
+        return _daemonset_health(obj)
+    if isinstance(obj, StatefulSet):
+        return _statefulset_health(obj)
     if obj.metadata.deletion_timestamp is not None:
         return "Progressing", "being deleted"
     return "Healthy", ""
@@ -80,6 +88,41 @@ def _replicaset_health(obj: ReplicaSet) -> tuple[Health, str]:
     if status is None or status.ready_replicas < want:
         ready = status.ready_replicas if status else 0
         return "Progressing", f"{ready}/{want} ready"
+    return "Healthy", f"{status.ready_replicas}/{want} ready"
+
+
+def _job_health(obj: Job) -> tuple[Health, str]:
+    status = obj.status
+    if status is None:
+        return "Progressing", "waiting for the controller"
+    finished = status.finished
+    condition = status.condition(finished) if finished else None
+    if finished == "Failed":
+        return "Degraded", (condition.message if condition else None) or "failed"
+    if finished == "Complete":
+        return "Healthy", f"completed ({status.succeeded} succeeded)"
+    return "Progressing", f"{status.active} active, {status.succeeded} succeeded"
+
+
+def _daemonset_health(obj: DaemonSet) -> tuple[Health, str]:
+    status = obj.status
+    if status is None or (status.observed_generation or 0) < (obj.metadata.generation or 0):
+        return "Progressing", "waiting for the controller to see the new spec"
+    want = status.desired_number_scheduled
+    if status.updated_number_scheduled < want or status.number_available < want:
+        return "Progressing", (f"{status.updated_number_scheduled}/{want} nodes updated, "
+                               f"{status.number_available} available")
+    return "Healthy", f"{status.number_available}/{want} nodes available"
+
+
+def _statefulset_health(obj: StatefulSet) -> tuple[Health, str]:
+    status = obj.status
+    if status is None or (status.observed_generation or 0) < (obj.metadata.generation or 0):
+        return "Progressing", "waiting for the controller to see the new spec"
+    want = obj.spec.replicas
+    if status.updated_replicas < want or status.ready_replicas < want or status.replicas > want:
+        ready, updated = status.ready_replicas, status.updated_replicas
+        return "Progressing", f"{ready}/{want} ready, {updated} updated"
     return "Healthy", f"{status.ready_replicas}/{want} ready"
 
 

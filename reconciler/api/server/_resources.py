@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from schemas import SUPPORTED_KINDS, KubeObject, model_for
+from schemas.registry import resource_plural
 
 __all__ = ["RESOURCES", "Resource", "Target", "parse_path", "valid_name"]
 
@@ -63,7 +64,7 @@ def _build() -> Mapping[tuple[str, str, str], Resource]:
     for api_version, kind in SUPPORTED_KINDS:
         model = model_for(api_version, kind)
         group, _, version = api_version.rpartition("/")
-        plural = kind.lower() + ("es" if kind.endswith("s") else "s")
+        plural = resource_plural(kind)
         table[(group, version, plural)] = Resource(
             group=group, version=version, plural=plural, kind=kind,
             namespaced=model.NAMESPACED, model=model,

@@ -93,3 +93,31 @@ def test_privileged_and_host_network_are_refused():
     assert desired(pod(hostNetwork=True)).refused
     p = pod(containers=[{"name": "app", "image": "i:1", "securityContext": {"privileged": True}}])
     assert "privileged" in (desired(p).refused or "")
+
+
+def test_claim_volume_is_a_named_docker_volume_of_this_node():
+    p = pod(containers=[{
+        "name": "app", "image": "i:1",
+        "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                         {"name": "ro", "mountPath": "/ro"}],
+    }], volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
+                 {"name": "ro", "persistentVolumeClaim": {"claimName": "seed",
+                                                          "readOnly": True}}])
+    d = desired(p)
+    assert d.config_errors == {}
+    config = container_config(d, p.spec.containers[0], settings=SETTINGS,
+                              sandbox_id=ContainerID("sb"), attempt=0, backoff_step=0)
+    mounts = {m.target: m for m in config.mounts}
+    # A name, not a path: Docker binds it as (and first creates) the named volume.
+    assert mounts["/data"].source == "capstan-pvc.node-a.default.data-db-0"
+    assert not mounts["/data"].read_only
+    assert mounts["/ro"].source == "capstan-pvc.node-a.default.seed"
+    assert mounts["/ro"].read_only
+
+
+def test_sub_path_on_a_claim_volume_is_a_config_error():
+    p = pod(containers=[{
+        "name": "app", "image": "i:1",
+        "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "x"}],
+    }], volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])
+    assert "subPath is not supported on persistentVolumeClaim" in desired(p).config_errors["app"]

@@ -73,9 +73,9 @@ DEFECTS = {
          "a.yaml:6:3"),
     ),
     "unsupported kind": Defect(
-        broken("kind: Deployment", "kind: StatefulSet"),
+        broken("kind: Deployment", "kind: ReplicaSetX"),
         "web.yaml:2:1",
-        ("kind", "unsupported kind 'StatefulSet'", "supported:", "apps/v1 Deployment"),
+        ("kind", "unsupported kind 'ReplicaSetX'", "supported:", "apps/v1 Deployment"),
     ),
     "selector/labels mismatch": Defect(
         broken("        app: web\n    spec", "        app: api\n    spec"),

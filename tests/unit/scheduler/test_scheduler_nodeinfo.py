@@ -91,7 +91,7 @@ def test_node_allocatable_readiness_and_overrides() -> None:
     assert info.memory_bytes == 15 * 2**30
     assert info.max_pods == 100
     assert info.ready
-    assert info.labels == {"zone": "a"}
+    assert info.labels == {"zone": "a", "kubernetes.io/hostname": "n1"}
     assert [t.key for t in info.hard_taints] == ["k"]
 
 

@@ -40,6 +40,14 @@ def test_supported_kinds():
         ("rbac.authorization.k8s.io/v1", "ClusterRole"),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
         ("scheduling.k8s.io/v1", "PriorityClass"),
+        ("apps/v1", "DaemonSet"),
+        ("apps/v1", "StatefulSet"),
+        ("v1", "PersistentVolumeClaim"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("batch/v1", "Job"),
+        ("batch/v1", "CronJob"),
     }
     for api_version, kind in SUPPORTED_KINDS:
         model = model_for(api_version, kind)
@@ -52,7 +60,7 @@ def test_supported_kinds():
     ("api_version", "kind"),
     [
         ("v1", "Ingress"),
-        ("apps/v1", "StatefulSet"),
+        ("batch/v1beta1", "CronJob"),
         ("v1", "Deployment"),
         ("apps/v2", "Deployment"),
         ("extensions/v1beta1", "Deployment"),

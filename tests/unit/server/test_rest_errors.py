@@ -25,8 +25,11 @@ def test_crud_round_trip_and_kubernetes_shapes(admin):
     updated = admin.put(f"{CM}/a", json=body)
     assert updated.status_code == 200, updated.text
     assert updated.json()["data"] == {"k": "changed"}
-    patched = admin.patch(f"{CM}/a", json={"data": {"extra": "1"}},
-                          headers={"Content-Type": "application/merge-patch+json"})
+    patched = admin.patch(
+        f"{CM}/a",
+        json={"data": {"extra": "1"}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["data"] == {"k": "changed", "extra": "1"}
     deleted = admin.delete(f"{CM}/a")
@@ -56,8 +59,12 @@ def test_conflict_on_stale_resource_version(admin):
 
 
 def test_invalid_lists_every_cause(admin):
-    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"},
-           "spec": {"containers": [{"name": "c"}], "restartPolicy": "Sometimes"}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"containers": [{"name": "c"}], "restartPolicy": "Sometimes"},
+    }
     body = assert_status(admin.post("/api/v1/namespaces/shop/pods", json=bad), 422, "Invalid")
     fields = {c["field"]: c for c in body["details"]["causes"]}
     assert "spec.containers[0].image" in fields
@@ -72,9 +79,11 @@ def test_invalid_lists_every_cause(admin):
 
 
 def test_bad_requests_are_400_never_500(admin):
-    assert_status(admin.post(CM, content=b"{not json", headers={"Content-Type":
-                                                                "application/json"}),
-                  400, "BadRequest")
+    assert_status(
+        admin.post(CM, content=b"{not json", headers={"Content-Type": "application/json"}),
+        400,
+        "BadRequest",
+    )
     assert_status(admin.post(CM, json=[1, 2]), 400, "BadRequest")
     assert_status(admin.post(CM, json=dict(configmap("x"), kind="Secret")), 400, "BadRequest")
     assert_status(admin.post(CM, json=configmap("x", namespace="default")), 400, "BadRequest")
@@ -83,24 +92,42 @@ def test_bad_requests_are_400_never_500(admin):
     assert_status(admin.get(CM, params={"labelSelector": "Bad Key!=x"}), 400, "BadRequest")
     assert_status(admin.get(CM, params={"watch": "maybe"}), 400, "BadRequest")
     assert_status(admin.get(CM, params={"fieldSelector": "metadata.name=x"}), 400, "BadRequest")
-    assert_status(admin.get(CM, params={"watch": "true", "resourceVersion": "-1"}),
-                  400, "BadRequest")
+    assert_status(
+        admin.get(CM, params={"watch": "true", "resourceVersion": "-1"}), 400, "BadRequest"
+    )
     deep = b"[" * 100_000 + b"]" * 100_000
-    assert_status(admin.post(CM, content=deep, headers={"Content-Type": "application/json"}),
-                  400, "BadRequest")
-    assert_status(admin.post(CM, content=b"\xff\xfe", headers={"Content-Type":
-                                                               "application/json"}),
-                  400, "BadRequest")
-    assert_status(admin.put(f"{CM}/x", json=dict(configmap("x"), metadata={
-        "name": "x", "namespace": "shop", "resourceVersion": "9" * 40})), 422, "Invalid")
+    assert_status(
+        admin.post(CM, content=deep, headers={"Content-Type": "application/json"}),
+        400,
+        "BadRequest",
+    )
+    assert_status(
+        admin.post(CM, content=b"\xff\xfe", headers={"Content-Type": "application/json"}),
+        400,
+        "BadRequest",
+    )
+    assert_status(
+        admin.put(
+            f"{CM}/x",
+            json=dict(
+                configmap("x"),
+                metadata={"name": "x", "namespace": "shop", "resourceVersion": "9" * 40},
+            ),
+        ),
+        422,
+        "Invalid",
+    )
 
 
 def test_method_and_media_type(admin):
     assert_status(admin.post(f"{CM}/a", json=configmap("a")), 405, "MethodNotAllowed")
     assert_status(admin.delete(CM), 405, "MethodNotAllowed")
     assert_status(admin.post("/api/v1/pods", json={}), 405, "MethodNotAllowed")
-    assert_status(admin.post(CM, content=b"a: b", headers={"Content-Type": "application/yaml"}),
-                  415, "UnsupportedMediaType")
+    assert_status(
+        admin.post(CM, content=b"a: b", headers={"Content-Type": "application/yaml"}),
+        415,
+        "UnsupportedMediaType",
+    )
 
 
 def test_request_size_limit(make_client):
@@ -118,8 +145,7 @@ def test_overload_is_429_with_retry_after(make_client):
 
 
 def test_label_selectors(admin):
-    for name, labels in (("a", {"app": "web", "tier": "1"}), ("b", {"app": "db"}),
-                         ("c", {})):
+    for name, labels in (("a", {"app": "web", "tier": "1"}), ("b", {"app": "db"}), ("c", {})):
         assert admin.post(CM, json=configmap(name, **labels)).status_code == 201
 
     def names(selector: str) -> list[str]:
@@ -140,8 +166,12 @@ def test_label_selectors(admin):
 
 
 def test_status_subresource(admin):
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
     created = admin.post("/api/v1/namespaces/shop/pods", json=pod).json()
     created["status"] = {"phase": "Running"}
     created["spec"]["containers"][0]["image"] = "ignored-by-status-put"
@@ -155,8 +185,12 @@ def test_status_subresource(admin):
 
 
 def test_cluster_scoped_and_namespaces(admin):
-    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-            "spec": {"address": "10.0.0.1"}}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "spec": {"address": "10.0.0.1"},
+    }
     assert admin.post("/api/v1/nodes", json=node).status_code == 201
     assert admin.get("/api/v1/nodes/n1").json()["metadata"]["name"] == "n1"
     assert_status(admin.get("/api/v1/namespaces/shop/nodes/n1"), 404, "NotFound")
@@ -178,10 +212,10 @@ def test_events_are_listed_read_only(admin, api):
     assert event["kind"] == "Event"
     assert event["reason"] == "Tested"
     assert event["involvedObject"]["name"] == "e"
-    assert admin.get(f"/api/v1/namespaces/shop/events/{event['metadata']['name']}"
-                     ).status_code == 200
-    assert_status(admin.post("/api/v1/namespaces/shop/events", json={}), 405,
-                  "MethodNotAllowed")
+    assert (
+        admin.get(f"/api/v1/namespaces/shop/events/{event['metadata']['name']}").status_code == 200
+    )
+    assert_status(admin.post("/api/v1/namespaces/shop/events", json={}), 405, "MethodNotAllowed")
 
 
 def test_health_openapi_and_metrics(admin, make_client):
@@ -196,7 +230,7 @@ def test_health_openapi_and_metrics(admin, make_client):
     assert_status(anonymous.get("/metrics"), 401, "Unauthorized")
     admin.get(CM)
     text = admin.get("/metrics").text
-    assert '# TYPE capstan_http_requests_total counter' in text
+    assert "# TYPE capstan_http_requests_total counter" in text
     assert 'capstan_http_requests_total{verb="list",resource="configmaps",code="200"}' in text
     assert "capstan_store_revision " in text
     assert "capstan_http_request_duration_seconds_bucket" in text
@@ -215,26 +249,40 @@ def test_capstan_routes_and_hooks(make_client):
         seen.append((dict(headers), body))
         return headers.get("x-gitlab-token") == "s3cret"
 
-    hooked = make_client(hooks=ServerHooks(
-        on_git_webhook=webhook,
-        syncs=lambda: [{"commit": "abc", "result": "applied"}],
-        plan=lambda ref: {"ref": ref, "changes": []},
-    ))
+    hooked = make_client(
+        hooks=ServerHooks(
+            on_git_webhook=webhook,
+            syncs=lambda: [{"commit": "abc", "result": "applied"}],
+            plan=lambda ref: {"ref": ref, "changes": []},
+        )
+    )
     assert hooked.get("/capstan/v1/syncs").json()["items"] == [
-        {"commit": "abc", "result": "applied"}]
+        {"commit": "abc", "result": "applied"}
+    ]
     assert hooked.get("/capstan/v1/plan", params={"ref": "main"}).json() == {
-        "ref": "main", "changes": []}
+        "ref": "main",
+        "changes": [],
+    }
     accepted = hooked.post("/hooks/git", json={"ref": "x"}, headers={"X-Gitlab-Token": "s3cret"})
     assert accepted.status_code == 202
     assert seen[-1][1] == b'{"ref":"x"}' or seen[-1][1] == b'{"ref": "x"}'
-    assert_status(hooked.post("/hooks/git", json={}, headers={"X-Gitlab-Token": "no"}),
-                  401, "Unauthorized")
+    assert_status(
+        hooked.post("/hooks/git", json={}, headers={"X-Gitlab-Token": "no"}), 401, "Unauthorized"
+    )
 
 
 def test_discovery(admin, make_client):
     assert admin.get("/api").json()["versions"] == ["v1"]
     groups = {g["name"] for g in admin.get("/apis").json()["groups"]}
-    assert groups == {"apps", "rbac.authorization.k8s.io", "scheduling.k8s.io"}
+    assert groups == {
+        "apps",
+        "autoscaling",
+        "batch",
+        "networking.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "scheduling.k8s.io",
+    }
     core = admin.get("/api/v1").json()
     assert core["kind"] == "APIResourceList"
     by_name = {r["name"]: r for r in core["resources"]}

@@ -37,7 +37,7 @@ from reconciler.source.errors import (
 )
 from reconciler.source.render import TemplateRenderer
 from reconciler.source.values import load_values
-from reconciler.source.yamlpos import YamlDocument, load_documents
+from reconciler.source.yamlpos import LoadBudget, YamlDocument, load_documents
 from schemas import (
     SUPPORTED_KINDS,
     KubeObject,
@@ -110,10 +110,11 @@ def load_repository(
     root = Path(root)
     root_real, start = _resolve_start(root, subdir=subdir)
     errors: list[ManifestError] = []
+    budget = LoadBudget()
     renderer: TemplateRenderer | None = None
     values: dict[str, Any] = {}
     try:
-        values = load_values(root_real, env=env)
+        values = load_values(root_real, env=env, budget=budget)
         renderer = TemplateRenderer(root_real, values=values, env=env)
     except ManifestErrors as exc:
         # Templates are not rendered without their values (every one would
@@ -125,11 +126,13 @@ def load_repository(
 
     loaded: list[_Parsed] = []
     for manifest in files:
+        if budget.exhausted:
+            break  # over the commit's limits: the error is reported, more cannot help
         text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
         if text is None:
             continue
         documents, problems = load_documents(
-            text, file=manifest.name, rendered=manifest.template
+            text, file=manifest.name, rendered=manifest.template, budget=budget
         )
         errors.extend(problems)
         # Node trees are several times the size of the objects: each file's

@@ -29,13 +29,14 @@ from reconciler.source._fs import (
     read_inside,
     resolve_inside,
 )
+from reconciler.source._renderjail import render_templates
 from reconciler.source.errors import (
     ManifestError,
     ManifestErrors,
     SourceLocation,
     format_field_path,
 )
-from reconciler.source.render import TemplateRenderer
+from reconciler.source.render import RenderLimits
 from reconciler.source.values import load_values
 from reconciler.source.yamlpos import LoadBudget, YamlDocument, load_documents
 from schemas import (
@@ -96,7 +97,11 @@ class _Parsed:
 
 
 def load_repository(
-    root: Path, *, env: str | None = None, subdir: str | None = None
+    root: Path,
+    *,
+    env: str | None = None,
+    subdir: str | None = None,
+    render_limits: RenderLimits = RenderLimits(),  # noqa: B008 - frozen
 ) -> LoadedRepository:
     """Load, render and validate every manifest under `root` (or `root/subdir`).
 
@@ -105,17 +110,19 @@ def load_repository(
     still come from the whole repository); the part must be self-contained,
     namespaces included. Raises ManifestErrors listing every problem found;
     returns objects only when there is none. Reads nothing outside `root`
-    and executes nothing.
+    and executes nothing. Templates are rendered in a child process within
+    `render_limits`; YAML is read within the limits `yamlpos` names, for each
+    object and for the commit.
     """
     root = Path(root)
     root_real, start = _resolve_start(root, subdir=subdir)
     errors: list[ManifestError] = []
     budget = LoadBudget()
-    renderer: TemplateRenderer | None = None
     values: dict[str, Any] = {}
+    values_loaded = False
     try:
         values = load_values(root_real, env=env, budget=budget)
-        renderer = TemplateRenderer(root_real, values=values, env=env)
+        values_loaded = True
     except ManifestErrors as exc:
         # Templates are not rendered without their values (every one would
         # fail for the same reason); plain manifests are still checked.
@@ -123,12 +130,19 @@ def load_repository(
 
     files, problems = discover(root_real, start)
     errors.extend(problems)
+    rendered: dict[str, str] = {}
+    if values_loaded:
+        templates = [manifest.name for manifest in files if manifest.template]
+        rendered, problems = render_templates(
+            root_real, templates, values=values, env=env, limits=render_limits
+        )
+        errors.extend(problems)
 
     loaded: list[_Parsed] = []
     for manifest in files:
         if budget.exhausted:
             break  # over the commit's limits: the error is reported, more cannot help
-        text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
+        text = _read(manifest, root_real=root_real, rendered=rendered, errors=errors)
         if text is None:
             continue
         documents, problems = load_documents(
@@ -188,17 +202,12 @@ def _read(
     manifest: ManifestFile,
     *,
     root_real: Path,
-    renderer: TemplateRenderer | None,
+    rendered: Mapping[str, str],
     errors: list[ManifestError],
 ) -> str | None:
     if manifest.template:
-        if renderer is None:
-            return None
-        try:
-            return renderer.render(manifest.name)
-        except ManifestErrors as exc:
-            errors.extend(exc.errors)
-            return None
+        # A template that did not render has its error reported already.
+        return rendered.get(manifest.name)
     try:
         return read_inside(root_real, manifest.real_path)
     except RepositoryPathError as exc:

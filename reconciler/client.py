@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from reconciler._private import write_private
 from reconciler.api import (
     AlreadyExists,
     ApiError,
@@ -218,12 +218,7 @@ def write_config(path: Path, config: ClientConfig, *, name: str = "capstan") -> 
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
     }
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(document, handle, sort_keys=False)
-    os.replace(tmp, path)
+    write_private(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
 
 
 def resource_path(kind: type[KubeObject], *, namespace: str | None, name: str | None = None,

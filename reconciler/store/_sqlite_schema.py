@@ -27,9 +27,12 @@ so an acknowledged write survives kill -9 and power loss.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
+from reconciler._private import FILE_MODE, open_private
 from reconciler.store._errors import CorruptStore, StoreError
 
 REV_SHIFT = 20
@@ -86,6 +89,12 @@ def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
     """
     if not path.parent.is_dir():
         raise StoreError(f"cannot open store {path}: directory {path.parent} does not exist")
+    # The store holds Secret values: made 0600 before SQLite opens it (SQLite
+    # gives -wal and -shm the database's mode), an older, wider file narrowed.
+    os.close(open_private(path))
+    for sidecar in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{sidecar}", FILE_MODE)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -46,7 +46,7 @@ __all__ = ["render_templates"]
 _GRACE = 2.0
 # The child's progress line before each template: which one a kill interrupted.
 _STARTING = "rendering "
-_KEPT_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL")
+_KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL")
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,15 @@ def render_templates(
     environment = {key: os.environ[key] for key in _KEPT_ENVIRONMENT if key in os.environ}
     with tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as progress:
         child = subprocess.Popen(
-            [sys.executable, "-s", "-m", "reconciler.source._renderjail"],
+            # WARNING: -I (isolated): `-m` would otherwise put the working directory first
+            # on sys.path, and a repository holding `jinja2/` or `reconciler/` would run its
+            # own code. The working directory is `/`, never the repository, for the same reason.
+            [sys.executable, "-I", "-m", "reconciler.source._renderjail"],
             stdin=subprocess.PIPE,
             stdout=answer,
             stderr=progress,
             env=environment,
-            cwd=root_real,
+            cwd="/",
         )
         killed = False
         try:

@@ -135,19 +135,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         super().__init__(**options)
         self.limits = limits
         self.loop_iterations = 0
-        for name in (
-            "center",
-            "indent",
-            "format",
-            "join",
-            "replace",
-            "batch",
-            "slice",
-            "tojson",
-            "wordwrap",
-            "truncate",
-        ):
-            self.filters[name] = self._bounded_filter(name, self.filters[name])
+        # Every filter's result is checked; those that pad or repeat also before they run.
+        for name, function in list(self.filters.items()):
+            self.filters[name] = self.bounded_filter(name, function)
 
     # -- parsing: every `for` counts its iterations
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
@@ -297,15 +287,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 size += len(item) if isinstance(item, str) else 20
                 self._check_size(size, "join() result")
 
-    def _bounded_filter(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded_filter(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def bounded(*args: Any, **kwargs: Any) -> Any:
             self._check_filter(name, args, kwargs)
             return self._checked(function(*args, **kwargs))
 
-        # Jinja passes the context/environment to filters marked for it.
-        for marker in ("jinja_pass_arg",):
-            if hasattr(function, marker):
-                setattr(bounded, marker, getattr(function, marker))
+        # Jinja passes the context, eval context or environment to filters marked for it.
+        if hasattr(function, "jinja_pass_arg"):
+            bounded.jinja_pass_arg = function.jinja_pass_arg  # type: ignore[attr-defined]
         return bounded
 
     def _check_filter(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -366,7 +355,9 @@ class TemplateRenderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self._environment.filters["b64encode"] = _b64encode
+        self._environment.filters["b64encode"] = self._environment.bounded_filter(
+            "b64encode", _b64encode
+        )
         self._environment.globals.update(values=values, env=env)
 
     def render(self, name: str) -> str:

@@ -151,3 +151,19 @@ def test_nothing_the_template_renders_reaches_the_objects_on_a_limit(make_repo) 
         }
     )
     assert len(errors_of(root)) == 1
+
+
+def test_the_repository_is_never_on_the_renderers_import_path(make_repo, tmp_path: Path) -> None:
+    marker = tmp_path / "repository-code-ran"
+    code = f"open({str(marker)!r}, 'w').close()\n"
+    root = make_repo(
+        {
+            "jinja2/__init__.py": code,
+            "reconciler/__init__.py": code,
+            "pickle.py": code,
+            "cm.yaml.j2": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ 'c' ~ 'm' }}\n",
+        }
+    )
+    (loaded,) = load_repository(root).objects
+    assert loaded.obj.name == "cm"
+    assert not marker.exists()

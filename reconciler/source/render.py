@@ -33,7 +33,7 @@ import base64
 import re
 import string
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,7 +363,9 @@ class TemplateRenderer:
     def render(self, name: str) -> str:
         """The rendered text of repository file `name`; raises ManifestErrors (one error)."""
         try:
-            return self._output(self._environment.get_template(name).generate())
+            generated = self._environment.get_template(name).generate()
+            assert isinstance(generated, Generator)  # a generator function, typed Iterator
+            return self._output(generated)
         except jinja2.TemplateSyntaxError as exc:
             where = SourceLocation(exc.name or name, exc.lineno)
             message = f"template syntax error: {exc.message}"
@@ -376,16 +378,20 @@ class TemplateRenderer:
                 [template_error(exc, name, self._loader.served, limits=self._limits)]
             ) from None
 
-    def _output(self, parts: Iterable[str]) -> str:
+    def _output(self, parts: Generator[str, None, None]) -> str:
         collected: list[str] = []
         size = 0
         for part in parts:
             size += len(part)
             if size > self._limits.max_output:
-                raise LimitExceeded(
+                over = LimitExceeded(
                     f"output is over the limit of {self._limits.max_output // _MiB} MiB "
                     "for one template"
                 )
+                # Thrown into the template where it yielded the part that crossed the
+                # limit: Jinja's traceback then names that line.
+                parts.throw(over)
+                raise over
             collected.append(part)
         return "".join(collected)
 

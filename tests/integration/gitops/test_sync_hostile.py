@@ -10,12 +10,10 @@ from pathlib import Path
 
 import git
 import pytest
-from gitops_testdata import NAMESPACE, commit_files, configmap
+from gitops_testdata import NAMESPACE, commit_files, configmap, manual_loop
 
 from reconciler.api import Api
-from reconciler.source.git import GitSource
-from reconciler.source.watch import BranchWatch
-from reconciler.sync import SyncLoop, SyncOptions, list_sync_records, read_sync_state
+from reconciler.sync import list_sync_records, read_sync_state
 from schemas import ConfigMap
 from tests.fixtures.hostile import HOSTILE_REPOSITORIES
 
@@ -32,9 +30,7 @@ def test_a_hostile_commit_is_refused_and_the_last_good_one_stays(
     hostile: str, expected: str, upstream: git.Repo, cache_dir: Path, api: Api, tmp_path: Path
 ) -> None:
     good = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
-    source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
-    watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
-    loop = SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600))
+    loop, watch = manual_loop(api, upstream, cache_dir)
     first = loop.step()
     assert first is not None
     assert first.succeeded

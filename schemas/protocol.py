@@ -67,7 +67,9 @@ __all__ = [
     "Uid",
     "decode_message",
     "encode_message",
+    "node_address_problem",
     "uid_problem",
+    "wire_cluster_ip",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -119,15 +121,35 @@ def _ip_address(value: str) -> str:
     return value
 
 
-def _node_address(value: str) -> str:
-    # A node is reached at an IP address or a DNS name (Node spec.address allows both).
+def node_address_problem(value: str) -> str | None:
+    """Why `value` is not where a node is reached (an IP address or a DNS name), or None."""
     try:
         ipaddress.ip_address(value)
     except ValueError:
         if dns1123_subdomain_problem(value) is not None:
-            raise rule_error(
-                "node_address", f"{_shown(value)}: must be an IP address or a DNS name"
-            ) from None
+            return "must be an IP address or a DNS name"
+    return None
+
+
+def _node_address(value: str) -> str:
+    problem = node_address_problem(value)
+    if problem is not None:
+        raise rule_error("node_address", f"{_shown(value)}: {problem}")
+    return value
+
+
+def wire_cluster_ip(value: str | None) -> str | None:
+    """The ``clusterIP`` a Service pins on the wire: its address when it is one, else None.
+
+    Used by the reconciler where it builds :class:`ServiceRule`: a Service's clusterIP may be
+    ``"None"`` (headless) or unset, and the agent then picks the address itself.
+    """
+    if value is None:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return None
     return value
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
+from reconciler._private import private_dir
 from reconciler.api import Api, SystemClock
 from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
@@ -200,7 +201,7 @@ class CapstanApp:
         cfg = self.config
         # First: a secret file that cannot be read stops start-up before anything runs.
         self._webhook_secret, self.webhook_secret_from = _webhook_secret(cfg.webhook_secret_file)
-        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(cfg.state_dir)
         running = read_run_info(cfg.state_dir)
         if running is not None and running.pid != os.getpid() and process_alive(running.pid):
             # Two control planes on one store would fight over every object.

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from reconciler._private import open_private, write_private
 from reconciler.api import (
     AlreadyExists,
     ApiError,
@@ -300,7 +301,7 @@ def _locked(path: Path) -> Iterator[None]:
     """Serialise read-modify-write of the config file between processes (two ``capstan
     up`` starting together must not drop each other's context)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private(path.with_name(f".{path.name}.lock"))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -370,11 +371,8 @@ def use_context(name: str, path: Path | None = None) -> None:
 
 
 def _replace(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(document, handle, sort_keys=False)
-    os.replace(tmp, path)  # readers never see a half-written file
+    # Replaced atomically (readers never see a half-written file), 0600: it may hold a token.
+    write_private(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
 
 
 def resource_path(kind: type[KubeObject], *, namespace: str | None, name: str | None = None,

@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reconciler._private import write_private
+
 __all__ = [
     "CLIENT_CONFIG_FILE",
     "RUN_INFO_FILE",
@@ -61,7 +63,6 @@ def read_run_info(state_dir: Path) -> RunInfo | None:
 
 def write_run_info(state_dir: Path, info: RunInfo) -> Path:
     path = state_dir / RUN_INFO_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-    tmp.replace(path)  # readers never see a half-written file
+    # Replaced whole: readers never see a half-written file. 0600: it names the store.
+    write_private(path, (json.dumps(asdict(info), indent=2) + "\n").encode("utf-8"))
     return path

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from reconciler._private import write_private
 from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from schemas import (
     SUPPORTED_KINDS,
@@ -90,11 +91,7 @@ class ClusterSnapshot:
 
     def save(self, path: Path) -> None:
         """Write the snapshot (0600: it names the fleet's hosts)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        write_private(Path(path), (json.dumps(self.to_dict(), indent=1) + "\n").encode("utf-8"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterSnapshot:

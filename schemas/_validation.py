@@ -17,15 +17,17 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Loc = tuple[str | int, ...]
 
-_DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_QUALIFIED_NAME: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_IANA_SVC_NAME: Final = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# WARNING: \Z, not $: `$` also matches before a trailing newline, and "web\n" must not pass
+# as a name (names reach proxy rule scripts, paths and logs).
+_DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_QUALIFIED_NAME: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
+_LABEL_VALUE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
+_IANA_SVC_NAME: Final = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 _HAS_LETTER: Final = re.compile(r"[a-z]")
-_ENV_VAR_NAME: Final = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_CONFIG_KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
-_PERCENT: Final = re.compile(r"^[0-9]+%$")
+_ENV_VAR_NAME: Final = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*\Z")
+_CONFIG_KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+\Z")
+_PERCENT: Final = re.compile(r"^[0-9]+%\Z")
 
 
 def rule_error(code: str, message: str) -> PydanticCustomError:

@@ -55,7 +55,7 @@ _KEY_TYPES = frozenset(
     }
 )
 # OpenSSH prints SHA-256 fingerprints as unpadded base64 of the 32-byte digest: 43 characters.
-_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}\Z")
 
 
 def _address_problem(value: str) -> str | None:

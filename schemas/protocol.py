@@ -14,19 +14,34 @@ agent → reconciler
     ``logs_chunk`` (log data for a request, ``eof`` on the last), ``error``.
 
 A line that is not valid JSON, names an unknown type or version, or fails validation gets an
-``error`` reply and changes nothing; the connection stays usable. Field names are camelCase
-on the wire (``nodeName``, ``configMaps``), snake_case in Python, as everywhere in
-:mod:`schemas`.
+``error`` reply and changes nothing; the connection stays usable. Validation uses the API's
+rules for every identifier a side acts on — names and namespaces (DNS-1123 labels and
+subdomains, Service names DNS-1035 labels), pod uids (:data:`Uid`), ports and addresses — so
+a garbled or hostile line never reaches a path, a proxy rule script or a container name.
+Field names are camelCase on the wire (``nodeName``, ``configMaps``), snake_case in Python,
+as everywhere in :mod:`schemas`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
 
-from schemas._validation import NonNegativeInt, PortNumber
+from schemas._validation import (
+    DNS1035Label,
+    DNSLabel,
+    DNSSubdomain,
+    NonNegativeInt,
+    PortName,
+    PortNumber,
+    Problems,
+    dns1123_subdomain_problem,
+    rule_error,
+)
 from schemas.core import ConfigMap, Secret
 from schemas.meta import KubeModel
 from schemas.node import NodeStatus
@@ -49,8 +64,12 @@ __all__ = [
     "ServiceRule",
     "Status",
     "Sync",
+    "Uid",
     "decode_message",
     "encode_message",
+    "node_address_problem",
+    "uid_problem",
+    "wire_cluster_ip",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -69,6 +88,76 @@ ErrorCode = Literal[
 ]
 
 
+_UID: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SHOWN: Final = 80
+
+
+def uid_problem(value: str) -> str | None:
+    """Why `value` is not a pod uid the agent may use as a directory name, or None."""
+    if len(value) > 63 or not _UID.fullmatch(value):
+        return (
+            "must be a uid: lowercase letters, digits and '-' (a UUID as the API assigns), "
+            "at most 63 characters"
+        )
+    return None
+
+
+def _shown(value: str) -> str:
+    return repr(value[:_SHOWN]) + ("..." if len(value) > _SHOWN else "")
+
+
+def _uid(value: str) -> str:
+    problem = uid_problem(value)
+    if problem is not None:
+        raise rule_error("uid", f"{_shown(value)}: {problem}")
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise rule_error("ip_address", f"{_shown(value)}: must be an IP address") from None
+    return value
+
+
+def node_address_problem(value: str) -> str | None:
+    """Why `value` is not where a node is reached (an IP address or a DNS name), or None."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if dns1123_subdomain_problem(value) is not None:
+            return "must be an IP address or a DNS name"
+    return None
+
+
+def _node_address(value: str) -> str:
+    problem = node_address_problem(value)
+    if problem is not None:
+        raise rule_error("node_address", f"{_shown(value)}: {problem}")
+    return value
+
+
+def wire_cluster_ip(value: str | None) -> str | None:
+    """The ``clusterIP`` a Service pins on the wire: its address when it is one, else None.
+
+    Used by the reconciler where it builds :class:`ServiceRule`: a Service's clusterIP may be
+    ``"None"`` (headless) or unset, and the agent then picks the address itself.
+    """
+    if value is None:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return value
+
+
+Uid = Annotated[str, AfterValidator(_uid)]
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+NodeAddress = Annotated[str, AfterValidator(_node_address)]
+
+
 class _Message(KubeModel):
     v: Literal[1] = 1
     id: str | None = Field(default=None, max_length=128)
@@ -79,7 +168,7 @@ class Hello(_Message):
     type: Literal["hello"] = "hello"
     versions: list[int] = Field(default_factory=lambda: [PROTOCOL_VERSION])
     role: Literal["agent", "reconciler", "cli"]
-    node_name: str | None = None
+    node_name: DNSSubdomain | None = None
     agent_version: str | None = None
     capabilities: list[str] = Field(default_factory=list)
 
@@ -87,14 +176,14 @@ class Hello(_Message):
 class Endpoint(KubeModel):
     """A ready backend of a Service port: a node address and the host port the pod publishes."""
 
-    address: str
+    address: NodeAddress
     port: PortNumber
 
 
 class ServicePortRule(KubeModel):
     """One port of a Service and where its traffic goes."""
 
-    name: str | None = None
+    name: PortName | None = None
     protocol: Protocol = "TCP"
     port: PortNumber
     node_port: int | None = Field(default=None, ge=1, le=65535)
@@ -104,10 +193,10 @@ class ServicePortRule(KubeModel):
 class ServiceRule(KubeModel):
     """A Service as a node's proxy programs it: only *ready* endpoints are listed."""
 
-    namespace: str
-    name: str
+    namespace: DNSLabel
+    name: DNS1035Label
     type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
-    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    cluster_ip: IPAddress | None = Field(default=None, alias="clusterIP")
     ports: list[ServicePortRule] = Field(default_factory=list)
 
 
@@ -129,6 +218,29 @@ class Sync(_Message):
     secrets: list[Secret] = Field(default_factory=list)
     services: list[ServiceRule] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _identified(self) -> Sync:
+        # The API assigns every pod a uid and a namespace; the agent keys containers and
+        # directories by them, so a pod on the wire without them (or with a uid that is not
+        # one) is refused whole, before anything acts on it.
+        problems = Problems("Sync")
+        for index, pod in enumerate(self.pods):
+            uid = pod.metadata.uid
+            if uid is None:
+                problems.add(("pods", index, "metadata", "uid"), "missing", "Field required")
+            elif (problem := uid_problem(uid)) is not None:
+                problems.add(("pods", index, "metadata", "uid"), "uid", f"{_shown(uid)}: {problem}")
+            if pod.metadata.namespace is None:
+                problems.add(("pods", index, "metadata", "namespace"), "missing", "Field required")
+        for field, objects in (("configMaps", self.config_maps), ("secrets", self.secrets)):
+            for index, obj in enumerate(objects):
+                if obj.metadata.namespace is None:
+                    problems.add(
+                        (field, index, "metadata", "namespace"), "missing", "Field required"
+                    )
+        problems.raise_if_any()
+        return self
+
 
 class Ack(_Message):
     type: Literal["ack"] = "ack"
@@ -141,9 +253,9 @@ class Ack(_Message):
 class PodReport(KubeModel):
     """One pod's status as the agent sees it, keyed by namespace, name and uid."""
 
-    namespace: str
-    name: str
-    uid: str
+    namespace: DNSLabel
+    name: DNSSubdomain
+    uid: Uid
     status: PodStatus
 
 
@@ -151,7 +263,7 @@ class Status(_Message):
     """Node and pod status. ``generation`` is the last applied sync (None before the first)."""
 
     type: Literal["status"] = "status"
-    node_name: str
+    node_name: DNSSubdomain
     generation: NonNegativeInt | None = None
     node: NodeStatus
     pods: list[PodReport] = Field(default_factory=list)
@@ -161,9 +273,9 @@ class LogsRequest(_Message):
     """Ask for a container's log: the last ``tail`` lines (all when None), then follow."""
 
     type: Literal["logs"] = "logs"
-    namespace: str
-    pod: str
-    container: str | None = None
+    namespace: DNSLabel
+    pod: DNSSubdomain
+    container: DNSLabel | None = None
     tail: NonNegativeInt | None = None
     follow: bool = False
 

@@ -27,7 +27,8 @@ from agent.proxy._commands import CommandRunner, check
 from agent.proxy.model import Endpoint, PortRule, ServiceRuleSet
 
 MASQUERADE_MARK: Final = 0x4000
-_PREFIX_RE: Final = re.compile(r"^[A-Z][A-Z0-9]{0,11}$")
+_PREFIX_RE: Final = re.compile(r"^[A-Z][A-Z0-9]{0,11}\Z")
+_SAFE_TEXT: Final = re.compile(r"[^A-Za-z0-9._:/ -]")
 _HOOKS: Final = (("OUTPUT", "SERVICES"), ("PREROUTING", "SERVICES"), ("POSTROUTING", "POSTRTG"))
 
 
@@ -50,7 +51,9 @@ def _sep_chain(prefix: str, rule: PortRule, endpoint: Endpoint) -> str:
 
 
 def _comment(text: str) -> str:
-    return '"' + text.replace('"', "'")[:200] + '"'
+    # Built from validated names, and still reduced to a harmless alphabet: a newline in an
+    # iptables-restore script is a new rule.
+    return '"' + _SAFE_TEXT.sub("_", text)[:200] + '"'
 
 
 def render(

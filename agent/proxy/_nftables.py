@@ -58,7 +58,8 @@ replaced whole (once, with the short window the WARNING above describes)."""
 
 _STATE_RE: Final = re.compile(r'comment "capstan-proxy (v\d+) sha256:([0-9a-f]{64})"')
 _CHAIN_RE: Final = re.compile(r"^\s*chain (\S+) \{")
-_NAME_RE: Final = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,31}$")
+_NAME_RE: Final = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,31}\Z")
+_SAFE_TEXT: Final = re.compile(r"[^A-Za-z0-9._:/ -]")
 _STATIC_CHAINS: Final = frozenset({"services", "output", "prerouting", "postrouting"})
 
 _log = logging.getLogger(__name__)
@@ -77,8 +78,9 @@ def chain_name(rule: PortRule) -> str:
 
 
 def _quote(text: str) -> str:
-    # nft comments cannot contain a double quote; names here are DNS labels anyway.
-    return text.replace('"', "'")[:120]
+    # Names here are validated DNS labels; still reduced to a harmless alphabet, because a
+    # quote ends the comment and a newline starts a new nft command.
+    return _SAFE_TEXT.sub("_", text)[:120]
 
 
 def _service_chain(table: str, rule: PortRule) -> list[str]:

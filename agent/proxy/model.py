@@ -4,7 +4,9 @@ The agent's sync loop receives ``Sync.services`` (:class:`schemas.protocol.Servi
 Service, only *ready* endpoints listed) and turns them into a :class:`ServiceRuleSet` with
 :meth:`ServiceRuleSet.from_protocol`; that is the whole adapter. Everything downstream (the
 nftables/iptables renderers, the userspace forwarder, the hosts/env helpers) reads only this
-module's frozen values, so it can be tested with plain data.
+module's frozen values, so it can be tested with plain data. Those values are checked when
+made (names by the API's rules, addresses, ports), so the rule text the renderers write is
+built from validated parts only.
 
 A rule set is the node's **complete** desired proxy state: applying it replaces whatever was
 programmed before. Every Service gets a stable *virtual address* in a loopback range
@@ -19,6 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, NewType
 
 from agent.proxy.addresses import DEFAULT_VIRTUAL_RANGE, allocate_virtual_addresses
+from schemas._validation import (
+    dns1035_label_problem,
+    dns1123_label_problem,
+    port_name_problem,
+)
 from schemas.protocol import ServiceRule
 
 ServiceKey = NewType("ServiceKey", str)
@@ -59,6 +66,30 @@ class PortRule:
     port_name: str | None = None
     protocol: L4Protocol = "TCP"
     node_port: int | None = None
+
+    def __post_init__(self) -> None:
+        # The wire was validated already (schemas.protocol); checked again here because the
+        # renderers put these values into iptables-restore and nft scripts as text.
+        problems: list[str] = []
+        for what, value, check in (
+            ("namespace", self.namespace, dns1123_label_problem),
+            ("name", self.name, dns1035_label_problem),
+        ):
+            if (problem := check(value)) is not None:
+                problems.append(f"{what} {value!r}: {problem}")
+        if self.port_name is not None and (problem := port_name_problem(self.port_name)):
+            problems.append(f"port name {self.port_name!r}: {problem}")
+        if self.protocol not in ("TCP", "UDP", "SCTP"):
+            problems.append(f"protocol {self.protocol!r} is not TCP, UDP or SCTP")
+        for what, port in (("port", self.port), ("nodePort", self.node_port)):
+            if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+                problems.append(f"{what} {port!r} is out of range 1-65535")
+        try:
+            ipaddress.IPv4Address(self.virtual_address)
+        except ValueError:
+            problems.append(f"virtual address {self.virtual_address!r} is not an IPv4 address")
+        if problems:
+            raise ValueError(f"Service port rule refused: {'; '.join(problems)}")
 
     @property
     def service(self) -> ServiceKey:

@@ -41,7 +41,13 @@ from reconciler.controllers.runtime import (
 )
 from schemas import ConfigMap, Node, ObjectKey, ObjectMeta, OwnerReference, Pod, Service
 from schemas.meta import KubeModel
-from schemas.protocol import Endpoint, ServicePortRule, ServiceRule
+from schemas.protocol import (
+    Endpoint,
+    ServicePortRule,
+    ServiceRule,
+    node_address_problem,
+    wire_cluster_ip,
+)
 
 __all__ = [
     "ENDPOINTS_DATA_KEY",
@@ -96,14 +102,19 @@ class ServiceEndpoints(KubeModel):
             namespace=self.namespace,
             name=self.name,
             type=self.type,
-            cluster_ip=self.cluster_ip,
+            cluster_ip=wire_cluster_ip(self.cluster_ip),
             ports=[
                 ServicePortRule(
                     name=port.name,
                     protocol=port.protocol,
                     port=port.port,
                     node_port=port.node_port,
-                    endpoints=[Endpoint(address=t.address, port=t.host_port) for t in port.targets],
+                    # An address a node reported that is not one never reaches the wire.
+                    endpoints=[
+                        Endpoint(address=t.address, port=t.host_port)
+                        for t in port.targets
+                        if node_address_problem(t.address) is None
+                    ],
                 )
                 for port in self.ports
             ],

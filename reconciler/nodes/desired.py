@@ -21,7 +21,7 @@ from reconciler.nodes._wire import DesiredSet
 from schemas import ConfigMap, Pod, Secret, Service
 from schemas.meta import KubeObject
 from schemas.pod import PodSpec
-from schemas.protocol import ServicePortRule, ServiceRule
+from schemas.protocol import ServicePortRule, ServiceRule, wire_cluster_ip
 
 __all__ = [
     "ConfigLookup",
@@ -110,7 +110,7 @@ def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule
         namespace=service.namespace,
         name=service.name,
         type=service.spec.proxy_type,
-        cluster_ip=service.spec.cluster_ip,
+        cluster_ip=wire_cluster_ip(service.spec.cluster_ip),
         ports=ports,
     )
 

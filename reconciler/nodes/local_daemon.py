@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import shutil
 import signal
@@ -23,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from reconciler._private import open_private, private_dir
 
 __all__ = [
     "LocalAgentDaemon",
@@ -125,7 +128,7 @@ class LocalAgentDaemon:
 
     def _spawn(self, *, timeout_s: float) -> None:
         opts = self.options
-        opts.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(opts.state_dir)
         opts.socket_path.parent.mkdir(parents=True, exist_ok=True)
         # A socket file left by a killed agent answers nothing; the daemon replaces it.
         log_path = self._log_path
@@ -135,7 +138,7 @@ class LocalAgentDaemon:
             "--node-name", opts.node_name, "--bind-address", opts.bind_address,
             *opts.extra_args,
         ]
-        with open(log_path, "ab") as log:
+        with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_APPEND), "ab") as log:
             process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,

@@ -23,18 +23,54 @@ Modules: `yamlpos` (safe YAML with positions), `render` (sandboxed Jinja2),
 - `verify_webhook(headers, body, *, secret) -> WebhookVerdict` (`webhook`).
 """
 
-from reconciler.source.credentials import GitCredentials
-from reconciler.source.errors import ManifestError, ManifestErrors, SourceLocation
-from reconciler.source.git import CommitInfo, CommitSha, GitSource, GitSourceError
-from reconciler.source.load import (
-    DEFAULT_NAMESPACE,
-    LoadedObject,
-    LoadedRepository,
-    load_repository,
-)
-from reconciler.source.values import available_environments
-from reconciler.source.watch import BranchWatch
-from reconciler.source.webhook import WebhookVerdict, verify_webhook
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.source.credentials import GitCredentials
+    from reconciler.source.errors import ManifestError, ManifestErrors, SourceLocation
+    from reconciler.source.git import CommitInfo, CommitSha, GitSource, GitSourceError
+    from reconciler.source.load import (
+        DEFAULT_NAMESPACE,
+        LoadedObject,
+        LoadedRepository,
+        load_repository,
+    )
+    from reconciler.source.values import available_environments
+    from reconciler.source.watch import BranchWatch
+    from reconciler.source.webhook import WebhookVerdict, verify_webhook
+
+# Imported on first use: the template renderer's child process imports
+# `reconciler.source._renderjail` and must not pay for Git, pydantic and the
+# schemas (about a second) each time a commit is rendered.
+_WHERE = {
+    "GitCredentials": "credentials",
+    "ManifestError": "errors",
+    "ManifestErrors": "errors",
+    "SourceLocation": "errors",
+    "CommitInfo": "git",
+    "CommitSha": "git",
+    "GitSource": "git",
+    "GitSourceError": "git",
+    "DEFAULT_NAMESPACE": "load",
+    "LoadedObject": "load",
+    "LoadedRepository": "load",
+    "load_repository": "load",
+    "available_environments": "values",
+    "BranchWatch": "watch",
+    "WebhookVerdict": "webhook",
+    "verify_webhook": "webhook",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "DEFAULT_NAMESPACE",

@@ -101,7 +101,7 @@ class GitSource:
         self.url = str(self._local_path) if self._local_path is not None else url
         self.branch = branch
         self.cache_dir = Path(cache_dir)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self._git_dir = self.cache_dir / f"{digest}.git"
         self._exports = self.cache_dir / "exports"

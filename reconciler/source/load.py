@@ -38,6 +38,7 @@ from reconciler.source._fs import (
     relative_name,
     resolve_inside,
 )
+from reconciler.source._renderjail import render_templates
 from reconciler.source._wording import plain_message
 from reconciler.source.errors import (
     ManifestError,
@@ -50,9 +51,9 @@ from reconciler.source.kustomize import (
     layout_problem,
     render_kustomization,
 )
-from reconciler.source.render import TemplateRenderer
+from reconciler.source.render import RenderLimits
 from reconciler.source.values import load_values
-from reconciler.source.yamlpos import YamlDocument, load_documents
+from reconciler.source.yamlpos import LoadBudget, YamlDocument, load_documents
 from schemas import (
     KUBERNETES_NAMESPACES,
     SUPPORTED_KINDS,
@@ -137,7 +138,11 @@ class _Parsed:
 
 
 def load_repository(
-    root: Path, *, env: str | None = None, subdir: str | None = None
+    root: Path,
+    *,
+    env: str | None = None,
+    subdir: str | None = None,
+    render_limits: RenderLimits = RenderLimits(),  # noqa: B008 - frozen
 ) -> LoadedRepository:
     """Load, render and validate every manifest under `root` (or `root/subdir`).
 
@@ -146,16 +151,19 @@ def load_repository(
     still come from the whole repository); the part must be self-contained,
     namespaces included. Raises ManifestErrors listing every problem found;
     returns objects only when there is none. Reads nothing outside `root`
-    and executes nothing.
+    and executes nothing. Templates are rendered in a child process within
+    `render_limits`; YAML is read within the limits `yamlpos` names, for each
+    object and for the commit.
     """
     root = Path(root)
     root_real, start = _resolve_start(root, subdir=subdir)
     errors: list[ManifestError] = []
-    renderer: TemplateRenderer | None = None
+    budget = LoadBudget()
     values: dict[str, Any] = {}
+    values_loaded = False
     try:
-        values = load_values(root_real, env=env)
-        renderer = TemplateRenderer(root_real, values=values, env=env)
+        values = load_values(root_real, env=env, budget=budget)
+        values_loaded = True
     except ManifestErrors as exc:
         # Templates are not rendered without their values (every one would
         # fail for the same reason); plain manifests are still checked.
@@ -167,7 +175,7 @@ def load_repository(
     skipped: list[SkippedPath] = []
     loaded: list[_Parsed] = []
     if kustomization is not None:
-        loaded = _load_kustomization(root_real, start, errors)
+        loaded = _load_kustomization(root_real, start, errors, budget=budget)
         file_names = [relative_name(kustomization, root_real)]
     elif chart is not None:
         errors.append(ManifestError(SourceLocation(relative_name(start, root_real)), chart))
@@ -176,11 +184,22 @@ def load_repository(
         files, skipped, problems = discover(root_real, start, refuse_dir=layout_problem)
         errors.extend(problems)
         file_names = [manifest.name for manifest in files]
+    rendered: dict[str, str] = {}
+    if values_loaded:
+        templates = [manifest.name for manifest in files if manifest.template]
+        rendered, problems = render_templates(
+            root_real, templates, values=values, env=env, limits=render_limits
+        )
+        errors.extend(problems)
     for manifest in files:
-        text = _read(manifest, root_real=root_real, renderer=renderer, errors=errors)
+        if budget.exhausted:
+            break  # over the commit's limits: the error is reported, more cannot help
+        text = _read(manifest, root_real=root_real, rendered=rendered, errors=errors)
         if text is None:
             continue
-        documents, problems = load_documents(text, file=manifest.name, rendered=manifest.template)
+        documents, problems = load_documents(
+            text, file=manifest.name, rendered=manifest.template, budget=budget
+        )
         errors.extend(problems)
         # Node trees are several times the size of the objects: each file's
         # are dropped once its objects are validated, keeping only the two
@@ -220,7 +239,7 @@ def load_repository(
 
 
 def _load_kustomization(
-    root_real: Path, directory: Path, errors: list[ManifestError]
+    root_real: Path, directory: Path, errors: list[ManifestError], *, budget: LoadBudget
 ) -> list[_Parsed]:
     """The objects kustomize builds from `directory`, each placed in the file it came from
     (at the field's line there when the field is written in that file)."""
@@ -231,7 +250,7 @@ def _load_kustomization(
         return []
     built_from = relative_name(directory, root_real)
     documents, problems = load_documents(
-        output.text, file=f"{built_from} (kustomize)", rendered=True
+        output.text, file=f"{built_from} (kustomize)", rendered=True, budget=budget
     )
     errors.extend(problems)
     sources = _OriginFiles(root_real)
@@ -325,17 +344,12 @@ def _read(
     manifest: ManifestFile,
     *,
     root_real: Path,
-    renderer: TemplateRenderer | None,
+    rendered: Mapping[str, str],
     errors: list[ManifestError],
 ) -> str | None:
     if manifest.template:
-        if renderer is None:
-            return None
-        try:
-            return renderer.render(manifest.name)
-        except ManifestErrors as exc:
-            errors.extend(exc.errors)
-            return None
+        # A template that did not render has its error reported already.
+        return rendered.get(manifest.name)
     try:
         return read_inside(root_real, manifest.real_path)
     except RepositoryPathError as exc:

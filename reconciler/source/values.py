@@ -20,7 +20,7 @@ from reconciler.source._fs import (
     read_inside,
 )
 from reconciler.source.errors import ManifestError, ManifestErrors, SourceLocation
-from reconciler.source.yamlpos import load_documents
+from reconciler.source.yamlpos import LoadBudget, load_documents
 
 __all__ = ["available_environments", "deep_merge", "load_values"]
 
@@ -53,10 +53,17 @@ def available_environments(root: Path) -> list[str]:
     )
 
 
-def load_values(root_real: Path, *, env: str | None) -> dict[str, Any]:
-    """The merged values for `env` (None: `values.yaml` alone). Raises ManifestErrors."""
+def load_values(
+    root_real: Path, *, env: str | None, budget: LoadBudget | None = None
+) -> dict[str, Any]:
+    """The merged values for `env` (None: `values.yaml` alone). Raises ManifestErrors.
+
+    `budget` is the commit's (see `yamlpos.LoadBudget`); values files count
+    against it like manifests.
+    """
     errors: list[ManifestError] = []
-    values = _load_file(root_real, VALUES_FILE, errors=errors, required=False)
+    budget = budget if budget is not None else LoadBudget()
+    values = _load_file(root_real, VALUES_FILE, errors=errors, required=False, budget=budget)
     if env is not None:
         names = available_environments(root_real)
         if env not in names:
@@ -69,7 +76,11 @@ def load_values(root_real: Path, *, env: str | None) -> dict[str, Any]:
             )
         else:
             overlay = _load_file(
-                root_real, f"{ENVIRONMENTS_DIR}/{env}{_ENV_SUFFIX}", errors=errors, required=True
+                root_real,
+                f"{ENVIRONMENTS_DIR}/{env}{_ENV_SUFFIX}",
+                errors=errors,
+                required=True,
+                budget=budget,
             )
             values = deep_merge(values, overlay)
     if errors:
@@ -78,7 +89,12 @@ def load_values(root_real: Path, *, env: str | None) -> dict[str, Any]:
 
 
 def _load_file(
-    root_real: Path, name: str, *, errors: list[ManifestError], required: bool
+    root_real: Path,
+    name: str,
+    *,
+    errors: list[ManifestError],
+    required: bool,
+    budget: LoadBudget,
 ) -> dict[str, Any]:
     path = root_real / name
     if not os.path.lexists(path):
@@ -90,7 +106,7 @@ def _load_file(
     except RepositoryPathError as exc:
         errors.append(ManifestError(SourceLocation(name), str(exc)))
         return {}
-    documents, problems = load_documents(text, file=name)
+    documents, problems = load_documents(text, file=name, budget=budget)
     errors.extend(problems)
     if problems:
         return {}

@@ -11,6 +11,15 @@ sequences, mappings, anchors/aliases and merge keys. Any other tag
 (`!!python/object/apply:...`, `!!binary`, `!!set`, local `!tags`) is an error
 at the tag's position and is never constructed. The constructor is PyYAML's
 safe one (the libyaml-accelerated `CSafeLoader` when available).
+
+Size is bounded before anything is built: each file's event stream is
+measured first (`_measure`, constant memory) and a file is composed only when
+every document in it stays within the limits once its aliases are expanded —
+one object at most `MAX_OBJECT_BYTES` of scalar text and `MAX_OBJECT_NODES`
+nodes, `MAX_DEPTH` levels deep — and the commit's `LoadBudget` (shared by
+every file the loader reads for one commit) still covers it. An alias to a 5
+MiB string is counted as 5 MiB each time it is used, so an alias bomb is
+refused after reading its events, never expanded.
 """
 
 from __future__ import annotations
@@ -24,15 +33,42 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.source.errors import ManifestError, SourceLocation
 
-__all__ = ["YamlDocument", "load_documents"]
+__all__ = ["LoadBudget", "YamlDocument", "load_documents"]
 
-# Generous for manifests (a 1 MiB ConfigMap is ~100k nodes), small enough that
-# a "billion laughs" document of nested aliases is refused before anything
-# walks its expansion (pydantic would, node by node).
-MAX_EXPANDED_NODES = 1_000_000
+_MiB = 1024 * 1024
+# One object, aliases expanded: etcd's request limit, which is what bounds a
+# Kubernetes object (the API server's 3 MiB request holds one object plus
+# its envelope). Scalar text of keys and values is what is counted.
+MAX_OBJECT_BYTES = 3 * _MiB // 2
+# Composed YAML nodes cost ~400 bytes each and ~7 us to load; a real object
+# has tens to a few thousand.
+MAX_OBJECT_NODES = 100_000
 # Real manifests nest ~15 levels; the limit keeps every recursive walk
 # (PyYAML's constructor, pydantic) far from Python's recursion limit.
 MAX_DEPTH = 100
+# One commit, every manifest and values file together, aliases expanded.
+# 1.5x a 1,000-app repository (5,000 objects, ~4 MiB, ~200k nodes), and
+# small enough that loading it stays within seconds and a few hundred MB.
+MAX_COMMIT_BYTES = 16 * _MiB
+MAX_COMMIT_NODES = 300_000
+MAX_COMMIT_DOCUMENTS = 10_000
+
+
+@dataclass
+class LoadBudget:
+    """What one commit may still load; `load_documents` charges every document it accepts.
+
+    The loader makes one per commit and passes it to every file it reads, so
+    the limits hold for the commit as a whole and not only file by file.
+    `exhausted` is set once a file was refused for the commit's limits:
+    reading further files is pointless, the commit cannot be valid.
+    """
+
+    bytes_left: int = MAX_COMMIT_BYTES
+    nodes_left: int = MAX_COMMIT_NODES
+    documents_left: int = MAX_COMMIT_DOCUMENTS
+    exhausted: bool = False
+
 
 _STD = "tag:yaml.org,2002:"
 _MERGE = _STD + "merge"
@@ -128,23 +164,29 @@ class YamlDocument:
 
 
 def load_documents(
-    text: str, *, file: str, rendered: bool = False
+    text: str, *, file: str, rendered: bool = False, budget: LoadBudget | None = None
 ) -> tuple[list[YamlDocument], list[ManifestError]]:
     """Every document of `text`, and every error found in it.
 
     Documents before a syntax error are returned; the parser cannot resume
-    after one, so nothing after it is. Empty documents are dropped.
+    after one, so nothing after it is. Empty documents are dropped. A file
+    with a document over the size limits (or beyond what `budget`, the
+    commit's, has left) yields only that error: nothing of it is composed.
     """
     documents: list[YamlDocument] = []
     errors: list[ManifestError] = []
-    loader = _PositionLoader(text)
-    index = 0
 
     def at(mark: Any) -> SourceLocation:
         if mark is None:
             return SourceLocation(file, None, None, rendered)
         return SourceLocation(file, mark.line + 1, mark.column + 1, rendered)
 
+    budget = budget if budget is not None else LoadBudget()
+    oversized = _measure(text, at=at, budget=budget)
+    if oversized is not None:
+        return [], [oversized]
+    loader = _PositionLoader(text)
+    index = 0
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -174,6 +216,145 @@ def load_documents(
     return documents, errors
 
 
+@dataclass(frozen=True)
+class _Breach:
+    message: str
+    commit: bool = False  # the commit's limits, not the document's: stop reading files
+
+
+@dataclass
+class _Open:
+    """A collection being measured: where it started, and its anchor."""
+
+    anchor: str | None
+    depth: int
+    nodes: int  # the document's counts when it started
+    size: int
+    deepest: int
+
+
+@dataclass
+class _Document:
+    """Counts of the document being measured, aliases expanded."""
+
+    nodes: int = 0
+    size: int = 0
+    aliased: bool = False
+    # anchor -> (nodes, bytes, height) once its node is complete; None while open.
+    anchors: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)
+    stack: list[_Open] = field(default_factory=list)
+
+
+def _measure(
+    text: str, *, at: Callable[[Any], SourceLocation], budget: LoadBudget
+) -> ManifestError | None:
+    """The first size limit the documents of `text` break, or None (then they are charged).
+
+    Reads only the event stream, in constant memory: an alias adds the counts
+    its anchor's node had, so expansion is measured without expanding. Syntax
+    errors are left to the composer, which reports them with the documents
+    before them.
+    """
+    if budget.exhausted:
+        return ManifestError(at(None), "not read: the commit is already over its size limits")
+    loader = _PositionLoader(text)
+    document = _Document()
+    try:
+        while loader.check_event():
+            event: yaml.Event = loader.get_event()  # type: ignore[no-untyped-call]
+            breach = _measure_event(event, document, budget=budget)
+            if breach is not None:
+                budget.exhausted = budget.exhausted or breach.commit
+                return ManifestError(at(event.start_mark), breach.message)
+            if isinstance(event, yaml.DocumentEndEvent):
+                if document.nodes:
+                    budget.documents_left -= 1
+                budget.nodes_left -= document.nodes
+                budget.bytes_left -= document.size
+                document = _Document()
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    return None
+
+
+def _measure_event(event: yaml.Event, document: _Document, *, budget: LoadBudget) -> _Breach | None:
+    stack = document.stack
+    depth = len(stack) + 1
+    if isinstance(event, yaml.AliasEvent):
+        anchor = event.anchor
+        if anchor not in document.anchors:
+            return None  # undefined: the composer reports it
+        measured = document.anchors[anchor]
+        if measured is None:
+            return _Breach("recursive YAML alias")
+        nodes, size, height = measured
+        document.aliased = True
+        if stack:
+            stack[-1].deepest = max(stack[-1].deepest, depth + height - 1)
+    elif isinstance(event, yaml.ScalarEvent):
+        nodes, size = 1, len(event.value)
+        if stack:
+            stack[-1].deepest = max(stack[-1].deepest, depth)
+        if event.anchor is not None:
+            document.anchors[event.anchor] = (1, size, 1)
+    elif isinstance(event, yaml.CollectionStartEvent):
+        if depth > MAX_DEPTH:
+            return _Breach(f"nested deeper than {MAX_DEPTH} levels")
+        if event.anchor is not None:
+            document.anchors[event.anchor] = None
+        stack.append(_Open(event.anchor, depth, document.nodes, document.size, depth))
+        nodes, size = 1, 0
+    elif isinstance(event, yaml.CollectionEndEvent):
+        done = stack.pop()
+        if done.deepest > MAX_DEPTH:
+            return _Breach(f"nested deeper than {MAX_DEPTH} levels (via aliases)")
+        if done.anchor is not None:
+            document.anchors[done.anchor] = (
+                document.nodes - done.nodes,
+                document.size - done.size,
+                done.deepest - done.depth + 1,
+            )
+        if stack:
+            stack[-1].deepest = max(stack[-1].deepest, done.deepest)
+        return None
+    else:
+        return None
+    document.nodes += nodes
+    document.size += size
+    return _over_limits(document, budget)
+
+
+def _over_limits(document: _Document, budget: LoadBudget) -> _Breach | None:
+    aliasing = " (too much aliasing)" if document.aliased else ""
+    if document.size > MAX_OBJECT_BYTES:
+        return _Breach(
+            f"document expands to more than {_mib(MAX_OBJECT_BYTES)} of text, the limit "
+            f"for one object{aliasing}"
+        )
+    if document.nodes > MAX_OBJECT_NODES:
+        return _Breach(
+            f"document expands to more than {MAX_OBJECT_NODES} YAML nodes, the limit "
+            f"for one object{aliasing}"
+        )
+    if document.size > budget.bytes_left:
+        return _Breach(
+            f"commit is over its limit of {_mib(MAX_COMMIT_BYTES)} of manifest text "
+            "(all files, aliases expanded)",
+            commit=True,
+        )
+    if document.nodes > budget.nodes_left:
+        return _Breach(f"commit is over its limit of {MAX_COMMIT_NODES} YAML nodes", commit=True)
+    if budget.documents_left <= 0:
+        return _Breach(f"commit is over its limit of {MAX_COMMIT_DOCUMENTS} objects", commit=True)
+    return None
+
+
+def _mib(size: int) -> str:
+    return f"{size / _MiB:g} MiB"
+
+
 def _construct(
     loader: _PositionLoader,
     node: Node,
@@ -195,113 +376,32 @@ def _construct(
 def _precheck(
     root: Node, *, at: Callable[[Any], SourceLocation], loader: _PositionLoader
 ) -> list[ManifestError]:
-    """Refuse what the constructor must never see: foreign tags, cycles, alias bombs.
+    """Refuse what the constructor must never see: foreign tags, malformed scalars.
 
-    Iterative on purpose: the documents are hostile until proven otherwise.
+    Iterative, and each distinct node is visited once (an alias is the same
+    node again), so the walk costs what the file holds, not what it expands
+    to; sizes, depth and recursive aliases were measured before composing.
     Also reports duplicate keys, which PyYAML would silently collapse (the
     Kubernetes API server rejects them).
-
-    Each distinct node is visited once; a node met again is an alias
-    reference, remembered with its depth, and only those are expanded (by
-    `_check_aliases`) to measure what the document becomes.
     """
     errors: list[ManifestError] = []
     seen: set[int] = set()
-    references: list[tuple[Node, int]] = []
-    distinct = 0
-    stack: list[tuple[Node, int]] = [(root, 0)]
+    stack: list[Node] = [root]
     while stack:
-        node, depth = stack.pop()
+        node = stack.pop()
         if id(node) in seen:
-            references.append((node, depth))
             continue
         seen.add(id(node))
-        distinct += 1
-        if depth > MAX_DEPTH:
-            return [ManifestError(at(node.start_mark), f"nested deeper than {MAX_DEPTH} levels")]
         problem = _check_node(node, at=at, loader=loader)
         if problem:
             errors.extend(problem)
         if isinstance(node, MappingNode):
             for key, value in node.value:
-                stack.append((key, depth + 1))
-                stack.append((value, depth + 1))
+                stack.append(key)
+                stack.append(value)
         elif isinstance(node, SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-    if references:
-        errors.extend(_check_aliases(references, distinct=distinct, at=at))
+            stack.extend(node.value)
     return errors
-
-
-def _check_aliases(
-    references: list[tuple[Node, int]],
-    *,
-    distinct: int,
-    at: Callable[[Any], SourceLocation],
-) -> list[ManifestError]:
-    """Cycles, and the size and depth of the document once every alias is expanded.
-
-    The expanded document is the tree of first visits plus, at each further
-    reference, a full copy of the referenced node: its size is `distinct` plus
-    the expanded size of every reference's target.
-    """
-    expanded: dict[int, tuple[int, int]] = {}  # id -> (nodes, height) once expanded
-    total = distinct
-    for target, depth in references:
-        measured = _expand(target, expanded=expanded)
-        if measured is None:
-            return [ManifestError(at(target.start_mark), "recursive YAML alias")]
-        size, height = measured
-        total += size
-        if total > MAX_EXPANDED_NODES:
-            return [
-                ManifestError(
-                    at(target.start_mark),
-                    f"document expands to more than {MAX_EXPANDED_NODES} nodes "
-                    "(too much aliasing)",
-                )
-            ]
-        if depth + height > MAX_DEPTH:
-            return [
-                ManifestError(
-                    at(target.start_mark),
-                    f"nested deeper than {MAX_DEPTH} levels (via aliases)",
-                )
-            ]
-    return []
-
-
-def _expand(node: Node, *, expanded: dict[int, tuple[int, int]]) -> tuple[int, int] | None:
-    """(expanded nodes, height) of `node`, memoized; None if it contains itself."""
-    on_path: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(node, False)]
-    while stack:
-        current, finished = stack.pop()
-        cid = id(current)
-        if finished:
-            on_path.discard(cid)
-            children = _children(current)
-            size = 1 + sum(expanded[id(child)][0] for child in children)
-            height = 1 + max((expanded[id(child)][1] for child in children), default=0)
-            # Capped so a bomb's numbers stay small while the caller sums them.
-            expanded[cid] = (min(size, MAX_EXPANDED_NODES + 1), height)
-            continue
-        if cid in expanded:
-            continue
-        if cid in on_path:
-            return None
-        on_path.add(cid)
-        stack.append((current, True))
-        stack.extend((child, False) for child in _children(current))
-    return expanded[id(node)]
-
-
-def _children(node: Node) -> list[Node]:
-    if isinstance(node, MappingNode):
-        return [part for pair in node.value for part in pair]
-    if isinstance(node, SequenceNode):
-        return list(node.value)
-    return []
 
 
 def _check_node(

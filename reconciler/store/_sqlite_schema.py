@@ -27,9 +27,12 @@ so an acknowledged write survives kill -9 and power loss.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
+from reconciler._private import FILE_MODE
 from reconciler.store._errors import CorruptStore, StoreError
 
 REV_SHIFT = 20
@@ -78,6 +81,28 @@ _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
 
+def _make_private(path: Path) -> None:
+    """The store holds Secret values: 0600 before SQLite opens it (SQLite gives -wal and -shm
+    the database's mode), and an older, wider file narrowed.
+
+    WARNING: an existing file is never opened here. Closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included (its documented trap), and
+    another store of this process may have it open.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        os.chmod(path, FILE_MODE)
+    else:
+        # New: no connection can hold a lock on it yet. fchmod: the umask must not narrow or
+        # widen it either.
+        os.fchmod(fd, FILE_MODE)
+        os.close(fd)
+    for sidecar in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{sidecar}", FILE_MODE)
+
+
 def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
 
@@ -86,6 +111,8 @@ def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
     """
     if not path.parent.is_dir():
         raise StoreError(f"cannot open store {path}: directory {path.parent} does not exist")
+    if check:
+        _make_private(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

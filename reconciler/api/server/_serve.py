@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from reconciler._private import private_dir
 from reconciler.api import Api
 from reconciler.api.server._app import ServerHooks, create_app
 from reconciler.api.server._rest import Limits
@@ -84,7 +85,7 @@ def prepare_state(options: ServeOptions) -> ServerState:
     """Make the admin token and (unless plain HTTP or the user's own certificate) the CA and
     server certificate, once; later starts reuse them."""
     options.check()
-    options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(options.state_dir)
     token_file = options.state_dir / ADMIN_TOKEN_FILE
     token = ensure_admin_token(token_file)
     tls: TlsFiles | None = None

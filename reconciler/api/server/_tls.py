@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,26 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from reconciler._private import private_dir, write_private
+
 __all__ = ["TlsFiles", "ensure_admin_token", "ensure_tls", "write_private"]
 
 _CA_DAYS = 3650
 _SERVER_DAYS = 825  # the longest validity browsers and Go's TLS still accept
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file readable by its owner only (replaces atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def ensure_admin_token(path: Path) -> str:
@@ -138,9 +123,10 @@ def ensure_tls(
             ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(directory)
     write_private(files.ca_key, _pem_key(ca_key))
     write_private(files.server_key, _pem_key(server_key))
-    files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    # Certificates are public, but a writable one could be swapped: 0600 like the rest.
+    write_private(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_private(files.server_cert, server_cert.public_bytes(serialization.Encoding.PEM))
     return files

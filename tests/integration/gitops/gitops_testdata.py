@@ -6,6 +6,11 @@ from pathlib import Path
 
 import git
 
+from reconciler.api import Api
+from reconciler.source.git import GitSource
+from reconciler.source.watch import BranchWatch
+from reconciler.sync import SyncLoop, SyncOptions
+
 
 def init_repo(path: Path, *, bare: bool = False) -> git.Repo:
     repo = git.Repo.init(path, bare=bare, initial_branch="main")
@@ -50,3 +55,10 @@ metadata:
 {extra}data:
   key: "{value}"
 """
+
+
+def manual_loop(api: Api, upstream: git.Repo, cache_dir: Path) -> tuple[SyncLoop, BranchWatch]:
+    """A sync loop on `upstream` that moves only when a test calls `step()` (after `trigger()`)."""
+    source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
+    watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
+    return SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600)), watch

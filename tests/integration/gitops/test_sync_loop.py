@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import git
-from gitops_testdata import NAMESPACE, commit_files, configmap
+from gitops_testdata import NAMESPACE, commit_files, configmap, manual_loop
 
 from reconciler.api import Api, NotFound
 from reconciler.source.git import GitSource
@@ -54,9 +54,7 @@ def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
 ) -> None:
     good = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1"),
                                    "b.yaml": configmap("b", "v1")}, message="v1")
-    source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
-    watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
-    loop = SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600))
+    loop, watch = manual_loop(api, upstream, cache_dir)
 
     first = loop.step()
     assert first is not None

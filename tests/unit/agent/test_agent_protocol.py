@@ -103,3 +103,63 @@ def test_every_message_type_round_trips():
     for message in messages:
         assert decode_message(encode_message(message).rstrip(b"\n")) == message
     assert ServiceRule(namespace="d", name="s").type == "ClusterIP"
+
+
+def _sync_with(*, pod: dict | None = None, service: dict | None = None) -> bytes:
+    message: dict = {"v": 1, "type": "sync", "generation": 1, "pods": [pod or POD]}
+    if service is not None:
+        message["services"] = [service]
+    return json.dumps(message).encode()
+
+
+def _service(**fields) -> dict:
+    port = {"port": 80, "endpoints": [{"address": "127.0.0.2", "port": 32768}]}
+    port.update(fields.pop("port", {}))
+    return {"namespace": "default", "name": "web", "ports": [port], **fields}
+
+
+def _endpoint(address: str) -> dict:
+    return {"endpoints": [{"address": address, "port": 32768}]}
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        # A newline in a name became a new line of the iptables-restore script.
+        (_sync_with(service=_service(name="web\n-A INPUT -j ACCEPT")), "services.0.name"),
+        (_sync_with(service=_service(name="web\n")), "services.0.name"),
+        (_sync_with(service=_service(namespace="default\n")), "services.0.namespace"),
+        (_sync_with(service=_service(clusterIP="10.0.0.1 -j ACCEPT")), "services.0.clusterIP"),
+        (_sync_with(service=_service(port=_endpoint("127.0.0.2\n-A X"))),
+         "services.0.ports.0.endpoints.0.address"),
+        (_sync_with(service=_service(port={"name": "http\nx"})), "services.0.ports.0.name"),
+        (_sync_with(service=_service(port={"nodePort": 70000})), "services.0.ports.0.nodePort"),
+        (_sync_with(service=_service(port={"port": 0})), "services.0.ports.0.port"),
+        # metadata.uid names the pod's directory on the node.
+        (_sync_with(pod={**POD, "metadata": {**POD["metadata"], "uid": "../../etc"}}),
+         "pods.0.metadata.uid"),
+        (_sync_with(pod={**POD, "metadata": {"name": "web", "namespace": "default"}}),
+         "pods.0.metadata.uid"),
+        (_sync_with(pod={**POD, "metadata": {"name": "web", "uid": "u1"}}),
+         "pods.0.metadata.namespace"),
+        (_sync_with(pod={**POD, "metadata": {**POD["metadata"], "name": "web\n"}}),
+         "pods.0.metadata.name"),
+        (b'{"v": 1, "type": "logs", "namespace": "default", "pod": "../x"}', "pod"),
+        (b'{"v": 1, "type": "status", "nodeName": "n1", "node": {}, "pods": [{"namespace": '
+         b'"default", "name": "web", "uid": "a/b", "status": {}}]}', "pods.0.uid"),
+        (b'{"v": 1, "type": "hello", "role": "agent", "nodeName": "n1\\nforged"}', "nodeName"),
+    ],
+)
+def test_hostile_identifiers_are_refused_with_the_field(line: bytes, where: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_message(line)
+    assert info.value.code == "invalid"
+    assert f"{where}: " in str(info.value), str(info.value)
+    # The offending value is quoted, never written raw into the reply.
+    assert "\n" not in str(info.value)
+
+
+def test_uids_as_the_api_assigns_them_are_accepted() -> None:
+    pod = {**POD, "metadata": {**POD["metadata"], "uid": "3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f"}}
+    message = decode_message(_sync_with(pod=pod))
+    assert isinstance(message, Sync)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from reconciler.nodes import NodeName, NodeState, Phase
 from reconciler.nodes.desired import bound_pods, desired_set, referenced_names, service_rule
 from reconciler.nodes.reports import (
@@ -18,7 +20,7 @@ from schemas import ConfigMap, Node, Pod, Secret, Service, parse_object
 from schemas.meta import Condition
 from schemas.node import NodeStatus
 from schemas.pod import PodStatus
-from schemas.protocol import Endpoint, PodReport, ServicePortRule, ServiceRule
+from schemas.protocol import Endpoint, PodReport, ServicePortRule, ServiceRule, Sync
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -131,6 +133,20 @@ def test_service_rule_uses_the_service_ports_and_known_endpoints() -> None:
     assert rule.ports[0].node_port == 30080
     assert rule.ports[0].endpoints == [Endpoint(address="127.0.0.2", port=32001)]
     assert rule.ports[1].endpoints == []
+
+
+@pytest.mark.parametrize(
+    ("cluster_ip", "pinned"),
+    [("10.96.0.10", "10.96.0.10"), ("None", None), ("", None), ("web\n-A X", None)],
+)
+def test_only_a_cluster_ip_that_is_an_address_goes_on_the_wire(
+    cluster_ip: str, pinned: str | None
+) -> None:
+    # The wire refuses anything else; a headless Service ("None") must not stop the push.
+    svc = service(clusterIP=cluster_ip, ports=[{"port": 80}])
+    rule = service_rule(svc, None)
+    assert rule.cluster_ip == pinned
+    assert Sync(generation=1, services=[rule]).services == [rule]
 
 
 def ready_status(ready: bool, *, at: datetime = T0) -> PodStatus:

@@ -109,3 +109,24 @@ def test_without_endpoints_drains_a_stopping_pod_everywhere():
         assert Endpoint("127.0.0.2", 30001) not in rule.endpoints
     assert drained.service("default", "a")[0].endpoints == (Endpoint("127.0.0.3", 30002),)
     assert drained.service("default", "a")[0].node_port == 30080
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"name": "web\n-A INPUT -j ACCEPT"}, "name 'web\\n-A INPUT -j ACCEPT': must be"),
+        ({"name": "web\n"}, "name 'web\\n': must be a DNS-1035"),
+        ({"namespace": 'de"fault'}, "namespace 'de\"fault': must be a DNS-1123"),
+        (
+            {"ports": [ServicePortRule.model_construct(name='x" accept', port=80, protocol="TCP")]},
+            "port name 'x\" accept': a port name must",
+        ),
+    ],
+)
+def test_rule_text_is_built_only_from_validated_values(fields, expected):
+    # Values that bypassed the wire's validation (model_construct) are refused again before
+    # any script is rendered from them: the proxy keeps its previous rules.
+    service = wire("web").model_copy(update=fields)
+    with pytest.raises(ValueError, match="Service port rule refused") as info:
+        ServiceRuleSet.from_protocol([service])
+    assert expected in str(info.value)

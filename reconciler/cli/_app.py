@@ -10,6 +10,7 @@ import click
 
 from reconciler.cli.history import history
 from reconciler.cli.inspect import describe, events, get
+from reconciler.cli.kubeconfig import kubeconfig
 from reconciler.cli.logs import logs
 from reconciler.cli.node import node
 from reconciler.cli.plan import plan
@@ -44,6 +45,7 @@ cli.add_command(describe)
 cli.add_command(logs)
 cli.add_command(events)
 cli.add_command(sync)
+cli.add_command(kubeconfig)
 
 
 def main() -> None:

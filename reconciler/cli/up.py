@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler.api import Api, ApiError
+from reconciler.cli.kubeconfig import write_kubeconfig
 from reconciler.runinfo import default_state_dir
 from schemas import Node, Pod, Service
 
@@ -175,6 +176,7 @@ def up(
         except Exception as exc:
             raise click.ClickException(f"capstan up failed to start: {exc}") from exc
         _say(f"capstan is up (state in {config.state_dir}); Ctrl-C stops it")
+        write_kubeconfig(config.state_dir, say=_say)
         threading.Thread(target=_show_progress, args=(app,), kwargs={"timeout_s": wait_timeout},
                          name="up-progress", daemon=True).start()
         # A timed wait, so Ctrl-C (KeyboardInterrupt) reaches this thread between waits.

@@ -28,6 +28,7 @@ from reconciler.api import Api, ApiError
 from reconciler.api._codec import kind_prefix
 from reconciler.api.server._auth import Authenticator, token_digest
 from reconciler.api.server._cache import ListCache
+from reconciler.api.server._discovery import version_info
 from reconciler.api.server._openapi import openapi_document
 from reconciler.api.server._rbac import Attributes, Authorizer
 from reconciler.api.server._resources import RESOURCES
@@ -45,7 +46,8 @@ from reconciler.store import Store
 __all__ = ["ServerHooks", "create_app"]
 
 _log = logging.getLogger(__name__)
-_FIXED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi/v3", "/openapi.json",
+_FIXED_ROUTES = frozenset({"/healthz", "/readyz", "/version", "/metrics", "/openapi/v3",
+                           "/openapi.json",
                            "/capstan/v1/syncs", "/capstan/v1/plan", "/hooks/git"})
 _JSON_TYPES = frozenset({"application/json", ""})
 _REST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -231,6 +233,9 @@ def create_app(
             raise HttpError(503, "not ready")
         return PlainTextResponse("ok")
 
+    async def version(request: Request) -> Response:
+        return json_response(version_info())
+
     async def metrics_text(request: Request) -> Response:
         await allowed_path(request)
         metrics.store_revision.set(await run_in_threadpool(api.current_revision))
@@ -269,6 +274,7 @@ def create_app(
     routes = [
         Route("/healthz", _guarded(healthz), methods=["GET"]),
         Route("/readyz", _guarded(readyz), methods=["GET"]),
+        Route("/version", _guarded(version), methods=["GET"]),
         Route("/metrics", _guarded(metrics_text), methods=["GET"]),
         Route("/openapi/v3", _guarded(openapi), methods=["GET"]),
         Route("/openapi.json", _guarded(openapi), methods=["GET"]),

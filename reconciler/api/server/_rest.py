@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -26,7 +27,14 @@ from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api.server import _raw
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._cache import ListCache, Subscription
-from reconciler.api.server._discovery import api_groups, api_resources, api_versions
+from reconciler.api.server._discovery import (
+    AGGREGATED_MEDIA_TYPE,
+    aggregated_discovery,
+    api_groups,
+    api_resources,
+    api_versions,
+)
+from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
 from reconciler.api.server._query import (
     json_object,
     merge_patch,
@@ -38,6 +46,7 @@ from reconciler.api.server._query import (
 from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
 from reconciler.api.server._resources import Resource, Target, parse_path
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
+from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from reconciler.store import Compacted, Revision, Store, StoreError
@@ -79,11 +88,11 @@ class Limits:
     worker_threads: int = 16
 
 
-def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None
-                  ) -> Response:
+def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None,
+                  media_type: str = "application/json") -> Response:
     content = body if isinstance(body, bytes) else json.dumps(
         body, separators=(",", ":")).encode()
-    return Response(content, status_code=code, media_type="application/json",
+    return Response(content, status_code=code, media_type=media_type,
                     headers=dict(headers or {}))
 
 
@@ -188,10 +197,10 @@ class RestHandler:
             "\\", "%5C")
         target = parse_path(path)
         if target is None and request.method == "GET":
-            document = self._discovery(path)
-            if document is not None:
+            response = self._discovery(path, request.headers.get("accept"))
+            if response is not None:
                 request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
-                return json_response(document)
+                return response
         if target is None:
             raise HttpError(404, "the server could not find the requested resource")
         query = self._query(request)
@@ -209,16 +218,20 @@ class RestHandler:
             namespace=namespace, name=target.name,
         )
         await self.authorize(attrs, kind=resource.plural)
+        reading = verb in ("get", "list", "watch")
+        form = negotiate(request.headers.get("accept"),
+                         allowed=frozenset({Form.TABLE}) if reading else frozenset())
         if resource.model is None:
-            return await self._events(target)
+            return self._shaped(await self._events(target), form, resource, query)
         model = resource.model
         if verb == "get":
-            return await self._get(model, target)
+            return self._shaped(await self._get(model, target), form, resource, query)
         if verb == "list":
-            return await self._list(model, target, query.get("labelSelector"),
-                                    query.get("fieldSelector"))
+            return self._shaped(await self._list(model, target, query.get("labelSelector"),
+                                                 query.get("fieldSelector")),
+                                form, resource, query)
         if verb == "watch":
-            return await self._watch(model, target, query)
+            return self._shaped(await self._watch(model, target, query), form, resource, query)
         override = self._override(request)
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
@@ -235,17 +248,42 @@ class RestHandler:
         return await self._update(model, target, document, user, override)
 
     @staticmethod
-    def _discovery(path: str) -> dict[str, Any] | None:
+    def _discovery(path: str, accept: str | None) -> Response | None:
         parts = path.strip("/").split("/")
-        if parts == ["api"]:
-            return api_versions()
-        if parts == ["apis"]:
-            return api_groups()
+        if parts in (["api"], ["apis"]):
+            form = negotiate(accept, allowed=frozenset({Form.AGGREGATED_DISCOVERY}))
+            if form is Form.AGGREGATED_DISCOVERY:
+                return json_response(aggregated_discovery(core=parts == ["api"]),
+                                     media_type=AGGREGATED_MEDIA_TYPE)
+            return json_response(api_versions() if parts == ["api"] else api_groups())
+        document = None
         if len(parts) == 2 and parts[0] == "api":
-            return api_resources("", parts[1])
+            document = api_resources("", parts[1])
         if len(parts) == 3 and parts[0] == "apis":
-            return api_resources(parts[1], parts[2])
-        return None
+            document = api_resources(parts[1], parts[2])
+        return None if document is None else json_response(document)
+
+    def _shaped(self, response: Response, form: Form, resource: Resource,
+                query: Mapping[str, str]) -> Response:
+        """``response`` (an object, a list or a watch stream) as the negotiated ``form``."""
+        if form is not Form.TABLE:
+            return response
+        now = now_utc(self.api.clock)
+        include = query.get("includeObject")
+        kind = resource.kind
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = _table_events(
+                response.body_iterator, kind=kind, include=include,
+                clock=lambda: now_utc(self.api.clock))
+            response.headers["content-type"] = TABLE_MEDIA_TYPE
+            return response
+        document = json.loads(bytes(response.body))
+        is_list = isinstance(document.get("items"), list)
+        rows = document["items"] if is_list else [document]
+        metadata = document.get("metadata", {}) if is_list else {
+            "resourceVersion": document.get("metadata", {}).get("resourceVersion", "")}
+        return json_response(table(rows, kind=kind, now=now, include=include,
+                                   metadata=metadata), media_type=TABLE_MEDIA_TYPE)
 
     @staticmethod
     def _override(request: Request) -> bool:
@@ -591,3 +629,16 @@ async def _timed_lines(initial: list[bytes], timeout: float,
         if fed is None:
             return
         yield fed
+
+
+async def _table_events(lines: AsyncIterable[Any], *, kind: str, include: str | None,
+                        clock: Callable[[], datetime]) -> AsyncIterator[bytes]:
+    """A watch stream with each event's object as a one-row ``Table`` (ERROR events, whose
+    object is a Status, pass unchanged)."""
+    async for line in lines:
+        raw = line if isinstance(line, bytes) else str(line).encode()
+        event = json.loads(raw)
+        if event.get("type") != "ERROR":
+            event["object"] = table([event["object"]], kind=kind, now=clock(),
+                                    include=include)
+        yield json.dumps(event, separators=(",", ":")).encode() + b"\n"

@@ -355,3 +355,142 @@ def test_python_client_watch(cluster: Cluster) -> None:
             if len(seen) == 2:
                 stream.stop()
     assert set(seen.values()) == {"ADDED"}
+
+
+# -- writes --------------------------------------------------------------------------------
+
+#: (kubectl create arguments, the object as kubectl names it, a jsonpath and its value):
+#: each is sent as protobuf, as kubectl's typed clients do, then read back and deleted.
+CREATE_ROWS: list[tuple[list[str], str, str, str]] = [
+    (
+        ["configmap", "kc-cm", "--from-literal=a=1", "--from-literal=b=2"],
+        "configmap/kc-cm",
+        "{.data.b}",
+        "2",
+    ),
+    (
+        ["secret", "generic", "kc-secret", "--from-literal=pw=hunter2"],
+        "secret/kc-secret",
+        "{.data.pw}",
+        "aHVudGVyMg==",
+    ),
+    (["namespace", "kc-ns"], "namespace/kc-ns", "{.metadata.name}", "kc-ns"),
+    (["serviceaccount", "kc-sa"], "serviceaccount/kc-sa", "{.metadata.name}", "kc-sa"),
+    # replicas 0 is a pointer set to zero: it must arrive as 0, not as "absent" (1).
+    (
+        [
+            "deployment",
+            "kc-deploy",
+            "--image=capstan.local/busybox:1",
+            "--replicas=0",
+            "--",
+            "sleep",
+            "60",
+        ],
+        "deployment.apps/kc-deploy",
+        "{.spec.replicas} {.spec.template.spec.containers[0].command}",
+        '0 ["sleep","60"]',
+    ),
+    (
+        ["role", "kc-role", "--verb=get", "--resource=pods"],
+        "role.rbac.authorization.k8s.io/kc-role",
+        "{.rules[0].verbs}",
+        '["get"]',
+    ),
+    (
+        ["rolebinding", "kc-rb", "--role=kc-role", "--user=alice"],
+        "rolebinding.rbac.authorization.k8s.io/kc-rb",
+        "{.subjects[0].name}",
+        "alice",
+    ),
+    (
+        ["clusterrole", "kc-cr", "--verb=list", "--resource=deployments.apps"],
+        "clusterrole.rbac.authorization.k8s.io/kc-cr",
+        "{.rules[0].apiGroups}",
+        '["apps"]',
+    ),
+    (
+        ["clusterrolebinding", "kc-crb", "--clusterrole=kc-cr", "--group=devs"],
+        "clusterrolebinding.rbac.authorization.k8s.io/kc-crb",
+        "{.subjects[0].kind}",
+        "Group",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "path", "expected"), CREATE_ROWS, ids=[row[1] for row in CREATE_ROWS]
+)
+def test_kubectl_create_read_delete(
+    cluster: Cluster, args: list[str], named: str, path: str, expected: str
+) -> None:
+    created = cluster.kubectl("create", *args)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"{named} created"
+    try:
+        read = cluster.kubectl("get", named, "-o", f"jsonpath={path}")
+        assert read.returncode == 0, read.stderr
+        assert read.stdout == expected
+    finally:
+        deleted = cluster.kubectl("delete", named, "--wait=false")
+        assert deleted.returncode == 0, deleted.stderr
+
+
+def test_kubectl_label_annotate_patch_an_object_not_from_git(cluster: Cluster) -> None:
+    assert cluster.kubectl("create", "configmap", "kc-edit", "--from-literal=a=1").returncode == 0
+    try:
+        for args in (
+            ["label", "cm", "kc-edit", "tier=web"],
+            ["annotate", "cm", "kc-edit", "note=hi"],
+            ["patch", "cm", "kc-edit", "--type=merge", "-p", '{"data":{"b":"2"}}'],
+        ):
+            done = cluster.kubectl(*args)
+            assert done.returncode == 0, done.stderr
+        read = cluster.kubectl(
+            "get",
+            "cm",
+            "kc-edit",
+            "-o",
+            "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.data.b}",
+        )
+        assert read.stdout == "web hi 2"
+    finally:
+        cluster.kubectl("delete", "cm", "kc-edit")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["label", "deploy", "web", "tier=web"],
+        ["annotate", "deploy", "web", "note=hi"],
+        ["patch", "deploy", "web", "--type=merge", "-p", '{"spec":{"replicas":3}}'],
+        ["delete", "cm", "page-v1"],
+    ],
+    ids=lambda args: " ".join(args[:3]),
+)
+def test_kubectl_writes_to_git_managed_objects_get_the_409(
+    cluster: Cluster, args: list[str]
+) -> None:
+    done = cluster.kubectl(*args)
+    assert done.returncode == 1
+    assert "comes from Git" in done.stderr, done.stderr
+    assert "Conflict" in done.stderr
+
+
+def test_kubectl_get_watch_prints_table_rows(cluster: Cluster) -> None:
+    """``get --watch``: the Table header, then one row per pod, from the watch stream."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HOME": str(cluster.home)}
+    with subprocess.Popen(
+        [str(KUBECTL), "get", "pods", "-l", "app=web", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            lines = [proc.stdout.readline() for _ in range(3)]
+        finally:
+            proc.kill()
+    assert re.match(r"NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE", lines[0]), lines
+    assert all(re.match(r"web-\S+\s+1/1\s+Running\s+0\s+\S+", line) for line in lines[1:]), lines

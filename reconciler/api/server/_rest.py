@@ -35,6 +35,7 @@ from reconciler.api.server._discovery import (
     api_versions,
 )
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
+from reconciler.api.server._protobuf import PROTOBUF_MEDIA_TYPE, decode_object
 from reconciler.api.server._query import (
     json_object,
     merge_patch,
@@ -96,9 +97,13 @@ def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | No
                     headers=dict(headers or {}))
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> bytes:
     """The request body, at most ``limit`` bytes, of one of the JSON media ``types``."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = _media_type(request)
     if media not in types:
         raise HttpError(415, f"unsupported media type {media!r}; send one of "
                              f"{sorted(t for t in types if t)}")
@@ -236,9 +241,10 @@ class RestHandler:
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
             return await self._delete(model, target, body, user, override)
-        types = _PATCH_TYPES if verb == "patch" else _JSON_TYPES
+        types = _PATCH_TYPES if verb == "patch" else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
-        document = json_object(body)
+        protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
+        document = await self.run(lambda: decode_object(body)) if protobuf else json_object(body)
         if verb == "create":
             return await self._create(model, target, document)
         if verb == "patch":

@@ -494,3 +494,115 @@ def test_kubectl_get_watch_prints_table_rows(cluster: Cluster) -> None:
             proc.kill()
     assert re.match(r"NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE", lines[0]), lines
     assert all(re.match(r"web-\S+\s+1/1\s+Running\s+0\s+\S+", line) for line in lines[1:]), lines
+
+
+def test_kubectl_apply_twice_then_change(cluster: Cluster, tmp_path: Path) -> None:
+    """Client-side apply: create, then unchanged (idempotent), then a strategic merge patch."""
+    manifest = tmp_path / "settings.yaml"
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kc-apply\ndata:\n  mode: {}\n"
+    manifest.write_text(text.format("fast"))
+    try:
+        outputs = [cluster.kubectl("apply", "-f", str(manifest)) for _ in range(2)]
+        manifest.write_text(text.format("slow"))
+        outputs.append(cluster.kubectl("apply", "-f", str(manifest)))
+        assert [o.stdout.strip() for o in outputs] == [
+            "configmap/kc-apply created",
+            "configmap/kc-apply unchanged",
+            "configmap/kc-apply configured",
+        ], [o.stderr for o in outputs]
+        read = cluster.kubectl("get", "cm", "kc-apply", "-o", "jsonpath={.data.mode}")
+        assert read.stdout == "slow"
+    finally:
+        cluster.kubectl("delete", "-f", str(manifest))
+
+
+def test_kubectl_workload_verbs_on_a_deployment_not_from_git(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """set image, rollout restart, strategic and JSON patch, edit: all work on an object
+    that does not come from Git (no replicas: nothing runs)."""
+    assert (
+        cluster.kubectl(
+            "create", "deployment", "kc-roll", "--image=capstan.local/busybox:1", "--replicas=0"
+        ).returncode
+        == 0
+    )
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/note: one/note: two/' \"$1\"\n")
+    editor.chmod(0o755)
+    try:
+        steps = [
+            ["set", "image", "deploy/kc-roll", "busybox=capstan.local/busybox:2"],
+            ["rollout", "restart", "deploy/kc-roll"],
+            [
+                "patch",
+                "deploy",
+                "kc-roll",
+                "-p",
+                '{"spec":{"template":{"spec":{"containers":[{"name":"busybox",'
+                '"env":[{"name":"MODE","value":"x"}]}]}}}}',
+            ],
+            [
+                "patch",
+                "deploy",
+                "kc-roll",
+                "--type=json",
+                "-p",
+                '[{"op":"add","path":"/metadata/annotations/note","value":"one"}]',
+            ],
+        ]
+        for step in steps:
+            done = cluster.kubectl(*step)
+            assert done.returncode == 0, f"{step}: {done.stderr}"
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "HOME": str(cluster.home),
+            "KUBE_EDITOR": str(editor),
+        }
+        edited = subprocess.run(
+            [str(KUBECTL), "edit", "deploy", "kc-roll"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert edited.returncode == 0, edited.stderr
+        read = cluster.kubectl(
+            "get",
+            "deploy",
+            "kc-roll",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} "
+            "{.spec.template.spec.containers[0].env[0].value} {.metadata.annotations.note} "
+            "{.spec.template.metadata.annotations}",
+        )
+        assert read.stdout.startswith("capstan.local/busybox:2 x two "), read.stdout
+        assert "kubectl.kubernetes.io/restartedAt" in read.stdout
+    finally:
+        cluster.kubectl("delete", "deploy", "kc-roll")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["set", "image", "deploy/web", "httpd=capstan.local/busybox:2"],
+        ["rollout", "restart", "deploy/web"],
+        ["patch", "deploy", "web", "-p", '{"spec":{"replicas":3}}'],
+        [
+            "patch",
+            "deploy",
+            "web",
+            "--type=json",
+            "-p",
+            '[{"op":"replace","path":"/spec/replicas","value":3}]',
+        ],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_kubectl_workload_verbs_on_git_managed_get_the_409(
+    cluster: Cluster, args: list[str]
+) -> None:
+    done = cluster.kubectl(*args)
+    assert done.returncode == 1
+    assert "comes from Git" in done.stderr, done.stderr

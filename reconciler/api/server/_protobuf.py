@@ -24,7 +24,7 @@ from typing import Any
 from reconciler.api.server._protobuf_table import MESSAGES
 from reconciler.api.server._status import HttpError
 
-__all__ = ["PROTOBUF_MEDIA_TYPE", "decode_object"]
+__all__ = ["PROTOBUF_MEDIA_TYPE", "decode_object", "message_for"]
 
 PROTOBUF_MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 _MAGIC = b"k8s\x00"
@@ -207,11 +207,21 @@ def _message(name: str, data: bytes, *, where: str) -> dict[str, Any]:
                 items.append(_value(type_, wire, raw, where=f"{path}[{len(items)}]"))
             continue
         value = _value(type_, wire, raw, where=path)
+        if not json_name:  # an embedded message (Go's json:",inline")
+            out.update(value)
+            continue
         if value is None or (omit_zero and _is_zero(value)):
             out.pop(json_name, None)
             continue
         out[json_name] = value
     return out
+
+
+def message_for(api_version: str, kind: str) -> str | None:
+    """The protobuf message of a kind (``k8s.io.api.core.v1.Pod``), None if not known."""
+    package = _PACKAGES.get(api_version)
+    name = f"{package}.{kind}" if package else ""
+    return name if name in MESSAGES else None
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
@@ -226,9 +236,8 @@ def decode_object(body: bytes) -> dict[str, Any]:
         api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
         if encoding:
             raise HttpError(415, f"protobuf body: content encoding {encoding!r} is not served")
-        package = _PACKAGES.get(api_version)
-        name = f"{package}.{kind}" if package else ""
-        if name not in MESSAGES:
+        name = message_for(api_version, kind)
+        if name is None:
             raise HttpError(
                 415,
                 f"protobuf body: {api_version}/{kind} is not a kind Capstan reads as protobuf; "

@@ -35,10 +35,10 @@ from reconciler.api.server._discovery import (
     api_versions,
 )
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
+from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
 from reconciler.api.server._protobuf import PROTOBUF_MEDIA_TYPE, decode_object
 from reconciler.api.server._query import (
     json_object,
-    merge_patch,
     parse_bool,
     parse_label_selector,
     parse_revision,
@@ -68,7 +68,6 @@ OVERRIDE_HEADER = "x-capstan-override"
 DRIFT_ANNOTATION = "capstan.io/drift"
 METRIC_SCOPE_KEY = "capstan.metric"
 _JSON_TYPES = frozenset({"application/json", ""})
-_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json", ""})
 _PATCH_RETRIES = 5
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
@@ -241,14 +240,15 @@ class RestHandler:
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
             return await self._delete(model, target, body, user, override)
-        types = _PATCH_TYPES if verb == "patch" else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
+        types = PATCH_MEDIA_TYPES if verb == "patch" else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
+        if verb == "patch":
+            patch = parse_patch(_media_type(request), body)
+            return await self._patch(model, target, patch, user, override)
         protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
         document = await self.run(lambda: decode_object(body)) if protobuf else json_object(body)
         if verb == "create":
             return await self._create(model, target, document)
-        if verb == "patch":
-            return await self._patch(model, target, document, user, override)
         if target.subresource == "status":
             return await self._update_status(model, target, document)
         return await self._update(model, target, document, user, override)
@@ -570,17 +570,16 @@ class RestHandler:
         updated = await self._call(update_status, target=target)
         return json_response(updated.to_dict())
 
-    async def _patch(self, model: type[KubeObject], target: Target, patch: dict[str, Any],
+    async def _patch(self, model: type[KubeObject], target: Target, patch: Patch,
                      user: UserInfo, override: bool) -> Response:
-        pinned = isinstance(patch.get("metadata"), dict) and "resourceVersion" in patch[
-            "metadata"]
+        pinned = patch.pinned
 
         def apply() -> KubeObject:
             for _attempt in range(_PATCH_RETRIES):
                 current = self._current(model, target)
                 note = self._guard_managed(model, target, current.labels, user, override,
                                            "patch")
-                merged = merge_patch(current.to_dict(), patch)
+                merged = patch.apply(current.to_dict())
                 document = self._fill(merged, target.resource, target)
                 if not pinned:
                     document["metadata"]["resourceVersion"] = current.metadata.resource_version

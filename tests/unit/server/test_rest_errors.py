@@ -188,11 +188,16 @@ def test_health_openapi_and_metrics(admin, make_client):
     anonymous = make_client(token=None)
     assert anonymous.get("/healthz").text == "ok"
     assert anonymous.get("/readyz").text == "ok"
-    document = anonymous.get("/openapi/v3").json()
+    document = anonymous.get("/openapi.json").json()
     assert document["openapi"].startswith("3.")
     assert "/api/v1/namespaces/{namespace}/pods/{name}/status" in document["paths"]
     assert "/apis/rbac.authorization.k8s.io/v1/clusterroles" in document["paths"]
-    assert anonymous.get("/openapi.json").json() == document
+    # /openapi/v3 is Kubernetes' index of per-group-version documents (for kubectl).
+    index = anonymous.get("/openapi/v3").json()["paths"]
+    rbac = anonymous.get(index["apis/rbac.authorization.k8s.io/v1"]["serverRelativeURL"]).json()
+    assert "/apis/rbac.authorization.k8s.io/v1/clusterroles" in rbac["paths"]
+    assert "/api/v1/namespaces/{namespace}/pods" not in rbac["paths"]
+    assert anonymous.get("/openapi/v3/apis/nope/v1").status_code == 404
     assert_status(anonymous.get("/metrics"), 401, "Unauthorized")
     admin.get(CM)
     text = admin.get("/metrics").text

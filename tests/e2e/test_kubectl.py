@@ -256,6 +256,22 @@ KUBECTL_ROWS: list[tuple[list[str], int, list[str]]] = [
         [r"^ops-read-pods\s+ClusterRole/pod-reader\s+\S+\s+<none>\s+ops\s+<none>$"],
     ),
     (["describe", "po", "-l", "app=web"], 0, [r"^Name:\s+web-", r"^Status:\s+Running$"]),
+    (
+        ["get", "po", "--field-selector", "status.phase=Running,spec.nodeName=local", "-o", "name"],
+        0,
+        [r"^pod/web-\S+$"],
+    ),
+    (["get", "po", "--field-selector", "spec.nodeName=elsewhere", "-o", "name"], 0, [r"\A\Z"]),
+    (
+        ["get", "ev", "--field-selector", "involvedObject.kind=Deployment"],
+        0,
+        [r"ScalingReplicaSet\s+deployment/web"],
+    ),
+    (
+        ["describe", "node", "local"],
+        0,
+        [r"^Name:\s+local$", r"^Non-terminated Pods:\s+\(2 in total\)$"],
+    ),
     (["get", "nosuchkind"], 1, []),
 ]
 

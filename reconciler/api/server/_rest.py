@@ -34,6 +34,7 @@ from reconciler.api.server._discovery import (
     api_resources,
     api_versions,
 )
+from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
 from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
 from reconciler.api.server._protobuf import PROTOBUF_MEDIA_TYPE, decode_object
@@ -225,17 +226,22 @@ class RestHandler:
         reading = verb in ("get", "list", "watch")
         form = negotiate(request.headers.get("accept"),
                          allowed=frozenset({Form.TABLE}) if reading else frozenset())
+        fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
-            return self._shaped(await self._events(target), form, resource, query)
+            return self._shaped(await self._events(target, fields), form, resource, query)
         model = resource.model
         if verb == "get":
             return self._shaped(await self._get(model, target), form, resource, query)
         if verb == "list":
             return self._shaped(await self._list(model, target, query.get("labelSelector"),
-                                                 query.get("fieldSelector")),
+                                                 fields),
                                 form, resource, query)
         if verb == "watch":
-            return self._shaped(await self._watch(model, target, query), form, resource, query)
+            watch_response = await self._watch(model, target, query)
+            if fields is not None and isinstance(watch_response, StreamingResponse):
+                watch_response.body_iterator = _selected_events(watch_response.body_iterator,
+                                                                fields)
+            return self._shaped(watch_response, form, resource, query)
         override = self._override(request)
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
@@ -335,9 +341,7 @@ class RestHandler:
         return json_response(body)
 
     async def _list(self, model: type[KubeObject], target: Target, selector_text: str | None,
-                    field_selector: str | None) -> Response:
-        if field_selector:
-            raise HttpError(400, "fieldSelector is not supported; use labelSelector")
+                    fields: FieldSelector | None) -> Response:
         selector = parse_label_selector(selector_text)
         resource = target.resource
         cache = self.cache
@@ -352,14 +356,21 @@ class RestHandler:
                                    selector=selector)
 
         items, revision = await self._call(read, target=target)
+        if fields is not None:
+            # A field selector needs the decoded objects; without one the bytes go as stored.
+            items = b",".join(json.dumps(item, separators=(",", ":")).encode()
+                              for item in json.loads(b"[" + items + b"]")
+                              if fields.matches(item))
         return json_response(_raw.list_document(
             items, revision, api_version=resource.api_version, list_kind=resource.list_kind))
 
-    async def _events(self, target: Target) -> Response:
+    async def _events(self, target: Target, fields: FieldSelector | None) -> Response:
         records = await self._call(
             lambda: self.api.list_events(namespace=target.namespace), target=target
         )
         items = [_event_dict(r) for r in records]
+        if fields is not None:
+            items = [item for item in items if fields.matches(item)]
         if target.name is not None:
             for item in items:
                 if item["metadata"]["name"] == target.name:
@@ -372,8 +383,6 @@ class RestHandler:
 
     async def _watch(self, model: type[KubeObject], target: Target,
                      query: Mapping[str, str]) -> Response:
-        if query.get("fieldSelector"):
-            raise HttpError(400, "fieldSelector is not supported; use labelSelector")
         selector = parse_label_selector(query.get("labelSelector"))
         requested = parse_revision(query.get("resourceVersion"))
         timeout = parse_timeout(query.get("timeoutSeconds"),
@@ -647,3 +656,14 @@ async def _table_events(lines: AsyncIterable[Any], *, kind: str, include: str | 
             event["object"] = table([event["object"]], kind=kind, now=clock(),
                                     include=include)
         yield json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
+async def _selected_events(lines: AsyncIterable[Any], fields: FieldSelector
+                           ) -> AsyncIterator[bytes]:
+    """A watch stream without the events whose object the field selector leaves out
+    (ERROR events always pass)."""
+    async for line in lines:
+        raw = line if isinstance(line, bytes) else str(line).encode()
+        event = json.loads(raw)
+        if event.get("type") == "ERROR" or fields.matches(event.get("object") or {}):
+            yield raw

@@ -4,6 +4,7 @@ aggregated discovery, /version, content negotiation, Table responses, protobuf b
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -258,3 +259,41 @@ def test_kubeconfig_command_without_a_server_says_how(tmp_path: Path):
     result = CliRunner().invoke(cli, ["kubeconfig", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "--listen" in result.output
+
+
+# -- field selectors -----------------------------------------------------------------------
+
+
+def test_field_selector_on_list_and_watch(admin, api):
+    for name in ("a", "b"):
+        assert (
+            admin.post(
+                "/api/v1/namespaces/shop/configmaps", json={"metadata": {"name": name}}
+            ).status_code
+            == 201
+        )
+    listed = admin.get(
+        "/api/v1/namespaces/shop/configmaps", params={"fieldSelector": "metadata.name=b"}
+    ).json()
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["b"]
+    others = admin.get(
+        "/api/v1/configmaps", params={"fieldSelector": "metadata.name!=b,metadata.namespace=shop"}
+    )
+    assert "b" not in [i["metadata"]["name"] for i in others.json()["items"]]
+    assert "a" in [i["metadata"]["name"] for i in others.json()["items"]]
+    with admin.stream(
+        "GET",
+        "/api/v1/namespaces/shop/configmaps",
+        params={"watch": "true", "fieldSelector": "metadata.name=a", "timeoutSeconds": "1"},
+    ) as s:
+        names = [json.loads(line)["object"]["metadata"]["name"] for line in s.iter_lines() if line]
+    assert names == ["a"]
+    refused = admin.get("/api/v1/pods", params={"fieldSelector": "spec.containers=x"})
+    assert refused.status_code == 400
+    assert "field label not supported: spec.containers" in refused.json()["message"]
+    assert (
+        admin.get(
+            "/api/v1/pods", params={"fieldSelector": "spec.nodeName=n1,status.phase!=Succeeded"}
+        ).status_code
+        == 200
+    )

@@ -318,6 +318,10 @@ CLIENT_ROWS: list[tuple[str, Call]] = [
         lambda c: AppsV1Api(c).read_namespaced_deployment("web", "default"),
     ),
     ("list_namespaced_replica_set", lambda c: AppsV1Api(c).list_namespaced_replica_set("default")),
+    (
+        "read_namespaced_deployment_scale",
+        lambda c: AppsV1Api(c).read_namespaced_deployment_scale("web", "default"),
+    ),
     ("list_cluster_role", lambda c: RbacAuthorizationV1Api(c).list_cluster_role()),
     ("list_cluster_role_binding", lambda c: RbacAuthorizationV1Api(c).list_cluster_role_binding()),
     (
@@ -535,11 +539,18 @@ def test_kubectl_apply_twice_then_change(cluster: Cluster, tmp_path: Path) -> No
 def test_kubectl_workload_verbs_on_a_deployment_not_from_git(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    """set image, rollout restart, strategic and JSON patch, edit: all work on an object
-    that does not come from Git (no replicas: nothing runs)."""
+    """set image, rollout restart, strategic and JSON patch, edit, scale: all work on an
+    object that does not come from Git."""
     assert (
         cluster.kubectl(
-            "create", "deployment", "kc-roll", "--image=capstan.local/busybox:1", "--replicas=0"
+            "create",
+            "deployment",
+            "kc-roll",
+            "--image=capstan.local/busybox:1",
+            "--replicas=0",
+            "--",
+            "sleep",
+            "60",
         ).returncode
         == 0
     )
@@ -570,6 +581,12 @@ def test_kubectl_workload_verbs_on_a_deployment_not_from_git(
         for step in steps:
             done = cluster.kubectl(*step)
             assert done.returncode == 0, f"{step}: {done.stderr}"
+        # scale: a PATCH of the scale subresource, then GET + PUT with --current-replicas.
+        for replicas, extra in (("2", []), ("0", ["--current-replicas=2"])):
+            done = cluster.kubectl("scale", "deploy", "kc-roll", f"--replicas={replicas}", *extra)
+            assert done.returncode == 0, done.stderr
+            read = cluster.kubectl("get", "deploy", "kc-roll", "-o", "jsonpath={.spec.replicas}")
+            assert read.stdout == replicas
         env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
@@ -622,3 +639,15 @@ def test_kubectl_workload_verbs_on_git_managed_get_the_409(
     done = cluster.kubectl(*args)
     assert done.returncode == 1
     assert "comes from Git" in done.stderr, done.stderr
+
+
+def test_scale_of_a_git_managed_deployment_is_the_409(cluster: Cluster) -> None:
+    """Through the official client (kubectl scale retries every 409 whose reason is
+    Conflict, so it would wait out its timeout rather than show the message)."""
+    with cluster.client() as api_client:
+        apps = AppsV1Api(api_client)
+        with pytest.raises(kubernetes.client.exceptions.ApiException) as caught:
+            apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 3}})
+        assert apps.read_namespaced_deployment_scale("web", "default").spec.replicas == 2
+    assert caught.value.status == 409
+    assert "comes from Git" in caught.value.body

@@ -42,7 +42,7 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _READ_VERBS = ["get", "list"]
-_STATUS_VERBS = ["get", "update"]
+_SUBRESOURCE_VERBS = {"status": ["get", "update"], "scale": ["get", "patch", "update"]}
 
 
 @dataclass(frozen=True)
@@ -146,16 +146,24 @@ def _entries(resource: Resource) -> list[Mapping[str, Any]]:
         main["shortNames"] = list(names.short_names)
     if names.categories:
         main["categories"] = list(names.categories)
-    if not resource.has_status:
-        return [main]
-    status = {
-        "name": f"{resource.plural}/status",
-        "singularName": "",
-        "namespaced": resource.namespaced,
-        "kind": resource.kind,
-        "verbs": _STATUS_VERBS,
-    }
-    return [main, status]
+    subresources = [
+        {
+            "name": f"{resource.plural}/{name}",
+            "singularName": "",
+            "namespaced": resource.namespaced,
+            **_subresource_kind(resource, name),
+            "verbs": _SUBRESOURCE_VERBS[name],
+        }
+        for name in resource.subresources
+    ]
+    return [main, *subresources]
+
+
+def _subresource_kind(resource: Resource, name: str) -> dict[str, str]:
+    """The kind a subresource answers with (and its group/version when not the parent's)."""
+    if name == "scale":
+        return {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    return {"kind": resource.kind}
 
 
 def _chosen(group: str, version: str) -> list[Resource]:
@@ -190,9 +198,18 @@ def _aggregated_resource(resource: Resource) -> dict[str, Any]:
         entry["shortNames"] = list(names.short_names)
     if names.categories:
         entry["categories"] = list(names.categories)
-    if resource.has_status:
+    if resource.subresources:
         entry["subresources"] = [
-            {"subresource": "status", "responseKind": kind, "verbs": _STATUS_VERBS}
+            {
+                "subresource": name,
+                "responseKind": {
+                    "group": resource.group,
+                    "version": resource.version,
+                    **_subresource_kind(resource, name),
+                },
+                "verbs": _SUBRESOURCE_VERBS[name],
+            }
+            for name in resource.subresources
         ]
     return entry
 

@@ -47,6 +47,7 @@ from reconciler.api.server._query import (
 )
 from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
 from reconciler.api.server._resources import Resource, Target, parse_path
+from reconciler.api.server._scale import scale_document, with_scale
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
@@ -182,7 +183,8 @@ class RestHandler:
         named = target.name is not None
         if verb is None or (verb == "create") == named:
             raise HttpError(405, f"{method} is not allowed on this path")
-        if target.subresource and verb not in ("update",):
+        if target.subresource and verb != "update" and (verb, target.subresource) != (
+                "patch", "scale"):
             raise HttpError(405, f"{method} is not allowed on the {target.subresource} "
                                  "subresource; use GET or PUT")
         if target.resource.model is None:
@@ -226,6 +228,8 @@ class RestHandler:
         reading = verb in ("get", "list", "watch")
         form = negotiate(request.headers.get("accept"),
                          allowed=frozenset({Form.TABLE}) if reading else frozenset())
+        if target.subresource == "scale" and resource.model is not None:
+            return await self._scale(resource.model, target, verb, request, user)
         fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
             return self._shaped(await self._events(target, fields), form, resource, query)
@@ -579,8 +583,31 @@ class RestHandler:
         updated = await self._call(update_status, target=target)
         return json_response(updated.to_dict())
 
+    async def _scale(self, model: type[KubeObject], target: Target, verb: str,
+                     request: Request, user: UserInfo) -> Response:
+        """GET, PUT or PATCH of the ``scale`` subresource: a write is a PATCH of the
+        object's ``spec.replicas`` (Git guard included), answered with the new Scale."""
+        if verb == "get":
+            current = await self._call(lambda: self._current(model, target), target=target)
+            return json_response(scale_document(current.to_dict()))
+        override = self._override(request)
+        types = PATCH_MEDIA_TYPES if verb == "patch" else _JSON_TYPES
+        body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
+        if verb == "patch":
+            patch = parse_patch(_media_type(request), body)
+            change = Patch(apply=lambda current: with_scale(
+                current, patch.apply(scale_document(current))), pinned=patch.pinned)
+        else:
+            scale = json_object(body)
+            metadata = scale.get("metadata")
+            change = Patch(apply=lambda current: with_scale(current, scale), pinned=bool(
+                isinstance(metadata, dict) and metadata.get("resourceVersion")))
+        return await self._patch(model, target, change, user, override, shape=scale_document)
+
     async def _patch(self, model: type[KubeObject], target: Target, patch: Patch,
-                     user: UserInfo, override: bool) -> Response:
+                     user: UserInfo, override: bool,
+                     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                     ) -> Response:
         pinned = patch.pinned
 
         def apply() -> KubeObject:
@@ -602,7 +629,7 @@ class RestHandler:
             raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
 
         updated = await self._call(apply, target=target)
-        return json_response(updated.to_dict())
+        return json_response(shape(updated.to_dict()) if shape else updated.to_dict())
 
     async def _delete(self, model: type[KubeObject], target: Target, body: bytes,
                       user: UserInfo, override: bool) -> Response:

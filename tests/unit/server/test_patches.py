@@ -179,3 +179,45 @@ def test_strategic_merge_patch_through_the_server(admin, api):
         headers={"Content-Type": "application/json-patch+json"},
     )
     assert json_patched.json()["metadata"]["labels"] == {"t": "1"}
+
+
+def test_scale_subresource(admin, api):
+    base = "/apis/apps/v1/namespaces/shop/deployments"
+    created = admin.post(
+        base,
+        json={
+            "metadata": {"name": "d"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {
+                    "metadata": {"labels": {"app": "d"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+                },
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    scale = admin.get(f"{base}/d/scale").json()
+    assert scale["kind"] == "Scale"
+    assert scale["spec"] == {"replicas": 1}
+    assert scale["status"]["selector"] == "app=d"
+    patched = admin.patch(
+        f"{base}/d/scale",
+        json={"spec": {"replicas": 3}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert patched.json()["spec"] == {"replicas": 3}
+    assert admin.get(f"{base}/d").json()["spec"]["replicas"] == 3
+    stale = dict(scale, spec={"replicas": 5})
+    assert admin.put(f"{base}/d/scale", json=stale).status_code == 409  # old resourceVersion
+    fresh = admin.get(f"{base}/d/scale").json()
+    put = admin.put(f"{base}/d/scale", json=dict(fresh, spec={"replicas": 0}))
+    assert put.status_code == 200, put.text
+    assert admin.get(f"{base}/d").json()["spec"]["replicas"] == 0
+    assert admin.put(f"{base}/d/scale", json={"spec": {"replicas": -1}}).status_code == 422
+    assert admin.put(f"{base}/d/scale", json={"metadata": {}}).status_code == 422
+    assert admin.get("/api/v1/namespaces/shop/configmaps/x/scale").status_code == 404
+    resources = {r["name"]: r for r in admin.get("/apis/apps/v1").json()["resources"]}
+    assert resources["deployments/scale"]["kind"] == "Scale"
+    assert resources["replicasets/scale"]["verbs"] == ["get", "patch", "update"]

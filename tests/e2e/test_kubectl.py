@@ -9,6 +9,7 @@ a call that must deserialize into the client's own models without an error.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -272,6 +273,8 @@ KUBECTL_ROWS: list[tuple[list[str], int, list[str]]] = [
         0,
         [r"^Name:\s+local$", r"^Non-terminated Pods:\s+\(2 in total\)$"],
     ),
+    (["auth", "can-i", "create", "deployments"], 0, [r"^yes$"]),
+    (["auth", "can-i", "get", "/metrics"], 0, [r"^yes$"]),
     (["get", "nosuchkind"], 1, []),
 ]
 
@@ -651,3 +654,25 @@ def test_scale_of_a_git_managed_deployment_is_the_409(cluster: Cluster) -> None:
         assert apps.read_namespaced_deployment_scale("web", "default").spec.replicas == 2
     assert caught.value.status == 409
     assert "comes from Git" in caught.value.body
+
+
+def test_kubectl_auth_can_i_with_a_service_account_token(cluster: Cluster) -> None:
+    """The repository binds Role config-reader (get configmaps) to default/default."""
+    with cluster.client() as api_client:
+        secrets = (
+            CoreV1Api(api_client)
+            .list_namespaced_secret(
+                "default", field_selector="type=kubernetes.io/service-account-token"
+            )
+            .items
+        )
+    token = next(
+        base64.b64decode(s.data["token"]).decode()
+        for s in secrets
+        if (s.metadata.annotations or {}).get("kubernetes.io/service-account.name") == "default"
+    )
+    answers = {}
+    for verb, resource in (("get", "configmaps"), ("delete", "pods")):
+        done = cluster.kubectl("--token", token, "auth", "can-i", verb, resource)
+        answers[(verb, resource)] = (done.returncode, done.stdout.strip())
+    assert answers == {("get", "configmaps"): (0, "yes"), ("delete", "pods"): (1, "no")}

@@ -23,6 +23,7 @@ from importlib.metadata import version as package_version
 from typing import Any
 
 from reconciler.api.server._resources import RESOURCES, Resource
+from reconciler.api.server._review import REVIEW_GROUP
 
 __all__ = [
     "AGGREGATED_MEDIA_TYPE",
@@ -64,6 +65,13 @@ _NAMES: Mapping[str, _Names] = {
     "configmaps": _Names(("cm",)),
     "serviceaccounts": _Names(("sa",)),
     "events": _Names(("ev",)),
+}
+
+
+#: Resources that are no stored objects, only created and answered on the spot (reviews):
+#: (group, version) -> [(plural, kind)].
+_VIRTUAL: Mapping[tuple[str, str], list[tuple[str, str]]] = {
+    (REVIEW_GROUP, "v1"): [("selfsubjectaccessreviews", "SelfSubjectAccessReview")],
 }
 
 
@@ -109,7 +117,7 @@ def api_versions() -> dict[str, Any]:
 
 
 def _groups() -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[str]] = {group: [version] for group, version in _VIRTUAL}
     for resource in RESOURCES.values():
         if resource.group and resource.version not in groups.setdefault(resource.group, []):
             groups[resource.group].append(resource.version)
@@ -173,14 +181,25 @@ def _chosen(group: str, version: str) -> list[Resource]:
 def api_resources(group: str, version: str) -> dict[str, Any] | None:
     """``GET /api/v1`` or ``/apis/<group>/<version>``; None for an unknown group/version."""
     chosen = _chosen(group, version)
-    if not chosen:
+    virtual = _VIRTUAL.get((group, version), [])
+    if not chosen and not virtual:
         return None
     group_version = f"{group}/{version}" if group else version
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": group_version,
-        "resources": [entry for r in chosen for entry in _entries(r)],
+        "resources": [entry for r in chosen for entry in _entries(r)]
+        + [
+            {
+                "name": plural,
+                "singularName": kind.lower(),
+                "namespaced": False,
+                "kind": kind,
+                "verbs": ["create"],
+            }
+            for plural, kind in virtual
+        ],
     }
 
 
@@ -214,6 +233,16 @@ def _aggregated_resource(resource: Resource) -> dict[str, Any]:
     return entry
 
 
+def _aggregated_virtual(group: str, version: str, plural: str, kind: str) -> dict[str, Any]:
+    return {
+        "resource": plural,
+        "responseKind": {"group": group, "version": version, "kind": kind},
+        "scope": "Cluster",
+        "singularResource": kind.lower(),
+        "verbs": ["create"],
+    }
+
+
 def aggregated_discovery(*, core: bool) -> dict[str, Any]:
     """``GET /api`` (``core``) or ``/apis`` with ``Accept: AGGREGATED_MEDIA_TYPE``: every
     group, version and resource in one ``APIGroupDiscoveryList``."""
@@ -228,7 +257,11 @@ def aggregated_discovery(*, core: bool) -> dict[str, Any]:
                     {
                         "version": v,
                         "freshness": "Current",
-                        "resources": [_aggregated_resource(r) for r in _chosen(group, v)],
+                        "resources": [_aggregated_resource(r) for r in _chosen(group, v)]
+                        + [
+                            _aggregated_virtual(group, v, plural, kind)
+                            for plural, kind in _VIRTUAL.get((group, v), [])
+                        ],
                     }
                     for v in versions
                 ],

@@ -33,6 +33,7 @@ _PACKAGES = {
     "apps/v1": "k8s.io.api.apps.v1",
     "rbac.authorization.k8s.io/v1": "k8s.io.api.rbac.v1",
     "autoscaling/v1": "k8s.io.api.autoscaling.v1",
+    "authorization.k8s.io/v1": "k8s.io.api.authorization.v1",
 }
 _META = "k8s.io.apimachinery.pkg.apis.meta.v1"
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5

@@ -81,6 +81,59 @@ MESSAGES: Final[dict[str, dict[int, Field]]] = {
         1: ("maxUnavailable", "k8s.io.apimachinery.pkg.util.intstr.IntOrString", False, False),
         2: ("maxSurge", "k8s.io.apimachinery.pkg.util.intstr.IntOrString", False, False),
     },
+    "k8s.io.api.authorization.v1.FieldSelectorAttributes": {
+        1: ("rawSelector", "string", False, True),
+        2: (
+            "requirements",
+            "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
+            True,
+            False,
+        ),
+    },
+    "k8s.io.api.authorization.v1.LabelSelectorAttributes": {
+        1: ("rawSelector", "string", False, True),
+        2: (
+            "requirements",
+            "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
+            True,
+            False,
+        ),
+    },
+    "k8s.io.api.authorization.v1.NonResourceAttributes": {
+        1: ("path", "string", False, True),
+        2: ("verb", "string", False, True),
+    },
+    "k8s.io.api.authorization.v1.ResourceAttributes": {
+        1: ("namespace", "string", False, True),
+        2: ("verb", "string", False, True),
+        3: ("group", "string", False, True),
+        4: ("version", "string", False, True),
+        5: ("resource", "string", False, True),
+        6: ("subresource", "string", False, True),
+        7: ("name", "string", False, True),
+        8: ("fieldSelector", "k8s.io.api.authorization.v1.FieldSelectorAttributes", False, False),
+        9: ("labelSelector", "k8s.io.api.authorization.v1.LabelSelectorAttributes", False, False),
+    },
+    "k8s.io.api.authorization.v1.SelfSubjectAccessReview": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", False, False),
+        2: ("spec", "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec", False, True),
+        3: ("status", "k8s.io.api.authorization.v1.SubjectAccessReviewStatus", False, True),
+    },
+    "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "k8s.io.api.authorization.v1.ResourceAttributes", False, False),
+        2: (
+            "nonResourceAttributes",
+            "k8s.io.api.authorization.v1.NonResourceAttributes",
+            False,
+            False,
+        ),
+    },
+    "k8s.io.api.authorization.v1.SubjectAccessReviewStatus": {
+        1: ("allowed", "bool", False, True),
+        4: ("denied", "bool", False, True),
+        2: ("reason", "string", False, True),
+        3: ("evaluationError", "string", False, True),
+    },
     "k8s.io.api.autoscaling.v1.Scale": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", False, False),
         2: ("spec", "k8s.io.api.autoscaling.v1.ScaleSpec", False, True),
@@ -1328,6 +1381,11 @@ MESSAGES: Final[dict[str, dict[int, Field]]] = {
         4: ("propagationPolicy", "string", False, False),
         5: ("dryRun", "string", True, False),
         6: ("ignoreStoreReadErrorWithClusterBreakingPotential", "bool", False, False),
+    },
+    "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement": {
+        1: ("key", "string", False, True),
+        2: ("operator", "string", False, True),
+        3: ("values", "string", True, False),
     },
     "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector": {
         1: ("matchLabels", "map:string", False, True),

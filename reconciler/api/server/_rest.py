@@ -47,6 +47,7 @@ from reconciler.api.server._query import (
 )
 from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
 from reconciler.api.server._resources import Resource, Target, parse_path
+from reconciler.api.server._review import REVIEW_PATH, access_review
 from reconciler.api.server._scale import scale_document, with_scale
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.api.server._table import table
@@ -208,6 +209,9 @@ class RestHandler:
             if response is not None:
                 request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
                 return response
+        if target is None and request.method == "POST" and path == REVIEW_PATH:
+            request.scope[METRIC_SCOPE_KEY] = ("create", "selfsubjectaccessreviews")
+            return await self._review(request, user)
         if target is None:
             raise HttpError(404, "the server could not find the requested resource")
         query = self._query(request)
@@ -300,6 +304,19 @@ class RestHandler:
             "resourceVersion": document.get("metadata", {}).get("resourceVersion", "")}
         return json_response(table(rows, kind=kind, now=now, include=include,
                                    metadata=metadata), media_type=TABLE_MEDIA_TYPE)
+
+    async def _review(self, request: Request, user: UserInfo) -> Response:
+        if any(key.lower().startswith("impersonate-") for key in request.headers):
+            # Answering for the caller while they asked about someone else would mislead.
+            raise HttpError(403, "impersonation (kubectl --as) is not supported; ask with "
+                                 "that user's own token")
+        body = await read_body(request, limit=self.limits.max_body_bytes,
+                               types=_JSON_TYPES | {PROTOBUF_MEDIA_TYPE})
+        protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
+        document = decode_object(body) if protobuf else json_object(body)
+        answer = await self.run(
+            lambda: access_review(document, user=user, authorizer=self.authz))
+        return json_response(answer, code=201)
 
     @staticmethod
     def _override(request: Request) -> bool:

@@ -17,6 +17,8 @@ from reconciler.api.server._status import HttpError
 from reconciler.api.server._table import human_duration, table
 from reconciler.cli import cli
 from reconciler.client import ClientConfig, write_config
+from schemas import ObjectMeta, PolicyRule, Role, RoleBinding, RoleRef, Subject
+from tests.fixtures.waiting import wait_until
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -297,3 +299,62 @@ def test_field_selector_on_list_and_watch(admin, api):
         ).status_code
         == 200
     )
+
+
+# -- SelfSubjectAccessReview ---------------------------------------------------------------
+
+REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def _review(client, **attributes):
+    kind = "nonResourceAttributes" if "path" in attributes else "resourceAttributes"
+    response = client.post(
+        REVIEWS,
+        json={
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {kind: attributes},
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["status"]["allowed"]
+
+
+def test_self_subject_access_review(admin, make_client, sa_token, api):
+    assert _review(admin, verb="delete", resource="pods", namespace="shop") is True
+    account = make_client(sa_token("shop", "ci"))
+    assert _review(account, verb="list", resource="pods", namespace="shop") is False
+    assert _review(account, verb="get", path="/metrics") is False
+    api.create(
+        Role(
+            metadata=ObjectMeta(name="pod-reader", namespace="shop"),
+            rules=[PolicyRule(verbs=["get"], api_groups=[""], resources=["pods", "pods/status"])],
+        )
+    )
+    api.create(
+        RoleBinding(
+            metadata=ObjectMeta(name="ci-reads", namespace="shop"),
+            subjects=[Subject(kind="ServiceAccount", name="ci", namespace="shop")],
+            role_ref=RoleRef(kind="Role", name="pod-reader"),
+        )
+    )
+    assert wait_until(
+        lambda: _review(
+            account, verb="get", resource="pods", namespace="shop", subresource="status"
+        ),
+        what="the binding to apply",
+    )
+    assert _review(account, verb="get", resource="pods", namespace="other") is False
+    both = account.post(REVIEWS, json={"spec": {}})
+    assert both.status_code == 422
+    assert (
+        account.post(
+            REVIEWS,
+            json={"spec": {"resourceAttributes": {"verb": "get"}}},
+            headers={"Impersonate-User": "alice"},
+        ).status_code
+        == 403
+    )
+    assert "selfsubjectaccessreviews" in [
+        r["name"] for r in admin.get("/apis/authorization.k8s.io/v1").json()["resources"]
+    ]

@@ -239,7 +239,7 @@ def test_capstan_routes_and_hooks(make_client):
 def test_discovery(admin, make_client):
     assert admin.get("/api").json()["versions"] == ["v1"]
     groups = {g["name"] for g in admin.get("/apis").json()["groups"]}
-    assert groups == {"apps", "rbac.authorization.k8s.io"}
+    assert groups == {"apps", "authorization.k8s.io", "rbac.authorization.k8s.io"}
     core = admin.get("/api/v1").json()
     assert core["kind"] == "APIResourceList"
     by_name = {r["name"]: r for r in core["resources"]}

@@ -273,6 +273,7 @@ KUBECTL_ROWS: list[tuple[list[str], int, list[str]]] = [
         0,
         [r"^Name:\s+local$", r"^Non-terminated Pods:\s+\(2 in total\)$"],
     ),
+    (["get", "po", "--chunk-size=1", "-o", "name"], 0, [r"\Apod/web-\S+\npod/web-\S+\n\Z"]),
     (["auth", "can-i", "create", "deployments"], 0, [r"^yes$"]),
     (["auth", "can-i", "get", "/metrics"], 0, [r"^yes$"]),
     (["get", "nosuchkind"], 1, []),
@@ -301,6 +302,7 @@ Call = Callable[[ApiClient], Any]
 #: (description, call): each must return the client's typed model, every field decoded.
 CLIENT_ROWS: list[tuple[str, Call]] = [
     ("list_namespaced_pod", lambda c: CoreV1Api(c).list_namespaced_pod("default")),
+    ("list_namespaced_pod limit", lambda c: CoreV1Api(c).list_namespaced_pod("default", limit=1)),
     ("list_pod_for_all_namespaces", lambda c: CoreV1Api(c).list_pod_for_all_namespaces()),
     ("list_node", lambda c: CoreV1Api(c).list_node()),
     ("read_node", lambda c: CoreV1Api(c).read_node("local")),

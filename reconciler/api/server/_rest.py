@@ -36,6 +36,7 @@ from reconciler.api.server._discovery import (
 )
 from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
+from reconciler.api.server._pages import parse_limit, read_page
 from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
 from reconciler.api.server._protobuf import PROTOBUF_MEDIA_TYPE, decode_object
 from reconciler.api.server._query import (
@@ -242,7 +243,7 @@ class RestHandler:
             return self._shaped(await self._get(model, target), form, resource, query)
         if verb == "list":
             return self._shaped(await self._list(model, target, query.get("labelSelector"),
-                                                 fields),
+                                                 fields, query),
                                 form, resource, query)
         if verb == "watch":
             watch_response = await self._watch(model, target, query)
@@ -362,9 +363,18 @@ class RestHandler:
         return json_response(body)
 
     async def _list(self, model: type[KubeObject], target: Target, selector_text: str | None,
-                    fields: FieldSelector | None) -> Response:
+                    fields: FieldSelector | None, query: Mapping[str, str]) -> Response:
         selector = parse_label_selector(selector_text)
         resource = target.resource
+        limit, token = parse_limit(query.get("limit")), query.get("continue") or None
+        if limit is not None or token is not None:
+            page = await self._call(lambda: read_page(
+                self.store, model, namespace=target.namespace, selector=selector,
+                fields=fields, limit=limit, token=token), target=target)
+            return json_response(_raw.list_document(
+                page.items, page.revision, api_version=resource.api_version,
+                list_kind=resource.list_kind, continue_token=page.next_token,
+                remaining=page.remaining))
         cache = self.cache
 
         def read() -> tuple[bytes, int]:

@@ -358,3 +358,47 @@ def test_self_subject_access_review(admin, make_client, sa_token, api):
     assert "selfsubjectaccessreviews" in [
         r["name"] for r in admin.get("/apis/authorization.k8s.io/v1").json()["resources"]
     ]
+
+
+# -- pagination ----------------------------------------------------------------------------
+
+
+def test_limit_and_continue_page_one_snapshot(admin):
+    base = "/api/v1/namespaces/shop/configmaps"
+    for name in ("c1", "c2", "c3", "c4", "c5"):
+        assert (
+            admin.post(
+                base,
+                json={
+                    "metadata": {
+                        "name": name,
+                        "labels": {"odd": str(name in ("c1", "c3", "c5")).lower()},
+                    }
+                },
+            ).status_code
+            == 201
+        )
+    first = admin.get(base, params={"limit": "2"}).json()
+    assert [i["metadata"]["name"] for i in first["items"]] == ["c1", "c2"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    admin.post(base, json={"metadata": {"name": "c6"}})  # after the snapshot: not listed
+    admin.delete(f"{base}/c5")  # deleted after the snapshot: still listed
+    names = []
+    token = first["metadata"]["continue"]
+    while token:
+        page = admin.get(base, params={"limit": "2", "continue": token}).json()
+        names += [i["metadata"]["name"] for i in page["items"]]
+        assert page["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+        token = page["metadata"].get("continue")
+    assert names == ["c3", "c4", "c5"]
+    odd = admin.get(base, params={"limit": "1", "labelSelector": "odd=true"}).json()
+    assert [i["metadata"]["name"] for i in odd["items"]] == ["c1"]
+    assert odd["metadata"]["remainingItemCount"] == 1  # c3 (c5 is gone now)
+    assert admin.get(base, params={"continue": "garbage"}).status_code == 400
+    other = admin.get(
+        "/api/v1/namespaces/shop/secrets", params={"continue": first["metadata"]["continue"]}
+    )
+    assert other.status_code == 400
+    assert admin.get(base, params={"limit": "-1"}).status_code == 400
+    whole = admin.get(base, params={"limit": "500"}).json()
+    assert "continue" not in whole["metadata"]

@@ -678,3 +678,27 @@ def test_kubectl_auth_can_i_with_a_service_account_token(cluster: Cluster) -> No
         done = cluster.kubectl("--token", token, "auth", "can-i", verb, resource)
         answers[(verb, resource)] = (done.returncode, done.stdout.strip())
     assert answers == {("get", "configmaps"): (0, "yes"), ("delete", "pods"): (1, "no")}
+
+
+def test_python_client_create_patch_delete(cluster: Cluster) -> None:
+    """Writes through the official client: create, strategic-merge patch (its default for a
+    dict), JSON patch, delete; each answer decodes into the client's models."""
+    body = kubernetes.client.V1ConfigMap(
+        metadata=kubernetes.client.V1ObjectMeta(name="py-cm"), data={"a": "1"}
+    )
+    with cluster.client() as api_client:
+        core = CoreV1Api(api_client)
+        created = core.create_namespaced_config_map("default", body)
+        try:
+            assert created.data == {"a": "1"}
+            patched = core.patch_namespaced_config_map("py-cm", "default", {"data": {"b": "2"}})
+            assert patched.data == {"a": "1", "b": "2"}
+            json_patched = core.patch_namespaced_config_map(
+                "py-cm", "default", [{"op": "remove", "path": "/data/a"}]
+            )
+            assert json_patched.data == {"b": "2"}
+        finally:
+            core.delete_namespaced_config_map("py-cm", "default")
+        with pytest.raises(kubernetes.client.exceptions.ApiException) as caught:
+            core.read_namespaced_config_map("py-cm", "default")
+    assert caught.value.status == 404

@@ -28,6 +28,47 @@ def memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
     raise ValueError(f"{meminfo} has no MemTotal line")
 
 
+def _first_line(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip().splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return ""
+
+
+def _os_image(os_release: Path = Path("/etc/os-release")) -> str:
+    try:
+        lines = os_release.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    for line in lines:
+        if line.startswith("PRETTY_NAME="):
+            return line.partition("=")[2].strip().strip('"')
+    return ""
+
+
+def system_info(*, docker_version: str, agent_version: str) -> NodeSystemInfo:
+    """The host's versions and identities, in Capstan's fields and Kubernetes' (``kubectl
+    get nodes -o wide`` and the Kubernetes clients read the latter)."""
+    uname = platform.uname()
+    # Kubernetes reports Go's architecture names.
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine, uname.machine)
+    return NodeSystemInfo(
+        docker_version=docker_version,
+        agent_version=agent_version,
+        kernel=uname.release,
+        os=uname.system.lower(),
+        architecture=arch,
+        machine_id=_first_line(Path("/etc/machine-id")),
+        system_uuid=_first_line(Path("/sys/class/dmi/id/product_uuid")),
+        boot_id=_first_line(Path("/proc/sys/kernel/random/boot_id")),
+        kernel_version=uname.release,
+        os_image=_os_image(),
+        container_runtime_version=f"docker://{docker_version}",
+        kubelet_version=f"v{agent_version}-capstan",
+        operating_system=uname.system.lower(),
+    )
+
+
 def node_status(
     *,
     bind_address: str,
@@ -45,7 +86,6 @@ def node_status(
         "memory": Quantity(memory_bytes()),
         "pods": Quantity(MAX_PODS),
     }
-    uname = platform.uname()
     return NodeStatus(
         capacity=capacity,
         allocatable=dict(capacity),
@@ -60,13 +100,7 @@ def node_status(
             ),
             *conditions,
         ],
-        node_info=NodeSystemInfo(
-            docker_version=docker_version,
-            agent_version=agent_version,
-            kernel=uname.release,
-            os=uname.system.lower(),
-            architecture=uname.machine,
-        ),
+        node_info=system_info(docker_version=docker_version, agent_version=agent_version),
         addresses=[
             NodeAddress(type="InternalIP", address=bind_address),
             NodeAddress(type="Hostname", address=socket.gethostname()),

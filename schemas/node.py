@@ -188,11 +188,24 @@ class NodeSpec(KubeModel):
 
 
 class NodeSystemInfo(KubeModel):
+    """What the agent reports about its host: Capstan's fields (``dockerVersion``,
+    ``agentVersion``, ``kernel``, ``os``) and Kubernetes' ``NodeSystemInfo``, whose fields
+    Kubernetes always sends as strings ("" when unknown) and its clients require."""
+
     docker_version: str | None = None
     agent_version: str | None = None
     kernel: str | None = None
     os: str | None = None
-    architecture: str | None = None
+    architecture: str = ""
+    machine_id: str = Field(default="", alias="machineID")
+    system_uuid: str = Field(default="", alias="systemUUID")
+    boot_id: str = Field(default="", alias="bootID")
+    kernel_version: str = ""
+    os_image: str = ""
+    container_runtime_version: str = ""
+    kubelet_version: str = ""
+    kube_proxy_version: str = ""
+    operating_system: str = ""
 
 
 class NodeAddress(KubeModel):

@@ -559,7 +559,8 @@ class ContainerStatus(KubeModel):
     started: bool | None = None
     restart_count: NonNegativeInt = 0
     image: str
-    image_id: str | None = Field(default=None, alias="imageID")
+    # Kubernetes always sends imageID, "" until the runtime knows it; clients require it.
+    image_id: str = Field(default="", alias="imageID")
     container_id: str | None = Field(default=None, alias="containerID")
 
 

@@ -11,6 +11,7 @@ import click
 from reconciler.cli.config import config
 from reconciler.cli.history import history
 from reconciler.cli.inspect import describe, events, get
+from reconciler.cli.kubeconfig import kubeconfig
 from reconciler.cli.logs import logs
 from reconciler.cli.node import node
 from reconciler.cli.plan import plan
@@ -48,6 +49,7 @@ cli.add_command(logs)
 cli.add_command(events)
 cli.add_command(sync)
 cli.add_command(config)
+cli.add_command(kubeconfig)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler.api import Api, ApiError
+from reconciler.cli.kubeconfig import write_kubeconfig
 from reconciler.client import (
     SERVER_CONTEXT,
     ConfigError,
@@ -402,6 +403,7 @@ def up(
         _record_context(app, context_name)
         _say(_describe_webhook(app))
         _say(f"capstan is up (state in {config.state_dir}); Ctrl-C stops it")
+        write_kubeconfig(config.state_dir, say=_say)
         threading.Thread(
             target=_show_progress,
             args=(app,),

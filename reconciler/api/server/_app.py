@@ -8,6 +8,7 @@ the few fixed paths and hands ``/api`` and ``/apis`` to :class:`RestHandler`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -29,7 +30,12 @@ from reconciler.api import Api, ApiError
 from reconciler.api._codec import kind_prefix
 from reconciler.api.server._auth import Authenticator, token_digest
 from reconciler.api.server._cache import ListCache
-from reconciler.api.server._openapi import openapi_document
+from reconciler.api.server._discovery import version_info
+from reconciler.api.server._openapi import (
+    openapi_document,
+    openapi_v3_group_version,
+    openapi_v3_index,
+)
 from reconciler.api.server._rbac import Attributes, Authorizer
 from reconciler.api.server._resources import RESOURCES
 from reconciler.api.server._rest import (
@@ -46,7 +52,8 @@ from reconciler.store import Store
 __all__ = ["ServerHooks", "create_app"]
 
 _log = logging.getLogger(__name__)
-_FIXED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi/v3", "/openapi.json",
+_FIXED_ROUTES = frozenset({"/healthz", "/readyz", "/version", "/metrics", "/openapi/v3",
+                           "/openapi.json",
                            "/capstan/v1/syncs", "/capstan/v1/plan", "/hooks/git"})
 _JSON_TYPES = frozenset({"application/json", ""})
 _REST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -238,7 +245,10 @@ def create_app(
     ]) if list_cache else None
     rest = RestHandler(api, store, authenticator=authenticator, authorizer=authorizer,
                        limits=limits, cache=cache)
-    document = json.dumps(openapi_document(), separators=(",", ":")).encode()
+    whole = openapi_document()
+    document = json.dumps(whole, separators=(",", ":")).encode()
+    digest = hashlib.sha256(document).hexdigest()[:32].upper()
+    v3_index = openapi_v3_index(whole, digest=digest)
 
     async def allowed_path(request: Request, verb: str = "get") -> None:
         user = await rest.authenticate(request)
@@ -257,6 +267,9 @@ def create_app(
             raise HttpError(503, "not ready")
         return PlainTextResponse("ok")
 
+    async def version(request: Request) -> Response:
+        return json_response(version_info())
+
     async def metrics_text(request: Request) -> Response:
         await allowed_path(request)
         metrics.store_revision.set(await run_in_threadpool(api.current_revision))
@@ -265,6 +278,20 @@ def create_app(
 
     async def openapi(request: Request) -> Response:
         return json_response(document)
+
+    async def openapi_v3(request: Request) -> Response:
+        return json_response(v3_index)
+
+    v3_parts: dict[str, bytes] = {}
+
+    async def openapi_v3_part(request: Request) -> Response:
+        path = request.path_params["path"]
+        if path not in v3_parts:
+            part = openapi_v3_group_version(whole, path)
+            if part is None:
+                raise HttpError(404, "the server could not find the requested resource")
+            v3_parts[path] = json.dumps(part, separators=(",", ":")).encode()
+        return json_response(v3_parts[path])
 
     async def syncs(request: Request) -> Response:
         await allowed_path(request)
@@ -298,8 +325,10 @@ def create_app(
     routes = [
         Route("/healthz", _guarded(healthz), methods=["GET"]),
         Route("/readyz", _guarded(readyz), methods=["GET"]),
+        Route("/version", _guarded(version), methods=["GET"]),
         Route("/metrics", _guarded(metrics_text), methods=["GET"]),
-        Route("/openapi/v3", _guarded(openapi), methods=["GET"]),
+        Route("/openapi/v3", _guarded(openapi_v3), methods=["GET"]),
+        Route("/openapi/v3/{path:path}", _guarded(openapi_v3_part), methods=["GET"]),
         Route("/openapi.json", _guarded(openapi), methods=["GET"]),
         Route("/capstan/v1/syncs", _guarded(syncs), methods=["GET"]),
         Route("/capstan/v1/plan", _guarded(plan), methods=["GET"]),

@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 document of the HTTP API, generated from the resource table and the
 ``schemas`` models (request bodies in their validation form, responses in their serialized
-form), served at ``/openapi/v3`` and ``/openapi.json``.
+form), served whole at ``/openapi.json``, and as Kubernetes serves its OpenAPI v3 for kubectl
+(validation, ``explain``): an index at ``/openapi/v3`` and one document per group-version at
+``/openapi/v3/api/v1``, ``/openapi/v3/apis/<group>/<version>``.
 
 Built once per app. Watching (``?watch=true``) is described in the list operations' text but
 is not a declared parameter: its response is a stream of JSON lines, which OpenAPI cannot
@@ -16,7 +18,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from reconciler.api.server._resources import RESOURCES, Resource
 
-__all__ = ["openapi_document"]
+__all__ = ["openapi_document", "openapi_v3_group_version", "openapi_v3_index"]
 
 _REF = "#/components/schemas/{model}"
 _STATUS_REF = {"$ref": "#/components/schemas/Status"}
@@ -217,6 +219,9 @@ def _fixed_paths() -> dict[str, dict[str, Any]]:
                             "security": public, "tags": ["health"],
                             "responses": {"200": _plain("ok"),
                                           "503": _json_body(_STATUS_REF, "Not ready")}}},
+        "/version": {"get": {"summary": "Kubernetes-shaped version.Info", "operationId": "version",
+                             "security": public, "tags": ["health"],
+                             "responses": {"200": _json_body(any_object, "The version")}}},
         "/metrics": {"get": _operation(
             "Prometheus text exposition", "metrics",
             {"200": {"description": "Metrics", "content": {
@@ -286,3 +291,79 @@ def openapi_document(*, title: str = "Capstan API", version: str = "v1") -> dict
         },
         "security": [{"bearer": []}],
     }
+
+
+# -- OpenAPI v3 as Kubernetes serves it: an index, then one document per group-version -----
+
+_GVK = "x-kubernetes-group-version-kind"
+_ACTIONS = {"get": "get", "put": "put", "patch": "patch", "delete": "delete", "post": "post"}
+_FIELD_VALIDATION = _param(
+    "fieldValidation",
+    "query",
+    "How unknown or duplicate fields are treated. Capstan always refuses them (Strict), "
+    "whatever the value.",
+    {"type": "string", "enum": ["Ignore", "Warn", "Strict"]},
+)
+
+
+def _group_version_path(resource: Resource) -> str:
+    """Kubernetes' name for a group-version in ``/openapi/v3``: ``api/v1``, ``apis/apps/v1``."""
+    return resource.base_path.lstrip("/")
+
+
+def openapi_v3_index(document: Mapping[str, Any], *, digest: str) -> dict[str, Any]:
+    """``GET /openapi/v3``: where each group-version's document is (``serverRelativeURL``,
+    with ``digest`` as the cache key kubectl keeps it under)."""
+    paths = {
+        _group_version_path(r): {"serverRelativeURL": f"/openapi/v3/{_group_version_path(r)}"
+                                 f"?hash={digest}"}
+        for r in RESOURCES.values()
+    }
+    return {"paths": dict(sorted(paths.items()))}
+
+
+def openapi_v3_group_version(document: Mapping[str, Any], group_version: str
+                             ) -> dict[str, Any] | None:
+    """``GET /openapi/v3/<group-version>``: the operations under that prefix, each marked
+    with the kind it serves (``x-kubernetes-group-version-kind``) as kubectl looks them up —
+    ``kubectl apply``/``create`` check there that writes take ``fieldValidation`` (then the
+    server validates; Capstan always does), ``kubectl explain`` finds the kind's schema.
+    None for a group-version that does not exist."""
+    chosen = [r for r in RESOURCES.values() if _group_version_path(r) == group_version]
+    if not chosen:
+        return None
+    schemas: dict[str, Any] = dict(document["components"]["schemas"])
+    paths: dict[str, Any] = {}
+    for resource in chosen:
+        gvk = {"group": resource.group, "version": resource.version, "kind": resource.kind}
+        if resource.model is not None:
+            # The validation form: the serialized one is opaque ({}) to JSON Schema.
+            model = resource.model.__name__
+            name = f"{model}-Input" if f"{model}-Input" in schemas else model
+            if name in schemas:
+                schemas[name] = {**schemas[name], _GVK: [gvk]}
+        for path, item in document["paths"].items():
+            if not _serves(path, resource):
+                continue
+            marked: dict[str, Any] = {}
+            for method, operation in item.items():
+                operation = {**operation, _GVK: gvk, "x-kubernetes-action": _ACTIONS[method]}
+                if method in ("post", "put", "patch"):
+                    operation["parameters"] = [*operation.get("parameters", []),
+                                               _FIELD_VALIDATION]
+                marked[method] = operation
+            paths[path] = marked
+    return {
+        "openapi": "3.0.0",
+        "info": document["info"],
+        "paths": paths,
+        "components": {**document["components"], "schemas": schemas},
+        "security": document["security"],
+    }
+
+
+def _serves(path: str, resource: Resource) -> bool:
+    base = resource.base_path
+    scoped = f"{base}/namespaces/{{namespace}}/{resource.plural}" if resource.namespaced \
+        else f"{base}/{resource.plural}"
+    return path in (scoped, f"{base}/{resource.plural}") or path.startswith(f"{scoped}/")

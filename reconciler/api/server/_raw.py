@@ -56,11 +56,16 @@ def get_bytes(
     return None if kv is None else with_revision(kv.value, kv.mod_revision)
 
 
-def list_document(items: bytes, revision: int, *, api_version: str, list_kind: str) -> bytes:
-    """A ``<Kind>List`` around comma-joined item bytes."""
+def list_document(items: bytes, revision: int, *, api_version: str, list_kind: str,
+                  continue_token: str | None = None, remaining: int = 0) -> bytes:
+    """A ``<Kind>List`` around comma-joined item bytes; ``continue_token`` and ``remaining``
+    for a page that is not the last (see ``_pages``)."""
+    metadata: dict[str, object] = {"resourceVersion": str(revision)}
+    if continue_token is not None:
+        metadata["continue"] = continue_token
+        metadata["remainingItemCount"] = remaining
     head = json.dumps(
-        {"apiVersion": api_version, "kind": list_kind,
-         "metadata": {"resourceVersion": str(revision)}},
+        {"apiVersion": api_version, "kind": list_kind, "metadata": metadata},
         separators=(",", ":"),
     ).encode()
     # One join, not a chain of +: each + copies the whole 600 KB of a 1,000-pod list again

@@ -7,7 +7,7 @@ read-only ``events``. Paths follow Kubernetes exactly::
     /api/v1/pods                                   all namespaces
     /api/v1/namespaces/{ns}/pods[/{name}[/status]]
     /api/v1/nodes[/{name}[/status]]                cluster-scoped
-    /apis/apps/v1/namespaces/{ns}/deployments[/{name}[/status]]
+    /apis/apps/v1/namespaces/{ns}/deployments[/{name}[/status|/scale]]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from reconciler.api.server._scale import SCALABLE_KINDS
 from schemas import SUPPORTED_KINDS, KubeObject, model_for
 from schemas.registry import resource_plural
 
@@ -57,6 +58,12 @@ class Resource:
     @property
     def writable(self) -> bool:
         return self.model is not None
+
+    @property
+    def subresources(self) -> tuple[str, ...]:
+        """``status`` for kinds with a status, ``scale`` for Deployments and ReplicaSets."""
+        return (("status",) if self.has_status else ()) + (
+            ("scale",) if self.kind in SCALABLE_KINDS else ())
 
 
 def _build() -> Mapping[tuple[str, str, str], Resource]:
@@ -127,6 +134,6 @@ def parse_path(path: str) -> Target | None:
     subresource = rest[2] if len(rest) == 3 else None
     if name is not None and not valid_name(name):
         return None
-    if subresource is not None and (subresource != "status" or not resource.has_status):
+    if subresource is not None and subresource not in resource.subresources:
         return None
     return Target(resource=resource, namespace=namespace, name=name, subresource=subresource)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -28,10 +29,20 @@ from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api.server import _raw
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._cache import ListCache, Subscription
-from reconciler.api.server._discovery import api_groups, api_resources, api_versions
+from reconciler.api.server._discovery import (
+    AGGREGATED_MEDIA_TYPE,
+    aggregated_discovery,
+    api_groups,
+    api_resources,
+    api_versions,
+)
+from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
+from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
+from reconciler.api.server._pages import parse_limit, read_page
+from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
+from reconciler.api.server._protobuf import PROTOBUF_MEDIA_TYPE, decode_object
 from reconciler.api.server._query import (
     json_object,
-    merge_patch,
     parse_bool,
     parse_label_selector,
     parse_revision,
@@ -46,7 +57,10 @@ from reconciler.api.server._rbac import (
     only_gc_fields_differ,
 )
 from reconciler.api.server._resources import Resource, Target, parse_path
+from reconciler.api.server._review import REVIEW_PATH, access_review
+from reconciler.api.server._scale import scale_document, with_scale
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
+from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
 from reconciler.store import Compacted, Revision, Store, StoreError
@@ -69,7 +83,6 @@ _log = logging.getLogger(__name__)
 OVERRIDE_VERB = "override"
 METRIC_SCOPE_KEY = "capstan.metric"
 _JSON_TYPES = frozenset({"application/json", ""})
-_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json", ""})
 _PATCH_RETRIES = 5
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
@@ -92,17 +105,21 @@ class Limits:
     worker_threads: int = 16
 
 
-def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None
-                  ) -> Response:
+def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None,
+                  media_type: str = "application/json") -> Response:
     content = body if isinstance(body, bytes) else json.dumps(
         body, separators=(",", ":")).encode()
-    return Response(content, status_code=code, media_type="application/json",
+    return Response(content, status_code=code, media_type=media_type,
                     headers=dict(headers or {}))
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> bytes:
     """The request body, at most ``limit`` bytes, of one of the JSON media ``types``."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = _media_type(request)
     if media not in types:
         raise HttpError(415, f"unsupported media type {media!r}; send one of "
                              f"{sorted(t for t in types if t)}")
@@ -191,7 +208,8 @@ class RestHandler:
         named = target.name is not None
         if verb is None or (verb == "create") == named:
             raise HttpError(405, f"{method} is not allowed on this path")
-        if target.subresource and verb not in ("update",):
+        if target.subresource and verb != "update" and (verb, target.subresource) != (
+                "patch", "scale"):
             raise HttpError(405, f"{method} is not allowed on the {target.subresource} "
                                  "subresource; use GET or PUT")
         if target.resource.model is None:
@@ -211,10 +229,13 @@ class RestHandler:
             "\\", "%5C")
         target = parse_path(path)
         if target is None and request.method == "GET":
-            document = self._discovery(path)
-            if document is not None:
+            response = self._discovery(path, request.headers.get("accept"))
+            if response is not None:
                 request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
-                return json_response(document)
+                return response
+        if target is None and request.method == "POST" and path == REVIEW_PATH:
+            request.scope[METRIC_SCOPE_KEY] = ("create", "selfsubjectaccessreviews")
+            return await self._review(request, user)
         if target is None:
             raise HttpError(404, "the server could not find the requested resource")
         query = self._query(request)
@@ -224,43 +245,94 @@ class RestHandler:
         resource = target.resource
         attrs = self._attributes(user, verb, target)
         await self.authorize(attrs, kind=resource.plural)
+        reading = verb in ("get", "list", "watch")
+        form = negotiate(request.headers.get("accept"),
+                         allowed=frozenset({Form.TABLE}) if reading else frozenset())
+        if target.subresource == "scale" and resource.model is not None:
+            return await self._scale(resource.model, target, verb, request, user)
+        fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
-            return await self._events(target)
+            return self._shaped(await self._events(target, fields), form, resource, query)
         model = resource.model
         if verb == "get":
-            return await self._get(model, target)
+            return self._shaped(await self._get(model, target), form, resource, query)
         if verb == "list":
-            return await self._list(model, target, query.get("labelSelector"),
-                                    query.get("fieldSelector"))
+            return self._shaped(await self._list(model, target, query.get("labelSelector"),
+                                                 fields, query),
+                                form, resource, query)
         if verb == "watch":
-            return await self._watch(model, target, query)
+            watch_response = await self._watch(model, target, query)
+            if fields is not None and isinstance(watch_response, StreamingResponse):
+                watch_response.body_iterator = _selected_events(watch_response.body_iterator,
+                                                                fields)
+            return self._shaped(watch_response, form, resource, query)
         override = self._override(request)
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
             return await self._delete(model, target, body, user, override)
-        types = _PATCH_TYPES if verb == "patch" else _JSON_TYPES
+        types = PATCH_MEDIA_TYPES if verb == "patch" else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
-        document = json_object(body)
+        if verb == "patch":
+            patch = parse_patch(_media_type(request), body)
+            return await self._patch(model, target, patch, user, override)
+        protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
+        document = await self.run(lambda: decode_object(body)) if protobuf else json_object(body)
         if verb == "create":
             return await self._create(model, target, document, user)
-        if verb == "patch":
-            return await self._patch(model, target, document, user, override)
         if target.subresource == "status":
             return await self._update_status(model, target, document)
         return await self._update(model, target, document, user, override)
 
     @staticmethod
-    def _discovery(path: str) -> dict[str, Any] | None:
+    def _discovery(path: str, accept: str | None) -> Response | None:
         parts = path.strip("/").split("/")
-        if parts == ["api"]:
-            return api_versions()
-        if parts == ["apis"]:
-            return api_groups()
+        if parts in (["api"], ["apis"]):
+            form = negotiate(accept, allowed=frozenset({Form.AGGREGATED_DISCOVERY}))
+            if form is Form.AGGREGATED_DISCOVERY:
+                return json_response(aggregated_discovery(core=parts == ["api"]),
+                                     media_type=AGGREGATED_MEDIA_TYPE)
+            return json_response(api_versions() if parts == ["api"] else api_groups())
+        document = None
         if len(parts) == 2 and parts[0] == "api":
-            return api_resources("", parts[1])
+            document = api_resources("", parts[1])
         if len(parts) == 3 and parts[0] == "apis":
-            return api_resources(parts[1], parts[2])
-        return None
+            document = api_resources(parts[1], parts[2])
+        return None if document is None else json_response(document)
+
+    def _shaped(self, response: Response, form: Form, resource: Resource,
+                query: Mapping[str, str]) -> Response:
+        """``response`` (an object, a list or a watch stream) as the negotiated ``form``."""
+        if form is not Form.TABLE:
+            return response
+        now = now_utc(self.api.clock)
+        include = query.get("includeObject")
+        kind = resource.kind
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = _table_events(
+                response.body_iterator, kind=kind, include=include,
+                clock=lambda: now_utc(self.api.clock))
+            response.headers["content-type"] = TABLE_MEDIA_TYPE
+            return response
+        document = json.loads(bytes(response.body))
+        is_list = isinstance(document.get("items"), list)
+        rows = document["items"] if is_list else [document]
+        metadata = document.get("metadata", {}) if is_list else {
+            "resourceVersion": document.get("metadata", {}).get("resourceVersion", "")}
+        return json_response(table(rows, kind=kind, now=now, include=include,
+                                   metadata=metadata), media_type=TABLE_MEDIA_TYPE)
+
+    async def _review(self, request: Request, user: UserInfo) -> Response:
+        if any(key.lower().startswith("impersonate-") for key in request.headers):
+            # Answering for the caller while they asked about someone else would mislead.
+            raise HttpError(403, "impersonation (kubectl --as) is not supported; ask with "
+                                 "that user's own token")
+        body = await read_body(request, limit=self.limits.max_body_bytes,
+                               types=_JSON_TYPES | {PROTOBUF_MEDIA_TYPE})
+        protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
+        document = decode_object(body) if protobuf else json_object(body)
+        answer = await self.run(
+            lambda: access_review(document, user=user, authorizer=self.authz))
+        return json_response(answer, code=201)
 
     @staticmethod
     def _override(request: Request) -> bool:
@@ -306,11 +378,18 @@ class RestHandler:
         return json_response(body)
 
     async def _list(self, model: type[KubeObject], target: Target, selector_text: str | None,
-                    field_selector: str | None) -> Response:
-        if field_selector:
-            raise HttpError(400, "fieldSelector is not supported; use labelSelector")
+                    fields: FieldSelector | None, query: Mapping[str, str]) -> Response:
         selector = parse_label_selector(selector_text)
         resource = target.resource
+        limit, token = parse_limit(query.get("limit")), query.get("continue") or None
+        if limit is not None or token is not None:
+            page = await self._call(lambda: read_page(
+                self.store, model, namespace=target.namespace, selector=selector,
+                fields=fields, limit=limit, token=token), target=target)
+            return json_response(_raw.list_document(
+                page.items, page.revision, api_version=resource.api_version,
+                list_kind=resource.list_kind, continue_token=page.next_token,
+                remaining=page.remaining))
         cache = self.cache
 
         def read() -> tuple[bytes, int]:
@@ -323,14 +402,21 @@ class RestHandler:
                                    selector=selector)
 
         items, revision = await self._call(read, target=target)
+        if fields is not None:
+            # A field selector needs the decoded objects; without one the bytes go as stored.
+            items = b",".join(json.dumps(item, separators=(",", ":")).encode()
+                              for item in json.loads(b"[" + items + b"]")
+                              if fields.matches(item))
         return json_response(_raw.list_document(
             items, revision, api_version=resource.api_version, list_kind=resource.list_kind))
 
-    async def _events(self, target: Target) -> Response:
+    async def _events(self, target: Target, fields: FieldSelector | None) -> Response:
         records = await self._call(
             lambda: self.api.list_events(namespace=target.namespace), target=target
         )
         items = [_event_dict(r) for r in records]
+        if fields is not None:
+            items = [item for item in items if fields.matches(item)]
         if target.name is not None:
             for item in items:
                 if item["metadata"]["name"] == target.name:
@@ -343,8 +429,6 @@ class RestHandler:
 
     async def _watch(self, model: type[KubeObject], target: Target,
                      query: Mapping[str, str]) -> Response:
-        if query.get("fieldSelector"):
-            raise HttpError(400, "fieldSelector is not supported; use labelSelector")
         selector = parse_label_selector(query.get("labelSelector"))
         requested = parse_revision(query.get("resourceVersion"))
         timeout = parse_timeout(query.get("timeoutSeconds"),
@@ -583,17 +667,39 @@ class RestHandler:
         updated = await self._call(update_status, target=target)
         return json_response(updated.to_dict())
 
-    async def _patch(self, model: type[KubeObject], target: Target, patch: dict[str, Any],
-                     user: UserInfo, override: bool) -> Response:
-        pinned = isinstance(patch.get("metadata"), dict) and "resourceVersion" in patch[
-            "metadata"]
+    async def _scale(self, model: type[KubeObject], target: Target, verb: str,
+                     request: Request, user: UserInfo) -> Response:
+        """GET, PUT or PATCH of the ``scale`` subresource: a write is a PATCH of the
+        object's ``spec.replicas`` (Git guard included), answered with the new Scale."""
+        if verb == "get":
+            current = await self._call(lambda: self._current(model, target), target=target)
+            return json_response(scale_document(current.to_dict()))
+        override = self._override(request)
+        types = PATCH_MEDIA_TYPES if verb == "patch" else _JSON_TYPES
+        body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
+        if verb == "patch":
+            patch = parse_patch(_media_type(request), body)
+            change = Patch(apply=lambda current: with_scale(
+                current, patch.apply(scale_document(current))), pinned=patch.pinned)
+        else:
+            scale = json_object(body)
+            metadata = scale.get("metadata")
+            change = Patch(apply=lambda current: with_scale(current, scale), pinned=bool(
+                isinstance(metadata, dict) and metadata.get("resourceVersion")))
+        return await self._patch(model, target, change, user, override, shape=scale_document)
+
+    async def _patch(self, model: type[KubeObject], target: Target, patch: Patch,
+                     user: UserInfo, override: bool,
+                     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                     ) -> Response:
+        pinned = patch.pinned
 
         def apply() -> KubeObject:
             for _attempt in range(_PATCH_RETRIES):
                 current = self._current(model, target)
                 note = self._guard_managed(model, target, current.labels, user, override,
                                            "patch")
-                merged = merge_patch(current.to_dict(), patch)
+                merged = patch.apply(current.to_dict())
                 document = self._fill(merged, target.resource, target)
                 if not pinned:
                     document["metadata"]["resourceVersion"] = current.metadata.resource_version
@@ -612,7 +718,7 @@ class RestHandler:
             raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
 
         updated = await self._call(apply, target=target)
-        return json_response(updated.to_dict())
+        return json_response(shape(updated.to_dict()) if shape else updated.to_dict())
 
     async def _delete(self, model: type[KubeObject], target: Target, body: bytes,
                       user: UserInfo, override: bool) -> Response:
@@ -656,3 +762,27 @@ async def _timed_lines(initial: list[bytes], timeout: float,
         if fed is None:
             return
         yield fed
+
+
+async def _table_events(lines: AsyncIterable[Any], *, kind: str, include: str | None,
+                        clock: Callable[[], datetime]) -> AsyncIterator[bytes]:
+    """A watch stream with each event's object as a one-row ``Table`` (ERROR events, whose
+    object is a Status, pass unchanged)."""
+    async for line in lines:
+        raw = line if isinstance(line, bytes) else str(line).encode()
+        event = json.loads(raw)
+        if event.get("type") != "ERROR":
+            event["object"] = table([event["object"]], kind=kind, now=clock(),
+                                    include=include)
+        yield json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
+async def _selected_events(lines: AsyncIterable[Any], fields: FieldSelector
+                           ) -> AsyncIterator[bytes]:
+    """A watch stream without the events whose object the field selector leaves out
+    (ERROR events always pass)."""
+    async for line in lines:
+        raw = line if isinstance(line, bytes) else str(line).encode()
+        event = json.loads(raw)
+        if event.get("type") == "ERROR" or fields.matches(event.get("object") or {}):
+            yield raw

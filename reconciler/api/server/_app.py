@@ -42,6 +42,7 @@ from reconciler.api.server._rest import (
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.metrics import CapstanMetrics
 from reconciler.store import Store
+from reconciler.ui import UiSources, ui_routes
 
 __all__ = ["ServerHooks", "create_app"]
 
@@ -74,6 +75,8 @@ class ServerHooks:
     syncs: Callable[[], Sequence[Mapping[str, Any]]] | None = None
     plan: Callable[[str | None], Mapping[str, Any]] | None = None
     ready: Callable[[], bool] | None = None
+    #: What the web UI under ``/ui/`` needs from ``capstan up`` (None: read-only pages).
+    ui: UiSources | None = None
 
 
 def _require_signature_header(headers: Mapping[str, str]) -> None:
@@ -308,6 +311,7 @@ def create_app(
         Route("/apis", _guarded(rest), methods=["GET"]),
         Route("/api/{path:path}", _guarded(rest), methods=methods),
         Route("/apis/{path:path}", _guarded(rest), methods=methods),
+        *ui_routes(api, authenticator=authenticator, authorizer=authorizer, sources=hooks.ui),
     ]
 
     async def http_exception(request: Request, exc: Exception) -> Response:

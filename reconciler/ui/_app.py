@@ -165,8 +165,13 @@ def _page(ui: _Ui, handler: _Handler) -> Callable[[Request], Awaitable[Response]
             if not session.csrf_ok(form.get("csrf")):
                 return _plain(403, "the form is stale or from another site; reload the page")
             request.state.form = form
+        started = time.perf_counter()
         try:
-            return await handler(request, ui, session, user)
+            response = await handler(request, ui, session, user)
+            # How long the page took here (the bench and the browser's devtools read it).
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            response.headers["Server-Timing"] = f"page;dur={elapsed_ms:.1f}"
+            return response
         except _Denied as exc:
             return ui.render(
                 request,

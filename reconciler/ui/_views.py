@@ -38,7 +38,7 @@ _GITHUB = re.compile(
     r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com)[:/](.+?)(?:\.git)?/?$"
 )
 _ERROR_AT = re.compile(
-    r"^(?P<file>[^\s:]+\.[A-Za-z0-9]+):(?P<line>\d+)(?::\d+)?:?\s*(?P<text>.*)$", re.DOTALL
+    r"^(?P<file>[^\s:]+\.[A-Za-z0-9]+):(?P<line>\d+)(?P<col>:\d+)?:?\s*(?P<text>.*)$", re.DOTALL
 )
 
 
@@ -66,7 +66,8 @@ def split_error(error: str) -> dict[str, Any]:
     match = _ERROR_AT.match(error.strip())
     if match is None:
         return {"where": None, "text": error}
-    return {"where": f"{match['file']}:{match['line']}", "text": match["text"] or error}
+    where = f"{match['file']}:{match['line']}{match['col'] or ''}"
+    return {"where": where, "text": match["text"] or error}
 
 
 def _commit(records: Sequence[SyncRecord], sha: str | None) -> dict[str, Any] | None:

@@ -38,30 +38,50 @@ _TIMING = re.compile(r"page;dur=([0-9.]+)")
 
 
 def _node(i: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{i:02d}"},
-            "spec": {"address": f"10.0.0.{i + 1}"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": f"node-{i:02d}"},
+        "spec": {"address": f"10.0.0.{i + 1}"},
+    }
 
 
 def _deployment(i: int, replicas: int) -> dict[str, Any]:
     labels = {"app": f"app-{i:02d}"}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": f"app-{i:02d}", "namespace": NAMESPACE},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                     {"name": "app", "image": "capstan.local/busybox:1"}]}}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "capstan.local/busybox:1"}]},
+            },
+        },
     }
 
 
 def _pod(i: int) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"pod-{i:04d}", "namespace": NAMESPACE,
-                     "labels": {"app": f"app-{i % APPS:02d}"}},
-        "spec": {"nodeName": f"node-{i % NODES:02d}", "containers": [{
-            "name": "app", "image": "capstan.local/busybox:1",
-            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-        }]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"pod-{i:04d}",
+            "namespace": NAMESPACE,
+            "labels": {"app": f"app-{i % APPS:02d}"},
+        },
+        "spec": {
+            "nodeName": f"node-{i % NODES:02d}",
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "capstan.local/busybox:1",
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                }
+            ],
+        },
     }
 
 
@@ -83,33 +103,41 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="capstan-bench-ui-"))
     store = open_store(f"sqlite:///{state / 'state.db'}")
     api = Api(store)
-    server = serve(api, store, options=ServeOptions(state_dir=state, host="127.0.0.1", port=0,
-                                                    freeze_gc=True))
+    server = serve(
+        api, store, options=ServeOptions(state_dir=state, host="127.0.0.1", port=0, freeze_gc=True)
+    )
     try:
         assert server.state.tls is not None
         verify = ssl.create_default_context(cafile=str(server.state.tls.ca_cert))
         token = server.state.admin_token
         headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=server.url, verify=verify, headers=headers,
-                          timeout=60) as http:
+        with httpx.Client(base_url=server.url, verify=verify, headers=headers, timeout=60) as http:
             for i in range(NODES):
                 http.post("/api/v1/nodes", json=_node(i)).raise_for_status()
             for i in range(APPS):
-                http.post(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
-                          json=_deployment(i, args.pods // APPS)).raise_for_status()
+                http.post(
+                    f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
+                    json=_deployment(i, args.pods // APPS),
+                ).raise_for_status()
 
             def create(i: int) -> None:
-                http.post(f"/api/v1/namespaces/{NAMESPACE}/pods",
-                          json=_pod(i)).raise_for_status()
+                http.post(f"/api/v1/namespaces/{NAMESPACE}/pods", json=_pod(i)).raise_for_status()
 
             started = time.perf_counter()
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(create, range(args.pods)))
-            print(f"created {args.pods} pods through the API in "
-                  f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+            print(
+                f"created {args.pods} pods through the API in {time.perf_counter() - started:.1f}s",
+                file=sys.stderr,
+            )
 
-        pages = {"overview": "/ui/", "nodes": "/ui/nodes", "history": "/ui/history",
-                 "app": f"/ui/apps/{NAMESPACE}/app-00", "plan": "/ui/plan"}
+        pages = {
+            "overview": "/ui/",
+            "nodes": "/ui/nodes",
+            "history": "/ui/history",
+            "app": f"/ui/apps/{NAMESPACE}/app-00",
+            "plan": "/ui/plan",
+        }
         results: dict[str, dict[str, float]] = {}
         with httpx.Client(base_url=server.url, verify=verify, timeout=60) as browser:
             login = browser.post("/ui/login", data={"token": token})
@@ -130,20 +158,26 @@ def main() -> None:
                         server_ms.append(float(match.group(1)))
                         wall_ms.append(wall)
                 results[name] = {
-                    "p50": _percentile(server_ms, 0.5), "p95": _percentile(server_ms, 0.95),
-                    "max": max(server_ms), "wall_p95": _percentile(wall_ms, 0.95),
+                    "p50": _percentile(server_ms, 0.5),
+                    "p95": _percentile(server_ms, 0.95),
+                    "max": max(server_ms),
+                    "wall_p95": _percentile(wall_ms, 0.95),
                     "kb": len(response.content) / 1024,
                 }
     finally:
         server.stop()
         store.close()
 
-    print(f"web UI with {args.pods} pods, {NODES} nodes, {APPS} Deployments "
-          f"({args.rounds} loads per page; server time from Server-Timing)")
+    print(
+        f"web UI with {args.pods} pods, {NODES} nodes, {APPS} Deployments "
+        f"({args.rounds} loads per page; server time from Server-Timing)"
+    )
     print(f"{'page':<10} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'wall p95':>9} {'KiB':>7}")
     for name, row in results.items():
-        print(f"{name:<10} {row['p50']:>8.1f} {row['p95']:>8.1f} {row['max']:>8.1f} "
-              f"{row['wall_p95']:>9.1f} {row['kb']:>7.1f}")
+        print(
+            f"{name:<10} {row['p50']:>8.1f} {row['p95']:>8.1f} {row['max']:>8.1f} "
+            f"{row['wall_p95']:>9.1f} {row['kb']:>7.1f}"
+        )
     summary: dict[str, float] = {"pods": args.pods}
     summary.update({f"{name}_p95_ms": round(row["p95"], 1) for name, row in results.items()})
     summary["max_p95_ms"] = round(max(row["p95"] for row in results.values()), 1)

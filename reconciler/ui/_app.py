@@ -140,6 +140,7 @@ class _Ui:
         self, request: Request, template: str, *, code: int = 200, **context: Any
     ) -> Response:
         partial = request.headers.get("x-capstan-partial") == "1"
+        context.setdefault("page", "")
         html = self.templates.get_template(template).render(partial=partial, **context)
         return HTMLResponse(html, status_code=code, headers=_HEADERS)
 

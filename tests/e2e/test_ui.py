@@ -26,23 +26,32 @@ from tests.fixtures.tokens import mint_service_account_token
 from tests.fixtures.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SLOW = 90_000  # ms: pods pulling and probing on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
-def up(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-       ) -> Iterator[CapstanUp]:
+def up(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CapstanUp]:
     work = tmp_path_factory.mktemp("ui")
     repo = GitRepo(work / "repo")
     repo.commit("v1", {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")})
     capstan = CapstanUp(repo, work, docker_client)
     try:
         capstan.start("--listen", "127.0.0.1:0")
-        wait_until(lambda: (capstan.state_dir / "config").exists(), timeout=30,
-                   what="the client config")
+        wait_until(
+            lambda: (capstan.state_dir / "config").exists(), timeout=30, what="the client config"
+        )
         yield capstan
     finally:
         capstan.close()
@@ -77,8 +86,9 @@ def _admin_token(up: CapstanUp) -> str:
 
 
 def _login(browser: Browser, up: CapstanUp, token: str, *, width: int = 1280) -> Page:
-    context = browser.new_context(ignore_https_errors=True,
-                                  viewport={"width": width, "height": 900})
+    context = browser.new_context(
+        ignore_https_errors=True, viewport={"width": width, "height": 900}
+    )
     page = context.new_page()
     base = _server(up)
     response = page.goto(f"{base}/ui/")
@@ -98,7 +108,8 @@ def _pods_ready(up: CapstanUp, count: int = 2) -> bool:
 
 
 def test_admin_watches_pushes_reads_a_failure_and_rolls_back(
-        up: CapstanUp, browser: Browser, shots: Path) -> None:
+    up: CapstanUp, browser: Browser, shots: Path
+) -> None:
     page = _login(browser, up, _admin_token(up))
     base = _server(up)
     cookie = next(c for c in page.context.cookies() if c["name"] == "capstan_session")
@@ -183,15 +194,18 @@ def test_phone_width_and_keyboard(up: CapstanUp, browser: Browser, shots: Path) 
     expect(page.locator(".badge").first).not_to_have_text("")
 
 
-def test_viewer_sees_no_actions_and_is_refused(up: CapstanUp, browser: Browser,
-                                               shots: Path) -> None:
+def test_viewer_sees_no_actions_and_is_refused(
+    up: CapstanUp, browser: Browser, shots: Path
+) -> None:
     wait_until(lambda: up.pods(), timeout=SLOW / 1000, what="the default namespace in use")
     token = mint_service_account_token(up.api, "default", "ui-viewer")
-    up.api.create(ClusterRoleBinding(
-        metadata=ObjectMeta(name="ui-viewer-view"),
-        subjects=[Subject(kind="ServiceAccount", name="ui-viewer", namespace="default")],
-        role_ref=RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name="view"),
-    ))
+    up.api.create(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name="ui-viewer-view"),
+            subjects=[Subject(kind="ServiceAccount", name="ui-viewer", namespace="default")],
+            role_ref=RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name="view"),
+        )
+    )
     page = _login(browser, up, token)
     expect(page.get_by_role("row").filter(has_text="default/web")).to_be_visible(timeout=SLOW)
     expect(page.get_by_test_id("actions")).to_have_count(0)
@@ -201,8 +215,9 @@ def test_viewer_sees_no_actions_and_is_refused(up: CapstanUp, browser: Browser,
     assert csrf
     base = _server(up)
     for action in ("suspend", "sync", "rollback"):
-        refused = page.request.post(f"{base}/ui/actions/{action}",
-                                    form={"csrf": csrf, "confirm": "yes"}, max_redirects=0)
+        refused = page.request.post(
+            f"{base}/ui/actions/{action}", form={"csrf": csrf, "confirm": "yes"}, max_redirects=0
+        )
         assert refused.status == 403, (action, refused.status, refused.text())
         assert "cannot" in refused.text()
     assert up.status()["sync"]["state"] != "Suspended"

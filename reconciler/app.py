@@ -274,7 +274,8 @@ class CapstanApp:
 
         ui = ui_sources(api, repo=cfg.repo, shown_repo=redact(cfg.repo), branch=cfg.branch,
                         cache_dir=cfg.state_dir / "git-ui", env=cfg.env, subdir=cfg.subdir,
-                        trigger=sync.trigger)
+                        trigger=sync.trigger,
+                        local_agent_command=self.agent.connect_command if self.agent else "")
         options = ServeOptions(
             state_dir=self.config.state_dir, host=host, port=int(port),
             insecure_http=self.config.insecure_http,

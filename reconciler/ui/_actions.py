@@ -9,18 +9,24 @@ commit of everything after the previous synced commit, planned first, pushed on 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.api import Api
+from reconciler.api import Api, NotFound
+from reconciler.nodes import DEFAULT_AGENT_COMMAND, NodeEndpoint
+from reconciler.nodes.logs import LogsError, stream_logs
 from reconciler.plan import GitReadError, from_reader, make_plan, render_text
 from reconciler.rollback import RollbackError, choose_target, make_revert
 from reconciler.source.git import GitSource, GitSourceError
 from reconciler.sync import list_sync_records, read_sync_state
 from reconciler.ui._views import SourceInfo
+from schemas import Node, Pod
 
-__all__ = ["ActionError", "RollbackPreview", "UiSources", "ui_sources"]
+__all__ = ["ActionError", "LogStream", "RollbackPreview", "UiSources", "ui_sources"]
+
+#: ``(namespace, pod, tail, follow) -> text chunks`` of the pod's first container.
+LogStream = Callable[[str, str, int, bool], Generator[str, None, None]]
 
 
 class ActionError(Exception):
@@ -47,6 +53,7 @@ class UiSources:
     plan: Callable[[str | None], str] | None = None
     rollback_preview: Callable[[], RollbackPreview] | None = None
     rollback: Callable[[str, str], str] | None = None
+    logs: LogStream | None = None
 
 
 def ui_sources(
@@ -59,8 +66,11 @@ def ui_sources(
     env: str | None,
     subdir: str | None,
     trigger: Callable[[], None],
+    local_agent_command: str,
 ) -> UiSources:
-    """The UI's actions over its own Git cache of ``repo`` at ``cache_dir``."""
+    """The UI's actions over its own Git cache of ``repo`` at ``cache_dir``; pod logs come
+    from the node's agent as for ``capstan logs`` (``local_agent_command`` for the local
+    node)."""
     source = GitSource(repo, branch=branch, cache_dir=cache_dir)
     lock = threading.Lock()
 
@@ -122,10 +132,36 @@ def ui_sources(
         trigger()
         return sha
 
+    def logs(namespace: str, pod: str, tail: int, follow: bool) -> Generator[str, None, None]:
+        try:
+            found = api.get(Pod, pod, namespace=namespace)
+            if not found.spec.node_name:
+                raise ActionError(f"pod {namespace}/{pod} is not on a node yet")
+            node = api.get(Node, found.spec.node_name)
+        except NotFound as exc:
+            raise ActionError(str(exc)) from exc
+        command = local_agent_command if node.spec.is_local else DEFAULT_AGENT_COMMAND
+        endpoint = NodeEndpoint.from_node(node, agent_command=command)
+        stream = stream_logs(
+            endpoint,
+            namespace=namespace,
+            pod=pod,
+            container=found.spec.containers[0].name,
+            tail=tail,
+            follow=follow,
+        )
+        try:
+            yield from stream
+        except LogsError as exc:
+            raise ActionError(str(exc)) from exc
+        finally:
+            stream.close()
+
     return UiSources(
         source=SourceInfo(repo=shown_repo, branch=branch),
         trigger=trigger,
         plan=plan,
         rollback_preview=preview,
         rollback=rollback,
+        logs=logs,
     )

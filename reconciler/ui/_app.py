@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -55,6 +55,7 @@ _MAX_FORM_BYTES = 16 * 1024
 _EVENT_POLL_S = 0.2
 _EVENT_KEEPALIVE_S = 15.0
 _EVENT_MAX_S = 1800.0
+_MAX_LOG_LINES = 5000
 
 
 def _needs(
@@ -324,6 +325,63 @@ async def _plan(request: Request, ui: _Ui, session: Session, user: UserInfo) -> 
     )
 
 
+async def _logs(request: Request, ui: _Ui, session: Session, user: UserInfo) -> Response:
+    """The last ``tail`` lines of a pod's log; ``follow=1`` streams new text as SSE."""
+    namespace = request.path_params["namespace"]
+    name = request.path_params["name"]
+    await _require(
+        ui, Attributes(user=user, verb="get", resource="pods/log", namespace=namespace, name=name)
+    )
+    if ui.sources.logs is None:
+        raise ActionError("this server cannot reach the nodes' agents")
+    tail_text = request.query_params.get("tail", "100")
+    tail = int(tail_text) if tail_text.isdigit() else 100
+    tail = max(1, min(tail, _MAX_LOG_LINES))
+    logs = ui.sources.logs
+    if request.query_params.get("follow") == "1":
+        return _follow_logs(request, logs(namespace, name, 0, True))
+
+    def read() -> str:
+        return "".join(logs(namespace, name, tail, False))
+
+    text = await run_in_threadpool(read)
+    can = await ui.can(user, "nodes", "history", "plan")
+    return ui.render(
+        request,
+        "logs.html",
+        **_common(
+            session,
+            user,
+            can,
+            title=f"Logs of {namespace}/{name}",
+            namespace=namespace,
+            name=name,
+            tail=tail,
+            text=text,
+        ),
+    )
+
+
+def _follow_logs(request: Request, chunks: Iterator[str]) -> Response:
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in iterate_in_threadpool(chunks):
+                if await request.is_disconnected():
+                    return
+                data = "".join(f"data: {line}\n" for line in chunk.splitlines())
+                yield f"event: log\n{data}\n".encode()
+        except ActionError as exc:
+            yield f"event: failed\ndata: {exc}\n\n".encode()
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={**_HEADERS, "X-Accel-Buffering": "no"}
+    )
+
+
 # -- actions -----------------------------------------------------------------------------
 
 
@@ -478,6 +536,7 @@ def ui_routes(
             Route("/history", page(_history), methods=["GET"]),
             Route("/nodes", page(_nodes), methods=["GET"]),
             Route("/plan", page(_plan), methods=["GET"]),
+            Route("/pods/{namespace}/{name}/logs", page(_logs), methods=["GET"]),
             Route("/actions/rollback", page(_rollback), methods=["POST"]),
             Route("/actions/{name}", page(_action), methods=["POST"]),
             Mount("/static", StaticFiles(directory=_HERE / "static")),

@@ -153,6 +153,10 @@ def test_admin_watches_pushes_reads_a_failure_and_rolls_back(
     expect(page.locator("main")).to_contain_text("web/deployment.yaml")
     expect(page.locator("main")).to_contain_text("NodePort")
     page.screenshot(path=str(shots / "app.png"), full_page=True)
+    page.get_by_role("link", name="logs of").first.click()  # fetched from the node's agent
+    expect(page.locator("h1")).to_contain_text("Logs of default/web-", timeout=SLOW)
+    expect(page.locator("#log")).to_be_visible()
+    page.screenshot(path=str(shots / "logs.png"), full_page=True)
     page.goto(f"{base}/ui/nodes")
     expect(page.locator("main")).to_contain_text("local")
     page.screenshot(path=str(shots / "nodes.png"), full_page=True)

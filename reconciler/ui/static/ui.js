@@ -40,3 +40,35 @@
   var source = new EventSource("/ui/events");
   source.addEventListener("change", refresh);
 })();
+
+// Pod logs: "Follow" appends what the agent sends (server-sent events) to the log.
+(function () {
+  "use strict";
+  var button = document.getElementById("follow");
+  var log = document.getElementById("log");
+  if (!button || !log || !window.EventSource) {
+    return;
+  }
+  var source = null;
+  button.addEventListener("click", function () {
+    if (source) {
+      source.close();
+      source = null;
+      button.setAttribute("aria-pressed", "false");
+      button.textContent = "Follow";
+      return;
+    }
+    source = new EventSource(button.getAttribute("data-stream"));
+    button.setAttribute("aria-pressed", "true");
+    button.textContent = "Stop following";
+    source.addEventListener("log", function (event) {
+      log.textContent += event.data + "\n";
+      log.scrollTop = log.scrollHeight;
+    });
+    source.addEventListener("failed", function (event) {
+      log.textContent += "[" + event.data + "]\n";
+      source.close();
+      source = null;
+    });
+  });
+})();

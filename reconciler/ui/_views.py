@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from reconciler.api import Api, NotFound
@@ -299,9 +300,45 @@ def _host_key_fingerprint(host_key: str | None) -> str:
     return f"SHA256:{digest}"
 
 
-def _whole(value: object) -> int | None:
-    text = str(value) if value is not None else ""
-    return int(text) if text.isdigit() else None
+def _resources(node: Node, pods: Sequence[Pod]) -> list[dict[str, Any]]:
+    """CPU, memory and pods on ``node``: capacity, allocatable, and what its running pods
+    request (the scheduler's measure), with the used share of allocatable for a bar."""
+    status = node.status
+    if status is None:
+        return []
+    live = [p for p in pods if p.status is None or p.status.phase not in ("Succeeded", "Failed")]
+    used: dict[str, Decimal] = {"pods": Decimal(len(live))}
+    for pod in live:
+        for container in pod.spec.containers:
+            for name, quantity in container.resources.requests.items():
+                used[name] = used.get(name, Decimal(0)) + quantity.value
+    rows = []
+    for name in ("cpu", "memory", "pods"):
+        allocatable = status.allocatable.get(name)
+        capacity = status.capacity.get(name)
+        if allocatable is None:
+            continue
+        total = allocatable.value
+        amount = used.get(name, Decimal(0))
+        rows.append(
+            {
+                "name": name,
+                "capacity": capacity.text if capacity is not None else "-",
+                "allocatable": allocatable.text,
+                "used": _amount(name, amount),
+                "share": float(min(amount / total, Decimal(1))) if total else 0.0,
+                "percent": int(amount * 100 / total) if total else 0,
+            }
+        )
+    return rows
+
+
+def _amount(name: str, value: Decimal) -> str:
+    if name == "cpu":
+        return f"{int(value * 1000)}m"
+    if name == "memory":
+        return f"{int(value / (1024 * 1024))}Mi"
+    return str(int(value))
 
 
 def nodes_view(api: Api) -> list[dict[str, Any]]:
@@ -313,7 +350,6 @@ def nodes_view(api: Api) -> list[dict[str, Any]]:
             by_node.setdefault(pod.spec.node_name, []).append(pod)
     out = []
     for node in sorted(api.list(Node).items, key=lambda n: n.name):
-        status = node.status
         lease = api.get_node_lease(node.name)
         mine = sorted(by_node.get(node.name, []), key=lambda p: (p.namespace, p.name))
         out.append(
@@ -323,11 +359,9 @@ def nodes_view(api: Api) -> list[dict[str, Any]]:
                 "status": _node_status(node),
                 "agent": _node_agent(node),
                 "version": _node_version(node),
-                "capacity": dict(status.capacity) if status else {},
-                "allocatable": dict(status.allocatable) if status else {},
+                "resources": _resources(node, mine),
                 "pods": [_pod_row(p) for p in mine],
                 "host_key": _host_key_fingerprint(node.spec.host_key),
-                "max_pods": _whole(status.allocatable.get("pods")) if status else None,
                 "heartbeat": lease.renew_time.isoformat(timespec="seconds") if lease else "-",
             }
         )

@@ -98,9 +98,11 @@ def ui_sources(
                 source.fetch()
                 choice = choose_target(source, steps=1, records=list_sync_records(api))
                 sha = make_revert(source, choice, reason="rollback from the web UI")
+                # From what runs (the live commit), as the cluster will see the revert.
+                base = read_sync_state(api).live_commit or choice.head.sha
                 made = make_plan(
                     source.git_dir,
-                    base=choice.head.sha,
+                    base=base,
                     head=sha,
                     env=env,
                     subdir=subdir,

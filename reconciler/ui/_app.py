@@ -92,6 +92,8 @@ PERMISSIONS: dict[str, Callable[[UserInfo], Attributes]] = {
     # Kubernetes' own name for a Deployment rollback; cluster-wide, since it reverts Git.
     "rollback": _needs("create", "deployments/rollback", group="apps"),
 }
+#: The pages in the navigation bar, shown when the user may see them.
+_NAV = ("nodes", "history", "plan")
 _ACTIONS = {
     "suspend": ("Suspend the Git sync", "sync"),
     "resume": ("Resume the Git sync", "sync"),
@@ -259,7 +261,7 @@ async def _app(request: Request, ui: _Ui, session: Session, user: UserInfo) -> R
         ),
     )
     data = await run_in_threadpool(app_view, ui.api, ui.sources.source, namespace, name)
-    can = await ui.can(user, "nodes", "history", "plan")
+    can = await ui.can(user, *_NAV)
     if data is None:
         return ui.render(
             request,
@@ -278,7 +280,7 @@ async def _app(request: Request, ui: _Ui, session: Session, user: UserInfo) -> R
 
 async def _history(request: Request, ui: _Ui, session: Session, user: UserInfo) -> Response:
     await _require(ui, PERMISSIONS["history"](user))
-    can = await ui.can(user, "nodes", "history", "plan")
+    can = await ui.can(user, *_NAV)
     wanted = request.query_params.get("id")
     records = await run_in_threadpool(history_view, ui.api)
     if wanted is not None:
@@ -300,7 +302,7 @@ async def _history(request: Request, ui: _Ui, session: Session, user: UserInfo) 
 
 async def _nodes(request: Request, ui: _Ui, session: Session, user: UserInfo) -> Response:
     await _require(ui, PERMISSIONS["nodes"](user))
-    can = await ui.can(user, "nodes", "history", "plan")
+    can = await ui.can(user, *_NAV)
     nodes = await run_in_threadpool(nodes_view, ui.api)
     return ui.render(
         request,
@@ -311,7 +313,7 @@ async def _nodes(request: Request, ui: _Ui, session: Session, user: UserInfo) ->
 
 async def _plan(request: Request, ui: _Ui, session: Session, user: UserInfo) -> Response:
     await _require(ui, PERMISSIONS["plan"](user))
-    can = await ui.can(user, "nodes", "history", "plan")
+    can = await ui.can(user, *_NAV)
     ref = request.query_params.get("ref") or None
     text = None
     if ref is not None:
@@ -345,7 +347,7 @@ async def _logs(request: Request, ui: _Ui, session: Session, user: UserInfo) -> 
         return "".join(logs(namespace, name, tail, False))
 
     text = await run_in_threadpool(read)
-    can = await ui.can(user, "nodes", "history", "plan")
+    can = await ui.can(user, *_NAV)
     return ui.render(
         request,
         "logs.html",
@@ -396,7 +398,15 @@ async def _action(request: Request, ui: _Ui, session: Session, user: UserInfo) -
         return ui.render(
             request,
             "confirm.html",
-            **_common(session, user, {}, title=label, action=name, label=label, fields={}),
+            **_common(
+                session,
+                user,
+                await ui.can(user, *_NAV),
+                title=label,
+                action=name,
+                label=label,
+                fields={},
+            ),
         )
     if name == "sync":
         if ui.sources.trigger is None:
@@ -418,7 +428,7 @@ async def _rollback(request: Request, ui: _Ui, session: Session, user: UserInfo)
         return ui.render(
             request,
             "rollback.html",
-            **_common(session, user, {}, title="Roll back", preview=preview),
+            **_common(session, user, await ui.can(user, *_NAV), title="Roll back", preview=preview),
         )
     sha = await run_in_threadpool(sources.rollback, form.get("head", ""), form.get("target", ""))
     return ui.render(
@@ -427,7 +437,7 @@ async def _rollback(request: Request, ui: _Ui, session: Session, user: UserInfo)
         **_common(
             session,
             user,
-            {},
+            await ui.can(user, *_NAV),
             title="Rolled back",
             message=f"Committed revert {sha[:12]} to {sources.source.branch}; the cluster follows "
             "on its next sync.",

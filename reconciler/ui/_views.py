@@ -38,6 +38,7 @@ __all__ = [
 _GITHUB = re.compile(
     r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com)[:/](.+?)(?:\.git)?/?$"
 )
+_SOURCE_AT = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::\d+)?$")
 _ERROR_AT = re.compile(
     r"^(?P<file>[^\s:]+\.[A-Za-z0-9]+):(?P<line>\d+)(?P<col>:\d+)?:?\s*(?P<text>.*)$", re.DOTALL
 )
@@ -167,9 +168,8 @@ def _source_location(obj: Deployment | Service, repo: str) -> dict[str, Any] | N
     if not where:
         return None
     commit = annotations.get(COMMIT_ANNOTATION)
-    path, _, line = where.rpartition(":")
-    if not line.isdigit():
-        path, line = where, ""
+    match = _SOURCE_AT.match(where)
+    path, line = (match["file"], match["line"]) if match else (where, "")
     return {
         "where": where,
         "commit": commit,
@@ -204,6 +204,13 @@ def app_view(api: Api, source: SourceInfo, namespace: str, name: str) -> dict[st
     ]
     pods = api.list(Pod, namespace=namespace).items
     sets = []
+    # The commit that first applied each template: the sync log maps Deployment -> hash.
+    key = f"Deployment/{namespace}/{name}"
+    first_commit: dict[str, str] = {}
+    for record in reversed(list_sync_records(api)):
+        template_hash = record.templates.get(key)
+        if template_hash is not None:
+            first_commit.setdefault(f"{name}-{template_hash}", record.commit[:12])
     for rs in sorted(owned, key=lambda r: revision_of(r) or 0, reverse=True):
         mine = [
             p
@@ -215,7 +222,9 @@ def app_view(api: Api, source: SourceInfo, namespace: str, name: str) -> dict[st
             {
                 "name": rs.name,
                 "revision": revision_of(rs),
-                "commit": (annotations.get(COMMIT_ANNOTATION) or "")[:12] or "-",
+                "commit": first_commit.get(rs.name)
+                or (annotations.get(COMMIT_ANNOTATION) or "")[:12]
+                or "-",
                 "images": ", ".join(c.image for c in rs.spec.template.spec.containers),
                 "replicas": rs.spec.replicas,
                 "ready": rs.status.ready_replicas if rs.status else 0,

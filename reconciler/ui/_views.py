@@ -22,6 +22,7 @@ from reconciler.cli._kinds import _pod_restarts as pod_restarts
 from reconciler.cli._kinds import _pod_status as pod_status
 from reconciler.controllers.deployment import revision_of
 from reconciler.diff import COMMIT_ANNOTATION, SOURCE_ANNOTATION
+from reconciler.rollback import produced_revisions
 from reconciler.sync import SyncRecord, list_sync_records, object_health, read_sync_state
 from schemas import Deployment, Node, Pod, ReplicaSet, Service
 
@@ -289,8 +290,14 @@ def app_view(api: Api, source: SourceInfo, namespace: str, name: str) -> dict[st
 
 def history_view(api: Api) -> list[dict[str, Any]]:
     """The sync log, newest first, each record with its errors split into file:line."""
+    replicasets = api.list(ReplicaSet).items
     return [
-        {"record": r, "errors": [split_error(e) for e in r.errors]} for r in list_sync_records(api)
+        {
+            "record": r,
+            "errors": [split_error(e) for e in r.errors],
+            "revisions": [p.describe() for p in produced_revisions(r, replicasets)],
+        }
+        for r in list_sync_records(api)
     ]
 
 

@@ -16,11 +16,24 @@ from reconciler.api import Api
 from reconciler.api.server import ApiServer, ServeOptions, ServerHooks, create_app
 from reconciler.api.server._rbac import RBAC_GROUP
 from reconciler.api.server._serve import prepare_state
+from reconciler.diff import COMMIT_ANNOTATION, SOURCE_ANNOTATION
 from reconciler.store import Store, open_store
 from reconciler.sync import SyncRecord, read_sync_state, record_sync, update_sync_state
 from reconciler.ui import SourceInfo, UiSources
 from reconciler.ui._views import forge_link, split_error
-from schemas import ClusterRoleBinding, Namespace, ObjectMeta, RoleRef, Subject
+from schemas import (
+    ClusterRoleBinding,
+    Container,
+    Deployment,
+    DeploymentSpec,
+    LabelSelector,
+    Namespace,
+    ObjectMeta,
+    PodSpec,
+    PodTemplateSpec,
+    RoleRef,
+    Subject,
+)
 from tests.fixtures.tokens import mint_service_account_token
 
 ADMIN = "ui-admin-token-0123456789abcdef"
@@ -239,3 +252,34 @@ def test_errors_split_into_file_line_and_forge_links() -> None:
         == "https://gitlab.com/acme/shop/-/blob/abc/d.yaml"
     )
     assert forge_link("/srv/repo", "abc", "d.yaml", 1) is None
+
+
+def test_app_page_links_the_manifest_line_on_the_forge(api: Api, client: httpx.Client) -> None:
+    labels = {"app": "web"}
+    api.create(
+        Deployment(
+            metadata=ObjectMeta(
+                name="web",
+                namespace="shop",
+                annotations={
+                    SOURCE_ANNOTATION: "web/deployment.yaml:3:1",
+                    COMMIT_ANNOTATION: "c" * 40,
+                },
+            ),
+            spec=DeploymentSpec(
+                replicas=2,
+                selector=LabelSelector(match_labels=labels),
+                template=PodTemplateSpec(
+                    metadata=ObjectMeta(labels=labels),
+                    spec=PodSpec(containers=[Container(name="a", image="busybox")]),
+                ),
+            ),
+        )
+    )
+    _login(client, ADMIN)
+    page = client.get("/ui/apps/shop/web")
+    assert page.status_code == 200
+    link = "https://github.com/acme/shop/blob/" + "c" * 40 + "/web/deployment.yaml#L3"
+    assert f'href="{link}"' in page.text
+    assert ">web/deployment.yaml:3:1</a>" in page.text
+    assert client.get("/ui/apps/shop/nope").status_code == 404

@@ -31,7 +31,7 @@ from reconciler.api import Api, ApiError
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._rbac import Attributes, Authorizer, UserInfo, denial_message
 from reconciler.api.server._status import HttpError
-from reconciler.sync import set_suspended
+from reconciler.sync import list_sync_records, set_suspended
 from reconciler.sync.records import STATE_NAME, SYSTEM_NAMESPACE
 from reconciler.ui._actions import ActionError, UiSources
 from reconciler.ui._sessions import COOKIE, Session, Sessions
@@ -316,6 +316,8 @@ async def _plan(request: Request, ui: _Ui, session: Session, user: UserInfo) -> 
     can = await ui.can(user, *_NAV)
     ref = request.query_params.get("ref") or None
     text = None
+    recent = await run_in_threadpool(lambda: list_sync_records(ui.api, limit=20))
+    choices = [ui.sources.source.branch, *dict.fromkeys(r.commit for r in recent)]
     if ref is not None:
         if ui.sources.plan is None:
             raise ActionError("this server has no Git source to plan from")
@@ -323,7 +325,9 @@ async def _plan(request: Request, ui: _Ui, session: Session, user: UserInfo) -> 
     return ui.render(
         request,
         "plan.html",
-        **_common(session, user, can, page="plan", title="Plan", ref=ref or "", plan=text),
+        **_common(
+            session, user, can, page="plan", title="Plan", ref=ref or "", plan=text, choices=choices
+        ),
     )
 
 
@@ -446,7 +450,9 @@ async def _rollback(request: Request, ui: _Ui, session: Session, user: UserInfo)
 
 
 async def _events(request: Request, ui: _Ui, session: Session, user: UserInfo) -> Response:
-    """One ``change`` event per store revision change, checked every 0.2 s."""
+    """One ``change`` event per store revision change, checked every 0.2 s. The page asks
+    with ``?watch=1`` so that the server's front door counts the stream among the
+    long-running watches, not the requests in flight."""
 
     async def stream() -> AsyncIterator[bytes]:
         last = await run_in_threadpool(ui.api.current_revision)

@@ -37,7 +37,7 @@
       if (again) { again = false; refresh(); }
     });
   }
-  var source = new EventSource("/ui/events");
+  var source = new EventSource("/ui/events?watch=1");
   source.addEventListener("change", refresh);
 })();
 

@@ -166,6 +166,8 @@ def _page(ui: _Ui, handler: _Handler) -> Callable[[Request], Awaitable[Response]
             return _plain(401, "not logged in")
         if request.method == "POST":
             form = await _form(request)
+            if form is None:
+                return _too_large()
             if not session.csrf_ok(form.get("csrf")):
                 return _plain(403, "the form is stale or from another site; reload the page")
             request.state.form = form
@@ -218,12 +220,17 @@ def _plain(code: int, text: str) -> Response:
     return Response(text, status_code=code, media_type="text/plain", headers=_HEADERS)
 
 
-async def _form(request: Request) -> dict[str, str]:
+def _too_large() -> Response:
+    return _plain(413, f"the form is larger than {_MAX_FORM_BYTES} bytes")
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The URL-encoded form of a POST; None when it is larger than any form of these pages."""
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > _MAX_FORM_BYTES:
-            raise HttpError(413, "the form is too large")
+            return None
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {key: values[0] for key, values in parsed.items()}
 
@@ -498,7 +505,10 @@ def _login(ui: _Ui) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if request.method == "GET":
             return await _login_page(ui, request)
-        token = (await _form(request)).get("token", "").strip()
+        form = await _form(request)
+        if form is None:
+            return _too_large()
+        token = form.get("token", "").strip()
         user = await ui.user_of(token) if token and len(token) <= 1024 else None
         if user is None:
             return await _login_page(ui, request, error="That token is not valid.", code=401)
@@ -522,7 +532,7 @@ def _logout(ui: _Ui) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         session = ui.sessions.get(request.cookies.get(COOKIE))
         form = await _form(request)
-        if session is not None and session.csrf_ok(form.get("csrf")):
+        if session is not None and form is not None and session.csrf_ok(form.get("csrf")):
             ui.sessions.close(session.id)
         response = RedirectResponse("/ui/login", status_code=303, headers=_HEADERS)
         response.delete_cookie(COOKIE, path="/ui", secure=True, httponly=True, samesite="strict")

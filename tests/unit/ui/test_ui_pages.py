@@ -283,3 +283,14 @@ def test_app_page_links_the_manifest_line_on_the_forge(api: Api, client: httpx.C
     assert f'href="{link}"' in page.text
     assert ">web/deployment.yaml:3:1</a>" in page.text
     assert client.get("/ui/apps/shop/nope").status_code == 404
+
+
+def test_an_oversized_form_is_refused_with_413(api: Api, client: httpx.Client) -> None:
+    big = {"token": "x" * 20_000}
+    assert client.post("/ui/login", data=big, follow_redirects=False).status_code == 413
+    csrf = _login(client, ADMIN)
+    refused = client.post(
+        "/ui/actions/suspend", data={"csrf": csrf, "confirm": "yes", "pad": "x" * 20_000}
+    )
+    assert refused.status_code == 413
+    assert not read_sync_state(api).suspended

@@ -50,7 +50,9 @@ class UiSources:
 
     source: SourceInfo = field(default_factory=SourceInfo)
     trigger: Callable[[], None] | None = None
-    plan: Callable[[str | None], str] | None = None
+    #: ``(ref, base)``: what syncing ``ref`` does now (base None: from the live commit,
+    #: against the live cluster), or what a past sync from ``base`` to ``ref`` changed.
+    plan: Callable[[str | None, str | None], str] | None = None
     rollback_preview: Callable[[], RollbackPreview] | None = None
     rollback: Callable[[str, str], str] | None = None
     logs: LogStream | None = None
@@ -74,15 +76,26 @@ def ui_sources(
     source = GitSource(repo, branch=branch, cache_dir=cache_dir)
     lock = threading.Lock()
 
-    def plan(ref: str | None) -> str:
+    def plan(ref: str | None, base: str | None = None) -> str:
         with lock:
             try:
                 source.fetch()
                 head = source.resolve(ref or f"refs/heads/{branch}")
-                base = read_sync_state(api).live_commit or head.sha
+                if base is not None:
+                    # A past sync: commit against commit, the cluster as the base describes it.
+                    made = make_plan(
+                        source.git_dir,
+                        base=source.resolve(base).sha,
+                        head=head.sha,
+                        env=env,
+                        subdir=subdir,
+                        no_cluster="a past sync, compared commit to commit",
+                    )
+                    return render_text(made)
+                live = read_sync_state(api).live_commit or head.sha
                 made = make_plan(
                     source.git_dir,
-                    base=base,
+                    base=live,
                     head=head.sha,
                     env=env,
                     subdir=subdir,

@@ -328,12 +328,21 @@ async def _plan(request: Request, ui: _Ui, session: Session, user: UserInfo) -> 
     if ref is not None:
         if ui.sources.plan is None:
             raise ActionError("this server has no Git source to plan from")
-        text = await run_in_threadpool(ui.sources.plan, ref)
+        base = request.query_params.get("base") or None
+        text = await run_in_threadpool(ui.sources.plan, ref, base)
     return ui.render(
         request,
         "plan.html",
         **_common(
-            session, user, can, page="plan", title="Plan", ref=ref or "", plan=text, choices=choices
+            session,
+            user,
+            can,
+            page="plan",
+            title="Plan",
+            ref=ref or "",
+            plan=text,
+            choices=choices,
+            base=request.query_params.get("base") or "",
         ),
     )
 

@@ -291,14 +291,27 @@ def app_view(api: Api, source: SourceInfo, namespace: str, name: str) -> dict[st
 def history_view(api: Api) -> list[dict[str, Any]]:
     """The sync log, newest first, each record with its errors split into file:line."""
     replicasets = api.list(ReplicaSet).items
-    return [
-        {
-            "record": r,
-            "errors": [split_error(e) for e in r.errors],
-            "revisions": [p.describe() for p in produced_revisions(r, replicasets)],
-        }
-        for r in list_sync_records(api)
-    ]
+    records = list_sync_records(api)
+    out = []
+    for index, record in enumerate(records):
+        # What was live before it: the next older successful sync of another commit.
+        before = next(
+            (
+                older.commit
+                for older in records[index + 1 :]
+                if older.outcome == "Succeeded" and older.commit != record.commit
+            ),
+            None,
+        )
+        out.append(
+            {
+                "record": record,
+                "errors": [split_error(e) for e in record.errors],
+                "revisions": [p.describe() for p in produced_revisions(record, replicasets)],
+                "before": before,
+            }
+        )
+    return out
 
 
 def _host_key_fingerprint(host_key: str | None) -> str:

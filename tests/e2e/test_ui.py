@@ -9,6 +9,7 @@ printed at the end; they are artifacts to look at, not committed.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +149,10 @@ def test_admin_watches_pushes_reads_a_failure_and_rolls_back(
     # The other pages, as read-only views.
     page.goto(f"{base}/ui/history")
     page.screenshot(path=str(shots / "history.png"), full_page=True)
+    v2_sync = page.locator("section").filter(has_text="v2: new page")
+    v2_sync.get_by_role("link", name=re.compile("^Diff from")).click()  # the diff it applied
+    expect(page.locator("pre.plan")).to_contain_text("ConfigMap default/page-v2", timeout=SLOW)
+    page.screenshot(path=str(shots / "sync-diff.png"), full_page=True)
     page.goto(f"{base}/ui/apps/default/web")
     expect(page.locator("summary").first).to_contain_text("revision")
     expect(page.locator("main")).to_contain_text("web/deployment.yaml")

@@ -476,8 +476,8 @@ async def _events(request: Request, ui: _Ui, session: Session, user: UserInfo) -
         yield f"retry: 1000\nevent: hello\ndata: {last}\n\n".encode()
         while time.monotonic() - started < _EVENT_MAX_S:
             await asyncio.sleep(_EVENT_POLL_S)
-            if await request.is_disconnected():
-                return
+            if await request.is_disconnected() or ui.sessions.get(session.id) is None:
+                return  # gone, logged out or expired: the page's next fetch goes to login
             revision = await run_in_threadpool(ui.api.current_revision)
             if revision != last:
                 last = revision

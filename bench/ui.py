@@ -97,15 +97,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from reconciler.api import Api
-    from reconciler.api.server import ServeOptions, serve
+    from reconciler.api.server import ServeOptions, ServerHooks, serve
     from reconciler.store import open_store
+    from reconciler.ui import web_ui
 
     state = Path(tempfile.mkdtemp(prefix="capstan-bench-ui-"))
     store = open_store(f"sqlite:///{state / 'state.db'}")
     api = Api(store)
-    server = serve(
-        api, store, options=ServeOptions(state_dir=state, host="127.0.0.1", port=0, freeze_gc=True)
-    )
+    options = ServeOptions(state_dir=state, host="127.0.0.1", port=0, freeze_gc=True)
+    server = serve(api, store, options=options, hooks=ServerHooks(ui=web_ui()))
     try:
         assert server.state.tls is not None
         verify = ssl.create_default_context(cafile=str(server.state.tls.ca_cert))

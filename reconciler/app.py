@@ -245,7 +245,7 @@ class CapstanApp:
         from reconciler.plan.provider import plan_provider
         from reconciler.source.webhook import verify_webhook
         from reconciler.sync import list_sync_records
-        from reconciler.ui import ui_sources
+        from reconciler.ui import ui_sources, web_ui
 
         api, store, sync = self.api, self.store, self.sync
         assert api is not None
@@ -284,7 +284,7 @@ class CapstanApp:
         self._progress(f"http: starting the API server on {listen}")
         self.http = serve(api, store, options=options,
                           hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan,
-                                            ui=ui))
+                                            ui=web_ui(ui)))
         self._cleanups.append(("http", self.http.stop))
         self._progress(f"http: serving {self.http.url} (client config "
                        f"{self.config.state_dir / CLIENT_CONFIG_FILE})")

@@ -1,6 +1,7 @@
 """The web UI's routes under ``/ui/``: login, pages, live updates and actions.
 
-Mounted by :func:`reconciler.api.server.create_app` next to the REST API, so it shares its
+Mounted by :func:`reconciler.api.server.create_app` (``ServerHooks(ui=web_ui(...))``, which
+``capstan up`` passes) next to the REST API, so it shares its
 TLS, its :class:`Authenticator` (the same tokens) and its :class:`Authorizer` (RBAC): every
 page and action needs the permission of the matching API read or write (``PERMISSIONS``).
 Pages are rendered on the server (Jinja2); ``static/ui.js`` follows ``/ui/events`` (server-sent
@@ -37,7 +38,7 @@ from reconciler.ui._actions import ActionError, UiSources
 from reconciler.ui._sessions import COOKIE, Session, Sessions
 from reconciler.ui._views import app_view, history_view, nodes_view, overview
 
-__all__ = ["CSP", "PERMISSIONS", "ui_routes"]
+__all__ = ["CSP", "PERMISSIONS", "ui_routes", "web_ui"]
 
 _log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -582,3 +583,14 @@ def ui_routes(
         return RedirectResponse("/ui/", status_code=308)
 
     return [Route("/ui", to_slash), Mount("/ui", app=inner)]
+
+
+def web_ui(
+    sources: UiSources | None = None,
+) -> Callable[[Api, Authenticator, Authorizer], list[BaseRoute]]:
+    """The ``ServerHooks(ui=...)`` of the API server: :func:`ui_routes` over ``sources``."""
+
+    def routes(api: Api, authenticator: Authenticator, authorizer: Authorizer) -> list[BaseRoute]:
+        return ui_routes(api, authenticator=authenticator, authorizer=authorizer, sources=sources)
+
+    return routes

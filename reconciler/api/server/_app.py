@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.api import Api, ApiError
@@ -42,7 +42,6 @@ from reconciler.api.server._rest import (
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.metrics import CapstanMetrics
 from reconciler.store import Store
-from reconciler.ui import UiSources, ui_routes
 
 __all__ = ["ServerHooks", "create_app"]
 
@@ -75,8 +74,9 @@ class ServerHooks:
     syncs: Callable[[], Sequence[Mapping[str, Any]]] | None = None
     plan: Callable[[str | None], Mapping[str, Any]] | None = None
     ready: Callable[[], bool] | None = None
-    #: What the web UI under ``/ui/`` needs from ``capstan up`` (None: read-only pages).
-    ui: UiSources | None = None
+    #: The web UI's routes (``reconciler.ui.web_ui``), built with the server's own
+    #: authenticator and authorizer; None: no ``/ui/``.
+    ui: Callable[[Api, Authenticator, Authorizer], Sequence[BaseRoute]] | None = None
 
 
 def _require_signature_header(headers: Mapping[str, str]) -> None:
@@ -311,7 +311,7 @@ def create_app(
         Route("/apis", _guarded(rest), methods=["GET"]),
         Route("/api/{path:path}", _guarded(rest), methods=methods),
         Route("/apis/{path:path}", _guarded(rest), methods=methods),
-        *ui_routes(api, authenticator=authenticator, authorizer=authorizer, sources=hooks.ui),
+        *(hooks.ui(api, authenticator, authorizer) if hooks.ui is not None else ()),
     ]
 
     async def http_exception(request: Request, exc: Exception) -> Response:

@@ -19,7 +19,7 @@ from reconciler.api.server._serve import prepare_state
 from reconciler.diff import COMMIT_ANNOTATION, SOURCE_ANNOTATION
 from reconciler.store import Store, open_store
 from reconciler.sync import SyncRecord, read_sync_state, record_sync, update_sync_state
-from reconciler.ui import SourceInfo, UiSources
+from reconciler.ui import SourceInfo, UiSources, web_ui
 from reconciler.ui._views import forge_link, split_error
 from schemas import (
     ClusterRoleBinding,
@@ -66,7 +66,7 @@ def client(api: Api, store: Store, triggered: list[str], tmp_path: Path) -> Iter
         source=SourceInfo(repo="https://github.com/acme/shop.git", branch="main"),
         trigger=lambda: triggered.append("sync"),
     )
-    app = create_app(api, store, admin_token=ADMIN, hooks=ServerHooks(ui=sources))
+    app = create_app(api, store, admin_token=ADMIN, hooks=ServerHooks(ui=web_ui(sources)))
     options = ServeOptions(
         state_dir=tmp_path / "server", port=0, log_level="error", freeze_gc=False
     )

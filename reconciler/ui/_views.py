@@ -352,8 +352,8 @@ def _resources(node: Node, pods: Sequence[Pod]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": name,
-                "capacity": capacity.text if capacity is not None else "-",
-                "allocatable": allocatable.text,
+                "capacity": _amount(name, capacity.value) if capacity is not None else "-",
+                "allocatable": _amount(name, allocatable.value),
                 "used": _amount(name, amount),
                 "share": float(min(amount / total, Decimal(1))) if total else 0.0,
                 "percent": int(amount * 100 / total) if total else 0,
@@ -364,9 +364,10 @@ def _resources(node: Node, pods: Sequence[Pod]) -> list[dict[str, Any]]:
 
 def _amount(name: str, value: Decimal) -> str:
     if name == "cpu":
-        return f"{int(value * 1000)}m"
+        return f"{int(value * 1000)}m" if value < 1 else f"{value.normalize():f}"
     if name == "memory":
-        return f"{int(value / (1024 * 1024))}Mi"
+        mebibytes = value / (1024 * 1024)
+        return f"{int(mebibytes)}Mi" if mebibytes < 1024 else f"{mebibytes / 1024:.1f}Gi"
     return str(int(value))
 
 

@@ -28,7 +28,9 @@ from schemas import (
     DeploymentSpec,
     LabelSelector,
     Namespace,
+    Node,
     ObjectMeta,
+    Pod,
     PodSpec,
     PodTemplateSpec,
     RoleRef,
@@ -294,3 +296,43 @@ def test_an_oversized_form_is_refused_with_413(api: Api, client: httpx.Client) -
     )
     assert refused.status_code == 413
     assert not read_sync_state(api).suspended
+
+
+def test_nodes_page_shows_requests_against_allocatable(api: Api, client: httpx.Client) -> None:
+    resources = {"cpu": "2", "memory": "4Gi", "pods": "110"}
+    api.create(
+        Node.model_validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "n1"},
+                "spec": {"address": "10.0.0.1"},
+                "status": {"capacity": resources, "allocatable": resources},
+            }
+        )
+    )
+    api.create(
+        Pod.model_validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p1", "namespace": "shop"},
+                "spec": {
+                    "nodeName": "n1",
+                    "containers": [
+                        {
+                            "name": "a",
+                            "image": "busybox",
+                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    _login(client, ADMIN)
+    page = client.get("/ui/nodes").text
+    assert "500m requested of 2 allocatable (25%; capacity 2)" in page
+    assert "512Mi requested of 4.0Gi allocatable (12%" in page
+    assert '<meter min="0" max="1" high="0.9" value="0.25"' in page
+    assert ">p1 <a" in page  # the pod, with its logs link

@@ -127,9 +127,12 @@ def test_admin_watches_pushes_reads_a_failure_and_rolls_back(
     expect(page.get_by_test_id("ready-web")).to_have_text("2/2", timeout=SLOW)
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
-    # A push: the live commit on the page changes, still without a reload.
+    # A push: the live commit on the page changes, still without a reload, and keyboard
+    # focus stays on the control that had it.
+    page.get_by_role("button", name="Sync now").focus()
     v2 = up.repo.commit("v2: new page", version_files("v2"))
     expect(page.get_by_test_id("live-commit")).to_contain_text(v2[:12], timeout=SLOW)
+    assert page.evaluate("document.activeElement.textContent") == "Sync now"
     expect(page.get_by_test_id("live-commit")).to_contain_text("v2: new page")
     expect(page.get_by_test_id("sync-state")).to_have_text("Synced", timeout=SLOW)
     assert navigations == [], f"the overview reloaded: {navigations}"

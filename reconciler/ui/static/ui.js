@@ -26,7 +26,18 @@
         // Keep open <details> open across the swap.
         var open = Array.prototype.map.call(
           main.querySelectorAll("details[open] summary"), function (s) { return s.textContent; });
+        // Keep keyboard focus where it was: the same control, counted in document order.
+        var controls = "a[href], button, input, select, textarea, summary, [tabindex]";
+        var focused = -1;
+        if (main.contains(document.activeElement)) {
+          focused = Array.prototype.indexOf.call(
+            main.querySelectorAll(controls), document.activeElement);
+        }
         main.innerHTML = html;
+        if (focused >= 0) {
+          var target = main.querySelectorAll(controls)[focused];
+          if (target) { target.focus(); }
+        }
         Array.prototype.forEach.call(main.querySelectorAll("details summary"), function (s) {
           if (open.indexOf(s.textContent) >= 0) { s.parentNode.open = true; }
         });

@@ -108,21 +108,23 @@ def _deployment_row(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def sync_word(suspended: bool, live: str | None, seen: str | None, outcome: str | None) -> str:
+def sync_word(suspended: bool, live: str | None, seen: str | None) -> str:
+    """The sync state in `capstan status`'s words (a failed attempt is shown apart)."""
     if suspended:
         return "Suspended"
-    if outcome == "Failed":
-        return "Failed"
-    if live is None:
-        return "Pending"
-    return "Synced" if seen in (None, live) else "OutOfSync"
+    if seen is None:
+        return "Unknown"
+    return "Synced" if live == seen else "OutOfSync"
 
 
 def overview(api: Api, source: SourceInfo, *, show_nodes: bool) -> dict[str, Any]:
     """Source, sync state with the live and seen commits, the last error, apps and nodes."""
     state = read_sync_state(api)
     records = list_sync_records(api)
-    failed = next((r for r in records if r.outcome == "Failed"), None)
+    failed = next(
+        (r for r in records if r.outcome == "Failed" and r.commit == state.last_attempt_commit),
+        None,
+    )
     last_error = None
     if failed is not None and state.last_outcome == "Failed":
         last_error = {
@@ -150,9 +152,7 @@ def overview(api: Api, source: SourceInfo, *, show_nodes: bool) -> dict[str, Any
         ]
     return {
         "source": source,
-        "state": sync_word(
-            state.suspended, state.live_commit, state.seen_commit, state.last_outcome
-        ),
+        "state": sync_word(state.suspended, state.live_commit, state.seen_commit),
         "suspended": state.suspended,
         "live": _commit(records, state.live_commit),
         "seen": _commit(records, state.seen_commit),

@@ -141,7 +141,8 @@ def test_admin_watches_pushes_reads_a_failure_and_rolls_back(
     # A bad commit: the overview shows it failed, its page names the file and line.
     bad = deployment("v3").replace("replicas: 2", "replicas: two")
     up.repo.commit("broken", {"web/deployment.yaml": bad})
-    expect(page.get_by_test_id("sync-state")).to_have_text("Failed", timeout=SLOW)
+    expect(page.get_by_test_id("last-attempt")).to_be_visible(timeout=SLOW)
+    expect(page.get_by_test_id("sync-state")).to_have_text("OutOfSync")
     expect(page.locator(".error-card")).to_contain_text("web/deployment.yaml:6:3")
     page.get_by_role("link", name="details").click()
     expect(page.locator("h1")).to_have_text("Sync history")

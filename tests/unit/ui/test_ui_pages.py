@@ -183,13 +183,16 @@ def test_overview_shows_the_sync_state_and_last_error_with_file_and_line(
             errors=["web/deployment.yaml:6:3: spec.replicas: not a number"],
         ),
     )
-    update_sync_state(api, live_commit=good, seen_commit=bad, last_outcome="Failed")
+    update_sync_state(
+        api, live_commit=good, seen_commit=bad, last_outcome="Failed", last_attempt_commit=bad
+    )
     _login(client, ADMIN)
     page = client.get("/ui/").text
     assert "https://github.com/acme/shop.git" in page
     assert "aaaaaaaaaaaa</code> v1: first" in page
     assert "by Ann" in page
-    assert ">Failed<" in page
+    assert ">OutOfSync<" in page  # the words of capstan status
+    assert "last attempt failed" in page
     assert '<code class="where">web/deployment.yaml:6:3</code>' in page
     history = client.get("/ui/history?id=2").text
     assert "web/deployment.yaml:6:3" in history

@@ -339,3 +339,29 @@ def test_nodes_page_shows_requests_against_allocatable(api: Api, client: httpx.C
     assert "512Mi requested of 4.0Gi allocatable (12%" in page
     assert '<meter min="0" max="1" high="0.9" value="0.25"' in page
     assert ">p1 <a" in page  # the pod, with its logs link
+
+
+def test_the_change_stream_sends_an_event_when_the_store_changes(
+    api: Api, client: httpx.Client
+) -> None:
+    _login(client, ADMIN)
+    with client.stream(
+        "GET", "/ui/events?watch=1", headers={"Accept": "text/event-stream"}
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        assert next(lines) == "event: hello"
+        before = int(next(lines).removeprefix("data: "))
+        update_sync_state(api, seen_commit="d" * 40)  # any write moves the revision
+        for line in lines:
+            if line == "event: change":
+                assert int(next(lines).removeprefix("data: ")) > before
+                break
+
+
+def test_the_change_stream_needs_a_session(client: httpx.Client) -> None:
+    refused = client.get(
+        "/ui/events?watch=1", headers={"Accept": "text/event-stream"}, follow_redirects=False
+    )
+    assert refused.status_code == 401

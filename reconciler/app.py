@@ -333,6 +333,7 @@ class CapstanApp:
         from reconciler.plan.provider import plan_provider
         from reconciler.source.webhook import verify_webhook
         from reconciler.sync import list_sync_records
+        from reconciler.ui import ui_sources, web_ui
 
         api, store = self.api, self.store
         assert api is not None
@@ -359,6 +360,10 @@ class CapstanApp:
             env=cfg.env, subdir=cfg.subdir,
         )
 
+        ui = ui_sources(api, repo=cfg.repo, shown_repo=redact(cfg.repo), branch=cfg.branch,
+                        cache_dir=cfg.state_dir / "git-ui", env=cfg.env, subdir=cfg.subdir,
+                        trigger=sync.trigger,
+                        local_agent_command=self.agent.connect_command if self.agent else "")
         options = ServeOptions(
             state_dir=self.config.state_dir, host=host, port=int(port),
             insecure_http=self.config.insecure_http,
@@ -366,7 +371,8 @@ class CapstanApp:
         )
         self._progress(f"http: starting the API server on {listen}")
         self.http = serve(api, store, options=options,
-                          hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan))
+                          hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan,
+                                            ui=web_ui(ui)))
         self._cleanups.append(("http", self.http.stop))
         self._progress(f"http: serving {self.http.url} (client config "
                        f"{self.config.state_dir / CLIENT_CONFIG_FILE})")

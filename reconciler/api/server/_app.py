@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.api import Api, ApiError
@@ -81,6 +81,9 @@ class ServerHooks:
     syncs: Callable[[], Sequence[Mapping[str, Any]]] | None = None
     plan: Callable[[str | None], Mapping[str, Any]] | None = None
     ready: Callable[[], bool] | None = None
+    #: The web UI's routes (``reconciler.ui.web_ui``), built with the server's own
+    #: authenticator and authorizer; None: no ``/ui/``.
+    ui: Callable[[Api, Authenticator, Authorizer], Sequence[BaseRoute]] | None = None
 
 
 def _require_signature_header(headers: Mapping[str, str]) -> None:
@@ -337,6 +340,7 @@ def create_app(
         Route("/apis", _guarded(rest), methods=["GET"]),
         Route("/api/{path:path}", _guarded(rest), methods=methods),
         Route("/apis/{path:path}", _guarded(rest), methods=methods),
+        *(hooks.ui(api, authenticator, authorizer) if hooks.ui is not None else ()),
     ]
 
     async def http_exception(request: Request, exc: Exception) -> Response:

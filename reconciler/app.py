@@ -35,6 +35,7 @@ from reconciler.runinfo import (
     read_run_info,
     write_run_info,
 )
+from reconciler.secrets import AgeError, Identities, load_identities
 from reconciler.source import BranchWatch
 from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
@@ -58,6 +59,8 @@ _log = logging.getLogger(__name__)
 #: Shared secret for ``POST /hooks/git`` (GitHub HMAC or GitLab token); unset: hooks refused.
 WEBHOOK_SECRET_ENV = "CAPSTAN_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 STATE_DIR_ENV = "CAPSTAN_STATE_DIR"
+#: The control plane's age identity when ``--age-identity`` names none (docs/secrets.md).
+DEFAULT_AGE_IDENTITY = "age-identity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,8 @@ class UpConfig:
     #: A file holding the ``POST /hooks/git`` secret; None: ``$CAPSTAN_WEBHOOK_SECRET``.
     webhook_secret_file: Path | None = None
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    #: age identity files that open sealed Secrets; () : ``<state_dir>/age-identity`` if any.
+    age_identities: tuple[Path, ...] = ()
 
     @property
     def store(self) -> str:
@@ -157,6 +162,7 @@ class CapstanApp:
         # First: a secret file that cannot be read stops start-up before anything runs.
         self._webhook_secret, self.webhook_secret_from = _webhook_secret(cfg.webhook_secret_file)
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        identities = _age_identities(cfg)
         running = read_run_info(cfg.state_dir)
         if running is not None and running.pid != os.getpid() and _alive(running.pid):
             # Two control planes on one store would fight over every object.
@@ -201,9 +207,10 @@ class CapstanApp:
         # only redacted (GitSource itself strips it from the URL it uses).
         self._progress(f"git: tracking {redact(cfg.repo)} branch {cfg.branch}")
         source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git")
-        options = SyncOptions(env=cfg.env, subdir=cfg.subdir)
+        options = SyncOptions(env=cfg.env, subdir=cfg.subdir, age_identities=identities)
         if cfg.resync_s is not None:
-            options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s)
+            options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s,
+                                  age_identities=identities)
         watch = (BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
                  if cfg.poll_interval_s is not None else None)
         self.sync = SyncLoop(self.api, source, options=options, watch=watch,
@@ -314,6 +321,17 @@ class CapstanApp:
 
 class AlreadyRunning(RuntimeError):
     """Another ``capstan up`` uses this state directory."""
+
+
+def _age_identities(cfg: UpConfig) -> Identities:
+    # Named files must all load (a loose mode or a bad key stops start-up); the default file
+    # is optional: without it a sealed Secret is refused at sync, saying so.
+    default = cfg.state_dir / DEFAULT_AGE_IDENTITY
+    paths = cfg.age_identities or ((default,) if default.exists() else ())
+    try:
+        return load_identities(paths)
+    except AgeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _webhook_secret(secret_file: Path | None) -> tuple[str, str | None]:

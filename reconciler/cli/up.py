@@ -256,6 +256,15 @@ def _describe_webhook(app: CapstanApp) -> str:
     "$CAPSTAN_WEBHOOK_SECRET; neither: webhooks refused). See docs/gitops.md.",
 )
 @click.option(
+    "--age-identity",
+    "age_identities",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="An age identity (mode 0600) that opens sealed Secrets; repeatable for rotation "
+    "(default: <state-dir>/age-identity if present). See docs/secrets.md.",
+)
+@click.option(
     "--context",
     "context_name",
     default=None,
@@ -287,6 +296,7 @@ def up(
     resync: float | None,
     poll_interval: float | None,
     webhook_secret_file: Path | None,
+    age_identities: tuple[Path, ...],
     context_name: str | None,
     wait_timeout: float,
     log_level: str,
@@ -324,6 +334,7 @@ def up(
         resync_s=resync,
         poll_interval_s=poll_interval,
         webhook_secret_file=webhook_secret_file.expanduser() if webhook_secret_file else None,
+        age_identities=tuple(path.expanduser() for path in age_identities),
     )
     stop = threading.Event()
 

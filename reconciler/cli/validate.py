@@ -12,7 +12,12 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli._common import env_option, load_or_exit, repository_argument
+from reconciler.cli._common import (
+    check_secrets_or_exit,
+    env_option,
+    load_or_exit,
+    repository_argument,
+)
 from reconciler.cli._table import format_table
 from reconciler.display import one_line
 from reconciler.source import LoadedRepository
@@ -33,9 +38,18 @@ _MAX_NAMES_WIDTH = 60
     show_default=True,
     help="json: a document for programs (errors too go to stdout).",
 )
-def validate(path: Path, env: str | None, output: str) -> None:
+@click.option(
+    "--require-encrypted-secrets",
+    is_flag=True,
+    help="A plaintext Secret is an error, not a warning (as .capstan.yaml's "
+    "requireEncryptedSecrets: true). See docs/secrets.md.",
+)
+def validate(path: Path, env: str | None, output: str, require_encrypted_secrets: bool) -> None:
     """Render and validate every manifest of the repository at PATH."""
     repository = load_or_exit(path, env=env, json_output=output == "json")
+    repository = check_secrets_or_exit(
+        repository, path=path, json_output=output == "json", require=require_encrypted_secrets
+    )
     if output == "json":
         click.echo(json.dumps(_as_json(repository), indent=2))
         return

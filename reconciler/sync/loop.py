@@ -15,9 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.api import Api, ApiError
+from reconciler.secrets import Identities, open_repository
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 from reconciler.source.git import CommitInfo, GitSource, GitSourceError
 from reconciler.source.watch import BranchWatch
@@ -44,6 +45,8 @@ class SyncOptions:
     allow_empty: bool = False
     resync_s: float = DEFAULT_RESYNC_S
     keep_records: int = 100
+    #: The control plane's age identities: a commit's sealed Secrets are opened at load.
+    age_identities: Identities = field(default_factory=Identities)
 
 
 class SyncLoop:
@@ -195,7 +198,8 @@ class SyncLoop:
         opts = self.options
         try:
             with self.source.snapshot(commit.sha) as tree:
-                return load_repository(tree, env=opts.env, subdir=opts.subdir)
+                loaded = load_repository(tree, env=opts.env, subdir=opts.subdir)
+                return open_repository(loaded, opts.age_identities)
         except ManifestErrors as exc:
             if record_failure:
                 result = failed_commit(self.api, exc, commit=commit, trigger=trigger,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
-from reconciler.api import Api, SystemClock
+from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, seal_secrets
 from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
 from reconciler.controllers.runtime import ComponentFactory
@@ -41,6 +41,7 @@ from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
 from reconciler.store import Store, open_store
 from reconciler.sync import SyncLoop, SyncOptions, SyncResult
+from schemas.datakeys import DataKeys
 
 __all__ = [
     "CLIENT_CONFIG_FILE",
@@ -188,7 +189,9 @@ class CapstanApp:
                 self._progress("local agent: already running")
 
         self._progress(f"store: opening {_redact(cfg.store)}")
-        self.store = open_store(cfg.store)
+        # Secret values are sealed with the local data key before they reach SQLite or etcd.
+        keys = DataKeys.load_or_create(cfg.state_dir / DATA_KEYS_FILE)
+        self.store = seal_secrets(open_store(cfg.store), keys)
         self._cleanups.append(("store", self.store.close))
         self.api = Api(self.store, clock=SystemClock())
 

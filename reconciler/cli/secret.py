@@ -19,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from pyrage import x25519
 
+from reconciler.api import DATA_KEYS_FILE
+from reconciler.runinfo import default_state_dir
 from reconciler.secrets import (
     RECIPIENTS_FILE,
     AgeError,
@@ -34,6 +36,7 @@ from reconciler.secrets import (
     read_recipients_file,
     seal_document,
 )
+from schemas.datakeys import DataKeyError, DataKeys
 
 __all__ = ["secret"]
 
@@ -168,6 +171,29 @@ def rotate(identities: tuple[Path, ...], recipients: tuple[str, ...], file: Path
         for doc in docs
     ]
     _write(file, out, in_place=True)
+
+
+@secret.command("rotate-data-key")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The capstan up state directory (default: $CAPSTAN_STATE_DIR or ~/.capstan).",
+)
+def rotate_data_key(state_dir: Path | None) -> None:
+    """Put a new data key first in <state-dir>/data-keys: Secrets are sealed at rest with it
+    after the next `capstan up` start; older keys still open what they sealed."""
+    path = (state_dir or default_state_dir()).expanduser() / DATA_KEYS_FILE
+    if not path.exists():
+        raise click.ClickException(f"{path} does not exist (capstan up makes it)")
+    try:
+        rotated = DataKeys.rotate(path)
+    except DataKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{path}: {rotated.writer} now seals new writes "
+        f"({len(rotated.keys)} keys); restart capstan up to use it"
+    )
 
 
 def _was_sealed(doc: Any) -> bool:

@@ -225,3 +225,17 @@ def test_plan_without_the_key_says_which_keys_change_never_a_value(tmp_path: Pat
         ("data.password", SEALED_MASK, f"{SEALED_MASK} (changed)")
     ]
     assert PLANTED not in repr(plan)
+
+
+def test_rotate_data_key_puts_a_new_key_first(tmp_path: Path) -> None:
+    from schemas.datakeys import DataKeys
+
+    first = DataKeys.load_or_create(tmp_path / "data-keys")
+    sealed = first.seal(PLANTED.encode(), context=b"k")
+    code, out, err = run("secret", "rotate-data-key", "--state-dir", str(tmp_path))
+    assert code == 0, err
+    assert "key2 now seals" in out
+    rotated = DataKeys.load(tmp_path / "data-keys")
+    assert rotated.writer == "key2"
+    assert rotated.open(sealed, context=b"k") == PLANTED.encode()
+    assert stat.S_IMODE((tmp_path / "data-keys").stat().st_mode) == 0o600

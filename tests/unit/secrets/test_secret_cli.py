@@ -239,3 +239,53 @@ def test_rotate_data_key_puts_a_new_key_first(tmp_path: Path) -> None:
     assert rotated.writer == "key2"
     assert rotated.open(sealed, context=b"k") == PLANTED.encode()
     assert stat.S_IMODE((tmp_path / "data-keys").stat().st_mode) == 0o600
+
+
+def test_plan_and_render_never_show_a_value(tmp_path: Path) -> None:
+    import git
+
+    recipient = generate_identity(tmp_path / "k")
+    repo_dir = tmp_path / "repo"
+    repo = git.Repo.init(repo_dir, initial_branch="main")
+    with repo.config_writer() as config:
+        config.set_value("user", "name", "T")
+        config.set_value("user", "email", "t@example.com")
+
+    def commit(sealed_value: str, plain_value: str) -> None:
+        sealed = _sealed(recipient, sealed_value).model_dump(by_alias=True, exclude_none=True)
+        sealed["stringData"] = {"password": sealed["stringData"]["password"]}
+        plain = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "plain", "namespace": "default"},
+            "stringData": {"token": plain_value},
+        }
+        (repo_dir / "secrets.yaml").write_text(
+            yaml.safe_dump_all(
+                [
+                    {
+                        k: v
+                        for k, v in sealed.items()
+                        if k in ("apiVersion", "kind", "metadata", "stringData")
+                    },
+                    plain,
+                ]
+            )
+        )
+        repo.index.add(["secrets.yaml"])
+        repo.index.commit("change")
+
+    commit(PLANTED, PLANTED + "-plain")
+    commit(PLANTED + "-2", PLANTED + "-plain-2")
+    for output in ("text", "markdown", "json"):
+        code, out, err = run("plan", str(repo_dir), "--git-only", "-o", output)
+        assert code == 2, err  # 2: the plan has changes
+        assert "password" in out
+        assert PLANTED not in out + err
+    code, out, _ = run("plan", str(repo_dir), "--git-only")
+    assert f"{SEALED_MASK} (changed)" in out
+    for output in ("yaml", "json"):
+        code, out, err = run("render", str(repo_dir), "-o", output)
+        assert code == 0, err
+        assert PLANTED not in out + err
+    repo.close()

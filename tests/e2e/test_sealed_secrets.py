@@ -3,7 +3,9 @@
 One ``capstan up`` (real Git, store, local agent, Docker) with its age identity in the state
 directory. A value sealed by hand with the real `age` CLI reaches a pod as an environment
 variable and as a file of a secret volume; then the value changes, a commit sealed for another
-key is refused (the pod keeps the last good value), and the Secret is deleted. Throughout, the
+key is refused (the pod keeps the last good value), the file is rotated with `capstan secret
+rotate` to a new recipient list (accepted; `age -d` opens it with the new key), and the Secret
+is deleted. Throughout, the
 planted plaintext never shows in capstan up's log, `get`/`describe`, `plan`, the sync records,
 the raw store files or the agent's desired.json.
 """
@@ -18,7 +20,7 @@ import docker
 import pytest
 
 from reconciler.secrets import generate_identity
-from tests.e2e.conftest import CapstanUp, GitRepo
+from tests.e2e.conftest import CAPSTAN, CapstanUp, GitRepo
 from tests.fixtures.waiting import wait_until
 
 PLANTED = "planted-Zq8vX3-value"
@@ -120,19 +122,17 @@ def _wait_seen(up: CapstanUp, client: docker.DockerClient, want: tuple[str, str]
         raise AssertionError(f"{exc}; last seen {last[0]!r}\n{up.log()[-3000:]}") from None
 
 
-def _no_leak(up: CapstanUp, value: str) -> None:
+def _no_leak(up: CapstanUp, value: str, *, secret_exists: bool = True) -> None:
     assert value not in up.log()
     for path in up.state_dir.rglob("*"):
         # A secret volume's files are the container's mount source, plaintext by design (as
         # the kubelet's); everything else (store, WAL, desired.json, records) holds none.
         if path.is_file() and not path.is_socket() and "volumes" not in path.parts:
             assert value.encode() not in path.read_bytes(), path
-    for args in (
-        ("get", "secrets", "-o", "yaml"),
-        ("describe", "secret", "db"),
-        ("history",),
-        ("status", "-o", "json"),
-    ):
+    commands = [("get", "secrets", "-o", "yaml"), ("history",), ("status", "-o", "json")]
+    if secret_exists:
+        commands.append(("describe", "secret", "db"))
+    for args in commands:
         assert value not in up.cli(*args), args
 
 
@@ -150,7 +150,8 @@ def test_sealed_value_reaches_the_pod_and_never_leaks(
     _wait_seen(capstan, docker_client, changed)  # the volume follows
 
     # Sealed for a key the control plane lacks: refused whole, the pod keeps its value.
-    stranger = generate_identity(capstan.state_dir.parent / f"{capstan.node}-stranger.key")
+    work = capstan.log_path.parent
+    stranger = generate_identity(work / "stranger.key")
     bad = capstan.repo.commit(
         "sealed for a stranger", {"secret.yaml": sealed_secret(age_seal(stranger, "never-seen"))}
     )
@@ -168,3 +169,48 @@ def test_sealed_value_reaches_the_pod_and_never_leaks(
     ), errors
     assert (_seen(capstan, docker_client) or ("", ""))[1] == changed
     _no_leak(capstan, PLANTED)
+
+    # Rotation: the file sealed again for [control plane, a new key] is accepted; the pod keeps
+    # the same value.
+    manifest = capstan.repo.path / "secret.yaml"
+    manifest.write_text(sealed_secret(age_seal(recipient, changed)))
+    new_recipient = generate_identity(work / "new.key")
+    subprocess.run(
+        [
+            str(CAPSTAN),
+            "secret",
+            "rotate",
+            "--identity",
+            str(capstan.state_dir / "age-identity"),
+            "-r",
+            recipient,
+            "-r",
+            new_recipient,
+            str(manifest),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    rotated = capstan.repo.commit("rotated")
+    wait_until(
+        lambda: capstan.status()["sync"]["liveCommit"] == rotated,
+        timeout=60,
+        what="the rotated commit to be live",
+    )
+    assert (_seen(capstan, docker_client) or ("", ""))[1] == changed
+    opened = subprocess.run(
+        ["age", "-d", "-i", str(work / "new.key")],
+        input=manifest.read_text().split("password: |\n", 1)[1].replace("    ", "").encode(),
+        capture_output=True,
+        check=True,
+    )
+    assert opened.stdout.decode() == changed  # the new key opens it too
+
+    # Delete: the Secret and its pod go; nothing anywhere kept the value.
+    deleted = capstan.repo.commit("delete", remove=("secret.yaml", "pod.yaml"))
+    wait_until(
+        lambda: capstan.status()["sync"]["liveCommit"] == deleted and not capstan.app_containers(),
+        timeout=60,
+        what="the Secret and its pod to go",
+    )
+    _no_leak(capstan, PLANTED, secret_exists=False)

@@ -3,7 +3,9 @@
 Written by the server when a ``sync`` is accepted, read once at start-up so that the kubelet
 keeps running the node's pods with no reconciler connected. Every write is atomic (temporary
 file, fsync, rename, fsync of the directory): a crash leaves the old set or the new one,
-never half of one. The file holds Secret values, so it and the state directory are 0600/0700.
+never half of one. The file holds Secret values: it is sealed whole with the node's own data
+key (AES-GCM, ``schemas.datakeys``; ``data-keys`` beside it, 0600, made on first use), and it
+and the state directory are 0600/0700. A file written before sealing was on still loads.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import os
 from pathlib import Path
 from typing import Final
 
+from schemas.datakeys import DataKeyError, DataKeys
 from schemas.protocol import ProtocolError, Sync, decode_message, encode_message
 
 DESIRED_FILE: Final = "desired.json"
+#: The node's own data key file in the agent's state directory.
+DATA_KEYS_FILE: Final = "data-keys"
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -51,6 +56,13 @@ class DesiredStateFile:
 
     def __init__(self, state_dir: Path) -> None:
         self._path = state_dir / DESIRED_FILE
+        self._keys_path = state_dir / DATA_KEYS_FILE
+        self._keys: DataKeys | None = None
+
+    def _data_keys(self) -> DataKeys:
+        if self._keys is None:
+            self._keys = DataKeys.load_or_create(self._keys_path)
+        return self._keys
 
     @property
     def path(self) -> Path:
@@ -62,7 +74,11 @@ class DesiredStateFile:
         except FileNotFoundError:
             return None
         try:
-            message = decode_message(data.rstrip(b"\n"))
+            opened = self._data_keys().open(data, context=DESIRED_FILE.encode())
+        except DataKeyError as exc:
+            raise CorruptState(f"{self._path}: {exc}") from None
+        try:
+            message = decode_message(opened.rstrip(b"\n"))
         except ProtocolError as exc:
             raise CorruptState(f"{self._path}: {exc}") from None
         if not isinstance(message, Sync):
@@ -70,7 +86,8 @@ class DesiredStateFile:
         return message
 
     def save(self, sync: Sync) -> None:
-        atomic_write(self._path, encode_message(sync))
+        sealed = self._data_keys().seal(encode_message(sync), context=DESIRED_FILE.encode())
+        atomic_write(self._path, sealed)
 
 
 def prepare_state_dir(state_dir: Path) -> None:

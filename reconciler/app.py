@@ -27,7 +27,7 @@ from typing import Any
 
 from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler._private import private_dir
-from reconciler.api import Api, SystemClock
+from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, seal_secrets
 from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
 from reconciler.controllers.node import (
@@ -46,6 +46,7 @@ from reconciler.runinfo import (
     read_run_info,
     write_run_info,
 )
+from reconciler.secrets import AgeError, Identities, load_identities
 from reconciler.source import BranchWatch
 from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
@@ -59,6 +60,7 @@ from reconciler.store.election import (
     process_alive,
 )
 from reconciler.sync import SyncLoop, SyncOptions, SyncResult
+from schemas.datakeys import DataKeys
 
 __all__ = [
     "CLIENT_CONFIG_FILE",
@@ -77,6 +79,8 @@ _log = logging.getLogger(__name__)
 #: Shared secret for ``POST /hooks/git`` (GitHub HMAC or GitLab token); unset: hooks refused.
 WEBHOOK_SECRET_ENV = "CAPSTAN_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 STATE_DIR_ENV = "CAPSTAN_STATE_DIR"
+#: The control plane's age identity when ``--age-identity`` names none (docs/secrets.md).
+DEFAULT_AGE_IDENTITY = "age-identity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,8 @@ class UpConfig:
     #: The node controller's timeouts (``None``: its defaults, 40 s and 300 s).
     node_monitor_grace_s: float | None = None
     pod_eviction_timeout_s: float | None = None
+    #: age identity files that open sealed Secrets; () : ``<state_dir>/age-identity`` if any.
+    age_identities: tuple[Path, ...] = ()
 
     @property
     def store(self) -> str:
@@ -187,6 +193,7 @@ class CapstanApp:
         #: Kubernetes components do) and its supervisor starts a fresh follower.
         self.lost_leadership = threading.Event()
         self._leading_lock = threading.Lock()
+        self._age_identities = Identities()
 
     # -- start/stop ---------------------------------------------------------------------------
 
@@ -202,6 +209,8 @@ class CapstanApp:
         # First: a secret file that cannot be read stops start-up before anything runs.
         self._webhook_secret, self.webhook_secret_from = _webhook_secret(cfg.webhook_secret_file)
         private_dir(cfg.state_dir)
+        # A 0644 or broken identity file stops start-up before anything runs.
+        self._age_identities = _age_identities(cfg)
         running = read_run_info(cfg.state_dir)
         if running is not None and running.pid != os.getpid() and process_alive(running.pid):
             # Two control planes on one store would fight over every object.
@@ -227,7 +236,9 @@ class CapstanApp:
                 self._progress("local agent: already running")
 
         self._progress(f"store: opening {_redact(cfg.store)}")
-        self.store = open_store(cfg.store)
+        # Secret values are sealed with the local data key before they reach SQLite or etcd.
+        keys = DataKeys.load_or_create(cfg.state_dir / DATA_KEYS_FILE)
+        self.store = seal_secrets(open_store(cfg.store), keys)
         self._cleanups.append(("store", self.store.close))
         self.api = Api(self.store, clock=SystemClock())
 
@@ -286,9 +297,11 @@ class CapstanApp:
             # only redacted (GitSource itself strips it from the URL it uses).
             self._progress(f"git: tracking {redact(cfg.repo)} branch {cfg.branch}")
             source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git")
-            options = SyncOptions(env=cfg.env, subdir=cfg.subdir)
+            options = SyncOptions(
+                env=cfg.env, subdir=cfg.subdir, age_identities=self._age_identities
+            )
             if cfg.resync_s is not None:
-                options = SyncOptions(env=cfg.env, subdir=cfg.subdir, resync_s=cfg.resync_s)
+                options = replace(options, resync_s=cfg.resync_s)
             watch = (BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
                      if cfg.poll_interval_s is not None else None)
             self.sync = SyncLoop(api, source, options=options, watch=watch,
@@ -344,12 +357,16 @@ class CapstanApp:
 
         def on_webhook(headers: Mapping[str, str], body: bytes) -> bool:
             verdict = verify_webhook(headers, body, secret=secret)
-            # A follower has no sync loop; the leader's poll picks the push up.
-            if verdict and (sync := self.sync) is not None:
-                sync.trigger()
+            if verdict:
+                trigger_sync()
             else:
                 _log.warning("refused a git webhook: %s", verdict.reason)
             return bool(verdict)
+
+        def trigger_sync() -> None:
+            # A follower has no sync loop; the leader's poll picks the push up.
+            if (sync := self.sync) is not None:
+                sync.trigger()
 
         def syncs() -> list[dict[str, Any]]:
             return [r.model_dump(mode="json") for r in list_sync_records(api, limit=100)]
@@ -362,7 +379,7 @@ class CapstanApp:
 
         ui = ui_sources(api, repo=cfg.repo, shown_repo=redact(cfg.repo), branch=cfg.branch,
                         cache_dir=cfg.state_dir / "git-ui", env=cfg.env, subdir=cfg.subdir,
-                        trigger=sync.trigger,
+                        trigger=trigger_sync,
                         local_agent_command=self.agent.connect_command if self.agent else "")
         options = ServeOptions(
             state_dir=self.config.state_dir, host=host, port=int(port),
@@ -409,6 +426,17 @@ class CapstanApp:
 
 class AlreadyRunning(RuntimeError):
     """Another ``capstan up`` uses this state directory."""
+
+
+def _age_identities(cfg: UpConfig) -> Identities:
+    # Named files must all load (a loose mode or a bad key stops start-up); the default file
+    # is optional: without it a sealed Secret is refused at sync, saying so.
+    default = cfg.state_dir / DEFAULT_AGE_IDENTITY
+    paths = cfg.age_identities or ((default,) if default.exists() else ())
+    try:
+        return load_identities(paths)
+    except AgeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _webhook_secret(secret_file: Path | None) -> tuple[str, str | None]:

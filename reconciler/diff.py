@@ -10,11 +10,18 @@ this module unmasked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from schemas import KubeObject
+from schemas.sealed import (
+    DIGESTS_ANNOTATION,
+    ENCRYPTED_ANNOTATION,
+    ENCRYPTED_VALUE,
+    ciphertext_digest,
+)
 
 __all__ = [
     "COMMIT_ANNOTATION",
@@ -24,6 +31,7 @@ __all__ = [
     "MASK",
     "OVERRIDE_HEADER",
     "PRUNE_ANNOTATION",
+    "SEALED_MASK",
     "SOURCE_ANNOTATION",
     "FieldChange",
     "comparable",
@@ -44,6 +52,9 @@ PRUNE_ANNOTATION = "capstan.io/prune"
 OVERRIDE_HEADER = "X-Capstan-Override"
 DRIFT_ANNOTATION = "capstan.io/drift"
 MASK = "***"
+#: How a sealed (age) value shows in a diff: never the value, never its ciphertext.
+SEALED_MASK = "encrypted"
+_SEALED = "age:"
 
 # Bookkeeping written by the sync itself: it changes with every commit or line shift and
 # says nothing about the object, so it never makes an object out of sync by itself.
@@ -92,7 +103,27 @@ def comparable(obj: KubeObject | Mapping[str, Any]) -> dict[str, Any]:
         k: v for k, v in (meta.get("annotations") or {}).items() if not is_ignored_annotation(k)
     }
     out["metadata"] = {"labels": labels, "annotations": annotations}
+    if out.get("kind") == "Secret":
+        _compare_sealed(out, annotations)
     return out
+
+
+def _compare_sealed(out: dict[str, Any], annotations: dict[str, Any]) -> None:
+    # A sealed Secret (Git) and the opened one the sync stored compare by ciphertext digest,
+    # so a plan without the key still says which keys change (docs/secrets.md).
+    if annotations.get(ENCRYPTED_ANNOTATION) is not None:
+        values = {**(out.get("data") or {}), **(out.get("stringData") or {})}
+        digests = {key: ciphertext_digest(str(value)) for key, value in values.items()}
+    elif DIGESTS_ANNOTATION in annotations:
+        try:
+            digests = dict(json.loads(str(annotations.pop(DIGESTS_ANNOTATION))))
+        except (ValueError, TypeError):
+            digests = {}
+        annotations[ENCRYPTED_ANNOTATION] = ENCRYPTED_VALUE
+    else:
+        return
+    out["data"] = {key: f"{_SEALED}{digest}" for key, digest in digests.items()}
+    out.pop("stringData", None)
 
 
 def fill_server_defaults(desired: dict[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,17 +260,17 @@ def _masked(change: FieldChange) -> FieldChange:
     top = change.path.split(".", 1)[0].split("[", 1)[0]
     if top not in _SECRET_FIELDS:
         return change
-    return FieldChange(
-        change.path,
-        change.type,
-        before=_mask_value(change.before),
-        after=_mask_value(change.after),
-    )
+    after = _mask_value(change.after)
+    if change.type == "changed" and after == SEALED_MASK:
+        after = f"{SEALED_MASK} (changed)"
+    return FieldChange(change.path, change.type, before=_mask_value(change.before), after=after)
 
 
 def _mask_value(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        return {key: MASK for key in value}
+        return {key: _mask_value(item) for key, item in value.items()}
+    if isinstance(value, str) and value.startswith(_SEALED):
+        return SEALED_MASK
     return MASK

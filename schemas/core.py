@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -34,6 +35,7 @@ from schemas._validation import (
 )
 from schemas.container import Protocol
 from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
+from schemas.sealed import ENCRYPTED_ANNOTATION, ENCRYPTED_VALUE, armor_problem
 
 __all__ = [
     "KUBERNETES_NAMESPACES",
@@ -231,6 +233,32 @@ def _check_base64(values: dict[str, str]) -> None:
     problems.raise_if_any()
 
 
+def _check_sealed(secret: Secret) -> None:
+    problems = Problems("Secret")
+    marker = secret.metadata.annotations.get(ENCRYPTED_ANNOTATION)
+    if marker != ENCRYPTED_VALUE:
+        problems.add(
+            ("metadata", "annotations", ENCRYPTED_ANNOTATION),
+            "encrypted",
+            f"must be {ENCRYPTED_VALUE!r} (the only encryption Capstan knows)",
+            marker,
+        )
+    problems.raise_if_any()
+    for field, values in (("data", secret.data), ("stringData", secret.string_data)):
+        sealed = Problems("Secret")
+        for key, value in values.items():
+            problem = armor_problem(value)
+            if problem is not None:
+                sealed.add(
+                    (field, key),
+                    "encrypted",
+                    f"{problem}; this Secret is annotated {ENCRYPTED_ANNOTATION}: "
+                    f"{ENCRYPTED_VALUE}, encrypt it with `capstan secret encrypt`",
+                    _REDACTED,
+                )
+        sealed.raise_if_any()
+
+
 def _check_disjoint(first: dict[str, str], second: dict[str, str], *, field: str) -> None:
     problems = Problems("keys")
     for key in sorted(first.keys() & second.keys()):
@@ -295,9 +323,18 @@ class Secret(KubeObject):
 
     @field_validator("data")
     @classmethod
-    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
-        _check_base64(value)
+    def _base64(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # An encrypted Secret (docs/secrets.md) holds age messages, not base64, in `data`.
+        metadata = info.data.get("metadata")
+        if metadata is None or ENCRYPTED_ANNOTATION not in metadata.annotations:
+            _check_base64(value)
         return value
+
+    @model_validator(mode="after")
+    def _sealed(self) -> Secret:
+        if ENCRYPTED_ANNOTATION in self.metadata.annotations:
+            _check_sealed(self)
+        return self
 
     def decoded(self) -> dict[str, bytes]:
         """The secret's values as bytes, ``stringData`` merged over ``data``."""

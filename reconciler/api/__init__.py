@@ -17,10 +17,12 @@ Sits between :mod:`reconciler.store` and everything that reads or writes cluster
   :class:`ManualClock`).
 
 Objects live at ``/registry/<plural>/<namespace>/<name>`` as JSON; ``resourceVersion`` is the
-key's store ``mod_revision``.
+key's store ``mod_revision``. :func:`seal_secrets` wraps a store so Secret objects are
+AES-GCM sealed at rest with the data keys in ``<state-dir>/data-keys`` (:data:`DATA_KEYS_FILE`).
 """
 
 from reconciler.api._aio import AsyncApi
+from reconciler.api._atrest import DATA_KEYS_FILE, seal_secrets
 from reconciler.api._errors import (
     AlreadyExists,
     ApiError,
@@ -46,6 +48,7 @@ from reconciler.api._types import EventKind, ObjectList, StoredObject, WatchEven
 from reconciler.api.clock import Clock, ManualClock, SystemClock, now_utc
 
 __all__ = [
+    "DATA_KEYS_FILE",
     "NAMESPACE_FINALIZER",
     "SERVICE_ACCOUNT_NAME_ANNOTATION",
     "SERVICE_ACCOUNT_TOKEN_TYPE",
@@ -78,4 +81,5 @@ __all__ = [
     "generate_token",
     "now_utc",
     "random_suffix",
+    "seal_secrets",
 ]

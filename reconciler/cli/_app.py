@@ -18,6 +18,7 @@ from reconciler.cli.plan import plan
 from reconciler.cli.render import render
 from reconciler.cli.rollback import rollback
 from reconciler.cli.schema import schema
+from reconciler.cli.secret import secret
 from reconciler.cli.snapshot import snapshot
 from reconciler.cli.status import status
 from reconciler.cli.syncctl import sync
@@ -50,6 +51,7 @@ cli.add_command(events)
 cli.add_command(sync)
 cli.add_command(config)
 cli.add_command(kubeconfig)
+cli.add_command(secret)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from reconciler.display import one_line
+from reconciler.secrets import plain_secret_errors, plain_secrets, requires_encryption
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 
 __all__ = ["EXIT_INVALID", "env_option", "load_or_exit", "repository_argument"]
@@ -52,6 +53,30 @@ def load_or_exit(
         return load_repository(path, env=env, subdir=subdir)
     except ManifestErrors as exc:
         _report(exc, path=path, json_output=json_output)
+
+
+def check_secrets_or_exit(
+    repository: LoadedRepository, *, path: Path, json_output: bool, require: bool
+) -> LoadedRepository:
+    """Plaintext Secrets: a warning each on stderr, or errors (exit 1) when `require` or
+    the repository's ``.capstan.yaml`` asks for encrypted Secrets. Never opens a value."""
+    try:
+        required = require or requires_encryption(repository)
+    except ManifestErrors as exc:
+        _report(exc, path=path, json_output=json_output)
+    errors = plain_secret_errors(repository)
+    if errors and required:
+        _report(ManifestErrors(errors, root=path), path=path, json_output=json_output)
+    for loaded in plain_secrets(repository):
+        click.echo(
+            one_line(
+                f"warning: {loaded.source.display(path)}: Secret {loaded.obj.namespace}/"
+                f"{loaded.obj.name} is in plaintext in Git; seal it with `capstan secret encrypt "
+                "-i` (docs/secrets.md)"
+            ),
+            err=True,
+        )
+    return repository
 
 
 def _report(exc: ManifestErrors, *, path: Path, json_output: bool) -> NoReturn:

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import click
 
-from reconciler.api import Api, EventRecord, ObjectList
+from reconciler.api import DATA_KEYS_FILE, Api, EventRecord, ObjectList, seal_secrets
 from reconciler.client import ConfigError, client_config_path, contexts
 from reconciler.runinfo import (
     CLIENT_CONFIG_FILE,
@@ -34,6 +34,7 @@ from reconciler.runinfo import (
     read_run_info,
 )
 from schemas import KubeObject, LabelSelector
+from schemas.datakeys import DataKeys
 
 __all__ = [
     "ClusterView",
@@ -286,6 +287,10 @@ def open_cluster(target: Target) -> Iterator[ClusterView]:
     from reconciler.store import open_store
 
     store = open_store(url)
+    keys = target.state_dir / DATA_KEYS_FILE
+    if keys.exists():
+        # Secrets are sealed at rest with this instance's data key (capstan up made it).
+        store = seal_secrets(store, DataKeys.load(keys))
     try:
         api = Api(store)
         yield ClusterView(

@@ -260,6 +260,15 @@ def _describe_webhook(app: CapstanApp) -> str:
     "$CAPSTAN_WEBHOOK_SECRET; neither: webhooks refused). See docs/gitops.md.",
 )
 @click.option(
+    "--age-identity",
+    "age_identities",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="An age identity (mode 0600) that opens sealed Secrets; repeatable for rotation "
+    "(default: <state-dir>/age-identity if present). See docs/secrets.md.",
+)
+@click.option(
     "--context",
     "context_name",
     default=None,
@@ -339,6 +348,7 @@ def up(
     resync: float | None,
     poll_interval: float | None,
     webhook_secret_file: Path | None,
+    age_identities: tuple[Path, ...],
     context_name: str | None,
     wait_timeout: float,
     lease_duration: float,
@@ -386,6 +396,7 @@ def up(
         identity=identity,
         node_monitor_grace_s=node_grace,
         pod_eviction_timeout_s=eviction_timeout,
+        age_identities=tuple(path.expanduser() for path in age_identities),
     )
     stop = threading.Event()
     lost = False

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli._common import env_option, load_or_exit, repository_argument
+from reconciler.cli._common import (
+    check_secrets_or_exit,
+    env_option,
+    load_or_exit,
+    repository_argument,
+)
 from reconciler.cli._table import format_table
 from reconciler.display import one_line
 from reconciler.source import LoadedRepository
@@ -44,9 +49,25 @@ _MAX_NAMES_WIDTH = 60
     metavar="SUBDIR",
     help="Load only this folder of the repository (e.g. a Kustomize overlay: overlays/prod).",
 )
-def validate(path: Path, env: str | None, output: str, verbose: bool, subdir: str | None) -> None:
+@click.option(
+    "--require-encrypted-secrets",
+    is_flag=True,
+    help="A plaintext Secret is an error, not a warning (as .capstan.yaml's "
+    "requireEncryptedSecrets: true). See docs/secrets.md.",
+)
+def validate(
+    path: Path,
+    env: str | None,
+    output: str,
+    verbose: bool,
+    subdir: str | None,
+    require_encrypted_secrets: bool,
+) -> None:
     """Render and validate every manifest of the repository at PATH."""
     repository = load_or_exit(path, env=env, json_output=output == "json", subdir=subdir)
+    repository = check_secrets_or_exit(
+        repository, path=path, json_output=output == "json", require=require_encrypted_secrets
+    )
     if output == "json":
         click.echo(json.dumps(_as_json(repository), indent=2))
         return

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reconciler.api import Api, ApiError, now_utc
+from reconciler.secrets import Identities, open_repository
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 from reconciler.source.git import CommitInfo, GitSource, GitSourceError
 from reconciler.source.watch import BranchWatch
@@ -57,6 +58,8 @@ class SyncOptions:
     allow_empty: bool = False
     resync_s: float = DEFAULT_RESYNC_S
     history: HistoryLimits = field(default_factory=HistoryLimits)
+    #: The control plane's age identities: a commit's sealed Secrets are opened at load.
+    age_identities: Identities = field(default_factory=Identities)
 
 
 class SyncLoop:
@@ -230,7 +233,8 @@ class SyncLoop:
         opts = self.options
         try:
             with self.source.snapshot(commit.sha) as tree:
-                return load_repository(tree, env=opts.env, subdir=opts.subdir)
+                loaded = load_repository(tree, env=opts.env, subdir=opts.subdir)
+                return open_repository(loaded, opts.age_identities)
         except ManifestErrors as exc:
             if record_failure:
                 result = failed_commit(

@@ -27,9 +27,10 @@ from typing import Any
 import docker
 import pytest
 
-from reconciler.api import Api
+from reconciler.api import DATA_KEYS_FILE, Api, seal_secrets
 from reconciler.store import Store, open_store
 from schemas import Pod
+from schemas.datakeys import DataKeys
 from tests.fixtures.local_agent import cleanup_proxy, ensure_busybox, proxy_args
 from tests.fixtures.waiting import wait_until
 
@@ -128,7 +129,10 @@ class CapstanUp:
     def api(self) -> Api:
         if self._api is None:
             self._store = open_store(self.store_url)
-            self._api = Api(self._store)
+            keys = self.state_dir / DATA_KEYS_FILE
+            # Secrets are sealed at rest with the data key capstan up made.
+            store = seal_secrets(self._store, DataKeys.load(keys)) if keys.exists() else self._store
+            self._api = Api(store)
         return self._api
 
     def cli(self, *args: str) -> str:

@@ -9,6 +9,7 @@ import subprocess
 
 from agent_harness import AGENT, BUSYBOX, LABEL, httpd, make_pod, ready
 
+from agent.state import DesiredStateFile
 from tests.fixtures.waiting import wait_until
 
 
@@ -99,7 +100,9 @@ def test_malformed_input_gets_errors_and_changes_nothing(agent):
     assert "older" in ack["message"]
     assert (agent.state_dir / "desired.json").read_bytes() == desired
     # The connection still works, and nothing changed.
-    ack = client.sync(json.loads(desired)["pods"], 3)
+    kept = DesiredStateFile(agent.state_dir).load()
+    assert kept is not None
+    ack = client.sync([pod.to_dict() for pod in kept.pods], 3)
     assert ack["applied"] is True
     client.heartbeats(2)
     assert agent.container_ids() == before

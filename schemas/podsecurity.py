@@ -28,7 +28,8 @@ from schemas._pslevels import (
     level_problem,
     namespace_level,
 )
-from schemas.apps import Deployment, ReplicaSet
+from schemas.apps import DaemonSet, Deployment, ReplicaSet, StatefulSet
+from schemas.batch import CronJob, Job
 from schemas.container import Container, SecurityContext
 from schemas.meta import KubeObject
 from schemas.pod import Pod, PodSecurityContext, PodSpec
@@ -91,11 +92,18 @@ class Violation:
 
 
 def pod_spec_of(obj: KubeObject) -> tuple[Loc, PodSpec] | None:
-    """The pod spec an object holds and its field path (a Pod's own, a Deployment's or a
-    ReplicaSet's template), or None for a kind that holds none."""
+    """The pod spec an object holds and its field path (a Pod's own, a workload's template,
+    a CronJob's job template's), or None for a kind that holds none.
+
+    WARNING: every kind that makes pods must be listed here, or its template escapes the
+    loader's and the API's checks (the agent would still refuse the pods).
+    """
     if isinstance(obj, Pod):
         return ("spec",), obj.spec
-    if isinstance(obj, Deployment | ReplicaSet):
+    if isinstance(obj, CronJob):
+        path: Loc = ("spec", "jobTemplate", "spec", "template", "spec")
+        return path, obj.spec.job_template.spec.template.spec
+    if isinstance(obj, Deployment | ReplicaSet | DaemonSet | StatefulSet | Job):
         return ("spec", "template", "spec"), obj.spec.template.spec
     return None
 

@@ -1,7 +1,8 @@
 """Pod Security admission: the API's check that a pod spec meets its namespace's level.
 
 Called by :class:`reconciler.api.Api` on every create, and on every update that changes a
-pod spec, of a Pod, Deployment or ReplicaSet, whoever writes it (the sync of a commit, a
+pod spec, of a Pod or any kind with a pod template (Deployment, ReplicaSet, DaemonSet,
+StatefulSet, Job, CronJob), whoever writes it (the sync of a commit, a
 controller, an HTTP client), after schema validation and before the store write. The
 checks are :mod:`schemas.podsecurity`'s; the level is the stored Namespace's
 ``pod-security.kubernetes.io/enforce`` label. A refusal is :class:`Forbidden` (403), worded

@@ -169,3 +169,79 @@ def test_controllers_writing_through_the_api_are_held_to_it_too(api):
     with pytest.raises(Forbidden) as refused:
         api.create(pod)
     assert refused.value.causes[0].field == "spec.containers[0].securityContext.privileged"
+
+
+def _privileged_template(restart: str) -> dict:
+    return {
+        "metadata": {"labels": {"app": "w"}},
+        "spec": {
+            "restartPolicy": restart,
+            "containers": [
+                {
+                    "name": "w",
+                    "image": "capstan.local/busybox:1",
+                    "securityContext": {"privileged": True},
+                }
+            ],
+        },
+    }
+
+
+WORKLOADS = {
+    "daemonsets": (
+        "/apis/apps/v1/namespaces/shop/daemonsets",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "spec": {
+                "selector": {"matchLabels": {"app": "w"}},
+                "template": _privileged_template("Always"),
+            },
+        },
+        "spec.template.spec",
+    ),
+    "statefulsets": (
+        "/apis/apps/v1/namespaces/shop/statefulsets",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "spec": {
+                "serviceName": "w",
+                "selector": {"matchLabels": {"app": "w"}},
+                "template": _privileged_template("Always"),
+            },
+        },
+        "spec.template.spec",
+    ),
+    "jobs": (
+        "/apis/batch/v1/namespaces/shop/jobs",
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "spec": {"template": _privileged_template("Never")},
+        },
+        "spec.template.spec",
+    ),
+    "cronjobs": (
+        "/apis/batch/v1/namespaces/shop/cronjobs",
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "spec": {
+                "schedule": "*/5 * * * *",
+                "jobTemplate": {"spec": {"template": _privileged_template("Never")}},
+            },
+        },
+        "spec.jobTemplate.spec.template.spec",
+    ),
+}
+
+
+@pytest.mark.parametrize("resource", sorted(WORKLOADS))
+def test_every_kind_that_makes_pods_is_admitted_by_the_level(admin, resource):
+    path, body, spec_path = WORKLOADS[resource]
+    body = {**copy.deepcopy(body), "metadata": {"name": "w", "namespace": "shop"}}
+    refused = assert_status(admin.post(path, json=body), 403, "Forbidden")
+    [cause] = refused["details"]["causes"]
+    assert cause["field"] == f"{spec_path}.containers[0].securityContext.privileged"
+    assert admin.get(f"{path}/w").status_code == 404

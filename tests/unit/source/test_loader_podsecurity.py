@@ -77,3 +77,44 @@ def test_a_restricted_pod_loads_in_a_restricted_namespace(make_repo):
 def test_the_default_namespace_is_baseline(make_repo):
     hostile = HOSTILE.replace("  namespace: shop\n", "")
     assert "enforces baseline" in errors(make_repo({"web.yaml": hostile}))[0]
+
+
+_TEMPLATE = """    metadata:
+      labels: {app: w}
+    spec:
+      restartPolicy: RESTART
+      containers:
+        - name: w
+          image: capstan.local/busybox:1
+          securityContext:
+            privileged: true
+"""
+
+
+def _indented(text: str, spaces: int) -> str:
+    return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(True))
+
+
+WORKLOADS = {
+    "DaemonSet": "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: w\n  namespace: shop\n"
+    "spec:\n  selector:\n    matchLabels: {app: w}\n  template:\n"
+    + _TEMPLATE.replace("RESTART", "Always"),
+    "StatefulSet": "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: w\n"
+    "  namespace: shop\nspec:\n  serviceName: w\n  selector:\n    matchLabels: {app: w}\n"
+    "  template:\n" + _TEMPLATE.replace("RESTART", "Always"),
+    "Job": "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: w\n  namespace: shop\n"
+    "spec:\n  template:\n" + _TEMPLATE.replace("RESTART", "Never"),
+    "CronJob": "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: w\n  namespace: shop\n"
+    "spec:\n  schedule: '*/5 * * * *'\n  jobTemplate:\n    spec:\n      template:\n"
+    + _indented(_TEMPLATE.replace("RESTART", "Never"), 4),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WORKLOADS))
+def test_every_kind_that_makes_pods_is_held_to_the_level(make_repo, kind):
+    # A privileged container in any pod template refuses the commit, whatever the kind.
+    root = make_repo({"ns.yaml": namespace(None), "w.yaml": WORKLOADS[kind]})
+    [line] = errors(root)
+    assert 'violates PodSecurity "baseline:latest": privileged' in line, line
+    assert "containers[0].securityContext.privileged" in line, line
+    assert line.startswith("w.yaml:"), line

@@ -36,7 +36,7 @@ SERVICE_ACCOUNT_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 SERVICE_ACCOUNT_UID_ANNOTATION = "kubernetes.io/service-account.uid"
 TOKEN_INDEX_PREFIX = "/registry/capstan-tokens/"  # noqa: S105 - a key prefix
 
-_TOKEN_RE = re.compile(r"^([a-z0-9]{8})\.([A-Za-z0-9_-]{32,128})$")
+_TOKEN_RE = re.compile(r"^([a-z0-9]{8})\.([A-Za-z0-9_-]{32,128})\Z")
 
 
 @dataclass(frozen=True, slots=True)

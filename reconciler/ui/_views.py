@@ -39,7 +39,7 @@ __all__ = [
 _GITHUB = re.compile(
     r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com)[:/](.+?)(?:\.git)?/?$"
 )
-_SOURCE_AT = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::\d+)?$")
+_SOURCE_AT = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::\d+)?\Z")
 _ERROR_AT = re.compile(
     r"^(?P<file>[^\s:]+\.[A-Za-z0-9]+):(?P<line>\d+)(?P<col>:\d+)?:?\s*(?P<text>.*)$", re.DOTALL
 )

@@ -26,7 +26,7 @@ __all__ = [
     "parse_timeout",
 ]
 
-_SET_RE = re.compile(r"^(?P<key>[^\s!=(),]+)\s+(?P<op>in|notin)\s+\((?P<values>[^()]*)\)$")
+_SET_RE = re.compile(r"^(?P<key>[^\s!=(),]+)\s+(?P<op>in|notin)\s+\((?P<values>[^()]*)\)\Z")
 _MAX_SELECTOR_CHARS = 4096
 
 

@@ -23,7 +23,7 @@ from schemas.registry import resource_plural
 
 __all__ = ["RESOURCES", "Resource", "Target", "parse_path", "valid_name"]
 
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
 def valid_name(value: str) -> bool:

@@ -26,9 +26,12 @@ _SOCKET_HELP = "Unix socket of the agent (env CAPSTAN_AGENT_SOCKET)."
 
 def _socket_option() -> Callable[[_F], _F]:
     return click.option(
-        "--socket", "socket_path", type=click.Path(path_type=Path),
+        "--socket",
+        "socket_path",
+        type=click.Path(path_type=Path),
         default=lambda: os.environ.get(SOCKET_ENV, DEFAULT_SOCKET),
-        show_default=DEFAULT_SOCKET, help=_SOCKET_HELP,
+        show_default=DEFAULT_SOCKET,
+        help=_SOCKET_HELP,
     )
 
 
@@ -39,42 +42,103 @@ def commands() -> None:
 
 
 @commands.command()
-@click.option("--state-dir", type=click.Path(path_type=Path),
-              help="Where the desired set, pod volumes and secrets are kept (made 0700); "
-                   "required unless --cleanup.")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Where the desired set, pod volumes and secrets are kept (made 0700); "
+    "required unless --cleanup.",
+)
 @_socket_option()
-@click.option("--node-name", default=lambda: socket.gethostname(), show_default="host name",
-              help="Name of this node; labels every container the agent owns.")
-@click.option("--bind-address", default="127.0.0.1", show_default=True,
-              help="Address pod ports are published on.")
-@click.option("--pause-image", default="capstan.local/pause:1", show_default=True,
-              help="Sandbox image; built from /bin/busybox (busybox-static) when missing.")
-@click.option("--allow-host-network", is_flag=True,
-              help="Let pods with hostNetwork: true run (refused otherwise; needs "
-                   "--pod-security privileged too).")
-@click.option("--pod-security", type=click.Choice(["privileged", "baseline", "restricted"]),
-              default="baseline", show_default=True,
-              help="The Pod Security level every pod on this node must meet, whatever its "
-                   "namespace allows.")
-@click.option("--backoff-initial", type=float, default=10.0, show_default=True,
-              help="First crash-loop back-off (seconds); doubles per crash.")
-@click.option("--backoff-max", type=float, default=300.0, show_default=True,
-              help="Longest crash-loop back-off (seconds).")
-@click.option("--backoff-reset", type=float, default=600.0, show_default=True,
-              help="Running this long (seconds) resets the back-off.")
-@click.option("--resync", type=float, default=5.0, show_default=True,
-              help="Seconds between passes when nothing happens.")
-@click.option("--heartbeat", type=float, default=5.0, show_default=True,
-              help="Seconds between status heartbeats.")
-@click.option("--proxy-mode", type=click.Choice(["nftables", "iptables", "userspace"]),
-              default=None, show_default="the best the agent's rights allow",
-              help="How Service rules are programmed; reported as the node's ProxyReady.")
-@click.option("--proxy-table", default="capstan", show_default=True,
-              help="The nftables table the proxy owns (agents sharing a host need their own).")
-@click.option("--proxy-chain-prefix", default="CAPSTAN", show_default=True,
-              help="Prefix of the iptables chains the proxy owns.")
-@click.option("--cleanup", is_flag=True,
-              help="Remove every rule the proxy programmed (table, chains, jumps) and exit.")
+@click.option(
+    "--node-name",
+    default=lambda: socket.gethostname(),
+    show_default="host name",
+    help="Name of this node; labels every container the agent owns.",
+)
+@click.option(
+    "--bind-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address pod ports are published on.",
+)
+@click.option(
+    "--pause-image",
+    default="capstan.local/pause:1",
+    show_default=True,
+    help="Sandbox image; built from /bin/busybox (busybox-static) when missing.",
+)
+@click.option(
+    "--allow-host-network",
+    is_flag=True,
+    help="Let pods with hostNetwork: true run (refused otherwise; needs "
+    "--pod-security privileged too).",
+)
+@click.option(
+    "--pod-security",
+    type=click.Choice(["privileged", "baseline", "restricted"]),
+    default="baseline",
+    show_default=True,
+    help="The Pod Security level every pod on this node must meet, whatever its namespace allows.",
+)
+@click.option(
+    "--backoff-initial",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="First crash-loop back-off (seconds); doubles per crash.",
+)
+@click.option(
+    "--backoff-max",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Longest crash-loop back-off (seconds).",
+)
+@click.option(
+    "--backoff-reset",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Running this long (seconds) resets the back-off.",
+)
+@click.option(
+    "--resync",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes when nothing happens.",
+)
+@click.option(
+    "--heartbeat",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between status heartbeats.",
+)
+@click.option(
+    "--proxy-mode",
+    type=click.Choice(["nftables", "iptables", "userspace"]),
+    default=None,
+    show_default="the best the agent's rights allow",
+    help="How Service rules are programmed; reported as the node's ProxyReady.",
+)
+@click.option(
+    "--proxy-table",
+    default="capstan",
+    show_default=True,
+    help="The nftables table the proxy owns (agents sharing a host need their own).",
+)
+@click.option(
+    "--proxy-chain-prefix",
+    default="CAPSTAN",
+    show_default=True,
+    help="Prefix of the iptables chains the proxy owns.",
+)
+@click.option(
+    "--cleanup",
+    is_flag=True,
+    help="Remove every rule the proxy programmed (table, chains, jumps) and exit.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     state_dir: Path | None,
@@ -99,8 +163,9 @@ def serve(
     if cleanup:
         from agent.daemon import run_cleanup
 
-        sys.exit(run_cleanup(table=proxy_table, chain_prefix=proxy_chain_prefix,
-                             log_level=log_level))
+        sys.exit(
+            run_cleanup(table=proxy_table, chain_prefix=proxy_chain_prefix, log_level=log_level)
+        )
     if state_dir is None:
         raise click.UsageError("--state-dir is required (unless --cleanup)")
     # WARNING: docker-py imports paramiko (and cryptography) for ssh:// Docker hosts, ~20 MB
@@ -148,11 +213,18 @@ def connect(socket_path: Path) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
 @_socket_option()
 def logs(
-    pod: str, container: str | None, namespace: str, tail: int | None, follow: bool,
+    pod: str,
+    container: str | None,
+    namespace: str,
+    tail: int | None,
+    follow: bool,
     socket_path: Path,
 ) -> None:
     """Print a pod container's log, through the agent's protocol."""
     from agent.logs_client import fetch_logs
 
-    sys.exit(fetch_logs(socket_path, namespace=namespace, pod=pod, container=container,
-                        tail=tail, follow=follow))
+    sys.exit(
+        fetch_logs(
+            socket_path, namespace=namespace, pod=pod, container=container, tail=tail, follow=follow
+        )
+    )

@@ -37,8 +37,10 @@ def bridge(socket_path: Path, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     try:
         sock.connect(str(socket_path))
     except OSError as exc:
-        sys.stderr.write(f"capstan-agent connect: cannot reach the agent at {socket_path}: "
-                         f"{exc.strerror or exc}\n")
+        sys.stderr.write(
+            f"capstan-agent connect: cannot reach the agent at {socket_path}: "
+            f"{exc.strerror or exc}\n"
+        )
         return 1
     # A daemon thread: a stdin that never ends must not keep the process alive once the
     # agent side has closed.

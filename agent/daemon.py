@@ -151,8 +151,9 @@ def run_cleanup(*, table: str, chain_prefix: str, log_level: str = "INFO") -> in
     success. Pods and the desired set are left alone."""
     _configure_logging(log_level)
     # Userspace: detection would probe the tools for nothing; cleanup tries both anyway.
-    with Proxy(node_addresses=[], mode="userspace", table=table,
-               chain_prefix=chain_prefix) as proxy:
+    with Proxy(
+        node_addresses=[], mode="userspace", table=table, chain_prefix=chain_prefix
+    ) as proxy:
         try:
             removed = proxy.cleanup()
         except (CommandError, OSError) as exc:

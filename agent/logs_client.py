@@ -35,15 +35,21 @@ def fetch_logs(
 ) -> int:
     """Stream the log to ``out_fd``; returns the exit status (1 on error)."""
     request = LogsRequest(
-        id=uuid.uuid4().hex, namespace=namespace, pod=pod, container=container,
-        tail=tail, follow=follow,
+        id=uuid.uuid4().hex,
+        namespace=namespace,
+        pod=pod,
+        container=container,
+        tail=tail,
+        follow=follow,
     )
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(str(socket_path))
         except OSError as exc:
-            sys.stderr.write(f"capstan-agent logs: cannot reach the agent at {socket_path}: "
-                             f"{exc.strerror or exc}\n")
+            sys.stderr.write(
+                f"capstan-agent logs: cannot reach the agent at {socket_path}: "
+                f"{exc.strerror or exc}\n"
+            )
             return 1
         sock.sendall(encode_message(request))
         reader = sock.makefile("rb")

@@ -210,8 +210,9 @@ class AgentServer:
         _claim_socket_path(path)
         old_umask = os.umask(0o177)
         try:
-            server = await asyncio.start_unix_server(self._handle, path=str(path),
-                                                     limit=MAX_LINE_BYTES)
+            server = await asyncio.start_unix_server(
+                self._handle, path=str(path), limit=MAX_LINE_BYTES
+            )
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
@@ -243,10 +244,12 @@ class AgentServer:
         try:
             while (line := await lines.next_line()) is not None:
                 if isinstance(line, TooLong):
-                    client.send(ErrorMessage(
-                        code="too_large",
-                        message=f"line of {line.size_seen}+ bytes exceeds {MAX_LINE_BYTES}",
-                    ))
+                    client.send(
+                        ErrorMessage(
+                            code="too_large",
+                            message=f"line of {line.size_seen}+ bytes exceeds {MAX_LINE_BYTES}",
+                        )
+                    )
                     continue
                 if not line.strip():
                     continue
@@ -273,11 +276,14 @@ class AgentServer:
             self._broadcast_status()
         elif isinstance(message, Hello):
             if PROTOCOL_VERSION not in message.versions:
-                client.send(ErrorMessage(
-                    code="unsupported_version", in_reply_to=message.id,
-                    message=f"no common protocol version: agent speaks {PROTOCOL_VERSION}, "
-                            f"peer offers {message.versions}",
-                ))
+                client.send(
+                    ErrorMessage(
+                        code="unsupported_version",
+                        in_reply_to=message.id,
+                        message=f"no common protocol version: agent speaks {PROTOCOL_VERSION}, "
+                        f"peer offers {message.versions}",
+                    )
+                )
         elif isinstance(message, LogsRequest):
             task = asyncio.get_running_loop().create_task(self._stream_logs(client, message))
             tasks = client.follow_tasks if message.follow else client.log_tasks
@@ -287,37 +293,59 @@ class AgentServer:
             # Never answer an error with an error: two confused peers would ping-pong.
             _log.warning("peer reported %s: %s", message.code, message.message)
         else:
-            client.send(ErrorMessage(
-                code="unexpected", in_reply_to=message.id,
-                message=f"the agent does not accept {message.type} messages",
-            ))
+            client.send(
+                ErrorMessage(
+                    code="unexpected",
+                    in_reply_to=message.id,
+                    message=f"the agent does not accept {message.type} messages",
+                )
+            )
 
     async def apply(self, sync: Sync) -> Ack:
         """Persist then hand over a desired set, unless it is older than the applied one."""
         async with self._sync_lock:
             problem = _duplicate_pods(sync)
             if problem is not None:
-                return Ack(in_reply_to=sync.id, generation=sync.generation, applied=False,
-                           message=f"refused: {problem}; nothing changed")
+                return Ack(
+                    in_reply_to=sync.id,
+                    generation=sync.generation,
+                    applied=False,
+                    message=f"refused: {problem}; nothing changed",
+                )
             if sync.term < self._term:
-                return Ack(in_reply_to=sync.id, generation=sync.generation, applied=False,
-                           message=f"term {sync.term} is older than the newest leader's "
-                                   f"{self._term}; ignored")
-            if (self._generation is not None and sync.generation < self._generation
-                    and sync.term == self._term):
+                return Ack(
+                    in_reply_to=sync.id,
+                    generation=sync.generation,
+                    applied=False,
+                    message=f"term {sync.term} is older than the newest leader's "
+                    f"{self._term}; ignored",
+                )
+            if (
+                self._generation is not None
+                and sync.generation < self._generation
+                and sync.term == self._term
+            ):
                 return Ack(
                     in_reply_to=sync.id,
                     generation=sync.generation,
                     applied=False,
                     message=f"generation {sync.generation} is older than the applied "
-                            f"{self._generation}; ignored",
+                    f"{self._generation}; ignored",
                 )
             await asyncio.to_thread(self._state.save, sync)
             self._take(sync)
-            _log.info("applied generation %d: %d pods, %d services",
-                      sync.generation, len(sync.pods), len(sync.services))
-            return Ack(in_reply_to=sync.id, generation=sync.generation, applied=True,
-                       message=f"generation {sync.generation} applied: {len(sync.pods)} pods")
+            _log.info(
+                "applied generation %d: %d pods, %d services",
+                sync.generation,
+                len(sync.pods),
+                len(sync.services),
+            )
+            return Ack(
+                in_reply_to=sync.id,
+                generation=sync.generation,
+                applied=True,
+                message=f"generation {sync.generation} applied: {len(sync.pods)} pods",
+            )
 
     async def _stream_logs(self, client: _Client, request: LogsRequest) -> None:
         try:
@@ -338,11 +366,15 @@ class AgentServer:
                 if text:
                     client.send(LogsChunk(in_reply_to=request.id, data=text))
         except Exception as exc:
-            client.send(ErrorMessage(code="internal", in_reply_to=request.id,
-                                     message=f"log stream failed: {exc}"))
+            client.send(
+                ErrorMessage(
+                    code="internal", in_reply_to=request.id, message=f"log stream failed: {exc}"
+                )
+            )
             return
-        client.send(LogsChunk(in_reply_to=request.id, data=decoder.decode(b"", final=True),
-                              eof=True))
+        client.send(
+            LogsChunk(in_reply_to=request.id, data=decoder.decode(b"", final=True), eof=True)
+        )
 
 
 def _duplicate_pods(sync: Sync) -> str | None:

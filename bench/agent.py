@@ -49,15 +49,21 @@ def pod(i: int, image: str, *, round_: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": f"bench-{i}", "namespace": "default",
-                     "uid": f"bench-uid-{round_}-{i}"},
+        "metadata": {
+            "name": f"bench-{i}",
+            "namespace": "default",
+            "uid": f"bench-uid-{round_}-{i}",
+        },
         "spec": {
             "terminationGracePeriodSeconds": 10,
-            "containers": [{
-                "name": "web", "image": image,
-                "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
-                "ports": [{"containerPort": 8080}],
-            }],
+            "containers": [
+                {
+                    "name": "web",
+                    "image": image,
+                    "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                    "ports": [{"containerPort": 8080}],
+                }
+            ],
         },
     }
 
@@ -95,8 +101,9 @@ class StatusClient:
         if set(reports) != names:
             return False
         for status in reports.values():
-            ready = any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in status.get("conditions", []))
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+            )
             if not ready or status["containerStatuses"][0]["image"] != image:
                 return False
         return True
@@ -133,26 +140,47 @@ def wait_no_containers(client: docker.DockerClient, node: str, timeout: float = 
 
 def baseline_run(client: docker.DockerClient, n: int, bind: str) -> tuple[float, float]:
     """Sequential plain SDK: the same containers with the same options, one call at a time."""
-    common = {"detach": True, "security_opt": ["no-new-privileges"], "init": True,
-              "labels": {BASELINE_LABEL: "1"}}
+    common = {
+        "detach": True,
+        "security_opt": ["no-new-privileges"],
+        "init": True,
+        "labels": {BASELINE_LABEL: "1"},
+    }
     started = time.perf_counter()
     sandboxes = []
     apps = []
     for i in range(n):
-        sandbox = client.containers.run(PAUSE, name=f"bench-base-sb-{i}", pids_limit=16,
-                                        ports={"8080/tcp": (bind, None)}, **common)
+        sandbox = client.containers.run(
+            PAUSE,
+            name=f"bench-base-sb-{i}",
+            pids_limit=16,
+            ports={"8080/tcp": (bind, None)},
+            **common,
+        )
         sandboxes.append(sandbox)
-        apps.append(client.containers.run(
-            IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"], name=f"bench-base-app-{i}-0",
-            network_mode=f"container:{sandbox.id}", pids_limit=1024, **common))
+        apps.append(
+            client.containers.run(
+                IMAGE,
+                ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                name=f"bench-base-app-{i}-0",
+                network_mode=f"container:{sandbox.id}",
+                pids_limit=1024,
+                **common,
+            )
+        )
     converge = time.perf_counter() - started
     started = time.perf_counter()
     for i, (sandbox, app) in enumerate(zip(sandboxes, apps, strict=True)):
         app.stop(timeout=10)
         app.remove()
         apps[i] = client.containers.run(
-            IMAGE_V2, ["httpd", "-f", "-p", "8080", "-h", "/www"], name=f"bench-base-app-{i}-1",
-            network_mode=f"container:{sandbox.id}", pids_limit=1024, **common)
+            IMAGE_V2,
+            ["httpd", "-f", "-p", "8080", "-h", "/www"],
+            name=f"bench-base-app-{i}-1",
+            network_mode=f"container:{sandbox.id}",
+            pids_limit=1024,
+            **common,
+        )
     change = time.perf_counter() - started
     for container in apps + sandboxes:
         container.remove(force=True)
@@ -173,9 +201,22 @@ def main() -> None:
     sock = work / "agent.sock"
     log = open(work / "agent.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [str(AGENT), "serve", "--state-dir", str(work / "state"), "--socket", str(sock),
-         "--node-name", node, "--bind-address", bind, "--log-level", "WARNING"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(AGENT),
+            "serve",
+            "--state-dir",
+            str(work / "state"),
+            "--socket",
+            str(sock),
+            "--node-name",
+            node,
+            "--bind-address",
+            bind,
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     rows: list[tuple[int, float, float, float, float]] = []
     idle_rss = idle_cpu = 0.0
@@ -236,21 +277,29 @@ def main() -> None:
         client.close()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'pods':>5} {'agent empty→ready s':>20} {'baseline s':>11} {'ratio':>6} "
-          f"{'agent image change s':>21} {'baseline s':>11} {'ratio':>6}")
+    print(
+        f"{'pods':>5} {'agent empty→ready s':>20} {'baseline s':>11} {'ratio':>6} "
+        f"{'agent image change s':>21} {'baseline s':>11} {'ratio':>6}"
+    )
     for n, converge, base_converge, change, base_change in rows:
-        print(f"{n:>5} {converge:>20.2f} {base_converge:>11.2f} {converge / base_converge:>6.2f} "
-              f"{change:>21.2f} {base_change:>11.2f} {change / base_change:>6.2f}")
+        print(
+            f"{n:>5} {converge:>20.2f} {base_converge:>11.2f} {converge / base_converge:>6.2f} "
+            f"{change:>21.2f} {base_change:>11.2f} {change / base_change:>6.2f}"
+        )
     for n, seconds in agent_cpu.items():
         print(f"agent CPU while converging {n} pods from empty: {seconds:.2f} s")
     print(f"idle with {max(sizes)} pods: RSS {idle_rss:.1f} MB, CPU {idle_cpu:.2f}% of one core")
     last = next(r for r in rows if r[0] == max(sizes))
-    print(json.dumps({
-        "converge_50_s": round(last[1], 3),
-        "baseline_50_s": round(last[2], 3),
-        "ratio_50": round(last[1] / last[2], 3),
-        "idle_rss_mb": round(idle_rss, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "converge_50_s": round(last[1], 3),
+                "baseline_50_s": round(last[2], 3),
+                "ratio_50": round(last[1] / last[2], 3),
+                "idle_rss_mb": round(idle_rss, 1),
+            }
+        )
+    )
     sys.stdout.flush()
 
 

@@ -41,16 +41,25 @@ NAMESPACE = "bench"
 
 def _pod(i: int) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"pod-{i:04d}", "namespace": NAMESPACE,
-                     "labels": {"app": "bench", "shard": str(i % 10)}},
-        "spec": {"containers": [{
-            "name": "app", "image": "capstan.local/busybox:1",
-            "command": ["httpd", "-f", "-p", "8080"],
-            "ports": [{"containerPort": 8080, "name": "http"}],
-            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-            "env": [{"name": "MODE", "value": "bench"}],
-        }]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"pod-{i:04d}",
+            "namespace": NAMESPACE,
+            "labels": {"app": "bench", "shard": str(i % 10)},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "capstan.local/busybox:1",
+                    "command": ["httpd", "-f", "-p", "8080"],
+                    "ports": [{"containerPort": 8080, "name": "http"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                    "env": [{"name": "MODE", "value": "bench"}],
+                }
+            ]
+        },
     }
 
 
@@ -69,8 +78,13 @@ def serve_forever(directory: Path, objects: int, tls: bool) -> None:
     api.create(Namespace(metadata=ObjectMeta(name="watch")))
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: api.create(_pod(i)), range(objects)))
-    server = serve(api, store, options=ServeOptions(
-        state_dir=directory / "state", port=0, insecure_http=not tls, log_level="error"))
+    server = serve(
+        api,
+        store,
+        options=ServeOptions(
+            state_dir=directory / "state", port=0, insecure_http=not tls, log_level="error"
+        ),
+    )
     ca = str(server.state.tls.ca_cert) if server.state.tls else ""
     print(f"READY {server.url} {server.state.admin_token} {ca}", flush=True)
     sys.stdin.read()
@@ -109,7 +123,8 @@ class RawHttp:
 
     async def __aenter__(self) -> RawHttp:
         self.reader, self.writer = await asyncio.open_connection(
-            self.host, self.port, ssl=self.ssl, limit=1 << 20)
+            self.host, self.port, ssl=self.ssl, limit=1 << 20
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -142,16 +157,20 @@ class Bench:
         self.server_pid = server_pid
         self.url = url
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca \
-            else False
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else False
         self.objects = objects
 
     def raw(self) -> RawHttp:
         return RawHttp(self.url, self.headers["Authorization"].split(" ", 1)[1], self.verify)
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=self.headers, verify=self.verify,
-                                 timeout=60, limits=httpx.Limits(max_connections=1))
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers=self.headers,
+            verify=self.verify,
+            timeout=60,
+            limits=httpx.Limits(max_connections=1),
+        )
 
     async def _run(self, clients: int, per_client: int, make_op: Any) -> dict[str, float]:
         latencies: list[float] = []
@@ -183,10 +202,13 @@ class Bench:
         await asyncio.gather(clock(), *(worker(i) for i in range(clients)))
         elapsed = time.perf_counter() - marks["started"]
         cpu = _cpu_seconds(self.server_pid) - marks["cpu"]
-        return {"p50_ms": _percentile(latencies, 0.50) * 1000,
-                "p99_ms": _percentile(latencies, 0.99) * 1000,
-                "req_s": len(latencies) / elapsed, "n": len(latencies),
-                "cpu_ms": cpu * 1000 / max(1, len(latencies))}
+        return {
+            "p50_ms": _percentile(latencies, 0.50) * 1000,
+            "p99_ms": _percentile(latencies, 0.99) * 1000,
+            "req_s": len(latencies) / elapsed,
+            "n": len(latencies),
+            "cpu_ms": cpu * 1000 / max(1, len(latencies)),
+        }
 
     async def get_op(self, http: RawHttp, index: int) -> Any:
         rng = random.Random(index)
@@ -213,7 +235,8 @@ class Bench:
         path = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
         name = f"put-{index}-{random.randrange(1 << 30)}"
         _, created = await http.request(
-            "POST", path, json.dumps({"metadata": {"name": name}, "data": {"n": "0"}}).encode())
+            "POST", path, json.dumps({"metadata": {"name": name}, "data": {"n": "0"}}).encode()
+        )
         state = {"obj": json.loads(created), "n": 0}
 
         async def op() -> None:
@@ -235,9 +258,14 @@ class Bench:
 
         async def watcher() -> None:
             nonlocal connected
-            async with self.client() as http, http.stream(
-                "GET", path, params={"watch": "true", "resourceVersion": revision,
-                                     "timeoutSeconds": "120"}) as response:
+            async with (
+                self.client() as http,
+                http.stream(
+                    "GET",
+                    path,
+                    params={"watch": "true", "resourceVersion": revision, "timeoutSeconds": "120"},
+                ) as response,
+            ):
                 connected += 1
                 if connected == WATCHERS:
                     ready.set()
@@ -263,15 +291,20 @@ class Bench:
                 response.raise_for_status()
                 await asyncio.sleep(0.05)
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        return {"p50_ms": _percentile(latencies, 0.50) * 1000,
-                "p99_ms": _percentile(latencies, 0.99) * 1000,
-                "n": len(latencies)}
+        return {
+            "p50_ms": _percentile(latencies, 0.50) * 1000,
+            "p99_ms": _percentile(latencies, 0.99) * 1000,
+            "n": len(latencies),
+        }
 
 
 async def run(bench: Bench, *, scale: float) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
-    plans = [("get", bench.get_op, 400, 40), ("list", bench.list_op, 40, 10),
-             ("put", bench.put_op, 300, 30)]
+    plans = [
+        ("get", bench.get_op, 400, 40),
+        ("list", bench.list_op, 40, 10),
+        ("put", bench.put_op, 300, 30),
+    ]
     for name, make_op, single, each in plans:
         for clients, per_client in ((1, single), (32, each)):
             count = max(1, int(per_client * scale))
@@ -283,8 +316,11 @@ async def run(bench: Bench, *, scale: float) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=1000, help="pods to seed and LIST")
-    parser.add_argument("--tls", action="store_true", help="serve HTTPS (the default of "
-                        "`capstan up`) instead of plain HTTP on loopback")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS (the default of `capstan up`) instead of plain HTTP on loopback",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -296,8 +332,9 @@ def main() -> None:
         if args.tls:
             command.append("--tls")
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True, env=env)
+        server = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
         try:
             assert server.stdout is not None
             line = server.stdout.readline().split()
@@ -310,20 +347,28 @@ def main() -> None:
             if server.stdin is not None:
                 server.stdin.close()
             server.wait(timeout=30)
-    print(f"API server bench: {args.objects} pods, {'HTTPS' if args.tls else 'HTTP'} on "
-          f"loopback, {os.cpu_count()} CPUs shared by server and clients, load average "
-          f"{os.getloadavg()[0]:.1f} at the end")
-    print(f"{'op':<10}{'clients':>8}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
-          f"{'server CPU ms/req':>19}")
+    print(
+        f"API server bench: {args.objects} pods, {'HTTPS' if args.tls else 'HTTP'} on "
+        f"loopback, {os.cpu_count()} CPUs shared by server and clients, load average "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
+    print(
+        f"{'op':<10}{'clients':>8}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
+        f"{'server CPU ms/req':>19}"
+    )
     for key, figures in results.items():
         if key == "watch":
             continue
         op, clients = key.rsplit("_", 1)
-        print(f"{op:<10}{clients:>8}{figures['n']:>7.0f}{figures['p50_ms']:>10.2f}"
-              f"{figures['p99_ms']:>10.2f}{figures['req_s']:>10.0f}{figures['cpu_ms']:>19.2f}")
+        print(
+            f"{op:<10}{clients:>8}{figures['n']:>7.0f}{figures['p50_ms']:>10.2f}"
+            f"{figures['p99_ms']:>10.2f}{figures['req_s']:>10.0f}{figures['cpu_ms']:>19.2f}"
+        )
     watch = results["watch"]
-    print(f"{'watch':<10}{WATCHERS:>8}{watch['n']:>7.0f}{watch['p50_ms']:>10.2f}"
-          f"{watch['p99_ms']:>10.2f}{'':>10}  ({WATCHERS} watchers x {WATCH_WRITES} events)")
+    print(
+        f"{'watch':<10}{WATCHERS:>8}{watch['n']:>7.0f}{watch['p50_ms']:>10.2f}"
+        f"{watch['p99_ms']:>10.2f}{'':>10}  ({WATCHERS} watchers x {WATCH_WRITES} events)"
+    )
     summary = {
         "put_p99_ms_32": round(results["put_32"]["p99_ms"], 2),
         "list_p99_ms_32": round(results["list_32"]["p99_ms"], 2),

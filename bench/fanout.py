@@ -96,9 +96,17 @@ def _exec_push(node: SshNode, generation: int, desired: DesiredSet) -> None:
     client.get_host_keys().add(name, pin.key.get_name(), pin.key)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
-        client.connect(node.address, port=node.port, username=node.endpoint().user,
-                       key_filename=str(node.client_key), allow_agent=False, look_for_keys=False,
-                       timeout=30, banner_timeout=30, auth_timeout=30)
+        client.connect(
+            node.address,
+            port=node.port,
+            username=node.endpoint().user,
+            key_filename=str(node.client_key),
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=30,
+            banner_timeout=30,
+            auth_timeout=30,
+        )
         stdin, stdout, _stderr = client.exec_command("capstan-agent connect")
         stdin.write(_wire.encode_sync(generation, desired))
         stdin.flush()
@@ -146,24 +154,42 @@ def main() -> None:
             exec_times = bench_exec(subset, args.exec_rounds)
             pool_p50, exec_p50 = statistics.median(pool_times), statistics.median(exec_times)
             results[size] = (pool_p50, exec_p50)
-            rows.append((size, pool_p50, _percentile(pool_times, 0.99), exec_p50,
-                         _percentile(exec_times, 0.99), exec_p50 / pool_p50))
+            rows.append(
+                (
+                    size,
+                    pool_p50,
+                    _percentile(pool_times, 0.99),
+                    exec_p50,
+                    _percentile(exec_times, 0.99),
+                    exec_p50 / pool_p50,
+                )
+            )
 
     print()
-    print("push a changed desired set to N nodes and wait for every ack "
-          "(real sshd + capstan-agent on Docker, loopback, 2 cores)")
-    print(f"{'N':>4} {'pool p50 s':>11} {'pool p99 s':>11} {'exec p50 s':>11} "
-          f"{'exec p99 s':>11} {'speedup':>8}")
+    print(
+        "push a changed desired set to N nodes and wait for every ack "
+        "(real sshd + capstan-agent on Docker, loopback, 2 cores)"
+    )
+    print(
+        f"{'N':>4} {'pool p50 s':>11} {'pool p99 s':>11} {'exec p50 s':>11} "
+        f"{'exec p99 s':>11} {'speedup':>8}"
+    )
     for size, pp50, pp99, ep50, ep99, ratio in rows:
         print(f"{size:>4} {pp50:>11.4f} {pp99:>11.4f} {ep50:>11.4f} {ep99:>11.4f} {ratio:>7.1f}x")
-    print(f"(pool: {args.rounds} pushes per N; exec: {args.exec_rounds} pushes per N, "
-          "fresh connect + exec per node per push)")
+    print(
+        f"(pool: {args.rounds} pushes per N; exec: {args.exec_rounds} pushes per N, "
+        "fresh connect + exec per node per push)"
+    )
     pool_30, exec_30 = results[30]
-    print(json.dumps({
-        "push_30_p50_s": round(pool_30, 4),
-        "exec_30_p50_s": round(exec_30, 4),
-        "speedup_30": round(exec_30 / pool_30, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "push_30_p50_s": round(pool_30, 4),
+                "exec_30_p50_s": round(exec_30, 4),
+                "speedup_30": round(exec_30 / pool_30, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -107,9 +107,15 @@ metadata:
 
 
 def _git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x",
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "b@x",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     subprocess.run(["git", "-C", str(repo), *args], check=True, env=env, capture_output=True)
 
 
@@ -117,8 +123,8 @@ def make_repository(repo: Path) -> None:
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
     namespaces = "---\n".join(
-        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-{i}\n"
-        for i in range(NAMESPACES))
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-{i}\n" for i in range(NAMESPACES)
+    )
     (repo / "namespaces.yaml").write_text(namespaces)
     apps = repo / "apps"
     apps.mkdir()
@@ -127,8 +133,9 @@ def make_repository(repo: Path) -> None:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "base")
     changed = apps / f"app-{CHANGED_APP:04d}.yaml"
-    changed.write_text(changed.read_text().replace("registry.local/app:1.0",
-                                                   "registry.local/app:1.1"))
+    changed.write_text(
+        changed.read_text().replace("registry.local/app:1.0", "registry.local/app:1.1")
+    )
     _git(repo, "commit", "-q", "-am", "one line: app-0500 to 1.1")
 
 
@@ -140,20 +147,33 @@ def make_snapshot(repo: Path, path: Path) -> int:
 
     sides = load_sides(repo, base="HEAD~1", head="HEAD~1")
     objects = [o.obj for o in sides.base.objects]
-    nodes = [Node.model_validate({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": f"node-{i:03d}", "labels": {"zone": f"z{i % 3}"}},
-        "spec": {"address": f"10.0.{i // 250}.{i % 250 + 1}"},
-        "status": {"capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                   "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                   "conditions": [{"type": "Ready", "status": "True"}]},
-    }) for i in range(NODES)]
+    nodes = [
+        Node.model_validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": f"node-{i:03d}", "labels": {"zone": f"z{i % 3}"}},
+                "spec": {"address": f"10.0.{i // 250}.{i % 250 + 1}"},
+                "status": {
+                    "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+                    "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }
+        )
+        for i in range(NODES)
+    ]
     # Placed by the scheduler's dry run, as the cluster would have them.
     observed = from_base([*objects, *nodes], label="base")
     from datetime import UTC, datetime
+
     snapshot = ClusterSnapshot(
-        taken_at=datetime.now(UTC), revision=None, nodes=tuple(nodes), pods=observed.pods,
-        replicasets=observed.replicasets, objects=(),
+        taken_at=datetime.now(UTC),
+        revision=None,
+        nodes=tuple(nodes),
+        pods=observed.pods,
+        replicasets=observed.replicasets,
+        objects=(),
     )
     snapshot.save(path)
     return len(observed.pods)
@@ -170,20 +190,29 @@ def child(repo: Path, snapshot: Path, *, incremental: bool) -> None:
     cpu0 = time.process_time()
     observed = from_snapshot(ClusterSnapshot.load(snapshot), label=snapshot.name)
     t1 = time.perf_counter()
-    plan = make_plan(repo, base="HEAD~1", head="HEAD", observed=observed,
-                     incremental=incremental)
+    plan = make_plan(repo, base="HEAD~1", head="HEAD", observed=observed, incremental=incremental)
     text = render_markdown(plan)
     t2 = time.perf_counter()
-    print(json.dumps({
-        "import_s": imported - started, "snapshot_s": t1 - t0, "load_s": plan.timings["load_s"],
-        "build_s": plan.timings["build_s"], "plan_s": t2 - t0,
-        "cpu_s": time.process_time() - cpu0,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "strategy": plan.load_strategy, "exit": plan.exit_code,
-        "changes": len(plan.changes), "unchanged": plan.unchanged,
-        "starts": plan.pods_starting, "stops": plan.pods_stopping,
-        "markdown_bytes": len(text),
-    }))
+    print(
+        json.dumps(
+            {
+                "import_s": imported - started,
+                "snapshot_s": t1 - t0,
+                "load_s": plan.timings["load_s"],
+                "build_s": plan.timings["build_s"],
+                "plan_s": t2 - t0,
+                "cpu_s": time.process_time() - cpu0,
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "strategy": plan.load_strategy,
+                "exit": plan.exit_code,
+                "changes": len(plan.changes),
+                "unchanged": plan.unchanged,
+                "starts": plan.pods_starting,
+                "stops": plan.pods_stopping,
+                "markdown_bytes": len(text),
+            }
+        )
+    )
 
 
 def _measure(repo: Path, snapshot: Path, *, incremental: bool) -> dict[str, object]:
@@ -211,23 +240,37 @@ def main() -> None:
         setup_s = time.perf_counter() - t0
         fast = _measure(repo, snapshot, incremental=True)
         full = _measure(repo, snapshot, incremental=False)
-    print(f"setup: {APPS} apps ({APPS * 5 + NAMESPACES} objects), {NODES} nodes, {pods} pods "
-          f"bound in the snapshot ({snapshot.name}); {setup_s:.1f} s")
-    print(f"plan: {fast['changes']} change(s), {fast['unchanged']} unchanged, "
-          f"{fast['starts']} pod(s) start, {fast['stops']} stop, exit {fast['exit']}")
+    print(
+        f"setup: {APPS} apps ({APPS * 5 + NAMESPACES} objects), {NODES} nodes, {pods} pods "
+        f"bound in the snapshot ({snapshot.name}); {setup_s:.1f} s"
+    )
+    print(
+        f"plan: {fast['changes']} change(s), {fast['unchanged']} unchanged, "
+        f"{fast['starts']} pod(s) start, {fast['stops']} stop, exit {fast['exit']}"
+    )
     print()
     rows = [("incremental base (default)", fast), ("full load of both sides", full)]
-    print(f"{'path':<28}{'snapshot s':>11}{'load s':>9}{'build s':>9}{'plan s':>9}"
-          f"{'cpu s':>8}{'peak MB':>9}")
+    print(
+        f"{'path':<28}{'snapshot s':>11}{'load s':>9}{'build s':>9}{'plan s':>9}"
+        f"{'cpu s':>8}{'peak MB':>9}"
+    )
     for name, r in rows:
-        print(f"{name:<28}{r['snapshot_s']:>11.2f}{r['load_s']:>9.2f}{r['build_s']:>9.2f}"
-              f"{r['plan_s']:>9.2f}{r['cpu_s']:>8.2f}{r['peak_mb']:>9.0f}")
+        print(
+            f"{name:<28}{r['snapshot_s']:>11.2f}{r['load_s']:>9.2f}{r['build_s']:>9.2f}"
+            f"{r['plan_s']:>9.2f}{r['cpu_s']:>8.2f}{r['peak_mb']:>9.0f}"
+        )
     print(f"(python imports before timing: {fast['import_s']:.2f} s; not counted)")
-    print(json.dumps({"plan_s": round(float(fast["plan_s"]), 3),  # type: ignore[arg-type]
-                      "peak_mb": round(float(fast["peak_mb"]), 1),  # type: ignore[arg-type]
-                      "plan_cpu_s": round(float(fast["cpu_s"]), 3),  # type: ignore[arg-type]
-                      "plan_full_load_s": round(float(full["plan_s"]), 3),  # type: ignore[arg-type]
-                      "load_strategy": fast["strategy"]}))
+    print(
+        json.dumps(
+            {
+                "plan_s": round(float(fast["plan_s"]), 3),  # type: ignore[arg-type]
+                "peak_mb": round(float(fast["peak_mb"]), 1),  # type: ignore[arg-type]
+                "plan_cpu_s": round(float(fast["cpu_s"]), 3),  # type: ignore[arg-type]
+                "plan_full_load_s": round(float(full["plan_s"]), 3),  # type: ignore[arg-type]
+                "load_strategy": fast["strategy"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,12 @@ from tests.fixtures.sshd import SshNode, SshNodeFarm
 REPLICAS = 10
 STAGES = ("detect", "render+validate", "plan+apply", "schedule", "push", "container start")
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
 }
 
 
@@ -118,8 +121,14 @@ class Repo:
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.path, check=True, capture_output=True,
-                              text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **GIT_ENV},
+        ).stdout.strip()
 
     def commit(self, files: dict[str, str], message: str) -> str:
         for name, text in files.items():
@@ -152,13 +161,19 @@ def wait(predicate, *, timeout: float, what: str, interval: float = 0.01):  # ty
 
 def new_pods(app: CapstanApp, version: int) -> list[Pod]:
     assert app.api is not None
-    sets = [rs for rs in app.api.list(ReplicaSet, namespace="default").items
-            if rs.spec.template.metadata.annotations.get("bench/version") == str(version)]
+    sets = [
+        rs
+        for rs in app.api.list(ReplicaSet, namespace="default").items
+        if rs.spec.template.metadata.annotations.get("bench/version") == str(version)
+    ]
     if not sets:
         return []
     uid = sets[0].metadata.uid
-    return [p for p in app.api.list(Pod, namespace="default").items
-            if any(ref.uid == uid for ref in p.metadata.owner_references)]
+    return [
+        p
+        for p in app.api.list(Pod, namespace="default").items
+        if any(ref.uid == uid for ref in p.metadata.owner_references)
+    ]
 
 
 def all_ready(app: CapstanApp, version: int) -> list[Pod] | None:
@@ -168,28 +183,46 @@ def all_ready(app: CapstanApp, version: int) -> list[Pod] | None:
     return None
 
 
-def measure(app: CapstanApp, repo: Repo, version: int, records: dict[str, tuple[float, float]]
-            ) -> Push:
+def measure(
+    app: CapstanApp, repo: Repo, version: int, records: dict[str, tuple[float, float]]
+) -> Push:
     assert app.sync is not None
     t_commit = time.time()
     sha = repo.commit({"deployment.yaml": deployment(version)}, f"v{version}")
     t_commit = (t_commit + time.time()) / 2  # the commit's midpoint: git itself takes a while
-    wait(lambda: app.sync is not None and app.sync.seen is not None and app.sync.seen.sha == sha,
-         timeout=30, what="detect", interval=0.002)
+    wait(
+        lambda: app.sync is not None and app.sync.seen is not None and app.sync.seen.sha == sha,
+        timeout=30,
+        what="detect",
+        interval=0.002,
+    )
     t_detect = time.time()
     pods = wait(lambda: all_ready(app, version), timeout=60, what="pods ready")
     started, finished = wait(lambda: records.get(sha), timeout=10, what="sync record")
-    scheduled = max(_ts(c.last_transition_time) for p in pods
-                    if p.status and (c := p.status.condition("PodScheduled")))
-    running = max(_ts(s.state.running.started_at) for p in pods if p.status
-                  for s in p.status.container_statuses if s.state.running)
-    ready = max(_ts(c.last_transition_time) for p in pods
-                if p.status and (c := p.status.condition("Ready")))
+    scheduled = max(
+        _ts(c.last_transition_time)
+        for p in pods
+        if p.status and (c := p.status.condition("PodScheduled"))
+    )
+    running = max(
+        _ts(s.state.running.started_at)
+        for p in pods
+        if p.status
+        for s in p.status.container_statuses
+        if s.state.running
+    )
+    ready = max(
+        _ts(c.last_transition_time) for p in pods if p.status and (c := p.status.condition("Ready"))
+    )
     marks = [t_commit, t_detect, started, finished, scheduled, running, ready]
     stages = {name: max(0.0, marks[i + 1] - marks[i]) for i, name in enumerate(STAGES)}
     # Let the old ReplicaSet drain before the next push, so pushes do not overlap.
-    wait(lambda: len(app.api.list(Pod, namespace="default").items) == REPLICAS,  # type: ignore[union-attr]
-         timeout=60, what="old pods gone", interval=0.05)
+    wait(
+        lambda: len(app.api.list(Pod, namespace="default").items) == REPLICAS,  # type: ignore[union-attr]
+        timeout=60,
+        what="old pods gone",
+        interval=0.05,
+    )
     return Push(stages, ready - t_commit)
 
 
@@ -208,8 +241,10 @@ def main() -> None:
 
     def on_sync(result: SyncResult) -> None:
         if result.record is not None and result.succeeded:
-            records[result.commit.sha] = (_ts(result.record.started_at),
-                                          _ts(result.record.finished_at))
+            records[result.commit.sha] = (
+                _ts(result.record.started_at),
+                _ts(result.record.finished_at),
+            )
 
     # Each agent gets proxy rules of its own (agents sharing a host must not replace each
     # other's table); removed after the farm has stopped them.
@@ -222,22 +257,30 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work: Path, agent_args: list[tuple[str, ...]], count: int,
-        records: dict[str, tuple[float, float]], on_sync: Callable[[SyncResult], None]
-        ) -> None:
+def run(
+    work: Path,
+    agent_args: list[tuple[str, ...]],
+    count: int,
+    records: dict[str, tuple[float, float]],
+    on_sync: Callable[[SyncResult], None],
+) -> None:
     with SshNodeFarm(prefix="p2r") as farm:
         nodes = [farm.start(1, agent_args=extra)[0] for extra in agent_args]
         repo = Repo(work / "repo")
         files = {f"node-{i}.yaml": node_manifest(n) for i, n in enumerate(nodes)}
         repo.commit({**files, "deployment.yaml": deployment(0)}, "v0")
-        config = UpConfig(repo=str(repo.path), state_dir=work / "state", local_agent=False,
-                          resync_s=30.0)
+        config = UpConfig(
+            repo=str(repo.path), state_dir=work / "state", local_agent=False, resync_s=30.0
+        )
         app = CapstanApp(config, on_sync=on_sync)
         app.start()
         try:
             wait(lambda: all_ready(app, 0), timeout=120, what="initial rollout", interval=0.1)
-            wait(lambda: len(app.api.list(Pod).items) == REPLICAS,  # type: ignore[union-attr]
-                 timeout=60, what="settled")
+            wait(
+                lambda: len(app.api.list(Pod).items) == REPLICAS,  # type: ignore[union-attr]
+                timeout=60,
+                what="settled",
+            )
             pushes: list[Push] = []
             for version in range(1, count + 1):
                 pushes.append(measure(app, repo, version, records))
@@ -249,8 +292,9 @@ def run(work: Path, agent_args: list[tuple[str, ...]], count: int,
 
 def report(pushes: list[Push]) -> None:
     totals = [p.total for p in pushes]
-    print(f"\ncommit -> {REPLICAS} new pods Ready on 2 sshd nodes, {len(pushes)} pushes "
-          "(seconds)\n")
+    print(
+        f"\ncommit -> {REPLICAS} new pods Ready on 2 sshd nodes, {len(pushes)} pushes (seconds)\n"
+    )
     print(f"{'stage':<18}{'p50':>8}{'p99':>8}")
     for name in STAGES:
         values = [p.stages[name] for p in pushes]
@@ -259,14 +303,20 @@ def report(pushes: list[Push]) -> None:
     detect = [p.stages["detect"] for p in pushes]
     print("\nwith polling instead of watching, detect alone would be:")
     for label, interval in (("60 s (Flux default)", 60.0), ("180 s (Argo CD default)", 180.0)):
-        print(f"  {label:<24} +{interval / 2:5.0f}s p50, +{interval * 0.99:5.0f}s p99 "
-              f"(total p50 ~{pct(totals, 0.5) + interval / 2:.0f}s)")
+        print(
+            f"  {label:<24} +{interval / 2:5.0f}s p50, +{interval * 0.99:5.0f}s p99 "
+            f"(total p50 ~{pct(totals, 0.5) + interval / 2:.0f}s)"
+        )
     result = {
         "detect_p99_s": round(pct(detect, 0.99), 3),
         "ready_p50_s": round(pct(totals, 0.5), 3),
         "ready_p99_s": round(pct(totals, 0.99), 3),
-        **{f"{name.replace('+', '_').replace(' ', '_')}_p50_s": round(
-            statistics.median(p.stages[name] for p in pushes), 3) for name in STAGES},
+        **{
+            f"{name.replace('+', '_').replace(' ', '_')}_p50_s": round(
+                statistics.median(p.stages[name] for p in pushes), 3
+            )
+            for name in STAGES
+        },
     }
     print(json.dumps(result))
 

@@ -49,10 +49,15 @@ def manifest(replicas: int, image: str) -> dict[str, object]:
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{
-                    "name": "web", "image": image,
-                    "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
+                        }
+                    ]
+                },
             },
         },
     }
@@ -103,8 +108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=1000)
     parser.add_argument("--nodes", type=int, default=100)
-    parser.add_argument("--start-delay", type=float, default=0.1,
-                        help="seconds a hollow node takes to start a pod")
+    parser.add_argument(
+        "--start-delay", type=float, default=0.1, help="seconds a hollow node takes to start a pod"
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
 
@@ -126,25 +132,37 @@ def main() -> None:
                     before = api.current_revision()
                     started = time.perf_counter()
                     act()
-                    wait(rolled_to(api, image, args.replicas), timeout_s=args.timeout,
-                         what=f"{phase} rollout")
-                    rows.append((phase, time.perf_counter() - started,
-                                 api.current_revision() - before))
+                    wait(
+                        rolled_to(api, image, args.replicas),
+                        timeout_s=args.timeout,
+                        what=f"{phase} rollout",
+                    )
+                    rows.append(
+                        (phase, time.perf_counter() - started, api.current_revision() - before)
+                    )
         finally:
             store.close()
 
-    print(f"{args.replicas} replicas on {args.nodes} hollow nodes "
-          f"(pod start delay {args.start_delay}s), embedded store")
+    print(
+        f"{args.replicas} replicas on {args.nodes} hollow nodes "
+        f"(pod start delay {args.start_delay}s), embedded store"
+    )
     print(f"{'phase':<8} {'seconds':>9} {'pods/s':>8} {'store writes':>13} {'writes/pod':>11}")
     for phase, seconds, writes in rows:
-        print(f"{phase:<8} {seconds:>9.2f} {args.replicas / seconds:>8.0f} {writes:>13} "
-              f"{writes / args.replicas:>11.2f}")
-    print(json.dumps({
-        "rollout_s": round(rows[0][1], 2),
-        "update_rollout_s": round(rows[1][1], 2),
-        "writes_per_pod": round(rows[0][2] / args.replicas, 2),
-        "update_writes_per_pod": round(rows[1][2] / args.replicas, 2),
-    }))
+        print(
+            f"{phase:<8} {seconds:>9.2f} {args.replicas / seconds:>8.0f} {writes:>13} "
+            f"{writes / args.replicas:>11.2f}"
+        )
+    print(
+        json.dumps(
+            {
+                "rollout_s": round(rows[0][1], 2),
+                "update_rollout_s": round(rows[1][1], 2),
+                "writes_per_pod": round(rows[0][2] / args.replicas, 2),
+                "update_writes_per_pod": round(rows[1][2] / args.replicas, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

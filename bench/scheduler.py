@@ -88,8 +88,13 @@ def make_pods(count: int, rng: random.Random) -> list[Pod]:
                     name=f"pod-{i}",
                     namespace="default",
                     owner_references=[
-                        OwnerReference(api_version="apps/v1", kind="ReplicaSet", name=owner,
-                                       uid=f"uid-{owner}", controller=True)
+                        OwnerReference(
+                            api_version="apps/v1",
+                            kind="ReplicaSet",
+                            name=owner,
+                            uid=f"uid-{owner}",
+                            controller=True,
+                        )
                     ],
                 ),
                 spec=PodSpec(
@@ -134,8 +139,9 @@ def populate(api: Api, nodes: list[Node], pods: list[Pod]) -> list[Pod]:
         return list(pool.map(api.create, pods))
 
 
-def bench_binds(directory: Path, nodes: list[Node], pods: list[Pod], chosen: dict[str, str]
-                ) -> float:
+def bench_binds(
+    directory: Path, nodes: list[Node], pods: list[Pod], chosen: dict[str, str]
+) -> float:
     with open_store(f"sqlite:///{directory / 'binds.db'}") as store:
         api = Api(store)
         stored = populate(api, nodes, pods)
@@ -147,8 +153,9 @@ def bench_binds(directory: Path, nodes: list[Node], pods: list[Pod], chosen: dic
     return len(work) / elapsed
 
 
-def bench_end_to_end(directory: Path, nodes: list[Node], pods: list[Pod], expected: int
-                     ) -> tuple[float, int]:
+def bench_end_to_end(
+    directory: Path, nodes: list[Node], pods: list[Pod], expected: int
+) -> tuple[float, int]:
     with open_store(f"sqlite:///{directory / 'e2e.db'}") as store:
         api = Api(store)
         populate(api, nodes, pods)
@@ -202,15 +209,29 @@ def main() -> None:
             results[f"pods_per_s_{size}_nodes"] = round(placement, 1)
             results[f"bind_writes_per_s_{size}_nodes"] = round(binds, 1)
             results[f"end_to_end_pods_per_s_{size}_nodes"] = round(e2e, 1)
-    header = ("nodes", "pods", "unsched", "placement/s", "(best)", "bind writes/s",
-              "end-to-end/s", "bound")
-    print(f"{header[0]:>6} {header[1]:>6} {header[2]:>8} {header[3]:>12} {header[4]:>8} "
-          f"{header[5]:>14} {header[6]:>13} {header[7]:>6}")
+    header = (
+        "nodes",
+        "pods",
+        "unsched",
+        "placement/s",
+        "(best)",
+        "bind writes/s",
+        "end-to-end/s",
+        "bound",
+    )
+    print(
+        f"{header[0]:>6} {header[1]:>6} {header[2]:>8} {header[3]:>12} {header[4]:>8} "
+        f"{header[5]:>14} {header[6]:>13} {header[7]:>6}"
+    )
     for size, count, failed, placement, best, binds, e2e, done in rows:
-        print(f"{size:>6} {count:>6} {failed:>8} {placement:>12.0f} {best:>8.0f} {binds:>14.0f} "
-              f"{e2e:>13.0f} {done:>6}")
-    print(f"(placement: median of {PLACEMENT_RUNS} runs; bind writes and end-to-end: embedded "
-          f"sqlite store through reconciler.api, {BIND_THREADS} bind threads)")
+        print(
+            f"{size:>6} {count:>6} {failed:>8} {placement:>12.0f} {best:>8.0f} {binds:>14.0f} "
+            f"{e2e:>13.0f} {done:>6}"
+        )
+    print(
+        f"(placement: median of {PLACEMENT_RUNS} runs; bind writes and end-to-end: embedded "
+        f"sqlite store through reconciler.api, {BIND_THREADS} bind threads)"
+    )
     print(json.dumps(results))
 
 

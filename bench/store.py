@@ -88,13 +88,26 @@ def etcd_server(directory: Path) -> Iterator[str]:
     log = (directory / "etcd.log").open("wb")
     proc = subprocess.Popen(
         [
-            shutil.which("etcd") or "/usr/bin/etcd", "--name", "bench",
-            "--data-dir", str(directory / "etcd-data"),
-            "--listen-client-urls", f"http://{client}", "--advertise-client-urls", f"http://{client}",
-            "--listen-peer-urls", f"http://{peer}", "--initial-advertise-peer-urls", f"http://{peer}",
-            "--initial-cluster", f"bench=http://{peer}", "--max-request-bytes", str(2 << 20),
+            shutil.which("etcd") or "/usr/bin/etcd",
+            "--name",
+            "bench",
+            "--data-dir",
+            str(directory / "etcd-data"),
+            "--listen-client-urls",
+            f"http://{client}",
+            "--advertise-client-urls",
+            f"http://{client}",
+            "--listen-peer-urls",
+            f"http://{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://{peer}",
+            "--initial-cluster",
+            f"bench=http://{peer}",
+            "--max-request-bytes",
+            str(2 << 20),
         ],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30
@@ -195,8 +208,10 @@ def watch_latency_ms(store: Store) -> tuple[float, float, float, float]:
     watch.close()
     consumer.join(timeout=5)
     return (
-        _percentile(from_call, 0.5), _percentile(from_call, 0.99),
-        _percentile(from_ack, 0.5), _percentile(from_ack, 0.99),
+        _percentile(from_call, 0.5),
+        _percentile(from_call, 0.99),
+        _percentile(from_ack, 0.5),
+        _percentile(from_ack, 0.99),
     )
 
 
@@ -237,8 +252,14 @@ def measure(
     figures["range_p50_ms"], figures["range_p99_ms"] = range_latency_ms(store)
     print(f"  {name}: listing all {RANGE_KEYS} keys takes {list_all_ms(store):.1f} ms (p50)")
     print(f"  {name}: done", flush=True)
-    order = ["write_1_per_s", "write_64_per_s", "range_p50_ms", "range_p99_ms",
-             "watch_p50_ms", "watch_p99_ms"]
+    order = [
+        "write_1_per_s",
+        "write_64_per_s",
+        "range_p50_ms",
+        "range_p99_ms",
+        "watch_p50_ms",
+        "watch_p99_ms",
+    ]
     return {key: round(figures[key], 3) for key in order}
 
 

@@ -154,8 +154,12 @@ def generate(root: Path, *, apps: int) -> int:
             "replicas": 2,
         }
         if templated:
-            jinja = dict(plain, image="{{ values.image }}", version="{{ values.version }}",
-                         replicas="{{ values.replicas }}")
+            jinja = dict(
+                plain,
+                image="{{ values.image }}",
+                version="{{ values.version }}",
+                replicas="{{ values.replicas }}",
+            )
             (directory / "deployment.yaml.j2").write_text(DEPLOYMENT.format(**jinja))
             (directory / "configmap.yaml.j2").write_text(CONFIGMAP.format(**jinja))
         else:
@@ -201,20 +205,28 @@ def main() -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     objects_per_s = objects / seconds
     templates = sum(1 for index in range(args.apps) if index % 4 == 0) * 2
-    print(table([
-        ("apps", f"{args.apps}"),
-        ("files", f"{files} ({templates} Jinja2 templates)"),
-        ("objects", f"{objects}"),
-        ("load_repository", f"{seconds:.2f} s"),
-        ("objects/s", f"{objects_per_s:,.0f}"),
-        ("peak memory (tracemalloc)", f"{peak_mb:.1f} MB"),
-        ("peak RSS of the process", f"{rss_mb:.1f} MB"),
-    ]))
-    print(json.dumps({
-        "objects": objects,
-        "objects_per_s": round(objects_per_s, 1),
-        "peak_mb": round(peak_mb, 1),
-    }))
+    print(
+        table(
+            [
+                ("apps", f"{args.apps}"),
+                ("files", f"{files} ({templates} Jinja2 templates)"),
+                ("objects", f"{objects}"),
+                ("load_repository", f"{seconds:.2f} s"),
+                ("objects/s", f"{objects_per_s:,.0f}"),
+                ("peak memory (tracemalloc)", f"{peak_mb:.1f} MB"),
+                ("peak RSS of the process", f"{rss_mb:.1f} MB"),
+            ]
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "objects": objects,
+                "objects_per_s": round(objects_per_s, 1),
+                "peak_mb": round(peak_mb, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -144,7 +144,8 @@ def control_plane_components(
         else AutoRollbackController
     )
     dispatcher = functools.partial(
-        NodeDispatcher, local_agent_command=local_agent_command,
+        NodeDispatcher,
+        local_agent_command=local_agent_command,
         settings=dispatch or DispatchSettings(),
     )
     components = default_components()
@@ -152,8 +153,11 @@ def control_plane_components(
         node = functools.partial(
             NodeController,
             grace_period_s=node_grace_s if node_grace_s is not None else DEFAULT_GRACE_PERIOD_S,
-            eviction_timeout_s=(pod_eviction_timeout_s if pod_eviction_timeout_s is not None
-                                else DEFAULT_EVICTION_TIMEOUT_S),
+            eviction_timeout_s=(
+                pod_eviction_timeout_s
+                if pod_eviction_timeout_s is not None
+                else DEFAULT_EVICTION_TIMEOUT_S
+            ),
         )
         components = [node if factory is NodeController else factory for factory in components]
     return [*components, rollback, dispatcher]
@@ -248,8 +252,12 @@ class CapstanApp:
         # Every replica serves the API; only the elected one runs the parts that write.
         identity = cfg.identity or default_identity()
         self.elector = LeaderElector(
-            self.store, identity=identity, settings=cfg.election, listen=cfg.listen,
-            on_started_leading=self._start_leading, on_stopped_leading=self._stop_leading,
+            self.store,
+            identity=identity,
+            settings=cfg.election,
+            listen=cfg.listen,
+            on_started_leading=self._start_leading,
+            on_stopped_leading=self._stop_leading,
         )
         self._progress(f"leader election: campaigning as {identity}")
         self.elector.start()
@@ -257,11 +265,17 @@ class CapstanApp:
         if not self.elector.is_leader:
             self._progress("leader election: following; this replica serves the API only")
 
-        info = RunInfo(pid=os.getpid(), store=cfg.store, repo=redact(cfg.repo), branch=cfg.branch,
-                       agent_socket=str(agent_socket), listen=cfg.listen,
-                       webhook_url=self.webhook_url,
-                       webhook_armed=self.http is not None and bool(self._webhook_secret),
-                       webhook_secret_from=self.webhook_secret_from)
+        info = RunInfo(
+            pid=os.getpid(),
+            store=cfg.store,
+            repo=redact(cfg.repo),
+            branch=cfg.branch,
+            agent_socket=str(agent_socket),
+            listen=cfg.listen,
+            webhook_url=self.webhook_url,
+            webhook_armed=self.http is not None and bool(self._webhook_secret),
+            webhook_secret_from=self.webhook_secret_from,
+        )
         run_file = write_run_info(cfg.state_dir, info)
         self._cleanups.append(("run info", lambda: run_file.unlink(missing_ok=True)))
 
@@ -279,15 +293,18 @@ class CapstanApp:
         fenced = FencedStore(store, term=leadership.term, on_fenced=elector.lose)
         api = Api(fenced, clock=SystemClock())
         assert self.agent is not None
-        dispatch = replace(cfg.dispatch,
-                           connection=replace(cfg.dispatch.connection, term=leadership.term))
+        dispatch = replace(
+            cfg.dispatch, connection=replace(cfg.dispatch.connection, term=leadership.term)
+        )
         with self._leading_lock:
             self._progress("control plane: starting controllers, scheduler and node dispatcher")
             self.manager = ControllerManager(
                 api,
                 components=control_plane_components(
-                    local_agent_command=self.agent.connect_command, dispatch=dispatch,
-                    rollback_git=self._rollback_git(), node_grace_s=cfg.node_monitor_grace_s,
+                    local_agent_command=self.agent.connect_command,
+                    dispatch=dispatch,
+                    rollback_git=self._rollback_git(),
+                    node_grace_s=cfg.node_monitor_grace_s,
                     pod_eviction_timeout_s=cfg.pod_eviction_timeout_s,
                 ),
             )
@@ -302,10 +319,12 @@ class CapstanApp:
             )
             if cfg.resync_s is not None:
                 options = replace(options, resync_s=cfg.resync_s)
-            watch = (BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
-                     if cfg.poll_interval_s is not None else None)
-            self.sync = SyncLoop(api, source, options=options, watch=watch,
-                                 on_result=self._on_sync)
+            watch = (
+                BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
+                if cfg.poll_interval_s is not None
+                else None
+            )
+            self.sync = SyncLoop(api, source, options=options, watch=watch, on_result=self._on_sync)
             self.sync.start()
 
     def _stop_leading(self, leadership: Leadership) -> None:
@@ -373,26 +392,42 @@ class CapstanApp:
 
         cfg = self.config
         plan = plan_provider(
-            api, GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git-plan"),
-            env=cfg.env, subdir=cfg.subdir,
+            api,
+            GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "git-plan"),
+            env=cfg.env,
+            subdir=cfg.subdir,
         )
 
-        ui = ui_sources(api, repo=cfg.repo, shown_repo=redact(cfg.repo), branch=cfg.branch,
-                        cache_dir=cfg.state_dir / "git-ui", env=cfg.env, subdir=cfg.subdir,
-                        trigger=trigger_sync,
-                        local_agent_command=self.agent.connect_command if self.agent else "")
+        ui = ui_sources(
+            api,
+            repo=cfg.repo,
+            shown_repo=redact(cfg.repo),
+            branch=cfg.branch,
+            cache_dir=cfg.state_dir / "git-ui",
+            env=cfg.env,
+            subdir=cfg.subdir,
+            trigger=trigger_sync,
+            local_agent_command=self.agent.connect_command if self.agent else "",
+        )
         options = ServeOptions(
-            state_dir=self.config.state_dir, host=host, port=int(port),
+            state_dir=self.config.state_dir,
+            host=host,
+            port=int(port),
             insecure_http=self.config.insecure_http,
             client_config=self.config.state_dir / CLIENT_CONFIG_FILE,
         )
         self._progress(f"http: starting the API server on {listen}")
-        self.http = serve(api, store, options=options,
-                          hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan,
-                                            ui=web_ui(ui)))
+        self.http = serve(
+            api,
+            store,
+            options=options,
+            hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan, ui=web_ui(ui)),
+        )
         self._cleanups.append(("http", self.http.stop))
-        self._progress(f"http: serving {self.http.url} (client config "
-                       f"{self.config.state_dir / CLIENT_CONFIG_FILE})")
+        self._progress(
+            f"http: serving {self.http.url} (client config "
+            f"{self.config.state_dir / CLIENT_CONFIG_FILE})"
+        )
 
     @property
     def webhook_url(self) -> str | None:

@@ -116,14 +116,26 @@ class TooManyRequests(ApiError):
 
 
 _BY_REASON: Mapping[str, type[ApiError]] = {
-    "NotFound": NotFound, "AlreadyExists": AlreadyExists, "Conflict": Conflict,
-    "Forbidden": Forbidden, "Expired": Expired, "Gone": Expired,
-    "RequestEntityTooLarge": TooLarge, "ServiceUnavailable": Unavailable,
-    "Unauthorized": Unauthorized, "BadRequest": BadRequest,
+    "NotFound": NotFound,
+    "AlreadyExists": AlreadyExists,
+    "Conflict": Conflict,
+    "Forbidden": Forbidden,
+    "Expired": Expired,
+    "Gone": Expired,
+    "RequestEntityTooLarge": TooLarge,
+    "ServiceUnavailable": Unavailable,
+    "Unauthorized": Unauthorized,
+    "BadRequest": BadRequest,
 }
 _BY_CODE: Mapping[int, type[ApiError]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-    410: Expired, 413: TooLarge, 503: Unavailable,
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Expired,
+    413: TooLarge,
+    503: Unavailable,
 }
 
 
@@ -137,7 +149,8 @@ def error_from_status(code: int, body: Any, *, retry_after: str | None = None) -
         raw_causes = details.get("causes") if isinstance(details, dict) else None
         causes = tuple(
             Cause(str(c.get("field", "")), str(c.get("message", "")))
-            for c in (raw_causes or []) if isinstance(c, dict)
+            for c in (raw_causes or [])
+            if isinstance(c, dict)
         )
         error: ApiError = Invalid(message, causes)
         error.message = message
@@ -375,16 +388,24 @@ def _replace(path: Path, document: dict[str, Any]) -> None:
     write_private(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
 
 
-def resource_path(kind: type[KubeObject], *, namespace: str | None, name: str | None = None,
-                  subresource: str | None = None) -> str:
+def resource_path(
+    kind: type[KubeObject],
+    *,
+    namespace: str | None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
     """The REST path of a kind's collection or object."""
     api_version = str(kind.model_fields["api_version"].default)
     kind_name = str(kind.model_fields["kind"].default)
     group, _, version = api_version.rpartition("/")
     base = f"/apis/{group}/{version}" if group else f"/api/{version}"
     plural = resource_plural(kind_name)
-    path = f"{base}/namespaces/{namespace}/{plural}" if kind.NAMESPACED and namespace \
+    path = (
+        f"{base}/namespaces/{namespace}/{plural}"
+        if kind.NAMESPACED and namespace
         else f"{base}/{plural}"
+    )
     if name is not None:
         path += f"/{name}"
         if subresource:
@@ -436,8 +457,12 @@ class ClientWatch(Iterator[WatchEvent[T]]):
     def __enter__(self) -> ClientWatch[T]:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -459,8 +484,13 @@ class Client:
         verify: ssl.SSLContext | bool = True
         if config.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(config.ca_file))
-        self._http = httpx.Client(base_url=config.server, headers=headers, timeout=timeout,
-                                  verify=verify, transport=transport)
+        self._http = httpx.Client(
+            base_url=config.server,
+            headers=headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+        )
 
     @classmethod
     def from_config(
@@ -480,12 +510,14 @@ class Client:
             if server is None:
                 raise
             base = ClientConfig(server=server)
-        return cls(ClientConfig(
-            server=server or base.server,
-            token=token or base.token,
-            token_file=None if token else base.token_file,
-            ca_file=ca_file or base.ca_file,
-        ))
+        return cls(
+            ClientConfig(
+                server=server or base.server,
+                token=token or base.token,
+                token_file=None if token else base.token_file,
+                ca_file=ca_file or base.ca_file,
+            )
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -493,16 +525,26 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, body: Any = None,
-                params: Mapping[str, str] | None = None,
-                headers: Mapping[str, str] | None = None,
-                content_type: str = "application/json") -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         """One request; the decoded JSON body, or the matching :class:`ApiError`."""
         send_headers = dict(headers or {})
         content = None
@@ -510,8 +552,9 @@ class Client:
             content = json.dumps(body).encode()
             send_headers["Content-Type"] = content_type
         try:
-            response = self._http.request(method, path, content=content, params=params,
-                                          headers=send_headers)
+            response = self._http.request(
+                method, path, content=content, params=params, headers=send_headers
+            )
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach {self.config.server}: {exc}") from exc
         if response.status_code >= 400:
@@ -519,8 +562,9 @@ class Client:
                 payload = response.json()
             except ValueError:
                 payload = {"message": response.text[:500]}
-            raise error_from_status(response.status_code, payload,
-                                    retry_after=response.headers.get("retry-after"))
+            raise error_from_status(
+                response.status_code, payload, retry_after=response.headers.get("retry-after")
+            )
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
@@ -535,9 +579,13 @@ class Client:
         path = resource_path(kind, namespace=namespace or "default", name=name)
         return kind.model_validate(self.request("GET", path))
 
-    def list(self, kind: type[T], *, namespace: str | None = None,
-             label_selector: str | Mapping[str, str] | LabelSelector | None = None
-             ) -> ObjectList[T]:
+    def list(
+        self,
+        kind: type[T],
+        *,
+        namespace: str | None = None,
+        label_selector: str | Mapping[str, str] | LabelSelector | None = None,
+    ) -> ObjectList[T]:
         params = {}
         selector = _selector_text(label_selector)
         if selector:
@@ -548,15 +596,17 @@ class Client:
 
     def create(self, obj: T) -> T:
         namespace = (obj.metadata.namespace or "default") if obj.NAMESPACED else None
-        data = self.request("POST", resource_path(type(obj), namespace=namespace),
-                            body=obj.to_dict())
+        data = self.request(
+            "POST", resource_path(type(obj), namespace=namespace), body=obj.to_dict()
+        )
         return type(obj).model_validate(data)
 
     def update(self, obj: T, *, override: bool = False) -> T:
         namespace = (obj.metadata.namespace or "default") if obj.NAMESPACED else None
         path = resource_path(type(obj), namespace=namespace, name=obj.name)
-        data = self.request("PUT", path, body=obj.to_dict(),
-                            headers=self._override_headers(override))
+        data = self.request(
+            "PUT", path, body=obj.to_dict(), headers=self._override_headers(override)
+        )
         return type(obj).model_validate(data)
 
     def update_status(self, obj: T) -> T:
@@ -564,16 +614,34 @@ class Client:
         path = resource_path(type(obj), namespace=namespace, name=obj.name, subresource="status")
         return type(obj).model_validate(self.request("PUT", path, body=obj.to_dict()))
 
-    def patch(self, kind: type[T], name: str, patch: Mapping[str, Any], *,
-              namespace: str | None = None, override: bool = False) -> T:
+    def patch(
+        self,
+        kind: type[T],
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        override: bool = False,
+    ) -> T:
         path = resource_path(kind, namespace=namespace or "default", name=name)
-        data = self.request("PATCH", path, body=dict(patch),
-                            content_type="application/merge-patch+json",
-                            headers=self._override_headers(override))
+        data = self.request(
+            "PATCH",
+            path,
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+            headers=self._override_headers(override),
+        )
         return kind.model_validate(data)
 
-    def delete(self, kind: type[T], name: str, *, namespace: str | None = None,
-               resource_version: str | int | None = None, override: bool = False) -> T:
+    def delete(
+        self,
+        kind: type[T],
+        name: str,
+        *,
+        namespace: str | None = None,
+        resource_version: str | int | None = None,
+        override: bool = False,
+    ) -> T:
         path = resource_path(kind, namespace=namespace or "default", name=name)
         body = None
         if resource_version is not None:
@@ -581,10 +649,15 @@ class Client:
         data = self.request("DELETE", path, body=body, headers=self._override_headers(override))
         return kind.model_validate(data)
 
-    def watch(self, kind: type[T], *, namespace: str | None = None,
-              resource_version: str | int | None = None,
-              label_selector: str | Mapping[str, str] | LabelSelector | None = None,
-              timeout_s: int | None = None) -> ClientWatch[T]:
+    def watch(
+        self,
+        kind: type[T],
+        *,
+        namespace: str | None = None,
+        resource_version: str | int | None = None,
+        label_selector: str | Mapping[str, str] | LabelSelector | None = None,
+        timeout_s: int | None = None,
+    ) -> ClientWatch[T]:
         """Changes after ``resource_version`` (without one: every current object as ADDED,
         then changes). Iterate; close when done."""
         params = {"watch": "true"}
@@ -595,8 +668,12 @@ class Client:
             params["labelSelector"] = selector
         if timeout_s is not None:
             params["timeoutSeconds"] = str(timeout_s)
-        stream = self._http.stream("GET", resource_path(kind, namespace=namespace),
-                                   params=params, timeout=httpx.Timeout(10.0, read=None))
+        stream = self._http.stream(
+            "GET",
+            resource_path(kind, namespace=namespace),
+            params=params,
+            timeout=httpx.Timeout(10.0, read=None),
+        )
         try:
             response = stream.__enter__()
         except httpx.TransportError as exc:

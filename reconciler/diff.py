@@ -147,9 +147,13 @@ def _keep_controller_taints(desired: dict[str, Any], live: Mapping[str, Any]) ->
         return
     mine = list(spec.get("taints") or [])
     keys = {(t.get("key"), t.get("effect")) for t in mine if isinstance(t, Mapping)}
-    kept = [t for t in live_taints if isinstance(t, Mapping)
-            and str(t.get("key", "")).startswith(_CONTROLLER_TAINT_PREFIX)
-            and (t.get("key"), t.get("effect")) not in keys]
+    kept = [
+        t
+        for t in live_taints
+        if isinstance(t, Mapping)
+        and str(t.get("key", "")).startswith(_CONTROLLER_TAINT_PREFIX)
+        and (t.get("key"), t.get("effect")) not in keys
+    ]
     if kept:
         spec["taints"] = mine + [dict(t) for t in kept]
 
@@ -215,8 +219,9 @@ def _diff_lists(before: list[Any], after: list[Any], path: str) -> list[FieldCha
     old_names, new_names = _names(before), _names(after)
     if old_names is not None and new_names is not None:
         changes: list[FieldChange] = []
-        old_by, new_by = dict(zip(old_names, before, strict=True)), dict(
-            zip(new_names, after, strict=True)
+        old_by, new_by = (
+            dict(zip(old_names, before, strict=True)),
+            dict(zip(new_names, after, strict=True)),
         )
         for name in [*old_names, *(n for n in new_names if n not in old_by)]:
             sub = f"{path}[name={name}]"

@@ -31,7 +31,21 @@ __all__ = [
 
 #: Seconds; fine at the low end, where API requests and store writes live.
 DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 
 MetricType = Literal["counter", "gauge", "histogram"]
@@ -262,19 +276,23 @@ class CapstanMetrics:
         return cls(
             registry=r,
             sync_duration=r.histogram(
-                "capstan_sync_duration_seconds", "Time to apply one Git commit.",
+                "capstan_sync_duration_seconds",
+                "Time to apply one Git commit.",
                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             ),
             sync_total=r.counter(
-                "capstan_sync_total", "Syncs by result (applied, noop, invalid, failed).",
+                "capstan_sync_total",
+                "Syncs by result (applied, noop, invalid, failed).",
                 labels=("result",),
             ),
             workqueue_depth=r.gauge(
-                "capstan_workqueue_depth", "Keys waiting in a controller's queue.",
+                "capstan_workqueue_depth",
+                "Keys waiting in a controller's queue.",
                 labels=("controller",),
             ),
             reconcile_duration=r.histogram(
-                "capstan_reconcile_duration_seconds", "Time of one reconcile call.",
+                "capstan_reconcile_duration_seconds",
+                "Time of one reconcile call.",
                 labels=("controller",),
             ),
             scheduler_attempts=r.counter(
@@ -283,7 +301,8 @@ class CapstanMetrics:
                 labels=("result",),
             ),
             node_connected=r.gauge(
-                "capstan_node_connected", "1 while the node's agent channel is up, else 0.",
+                "capstan_node_connected",
+                "1 while the node's agent channel is up, else 0.",
                 labels=("node",),
             ),
             node_push=r.histogram(
@@ -294,7 +313,8 @@ class CapstanMetrics:
                 "capstan_store_write_seconds", "Time of one API write (store transaction)."
             ),
             http_requests=r.counter(
-                "capstan_http_requests_total", "HTTP API requests.",
+                "capstan_http_requests_total",
+                "HTTP API requests.",
                 labels=("verb", "resource", "code"),
             ),
             http_request_duration=r.histogram(

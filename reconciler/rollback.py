@@ -61,8 +61,11 @@ def produced_revisions(
         _kind, namespace, name = key.split("/", 2)
         rs_name = f"{name}-{template_hash}"
         rs = by_name.get((namespace, rs_name))
-        produced.append(ProducedRevision(f"{namespace}/{name}", rs_name,
-                                         revision_of(rs) if rs is not None else None))
+        produced.append(
+            ProducedRevision(
+                f"{namespace}/{name}", rs_name, revision_of(rs) if rs is not None else None
+            )
+        )
     return produced
 
 
@@ -83,8 +86,11 @@ def synced_commits(records: Sequence[SyncRecord]) -> list[str]:
     """Commits that were live, newest first, each once (failed and rollback records skipped)."""
     seen: list[str] = []
     for record in records:
-        if record.outcome == "Succeeded" and record.trigger != "rollback" \
-                and record.commit not in seen:
+        if (
+            record.outcome == "Succeeded"
+            and record.trigger != "rollback"
+            and record.commit not in seen
+        ):
             seen.append(record.commit)
     return seen
 
@@ -93,9 +99,17 @@ def commits_since(source: GitSource, target: str) -> list[CommitInfo]:
     """The commits on the tracked branch after `target`, newest first (first parent)."""
     head = source.head()
     proc = subprocess.run(
-        ["git", "--git-dir", str(source.git_dir), "rev-list", "--first-parent",
-         f"{target}..{head.sha}"],
-        capture_output=True, text=True, check=False,
+        [
+            "git",
+            "--git-dir",
+            str(source.git_dir),
+            "rev-list",
+            "--first-parent",
+            f"{target}..{head.sha}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RollbackError(f"cannot list commits after {target[:12]}: {proc.stderr.strip()}")
@@ -123,7 +137,7 @@ def choose_target(
                 raise RollbackError("--steps must be at least 1")
             synced = synced_commits(records)
             if head.sha in synced:
-                synced = synced[synced.index(head.sha):]
+                synced = synced[synced.index(head.sha) :]
             if len(synced) > count:
                 target = source.resolve(synced[count])
             else:
@@ -139,8 +153,11 @@ def choose_target(
 
 
 def revert_message(choice: RollbackTarget, *, reason: str | None) -> str:
-    subject = (f"Roll back to {choice.target.short}: {choice.target.subject}"
-               if choice.target.subject else f"Roll back to {choice.target.short}")
+    subject = (
+        f"Roll back to {choice.target.short}: {choice.target.subject}"
+        if choice.target.subject
+        else f"Roll back to {choice.target.short}"
+    )
     lines = [subject, "", f"Reverts {len(choice.reverted)} commit(s):"]
     lines.extend(f"  {c.short} {c.subject}" for c in choice.reverted)
     lines += ["", f"Why: {reason or 'capstan rollback'}"]
@@ -150,8 +167,9 @@ def revert_message(choice: RollbackTarget, *, reason: str | None) -> str:
 def make_revert(source: GitSource, choice: RollbackTarget, *, reason: str | None) -> CommitSha:
     """The revert commit on the tracked branch of the cache (not yet pushed)."""
     try:
-        return source.revert([c.sha for c in choice.reverted],
-                             message=revert_message(choice, reason=reason))
+        return source.revert(
+            [c.sha for c in choice.reverted], message=revert_message(choice, reason=reason)
+        )
     except GitSourceError as exc:
         raise RollbackError(str(exc)) from exc
 
@@ -161,7 +179,9 @@ def push_upstream(repo: Path, branch: str) -> str:
     cluster tracks). Returns git's report."""
     proc = subprocess.run(
         ["git", "-C", str(repo), "push", "--porcelain", "origin", f"{branch}:{branch}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RollbackError(f"git push failed: {proc.stderr.strip() or proc.stdout.strip()}")

@@ -134,7 +134,8 @@ def take_snapshot(reader: ObjectReader, *, now: datetime | None = None) -> Clust
         model = model_for(api_version, kind)
         listed = reader.list(model, label_selector={MANAGED_BY_LABEL: MANAGED_BY_VALUE})
         objects.extend(
-            _without_secret_values(o) for o in listed.items
+            _without_secret_values(o)
+            for o in listed.items
             if not any(ref.controller for ref in o.metadata.owner_references)
         )
     revision = nodes.resource_version
@@ -165,4 +166,3 @@ def _without_secret_values(obj: KubeObject) -> KubeObject:
     meta = data.setdefault("metadata", {})
     meta["annotations"] = {**meta.get("annotations", {}), SECRET_KEYS_ANNOTATION: ",".join(keys)}
     return parse_object(data)
-

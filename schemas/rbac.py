@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 
-
 class PolicyRule(KubeModel):
     """Verbs allowed on resources (or, in ClusterRoles, on non-resource URLs like
     ``/metrics``). ``*`` matches every verb, group or resource."""
@@ -43,12 +42,14 @@ class PolicyRule(KubeModel):
         problems = Problems("PolicyRule")
         if self.resources and self.non_resource_urls:
             problems.add(
-                ("nonResourceURLs",), "rule_targets",
+                ("nonResourceURLs",),
+                "rule_targets",
                 "a rule names either resources or nonResourceURLs, not both",
             )
         if self.resources and not self.api_groups:
             problems.add(
-                ("apiGroups",), "missing",
+                ("apiGroups",),
+                "missing",
                 'is required with resources (use [""] for the core group)',
             )
         if not self.resources and not self.non_resource_urls:
@@ -126,8 +127,10 @@ class ClusterRoleBinding(KubeObject):
         if self.role_ref.kind != "ClusterRole":
             problems = Problems("ClusterRoleBinding")
             problems.add(
-                ("roleRef", "kind"), "role_ref",
-                "a ClusterRoleBinding can only refer to a ClusterRole", self.role_ref.kind,
+                ("roleRef", "kind"),
+                "role_ref",
+                "a ClusterRoleBinding can only refer to a ClusterRole",
+                self.role_ref.kind,
             )
             problems.raise_if_any()
         return self

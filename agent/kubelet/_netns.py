@@ -119,8 +119,6 @@ def probe_http(
     def work() -> ProbeOutcome:
         with _connect(target, timeout_s) as sock:
             sock.settimeout(timeout_s)
-            return _http_exchange(
-                sock, path=path, host=f"127.0.0.1:{target.port}", headers=headers
-            )
+            return _http_exchange(sock, path=path, host=f"127.0.0.1:{target.port}", headers=headers)
 
     return _run_in_fresh_thread(work, timeout_s)

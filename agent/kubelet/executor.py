@@ -161,8 +161,7 @@ class Executor:
                 try:
                     await asyncio.wait_for(self._pre_stop(action, hook), timeout=grace)
                 except TimeoutError:
-                    _log.warning("preStop of %s did not finish within %ds", action.container,
-                                 grace)
+                    _log.warning("preStop of %s did not finish within %ds", action.container, grace)
                 grace = max(0, math.ceil(grace - (time.monotonic() - started)))
             await self._call(self._runtime.stop, action.container_id, grace_seconds=grace)
             if action.remove:
@@ -207,7 +206,8 @@ class Executor:
         async with self._pause_ready:
             if not self._pause_built:
                 await self._call(
-                    self._runtime.ensure_pause_image, self._settings.pause_image,
+                    self._runtime.ensure_pause_image,
+                    self._settings.pause_image,
                     busybox=self._busybox,
                 )
                 self._pause_built = True
@@ -216,10 +216,14 @@ class Executor:
         self, d: DesiredPod, action: CreateSandbox, configs: ConfigIndex
     ) -> ContainerID | None:
         await self._ensure_pause_image()
-        await self._call(volumes.materialize, d, state_dir=self._settings.state_dir,
-                         configs=configs)
+        await self._call(
+            volumes.materialize, d, state_dir=self._settings.state_dir, configs=configs
+        )
         config = sandbox_config(
-            d, settings=self._settings, attempt=action.attempt, backoff_step=action.backoff_step,
+            d,
+            settings=self._settings,
+            attempt=action.attempt,
+            backoff_step=action.backoff_step,
             hosts=self._services.hosts(d.namespace),
         )
         _log.info("create sandbox of pod %s: %s", d.key, action.reason)
@@ -253,8 +257,11 @@ class Executor:
             previous = self.memory.image_failures.get(key)
             count = previous.failures + 1 if previous and previous.image == spec.image else 1
             self.memory.image_failures[key] = ImagePullFailure(
-                image=spec.image, reason=exc.reason, message=str(exc),
-                failed_at=self._clock(), failures=count,
+                image=spec.image,
+                reason=exc.reason,
+                message=str(exc),
+                failed_at=self._clock(),
+                failures=count,
             )
             _log.warning("pod %s container %s: %s", d.key, action.container, exc.reason)
             return False
@@ -268,16 +275,22 @@ class Executor:
             return
         spec = next(c for c in d.pod.spec.containers if c.name == action.container)
         key = (d.uid, action.container)
-        await self._call(volumes.materialize, d, state_dir=self._settings.state_dir,
-                         configs=configs)
+        await self._call(
+            volumes.materialize, d, state_dir=self._settings.state_dir, configs=configs
+        )
         try:
             # The order matters: subPath sources are resolved after the volumes are in place
             # and right before the config that binds them.
-            sub_paths = await self._call(volumes.sub_path_sources, d, spec,
-                                         state_dir=self._settings.state_dir)
+            sub_paths = await self._call(
+                volumes.sub_path_sources, d, spec, state_dir=self._settings.state_dir
+            )
             config = container_config(
-                d, spec, settings=self._settings, sandbox_id=sandbox_id,
-                attempt=action.attempt, backoff_step=action.backoff_step,
+                d,
+                spec,
+                settings=self._settings,
+                sandbox_id=sandbox_id,
+                attempt=action.attempt,
+                backoff_step=action.backoff_step,
                 service_env=self._services.env(d.namespace),
                 image_user=await self._call(self._runtime.image_user, spec.image),
                 sub_paths=sub_paths,
@@ -287,13 +300,21 @@ class Executor:
             spec_hash = d.container_hashes[action.container]
             count = previous.failures + 1 if previous and previous.spec_hash == spec_hash else 1
             self.memory.config_failures[key] = ConfigFailure(
-                spec_hash=spec_hash, message=str(exc), failed_at=self._clock(), failures=count,
+                spec_hash=spec_hash,
+                message=str(exc),
+                failed_at=self._clock(),
+                failures=count,
             )
             _log.warning("pod %s container %s: %s", d.key, action.container, exc)
             return
         self.memory.config_failures.pop(key, None)
-        _log.info("start %s of pod %s (attempt %d): %s", action.container, d.key,
-                  action.attempt, action.reason)
+        _log.info(
+            "start %s of pod %s (attempt %d): %s",
+            action.container,
+            d.key,
+            action.attempt,
+            action.reason,
+        )
         try:
             await self._call(self._runtime.create_and_start, config)
         except StartFailed as exc:

@@ -64,10 +64,12 @@ class Kubelet:
         self._services = services
         self._tuning = tuning
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=tuning.workers,
-                                        thread_name_prefix="capstan-docker")
-        self._executor = Executor(runtime=runtime, settings=settings, pool=self._pool,
-                                  services=services, clock=clock)
+        self._pool = ThreadPoolExecutor(
+            max_workers=tuning.workers, thread_name_prefix="capstan-docker"
+        )
+        self._executor = Executor(
+            runtime=runtime, settings=settings, pool=self._pool, services=services, clock=clock
+        )
         self._wake = asyncio.Event()
         self._desired: list[DesiredPod] = []
         self._configs = ConfigIndex()
@@ -122,8 +124,9 @@ class Kubelet:
             self._volumes_stale = True
         self._configs = configs
         self._desired = pods
-        self._statuses = {d.uid: s for d, s in
-                          ((d, self._statuses.get(d.uid)) for d in self._desired) if s}
+        self._statuses = {
+            d.uid: s for d, s in ((d, self._statuses.get(d.uid)) for d in self._desired) if s
+        }
         self.wake()
 
     def pod_reports(self) -> list[PodReport]:
@@ -140,8 +143,9 @@ class Kubelet:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._run(), name="kubelet-sync"))
-        threading.Thread(target=self._watch_events, args=(loop,), name="capstan-events",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._watch_events, args=(loop,), name="capstan-events", daemon=True
+        ).start()
 
     async def close(self) -> None:
         self._events_stop.set()
@@ -222,7 +226,8 @@ class Kubelet:
         # doing; only for the other pods is it a removal from under the agent.
         acting = set(self._busy) | stale
         self._restarts.observe(
-            observed, desired={d.uid for d in desired},
+            observed,
+            desired={d.uid for d in desired},
             settled=({c.pod_uid for c in observed} | {d.uid for d in desired}) - acting,
         )
         if self._restarts.dirty:
@@ -256,8 +261,7 @@ class Kubelet:
             if uid in self._busy or uid in stale:
                 continue
             stops_running = any(
-                isinstance(a, StopContainer) and a.container_id in running_apps
-                for a in pod_actions
+                isinstance(a, StopContainer) and a.container_id in running_apps for a in pod_actions
             )
             sandbox = sandboxes.get(uid)
             endpoints = published_endpoints(sandbox) if stops_running and sandbox else ()
@@ -304,8 +308,9 @@ class Kubelet:
             if has_config and d.uid in running and d.uid not in self._busy:
                 await loop.run_in_executor(
                     self._pool,
-                    partial(volumes.materialize, d, state_dir=self._settings.state_dir,
-                            configs=configs),
+                    partial(
+                        volumes.materialize, d, state_dir=self._settings.state_dir, configs=configs
+                    ),
                 )
 
     async def _work(
@@ -317,8 +322,9 @@ class Kubelet:
         endpoints: tuple[Endpoint, ...],
     ) -> None:
         try:
-            await self._executor.run_pod(uid, actions, desired=desired, configs=configs,
-                                         endpoints=endpoints)
+            await self._executor.run_pod(
+                uid, actions, desired=desired, configs=configs, endpoints=endpoints
+            )
         except Exception:
             _log.exception("pod %s: worker failed", uid)
         finally:
@@ -327,9 +333,7 @@ class Kubelet:
             self.wake()
 
     def _track_probes(self, desired: list[DesiredPod], observed: list[ObservedContainer]) -> None:
-        sandboxes = {
-            c.pod_uid: c for c in observed if c.is_sandbox and c.running
-        }
+        sandboxes = {c.pod_uid: c for c in observed if c.is_sandbox and c.running}
         targets: list[ProbeTarget] = []
         for d in desired:
             sandbox = sandboxes.get(d.uid)
@@ -374,8 +378,7 @@ class Kubelet:
                 containers,
                 waits=waits.get(d.uid, {}),
                 probes={
-                    c.id: view for c in containers
-                    if (view := self._prober.view(c.id)) is not None
+                    c.id: view for c in containers if (view := self._prober.view(c.id)) is not None
                 },
                 host_ip=self._settings.bind_address,
                 previous=self._statuses.get(d.uid),
@@ -398,8 +401,11 @@ class Kubelet:
         """The id of the newest attempt of a pod's container; raises LookupError."""
         d = next((d for d in self._desired if d.namespace == namespace and d.name == pod), None)
         candidates = [
-            c for c in self._observed
-            if c.pod_namespace == namespace and c.pod_name == pod and not c.is_sandbox
+            c
+            for c in self._observed
+            if c.pod_namespace == namespace
+            and c.pod_name == pod
+            and not c.is_sandbox
             and (d is None or c.pod_uid == d.uid)
         ]
         if not candidates:
@@ -412,8 +418,9 @@ class Kubelet:
                 container = names[0]
             else:
                 raise LookupError(f"pod {namespace}/{pod} has several containers: {names}")
-        records = sorted((c for c in candidates if c.container == container),
-                         key=lambda c: c.attempt)
+        records = sorted(
+            (c for c in candidates if c.container == container), key=lambda c: c.attempt
+        )
         if not records:
             raise LookupError(f"pod {namespace}/{pod} has no container {container!r}")
         return records[-1].id

@@ -279,7 +279,12 @@ def _plan_container(
 
     def start(attempt: int, step: int, reason: str) -> Action:
         return _start_or_wait(
-            d, name, attempt=attempt, step=step, sandbox_id=sandbox_id, reason=reason,
+            d,
+            name,
+            attempt=attempt,
+            step=step,
+            sandbox_id=sandbox_id,
+            reason=reason,
             inputs=inputs,
         )
 
@@ -288,8 +293,10 @@ def _plan_container(
         # Removed from under us (docker rm -f): a restart like any other exit, counted.
         if d.restart_policy == "Never":
             return actions
-        return [*actions, start(gone.attempt + 1, 0,
-                                f"attempt {gone.attempt} was removed outside the agent")]
+        return [
+            *actions,
+            start(gone.attempt + 1, 0, f"attempt {gone.attempt} was removed outside the agent"),
+        ]
     if latest is None:
         return [*actions, start(0, 0, "container has not run yet")]
     if latest.running:
@@ -376,24 +383,38 @@ def _plan_sandbox(
         step = inputs.backoff.next_step(current.backoff_step, ran_for_s=_ran_for(current))
         until = _failed_at(current, inputs.now) + inputs.backoff.delay(step)
         if inputs.now < until:
-            return None, [], Wait(
-                pod_uid=d.uid,
-                container=current.container,
-                until=until,
-                waiting_reason="CreatePodSandboxError",
-                reason=current.error or f"pod sandbox exited with code {current.exit_code}",
+            return (
+                None,
+                [],
+                Wait(
+                    pod_uid=d.uid,
+                    container=current.container,
+                    until=until,
+                    waiting_reason="CreatePodSandboxError",
+                    reason=current.error or f"pod sandbox exited with code {current.exit_code}",
+                ),
             )
-    reason = "pod has no sandbox" if current is None else (
-        "sandbox spec changed" if current.spec_hash != d.sandbox_hash else "sandbox is not running"
-    )
-    return None, [
-        CreateSandbox(
-            pod_uid=d.uid,
-            attempt=current.attempt + 1 if current else 0,
-            backoff_step=step,
-            reason=reason,
+    reason = (
+        "pod has no sandbox"
+        if current is None
+        else (
+            "sandbox spec changed"
+            if current.spec_hash != d.sandbox_hash
+            else "sandbox is not running"
         )
-    ], None
+    )
+    return (
+        None,
+        [
+            CreateSandbox(
+                pod_uid=d.uid,
+                attempt=current.attempt + 1 if current else 0,
+                backoff_step=step,
+                reason=reason,
+            )
+        ],
+        None,
+    )
 
 
 def plan_pod(
@@ -411,8 +432,12 @@ def plan_pod(
             apps[c.container].append(c)
     actions: list[Action] = []
     for name in sorted(set(apps) - set(d.container_hashes)):
-        actions += _teardown(d.uid, apps.pop(name), grace=d.grace_seconds,
-                             reason=f"container {name} is no longer in the pod spec")
+        actions += _teardown(
+            d.uid,
+            apps.pop(name),
+            grace=d.grace_seconds,
+            reason=f"container {name} is no longer in the pod spec",
+        )
     sandbox_pid = _sandbox_pid(sandboxes)
     sandbox_id, sandbox_actions, wait = _plan_sandbox(d, sandboxes, inputs=inputs)
     if wait is not None:
@@ -421,9 +446,14 @@ def plan_pod(
     if restarting:
         # Everything attached to the old sandbox goes first, then the new sandbox comes up.
         running = [c for records in apps.values() for c in records if c.running]
-        actions += _teardown(d.uid, running + sandboxes, grace=d.grace_seconds,
-                             reason="pod sandbox is being recreated", pod=d,
-                             sandbox_pid=sandbox_pid)
+        actions += _teardown(
+            d.uid,
+            running + sandboxes,
+            grace=d.grace_seconds,
+            reason="pod sandbox is being recreated",
+            pod=d,
+            sandbox_pid=sandbox_pid,
+        )
     actions += sandbox_actions
     for container in d.pod.spec.containers:
         records = _by_attempt(apps.get(container.name, []))
@@ -455,8 +485,13 @@ def plan_node(
     for d in desired:
         actions += plan_pod(d, by_pod.get(d.uid, []), inputs=inputs)
     for uid in sorted(set(by_pod) - wanted):
-        actions += _teardown(uid, by_pod[uid], grace=None, reason="pod is not in the desired set",
-                             pod=inputs.departed.get(uid))
+        actions += _teardown(
+            uid,
+            by_pod[uid],
+            grace=None,
+            reason="pod is not in the desired set",
+            pod=inputs.departed.get(uid),
+        )
     for uid in sorted(inputs.pod_dirs - wanted):
         actions.append(RemovePodDir(pod_uid=uid, reason="pod is not in the desired set"))
     return actions

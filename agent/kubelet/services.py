@@ -242,7 +242,9 @@ class NodeServices:
             return
         try:
             changed = await asyncio.to_thread(
-                _rewrite_hosts_file, sandbox.hosts_path, self._desired,
+                _rewrite_hosts_file,
+                sandbox.hosts_path,
+                self._desired,
                 namespace=sandbox.pod_namespace,
             )
         except OSError as exc:

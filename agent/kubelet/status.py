@@ -72,7 +72,7 @@ def _removed(seen: SeenAttempt) -> ContainerStateTerminated:
             exit_code=137,
             reason="ContainerStatusUnknown",
             message="The container could not be located: it was removed outside the agent "
-                    "while running",
+            "while running",
             started_at=_time(seen.started_at),
             container_id=f"docker://{seen.container_id}",
         )
@@ -106,12 +106,19 @@ def _container_status(
             message=wait.reason if wait else None,
         )
         return ContainerStatus(
-            name=name, image=image, state=ContainerState(waiting=waiting),
+            name=name,
+            image=image,
+            state=ContainerState(waiting=waiting),
             last_state=ContainerState(terminated=_removed(removed)),
-            restart_count=removed.attempt + 1, started=False,
+            restart_count=removed.attempt + 1,
+            started=False,
         )
-    if removed is not None and latest is not None and removed.attempt == latest.attempt - 1 \
-            and (previous is None or previous.attempt < removed.attempt):
+    if (
+        removed is not None
+        and latest is not None
+        and removed.attempt == latest.attempt - 1
+        and (previous is None or previous.attempt < removed.attempt)
+    ):
         last_state = ContainerState(terminated=_removed(removed))
     if latest is None:
         waiting = ContainerStateWaiting(
@@ -119,8 +126,11 @@ def _container_status(
             message=wait.reason if wait else None,
         )
         return ContainerStatus(
-            name=name, image=image, state=ContainerState(waiting=waiting),
-            last_state=last_state, started=False,
+            name=name,
+            image=image,
+            state=ContainerState(waiting=waiting),
+            last_state=last_state,
+            started=False,
         )
     ident = f"docker://{latest.id}"
     # The image the container actually runs: during a replacement it is still the old one.
@@ -128,15 +138,23 @@ def _container_status(
     if latest.running:
         view = probe or ProbeView(started=True, ready=True)
         return ContainerStatus(
-            name=name, image=image, restart_count=latest.attempt, container_id=ident,
-            state=ContainerState(running=ContainerStateRunning(started_at=_time(latest.started_at))),
+            name=name,
+            image=image,
+            restart_count=latest.attempt,
+            container_id=ident,
+            state=ContainerState(
+                running=ContainerStateRunning(started_at=_time(latest.started_at))
+            ),
             last_state=last_state,
             ready=view.started and view.ready,
             started=view.started,
         )
     if wait is not None:
         return ContainerStatus(
-            name=name, image=image, restart_count=latest.attempt, container_id=ident,
+            name=name,
+            image=image,
+            restart_count=latest.attempt,
+            container_id=ident,
             state=ContainerState(
                 waiting=ContainerStateWaiting(reason=wait.waiting_reason, message=wait.reason)
             ),
@@ -144,7 +162,10 @@ def _container_status(
             started=False,
         )
     return ContainerStatus(
-        name=name, image=image, restart_count=latest.attempt, container_id=ident,
+        name=name,
+        image=image,
+        restart_count=latest.attempt,
+        container_id=ident,
         state=ContainerState(terminated=_terminated(latest)),
         last_state=last_state,
         started=False,
@@ -194,7 +215,10 @@ def pod_status(
     now_dt = _time(now) or datetime.now(tz=UTC)
     if d.refused is not None:
         return PodStatus(
-            phase="Failed", reason="Refused", message=d.refused, host_ip=host_ip,
+            phase="Failed",
+            reason="Refused",
+            message=d.refused,
+            host_ip=host_ip,
             conditions=[
                 _condition("Ready", False, previous=previous, now=now_dt, reason="Refused")
             ],

@@ -268,9 +268,7 @@ class UserspaceEngine:
                         sockets[key] = result
             problems += self._call(self._change(gone, updated, sockets, desired))
             changed = bool(gone or updated or sockets)
-            return SyncOutcome(
-                changed=changed, problems=tuple(problems), in_use=frozenset(in_use)
-            )
+            return SyncOutcome(changed=changed, problems=tuple(problems), in_use=frozenset(in_use))
 
     async def _change(
         self,

@@ -154,8 +154,11 @@ class Proxy:
             # every agent without Services (most test agents, fresh nodes) would otherwise
             # leave a table behind, and agents sharing a host would fight over it.
             backend: NftablesBackend | IptablesBackend | None = (
-                self._nft if self.mode == "nftables"
-                else self._ipt if self.mode == "iptables" else None
+                self._nft
+                if self.mode == "nftables"
+                else self._ipt
+                if self.mode == "iptables"
+                else None
             )
             try:
                 if backend is not None and len(rules):

@@ -181,9 +181,7 @@ class DockerRuntime:
     def list_containers(self, node: NodeName) -> list[ObservedContainer]:
         """Every container this node's agent owns (label ``io.capstan.managed-by``), any state."""
         try:
-            listed = self._api.containers(
-                all=True, filters={"label": f"{LABEL_MANAGED_BY}={node}"}
-            )
+            listed = self._api.containers(all=True, filters={"label": f"{LABEL_MANAGED_BY}={node}"})
         except (docker.errors.DockerException, OSError) as exc:
             # requests' connection errors are OSErrors: Docker is down or its socket is gone.
             raise RuntimeFailure(f"Docker is unreachable: {exc}") from exc

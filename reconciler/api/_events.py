@@ -57,14 +57,22 @@ class EventLog:
                 kv = self._store.get(key)
             if kv is None:
                 record = EventRecord(
-                    name=name, namespace=namespace,
+                    name=name,
+                    namespace=namespace,
                     involved_object=InvolvedObject(
-                        kind=involved.kind, name=involved.name,
-                        namespace=involved.namespace or None, uid=involved.metadata.uid,
+                        kind=involved.kind,
+                        name=involved.name,
+                        namespace=involved.namespace or None,
+                        uid=involved.metadata.uid,
                         api_version=involved.api_version,
                     ),
-                    reason=reason, message=message, type=type,  # type: ignore[arg-type]
-                    count=1, first_timestamp=now, last_timestamp=now, source=source,
+                    reason=reason,
+                    message=message,
+                    type=type,  # type: ignore[arg-type]
+                    count=1,
+                    first_timestamp=now,
+                    last_timestamp=now,
+                    source=source,
                 )
                 compare = Compare.version(key, "==", 0)
             else:
@@ -112,7 +120,8 @@ class EventLog:
         ]
         if involved is not None:
             records = [
-                r for r in records
+                r
+                for r in records
                 if r.involved_object.kind == involved.kind
                 and r.involved_object.name == involved.name
                 and (r.involved_object.namespace or "") == involved.namespace

@@ -25,9 +25,7 @@ class NodeLeases:
         self._store = store
         self._clock = clock
 
-    def renew(
-        self, node_name: str, *, now: float | None = None, duration_s: int = 40
-    ) -> NodeLease:
+    def renew(self, node_name: str, *, now: float | None = None, duration_s: int = 40) -> NodeLease:
         """Record a node heartbeat at ``now`` (epoch seconds; default the API clock). One
         unconditional write: only the node itself renews its lease."""
         renewed = NodeLease(

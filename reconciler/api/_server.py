@@ -209,8 +209,9 @@ class Api:
             return WatchEvent(kind_name, obj, int(event.revision))
 
         with store_errors():
-            watch = self._store.watch(kind_prefix(kind, namespace), prefix=True,
-                                      from_revision=start)
+            watch = self._store.watch(
+                kind_prefix(kind, namespace), prefix=True, from_revision=start
+            )
         return WatchStream(watch, convert)
 
     def watch_kinds(
@@ -367,8 +368,7 @@ class Api:
         rv_text = str(meta.get("resourceVersion") or "")
         if recent is not None and recent.key == key and rv_text == str(recent.mod_revision):
             try:
-                written = self._update_at(model, key, data, recent, check_current,
-                                          confirmed=False)
+                written = self._update_at(model, key, data, recent, check_current, confirmed=False)
             except Exception:
                 # A refusal judged on a copy that may be stale (invalid against it, managed
                 # by Git in it) could be the wrong one, or in the wrong order: the path
@@ -409,8 +409,16 @@ class Api:
             check_current(current)
         meta: dict[str, Any] = data["metadata"]
         cur_meta = current["metadata"]
-        for immutable in ("uid", "creationTimestamp", "namespace", "name", "generation",
-                          "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"):
+        for immutable in (
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generateName",
+        ):
             if immutable in cur_meta:
                 meta[immutable] = cur_meta[immutable]
             else:
@@ -431,8 +439,11 @@ class Api:
                 meta["resourceVersion"] = sent_rv
         stored = validated.to_dict()
         _check_immutable(model, current, stored)
-        if isinstance(validated, Service) and validated.spec.cluster_ip and (
-                validated.spec.cluster_ip != current.get("spec", {}).get("clusterIP")):
+        if (
+            isinstance(validated, Service)
+            and validated.spec.cluster_ip
+            and (validated.spec.cluster_ip != current.get("spec", {}).get("clusterIP"))
+        ):
             check_cluster_ip(validated, self.list(Service).items)
         if _podsecurity.pod_spec_changed(validated, stored, current):
             _podsecurity.admit(validated, self._namespace(validated.namespace))
@@ -474,14 +485,17 @@ class Api:
                 raise Conflict(f"pod {pod.key} is already bound to {pod.spec.node_name}")
             status = pod.status or PodStatus()
             scheduled = Condition(
-                type="PodScheduled", status="True",
+                type="PodScheduled",
+                status="True",
                 last_transition_time=now_utc(self._clock),
             )
             conditions = [c for c in status.conditions if c.type != "PodScheduled"]
-            bound = pod.model_copy(update={
-                "spec": pod.spec.model_copy(update={"node_name": node_name}),
-                "status": status.model_copy(update={"conditions": [*conditions, scheduled]}),
-            })
+            bound = pod.model_copy(
+                update={
+                    "spec": pod.spec.model_copy(update={"node_name": node_name}),
+                    "status": status.model_copy(update={"conditions": [*conditions, scheduled]}),
+                }
+            )
             rv = int(pod.metadata.resource_version or 0)
             with store_errors():
                 result = self._store.txn(
@@ -560,8 +574,9 @@ class Api:
     ) -> EventRecord:
         """Record an Event about an object. A repeat (same object, reason, message, type) bumps
         ``count``. Events expire ``event_ttl_s`` after their last write (a store lease)."""
-        return self._events.record(involved, reason=reason, message=message, type=type,
-                                   source=source)
+        return self._events.record(
+            involved, reason=reason, message=message, type=type, source=source
+        )
 
     def list_events(
         self, *, namespace: str | None = None, involved: KubeObject | None = None

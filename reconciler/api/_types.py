@@ -55,9 +55,7 @@ class WatchStream(Generic[T]):
     """Events after a revision, in order, each once; iterate, or ``async for``. Raises
     :class:`Expired` when the start revision was compacted away (relist). Close it."""
 
-    def __init__(
-        self, watch: Watch, convert: Callable[[Event], WatchEvent[T] | None]
-    ) -> None:
+    def __init__(self, watch: Watch, convert: Callable[[Event], WatchEvent[T] | None]) -> None:
         # convert returns None for store events this stream does not report (other kinds).
         self._watch = watch
         self._convert = convert

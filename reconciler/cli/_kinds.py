@@ -168,8 +168,11 @@ def _node_version(obj: KubeObject) -> str:
 
 def _data_count(obj: KubeObject) -> int:
     data = getattr(obj, "data", None) or {}
-    return len(data) + len(getattr(obj, "binary_data", None) or {}) + len(
-        getattr(obj, "string_data", None) or {})
+    return (
+        len(data)
+        + len(getattr(obj, "binary_data", None) or {})
+        + len(getattr(obj, "string_data", None) or {})
+    )
 
 
 def _selector(obj: KubeObject) -> str:
@@ -254,46 +257,78 @@ _AGE: Column = ("AGE", lambda obj: age(obj))
 
 _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
     Pod: (
-        [("NAME", lambda o: o.name), ("READY", _pod_ready), ("STATUS", _pod_status),
-         ("RESTARTS", _pod_restarts), _AGE],
-        [("NODE", lambda o: getattr(o.spec, "node_name", None) or "<none>"),  # type: ignore[attr-defined]
-         ("PORTS", _pod_ports)],
+        [
+            ("NAME", lambda o: o.name),
+            ("READY", _pod_ready),
+            ("STATUS", _pod_status),
+            ("RESTARTS", _pod_restarts),
+            _AGE,
+        ],
+        [
+            ("NODE", lambda o: getattr(o.spec, "node_name", None) or "<none>"),  # type: ignore[attr-defined]
+            ("PORTS", _pod_ports),
+        ],
     ),
     Deployment: (
-        [("NAME", lambda o: o.name), ("READY", _deploy_ready),
-         ("UP-TO-DATE", _deploy_field("updated_replicas")),
-         ("AVAILABLE", _deploy_field("available_replicas")), _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("READY", _deploy_ready),
+            ("UP-TO-DATE", _deploy_field("updated_replicas")),
+            ("AVAILABLE", _deploy_field("available_replicas")),
+            _AGE,
+        ],
         [("IMAGES", _images)],
     ),
     ReplicaSet: (
-        [("NAME", lambda o: o.name), ("DESIRED", _rs_desired),
-         ("CURRENT", _deploy_field("replicas")), ("READY", _deploy_field("ready_replicas")),
-         _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("DESIRED", _rs_desired),
+            ("CURRENT", _deploy_field("replicas")),
+            ("READY", _deploy_field("ready_replicas")),
+            _AGE,
+        ],
         [("IMAGES", _images)],
     ),
     Service: (
-        [("NAME", lambda o: o.name), ("TYPE", lambda o: o.spec.type),  # type: ignore[attr-defined]
-         ("CLUSTER-IP", lambda o: o.spec.cluster_ip or "<none>"),  # type: ignore[attr-defined]
-         ("PORT(S)", _svc_ports), _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("TYPE", lambda o: o.spec.type),  # type: ignore[attr-defined]
+            ("CLUSTER-IP", lambda o: o.spec.cluster_ip or "<none>"),  # type: ignore[attr-defined]
+            ("PORT(S)", _svc_ports),
+            _AGE,
+        ],
         [("SELECTOR", _selector)],
     ),
     Node: (
         [("NAME", lambda o: o.name), ("STATUS", _node_status), ("AGENT", _node_agent), _AGE],
-        [("ADDRESS", lambda o: o.spec.address),  # type: ignore[attr-defined]
-         ("VERSION", _node_version)],
+        [
+            ("ADDRESS", lambda o: o.spec.address),  # type: ignore[attr-defined]
+            ("VERSION", _node_version),
+        ],
     ),
     ConfigMap: ([("NAME", lambda o: o.name), ("DATA", _data_count), _AGE], []),
-    Secret: ([("NAME", lambda o: o.name), ("TYPE", lambda o: o.type),  # type: ignore[attr-defined]
-              ("DATA", _data_count), _AGE], []),
+    Secret: (
+        [
+            ("NAME", lambda o: o.name),
+            ("TYPE", lambda o: o.type),  # type: ignore[attr-defined]
+            ("DATA", _data_count),
+            _AGE,
+        ],
+        [],
+    ),
     Namespace: ([("NAME", lambda o: o.name), ("STATUS", _namespace_phase), _AGE], []),
     ServiceAccount: ([("NAME", lambda o: o.name), _AGE], []),
     DaemonSet: (
-        [("NAME", lambda o: o.name), ("DESIRED", _deploy_field("desired_number_scheduled")),
-         ("CURRENT", _deploy_field("current_number_scheduled")),
-         ("READY", _deploy_field("number_ready")),
-         ("UP-TO-DATE", _deploy_field("updated_number_scheduled")),
-         ("AVAILABLE", _deploy_field("number_available")),
-         ("NODE SELECTOR", _ds_node_selector), _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("DESIRED", _deploy_field("desired_number_scheduled")),
+            ("CURRENT", _deploy_field("current_number_scheduled")),
+            ("READY", _deploy_field("number_ready")),
+            ("UP-TO-DATE", _deploy_field("updated_number_scheduled")),
+            ("AVAILABLE", _deploy_field("number_available")),
+            ("NODE SELECTOR", _ds_node_selector),
+            _AGE,
+        ],
         [("IMAGES", _images)],
     ),
     StatefulSet: (
@@ -301,22 +336,35 @@ _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
         [("IMAGES", _images)],
     ),
     PersistentVolumeClaim: (
-        [("NAME", lambda o: o.name), ("STATUS", _pvc_status),
-         ("NODE", lambda o: o.bound_node or "<none>"),  # type: ignore[attr-defined]
-         ("CAPACITY", _pvc_capacity), _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("STATUS", _pvc_status),
+            ("NODE", lambda o: o.bound_node or "<none>"),  # type: ignore[attr-defined]
+            ("CAPACITY", _pvc_capacity),
+            _AGE,
+        ],
         [("STORAGECLASS", lambda o: o.spec.storage_class_name or "<none>")],  # type: ignore[attr-defined]
     ),
     Job: (
-        [("NAME", lambda o: o.name), ("STATUS", _job_status),
-         ("COMPLETIONS", _job_completions), ("DURATION", _job_duration), _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("STATUS", _job_status),
+            ("COMPLETIONS", _job_completions),
+            ("DURATION", _job_duration),
+            _AGE,
+        ],
         [("IMAGES", _images)],
     ),
     CronJob: (
-        [("NAME", lambda o: o.name), ("SCHEDULE", lambda o: o.spec.schedule),  # type: ignore[attr-defined]
-         ("TIMEZONE", lambda o: o.spec.time_zone or "<none>"),  # type: ignore[attr-defined]
-         ("SUSPEND", lambda o: o.spec.suspend),  # type: ignore[attr-defined]
-         ("ACTIVE", lambda o: len(o.status.active) if o.status else 0),  # type: ignore[attr-defined]
-         ("LAST SCHEDULE", _cronjob_last), _AGE],
+        [
+            ("NAME", lambda o: o.name),
+            ("SCHEDULE", lambda o: o.spec.schedule),  # type: ignore[attr-defined]
+            ("TIMEZONE", lambda o: o.spec.time_zone or "<none>"),  # type: ignore[attr-defined]
+            ("SUSPEND", lambda o: o.spec.suspend),  # type: ignore[attr-defined]
+            ("ACTIVE", lambda o: len(o.status.active) if o.status else 0),  # type: ignore[attr-defined]
+            ("LAST SCHEDULE", _cronjob_last),
+            _AGE,
+        ],
         [("IMAGES", _job_images)],
     ),
 }

@@ -39,8 +39,9 @@ def shown(obj: KubeObject) -> dict[str, Any]:
 
 def _dump(documents: list[dict[str, Any]], output: str, *, single: bool) -> str:
     if output == "json":
-        body: Any = documents[0] if single else {"apiVersion": "v1", "kind": "List",
-                                                  "items": documents}
+        body: Any = (
+            documents[0] if single else {"apiVersion": "v1", "kind": "List", "items": documents}
+        )
         return json.dumps(body, indent=2)
     if single:
         return yaml.safe_dump(documents[0], sort_keys=False).rstrip()
@@ -53,12 +54,26 @@ def _dump(documents: list[dict[str, Any]], output: str, *, single: bool) -> str:
 @click.option("-n", "--namespace", default=None, help="Namespace (default: default).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @click.option("-l", "--selector", default=None, help="Label selector, e.g. app=web.")
-@click.option("-o", "--output", type=click.Choice(["table", "wide", "yaml", "json"]),
-              default="table", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "wide", "yaml", "json"]),
+    default="table",
+    show_default=True,
+)
 @target_options
-def get(kind: str, name: str | None, namespace: str | None, all_namespaces: bool,
-        selector: str | None, output: str, state_dir: Path | None, store_url: str | None,
-        server: str | None, token: str | None) -> None:
+def get(
+    kind: str,
+    name: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+    selector: str | None,
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """List objects of KIND (pods, deploy, rs, svc, nodes, cm, secrets, ns, sa), or one."""
     model = resolve_kind(kind)
     ns = None if all_namespaces else (namespace or "default")
@@ -68,8 +83,9 @@ def get(kind: str, name: str | None, namespace: str | None, all_namespaces: bool
             if name is not None:
                 items = [cluster.get(model, name, namespace=ns)]
             else:
-                items = cluster.list(model, namespace=ns if model.NAMESPACED else None,
-                                     selector=labels)
+                items = cluster.list(
+                    model, namespace=ns if model.NAMESPACED else None, selector=labels
+                )
         except NotFound as exc:
             raise click.ClickException(str(exc)) from exc
         except ApiError as exc:
@@ -104,8 +120,17 @@ def _event_rows(records: list[EventRecord], *, now: datetime) -> list[list[objec
         seconds = int((now - record.last_timestamp).total_seconds())
         ago = f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
         involved = record.involved_object
-        rows.append([record.namespace or "-", ago, record.type, record.reason,
-                     f"{involved.kind.lower()}/{involved.name}", record.count, record.message])
+        rows.append(
+            [
+                record.namespace or "-",
+                ago,
+                record.type,
+                record.reason,
+                f"{involved.kind.lower()}/{involved.name}",
+                record.count,
+                record.message,
+            ]
+        )
     return rows
 
 
@@ -115,11 +140,18 @@ def _event_dict(record: EventRecord) -> dict[str, Any]:
 
 @click.command("events")
 @click.option("-n", "--namespace", default=None, help="Only this namespace (default: all).")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @target_options
-def events(namespace: str | None, output: str, state_dir: Path | None, store_url: str | None,
-           server: str | None, token: str | None) -> None:
+def events(
+    namespace: str | None,
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Recent events (scheduling, evictions, failures), oldest first."""
     with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
         records = cluster.events(namespace)
@@ -129,19 +161,32 @@ def events(namespace: str | None, output: str, state_dir: Path | None, store_url
     if not records:
         click.echo("No events.", err=True)
         return
-    click.echo(format_table(["NAMESPACE", "LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT",
-                             "MESSAGE"], _event_rows(records, now=datetime.now(tz=UTC))))
+    click.echo(
+        format_table(
+            ["NAMESPACE", "LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
+            _event_rows(records, now=datetime.now(tz=UTC)),
+        )
+    )
 
 
 @click.command("describe")
 @click.argument("kind")
 @click.argument("name")
 @click.option("-n", "--namespace", default=None, help="Namespace (default: default).")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @target_options
-def describe(kind: str, name: str, namespace: str | None, output: str, state_dir: Path | None,
-             store_url: str | None, server: str | None, token: str | None) -> None:
+def describe(
+    kind: str,
+    name: str,
+    namespace: str | None,
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Show one object in full, with its conditions and the events about it."""
     model = resolve_kind(kind)
     with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
@@ -150,16 +195,24 @@ def describe(kind: str, name: str, namespace: str | None, output: str, state_dir
         except NotFound as exc:
             raise click.ClickException(str(exc)) from exc
         related = [
-            e for e in cluster.events(obj.namespace or None)
+            e
+            for e in cluster.events(obj.namespace or None)
             if e.involved_object.kind == obj.kind and e.involved_object.name == obj.name
         ]
         pods: list[Pod] = []
         if obj.kind == "Node":
             pods = [p for p in cluster.list(Pod) if p.spec.node_name == obj.name]
     if output == "json":
-        click.echo(json.dumps({"object": shown(obj),
-                               "events": [_event_dict(e) for e in related],
-                               "pods": [f"{p.namespace}/{p.name}" for p in pods]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "object": shown(obj),
+                    "events": [_event_dict(e) for e in related],
+                    "pods": [f"{p.namespace}/{p.name}" for p in pods],
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(_describe_text(obj, related, pods))
 
@@ -175,8 +228,9 @@ def _describe_text(obj: KubeObject, related: list[EventRecord], pods: list[Pod])
         lines.append("Labels:       " + ", ".join(f"{k}={v}" for k, v in meta.labels.items()))
     source = meta.annotations.get("capstan.io/source")
     if source:
-        lines.append(f"Source:       {source} (commit "
-                     f"{meta.annotations.get('capstan.io/commit', '?')[:12]})")
+        lines.append(
+            f"Source:       {source} (commit {meta.annotations.get('capstan.io/commit', '?')[:12]})"
+        )
     lines.append(f"Age:          {age(obj)}")
     status = getattr(obj, "status", None)
     conditions = getattr(status, "conditions", None) or []
@@ -184,7 +238,8 @@ def _describe_text(obj: KubeObject, related: list[EventRecord], pods: list[Pod])
         lines.append("Conditions:")
         table = format_table(
             ["TYPE", "STATUS", "REASON", "MESSAGE"],
-            [[c.type, c.status, c.reason or "", c.message or ""] for c in conditions])
+            [[c.type, c.status, c.reason or "", c.message or ""] for c in conditions],
+        )
         lines.extend("  " + line for line in table.splitlines())
     if isinstance(obj, Pod):
         lines.extend(_container_lines(obj))
@@ -200,7 +255,8 @@ def _describe_text(obj: KubeObject, related: list[EventRecord], pods: list[Pod])
     if related:
         table = format_table(
             ["TYPE", "REASON", "COUNT", "FROM", "MESSAGE"],
-            [[e.type, e.reason, e.count, e.source or "-", e.message] for e in related])
+            [[e.type, e.reason, e.count, e.source or "-", e.message] for e in related],
+        )
         lines.extend("  " + line for line in table.splitlines())
     return "\n".join(lines)
 
@@ -213,11 +269,13 @@ def _container_lines(pod: Pod) -> list[str]:
     lines = ["Containers:"]
     for c in statuses:
         last = _state(c.last_state) if _has_state(c.last_state) else "-"
-        lines += [f"  {c.name}:",
-                  f"    State:          {_state(c.state)}",
-                  f"    Last State:     {last}",
-                  f"    Ready:          {c.ready}",
-                  f"    Restart Count:  {c.restart_count}"]
+        lines += [
+            f"  {c.name}:",
+            f"    State:          {_state(c.state)}",
+            f"    Last State:     {last}",
+            f"    Ready:          {c.ready}",
+            f"    Restart Count:  {c.restart_count}",
+        ]
     return lines
 
 
@@ -237,4 +295,5 @@ def _state(state: ContainerState) -> str:
     if waiting is None:
         return "Waiting"
     return f"Waiting ({waiting.reason or 'Unknown'})" + (
-        f": {waiting.message}" if waiting.message else "")
+        f": {waiting.message}" if waiting.message else ""
+    )

@@ -36,12 +36,25 @@ def _local_command(agent_socket: str | None) -> str:
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines.")
-@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
-              help="known_hosts file for nodes without spec.hostKey.")
+@click.option(
+    "--known-hosts",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="known_hosts file for nodes without spec.hostKey.",
+)
 @target_options
-def logs(pod: str, container: str | None, namespace: str, follow: bool, tail: int | None,
-         known_hosts: Path | None, state_dir: Path | None, store_url: str | None,
-         server: str | None, token: str | None) -> None:
+def logs(
+    pod: str,
+    container: str | None,
+    namespace: str,
+    follow: bool,
+    tail: int | None,
+    known_hosts: Path | None,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Print a pod container's log (through the node's agent)."""
     with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
         try:
@@ -54,9 +67,14 @@ def logs(pod: str, container: str | None, namespace: str, follow: bool, tail: in
         agent_socket = cluster.run_info.agent_socket if cluster.run_info else None
     command = _local_command(agent_socket) if node.spec.is_local else DEFAULT_AGENT_COMMAND
     endpoint = NodeEndpoint.from_node(node, known_hosts=known_hosts, agent_command=command)
-    stream = stream_logs(endpoint, namespace=namespace, pod=pod,
-                         container=container or found.spec.containers[0].name,
-                         tail=tail, follow=follow)
+    stream = stream_logs(
+        endpoint,
+        namespace=namespace,
+        pod=pod,
+        container=container or found.spec.containers[0].name,
+        tail=tail,
+        follow=follow,
+    )
     try:
         for text in stream:
             sys.stdout.write(text)

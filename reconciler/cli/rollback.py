@@ -44,17 +44,38 @@ EXIT_ERROR = 1
 @repository_argument
 @click.option("--branch", default="main", show_default=True, help="The tracked branch.")
 @click.option("--to", "to", metavar="SHA", default=None, help="Restore this commit's state.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Restore the state N synced commits back (default 1).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Restore the state N synced commits back (default 1).",
+)
 @click.option("--reason", default=None, help="Why (goes into the commit message).")
 @click.option("--push", is_flag=True, help="Also push the branch to origin.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before committing.")
-@click.option("-o", "--output", type=click.Choice(["text", "markdown"]), default="text",
-              show_default=True, help="How to show the plan of the revert.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="How to show the plan of the revert.",
+)
 @target_options
-def rollback(path: Path, branch: str, to: str | None, steps: int | None, reason: str | None,
-             push: bool, yes: bool, output: str, state_dir: Path | None,
-             store_url: str | None, server: str | None, token: str | None) -> None:
+def rollback(
+    path: Path,
+    branch: str,
+    to: str | None,
+    steps: int | None,
+    reason: str | None,
+    push: bool,
+    yes: bool,
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Revert the commits after the chosen state on BRANCH of the repository at PATH."""
     records, observed = _cluster(make_target(state_dir, store_url, server, token))
     try:
@@ -71,13 +92,16 @@ def rollback(path: Path, branch: str, to: str | None, steps: int | None, reason:
             source.fetch()
             choice = choose_target(source, to=to_sha, steps=steps, records=records)
             sha = make_revert(source, choice, reason=reason)
-            plan = make_plan(path, base=choice.head.sha, head=sha, observed=observed,
-                             git_dir=source.git_dir)
+            plan = make_plan(
+                path, base=choice.head.sha, head=sha, observed=observed, git_dir=source.git_dir
+            )
         except (RollbackError, GitSourceError, GitReadError) as exc:
             click.echo(f"capstan rollback: {exc}", err=True)
             raise SystemExit(EXIT_ERROR) from None
-        click.echo(f"Rolling {branch} back to {choice.target.short} "
-                   f"({choice.target.subject}) by reverting:")
+        click.echo(
+            f"Rolling {branch} back to {choice.target.short} "
+            f"({choice.target.subject}) by reverting:"
+        )
         for commit in choice.reverted:
             click.echo(f"  {commit.short} {commit.subject}")
         click.echo()
@@ -93,8 +117,7 @@ def rollback(path: Path, branch: str, to: str | None, steps: int | None, reason:
         except (GitSourceError, RollbackError) as exc:
             click.echo(f"capstan rollback: {exc}", err=True)
             raise SystemExit(EXIT_ERROR) from None
-    click.echo(f"committed {sha[:12]} on {branch} ({where}); the cluster follows on its "
-               "next sync")
+    click.echo(f"committed {sha[:12]} on {branch} ({where}); the cluster follows on its next sync")
 
 
 def _cluster(target: Target) -> tuple[Sequence[SyncRecord], ObservedCluster | None]:
@@ -102,8 +125,7 @@ def _cluster(target: Target) -> tuple[Sequence[SyncRecord], ObservedCluster | No
     (then --steps counts commits, and the plan uses the base commit)."""
     try:
         with open_cluster(target) as view:
-            return (list_sync_records(view.sync_api),
-                    from_reader(view.api, label=view.via))
+            return (list_sync_records(view.sync_api), from_reader(view.api, label=view.via))
     except Exception as exc:
         # Whatever the failure (none running, unreachable, refused): no cluster to ask.
         click.echo(f"note: no cluster reachable ({exc}); --steps counts commits", err=True)

@@ -22,11 +22,18 @@ __all__ = ["sync"]
 @click.command("sync")
 @click.option("--suspend", "action", flag_value="suspend", help="Stop applying Git.")
 @click.option("--resume", "action", flag_value="resume", help="Apply Git again.")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @target_options
-def sync(action: str | None, output: str, state_dir: Path | None, store_url: str | None,
-         server: str | None, token: str | None) -> None:
+def sync(
+    action: str | None,
+    output: str,
+    state_dir: Path | None,
+    store_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Suspend or resume the Git sync; without a flag, show whether it is suspended."""
     with open_cluster(make_target(state_dir, store_url, server, token)) as cluster:
         if action is None:
@@ -34,8 +41,16 @@ def sync(action: str | None, output: str, state_dir: Path | None, store_url: str
         else:
             state = set_suspended(cluster.sync_api, action == "suspend")
     if output == "json":
-        click.echo(json.dumps({"suspended": state.suspended, "seenCommit": state.seen_commit,
-                               "liveCommit": state.live_commit}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "suspended": state.suspended,
+                    "seenCommit": state.seen_commit,
+                    "liveCommit": state.live_commit,
+                },
+                indent=2,
+            )
+        )
         return
     word = "suspended" if state.suspended else "active"
     live = state.live_commit[:12] if state.live_commit else "-"

@@ -81,8 +81,11 @@ def validate(
     for item in repository.objects:
         note = getattr(type(item.obj), "NOT_ACTED_ON", "")
         if note:
-            click.echo(f"{path}/{item.source.file}:{item.source.line}: warning: "
-                       f"{item.obj.kind} {item.obj.name!r}: {note}", err=True)
+            click.echo(
+                f"{path}/{item.source.file}:{item.source.line}: warning: "
+                f"{item.obj.kind} {item.obj.name!r}: {note}",
+                err=True,
+            )
     click.echo(_summary_table(repository))
     click.echo()
     env_note = f" (env {env})" if env else ""

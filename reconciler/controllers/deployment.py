@@ -181,7 +181,8 @@ class DeploymentController(Controller):
         surge = resolve_int_or_percent(rolling.max_surge, replicas, round_up=True) if rolling else 0
         unavailable = (
             resolve_int_or_percent(rolling.max_unavailable, replicas, round_up=False)
-            if rolling else 0
+            if rolling
+            else 0
         )
         if surge == 0 and unavailable == 0:
             unavailable = 1  # Kubernetes' rule: a rollout must be able to move
@@ -312,8 +313,10 @@ class DeploymentController(Controller):
         if new_rs is not None:
             updates: dict[str, Any] = {}
             if revision_of(new_rs) <= max_old:
-                annotations = {**new_rs.metadata.annotations,
-                               REVISION_ANNOTATION: str(next_revision)}
+                annotations = {
+                    **new_rs.metadata.annotations,
+                    REVISION_ANNOTATION: str(next_revision),
+                }
                 updates["metadata"] = new_rs.metadata.model_copy(
                     update={"annotations": annotations}
                 )
@@ -342,14 +345,20 @@ class DeploymentController(Controller):
                 annotations={REVISION_ANNOTATION: str(next_revision)},
                 owner_references=[
                     OwnerReference(
-                        api_version="apps/v1", kind="Deployment", name=d.name,
-                        uid=d.metadata.uid or "", controller=True, block_owner_deletion=True,
+                        api_version="apps/v1",
+                        kind="Deployment",
+                        name=d.name,
+                        uid=d.metadata.uid or "",
+                        controller=True,
+                        block_owner_deletion=True,
                     )
                 ],
             ),
             spec=ReplicaSetSpec(
-                replicas=replicas, min_ready_seconds=d.spec.min_ready_seconds,
-                selector=selector, template=template,
+                replicas=replicas,
+                min_ready_seconds=d.spec.min_ready_seconds,
+                selector=selector,
+                template=template,
             ),
         )
         try:
@@ -362,22 +371,33 @@ class DeploymentController(Controller):
                 raise TransientError(f"replicaset {rs.name} is not in the cache yet") from exc
             # Someone else's object holds the name: rehash with a bumped collision count.
             status = d.status or DeploymentStatus()
-            self.api.update_status(d.model_copy(update={"status": status.model_copy(
-                update={"collision_count": (status.collision_count or 0) + 1}
-            )}))
+            self.api.update_status(
+                d.model_copy(
+                    update={
+                        "status": status.model_copy(
+                            update={"collision_count": (status.collision_count or 0) + 1}
+                        )
+                    }
+                )
+            )
             raise TransientError(f"replicaset name {rs.name} is taken; rehashing", delay=0) from exc
-        self.record_event(d, reason="ScalingReplicaSet",
-                          message=f"Scaled up replica set {rs.name} to {replicas}")
+        self.record_event(
+            d, reason="ScalingReplicaSet", message=f"Scaled up replica set {rs.name} to {replicas}"
+        )
         self._annotate_deployment(d, next_revision)
         return created
 
     def _scale(self, d: Deployment, rs: ReplicaSet, replicas: int) -> ReplicaSet:
         direction = "up" if replicas > rs.spec.replicas else "down"
-        scaled = self._write(d, self.api.update(
-            rs.model_copy(update={"spec": rs.spec.model_copy(update={"replicas": replicas})})
-        ))
+        scaled = self._write(
+            d,
+            self.api.update(
+                rs.model_copy(update={"spec": rs.spec.model_copy(update={"replicas": replicas})})
+            ),
+        )
         self.record_event(
-            d, reason="ScalingReplicaSet",
+            d,
+            reason="ScalingReplicaSet",
             message=f"Scaled {direction} replica set {rs.name} to {replicas}",
         )
         return scaled
@@ -391,23 +411,29 @@ class DeploymentController(Controller):
             return
         annotations = {**d.metadata.annotations, REVISION_ANNOTATION: str(revision)}
         self.api.update(
-            d.model_copy(update={"metadata": d.metadata.model_copy(
-                update={"annotations": annotations}
-            )})
+            d.model_copy(
+                update={"metadata": d.metadata.model_copy(update={"annotations": annotations})}
+            )
         )
 
     def _cleanup(self, d: Deployment, old: list[ReplicaSet], view: _View) -> None:
         """Delete the oldest fully scaled-down ReplicaSets beyond revisionHistoryLimit."""
         idle = [
-            rs for rs in old
-            if rs.spec.replicas == 0 and (rs.status is None or rs.status.replicas == 0)
+            rs
+            for rs in old
+            if rs.spec.replicas == 0
+            and (rs.status is None or rs.status.replicas == 0)
             and view.count([rs]) == 0
         ]
         surplus = len(idle) - d.spec.revision_history_limit
-        for rs in sorted(idle, key=revision_of)[:max(surplus, 0)]:
+        for rs in sorted(idle, key=revision_of)[: max(surplus, 0)]:
             try:
-                self.api.delete(ReplicaSet, rs.name, namespace=rs.namespace,
-                                resource_version=rs.metadata.resource_version)
+                self.api.delete(
+                    ReplicaSet,
+                    rs.name,
+                    namespace=rs.namespace,
+                    resource_version=rs.metadata.resource_version,
+                )
             except NotFound:
                 continue
 
@@ -433,27 +459,37 @@ class DeploymentController(Controller):
         rolling = d.spec.strategy.rolling_update
         max_unavailable = (
             resolve_int_or_percent(rolling.max_unavailable, replicas, round_up=False)
-            if rolling else 0
+            if rolling
+            else 0
         )
         now = now_utc(self.clock)
         previous = d.status or DeploymentStatus()
         conditions = {c.type: c for c in previous.conditions}
         available_ok = counts.available >= replicas - max_unavailable
         conditions["Available"] = _condition(
-            conditions.get("Available"), "True" if available_ok else "False",
+            conditions.get("Available"),
+            "True" if available_ok else "False",
             "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
-            "Deployment has minimum availability." if available_ok
+            "Deployment has minimum availability."
+            if available_ok
             else "Deployment does not have minimum availability.",
             now,
         )
         complete = (
-            new_rs is not None and counts.updated == replicas and counts.replicas == replicas
+            new_rs is not None
+            and counts.updated == replicas
+            and counts.replicas == replicas
             and counts.available == replicas
             and (new_rs.spec.replicas == replicas)
         )
         moved = progressed or (
-            counts != _Counts(previous.replicas, previous.updated_replicas,
-                              previous.ready_replicas, previous.available_replicas)
+            counts
+            != _Counts(
+                previous.replicas,
+                previous.updated_replicas,
+                previous.ready_replicas,
+                previous.available_replicas,
+            )
         )
         requeue: float | None = None
         prior = conditions.get("Progressing")
@@ -464,16 +500,26 @@ class DeploymentController(Controller):
         elif complete:
             name = new_rs.name if new_rs else ""
             conditions["Progressing"] = _condition(
-                prior, "True", "NewReplicaSetAvailable",
-                f'ReplicaSet "{name}" has successfully progressed.', now,
+                prior,
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{name}" has successfully progressed.',
+                now,
             )
-        elif moved or prior is None or prior.reason == "NewReplicaSetAvailable" or (
-            previous.observed_generation != d.metadata.generation
+        elif (
+            moved
+            or prior is None
+            or prior.reason == "NewReplicaSetAvailable"
+            or (previous.observed_generation != d.metadata.generation)
         ):
             name = new_rs.name if new_rs else f"{d.name}-{_hash(d)}"
             conditions["Progressing"] = _condition(
-                prior, "True", "ReplicaSetUpdated",
-                f'ReplicaSet "{name}" is progressing.', now, touch=True,
+                prior,
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{name}" is progressing.',
+                now,
+                touch=True,
             )
             requeue = float(d.spec.progress_deadline_seconds)
         elif prior.reason != "ProgressDeadlineExceeded":
@@ -481,11 +527,15 @@ class DeploymentController(Controller):
             waited = now.timestamp() - last.timestamp()
             if waited > d.spec.progress_deadline_seconds:
                 conditions["Progressing"] = _condition(
-                    prior, "False", "ProgressDeadlineExceeded",
-                    f'Deployment "{d.name}" has exceeded its progress deadline.', now,
+                    prior,
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    f'Deployment "{d.name}" has exceeded its progress deadline.',
+                    now,
                 )
                 self.record_event(
-                    d, reason="ProgressDeadlineExceeded",
+                    d,
+                    reason="ProgressDeadlineExceeded",
                     message=f'Deployment "{d.name}" has exceeded its progress deadline.',
                     warning=True,
                 )
@@ -527,9 +577,7 @@ def _condition(
     flips, lastUpdateTime when the reason changes or progress is reported (``touch``)."""
     if prior is not None and prior.status == status and prior.reason == reason and not touch:
         return prior.model_copy(update={"message": message})
-    transition = (
-        prior.last_transition_time if prior is not None and prior.status == status else now
-    )
+    transition = prior.last_transition_time if prior is not None and prior.status == status else now
     return Condition(
         type=prior.type if prior is not None else _type_for(reason),
         status=status,  # type: ignore[arg-type]

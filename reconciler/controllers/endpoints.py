@@ -257,8 +257,11 @@ def read_endpoints(config_map: ConfigMap) -> ServiceEndpoints | None:
 def _encode(endpoints: ServiceEndpoints) -> str:
     # Sorted keys and no whitespace: an unchanged set encodes to the same text, so a
     # reconcile that finds nothing new writes nothing.
-    return json.dumps(endpoints.model_dump(mode="json", by_alias=True, exclude_none=True),
-                      sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        endpoints.model_dump(mode="json", by_alias=True, exclude_none=True),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 class EndpointsController(Controller):
@@ -308,8 +311,12 @@ class EndpointsController(Controller):
             # Gone, or selector-less (its endpoints are not ours to compute, as in Kubernetes).
             if existing is not None:
                 with contextlib.suppress(NotFound):
-                    self.api.delete(ConfigMap, cm_name, namespace=key.namespace,
-                                    resource_version=existing.metadata.resource_version)
+                    self.api.delete(
+                        ConfigMap,
+                        cm_name,
+                        namespace=key.namespace,
+                        resource_version=existing.metadata.resource_version,
+                    )
             return None
         pods = self.pods.list(namespace=key.namespace)
         nodes = {

@@ -87,8 +87,12 @@ class GarbageCollector(Controller):
         if any(self._owner_exists(obj, ref) for ref in obj.metadata.owner_references):
             return None
         try:
-            self.api.delete(type(obj), obj.name, namespace=obj.namespace or None,
-                            resource_version=obj.metadata.resource_version)
+            self.api.delete(
+                type(obj),
+                obj.name,
+                namespace=obj.namespace or None,
+                resource_version=obj.metadata.resource_version,
+            )
         except NotFound:
             return None
         return None

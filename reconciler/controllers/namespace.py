@@ -64,15 +64,20 @@ class NamespaceController(Controller):
         self.api.delete_events(namespace=ns.name)
         left = sum(len(self.api.list(kind, namespace=ns.name).items) for kind in self._kinds)
         if left or remaining:
-            raise TransientError(f"namespace {ns.name}: {left} objects still being deleted",
-                                 delay=1.0)
+            raise TransientError(
+                f"namespace {ns.name}: {left} objects still being deleted", delay=1.0
+            )
         try:
             fresh = self.api.get(Namespace, ns.name)
         except NotFound:
             return None
         finalizers = [f for f in fresh.metadata.finalizers if f != NAMESPACE_FINALIZER]
         if finalizers != fresh.metadata.finalizers:
-            self.api.update(fresh.model_copy(
-                update={"metadata": fresh.metadata.model_copy(update={"finalizers": finalizers})}
-            ))
+            self.api.update(
+                fresh.model_copy(
+                    update={
+                        "metadata": fresh.metadata.model_copy(update={"finalizers": finalizers})
+                    }
+                )
+            )
         return None

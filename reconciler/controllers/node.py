@@ -164,8 +164,9 @@ class NodeController(Controller):
             unknown_since = verdict.unknown_since
         if not _has_unreachable_taint(node):
             taints = [*node.spec.taints, UNREACHABLE_TAINT]
-            self.api.update(node.model_copy(update={"spec": node.spec.model_copy(
-                update={"taints": taints})}))
+            self.api.update(
+                node.model_copy(update={"spec": node.spec.model_copy(update={"taints": taints})})
+            )
         next_eviction = self._handle_pods(node.name, unknown_since=unknown_since, now=now)
         # Keep looking: the lease may come back, and pending evictions fall due.
         recheck = min(self.grace_period_s, self.eviction_timeout_s) / 4
@@ -204,11 +205,13 @@ class NodeController(Controller):
             node = self.api.update_status(node.model_copy(update={"status": updated}))
         if _has_unreachable_taint(node):
             taints = [
-                t for t in node.spec.taints
+                t
+                for t in node.spec.taints
                 if (t.key, t.effect) != (UNREACHABLE_TAINT.key, UNREACHABLE_TAINT.effect)
             ]
-            self.api.update(node.model_copy(update={"spec": node.spec.model_copy(
-                update={"taints": taints})}))
+            self.api.update(
+                node.model_copy(update={"spec": node.spec.model_copy(update={"taints": taints})})
+            )
 
     def _handle_pods(self, node_name: str, *, unknown_since: float, now: float) -> float | None:
         """Mark the node's pods not ready; delete those past their deadline. Returns the next

@@ -47,8 +47,12 @@ def pod_from_template(rs: ReplicaSet) -> dict[str, Any]:
         annotations=dict(template.metadata.annotations),
         owner_references=[
             OwnerReference(
-                api_version="apps/v1", kind="ReplicaSet", name=rs.name,
-                uid=rs.metadata.uid or "", controller=True, block_owner_deletion=True,
+                api_version="apps/v1",
+                kind="ReplicaSet",
+                name=rs.name,
+                uid=rs.metadata.uid or "",
+                controller=True,
+                block_owner_deletion=True,
             )
         ],
     )
@@ -128,9 +132,13 @@ class ReplicaSetController(Controller):
         revisions = list(self._pool.map(create_one, range(count)))
         self.note_write(rs.key, self.pods, max(revisions, default=0))
         if refused:
-            self.api.record_event(rs, reason="FailedCreate", type="Warning",
-                                  message=f"Error creating: {refused[0].message}",
-                                  source="replicaset-controller")
+            self.api.record_event(
+                rs,
+                reason="FailedCreate",
+                type="Warning",
+                message=f"Error creating: {refused[0].message}",
+                source="replicaset-controller",
+            )
             raise TransientError(refused[0].message)
 
     def _delete(self, key: ObjectKey, victims: list[Pod]) -> None:

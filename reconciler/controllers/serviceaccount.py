@@ -87,8 +87,12 @@ class ServiceAccountController(Controller):
                     SERVICE_ACCOUNT_UID_ANNOTATION: account.metadata.uid or "",
                 },
                 owner_references=[
-                    OwnerReference(api_version="v1", kind="ServiceAccount", name=account.name,
-                                   uid=account.metadata.uid or "")
+                    OwnerReference(
+                        api_version="v1",
+                        kind="ServiceAccount",
+                        name=account.name,
+                        uid=account.metadata.uid or "",
+                    )
                 ],
             ),
             type=SERVICE_ACCOUNT_TOKEN_TYPE,

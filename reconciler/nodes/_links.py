@@ -235,4 +235,3 @@ class _LocalLink:
                 self._process.wait()
         if self._process.stdout is not None:
             self._process.stdout.close()
-

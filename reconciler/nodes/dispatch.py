@@ -263,7 +263,9 @@ class NodeDispatcher:
 
         desired = desired_set(
             bound_pods(self.pods.by_index("node", name), name),
-            config_map=config_map, secret=secret, services=rules,
+            config_map=config_map,
+            secret=secret,
+            services=rules,
         )
         now_sent: dict[tuple[str, str, str], KubeObject] = {
             (obj.kind, obj.namespace, obj.name): obj
@@ -276,15 +278,17 @@ class NodeDispatcher:
     def _service_rules(self) -> list[ServiceRule]:
         rules = []
         for service in self.services.list():
-            stored = self.config_maps.get(endpoints_config_map_name(service.name),
-                                          namespace=service.namespace)
+            stored = self.config_maps.get(
+                endpoints_config_map_name(service.name), namespace=service.namespace
+            )
             endpoints = None
             if stored is not None:
                 try:
                     computed = read_endpoints(stored)
                 except ValueError:
-                    _log.warning("unreadable endpoints for Service %s/%s",
-                                 service.namespace, service.name)
+                    _log.warning(
+                        "unreadable endpoints for Service %s/%s", service.namespace, service.name
+                    )
                     computed = None
                 endpoints = computed.to_service_rule() if computed is not None else None
             rules.append(service_rule(service, endpoints))
@@ -411,8 +415,9 @@ class NodeDispatcher:
 
         self._update_status(Node, node_name, "", node_change)
         for report in status.pods:
-            self._update_status(Pod, report.name, report.namespace,
-                                _pod_change(report, node=node_name))
+            self._update_status(
+                Pod, report.name, report.namespace, _pod_change(report, node=node_name)
+            )
 
     def _update_status(
         self, kind: type[T], name: str, namespace: str, change: Callable[[T], T | None]
@@ -438,11 +443,17 @@ class NodeDispatcher:
             except NotFound:
                 return
             except ApiError as exc:
-                _log.warning("writing status of %s %s/%s failed: %s",
-                             kind.__name__, namespace, name, exc)
+                _log.warning(
+                    "writing status of %s %s/%s failed: %s", kind.__name__, namespace, name, exc
+                )
                 return
-        _log.warning("writing status of %s %s/%s: still conflicting after %d attempts",
-                     kind.__name__, namespace, name, self.settings.write_attempts)
+        _log.warning(
+            "writing status of %s %s/%s: still conflicting after %d attempts",
+            kind.__name__,
+            namespace,
+            name,
+            self.settings.write_attempts,
+        )
 
 
 def _pod_change(report: PodReport, *, node: str) -> Callable[[Pod], Pod | None]:

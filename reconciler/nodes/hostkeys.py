@@ -25,9 +25,7 @@ class HostKeyRejected(Exception):
         self.host = host
         self.expected = expected
         self.offered = offered
-        super().__init__(
-            f"host key for {host} refused: expected {expected}, offered {offered}"
-        )
+        super().__init__(f"host key for {host} refused: expected {expected}, offered {offered}")
 
 
 @dataclass(frozen=True, slots=True)

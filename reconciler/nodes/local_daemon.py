@@ -133,14 +133,24 @@ class LocalAgentDaemon:
         # A socket file left by a killed agent answers nothing; the daemon replaces it.
         log_path = self._log_path
         args = [
-            self._executable or agent_executable(), "serve",
-            "--state-dir", str(opts.state_dir), "--socket", str(opts.socket_path),
-            "--node-name", opts.node_name, "--bind-address", opts.bind_address,
+            self._executable or agent_executable(),
+            "serve",
+            "--state-dir",
+            str(opts.state_dir),
+            "--socket",
+            str(opts.socket_path),
+            "--node-name",
+            opts.node_name,
+            "--bind-address",
+            opts.bind_address,
             *opts.extra_args,
         ]
         with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_APPEND), "ab") as log:
             process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         with self._lock:
@@ -171,8 +181,11 @@ class LocalAgentDaemon:
                 process = self._process
             if process is None or process.poll() is None:
                 continue
-            _log.warning("capstan-agent (pid %d) exited with %s; restarting it",
-                         process.pid, process.returncode)
+            _log.warning(
+                "capstan-agent (pid %d) exited with %s; restarting it",
+                process.pid,
+                process.returncode,
+            )
             delay = self._restart_delays[min(failures, len(self._restart_delays) - 1)]
             if self._stopping.wait(delay):
                 return

@@ -43,8 +43,12 @@ def stream_logs(
 ) -> Generator[str, None, None]:
     """Yield log text as the agent sends it; closing the iterator closes the link."""
     request = LogsRequest(
-        id=f"logs-{uuid.uuid4().hex}", namespace=namespace, pod=pod, container=container,
-        tail=tail, follow=follow,
+        id=f"logs-{uuid.uuid4().hex}",
+        namespace=namespace,
+        pod=pod,
+        container=container,
+        tail=tail,
+        follow=follow,
     )
     link = open_link(endpoint, settings or LinkSettings())
     try:

@@ -120,4 +120,3 @@ def with_condition(node: Node, condition: Condition) -> NodeStatus | None:
     if existing == condition:
         return None
     return status.model_copy(update={"conditions": [*others, condition]})
-

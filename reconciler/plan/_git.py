@@ -20,8 +20,12 @@ from pathlib import Path, PurePosixPath
 
 __all__ = ["GitReadError", "RepoReader", "TreeEntry", "worktree_listing"]
 
-_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
-        "GIT_OPTIONAL_LOCKS": "0"}
+_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+    "GIT_OPTIONAL_LOCKS": "0",
+}
 _SYMLINK = "120000"
 
 
@@ -77,8 +81,11 @@ class RepoReader:
     def _git(self, *args: str, check: bool = True, stdin: bytes | None = None) -> str:
         env = {**os.environ, **_ENV}
         proc = subprocess.run(
-            self._argv(*args), input=stdin, capture_output=True,
-            env=env, check=False,
+            self._argv(*args),
+            input=stdin,
+            capture_output=True,
+            env=env,
+            check=False,
         )
         if proc.returncode != 0:
             if not check:
@@ -103,7 +110,9 @@ class RepoReader:
         root, '' for all), by path relative to that directory."""
         out = subprocess.run(
             self._argv("ls-tree", "-r", "-z", "--full-tree", sha),
-            capture_output=True, env={**os.environ, **_ENV}, check=False,
+            capture_output=True,
+            env={**os.environ, **_ENV},
+            check=False,
         )
         if out.returncode != 0:
             raise GitReadError(f"cannot list {sha}: {out.stderr.decode(errors='replace')}")
@@ -119,7 +128,7 @@ class RepoReader:
             if prefix:
                 if not path.startswith(prefix + "/"):
                     continue
-                path = path[len(prefix) + 1:]
+                path = path[len(prefix) + 1 :]
             entries[path] = TreeEntry(mode, blob, path)
         return entries
 
@@ -130,8 +139,11 @@ class RepoReader:
         ordered = list(entries.values())
         request = b"".join(f"{entry.blob}\n".encode() for entry in ordered)
         proc = subprocess.run(
-            self._argv("cat-file", "--batch"), input=request,
-            capture_output=True, env={**os.environ, **_ENV}, check=False,
+            self._argv("cat-file", "--batch"),
+            input=request,
+            capture_output=True,
+            env={**os.environ, **_ENV},
+            check=False,
         )
         if proc.returncode != 0:
             raise GitReadError(f"cannot read blobs: {proc.stderr.decode(errors='replace')}")
@@ -155,7 +167,7 @@ def _batch_contents(stream: bytes) -> Iterator[bytes]:
             raise GitReadError(f"blob {header[0].decode()} is missing")
         size = int(header[2])
         start = end + 1
-        yield stream[start:start + size]
+        yield stream[start : start + size]
         pos = start + size + 1  # the content is followed by a newline
 
 

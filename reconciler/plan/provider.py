@@ -31,8 +31,9 @@ def plan_provider(
         head = source.resolve(ref or f"refs/heads/{source.branch}")
         base = read_sync_state(api).live_commit or head.sha
         observed = from_reader(api, label="(live, through the API)")
-        plan = make_plan(source.git_dir, base=base, head=head.sha, env=env, subdir=subdir,
-                         observed=observed)
+        plan = make_plan(
+            source.git_dir, base=base, head=head.sha, env=env, subdir=subdir, observed=observed
+        )
         document: dict[str, Any] = json.loads(render_json(plan))
         return document
 

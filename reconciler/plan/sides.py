@@ -89,26 +89,37 @@ def load_sides(
             head_tree = reader.tree(head_commit.sha, prefix=reader.prefix)
             head_dir = reader.export(head_tree, work / "head")
             head_label = f"{head} ({head_commit.sha[:12]})"
-        head_side = _load_side(head_dir, label=head_label, commit=head_commit, env=env,
-                               subdir=subdir)
+        head_side = _load_side(
+            head_dir, label=head_label, commit=head_commit, env=env, subdir=subdir
+        )
         changed = _changed(base_tree, head_tree)
         base_label = f"{base} ({base_commit.sha[:12]})"
         strategy: Strategy = "full"
         base_side: Side | None = None
-        if incremental and head_side.valid and _incremental_ok(
-                changed, base_tree, head_tree, subdir=subdir):
+        if (
+            incremental
+            and head_side.valid
+            and _incremental_ok(changed, base_tree, head_tree, subdir=subdir)
+        ):
             base_side = _incremental_base(
-                reader, head_side, changed, base_tree, work=work / "base-changed",
-                label=base_label, commit=base_commit,
+                reader,
+                head_side,
+                changed,
+                base_tree,
+                work=work / "base-changed",
+                label=base_label,
+                commit=base_commit,
             )
             if base_side is not None:
                 strategy = "incremental"
         if base_side is None:
             base_dir = reader.export(base_tree, work / "base")
-            base_side = _load_side(base_dir, label=base_label, commit=base_commit, env=env,
-                                   subdir=subdir)
-    return Sides(base=base_side, head=head_side, strategy=strategy,
-                 changed_files=tuple(sorted(changed)))
+            base_side = _load_side(
+                base_dir, label=base_label, commit=base_commit, env=env, subdir=subdir
+            )
+    return Sides(
+        base=base_side, head=head_side, strategy=strategy, changed_files=tuple(sorted(changed))
+    )
 
 
 def _load_side(
@@ -127,8 +138,10 @@ def _load_side(
 def _changed(base: Mapping[str, TreeEntry], head: Mapping[str, TreeEntry]) -> set[str]:
     paths = set(base) | set(head)
     return {
-        p for p in paths
-        if p not in base or p not in head
+        p
+        for p in paths
+        if p not in base
+        or p not in head
         or (base[p].blob, base[p].mode) != (head[p].blob, head[p].mode)
     }
 
@@ -176,9 +189,13 @@ def _incremental_base(
     """The base from the head's unchanged objects plus the base's changed manifests; None
     when a changed base file does not parse cleanly (the full load then reports it)."""
     kept = [o for o in head.objects if o.source.file not in changed]
-    wanted = {p: base_tree[p] for p in changed
-              if p in base_tree and p.endswith(_MANIFEST_SUFFIXES)
-              and not any(part.startswith(".") for part in PurePosixPath(p).parts)}
+    wanted = {
+        p: base_tree[p]
+        for p in changed
+        if p in base_tree
+        and p.endswith(_MANIFEST_SUFFIXES)
+        and not any(part.startswith(".") for part in PurePosixPath(p).parts)
+    }
     reader.export(wanted, work)
     parsed: list[LoadedObject] = []
     for path in sorted(wanted):
@@ -218,8 +235,17 @@ def _parse(data: object) -> KubeObject | None:
         return None
 
 
-_KIND_ORDER = ("Namespace", "Node", "ServiceAccount", "Secret", "ConfigMap", "Service",
-               "Deployment", "ReplicaSet", "Pod")
+_KIND_ORDER = (
+    "Namespace",
+    "Node",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "ReplicaSet",
+    "Pod",
+)
 
 
 def _order(item: LoadedObject) -> tuple[int, str, str, str]:

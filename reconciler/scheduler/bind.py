@@ -213,8 +213,9 @@ class Scheduler:
             self.queue.add_after(pod.key, self.queue.backoff(pod.key))
         except ApiError as exc:
             delay = self.queue.backoff(pod.key)
-            log.warning("scheduler: bind %s to %s failed: %s (retry in %.3fs)", pod.key, node,
-                        exc, delay)
+            log.warning(
+                "scheduler: bind %s to %s failed: %s (retry in %.3fs)", pod.key, node, exc, delay
+            )
             with self._lock:
                 self.state.forget(key)
             self.queue.add_after(pod.key, delay)
@@ -250,8 +251,9 @@ class Scheduler:
                 except Conflict:
                     continue  # written meanwhile (its status, labels): read it again
                 except ApiError as exc:
-                    log.warning("scheduler: binding claim %s/%s to %s: %s", pod.namespace,
-                                name, node, exc)
+                    log.warning(
+                        "scheduler: binding claim %s/%s to %s: %s", pod.namespace, name, node, exc
+                    )
                     break
 
     def _bind_claim(self, name: str, namespace: str, node: str) -> None:
@@ -300,7 +302,10 @@ class Scheduler:
                 return
         try:
             self.api.record_event(
-                pod, reason="FailedScheduling", message=message, type="Warning",
+                pod,
+                reason="FailedScheduling",
+                message=message,
+                type="Warning",
                 source=SCHEDULER_NAME,
             )
         except ApiError as exc:

@@ -87,25 +87,29 @@ class GitCredentials:
         """Environment for one git process using these credentials."""
         env: dict[str, str] = {}
         if self.token:
-            env.update({
-                "GIT_ASKPASS": str(askpass),
-                _ASKPASS_USER_VAR: self.username,
-                _ASKPASS_PASSWORD_VAR: self.token,
-                # WARNING: a configured helper such as `credential.helper=store` would be
-                # handed our token and write it to disk in plain text. An empty value resets
-                # the helper list, for this process only.
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "credential.helper",
-                "GIT_CONFIG_VALUE_0": "",
-            })
+            env.update(
+                {
+                    "GIT_ASKPASS": str(askpass),
+                    _ASKPASS_USER_VAR: self.username,
+                    _ASKPASS_PASSWORD_VAR: self.token,
+                    # WARNING: a configured helper such as `credential.helper=store` would be
+                    # handed our token and write it to disk in plain text. An empty value resets
+                    # the helper list, for this process only.
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "credential.helper",
+                    "GIT_CONFIG_VALUE_0": "",
+                }
+            )
         if self.ssh_key_file is not None or self.known_hosts_file is not None:
             command = ["ssh", "-o", "BatchMode=yes"]
             if self.ssh_key_file is not None:
                 command += ["-i", str(self.ssh_key_file), "-o", "IdentitiesOnly=yes"]
             if self.known_hosts_file is not None:
                 command += [
-                    "-o", f"UserKnownHostsFile={self.known_hosts_file}",
-                    "-o", "StrictHostKeyChecking=yes",
+                    "-o",
+                    f"UserKnownHostsFile={self.known_hosts_file}",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
                 ]
             env["GIT_SSH_COMMAND"] = shlex.join(command)
         return env

@@ -130,4 +130,3 @@ def format_field_path(path: Sequence[str | int]) -> str:
             escaped = part.replace("\\", "\\\\").replace('"', '\\"')
             out.append(f'["{escaped}"]')
     return "".join(out)
-

@@ -110,9 +110,10 @@ class GitSource:
         self._askpass = write_askpass(self.cache_dir)
         self._cmd = git.Git(str(self.cache_dir))
         self._open_cache()
-        if branch.startswith("-") or self._git(
-            "check-ref-format", f"refs/heads/{branch}", check=False
-        ) is None:
+        if (
+            branch.startswith("-")
+            or self._git("check-ref-format", f"refs/heads/{branch}", check=False) is None
+        ):
             raise GitSourceError(f"invalid branch name {branch!r}")
 
     def __repr__(self) -> str:
@@ -134,8 +135,14 @@ class GitSource:
         """Bring the cache up to date (all branches and tags, forced) and return the head."""
         with self._exclusive():
             self._git(
-                "fetch", "--prune", "--force", "--no-write-fetch-head", "--quiet",
-                "--", self.url, *_FETCH_REFSPECS,
+                "fetch",
+                "--prune",
+                "--force",
+                "--no-write-fetch-head",
+                "--quiet",
+                "--",
+                self.url,
+                *_FETCH_REFSPECS,
             )
         return self.head()
 
@@ -148,8 +155,15 @@ class GitSource:
         if not ref or ref.startswith("-"):
             raise GitSourceError(f"invalid ref {ref!r}")
         try:
-            out = self._git("log", "-1", "--no-walk", f"--format={_LOG_FORMAT}",
-                            f"{ref}^{{commit}}", "--", env=_ISOLATED_ENV)
+            out = self._git(
+                "log",
+                "-1",
+                "--no-walk",
+                f"--format={_LOG_FORMAT}",
+                f"{ref}^{{commit}}",
+                "--",
+                env=_ISOLATED_ENV,
+            )
         except GitSourceError as exc:
             raise GitSourceError(f"unknown ref {ref!r} in {self._display_url()}") from exc
         return _parse_log(out)
@@ -183,9 +197,7 @@ class GitSource:
 
     # -- writing (capstan rollback) --------------------------------------------------------
 
-    def revert(
-        self, shas: Sequence[str], *, message: str, author: str | None = None
-    ) -> CommitSha:
+    def revert(self, shas: Sequence[str], *, message: str, author: str | None = None) -> CommitSha:
         """Make one commit on the tracked branch (in the cache) undoing `shas`; `push()`
         delivers it. Newest changes are undone first, as `git revert A..B` does. Raises
         GitSourceError on a conflict, leaving the branch as it was."""
@@ -206,20 +218,28 @@ class GitSource:
             try:
                 wt_env = {**_ISOLATED_ENV, **env}
                 try:
-                    self._run_in(work, "revert", "--no-commit", "--no-edit", *order,
-                                 env=wt_env)
+                    self._run_in(work, "revert", "--no-commit", "--no-edit", *order, env=wt_env)
                 except GitSourceError as exc:
                     raise GitSourceError(f"cannot revert {', '.join(order)}: {exc}") from exc
-                self._run_in(work, "commit", "--allow-empty", "--no-verify", "--quiet",
-                             "-m", message, env=wt_env)
+                self._run_in(
+                    work,
+                    "commit",
+                    "--allow-empty",
+                    "--no-verify",
+                    "--quiet",
+                    "-m",
+                    message,
+                    env=wt_env,
+                )
                 new_sha = self._run_in(work, "rev-parse", "HEAD")
             finally:
                 self._git("worktree", "remove", "--force", str(work), check=False)
                 shutil.rmtree(holder, ignore_errors=True)
                 self._git("worktree", "prune", check=False)
             # Guarded by the old value: a fetch that moved the branch meanwhile wins.
-            self._git("update-ref", "-m", "capstan revert", f"refs/heads/{self.branch}",
-                      new_sha, head.sha)
+            self._git(
+                "update-ref", "-m", "capstan revert", f"refs/heads/{self.branch}", new_sha, head.sha
+            )
         return CommitSha(new_sha)
 
     def push(self) -> CommitSha:
@@ -230,12 +250,23 @@ class GitSource:
             sha = self.head().sha
             target = self._local_path
             if target is not None and self._checked_out_branch(target) == self.branch:
-                self._run_in(target, "fetch", "--quiet", "--no-tags", str(self._git_dir),
-                             f"refs/heads/{self.branch}")
+                self._run_in(
+                    target,
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    str(self._git_dir),
+                    f"refs/heads/{self.branch}",
+                )
                 self._run_in(target, "merge", "--ff-only", "--quiet", sha)
             else:
-                self._git("push", "--quiet", "--", self.url,
-                          f"refs/heads/{self.branch}:refs/heads/{self.branch}")
+                self._git(
+                    "push",
+                    "--quiet",
+                    "--",
+                    self.url,
+                    f"refs/heads/{self.branch}:refs/heads/{self.branch}",
+                )
         return sha
 
     # -- internals -------------------------------------------------------------------------
@@ -267,9 +298,7 @@ class GitSource:
         order = [sha for sha in history if sha in wanted]
         missing = wanted.difference(order)
         if missing:
-            raise GitSourceError(
-                f"not on branch {self.branch}: {', '.join(sorted(missing))}"
-            )
+            raise GitSourceError(f"not on branch {self.branch}: {', '.join(sorted(missing))}")
         return order
 
     def _display_url(self) -> str:
@@ -293,24 +322,31 @@ class GitSource:
         return self._run_in(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
 
     @typing.overload
-    def _git(self, *args: str, env: dict[str, str] | None = ...,
-             check: typing.Literal[True] = ...) -> str: ...
+    def _git(
+        self, *args: str, env: dict[str, str] | None = ..., check: typing.Literal[True] = ...
+    ) -> str: ...
     @typing.overload
     def _git(self, *args: str, env: dict[str, str] | None = ..., check: bool) -> str | None: ...
 
     def _git(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str | None:
-        return self._execute(["git", "--git-dir", str(self._git_dir), *args], env=env,
-                             check=check)
+        return self._execute(["git", "--git-dir", str(self._git_dir), *args], env=env, check=check)
 
     @typing.overload
-    def _run_in(self, repo: Path, *args: str, env: dict[str, str] | None = ...,
-                check: typing.Literal[True] = ...) -> str: ...
+    def _run_in(
+        self,
+        repo: Path,
+        *args: str,
+        env: dict[str, str] | None = ...,
+        check: typing.Literal[True] = ...,
+    ) -> str: ...
     @typing.overload
-    def _run_in(self, repo: Path, *args: str, env: dict[str, str] | None = ...,
-                check: bool) -> str | None: ...
+    def _run_in(
+        self, repo: Path, *args: str, env: dict[str, str] | None = ..., check: bool
+    ) -> str | None: ...
 
-    def _run_in(self, repo: Path, *args: str, env: dict[str, str] | None = None,
-                check: bool = True) -> str | None:
+    def _run_in(
+        self, repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> str | None:
         return self._execute(["git", "-C", str(repo), *args], env=env, check=check)
 
     def _execute(self, argv: list[str], *, env: dict[str, str] | None, check: bool) -> str | None:
@@ -323,8 +359,7 @@ class GitSource:
             stderr = str(exc.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
             detail = stderr or f"exit status {exc.status}"
             raise GitSourceError(
-                redact(f"git {_subcommand(argv)} failed for {self.url}: {detail}",
-                       self._secrets())
+                redact(f"git {_subcommand(argv)} failed for {self.url}: {detail}", self._secrets())
             ) from None
         return str(out).strip()
 

@@ -63,7 +63,7 @@ def _verify_github(signature: str, body: bytes, key: bytes) -> WebhookVerdict:
     if not signature.startswith(_SHA256_PREFIX):
         return WebhookVerdict(False, "X-Hub-Signature-256 must start with 'sha256='", "github")
     expected = hmac.new(key, body, hashlib.sha256).hexdigest()
-    given = signature[len(_SHA256_PREFIX):].strip().lower()
+    given = signature[len(_SHA256_PREFIX) :].strip().lower()
     if hmac.compare_digest(given.encode(), expected.encode()):
         return WebhookVerdict(True, "GitHub signature matches", "github")
     return WebhookVerdict(False, "X-Hub-Signature-256 does not match the body", "github")

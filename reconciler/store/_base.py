@@ -94,7 +94,9 @@ class Watch(abc.ABC):
             self._queue = asyncio.Queue()
             self._consumed.set()
             self._pump = threading.Thread(
-                target=self._pump_events, args=(loop, self._queue), daemon=True,
+                target=self._pump_events,
+                args=(loop, self._queue),
+                daemon=True,
                 name="store-watch-pump",
             )
             self._pump.start()

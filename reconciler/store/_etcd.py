@@ -57,7 +57,6 @@ _COMPARE_FIELD = {
 }
 
 
-
 def _range_body(key: str, *, prefix: bool) -> dict[str, Any]:
     lo, hi = key_range(key, prefix=prefix)
     # etcd spells "no upper bound" as range_end "\0", and "from the first key" as key "\0"
@@ -98,7 +97,9 @@ def _compare_json(compare: Compare) -> dict[str, Any]:
 def _op_json(op: Op) -> dict[str, Any]:
     if op.kind is OpKind.PUT:
         put: dict[str, Any] = {
-            "key": b64(op.key.encode("utf-8")), "value": b64(op.value), "prev_kv": True
+            "key": b64(op.key.encode("utf-8")),
+            "value": b64(op.value),
+            "prev_kv": True,
         }
         if op.lease is not None:
             put["lease"] = str(op.lease)
@@ -141,7 +142,9 @@ class EtcdStore(Store):
         check_value(value)
         check_key(key)
         body: dict[str, Any] = {
-            "key": b64(key.encode("utf-8")), "value": b64(value), "prev_kv": True
+            "key": b64(key.encode("utf-8")),
+            "value": b64(value),
+            "prev_kv": True,
         }
         if lease is not None:
             body["lease"] = str(lease)

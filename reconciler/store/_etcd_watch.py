@@ -235,8 +235,11 @@ def _event(obj: dict[str, Any]) -> Event:
     prev = kv_from_json(obj["prev_kv"]) if "prev_kv" in obj else None
     if obj.get("type") == "DELETE":
         deleted = KeyValue(
-            key=kv.key, value=b"", create_revision=Revision(0),
-            mod_revision=kv.mod_revision, version=0,
+            key=kv.key,
+            value=b"",
+            create_revision=Revision(0),
+            mod_revision=kv.mod_revision,
+            version=0,
         )
         return Event(EventType.DELETE, deleted, prev, kv.mod_revision)
     return Event(EventType.PUT, kv, prev, kv.mod_revision)

@@ -75,7 +75,6 @@ from reconciler.store._types import (
 _log = logging.getLogger(__name__)
 
 
-
 class SqliteStore(Store):
     def __init__(
         self,
@@ -260,8 +259,14 @@ class SqliteStore(Store):
         with self._snapshot() as conn:
             revision = snapshot_revision(conn, self._index)
             return range_kvs(
-                conn, self._index, lo, hi, at_revision=at_revision, limit=limit,
-                header_revision=revision, bound=revision_bound(revision),
+                conn,
+                self._index,
+                lo,
+                hi,
+                at_revision=at_revision,
+                limit=limit,
+                header_revision=revision,
+                bound=revision_bound(revision),
             )
 
     def revision(self) -> Revision:

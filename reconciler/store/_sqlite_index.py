@@ -225,8 +225,7 @@ class KeyIndex:
 def read_head(conn: sqlite3.Connection) -> tuple[int, int]:
     """(the last rowid in the log or 0, the compaction revision), in one statement."""
     last_id, compacted = conn.execute(
-        "SELECT (SELECT max(id) FROM log),"
-        " (SELECT value FROM meta WHERE name = 'compact_revision')"
+        "SELECT (SELECT max(id) FROM log), (SELECT value FROM meta WHERE name = 'compact_revision')"
     ).fetchone()
     return int(last_id or 0), int(compacted)
 

@@ -88,7 +88,8 @@ def fetch_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Any]:
     under SQLite's bound-parameter limit)."""
     if len(ids) == 1:
         row = conn.execute(
-            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id = ?", (ids[0],)  # noqa: S608
+            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id = ?",  # noqa: S608 - constant columns
+            (ids[0],),
         ).fetchone()
         return {} if row is None else {row[3]: row}
     rows: dict[int, Any] = {}
@@ -96,7 +97,8 @@ def fetch_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Any]:
         chunk = ids[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id IN ({marks})", chunk  # noqa: S608
+            f"SELECT {_KV_COLUMNS} FROM log l WHERE l.id IN ({marks})",  # noqa: S608 - marks only
+            chunk,
         ):
             rows[row[3]] = row
     return rows
@@ -206,9 +208,7 @@ class WriteBatch:
 
     # -- the index entries of this batch ------------------------------------------------
 
-    def _insert(
-        self, rows: Sequence[LogRow]
-    ) -> None:
+    def _insert(self, rows: Sequence[LogRow]) -> None:
         """INSERT log rows (id, key, value or None for a deletion, create_rev, version,
         lease, prev_id) and record them in the index."""
         if not rows:
@@ -336,9 +336,7 @@ class WriteBatch:
                 f"deleting {len(entries)} keys in one revision exceeds {MAX_EVENTS_PER_REVISION}"
             )
         rows = _rows_in_order(self.conn, entries)
-        self._insert(
-            [(self.next_id(), key, None, 0, 0, None, prev_id) for key, prev_id in entries]
-        )
+        self._insert([(self.next_id(), key, None, 0, 0, None, prev_id) for key, prev_id in entries])
         return DeleteResult(
             revision=Revision(self.pending_revision),
             deleted=len(rows),
@@ -365,7 +363,12 @@ class WriteBatch:
                 lo, hi = key_range(op.key, prefix=op.prefix)
                 responses.append(
                     range_kvs(
-                        self.conn, self.index, lo, hi, at_revision=None, limit=op.limit,
+                        self.conn,
+                        self.index,
+                        lo,
+                        hi,
+                        at_revision=None,
+                        limit=op.limit,
                         header_revision=self.pending_revision,
                     )
                 )
@@ -387,9 +390,7 @@ class WriteBatch:
         # entries only once this transaction has committed.
         doomed = [(row_id,) for row_id in self.index.compaction(revision)]
         self.conn.executemany("DELETE FROM log WHERE id = ?", doomed)
-        self.conn.execute(
-            "UPDATE meta SET value = ? WHERE name = 'compact_revision'", (revision,)
-        )
+        self.conn.execute("UPDATE meta SET value = ? WHERE name = 'compact_revision'", (revision,))
         self._compacted_to = revision
 
 
@@ -407,9 +408,7 @@ MAX_PLAIN_PUTS = 128
 @functools.cache
 def _plain_insert(rows: int) -> str:
     values = ",".join(["(?,?,0,?,?,?,NULL,?)"] * rows)
-    return (
-        f"INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id) VALUES {values}"  # noqa: S608, E501
-    )
+    return f"INSERT INTO log (id, key, deleted, value, create_rev, version, lease, prev_id) VALUES {values}"  # noqa: S608, E501
 
 
 def put_plain(

@@ -146,8 +146,20 @@ class SqliteWatch(Watch):
 
 
 def _event(row: Sequence[Any]) -> Event:
-    (row_id, key_b, deleted, value, create_rev, version, lease,
-     p_id, p_value, p_create, p_version, p_lease) = row
+    (
+        row_id,
+        key_b,
+        deleted,
+        value,
+        create_rev,
+        version,
+        lease,
+        p_id,
+        p_value,
+        p_create,
+        p_version,
+        p_lease,
+    ) = row
     key = bytes(key_b).decode("utf-8")
     revision = Revision(row_id >> REV_SHIFT)
     prev = None

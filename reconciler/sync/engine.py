@@ -60,8 +60,20 @@ Trigger = Literal["commit", "resync", "manual"]
 # ConfigMaps and Secrets; a Deployment's pods should find their Service. Deletions run in
 # the reverse order, so a Namespace goes last (the loader sorts desired objects the same way).
 APPLY_ORDER = (
-    "Namespace", "Node", "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim",
-    "Service", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Pod", "Job", "CronJob",
+    "Namespace",
+    "Node",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "Service",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Pod",
+    "Job",
+    "CronJob",
 )
 _WRITE_RETRIES = 3
 # Server-owned metadata an update must carry over from the live object.
@@ -183,10 +195,14 @@ def plan_sync(
         if obj.metadata.annotations.get(PRUNE_ANNOTATION) == "false":
             kept.append(obj.key)
         elif obj.metadata.deletion_timestamp is None:
-            deletions.append(ObjectChange(
-                "delete", obj.key, diff_objects(obj, None),
-                obj.metadata.annotations.get(SOURCE_ANNOTATION),
-            ))
+            deletions.append(
+                ObjectChange(
+                    "delete",
+                    obj.key,
+                    diff_objects(obj, None),
+                    obj.metadata.annotations.get(SOURCE_ANNOTATION),
+                )
+            )
     deletions.sort(key=lambda c: _apply_rank_key(c.key), reverse=True)
     refused = None
     survivors = unchanged + sum(1 for c in changes if c.action == "update") + len(kept)
@@ -278,14 +294,20 @@ def sync_commit(
     desired_pairs = _desired_objects(repo, commit)
     desired = [obj for obj, _ in desired_pairs]
     sources = {obj.key: where for obj, where in desired_pairs}
-    plan = plan_sync(desired, _observe(api, desired), prune=prune, allow_empty=allow_empty,
-                     sources=sources)
+    plan = plan_sync(
+        desired, _observe(api, desired), prune=prune, allow_empty=allow_empty, sources=sources
+    )
     if dry_run:
         refusal = (plan.refused,) if plan.refused else ()
         return SyncResult(commit, "Failed" if refusal else "Succeeded", plan, (), refusal, True)
     if plan.refused:
-        return _finish(api, SyncResult(commit, "Failed", plan, (), (plan.refused,)),
-                       started=started, trigger=trigger, history=history)
+        return _finish(
+            api,
+            SyncResult(commit, "Failed", plan, (), (plan.refused,)),
+            started=started,
+            trigger=trigger,
+            history=history,
+        )
     by_key = {obj.key: obj for obj in desired}
     applied: list[ObjectChange] = []
     errors: list[str] = []
@@ -309,8 +331,9 @@ def sync_commit(
         for c in applied
         if c.action != "delete" and isinstance(obj := by_key.get(c.key), Deployment)
     }
-    return _finish(api, result, started=started, trigger=trigger, history=history,
-                   templates=templates)
+    return _finish(
+        api, result, started=started, trigger=trigger, history=history, templates=templates
+    )
 
 
 def failed_commit(
@@ -331,8 +354,13 @@ def failed_commit(
 
 
 def _finish(
-    api: Api, result: SyncResult, *, started: datetime, trigger: Trigger,
-    history: HistoryLimits | None, templates: Mapping[str, str] | None = None,
+    api: Api,
+    result: SyncResult,
+    *,
+    started: datetime,
+    trigger: Trigger,
+    history: HistoryLimits | None,
+    templates: Mapping[str, str] | None = None,
 ) -> SyncResult:
     record = SyncRecord(
         id=0,
@@ -346,7 +374,8 @@ def _finish(
         trigger=trigger,
         changes=[
             RecordedChange(
-                action=c.action, object=str(c.key),
+                action=c.action,
+                object=str(c.key),
                 # A create or delete concerns the whole object: no field list.
                 fields=[f.path for f in c.fields] if c.action == "update" else [],
             )
@@ -357,8 +386,15 @@ def _finish(
         templates=dict(templates or {}),
     )
     stored = record_sync(api, record, limits=history)
-    return SyncResult(result.commit, result.outcome, result.plan, result.applied,
-                      result.errors, result.dry_run, stored)
+    return SyncResult(
+        result.commit,
+        result.outcome,
+        result.plan,
+        result.applied,
+        result.errors,
+        result.dry_run,
+        stored,
+    )
 
 
 def _apply(api: Api, change: ObjectChange, desired: KubeObject | None) -> ObjectChange | None:
@@ -371,8 +407,9 @@ def _apply(api: Api, change: ObjectChange, desired: KubeObject | None) -> Object
             current = _get(api, desired)
             if current is None:
                 api.create(desired)
-                return ObjectChange("create", change.key, diff_objects(None, desired),
-                                    change.source)
+                return ObjectChange(
+                    "create", change.key, diff_objects(None, desired), change.source
+                )
             fields = diff_objects(current, desired)
             if not fields:
                 return None
@@ -391,8 +428,12 @@ def _delete(api: Api, change: ObjectChange) -> ObjectChange | None:
     if current.metadata.annotations.get(PRUNE_ANNOTATION) == "false":
         return None
     try:
-        api.delete(type(current), current.name, namespace=current.namespace or None,
-                   resource_version=current.metadata.resource_version)
+        api.delete(
+            type(current),
+            current.name,
+            namespace=current.namespace or None,
+            resource_version=current.metadata.resource_version,
+        )
     except NotFound:
         return None
     return change

@@ -25,10 +25,17 @@ __all__ = ["Health", "ObjectStatus", "SyncStatus", "app_health", "object_health"
 SyncStatus = Literal["Synced", "OutOfSync"]
 Health = Literal["Healthy", "Progressing", "Degraded", "Missing"]
 # Waiting reasons that mean the container will not come up by itself.
-_BROKEN_WAITING = frozenset({
-    "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
-})
+_BROKEN_WAITING = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,10 @@ def _daemonset_health(obj: DaemonSet) -> tuple[Health, str]:
         return "Progressing", "waiting for the controller to see the new spec"
     want = status.desired_number_scheduled
     if status.updated_number_scheduled < want or status.number_available < want:
-        return "Progressing", (f"{status.updated_number_scheduled}/{want} nodes updated, "
-                               f"{status.number_available} available")
+        return "Progressing", (
+            f"{status.updated_number_scheduled}/{want} nodes updated, "
+            f"{status.number_available} available"
+        )
     return "Healthy", f"{status.number_available}/{want} nodes available"
 
 
@@ -155,6 +164,7 @@ def app_health(api: Api, objects: Iterable[KubeObject]) -> list[ObjectStatus]:
             continue
         diff = diff_objects(live, managed_object(desired))
         health, message = object_health(live)
-        out.append(ObjectStatus(desired.key, "OutOfSync" if diff else "Synced", health,
-                                message, diff))
+        out.append(
+            ObjectStatus(desired.key, "OutOfSync" if diff else "Synced", health, message, diff)
+        )
     return out

@@ -38,12 +38,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CAPSTAN = ROOT / ".venv" / "bin" / "capstan"
 MANAGED_LABEL = "io.capstan.managed-by"
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
-    "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.com",
-    "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
 }
-
-
 
 
 class GitRepo:
@@ -53,8 +54,14 @@ class GitRepo:
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.path, check=True, capture_output=True,
-                              text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **GIT_ENV},
+        ).stdout.strip()
 
     def write(self, files: dict[str, str]) -> None:
         for name, text in files.items():
@@ -62,8 +69,9 @@ class GitRepo:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
 
-    def commit(self, message: str, files: dict[str, str] | None = None,
-               remove: tuple[str, ...] = ()) -> str:
+    def commit(
+        self, message: str, files: dict[str, str] | None = None, remove: tuple[str, ...] = ()
+    ) -> str:
         if files:
             self.write(files)
         for name in remove:
@@ -81,8 +89,15 @@ class GitRepo:
 
 
 class CapstanUp:
-    def __init__(self, repo: GitRepo, work: Path, client: docker.DockerClient, *,
-                 store: str | None = None, source: str | None = None) -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        work: Path,
+        client: docker.DockerClient,
+        *,
+        store: str | None = None,
+        source: str | None = None,
+    ) -> None:
         self.repo = repo
         self.source = source or str(repo.path)  # what `capstan up` tracks (a URL, or the path)
         self.docker = client
@@ -98,14 +113,32 @@ class CapstanUp:
         self._api: Api | None = None
 
     def start(self, *extra: str) -> None:
-        args = [str(CAPSTAN), "up", self.source, "--state-dir", str(self.state_dir),
-                "--agent-node-name", self.node, "--agent-bind-address", self.bind,
-                "--resync", "2", "--log-level", "INFO", "--store", self.store_url,
-                *(f"--agent-arg={arg}" for arg in self.proxy_args), *extra]
+        args = [
+            str(CAPSTAN),
+            "up",
+            self.source,
+            "--state-dir",
+            str(self.state_dir),
+            "--agent-node-name",
+            self.node,
+            "--agent-bind-address",
+            self.bind,
+            "--resync",
+            "2",
+            "--log-level",
+            "INFO",
+            "--store",
+            self.store_url,
+            *(f"--agent-arg={arg}" for arg in self.proxy_args),
+            *extra,
+        ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self._alive() and (self.state_dir / "up.json").exists(),
-                   timeout=60, what="capstan up to start")
+        wait_until(
+            lambda: self._alive() and (self.state_dir / "up.json").exists(),
+            timeout=60,
+            what="capstan up to start",
+        )
 
     def _alive(self) -> bool:
         assert self.proc is not None
@@ -136,8 +169,12 @@ class CapstanUp:
         return self._api
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([str(CAPSTAN), *args, "--state-dir", str(self.state_dir)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [str(CAPSTAN), *args, "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -146,22 +183,34 @@ class CapstanUp:
 
     def pods(self, app: str = "web") -> list[Pod]:
         pods = self.api.list(Pod, namespace="default", label_selector={"app": app}).items
-        return sorted((p for p in pods if p.metadata.deletion_timestamp is None),
-                      key=lambda p: p.name)
+        return sorted(
+            (p for p in pods if p.metadata.deletion_timestamp is None), key=lambda p: p.name
+        )
 
     def ready_pods(self, app: str = "web") -> list[Pod]:
         return [p for p in self.pods(app) if p.status is not None and p.status.ready]
 
     def containers(self, *, running_only: bool = True) -> list[dict[str, Any]]:
-        listed = self.docker.api.containers(all=not running_only,
-                                            filters={"label": f"{MANAGED_LABEL}={self.node}"})
-        return [{"id": c["Id"], "name": c["Names"][0].lstrip("/"), "labels": c["Labels"],
-                 "state": c["State"]} for c in listed]
+        listed = self.docker.api.containers(
+            all=not running_only, filters={"label": f"{MANAGED_LABEL}={self.node}"}
+        )
+        return [
+            {
+                "id": c["Id"],
+                "name": c["Names"][0].lstrip("/"),
+                "labels": c["Labels"],
+                "state": c["State"],
+            }
+            for c in listed
+        ]
 
     def app_containers(self) -> dict[str, str]:
         """Container name → id for the pods' app containers (not sandboxes)."""
-        return {c["name"]: c["id"] for c in self.containers()
-                if c["labels"].get("io.capstan.container") not in (None, "", "POD")}
+        return {
+            c["name"]: c["id"]
+            for c in self.containers()
+            if c["labels"].get("io.capstan.container") not in (None, "", "POD")
+        }
 
     def agent_pid(self) -> int | None:
         """The pid of this instance's ``capstan-agent serve`` (found by its node name)."""

@@ -32,8 +32,9 @@ def page(address: str, path: str = "/") -> str | None:
 def serving(up: CapstanUp, version: str) -> bool:
     """The page shows ``version``; fails fast when a shop pod crash-loops (it never heals)."""
     for pod in up.api.list(Pod, namespace="shop").items:
-        restarts = sum(s.restart_count for s in (pod.status.container_statuses
-                                                 if pod.status else []))
+        restarts = sum(
+            s.restart_count for s in (pod.status.container_statuses if pod.status else [])
+        )
         assert restarts < 2, f"pod {pod.name} crash-loops: {pod.status}"
     text = page(up.bind)
     return text is not None and version in text
@@ -55,8 +56,11 @@ def shop(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Capstan
 def test_example_repo_serves_the_shop_and_rolls_a_new_version(shop: CapstanUp) -> None:
     up = shop
     wait_until(lambda: serving(up, "1.0.0"), timeout=90, what="the shop on its NodePort")
-    api = wait_until(lambda: (text := page(up.bind, "/cgi-bin/api")) and "error" not in text
-                     and text, timeout=30, what="web reaching api by its Service name")
+    api = wait_until(
+        lambda: (text := page(up.bind, "/cgi-bin/api")) and "error" not in text and text,
+        timeout=30,
+        what="web reaching api by its Service name",
+    )
     assert isinstance(api, str)
     values = up.repo.path / "values.yaml"
     values.write_text(values.read_text().replace('version: "1.0.0"', 'version: "1.1.0"'))

@@ -115,8 +115,9 @@ def version_files(version: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def up(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-       ) -> Iterator[CapstanUp]:
+def up(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CapstanUp]:
     work = tmp_path_factory.mktemp("gitops")
     repo = GitRepo(work / "repo")
     repo.commit("v1", {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")})
@@ -139,8 +140,9 @@ def serving(up: CapstanUp) -> set[str]:
 
 def web_ready(up: CapstanUp, version: str, replicas: int = 2) -> bool:
     pods = up.ready_pods()
-    return (len(pods) == replicas and len(up.pods()) == replicas
-            and serving(up) == {f"hello {version}"})
+    return (
+        len(pods) == replicas and len(up.pods()) == replicas and serving(up) == {f"hello {version}"}
+    )
 
 
 def test_push_v1_runs_pods_ready_and_serving(up: CapstanUp) -> None:
@@ -205,7 +207,8 @@ def test_invalid_commit_changes_nothing_and_names_file_and_line(up: CapstanUp) -
 
 def test_revert_brings_v1_back_reusing_its_replicaset(up: CapstanUp) -> None:
     v1_rs = {
-        rs.name for rs in up.api.list(ReplicaSet, namespace="default").items
+        rs.name
+        for rs in up.api.list(ReplicaSet, namespace="default").items
         if rs.spec.template.metadata.annotations.get("example.com/version") == "v1"
     }
     assert len(v1_rs) == 1
@@ -220,18 +223,24 @@ def test_revert_brings_v1_back_reusing_its_replicaset(up: CapstanUp) -> None:
 
 def test_container_removed_by_hand_comes_back_within_10s(up: CapstanUp) -> None:
     name, container_id = sorted(up.app_containers().items())[0]
-    pod = next(c["labels"]["io.capstan.pod-name"] for c in up.containers()
-               if c["id"] == container_id)
+    pod = next(
+        c["labels"]["io.capstan.pod-name"] for c in up.containers() if c["id"] == container_id
+    )
     assert name.endswith("_0")
     up.docker.api.remove_container(container_id, force=True)
     started = time.monotonic()
-    wait_until(lambda: len(up.app_containers()) == 2 and container_id not in
-               up.app_containers().values(), timeout=10, what="container replaced")
+    wait_until(
+        lambda: len(up.app_containers()) == 2 and container_id not in up.app_containers().values(),
+        timeout=10,
+        what="container replaced",
+    )
     wait_until(lambda: web_ready(up, "v1"), timeout=10, what="serving again")
     assert time.monotonic() - started < 10
     # Counted as Kubernetes counts it: a restart, the removed attempt as the last state.
-    assert any(n.endswith("_1") and n.rsplit("_", 1)[0] == name.rsplit("_", 1)[0]
-               for n in up.app_containers())
+    assert any(
+        n.endswith("_1") and n.rsplit("_", 1)[0] == name.rsplit("_", 1)[0]
+        for n in up.app_containers()
+    )
 
     def restarts_shown() -> bool:
         row = next(line for line in up.cli("get", "pods").splitlines() if pod in line)
@@ -257,8 +266,11 @@ def test_agent_killed_and_node_emptied_converges_again(up: CapstanUp) -> None:
 
 def test_deleting_a_manifest_prunes_objects_and_containers(up: CapstanUp) -> None:
     up.repo.commit("drop web", remove=("web/deployment.yaml",))
-    wait_until(lambda: not up.api.list(Deployment, namespace="default").items, timeout=30,
-               what="Deployment pruned")
+    wait_until(
+        lambda: not up.api.list(Deployment, namespace="default").items,
+        timeout=30,
+        what="Deployment pruned",
+    )
     wait_until(lambda: not up.pods(), timeout=30, what="pods gone")
     wait_until(lambda: not up.containers(), timeout=30, what="containers gone")
     # The ConfigMap is still in Git: it stays.
@@ -273,8 +285,11 @@ def test_restarting_capstan_up_restarts_no_container(up: CapstanUp) -> None:
     up.stop()
     assert up.app_containers() == before  # containers outlive the control plane
     up.start()
-    wait_until(lambda: up.status()["nodes"][0]["agent"] == "Connected", timeout=30,
-               what="agent reconnected")
+    wait_until(
+        lambda: up.status()["nodes"][0]["agent"] == "Connected",
+        timeout=30,
+        what="agent reconnected",
+    )
     time.sleep(3)  # a few agent passes and a resync
     assert up.app_containers() == before
     assert web_ready(up, "v1")

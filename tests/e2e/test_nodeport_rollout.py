@@ -44,8 +44,11 @@ def test_nodeport_serves_through_a_rollout(served: CapstanUp) -> None:
     # The first node status can come before the proxy reports: wait for the condition itself.
     wait_until(lambda: proxy_ready(up), timeout=30, what="the node's ProxyReady condition")
     wait_until(lambda: len(up.ready_pods()) == 2, timeout=60, what="v1 pods Ready")
-    wait_until(lambda: try_fetch(up.bind, NODE_PORT) == "hello v1", timeout=20,
-               what=f"NodePort {up.bind}:{NODE_PORT} answering")
+    wait_until(
+        lambda: try_fetch(up.bind, NODE_PORT) == "hello v1",
+        timeout=20,
+        what=f"NodePort {up.bind}:{NODE_PORT} answering",
+    )
 
     answers: list[str | None] = []
     stop = threading.Event()
@@ -59,11 +62,18 @@ def test_nodeport_serves_through_a_rollout(served: CapstanUp) -> None:
     client.start()
     try:
         up.repo.commit("v2", version_files("v2"))
-        wait_until(lambda: {p.metadata.annotations.get("example.com/version")
-                            for p in up.ready_pods()} == {"v2"} and len(up.pods()) == 2,
-                   timeout=60, what="v2 rolled out")
-        wait_until(lambda: answers and answers[-1] == "hello v2", timeout=10,
-                   what="NodePort serving v2")
+        wait_until(
+            lambda: (
+                {p.metadata.annotations.get("example.com/version") for p in up.ready_pods()}
+                == {"v2"}
+                and len(up.pods()) == 2
+            ),
+            timeout=60,
+            what="v2 rolled out",
+        )
+        wait_until(
+            lambda: answers and answers[-1] == "hello v2", timeout=10, what="NodePort serving v2"
+        )
     finally:
         stop.set()
         client.join()

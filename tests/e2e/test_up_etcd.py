@@ -35,8 +35,9 @@ def test_gitops_loop_on_etcd_survives_a_restart(on_etcd: CapstanUp) -> None:
     before = up.app_containers()
     up.stop()
     up.start()
-    wait_until(lambda: up.status()["nodes"][0]["agent"] == "Connected", timeout=30,
-               what="reconnected")
+    wait_until(
+        lambda: up.status()["nodes"][0]["agent"] == "Connected", timeout=30, what="reconnected"
+    )
     assert up.app_containers() == before
     up.repo.commit("v2", version_files("v2"))
     wait_until(lambda: web_ready(up, "v2"), timeout=60, what="v2 on etcd")

@@ -22,8 +22,9 @@ SECRET = "e2e-webhook-secret"
 
 
 @pytest.fixture
-def up_http(docker_client: docker.DockerClient, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[CapstanUp]:
+def up_http(
+    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CapstanUp]:
     repo = GitRepo(tmp_path / "repo")
     repo.commit("v1", {"node.yaml": NODE, **version_files("v1")})
     capstan = CapstanUp(repo, tmp_path, docker_client)
@@ -62,12 +63,24 @@ def test_cli_goes_through_the_api_and_webhooks_are_verified(up_http: CapstanUp) 
     verify = ssl.create_default_context(cafile=str(config.ca_file))
     with httpx.Client(base_url=config.server, verify=verify) as http:
         body = b'{"ref": "refs/heads/main"}'
-        refused = http.post("/hooks/git", content=body, headers={
-            "X-Hub-Signature-256": "sha256=" + "0" * 64, "Content-Type": "application/json"})
+        refused = http.post(
+            "/hooks/git",
+            content=body,
+            headers={
+                "X-Hub-Signature-256": "sha256=" + "0" * 64,
+                "Content-Type": "application/json",
+            },
+        )
         assert refused.status_code == 401
         signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        accepted = http.post("/hooks/git", content=body, headers={
-            "X-Hub-Signature-256": f"sha256={signature}", "Content-Type": "application/json"})
+        accepted = http.post(
+            "/hooks/git",
+            content=body,
+            headers={
+                "X-Hub-Signature-256": f"sha256={signature}",
+                "Content-Type": "application/json",
+            },
+        )
         assert accepted.status_code < 300, accepted.text
         # Without the admin token the API itself refuses.
         assert http.get("/api/v1/pods").status_code == 401

@@ -52,9 +52,19 @@ from reconciler.store import Store
 __all__ = ["ServerHooks", "create_app"]
 
 _log = logging.getLogger(__name__)
-_FIXED_ROUTES = frozenset({"/healthz", "/readyz", "/version", "/metrics", "/openapi/v3",
-                           "/openapi.json",
-                           "/capstan/v1/syncs", "/capstan/v1/plan", "/hooks/git"})
+_FIXED_ROUTES = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/version",
+        "/metrics",
+        "/openapi/v3",
+        "/openapi.json",
+        "/capstan/v1/syncs",
+        "/capstan/v1/plan",
+        "/hooks/git",
+    }
+)
 _JSON_TYPES = frozenset({"application/json", ""})
 _REST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 # The forges' webhook authentication headers (verified in reconciler.source.webhook).
@@ -100,8 +110,11 @@ def _require_signature_header(headers: Mapping[str, str]) -> None:
         if not (0 < len(token) <= _MAX_GITLAB_CHARS and token.isascii() and token.isprintable()):
             raise HttpError(401, f"{_GITLAB_HEADER} is empty, too long or not printable ASCII")
         return
-    raise HttpError(401, f"the request is not signed: send {_GITHUB_SIGNATURE} (GitHub) or "
-                         f"{_GITLAB_HEADER} (GitLab)")
+    raise HttpError(
+        401,
+        f"the request is not signed: send {_GITHUB_SIGNATURE} (GitHub) or "
+        f"{_GITLAB_HEADER} (GitLab)",
+    )
 
 
 def _error_response(error: HttpError) -> Response:
@@ -112,8 +125,14 @@ class _FrontDoor:
     """Outermost ASGI layer: refuses work past the in-flight limits with 429 + Retry-After,
     and records request count and latency per (verb, resource, code)."""
 
-    def __init__(self, app: ASGIApp, *, limits: Limits, metrics: CapstanMetrics,
-                 rest: Callable[[Request], Awaitable[Response]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Limits,
+        metrics: CapstanMetrics,
+        rest: Callable[[Request], Awaitable[Response]],
+    ) -> None:
         self._app = app
         self._rest = rest
         self._limits = limits
@@ -126,8 +145,10 @@ class _FrontDoor:
             await self._app(scope, receive, send)
             return
         raw_query = scope.get("query_string", b"")
-        watch = bool(raw_query) and parse_qs(raw_query.decode("latin-1")).get(
-            "watch", [""])[0] in ("true", "1")
+        watch = bool(raw_query) and parse_qs(raw_query.decode("latin-1")).get("watch", [""])[0] in (
+            "true",
+            "1",
+        )
         if watch:
             if self._watches >= self._limits.max_watches:
                 await self._overloaded(scope, send, "too many watches")
@@ -194,16 +215,26 @@ class _FrontDoor:
     async def _overloaded(self, scope: Scope, send: Send, why: str) -> None:
         retry = str(self._limits.retry_after_s)
         body = status_bytes(status_body(429, f"{why}; retry after {retry}s"))
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"retry-after", retry.encode()),
-            (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", retry.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
-        self._metrics.http_requests.inc(1, str(scope.get("method", "")).lower(), "overloaded",
-                                        "429")
+        self._metrics.http_requests.inc(
+            1, str(scope.get("method", "")).lower(), "overloaded", "429"
+        )
 
 
-def _guarded(handler: Callable[[Request], Awaitable[Response]]
-             ) -> Callable[[Request], Awaitable[Response]]:
+def _guarded(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
     """Every error becomes a Status; anything unexpected is logged and is a 500."""
 
     async def endpoint(request: Request) -> Response:
@@ -243,11 +274,19 @@ def create_app(
         api, admin_token_sha256=token_digest(admin_token) if admin_token else None
     )
     authorizer = Authorizer(api, ttl_s=rbac_ttl_s)
-    cache = ListCache(store, prefixes=[
-        kind_prefix(r.model, None) for r in RESOURCES.values() if r.model is not None
-    ]) if list_cache else None
-    rest = RestHandler(api, store, authenticator=authenticator, authorizer=authorizer,
-                       limits=limits, cache=cache)
+    cache = (
+        ListCache(
+            store,
+            prefixes=[
+                kind_prefix(r.model, None) for r in RESOURCES.values() if r.model is not None
+            ],
+        )
+        if list_cache
+        else None
+    )
+    rest = RestHandler(
+        api, store, authenticator=authenticator, authorizer=authorizer, limits=limits, cache=cache
+    )
     whole = openapi_document()
     document = json.dumps(whole, separators=(",", ":")).encode()
     digest = hashlib.sha256(document).hexdigest()[:32].upper()
@@ -276,8 +315,9 @@ def create_app(
     async def metrics_text(request: Request) -> Response:
         await allowed_path(request)
         metrics.store_revision.set(await run_in_threadpool(api.current_revision))
-        return Response(metrics.registry.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            metrics.registry.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     async def openapi(request: Request) -> Response:
         return json_response(document)
@@ -299,8 +339,9 @@ def create_app(
     async def syncs(request: Request) -> Response:
         await allowed_path(request)
         items = [] if hooks.syncs is None else list(await run_in_threadpool(hooks.syncs))
-        return json_response({"apiVersion": "capstan.io/v1", "kind": "SyncList",
-                              "metadata": {}, "items": items})
+        return json_response(
+            {"apiVersion": "capstan.io/v1", "kind": "SyncList", "metadata": {}, "items": items}
+        )
 
     async def plan(request: Request) -> Response:
         await allowed_path(request)
@@ -316,8 +357,11 @@ def create_app(
         if hooks.on_git_webhook is None:
             raise HttpError(404, "no Git webhook handler is configured in this server")
         _require_signature_header(request.headers)
-        body = await read_body(request, limit=limits.max_webhook_body_bytes,
-                               types=_JSON_TYPES | {"application/x-www-form-urlencoded"})
+        body = await read_body(
+            request,
+            limit=limits.max_webhook_body_bytes,
+            types=_JSON_TYPES | {"application/x-www-form-urlencoded"},
+        )
         callback = hooks.on_git_webhook
         headers = {k: v for k, v in request.headers.items()}
         if not await run_in_threadpool(callback, headers, body):
@@ -345,9 +389,15 @@ def create_app(
 
     async def http_exception(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
-        message = "the server could not find the requested resource" if code == 404 else (
-            f"{request.method} is not allowed on {request.url.path}" if code == 405
-            else str(getattr(exc, "detail", "error")))
+        message = (
+            "the server could not find the requested resource"
+            if code == 404
+            else (
+                f"{request.method} is not allowed on {request.url.path}"
+                if code == 405
+                else str(getattr(exc, "detail", "error"))
+            )
+        )
         return _error_response(HttpError(code, message))
 
     @contextlib.asynccontextmanager
@@ -361,6 +411,7 @@ def create_app(
                 await run_in_threadpool(cache.stop)
             rest.shutdown()
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_exception},
-                    lifespan=lifespan)
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: http_exception}, lifespan=lifespan
+    )
     return _FrontDoor(app, limits=limits, metrics=metrics, rest=_guarded(rest))

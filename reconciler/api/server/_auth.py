@@ -49,8 +49,7 @@ class Authenticator:
 
     @classmethod
     def for_api(cls, api: Api, *, admin_token_sha256: str | None) -> Authenticator:
-        return cls(admin_token_sha256=admin_token_sha256,
-                   service_accounts=api.authenticate_token)
+        return cls(admin_token_sha256=admin_token_sha256, service_accounts=api.authenticate_token)
 
     @staticmethod
     def bearer(header: str | None) -> str:

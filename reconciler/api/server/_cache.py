@@ -73,9 +73,16 @@ class Subscription:
     loop); None means the stream must end (the watcher fell too far behind, or the cache
     reloaded): the client resumes from the last resourceVersion it saw."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, prefix: str,
-                 selector: LabelSelector | None, after: int, limit: int,
-                 on_close: Callable[[Subscription], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        prefix: str,
+        selector: LabelSelector | None,
+        after: int,
+        limit: int,
+        on_close: Callable[[Subscription], None],
+    ) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._loop = loop
         self._prefix = prefix
@@ -90,8 +97,7 @@ class Subscription:
         self._on_close = on_close
 
     def offer(self, change: _Change) -> None:
-        if self._ended or change.revision <= self._after or not change.key.startswith(
-                self._prefix):
+        if self._ended or change.revision <= self._after or not change.key.startswith(self._prefix):
             return
         if self._selector is not None and not self._selector.matches(change.labels):
             return
@@ -132,7 +138,8 @@ class _Kind:
             if cached is not None and cached[0] == self.version:
                 return cached[1]
         parts = [
-            entry.body for key, entry in sorted(self.entries.items())
+            entry.body
+            for key, entry in sorted(self.entries.items())
             if key.startswith(prefix) and (selector is None or selector.matches(entry.labels))
         ]
         joined = b",".join(parts)
@@ -145,9 +152,15 @@ class ListCache:
     """Objects under ``prefixes`` (one per kind, e.g. ``/registry/pods/``). ``start()`` loads
     them and starts the watch thread; ``stop()`` ends it. Thread-safe."""
 
-    def __init__(self, store: Store, *, prefixes: Sequence[str],
-                 catch_up_timeout_s: float = 2.0, history: int = 20_000,
-                 watcher_backlog: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prefixes: Sequence[str],
+        catch_up_timeout_s: float = 2.0,
+        history: int = 20_000,
+        watcher_backlog: int = 10_000,
+    ) -> None:
         self._history: deque[_Change] = deque(maxlen=history)
         self._floor = 0  # every change with a revision above this is in _history
         self._subscribers: set[Subscription] = set()
@@ -166,8 +179,9 @@ class ListCache:
 
     def start(self) -> None:
         revision = self._load()
-        self._thread = threading.Thread(target=self._run, args=(revision,),
-                                        name="api-list-cache", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(revision,), name="api-list-cache", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -189,8 +203,9 @@ class ListCache:
         for prefix, kind in kinds.items():
             result = self._store.range(prefix, prefix=True, at_revision=Revision(revision))
             for kv in result.kvs:
-                kind.entries[kv.key] = _Entry(with_revision(kv.value, kv.mod_revision),
-                                              _labels(kv.value), kv)
+                kind.entries[kv.key] = _Entry(
+                    with_revision(kv.value, kv.mod_revision), _labels(kv.value), kv
+                )
         with self._cond:
             for prefix, kind in kinds.items():
                 kind.version = self._kinds[prefix].version + 1
@@ -264,11 +279,14 @@ class ListCache:
                     labels = _labels(value)
                     kind.entries[key] = _Entry(body, labels, event.kv)
                 kind.version += 1
-                self._record(_Change(
-                    int(event.revision), key,
-                    b'{"type":"' + kind_name.encode() + b'","object":' + body + b"}\n",
-                    labels,
-                ))
+                self._record(
+                    _Change(
+                        int(event.revision),
+                        key,
+                        b'{"type":"' + kind_name.encode() + b'","object":' + body + b"}\n",
+                        labels,
+                    )
+                )
 
     def _record(self, change: _Change) -> None:
         if len(self._history) == self._history.maxlen:
@@ -291,8 +309,9 @@ class ListCache:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def items(self, kind_prefix: str, list_prefix: str, selector: LabelSelector | None
-              ) -> tuple[bytes, int] | None:
+    def items(
+        self, kind_prefix: str, list_prefix: str, selector: LabelSelector | None
+    ) -> tuple[bytes, int] | None:
         """The comma-joined items under ``list_prefix`` of the kind at ``kind_prefix`` and the
         revision they are current at, once the cache has caught up with the store; None if it
         does not within the timeout (the caller then reads the store)."""
@@ -309,8 +328,9 @@ class ListCache:
                 return None
             return kind.body(list_prefix, selector), self._applied
 
-    def recent(self, kind_prefix: str, key: str, *, revision: int,
-               wait_s: float = 0.005) -> KeyValue | None:
+    def recent(
+        self, kind_prefix: str, key: str, *, revision: int, wait_s: float = 0.005
+    ) -> KeyValue | None:
         """The cache's copy of one object, once it is at ``revision`` or later, waiting up
         to ``wait_s`` for the watch to bring it; else whatever copy there is (or None).
         For a write whose compare-and-swap on the store decides anyway whether this copy
@@ -332,15 +352,27 @@ class ListCache:
                     return None if entry is None else entry.kv
                 self._cond.wait(remaining)
 
-    def subscribe(self, loop: asyncio.AbstractEventLoop, *, prefix: str,
-                  selector: LabelSelector | None, after: int) -> Subscription | None:
+    def subscribe(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        prefix: str,
+        selector: LabelSelector | None,
+        after: int,
+    ) -> Subscription | None:
         """A feed of every change under ``prefix`` after revision ``after``, or None when the
         cache's history does not reach back that far (or the cache is not running)."""
         with self._cond:
             if self._thread is None or self._stopped.is_set() or after < self._floor:
                 return None
-            subscription = Subscription(loop, prefix=prefix, selector=selector, after=after,
-                                        limit=self._backlog, on_close=self._unsubscribe)
+            subscription = Subscription(
+                loop,
+                prefix=prefix,
+                selector=selector,
+                after=after,
+                limit=self._backlog,
+                on_close=self._unsubscribe,
+            )
             for change in self._history:
                 subscription.offer(change)
             self._subscribers.add(subscription)

@@ -101,8 +101,11 @@ def parse_label_selector(text: str | None) -> LabelSelector | None:
         requirements = [_requirement(term) for term in terms]
         return LabelSelector.model_validate({"matchExpressions": requirements}, by_name=False)
     except (ValueError, ValidationError) as exc:
-        detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(
-            exc, ValidationError) else str(exc)
+        detail = (
+            "; ".join(e["msg"] for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
         raise HttpError(400, f"unable to parse labelSelector {text!r}: {detail}") from exc
 
 

@@ -36,7 +36,7 @@ def with_revision(value: bytes, revision: int) -> bytes:
     if at < 0:
         raise ValueError("stored object has no metadata")
     at += len(_META)
-    sep = b"" if value[at:at + 1] == b"}" else b","
+    sep = b"" if value[at : at + 1] == b"}" else b","
     return b'%s"resourceVersion":"%d"%s%s' % (value[:at], revision, sep, value[at:])
 
 
@@ -49,15 +49,20 @@ def _selected(kv: KeyValue, selector: LabelSelector | None) -> bool:
     return selector is None or selector.matches(labels_of(kv.value))
 
 
-def get_bytes(
-    store: Store, model: type[KubeObject], *, namespace: str, name: str
-) -> bytes | None:
+def get_bytes(store: Store, model: type[KubeObject], *, namespace: str, name: str) -> bytes | None:
     kv = store.get(object_key(model, namespace if model.NAMESPACED else "", name))
     return None if kv is None else with_revision(kv.value, kv.mod_revision)
 
 
-def list_document(items: bytes, revision: int, *, api_version: str, list_kind: str,
-                  continue_token: str | None = None, remaining: int = 0) -> bytes:
+def list_document(
+    items: bytes,
+    revision: int,
+    *,
+    api_version: str,
+    list_kind: str,
+    continue_token: str | None = None,
+    remaining: int = 0,
+) -> bytes:
     """A ``<Kind>List`` around comma-joined item bytes; ``continue_token`` and ``remaining``
     for a page that is not the last (see ``_pages``)."""
     metadata: dict[str, object] = {"resourceVersion": str(revision)}
@@ -89,7 +94,10 @@ def list_items(
 
 
 def initial_events(
-    store: Store, model: type[KubeObject], *, namespace: str | None,
+    store: Store,
+    model: type[KubeObject],
+    *,
+    namespace: str | None,
     selector: LabelSelector | None,
 ) -> tuple[list[bytes], int]:
     """ADDED lines for every current object (a watch without resourceVersion starts with
@@ -97,7 +105,8 @@ def initial_events(
     result = store.range(kind_prefix(model, namespace), prefix=True)
     lines = [
         b'{"type":"ADDED","object":' + with_revision(kv.value, kv.mod_revision) + b"}\n"
-        for kv in result.kvs if _selected(kv, selector)
+        for kv in result.kvs
+        if _selected(kv, selector)
     ]
     return lines, int(result.revision)
 

@@ -63,7 +63,8 @@ class Resource:
     def subresources(self) -> tuple[str, ...]:
         """``status`` for kinds with a status, ``scale`` for Deployments and ReplicaSets."""
         return (("status",) if self.has_status else ()) + (
-            ("scale",) if self.kind in SCALABLE_KINDS else ())
+            ("scale",) if self.kind in SCALABLE_KINDS else ()
+        )
 
 
 def _build() -> Mapping[tuple[str, str, str], Resource]:
@@ -73,13 +74,22 @@ def _build() -> Mapping[tuple[str, str, str], Resource]:
         group, _, version = api_version.rpartition("/")
         plural = resource_plural(kind)
         table[(group, version, plural)] = Resource(
-            group=group, version=version, plural=plural, kind=kind,
-            namespaced=model.NAMESPACED, model=model,
+            group=group,
+            version=version,
+            plural=plural,
+            kind=kind,
+            namespaced=model.NAMESPACED,
+            model=model,
             has_status="status" in model.model_fields,
         )
     table[("", "v1", "events")] = Resource(
-        group="", version="v1", plural="events", kind="Event",
-        namespaced=True, model=None, has_status=False,
+        group="",
+        version="v1",
+        plural="events",
+        kind="Event",
+        namespaced=True,
+        model=None,
+        has_status=False,
     )
     return MappingProxyType(table)
 

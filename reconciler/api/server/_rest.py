@@ -105,12 +105,15 @@ class Limits:
     worker_threads: int = 16
 
 
-def json_response(body: Any, *, code: int = 200, headers: Mapping[str, str] | None = None,
-                  media_type: str = "application/json") -> Response:
-    content = body if isinstance(body, bytes) else json.dumps(
-        body, separators=(",", ":")).encode()
-    return Response(content, status_code=code, media_type=media_type,
-                    headers=dict(headers or {}))
+def json_response(
+    body: Any,
+    *,
+    code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    media_type: str = "application/json",
+) -> Response:
+    content = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    return Response(content, status_code=code, media_type=media_type, headers=dict(headers or {}))
 
 
 def _media_type(request: Request) -> str:
@@ -121,8 +124,9 @@ async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> b
     """The request body, at most ``limit`` bytes, of one of the JSON media ``types``."""
     media = _media_type(request)
     if media not in types:
-        raise HttpError(415, f"unsupported media type {media!r}; send one of "
-                             f"{sorted(t for t in types if t)}")
+        raise HttpError(
+            415, f"unsupported media type {media!r}; send one of {sorted(t for t in types if t)}"
+        )
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -194,8 +198,14 @@ class RestHandler:
         namespace = target.namespace
         if target.resource.plural == "namespaces" and target.name is not None:
             namespace = target.name
-        return Attributes(user=user, verb=verb, api_group=target.resource.group,
-                          resource=target.rbac_resource, namespace=namespace, name=target.name)
+        return Attributes(
+            user=user,
+            verb=verb,
+            api_group=target.resource.group,
+            resource=target.rbac_resource,
+            namespace=namespace,
+            name=target.name,
+        )
 
     @staticmethod
     def _verb(method: str, target: Target, watch: bool) -> str:
@@ -208,15 +218,23 @@ class RestHandler:
         named = target.name is not None
         if verb is None or (verb == "create") == named:
             raise HttpError(405, f"{method} is not allowed on this path")
-        if target.subresource and verb != "update" and (verb, target.subresource) != (
-                "patch", "scale"):
-            raise HttpError(405, f"{method} is not allowed on the {target.subresource} "
-                                 "subresource; use GET or PUT")
+        if (
+            target.subresource
+            and verb != "update"
+            and (verb, target.subresource) != ("patch", "scale")
+        ):
+            raise HttpError(
+                405,
+                f"{method} is not allowed on the {target.subresource} subresource; use GET or PUT",
+            )
         if target.resource.model is None:
             raise HttpError(405, f"{target.resource.plural} are read-only over HTTP")
         if verb == "create" and target.resource.namespaced and target.namespace is None:
-            raise HttpError(405, f"create {target.resource.plural} under "
-                                 f"/namespaces/{{namespace}}/{target.resource.plural}")
+            raise HttpError(
+                405,
+                f"create {target.resource.plural} under "
+                f"/namespaces/{{namespace}}/{target.resource.plural}",
+            )
         return verb
 
     async def __call__(self, request: Request) -> Response:
@@ -225,8 +243,9 @@ class RestHandler:
         # and nobody learns which resources or objects exist.
         user = await self.authenticate(request)
         # The path as ``request.url.path`` has it, without building the whole URL per request.
-        path = str(request.scope["path"]).replace("?", "%3F").replace("#", "%23").replace(
-            "\\", "%5C")
+        path = (
+            str(request.scope["path"]).replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+        )
         target = parse_path(path)
         if target is None and request.method == "GET":
             response = self._discovery(path, request.headers.get("accept"))
@@ -246,8 +265,10 @@ class RestHandler:
         attrs = self._attributes(user, verb, target)
         await self.authorize(attrs, kind=resource.plural)
         reading = verb in ("get", "list", "watch")
-        form = negotiate(request.headers.get("accept"),
-                         allowed=frozenset({Form.TABLE}) if reading else frozenset())
+        form = negotiate(
+            request.headers.get("accept"),
+            allowed=frozenset({Form.TABLE}) if reading else frozenset(),
+        )
         if target.subresource == "scale" and resource.model is not None:
             return await self._scale(resource.model, target, verb, request, user)
         fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
@@ -257,14 +278,18 @@ class RestHandler:
         if verb == "get":
             return self._shaped(await self._get(model, target), form, resource, query)
         if verb == "list":
-            return self._shaped(await self._list(model, target, query.get("labelSelector"),
-                                                 fields, query),
-                                form, resource, query)
+            return self._shaped(
+                await self._list(model, target, query.get("labelSelector"), fields, query),
+                form,
+                resource,
+                query,
+            )
         if verb == "watch":
             watch_response = await self._watch(model, target, query)
             if fields is not None and isinstance(watch_response, StreamingResponse):
-                watch_response.body_iterator = _selected_events(watch_response.body_iterator,
-                                                                fields)
+                watch_response.body_iterator = _selected_events(
+                    watch_response.body_iterator, fields
+                )
             return self._shaped(watch_response, form, resource, query)
         override = self._override(request)
         if verb == "delete":
@@ -289,8 +314,9 @@ class RestHandler:
         if parts in (["api"], ["apis"]):
             form = negotiate(accept, allowed=frozenset({Form.AGGREGATED_DISCOVERY}))
             if form is Form.AGGREGATED_DISCOVERY:
-                return json_response(aggregated_discovery(core=parts == ["api"]),
-                                     media_type=AGGREGATED_MEDIA_TYPE)
+                return json_response(
+                    aggregated_discovery(core=parts == ["api"]), media_type=AGGREGATED_MEDIA_TYPE
+                )
             return json_response(api_versions() if parts == ["api"] else api_groups())
         document = None
         if len(parts) == 2 and parts[0] == "api":
@@ -299,8 +325,9 @@ class RestHandler:
             document = api_resources(parts[1], parts[2])
         return None if document is None else json_response(document)
 
-    def _shaped(self, response: Response, form: Form, resource: Resource,
-                query: Mapping[str, str]) -> Response:
+    def _shaped(
+        self, response: Response, form: Form, resource: Resource, query: Mapping[str, str]
+    ) -> Response:
         """``response`` (an object, a list or a watch stream) as the negotiated ``form``."""
         if form is not Form.TABLE:
             return response
@@ -309,29 +336,38 @@ class RestHandler:
         kind = resource.kind
         if isinstance(response, StreamingResponse):
             response.body_iterator = _table_events(
-                response.body_iterator, kind=kind, include=include,
-                clock=lambda: now_utc(self.api.clock))
+                response.body_iterator,
+                kind=kind,
+                include=include,
+                clock=lambda: now_utc(self.api.clock),
+            )
             response.headers["content-type"] = TABLE_MEDIA_TYPE
             return response
         document = json.loads(bytes(response.body))
         is_list = isinstance(document.get("items"), list)
         rows = document["items"] if is_list else [document]
-        metadata = document.get("metadata", {}) if is_list else {
-            "resourceVersion": document.get("metadata", {}).get("resourceVersion", "")}
-        return json_response(table(rows, kind=kind, now=now, include=include,
-                                   metadata=metadata), media_type=TABLE_MEDIA_TYPE)
+        metadata = (
+            document.get("metadata", {})
+            if is_list
+            else {"resourceVersion": document.get("metadata", {}).get("resourceVersion", "")}
+        )
+        return json_response(
+            table(rows, kind=kind, now=now, include=include, metadata=metadata),
+            media_type=TABLE_MEDIA_TYPE,
+        )
 
     async def _review(self, request: Request, user: UserInfo) -> Response:
         if any(key.lower().startswith("impersonate-") for key in request.headers):
             # Answering for the caller while they asked about someone else would mislead.
-            raise HttpError(403, "impersonation (kubectl --as) is not supported; ask with "
-                                 "that user's own token")
-        body = await read_body(request, limit=self.limits.max_body_bytes,
-                               types=_JSON_TYPES | {PROTOBUF_MEDIA_TYPE})
+            raise HttpError(
+                403, "impersonation (kubectl --as) is not supported; ask with that user's own token"
+            )
+        body = await read_body(
+            request, limit=self.limits.max_body_bytes, types=_JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
+        )
         protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
         document = decode_object(body) if protobuf else json_object(body)
-        answer = await self.run(
-            lambda: access_review(document, user=user, authorizer=self.authz))
+        answer = await self.run(lambda: access_review(document, user=user, authorizer=self.authz))
         return json_response(answer, code=201)
 
     @staticmethod
@@ -367,48 +403,77 @@ class RestHandler:
     async def _get(self, model: type[KubeObject], target: Target) -> Response:
         name = target.name or ""
         body = await self._call(
-            lambda: _raw.get_bytes(self.store, model, namespace=target.namespace or "",
-                                   name=name),
+            lambda: _raw.get_bytes(self.store, model, namespace=target.namespace or "", name=name),
             target=target,
         )
         if body is None:
             where = f' in namespace "{target.namespace}"' if target.namespace else ""
-            raise HttpError(404, f'{target.resource.plural} "{name}" not found{where}',
-                            name=name, kind=target.resource.plural)
+            raise HttpError(
+                404,
+                f'{target.resource.plural} "{name}" not found{where}',
+                name=name,
+                kind=target.resource.plural,
+            )
         return json_response(body)
 
-    async def _list(self, model: type[KubeObject], target: Target, selector_text: str | None,
-                    fields: FieldSelector | None, query: Mapping[str, str]) -> Response:
+    async def _list(
+        self,
+        model: type[KubeObject],
+        target: Target,
+        selector_text: str | None,
+        fields: FieldSelector | None,
+        query: Mapping[str, str],
+    ) -> Response:
         selector = parse_label_selector(selector_text)
         resource = target.resource
         limit, token = parse_limit(query.get("limit")), query.get("continue") or None
         if limit is not None or token is not None:
-            page = await self._call(lambda: read_page(
-                self.store, model, namespace=target.namespace, selector=selector,
-                fields=fields, limit=limit, token=token), target=target)
-            return json_response(_raw.list_document(
-                page.items, page.revision, api_version=resource.api_version,
-                list_kind=resource.list_kind, continue_token=page.next_token,
-                remaining=page.remaining))
+            page = await self._call(
+                lambda: read_page(
+                    self.store,
+                    model,
+                    namespace=target.namespace,
+                    selector=selector,
+                    fields=fields,
+                    limit=limit,
+                    token=token,
+                ),
+                target=target,
+            )
+            return json_response(
+                _raw.list_document(
+                    page.items,
+                    page.revision,
+                    api_version=resource.api_version,
+                    list_kind=resource.list_kind,
+                    continue_token=page.next_token,
+                    remaining=page.remaining,
+                )
+            )
         cache = self.cache
 
         def read() -> tuple[bytes, int]:
             if cache is not None:
-                hit = cache.items(kind_prefix(model, None), kind_prefix(model, target.namespace),
-                                  selector)
+                hit = cache.items(
+                    kind_prefix(model, None), kind_prefix(model, target.namespace), selector
+                )
                 if hit is not None:
                     return hit
-            return _raw.list_items(self.store, model, namespace=target.namespace,
-                                   selector=selector)
+            return _raw.list_items(self.store, model, namespace=target.namespace, selector=selector)
 
         items, revision = await self._call(read, target=target)
         if fields is not None:
             # A field selector needs the decoded objects; without one the bytes go as stored.
-            items = b",".join(json.dumps(item, separators=(",", ":")).encode()
-                              for item in json.loads(b"[" + items + b"]")
-                              if fields.matches(item))
-        return json_response(_raw.list_document(
-            items, revision, api_version=resource.api_version, list_kind=resource.list_kind))
+            items = b",".join(
+                json.dumps(item, separators=(",", ":")).encode()
+                for item in json.loads(b"[" + items + b"]")
+                if fields.matches(item)
+            )
+        return json_response(
+            _raw.list_document(
+                items, revision, api_version=resource.api_version, list_kind=resource.list_kind
+            )
+        )
 
     async def _events(self, target: Target, fields: FieldSelector | None) -> Response:
         records = await self._call(
@@ -421,18 +486,25 @@ class RestHandler:
             for item in items:
                 if item["metadata"]["name"] == target.name:
                     return json_response(item)
-            raise HttpError(404, f'events "{target.name}" not found', name=target.name,
-                            kind="events")
+            raise HttpError(
+                404, f'events "{target.name}" not found', name=target.name, kind="events"
+            )
         revision = await self._call(self.api.current_revision, target=target)
-        return json_response({"apiVersion": "v1", "kind": "EventList",
-                              "metadata": {"resourceVersion": str(revision)}, "items": items})
+        return json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "EventList",
+                "metadata": {"resourceVersion": str(revision)},
+                "items": items,
+            }
+        )
 
-    async def _watch(self, model: type[KubeObject], target: Target,
-                     query: Mapping[str, str]) -> Response:
+    async def _watch(
+        self, model: type[KubeObject], target: Target, query: Mapping[str, str]
+    ) -> Response:
         selector = parse_label_selector(query.get("labelSelector"))
         requested = parse_revision(query.get("resourceVersion"))
-        timeout = parse_timeout(query.get("timeoutSeconds"),
-                                maximum=self.limits.max_watch_seconds)
+        timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
         initial: list[bytes] = []
         start: int
         if requested:
@@ -440,18 +512,21 @@ class RestHandler:
         else:
             # No resourceVersion (or "0"): the current objects first, as Kubernetes does.
             initial, start = await self._call(
-                lambda: _raw.initial_events(self.store, model, namespace=target.namespace,
-                                            selector=selector),
+                lambda: _raw.initial_events(
+                    self.store, model, namespace=target.namespace, selector=selector
+                ),
                 target=target,
             )
         prefix = kind_prefix(model, target.namespace)
         subscription = None
         if self.cache is not None:
-            subscription = self.cache.subscribe(asyncio.get_running_loop(), prefix=prefix,
-                                                selector=selector, after=start)
+            subscription = self.cache.subscribe(
+                asyncio.get_running_loop(), prefix=prefix, selector=selector, after=start
+            )
         if subscription is not None:
-            return StreamingResponse(self._fed_lines(subscription, initial, timeout),
-                                     media_type="application/json")
+            return StreamingResponse(
+                self._fed_lines(subscription, initial, timeout), media_type="application/json"
+            )
         watch = self.store.watch(prefix, prefix=True, from_revision=Revision(start))
         events = aiter(watch)
 
@@ -476,8 +551,9 @@ class RestHandler:
         return StreamingResponse(lines(), media_type="application/json")
 
     @staticmethod
-    async def _fed_lines(subscription: Subscription, initial: list[bytes],
-                         timeout: float) -> AsyncIterator[bytes]:
+    async def _fed_lines(
+        subscription: Subscription, initial: list[bytes], timeout: float
+    ) -> AsyncIterator[bytes]:
         try:
             async for line in _timed_lines(initial, timeout, subscription.queue.get):
                 yield line
@@ -492,35 +568,56 @@ class RestHandler:
         for field, expected in (("apiVersion", resource.api_version), ("kind", resource.kind)):
             value = document.setdefault(field, expected)
             if value != expected:
-                raise HttpError(400, f"{field} {value!r} does not match the path "
-                                     f"(expected {expected!r})")
+                raise HttpError(
+                    400, f"{field} {value!r} does not match the path (expected {expected!r})"
+                )
         metadata = document.setdefault("metadata", {})
         if not isinstance(metadata, dict):
-            raise HttpError(422, f"{resource.kind} is invalid: metadata must be an object",
-                            reason="Invalid", kind=resource.plural,
-                            causes=(Cause("metadata", "must be an object"),))
+            raise HttpError(
+                422,
+                f"{resource.kind} is invalid: metadata must be an object",
+                reason="Invalid",
+                kind=resource.plural,
+                causes=(Cause("metadata", "must be an object"),),
+            )
         rv = metadata.get("resourceVersion")
-        if rv is not None and not (isinstance(rv, str) and rv.isdigit() and rv.isascii()
-                                   and len(rv) <= 18):
-            raise HttpError(422, f"{resource.kind} is invalid: metadata.resourceVersion",
-                            reason="Invalid", kind=resource.plural, causes=(Cause(
-                                "metadata.resourceVersion", "must be a resourceVersion read "
-                                "from the server (a string of digits)"),))
+        if rv is not None and not (
+            isinstance(rv, str) and rv.isdigit() and rv.isascii() and len(rv) <= 18
+        ):
+            raise HttpError(
+                422,
+                f"{resource.kind} is invalid: metadata.resourceVersion",
+                reason="Invalid",
+                kind=resource.plural,
+                causes=(
+                    Cause(
+                        "metadata.resourceVersion",
+                        "must be a resourceVersion read from the server (a string of digits)",
+                    ),
+                ),
+            )
         if resource.namespaced:
             namespace = metadata.setdefault("namespace", target.namespace)
             if namespace != target.namespace:
-                raise HttpError(400, "the namespace of the object does not match the "
-                                     f"namespace of the request ({target.namespace!r})")
+                raise HttpError(
+                    400,
+                    "the namespace of the object does not match the "
+                    f"namespace of the request ({target.namespace!r})",
+                )
         if target.name is not None:
             name = metadata.setdefault("name", target.name)
             if name != target.name:
-                raise HttpError(400, f"the name of the object ({name!r}) does not match the "
-                                     f"name in the path ({target.name!r})")
+                raise HttpError(
+                    400,
+                    f"the name of the object ({name!r}) does not match the "
+                    f"name in the path ({target.name!r})",
+                )
         return document
 
     @staticmethod
-    def _prevalidate(model: type[KubeObject], document: dict[str, Any], *,
-                     keep_status: bool) -> KubeObject:
+    def _prevalidate(
+        model: type[KubeObject], document: dict[str, Any], *, keep_status: bool
+    ) -> KubeObject:
         """Validate before the API sees the body, so hostile shapes (a list where metadata
         belongs, a number for finalizers) become a 422 and never reach the API's plumbing.
         The object as validated (a ``generateName`` object has a stand-in name)."""
@@ -534,8 +631,9 @@ class RestHandler:
         except ValidationError as exc:
             raise invalid_from(exc, what=f"{model.__name__} {metadata.get('name')!r}") from exc
 
-    def _no_escalation(self, obj: KubeObject, user: UserInfo, target: Target, *,
-                       current: KubeObject | None = None) -> None:
+    def _no_escalation(
+        self, obj: KubeObject, user: UserInfo, target: Target, *, current: KubeObject | None = None
+    ) -> None:
         """Refuse writing an RBAC object that would grant more than ``user`` holds (see
         :meth:`Authorizer.escalation_denial`). As in Kubernetes, an update that changes only
         ownerReferences or finalizers (what garbage collection needs) is not checked."""
@@ -547,8 +645,9 @@ class RestHandler:
         if message is not None:
             raise Forbidden(message)
 
-    async def _create(self, model: type[KubeObject], target: Target,
-                      document: dict[str, Any], user: UserInfo) -> Response:
+    async def _create(
+        self, model: type[KubeObject], target: Target, document: dict[str, Any], user: UserInfo
+    ) -> Response:
         document = self._fill(document, target.resource, target)
 
         def create() -> KubeObject:
@@ -559,9 +658,15 @@ class RestHandler:
         created = await self._call(create, target=target)
         return json_response(created.to_dict(), code=201)
 
-    def _guard_managed(self, model: type[KubeObject], target: Target,
-                       labels: Mapping[str, str], user: UserInfo, override: bool,
-                       verb: str) -> str | None:
+    def _guard_managed(
+        self,
+        model: type[KubeObject],
+        target: Target,
+        labels: Mapping[str, str],
+        user: UserInfo,
+        override: bool,
+        verb: str,
+    ) -> str | None:
         """Refuse a write to a Git-managed object unless overridden; with the override,
         the drift note to put on the object."""
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
@@ -576,7 +681,9 @@ class RestHandler:
                 f"retry with header '{OVERRIDE_HEADER}: drift' (or ?force=true), which needs "
                 f'the "{OVERRIDE_VERB}" verb on {target.resource.plural}; the object then '
                 "shows as drift until Git catches up.",
-                reason="Conflict", name=target.name, kind=target.resource.plural,
+                reason="Conflict",
+                name=target.name,
+                kind=target.resource.plural,
             )
         attrs = self._attributes(user, OVERRIDE_VERB, target)
         if not self.authz.allowed(attrs):
@@ -584,19 +691,25 @@ class RestHandler:
                 f"{denial_message(attrs)}: {verb} of an object that comes from Git with "
                 f"'{OVERRIDE_HEADER}: drift' (or ?force=true) needs the \"{OVERRIDE_VERB}\" "
                 f"verb on {target.resource.plural}, which an admin grants in a Role or "
-                "ClusterRole")
+                "ClusterRole"
+            )
         stamp = now_utc(self.api.clock).isoformat()
         return f"{verb} by {user.name} at {stamp}"
 
     def _record_override(self, obj: KubeObject, user: UserInfo, verb: str) -> None:
         """Say who overrode Git: an Event on the object and a log line (the drift annotation
         on the object itself is set by the write)."""
-        _log.warning("override: %s %s %s/%s by %s", verb, obj.kind, obj.namespace, obj.name,
-                     user.name)
+        _log.warning(
+            "override: %s %s %s/%s by %s", verb, obj.kind, obj.namespace, obj.name, user.name
+        )
         self.api.record_event(
-            obj, reason="OverrideDrift", type="Warning", source="capstan-apiserver",
+            obj,
+            reason="OverrideDrift",
+            type="Warning",
+            source="capstan-apiserver",
             message=f'{verb} by user "{user.name}" with {OVERRIDE_HEADER}: drift; the object '
-                    "differs from Git until the next sync puts Git's version back")
+            "differs from Git until the next sync puts Git's version back",
+        )
 
     def _current(self, model: type[KubeObject], target: Target) -> KubeObject:
         return self.api.get(model, target.name or "", namespace=target.namespace)
@@ -616,8 +729,14 @@ class RestHandler:
         annotations[DRIFT_ANNOTATION] = note
         metadata["annotations"] = annotations
 
-    async def _update(self, model: type[KubeObject], target: Target, document: dict[str, Any],
-                      user: UserInfo, override: bool) -> Response:
+    async def _update(
+        self,
+        model: type[KubeObject],
+        target: Target,
+        document: dict[str, Any],
+        user: UserInfo,
+        override: bool,
+    ) -> Response:
         document = self._fill(document, target.resource, target)
 
         overridden = False
@@ -626,14 +745,18 @@ class RestHandler:
             nonlocal overridden
             metadata = current.get("metadata")
             labels = metadata.get("labels") if isinstance(metadata, dict) else None
-            note = self._guard_managed(model, target, labels if isinstance(labels, dict) else {},
-                                       user, override, "update")
+            note = self._guard_managed(
+                model, target, labels if isinstance(labels, dict) else {}, user, override, "update"
+            )
             self._mark_drift(document, note)
             overridden = note is not None
             if issubclass(model, RBAC_KINDS):
-                self._no_escalation(self._prevalidate(model, document, keep_status=False),
-                                    user, target,
-                                    current=model.model_validate(current, by_name=False))
+                self._no_escalation(
+                    self._prevalidate(model, document, keep_status=False),
+                    user,
+                    target,
+                    current=model.model_validate(current, by_name=False),
+                )
 
         def update() -> bytes:
             # No pre-validation here (unlike create): _fill made sure metadata is a mapping,
@@ -644,8 +767,11 @@ class RestHandler:
             recent = None
             rv = document["metadata"].get("resourceVersion")
             if self.cache is not None and rv is not None:
-                recent = self.cache.recent(kind_prefix(model, None), object_key(
-                    model, target.namespace or "", target.name or ""), revision=int(rv))
+                recent = self.cache.recent(
+                    kind_prefix(model, None),
+                    object_key(model, target.namespace or "", target.name or ""),
+                    revision=int(rv),
+                )
             stored = self.api.update_document(document, check_current=check, recent=recent)
             if overridden:
                 self._record_override(model.model_validate_json(stored.value), user, "update")
@@ -653,8 +779,9 @@ class RestHandler:
 
         return json_response(await self._call(update, target=target))
 
-    async def _update_status(self, model: type[KubeObject], target: Target,
-                             document: dict[str, Any]) -> Response:
+    async def _update_status(
+        self, model: type[KubeObject], target: Target, document: dict[str, Any]
+    ) -> Response:
         document = self._fill(document, target.resource, target)
 
         def update_status() -> KubeObject:
@@ -667,8 +794,9 @@ class RestHandler:
         updated = await self._call(update_status, target=target)
         return json_response(updated.to_dict())
 
-    async def _scale(self, model: type[KubeObject], target: Target, verb: str,
-                     request: Request, user: UserInfo) -> Response:
+    async def _scale(
+        self, model: type[KubeObject], target: Target, verb: str, request: Request, user: UserInfo
+    ) -> Response:
         """GET, PUT or PATCH of the ``scale`` subresource: a write is a PATCH of the
         object's ``spec.replicas`` (Git guard included), answered with the new Scale."""
         if verb == "get":
@@ -679,26 +807,34 @@ class RestHandler:
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
         if verb == "patch":
             patch = parse_patch(_media_type(request), body)
-            change = Patch(apply=lambda current: with_scale(
-                current, patch.apply(scale_document(current))), pinned=patch.pinned)
+            change = Patch(
+                apply=lambda current: with_scale(current, patch.apply(scale_document(current))),
+                pinned=patch.pinned,
+            )
         else:
             scale = json_object(body)
             metadata = scale.get("metadata")
-            change = Patch(apply=lambda current: with_scale(current, scale), pinned=bool(
-                isinstance(metadata, dict) and metadata.get("resourceVersion")))
+            change = Patch(
+                apply=lambda current: with_scale(current, scale),
+                pinned=bool(isinstance(metadata, dict) and metadata.get("resourceVersion")),
+            )
         return await self._patch(model, target, change, user, override, shape=scale_document)
 
-    async def _patch(self, model: type[KubeObject], target: Target, patch: Patch,
-                     user: UserInfo, override: bool,
-                     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-                     ) -> Response:
+    async def _patch(
+        self,
+        model: type[KubeObject],
+        target: Target,
+        patch: Patch,
+        user: UserInfo,
+        override: bool,
+        shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> Response:
         pinned = patch.pinned
 
         def apply() -> KubeObject:
             for _attempt in range(_PATCH_RETRIES):
                 current = self._current(model, target)
-                note = self._guard_managed(model, target, current.labels, user, override,
-                                           "patch")
+                note = self._guard_managed(model, target, current.labels, user, override, "patch")
                 merged = patch.apply(current.to_dict())
                 document = self._fill(merged, target.resource, target)
                 if not pinned:
@@ -720,8 +856,9 @@ class RestHandler:
         updated = await self._call(apply, target=target)
         return json_response(shape(updated.to_dict()) if shape else updated.to_dict())
 
-    async def _delete(self, model: type[KubeObject], target: Target, body: bytes,
-                      user: UserInfo, override: bool) -> Response:
+    async def _delete(
+        self, model: type[KubeObject], target: Target, body: bytes, user: UserInfo, override: bool
+    ) -> Response:
         precondition: int | None = None
         if body.strip():
             options = json_object(body)
@@ -736,8 +873,9 @@ class RestHandler:
         def delete() -> KubeObject:
             labels = self._current_labels(model, target)
             note = self._guard_managed(model, target, labels, user, override, "delete")
-            deleted = self.api.delete(model, target.name or "", namespace=target.namespace,
-                                      resource_version=precondition)
+            deleted = self.api.delete(
+                model, target.name or "", namespace=target.namespace, resource_version=precondition
+            )
             if note is not None:
                 self._record_override(deleted, user, "delete")
             return deleted
@@ -746,8 +884,9 @@ class RestHandler:
         return json_response(deleted.to_dict())
 
 
-async def _timed_lines(initial: list[bytes], timeout: float,
-                       next_line: Callable[[], Awaitable[bytes | None]]) -> AsyncIterator[bytes]:
+async def _timed_lines(
+    initial: list[bytes], timeout: float, next_line: Callable[[], Awaitable[bytes | None]]
+) -> AsyncIterator[bytes]:
     """A watch response's lines: ``initial``, then what ``next_line()`` gives until it gives
     None or the watch's ``timeout`` has passed (Kubernetes' ``timeoutSeconds``)."""
     loop = asyncio.get_running_loop()
@@ -764,21 +903,22 @@ async def _timed_lines(initial: list[bytes], timeout: float,
         yield fed
 
 
-async def _table_events(lines: AsyncIterable[Any], *, kind: str, include: str | None,
-                        clock: Callable[[], datetime]) -> AsyncIterator[bytes]:
+async def _table_events(
+    lines: AsyncIterable[Any], *, kind: str, include: str | None, clock: Callable[[], datetime]
+) -> AsyncIterator[bytes]:
     """A watch stream with each event's object as a one-row ``Table`` (ERROR events, whose
     object is a Status, pass unchanged)."""
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
         if event.get("type") != "ERROR":
-            event["object"] = table([event["object"]], kind=kind, now=clock(),
-                                    include=include)
+            event["object"] = table([event["object"]], kind=kind, now=clock(), include=include)
         yield json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
 
-async def _selected_events(lines: AsyncIterable[Any], fields: FieldSelector
-                           ) -> AsyncIterator[bytes]:
+async def _selected_events(
+    lines: AsyncIterable[Any], fields: FieldSelector
+) -> AsyncIterator[bytes]:
     """A watch stream without the events whose object the field selector leaves out
     (ERROR events always pass)."""
     async for line in lines:

@@ -91,8 +91,9 @@ def prepare_state(options: ServeOptions) -> ServerState:
     tls: TlsFiles | None = None
     if options.tls_cert is not None and options.tls_key is not None:
         ca = options.tls_ca or options.tls_cert
-        tls = TlsFiles(ca_cert=ca, ca_key=None, server_cert=options.tls_cert,
-                       server_key=options.tls_key)
+        tls = TlsFiles(
+            ca_cert=ca, ca_key=None, server_cert=options.tls_cert, server_key=options.tls_key
+        )
     elif not options.insecure_http:
         hosts = (*options.tls_hosts, options.host)
         tls = ensure_tls(options.state_dir / PKI_DIR, hosts=hosts)
@@ -108,10 +109,13 @@ class ApiServer:
         tls = state.tls
         self._config = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            host=options.host, port=options.port,
+            host=options.host,
+            port=options.port,
             ssl_certfile=str(tls.server_cert) if tls else None,
             ssl_keyfile=str(tls.server_key) if tls else None,
-            log_level=options.log_level, access_log=False, lifespan="on",
+            log_level=options.log_level,
+            access_log=False,
+            lifespan="on",
             # No proxy sits in front, so X-Forwarded-* must not be believed (and the
             # middleware that reads them is one more layer on every request).
             proxy_headers=False,
@@ -140,18 +144,21 @@ class ApiServer:
         return f"{scheme}://{host}:{self.port}"
 
     def client_config(self) -> ClientConfig:
-        return ClientConfig(server=self.url, token_file=self.state.admin_token_file,
-                            ca_file=self.state.tls.ca_cert if self.state.tls else None)
+        return ClientConfig(
+            server=self.url,
+            token_file=self.state.admin_token_file,
+            ca_file=self.state.tls.ca_cert if self.state.tls else None,
+        )
 
     def start(self, *, timeout: float = 15.0) -> None:
-        self._thread = threading.Thread(target=self._server.run, name="api-server",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name="api-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
-                raise RuntimeError(f"API server failed to start on {self.options.host}:"
-                                   f"{self.options.port}")
+                raise RuntimeError(
+                    f"API server failed to start on {self.options.host}:{self.options.port}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("API server did not start in time")
@@ -193,8 +200,14 @@ def serve(
     """Bootstrap the state dir, build the app and start serving; returns the running server
     (``.url``, ``.state.admin_token``, ``.stop()``)."""
     state = prepare_state(options)
-    app = create_app(api, store, admin_token=state.admin_token, metrics=metrics, hooks=hooks,
-                     limits=options.limits)
+    app = create_app(
+        api,
+        store,
+        admin_token=state.admin_token,
+        metrics=metrics,
+        hooks=hooks,
+        limits=options.limits,
+    )
     server = ApiServer(app, options=options, state=state)
     server.start()
     return server

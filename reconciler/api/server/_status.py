@@ -65,8 +65,12 @@ class HttpError(Exception):
 
     def body(self) -> dict[str, Any]:
         return status_body(
-            self.code, self.message, reason=self.reason,
-            name=self.details.name, kind=self.details.kind, causes=self.details.causes,
+            self.code,
+            self.message,
+            reason=self.reason,
+            name=self.details.name,
+            kind=self.details.kind,
+            causes=self.details.causes,
         )
 
 

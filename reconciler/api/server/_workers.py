@@ -103,8 +103,9 @@ class WorkerPool:
             if self._started:
                 return
             for index in range(self._size):
-                threading.Thread(target=_work, args=(self._jobs,), daemon=True,
-                                 name=f"{self._name}-{index}").start()
+                threading.Thread(
+                    target=_work, args=(self._jobs,), daemon=True, name=f"{self._name}-{index}"
+                ).start()
             self._started = True
 
     def shutdown(self) -> None:

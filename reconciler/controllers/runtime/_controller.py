@@ -174,8 +174,13 @@ class Controller(abc.ABC):
 
         def record() -> None:
             try:
-                self.api.record_event(obj, reason=reason, message=message,
-                                      type="Warning" if warning else "Normal", source=self.name)
+                self.api.record_event(
+                    obj,
+                    reason=reason,
+                    message=message,
+                    type="Warning" if warning else "Normal",
+                    source=self.name,
+                )
             except ApiError as exc:
                 log.info("%s: event %s on %s not recorded: %s", self.name, reason, obj.key, exc)
 
@@ -234,8 +239,9 @@ class Controller(abc.ABC):
             thread.start()
             self._threads.append(thread)
         if self.resync_period_s is not None:
-            thread = threading.Thread(target=self._resync_loop, name=f"{self.name}-resync",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._resync_loop, name=f"{self.name}-resync", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 

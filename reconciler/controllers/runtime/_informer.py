@@ -136,9 +136,12 @@ class Informer(Generic[T]):
         """Block until the cache reflects store revision ``revision`` (a write of this kind
         made at that revision is visible), or the timeout passes."""
         with self._revision_cond:
-            return self._revision_cond.wait_for(
-                lambda: self._revision >= revision or self._stopped.is_set(), timeout_s
-            ) and self._revision >= revision
+            return (
+                self._revision_cond.wait_for(
+                    lambda: self._revision >= revision or self._stopped.is_set(), timeout_s
+                )
+                and self._revision >= revision
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -184,7 +187,8 @@ class Informer(Generic[T]):
                     events.append(InformerEvent("MODIFIED", obj, old))
             events.extend(
                 InformerEvent("DELETED", old)
-                for ckey, old in self._cache.items() if ckey not in fresh
+                for ckey, old in self._cache.items()
+                if ckey not in fresh
             )
             for event in events:
                 self._apply_locked(event)

@@ -33,8 +33,6 @@ BUSYBOX_V2 = "capstan.local/busybox:test-v2"
 LABEL = "io.capstan.managed-by"
 
 
-
-
 class Client:
     """A protocol client on the agent's socket that keeps every message it receives."""
 
@@ -56,8 +54,9 @@ class Client:
         data = message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n"
         self.sock.sendall(data)
 
-    def wait_message(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 10,
-                     after: int = 0) -> dict[str, Any]:
+    def wait_message(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 10, after: int = 0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -66,15 +65,18 @@ class Client:
                         return message
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no matching message in {timeout}s: "
-                                         f"{[m['type'] for m in self.messages[after:]]}")
+                    raise AssertionError(
+                        f"no matching message in {timeout}s: "
+                        f"{[m['type'] for m in self.messages[after:]]}"
+                    )
                 self._cond.wait(left)
 
     def sync(self, pods: list[dict[str, Any]], generation: int, **extra: Any) -> dict[str, Any]:
         msg_id = uuid.uuid4().hex
         mark = len(self.messages)
-        self.send({"v": 1, "type": "sync", "id": msg_id, "generation": generation, "pods": pods,
-                   **extra})
+        self.send(
+            {"v": 1, "type": "sync", "id": msg_id, "generation": generation, "pods": pods, **extra}
+        )
         return self.wait_message(lambda m: m.get("inReplyTo") == msg_id, after=mark)
 
     def latest_status(self) -> dict[str, Any] | None:
@@ -85,8 +87,13 @@ class Client:
         status = self.latest_status()
         return {p["name"]: p["status"] for p in (status or {}).get("pods", [])}
 
-    def wait_pods(self, predicate: Callable[[dict[str, dict[str, Any]]], Any], *,
-                  timeout: float = 30, what: str = "pod status") -> Any:
+    def wait_pods(
+        self,
+        predicate: Callable[[dict[str, dict[str, Any]]], Any],
+        *,
+        timeout: float = 30,
+        what: str = "pod status",
+    ) -> Any:
         return wait_until(lambda: predicate(self.pods()), timeout=timeout, what=what)
 
     def heartbeats(self, count: int = 2) -> None:
@@ -114,8 +121,11 @@ def make_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[s
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default",
-                     "uid": f"uid-{name}-{uuid.uuid4().hex[:8]}"},
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": f"uid-{name}-{uuid.uuid4().hex[:8]}",
+        },
         "spec": {"terminationGracePeriodSeconds": 5, "containers": containers, **spec},
     }
 
@@ -123,14 +133,23 @@ def make_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[s
 def pull_secret(registry: str, auth: str, *, name: str = "regcred") -> dict[str, Any]:
     """A kubernetes.io/dockerconfigjson Secret with ``auth`` (base64 user:password)."""
     config = json.dumps({"auths": {registry: {"auth": auth}}}).encode()
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": name, "namespace": "default"},
-            "data": {".dockerconfigjson": base64.b64encode(config).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {".dockerconfigjson": base64.b64encode(config).decode()},
+    }
 
 
 def httpd(name: str = "web", *, root: str = "/www", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": BUSYBOX, "command": ["httpd", "-f", "-p", "8080", "-h", root],
-            "ports": [{"containerPort": 8080}], **extra}
+    return {
+        "name": name,
+        "image": BUSYBOX,
+        "command": ["httpd", "-f", "-p", "8080", "-h", root],
+        "ports": [{"containerPort": 8080}],
+        **extra,
+    }
 
 
 class Agent:
@@ -150,10 +169,27 @@ class Agent:
 
     def start(self, *extra: str) -> None:
         args = [
-            str(AGENT), "serve", "--state-dir", str(self.state_dir), "--socket", str(self.socket),
-            "--node-name", self.node, "--bind-address", self.bind,
-            "--backoff-initial", "0.5", "--backoff-max", "4", "--backoff-reset", "600",
-            "--resync", "1", "--heartbeat", "1", *extra,
+            str(AGENT),
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--socket",
+            str(self.socket),
+            "--node-name",
+            self.node,
+            "--bind-address",
+            self.bind,
+            "--backoff-initial",
+            "0.5",
+            "--backoff-max",
+            "4",
+            "--backoff-reset",
+            "600",
+            "--resync",
+            "1",
+            "--heartbeat",
+            "1",
+            *extra,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -191,8 +227,15 @@ class Agent:
     def containers(self) -> list[dict[str, Any]]:
         """This node's containers as Docker lists them (no per-container inspect to race)."""
         listed = self.docker.api.containers(all=True, filters={"label": f"{LABEL}={self.node}"})
-        return [{"id": c["Id"], "name": c["Names"][0].lstrip("/"), "state": c["State"],
-                 "image": c["Image"]} for c in listed]
+        return [
+            {
+                "id": c["Id"],
+                "name": c["Names"][0].lstrip("/"),
+                "state": c["State"],
+                "image": c["Image"],
+            }
+            for c in listed
+        ]
 
     def container_ids(self) -> dict[str, str]:
         """Container name (pod/container/attempt) → id for every container of this node."""

@@ -26,8 +26,10 @@ def test_agent_killed_and_restarted_adopts_its_containers(agent):
     client = agent.client()
     hello_status = client.wait_message(lambda m: m["type"] == "status" and m.get("pods"))
     assert hello_status["generation"] == 5  # resumed from disk
-    statuses = client.wait_pods(lambda s: len(s) == 2 and all(ready(v) for v in s.values()) and s,
-                                what="ready after restart")
+    statuses = client.wait_pods(
+        lambda s: len(s) == 2 and all(ready(v) for v in s.values()) and s,
+        what="ready after restart",
+    )
     assert all(s["containerStatuses"][0]["restartCount"] == 0 for s in statuses.values())
     client.heartbeats(2)
     assert agent.container_ids() == before
@@ -45,12 +47,24 @@ def test_orphans_are_removed_and_foreign_containers_left_alone(agent, docker_cli
     foreign = []
     try:
         orphan = docker_client.containers.run(
-            BUSYBOX, sleep, detach=True, labels={LABEL: agent.node, "io.capstan.pod-uid": "ghost",
-                                                 "io.capstan.container": "app",
-                                                 "io.capstan.grace-seconds": "1"})
-        foreign.append(docker_client.containers.run(
-            BUSYBOX, sleep, detach=True, labels={LABEL: agent.node + "-other",
-                                                 "io.capstan.pod-uid": "ghost"}))
+            BUSYBOX,
+            sleep,
+            detach=True,
+            labels={
+                LABEL: agent.node,
+                "io.capstan.pod-uid": "ghost",
+                "io.capstan.container": "app",
+                "io.capstan.grace-seconds": "1",
+            },
+        )
+        foreign.append(
+            docker_client.containers.run(
+                BUSYBOX,
+                sleep,
+                detach=True,
+                labels={LABEL: agent.node + "-other", "io.capstan.pod-uid": "ghost"},
+            )
+        )
         foreign.append(docker_client.containers.run(BUSYBOX, sleep, detach=True))
         agent.start()
         client = agent.client()
@@ -92,8 +106,14 @@ def test_malformed_input_gets_errors_and_changes_nothing(agent):
         error = client.wait_message(lambda m: m["type"] == "error", after=mark, timeout=30)
         mark = client.messages.index(error) + 1
         codes.append(error["code"])
-    assert codes == ["malformed", "unknown_type", "unsupported_version", "invalid", "unexpected",
-                     "too_large"]
+    assert codes == [
+        "malformed",
+        "unknown_type",
+        "unsupported_version",
+        "invalid",
+        "unexpected",
+        "too_large",
+    ]
     # A lower generation is acknowledged but ignored, and says so.
     ack = client.sync([], 2)
     assert ack["applied"] is False
@@ -113,15 +133,26 @@ def test_socket_is_private_and_logs_go_through_the_protocol(agent):
     assert stat.S_IMODE(agent.socket.stat().st_mode) == 0o600
     client = agent.client()
     watcher = agent.client()
-    pod = make_pod("talker", [{"name": "app", "image": BUSYBOX,
-                               "command": ["sh", "-c", "for i in 1 2 3; do echo line $i; done; "
-                                           "exec sleep 3600"]}])
+    pod = make_pod(
+        "talker",
+        [
+            {
+                "name": "app",
+                "image": BUSYBOX,
+                "command": ["sh", "-c", "for i in 1 2 3; do echo line $i; done; exec sleep 3600"],
+            }
+        ],
+    )
     client.sync([pod], 1)
     client.wait_pods(lambda s: ready(s.get("talker")), what="talker ready")
 
     def logs(*args):
-        return subprocess.run([str(AGENT), "logs", "--socket", str(agent.socket), *args],
-                              capture_output=True, text=True, timeout=20)
+        return subprocess.run(
+            [str(AGENT), "logs", "--socket", str(agent.socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
 
     wait_until(lambda: "line 3" in logs("talker").stdout, timeout=10, what="the log lines")
     assert logs("talker", "app", "--tail", "1").stdout == "line 3\n"
@@ -132,30 +163,54 @@ def test_socket_is_private_and_logs_go_through_the_protocol(agent):
     assert ready(watcher.pods().get("talker"))
     mark = len(watcher.messages)
     first = watcher.wait_message(lambda m: m["type"] == "status", after=mark, timeout=3)
-    watcher.wait_message(lambda m: m["type"] == "status" and m is not first, after=mark,
-                         timeout=3)
+    watcher.wait_message(lambda m: m["type"] == "status" and m is not first, after=mark, timeout=3)
 
 
 def test_refusals_and_image_errors_are_reported(agent):
     client = agent.client()
-    client.sync([
-        make_pod("hostnet", [httpd()], hostNetwork=True),
-        make_pod("noimage", [{"name": "app", "image": "capstan.local/absent:1",
-                              "imagePullPolicy": "Never"}]),
-        make_pod("nocfg", [{"name": "app", "image": BUSYBOX, "env": [
-            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]}]),
-        make_pod("nocmd", [{"name": "app", "image": BUSYBOX, "command": ["/no/such/binary"]}]),
-        # A registry on a closed loopback port: the pull fails fast, with Docker's message.
-        make_pod("nopull", [{"name": "app", "image": "127.0.0.1:9/capstan/absent:1"}]),
-    ], 1)
+    client.sync(
+        [
+            make_pod("hostnet", [httpd()], hostNetwork=True),
+            make_pod(
+                "noimage",
+                [{"name": "app", "image": "capstan.local/absent:1", "imagePullPolicy": "Never"}],
+            ),
+            make_pod(
+                "nocfg",
+                [
+                    {
+                        "name": "app",
+                        "image": BUSYBOX,
+                        "env": [
+                            {
+                                "name": "X",
+                                "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}},
+                            }
+                        ],
+                    }
+                ],
+            ),
+            make_pod("nocmd", [{"name": "app", "image": BUSYBOX, "command": ["/no/such/binary"]}]),
+            # A registry on a closed loopback port: the pull fails fast, with Docker's message.
+            make_pod("nopull", [{"name": "app", "image": "127.0.0.1:9/capstan/absent:1"}]),
+        ],
+        1,
+    )
+
     def reason(status):
         return status["containerStatuses"][0]["state"].get("waiting", {}).get("reason")
 
     statuses = client.wait_pods(
-        lambda s: len(s) == 5 and reason(s["noimage"]) == "ErrImageNeverPull"
-        and reason(s["nopull"]) in ("ErrImagePull", "ImagePullBackOff")
-        and reason(s["nocfg"]) == "CreateContainerConfigError"
-        and reason(s["nocmd"]) == "CrashLoopBackOff" and s, what="waiting reasons")
+        lambda s: (
+            len(s) == 5
+            and reason(s["noimage"]) == "ErrImageNeverPull"
+            and reason(s["nopull"]) in ("ErrImagePull", "ImagePullBackOff")
+            and reason(s["nocfg"]) == "CreateContainerConfigError"
+            and reason(s["nocmd"]) == "CrashLoopBackOff"
+            and s
+        ),
+        what="waiting reasons",
+    )
     assert statuses["hostnet"]["phase"] == "Failed"
     assert "--allow-host-network" in statuses["hostnet"]["message"]
     waiting = statuses["noimage"]["containerStatuses"][0]["state"]["waiting"]
@@ -168,8 +223,11 @@ def test_refusals_and_image_errors_are_reported(agent):
     waiting = statuses["nopull"]["containerStatuses"][0]["state"]["waiting"]
     assert "127.0.0.1:9" in waiting["message"]
     assert "refused" in waiting["message"]
-    client.wait_pods(lambda s: reason(s["nopull"]) == "ImagePullBackOff", timeout=15,
-                     what="ImagePullBackOff after repeated failures")
+    client.wait_pods(
+        lambda s: reason(s["nopull"]) == "ImagePullBackOff",
+        timeout=15,
+        what="ImagePullBackOff after repeated failures",
+    )
     # The failed exec is reported as a non-zero exit and backed off. The code depends on who
     # saw the failure first (the init in the container: 127; the runtime: 128).
     terminated = statuses["nocmd"]["containerStatuses"][0]["lastState"]["terminated"]
@@ -177,8 +235,11 @@ def test_refusals_and_image_errors_are_reported(agent):
 
 
 def test_connect_exits_when_the_agent_goes_away(agent):
-    bridge = subprocess.Popen([str(AGENT), "connect", "--socket", str(agent.socket)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    bridge = subprocess.Popen(
+        [str(AGENT), "connect", "--socket", str(agent.socket)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         hello = json.loads(bridge.stdout.readline())
         assert hello["type"] == "hello"
@@ -196,12 +257,16 @@ def test_connect_exits_when_the_agent_goes_away(agent):
 def test_logs_follow_streams_new_lines(agent):
     client = agent.client()
     ticker = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
-    client.sync([make_pod("ticker", [{"name": "app", "image": BUSYBOX,
-                                      "command": ["sh", "-c", ticker]}])], 1)
+    client.sync(
+        [make_pod("ticker", [{"name": "app", "image": BUSYBOX, "command": ["sh", "-c", ticker]}])],
+        1,
+    )
     client.wait_pods(lambda s: ready(s.get("ticker")), what="ticker ready")
     follow = subprocess.Popen(
         [str(AGENT), "logs", "--socket", str(agent.socket), "ticker", "--tail", "1", "-f"],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = int(follow.stdout.readline().split()[1])
         # Lines written after the request arrive while it stays open.
@@ -233,8 +298,10 @@ def test_a_sync_from_an_older_leader_term_is_refused_even_after_a_restart(agent)
     # The term is persisted with the desired set: a restart does not forget it.
     again = client.sync([make_pod("term-old", [httpd()])], 100, term=7)
     assert again["applied"] is False
-    statuses = client.wait_pods(lambda s: set(s) == {"term-newer"} and ready(s["term-newer"])
-                                and s, what="only the newest term's pod")
+    statuses = client.wait_pods(
+        lambda s: set(s) == {"term-newer"} and ready(s["term-newer"]) and s,
+        what="only the newest term's pod",
+    )
     assert set(statuses) == {"term-newer"}
     client.sync([], 101, term=8)
     client.wait_pods(lambda s: not s, what="pods removed")

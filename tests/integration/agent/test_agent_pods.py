@@ -25,8 +25,9 @@ def test_converge_from_empty_and_resync_is_a_no_op(agent):
     ack = client.sync(pods, 1)
     assert ack["type"] == "ack"
     assert ack["applied"] is True
-    statuses = client.wait_pods(lambda s: len(s) == 3 and all(ready(v) for v in s.values()) and s,
-                                what="3 ready pods")
+    statuses = client.wait_pods(
+        lambda s: len(s) == 3 and all(ready(v) for v in s.values()) and s, what="3 ready pods"
+    )
     for status in statuses.values():
         ip, port = host_port(status, 8080)
         assert ip == agent.bind
@@ -42,15 +43,33 @@ def test_converge_from_empty_and_resync_is_a_no_op(agent):
 
 def test_two_containers_share_localhost_and_an_empty_dir(agent):
     client = agent.client()
-    pod = make_pod("pair", [
-        httpd("server", root="/shared", command=["sh", "-c",
-              "echo from-server > /shared/a.txt; exec httpd -f -p 8080 -h /shared"],
-              volumeMounts=[{"name": "shared", "mountPath": "/shared"}]),
-        {"name": "fetcher", "image": BUSYBOX,
-         "command": ["sh", "-c", "until wget -qO /shared/b.tmp http://127.0.0.1:8080/a.txt; "
-                     "do sleep 0.2; done; mv /shared/b.tmp /shared/b.txt; exec sleep 3600"],
-         "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
-    ], volumes=[{"name": "shared", "emptyDir": {}}])
+    pod = make_pod(
+        "pair",
+        [
+            httpd(
+                "server",
+                root="/shared",
+                command=[
+                    "sh",
+                    "-c",
+                    "echo from-server > /shared/a.txt; exec httpd -f -p 8080 -h /shared",
+                ],
+                volumeMounts=[{"name": "shared", "mountPath": "/shared"}],
+            ),
+            {
+                "name": "fetcher",
+                "image": BUSYBOX,
+                "command": [
+                    "sh",
+                    "-c",
+                    "until wget -qO /shared/b.tmp http://127.0.0.1:8080/a.txt; "
+                    "do sleep 0.2; done; mv /shared/b.tmp /shared/b.txt; exec sleep 3600",
+                ],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            },
+        ],
+        volumes=[{"name": "shared", "emptyDir": {}}],
+    )
     client.sync([pod], 1)
     status = client.wait_pods(lambda s: ready(s.get("pair")) and s["pair"], what="pair ready")
     address = host_port(status, 8080)
@@ -79,15 +98,19 @@ def test_image_change_replaces_only_that_pod(agent, docker_client):
 
     def replaced():
         status = client.pods().get("change")
-        return ready(status) and status["containerStatuses"][0]["image"] == BUSYBOX_V2 and \
-            status["containerStatuses"][0]["restartCount"] == 1 and \
-            status["containerStatuses"][0]["containerID"].removeprefix("docker://") not in \
-            before.values()
+        return (
+            ready(status)
+            and status["containerStatuses"][0]["image"] == BUSYBOX_V2
+            and status["containerStatuses"][0]["restartCount"] == 1
+            and status["containerStatuses"][0]["containerID"].removeprefix("docker://")
+            not in before.values()
+        )
 
     wait_until(replaced, timeout=30, what="the changed pod to run the new image")
     after = agent.container_ids()
-    assert {n: i for n, i in after.items() if "_keep_" in n} == \
-        {n: i for n, i in before.items() if "_keep_" in n}
+    assert {n: i for n, i in after.items() if "_keep_" in n} == {
+        n: i for n, i in before.items() if "_keep_" in n
+    }
     # The changed pod kept its sandbox (and so its address); only the app container is new.
     sandbox = [n for n in before if "_change_" in n and n.endswith("_POD_0")]
     assert sandbox
@@ -101,8 +124,13 @@ def test_piping_a_sync_into_connect_starts_pods_and_again_changes_nothing(agent)
     line = json.dumps({"v": 1, "type": "sync", "id": "p1", "generation": 1, "pods": pods}) + "\n"
 
     def pipe() -> list[dict]:
-        done = subprocess.run([str(AGENT), "connect", "--socket", str(agent.socket)],
-                              input=line.encode(), capture_output=True, timeout=30, check=True)
+        done = subprocess.run(
+            [str(AGENT), "connect", "--socket", str(agent.socket)],
+            input=line.encode(),
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
         return [json.loads(x) for x in done.stdout.splitlines()]
 
     replies = pipe()
@@ -110,8 +138,9 @@ def test_piping_a_sync_into_connect_starts_pods_and_again_changes_nothing(agent)
     assert replies[0]["nodeName"] == agent.node
     assert any(r["type"] == "ack" and r["applied"] for r in replies)
     client = agent.client()
-    client.wait_pods(lambda s: len(s) == 2 and all(ready(v) for v in s.values()),
-                     what="piped pods ready")
+    client.wait_pods(
+        lambda s: len(s) == 2 and all(ready(v) for v in s.values()), what="piped pods ready"
+    )
     before = agent.container_ids()
     starts = agent.log().count("agent.kubelet.executor: start")
     replies = pipe()
@@ -123,32 +152,60 @@ def test_piping_a_sync_into_connect_starts_pods_and_again_changes_nothing(agent)
 
 def test_configmap_and_secret_reach_env_and_read_only_files(agent):
     client = agent.client()
-    script = ("echo \"$GREETING $PASSWORD\" > /data/env; "
-              "touch /cfg/new 2>/dev/null && echo writable > /data/ro "
-              "|| echo read-only > /data/ro; exec sleep 3600")
-    pod = make_pod("configured", [{
-        "name": "app", "image": BUSYBOX, "command": ["sh", "-c", script],
-        "env": [
-            {"name": "GREETING",
-             "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
-            {"name": "PASSWORD",
-             "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+    script = (
+        'echo "$GREETING $PASSWORD" > /data/env; '
+        "touch /cfg/new 2>/dev/null && echo writable > /data/ro "
+        "|| echo read-only > /data/ro; exec sleep 3600"
+    )
+    pod = make_pod(
+        "configured",
+        [
+            {
+                "name": "app",
+                "image": BUSYBOX,
+                "command": ["sh", "-c", script],
+                "env": [
+                    {
+                        "name": "GREETING",
+                        "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}},
+                    },
+                    {
+                        "name": "PASSWORD",
+                        "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}},
+                    },
+                ],
+                "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "cfg", "mountPath": "/cfg"},
+                    {"name": "creds", "mountPath": "/creds"},
+                ],
+            }
         ],
-        "volumeMounts": [{"name": "data", "mountPath": "/data"},
-                         {"name": "cfg", "mountPath": "/cfg"},
-                         {"name": "creds", "mountPath": "/creds"}],
-    }], volumes=[{"name": "data", "emptyDir": {}},
-                 {"name": "cfg", "configMap": {"name": "cfg"}},
-                 {"name": "creds", "secret": {"secretName": "creds"}}])
+        volumes=[
+            {"name": "data", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "creds", "secret": {"secretName": "creds"}},
+        ],
+    )
 
     def objects(greeting):
         return {
-            "configMaps": [{"apiVersion": "v1", "kind": "ConfigMap",
-                            "metadata": {"name": "cfg", "namespace": "default"},
-                            "data": {"greeting": greeting, "app.conf": "level=debug\n"}}],
-            "secrets": [{"apiVersion": "v1", "kind": "Secret",
-                         "metadata": {"name": "creds", "namespace": "default"},
-                         "stringData": {"password": "s3cret"}}],
+            "configMaps": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "cfg", "namespace": "default"},
+                    "data": {"greeting": greeting, "app.conf": "level=debug\n"},
+                }
+            ],
+            "secrets": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "creds", "namespace": "default"},
+                    "stringData": {"password": "s3cret"},
+                }
+            ],
         }
 
     client.sync([pod], 1, **objects("hello"))

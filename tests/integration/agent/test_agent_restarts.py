@@ -19,11 +19,18 @@ def container(status, name=None):
 
 def test_crash_loop_backs_off_more_and_more(agent):
     client = agent.client()
-    pod = make_pod("crasher", [{
-        "name": "app", "image": BUSYBOX,
-        "command": ["sh", "-c", "cut -d' ' -f1 /proc/uptime >> /data/starts; exit 3"],
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-    }], volumes=[{"name": "data", "emptyDir": {}}])
+    pod = make_pod(
+        "crasher",
+        [
+            {
+                "name": "app",
+                "image": BUSYBOX,
+                "command": ["sh", "-c", "cut -d' ' -f1 /proc/uptime >> /data/starts; exit 3"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        volumes=[{"name": "data", "emptyDir": {}}],
+    )
     client.sync([pod], 1)
     starts = agent.volume(pod, "data") / "starts"
 
@@ -40,9 +47,17 @@ def test_crash_loop_backs_off_more_and_more(agent):
     assert gaps[2] >= 1.0, gaps
     assert gaps[3] >= 2.0, gaps
     status = client.wait_pods(
-        lambda s: s.get("crasher", {}).get("containerStatuses", [{}])[0]
-        .get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff" and s["crasher"],
-        what="CrashLoopBackOff")
+        lambda s: (
+            s.get("crasher", {})
+            .get("containerStatuses", [{}])[0]
+            .get("state", {})
+            .get("waiting", {})
+            .get("reason")
+            == "CrashLoopBackOff"
+            and s["crasher"]
+        ),
+        what="CrashLoopBackOff",
+    )
     app = container(status)
     assert app["restartCount"] >= 3
     assert app["lastState"]["terminated"]["exitCode"] == 3
@@ -65,44 +80,77 @@ def test_readiness_flips_with_the_probe(agent):
     client = agent.client()
     # Three probe kinds: httpGet and exec readiness, tcpSocket liveness (on the other
     # container's port: the pod shares one network namespace).
-    pod = make_pod("flip", [
-        httpd(root="/srv", volumeMounts=[{"name": "srv", "mountPath": "/srv"}],
-              readinessProbe={"httpGet": {"path": "/ready", "port": 8080},
-                              "periodSeconds": 1, "failureThreshold": 1}),
-        {"name": "checker", "image": BUSYBOX, "command": ["sleep", "3600"],
-         "volumeMounts": [{"name": "srv", "mountPath": "/srv"}],
-         "readinessProbe": {"exec": {"command": ["test", "-f", "/srv/ready"]},
-                            "periodSeconds": 1, "failureThreshold": 1},
-         "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1,
-                           "timeoutSeconds": 5}},
-    ], volumes=[{"name": "srv", "emptyDir": {}}])
+    pod = make_pod(
+        "flip",
+        [
+            httpd(
+                root="/srv",
+                volumeMounts=[{"name": "srv", "mountPath": "/srv"}],
+                readinessProbe={
+                    "httpGet": {"path": "/ready", "port": 8080},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                },
+            ),
+            {
+                "name": "checker",
+                "image": BUSYBOX,
+                "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "srv", "mountPath": "/srv"}],
+                "readinessProbe": {
+                    "exec": {"command": ["test", "-f", "/srv/ready"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                },
+                "livenessProbe": {
+                    "tcpSocket": {"port": 8080},
+                    "periodSeconds": 1,
+                    "timeoutSeconds": 5,
+                },
+            },
+        ],
+        volumes=[{"name": "srv", "emptyDir": {}}],
+    )
     client.sync([pod], 1)
     client.wait_pods(lambda s: s.get("flip", {}).get("phase") == "Running", what="running")
     time.sleep(1.5)  # a probe or two (period 1 s) without the file: still not ready
     assert not ready(client.pods()["flip"])
     flag = agent.volume(pod, "srv") / "ready"
     flag.write_text("ok")
-    status = client.wait_pods(lambda s: ready(s.get("flip")) and s["flip"], timeout=10,
-                              what="ready")
+    status = client.wait_pods(
+        lambda s: ready(s.get("flip")) and s["flip"], timeout=10, what="ready"
+    )
     assert all(c["ready"] for c in status["containerStatuses"])
     flag.unlink()
     status = client.wait_pods(
         lambda s: not any(c["ready"] for c in s["flip"]["containerStatuses"]) and s["flip"],
-        timeout=10, what="both containers not ready again")
+        timeout=10,
+        what="both containers not ready again",
+    )
     assert not ready(status)
     assert [c["restartCount"] for c in status["containerStatuses"]] == [0, 0]
 
 
 def test_liveness_failure_restarts_the_container(agent):
     client = agent.client()
-    pod = make_pod("live", [httpd(
-        root="/srv",
-        command=["sh", "-c", "echo ok > /srv/healthz; exec httpd -f -p 8080 -h /srv"],
-        volumeMounts=[{"name": "srv", "mountPath": "/srv"}],
-        # A generous timeout: CI machines are busy, and a slow answer is not a dead server.
-        livenessProbe={"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1,
-                       "failureThreshold": 2, "timeoutSeconds": 5},
-    )], volumes=[{"name": "srv", "emptyDir": {}}])
+    pod = make_pod(
+        "live",
+        [
+            httpd(
+                root="/srv",
+                command=["sh", "-c", "echo ok > /srv/healthz; exec httpd -f -p 8080 -h /srv"],
+                volumeMounts=[{"name": "srv", "mountPath": "/srv"}],
+                # A generous timeout: CI machines are busy, and a slow answer is not a dead server.
+                livenessProbe={
+                    "httpGet": {"path": "/healthz", "port": 8080},
+                    "periodSeconds": 1,
+                    "failureThreshold": 2,
+                    "timeoutSeconds": 5,
+                },
+            )
+        ],
+        volumes=[{"name": "srv", "emptyDir": {}}],
+    )
     client.sync([pod], 1)
     client.wait_pods(lambda s: ready(s.get("live")), what="live ready")
     health = agent.volume(pod, "live" and "srv") / "healthz"
@@ -112,21 +160,33 @@ def test_liveness_failure_restarts_the_container(agent):
     health.unlink()
     status = client.wait_pods(
         lambda s: ready(s.get("live")) and container(s["live"])["restartCount"] == 1 and s["live"],
-        timeout=20, what="a restart after liveness failure")
+        timeout=20,
+        what="a restart after liveness failure",
+    )
     assert container(status)["lastState"]["terminated"]["exitCode"] in (137, 143)
     assert health.exists()  # the new container wrote it again
 
 
 def test_graceful_stop_is_observed_by_the_container(agent):
     client = agent.client()
-    trap = ("trap 'cut -d\" \" -f1 /proc/uptime > /data/term-at; sleep 1; "
-            "echo got SIGTERM > /data/term; exit 0' TERM; while true; do sleep 0.1; done")
+    trap = (
+        'trap \'cut -d" " -f1 /proc/uptime > /data/term-at; sleep 1; '
+        "echo got SIGTERM > /data/term; exit 0' TERM; while true; do sleep 0.1; done"
+    )
     pre_stop = "sleep 0.5; cut -d' ' -f1 /proc/uptime > /data/pre-stop-at"
-    pod = make_pod("graceful", [{
-        "name": "app", "image": BUSYBOX, "command": ["sh", "-c", trap],
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", pre_stop]}}},
-    }], volumes=[{"name": "data", "emptyDir": {}}])
+    pod = make_pod(
+        "graceful",
+        [
+            {
+                "name": "app",
+                "image": BUSYBOX,
+                "command": ["sh", "-c", trap],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", pre_stop]}}},
+            }
+        ],
+        volumes=[{"name": "data", "emptyDir": {}}],
+    )
     client.sync([pod], 1)
     client.wait_pods(lambda s: ready(s.get("graceful")), what="graceful ready")
     # Replacing the container (new image) stops the old one while the pod and its emptyDir stay.
@@ -142,8 +202,13 @@ def test_graceful_stop_is_observed_by_the_container(agent):
     # The handler took a second: SIGKILL did not cut the grace period short.
     assert time.monotonic() - started >= 1.0
     status = client.wait_pods(
-        lambda s: ready(s.get("graceful")) and container(s["graceful"])["restartCount"] == 1
-        and s["graceful"], what="replacement running")
+        lambda s: (
+            ready(s.get("graceful"))
+            and container(s["graceful"])["restartCount"] == 1
+            and s["graceful"]
+        ),
+        what="replacement running",
+    )
     assert container(status)["lastState"]["terminated"]["exitCode"] == 0
 
 
@@ -154,8 +219,9 @@ def test_container_removed_from_under_the_agent_counts_as_a_restart(agent, docke
     client.wait_pods(lambda s: ready(s.get("removed")), what="ready")
 
     def app_container():
-        [(name, ident)] = [(n, i) for n, i in agent.container_ids().items()
-                           if "_removed_" in n and "_web_" in n]
+        [(name, ident)] = [
+            (n, i) for n, i in agent.container_ids().items() if "_removed_" in n and "_web_" in n
+        ]
         return name, ident
 
     def restarted(count):
@@ -164,6 +230,7 @@ def test_container_removed_from_under_the_agent_counts_as_a_restart(agent, docke
             if not ready(status) or container(status)["restartCount"] != count:
                 return None
             return status
+
         return check
 
     name, ident = app_container()

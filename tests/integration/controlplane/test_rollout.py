@@ -40,15 +40,21 @@ def manifest(*, replicas: int, image: str, max_surge: int | str, max_unavailable
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": max_surge,
-                                           "maxUnavailable": max_unavailable}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": max_unavailable},
+            },
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{
-                    "name": "web", "image": image,
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                        }
+                    ]
+                },
             },
         },
     }
@@ -58,9 +64,9 @@ def set_image(api: Api, image: str) -> None:
     for _ in range(50):
         d = api.get(Deployment, "web")
         container = d.spec.template.spec.containers[0].model_copy(update={"image": image})
-        template = d.spec.template.model_copy(update={
-            "spec": d.spec.template.spec.model_copy(update={"containers": [container]})
-        })
+        template = d.spec.template.model_copy(
+            update={"spec": d.spec.template.spec.model_copy(update={"containers": [container]})}
+        )
         try:
             spec = d.spec.model_copy(update={"template": template})
             api.update(d.model_copy(update={"spec": spec}))
@@ -76,11 +82,13 @@ def rolled_to(api: Api, image: str, replicas: int) -> Callable[[], bool]:
         s = d.status
         pods = api.list(Pod).items
         return (
-            s is not None and s.observed_generation == d.metadata.generation
+            s is not None
+            and s.observed_generation == d.metadata.generation
             and s.updated_replicas == s.available_replicas == s.replicas == replicas
             and len(pods) == replicas
-            and all(p.spec.containers[0].image == image and p.status and p.status.ready
-                    for p in pods)
+            and all(
+                p.spec.containers[0].image == image and p.status and p.status.ready for p in pods
+            )
         )
 
     return check
@@ -118,17 +126,19 @@ class Invariants:
         self._thread.join(timeout=5)
 
 
-@pytest.mark.parametrize(("surge", "unavailable", "max_total", "min_ready"), [
-    (2, 1, 12, 9),
-    ("25%", "25%", 13, 8),   # Kubernetes' defaults: surge rounds up, unavailable down
-    (0, 2, 10, 8),
-])
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "max_total", "min_ready"),
+    [
+        (2, 1, 12, 9),
+        ("25%", "25%", 13, 8),  # Kubernetes' defaults: surge rounds up, unavailable down
+        (0, 2, 10, 8),
+    ],
+)
 def test_rolling_update_respects_surge_and_unavailability(
     cluster, surge, unavailable, max_total, min_ready
 ) -> None:
     api, _hollow = cluster
-    api.create(manifest(replicas=10, image="img:1", max_surge=surge,
-                        max_unavailable=unavailable))
+    api.create(manifest(replicas=10, image="img:1", max_surge=surge, max_unavailable=unavailable))
     wait_until(rolled_to(api, "img:1", 10), what="first rollout", timeout=30)
     watch = Invariants(api)
     try:

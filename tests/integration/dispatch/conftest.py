@@ -42,8 +42,6 @@ FAST = DispatchSettings(
 )
 
 
-
-
 @dataclass
 class Cluster:
     api: Api
@@ -63,16 +61,23 @@ class Cluster:
         return list(self.api.list(Pod, namespace="default", label_selector=labels or None).items)
 
     def ready_pods(self, **labels: str) -> list[Pod]:
-        return [p for p in self.pods(**labels)
-                if p.status is not None and p.status.ready and p.spec.node_name == self.node]
+        return [
+            p
+            for p in self.pods(**labels)
+            if p.status is not None and p.status.ready and p.spec.node_name == self.node
+        ]
 
     def running_containers(self) -> list[dict[str, object]]:
         return [c for c in self.agent.containers() if c["state"] == "running"]
 
 
 def node_manifest(name: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-            "spec": {"address": "local"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {"address": "local"},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +89,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 @contextmanager
-def control_plane(tmp_path: Path, *, local_agent_command: str = "capstan-agent connect"
-                  ) -> Iterator[tuple[Api, ControllerManager]]:
+def control_plane(
+    tmp_path: Path, *, local_agent_command: str = "capstan-agent connect"
+) -> Iterator[tuple[Api, ControllerManager]]:
     """Api on a fresh store + a manager running every component the dispatcher needs."""
     clock = SystemClock()
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
@@ -97,8 +103,9 @@ def control_plane(tmp_path: Path, *, local_agent_command: str = "capstan-agent c
             EndpointsController,
             NodeController,
             Scheduler,
-            functools.partial(NodeDispatcher, local_agent_command=local_agent_command,
-                              settings=FAST),
+            functools.partial(
+                NodeDispatcher, local_agent_command=local_agent_command, settings=FAST
+            ),
         ]
         manager = ControllerManager(api, clock=clock, components=components)
         manager.start()
@@ -112,8 +119,10 @@ def control_plane(tmp_path: Path, *, local_agent_command: str = "capstan-agent c
 
 @pytest.fixture
 def cluster(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Cluster]:
-    with local_agent(docker_client, tmp_path) as agent, \
-            control_plane(tmp_path, local_agent_command=agent.connect_command) as (api, manager):
+    with (
+        local_agent(docker_client, tmp_path) as agent,
+        control_plane(tmp_path, local_agent_command=agent.connect_command) as (api, manager),
+    ):
         api.create(node_manifest(agent.node))
         yield Cluster(api, manager, agent, tmp_path / "state.db")
 

@@ -33,11 +33,22 @@ def stale(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, ManualClock]]:
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}", clock=clock.time)
     try:
         api = Api(store, clock=clock)
-        api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                    "spec": {"address": "local"}})
-        pod = api.create({"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": "web", "namespace": "default"},
-                          "spec": {"containers": [{"name": "c", "image": "img"}]}})
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "n1"},
+                "spec": {"address": "local"},
+            }
+        )
+        pod = api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "img"}]},
+            }
+        )
         assert isinstance(pod, Pod)
         api.bind(pod, "n1")
         informers = InformerFactory(api)
@@ -47,11 +58,17 @@ def stale(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, ManualClock]]:
         informers.stop()  # from here on the cache never moves
         # Writes the cache does not see: its resourceVersions are now stale.
         node = api.get(Node, "n1")
-        api.update(node.model_copy(update={"metadata": node.metadata.model_copy(
-            update={"labels": {"zone": "a"}})}))
+        api.update(
+            node.model_copy(
+                update={"metadata": node.metadata.model_copy(update={"labels": {"zone": "a"}})}
+            )
+        )
         current = api.get(Pod, "web", namespace="default")
-        api.update(current.model_copy(update={"metadata": current.metadata.model_copy(
-            update={"labels": {"app": "web"}})}))
+        api.update(
+            current.model_copy(
+                update={"metadata": current.metadata.model_copy(update={"labels": {"app": "web"}})}
+            )
+        )
         yield api, dispatcher, clock
         dispatcher.pool.close()
     finally:
@@ -61,18 +78,33 @@ def stale(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, ManualClock]]:
 def status_message(pod: Pod, *, uid: str | None = None, ready: bool = True) -> Status:
     flag = "True" if ready else "False"
     return Status(
-        node_name="n1", generation=1,
-        node=NodeStatus(conditions=[Condition(type="Ready", status="True", reason="AgentReady",
-                                              last_transition_time=T0)]),
-        pods=[PodReport(namespace="default", name="web", uid=uid or pod.metadata.uid or "",
-                        status=PodStatus(phase="Running", conditions=[
-                            Condition(type="PodScheduled", status="True"),
-                            Condition(type="Ready", status=flag, last_transition_time=T0)]))],
+        node_name="n1",
+        generation=1,
+        node=NodeStatus(
+            conditions=[
+                Condition(type="Ready", status="True", reason="AgentReady", last_transition_time=T0)
+            ]
+        ),
+        pods=[
+            PodReport(
+                namespace="default",
+                name="web",
+                uid=uid or pod.metadata.uid or "",
+                status=PodStatus(
+                    phase="Running",
+                    conditions=[
+                        Condition(type="PodScheduled", status="True"),
+                        Condition(type="Ready", status=flag, last_transition_time=T0),
+                    ],
+                ),
+            )
+        ],
     )
 
 
-def test_reports_are_written_through_conflicts(stale: tuple[Api, NodeDispatcher, ManualClock]
-                                                ) -> None:
+def test_reports_are_written_through_conflicts(
+    stale: tuple[Api, NodeDispatcher, ManualClock],
+) -> None:
     api, dispatcher, clock = stale
     pod = api.get(Pod, "web", namespace="default")
     assert pod.status is not None
@@ -110,9 +142,15 @@ def test_connection_state_becomes_the_agent_connected_condition(
     stale: tuple[Api, NodeDispatcher, ManualClock],
 ) -> None:
     api, dispatcher, clock = stale
-    dispatcher._on_state(NodeState(NodeName("n1"), Phase.HOST_KEY_REJECTED, "refused",
-                                   expected_fingerprint="SHA256:pinned",
-                                   offered_fingerprint="SHA256:offered"))
+    dispatcher._on_state(
+        NodeState(
+            NodeName("n1"),
+            Phase.HOST_KEY_REJECTED,
+            "refused",
+            expected_fingerprint="SHA256:pinned",
+            offered_fingerprint="SHA256:offered",
+        )
+    )
     dispatcher.flush_reports()
     node = api.get(Node, "n1")
     assert node.status is not None

@@ -21,9 +21,7 @@ def init_repo(path: Path, *, bare: bool = False) -> git.Repo:
     return repo
 
 
-def commit_files(
-    repo: git.Repo, files: dict[str, str | None], *, message: str = "change"
-) -> str:
+def commit_files(repo: git.Repo, files: dict[str, str | None], *, message: str = "change") -> str:
     """Write (or, for None, delete) files in the work tree and commit them; the new sha."""
     root = Path(repo.working_tree_dir or "")
     for name, text in files.items():

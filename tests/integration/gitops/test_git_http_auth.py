@@ -49,14 +49,19 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         env = {
-            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
-            "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": "deploy",
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": "deploy",
             "REMOTE_ADDR": "127.0.0.1",
         }
-        out = subprocess.run([str(BACKEND)], input=body, env=env, capture_output=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [str(BACKEND)], input=body, env=env, capture_output=True, check=True
+        ).stdout
         head, _, payload = out.partition(b"\r\n\r\n")
         status = 200
         headers = []
@@ -96,16 +101,20 @@ def test_token_authenticates_through_askpass(
     http_repo: tuple[str, str, list[str]], cache_dir: Path
 ) -> None:
     url, sha, seen = http_repo
-    source = GitSource(url, cache_dir=cache_dir,
-                       credentials=GitCredentials(username="deploy", token=TOKEN))
+    source = GitSource(
+        url, cache_dir=cache_dir, credentials=GitCredentials(username="deploy", token=TOKEN)
+    )
     assert source.fetch().sha == sha
     assert seen  # the server was really asked
     assert all(TOKEN not in path for path in seen)
     # The cache's config holds neither the URL's secret nor a stored credential.
     config = (source.git_dir / "config").read_text()
     assert TOKEN not in config
-    assert not any(TOKEN in p.read_text(errors="ignore")
-                   for p in cache_dir.rglob("*") if p.is_file() and p.stat().st_size < 10**6)
+    assert not any(
+        TOKEN in p.read_text(errors="ignore")
+        for p in cache_dir.rglob("*")
+        if p.is_file() and p.stat().st_size < 10**6
+    )
 
 
 def test_token_in_the_url_is_moved_out_of_it(
@@ -123,8 +132,9 @@ def test_wrong_token_fails_without_showing_it(
 ) -> None:
     url, _sha, _seen = http_repo
     wrong = "wrong-" + TOKEN
-    source = GitSource(url, cache_dir=cache_dir,
-                       credentials=GitCredentials(username="deploy", token=wrong))
+    source = GitSource(
+        url, cache_dir=cache_dir, credentials=GitCredentials(username="deploy", token=wrong)
+    )
     with pytest.raises(GitSourceError) as caught:
         source.fetch()
     assert wrong not in str(caught.value)

@@ -50,12 +50,23 @@ def ssh_repo(tmp_path: Path) -> Iterator[SshRepo]:
     other_pub = _keygen(root / "other-host")
     (root / "authorized_keys").write_text(client_pub + "\n")
     port = _free_port()
-    (root / "sshd_config").write_text("\n".join([
-        "ListenAddress 127.0.0.1", f"Port {port}", f"HostKey {root / 'host'}",
-        f"PidFile {root / 'sshd.pid'}", f"AuthorizedKeysFile {root / 'authorized_keys'}",
-        "StrictModes no", "UsePAM no", "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "",
-    ]))
+    (root / "sshd_config").write_text(
+        "\n".join(
+            [
+                "ListenAddress 127.0.0.1",
+                f"Port {port}",
+                f"HostKey {root / 'host'}",
+                f"PidFile {root / 'sshd.pid'}",
+                f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                "StrictModes no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "",
+            ]
+        )
+    )
     known = root / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {' '.join(host_pub.split()[:2])}\n")
     wrong = root / "wrong_known_hosts"
@@ -66,8 +77,12 @@ def ssh_repo(tmp_path: Path) -> Iterator[SshRepo]:
     git.Repo.clone_from(work.working_tree_dir, bare, bare=True).close()
     work.close()
     log = (root / "sshd.log").open("ab")
-    sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    sshd = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     try:
         deadline = time.monotonic() + 10
@@ -79,16 +94,20 @@ def ssh_repo(tmp_path: Path) -> Iterator[SshRepo]:
                 if time.monotonic() > deadline or sshd.poll() is not None:
                     pytest.fail("sshd did not start: " + (root / "sshd.log").read_text())
                 time.sleep(0.05)
-        yield SshRepo(f"ssh://{getpass.getuser()}@127.0.0.1:{port}{bare}", root / "client",
-                      known, wrong, head, bare)
+        yield SshRepo(
+            f"ssh://{getpass.getuser()}@127.0.0.1:{port}{bare}",
+            root / "client",
+            known,
+            wrong,
+            head,
+            bare,
+        )
     finally:
         sshd.terminate()
         sshd.wait(timeout=10)
 
 
-def test_fetch_and_push_over_ssh_with_a_pinned_host_key(
-    ssh_repo: SshRepo, cache_dir: Path
-) -> None:
+def test_fetch_and_push_over_ssh_with_a_pinned_host_key(ssh_repo: SshRepo, cache_dir: Path) -> None:
     creds = GitCredentials(ssh_key_file=ssh_repo.key, known_hosts_file=ssh_repo.known_hosts)
     source = GitSource(ssh_repo.url, cache_dir=cache_dir, credentials=creds)
     assert source.local_path is None
@@ -100,8 +119,7 @@ def test_fetch_and_push_over_ssh_with_a_pinned_host_key(
 
 
 def test_an_unknown_host_key_is_refused(ssh_repo: SshRepo, cache_dir: Path) -> None:
-    creds = GitCredentials(ssh_key_file=ssh_repo.key,
-                           known_hosts_file=ssh_repo.wrong_known_hosts)
+    creds = GitCredentials(ssh_key_file=ssh_repo.key, known_hosts_file=ssh_repo.wrong_known_hosts)
     source = GitSource(ssh_repo.url, cache_dir=cache_dir, credentials=creds)
     with pytest.raises(GitSourceError, match=r"(?i)host key"):
         source.fetch()

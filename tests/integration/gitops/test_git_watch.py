@@ -62,8 +62,9 @@ def test_remote_is_polled_on_the_passed_in_clock(upstream: git.Repo, cache_dir: 
     first = commit_files(upstream, {"a.yaml": "v: 1\n"})
     clock = FakeClock()
     source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
-    watch = BranchWatch(source, poll_interval_s=60, jitter=0.1, watch_local=False,
-                        clock=clock, rng=random.Random(7))
+    watch = BranchWatch(
+        source, poll_interval_s=60, jitter=0.1, watch_local=False, clock=clock, rng=random.Random(7)
+    )
     assert not watch.watches_files
     head = watch.wait(timeout=0)
     assert head is not None

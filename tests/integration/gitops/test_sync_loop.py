@@ -52,8 +52,11 @@ def _eventually(check: Callable[[], bool], *, within: float) -> bool:
 def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
     upstream: git.Repo, cache_dir: Path, api: Api
 ) -> None:
-    good = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1"),
-                                   "b.yaml": configmap("b", "v1")}, message="v1")
+    good = commit_files(
+        upstream,
+        {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1"), "b.yaml": configmap("b", "v1")},
+        message="v1",
+    )
     loop, watch = manual_loop(api, upstream, cache_dir)
 
     first = loop.step()
@@ -65,8 +68,9 @@ def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
     assert state.live_commit == good
     assert state.seen_commit == good
 
-    bad = commit_files(upstream, {"a.yaml": configmap("a", "v2"), "bad.yaml": BAD},
-                       message="broken")
+    bad = commit_files(
+        upstream, {"a.yaml": configmap("a", "v2"), "bad.yaml": BAD}, message="broken"
+    )
     watch.trigger()
     loop.step()
     record = list_sync_records(api)[0]
@@ -76,7 +80,10 @@ def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
     assert _value(api, "a") == "v1"  # nothing of the bad commit was applied
     state = read_sync_state(api)
     assert (state.live_commit, state.last_attempt_commit, state.last_outcome) == (
-        good, bad, "Failed")
+        good,
+        bad,
+        "Failed",
+    )
     assert loop.last_good is not None
     assert loop.last_good.sha == good
 
@@ -86,16 +93,16 @@ def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
     assert result is not None
     assert result.succeeded
     assert sorted(c.describe() for c in result.applied) == [
-        "delete ConfigMap/shop/b", "update ConfigMap/shop/a"]
+        "delete ConfigMap/shop/b",
+        "update ConfigMap/shop/a",
+    ]
     assert _value(api, "a") == "v2"
     assert _value(api, "b") is None
     assert read_sync_state(api).live_commit == fixed
     assert [r.outcome for r in list_sync_records(api)] == ["Succeeded", "Failed", "Succeeded"]
 
 
-def test_force_push_to_an_older_tree_is_applied(
-    tmp_path: Path, cache_dir: Path, api: Api
-) -> None:
+def test_force_push_to_an_older_tree_is_applied(tmp_path: Path, cache_dir: Path, api: Api) -> None:
     from gitops_testdata import init_repo
 
     init_repo(tmp_path / "remote.git", bare=True).close()
@@ -141,8 +148,10 @@ def test_running_loop_follows_commits_heals_drift_and_honours_suspend(
         time.sleep(0.7)  # let a pass that started before the flag finish
         commit_files(upstream, {"a.yaml": configmap("a", "v3")})
         assert not _eventually(lambda: _value(api, "a") == "v3", within=1.5)
-        assert _eventually(lambda: loop.seen is not None
-                           and read_sync_state(api).seen_commit == loop.seen.sha, within=5)
+        assert _eventually(
+            lambda: loop.seen is not None and read_sync_state(api).seen_commit == loop.seen.sha,
+            within=5,
+        )
         set_suspended(api, False)
         assert _eventually(lambda: _value(api, "a") == "v3", within=10)
     finally:
@@ -154,15 +163,23 @@ def test_restart_on_an_invalid_head_keeps_healing_the_last_good_commit(
 ) -> None:
     good = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
     source = GitSource(upstream.working_tree_dir, cache_dir=cache_dir)
-    first = SyncLoop(api, source, watch=BranchWatch(source, watch_local=False),
-                     options=SyncOptions(resync_s=3600))
+    first = SyncLoop(
+        api,
+        source,
+        watch=BranchWatch(source, watch_local=False),
+        options=SyncOptions(resync_s=3600),
+    )
     first.step()
     commit_files(upstream, {"bad.yaml": BAD})
     live = api.get(ConfigMap, "a", namespace="shop")
     api.update(live.model_copy(update={"data": {"key": "drift"}}))
 
-    restarted = SyncLoop(api, source, watch=BranchWatch(source, watch_local=False),
-                         options=SyncOptions(resync_s=3600))
+    restarted = SyncLoop(
+        api,
+        source,
+        watch=BranchWatch(source, watch_local=False),
+        options=SyncOptions(resync_s=3600),
+    )
     restarted.step()
     assert restarted.last_good is not None
     assert restarted.last_good.sha == good

@@ -18,7 +18,9 @@ def _other_key(tmp_path: Path, kind: str = "ed25519") -> tuple[str, str]:
     line = " ".join(path.with_suffix(".pub").read_text().split()[:2])
     printed = subprocess.run(
         ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{path}.pub"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()[1]
     return line, printed
 
@@ -98,9 +100,7 @@ def test_known_hosts_mismatch_is_refused(ssh_nodes, pool, recorder, tmp_path):
 def test_wrong_client_key_is_an_authentication_failure(ssh_nodes, pool, recorder, tmp_path):
     (node,) = ssh_nodes(1)
     stranger = tmp_path / "stranger"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     pool.ensure(node.endpoint(identity_file=stranger))
     recorder.wait(
         lambda r: (s := r.last_state(node.name)) is not None and s.phase is Phase.AUTH_FAILED

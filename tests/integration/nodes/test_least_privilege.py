@@ -15,11 +15,21 @@ from reconciler.nodes import DesiredSet
 def client(ssh_nodes):
     (node,) = ssh_nodes(1)
     ssh = paramiko.SSHClient()
-    ssh.get_host_keys().add(f"[{node.address}]:{node.port}", "ssh-ed25519",
-                            paramiko.PKey.from_type_string(*_split(node.host_key_line)))
+    ssh.get_host_keys().add(
+        f"[{node.address}]:{node.port}",
+        "ssh-ed25519",
+        paramiko.PKey.from_type_string(*_split(node.host_key_line)),
+    )
     ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
-    ssh.connect(node.address, port=node.port, username="root", key_filename=str(node.client_key),
-                allow_agent=False, look_for_keys=False, timeout=10)
+    ssh.connect(
+        node.address,
+        port=node.port,
+        username="root",
+        key_filename=str(node.client_key),
+        allow_agent=False,
+        look_for_keys=False,
+        timeout=10,
+    )
     yield node, ssh
     ssh.close()
 

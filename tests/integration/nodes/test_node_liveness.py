@@ -31,8 +31,10 @@ def test_a_silent_node_is_dropped_and_reconnected_after_it_resumes(ssh_nodes, re
         assert [s.phase for s in recorder.states] == [Phase.CONNECTING, Phase.CONNECTED]
         node.stall()
         recorder.wait(
-            lambda r: r.last_state(node.name).phase is not Phase.CONNECTED
-            and "nothing from the agent" in " ".join(x.message for x in r.states),
+            lambda r: (
+                r.last_state(node.name).phase is not Phase.CONNECTED
+                and "nothing from the agent" in " ".join(x.message for x in r.states)
+            ),
             timeout=15,
         )
         node.resume()
@@ -45,16 +47,18 @@ def test_a_restarted_reconciler_pushes_above_the_generation_the_agent_applied(
     (node,) = ssh_nodes(1)
     first = new_recorder()
     # A reconciler whose clock ran ahead pushed a high generation...
-    with NodePool(on_message=first.on_message, on_state=first.on_state,
-                  wall_clock=lambda: 5_000_000.0) as pool:
+    with NodePool(
+        on_message=first.on_message, on_state=first.on_state, wall_clock=lambda: 5_000_000.0
+    ) as pool:
         pool.ensure(node.local_endpoint())
         high = pool.push(node.name, DesiredSet()).result(20)
     assert high.applied
     assert high.generation > 5_000_000_000
     # ...and its successor starts far below it: the agent ignores that, the pool catches up.
     second = new_recorder()
-    with NodePool(on_message=second.on_message, on_state=second.on_state,
-                  wall_clock=lambda: 1.0) as pool:
+    with NodePool(
+        on_message=second.on_message, on_state=second.on_state, wall_clock=lambda: 1.0
+    ) as pool:
         pool.ensure(node.local_endpoint())
         ack = pool.push(node.name, DesiredSet()).result(20)
     assert ack.applied

@@ -14,20 +14,24 @@ ACK_TIMEOUT = 20.0
 
 
 def _sleeper(name: str) -> Pod:
-    return Pod.model_validate({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
-        "spec": {
-            "containers": [{
-                "name": "main",
-                "image": "capstan.local/busybox:1",
-                "imagePullPolicy": "Never",
-                "command": ["sleep", "3600"],
-            }],
-            "terminationGracePeriodSeconds": 1,
-        },
-    })
+    return Pod.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "capstan.local/busybox:1",
+                        "imagePullPolicy": "Never",
+                        "command": ["sleep", "3600"],
+                    }
+                ],
+                "terminationGracePeriodSeconds": 1,
+            },
+        }
+    )
 
 
 def _connected(recorder: Recorder, node: SshNode) -> bool:
@@ -47,9 +51,11 @@ def test_push_and_status_round_trip_on_three_nodes(ssh_nodes, pool, recorder):
         assert ack.applied
         assert pool.get(node.name).acked_generation == ack.generation
     # Every node reports status for the generation it acknowledged.
-    recorder.wait(lambda r: all(
-        any(s.generation == acks[n.name].generation for s in r.statuses(n.name)) for n in nodes
-    ))
+    recorder.wait(
+        lambda r: all(
+            any(s.generation == acks[n.name].generation for s in r.statuses(n.name)) for n in nodes
+        )
+    )
     for node in nodes:
         assert recorder.statuses(node.name)[-1].node_name == node.name
         assert _connected(recorder, node)
@@ -65,10 +71,13 @@ def test_sshd_restart_reconnects_and_repushes_without_duplicate_containers(
     (node,) = ssh_nodes(1)
     pool.ensure(node.endpoint())
     first = pool.push(node.name, DesiredSet(pods=(_sleeper("web"),))).result(ACK_TIMEOUT)
-    recorder.wait(lambda r: any(
-        s.generation == first.generation and s.pods and s.pods[0].status.phase == "Running"
-        for s in r.statuses(node.name)
-    ), timeout=60)
+    recorder.wait(
+        lambda r: any(
+            s.generation == first.generation and s.pods and s.pods[0].status.phase == "Running"
+            for s in r.statuses(node.name)
+        ),
+        timeout=60,
+    )
     before = sorted(node.containers())
     assert before
 
@@ -79,15 +88,22 @@ def test_sshd_restart_reconnects_and_repushes_without_duplicate_containers(
     node.start_sshd()
     recorder.wait(lambda r: _connected(r, node))
     # The re-push after reconnect carries a new, higher generation and is acknowledged.
-    recorder.wait(lambda r: any(
-        isinstance(m, Ack) and m.applied and m.generation > first.generation
-        for n, m in r.messages if n == node.name
-    ))
-    recorder.wait(lambda r: any(
-        s.generation is not None and s.generation > first.generation
-        and s.pods and s.pods[0].status.phase == "Running"
-        for s in r.statuses(node.name)
-    ))
+    recorder.wait(
+        lambda r: any(
+            isinstance(m, Ack) and m.applied and m.generation > first.generation
+            for n, m in r.messages
+            if n == node.name
+        )
+    )
+    recorder.wait(
+        lambda r: any(
+            s.generation is not None
+            and s.generation > first.generation
+            and s.pods
+            and s.pods[0].status.phase == "Running"
+            for s in r.statuses(node.name)
+        )
+    )
     assert sorted(node.containers()) == before  # same containers: nothing restarted or doubled
     phases = [s.phase for s in recorder.states if s.node == node.name]
     assert Phase.DISCONNECTED in phases or Phase.CONNECTING in phases
@@ -149,7 +165,7 @@ def test_endpoint_change_replaces_the_connection_and_keeps_the_desired_set(
     assert first.applied
     # Re-pinning by fingerprint is a different endpoint: a new connection, same set re-pushed.
     connection = pool.ensure(node.endpoint(host_key=node.host_fingerprint))
-    recorder.wait(lambda r: any(
-        isinstance(m, Ack) and m.generation > first.generation for n, m in r.messages
-    ))
+    recorder.wait(
+        lambda r: any(isinstance(m, Ack) and m.generation > first.generation for n, m in r.messages)
+    )
     assert connection.desired == DesiredSet()

@@ -22,12 +22,24 @@ class GitRepo:
 
     def git(self, *args: str) -> str:
         when = f"{_BASE_EPOCH + 60 * self._commits} +0000"
-        env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
-               "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com",
-               "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when,
-               "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-        out = subprocess.run(["git", "-C", str(self.path), *args], env=env, check=True,
-                             capture_output=True, text=True)
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "Ada",
+            "GIT_AUTHOR_EMAIL": "ada@example.com",
+            "GIT_COMMITTER_NAME": "Ada",
+            "GIT_COMMITTER_EMAIL": "ada@example.com",
+            "GIT_AUTHOR_DATE": when,
+            "GIT_COMMITTER_DATE": when,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+        }
+        out = subprocess.run(
+            ["git", "-C", str(self.path), *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout.strip()
 
     def write(self, name: str, text: str) -> None:
@@ -77,8 +89,14 @@ spec:
 """
 
 
-def deployment(*, image: str = "capstan.local/busybox:1", replicas: int = 2, cpu: str = "500m",
-               annotations: str = "", name: str = "web") -> str:
+def deployment(
+    *,
+    image: str = "capstan.local/busybox:1",
+    replicas: int = 2,
+    cpu: str = "500m",
+    annotations: str = "",
+    name: str = "web",
+) -> str:
     return f"""\
 apiVersion: apps/v1
 kind: Deployment

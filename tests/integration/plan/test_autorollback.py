@@ -46,14 +46,23 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     clock = ManualClock()
     with temp_api(tmp_path, clock) as api:
         source = GitSource(repo.path, branch="main", cache_dir=tmp_path / "cache")
-        loop = SyncLoop(api, source,
-                        watch=BranchWatch(source, watch_local=False, debounce_s=0.0),
-                        options=SyncOptions(resync_s=0.0))
+        loop = SyncLoop(
+            api,
+            source,
+            watch=BranchWatch(source, watch_local=False, debounce_s=0.0),
+            options=SyncOptions(resync_s=0.0),
+        )
         pusher = GitSource(repo.path, branch="main", cache_dir=tmp_path / "autorollback")
-        components = [DeploymentController, ReplicaSetController, Scheduler,
-                      functools.partial(AutoRollbackController, git=pusher, push=True)]
-        with HollowCluster(api, clock=clock, start_delay_s=0.0) as hollow, \
-                ControllerManager(api, clock=clock, components=components):
+        components = [
+            DeploymentController,
+            ReplicaSetController,
+            Scheduler,
+            functools.partial(AutoRollbackController, git=pusher, push=True),
+        ]
+        with (
+            HollowCluster(api, clock=clock, start_delay_s=0.0) as hollow,
+            ControllerManager(api, clock=clock, components=components),
+        ):
             hollow.add_nodes(2, cpu="4", memory="8Gi", pods=20)
             yield Cluster(api, hollow, loop, repo, f"sqlite:///{tmp_path / 'state.db'}")
 
@@ -61,16 +70,23 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def crash_loop(cluster: Cluster, pod: Pod) -> None:
     """What the kubelet reports for a container that keeps exiting."""
     assert pod.status is not None
-    status = pod.status.model_copy(update={
-        "conditions": [c for c in pod.status.conditions if c.type != "Ready"]
-        + [Condition(type="Ready", status="False", reason="ContainersNotReady")],
-        "container_statuses": [ContainerStatus(
-            name="main", image="capstan.local/busybox:crash", restart_count=1,
-            state=ContainerState(waiting=ContainerStateWaiting(reason="CrashLoopBackOff")),
-            last_state=ContainerState(terminated=ContainerStateTerminated(exit_code=3,
-                                                                          reason="Error")),
-        )],
-    })
+    status = pod.status.model_copy(
+        update={
+            "conditions": [c for c in pod.status.conditions if c.type != "Ready"]
+            + [Condition(type="Ready", status="False", reason="ContainersNotReady")],
+            "container_statuses": [
+                ContainerStatus(
+                    name="main",
+                    image="capstan.local/busybox:crash",
+                    restart_count=1,
+                    state=ContainerState(waiting=ContainerStateWaiting(reason="CrashLoopBackOff")),
+                    last_state=ContainerState(
+                        terminated=ContainerStateTerminated(exit_code=3, reason="Error")
+                    ),
+                )
+            ],
+        }
+    )
     cluster.api.update_status(pod.model_copy(update={"status": status}))
 
 
@@ -82,8 +98,9 @@ def test_crash_looping_rollout_is_rolled_back_pinned_and_reverted(cluster: Clust
     [v1_rs] = cluster.replicasets()
     wait_until(lambda: cluster.settled(v1_rs, 2), what="v1 pods running")
 
-    cluster.repo.write("web.yaml", deployment(image="capstan.local/busybox:crash",
-                                              annotations=OPT_IN))
+    cluster.repo.write(
+        "web.yaml", deployment(image="capstan.local/busybox:crash", annotations=OPT_IN)
+    )
     bad = cluster.repo.commit("v2: an image that crashes")
     cluster.sync()
     wait_until(lambda: len(cluster.replicasets()) == 2, what="v2 replica set")
@@ -97,8 +114,11 @@ def test_crash_looping_rollout_is_rolled_back_pinned_and_reverted(cluster: Clust
     assert "CrashLoopBackOff" in pin.reason
 
     def events() -> list[str]:
-        return [e.message for e in cluster.api.list_events(namespace="shop")
-                if e.reason == "AutoRollback" and e.type == "Warning"]
+        return [
+            e.message
+            for e in cluster.api.list_events(namespace="shop")
+            if e.reason == "AutoRollback" and e.type == "Warning"
+        ]
 
     wait_until(lambda: any("pushed revert" in m for m in events()), what="the events")
     assert any(m.startswith("auto-rollback of Deployment shop/web") for m in events())
@@ -112,8 +132,12 @@ def test_crash_looping_rollout_is_rolled_back_pinned_and_reverted(cluster: Clust
     assert set(cluster.replicasets()) == {v1_rs, v2_rs}  # the old ReplicaSet, reused
 
     # The revert was committed and pushed: Git holds the truth again, and the pin lapses.
-    wait_until(lambda: cluster.repo.git("log", "-1", "--format=%s").startswith(
-        f"Revert {bad[:12]}: auto-rollback"), what="the revert commit")
+    wait_until(
+        lambda: cluster.repo.git("log", "-1", "--format=%s").startswith(
+            f"Revert {bad[:12]}: auto-rollback"
+        ),
+        what="the revert commit",
+    )
     cluster.sync()
     assert read_pins(cluster.api) == {}
     live = cluster.api.get(Deployment, "web", namespace="shop")
@@ -122,25 +146,30 @@ def test_crash_looping_rollout_is_rolled_back_pinned_and_reverted(cluster: Clust
     assert set(cluster.replicasets()) == {v1_rs, v2_rs}
 
 
-
 def test_progress_deadline_exceeded_pins_without_push(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("namespace.yaml", NAMESPACE)
     clock = ManualClock()
     with temp_api(tmp_path, clock) as api:
         source = GitSource(repo.path, branch="main", cache_dir=tmp_path / "cache")
-        loop = SyncLoop(api, source,
-                        watch=BranchWatch(source, watch_local=False, debounce_s=0.0),
-                        options=SyncOptions(resync_s=0.0))
-        components = [DeploymentController, ReplicaSetController, Scheduler,
-                      AutoRollbackController]
-        with HollowCluster(api, clock=clock, start_delay_s=0.0) as hollow, \
-                ControllerManager(api, clock=clock, components=components):
+        loop = SyncLoop(
+            api,
+            source,
+            watch=BranchWatch(source, watch_local=False, debounce_s=0.0),
+            options=SyncOptions(resync_s=0.0),
+        )
+        components = [DeploymentController, ReplicaSetController, Scheduler, AutoRollbackController]
+        with (
+            HollowCluster(api, clock=clock, start_delay_s=0.0) as hollow,
+            ControllerManager(api, clock=clock, components=components),
+        ):
             hollow.add_nodes(2, cpu="4", memory="8Gi", pods=20)
             cluster = Cluster(api, hollow, loop, repo, "")
+
             def manifest(image: str) -> str:
                 return deployment(image=image, annotations=OPT_IN).replace(
-                    "spec:\n  replicas: 2", "spec:\n  progressDeadlineSeconds: 30\n  replicas: 2")
+                    "spec:\n  replicas: 2", "spec:\n  progressDeadlineSeconds: 30\n  replicas: 2"
+                )
 
             repo.write("web.yaml", manifest("capstan.local/busybox:1"))
             good = repo.commit("v1")
@@ -159,8 +188,12 @@ def test_progress_deadline_exceeded_pins_without_push(tmp_path: Path) -> None:
 
             def stalled() -> bool:
                 status = api.get(Deployment, "web", namespace="shop").status
-                return status is not None and status.updated_replicas == 1 \
-                    and status.replicas == 3 and status.ready_replicas == 2
+                return (
+                    status is not None
+                    and status.updated_replicas == 1
+                    and status.replicas == 3
+                    and status.ready_replicas == 2
+                )
 
             # The stall must be what the controller last saw before time moves on.
             wait_until(stalled, what="the stalled rollout in the status")

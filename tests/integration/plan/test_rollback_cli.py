@@ -28,8 +28,10 @@ def clone(tmp_path: Path) -> tuple[GitRepo, Path]:
 
 def rollback(repo: GitRepo, *args: str, answer: str | None = None) -> str:
     result = CliRunner().invoke(
-        cli, ["rollback", str(repo.path), "--state-dir", str(repo.path.parent / "none"), *args],
-        input=answer)
+        cli,
+        ["rollback", str(repo.path), "--state-dir", str(repo.path.parent / "none"), *args],
+        input=answer,
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -55,8 +57,12 @@ def test_rollback_to_a_sha_commits_and_pushes(clone: tuple[GitRepo, Path]) -> No
     tree_now = work.git("rev-parse", "HEAD^{tree}")
     assert tree_now == work.git("rev-parse", f"{v1}^{{tree}}")  # v1's state, restored
     assert work.git("rev-list", "--count", "HEAD") == "3"  # a new commit, history kept
-    pushed = subprocess.run(["git", "--git-dir", str(origin), "rev-parse", "main"],
-                            check=True, capture_output=True, text=True).stdout.strip()
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(origin), "rev-parse", "main"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert pushed == work.git("rev-parse", "HEAD")
     message = work.git("log", "-1", "--format=%B")
     assert "v2: new image, new settings" in message
@@ -65,7 +71,17 @@ def test_rollback_to_a_sha_commits_and_pushes(clone: tuple[GitRepo, Path]) -> No
 
 def test_rollback_of_the_head_itself_is_refused(clone: tuple[GitRepo, Path]) -> None:
     work, _origin = clone
-    result = CliRunner().invoke(cli, ["rollback", str(work.path), "--to", "HEAD", "--yes",
-                                      "--state-dir", str(work.path.parent / "none")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "rollback",
+            str(work.path),
+            "--to",
+            "HEAD",
+            "--yes",
+            "--state-dir",
+            str(work.path.parent / "none"),
+        ],
+    )
     assert result.exit_code == 1
     assert "nothing to undo" in result.output

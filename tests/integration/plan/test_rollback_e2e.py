@@ -51,16 +51,27 @@ class Cluster:
         return {rs.name: rs for rs in self.api.list(ReplicaSet, namespace="shop").items}
 
     def running(self, rs: str) -> list[Pod]:
-        return [p for p in self.hollow.running_pods()
-                if any(ref.name == rs for ref in p.metadata.owner_references)]
+        return [
+            p
+            for p in self.hollow.running_pods()
+            if any(ref.name == rs for ref in p.metadata.owner_references)
+        ]
 
     def settled(self, rs: str, replicas: int) -> bool:
         sets = self.replicasets()
         others_down = all(r.spec.replicas == 0 for name, r in sets.items() if name != rs)
-        alive = [p for p in self.api.list(Pod, namespace="shop").items
-                 if p.metadata.deletion_timestamp is None]
-        return (rs in sets and sets[rs].spec.replicas == replicas and others_down
-                and len(self.running(rs)) == replicas and len(alive) == replicas)
+        alive = [
+            p
+            for p in self.api.list(Pod, namespace="shop").items
+            if p.metadata.deletion_timestamp is None
+        ]
+        return (
+            rs in sets
+            and sets[rs].spec.replicas == replicas
+            and others_down
+            and len(self.running(rs)) == replicas
+            and len(alive) == replicas
+        )
 
 
 @pytest.fixture
@@ -70,12 +81,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     clock = ManualClock()
     with temp_api(tmp_path, clock) as api:
         source = GitSource(repo.path, branch="main", cache_dir=tmp_path / "cache")
-        loop = SyncLoop(api, source,
-                        watch=BranchWatch(source, watch_local=False, debounce_s=0.0),
-                        options=SyncOptions(resync_s=0.0))
+        loop = SyncLoop(
+            api,
+            source,
+            watch=BranchWatch(source, watch_local=False, debounce_s=0.0),
+            options=SyncOptions(resync_s=0.0),
+        )
         components = [DeploymentController, ReplicaSetController, Scheduler]
-        with HollowCluster(api, clock=clock, start_delay_s=0.0) as hollow, \
-                ControllerManager(api, clock=clock, components=components):
+        with (
+            HollowCluster(api, clock=clock, start_delay_s=0.0) as hollow,
+            ControllerManager(api, clock=clock, components=components),
+        ):
             hollow.add_nodes(2, cpu="4", memory="8Gi", pods=20)
             yield Cluster(api, hollow, loop, repo, f"sqlite:///{tmp_path / 'state.db'}")
 
@@ -96,9 +112,20 @@ def test_rollback_reuses_the_old_replicaset_and_brings_its_pods_back(cluster: Cl
     [v2_rs] = set(cluster.replicasets()) - {v1_rs}
     wait_until(lambda: cluster.settled(v2_rs, 2), what="v2 rolled out", timeout=30)
 
-    result = CliRunner().invoke(cli, ["rollback", str(cluster.repo.path), "--steps", "1",
-                                      "--yes", "--reason", "v2 breaks checkout",
-                                      "--store", cluster.url])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "rollback",
+            str(cluster.repo.path),
+            "--steps",
+            "1",
+            "--yes",
+            "--reason",
+            "v2 breaks checkout",
+            "--store",
+            cluster.url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"reuses ReplicaSet {v1_rs} (revision 1" in result.output
     head_message = cluster.repo.git("log", "-1", "--format=%B")

@@ -136,8 +136,6 @@ def kernel_leftovers(net: Net) -> list[str]:
     return found
 
 
-
-
 def in_netns(netns: str, work: Callable[[], Any]) -> Any:
     """Run ``work`` on a fresh thread that joined the named network namespace."""
     result: list[Any] = []

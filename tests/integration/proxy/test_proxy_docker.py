@@ -175,8 +175,9 @@ def http_backend(net: Net) -> Iterator[WireEndpoint]:
     thread.join(5)
 
 
-def test_pod_app_binds_the_service_port_on_all_addresses(net: Net, make_proxy, run_container,
-                                                         http_backend):
+def test_pod_app_binds_the_service_port_on_all_addresses(
+    net: Net, make_proxy, run_container, http_backend
+):
     # The example repo's case: Service "api" on port 8080, and the pod's own httpd listening
     # on 0.0.0.0:8080. A forwarder listening on virtual:8080 in the pod made that bind fail.
     port = ServicePortRule(name="http", port=8080, endpoints=[http_backend])

@@ -81,7 +81,9 @@ def test_only_attached_pods_get_listeners(backends, make_proxy, netns):
 def _pod_tables(netns: str) -> str:
     listing = subprocess.run(
         ["ip", "netns", "exec", netns, "nft", "list", "tables"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return listing.stdout
 
@@ -89,7 +91,9 @@ def _pod_tables(netns: str) -> str:
 def _pod_redirects(netns: str) -> str:
     listing = subprocess.run(
         ["ip", "netns", "exec", netns, "nft", "list", "map", "ip", "capstan_pod", "redirects"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return listing.stdout
 

@@ -32,9 +32,17 @@ def api(store: Store) -> Api:
 @pytest.fixture
 def live(api: Api, store: Store, tmp_path: Path) -> Iterator[ApiServer]:
     hooks = ServerHooks(syncs=lambda: [], plan=lambda ref: {"ref": ref, "changes": []})
-    server = serve(api, store, hooks=hooks, options=ServeOptions(
-        state_dir=tmp_path / "state", port=0, client_config=tmp_path / "config",
-        log_level="error"))
+    server = serve(
+        api,
+        store,
+        hooks=hooks,
+        options=ServeOptions(
+            state_dir=tmp_path / "state",
+            port=0,
+            client_config=tmp_path / "config",
+            log_level="error",
+        ),
+    )
     yield server
     server.stop()
 

@@ -36,8 +36,9 @@ from schemas import ConfigMap, ObjectMeta, Secret, ServiceAccount
 
 
 def cm(name: str, **labels: str) -> ConfigMap:
-    return ConfigMap(metadata=ObjectMeta(name=name, namespace="shop", labels=labels),
-                     data={"k": name})
+    return ConfigMap(
+        metadata=ObjectMeta(name=name, namespace="shop", labels=labels), data={"k": name}
+    )
 
 
 def test_tls_with_the_generated_ca(live, tmp_path):
@@ -49,8 +50,10 @@ def test_tls_with_the_generated_ca(live, tmp_path):
     context = ssl.create_default_context(cafile=str(tls.ca_cert))
     with httpx.Client(verify=context) as trusting:
         assert trusting.get(f"{live.url}/healthz").text == "ok"
-        response = trusting.get(f"{live.url}/api/v1/namespaces/shop/pods",
-                                headers={"Authorization": f"Bearer {live.state.admin_token}"})
+        response = trusting.get(
+            f"{live.url}/api/v1/namespaces/shop/pods",
+            headers={"Authorization": f"Bearer {live.state.admin_token}"},
+        )
         assert response.status_code == 200
     with httpx.Client() as system_trust, pytest.raises(httpx.ConnectError):
         system_trust.get(f"{live.url}/healthz")
@@ -73,15 +76,17 @@ def test_client_config_round_trip(tmp_path, live):
     assert config.server == live.url
     assert config.bearer_token() == live.state.admin_token
     assert stat.S_IMODE((tmp_path / "config").stat().st_mode) == 0o600
-    inline = ClientConfig(server="https://example.invalid:6443", token="t0k",
-                          ca_file=tmp_path / "ca.crt")
+    inline = ClientConfig(
+        server="https://example.invalid:6443", token="t0k", ca_file=tmp_path / "ca.crt"
+    )
     write_config(tmp_path / "other" / "config", inline, name="prod")
     assert load_config(tmp_path / "other" / "config") == inline
     (tmp_path / "rel").mkdir()
     (tmp_path / "rel" / "config").write_text(
         "current-context: c\nclusters: [{name: k, cluster: {server: 'https://h:1', "
         "certificate-authority: ca.pem}}]\nusers: [{name: u, user: {token-file: tok}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
     relative = load_config(tmp_path / "rel" / "config")
     assert relative.ca_file == tmp_path / "rel" / "ca.pem"
     assert relative.token_file == tmp_path / "rel" / "tok"
@@ -91,8 +96,10 @@ def test_client_config_round_trip(tmp_path, live):
     with pytest.raises(ConfigError):
         load_config(tmp_path / "missing")
     # Flags override the file.
-    with Client.from_config(tmp_path / "config", token="wrong") as flagged, \
-            pytest.raises(Unauthorized):
+    with (
+        Client.from_config(tmp_path / "config", token="wrong") as flagged,
+        pytest.raises(Unauthorized),
+    ):
         flagged.list(ConfigMap, namespace="shop")
 
 
@@ -100,8 +107,10 @@ def test_typed_client_and_its_errors(client, api):
     created = client.create(cm("a", app="web"))
     assert created.metadata.resource_version
     assert client.get(ConfigMap, "a", namespace="shop") == created
-    assert [c.name for c in client.list(ConfigMap, namespace="shop",
-                                        label_selector={"app": "web"}).items] == ["a"]
+    assert [
+        c.name
+        for c in client.list(ConfigMap, namespace="shop", label_selector={"app": "web"}).items
+    ] == ["a"]
     changed = client.update(created.model_copy(update={"data": {"k": "2"}}))
     assert changed.data == {"k": "2"}
     with pytest.raises(Conflict):
@@ -111,10 +120,16 @@ def test_typed_client_and_its_errors(client, api):
     with pytest.raises(NotFound):
         client.get(ConfigMap, "zzz", namespace="shop")
     with pytest.raises(Invalid) as invalid:
-        client.request("POST", "/api/v1/namespaces/shop/pods", body={
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "Bad_Name", "namespace": "shop"},
-            "spec": {"containers": [{"name": "c", "image": "x"}]}})
+        client.request(
+            "POST",
+            "/api/v1/namespaces/shop/pods",
+            body={
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "Bad_Name", "namespace": "shop"},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        )
     assert any(c.field == "metadata.name" for c in invalid.value.causes)
     patched = client.patch(ConfigMap, "a", {"data": {"p": "1"}}, namespace="shop")
     assert patched.data == {"k": "2", "p": "1"}
@@ -128,14 +143,24 @@ def test_typed_client_and_its_errors(client, api):
 def test_service_account_token_over_tls(live, api, tmp_path):
     account = api.create(ServiceAccount(metadata=ObjectMeta(name="ci", namespace="shop")))
     token = generate_token()
-    api.create(Secret(
-        metadata=ObjectMeta(name="ci-token", namespace="shop", annotations={
-            SERVICE_ACCOUNT_NAME_ANNOTATION: "ci",
-            SERVICE_ACCOUNT_UID_ANNOTATION: account.metadata.uid or ""}),
-        type=SERVICE_ACCOUNT_TOKEN_TYPE,
-        data={"token": base64.b64encode(token.encode()).decode()}))
-    with Client.from_config(tmp_path / "config", token=token) as robot, \
-            pytest.raises(Forbidden, match='cannot list resource "configmaps"'):
+    api.create(
+        Secret(
+            metadata=ObjectMeta(
+                name="ci-token",
+                namespace="shop",
+                annotations={
+                    SERVICE_ACCOUNT_NAME_ANNOTATION: "ci",
+                    SERVICE_ACCOUNT_UID_ANNOTATION: account.metadata.uid or "",
+                },
+            ),
+            type=SERVICE_ACCOUNT_TOKEN_TYPE,
+            data={"token": base64.b64encode(token.encode()).decode()},
+        )
+    )
+    with (
+        Client.from_config(tmp_path / "config", token=token) as robot,
+        pytest.raises(Forbidden, match='cannot list resource "configmaps"'),
+    ):
         robot.list(ConfigMap, namespace="shop")
 
 
@@ -143,8 +168,9 @@ def test_watch_resumes_from_a_resource_version_with_no_gap(client, api):
     created = [api.create(cm(f"w{i}")) for i in range(6)]
     resume_at = created[2].metadata.resource_version
     seen: list[tuple[str, str, int]] = []
-    with client.watch(ConfigMap, namespace="shop", resource_version=resume_at,
-                      timeout_s=30) as stream:
+    with client.watch(
+        ConfigMap, namespace="shop", resource_version=resume_at, timeout_s=30
+    ) as stream:
         for event in stream:
             seen.append((event.type, event.object.name, event.revision))
             if len(seen) == 3:
@@ -158,14 +184,16 @@ def test_watch_resumes_from_a_resource_version_with_no_gap(client, api):
     api.delete(ConfigMap, "w1", namespace="shop")
     api.create(cm("w6"))
     resumed = []
-    with client.watch(ConfigMap, namespace="shop", resource_version=last,
-                      timeout_s=30) as stream:
+    with client.watch(ConfigMap, namespace="shop", resource_version=last, timeout_s=30) as stream:
         for event in stream:
             resumed.append((event.type, event.object.name, event.revision))
             if len(resumed) == 3:
                 break
-    assert [(t, n) for t, n, _ in resumed] == [("MODIFIED", "w0"), ("DELETED", "w1"),
-                                               ("ADDED", "w6")]
+    assert [(t, n) for t, n, _ in resumed] == [
+        ("MODIFIED", "w0"),
+        ("DELETED", "w1"),
+        ("ADDED", "w6"),
+    ]
     revisions = [r for _, _, r in resumed]
     assert revisions == sorted(revisions)
     assert revisions[0] > last
@@ -174,8 +202,10 @@ def test_watch_resumes_from_a_resource_version_with_no_gap(client, api):
 def test_watch_streams_live_events_and_filters_by_label(client, api):
     api.create(cm("before", app="web"))
     got = []
-    with client.watch(ConfigMap, namespace="shop", label_selector="app=web",
-                      timeout_s=30) as stream:
+    with client.watch(
+        ConfigMap, namespace="shop", label_selector="app=web", timeout_s=30
+    ) as stream:
+
         def write() -> None:
             api.create(cm("other", app="db"))
             api.create(cm("after", app="web"))
@@ -198,8 +228,10 @@ def test_watch_from_a_compacted_revision_says_expired(client, api, store):
     store.compact(api.current_revision())
     # Revision 1 predates the server's watch cache, so the store must answer, and it no
     # longer has that history.
-    with client.watch(ConfigMap, namespace="shop", resource_version=1,
-                      timeout_s=30) as stream, pytest.raises(Expired):
+    with (
+        client.watch(ConfigMap, namespace="shop", resource_version=1, timeout_s=30) as stream,
+        pytest.raises(Expired),
+    ):
         next(stream)
 
 
@@ -207,13 +239,26 @@ def test_watch_older_than_the_cache_is_served_by_the_store(api, store, tmp_path)
     from reconciler.api.server import serve
 
     early = [api.create(cm(f"early{i}")) for i in range(3)]
-    server = serve(api, store, options=ServeOptions(
-        state_dir=tmp_path / "state", port=0, client_config=tmp_path / "config",
-        log_level="error"))
+    server = serve(
+        api,
+        store,
+        options=ServeOptions(
+            state_dir=tmp_path / "state",
+            port=0,
+            client_config=tmp_path / "config",
+            log_level="error",
+        ),
+    )
     try:
-        with Client.from_config(tmp_path / "config") as client, client.watch(
-                ConfigMap, namespace="shop", resource_version=early[0].metadata.resource_version,
-                timeout_s=30) as stream:
+        with (
+            Client.from_config(tmp_path / "config") as client,
+            client.watch(
+                ConfigMap,
+                namespace="shop",
+                resource_version=early[0].metadata.resource_version,
+                timeout_s=30,
+            ) as stream,
+        ):
             api.create(cm("late"))
             names = [next(stream).object.name for _ in range(3)]
         assert names == ["early1", "early2", "late"]
@@ -230,9 +275,19 @@ def test_the_users_own_certificate(api, store, tmp_path):
     from reconciler.api.server import ensure_tls, serve
 
     own = ensure_tls(tmp_path / "own", hosts=["capstan.example"])
-    server = serve(api, store, options=ServeOptions(
-        state_dir=tmp_path / "state", port=0, tls_cert=own.server_cert, tls_key=own.server_key,
-        tls_ca=own.ca_cert, client_config=tmp_path / "config", log_level="error"))
+    server = serve(
+        api,
+        store,
+        options=ServeOptions(
+            state_dir=tmp_path / "state",
+            port=0,
+            tls_cert=own.server_cert,
+            tls_key=own.server_key,
+            tls_ca=own.ca_cert,
+            client_config=tmp_path / "config",
+            log_level="error",
+        ),
+    )
     try:
         assert not (tmp_path / "state" / "pki").exists()
         with Client.from_config(tmp_path / "config") as client:

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 ST = Path(sys.executable).with_name("st")
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-          "response_schema_conformance")
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance"
+)
 
 
 # ~35 s of CPU (hypothesis generating bodies from the Pod/Deployment schemas); the wall-clock
@@ -25,17 +27,34 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(live, tmp_path):
     assert live.state.tls is not None
     report = tmp_path / "st.ndjson"
     command = [
-        str(ST), "run", f"{live.url}/openapi.json",
-        "--header", f"Authorization: Bearer {live.state.admin_token}",
-        "--tls-verify", str(live.state.tls.ca_cert),
-        "--phases", "fuzzing", "--max-examples", "11", "--workers", "1", "--seed", "20261127",
-        "--checks", CHECKS,
-        "--report", "ndjson", "--report-ndjson-path", str(report),
-        "--request-timeout", "20",
+        str(ST),
+        "run",
+        f"{live.url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {live.state.admin_token}",
+        "--tls-verify",
+        str(live.state.tls.ca_cert),
+        "--phases",
+        "fuzzing",
+        "--max-examples",
+        "11",
+        "--workers",
+        "1",
+        "--seed",
+        "20261127",
+        "--checks",
+        CHECKS,
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+        "--request-timeout",
+        "20",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPOTHESIS")}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=190, check=False)
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=190, check=False
+    )
     tail = result.stdout[-6000:]
     assert result.returncode == 0, tail
     codes: Counter[int] = Counter()

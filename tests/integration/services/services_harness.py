@@ -37,34 +37,51 @@ __all__ = ["AGENT", "BUSYBOX", "Agent", "Client", "Cluster", "Hammer", "Node", "
 CONTAINER_PORT = 8080
 
 
-def replica(name: str, namespace: str, *, readiness: bool = False,
-            grace: int = 5) -> dict[str, Any]:
+def replica(
+    name: str, namespace: str, *, readiness: bool = False, grace: int = 5
+) -> dict[str, Any]:
     """A busybox httpd pod answering GET / with its own pod name."""
-    script = ("mkdir -p /www && echo $POD_NAME > /www/index.html && touch /tmp/ready && "
-              f"exec httpd -f -p {CONTAINER_PORT} -h /www")
+    script = (
+        "mkdir -p /www && echo $POD_NAME > /www/index.html && touch /tmp/ready && "
+        f"exec httpd -f -p {CONTAINER_PORT} -h /www"
+    )
     container: dict[str, Any] = {
-        "name": "web", "image": BUSYBOX, "command": ["sh", "-c", script],
+        "name": "web",
+        "image": BUSYBOX,
+        "command": ["sh", "-c", script],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"containerPort": CONTAINER_PORT}],
     }
     if readiness:
-        container["readinessProbe"] = {"exec": {"command": ["cat", "/tmp/ready"]},
-                                       "periodSeconds": 1, "failureThreshold": 1}
+        container["readinessProbe"] = {
+            "exec": {"command": ["cat", "/tmp/ready"]},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        }
     return pod(name, namespace, [container], grace=grace)
 
 
 def sleeper(name: str, namespace: str, **env: str) -> dict[str, Any]:
-    container = {"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"],
-                 "env": [{"name": k, "value": v} for k, v in env.items()]}
+    container = {
+        "name": "main",
+        "image": BUSYBOX,
+        "command": ["sleep", "3600"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+    }
     return pod(name, namespace, [container], grace=1)
 
 
-def pod(name: str, namespace: str, containers: list[dict[str, Any]], *,
-        grace: int) -> dict[str, Any]:
+def pod(
+    name: str, namespace: str, containers: list[dict[str, Any]], *, grace: int
+) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace,
-                     "uid": f"uid-{name}-{uuid.uuid4().hex[:8]}"},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{name}-{uuid.uuid4().hex[:8]}",
+        },
         "spec": {"terminationGracePeriodSeconds": grace, "containers": containers},
     }
 
@@ -106,8 +123,7 @@ class Cluster:
         self.services: list[dict[str, Any]] = []
 
     def node_of(self, pod_name: str) -> Node:
-        return next(n for n in self.nodes if any(p["metadata"]["name"] == pod_name
-                                                  for p in n.pods))
+        return next(n for n in self.nodes if any(p["metadata"]["name"] == pod_name for p in n.pods))
 
     def sync(self) -> None:
         """Every node: its pods and the same Services (a new generation)."""
@@ -128,13 +144,16 @@ class Cluster:
                         found.append({"address": mapping["hostIP"], "port": mapping["hostPort"]})
         return sorted(found, key=lambda e: (e["address"], e["port"]))
 
-    def service(self, name: str, pod_names: list[str], *, port: int = 80,
-                node_port: int | None = None) -> dict[str, Any]:
+    def service(
+        self, name: str, pod_names: list[str], *, port: int = 80, node_port: int | None = None
+    ) -> dict[str, Any]:
         return {
-            "namespace": self.namespace, "name": name,
+            "namespace": self.namespace,
+            "name": name,
             "type": "NodePort" if node_port else "ClusterIP",
-            "ports": [{"port": port, "nodePort": node_port,
-                       "endpoints": self.endpoints(pod_names)}],
+            "ports": [
+                {"port": port, "nodePort": node_port, "endpoints": self.endpoints(pod_names)}
+            ],
         }
 
     def wait_ready(self, names: list[str], *, timeout: float = 30) -> None:
@@ -151,10 +170,12 @@ class Cluster:
 
     def exec(self, pod_name: str, container: str, argv: list[str]) -> tuple[int, str]:
         node = self.node_of(pod_name)
-        name = next(n for n in node.agent.container_ids()
-                    if f"_{pod_name}_" in n and f"_{container}_" in n)
-        result = subprocess.run(["docker", "exec", name, *argv], capture_output=True,
-                                text=True, timeout=20)
+        name = next(
+            n for n in node.agent.container_ids() if f"_{pod_name}_" in n and f"_{container}_" in n
+        )
+        result = subprocess.run(
+            ["docker", "exec", name, *argv], capture_output=True, text=True, timeout=20
+        )
         return result.returncode, result.stdout + result.stderr
 
 
@@ -221,7 +242,8 @@ def kernel_leftovers(table: str, prefix: str) -> list[str]:
 
 def run_cleanup(table: str, prefix: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(AGENT), "serve", "--cleanup", "--proxy-table", table,
-         "--proxy-chain-prefix", prefix],
-        capture_output=True, text=True, timeout=30,
+        [str(AGENT), "serve", "--cleanup", "--proxy-table", table, "--proxy-chain-prefix", prefix],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )

@@ -54,8 +54,9 @@ def test_container_calls_a_service_by_name_and_sees_its_variables(make_cluster):
     def answered(pod: str, url: str) -> bool:
         return fetch(cluster, pod, url) in API
 
-    wait_until(lambda: answered("client", "http://api:8081/"), timeout=10,
-               what="api answering by name")
+    wait_until(
+        lambda: answered("client", "http://api:8081/"), timeout=10, what="api answering by name"
+    )
     seen = {fetch(cluster, "client", "http://api:8081/") for _ in range(20)}
     assert seen == set(API), seen  # both replicas, one on each node
     assert answered("client", f"http://api.{ns}:8081/")
@@ -72,15 +73,26 @@ def test_container_calls_a_service_by_name_and_sees_its_variables(make_cluster):
     # Endpoints change and a Service appears: nothing restarts (the spec hash ignores
     # Services), the new name resolves in the running pod, variables stay as started.
     before_ids, before_restarts = cluster.container_ids(), restarts(cluster)
-    cluster.services = [cluster.service("api", ["a1"], port=8081),
-                        cluster.service("late", ["a0"], port=8082)]
+    cluster.services = [
+        cluster.service("api", ["a1"], port=8081),
+        cluster.service("late", ["a0"], port=8082),
+    ]
     cluster.sync()
-    wait_until(lambda: fetch(cluster, "client", "http://api:8081/") == "a1"
-               and all(fetch(cluster, "client", "http://api:8081/") == "a1" for _ in range(5)),
-               timeout=10, what="api endpoints following the sync")
-    wait_until(lambda: cluster.exec("client", "main",
-                                    ["wget", "-qO-", "http://late:8082/"])[1].strip()
-               == "a0", timeout=10, what="a Service created later resolving by name")
+    wait_until(
+        lambda: (
+            fetch(cluster, "client", "http://api:8081/") == "a1"
+            and all(fetch(cluster, "client", "http://api:8081/") == "a1" for _ in range(5))
+        ),
+        timeout=10,
+        what="api endpoints following the sync",
+    )
+    wait_until(
+        lambda: (
+            cluster.exec("client", "main", ["wget", "-qO-", "http://late:8082/"])[1].strip() == "a0"
+        ),
+        timeout=10,
+        what="a Service created later resolving by name",
+    )
     for node in cluster.nodes:
         node.client.heartbeats(2)
     assert cluster.container_ids() == before_ids

@@ -31,8 +31,7 @@ MODES = ["nftables", *(["iptables"] if shutil.which("iptables-restore") else [])
 def deploy(cluster: Cluster, *, readiness: bool = False, grace: int = 5) -> None:
     """Three replicas spread on two nodes (two on the first), behind one NodePort Service."""
     ns = cluster.namespace
-    cluster.nodes[0].pods = [replica(n, ns, readiness=readiness, grace=grace)
-                             for n in REPLICAS[:2]]
+    cluster.nodes[0].pods = [replica(n, ns, readiness=readiness, grace=grace) for n in REPLICAS[:2]]
     cluster.nodes[1].pods = [replica(REPLICAS[2], ns, readiness=readiness, grace=grace)]
     cluster.sync()
     cluster.wait_ready(REPLICAS)
@@ -52,10 +51,12 @@ def proxy_condition(cluster: Cluster, index: int) -> dict[str, str]:
 
 def wait_serving(cluster: Cluster, expected: set[str]) -> None:
     """Until both nodes' NodePorts reach exactly ``expected`` (the sync's apply is async)."""
+
     def serving() -> bool:
         try:
-            return all(set(tally(n.address, cluster.node_port, 30)) == expected
-                       for n in cluster.nodes)
+            return all(
+                set(tally(n.address, cluster.node_port, 30)) == expected for n in cluster.nodes
+            )
         except OSError:
             return False
 
@@ -73,8 +74,11 @@ def test_nodeport_on_each_node_reaches_all_replicas_evenly(make_cluster, mode):
         # Round-robin (userspace) is exact; random (kernel) is ~100 ± 8 each.
         assert min(counts.values()) >= 60, (node.address, counts)
     for index in range(2):
-        wait_until(lambda i=index: proxy_condition(cluster, i)["status"] == "True",
-                   timeout=5, what="ProxyReady True")
+        wait_until(
+            lambda i=index: proxy_condition(cluster, i)["status"] == "True",
+            timeout=5,
+            what="ProxyReady True",
+        )
         assert proxy_condition(cluster, index)["reason"] == mode.capitalize()
 
 
@@ -103,10 +107,16 @@ def test_readiness_failure_drains_the_endpoint(make_cluster):
     wait_serving(cluster, set(REPLICAS))
     code, output = cluster.exec("r2", "web", ["rm", "/tmp/ready"])
     assert code == 0, output
-    wait_until(lambda: not any(c["type"] == "Ready" and c["status"] == "True" for c in
-                               (cluster.node_of("r2").pod_status("r2") or {}).get("conditions",
-                                                                                  [])),
-               timeout=10, what="r2 reported not ready")
+    wait_until(
+        lambda: (
+            not any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (cluster.node_of("r2").pod_status("r2") or {}).get("conditions", [])
+            )
+        ),
+        timeout=10,
+        what="r2 reported not ready",
+    )
     # The Endpoints controller's recomputation: only ready pods' host ports.
     cluster.services = [cluster.service("web", REPLICAS, node_port=cluster.node_port)]
     assert len(cluster.services[0]["ports"][0]["endpoints"]) == 2
@@ -172,8 +182,11 @@ def test_agent_restart_keeps_nodeports_and_reattaches_pods(make_cluster):
     cluster.nodes[0].pods.append(sleeper("client", ns))
     cluster.sync()
     cluster.wait_ready(["client"])
-    wait_until(lambda: cluster.exec("client", "main", ["wget", "-qO-", "http://api:8081/"])[0]
-               == 0, timeout=10, what="api by name")
+    wait_until(
+        lambda: cluster.exec("client", "main", ["wget", "-qO-", "http://api:8081/"])[0] == 0,
+        timeout=10,
+        what="api by name",
+    )
     before = cluster.container_ids()
     node = cluster.nodes[0]
     with Hammer(node.address, cluster.node_port) as hammer:
@@ -198,12 +211,18 @@ def test_refused_rules_are_reported_and_the_old_rules_keep_serving(make_cluster)
     cluster.services = [web, clash]
     cluster.sync()
     for index in range(2):
-        wait_until(lambda i=index: proxy_condition(cluster, i)["status"] == "False",
-                   timeout=5, what="ProxyReady False")
+        wait_until(
+            lambda i=index: proxy_condition(cluster, i)["status"] == "False",
+            timeout=5,
+            what="ProxyReady False",
+        )
         assert "nodePort" in proxy_condition(cluster, index)["message"]
     assert all(n.agent.proc.poll() is None for n in cluster.nodes)
     assert set(tally(cluster.nodes[0].address, cluster.node_port, 30)) == set(REPLICAS)
     cluster.services = [web]
     cluster.sync()
-    wait_until(lambda: proxy_condition(cluster, 0)["status"] == "True", timeout=5,
-               what="ProxyReady True again")
+    wait_until(
+        lambda: proxy_condition(cluster, 0)["status"] == "True",
+        timeout=5,
+        what="ProxyReady True again",
+    )

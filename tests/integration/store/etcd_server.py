@@ -41,14 +41,27 @@ class EtcdServer:
         self._log = (self._dir / "etcd.log").open("ab")
         self._proc = subprocess.Popen(
             [
-                ETCD, "--name", "capstan-test", "--data-dir", str(self._dir / "data"),
-                "--listen-client-urls", client, "--advertise-client-urls", client,
-                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"capstan-test={peer}",
+                ETCD,
+                "--name",
+                "capstan-test",
+                "--data-dir",
+                str(self._dir / "data"),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"capstan-test={peer}",
                 # Room for a MAX_VALUE_BYTES value plus key and framing.
-                "--max-request-bytes", str(2 * 1024 * 1024),
+                "--max-request-bytes",
+                str(2 * 1024 * 1024),
             ],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

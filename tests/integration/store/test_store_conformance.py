@@ -36,7 +36,10 @@ def test_put_get_track_revisions_and_versions(store: Store) -> None:
     kv = store.get("/pods/a")
     assert kv is not None
     assert (kv.value, kv.create_revision, kv.mod_revision, kv.version) == (
-        b"2", first.revision, second.revision, 2,
+        b"2",
+        first.revision,
+        second.revision,
+        2,
     )
     assert store.get("/pods/missing") is None
     assert store.revision() == second.revision
@@ -66,7 +69,10 @@ def test_unicode_keys_and_prefix_edges(store: Store) -> None:
     store.put("/ns/\U0001f600", b"emoji")
     assert [kv.key for kv in store.range("/ns/é/", prefix=True).kvs] == ["/ns/é/1", "/ns/é/2"]
     assert [kv.key for kv in store.range("/ns/", prefix=True).kvs] == [
-        "/ns/f", "/ns/é/1", "/ns/é/2", "/ns/\U0001f600",
+        "/ns/f",
+        "/ns/é/1",
+        "/ns/é/2",
+        "/ns/\U0001f600",
     ]
 
 
@@ -197,8 +203,10 @@ def test_watch_replays_history_with_prev_kv_and_filters_by_prefix(store: Store) 
     with store.watch("/w/", prefix=True, from_revision=start) as watch:
         events = [next(watch) for _ in range(4)]
     assert [(e.type, e.kv.key) for e in events] == [
-        (EventType.PUT, "/w/a"), (EventType.PUT, "/w/a"),
-        (EventType.PUT, "/w/b"), (EventType.DELETE, "/w/a"),
+        (EventType.PUT, "/w/a"),
+        (EventType.PUT, "/w/a"),
+        (EventType.PUT, "/w/b"),
+        (EventType.DELETE, "/w/a"),
     ]
     assert events[0].prev_kv is None
     assert events[1].prev_kv is not None
@@ -291,7 +299,8 @@ def test_leases_keepalive_revoke_and_unknown(store: Store) -> None:
     with store.watch("/nodes/", prefix=True, from_revision=start) as watch:
         deleted = [next(watch), next(watch)]
     assert {(e.type, e.kv.key) for e in deleted} == {
-        (EventType.DELETE, "/nodes/n1"), (EventType.DELETE, "/nodes/n2"),
+        (EventType.DELETE, "/nodes/n1"),
+        (EventType.DELETE, "/nodes/n2"),
     }
     with pytest.raises(LeaseNotFound):
         store.keepalive(lease)

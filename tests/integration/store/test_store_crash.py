@@ -24,7 +24,9 @@ class Zygote:
     def __init__(self, db: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "crash_writer.py"), str(db)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
         )
         self._buf = b""
         self._lines: deque[str] = deque()

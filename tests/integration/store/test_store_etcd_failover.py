@@ -43,6 +43,7 @@ def test_watch_resumes_after_etcd_restarts_without_gap_or_duplicate(
         received = []
         got_first = threading.Event()
         with store.watch("/restart/", prefix=True, from_revision=Revision(start)) as watch:
+
             def consume() -> None:
                 for event in watch:
                     received.append(event)
@@ -59,5 +60,7 @@ def test_watch_resumes_after_etcd_restarts_without_gap_or_duplicate(
             third = store.delete("/restart/a").revision
             consumer.join(timeout=30)
         assert [(e.revision, e.type) for e in received] == [
-            (first, EventType.PUT), (second, EventType.PUT), (third, EventType.DELETE),
+            (first, EventType.PUT),
+            (second, EventType.PUT),
+            (third, EventType.DELETE),
         ]

@@ -19,21 +19,29 @@ from schemas.pod import Pod
 SETTINGS = NodeSettings(node_name=NodeName("node-a"), state_dir=Path("/var/lib/capstan"))
 
 
-def pod(name: str = "web", *, uid: str | None = None,
-        containers: list[dict[str, Any]] | None = None, **spec: Any) -> Pod:
-    return Pod.model_validate({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": uid or f"uid-{name}"},
-        "spec": {
-            "containers": containers or [{"name": "app", "image": "capstan.local/busybox:1"}],
-            **spec,
-        },
-    })
+def pod(
+    name: str = "web",
+    *,
+    uid: str | None = None,
+    containers: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> Pod:
+    return Pod.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": uid or f"uid-{name}"},
+            "spec": {
+                "containers": containers or [{"name": "app", "image": "capstan.local/busybox:1"}],
+                **spec,
+            },
+        }
+    )
 
 
-def desired(p: Pod, configs: ConfigIndex | None = None,
-            settings: NodeSettings = SETTINGS) -> DesiredPod:
+def desired(
+    p: Pod, configs: ConfigIndex | None = None, settings: NodeSettings = SETTINGS
+) -> DesiredPod:
     return desired_pod(p, configs=configs or ConfigIndex(), settings=settings)
 
 

@@ -43,8 +43,11 @@ def test_converged_pod_needs_nothing():
 def test_spec_change_replaces_only_that_container_of_that_pod():
     d1 = desired(pod("one"))
     d2 = desired(pod("two", containers=[{"name": "app", "image": "capstan.local/busybox:test-v2"}]))
-    facts = [*running_pod(d1), observed(d2, SANDBOX_CONTAINER),
-             observed(d2, "app", spec_hash="old-hash", attempt=3)]
+    facts = [
+        *running_pod(d1),
+        observed(d2, SANDBOX_CONTAINER),
+        observed(d2, "app", spec_hash="old-hash", attempt=3),
+    ]
     actions = plan_node([d1, d2], facts, inputs=INPUTS)
     assert {a.pod_uid for a in actions} == {d2.uid}
     stop, start = actions
@@ -83,8 +86,16 @@ def test_first_crash_restarts_at_once_as_kubernetes_does():
 
 def test_crash_after_a_restart_waits_for_backoff_then_restarts_with_next_step():
     d = desired(pod())
-    crashed = observed(d, "app", state="exited", exit_code=1, started_at=1990.0, finished_at=1995.0,
-                       attempt=1, backoff_step=1)
+    crashed = observed(
+        d,
+        "app",
+        state="exited",
+        exit_code=1,
+        started_at=1990.0,
+        finished_at=1995.0,
+        attempt=1,
+        backoff_step=1,
+    )
     facts = [observed(d, SANDBOX_CONTAINER), crashed]
     (wait,) = plan_node([d], facts, inputs=INPUTS)
     assert isinstance(wait, Wait)
@@ -100,16 +111,32 @@ def test_crash_after_a_restart_waits_for_backoff_then_restarts_with_next_step():
 
 def test_backoff_doubles_with_consecutive_crashes():
     d = desired(pod())
-    crashed = observed(d, "app", state="exited", exit_code=1, started_at=1990.0, finished_at=1995.0,
-                       attempt=3, backoff_step=3)
+    crashed = observed(
+        d,
+        "app",
+        state="exited",
+        exit_code=1,
+        started_at=1990.0,
+        finished_at=1995.0,
+        attempt=3,
+        backoff_step=3,
+    )
     (wait,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
     assert wait.until == 1995.0 + 40.0
 
 
 def test_long_run_resets_backoff():
     d = desired(pod())
-    crashed = observed(d, "app", state="exited", exit_code=1, started_at=1000.0,
-                       finished_at=1995.0, attempt=5, backoff_step=5)
+    crashed = observed(
+        d,
+        "app",
+        state="exited",
+        exit_code=1,
+        started_at=1000.0,
+        finished_at=1995.0,
+        attempt=5,
+        backoff_step=5,
+    )
     (start,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
     assert isinstance(start, StartContainer)
     assert (start.attempt, start.backoff_step) == (6, 1)
@@ -117,7 +144,10 @@ def test_long_run_resets_backoff():
 
 def test_restart_policies():
     for policy, code, restarts in [
-        ("Never", 1, False), ("OnFailure", 0, False), ("OnFailure", 1, True), ("Always", 0, True),
+        ("Never", 1, False),
+        ("OnFailure", 0, False),
+        ("OnFailure", 1, True),
+        ("Always", 0, True),
     ]:
         d = desired(pod(restartPolicy=policy))
         done = observed(d, "app", state="exited", exit_code=code, finished_at=1000.0)
@@ -138,9 +168,17 @@ def test_liveness_failure_kills_without_removing():
 
 def test_dead_sandbox_recreates_pod_and_restarts_running_containers():
     d = desired(pod())
-    facts = [observed(d, SANDBOX_CONTAINER, state="exited", exit_code=137, started_at=100.0,
-                      finished_at=1000.0),
-             observed(d, "app")]
+    facts = [
+        observed(
+            d,
+            SANDBOX_CONTAINER,
+            state="exited",
+            exit_code=137,
+            started_at=100.0,
+            finished_at=1000.0,
+        ),
+        observed(d, "app"),
+    ]
     actions = plan_node([d], facts, inputs=INPUTS)
     assert kinds(actions) == ["StopContainer", "StopContainer", "CreateSandbox", "StartContainer"]
     create = actions[2]
@@ -162,8 +200,13 @@ def test_failed_sandbox_backs_off():
 
 def test_image_pull_failure_backs_off():
     d = desired(pod())
-    failure = ImagePullFailure(image="capstan.local/busybox:1", reason="ErrImagePull",
-                               message="pull access denied", failed_at=1999.0, failures=2)
+    failure = ImagePullFailure(
+        image="capstan.local/busybox:1",
+        reason="ErrImagePull",
+        message="pull access denied",
+        failed_at=1999.0,
+        failures=2,
+    )
     inputs = PlanInputs(now=NOW, image_failures={(d.uid, "app"): failure})
     (wait,) = plan_node([d], [observed(d, SANDBOX_CONTAINER)], inputs=inputs)
     assert wait.waiting_reason == "ImagePullBackOff"
@@ -181,10 +224,19 @@ def test_refused_pod_is_torn_down_and_not_started():
 
 
 def test_config_error_waits():
-    d = desired(pod(containers=[{
-        "name": "app", "image": "i:1",
-        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}],
-    }]))
+    d = desired(
+        pod(
+            containers=[
+                {
+                    "name": "app",
+                    "image": "i:1",
+                    "env": [
+                        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}
+                    ],
+                }
+            ]
+        )
+    )
     actions = plan_node([d], [observed(d, SANDBOX_CONTAINER)], inputs=INPUTS)
     assert kinds(actions) == ["Wait"]
     assert actions[0].waiting_reason == "CreateContainerConfigError"
@@ -212,8 +264,11 @@ def test_removed_container_of_pod_is_stopped():
 
 
 def test_stops_carry_the_spec_for_pre_stop_hooks_even_after_the_pod_left():
-    hooked = {"name": "app", "image": "i:1",
-              "lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}}
+    hooked = {
+        "name": "app",
+        "image": "i:1",
+        "lifecycle": {"preStop": {"exec": {"command": ["drain"]}}},
+    }
     d = desired(pod(containers=[hooked]))
     facts = running_pod(d)
     inputs = PlanInputs(now=NOW, liveness_failures=frozenset({facts[1].id}))

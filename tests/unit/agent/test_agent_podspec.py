@@ -10,12 +10,22 @@ from agent.kubelet.podspec import ConfigIndex, container_config, sandbox_config
 from agent.runtime.facts import ContainerID
 from schemas.core import ConfigMap, Secret
 
-CM = ConfigMap.model_validate({"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": "cm", "namespace": "default"},
-                               "data": {"greeting": "hi", "mode": "fast"}})
-SECRET = Secret.model_validate({"apiVersion": "v1", "kind": "Secret",
-                                "metadata": {"name": "s", "namespace": "default"},
-                                "data": {"password": base64.b64encode(b"hunter2").decode()}})
+CM = ConfigMap.model_validate(
+    {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cm", "namespace": "default"},
+        "data": {"greeting": "hi", "mode": "fast"},
+    }
+)
+SECRET = Secret.model_validate(
+    {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "default"},
+        "data": {"password": base64.b64encode(b"hunter2").decode()},
+    }
+)
 
 
 def test_hash_changes_with_image_only_for_that_container():
@@ -27,42 +37,78 @@ def test_hash_changes_with_image_only_for_that_container():
 
 
 def test_env_from_configmap_and_secret_resolved_and_hidden_from_repr():
-    p = pod(containers=[{
-        "name": "app", "image": "i:1",
-        "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
-        "env": [
-            {"name": "PLAIN", "value": "1"},
-            {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}}},
-            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k",
-                                                              "optional": True}}},
-        ],
-    }])
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
+                "env": [
+                    {"name": "PLAIN", "value": "1"},
+                    {
+                        "name": "PASS",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}},
+                    },
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {
+                        "name": "OPT",
+                        "valueFrom": {
+                            "configMapKeyRef": {"name": "nope", "key": "k", "optional": True}
+                        },
+                    },
+                ],
+            }
+        ]
+    )
     d = desired(p, ConfigIndex.of([CM], [SECRET]))
-    assert dict(d.env["app"]) == {"CM_greeting": "hi", "CM_mode": "fast", "PLAIN": "1",
-                                  "PASS": "hunter2", "POD": "web"}
+    assert dict(d.env["app"]) == {
+        "CM_greeting": "hi",
+        "CM_mode": "fast",
+        "PLAIN": "1",
+        "PASS": "hunter2",
+        "POD": "web",
+    }
     assert not d.config_errors
     assert "hunter2" not in repr(d)
 
 
 def test_missing_secret_is_a_config_error():
-    p = pod(volumes=[{"name": "v", "secret": {"secretName": "absent"}}],
-            containers=[{"name": "app", "image": "i:1",
-                         "volumeMounts": [{"name": "v", "mountPath": "/s"}]}])
+    p = pod(
+        volumes=[{"name": "v", "secret": {"secretName": "absent"}}],
+        containers=[
+            {"name": "app", "image": "i:1", "volumeMounts": [{"name": "v", "mountPath": "/s"}]}
+        ],
+    )
     assert "secret 'absent' not found" in desired(p).config_errors["app"]
 
 
 def test_container_config_safe_defaults_and_limits():
-    p = pod(containers=[{
-        "name": "app", "image": "i:1", "command": ["sh"], "args": ["-c", "true"],
-        "workingDir": "/tmp",
-        "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"},
-                         {"name": "cfg", "mountPath": "/c"}],
-    }], volumes=[{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cm"}}])
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "command": ["sh"],
+                "args": ["-c", "true"],
+                "workingDir": "/tmp",
+                "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+                "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "cfg", "mountPath": "/c"},
+                ],
+            }
+        ],
+        volumes=[{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cm"}}],
+    )
     d = desired(p, ConfigIndex.of([CM], []))
-    config = container_config(d, p.spec.containers[0], settings=SETTINGS,
-                              sandbox_id=ContainerID("sb"), attempt=2, backoff_step=1)
+    config = container_config(
+        d,
+        p.spec.containers[0],
+        settings=SETTINGS,
+        sandbox_id=ContainerID("sb"),
+        attempt=2,
+        backoff_step=1,
+    )
     assert config.network_mode == "container:sb"
     assert config.entrypoint == ("sh",)
     assert config.command == ("-c", "true")
@@ -79,12 +125,23 @@ def test_container_config_safe_defaults_and_limits():
 
 
 def test_sandbox_publishes_ports_on_bind_address():
-    p = pod(containers=[{"name": "app", "image": "i:1",
-                         "ports": [{"containerPort": 80}, {"containerPort": 53, "hostPort": 5353,
-                                                            "protocol": "UDP"}]}])
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "ports": [
+                    {"containerPort": 80},
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"},
+                ],
+            }
+        ]
+    )
     config = sandbox_config(desired(p), settings=SETTINGS, attempt=0, backoff_step=0)
     assert [(r.container_port, r.protocol, r.host_ip, r.host_port) for r in config.ports] == [
-        (80, "tcp", "127.0.0.1", None), (53, "udp", "127.0.0.1", 5353)]
+        (80, "tcp", "127.0.0.1", None),
+        (53, "udp", "127.0.0.1", 5353),
+    ]
     assert config.init
     assert config.image == "capstan.local/pause:1"
 
@@ -96,17 +153,32 @@ def test_privileged_and_host_network_are_refused():
 
 
 def test_claim_volume_is_a_named_docker_volume_of_this_node():
-    p = pod(containers=[{
-        "name": "app", "image": "i:1",
-        "volumeMounts": [{"name": "data", "mountPath": "/data"},
-                         {"name": "ro", "mountPath": "/ro"}],
-    }], volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
-                 {"name": "ro", "persistentVolumeClaim": {"claimName": "seed",
-                                                          "readOnly": True}}])
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "ro", "mountPath": "/ro"},
+                ],
+            }
+        ],
+        volumes=[
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
+            {"name": "ro", "persistentVolumeClaim": {"claimName": "seed", "readOnly": True}},
+        ],
+    )
     d = desired(p)
     assert d.config_errors == {}
-    config = container_config(d, p.spec.containers[0], settings=SETTINGS,
-                              sandbox_id=ContainerID("sb"), attempt=0, backoff_step=0)
+    config = container_config(
+        d,
+        p.spec.containers[0],
+        settings=SETTINGS,
+        sandbox_id=ContainerID("sb"),
+        attempt=0,
+        backoff_step=0,
+    )
     mounts = {m.target: m for m in config.mounts}
     # A name, not a path: Docker binds it as (and first creates) the named volume.
     assert mounts["/data"].source == "capstan-pvc.node-a.default.data-db-0"
@@ -116,8 +188,14 @@ def test_claim_volume_is_a_named_docker_volume_of_this_node():
 
 
 def test_sub_path_on_a_claim_volume_is_a_config_error():
-    p = pod(containers=[{
-        "name": "app", "image": "i:1",
-        "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "x"}],
-    }], volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "x"}],
+            }
+        ],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
+    )
     assert "subPath is not supported on persistentVolumeClaim" in desired(p).config_errors["app"]

@@ -21,21 +21,44 @@ from schemas.protocol import (
 )
 
 POD = {
-    "apiVersion": "v1", "kind": "Pod",
+    "apiVersion": "v1",
+    "kind": "Pod",
     "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
     "spec": {"containers": [{"name": "app", "image": "capstan.local/busybox:1"}]},
 }
 
 
 def test_sync_round_trips_with_camel_case_fields():
-    line = json.dumps({
-        "v": 1, "type": "sync", "generation": 7, "pods": [POD],
-        "configMaps": [{"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "cm", "namespace": "default"}, "data": {"k": "v"}}],
-        "services": [{"namespace": "default", "name": "web", "type": "NodePort",
-                      "ports": [{"port": 80, "nodePort": 30080,
-                                 "endpoints": [{"address": "127.0.0.2", "port": 32768}]}]}],
-    })
+    line = json.dumps(
+        {
+            "v": 1,
+            "type": "sync",
+            "generation": 7,
+            "pods": [POD],
+            "configMaps": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "cm", "namespace": "default"},
+                    "data": {"k": "v"},
+                }
+            ],
+            "services": [
+                {
+                    "namespace": "default",
+                    "name": "web",
+                    "type": "NodePort",
+                    "ports": [
+                        {
+                            "port": 80,
+                            "nodePort": 30080,
+                            "endpoints": [{"address": "127.0.0.2", "port": 32768}],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
     message = decode_message(line)
     assert isinstance(message, Sync)
     assert message.generation == 7
@@ -76,9 +99,21 @@ def test_error_keeps_the_request_id():
 
 
 def test_invalid_secret_is_not_echoed():
-    line = json.dumps({"v": 1, "type": "sync", "generation": 1, "secrets": [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
-         "data": {"password": "hunter2-not-base64!"}}]})
+    line = json.dumps(
+        {
+            "v": 1,
+            "type": "sync",
+            "generation": 1,
+            "secrets": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "s"},
+                    "data": {"password": "hunter2-not-base64!"},
+                }
+            ],
+        }
+    )
     with pytest.raises(ProtocolError) as info:
         decode_message(line)
     assert "hunter2" not in str(info.value)
@@ -130,23 +165,36 @@ def _endpoint(address: str) -> dict:
         (_sync_with(service=_service(name="web\n")), "services.0.name"),
         (_sync_with(service=_service(namespace="default\n")), "services.0.namespace"),
         (_sync_with(service=_service(clusterIP="10.0.0.1 -j ACCEPT")), "services.0.clusterIP"),
-        (_sync_with(service=_service(port=_endpoint("127.0.0.2\n-A X"))),
-         "services.0.ports.0.endpoints.0.address"),
+        (
+            _sync_with(service=_service(port=_endpoint("127.0.0.2\n-A X"))),
+            "services.0.ports.0.endpoints.0.address",
+        ),
         (_sync_with(service=_service(port={"name": "http\nx"})), "services.0.ports.0.name"),
         (_sync_with(service=_service(port={"nodePort": 70000})), "services.0.ports.0.nodePort"),
         (_sync_with(service=_service(port={"port": 0})), "services.0.ports.0.port"),
         # metadata.uid names the pod's directory on the node.
-        (_sync_with(pod={**POD, "metadata": {**POD["metadata"], "uid": "../../etc"}}),
-         "pods.0.metadata.uid"),
-        (_sync_with(pod={**POD, "metadata": {"name": "web", "namespace": "default"}}),
-         "pods.0.metadata.uid"),
-        (_sync_with(pod={**POD, "metadata": {"name": "web", "uid": "u1"}}),
-         "pods.0.metadata.namespace"),
-        (_sync_with(pod={**POD, "metadata": {**POD["metadata"], "name": "web\n"}}),
-         "pods.0.metadata.name"),
+        (
+            _sync_with(pod={**POD, "metadata": {**POD["metadata"], "uid": "../../etc"}}),
+            "pods.0.metadata.uid",
+        ),
+        (
+            _sync_with(pod={**POD, "metadata": {"name": "web", "namespace": "default"}}),
+            "pods.0.metadata.uid",
+        ),
+        (
+            _sync_with(pod={**POD, "metadata": {"name": "web", "uid": "u1"}}),
+            "pods.0.metadata.namespace",
+        ),
+        (
+            _sync_with(pod={**POD, "metadata": {**POD["metadata"], "name": "web\n"}}),
+            "pods.0.metadata.name",
+        ),
         (b'{"v": 1, "type": "logs", "namespace": "default", "pod": "../x"}', "pod"),
-        (b'{"v": 1, "type": "status", "nodeName": "n1", "node": {}, "pods": [{"namespace": '
-         b'"default", "name": "web", "uid": "a/b", "status": {}}]}', "pods.0.uid"),
+        (
+            b'{"v": 1, "type": "status", "nodeName": "n1", "node": {}, "pods": [{"namespace": '
+            b'"default", "name": "web", "uid": "a/b", "status": {}}]}',
+            "pods.0.uid",
+        ),
         (b'{"v": 1, "type": "hello", "role": "agent", "nodeName": "n1\\nforged"}', "nodeName"),
     ],
 )

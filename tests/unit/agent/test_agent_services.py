@@ -13,20 +13,46 @@ from schemas.protocol import ServicePortRule, ServiceRule
 
 
 def rules(*endpoint_ports: int, name: str = "api") -> ServiceRuleSet:
-    return ServiceRuleSet.from_protocol([
-        ServiceRule(namespace="default", name=name, ports=[ServicePortRule(
-            port=80, endpoints=[WireEndpoint(address="127.0.0.2", port=p)
-                                for p in endpoint_ports])])
-    ])
+    return ServiceRuleSet.from_protocol(
+        [
+            ServiceRule(
+                namespace="default",
+                name=name,
+                ports=[
+                    ServicePortRule(
+                        port=80,
+                        endpoints=[
+                            WireEndpoint(address="127.0.0.2", port=p) for p in endpoint_ports
+                        ],
+                    )
+                ],
+            )
+        ]
+    )
 
 
 def test_service_env_goes_under_the_containers_own_env():
-    d = desired(pod(containers=[{"name": "app", "image": "i:1",
-                                 "env": [{"name": "API_SERVICE_PORT", "value": "mine"}]}]))
+    d = desired(
+        pod(
+            containers=[
+                {
+                    "name": "app",
+                    "image": "i:1",
+                    "env": [{"name": "API_SERVICE_PORT", "value": "mine"}],
+                }
+            ]
+        )
+    )
     env = service_env(rules(31000), namespace="default")
-    config = container_config(d, d.pod.spec.containers[0], settings=SETTINGS,
-                              sandbox_id=ContainerID("s"), attempt=0, backoff_step=0,
-                              service_env=env)
+    config = container_config(
+        d,
+        d.pod.spec.containers[0],
+        settings=SETTINGS,
+        sandbox_id=ContainerID("s"),
+        attempt=0,
+        backoff_step=0,
+        service_env=env,
+    )
     values = dict(config.env)
     assert values["API_SERVICE_PORT"] == "mine"
     assert values["API_SERVICE_HOST"] == env["API_SERVICE_HOST"]
@@ -44,22 +70,37 @@ def test_spec_hashes_do_not_depend_on_services():
     # change; this pins that the configs built with different Services keep the labels.
     d = desired(pod())
     spec = d.pod.spec.containers[0]
-    before = container_config(d, spec, settings=SETTINGS, sandbox_id=ContainerID("s"),
-                              attempt=0, backoff_step=0,
-                              service_env=service_env(rules(31000), namespace="default"))
-    after = container_config(d, spec, settings=SETTINGS, sandbox_id=ContainerID("s"),
-                             attempt=0, backoff_step=0,
-                             service_env=service_env(rules(31001, name="other"),
-                                                     namespace="default"))
+    before = container_config(
+        d,
+        spec,
+        settings=SETTINGS,
+        sandbox_id=ContainerID("s"),
+        attempt=0,
+        backoff_step=0,
+        service_env=service_env(rules(31000), namespace="default"),
+    )
+    after = container_config(
+        d,
+        spec,
+        settings=SETTINGS,
+        sandbox_id=ContainerID("s"),
+        attempt=0,
+        backoff_step=0,
+        service_env=service_env(rules(31001, name="other"), namespace="default"),
+    )
     assert before.env != after.env
     assert before.labels == after.labels
 
 
 def test_published_endpoints_are_the_sandboxs_ipv4_host_ports():
     d = desired(pod())
-    sandbox = observed(d, SANDBOX_CONTAINER, host_ports=(
-        PortBinding(container_port=8080, protocol="tcp", host_ip="127.0.0.2", host_port=32001),
-        PortBinding(container_port=8080, protocol="tcp", host_ip="::", host_port=32001),
-        PortBinding(container_port=9090, protocol="tcp", host_ip="127.0.0.2", host_port=0),
-    ))
+    sandbox = observed(
+        d,
+        SANDBOX_CONTAINER,
+        host_ports=(
+            PortBinding(container_port=8080, protocol="tcp", host_ip="127.0.0.2", host_port=32001),
+            PortBinding(container_port=8080, protocol="tcp", host_ip="::", host_port=32001),
+            PortBinding(container_port=9090, protocol="tcp", host_ip="127.0.0.2", host_port=0),
+        ),
+    )
     assert published_endpoints(sandbox) == (Endpoint("127.0.0.2", 32001),)

@@ -10,8 +10,15 @@ from agent.runtime.facts import SANDBOX_CONTAINER, PodUID, PortBinding
 
 
 def status(d, containers, **kw):
-    return pod_status(d, containers, waits=kw.get("waits", {}), probes=kw.get("probes", {}),
-                      host_ip="127.0.0.5", previous=kw.get("previous"), now=3000.0)
+    return pod_status(
+        d,
+        containers,
+        waits=kw.get("waits", {}),
+        probes=kw.get("probes", {}),
+        host_ip="127.0.0.5",
+        previous=kw.get("previous"),
+        now=3000.0,
+    )
 
 
 def test_running_and_ready_with_host_ports():
@@ -33,16 +40,22 @@ def test_readiness_probe_verdict_and_transition_time_kept():
     not_ready = status(d, facts, probes={facts[1].id: ProbeView(started=True, ready=False)})
     assert not not_ready.ready
     assert not_ready.phase == "Running"
-    again = status(d, facts, probes={facts[1].id: ProbeView(started=True, ready=False)},
-                   previous=not_ready)
+    again = status(
+        d, facts, probes={facts[1].id: ProbeView(started=True, ready=False)}, previous=not_ready
+    )
     assert again == not_ready
 
 
 def test_crash_loop_reports_waiting_and_last_state():
     d = desired(pod())
     crashed = observed(d, "app", state="exited", exit_code=3, finished_at=2990.0, attempt=4)
-    wait = Wait(pod_uid=PodUID(d.uid), container="app", until=3010.0,
-                waiting_reason="CrashLoopBackOff", reason="back-off 20s")
+    wait = Wait(
+        pod_uid=PodUID(d.uid),
+        container="app",
+        until=3010.0,
+        waiting_reason="CrashLoopBackOff",
+        reason="back-off 20s",
+    )
     s = status(d, [observed(d, SANDBOX_CONTAINER), crashed], waits={"app": wait})
     (c,) = s.container_statuses
     assert c.state.waiting.reason == "CrashLoopBackOff"

@@ -119,9 +119,9 @@ def test_list_filters_by_namespace_and_labels(api: Api) -> None:
 
 
 def test_cluster_scoped_kind_has_no_namespace(api: Api) -> None:
-    node = api.create(Node.model_validate(
-        {"metadata": {"name": "n1"}, "spec": {"address": "127.0.0.1"}}
-    ))
+    node = api.create(
+        Node.model_validate({"metadata": {"name": "n1"}, "spec": {"address": "127.0.0.1"}})
+    )
     assert node.namespace == ""
     assert api.get(Node, "n1").metadata.uid == node.metadata.uid
 
@@ -188,13 +188,13 @@ def test_two_concurrent_writers_one_wins_the_other_conflicts(api: Api) -> None:
 def test_generation_bumps_on_spec_change_only(api: Api) -> None:
     d = api.create(deployment_doc())
     assert d.metadata.generation == 1
-    relabeled = api.update(d.model_copy(update={
-        "metadata": d.metadata.model_copy(update={"labels": {"team": "a"}})
-    }))
+    relabeled = api.update(
+        d.model_copy(update={"metadata": d.metadata.model_copy(update={"labels": {"team": "a"}})})
+    )
     assert relabeled.metadata.generation == 1
-    scaled = api.update(relabeled.model_copy(update={
-        "spec": relabeled.spec.model_copy(update={"replicas": 5})
-    }))
+    scaled = api.update(
+        relabeled.model_copy(update={"spec": relabeled.spec.model_copy(update={"replicas": 5})})
+    )
     assert scaled.metadata.generation == 2
     assert api.get(Deployment, "web").metadata.labels == {"team": "a"}
 
@@ -212,16 +212,22 @@ def test_status_and_spec_writers_do_not_clobber_each_other(api: Api) -> None:
     running = PodStatus(phase="Running", conditions=[Condition(type="Ready", status="True")])
     with_status = api.update_status(pod.model_copy(update={"status": running}))
     # A spec writer that never saw the status (it sends status=None) keeps it.
-    relabeled = api.update(with_status.model_copy(update={
-        "status": None,
-        "metadata": with_status.metadata.model_copy(update={"labels": {"x": "y"}}),
-    }))
+    relabeled = api.update(
+        with_status.model_copy(
+            update={
+                "status": None,
+                "metadata": with_status.metadata.model_copy(update={"labels": {"x": "y"}}),
+            }
+        )
+    )
     assert relabeled.status == running
     # A status writer cannot change labels or spec.
-    changed = relabeled.model_copy(update={
-        "metadata": relabeled.metadata.model_copy(update={"labels": {}}),
-        "status": running.model_copy(update={"phase": "Failed"}),
-    })
+    changed = relabeled.model_copy(
+        update={
+            "metadata": relabeled.metadata.model_copy(update={"labels": {}}),
+            "status": running.model_copy(update={"phase": "Failed"}),
+        }
+    )
     after = api.update_status(changed)
     assert after.labels == {"x": "y"}
     assert after.status is not None
@@ -234,9 +240,9 @@ def test_status_and_spec_writers_do_not_clobber_each_other(api: Api) -> None:
 
 def test_server_fields_cannot_be_changed_by_update(api: Api) -> None:
     created = api.create(ConfigMap(metadata=ObjectMeta(name="cfg")))
-    forged = created.model_copy(update={"metadata": created.metadata.model_copy(
-        update={"uid": "forged", "generation": 99}
-    )})
+    forged = created.model_copy(
+        update={"metadata": created.metadata.model_copy(update={"uid": "forged", "generation": 99})}
+    )
     updated = api.update(forged.model_copy(update={"data": {"a": "b"}}))
     assert updated.metadata.uid == created.metadata.uid
     assert updated.metadata.generation == 2
@@ -264,9 +270,11 @@ def test_namespace_delete_marks_terminating_and_refuses_new_objects(api: Api) ->
     with pytest.raises(Forbidden):
         api.create(doc)
     # Removing the finalizer completes the delete.
-    api.update(marked.model_copy(update={
-        "metadata": marked.metadata.model_copy(update={"finalizers": []})
-    }))
+    api.update(
+        marked.model_copy(
+            update={"metadata": marked.metadata.model_copy(update={"finalizers": []})}
+        )
+    )
     with pytest.raises(NotFound):
         api.get(Namespace, "team")
 
@@ -296,14 +304,20 @@ def test_bind_retries_on_a_fresh_unbound_copy(api: Api) -> None:
 
 def test_workload_selector_is_immutable(api: Api) -> None:
     d = api.create(deployment_doc())
-    changed = d.spec.model_copy(update={
-        "selector": d.spec.selector.model_copy(update={"match_labels": {"app": "web", "v": "2"}}),
-        "template": d.spec.template.model_copy(update={
-            "metadata": d.spec.template.metadata.model_copy(
-                update={"labels": {"app": "web", "v": "2"}}
-            )
-        }),
-    })
+    changed = d.spec.model_copy(
+        update={
+            "selector": d.spec.selector.model_copy(
+                update={"match_labels": {"app": "web", "v": "2"}}
+            ),
+            "template": d.spec.template.model_copy(
+                update={
+                    "metadata": d.spec.template.metadata.model_copy(
+                        update={"labels": {"app": "web", "v": "2"}}
+                    )
+                }
+            ),
+        }
+    )
     with pytest.raises(Invalid) as info:
         api.update(d.model_copy(update={"spec": changed}))
     assert [(c.field, c.message) for c in info.value.causes] == [

@@ -29,9 +29,13 @@ def test_returns_what_the_store_holds_and_its_revision(api: Api, store: Store) -
     assert "resourceVersion" not in json.loads(written.value)["metadata"]
     assert written.obj.metadata.generation == 2
     # A no-op writes nothing and reports the revision the object is still at.
-    again = api.update_document(_doc(created, data={"k": "2"},
-                                      metadata={**created.to_dict()["metadata"],
-                                                "resourceVersion": str(written.revision)}))
+    again = api.update_document(
+        _doc(
+            created,
+            data={"k": "2"},
+            metadata={**created.to_dict()["metadata"], "resourceVersion": str(written.revision)},
+        )
+    )
     assert again.revision == written.revision
     assert again.value == written.value
     assert int(api.current_revision()) == written.revision
@@ -73,21 +77,30 @@ def test_refusals_keep_their_order(api: Api) -> None:
     assert calls == []  # nothing to check when there is no object
     api.update(created.model_copy(update={"data": {"k": "2"}}))
     with pytest.raises(Conflict):
-        api.update_document(_doc(created, data={"k": "3"}),
-                            check_current=lambda current: calls.append("checked"))
+        api.update_document(
+            _doc(created, data={"k": "3"}), check_current=lambda current: calls.append("checked")
+        )
     # The check runs before the stale resourceVersion is refused (a Git-managed object
     # says so even to a stale writer).
     assert calls == ["checked"]
 
 
 def test_immutable_fields_and_validation_still_apply(api: Api) -> None:
-    deployment = api.create({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "c", "image": "i"}]}}},
-    })
+    deployment = api.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        }
+    )
     assert isinstance(deployment, Deployment)
     moved = _doc(deployment)
     moved["spec"]["selector"] = {"matchLabels": {"app": "other"}}
@@ -103,7 +116,8 @@ def test_immutable_fields_and_validation_still_apply(api: Api) -> None:
 
 
 def test_a_recent_copy_stands_in_for_the_read_only_when_it_is_current(
-        api: Api, store: Store) -> None:
+    api: Api, store: Store
+) -> None:
     created = api.create(ConfigMap(metadata=ObjectMeta(name="cfg"), data={"k": "1"}))
     key = "/registry/configmaps/default/cfg"
     old = store.get(key)
@@ -144,5 +158,4 @@ def test_update_takes_a_mapping_with_a_numeric_resource_version(api: Api) -> Non
     document["metadata"]["resourceVersion"] = int(created.metadata.resource_version or 0)
     updated = api.update(document)
     assert updated.data == {"k": "2"}
-    assert int(updated.metadata.resource_version or 0) > int(
-        created.metadata.resource_version or 0)
+    assert int(updated.metadata.resource_version or 0) > int(created.metadata.resource_version or 0)

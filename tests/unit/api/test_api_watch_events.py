@@ -37,14 +37,20 @@ def test_watch_resumes_from_a_resource_version_with_no_gap(api: Api) -> None:
     second = api.update(first.model_copy(update={"data": {"x": "1"}}))
     api.create(ConfigMap(metadata=ObjectMeta(name="b")))
     api.delete(ConfigMap, "a")
-    api.create(Pod.model_validate({
-        "metadata": {"name": "p", "namespace": "default"},
-        "spec": {"containers": [{"name": "c", "image": "i"}]},
-    }))  # another kind: not in a ConfigMap watch
+    api.create(
+        Pod.model_validate(
+            {
+                "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            }
+        )
+    )  # another kind: not in a ConfigMap watch
     with api.watch(ConfigMap, from_revision=first.metadata.resource_version) as stream:
         events = take(stream, 3)
     assert [(e.type, e.object.name) for e in events] == [
-        ("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "a"),
+        ("MODIFIED", "a"),
+        ("ADDED", "b"),
+        ("DELETED", "a"),
     ]
     assert events[0].object == second
     revisions = [e.revision for e in events]
@@ -125,17 +131,20 @@ def test_node_lease_renewal_is_read_back(api: Api, clock: ManualClock) -> None:
 def test_token_authenticates_only_while_its_account_and_secret_exist(api: Api) -> None:
     account = api.create(ServiceAccount(metadata=ObjectMeta(name="robot")))
     token = generate_token()
-    api.create(Secret(
-        metadata=ObjectMeta(
-            name="robot-token", namespace="default",
-            annotations={
-                SERVICE_ACCOUNT_NAME_ANNOTATION: "robot",
-                SERVICE_ACCOUNT_UID_ANNOTATION: account.metadata.uid or "",
-            },
-        ),
-        type=SERVICE_ACCOUNT_TOKEN_TYPE,
-        data={"token": base64.b64encode(token.encode()).decode()},
-    ))
+    api.create(
+        Secret(
+            metadata=ObjectMeta(
+                name="robot-token",
+                namespace="default",
+                annotations={
+                    SERVICE_ACCOUNT_NAME_ANNOTATION: "robot",
+                    SERVICE_ACCOUNT_UID_ANNOTATION: account.metadata.uid or "",
+                },
+            ),
+            type=SERVICE_ACCOUNT_TOKEN_TYPE,
+            data={"token": base64.b64encode(token.encode()).decode()},
+        )
+    )
     identity = api.authenticate_token(token)
     assert identity is not None
     assert identity.username == "system:serviceaccount:default:robot"

@@ -36,8 +36,11 @@ CONFIGMAP_C = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"
 
 
 def service_at(name: str, cluster_ip: str) -> str:
-    return (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n"
-            f"  clusterIP: {cluster_ip}\n  ports:\n  - port: 80\n")
+    return (
+        f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n"
+        f"  clusterIP: {cluster_ip}\n  ports:\n  - port: 80\n"
+    )
+
 
 DEFECTS = {
     "unknown field": Defect(
@@ -66,11 +69,17 @@ DEFECTS = {
         ("metadata.name", "duplicate ConfigMap default/c", "also defined at", "a.yaml:4:3"),
     ),
     "two Services with one clusterIP": Defect(
-        {"a.yaml": service_at("a", "127.192.0.9"), "b.yaml": service_at("b", "127.192.0.9"),
-         "c.yaml": service_at("c", "127.192.0.10")},
+        {
+            "a.yaml": service_at("a", "127.192.0.9"),
+            "b.yaml": service_at("b", "127.192.0.9"),
+            "c.yaml": service_at("c", "127.192.0.10"),
+        },
         "b.yaml:6:3",
-        ("spec.clusterIP", "clusterIP 127.192.0.9 is also the clusterIP of Service default/a",
-         "a.yaml:6:3"),
+        (
+            "spec.clusterIP",
+            "clusterIP 127.192.0.9 is also the clusterIP of Service default/a",
+            "a.yaml:6:3",
+        ),
     ),
     "unsupported kind": Defect(
         broken("kind: Deployment", "kind: ReplicaSetX"),
@@ -120,10 +129,12 @@ DEFECTS = {
         symlinks={"apps": "outside"},
     ),
     "python yaml tag": Defect(
-        {"web.yaml": (
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-            "  name: !!python/object/apply:os.system ['touch MARKER']\n"
-        )},
+        {
+            "web.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                "  name: !!python/object/apply:os.system ['touch MARKER']\n"
+            )
+        },
         "web.yaml:4:9",
         ("!!python/object/apply:os.system", "not allowed"),
     ),

@@ -22,24 +22,50 @@ def store_url(tmp_path: Path) -> str:
     store = open_store(url)
     try:
         api = Api(store)
-        api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                    "spec": {"address": "local"}})
-        api.create({"apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": "creds", "namespace": "default"},
-                    "stringData": {"password": "hunter2-secret"}})
-        api.create({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default",
-                         "labels": {"capstan.io/managed-by": "capstan"},
-                         "annotations": {"capstan.io/source": "web.yaml:1:1"}},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                     "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"containers": [{"name": "c", "image": "img"}]}}},
-        })
-        pod = api.create({"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": "web-1", "namespace": "default",
-                                       "labels": {"app": "web"}},
-                          "spec": {"containers": [{"name": "c", "image": "img"}]}})
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "n1"},
+                "spec": {"address": "local"},
+            }
+        )
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "creds", "namespace": "default"},
+                "stringData": {"password": "hunter2-secret"},
+            }
+        )
+        api.create(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {
+                    "name": "web",
+                    "namespace": "default",
+                    "labels": {"capstan.io/managed-by": "capstan"},
+                    "annotations": {"capstan.io/source": "web.yaml:1:1"},
+                },
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "c", "image": "img"}]},
+                    },
+                },
+            }
+        )
+        pod = api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "img"}]},
+            }
+        )
         assert isinstance(pod, Pod)
         api.bind(pod, "n1")
         api.record_event(pod, reason="Pulled", message="image pulled", source="test")
@@ -76,8 +102,12 @@ def test_unknown_kind_is_a_usage_error(store_url: str) -> None:
 
 
 def test_secret_values_are_never_printed(store_url: str) -> None:
-    for args in (("get", "secret", "creds", "-o", "yaml"), ("get", "secrets", "-o", "json"),
-                 ("describe", "secret", "creds"), ("describe", "secret", "creds", "-o", "json")):
+    for args in (
+        ("get", "secret", "creds", "-o", "yaml"),
+        ("get", "secrets", "-o", "json"),
+        ("describe", "secret", "creds"),
+        ("describe", "secret", "creds", "-o", "json"),
+    ):
         out = run(store_url, *args)
         assert "hunter2" not in out
         assert "aHVudGVyMi" not in out  # nor its base64

@@ -64,8 +64,9 @@ def start_manager(api: Api) -> Iterator[Callable[..., ControllerManager]]:
 class PodReadier:
     """Marks pods Running + Ready, at most ``per_tick`` every tick, like slow kubelets."""
 
-    def __init__(self, api: Api, clock: ManualClock, *, per_tick: int = 1000,
-                 tick_s: float = 0.02) -> None:
+    def __init__(
+        self, api: Api, clock: ManualClock, *, per_tick: int = 1000, tick_s: float = 0.02
+    ) -> None:
         self.api = api
         self.clock = clock
         self.per_tick = per_tick
@@ -91,8 +92,11 @@ class PodReadier:
             for pod in pending[: self.per_tick]:
                 status = PodStatus(
                     phase="Running",
-                    conditions=[Condition(type="Ready", status="True",
-                                          last_transition_time=now_utc(self.clock))],
+                    conditions=[
+                        Condition(
+                            type="Ready", status="True", last_transition_time=now_utc(self.clock)
+                        )
+                    ],
                 )
                 try:
                     self.api.update_status(pod.model_copy(update={"status": status}))

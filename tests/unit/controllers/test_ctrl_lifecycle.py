@@ -26,8 +26,10 @@ def web(namespace: str = "default", replicas: int = 2) -> dict:
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "c", "image": "img:1"}]}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "img:1"}]},
+            },
         },
     }
 
@@ -39,27 +41,43 @@ def test_deleting_a_deployment_collects_its_replicasets_and_pods(
     api.create(web(replicas=3))
     wait_for(lambda: len(api.list(Pod).items) == 3)
     api.delete(Deployment, "web")
-    wait_for(lambda: not api.list(ReplicaSet).items and not api.list(Pod).items,
-             what="replicasets and pods collected")
+    wait_for(
+        lambda: not api.list(ReplicaSet).items and not api.list(Pod).items,
+        what="replicasets and pods collected",
+    )
 
 
 def test_orphans_are_collected_but_owned_objects_stay(api: Api, start_manager, wait_for) -> None:
     owner = api.create(ConfigMap(metadata=ObjectMeta(name="owner")))
 
     def child(name: str, uid: str) -> ConfigMap:
-        return ConfigMap(metadata=ObjectMeta(name=name, owner_references=[OwnerReference(
-            api_version="v1", kind="ConfigMap", name="owner", uid=uid,
-        )]))
+        return ConfigMap(
+            metadata=ObjectMeta(
+                name=name,
+                owner_references=[
+                    OwnerReference(
+                        api_version="v1",
+                        kind="ConfigMap",
+                        name="owner",
+                        uid=uid,
+                    )
+                ],
+            )
+        )
 
     api.create(child("owned", owner.metadata.uid or ""))
     api.create(child("wrong-uid", "not-the-owners-uid"))  # same name, another object
     api.create(ConfigMap(metadata=ObjectMeta(name="free")))
     start_manager()
-    wait_for(lambda: {c.name for c in api.list(ConfigMap).items} == {"owner", "owned", "free"},
-             what="the orphan collected")
+    wait_for(
+        lambda: {c.name for c in api.list(ConfigMap).items} == {"owner", "owned", "free"},
+        what="the orphan collected",
+    )
     api.delete(ConfigMap, "owner")
-    wait_for(lambda: {c.name for c in api.list(ConfigMap).items} == {"free"},
-             what="dependents of a deleted owner collected")
+    wait_for(
+        lambda: {c.name for c in api.list(ConfigMap).items} == {"free"},
+        what="dependents of a deleted owner collected",
+    )
 
 
 def test_namespace_deletion_cascades(api: Api, start_manager, wait_for) -> None:
@@ -93,9 +111,14 @@ def test_every_namespace_gets_a_default_account_with_a_working_token(
     start_manager()
     api.create(Namespace(metadata=ObjectMeta(name="team")))
     for ns in ("default", "capstan-system", "team"):
-        wait_for(lambda ns=ns: [s for s in api.list(Secret, namespace=ns).items
-                                if s.type == SERVICE_ACCOUNT_TOKEN_TYPE],
-                 what=f"token secret in {ns}")
+        wait_for(
+            lambda ns=ns: [
+                s
+                for s in api.list(Secret, namespace=ns).items
+                if s.type == SERVICE_ACCOUNT_TOKEN_TYPE
+            ],
+            what=f"token secret in {ns}",
+        )
     account = api.get(ServiceAccount, "default", namespace="team")
     (secret,) = api.list(Secret, namespace="team").items
     assert secret.metadata.owner_references[0].uid == account.metadata.uid

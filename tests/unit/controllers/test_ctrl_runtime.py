@@ -157,8 +157,10 @@ def test_informer_relists_after_its_watch_expires(api: Api, wait_for, caplog) ->
         api.create(ConfigMap(metadata=ObjectMeta(name="late")))
         api._store.compact(api._store.revision())
         gate.set()
-        wait_for(lambda: {c.name for c in informer.list()} == {"keep", "trigger", "late"},
-                 what="cache converged after relist")
+        wait_for(
+            lambda: {c.name for c in informer.list()} == {"keep", "trigger", "late"},
+            what="cache converged after relist",
+        )
         assert ("DELETED", "doomed") in seen
         assert ("ADDED", "late") in seen
         assert "watch expired, relisting" in caplog.text

@@ -18,8 +18,14 @@ from reconciler.controllers.replicaset import ReplicaSetController, _deletion_ra
 from schemas import Condition, Deployment, Namespace, ObjectKey, Pod, PodStatus, ReplicaSet
 
 
-def deployment(name: str = "web", *, replicas: int = 4, image: str = "img:1",
-               strategy: dict | None = None, **spec: object) -> dict:
+def deployment(
+    name: str = "web",
+    *,
+    replicas: int = 4,
+    image: str = "img:1",
+    strategy: dict | None = None,
+    **spec: object,
+) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -52,18 +58,18 @@ def edit(api: Api, name: str, change, kind=Deployment):
 def set_image(api: Api, name: str, image: str) -> Deployment:
     def change(d: Deployment) -> Deployment:
         container = d.spec.template.spec.containers[0].model_copy(update={"image": image})
-        template = d.spec.template.model_copy(update={
-            "spec": d.spec.template.spec.model_copy(update={"containers": [container]})
-        })
+        template = d.spec.template.model_copy(
+            update={"spec": d.spec.template.spec.model_copy(update={"containers": [container]})}
+        )
         return d.model_copy(update={"spec": d.spec.model_copy(update={"template": template})})
 
     return edit(api, name, change)
 
 
 def patch_spec(api: Api, name: str, **changes: object) -> Deployment:
-    return edit(api, name, lambda d: d.model_copy(
-        update={"spec": d.spec.model_copy(update=changes)}
-    ))
+    return edit(
+        api, name, lambda d: d.model_copy(update={"spec": d.spec.model_copy(update=changes)})
+    )
 
 
 def rolled_out(api: Api, name: str, replicas: int) -> bool:
@@ -72,8 +78,10 @@ def rolled_out(api: Api, name: str, replicas: int) -> bool:
     if s is None or s.observed_generation != d.metadata.generation:
         return False
     pods = api.list(Pod, label_selector={"app": name}).items
-    return (s.updated_replicas == s.replicas == s.available_replicas == replicas
-            and len(pods) == replicas)
+    return (
+        s.updated_replicas == s.replicas == s.available_replicas == replicas
+        and len(pods) == replicas
+    )
 
 
 def replicasets(api: Api, name: str) -> list[ReplicaSet]:
@@ -186,20 +194,26 @@ def test_rollback_reuses_the_old_replicaset(api: Api, start_manager, readier, wa
     wait_for(lambda: rolled_out(api, "web", 3))
     (original,) = replicasets(api, "web")
     set_image(api, "web", "img:2")
-    wait_for(lambda: rolled_out(api, "web", 3) and
-             {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:2"})
+    wait_for(
+        lambda: (
+            rolled_out(api, "web", 3)
+            and {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:2"}
+        )
+    )
     set_image(api, "web", "img:1")
-    wait_for(lambda: rolled_out(api, "web", 3) and
-             {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:1"})
+    wait_for(
+        lambda: (
+            rolled_out(api, "web", 3)
+            and {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:1"}
+        )
+    )
     sets = {rs.name: rs for rs in replicasets(api, "web")}
     assert len(sets) == 2  # no third ReplicaSet
     reused = sets[original.name]
     assert reused.metadata.uid == original.metadata.uid
     assert reused.spec.replicas == 3
     assert reused.metadata.annotations[REVISION_ANNOTATION] == "3"
-    assert {p.labels[HASH_LABEL] for p in api.list(Pod).items} == {
-        original.labels[HASH_LABEL]
-    }
+    assert {p.labels[HASH_LABEL] for p in api.list(Pod).items} == {original.labels[HASH_LABEL]}
     assert api.get(Deployment, "web").metadata.annotations[REVISION_ANNOTATION] == "3"
 
 
@@ -213,8 +227,12 @@ def test_recreate_stops_old_pods_before_starting_new(
     monitor = PodMonitor(api)
     try:
         set_image(api, "web", "img:2")
-        wait_for(lambda: rolled_out(api, "web", 3) and
-                 {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:2"})
+        wait_for(
+            lambda: (
+                rolled_out(api, "web", 3)
+                and {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:2"}
+            )
+        )
     finally:
         monitor.stop()
     assert not monitor.mixed
@@ -230,10 +248,13 @@ def test_revision_history_limit_deletes_oldest_scaled_down_sets(
     for image in ("img:2", "img:3", "img:4"):
         wait_for(lambda: rolled_out(api, "web", 1))
         set_image(api, "web", image)
-    wait_for(lambda: rolled_out(api, "web", 1) and len(replicasets(api, "web")) == 2,
-             what="history trimmed to one old set")
-    revisions = sorted(int(rs.metadata.annotations[REVISION_ANNOTATION])
-                       for rs in replicasets(api, "web"))
+    wait_for(
+        lambda: rolled_out(api, "web", 1) and len(replicasets(api, "web")) == 2,
+        what="history trimmed to one old set",
+    )
+    revisions = sorted(
+        int(rs.metadata.annotations[REVISION_ANNOTATION]) for rs in replicasets(api, "web")
+    )
     assert revisions == [3, 4]
 
 
@@ -245,8 +266,9 @@ def test_progress_deadline_exceeded_by_the_clock(
 
     def progressing() -> Condition | None:
         status = api.get(Deployment, "web").status
-        return next((c for c in (status.conditions if status else []) if c.type == "Progressing"),
-                    None)
+        return next(
+            (c for c in (status.conditions if status else []) if c.type == "Progressing"), None
+        )
 
     wait_for(lambda: progressing() is not None and progressing().reason == "ReplicaSetUpdated")
     wait_for(lambda: api.get(Deployment, "web").status.replicas == 2)
@@ -255,11 +277,18 @@ def test_progress_deadline_exceeded_by_the_clock(
     time.sleep(0.2)
     assert progressing().status == "True"
     clock.advance(21)
-    wait_for(lambda: progressing().reason == "ProgressDeadlineExceeded",
-             what=f"deadline {api.get(Deployment, 'web').status}")
+    wait_for(
+        lambda: progressing().reason == "ProgressDeadlineExceeded",
+        what=f"deadline {api.get(Deployment, 'web').status}",
+    )
     assert progressing().status == "False"
-    wait_for(lambda: any(e.reason == "ProgressDeadlineExceeded" and e.type == "Warning"
-                         for e in api.list_events()), what="warning event")
+    wait_for(
+        lambda: any(
+            e.reason == "ProgressDeadlineExceeded" and e.type == "Warning"
+            for e in api.list_events()
+        ),
+        what="warning event",
+    )
 
 
 def test_min_ready_seconds_delays_availability(
@@ -288,8 +317,11 @@ def test_paused_deployment_does_not_roll(api: Api, start_manager, readier, wait_
     wait_for(lambda: rolled_out(api, "web", 2))
     patch_spec(api, "web", paused=True)
     set_image(api, "web", "img:2")
-    wait_for(lambda: any(c.reason == "DeploymentPaused"
-                         for c in api.get(Deployment, "web").status.conditions))
+    wait_for(
+        lambda: any(
+            c.reason == "DeploymentPaused" for c in api.get(Deployment, "web").status.conditions
+        )
+    )
     assert len(replicasets(api, "web")) == 1
     patch_spec(api, "web", replicas=3)  # scaling still applies while paused
     wait_for(lambda: len(api.list(Pod).items) == 3, what="paused deployment scaled")
@@ -331,20 +363,31 @@ def test_dropped_events_are_recovered_by_resync_and_duplicates_are_free(
     assert api.current_revision() == before
 
 
-def _pod(name: str, *, node: str | None, ready: bool, created: float,
-         ready_at: float | None = None) -> Pod:
+def _pod(
+    name: str, *, node: str | None, ready: bool, created: float, ready_at: float | None = None
+) -> Pod:
     conditions = []
     if ready:
-        conditions.append(Condition(
-            type="Ready", status="True",
-            last_transition_time=datetime.fromtimestamp(ready_at or created, UTC),
-        ))
-    return Pod.model_validate({
-        "metadata": {"name": name, "namespace": "default",
-                     "creationTimestamp": datetime.fromtimestamp(created, UTC).isoformat()},
-        "spec": {"containers": [{"name": "c", "image": "i"}],
-                 **({"nodeName": node} if node else {})},
-    }).model_copy(update={"status": PodStatus(conditions=conditions)})
+        conditions.append(
+            Condition(
+                type="Ready",
+                status="True",
+                last_transition_time=datetime.fromtimestamp(ready_at or created, UTC),
+            )
+        )
+    return Pod.model_validate(
+        {
+            "metadata": {
+                "name": name,
+                "namespace": "default",
+                "creationTimestamp": datetime.fromtimestamp(created, UTC).isoformat(),
+            },
+            "spec": {
+                "containers": [{"name": "c", "image": "i"}],
+                **({"nodeName": node} if node else {}),
+            },
+        }
+    ).model_copy(update={"status": PodStatus(conditions=conditions)})
 
 
 def test_scale_down_order_unscheduled_then_not_ready_then_youngest() -> None:
@@ -358,7 +401,11 @@ def test_scale_down_order_unscheduled_then_not_ready_then_youngest() -> None:
     ]
     order = sorted(pods, key=lambda p: _deletion_rank(p, 10, now))
     assert [p.name for p in order] == [
-        "unscheduled", "not-ready", "ready-not-available", "young-ready", "old-ready",
+        "unscheduled",
+        "not-ready",
+        "ready-not-available",
+        "young-ready",
+        "old-ready",
     ]
 
 
@@ -366,22 +413,40 @@ def test_replicaset_deletes_unscheduled_and_unready_pods_first(
     api: Api, start_manager, wait_for
 ) -> None:
     start_manager()
-    created = api.create(ReplicaSet.model_validate({
-        "metadata": {"name": "rs", "namespace": "default"},
-        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "x"}},
-                 "template": {"metadata": {"labels": {"app": "x"}},
-                              "spec": {"containers": [{"name": "c", "image": "i"}]}}},
-    }))
+    created = api.create(
+        ReplicaSet.model_validate(
+            {
+                "metadata": {"name": "rs", "namespace": "default"},
+                "spec": {
+                    "replicas": 4,
+                    "selector": {"matchLabels": {"app": "x"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "x"}},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]},
+                    },
+                },
+            }
+        )
+    )
     wait_for(lambda: len(api.list(Pod).items) == 4)
     pods = sorted(api.list(Pod).items, key=lambda p: p.name)
     keep = api.bind(pods[0], "node-a")
-    api.update_status(keep.model_copy(update={"status": PodStatus(
-        phase="Running", conditions=[Condition(type="Ready", status="True")]
-    )}))
+    api.update_status(
+        keep.model_copy(
+            update={
+                "status": PodStatus(
+                    phase="Running", conditions=[Condition(type="Ready", status="True")]
+                )
+            }
+        )
+    )
     bound_unready = api.bind(pods[1], "node-a")
-    edit(api, "rs", lambda rs: rs.model_copy(
-        update={"spec": rs.spec.model_copy(update={"replicas": 2})}
-    ), kind=ReplicaSet)
+    edit(
+        api,
+        "rs",
+        lambda rs: rs.model_copy(update={"spec": rs.spec.model_copy(update={"replicas": 2})}),
+        kind=ReplicaSet,
+    )
     wait_for(lambda: len(api.list(Pod).items) == 2)
     assert {p.name for p in api.list(Pod).items} == {keep.name, bound_unready.name}
     wait_for(lambda: api.get(ReplicaSet, "rs").status.replicas == 2)
@@ -395,12 +460,21 @@ def test_name_taken_by_a_foreign_replicaset_rehashes(
 ) -> None:
     doc = deployment(replicas=1)
     taken = f"web-{pod_template_hash(Deployment.model_validate(doc).spec.template)}"
-    api.create(ReplicaSet.model_validate({
-        "metadata": {"name": taken, "namespace": "default"},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "other"}},
-                 "template": {"metadata": {"labels": {"app": "other"}},
-                              "spec": {"containers": [{"name": "c", "image": "i"}]}}},
-    }))
+    api.create(
+        ReplicaSet.model_validate(
+            {
+                "metadata": {"name": taken, "namespace": "default"},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": "other"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "other"}},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]},
+                    },
+                },
+            }
+        )
+    )
     start_manager()
     readier()
     api.create(doc)
@@ -420,16 +494,22 @@ def test_pods_the_namespace_level_forbids_are_a_failed_create_event(
     wait_for(lambda: len(api.list(Pod).items) == 2, what="pods under baseline")
     namespace = api.get(Namespace, "default")
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-    api.update(namespace.model_copy(
-        update={"metadata": namespace.metadata.model_copy(update={"labels": labels})}))
+    api.update(
+        namespace.model_copy(
+            update={"metadata": namespace.metadata.model_copy(update={"labels": labels})}
+        )
+    )
     # Scaling leaves the pod spec alone, so the Deployment is not judged again; its new pods
     # are, and the ReplicaSet says why they are missing.
     patch_spec(api, "web", replicas=3)
     (rs,) = replicasets(api, "web")
 
     def failed_create() -> list[str]:
-        return [e.message for e in api.list_events(involved=api.get(ReplicaSet, rs.name))
-                if e.reason == "FailedCreate"]
+        return [
+            e.message
+            for e in api.list_events(involved=api.get(ReplicaSet, rs.name))
+            if e.reason == "FailedCreate"
+        ]
 
     wait_for(failed_create, what="a FailedCreate event")
     assert 'violates PodSecurity "restricted:latest"' in failed_create()[0]

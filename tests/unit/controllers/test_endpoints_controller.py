@@ -27,8 +27,9 @@ from tests.fixtures.hollow import HollowCluster
 READY = Condition(type="Ready", status="True")
 
 
-def service(*, ports: list[dict[str, object]] | None = None, selector: dict[str, str] | None = None
-            ) -> Service:
+def service(
+    *, ports: list[dict[str, object]] | None = None, selector: dict[str, str] | None = None
+) -> Service:
     return Service.model_validate(
         {
             "metadata": {"name": "web", "namespace": "default", "uid": "svc-uid"},
@@ -51,8 +52,10 @@ def pod(
     host_network: bool = False,
     deleting: bool = False,
 ) -> Pod:
-    ports = [ContainerPort(name="http", container_port=8080),
-             ContainerPort(name="dns", container_port=53, protocol="UDP")]
+    ports = [
+        ContainerPort(name="http", container_port=8080),
+        ContainerPort(name="dns", container_port=53, protocol="UDP"),
+    ]
     return Pod(
         metadata=ObjectMeta(
             name=name,
@@ -71,10 +74,16 @@ def pod(
             host_ports=host_ports
             if host_ports is not None
             else [
-                HostPortMapping(container_name="app", container_port=8080, host_ip="0.0.0.0",
-                                host_port=30001),
-                HostPortMapping(container_name="app", container_port=53, protocol="UDP",
-                                host_ip="0.0.0.0", host_port=30053),
+                HostPortMapping(
+                    container_name="app", container_port=8080, host_ip="0.0.0.0", host_port=30001
+                ),
+                HostPortMapping(
+                    container_name="app",
+                    container_port=53,
+                    protocol="UDP",
+                    host_ip="0.0.0.0",
+                    host_port=30053,
+                ),
             ],
         ),
     )
@@ -107,8 +116,19 @@ def targets(svc: Service, pods: list[Pod]) -> list[list[tuple[str, str, int]]]:
         ([pod("a", namespace="elsewhere")], [[]]),
         ([pod("a", host_ports=[])], [[]]),  # nothing published: unreachable
         (
-            [pod("a", host_ports=[HostPortMapping(container_name="app", container_port=8080,
-                                                  host_ip="127.0.0.7", host_port=9000)])],
+            [
+                pod(
+                    "a",
+                    host_ports=[
+                        HostPortMapping(
+                            container_name="app",
+                            container_port=8080,
+                            host_ip="127.0.0.7",
+                            host_port=9000,
+                        )
+                    ],
+                )
+            ],
             [[("a", "127.0.0.7", 9000)]],
         ),
         ([pod("a", host_network=True, host_ports=[])], [[("a", "10.0.0.1", 8080)]]),
@@ -165,8 +185,11 @@ def app_pod(name: str) -> Pod:
         metadata=ObjectMeta(name=name, namespace="default", labels={"app": "web"}),
         spec=PodSpec(
             containers=[
-                Container(name="app", image="capstan.local/busybox:1",
-                          ports=[ContainerPort(name="http", container_port=8080)])
+                Container(
+                    name="app",
+                    image="capstan.local/busybox:1",
+                    ports=[ContainerPort(name="http", container_port=8080)],
+                )
             ]
         ),
     )
@@ -191,8 +214,9 @@ def test_endpoints_follow_readiness_and_deletion(
     wait_for: Callable[..., None],
 ) -> None:
     hollow.add_nodes(2)
-    api.create(service().model_copy(update={"metadata": ObjectMeta(name="web",
-                                                                   namespace="default")}))
+    api.create(
+        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
+    )
     wait_for(lambda: stored(api) == [], what="empty endpoints for a new Service")
     cm = api.get(ConfigMap, endpoints_config_map_name("web"), namespace="default")
     assert cm.labels == {ENDPOINTS_LABEL: "web"}
@@ -200,8 +224,10 @@ def test_endpoints_follow_readiness_and_deletion(
 
     for name in ("a", "b"):
         api.create(app_pod(name))
-    wait_for(lambda: all(api.get(Pod, n, namespace="default").spec.node_name for n in "ab"),
-             what="pods bound")
+    wait_for(
+        lambda: all(api.get(Pod, n, namespace="default").spec.node_name for n in "ab"),
+        what="pods bound",
+    )
     assert stored(api) == []  # bound but not ready yet
     clock.advance(1.0)
     wait_for(lambda: [t[0] for t in stored(api) or []] == ["a", "b"], what="both ready")
@@ -236,10 +262,13 @@ def test_a_users_configmap_is_never_overwritten(
             data={"k": "v"},
         )
     )
-    api.create(service().model_copy(update={"metadata": ObjectMeta(name="web",
-                                                                   namespace="default")}))
-    wait_for(lambda: "is not managed by the endpoints controller" in caplog.text,
-             what="the collision reported")
+    api.create(
+        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
+    )
+    wait_for(
+        lambda: "is not managed by the endpoints controller" in caplog.text,
+        what="the collision reported",
+    )
     after = api.get(ConfigMap, mine.name, namespace="default")
     assert after.data == {"k": "v"}
     assert after.metadata.resource_version == mine.metadata.resource_version

@@ -84,10 +84,25 @@ def pod_with(tolerations: list[Toleration]) -> Pod:
     ("tolerations", "deadline"),
     [
         ([], 1300.0),
-        ([Toleration(key="node.kubernetes.io/unreachable", operator="Exists",
-                     effect="NoExecute", toleration_seconds=30)], 1030.0),
-        ([Toleration(key="node.kubernetes.io/unreachable", operator="Exists",
-                     effect="NoExecute")], None),
+        (
+            [
+                Toleration(
+                    key="node.kubernetes.io/unreachable",
+                    operator="Exists",
+                    effect="NoExecute",
+                    toleration_seconds=30,
+                )
+            ],
+            1030.0,
+        ),
+        (
+            [
+                Toleration(
+                    key="node.kubernetes.io/unreachable", operator="Exists", effect="NoExecute"
+                )
+            ],
+            None,
+        ),
         ([Toleration(key="other", operator="Exists")], 1300.0),
     ],
 )
@@ -120,7 +135,9 @@ def manager(api: Api, clock: ManualClock) -> Iterator[ControllerManager]:
         ReplicaSetController,
         Scheduler,
         functools.partial(
-            NodeController, grace_period_s=GRACE_S, eviction_timeout_s=EVICTION_S,
+            NodeController,
+            grace_period_s=GRACE_S,
+            eviction_timeout_s=EVICTION_S,
             orphan_grace_s=ORPHAN_GRACE_S,
         ),
     ]
@@ -198,6 +215,7 @@ def test_killed_node_is_tainted_then_its_pods_move(
         survivor_ready = ready_condition(api, survivor)
         assert survivor_ready is not None
         assert survivor_ready.status == "True"
+
     # Its pods are marked not ready in the same reconcile (endpoints drop them), without
     # the clock moving: nowhere near the eviction timeout, so they still exist.
     def victim_pods_not_ready() -> bool:
@@ -246,14 +264,16 @@ def test_short_outage_keeps_pods(
     name = next(iter(hollow.nodes))
     hollow.kill(name)
     step_until(
-        lambda: (ready_condition(api, name) or Condition(type="x", status="True")).status
-        == "Unknown",
+        lambda: (
+            (ready_condition(api, name) or Condition(type="x", status="True")).status == "Unknown"
+        ),
         "node Unknown",
     )
     hollow.revive(name)
     step_until(
-        lambda: (ready_condition(api, name) or Condition(type="x", status="False")).status
-        == "True",
+        lambda: (
+            (ready_condition(api, name) or Condition(type="x", status="False")).status == "True"
+        ),
         "node Ready again",
     )
     # Back before the eviction timeout: the same pod, ready again.
@@ -287,9 +307,7 @@ def test_pods_of_a_deleted_node_are_collected_and_replaced(
 
     def replaced_on_survivor() -> bool:
         pods = api.list(Pod).items
-        return not ({p.name for p in pods} & orphans) and len(
-            hollow.running_pods([survivor])
-        ) == 2
+        return not ({p.name for p in pods} & orphans) and len(hollow.running_pods([survivor])) == 2
 
     wait_for(stepping(replaced_on_survivor), what="orphaned pods collected and replaced")
     events = [e for e in api.list_events() if e.reason == "PodGarbageCollected"]

@@ -24,7 +24,11 @@ def _types(factories: list[object]) -> list[object]:
 def test_every_part_runs_exactly_once() -> None:
     types = _types(control_plane_components(local_agent_command="capstan-agent connect"))
     for needed in (
-        EndpointsController, NodeController, Scheduler, AutoRollbackController, NodeDispatcher
+        EndpointsController,
+        NodeController,
+        Scheduler,
+        AutoRollbackController,
+        NodeDispatcher,
     ):
         assert types.count(needed) == 1, needed
     assert types[-1] is NodeDispatcher
@@ -32,8 +36,14 @@ def test_every_part_runs_exactly_once() -> None:
 
 def test_run_info_round_trip(tmp_path: Path) -> None:
     assert read_run_info(tmp_path) is None
-    info = RunInfo(pid=42, store="sqlite:////x/state.db", repo="/r", branch="main",
-                   agent_socket="/x/agent.sock", listen="127.0.0.1:6443")
+    info = RunInfo(
+        pid=42,
+        store="sqlite:////x/state.db",
+        repo="/r",
+        branch="main",
+        agent_socket="/x/agent.sock",
+        listen="127.0.0.1:6443",
+    )
     write_run_info(tmp_path, info)
     assert read_run_info(tmp_path) == info
     (tmp_path / "up.json").write_text("{not json")
@@ -42,7 +52,11 @@ def test_run_info_round_trip(tmp_path: Path) -> None:
 
 def test_a_second_capstan_up_on_one_state_dir_is_refused(tmp_path: Path) -> None:
     # This test process stands in for a running capstan up (its pid is alive).
-    write_run_info(tmp_path, RunInfo(pid=os.getppid(), store="sqlite:////x", repo="/r",
-                                     branch="main", agent_socket="/s"))
+    write_run_info(
+        tmp_path,
+        RunInfo(
+            pid=os.getppid(), store="sqlite:////x", repo="/r", branch="main", agent_socket="/s"
+        ),
+    )
     with pytest.raises(AlreadyRunning, match="already running"):
         CapstanApp(UpConfig(repo="/nonexistent", state_dir=tmp_path, local_agent=False)).start()

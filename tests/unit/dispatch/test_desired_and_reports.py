@@ -27,9 +27,14 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def pod(name: str, node: str | None = "n1", *, uid: str | None = None, **spec: Any) -> Pod:
     doc: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": uid or f"uid-{name}",
-                     "resourceVersion": "7"},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": "7",
+        },
         "spec": {"containers": [{"name": "c", "image": "img"}], **spec},
     }
     if node:
@@ -40,25 +45,36 @@ def pod(name: str, node: str | None = "n1", *, uid: str | None = None, **spec: A
 
 
 def cm(name: str) -> ConfigMap:
-    found = parse_object({"apiVersion": "v1", "kind": "ConfigMap",
-                          "metadata": {"name": name, "namespace": "default",
-                                       "resourceVersion": "3"}, "data": {"k": "v"}})
+    found = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "3"},
+            "data": {"k": "v"},
+        }
+    )
     assert isinstance(found, ConfigMap)
     return found
 
 
 def secret(name: str) -> Secret:
-    found = parse_object({"apiVersion": "v1", "kind": "Secret",
-                          "metadata": {"name": name, "namespace": "default"},
-                          "stringData": {"k": "hunter2"}})
+    found = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": "default"},
+            "stringData": {"k": "hunter2"},
+        }
+    )
     assert isinstance(found, Secret)
     return found
 
 
 def test_bound_pods_skips_other_nodes_unbound_and_terminating() -> None:
     gone = pod("c")
-    gone = gone.model_copy(update={"metadata": gone.metadata.model_copy(
-        update={"deletion_timestamp": T0})})
+    gone = gone.model_copy(
+        update={"metadata": gone.metadata.model_copy(update={"deletion_timestamp": T0})}
+    )
     chosen = bound_pods([pod("b"), pod("a"), pod("x", "n2"), pod("u", None), gone], "n1")
     assert [p.name for p in chosen] == ["a", "b"]
 
@@ -67,18 +83,23 @@ def test_referenced_names_cover_env_env_from_and_volumes() -> None:
     spec = pod(
         "a",
         initContainers=[{"name": "i", "image": "img", "envFrom": [{"secretRef": {"name": "s1"}}]}],
-        containers=[{
-            "name": "c", "image": "img",
-            "env": [
-                {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm1", "key": "k"}}},
-                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s2", "key": "k"}}},
-                {"name": "C", "value": "plain"},
-            ],
-            "envFrom": [{"configMapRef": {"name": "cm2"}}],
-        }],
-        volumes=[{"name": "v1", "configMap": {"name": "cm3"}},
-                 {"name": "v2", "secret": {"secretName": "s3"}},
-                 {"name": "v3", "emptyDir": {}}],
+        containers=[
+            {
+                "name": "c",
+                "image": "img",
+                "env": [
+                    {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm1", "key": "k"}}},
+                    {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s2", "key": "k"}}},
+                    {"name": "C", "value": "plain"},
+                ],
+                "envFrom": [{"configMapRef": {"name": "cm2"}}],
+            }
+        ],
+        volumes=[
+            {"name": "v1", "configMap": {"name": "cm3"}},
+            {"name": "v2", "secret": {"secretName": "s3"}},
+            {"name": "v3", "emptyDir": {}},
+        ],
     ).spec
     assert referenced_names(spec) == ({"cm1", "cm2", "cm3"}, {"s1", "s2", "s3"})
 
@@ -89,12 +110,21 @@ def lookup(objs: list[Any]) -> Any:
 
 
 def test_desired_set_carries_referenced_config_only_and_no_status() -> None:
-    a = pod("a", volumes=[{"name": "v", "configMap": {"name": "used"}},
-                          {"name": "s", "secret": {"secretName": "creds"}},
-                          {"name": "m", "configMap": {"name": "missing"}}])
+    a = pod(
+        "a",
+        volumes=[
+            {"name": "v", "configMap": {"name": "used"}},
+            {"name": "s", "secret": {"secretName": "creds"}},
+            {"name": "m", "configMap": {"name": "missing"}},
+        ],
+    )
     a = a.model_copy(update={"status": PodStatus(phase="Running")})
-    desired = desired_set([a], config_map=lookup([cm("used"), cm("other")]),
-                          secret=lookup([secret("creds")]), services=[])
+    desired = desired_set(
+        [a],
+        config_map=lookup([cm("used"), cm("other")]),
+        secret=lookup([secret("creds")]),
+        services=[],
+    )
     assert [c.name for c in desired.config_maps] == ["used"]
     assert [s.name for s in desired.secrets] == ["creds"]
     assert desired.pods[0].status is None
@@ -105,29 +135,43 @@ def test_desired_set_carries_referenced_config_only_and_no_status() -> None:
 
 def test_a_status_write_does_not_change_the_desired_set() -> None:
     before = pod("a")
-    after = before.model_copy(update={
-        "status": PodStatus(phase="Running"),
-        "metadata": before.metadata.model_copy(update={"resource_version": "99"}),
-    })
+    after = before.model_copy(
+        update={
+            "status": PodStatus(phase="Running"),
+            "metadata": before.metadata.model_copy(update={"resource_version": "99"}),
+        }
+    )
     args: dict[str, Any] = {"config_map": lookup([]), "secret": lookup([]), "services": []}
     assert desired_set([before], **args) == desired_set([after], **args)
 
 
 def service(**spec: Any) -> Service:
-    found = parse_object({"apiVersion": "v1", "kind": "Service",
-                          "metadata": {"name": "web", "namespace": "default"},
-                          "spec": {"selector": {"app": "web"}, **spec}})
+    found = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, **spec},
+        }
+    )
     assert isinstance(found, Service)
     return found
 
 
 def test_service_rule_uses_the_service_ports_and_known_endpoints() -> None:
-    svc = service(type="NodePort", ports=[{"name": "http", "port": 80, "targetPort": 8080,
-                                           "nodePort": 30080},
-                                          {"name": "metrics", "port": 9100}])
+    svc = service(
+        type="NodePort",
+        ports=[
+            {"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
+            {"name": "metrics", "port": 9100},
+        ],
+    )
     assert [p.endpoints for p in service_rule(svc, None).ports] == [[], []]
-    endpoints = ServiceRule(namespace="default", name="web", ports=[
-        ServicePortRule(port=80, endpoints=[Endpoint(address="127.0.0.2", port=32001)])])
+    endpoints = ServiceRule(
+        namespace="default",
+        name="web",
+        ports=[ServicePortRule(port=80, endpoints=[Endpoint(address="127.0.0.2", port=32001)])],
+    )
     rule = service_rule(svc, endpoints)
     assert rule.type == "NodePort"
     assert rule.ports[0].node_port == 30080
@@ -151,10 +195,13 @@ def test_only_a_cluster_ip_that_is_an_address_goes_on_the_wire(
 
 def ready_status(ready: bool, *, at: datetime = T0) -> PodStatus:
     flag = "True" if ready else "False"
-    return PodStatus(phase="Running", conditions=[
-        Condition(type="PodScheduled", status="True", last_transition_time=at),
-        Condition(type="Ready", status=flag, last_transition_time=at),
-    ])
+    return PodStatus(
+        phase="Running",
+        conditions=[
+            Condition(type="PodScheduled", status="True", last_transition_time=at),
+            Condition(type="Ready", status=flag, last_transition_time=at),
+        ],
+    )
 
 
 def test_stale_reports_are_ignored() -> None:
@@ -169,9 +216,17 @@ def test_stale_reports_are_ignored() -> None:
 
 def test_pod_status_keeps_the_schedulers_condition_and_skips_no_ops() -> None:
     scheduled_at = T0 - timedelta(minutes=5)
-    current = PodStatus(phase="Pending", conditions=[
-        Condition(type="PodScheduled", status="True", reason="Bound",
-                  last_transition_time=scheduled_at)])
+    current = PodStatus(
+        phase="Pending",
+        conditions=[
+            Condition(
+                type="PodScheduled",
+                status="True",
+                reason="Bound",
+                last_transition_time=scheduled_at,
+            )
+        ],
+    )
     merged = pod_status_update(current, ready_status(True))
     assert merged is not None
     assert merged.phase == "Running"
@@ -185,14 +240,26 @@ def test_pod_status_keeps_the_schedulers_condition_and_skips_no_ops() -> None:
 
 
 def node_status(*, heartbeat: datetime, cpu: str = "2") -> NodeStatus:
-    found = parse_object({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-        "spec": {"address": "local"},
-        "status": {"capacity": {"cpu": cpu}, "allocatable": {"cpu": cpu},
-                   "conditions": [{"type": "Ready", "status": "True",
-                                   "lastTransitionTime": T0.isoformat(),
-                                   "lastHeartbeatTime": heartbeat.isoformat()}]},
-    })
+    found = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n1"},
+            "spec": {"address": "local"},
+            "status": {
+                "capacity": {"cpu": cpu},
+                "allocatable": {"cpu": cpu},
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "lastTransitionTime": T0.isoformat(),
+                        "lastHeartbeatTime": heartbeat.isoformat(),
+                    }
+                ],
+            },
+        }
+    )
     assert isinstance(found, Node)
     assert found.status is not None
     return found.status
@@ -212,8 +279,13 @@ def test_node_status_ignores_heartbeat_only_changes_and_keeps_agent_connected() 
 
 
 def test_agent_condition_names_both_fingerprints_and_keeps_transition_time() -> None:
-    state = NodeState(NodeName("n1"), Phase.HOST_KEY_REJECTED, "host key for n1 refused",
-                      expected_fingerprint="SHA256:expected", offered_fingerprint="SHA256:bad")
+    state = NodeState(
+        NodeName("n1"),
+        Phase.HOST_KEY_REJECTED,
+        "host key for n1 refused",
+        expected_fingerprint="SHA256:expected",
+        offered_fingerprint="SHA256:bad",
+    )
     condition = agent_condition(state, None, now=T0)
     assert condition.status == "False"
     assert condition.reason == "HostKeyRejected"
@@ -222,15 +294,22 @@ def test_agent_condition_names_both_fingerprints_and_keeps_transition_time() -> 
     assert "SHA256:bad" in condition.message
     again = agent_condition(state, condition, now=T0 + timedelta(seconds=30))
     assert again.last_transition_time == T0
-    up = agent_condition(NodeState(NodeName("n1"), Phase.CONNECTED, "agent"), again,
-                         now=T0 + timedelta(seconds=60))
+    up = agent_condition(
+        NodeState(NodeName("n1"), Phase.CONNECTED, "agent"), again, now=T0 + timedelta(seconds=60)
+    )
     assert up.status == "True"
     assert up.last_transition_time == T0 + timedelta(seconds=60)
 
 
 def test_with_condition_is_none_when_unchanged() -> None:
-    node = parse_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                         "spec": {"address": "local"}})
+    node = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n1"},
+            "spec": {"address": "local"},
+        }
+    )
     assert isinstance(node, Node)
     condition = Condition(type="AgentConnected", status="True", last_transition_time=T0)
     status = with_condition(node, condition)

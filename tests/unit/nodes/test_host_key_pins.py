@@ -18,7 +18,9 @@ def host_key(tmp_path):
     pub = path.with_suffix(".pub").read_text().strip()
     printed = subprocess.run(
         ["ssh-keygen", "-l", "-E", "sha256", "-f", str(path) + ".pub"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()[1]
     return pub, printed
 

@@ -17,11 +17,13 @@ def _node(spec: dict[str, object]) -> Node:
 def test_ssh_node_fields():
     key = "SHA256:" + "B" * 43
     endpoint = NodeEndpoint.from_node(
-        _node({
-            "address": "10.0.0.5",
-            "ssh": {"user": "capstan", "port": 2222, "identityFile": "/keys/id"},
-            "hostKey": key,
-        })
+        _node(
+            {
+                "address": "10.0.0.5",
+                "ssh": {"user": "capstan", "port": 2222, "identityFile": "/keys/id"},
+                "hostKey": key,
+            }
+        )
     )
     assert endpoint.name == "n1"
     assert endpoint.address == "10.0.0.5"

@@ -31,12 +31,19 @@ spec:
     return d
 
 
-@pytest.mark.parametrize(("surge", "unavailable", "expected"), [
-    (1, 0, [(0, 3), (1, 3), (1, 2), (2, 2), (2, 1), (3, 1), (3, 0)]),
-    (0, 1, [(0, 3), (0, 2), (1, 2), (1, 1), (2, 1), (2, 0), (3, 0)]),
-    (3, 3, [(0, 3), (3, 3), (3, 0)]),
-    (0, 0, [(0, 3), (0, 2), (1, 2), (1, 1), (2, 1), (2, 0), (3, 0)]),  # Kubernetes: 1 unavailable
-])
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "expected"),
+    [
+        (1, 0, [(0, 3), (1, 3), (1, 2), (2, 2), (2, 1), (3, 1), (3, 0)]),
+        (0, 1, [(0, 3), (0, 2), (1, 2), (1, 1), (2, 1), (2, 0), (3, 0)]),
+        (3, 3, [(0, 3), (3, 3), (3, 0)]),
+        (
+            0,
+            0,
+            [(0, 3), (0, 2), (1, 2), (1, 1), (2, 1), (2, 0), (3, 0)],
+        ),  # Kubernetes: 1 unavailable
+    ],
+)
 def test_rolling_steps(surge: int, unavailable: int, expected: list[tuple[int, int]]) -> None:
     steps = rolling_steps(new=0, old=3, replicas=3, max_surge=surge, max_unavailable=unavailable)
     assert [(s.new, s.old) for s in steps] == expected
@@ -44,8 +51,10 @@ def test_rolling_steps(surge: int, unavailable: int, expected: list[tuple[int, i
 
 def running_from(d: Deployment) -> tuple[list, list[Pod]]:
     replicasets = desired_replicasets([d])
-    pods = [p.model_copy(update={"spec": p.spec.model_copy(update={"node_name": "n1"})})
-            for p in expand_pods([], replicasets)]
+    pods = [
+        p.model_copy(update={"spec": p.spec.model_copy(update={"node_name": "n1"})})
+        for p in expand_pods([], replicasets)
+    ]
     return replicasets, pods
 
 
@@ -64,10 +73,14 @@ def test_new_template_makes_a_new_replicaset_and_replaces_every_pod() -> None:
 def test_going_back_to_an_old_template_reuses_its_replicaset() -> None:
     v1, v2 = web("busybox:1"), web("busybox:2")
     old_rs = desired_replicasets([v1])[0]
-    old_rs = old_rs.model_copy(update={
-        "spec": old_rs.spec.model_copy(update={"replicas": 0}),
-        "metadata": old_rs.metadata.model_copy(update={"annotations": {
-            "deployment.kubernetes.io/revision": "1"}})})
+    old_rs = old_rs.model_copy(
+        update={
+            "spec": old_rs.spec.model_copy(update={"replicas": 0}),
+            "metadata": old_rs.metadata.model_copy(
+                update={"annotations": {"deployment.kubernetes.io/revision": "1"}}
+            ),
+        }
+    )
     current, pods = running_from(v2)
     changes = predict([v2], [v1], pods=pods, replicasets=[old_rs, *current])
     [rollout] = changes.rollouts

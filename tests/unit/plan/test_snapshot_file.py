@@ -13,14 +13,31 @@ from schemas import Node, parse_object
 
 
 def test_round_trip_keeps_nodes_and_drops_secret_values(tmp_path: Path) -> None:
-    node = Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                                "spec": {"address": "127.0.0.1"}})
-    secret = parse_object({"apiVersion": "v1", "kind": "Secret",
-                           "metadata": {"name": "db", "namespace": "default"},
-                           "data": {"password": "aHVudGVyMg=="},
-                           "stringData": {"user": "admin-user"}})
-    snap = ClusterSnapshot(taken_at=datetime(2026, 1, 1, tzinfo=UTC), revision=7,
-                           nodes=(node,), pods=(), replicasets=(), objects=(secret,))
+    node = Node.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n1"},
+            "spec": {"address": "127.0.0.1"},
+        }
+    )
+    secret = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "default"},
+            "data": {"password": "aHVudGVyMg=="},
+            "stringData": {"user": "admin-user"},
+        }
+    )
+    snap = ClusterSnapshot(
+        taken_at=datetime(2026, 1, 1, tzinfo=UTC),
+        revision=7,
+        nodes=(node,),
+        pods=(),
+        replicasets=(),
+        objects=(secret,),
+    )
     path = tmp_path / "snap.json"
     snap.save(path)
     text = path.read_text()
@@ -35,13 +52,22 @@ def test_round_trip_keeps_nodes_and_drops_secret_values(tmp_path: Path) -> None:
     assert kept.to_dict().get("data") is None
 
 
-@pytest.mark.parametrize("content", [
-    "not json",
-    json.dumps([1, 2]),
-    json.dumps({"apiVersion": "capstan.io/v1", "kind": "Something"}),
-    json.dumps({"apiVersion": "capstan.io/v1", "kind": "ClusterSnapshot",
-                "takenAt": "2026-01-01T00:00:00+00:00", "nodes": [{"kind": "Node"}]}),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        json.dumps([1, 2]),
+        json.dumps({"apiVersion": "capstan.io/v1", "kind": "Something"}),
+        json.dumps(
+            {
+                "apiVersion": "capstan.io/v1",
+                "kind": "ClusterSnapshot",
+                "takenAt": "2026-01-01T00:00:00+00:00",
+                "nodes": [{"kind": "Node"}],
+            }
+        ),
+    ],
+)
 def test_bad_files_are_refused_with_a_snapshot_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)

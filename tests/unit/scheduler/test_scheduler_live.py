@@ -63,8 +63,15 @@ def make_pod(
     if memory:
         requests["memory"] = Quantity(memory)
     refs = (
-        [OwnerReference(api_version="apps/v1", kind="ReplicaSet", name=owner, uid=f"uid-{owner}",
-                        controller=True)]
+        [
+            OwnerReference(
+                api_version="apps/v1",
+                kind="ReplicaSet",
+                name=owner,
+                uid=f"uid-{owner}",
+                controller=True,
+            )
+        ]
         if owner
         else []
     )
@@ -151,9 +158,7 @@ def test_parked_pod_does_not_spin(api: Api, hollow: HollowCluster, scheduler: Sc
     hollow.add_node("only", cpu="1")
     api.create(make_pod("huge", cpu="2"))
     expected = "0/1 nodes are available: 1 Insufficient cpu."
-    wait_until(
-        lambda: any(e.message == expected for e in api.list_events()), what="first attempt"
-    )
+    wait_until(lambda: any(e.message == expected for e in api.list_events()), what="first attempt")
     wait_until(lambda: scheduler.queue.idle, what="queue drained")
     revision = api.current_revision()
     # A hot loop would show up as writes (status, event count) within this window.
@@ -261,9 +266,17 @@ def test_overcommitted_replicaset_reports_the_pods_that_do_not_fit(
             pods = api.list(Pod).items
             bound = [p for p in pods if p.spec.node_name]
             pending = [p for p in pods if not p.spec.node_name]
-            return len(bound) == 4 and len(pending) == 1 and pending[0].status is not None and (
-                (pending[0].status.condition("PodScheduled") or Condition(type="x", status="True"))
-                .message == "0/2 nodes are available: 2 Insufficient cpu."
+            return (
+                len(bound) == 4
+                and len(pending) == 1
+                and pending[0].status is not None
+                and (
+                    (
+                        pending[0].status.condition("PodScheduled")
+                        or Condition(type="x", status="True")
+                    ).message
+                    == "0/2 nodes are available: 2 Insufficient cpu."
+                )
             )
 
         wait_until(settled, what="4 pods bound (2 per node), 1 reported unschedulable")

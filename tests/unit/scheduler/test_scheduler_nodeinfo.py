@@ -7,9 +7,7 @@ from schemas import Node, Pod
 
 
 def make_pod(spec: dict[str, object], **meta: object) -> Pod:
-    return Pod.model_validate(
-        {"metadata": {"name": "p", "namespace": "ns", **meta}, "spec": spec}
-    )
+    return Pod.model_validate({"metadata": {"name": "p", "namespace": "ns", **meta}, "spec": spec})
 
 
 def container(name: str, **fields: object) -> dict[str, object]:
@@ -42,18 +40,32 @@ def test_host_ports_selector_tolerations_owner_and_node() -> None:
     pod = make_pod(
         {
             "containers": [
-                container("a", ports=[{"containerPort": 80, "hostPort": 8080},
-                                      {"containerPort": 81},
-                                      {"containerPort": 53, "hostPort": 53, "protocol": "UDP",
-                                       "hostIP": "127.0.0.2"}]),
+                container(
+                    "a",
+                    ports=[
+                        {"containerPort": 80, "hostPort": 8080},
+                        {"containerPort": 81},
+                        {
+                            "containerPort": 53,
+                            "hostPort": 53,
+                            "protocol": "UDP",
+                            "hostIP": "127.0.0.2",
+                        },
+                    ],
+                ),
             ],
             "nodeSelector": {"zone": "a", "disk": "ssd"},
             "tolerations": [{"key": "k", "operator": "Exists"}],
             "nodeName": "n1",
         },
         ownerReferences=[
-            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1",
-             "controller": True}
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "rs",
+                "uid": "u1",
+                "controller": True,
+            }
         ],
     )
     info = pod_info(pod)
@@ -65,8 +77,9 @@ def test_host_ports_selector_tolerations_owner_and_node() -> None:
 
 
 def test_host_network_container_ports_are_host_ports() -> None:
-    pod = make_pod({"containers": [container("a", ports=[{"containerPort": 9100}])],
-                    "hostNetwork": True})
+    pod = make_pod(
+        {"containers": [container("a", ports=[{"containerPort": 9100}])], "hostNetwork": True}
+    )
     assert pod_info(pod).host_ports == (HostPort(9100),)
 
 

@@ -155,7 +155,6 @@ class StateMachine(RuleBasedStateMachine):
             }
             assert fits == expected
 
-
     @invariant()
     def scores_equal_reference(self) -> None:
         for probe in PROBES:

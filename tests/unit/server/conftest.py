@@ -46,20 +46,30 @@ def metrics() -> CapstanMetrics:
 
 
 @pytest.fixture
-def make_client(api: Api, store: Store, metrics: CapstanMetrics, tmp_path: Path
-                ) -> Iterator[Callable[..., httpx.Client]]:
+def make_client(
+    api: Api, store: Store, metrics: CapstanMetrics, tmp_path: Path
+) -> Iterator[Callable[..., httpx.Client]]:
     opened: list[tuple[ApiServer, httpx.Client]] = []
 
-    def make(token: str | None = ADMIN_TOKEN, *, hooks: ServerHooks | None = None,
-             limits: Limits | None = None) -> httpx.Client:
-        app = create_app(api, store, admin_token=ADMIN_TOKEN, metrics=metrics, hooks=hooks,
-                         limits=limits, rbac_ttl_s=60.0)
+    def make(
+        token: str | None = ADMIN_TOKEN,
+        *,
+        hooks: ServerHooks | None = None,
+        limits: Limits | None = None,
+    ) -> httpx.Client:
+        app = create_app(
+            api,
+            store,
+            admin_token=ADMIN_TOKEN,
+            metrics=metrics,
+            hooks=hooks,
+            limits=limits,
+            rbac_ttl_s=60.0,
+        )
         server = ApiServer(
             app,
-            options=ServeOptions(state_dir=tmp_path, port=0, insecure_http=True,
-                                 log_level="error"),
-            state=ServerState(admin_token=ADMIN_TOKEN, admin_token_file=tmp_path / "t",
-                              tls=None),
+            options=ServeOptions(state_dir=tmp_path, port=0, insecure_http=True, log_level="error"),
+            state=ServerState(admin_token=ADMIN_TOKEN, admin_token_file=tmp_path / "t", tls=None),
         )
         server.start()
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
@@ -89,9 +99,12 @@ def sa_token(api: Api) -> Callable[[str, str], str]:
 
 
 def configmap(name: str, namespace: str = "shop", **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "data": {"k": "v"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "data": {"k": "v"},
+    }
 
 
 def assert_status(response, code: int, reason: str) -> dict:

@@ -13,11 +13,23 @@ CM = "/api/v1/namespaces/shop/configmaps"
 SA_USER = "system:serviceaccount:shop:ci"
 
 
-def bind(api, *, role: str, kind: str = "ClusterRole", namespace: str = "shop",
-         subject: Subject | None = None, name: str = "b") -> None:
+def bind(
+    api,
+    *,
+    role: str,
+    kind: str = "ClusterRole",
+    namespace: str = "shop",
+    subject: Subject | None = None,
+    name: str = "b",
+) -> None:
     subject = subject or Subject(kind="ServiceAccount", name="ci", namespace="shop")
-    api.create(RoleBinding(metadata=ObjectMeta(name=name, namespace=namespace),
-                           subjects=[subject], role_ref=RoleRef(kind=kind, name=role)))
+    api.create(
+        RoleBinding(
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            subjects=[subject],
+            role_ref=RoleRef(kind=kind, name=role),
+        )
+    )
 
 
 def test_tokens(make_client, sa_token, api):
@@ -42,12 +54,15 @@ def test_tokens(make_client, sa_token, api):
 def test_denial_says_who_what_where_in_kubernetes_words(make_client, sa_token):
     client = make_client(token=sa_token("shop", "ci"))
     body = assert_status(client.delete(f"{CM}/a"), 403, "Forbidden")
-    assert body["message"] == (f'User "{SA_USER}" cannot delete resource "configmaps" in API '
-                               'group "" in the namespace "shop"')
+    assert body["message"] == (
+        f'User "{SA_USER}" cannot delete resource "configmaps" in API '
+        'group "" in the namespace "shop"'
+    )
     assert body["details"] == {"name": "a", "kind": "configmaps"}
     body = assert_status(client.get("/api/v1/nodes"), 403, "Forbidden")
-    assert body["message"] == (f'User "{SA_USER}" cannot list resource "nodes" in API group "" '
-                               "at the cluster scope")
+    assert body["message"] == (
+        f'User "{SA_USER}" cannot list resource "nodes" in API group "" at the cluster scope'
+    )
     body = assert_status(client.get("/metrics"), 403, "Forbidden")
     assert body["message"] == f'User "{SA_USER}" cannot get path "/metrics"'
 
@@ -66,8 +81,12 @@ def test_denial_says_who_what_where_in_kubernetes_words(make_client, sa_token):
     ],
 )
 def test_rbac_per_verb(make_client, sa_token, api, admin, verbs, allowed):
-    api.create(Role(metadata=ObjectMeta(name="r", namespace="shop"), rules=[
-        PolicyRule(verbs=verbs, api_groups=[""], resources=["configmaps"])]))
+    api.create(
+        Role(
+            metadata=ObjectMeta(name="r", namespace="shop"),
+            rules=[PolicyRule(verbs=verbs, api_groups=[""], resources=["configmaps"])],
+        )
+    )
     bind(api, role="r", kind="Role")
     client = make_client(token=sa_token("shop", "ci"))
     obj = admin.post(CM, json=configmap("a")).json()
@@ -103,39 +122,60 @@ def test_builtin_roles(make_client, sa_token, api, admin):
     bind(api, role="edit", name="edit")
     assert client.post(CM, json=configmap("b")).status_code == 201
     assert client.get("/api/v1/namespaces/shop/secrets").status_code == 200
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "x"}, "rules": []}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "x"},
+        "rules": [],
+    }
     roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles"
     assert_status(client.post(roles, json=role), 403, "Forbidden")
     bind(api, role="admin", name="admin")
     assert client.post(roles, json=role).status_code == 201
     assert_status(client.get("/api/v1/nodes"), 403, "Forbidden")
-    api.create(ClusterRoleBinding(
-        metadata=ObjectMeta(name="ci-cluster-admin"),
-        subjects=[Subject(kind="ServiceAccount", name="ci", namespace="shop")],
-        role_ref=RoleRef(kind="ClusterRole", name="cluster-admin")))
+    api.create(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name="ci-cluster-admin"),
+            subjects=[Subject(kind="ServiceAccount", name="ci", namespace="shop")],
+            role_ref=RoleRef(kind="ClusterRole", name="cluster-admin"),
+        )
+    )
     assert client.get("/api/v1/nodes").status_code == 200
     assert client.get("/metrics").status_code == 200
 
 
 def test_subresources_resource_names_and_groups(make_client, sa_token, api, admin):
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
     created = admin.post("/api/v1/namespaces/shop/pods", json=pod).json()
     admin.post(CM, json=configmap("mine"))
     admin.post(CM, json=configmap("theirs"))
-    api.create(Role(metadata=ObjectMeta(name="r", namespace="shop"), rules=[
-        PolicyRule(verbs=["update"], api_groups=[""], resources=["pods/status"]),
-        PolicyRule(verbs=["get"], api_groups=[""], resources=["configmaps"],
-                   resource_names=["mine"]),
-        PolicyRule(verbs=["list"], api_groups=["apps"], resources=["*"]),
-    ]))
+    api.create(
+        Role(
+            metadata=ObjectMeta(name="r", namespace="shop"),
+            rules=[
+                PolicyRule(verbs=["update"], api_groups=[""], resources=["pods/status"]),
+                PolicyRule(
+                    verbs=["get"],
+                    api_groups=[""],
+                    resources=["configmaps"],
+                    resource_names=["mine"],
+                ),
+                PolicyRule(verbs=["list"], api_groups=["apps"], resources=["*"]),
+            ],
+        )
+    )
     bind(api, role="r", kind="Role")
     client = make_client(token=sa_token("shop", "ci"))
     created["status"] = {"phase": "Running"}
     assert client.put("/api/v1/namespaces/shop/pods/p/status", json=created).status_code == 200
-    body = assert_status(client.put("/api/v1/namespaces/shop/pods/p", json=created), 403,
-                         "Forbidden")
+    body = assert_status(
+        client.put("/api/v1/namespaces/shop/pods/p", json=created), 403, "Forbidden"
+    )
     assert 'cannot update resource "pods" in API group ""' in body["message"]
     assert client.get(f"{CM}/mine").status_code == 200
     assert_status(client.get(f"{CM}/theirs"), 403, "Forbidden")
@@ -150,8 +190,12 @@ def test_group_and_user_subjects(make_client, sa_token, api):
     assert client.get(CM).status_code == 200
     other = make_client(token=sa_token("default", "ci"))
     assert_status(other.get(CM), 403, "Forbidden")
-    bind(api, role="view", name="u", subject=Subject(kind="User", name=(
-        "system:serviceaccount:default:ci")))
+    bind(
+        api,
+        role="view",
+        name="u",
+        subject=Subject(kind="User", name=("system:serviceaccount:default:ci")),
+    )
     assert other.get(CM).status_code == 200
 
 
@@ -164,22 +208,29 @@ def test_git_managed_objects_refuse_writes_unless_overridden(admin, api):
     assert "X-Capstan-Override: drift" in body["message"]
     assert_status(admin.patch(f"{CM}/from-git", json={"data": {"x": "1"}}), 409, "Conflict")
     assert_status(admin.delete(f"{CM}/from-git"), 409, "Conflict")
-    assert_status(admin.put(f"{CM}/from-git", json=edited,
-                            headers={"X-Capstan-Override": "please"}), 400, "BadRequest")
-    overridden = admin.put(f"{CM}/from-git", json=edited,
-                           headers={"X-Capstan-Override": "drift"})
+    assert_status(
+        admin.put(f"{CM}/from-git", json=edited, headers={"X-Capstan-Override": "please"}),
+        400,
+        "BadRequest",
+    )
+    overridden = admin.put(f"{CM}/from-git", json=edited, headers={"X-Capstan-Override": "drift"})
     assert overridden.status_code == 200, overridden.text
     result = overridden.json()
     assert result["data"] == {"k": "hand-edit"}
     assert "capstan:admin" in result["metadata"]["annotations"][DRIFT_ANNOTATION]
-    patched = admin.patch(f"{CM}/from-git", json={"data": {"x": "1"}},
-                          params={"force": "true"})
+    patched = admin.patch(f"{CM}/from-git", json={"data": {"x": "1"}}, params={"force": "true"})
     assert patched.status_code == 200, patched.text
     # Status is not Git's: status writes to managed objects are allowed.
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "p", "namespace": "shop",
-                        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "p",
+            "namespace": "shop",
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        },
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
     created = admin.post("/api/v1/namespaces/shop/pods", json=pod).json()
     created["status"] = {"phase": "Running"}
     assert admin.put("/api/v1/namespaces/shop/pods/p/status", json=created).status_code == 200

@@ -28,7 +28,8 @@ def test_put_answers_what_a_get_reads(admin):
     assert updated.status_code == 200, updated.text
     assert updated.json() == admin.get(f"{CM}/a").json()
     assert int(updated.json()["metadata"]["resourceVersion"]) > int(
-        created["metadata"]["resourceVersion"])
+        created["metadata"]["resourceVersion"]
+    )
     # A PUT that changes nothing keeps the resourceVersion and still answers the object.
     same = admin.put(f"{CM}/a", json=updated.json())
     assert same.status_code == 200
@@ -57,8 +58,9 @@ def test_worker_pool_runs_calls_off_the_loop_and_hands_back_errors():
 
     async def main() -> tuple[str, list[str]]:
         loop_thread = threading.current_thread().name
-        names = await asyncio.gather(*(pool.run(lambda: threading.current_thread().name)
-                                       for _ in range(8)))
+        names = await asyncio.gather(
+            *(pool.run(lambda: threading.current_thread().name) for _ in range(8))
+        )
         with pytest.raises(KeyError, match="boom"):
             await pool.run(lambda: {}["boom"])
         with pytest.raises(RuntimeError, match="StopIteration"):
@@ -87,8 +89,13 @@ def test_a_dropped_pool_ends_its_threads():
 
 def test_serve_freezes_what_startup_built(api: Api, store: Store, tmp_path: Path):
     gc.unfreeze()
-    server = serve(api, store, options=ServeOptions(
-        state_dir=tmp_path / "state", port=0, insecure_http=True, log_level="error"))
+    server = serve(
+        api,
+        store,
+        options=ServeOptions(
+            state_dir=tmp_path / "state", port=0, insecure_http=True, log_level="error"
+        ),
+    )
     try:
         assert gc.get_freeze_count() > 0
         response = httpx.get(f"{server.url}/healthz")
@@ -96,9 +103,17 @@ def test_serve_freezes_what_startup_built(api: Api, store: Store, tmp_path: Path
     finally:
         server.stop()
         gc.unfreeze()
-    plain = serve(api, store, options=ServeOptions(
-        state_dir=tmp_path / "state", port=0, insecure_http=True, log_level="error",
-        freeze_gc=False))
+    plain = serve(
+        api,
+        store,
+        options=ServeOptions(
+            state_dir=tmp_path / "state",
+            port=0,
+            insecure_http=True,
+            log_level="error",
+            freeze_gc=False,
+        ),
+    )
     try:
         assert gc.get_freeze_count() == 0
     finally:

@@ -39,8 +39,9 @@ def test_cache_matches_the_store_after_every_write(api, store):
         selector = parse_label_selector("app=x")
         got = cache.items(all_cms, shop, selector)
         assert got is not None
-        assert names(got[0]) == names(list_items(store, ConfigMap, namespace="shop",
-                                                 selector=selector)[0])
+        assert names(got[0]) == names(
+            list_items(store, ConfigMap, namespace="shop", selector=selector)[0]
+        )
         assert cache.items(all_cms, kind_prefix(ConfigMap, "default"), None)[0] == b""
         # A write to a key outside every cached kind still lets the cache catch up.
         store.put("/elsewhere/x", b"1")
@@ -56,6 +57,7 @@ def test_cache_under_concurrent_writers(api, store):
     cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)])
     cache.start()
     try:
+
         def write(worker: int) -> None:
             for i in range(15):
                 api.create(cm(f"w{worker}-{i}"))
@@ -81,8 +83,7 @@ def test_stopped_cache_declines(api, store):
 
 
 def test_watch_feed_replays_history_follows_and_drops_laggards(api, store):
-    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)], history=5,
-                      watcher_backlog=3)
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)], history=5, watcher_backlog=3)
     cache.start()
     shop = kind_prefix(ConfigMap, "shop")
 
@@ -99,7 +100,10 @@ def test_watch_feed_replays_history_follows_and_drops_laggards(api, store):
         assert feed is not None
         lines = [json.loads(await asyncio.wait_for(feed.queue.get(), 5)) for _ in range(3)]
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [
-            ("ADDED", "s0"), ("ADDED", "s1"), ("ADDED", "s2")]
+            ("ADDED", "s0"),
+            ("ADDED", "s1"),
+            ("ADDED", "s2"),
+        ]
         api.delete(ConfigMap, "s0", namespace="shop")
         deleted = json.loads(await asyncio.wait_for(feed.queue.get(), 5))
         assert deleted["type"] == "DELETED"
@@ -147,8 +151,9 @@ def test_recent_copy_waits_for_the_revision_asked_for(api, store):
         assert copy.value == store.get(key).value
         # A revision nobody wrote yet: after the bounded wait, the copy there is.
         assert cache.recent(prefix, key, revision=new_rv + 100, wait_s=0.01) == copy
-        assert cache.recent(prefix, "/registry/configmaps/shop/none", revision=1,
-                            wait_s=0.01) is None
+        assert (
+            cache.recent(prefix, "/registry/configmaps/shop/none", revision=1, wait_s=0.01) is None
+        )
         api.delete(ConfigMap, "r", namespace="shop")
         assert cache.items(prefix, prefix, None) is not None  # caught up with the delete
         assert cache.recent(prefix, key, revision=1, wait_s=0.01) is None

@@ -51,12 +51,19 @@ def test_capstan_metrics_have_the_documented_names():
     metrics.sync_duration.observe(1.5)
     metrics.store_write.observe(0.003)
     text = metrics.registry.render()
-    for name in ("capstan_sync_duration_seconds", "capstan_sync_total",
-                 "capstan_workqueue_depth", "capstan_reconcile_duration_seconds",
-                 "capstan_scheduler_attempts_total", "capstan_node_connected",
-                 "capstan_node_push_seconds", "capstan_store_revision",
-                 "capstan_store_write_seconds", "capstan_http_requests_total",
-                 "capstan_http_request_duration_seconds"):
+    for name in (
+        "capstan_sync_duration_seconds",
+        "capstan_sync_total",
+        "capstan_workqueue_depth",
+        "capstan_reconcile_duration_seconds",
+        "capstan_scheduler_attempts_total",
+        "capstan_node_connected",
+        "capstan_node_push_seconds",
+        "capstan_store_revision",
+        "capstan_store_write_seconds",
+        "capstan_http_requests_total",
+        "capstan_http_request_duration_seconds",
+    ):
         assert f"# TYPE {name} " in text
     assert 'capstan_node_connected{node="n1"} 1' in text
     # Two sets never share state.

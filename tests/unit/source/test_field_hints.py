@@ -13,22 +13,28 @@ from schemas.pod import PodSpec
 def test_the_model_at_a_path_follows_aliases_lists_and_optionals() -> None:
     assert model_at(Deployment, ("spec", "template", "spec")) is PodSpec
     assert model_at(Deployment, ("spec", "template", "spec", "containers", 0)) is Container
-    assert model_at(
-        Deployment, ("spec", "template", "spec", "containers", 0, "readinessProbe")
-    ) is Probe
+    assert (
+        model_at(Deployment, ("spec", "template", "spec", "containers", 0, "readinessProbe"))
+        is Probe
+    )
     assert model_at(Deployment, ("spec", "nowhere")) is None
     assert model_at(ConfigMap, ("data", "key")) is None, "a str value is no model"
 
 
-@pytest.mark.parametrize(("loc", "expected"), [
-    (("spec", "template", "spec", "affinity"), "not supported by Capstan"),
-    (("spec", "template", "spec", "dnsPolicy"), "not supported by Capstan"),
-    (("spec", "template", "spec", "containers", 0, "tty"), "not supported by Capstan"),
-    (("spec", "template", "spec", "containers", 0, "imagePullPolicyy"),
-     "unknown field (did you mean 'imagePullPolicy'?)"),
-    (("spec", "replica"), "unknown field (did you mean 'replicas'?)"),
-    (("spec", "template", "spec", "containers", 0, "colour"), "unknown field"),
-])
+@pytest.mark.parametrize(
+    ("loc", "expected"),
+    [
+        (("spec", "template", "spec", "affinity"), "not supported by Capstan"),
+        (("spec", "template", "spec", "dnsPolicy"), "not supported by Capstan"),
+        (("spec", "template", "spec", "containers", 0, "tty"), "not supported by Capstan"),
+        (
+            ("spec", "template", "spec", "containers", 0, "imagePullPolicyy"),
+            "unknown field (did you mean 'imagePullPolicy'?)",
+        ),
+        (("spec", "replica"), "unknown field (did you mean 'replicas'?)"),
+        (("spec", "template", "spec", "containers", 0, "colour"), "unknown field"),
+    ],
+)
 def test_unknown_fields_say_which_kind_of_unknown(
     loc: tuple[str | int, ...], expected: str
 ) -> None:

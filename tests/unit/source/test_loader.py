@@ -31,19 +31,26 @@ def errors_of(root: Path, **kwargs) -> list[str]:
 # --- repositories that must load -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "web", "api", "version"), [
-    (None, 3, 2, "1.0.0"),
-    ("dev", 1, 1, "1.1.0-dev"),
-    ("prod", 3, 3, "1.0.0"),
-])
+@pytest.mark.parametrize(
+    ("env", "web", "api", "version"),
+    [
+        (None, 3, 2, "1.0.0"),
+        ("dev", 1, 1, "1.1.0-dev"),
+        ("prod", 3, 3, "1.0.0"),
+    ],
+)
 def test_example_repo_loads_in_every_environment(env, web, api, version):
     repository = load_repository(EXAMPLE_REPO, env=env)
     objects = by_key(repository)
     assert set(objects) == {
-        "Namespace/shop", "Node/local",
-        "ConfigMap/shop/web-page", "ConfigMap/shop/api-data",
-        "Service/shop/web", "Service/shop/api",
-        "Deployment/shop/web", "Deployment/shop/api",
+        "Namespace/shop",
+        "Node/local",
+        "ConfigMap/shop/web-page",
+        "ConfigMap/shop/api-data",
+        "Service/shop/web",
+        "Service/shop/api",
+        "Deployment/shop/web",
+        "Deployment/shop/api",
     }
     web_deployment = objects["Deployment/shop/web"]
     assert isinstance(web_deployment, Deployment)
@@ -118,7 +125,13 @@ def test_objects_come_in_apply_order_then_namespace_and_name():
     repository = load_repository(ORDINARY)
     kinds = [item.obj.kind for item in repository.objects]
     assert kinds == [
-        "Namespace", "ServiceAccount", "Secret", "ConfigMap", "Service", "Deployment", "Pod",
+        "Namespace",
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "Pod",
     ]
     assert repository.files == ["app.yaml", "pod.yml"]
     again = load_repository(ORDINARY)
@@ -126,11 +139,13 @@ def test_objects_come_in_apply_order_then_namespace_and_name():
 
 
 def test_namespaced_objects_default_to_default_cluster_scoped_stay_unset(make_repo):
-    root = make_repo({
-        "cm.yaml": CONFIGMAP,
-        "ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n",
-        "cm2.yaml": CONFIGMAP.replace("name: settings", "name: other\n  namespace: ''"),
-    })
+    root = make_repo(
+        {
+            "cm.yaml": CONFIGMAP,
+            "ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n",
+            "cm2.yaml": CONFIGMAP.replace("name: settings", "name: other\n  namespace: ''"),
+        }
+    )
     objects = by_key(load_repository(root))
     assert objects["ConfigMap/default/settings"].metadata.namespace == "default"
     assert objects["ConfigMap/default/other"].metadata.namespace == "default"
@@ -147,33 +162,37 @@ def test_empty_repository_loads_as_nothing(make_repo):
 
 def test_hidden_partial_values_environments_and_ignored_files_are_not_manifests(make_repo):
     broken = "this: [is not loaded\n"
-    root = make_repo({
-        "cm.yaml": CONFIGMAP,
-        ".github/workflows/ci.yml": broken,
-        ".hidden.yaml": broken,
-        "_partials/x.yaml": broken,
-        "_notes.j2": broken,
-        "values.yaml": "replicas: 2\n",
-        "environments/dev.yaml": "replicas: 1\n",
-        "kustomize/kustomization.yaml": broken,
-        "docs/example.yaml": broken,
-        "apps/skip-me.yaml": broken,
-        "notes.txt": broken,
-        ".capstanignore": (
-            "# not manifests\nkustomization.yaml\ndocs/\napps/skip-*.yaml\n_partials/\n"
-        ),
-    })
+    root = make_repo(
+        {
+            "cm.yaml": CONFIGMAP,
+            ".github/workflows/ci.yml": broken,
+            ".hidden.yaml": broken,
+            "_partials/x.yaml": broken,
+            "_notes.j2": broken,
+            "values.yaml": "replicas: 2\n",
+            "environments/dev.yaml": "replicas: 1\n",
+            "kustomize/kustomization.yaml": broken,
+            "docs/example.yaml": broken,
+            "apps/skip-me.yaml": broken,
+            "notes.txt": broken,
+            ".capstanignore": (
+                "# not manifests\nkustomization.yaml\ndocs/\napps/skip-*.yaml\n_partials/\n"
+            ),
+        }
+    )
     repository = load_repository(root)
     assert repository.files == ["cm.yaml"]
 
 
 def test_a_directory_named_like_a_dir_only_pattern_is_skipped_but_a_file_is_not(make_repo):
-    root = make_repo({
-        "build/x.yaml": "broken: [\n",
-        "cm/build": "",
-        "cm.yaml": CONFIGMAP,
-        ".capstanignore": "build/\n",
-    })
+    root = make_repo(
+        {
+            "build/x.yaml": "broken: [\n",
+            "cm/build": "",
+            "cm.yaml": CONFIGMAP,
+            ".capstanignore": "build/\n",
+        }
+    )
     assert load_repository(root).files == ["cm.yaml"]
 
 
@@ -186,11 +205,13 @@ def test_symlinks_inside_the_repository_are_followed_once(make_repo):
 
 
 def test_subdir_loads_only_that_part_with_the_root_values(make_repo):
-    root = make_repo({
-        "values.yaml": "name: from-root-values\n",
-        "apps/cm.yaml.j2": CONFIGMAP.replace("settings", "{{ values.name }}"),
-        "other/broken.yaml": "not: [valid\n",
-    })
+    root = make_repo(
+        {
+            "values.yaml": "name: from-root-values\n",
+            "apps/cm.yaml.j2": CONFIGMAP.replace("settings", "{{ values.name }}"),
+            "other/broken.yaml": "not: [valid\n",
+        }
+    )
     repository = load_repository(root, subdir="apps")
     assert [item.obj.metadata.name for item in repository.objects] == ["from-root-values"]
     assert repository.files == ["apps/cm.yaml.j2"]
@@ -220,30 +241,35 @@ def test_non_utf8_files_are_errors(make_repo):
 
 
 def test_environment_values_merge_deeply_over_the_defaults(make_repo):
-    root = make_repo({
-        "values.yaml": "app:\n  name: a\n  data: {x: '1', y: '2'}\nlist: [1, 2]\n",
-        "environments/dev.yaml": "app:\n  data: {y: '3'}\nlist: [9]\n",
-        "cm.yaml.j2": (
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ values.app.name }}\n"
-            "data:\n  x: '{{ values.app.data.x }}'\n  y: '{{ values.app.data.y }}'\n"
-            "  list: '{{ values.list | join(\",\") }}'\n  env: '{{ env }}'\n"
-        ),
-    })
+    root = make_repo(
+        {
+            "values.yaml": "app:\n  name: a\n  data: {x: '1', y: '2'}\nlist: [1, 2]\n",
+            "environments/dev.yaml": "app:\n  data: {y: '3'}\nlist: [9]\n",
+            "cm.yaml.j2": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ values.app.name }}\n"
+                "data:\n  x: '{{ values.app.data.x }}'\n  y: '{{ values.app.data.y }}'\n"
+                "  list: '{{ values.list | join(\",\") }}'\n  env: '{{ env }}'\n"
+            ),
+        }
+    )
     (plain,) = load_repository(root).objects
     assert plain.obj.data == {"x": "1", "y": "2", "list": "1,2", "env": "None"}
     (dev,) = load_repository(root, env="dev").objects
     assert dev.obj.data == {"x": "1", "y": "3", "list": "9", "env": "dev"}
     assert load_repository(root, env="dev").values == {
-        "app": {"name": "a", "data": {"x": "1", "y": "3"}}, "list": [9],
+        "app": {"name": "a", "data": {"x": "1", "y": "3"}},
+        "list": [9],
     }
 
 
 def test_an_unknown_environment_lists_the_available_ones(make_repo):
-    root = make_repo({
-        "cm.yaml": CONFIGMAP,
-        "environments/dev.yaml": "{}\n",
-        "environments/prod.yaml": "{}\n",
-    })
+    root = make_repo(
+        {
+            "cm.yaml": CONFIGMAP,
+            "environments/dev.yaml": "{}\n",
+            "environments/prod.yaml": "{}\n",
+        }
+    )
     assert errors_of(root, env="staging") == [
         "environments/: unknown environment 'staging'; available: dev, prod"
     ]
@@ -253,11 +279,13 @@ def test_an_unknown_environment_lists_the_available_ones(make_repo):
 
 
 def test_broken_values_files_are_errors_and_templates_are_not_rendered(make_repo):
-    root = make_repo({
-        "values.yaml": "- a list\n",
-        "cm.yaml.j2": CONFIGMAP,
-        "bad.yaml": "kind: [\n",
-    })
+    root = make_repo(
+        {
+            "values.yaml": "- a list\n",
+            "cm.yaml.j2": CONFIGMAP,
+            "bad.yaml": "kind: [\n",
+        }
+    )
     errors = errors_of(root)
     assert errors[0].startswith("bad.yaml:2:1: YAML syntax error")
     assert errors[1] == "values.yaml:1:1: values must be a mapping, not a list"
@@ -268,11 +296,13 @@ def test_broken_values_files_are_errors_and_templates_are_not_rendered(make_repo
 
 
 def test_every_error_of_every_file_is_reported_at_once(make_repo):
-    root = make_repo({
-        "a.yaml": DEPLOYMENT.replace("replicas: 2", "replicas: two"),
-        "b/c.yaml": CONFIGMAP + "---\n" + CONFIGMAP.replace("kind: ConfigMap", "kind: Ingress"),
-        "d.yaml": "a: [\n",
-    })
+    root = make_repo(
+        {
+            "a.yaml": DEPLOYMENT.replace("replicas: 2", "replicas: two"),
+            "b/c.yaml": CONFIGMAP + "---\n" + CONFIGMAP.replace("kind: ConfigMap", "kind: Ingress"),
+            "d.yaml": "a: [\n",
+        }
+    )
     with pytest.raises(ManifestErrors) as caught:
         load_repository(root)
     exc = caught.value
@@ -325,10 +355,12 @@ def test_symlinks_to_hidden_files_are_not_read_as_manifests_or_values(make_repo)
 
 def test_a_name_ending_in_a_newline_is_refused_like_any_other_bad_name(make_repo):
     # Python's `$` matches before a trailing newline; "web\n" must not pass as a DNS label.
-    root = make_repo({
-        "svc.yaml": 'apiVersion: v1\nkind: Service\nmetadata:\n  name: "web\\n"\n'
-        "spec:\n  ports: [{port: 80}]\n"
-    })
+    root = make_repo(
+        {
+            "svc.yaml": 'apiVersion: v1\nkind: Service\nmetadata:\n  name: "web\\n"\n'
+            "spec:\n  ports: [{port: 80}]\n"
+        }
+    )
     (error,) = errors_of(root)
     expected = "svc.yaml:4:3: metadata.name: 'web\\n': must be a DNS-1035 label"
     assert error.startswith(expected), error

@@ -52,7 +52,6 @@ def check_loader(files: dict[str, str | bytes]) -> None:
             assert str(error)
 
 
-
 def valid_documents() -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     corpus = [path for path in CORPUS.iterdir() if path.is_dir()] if CORPUS.is_dir() else []
@@ -78,8 +77,9 @@ scalars = st.one_of(
 )
 trees = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=25,
 )
 headers = st.sampled_from(SUPPORTED_KINDS).map(
@@ -130,8 +130,7 @@ yaml_alphabet = st.sampled_from(
 
 @PROPERTY_SETTINGS
 @given(
-    st.text(alphabet=printable, max_size=200)
-    | st.lists(yaml_alphabet, max_size=60).map("".join)
+    st.text(alphabet=printable, max_size=200) | st.lists(yaml_alphabet, max_size=60).map("".join)
 )
 def test_random_yaml_text_only_ever_raises_manifest_errors(text):
     check_loader({"m.yaml": text})
@@ -157,9 +156,32 @@ def test_mutated_valid_manifests_only_ever_raise_manifest_errors(documents):
 
 
 jinja_alphabet = st.sampled_from(
-    ["{{", "}}", "{%", "%}", "{#", "#}", " if ", " for x in ", " endfor ", " endif ",
-     "values", ".", "x", "__class__", "include ", "'../a'", "'m.yaml.j2'", "|", "list",
-     "\n", ": ", "a", "(", ")"]
+    [
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        "#}",
+        " if ",
+        " for x in ",
+        " endfor ",
+        " endif ",
+        "values",
+        ".",
+        "x",
+        "__class__",
+        "include ",
+        "'../a'",
+        "'m.yaml.j2'",
+        "|",
+        "list",
+        "\n",
+        ": ",
+        "a",
+        "(",
+        ")",
+    ]
 )
 
 

@@ -35,6 +35,7 @@ def test_concurrent_writers_share_batches_and_get_their_own_results() -> None:
 
     def writer(n: int) -> None:
         for i in range(25):
+
             def work(_log: _Log, key: tuple[int, int] = (n, i)) -> tuple[int, int]:
                 return key
 

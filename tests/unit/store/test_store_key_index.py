@@ -52,10 +52,17 @@ def test_undo_takes_out_exactly_what_a_rolled_back_batch_recorded() -> None:
 
 def test_compaction_keeps_each_keys_value_at_the_revision_and_later_entries() -> None:
     index = KeyIndex()
-    index.record([
-        _row(1, b"/a"), _row(2, b"/a"), _row(3, b"/b"), _row(4, b"/b", deleted=True),
-        _row(5, b"/c"), _row(6, b"/c", deleted=True), _row(7, b"/a"),
-    ])
+    index.record(
+        [
+            _row(1, b"/a"),
+            _row(2, b"/a"),
+            _row(3, b"/b"),
+            _row(4, b"/b", deleted=True),
+            _row(5, b"/c"),
+            _row(6, b"/c", deleted=True),
+            _row(7, b"/a"),
+        ]
+    )
     doomed = index.compaction(6)
     # /a@1 superseded by /a@2 (kept: its value at 6); /b@3 superseded by its tombstone @4,
     # which is older than 6 and goes too; /c's tombstone AT 6 stays, its put @5 goes.
@@ -132,7 +139,8 @@ def test_a_format_1_file_opens_and_loses_its_on_disk_key_index(tmp_path: Path) -
     conn.close()
     with open_store(f"sqlite://{db}") as store:
         assert [(kv.key, kv.value, kv.version) for kv in store.range("/", prefix=True).kvs] == [
-            ("/a", b"3", 2), ("/b", b"2", 1)
+            ("/a", b"3", 2),
+            ("/b", b"2", 1),
         ]
         assert store.put("/a", b"4").revision == 4
     with sqlite3.connect(db) as conn:

@@ -79,8 +79,11 @@ class StoreModel(RuleBasedStateMachine):
     def _model_put(self, key: str, value: bytes, lease: int | None) -> None:
         old = self.state.get(key)
         self.state[key] = ModelKV(
-            value, old.create if old else self.revision, self.revision,
-            (old.version + 1) if old else 1, lease,
+            value,
+            old.create if old else self.revision,
+            self.revision,
+            (old.version + 1) if old else 1,
+            lease,
         )
         self.events.append((self.revision, EventType.PUT, key, value))
 
@@ -127,9 +130,7 @@ class StoreModel(RuleBasedStateMachine):
         ),
         delete=st.sampled_from([None, *KEYS]),
     )
-    def txn(
-        self, key: str, stale: bool, puts: list[tuple[str, bytes]], delete: str | None
-    ) -> None:
+    def txn(self, key: str, stale: bool, puts: list[tuple[str, bytes]], delete: str | None) -> None:
         current = self.state.get(key)
         expected_mod = (current.mod if current else 0) + (1 if stale else 0)
         if delete is not None and any(k == delete for k, _ in puts):
@@ -165,7 +166,11 @@ class StoreModel(RuleBasedStateMachine):
         for kv in result.kvs:
             model = self.state[kv.key]
             assert (kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease) == (
-                model.value, model.create, model.mod, model.version, model.lease,
+                model.value,
+                model.create,
+                model.mod,
+                model.version,
+                model.lease,
             )
 
     @rule(data=st.data(), prefix=st.sampled_from(PREFIXES))
@@ -193,7 +198,8 @@ class StoreModel(RuleBasedStateMachine):
     def watch_replays_history(self, data: st.DataObject, prefix: str) -> None:
         start = data.draw(st.integers(min_value=0, max_value=self.revision))
         expected = [
-            (rev, kind, key, value) for rev, kind, key, value in self.events
+            (rev, kind, key, value)
+            for rev, kind, key, value in self.events
             if rev > start and key.startswith(prefix)
         ]
         with self.store.watch(prefix, prefix=True, from_revision=Revision(start)) as watch:
@@ -254,7 +260,8 @@ class StoreModel(RuleBasedStateMachine):
         self.clock.now += seconds
         expired = self.store.expire_leases()
         due = sorted(
-            (deadline, lease) for lease, deadline in self.lease_deadline.items()
+            (deadline, lease)
+            for lease, deadline in self.lease_deadline.items()
             if deadline <= self.clock.now
         )
         assert expired == [lease for _, lease in due]

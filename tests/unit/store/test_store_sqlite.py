@@ -244,10 +244,14 @@ def test_concurrent_mixed_writes_agree_with_their_own_history(tmp_path: Path) ->
             expected_version = old[2] + 1 if old else 1
             expected_create = old[3] if old else event.revision
             assert (event.kv.version, event.kv.create_revision) == (
-                expected_version, expected_create,
+                expected_version,
+                expected_create,
             )
             replay[event.kv.key] = (
-                event.kv.value, event.revision, expected_version, expected_create,
+                event.kv.value,
+                event.revision,
+                expected_version,
+                expected_create,
             )
         state = {
             kv.key: (kv.value, kv.mod_revision, kv.version, kv.create_revision)

@@ -74,8 +74,9 @@ spec:
 """
 
 
-def app_files(*, image: str = "capstan.local/busybox:1", replicas: int = 2,
-              password: str = "hunter2-secret") -> dict[str, str]:
+def app_files(
+    *, image: str = "capstan.local/busybox:1", replicas: int = 2, password: str = "hunter2-secret"
+) -> dict[str, str]:
     return {
         "namespace.yaml": NAMESPACE,
         "settings.yaml": CONFIGMAP,

@@ -20,8 +20,11 @@ def test_first_sync_creates_everything_marked_managed(api: Api, repos: RepoWrite
     assert result.succeeded
     assert result.changed
     assert [c.describe() for c in result.applied] == [
-        "create Namespace/shop", "create Secret/shop/creds", "create ConfigMap/shop/settings",
-        "create Service/shop/web", "create Deployment/shop/web",
+        "create Namespace/shop",
+        "create Secret/shop/creds",
+        "create ConfigMap/shop/settings",
+        "create Service/shop/web",
+        "create Deployment/shop/web",
     ]
     deployment = api.get(Deployment, "web", namespace="shop")
     assert deployment.metadata.labels[MANAGED_BY_LABEL] == "capstan"
@@ -71,14 +74,30 @@ def test_status_and_server_fields_never_count_as_changes(api: Api, repos: RepoWr
     repo, commit = repos.load(app_files())
     sync_commit(api, repo, commit=commit)
     live = api.get(Deployment, "web", namespace="shop")
-    api.update_status(live.model_copy(update={"status": DeploymentStatus(
-        observed_generation=1, replicas=2, ready_replicas=2, available_replicas=2)}))
+    api.update_status(
+        live.model_copy(
+            update={
+                "status": DeploymentStatus(
+                    observed_generation=1, replicas=2, ready_replicas=2, available_replicas=2
+                )
+            }
+        )
+    )
     service = api.get(Service, "web", namespace="shop")
-    api.update(service.model_copy(update={
-        "spec": service.spec.model_copy(update={"cluster_ip": "10.96.0.7"})}))
+    api.update(
+        service.model_copy(
+            update={"spec": service.spec.model_copy(update={"cluster_ip": "10.96.0.7"})}
+        )
+    )
     deployment = api.get(Deployment, "web", namespace="shop")
-    meta = deployment.metadata.model_copy(update={"annotations": {
-        **deployment.metadata.annotations, "deployment.kubernetes.io/revision": "3"}})
+    meta = deployment.metadata.model_copy(
+        update={
+            "annotations": {
+                **deployment.metadata.annotations,
+                "deployment.kubernetes.io/revision": "3",
+            }
+        }
+    )
     api.update(deployment.model_copy(update={"metadata": meta}))
     assert sync_commit(api, repo, commit=commit).plan.empty
     # An update for another reason keeps what the server and controllers set.
@@ -94,7 +113,8 @@ def test_status_and_server_fields_never_count_as_changes(api: Api, repos: RepoWr
 
 def test_removed_manifest_is_pruned_unless_opted_out(api: Api, repos: RepoWriter) -> None:
     keep = CONFIGMAP.replace("name: settings", "name: keepme").replace(
-        "  namespace: shop\n", '  namespace: shop\n  annotations:\n    capstan.io/prune: "false"\n')
+        "  namespace: shop\n", '  namespace: shop\n  annotations:\n    capstan.io/prune: "false"\n'
+    )
     repo, commit = repos.load({**app_files(), "keep.yaml": keep})
     sync_commit(api, repo, commit=commit)
     files = app_files()
@@ -179,10 +199,14 @@ def test_api_side_edit_is_reverted_by_the_next_sync(api: Api, repos: RepoWriter)
 
 
 def test_unmanaged_object_of_the_same_name_is_adopted(api: Api, repos: RepoWriter) -> None:
-    api.create(ConfigMap.model_validate(
-        {"metadata": {"name": "settings", "namespace": "default"}, "data": {"mode": "fast"}}))
-    repo, commit = repos.load({"settings.yaml": CONFIGMAP.replace("namespace: shop",
-                                                                  "namespace: default")})
+    api.create(
+        ConfigMap.model_validate(
+            {"metadata": {"name": "settings", "namespace": "default"}, "data": {"mode": "fast"}}
+        )
+    )
+    repo, commit = repos.load(
+        {"settings.yaml": CONFIGMAP.replace("namespace: shop", "namespace: default")}
+    )
     result = sync_commit(api, repo, commit=commit)
     (change,) = result.applied
     assert change.action == "update"
@@ -235,14 +259,26 @@ def test_objects_owned_by_a_controller_are_never_pruned(api: Api, repos: RepoWri
     sync_commit(api, repo, commit=commit)
     owner = api.get(Deployment, "web", namespace="shop")
     # A controller-made object that copied the managed-by label from its owner.
-    api.create(ConfigMap.model_validate({
-        "metadata": {
-            "name": "made-by-controller", "namespace": "shop",
-            "labels": {MANAGED_BY_LABEL: "capstan"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                                 "uid": owner.metadata.uid, "controller": True}],
-        },
-    }))
+    api.create(
+        ConfigMap.model_validate(
+            {
+                "metadata": {
+                    "name": "made-by-controller",
+                    "namespace": "shop",
+                    "labels": {MANAGED_BY_LABEL: "capstan"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": "web",
+                            "uid": owner.metadata.uid,
+                            "controller": True,
+                        }
+                    ],
+                },
+            }
+        )
+    )
     result = sync_commit(api, repo, commit=commit)
     assert result.plan.empty
     assert api.get(ConfigMap, "made-by-controller", namespace="shop")

@@ -25,9 +25,17 @@ _T = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _record(n: int) -> SyncRecord:
-    return SyncRecord(id=0, commit=f"{n:040x}", author="a <a@x>", message=f"m{n}",
-                      commit_time=_T, started_at=_T, finished_at=_T, outcome="Succeeded",
-                      trigger="commit")
+    return SyncRecord(
+        id=0,
+        commit=f"{n:040x}",
+        author="a <a@x>",
+        message=f"m{n}",
+        commit_time=_T,
+        started_at=_T,
+        finished_at=_T,
+        outcome="Succeeded",
+        trigger="commit",
+    )
 
 
 def test_records_keep_the_last_n_newest_first(api: Api) -> None:
@@ -55,34 +63,64 @@ def test_suspend_resume_and_pointers(api: Api) -> None:
 
 def test_object_health_of_deployments_and_pods() -> None:
     def deployment(status: DeploymentStatus | None, generation: int = 1) -> Deployment:
-        return Deployment.model_validate({
-            "metadata": {"name": "d", "namespace": "default", "generation": generation},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
-                     "template": {"metadata": {"labels": {"a": "b"}},
-                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}},
-        }).model_copy(update={"status": status})
+        return Deployment.model_validate(
+            {
+                "metadata": {"name": "d", "namespace": "default", "generation": generation},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"a": "b"}},
+                    "template": {
+                        "metadata": {"labels": {"a": "b"}},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]},
+                    },
+                },
+            }
+        ).model_copy(update={"status": status})
 
     assert object_health(deployment(None))[0] == "Progressing"
-    ready = DeploymentStatus(observed_generation=1, replicas=2, updated_replicas=2,
-                             ready_replicas=2, available_replicas=2)
+    ready = DeploymentStatus(
+        observed_generation=1,
+        replicas=2,
+        updated_replicas=2,
+        ready_replicas=2,
+        available_replicas=2,
+    )
     assert object_health(deployment(ready))[0] == "Healthy"
     assert object_health(deployment(ready, generation=2))[0] == "Progressing"
     rolling = ready.model_copy(update={"updated_replicas": 1, "replicas": 3})
     assert object_health(deployment(rolling)) == ("Progressing", "1/2 replicas updated")
-    stuck = rolling.model_copy(update={"conditions": [Condition(
-        type="Progressing", status="False", reason="ProgressDeadlineExceeded")]})
+    stuck = rolling.model_copy(
+        update={
+            "conditions": [
+                Condition(type="Progressing", status="False", reason="ProgressDeadlineExceeded")
+            ]
+        }
+    )
     assert object_health(deployment(stuck))[0] == "Degraded"
 
-    pod = Pod.model_validate({"metadata": {"name": "p", "namespace": "default"},
-                              "spec": {"containers": [{"name": "c", "image": "i"}]}})
+    pod = Pod.model_validate(
+        {
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        }
+    )
     assert object_health(pod)[0] == "Progressing"
-    running = PodStatus.model_validate({
-        "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+    running = PodStatus.model_validate(
+        {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    )
     assert object_health(pod.model_copy(update={"status": running}))[0] == "Healthy"
-    crashing = PodStatus.model_validate({"phase": "Running", "containerStatuses": [
-        {"name": "c", "image": "i", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]})
+    crashing = PodStatus.model_validate(
+        {
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": "c", "image": "i", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ],
+        }
+    )
     assert object_health(pod.model_copy(update={"status": crashing})) == (
-        "Degraded", "c: CrashLoopBackOff")
+        "Degraded",
+        "c: CrashLoopBackOff",
+    )
     failed = PodStatus.model_validate({"phase": "Failed", "message": "exit 1"})
     assert object_health(pod.model_copy(update={"status": failed}))[0] == "Degraded"
 

@@ -19,13 +19,15 @@ def test_github_good_signature_is_accepted_case_insensitively() -> None:
     verdict = verify_webhook({"X-Hub-Signature-256": _github(BODY)}, BODY, secret=SECRET)
     assert verdict
     assert verdict.provider == "github"
-    assert verify_webhook({"x-hub-signature-256": _github(BODY).upper().replace("SHA256=",
-                           "sha256=")}, BODY, secret=SECRET)
+    assert verify_webhook(
+        {"x-hub-signature-256": _github(BODY).upper().replace("SHA256=", "sha256=")},
+        BODY,
+        secret=SECRET,
+    )
 
 
 def test_github_bad_signature_wrong_secret_or_tampered_body_is_refused() -> None:
-    assert not verify_webhook({"X-Hub-Signature-256": _github(BODY, "other")}, BODY,
-                              secret=SECRET)
+    assert not verify_webhook({"X-Hub-Signature-256": _github(BODY, "other")}, BODY, secret=SECRET)
     verdict = verify_webhook({"X-Hub-Signature-256": _github(BODY)}, BODY + b" ", secret=SECRET)
     assert not verdict
     assert "does not match" in verdict.reason

@@ -27,7 +27,7 @@ from typing import Any
 
 from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler._private import private_dir
-from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, seal_secrets
+from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, check_data_keys, seal_secrets
 from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
 from reconciler.controllers.node import (
@@ -243,6 +243,7 @@ class CapstanApp:
         # Secret values are sealed with the local data key before they reach SQLite or etcd.
         keys = DataKeys.load_or_create(cfg.state_dir / DATA_KEYS_FILE)
         self.store = seal_secrets(open_store(cfg.store), keys)
+        check_data_keys(self.store, keys_file=str(cfg.state_dir / DATA_KEYS_FILE))
         self._cleanups.append(("store", self.store.close))
         self.api = Api(self.store, clock=SystemClock())
 

@@ -22,7 +22,12 @@ AES-GCM sealed at rest with the data keys in ``<state-dir>/data-keys`` (:data:`D
 """
 
 from reconciler.api._aio import AsyncApi
-from reconciler.api._atrest import DATA_KEYS_FILE, seal_secrets
+from reconciler.api._atrest import (
+    DATA_KEYS_FILE,
+    DataKeysMismatch,
+    check_data_keys,
+    seal_secrets,
+)
 from reconciler.api._errors import (
     AlreadyExists,
     ApiError,
@@ -61,6 +66,7 @@ __all__ = [
     "Cause",
     "Clock",
     "Conflict",
+    "DataKeysMismatch",
     "EventKind",
     "EventRecord",
     "Expired",
@@ -78,6 +84,7 @@ __all__ = [
     "Unavailable",
     "WatchEvent",
     "WatchStream",
+    "check_data_keys",
     "generate_token",
     "now_utc",
     "random_suffix",

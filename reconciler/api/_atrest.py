@@ -30,9 +30,15 @@ from reconciler.store import (
     TxnResult,
     Watch,
 )
-from schemas.datakeys import DataKeys
+from schemas.datakeys import DataKeyError, DataKeys
 
-__all__ = ["DATA_KEYS_FILE", "SECRETS_PREFIX", "seal_secrets"]
+__all__ = [
+    "DATA_KEYS_FILE",
+    "SECRETS_PREFIX",
+    "DataKeysMismatch",
+    "check_data_keys",
+    "seal_secrets",
+]
 
 #: The control plane's data key file in its state directory (mode 0600).
 DATA_KEYS_FILE = "data-keys"
@@ -42,6 +48,25 @@ SECRETS_PREFIX = f"{REGISTRY}{plural('Secret')}/"
 def seal_secrets(store: Store, keys: DataKeys) -> Store:
     """`store` with Secret values sealed on write and opened on read."""
     return _SealingStore(store, keys)
+
+
+class DataKeysMismatch(Exception):
+    """The local data keys cannot open the Secrets already in the store."""
+
+
+def check_data_keys(sealed: Store, *, keys_file: str) -> None:
+    """Raise :class:`DataKeysMismatch` when the keys `sealed` was wrapped with cannot open a
+    Secret already in the store: the state directory of a new replica on a shared etcd got
+    a key of its own instead of a copy of the others' (checked at start-up, before the API
+    server's cache would fail on the first Secret)."""
+    try:
+        sealed.range(SECRETS_PREFIX, prefix=True, limit=1)
+    except DataKeyError:
+        raise DataKeysMismatch(
+            f"the data keys in {keys_file} cannot open the Secrets in this store: another "
+            "control-plane replica sealed them with its own keys. Copy its data-keys file "
+            f"(mode 0600) to {keys_file} and start again (docs/ha.md)"
+        ) from None
 
 
 class _SealingStore(Store):

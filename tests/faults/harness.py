@@ -25,10 +25,11 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.api import Api, SystemClock
+from reconciler.api import DATA_KEYS_FILE, Api, SystemClock
 from reconciler.store import Store, StoreError, open_store
 from reconciler.store.election import ControlPlaneView, read_control_plane
 from schemas import Pod
+from schemas.datakeys import DataKeys
 from tests.fixtures.waiting import wait_until
 from tests.integration.store.etcd_server import ETCD
 
@@ -145,6 +146,7 @@ class Replica:
         self.index = index
         self.plane = plane
         self.state_dir = Path(tempfile.mkdtemp(prefix=f"capf{index}-", dir="/tmp"))
+        shutil.copy2(plane.data_keys, self.state_dir / DATA_KEYS_FILE)
         self.log_path = plane.work / f"replica-{index}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.generation = 0
@@ -251,6 +253,10 @@ class ControlPlane:
         self.election = election
         self.restart_delay_s = restart_delay_s
         self.extra_args = extra_args
+        # Replicas on one store share one data key file, as docs/ha.md tells an operator to
+        # (each would otherwise make its own and could not open the others' Secrets).
+        self.data_keys = work / DATA_KEYS_FILE
+        DataKeys.load_or_create(self.data_keys)
         self.replicas = [Replica(i, self) for i in range(count)]
         self.held: set[int] = set()
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.api import Api, seal_secrets
+from reconciler.api import Api, DataKeysMismatch, check_data_keys, seal_secrets
 from reconciler.store import Op, Store
 from schemas import ConfigMap, ObjectMeta, Secret
 from schemas.datakeys import SEALED_PREFIX, DataKeyError, DataKeys
@@ -96,3 +96,17 @@ def test_a_loose_data_key_file_is_refused(tmp_path: Path) -> None:
     key_file.chmod(0o644)
     with pytest.raises(DataKeyError, match="0644 are too open"):
         DataKeys.load(key_file)
+
+
+def test_a_replica_with_keys_of_its_own_is_told_to_copy_the_others(
+    store: Store, tmp_path: Path
+) -> None:
+    # Two replicas on one store: the first sealed a Secret; the second's state directory
+    # made a fresh key instead of receiving a copy. It must stop at start-up, saying so.
+    first = DataKeys.load_or_create(tmp_path / "a" / "data-keys")
+    Api(seal_secrets(store, first)).create(_secret(PLANTED))
+    own = tmp_path / "b" / "data-keys"
+    with pytest.raises(DataKeysMismatch, match=r"Copy its data-keys file") as caught:
+        check_data_keys(seal_secrets(store, DataKeys.load_or_create(own)), keys_file=str(own))
+    assert PLANTED not in str(caught.value)
+    check_data_keys(seal_secrets(store, first), keys_file="a")  # the right keys pass

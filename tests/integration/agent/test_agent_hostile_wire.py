@@ -7,9 +7,9 @@ API's name, uid, port and address rules) before the agent acts on anything.
 
 from __future__ import annotations
 
-import json
-
 from agent_harness import httpd, make_pod, ready
+
+from agent.state import DesiredStateFile
 
 
 def service(**fields: object) -> dict[str, object]:
@@ -49,8 +49,11 @@ def test_hostile_identifiers_on_the_wire_change_nothing(agent):
 
     assert (agent.state_dir / "desired.json").read_bytes() == desired
     assert not outside.exists()
-    # The connection still works: the same generation again is a no-op.
-    ack = client.sync(json.loads(desired)["pods"], 1, services=[service()])
+    # The connection still works: the same generation again is a no-op. (desired.json is
+    # sealed with the node's data key: read it as the agent does.)
+    kept = DesiredStateFile(agent.state_dir).load()
+    assert kept is not None
+    ack = client.sync([pod.to_dict() for pod in kept.pods], 1, services=[service()])
     assert ack["applied"] is True
     client.heartbeats(2)
     assert agent.container_ids() == before

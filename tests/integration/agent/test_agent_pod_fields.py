@@ -120,9 +120,10 @@ def test_a_grpc_readiness_probe_follows_the_health_service(docker_client, tmp_pa
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     servicer.set("shop.Cart", health_pb2.HealthCheckResponse.SERVING)
-    # The host network puts 127.0.0.1 of the pod's namespace where this test's server listens.
+    # The host network puts 127.0.0.1 of the pod's namespace where this test's server listens;
+    # Pod Security's baseline forbids hostNetwork, so this node admits privileged pods.
     node = Agent(docker_client, tmp_path)
-    node.start("--allow-host-network")
+    node.start("--allow-host-network", "--pod-security=privileged")
     try:
         client = node.client()
         probe = {

@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from reconciler.api import Api
+from reconciler.api import Api, Conflict
 from reconciler.cli._app import cli
 from reconciler.nodes import AGENT_CONNECTED, NodeEndpoint, NodeName
 from reconciler.nodes.logs import LogsError, stream_logs
@@ -57,10 +57,17 @@ def web_deployment(
 
 
 def scale(api: Api, replicas: int) -> None:
-    current = api.get(Deployment, "web", namespace="default")
-    api.update(
-        current.model_copy(update={"spec": current.spec.model_copy(update={"replicas": replicas})})
-    )
+    # Read-modify-write with optimistic concurrency, as kubectl scale does: the Deployment
+    # controller may write status between the read and the update; then read again.
+    for _attempt in range(20):
+        current = api.get(Deployment, "web", namespace="default")
+        spec = current.spec.model_copy(update={"replicas": replicas})
+        try:
+            api.update(current.model_copy(update={"spec": spec}))
+        except Conflict:
+            continue
+        return
+    raise AssertionError("the Deployment kept changing under 20 scale attempts")
 
 
 def fetch(pod: Pod) -> str:

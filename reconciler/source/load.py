@@ -68,13 +68,19 @@ from schemas import (
 )
 from schemas.podsecurity import Level, check_pod_spec, namespace_level, pod_spec_of
 
-__all__ = ["DEFAULT_NAMESPACE", "LoadedObject", "LoadedRepository", "load_repository"]
+__all__ = [
+    "APPLY_ORDER",
+    "DEFAULT_NAMESPACE",
+    "LoadedObject",
+    "LoadedRepository",
+    "load_repository",
+]
 
 DEFAULT_NAMESPACE = "default"
 
 # The order objects are listed (and, by the sync loop, applied) in: what
 # others refer to comes first, as Helm's install order does.
-_APPLY_ORDER = (
+APPLY_ORDER = (
     "Namespace",
     "Node",
     "ServiceAccount",
@@ -615,5 +621,5 @@ def _describe_type(value: object) -> str:
 
 def _apply_order(item: LoadedObject) -> tuple[int, str, str, str]:
     kind = item.obj.kind
-    rank = _APPLY_ORDER.index(kind) if kind in _APPLY_ORDER else len(_APPLY_ORDER)
+    rank = APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
     return (rank, kind, item.obj.namespace, item.obj.name)

@@ -34,6 +34,7 @@ from reconciler.diff import (
 )
 from reconciler.source import LoadedObject, LoadedRepository, ManifestErrors
 from reconciler.source.git import CommitInfo
+from reconciler.source.load import APPLY_ORDER
 from reconciler.sync.records import HistoryLimits, RecordedChange, SyncRecord, record_sync
 from schemas import SUPPORTED_KINDS, Deployment, KubeObject, ObjectKey, model_for
 
@@ -56,25 +57,9 @@ Action = Literal["create", "update", "delete"]
 Outcome = Literal["Succeeded", "Failed"]
 Trigger = Literal["commit", "resync", "manual"]
 
-# The order matters: a namespaced object needs its Namespace, a Pod its ServiceAccount,
-# ConfigMaps and Secrets; a Deployment's pods should find their Service. Deletions run in
-# the reverse order, so a Namespace goes last (the loader sorts desired objects the same way).
-APPLY_ORDER = (
-    "Namespace",
-    "Node",
-    "ServiceAccount",
-    "Secret",
-    "ConfigMap",
-    "PersistentVolumeClaim",
-    "Service",
-    "Deployment",
-    "ReplicaSet",
-    "StatefulSet",
-    "DaemonSet",
-    "Pod",
-    "Job",
-    "CronJob",
-)
+# Writes follow the loader's APPLY_ORDER (a namespaced object needs its Namespace, a Pod its
+# ServiceAccount, ConfigMaps and Secrets); deletions run in the reverse order, so a
+# Namespace goes last.
 _WRITE_RETRIES = 3
 # Server-owned metadata an update must carry over from the live object.
 _KEPT_METADATA = ("finalizers", "ownerReferences")

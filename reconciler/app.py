@@ -25,10 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler._private import private_dir
 from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, check_data_keys, seal_secrets
-from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
 from reconciler.controllers.node import (
     DEFAULT_EVICTION_TIMEOUT_S,
@@ -60,7 +58,9 @@ from reconciler.store.election import (
     process_alive,
 )
 from reconciler.sync import SyncLoop, SyncOptions, SyncResult
+from reconciler.sync.autorollback import AutoRollbackController
 from schemas.datakeys import DataKeys
+from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET
 
 __all__ = [
     "CLIENT_CONFIG_FILE",
@@ -351,13 +351,13 @@ class CapstanApp:
     def _agent_socket(self) -> Path:
         if self.config.agent_socket is not None:
             return self.config.agent_socket
-        configured = os.environ.get(SOCKET_ENV)
+        configured = os.environ.get(AGENT_SOCKET_ENV)
         if configured:
             return Path(configured)
         # An agent installed as a service on this machine already owns the node: use it
         # rather than starting a second one that would fight it over the same containers.
-        if socket_answers(Path(DEFAULT_SOCKET)):
-            return Path(DEFAULT_SOCKET)
+        if socket_answers(Path(DEFAULT_AGENT_SOCKET)):
+            return Path(DEFAULT_AGENT_SOCKET)
         return self.config.state_dir / "agent.sock"
 
     def _start_http(self, listen: str) -> None:

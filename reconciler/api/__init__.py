@@ -16,6 +16,11 @@ Sits between :mod:`reconciler.store` and everything that reads or writes cluster
   :class:`NodeLease`, :class:`Identity`; clocks (:class:`Clock`, :class:`SystemClock`,
   :class:`ManualClock`).
 
+For the HTTP server (:mod:`reconciler.api.server`), which serves stored bytes without decoding
+them: :func:`object_key` and :func:`kind_prefix` (the store key layout), :func:`event_kind`
+(a store event as a watch event type) and :func:`invalid_from` (a validation error as
+:class:`Invalid`).
+
 Objects live at ``/registry/<plural>/<namespace>/<name>`` as JSON; ``resourceVersion`` is the
 key's store ``mod_revision``. :func:`seal_secrets` wraps a store so Secret objects are
 AES-GCM sealed at rest with the data keys in ``<state-dir>/data-keys`` (:data:`DATA_KEYS_FILE`).
@@ -28,6 +33,7 @@ from reconciler.api._atrest import (
     check_data_keys,
     seal_secrets,
 )
+from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api._errors import (
     AlreadyExists,
     ApiError,
@@ -49,7 +55,14 @@ from reconciler.api._tokens import (
     Identity,
     generate_token,
 )
-from reconciler.api._types import EventKind, ObjectList, StoredObject, WatchEvent, WatchStream
+from reconciler.api._types import (
+    EventKind,
+    ObjectList,
+    StoredObject,
+    WatchEvent,
+    WatchStream,
+    event_kind,
+)
 from reconciler.api.clock import Clock, ManualClock, SystemClock, now_utc
 
 __all__ = [
@@ -85,8 +98,12 @@ __all__ = [
     "WatchEvent",
     "WatchStream",
     "check_data_keys",
+    "event_kind",
     "generate_token",
+    "invalid_from",
+    "kind_prefix",
     "now_utc",
+    "object_key",
     "random_suffix",
     "seal_secrets",
 ]

@@ -13,8 +13,6 @@ progress). The replicaset controller below it turns ``spec.replicas`` into pods.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +27,13 @@ from reconciler.controllers._pods import (
     until_available,
 )
 from reconciler.controllers.runtime import Controller, ControllerContext, Result, TransientError
+from reconciler.workloads.deployment import (
+    HASH_LABEL,
+    REVISION_ANNOTATION,
+    pod_template_hash,
+    revision_of,
+    template_doc,
+)
 from schemas import (
     Condition,
     Deployment,
@@ -38,7 +43,6 @@ from schemas import (
     ObjectMeta,
     OwnerReference,
     Pod,
-    PodTemplateSpec,
     ReplicaSet,
     ReplicaSetSpec,
     resolve_int_or_percent,
@@ -52,42 +56,9 @@ __all__ = [
     "revision_of",
 ]
 
-HASH_LABEL = "pod-template-hash"
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def _template_doc(template: PodTemplateSpec) -> dict[str, Any]:
-    doc: dict[str, Any] = template.model_dump(mode="json", by_alias=True, exclude_none=True)
-    labels = dict(doc.get("metadata", {}).get("labels", {}))
-    labels.pop(HASH_LABEL, None)
-    doc.setdefault("metadata", {})["labels"] = labels
-    return doc
-
-
-def pod_template_hash(template: PodTemplateSpec, collision_count: int | None = None) -> str:
-    """A stable 10-character name part for a template (the hash label itself excluded).
-    ``collision_count`` (the Deployment's ``status.collisionCount``) changes it when the
-    name is taken by a ReplicaSet this Deployment does not own, as in Kubernetes."""
-    doc = json.dumps(_template_doc(template), sort_keys=True, separators=(",", ":"))
-    if collision_count:
-        doc += f"/{collision_count}"
-    digest = hashlib.sha256(doc.encode()).digest()
-    number = int.from_bytes(digest[:8], "big")
-    chars = []
-    for _ in range(10):
-        number, index = divmod(number, len(_HASH_ALPHABET))
-        chars.append(_HASH_ALPHABET[index])
-    return "".join(chars)
-
 
 def _hash(d: Deployment) -> str:
     return pod_template_hash(d.spec.template, d.status.collision_count if d.status else None)
-
-
-def revision_of(rs: ReplicaSet) -> int:
-    value = rs.metadata.annotations.get(REVISION_ANNOTATION, "0")
-    return int(value) if value.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +111,8 @@ class DeploymentController(Controller):
             return None
         self.await_own_writes(key)
         owned = self.replicasets.by_index("owner", d.metadata.uid or "")
-        want = _template_doc(d.spec.template)
-        new_rs = next((rs for rs in owned if _template_doc(rs.spec.template) == want), None)
+        want = template_doc(d.spec.template)
+        new_rs = next((rs for rs in owned if template_doc(rs.spec.template) == want), None)
         old = sorted((rs for rs in owned if rs is not new_rs), key=revision_of)
         view = _View(
             {

@@ -31,8 +31,8 @@ from reconciler.controllers._pods import (
     owner_keys,
     until_available,
 )
-from reconciler.controllers.deployment import pod_template_hash
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
+from reconciler.workloads.deployment import pod_template_hash
 from schemas import ObjectKey, ObjectMeta, Pod
 from schemas.apps import StatefulSet, StatefulSetStatus
 from schemas.pod import PersistentVolumeClaimVolumeSource, Volume

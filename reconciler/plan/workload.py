@@ -2,7 +2,7 @@
 
 Pure over plain objects. The Deployment controller's own rules decide, imported rather than
 copied: a Deployment's pods come from the ReplicaSet `<name>-<pod-template-hash>`
-(`reconciler.controllers.deployment.pod_template_hash`), and an existing ReplicaSet whose
+(`reconciler.workloads.deployment.pod_template_hash`), and an existing ReplicaSet whose
 template hashes the same is *reused* — scaled back up with the next revision — instead of a
 new one (the rollback path: no new hash, no new image pull). The steps are the rolling
 update's arithmetic (maxSurge up, maxUnavailable down, counting new pods as available when
@@ -16,15 +16,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.controllers.deployment import (
+from reconciler.diff import diff_objects
+from reconciler.plan.model import PodStop, Rollout, RolloutAction, RolloutStep
+from reconciler.scheduler import PodInfo, PodKey, pod_info, pod_key
+from reconciler.workloads.deployment import (
     HASH_LABEL,
     REVISION_ANNOTATION,
     pod_template_hash,
     revision_of,
 )
-from reconciler.diff import diff_objects
-from reconciler.plan.model import PodStop, Rollout, RolloutAction, RolloutStep
-from reconciler.scheduler import PodInfo, PodKey, pod_info, pod_key
 from schemas import (
     Deployment,
     KubeObject,

@@ -24,8 +24,18 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, Forbidden, now_utc
-from reconciler.api._codec import invalid_from, kind_prefix, object_key
+from reconciler.api import (
+    Api,
+    ApiError,
+    Cause,
+    Conflict,
+    EventRecord,
+    Forbidden,
+    invalid_from,
+    kind_prefix,
+    now_utc,
+    object_key,
+)
 from reconciler.api.server import _raw
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._cache import ListCache, Subscription

@@ -8,13 +8,9 @@ import time
 from datetime import UTC, datetime
 
 from reconciler.api import Api, Conflict, ManualClock
-from reconciler.controllers.deployment import (
-    HASH_LABEL,
-    REVISION_ANNOTATION,
-    DeploymentController,
-    pod_template_hash,
-)
+from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.replicaset import ReplicaSetController, _deletion_rank
+from reconciler.workloads.deployment import HASH_LABEL, REVISION_ANNOTATION, pod_template_hash
 from schemas import Condition, Deployment, Namespace, ObjectKey, Pod, PodStatus, ReplicaSet
 
 

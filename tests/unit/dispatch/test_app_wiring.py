@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.app import AlreadyRunning, CapstanApp, UpConfig, control_plane_components
-from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.node import NodeController
 from reconciler.nodes import NodeDispatcher
 from reconciler.runinfo import RunInfo, read_run_info, write_run_info
 from reconciler.scheduler import Scheduler
+from reconciler.sync.autorollback import AutoRollbackController
 
 
 def _types(factories: list[object]) -> list[object]:

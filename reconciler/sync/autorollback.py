@@ -51,8 +51,6 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from reconciler.api import ApiError, now_utc
-from reconciler.controllers._pods import deployment_keys_of_pod, owner_keys
-from reconciler.controllers.deployment import HASH_LABEL, pod_template_hash
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.source.git import GitSource, GitSourceError
 from reconciler.sync.pins import (
@@ -65,6 +63,8 @@ from reconciler.sync.pins import (
     set_pin,
 )
 from reconciler.sync.records import RecordedChange, SyncRecord, list_sync_records, record_sync
+from reconciler.workloads.deployment import HASH_LABEL, pod_template_hash
+from reconciler.workloads.owners import deployment_keys_of_pod, owner_keys
 from schemas import Deployment, ObjectKey, Pod, ReplicaSet
 
 __all__ = [

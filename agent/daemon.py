@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.kubelet import Kubelet, KubeletTuning
 from agent.kubelet.podspec import NodeSettings
 from agent.kubelet.services import NodeServices
@@ -70,7 +70,7 @@ async def _main(options: DaemonOptions) -> int:
         pod_security=options.pod_security,
     )
     tuning = KubeletTuning(
-        backoff=BackoffPolicy(
+        backoff=CrashLoopBackoff(
             initial_s=options.backoff_initial_s,
             max_s=options.backoff_max_s,
             reset_after_s=options.backoff_reset_s,

@@ -45,6 +45,7 @@ from reconciler._private import open_private, write_private
 from reconciler.api import (
     AlreadyExists,
     ApiError,
+    BadRequest,
     Cause,
     Conflict,
     Expired,
@@ -53,6 +54,8 @@ from reconciler.api import (
     NotFound,
     ObjectList,
     TooLarge,
+    TooManyRequests,
+    Unauthorized,
     Unavailable,
     WatchEvent,
 )
@@ -92,27 +95,6 @@ T = TypeVar("T", bound=KubeObject)
 
 class ConfigError(ValueError):
     """The client config file is missing, unreadable or incomplete."""
-
-
-class Unauthorized(ApiError):
-    reason = "Unauthorized"
-    code = 401
-
-
-class BadRequest(ApiError):
-    reason = "BadRequest"
-    code = 400
-
-
-class TooManyRequests(ApiError):
-    """The server is overloaded; ``retry_after`` seconds is its suggestion."""
-
-    reason = "TooManyRequests"
-    code = 429
-
-    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 _BY_REASON: Mapping[str, type[ApiError]] = {

@@ -11,7 +11,8 @@ Sits between :mod:`reconciler.store` and everything that reads or writes cluster
 - Errors, all :class:`ApiError` (``reason``, HTTP-ish ``code``): :class:`NotFound`,
   :class:`AlreadyExists`, :class:`Conflict`, :class:`Invalid` (``causes``: field path +
   message), :class:`Expired` (410: relist), :class:`Forbidden`, :class:`TooLarge`,
-  :class:`Unavailable`.
+  :class:`Unavailable`; and the three only the HTTP client raises, :class:`Unauthorized`,
+  :class:`BadRequest`, :class:`TooManyRequests`.
 - :class:`ObjectList`, :class:`WatchEvent`, :class:`WatchStream`; :class:`EventRecord`,
   :class:`NodeLease`, :class:`Identity`; clocks (:class:`Clock`, :class:`SystemClock`,
   :class:`ManualClock`).
@@ -37,6 +38,7 @@ from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api._errors import (
     AlreadyExists,
     ApiError,
+    BadRequest,
     Cause,
     Conflict,
     Expired,
@@ -44,6 +46,8 @@ from reconciler.api._errors import (
     Invalid,
     NotFound,
     TooLarge,
+    TooManyRequests,
+    Unauthorized,
     Unavailable,
 )
 from reconciler.api._records import EventRecord, InvolvedObject, NodeLease
@@ -76,6 +80,7 @@ __all__ = [
     "Api",
     "ApiError",
     "AsyncApi",
+    "BadRequest",
     "Cause",
     "Clock",
     "Conflict",
@@ -94,6 +99,8 @@ __all__ = [
     "StoredObject",
     "SystemClock",
     "TooLarge",
+    "TooManyRequests",
+    "Unauthorized",
     "Unavailable",
     "WatchEvent",
     "WatchStream",

@@ -25,12 +25,10 @@ from reconciler.nodes._wire import DesiredSet
 from reconciler.nodes.backoff import Backoff, BackoffPolicy
 from reconciler.nodes.connection import (
     AGENT_CONNECTED,
-    Clock,
     ConnectionSettings,
     NodeConnection,
     NodeState,
     Phase,
-    SystemClock,
 )
 from reconciler.nodes.desired import bound_pods, desired_set, referenced_names, service_rule
 from reconciler.nodes.dispatch import DispatchSettings, NodeDispatcher
@@ -49,7 +47,6 @@ __all__ = [
     "AuthenticationFailed",
     "Backoff",
     "BackoffPolicy",
-    "Clock",
     "ConnectionSettings",
     "DesiredSet",
     "DispatchSettings",
@@ -73,7 +70,6 @@ __all__ = [
     "Phase",
     "ScannedKey",
     "SyncRejected",
-    "SystemClock",
     "UnknownNode",
     "bound_pods",
     "desired_set",

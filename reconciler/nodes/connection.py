@@ -19,13 +19,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
+from reconciler.api.clock import MonotonicClock, SystemClock
 from reconciler.nodes import _wire
 from reconciler.nodes._links import AuthenticationFailed, Link, LinkSettings, open_link
 from reconciler.nodes._slot import Generation, PushSlot
@@ -39,15 +38,6 @@ _log = logging.getLogger(__name__)
 
 #: The Node condition type a ``NodeState`` becomes.
 AGENT_CONNECTED = "AgentConnected"
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 class Phase(StrEnum):
@@ -127,7 +117,7 @@ class NodeConnection:
         on_message: MessageCallback,
         on_state: StateCallback,
         settings: ConnectionSettings | None = None,
-        clock: Clock | None = None,
+        clock: MonotonicClock | None = None,
         rng: random.Random | None = None,
         opener: LinkOpener = open_link,
         first_generation: int = 0,

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 
+from reconciler.api.clock import MonotonicClock
 from reconciler.nodes import _wire
 from reconciler.nodes._links import open_link
 from reconciler.nodes._slot import relay
 from reconciler.nodes.connection import (
-    Clock,
     ConnectionSettings,
     LinkOpener,
     MessageCallback,
@@ -43,7 +43,7 @@ class NodePool:
         on_message: MessageCallback,
         on_state: StateCallback,
         settings: ConnectionSettings | None = None,
-        clock: Clock | None = None,
+        clock: MonotonicClock | None = None,
         rng: random.Random | None = None,
         opener: LinkOpener = open_link,
         wall_clock: Callable[[], float] = time.time,

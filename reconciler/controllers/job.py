@@ -20,10 +20,10 @@ scheduler (which binds the pods it creates).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
+from reconciler.api import AlreadyExists, Api, Conflict, NotFound, now_utc
 from reconciler.controllers._pods import (
     child_manifest,
     controlled_by,
@@ -35,7 +35,7 @@ from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from schemas import Condition, ObjectKey, ObjectMeta, Pod
 from schemas.batch import Job, JobStatus
 
-__all__ = ["JOB_NAME_LABEL", "JobController", "job_pod_manifest"]
+__all__ = ["JOB_NAME_LABEL", "JobController", "delete_job", "job_finished_at", "job_pod_manifest"]
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 _UID_LABEL = "batch.kubernetes.io/controller-uid"
@@ -60,6 +60,28 @@ def job_pod_manifest(job: Job) -> dict[str, Any]:
         owner_references=[controlled_by(job)],
     )
     return child_manifest("v1", "Pod", meta, template.spec)
+
+
+def job_finished_at(job: Job) -> datetime | None:
+    """When a finished Job finished (its terminal condition's transition, else its
+    ``completionTime``); None while it runs. Read by the TTL here and the cronjob history."""
+    status = job.status
+    if status is None or status.finished is None:
+        return None
+    condition = status.condition(status.finished)
+    return (condition.last_transition_time if condition else None) or status.completion_time
+
+
+def delete_job(api: Api, job: Job) -> bool:
+    """Delete ``job`` as it was read (its ``resourceVersion``); False when it is already gone
+    or changed since, which the next reconcile looks at afresh."""
+    try:
+        api.delete(
+            Job, job.name, namespace=job.namespace, resource_version=job.metadata.resource_version
+        )
+    except (NotFound, Conflict):
+        return False
+    return True
 
 
 def _phase(pod: Pod) -> str:
@@ -227,26 +249,11 @@ class JobController(Controller):
     def _expire(self, job: Job) -> Result | None:
         """Delete a finished Job once ``ttlSecondsAfterFinished`` has passed."""
         ttl = job.spec.ttl_seconds_after_finished
-        status = job.status
-        if ttl is None or status is None:
-            return None
-        finished_at = status.completion_time
-        for type_ in ("Complete", "Failed"):
-            condition = status.condition(type_)
-            if condition is not None and condition.status == "True":
-                finished_at = condition.last_transition_time or finished_at
-        if finished_at is None:
+        finished_at = job_finished_at(job)
+        if ttl is None or finished_at is None:
             return None
         left = (finished_at + timedelta(seconds=ttl)).timestamp() - self.clock.time()
         if left > 0:
             return Result(requeue_after=left)
-        try:
-            self.api.delete(
-                Job,
-                job.name,
-                namespace=job.namespace,
-                resource_version=job.metadata.resource_version,
-            )
-        except (NotFound, Conflict):
-            return None
+        delete_job(self.api, job)
         return None

@@ -26,7 +26,7 @@ from agent.server import AgentServer, ServerSettings
 from agent.state import CorruptState, DesiredStateFile, prepare_state_dir
 from schemas.podsecurity import DEFAULT_LEVEL, Level
 
-_log = logging.getLogger("agent")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """``capstan up`` as one object: every control-plane part in one process, started in order.
 
-The whole data flow of DESIGN.md in one place (like k3s' single server): the store, the
+The whole data flow of docs/architecture.md in one place (like k3s' single server): the store, the
 ``Api`` on it, the ``ControllerManager`` running every controller, the scheduler and the
 ``NodeDispatcher``, the Git source with its ``SyncLoop``, the HTTP API when that part is
 installed, and — for the one-machine default — this machine's agent daemon when none is

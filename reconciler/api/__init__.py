@@ -7,7 +7,7 @@ Sits between :mod:`reconciler.store` and everything that reads or writes cluster
   ``delete`` / ``watch`` for every kind in :mod:`schemas`, the ``bind`` sub-resource,
   ``record_event``, node heartbeat leases and ``authenticate_token``; ``update_document``
   (the HTTP server's update: a parsed body in, :class:`StoredObject` bytes out). Blocking,
-  thread-safe; :class:`AsyncApi` wraps it for event loops.
+  thread-safe (code on an event loop calls it through ``asyncio.to_thread``).
 - Errors, all :class:`ApiError` (``reason``, HTTP-ish ``code``): :class:`NotFound`,
   :class:`AlreadyExists`, :class:`Conflict`, :class:`Invalid` (``causes``: field path +
   message), :class:`Expired` (410: relist), :class:`Forbidden`, :class:`TooLarge`,
@@ -27,7 +27,6 @@ key's store ``mod_revision``. :func:`seal_secrets` wraps a store so Secret objec
 AES-GCM sealed at rest with the data keys in ``<state-dir>/data-keys`` (:data:`DATA_KEYS_FILE`).
 """
 
-from reconciler.api._aio import AsyncApi
 from reconciler.api._atrest import (
     DATA_KEYS_FILE,
     DataKeysMismatch,
@@ -79,7 +78,6 @@ __all__ = [
     "AlreadyExists",
     "Api",
     "ApiError",
-    "AsyncApi",
     "BadRequest",
     "Cause",
     "Clock",

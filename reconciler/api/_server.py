@@ -1,14 +1,13 @@
 """The API server's core: typed CRUD, watch, bind, events, leases and tokens over the store.
 
-Everything above the store (controllers, scheduler, sync, CLI, a later HTTP server) calls
+Everything above the store (controllers, scheduler, sync, CLI, the HTTP server) calls
 :class:`Api`; nothing else touches :mod:`reconciler.store`. Every write is one store transaction
 guarded by a compare, so concurrent writers never overwrite each other silently.
 
 WHY blocking: the store is blocking and thread-safe, and its group commit turns concurrent
 writers into one fsync. Plain threads calling a blocking API get that batching for free (the
 scheduler binds from a small pool; the replicaset controller creates pods from one), with no
-event loop hop per call on the hot path. :class:`reconciler.api.AsyncApi` wraps each call in
-``asyncio.to_thread`` for async callers.
+event loop hop per call on the hot path; async callers use ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -355,12 +354,10 @@ class Api:
         compare-and-swap confirms it was current (if not, the store is read and the update
         runs again, so every outcome is the one a store read would have given).
 
-        WHY a second entry point: measured on the bench's 32-client PUT, ``update`` spent
-        ~0.15 ms per call deep-copying a dict nobody else holds and turning the validated
-        model into a dict three times (here: once), and the server read the object a second
-        time for its labels and encoded the returned model again. The store read itself is
-        four SQLite statements, each a GIL hand-off under load (~100 futex calls per PUT
-        with 32 clients); the watch cache already holds the object the client last read."""
+        WHY a second entry point: on the HTTP server's PUT path, ``update``'s defensive copy,
+        its repeated model-to-dict conversions, a second read for the labels and a second
+        encoding of the result cost more than the store write; this one does each once and
+        lets a watch cache's copy stand in for the store read."""
         model = self._model(data)
         meta: dict[str, Any] = dict(data.get("metadata") or {})
         data["metadata"] = meta

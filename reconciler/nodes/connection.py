@@ -10,8 +10,8 @@ Why threads and not asyncio: paramiko is blocking and already runs one thread pe
 transport; wrapping every blocking call in an executor would need as many executor threads
 as nodes anyway (a channel read blocks for as long as the agent is quiet) while hiding
 where a node stalls. Threads per node make the isolation explicit: a stalled node blocks
-only its own threads. The asyncio controllers use ``push`` (non-blocking, returns a
-``concurrent.futures.Future`` for ``asyncio.wrap_future``) and ``AsyncQueueSink`` for events.
+only its own threads. Callers on an event loop use ``push`` (non-blocking, returns a
+``concurrent.futures.Future`` for ``asyncio.wrap_future``).
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ LinkOpener = Callable[[NodeEndpoint, LinkSettings], Link]
 class NodeConnection:
     """The reconciler's side of one node. Thread-safe; callbacks run on its threads.
 
-    Callbacks must be quick and must not block (hand off to a queue, as ``AsyncQueueSink``
-    does): they run on the node's reader/session thread.
+    Callbacks must be quick and must not block (park the event and return, as the node
+    dispatcher does): they run on the node's reader/session thread.
     """
 
     def __init__(

@@ -6,7 +6,7 @@ connection whose endpoint changed) and ``remove`` for deleted ones; the pod-sync
 only fills that node's latest-wins slot and wakes its session thread, so a fan-out to N nodes
 costs N slot writes on the caller's side and proceeds on N threads; a stalled node holds
 nothing but its own slot. Agent messages and connection states reach the caller through the
-two callbacks (see ``AsyncQueueSink`` for asyncio consumers).
+two callbacks (the node dispatcher's).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from schemas.storage import (
 
 __all__ = ["SCHEDULER_NAME", "Scheduler"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "capstan-scheduler"
 _TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
@@ -110,7 +110,7 @@ class Scheduler:
             try:
                 self.schedule(key)
             except Exception:
-                log.exception("scheduler: %s: scheduling crashed", key)
+                _log.exception("scheduler: %s: scheduling crashed", key)
                 self.queue.add_after(key, self.queue.backoff(key))
             finally:
                 self.queue.done(key)
@@ -207,13 +207,13 @@ class Scheduler:
         except Conflict as exc:
             # Bound by someone else, or changing under us: forget, and look again once the
             # cache has caught up (a bound pod is then simply skipped).
-            log.info("scheduler: bind %s to %s: %s", pod.key, node, exc)
+            _log.info("scheduler: bind %s to %s: %s", pod.key, node, exc)
             with self._lock:
                 self.state.forget(key)
             self.queue.add_after(pod.key, self.queue.backoff(pod.key))
         except ApiError as exc:
             delay = self.queue.backoff(pod.key)
-            log.warning(
+            _log.warning(
                 "scheduler: bind %s to %s failed: %s (retry in %.3fs)", pod.key, node, exc, delay
             )
             with self._lock:
@@ -251,7 +251,7 @@ class Scheduler:
                 except Conflict:
                     continue  # written meanwhile (its status, labels): read it again
                 except ApiError as exc:
-                    log.warning(
+                    _log.warning(
                         "scheduler: binding claim %s/%s to %s: %s", pod.namespace, name, node, exc
                     )
                     break
@@ -298,7 +298,7 @@ class Scheduler:
             except (Conflict, NotFound):
                 return  # changed or gone: the next attempt reads it again
             except ApiError as exc:
-                log.warning("scheduler: status of %s: %s", pod.key, exc)
+                _log.warning("scheduler: status of %s: %s", pod.key, exc)
                 return
         try:
             self.api.record_event(
@@ -309,4 +309,4 @@ class Scheduler:
                 source=SCHEDULER_NAME,
             )
         except ApiError as exc:
-            log.warning("scheduler: event for %s: %s", pod.key, exc)
+            _log.warning("scheduler: event for %s: %s", pod.key, exc)

@@ -80,7 +80,7 @@ __all__ = [
     "rollout_failure",
 ]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 AUTO_ROLLBACK_ANNOTATION = "capstan.io/auto-rollback"
 #: The trailer on every revert commit this controller makes: `Capstan-Auto-Rollback-Of: <sha>`.
@@ -360,7 +360,7 @@ class AutoRollbackController(Controller):
                 changes=[RecordedChange(action="update", object=name, fields=["spec.template"])],
             ),
         )
-        log.warning("%s", summary)
+        _log.warning("%s", summary)
         if self.push:
             self._revert(d, bad=bad, good=good, why=why)
 
@@ -389,4 +389,4 @@ class AutoRollbackController(Controller):
                 d, reason="AutoRollback", message=message, type="Warning", source="auto-rollback"
             )
         except ApiError:
-            log.warning("could not record event for %s: %s", d.key, message)
+            _log.warning("could not record event for %s: %s", d.key, message)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
 from reconciler.controllers._pods import (
     active,
+    controlled_by,
     controller_ref,
     deployment_keys_of_pod,
     owner_keys,
@@ -34,7 +35,6 @@ from schemas import (
     LabelSelector,
     ObjectKey,
     ObjectMeta,
-    OwnerReference,
     Pod,
     ReplicaSet,
     ReplicaSetSpec,
@@ -172,16 +172,7 @@ class DeploymentController(Controller):
                 namespace=d.namespace,
                 labels=labels,
                 annotations={REVISION_ANNOTATION: str(next_revision)},
-                owner_references=[
-                    OwnerReference(
-                        api_version="apps/v1",
-                        kind="Deployment",
-                        name=d.name,
-                        uid=d.metadata.uid or "",
-                        controller=True,
-                        block_owner_deletion=True,
-                    )
-                ],
+                owner_references=[controlled_by(d)],
             ),
             spec=ReplicaSetSpec(
                 replicas=replicas,

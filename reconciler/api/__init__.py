@@ -27,6 +27,7 @@ key's store ``mod_revision``. :func:`seal_secrets` wraps a store so Secret objec
 AES-GCM sealed at rest with the data keys in ``<state-dir>/data-keys`` (:data:`DATA_KEYS_FILE`).
 """
 
+from reconciler.api._api import NAMESPACE_FINALIZER, SYSTEM_NAMESPACES, Api, random_suffix
 from reconciler.api._atrest import (
     DATA_KEYS_FILE,
     DataKeysMismatch,
@@ -50,7 +51,6 @@ from reconciler.api._errors import (
     Unavailable,
 )
 from reconciler.api._records import EventRecord, InvolvedObject, NodeLease
-from reconciler.api._server import NAMESPACE_FINALIZER, SYSTEM_NAMESPACES, Api, random_suffix
 from reconciler.api._tokens import (
     SERVICE_ACCOUNT_NAME_ANNOTATION,
     SERVICE_ACCOUNT_TOKEN_TYPE,

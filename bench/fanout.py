@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -260,7 +261,6 @@ class Ansible:
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_GATHERING": "explicit",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            "ANSIBLE_STDOUT_CALLBACK": "json",
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_NOCOLOR": "1",
         }
@@ -306,10 +306,10 @@ class Ansible:
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"ansible-playbook failed:\n{done.stdout[-3000:]}{done.stderr}")
-        stats = json.loads(done.stdout)["stats"]
-        unchanged = [host for host, s in stats.items() if s.get("changed") != 1]
-        if len(stats) != len(nodes) or unchanged:
-            raise RuntimeError(f"ansible did not change every host: {stats}")
+        # The PLAY RECAP: one "host : ok=1 changed=1 unreachable=0 failed=0 ..." per host.
+        recap = dict(re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", done.stdout, re.M))
+        if sorted(recap) != sorted(n.name for n in nodes) or set(recap.values()) != {"1"}:
+            raise RuntimeError(f"ansible did not change every host:\n{done.stdout[-3000:]}")
         for node in nodes:
             if (node.root / "ansible" / "desired.json").read_bytes() != payload:
                 raise RuntimeError(f"{node.name}: the copied file differs from the payload")

@@ -116,22 +116,22 @@ def version_files(version: str) -> dict[str, str]:
     return {"page.yaml": page(version), "web/deployment.yaml": deployment(version)}
 
 
+BASELINE = {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")}
+
+
 @pytest.fixture(scope="module")
 def up(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CapstanUp]:
     work = tmp_path_factory.mktemp("gitops")
     repo = GitRepo(work / "repo")
-    repo.commit("v1", {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")})
+    repo.commit("v1", BASELINE)
     capstan = CapstanUp(repo, work, docker_client)
     try:
         capstan.start()
         yield capstan
     finally:
         capstan.close()
-
-
-BASELINE = {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")}
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,10 @@ Each push is split at these instants (wall clock, one machine):
 - node push: → the last new container has started (the agent's ``startedAt``);
 - container start: → the last new pod is Ready (readiness probe, status back in the API).
 
+The default rollout replaces the pods in waves, each after the previous wave is Ready: so
+*schedule* and *node push* run up to the last wave. ``detect`` in the JSON is git push plus
+hook+fetch.
+
 Published figures of the peers, for comparison (not measured here): Argo CD "polls Git
 repositories every three minutes to detect changes to the manifests" unless a webhook is
 configured (Argo CD Operator Manual, "Git Webhook Configuration",

@@ -34,7 +34,6 @@ from schemas.pod import (
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
 
-
 OPT_IN = '\n  annotations:\n    capstan.io/auto-rollback: "true"'
 
 

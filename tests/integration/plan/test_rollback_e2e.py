@@ -31,7 +31,6 @@ from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
 
 
-
 @dataclass
 class Cluster:
     api: Api

@@ -34,8 +34,6 @@ from schemas.pod import (
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
 
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")
-
 OPT_IN = '\n  annotations:\n    capstan.io/auto-rollback: "true"'
 
 

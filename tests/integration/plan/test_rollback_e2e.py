@@ -31,8 +31,6 @@ from schemas import Pod, ReplicaSet
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
 
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")
-
 
 @dataclass
 class Cluster:

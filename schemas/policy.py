@@ -10,11 +10,18 @@ it as a warning for every such object. See docs/workloads.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from schemas.meta import KubeObject
 
-__all__ = ["HorizontalPodAutoscaler", "NetworkPolicy", "NotActedOn", "PodDisruptionBudget"]
+__all__ = [
+    "HorizontalPodAutoscaler",
+    "NetworkPolicy",
+    "NotActedOn",
+    "PodDisruptionBudget",
+    "hpa_v2_from_v1",
+]
 
 
 class NotActedOn(KubeObject):
@@ -54,3 +61,26 @@ class NetworkPolicy(NotActedOn):
 
     api_version: Literal["networking.k8s.io/v1"] = "networking.k8s.io/v1"
     kind: Literal["NetworkPolicy"] = "NetworkPolicy"
+
+
+def hpa_v2_from_v1(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``autoscaling/v1`` HorizontalPodAutoscaler as the ``autoscaling/v2`` object
+    Kubernetes serves for it: ``targetCPUUtilizationPercentage`` becomes a CPU Resource
+    metric with that average utilization; everything else is kept."""
+    converted = {**doc, "apiVersion": "autoscaling/v2"}
+    spec = doc.get("spec")
+    if isinstance(spec, Mapping):
+        rest = {k: v for k, v in spec.items() if k != "targetCPUUtilizationPercentage"}
+        target = spec.get("targetCPUUtilizationPercentage")
+        if target is not None:
+            rest["metrics"] = [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": target},
+                    },
+                }
+            ]
+        converted["spec"] = rest
+    return converted

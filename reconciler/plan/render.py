@@ -480,6 +480,31 @@ def render_markdown(plan: Plan, *, budget: int = _MARKDOWN_BUDGET) -> str:
                 ],
             )
         )
+    if plan.workloads:
+        sections.append(
+            _Section(
+                "workloads",
+                [
+                    "",
+                    "#### Workloads",
+                    "",
+                    *_md_table_head(("Object", "What happens")),
+                ],
+                [
+                    _Item(
+                        _md_rows(
+                            [
+                                (
+                                    f"{w.action} {w.key.kind} {w.key.namespace}/{w.key.name}",
+                                    "; ".join(w.lines),
+                                )
+                            ]
+                        )
+                    )
+                    for w in plan.workloads
+                ],
+            )
+        )
     if plan.nodes:
         sections.append(
             _Section(

@@ -126,6 +126,9 @@ def test_plan_shows_ordinals_claims_daemons_jobs_and_cron(tmp_path: Path) -> Non
     code, text = plan(tmp_path)
     assert "Workloads (StatefulSets, DaemonSets, Jobs, CronJobs):" in text
     assert "create StatefulSet default/db:" in text
+    code, markdown = plan(tmp_path, "-o", "markdown")
+    assert "#### Workloads" in markdown
+    assert "create DaemonSet default/cache" in markdown
 
     # Deleting the StatefulSet: the plan says its claims stay (whenDeleted: Retain).
     commit(repo, tmp_path, {"workloads.yaml": WORKLOADS.split("---\n", 1)[1]})

@@ -243,3 +243,18 @@ def test_hpa_and_network_policy_validate_with_a_warning_saying_what_capstan_does
         f"{tmp_path}/policies.yaml:18: warning: NetworkPolicy 'deny-all': stored, not "
         "enforced: every pod can reach every other pod and Service; no traffic is filtered",
     ]
+
+
+def test_a_disruption_budget_with_both_bounds_is_refused_at_its_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    (tmp_path / "pdb.yaml").write_text(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\nspec:\n"
+        "  minAvailable: 1\n  maxUnavailable: 50%\n  selector: {matchLabels: {app: web}}\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "pdb.yaml:6:" in result.output
+    assert "spec.maxUnavailable: minAvailable and maxUnavailable cannot both" in result.output

@@ -9,10 +9,12 @@ import httpx
 import pytest
 
 from reconciler.api import Api, NotFound
+from reconciler.client import Client, ClientConfig, TooManyRequests
 from schemas import Pod
 from schemas.meta import LabelSelector, ObjectMeta
 from schemas.pod import Container, PodSpec, PodStatus
 from schemas.policy import PodDisruptionBudget, PodDisruptionBudgetSpec
+from tests.unit.server.conftest import ADMIN_TOKEN
 
 EVICTION = "/api/v1/namespaces/shop/pods/web-1/eviction"
 BODY = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1"}}
@@ -62,3 +64,26 @@ def test_eviction_honours_the_disruption_budget(
         api.get(Pod, "web-1", namespace="shop")
     names = {r["name"] for r in client.get("/api/v1").json()["resources"]}
     assert "pods/eviction" in names
+
+
+def test_the_client_evicts_and_reports_the_budget(
+    api: Api, make_client: Callable[..., httpx.Client]
+) -> None:
+    """``reconciler.client.Client.evict`` (what `capstan node drain` uses over HTTP)."""
+    ready_pod(api, "web-1")
+    api.create(
+        PodDisruptionBudget(
+            metadata=ObjectMeta(name="web", namespace="shop"),
+            spec=PodDisruptionBudgetSpec(
+                selector=LabelSelector(match_labels={"app": "web"}), min_available="100%"
+            ),
+        )
+    )
+    server = str(make_client().base_url)
+    with Client(ClientConfig(server=server, token=ADMIN_TOKEN)) as client:
+        with pytest.raises(TooManyRequests, match="disruption budget shop/web"):
+            client.evict("web-1", namespace="shop")
+        api.delete(PodDisruptionBudget, "web", namespace="shop")
+        client.evict("web-1", namespace="shop")
+    with pytest.raises(NotFound):
+        api.get(Pod, "web-1", namespace="shop")

@@ -102,7 +102,7 @@ def test_job_without_restart_policy_is_refused_as_kubernetes_does() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("completionMode", "Indexed"), ("podFailurePolicy", {"rules": []})],
+    [("backoffLimitPerIndex", 1), ("podFailurePolicy", {"rules": []})],
 )
 def test_job_fields_capstan_cannot_honour_are_refused(field: str, value: object) -> None:
     doc = manifest(JOB)
@@ -110,6 +110,15 @@ def test_job_fields_capstan_cannot_honour_are_refused(field: str, value: object)
     ((loc, message),) = errors(doc)
     assert loc == ("spec", field)
     assert "not supported by Capstan" in message
+
+
+def test_indexed_job_needs_completions_as_kubernetes_requires() -> None:
+    doc = manifest(JOB)
+    doc["spec"].pop("completions", None)
+    doc["spec"]["completionMode"] = "Indexed"
+    assert errors(doc) == [(("spec", "completions"), "is required when completionMode is Indexed")]
+    doc["spec"]["completions"] = 4
+    assert parse_object(doc).spec.completion_mode == "Indexed"  # type: ignore[attr-defined]
 
 
 def test_cronjob_time_zone_must_exist() -> None:

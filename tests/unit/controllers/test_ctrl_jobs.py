@@ -205,7 +205,10 @@ def test_indexed_job_runs_each_index_once_and_retries_a_failed_one(
         lambda: sorted(index_of(p) for p in running(api, "migrate")) == ["0", "2"],
         what="index 0 again and index 2",
     )
-    assert (s := status(api, "migrate")) and (s.completed_indexes, s.failed) == ("1", 1)
+    wait_for(
+        lambda: (s := status(api, "migrate")) and (s.completed_indexes, s.failed) == ("1", 1),
+        what="index 1 recorded done, one failure counted",
+    )
     for pod in running(api, "migrate"):
         finish(api, pod, "Succeeded")
     wait_for(lambda: (s := status(api, "migrate")) and s.finished == "Complete", what="Complete")

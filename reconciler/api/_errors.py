@@ -93,6 +93,14 @@ class TooLarge(ApiError):
     code = 413
 
 
+class DisruptionBudgetExceeded(ApiError):
+    """An eviction refused because a PodDisruptionBudget would be broken: try again later (HTTP
+    429, as Kubernetes answers it)."""
+
+    reason = "TooManyRequests"
+    code = 429
+
+
 class Unavailable(ApiError):
     reason = "ServiceUnavailable"
     code = 503

@@ -29,9 +29,11 @@ from reconciler.api._core import (
     spec_part,
     with_rv,
 )
+from reconciler.api._disruption import eviction_blocker
 from reconciler.api._errors import (
     AlreadyExists,
     Conflict,
+    DisruptionBudgetExceeded,
     Forbidden,
     NotFound,
     store_errors,
@@ -51,8 +53,11 @@ from reconciler.store import (
 from schemas import (
     KubeObject,
     Namespace,
+    Pod,
     Service,
+    model_for,
 )
+from schemas.policy import PodDisruptionBudget
 
 __all__ = ["Writer"]
 
@@ -268,6 +273,33 @@ class Writer(Reader):
             return None
         value, revision = committed
         return StoredObject(validated, value, revision)
+
+    def evict(self, name: str, *, namespace: str | None = None) -> Pod:
+        """Delete a pod unless that breaks a PodDisruptionBudget selecting it (Kubernetes'
+        Eviction, ``pods/eviction``): :class:`DisruptionBudgetExceeded` then, and nothing
+        changes. Returns the pod's last state; :class:`NotFound` if it is gone."""
+        pod = self.get(Pod, name, namespace=namespace)
+        budgets = self.list(PodDisruptionBudget, namespace=pod.namespace).items
+        if budgets:
+            pods = self.list(Pod, namespace=pod.namespace).items
+            blocker = eviction_blocker(pod, budgets, pods, self._desired_replicas)
+            if blocker is not None:
+                raise DisruptionBudgetExceeded(blocker)
+        # Guarded by the version read: a pod changed meanwhile (turned unready) is judged again.
+        return self.delete(
+            Pod, name, namespace=pod.namespace, resource_version=pod.metadata.resource_version
+        )
+
+    def _desired_replicas(self, kind: str, namespace: str, name: str) -> int | None:
+        """The pod count a controller wants (Kubernetes' expected scale for budgets)."""
+        if kind not in ("ReplicaSet", "StatefulSet", "Deployment"):
+            return None
+        try:
+            owner = self.get(model_for("apps/v1", kind), name, namespace=namespace)
+        except NotFound:
+            return None
+        replicas = getattr(getattr(owner, "spec", None), "replicas", None)
+        return replicas if isinstance(replicas, int) else None
 
     def delete(
         self,

@@ -24,7 +24,7 @@ from reconciler.api import (
 from reconciler.client._config import ClientConfig, load_config
 from reconciler.client._exceptions import ConfigError, error_from_status
 from reconciler.diff import OVERRIDE_HEADER
-from schemas import KubeObject, LabelSelector
+from schemas import KubeObject, LabelSelector, Pod
 from schemas.registry import resource_plural
 
 __all__ = ["Client", "ClientWatch", "resource_path"]
@@ -252,6 +252,17 @@ class Client:
             "PUT", path, body=obj.to_dict(), headers=self._override_headers(override)
         )
         return type(obj).model_validate(data)
+
+    def evict(self, name: str, *, namespace: str | None = None) -> None:
+        """``POST pods/NAME/eviction``: delete the pod unless a PodDisruptionBudget forbids
+        it (then :class:`TooManyRequests`)."""
+        path = resource_path(Pod, namespace=namespace or "default", name=name)
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace or "default"},
+        }
+        self.request("POST", f"{path}/eviction", body=body)
 
     def update_status(self, obj: T) -> T:
         namespace = (obj.metadata.namespace or "default") if obj.NAMESPACED else None

@@ -85,7 +85,9 @@ def _pod(sts: StatefulSet, ordinal: int, template_hash: str) -> dict[str, Any]:
         annotations=dict(template.metadata.annotations),
         owner_references=[controlled_by(sts)],
     )
-    volumes = list(template.spec.volumes) + [
+    # A claim template replaces a template volume of the same name (Kubernetes' updateStorage).
+    claims = {t.metadata.name for t in sts.spec.volume_claim_templates}
+    volumes = [v for v in template.spec.volumes if v.name not in claims] + [
         Volume(
             name=t.metadata.name or "",
             persistent_volume_claim=PersistentVolumeClaimVolumeSource(

@@ -360,7 +360,7 @@ def run_partition(prig: PartitionRig, *, grace_s: float, eviction_s: float) -> P
     probe = ServiceProbe(prig.rig.agent.bind).start()
     try:
         wait_until(
-            lambda: victims & set(probe.last_pods(200) or ()),
+            lambda: victims & {a.pod for a in list(probe.answers)},
             timeout=60,
             what="the other node's proxy sending to the victim node's pods",
         )

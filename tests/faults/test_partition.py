@@ -25,7 +25,9 @@ from tests.faults.partition import PartitionRig, partition_rig, run_partition
 from tests.fixtures.waiting import wait_until
 
 GRACE_S = 6
-EVICTION_S = 15
+#: Long enough that grace + eviction outlast the dispatcher's ``dead_after`` (45 s): the SSH
+#: link is dropped during the partition and reopened after the heal, as in a real outage.
+EVICTION_S = 40
 
 
 def _partition_shorter_than_the_eviction(prig: PartitionRig) -> None:

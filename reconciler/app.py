@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -136,17 +137,24 @@ def control_plane_components(
     ``rollback_git``: the auto-rollback controller's own Git source, so that it can commit and
     push the revert (not only pin the old template); without it, it pins and records.
     ``node_grace_s`` / ``pod_eviction_timeout_s``: the node controller's timeouts (None: its
-    defaults).
+    defaults); a grace also makes the dispatcher renew node leases every quarter of it.
     """
     rollback = (
         functools.partial(AutoRollbackController, git=rollback_git, push=True)
         if rollback_git is not None
         else AutoRollbackController
     )
+    settings = dispatch or DispatchSettings()
+    if node_grace_s is not None:
+        # As the kubelet renews its lease every quarter of the grace: a node whose status
+        # arrives on time must never look stale because its renewals are too far apart.
+        settings = replace(
+            settings,
+            lease_renew_s=min(settings.lease_renew_s, node_grace_s / 4),
+            lease_duration_s=max(1, math.ceil(node_grace_s)),
+        )
     dispatcher = functools.partial(
-        NodeDispatcher,
-        local_agent_command=local_agent_command,
-        settings=dispatch or DispatchSettings(),
+        NodeDispatcher, local_agent_command=local_agent_command, settings=settings
     )
     components = default_components()
     if node_grace_s is not None or pod_eviction_timeout_s is not None:

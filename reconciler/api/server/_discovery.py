@@ -43,7 +43,11 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _READ_VERBS = ["get", "list"]
-_SUBRESOURCE_VERBS = {"status": ["get", "update"], "scale": ["get", "patch", "update"]}
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "update"],
+    "scale": ["get", "patch", "update"],
+    "log": ["get"],
+}
 
 
 @dataclass(frozen=True)

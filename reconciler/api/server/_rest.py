@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -37,6 +37,7 @@ from reconciler.api.server._discovery import (
     api_versions,
 )
 from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
+from reconciler.api.server._logs import PodLogs, PodLogSource
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
 from reconciler.api.server._pages import parse_limit, read_page
 from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
@@ -64,7 +65,7 @@ from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
 from reconciler.store import Compacted, Revision, Store, StoreError
-from schemas import KubeObject
+from schemas import KubeObject, Pod
 
 __all__ = [
     "DRIFT_ANNOTATION",
@@ -155,6 +156,10 @@ def _event_dict(record: EventRecord) -> dict[str, Any]:
     return out
 
 
+#: The Status reason of the 409 for a write to an object that comes from Git.
+GIT_MANAGED_REASON = "Forbidden"
+
+
 class RestHandler:
     """Serves every resource path. One per app; stateless apart from its collaborators."""
 
@@ -167,8 +172,10 @@ class RestHandler:
         authorizer: Authorizer,
         limits: Limits,
         cache: ListCache | None = None,
+        pod_logs: PodLogSource | None = None,
     ) -> None:
         self._workers = WorkerPool(limits.worker_threads, name="api-worker")
+        self._logs = PodLogs(pod_logs, max_streams=limits.max_watches)
         self.cache = cache
         self.api = api
         self.store = store
@@ -264,6 +271,11 @@ class RestHandler:
         resource = target.resource
         attrs = self._attributes(user, verb, target)
         await self.authorize(attrs, kind=resource.plural)
+        if target.subresource == "log":
+            if verb != "get":
+                raise HttpError(405, f"{request.method} is not allowed on pods/log; use GET")
+            pod = await self._call(lambda: self._current(Pod, target), target=target)
+            return await self._logs.respond(cast(Pod, pod), self._query(request))
         reading = verb in ("get", "list", "watch")
         form = negotiate(
             request.headers.get("accept"),
@@ -681,7 +693,10 @@ class RestHandler:
                 f"retry with header '{OVERRIDE_HEADER}: drift' (or ?force=true), which needs "
                 f'the "{OVERRIDE_VERB}" verb on {target.resource.plural}; the object then '
                 "shows as drift until Git catches up.",
-                reason="Conflict",
+                # WHY not "Conflict": client-go retries every 409 whose reason is Conflict
+                # (a stale resourceVersion), so `kubectl scale` would retry until its
+                # timeout. A known reason other than Conflict keeps the 409 and is final.
+                reason=GIT_MANAGED_REASON,
                 name=target.name,
                 kind=target.resource.plural,
             )

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, Forbidden, now_utc
+from reconciler.api import Api, ApiError, Cause, Conflict, Forbidden, now_utc
 from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api.server import _raw
 from reconciler.api.server._auth import Authenticator
@@ -35,6 +35,12 @@ from reconciler.api.server._discovery import (
     api_groups,
     api_resources,
     api_versions,
+)
+from reconciler.api.server._eventwatch import (
+    event_dict,
+    event_lines_from,
+    event_prefix,
+    initial_event_lines,
 )
 from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
 from reconciler.api.server._logs import PodLogs, PodLogSource
@@ -64,7 +70,8 @@ from reconciler.api.server._status import HttpError, from_api_error, status_body
 from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
-from reconciler.store import Compacted, Revision, Store, StoreError
+from reconciler.store import Compacted, Revision, Store, StoreError, Watch
+from reconciler.store import Event as StoreEvent
 from schemas import KubeObject, Pod
 
 __all__ = [
@@ -142,18 +149,6 @@ async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> b
             raise HttpError(413, f"the request body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _event_dict(record: EventRecord) -> dict[str, Any]:
-    data: dict[str, Any] = record.model_dump(mode="json", by_alias=True, exclude_none=True)
-    metadata = {"name": data.pop("name"), "namespace": data.pop("namespace")}
-    if "resourceVersion" in data:
-        metadata["resourceVersion"] = data.pop("resourceVersion")
-    source = data.pop("source", None)
-    out: dict[str, Any] = {"apiVersion": "v1", "kind": "Event", "metadata": metadata, **data}
-    if source is not None:
-        out["source"] = {"component": source}
-    return out
 
 
 #: The Status reason of the 409 for a write to an object that comes from Git.
@@ -285,6 +280,9 @@ class RestHandler:
             return await self._scale(resource.model, target, verb, request, user)
         fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
+            if verb == "watch":
+                events = await self._watch_events(target, fields, query)
+                return self._shaped(events, form, resource, query)
             return self._shaped(await self._events(target, fields), form, resource, query)
         model = resource.model
         if verb == "get":
@@ -491,7 +489,7 @@ class RestHandler:
         records = await self._call(
             lambda: self.api.list_events(namespace=target.namespace), target=target
         )
-        items = [_event_dict(r) for r in records]
+        items = [event_dict(r) for r in records]
         if fields is not None:
             items = [item for item in items if fields.matches(item)]
         if target.name is not None:
@@ -511,6 +509,24 @@ class RestHandler:
             }
         )
 
+    async def _watch_events(
+        self, target: Target, fields: FieldSelector | None, query: Mapping[str, str]
+    ) -> Response:
+        """A watch of events: the current ones first (without a resourceVersion), then each
+        new, repeated (MODIFIED) or expired (DELETED) record."""
+        requested = parse_revision(query.get("resourceVersion"))
+        timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
+        initial: list[bytes] = []
+        start = requested
+        if not requested:
+            initial, start = await self._call(
+                lambda: initial_event_lines(self.store, target.namespace, fields), target=target
+            )
+        watch = self.store.watch(
+            event_prefix(target.namespace), prefix=True, from_revision=Revision(start or 0)
+        )
+        return _store_watch(watch, initial, timeout, lambda e: event_lines_from(e, fields))
+
     async def _watch(
         self, model: type[KubeObject], target: Target, query: Mapping[str, str]
     ) -> Response:
@@ -519,7 +535,8 @@ class RestHandler:
         timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
         initial: list[bytes] = []
         start: int
-        if requested:
+        send_initial = parse_bool("sendInitialEvents", query.get("sendInitialEvents"))
+        if requested and not send_initial:
             start = requested
         else:
             # No resourceVersion (or "0"): the current objects first, as Kubernetes does.
@@ -529,6 +546,10 @@ class RestHandler:
                 ),
                 target=target,
             )
+        if send_initial:
+            # client-go's WatchList (kubectl rollout status, informers): after the current
+            # objects, a BOOKMARK marked initial-events-end; without it the client waits.
+            initial.append(initial_events_end(target.resource, start))
         prefix = kind_prefix(model, target.namespace)
         subscription = None
         if self.cache is not None:
@@ -540,27 +561,7 @@ class RestHandler:
                 self._fed_lines(subscription, initial, timeout), media_type="application/json"
             )
         watch = self.store.watch(prefix, prefix=True, from_revision=Revision(start))
-        events = aiter(watch)
-
-        async def next_line() -> bytes | None:
-            # Events the label selector filters out are skipped, inside the same deadline.
-            async for event in events:
-                line = _raw.event_line(event, selector)
-                if line is not None:
-                    return line
-            return None
-
-        async def lines() -> AsyncIterator[bytes]:
-            try:
-                async for line in _timed_lines(initial, timeout, next_line):
-                    yield line
-            except Compacted as exc:
-                gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
-                yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
-            finally:
-                watch.close()
-
-        return StreamingResponse(lines(), media_type="application/json")
+        return _store_watch(watch, initial, timeout, lambda e: _raw.event_line(e, selector))
 
     @staticmethod
     async def _fed_lines(
@@ -899,6 +900,37 @@ class RestHandler:
         return json_response(deleted.to_dict())
 
 
+def _store_watch(
+    watch: Watch,
+    initial: list[bytes],
+    timeout: float,
+    line_of: Callable[[StoreEvent], bytes | None],
+) -> StreamingResponse:
+    """A watch response straight from a store watch: ``initial``, then ``line_of`` each
+    store event (None: filtered out), until the timeout; a compacted start is a 410 ERROR."""
+    events = aiter(watch)
+
+    async def next_line() -> bytes | None:
+        # Events the selector filters out are skipped, inside the same deadline.
+        async for event in events:
+            line = line_of(event)
+            if line is not None:
+                return line
+        return None
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for line in _timed_lines(initial, timeout, next_line):
+                yield line
+        except Compacted as exc:
+            gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
+            yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
+        finally:
+            watch.close()
+
+    return StreamingResponse(lines(), media_type="application/json")
+
+
 async def _timed_lines(
     initial: list[bytes], timeout: float, next_line: Callable[[], Awaitable[bytes | None]]
 ) -> AsyncIterator[bytes]:
@@ -918,6 +950,22 @@ async def _timed_lines(
         yield fed
 
 
+def initial_events_end(resource: Resource, revision: int) -> bytes:
+    """The BOOKMARK that ends a watch's initial events (``sendInitialEvents=true``)."""
+    bookmark = {
+        "type": "BOOKMARK",
+        "object": {
+            "kind": resource.kind,
+            "apiVersion": resource.api_version,
+            "metadata": {
+                "resourceVersion": str(revision),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        },
+    }
+    return json.dumps(bookmark, separators=(",", ":")).encode() + b"\n"
+
+
 async def _table_events(
     lines: AsyncIterable[Any], *, kind: str, include: str | None, clock: Callable[[], datetime]
 ) -> AsyncIterator[bytes]:
@@ -926,7 +974,7 @@ async def _table_events(
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
-        if event.get("type") != "ERROR":
+        if event.get("type") not in ("ERROR", "BOOKMARK"):
             event["object"] = table([event["object"]], kind=kind, now=clock(), include=include)
         yield json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
@@ -939,5 +987,5 @@ async def _selected_events(
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
-        if event.get("type") == "ERROR" or fields.matches(event.get("object") or {}):
+        if event.get("type") in ("ERROR", "BOOKMARK") or fields.matches(event.get("object") or {}):
             yield raw

@@ -91,7 +91,8 @@ class PodLogs:
             # an error before it is a status code, not text in a 200.
             first = await self._next(stream)
         except BaseException:
-            _close(stream)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_close, stream)
             raise
         return StreamingResponse(
             self._body(stream, first, limit), media_type="text/plain; charset=utf-8"
@@ -165,7 +166,10 @@ class PodLogs:
                     # Kubernetes.
                     return
         finally:
-            _close(stream)
+            # Closing the link waits for the node's end of it: off the event loop, and also
+            # when the client went away (the cancelled stream must still close it).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_close, stream)
 
 
 def _close(stream: Iterator[str]) -> None:

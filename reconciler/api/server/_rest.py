@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -29,7 +29,6 @@ from reconciler.api import (
     ApiError,
     Cause,
     Conflict,
-    EventRecord,
     Forbidden,
     invalid_from,
     kind_prefix,
@@ -46,7 +45,14 @@ from reconciler.api.server._discovery import (
     api_resources,
     api_versions,
 )
+from reconciler.api.server._eventwatch import (
+    event_dict,
+    event_lines_from,
+    event_prefix,
+    initial_event_lines,
+)
 from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
+from reconciler.api.server._logs import PodLogs, PodLogSource
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
 from reconciler.api.server._pages import parse_limit, read_page
 from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
@@ -73,8 +79,9 @@ from reconciler.api.server._status import HttpError, from_api_error, status_body
 from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
-from reconciler.store import Compacted, Revision, Store, StoreError
-from schemas import KubeObject
+from reconciler.store import Compacted, Revision, Store, StoreError, Watch
+from reconciler.store import Event as StoreEvent
+from schemas import KubeObject, Pod
 
 __all__ = [
     "DRIFT_ANNOTATION",
@@ -153,16 +160,8 @@ async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> b
     return b"".join(chunks)
 
 
-def _event_dict(record: EventRecord) -> dict[str, Any]:
-    data: dict[str, Any] = record.model_dump(mode="json", by_alias=True, exclude_none=True)
-    metadata = {"name": data.pop("name"), "namespace": data.pop("namespace")}
-    if "resourceVersion" in data:
-        metadata["resourceVersion"] = data.pop("resourceVersion")
-    source = data.pop("source", None)
-    out: dict[str, Any] = {"apiVersion": "v1", "kind": "Event", "metadata": metadata, **data}
-    if source is not None:
-        out["source"] = {"component": source}
-    return out
+#: The Status reason of the 409 for a write to an object that comes from Git.
+GIT_MANAGED_REASON = "Forbidden"
 
 
 class RestHandler:
@@ -177,8 +176,10 @@ class RestHandler:
         authorizer: Authorizer,
         limits: Limits,
         cache: ListCache | None = None,
+        pod_logs: PodLogSource | None = None,
     ) -> None:
         self._workers = WorkerPool(limits.worker_threads, name="api-worker")
+        self._logs = PodLogs(pod_logs, max_streams=limits.max_watches)
         self.cache = cache
         self.api = api
         self.store = store
@@ -278,6 +279,11 @@ class RestHandler:
         resource = target.resource
         attrs = self._attributes(user, verb, target)
         await self.authorize(attrs, kind=resource.plural)
+        if target.subresource == "log":
+            if verb != "get":
+                raise HttpError(405, f"{request.method} is not allowed on pods/log; use GET")
+            pod = await self._call(lambda: self._current(Pod, target), target=target)
+            return await self._logs.respond(cast(Pod, pod), self._query(request))
         reading = verb in ("get", "list", "watch")
         form = negotiate(
             request.headers.get("accept"),
@@ -289,6 +295,9 @@ class RestHandler:
             return await self._evict(target)
         fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
+            if verb == "watch":
+                events = await self._watch_events(target, fields, query)
+                return self._shaped(events, form, resource, query)
             return self._shaped(await self._events(target, fields), form, resource, query)
         model = resource.model
         if verb == "get":
@@ -495,7 +504,7 @@ class RestHandler:
         records = await self._call(
             lambda: self.api.list_events(namespace=target.namespace), target=target
         )
-        items = [_event_dict(r) for r in records]
+        items = [event_dict(r) for r in records]
         if fields is not None:
             items = [item for item in items if fields.matches(item)]
         if target.name is not None:
@@ -515,6 +524,24 @@ class RestHandler:
             }
         )
 
+    async def _watch_events(
+        self, target: Target, fields: FieldSelector | None, query: Mapping[str, str]
+    ) -> Response:
+        """A watch of events: the current ones first (without a resourceVersion), then each
+        new, repeated (MODIFIED) or expired (DELETED) record."""
+        requested = parse_revision(query.get("resourceVersion"))
+        timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
+        initial: list[bytes] = []
+        start = requested
+        if not requested:
+            initial, start = await self._call(
+                lambda: initial_event_lines(self.store, target.namespace, fields), target=target
+            )
+        watch = self.store.watch(
+            event_prefix(target.namespace), prefix=True, from_revision=Revision(start or 0)
+        )
+        return _store_watch(watch, initial, timeout, lambda e: event_lines_from(e, fields))
+
     async def _watch(
         self, model: type[KubeObject], target: Target, query: Mapping[str, str]
     ) -> Response:
@@ -523,7 +550,8 @@ class RestHandler:
         timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
         initial: list[bytes] = []
         start: int
-        if requested:
+        send_initial = parse_bool("sendInitialEvents", query.get("sendInitialEvents"))
+        if requested and not send_initial:
             start = requested
         else:
             # No resourceVersion (or "0"): the current objects first, as Kubernetes does.
@@ -533,6 +561,10 @@ class RestHandler:
                 ),
                 target=target,
             )
+        if send_initial:
+            # client-go's WatchList (kubectl rollout status, informers): after the current
+            # objects, a BOOKMARK marked initial-events-end; without it the client waits.
+            initial.append(initial_events_end(target.resource, start))
         prefix = kind_prefix(model, target.namespace)
         subscription = None
         if self.cache is not None:
@@ -544,27 +576,7 @@ class RestHandler:
                 self._fed_lines(subscription, initial, timeout), media_type="application/json"
             )
         watch = self.store.watch(prefix, prefix=True, from_revision=Revision(start))
-        events = aiter(watch)
-
-        async def next_line() -> bytes | None:
-            # Events the label selector filters out are skipped, inside the same deadline.
-            async for event in events:
-                line = _raw.event_line(event, selector)
-                if line is not None:
-                    return line
-            return None
-
-        async def lines() -> AsyncIterator[bytes]:
-            try:
-                async for line in _timed_lines(initial, timeout, next_line):
-                    yield line
-            except Compacted as exc:
-                gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
-                yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
-            finally:
-                watch.close()
-
-        return StreamingResponse(lines(), media_type="application/json")
+        return _store_watch(watch, initial, timeout, lambda e: _raw.event_line(e, selector))
 
     @staticmethod
     async def _fed_lines(
@@ -697,7 +709,10 @@ class RestHandler:
                 f"retry with header '{OVERRIDE_HEADER}: drift' (or ?force=true), which needs "
                 f'the "{OVERRIDE_VERB}" verb on {target.resource.plural}; the object then '
                 "shows as drift until Git catches up.",
-                reason="Conflict",
+                # WHY not "Conflict": client-go retries every 409 whose reason is Conflict
+                # (a stale resourceVersion), so `kubectl scale` would retry until its
+                # timeout. A known reason other than Conflict keeps the 409 and is final.
+                reason=GIT_MANAGED_REASON,
                 name=target.name,
                 kind=target.resource.plural,
             )
@@ -908,6 +923,37 @@ class RestHandler:
         return json_response(deleted.to_dict())
 
 
+def _store_watch(
+    watch: Watch,
+    initial: list[bytes],
+    timeout: float,
+    line_of: Callable[[StoreEvent], bytes | None],
+) -> StreamingResponse:
+    """A watch response straight from a store watch: ``initial``, then ``line_of`` each
+    store event (None: filtered out), until the timeout; a compacted start is a 410 ERROR."""
+    events = aiter(watch)
+
+    async def next_line() -> bytes | None:
+        # Events the selector filters out are skipped, inside the same deadline.
+        async for event in events:
+            line = line_of(event)
+            if line is not None:
+                return line
+        return None
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for line in _timed_lines(initial, timeout, next_line):
+                yield line
+        except Compacted as exc:
+            gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
+            yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
+        finally:
+            watch.close()
+
+    return StreamingResponse(lines(), media_type="application/json")
+
+
 async def _timed_lines(
     initial: list[bytes], timeout: float, next_line: Callable[[], Awaitable[bytes | None]]
 ) -> AsyncIterator[bytes]:
@@ -927,6 +973,22 @@ async def _timed_lines(
         yield fed
 
 
+def initial_events_end(resource: Resource, revision: int) -> bytes:
+    """The BOOKMARK that ends a watch's initial events (``sendInitialEvents=true``)."""
+    bookmark = {
+        "type": "BOOKMARK",
+        "object": {
+            "kind": resource.kind,
+            "apiVersion": resource.api_version,
+            "metadata": {
+                "resourceVersion": str(revision),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        },
+    }
+    return json.dumps(bookmark, separators=(",", ":")).encode() + b"\n"
+
+
 async def _table_events(
     lines: AsyncIterable[Any], *, kind: str, include: str | None, clock: Callable[[], datetime]
 ) -> AsyncIterator[bytes]:
@@ -935,7 +997,7 @@ async def _table_events(
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
-        if event.get("type") != "ERROR":
+        if event.get("type") not in ("ERROR", "BOOKMARK"):
             event["object"] = table([event["object"]], kind=kind, now=clock(), include=include)
         yield json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
@@ -948,5 +1010,5 @@ async def _selected_events(
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
-        if event.get("type") == "ERROR" or fields.matches(event.get("object") or {}):
+        if event.get("type") in ("ERROR", "BOOKMARK") or fields.matches(event.get("object") or {}):
             yield raw

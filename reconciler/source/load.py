@@ -88,6 +88,8 @@ APPLY_ORDER = (
     "ConfigMap",
     "PersistentVolumeClaim",
     "Service",
+    "IngressClass",
+    "Ingress",
     "Deployment",
     "ReplicaSet",
     "StatefulSet",

@@ -175,10 +175,16 @@ class Hello(_Message):
 
 
 class Endpoint(KubeModel):
-    """A ready backend of a Service port: a node address and the host port the pod publishes."""
+    """A ready backend of a Service port: a node address and the host port the pod publishes.
+
+    ``hostname``: for a headless Service, the pod's ``spec.hostname`` when its
+    ``spec.subdomain`` names the Service; the node then also gives that pod its own name,
+    ``<hostname>.<service>.<namespace>`` (a StatefulSet's ``web-0.web.ns``).
+    """
 
     address: NodeAddress
     port: PortNumber
+    hostname: DNSLabel | None = None
 
 
 class ServicePortRule(KubeModel):
@@ -206,9 +212,9 @@ class Sync(_Message):
 
     ``configMaps`` and ``secrets`` are those the pods reference (env and volumes), and
     ``secrets`` also holds the TLS Secrets of ``ingresses`` (the Ingresses of Capstan's class,
-    which every node's ingress proxy serves); the agent never logs their values. A sync whose generation is lower than the applied one is
-    acknowledged with ``applied: false`` and ignored; an equal one is re-applied (a no-op).
-    ``term`` is the sending control plane's leadership term: a sync from an older term than
+    which every node's ingress proxy serves); the agent never logs their values. A sync whose
+    generation is lower than the applied one is acknowledged with ``applied: false`` and
+    ignored; an equal one is re-applied (a no-op). ``term`` is the sending control plane's leadership term: a sync from an older term than
     the newest the agent took is refused whatever its generation (a deposed leader).
     """
 

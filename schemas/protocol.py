@@ -214,8 +214,9 @@ class Sync(_Message):
     ``secrets`` also holds the TLS Secrets of ``ingresses`` (the Ingresses of Capstan's class,
     which every node's ingress proxy serves); the agent never logs their values. A sync whose
     generation is lower than the applied one is acknowledged with ``applied: false`` and
-    ignored; an equal one is re-applied (a no-op). ``term`` is the sending control plane's leadership term: a sync from an older term than
-    the newest the agent took is refused whatever its generation (a deposed leader).
+    ignored; an equal one is re-applied (a no-op). ``term`` is the sending control plane's
+    leadership term: a sync from an older term than the newest the agent took is refused
+    whatever its generation (a deposed leader).
     """
 
     type: Literal["sync"] = "sync"

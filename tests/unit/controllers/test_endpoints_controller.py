@@ -272,3 +272,27 @@ def test_a_users_configmap_is_never_overwritten(
     after = api.get(ConfigMap, mine.name, namespace="default")
     assert after.data == {"k": "v"}
     assert after.metadata.resource_version == mine.metadata.resource_version
+
+
+def test_a_headless_services_endpoints_name_the_pods_that_name_it_as_subdomain() -> None:
+    headless = Service.model_validate(
+        {**service().to_dict(), "spec": {**service().to_dict()["spec"], "clusterIP": "None"}}
+    )
+    own = pod("web-0").model_copy(deep=True)
+    own = own.model_copy(
+        update={"spec": own.spec.model_copy(update={"hostname": "web-0", "subdomain": "web"})}
+    )
+    other = pod("x").model_copy(
+        update={"spec": pod("x").spec.model_copy(update={"hostname": "x", "subdomain": "db"})}
+    )
+    computed = compute_endpoints(headless, [own, other], nodes=NODES)
+    assert [(t.pod, t.hostname) for t in computed.ports[0].targets] == [
+        ("web-0", "web-0"),
+        ("x", None),
+    ]
+    wire = computed.to_service_rule().ports[0].endpoints
+    assert [e.hostname for e in wire] == ["web-0", None]
+    # The same pods behind a Service with a cluster address get no per-pod names.
+    assert {
+        t.hostname for t in compute_endpoints(service(), [own], nodes=NODES).ports[0].targets
+    } == {None}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import ssl
@@ -92,7 +91,7 @@ class IngressServer:
         self._listen_problems: dict[Scheme, str] = {}
         self._tls_problems: list[str] = []
         self._lock = asyncio.Lock()
-        self._turn = itertools.count()
+        self._turns: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -207,14 +206,19 @@ class IngressServer:
         if chosen is not None:
             connection.context = chosen
 
+    @property
+    def listening(self) -> dict[str, int]:
+        """``{scheme: port}`` of the listeners serving now."""
+        return {
+            scheme: int(server.sockets[0].getsockname()[1])
+            for scheme, server in sorted(self._servers.items())
+            if server.sockets
+        }
+
     def condition(self) -> Condition:
         """The node's ``IngressReady`` condition: what is served, and what is not."""
         problems = [*self._listen_problems.values(), *self.table.problems, *self._tls_problems]
-        listening = ", ".join(
-            f"{scheme} :{server.sockets[0].getsockname()[1]}"
-            for scheme, server in sorted(self._servers.items())
-            if server.sockets
-        )
+        listening = ", ".join(f"{scheme} :{port}" for scheme, port in self.listening.items())
         if problems:
             return Condition(
                 type="IngressReady", status="False", reason="Problems", message="; ".join(problems)
@@ -385,7 +389,10 @@ class IngressServer:
         tuple[asyncio.Task[None] | None, _http.Head],
     ]:
         """Dial the backend, send the request, read the first response head."""
-        endpoints = _rotated(backend.endpoints, next(self._turn))
+        # Round robin per backend: each new request starts at the next endpoint.
+        turn = self._turns.get(backend.label, 0)
+        self._turns[backend.label] = turn + 1
+        endpoints = _rotated(backend.endpoints, turn)
         problems: list[str] = []
         for endpoint in endpoints:
             try:

@@ -187,3 +187,41 @@ def test_certificates_by_sni_name_and_problems_for_unusable_secrets() -> None:
     assert "has no tls.key" in table.problems[1]
     # Problems never carry a key.
     assert "KEY" not in repr(table)
+
+
+def test_kubectl_table_shows_class_hosts_address_and_ports() -> None:
+    from datetime import UTC, datetime
+
+    from reconciler.api.server._table import table
+
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    shown = ingress(
+        "sites",
+        {
+            "ingressClassName": "capstan",
+            "tls": [{"hosts": ["b.example"], "secretName": "b"}],
+            "rules": [
+                {"host": "a.example", "http": {"paths": [path("/", "a")]}},
+                {"host": "b.example", "http": {"paths": [path("/", "b")]}},
+            ],
+        },
+    ).to_dict()
+    shown["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}}
+    shown["metadata"]["creationTimestamp"] = "2029-12-31T23:55:00Z"
+    document = table([shown], kind="Ingress", now=now, include="None")
+    assert [c["name"] for c in document["columnDefinitions"]] == [
+        "Name",
+        "Class",
+        "Hosts",
+        "Address",
+        "Ports",
+        "Age",
+    ]
+    assert document["rows"][0]["cells"] == [
+        "sites",
+        "capstan",
+        "a.example,b.example",
+        "10.0.0.1,10.0.0.2",
+        "80, 443",
+        "5m",
+    ]

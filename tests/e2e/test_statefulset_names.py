@@ -123,8 +123,12 @@ def test_a_pod_reaches_each_statefulset_pod_by_its_own_name(cluster: CapstanUp) 
             what="web-0.web and web-1.web answering from the client pod",
         )
     except AssertionError:
-        seen = {n: _in_client(up, "wget", "-O", "-", "-T", "2", f"http://{n}/") for n in ("web-0.web", "web")}
-        raise AssertionError(f"{seen}\n{_in_client(up, 'cat', '/etc/hosts')}") from None
+        seen = {
+            name: _in_client(up, "wget", "-O", "-", "-T", "2", f"http://{name}/")
+            for name in ("web-0.web", "web")
+        }
+        hosts = _in_client(up, "cat", "/etc/hosts")
+        raise AssertionError(f"names not answering: {seen}\nhosts file: {hosts}") from None
     assert answer("web-1.web.default") == "web-1"
     assert answer("web-0.web.default.svc") == "web-0"
     assert answer("web-0.web.default.svc.cluster.local") == "web-0"

@@ -135,6 +135,20 @@ def commands() -> None:
     help="Prefix of the iptables chains the proxy owns.",
 )
 @click.option(
+    "--ingress-http-port",
+    type=click.IntRange(0, 65535),
+    default=80,
+    show_default=True,
+    help="The ingress proxy's HTTP port on --bind-address (0: off).",
+)
+@click.option(
+    "--ingress-https-port",
+    type=click.IntRange(0, 65535),
+    default=443,
+    show_default=True,
+    help="The ingress proxy's HTTPS port on --bind-address (0: off).",
+)
+@click.option(
     "--cleanup",
     is_flag=True,
     help="Remove every rule the proxy programmed (table, chains, jumps) and exit.",
@@ -156,6 +170,8 @@ def serve(
     proxy_mode: str | None,
     proxy_table: str,
     proxy_chain_prefix: str,
+    ingress_http_port: int,
+    ingress_https_port: int,
     cleanup: bool,
     log_level: str,
 ) -> None:
@@ -192,6 +208,8 @@ def serve(
         proxy_mode=cast("ProxyMode | None", proxy_mode),
         proxy_table=proxy_table,
         proxy_chain_prefix=proxy_chain_prefix,
+        ingress_http_port=ingress_http_port or None,
+        ingress_https_port=ingress_https_port or None,
     )
     sys.exit(run_daemon(options))
 

@@ -44,6 +44,7 @@ from schemas._validation import (
 )
 from schemas.core import ConfigMap, Secret
 from schemas.meta import KubeModel
+from schemas.networking import Ingress
 from schemas.node import NodeStatus
 from schemas.pod import Pod, PodStatus, Protocol
 
@@ -180,10 +181,16 @@ class Hello(_Message):
 
 
 class Endpoint(KubeModel):
-    """A ready backend of a Service port: a node address and the host port the pod publishes."""
+    """A ready backend of a Service port: a node address and the host port the pod publishes.
+
+    ``hostname``: for a headless Service, the pod's ``spec.hostname`` when its
+    ``spec.subdomain`` names the Service; the node then also gives that pod its own name,
+    ``<hostname>.<service>.<namespace>`` (a StatefulSet's ``web-0.web.ns``).
+    """
 
     address: NodeAddress
     port: PortNumber
+    hostname: DNSLabel | None = None
 
 
 class ServicePortRule(KubeModel):
@@ -209,11 +216,13 @@ class ServiceRule(KubeModel):
 class Sync(_Message):
     """The node's complete desired state. Pods absent from ``pods`` must not run on the node.
 
-    ``configMaps`` and ``secrets`` are those the pods reference (env and volumes); the agent
-    never logs their values. A sync whose generation is lower than the applied one is
-    acknowledged with ``applied: false`` and ignored; an equal one is re-applied (a no-op).
-    ``term`` is the sending control plane's leadership term: a sync from an older term than
-    the newest the agent took is refused whatever its generation (a deposed leader).
+    ``configMaps`` and ``secrets`` are those the pods reference (env and volumes), and
+    ``secrets`` also holds the TLS Secrets of ``ingresses`` (the Ingresses of Capstan's class,
+    which every node's ingress proxy serves); the agent never logs their values. A sync whose
+    generation is lower than the applied one is acknowledged with ``applied: false`` and
+    ignored; an equal one is re-applied (a no-op). ``term`` is the sending control plane's
+    leadership term: a sync from an older term than the newest the agent took is refused
+    whatever its generation (a deposed leader).
     """
 
     type: Literal["sync"] = "sync"
@@ -223,6 +232,7 @@ class Sync(_Message):
     config_maps: list[ConfigMap] = Field(default_factory=list)
     secrets: list[Secret] = Field(default_factory=list)
     services: list[ServiceRule] = Field(default_factory=list)
+    ingresses: list[Ingress] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _identified(self) -> Sync:
@@ -238,7 +248,12 @@ class Sync(_Message):
                 problems.add(("pods", index, "metadata", "uid"), "uid", f"{_shown(uid)}: {problem}")
             if pod.metadata.namespace is None:
                 problems.add(("pods", index, "metadata", "namespace"), "missing", "Field required")
-        for field, objects in (("configMaps", self.config_maps), ("secrets", self.secrets)):
+        named: tuple[tuple[str, list[ConfigMap] | list[Secret] | list[Ingress]], ...] = (
+            ("configMaps", self.config_maps),
+            ("secrets", self.secrets),
+            ("ingresses", self.ingresses),
+        )
+        for field, objects in named:
             for index, obj in enumerate(objects):
                 if obj.metadata.namespace is None:
                     problems.add(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.core import ConfigMap, Secret
+from schemas.networking import Ingress
 from schemas.pod import Pod
 from schemas.protocol import (
     MAX_LINE_BYTES,
@@ -58,6 +59,7 @@ class DesiredSet:
     # Never in repr: a DesiredSet may end up in a log line or an exception message.
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
     services: tuple[ServiceRule, ...] = ()
+    ingresses: tuple[Ingress, ...] = ()
 
 
 def encode_hello(node: str) -> bytes:
@@ -74,6 +76,7 @@ def encode_sync(generation: int, desired: DesiredSet, *, term: int = 0) -> bytes
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
             services=list(desired.services),
+            ingresses=list(desired.ingresses),
         )
     )
 

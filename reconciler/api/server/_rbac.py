@@ -72,6 +72,7 @@ _GC_AND_SERVER_METADATA = frozenset(
         "creationTimestamp",
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
+        "managedFields",
     }
 )
 

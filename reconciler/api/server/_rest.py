@@ -12,6 +12,7 @@ escalation (see ``_rbac``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
@@ -24,9 +25,26 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, Forbidden, now_utc
+from reconciler.api import (
+    AlreadyExists,
+    Api,
+    ApiError,
+    Cause,
+    Conflict,
+    EventRecord,
+    Forbidden,
+    NotFound,
+    now_utc,
+)
 from reconciler.api._codec import invalid_from, kind_prefix, object_key
 from reconciler.api.server import _raw
+from reconciler.api.server._apply import (
+    APPLY_PATCH,
+    default_manager,
+    parse_apply,
+    server_side_apply,
+    track_update,
+)
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._cache import ListCache, Subscription
 from reconciler.api.server._discovery import (
@@ -291,22 +309,33 @@ class RestHandler:
                     watch_response.body_iterator, fields
                 )
             return self._shaped(watch_response, form, resource, query)
-        override = self._override(request)
+        applying = verb == "patch" and _media_type(request) == APPLY_PATCH
+        # For an apply, ?force=true is Kubernetes' "take over conflicting fields", not the
+        # Git override (which then needs the header).
+        override = self._override(request, force_overrides=not applying)
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
             return await self._delete(model, target, body, user, override)
-        types = PATCH_MEDIA_TYPES if verb == "patch" else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
+        types = (
+            PATCH_MEDIA_TYPES | {APPLY_PATCH}
+            if verb == "patch"
+            else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
+        )
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
+        if applying:
+            patch = self._apply_patch(model, target, body, query)
+            return await self._patch(model, target, patch, user, override, manager="")
+        manager = default_manager(query.get("fieldManager"), request.headers.get("user-agent"))
         if verb == "patch":
             patch = parse_patch(_media_type(request), body)
-            return await self._patch(model, target, patch, user, override)
+            return await self._patch(model, target, patch, user, override, manager=manager)
         protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
         document = await self.run(lambda: decode_object(body)) if protobuf else json_object(body)
         if verb == "create":
-            return await self._create(model, target, document, user)
+            return await self._create(model, target, document, user, manager)
         if target.subresource == "status":
             return await self._update_status(model, target, document)
-        return await self._update(model, target, document, user, override)
+        return await self._update(model, target, document, user, override, manager)
 
     @staticmethod
     def _discovery(path: str, accept: str | None) -> Response | None:
@@ -371,11 +400,59 @@ class RestHandler:
         return json_response(answer, code=201)
 
     @staticmethod
-    def _override(request: Request) -> bool:
+    def _override(request: Request, *, force_overrides: bool = True) -> bool:
         header = request.headers.get(OVERRIDE_HEADER)
         if header is not None and header.strip().lower() != "drift":
             raise HttpError(400, f"{OVERRIDE_HEADER}: {header!r}: the only override is 'drift'")
-        return header is not None or parse_bool("force", RestHandler._query(request).get("force"))
+        if header is not None:
+            return True
+        return force_overrides and parse_bool("force", RestHandler._query(request).get("force"))
+
+    def _apply_patch(
+        self, model: type[KubeObject], target: Target, body: bytes, query: Mapping[str, str]
+    ) -> Patch:
+        """A server-side apply as a patch (see ``_apply``): ``fieldManager`` is required,
+        ``force`` takes over conflicting fields, a missing object is created."""
+        manager = query.get("fieldManager")
+        if not manager:
+            raise HttpError(
+                422,
+                "PATCH with Content-Type application/apply-patch+yaml (server-side apply) needs "
+                "the fieldManager query parameter (kubectl sends it; --field-manager sets it)",
+                reason="Invalid",
+            )
+        manager = default_manager(manager, None)
+        force = parse_bool("force", query.get("force"))
+        config = self._fill(parse_apply(body), target.resource, target)
+        metadata = config["metadata"]
+        if metadata.get("managedFields"):
+            raise HttpError(
+                422,
+                "the apply patch is invalid: metadata.managedFields must be left out "
+                "(the server keeps it)",
+                reason="Invalid",
+                causes=(Cause("metadata.managedFields", "must be left out"),),
+            )
+
+        def normalize(document: dict[str, Any]) -> dict[str, Any]:
+            return self._prevalidate(model, document, keep_status=False).to_dict()
+
+        def apply(current: dict[str, Any] | None) -> dict[str, Any]:
+            return server_side_apply(
+                current,
+                config,
+                manager=manager,
+                force=force,
+                now=now_utc(self.api.clock),
+                normalize=normalize,
+            )
+
+        return Patch(
+            apply=apply,
+            pinned=bool(metadata.get("resourceVersion")),
+            create=lambda: apply(None),
+            owns_fields=True,
+        )
 
     @staticmethod
     def _query(request: Request) -> Mapping[str, str]:
@@ -646,9 +723,15 @@ class RestHandler:
             raise Forbidden(message)
 
     async def _create(
-        self, model: type[KubeObject], target: Target, document: dict[str, Any], user: UserInfo
+        self,
+        model: type[KubeObject],
+        target: Target,
+        document: dict[str, Any],
+        user: UserInfo,
+        manager: str,
     ) -> Response:
         document = self._fill(document, target.resource, target)
+        track_update(None, document, manager=manager, now=now_utc(self.api.clock))
 
         def create() -> KubeObject:
             obj = self._prevalidate(model, document, keep_status=True)
@@ -736,13 +819,17 @@ class RestHandler:
         document: dict[str, Any],
         user: UserInfo,
         override: bool,
+        manager: str,
     ) -> Response:
         document = self._fill(document, target.resource, target)
-
+        sent_fields = copy.deepcopy(document["metadata"].get("managedFields"))
         overridden = False
 
         def check(current: Mapping[str, Any]) -> None:
             nonlocal overridden
+            # It may run twice (a cached copy, then the store's): start from what was sent.
+            document["metadata"]["managedFields"] = copy.deepcopy(sent_fields)
+            track_update(current, document, manager=manager, now=now_utc(self.api.clock))
             metadata = current.get("metadata")
             labels = metadata.get("labels") if isinstance(metadata, dict) else None
             note = self._guard_managed(
@@ -818,7 +905,12 @@ class RestHandler:
                 apply=lambda current: with_scale(current, scale),
                 pinned=bool(isinstance(metadata, dict) and metadata.get("resourceVersion")),
             )
-        return await self._patch(model, target, change, user, override, shape=scale_document)
+        manager = default_manager(
+            self._query(request).get("fieldManager"), request.headers.get("user-agent")
+        )
+        return await self._patch(
+            model, target, change, user, override, manager=manager, shape=scale_document
+        )
 
     async def _patch(
         self,
@@ -827,15 +919,38 @@ class RestHandler:
         patch: Patch,
         user: UserInfo,
         override: bool,
+        *,
+        manager: str,
         shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Response:
+        """A PATCH (of the object, or of its ``scale``): read, patch, write if unchanged
+        since the read (else again). ``manager`` gets the fields the patch changed, unless
+        the patch records ownership itself (an apply, which may also create the object)."""
         pinned = patch.pinned
+        verb = "apply" if patch.owns_fields else "patch"
 
         def apply() -> KubeObject:
             for _attempt in range(_PATCH_RETRIES):
-                current = self._current(model, target)
-                note = self._guard_managed(model, target, current.labels, user, override, "patch")
-                merged = patch.apply(current.to_dict())
+                try:
+                    current = self._current(model, target)
+                except NotFound:
+                    if patch.create is None:
+                        raise
+                    created = self._create_for_patch(model, target, patch.create(), user)
+                    if created is None:
+                        continue
+                    return created
+                note = self._guard_managed(model, target, current.labels, user, override, verb)
+                before = current.to_dict()
+                merged = patch.apply(copy.deepcopy(before))
+                if not patch.owns_fields:
+                    track_update(
+                        before,
+                        merged,
+                        manager=manager,
+                        now=now_utc(self.api.clock),
+                        subresource=target.subresource,
+                    )
                 document = self._fill(merged, target.resource, target)
                 if not pinned:
                     document["metadata"]["resourceVersion"] = current.metadata.resource_version
@@ -849,12 +964,29 @@ class RestHandler:
                         raise
                     continue
                 if note is not None:
-                    self._record_override(updated, user, "patch")
+                    self._record_override(updated, user, verb)
                 return updated
             raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
 
         updated = await self._call(apply, target=target)
         return json_response(shape(updated.to_dict()) if shape else updated.to_dict())
+
+    def _create_for_patch(
+        self, model: type[KubeObject], target: Target, document: dict[str, Any], user: UserInfo
+    ) -> KubeObject | None:
+        """Create the object a server-side apply names (it needs ``create`` as well as
+        ``patch``, as in Kubernetes); None if someone else created it meanwhile."""
+        attrs = self._attributes(user, "create", target)
+        if not self.authz.allowed(attrs):
+            raise Forbidden(denial_message(attrs))
+        document = self._fill(document, target.resource, target)
+        document["metadata"].pop("resourceVersion", None)
+        obj = self._prevalidate(model, document, keep_status=False)
+        self._no_escalation(obj, user, target)
+        try:
+            return self.api.create(document)
+        except AlreadyExists:
+            return None
 
     async def _delete(
         self, model: type[KubeObject], target: Target, body: bytes, user: UserInfo, override: bool

@@ -55,6 +55,7 @@ from reconciler.api.server._discovery import (
     api_versions,
 )
 from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
+from reconciler.api.server._impersonation import impersonated
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
 from reconciler.api.server._pages import parse_limit, read_page
 from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
@@ -75,7 +76,12 @@ from reconciler.api.server._rbac import (
     only_gc_fields_differ,
 )
 from reconciler.api.server._resources import Resource, Target, parse_path
-from reconciler.api.server._review import REVIEW_PATH, access_review
+from reconciler.api.server._review import (
+    REVIEW_PATH,
+    RULES_REVIEW_PATH,
+    access_review,
+    rules_review,
+)
 from reconciler.api.server._scale import scale_document, with_scale
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.api.server._table import table
@@ -103,6 +109,9 @@ METRIC_SCOPE_KEY = "capstan.metric"
 _JSON_TYPES = frozenset({"application/json", ""})
 _PATCH_RETRIES = 5
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
+_REVIEWS: Mapping[str, Callable[..., dict[str, Any]]] = MappingProxyType(
+    {REVIEW_PATH: access_review, RULES_REVIEW_PATH: rules_review}
+)
 
 R = TypeVar("R")
 
@@ -197,11 +206,15 @@ class RestHandler:
     # -- front half: who, what, may they --------------------------------------------------
 
     async def authenticate(self, request: Request) -> UserInfo:
+        """Who the request acts as: its token's user, or the user it impersonates."""
         token = Authenticator.bearer(request.headers.get("authorization"))
-        admin = self.authn.admin(token)
-        if admin is not None:
-            return admin
-        return await self.run(lambda: self.authn.service_account(token))
+        user = self.authn.admin(token)
+        if user is None:
+            user = await self.run(lambda: self.authn.service_account(token))
+        return await impersonated(user, request.headers.items(), allowed=self._allows)
+
+    async def _allows(self, attrs: Attributes) -> bool:
+        return self.authz.cached_allows(attrs) or await self.run(lambda: self.authz.allowed(attrs))
 
     async def authorize(self, attrs: Attributes, *, kind: str | None = None) -> None:
         if self.authz.cached_allows(attrs):
@@ -270,9 +283,10 @@ class RestHandler:
             if response is not None:
                 request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
                 return response
-        if target is None and request.method == "POST" and path == REVIEW_PATH:
-            request.scope[METRIC_SCOPE_KEY] = ("create", "selfsubjectaccessreviews")
-            return await self._review(request, user)
+        if target is None and request.method == "POST" and path in _REVIEWS:
+            plural = path.rsplit("/", 1)[1]
+            request.scope[METRIC_SCOPE_KEY] = ("create", plural)
+            return await self._review(request, user, _REVIEWS[path])
         if target is None:
             raise HttpError(404, "the server could not find the requested resource")
         query = self._query(request)
@@ -385,18 +399,18 @@ class RestHandler:
             media_type=TABLE_MEDIA_TYPE,
         )
 
-    async def _review(self, request: Request, user: UserInfo) -> Response:
-        if any(key.lower().startswith("impersonate-") for key in request.headers):
-            # Answering for the caller while they asked about someone else would mislead.
-            raise HttpError(
-                403, "impersonation (kubectl --as) is not supported; ask with that user's own token"
-            )
+    async def _review(
+        self,
+        request: Request,
+        user: UserInfo,
+        answer_for: Callable[..., dict[str, Any]],
+    ) -> Response:
         body = await read_body(
             request, limit=self.limits.max_body_bytes, types=_JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
         )
         protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
         document = decode_object(body) if protobuf else json_object(body)
-        answer = await self.run(lambda: access_review(document, user=user, authorizer=self.authz))
+        answer = await self.run(lambda: answer_for(document, user=user, authorizer=self.authz))
         return json_response(answer, code=201)
 
     @staticmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -112,9 +112,11 @@ def _message(type_: str) -> str | None:
     return type_ if type_ in MESSAGES else None
 
 
-def _struct_members(
-    value: Mapping[str, Any], message: str | None, path: FieldPath, out: dict[FieldPath, Any]
-) -> None:
+def _set_fields(
+    value: Mapping[str, Any], message: str | None
+) -> Iterator[tuple[str, Any, str, str, str]]:
+    """Each field ``value`` (a struct of protobuf ``message``, None: not known) sets, with
+    its type, its list strategy and its merge key."""
     types = field_types(message) if message else {}
     strategies = list_strategies(message) if message else {}
     for key, child in value.items():
@@ -122,6 +124,13 @@ def _struct_members(
             continue
         type_, _repeated = types.get(key, ("", False))
         strategy, merge_key = strategies.get(key, ("", ""))
+        yield key, child, type_, strategy, merge_key
+
+
+def _struct_members(
+    value: Mapping[str, Any], message: str | None, path: FieldPath, out: dict[FieldPath, Any]
+) -> None:
+    for key, child, type_, strategy, merge_key in _set_fields(value, message):
         _members(child, type_, strategy, merge_key, (*path, f"f:{key}"), out)
 
 
@@ -417,13 +426,7 @@ def _merge_struct(
     live: Mapping[str, Any], config: Mapping[str, Any], message: str | None
 ) -> dict[str, Any]:
     result = dict(live)
-    types = field_types(message) if message else {}
-    strategies = list_strategies(message) if message else {}
-    for key, value in config.items():
-        if value is None:
-            continue
-        type_, _repeated = types.get(key, ("", False))
-        strategy, merge_key = strategies.get(key, ("", ""))
+    for key, value, type_, strategy, merge_key in _set_fields(config, message):
         result[key] = _merge(live.get(key), value, type_, strategy, merge_key)
     return result
 

@@ -452,7 +452,7 @@ class RestHandler:
             return self._prevalidate(model, document, keep_status=False).to_dict()
 
         def apply(current: dict[str, Any] | None) -> dict[str, Any]:
-            return server_side_apply(
+            merged = server_side_apply(
                 current,
                 config,
                 manager=manager,
@@ -460,6 +460,10 @@ class RestHandler:
                 now=now_utc(self.api.clock),
                 normalize=normalize,
             )
+            # In stored form: a list the configuration replaces whole comes without the
+            # defaults the stored one has, and the API would count that as a spec change
+            # (a new generation) although validation fills them in again.
+            return normalize(merged)
 
         return Patch(
             apply=apply,

@@ -252,3 +252,23 @@ def test_bad_apply_bodies_change_nothing(admin, body):
     response = apply(admin, f"{CM}/bad", body, "alice")
     assert response.status_code in (400, 422), response.text
     assert admin.get(f"{CM}/bad").status_code == 404
+
+
+def test_applying_a_kind_without_merge_keys_twice_keeps_its_generation(admin):
+    path = "/apis/apps/v1/namespaces/shop/daemonsets/ds"
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "ds"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "ds"}},
+            "template": {
+                "metadata": {"labels": {"app": "ds"}},
+                "spec": {"containers": [{"name": "main", "image": "busybox:1"}]},
+            },
+        },
+    }
+    first = apply(admin, path, body, "alice").json()
+    again = apply(admin, path, body, "alice").json()
+    assert again["metadata"]["generation"] == first["metadata"]["generation"] == 1
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]

@@ -49,6 +49,13 @@ _EVERYONE = (
 )
 
 
+def _expect_kind(document: dict[str, Any], kind: str) -> None:
+    if document.get("kind", kind) != kind:
+        raise HttpError(
+            400, f"kind {document.get('kind')!r} does not match the path (expected {kind!r})"
+        )
+
+
 def _text(attributes: dict[str, Any], field: str) -> str:
     value = attributes.get(field, "")
     if not isinstance(value, str):
@@ -95,12 +102,7 @@ def access_review(
 ) -> dict[str, Any]:
     """The review ``document`` answered for ``user`` (blocking: the authorizer may read
     RBAC objects from the store)."""
-    if document.get("kind", "SelfSubjectAccessReview") != "SelfSubjectAccessReview":
-        raise HttpError(
-            400,
-            f"kind {document.get('kind')!r} does not match the path "
-            "(expected 'SelfSubjectAccessReview')",
-        )
+    _expect_kind(document, "SelfSubjectAccessReview")
     spec = document.get("spec")
     # No reason with a denial, as Kubernetes' RBAC gives none (kubectl prints a bare "no").
     status = {"allowed": authorizer.allowed(_attributes(spec, user))}
@@ -118,12 +120,7 @@ def rules_review(
 ) -> dict[str, Any]:
     """The rules review ``document`` answered for ``user``: the resource and non-resource
     rules it holds in ``spec.namespace`` (blocking: reads RBAC objects)."""
-    if document.get("kind", "SelfSubjectRulesReview") != "SelfSubjectRulesReview":
-        raise HttpError(
-            400,
-            f"kind {document.get('kind')!r} does not match the path "
-            "(expected 'SelfSubjectRulesReview')",
-        )
+    _expect_kind(document, "SelfSubjectRulesReview")
     spec = document.get("spec")
     namespace = spec.get("namespace", "") if isinstance(spec, dict) else None
     if not isinstance(namespace, str):

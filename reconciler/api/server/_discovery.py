@@ -93,7 +93,10 @@ _NAMES: Mapping[str, _Names] = {
 #: Resources that are no stored objects, only created and answered on the spot (reviews):
 #: (group, version) -> [(plural, kind)].
 _VIRTUAL: Mapping[tuple[str, str], list[tuple[str, str]]] = {
-    (REVIEW_GROUP, "v1"): [("selfsubjectaccessreviews", "SelfSubjectAccessReview")],
+    (REVIEW_GROUP, "v1"): [
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+    ],
 }
 
 

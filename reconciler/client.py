@@ -49,6 +49,7 @@ from reconciler.api import (
     Conflict,
     Expired,
     Forbidden,
+    InsufficientStorage,
     Invalid,
     NotFound,
     ObjectList,
@@ -124,6 +125,7 @@ _BY_REASON: Mapping[str, type[ApiError]] = {
     "Gone": Expired,
     "RequestEntityTooLarge": TooLarge,
     "ServiceUnavailable": Unavailable,
+    "InsufficientStorage": InsufficientStorage,
     "Unauthorized": Unauthorized,
     "BadRequest": BadRequest,
 }
@@ -136,6 +138,7 @@ _BY_CODE: Mapping[int, type[ApiError]] = {
     410: Expired,
     413: TooLarge,
     503: Unavailable,
+    507: InsufficientStorage,
 }
 
 

@@ -3,7 +3,8 @@
 Raised by :class:`reconciler.api.Api` to every caller (controllers, scheduler, sync, CLI); a later
 HTTP server maps ``code`` to the response status and ``reason`` to a ``Status`` body, as the
 Kubernetes API server does. Store errors never leak past the API: they become
-:class:`Expired` (410), :class:`TooLarge` (413) or :class:`Unavailable` (503).
+:class:`Expired` (410), :class:`TooLarge` (413), :class:`InsufficientStorage` (507) or
+:class:`Unavailable` (503).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from reconciler.store import Compacted, StoreError, ValueTooLarge
+from reconciler.store import Compacted, StorageFull, StoreError, ValueTooLarge
 
 __all__ = [
     "AlreadyExists",
@@ -21,6 +22,7 @@ __all__ = [
     "Conflict",
     "Expired",
     "Forbidden",
+    "InsufficientStorage",
     "Invalid",
     "NotFound",
     "TooLarge",
@@ -94,6 +96,14 @@ class Unavailable(ApiError):
     code = 503
 
 
+class InsufficientStorage(ApiError):
+    """The store's disk is full: the write was refused and nothing of it stored (HTTP 507,
+    WebDAV's code for it). Retry once space is freed; reads keep working."""
+
+    reason = "InsufficientStorage"
+    code = 507
+
+
 class Invalid(ApiError):
     """The object failed validation; ``causes`` name every offending field."""
 
@@ -115,5 +125,7 @@ def store_errors() -> Iterator[None]:
         raise Expired(str(exc)) from exc
     except ValueTooLarge as exc:
         raise TooLarge(str(exc)) from exc
+    except StorageFull as exc:
+        raise InsufficientStorage(f"store: {exc}") from exc
     except StoreError as exc:
         raise Unavailable(f"store: {exc}") from exc

@@ -125,17 +125,20 @@ class SecondDockerd:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        client = docker.DockerClient(base_url=self.url, timeout=60)
-        wait_until(lambda: self._answers(client), timeout=60, what="the test's dockerd up")
+        client: docker.DockerClient = wait_until(
+            self._client, timeout=60, what="the test's dockerd up"
+        )
         return client
 
-    def _answers(self, client: docker.DockerClient) -> bool:
+    def _client(self) -> docker.DockerClient | None:
         assert self.proc is not None
         assert self.proc.poll() is None, self.log()
         try:
-            return bool(client.ping())
+            # The constructor already asks the daemon for its API version.
+            client = docker.DockerClient(base_url=self.url, timeout=60)
         except (docker.errors.DockerException, OSError):
-            return False
+            return None
+        return client
 
     def stop(self) -> None:
         """SIGTERM, as ``systemctl stop docker`` does: dockerd stops every container first."""

@@ -185,7 +185,7 @@ def second_dockerd(docker_client: docker.DockerClient) -> Iterator[SecondDockerd
         daemon.create_bridge()
         client = daemon.start()
         # The pods' image, copied from the shared daemon (no registry here).
-        client.images.load(b"".join(docker_client.images.get(BUSYBOX).save()))
+        client.images.load(b"".join(docker_client.images.get(BUSYBOX).save(named=True)))
         client.close()
         yield daemon
     finally:

@@ -211,6 +211,8 @@ def test_docker_stopped_and_started_brings_the_pods_back(
         restarts_before = _restarts(list(before.values()))
         assert up.containers(), "the pods run in the test's dockerd"
 
+        # Its pooled connections die with dockerd: closed here, a new client comes after.
+        client.close()
         second_dockerd.stop()
         # In between: the node is NotReady because of the runtime, and no pod is Ready.
         wait_until(
@@ -230,7 +232,7 @@ def test_docker_stopped_and_started_brings_the_pods_back(
         status = up.status()
         assert [n["ready"] for n in status["nodes"]] == ["False"]
 
-        second_dockerd.start().close()
+        client = up.docker = second_dockerd.start()
         wait_until(
             lambda: len(up.ready_pods()) == 2, timeout=ROLLOUT_S, what="the pods Ready again"
         )

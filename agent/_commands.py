@@ -102,6 +102,13 @@ def commands() -> None:
     help="Running this long (seconds) resets the back-off.",
 )
 @click.option(
+    "--docker-host",
+    default=None,
+    metavar="URL",
+    help="The Docker Engine to run pods in, e.g. unix:///run/docker.sock "
+    "(default: $DOCKER_HOST, else Docker's default socket).",
+)
+@click.option(
     "--resync",
     type=float,
     default=5.0,
@@ -165,6 +172,7 @@ def serve(
     backoff_initial: float,
     backoff_max: float,
     backoff_reset: float,
+    docker_host: str | None,
     resync: float,
     heartbeat: float,
     proxy_mode: str | None,
@@ -202,6 +210,7 @@ def serve(
         backoff_initial_s=backoff_initial,
         backoff_max_s=backoff_max,
         backoff_reset_s=backoff_reset,
+        docker_host=docker_host,
         resync_s=resync,
         heartbeat_s=heartbeat,
         log_level=log_level,

@@ -37,6 +37,9 @@ class DaemonOptions:
     node_name: str
     bind_address: str = "127.0.0.1"
     pause_image: str = "capstan.local/pause:1"
+    docker_host: str | None = None
+    """The Docker Engine's address (``unix:///run/docker.sock``); None: ``$DOCKER_HOST`` or
+    Docker's default socket."""
     allow_host_network: bool = False
     pod_security: Level = DEFAULT_LEVEL
     """The most any pod may ask of this node (schemas.podsecurity), whatever its namespace."""
@@ -61,7 +64,7 @@ class DaemonOptions:
 async def _main(options: DaemonOptions) -> int:
     prepare_state_dir(options.state_dir)
     try:
-        runtime = await asyncio.to_thread(DockerRuntime)
+        runtime = await asyncio.to_thread(DockerRuntime, base_url=options.docker_host)
         docker_version = await asyncio.to_thread(runtime.version)
     except RuntimeFailure as exc:
         _log.error("%s", exc)

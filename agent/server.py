@@ -332,7 +332,20 @@ class AgentServer:
                     message=f"generation {sync.generation} is older than the applied "
                     f"{self._generation}; ignored",
                 )
-            await asyncio.to_thread(self._state.save, sync)
+            try:
+                await asyncio.to_thread(self._state.save, sync)
+            except OSError as exc:
+                # A full disk under the state dir, say: a set the agent could not persist is
+                # not taken (after a restart it would be lost). Refused like a stale one,
+                # the control plane sends it again after the next status.
+                _log.error("cannot persist generation %d: %s", sync.generation, exc)
+                return Ack(
+                    in_reply_to=sync.id,
+                    generation=sync.generation,
+                    applied=False,
+                    message=f"cannot persist generation {sync.generation} in "
+                    f"{self._state.path}: {exc}; nothing changed",
+                )
             self._take(sync)
             _log.info(
                 "applied generation %d: %d pods, %d services",

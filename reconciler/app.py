@@ -50,6 +50,7 @@ from reconciler.secrets import AgeError, Identities, load_identities
 from reconciler.source import BranchWatch
 from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
+from reconciler.source.watch import DEFAULT_POLL_INTERVAL_S, FetchBackoff
 from reconciler.store import Store, open_store
 from reconciler.store.election import (
     ElectionSettings,
@@ -107,6 +108,8 @@ class UpConfig:
     resync_s: float | None = None
     #: Seconds between polls of a remote repository (None: the watch's default, 60 s).
     poll_interval_s: float | None = None
+    #: How a failed fetch is retried (doubling from ``initial_s`` up to ``max_s``).
+    fetch_backoff: FetchBackoff = field(default_factory=FetchBackoff)
     #: A file holding the ``POST /hooks/git`` secret; None: ``$CAPSTAN_WEBHOOK_SECRET``.
     webhook_secret_file: Path | None = None
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
@@ -329,10 +332,10 @@ class CapstanApp:
             )
             if cfg.resync_s is not None:
                 options = replace(options, resync_s=cfg.resync_s)
-            watch = (
-                BranchWatch(source, poll_interval_s=cfg.poll_interval_s)
-                if cfg.poll_interval_s is not None
-                else None
+            watch = BranchWatch(
+                source,
+                poll_interval_s=cfg.poll_interval_s or DEFAULT_POLL_INTERVAL_S,
+                backoff=cfg.fetch_backoff,
             )
             self.sync = SyncLoop(api, source, options=options, watch=watch, on_result=self._on_sync)
             self.sync.start()

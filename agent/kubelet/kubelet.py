@@ -41,7 +41,7 @@ from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired
 from agent.kubelet.prober import Prober, ProbeTarget
 from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt
 from agent.kubelet.services import NodeServices, published_endpoints
-from agent.kubelet.status import pod_status
+from agent.kubelet.status import pod_status, runtime_down_status
 from agent.proxy import Endpoint
 from agent.runtime import DockerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
@@ -199,6 +199,7 @@ class Kubelet:
                 await self._pass(loop)
             except RuntimeFailure as exc:
                 self._set_problem(str(exc))
+                self._runtime_down(str(exc))
                 _log.warning("sync pass failed: %s", exc)
             except Exception as exc:
                 self._set_problem(f"sync pass failed: {exc}")
@@ -209,6 +210,18 @@ class Kubelet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
+
+    def _runtime_down(self, message: str) -> None:
+        """Docker cannot be reached: no pod is known to be ready any more (its containers may
+        well be gone, as when dockerd stops), and each pod's status says why."""
+        statuses = {
+            uid: runtime_down_status(status, message=message, now=self._clock())
+            for uid, status in self._statuses.items()
+        }
+        if statuses != self._statuses:
+            self._statuses = statuses
+            for listener in self._listeners:
+                listener()
 
     def _next_timeout(self) -> float:
         timeout = self._tuning.resync_s

@@ -134,7 +134,9 @@ def _by_attempt(containers: Sequence[ObservedContainer]) -> list[ObservedContain
 
 
 def _failed_at(record: ObservedContainer, now: float) -> float:
-    return record.finished_at or record.created_at or now
+    # Docker's stamp, never later than now: it failed before we looked, and a clock stepped
+    # back since (or seen differently by dockerd) must not stretch the back-off by the step.
+    return min(record.finished_at or record.created_at or now, now)
 
 
 def _ran_for(record: ObservedContainer) -> float:

@@ -112,7 +112,13 @@ class Prober:
     async def _loop(self, target: ProbeTarget, probe: Probe, kind: ProbeKind) -> bool:
         """Probe until the verdict is final (startup/liveness) or forever (readiness)."""
         state = self._states[target.container_id]
-        first = target.started_at + probe.initial_delay_seconds - self._clock()
+        # Never longer than the delay itself: ``started_at`` is Docker's stamp, and a clock
+        # stepped back since (NTP) or one the agent sees differently from dockerd would
+        # otherwise hold the first probe, and the pod's readiness, for the difference.
+        first = min(
+            target.started_at + probe.initial_delay_seconds - self._clock(),
+            probe.initial_delay_seconds,
+        )
         if first > 0:
             await asyncio.sleep(first)
         successes = failures = 0

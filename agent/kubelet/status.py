@@ -278,3 +278,30 @@ def pod_status(
         container_statuses=statuses,
         host_ports=ports,
     )
+
+
+#: The reason pods (and the node) show while the agent cannot reach the container runtime.
+RUNTIME_DOWN_REASON = "ContainerRuntimeDown"
+
+
+def runtime_down_status(previous: PodStatus, *, message: str, now: float) -> PodStatus:
+    """``previous`` as it must read while the runtime is unreachable: nothing can be observed,
+    so no container is known to be ready (the pod leaves every Service's endpoints at once),
+    and ``reason``/``message`` say why. The last known container states stay as they were."""
+    now_dt = _time(now) or datetime.now(tz=UTC)
+    conditions = [
+        _condition(c.type, False, previous=previous, now=now_dt, reason=RUNTIME_DOWN_REASON)
+        if c.type in ("ContainersReady", "Ready")
+        else c
+        for c in previous.conditions
+    ]
+    return previous.model_copy(
+        update={
+            "conditions": conditions,
+            "reason": RUNTIME_DOWN_REASON,
+            "message": message,
+            "container_statuses": [
+                c.model_copy(update={"ready": False}) for c in previous.container_statuses
+            ],
+        }
+    )

@@ -4,7 +4,8 @@ Raised by :class:`reconciler.api.Api` to every caller (controllers, scheduler, s
 by the HTTP client (:mod:`reconciler.client`) from a response's ``Status``; the HTTP server
 (:mod:`reconciler.api.server`) maps ``code`` to the response status and ``reason`` to a
 ``Status`` body, as the Kubernetes API server does. Store errors never leak past the API:
-they become :class:`Expired` (410), :class:`TooLarge` (413) or :class:`Unavailable` (503).
+they become :class:`Expired` (410), :class:`TooLarge` (413), :class:`InsufficientStorage`
+(507) or :class:`Unavailable` (503).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from reconciler.store import Compacted, StoreError, ValueTooLarge
+from reconciler.store import Compacted, StorageFull, StoreError, ValueTooLarge
 
 __all__ = [
     "AlreadyExists",
@@ -23,6 +24,7 @@ __all__ = [
     "Conflict",
     "Expired",
     "Forbidden",
+    "InsufficientStorage",
     "Invalid",
     "NotFound",
     "TooLarge",
@@ -108,6 +110,14 @@ class Unavailable(ApiError):
     code = 503
 
 
+class InsufficientStorage(ApiError):
+    """The store's disk is full: the write was refused and nothing of it stored (HTTP 507,
+    WebDAV's code for it). Retry once space is freed; reads keep working."""
+
+    reason = "InsufficientStorage"
+    code = 507
+
+
 class Invalid(ApiError):
     """The object failed validation; ``causes`` name every offending field."""
 
@@ -154,5 +164,7 @@ def store_errors() -> Iterator[None]:
         raise Expired(str(exc)) from exc
     except ValueTooLarge as exc:
         raise TooLarge(str(exc)) from exc
+    except StorageFull as exc:
+        raise InsufficientStorage(f"store: {exc}") from exc
     except StoreError as exc:
         raise Unavailable(f"store: {exc}") from exc

@@ -1,8 +1,9 @@
 """``capstan status``: what runs, from which commit, and whether it is healthy.
 
 One screen over a ``ClusterView``: the commit live and the commit seen on the branch, the
-sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended), the
-push webhook's URL and whether a secret arms it (from the instance's ``up.json``), the apps
+sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended),
+whether fetching the branch fails (the error, since when, the retry back-off), the push
+webhook's URL and whether a secret arms it (from the instance's ``up.json``), the apps
 (Deployments Capstan manages) with their health, the Jobs it manages with their completions,
 and the nodes with readiness, agent link and pod counts. ``-o json`` gives the same as one
 object.
@@ -47,7 +48,17 @@ def _sync_section(cluster: ClusterView) -> dict[str, Any]:
         "liveCommit": state.live_commit,
         "lastAttemptCommit": state.last_attempt_commit,
         "lastOutcome": state.last_outcome,
+        "fetch": None,
     }
+    problem = state.fetch_problem
+    if problem is not None:
+        section["fetch"] = {
+            "error": problem.error,
+            "failures": problem.failures,
+            "failingSince": problem.since.isoformat(),
+            "backoffSeconds": problem.backoff_s,
+            "nextAttemptAt": problem.next_attempt_at.isoformat(),
+        }
     failed = next(
         (r for r in records if r.outcome == "Failed" and r.commit == state.last_attempt_commit),
         None,
@@ -173,6 +184,13 @@ def _render(data: dict[str, Any]) -> str:
         f"Sync:     {sync['state']}   live {_short(sync['liveCommit'])}   "
         f"seen {_short(sync['seenCommit'])}"
     )
+    if sync.get("fetch"):
+        fetch = sync["fetch"]
+        lines.append(
+            f"Fetch:    FAILING since {fetch['failingSince']} ({fetch['failures']} attempts in "
+            f"a row; next at {fetch['nextAttemptAt']}, back-off {fetch['backoffSeconds']:g}s); "
+            f"{_short(sync['liveCommit'])} stays live: {fetch['error']}"
+        )
     if "lastSync" in sync:
         last = sync["lastSync"]
         lines.append(

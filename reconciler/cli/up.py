@@ -36,6 +36,7 @@ from schemas import Node, Pod, Service
 
 if TYPE_CHECKING:
     from reconciler.app import CapstanApp
+    from reconciler.source.watch import FetchBackoff
     from reconciler.store.election import ElectionSettings
     from reconciler.sync import SyncResult
 
@@ -251,6 +252,15 @@ def _describe_webhook(app: CapstanApp) -> str:
     "makes a push live at once).",
 )
 @click.option(
+    "--fetch-backoff",
+    type=(click.FloatRange(min=0, min_open=True), click.FloatRange(min=0, min_open=True)),
+    default=(1.0, 300.0),
+    show_default=True,
+    metavar="INITIAL MAX",
+    help="A failed fetch is retried after INITIAL seconds, doubling with each failure in "
+    "a row up to MAX (instead of at the poll interval); `capstan status` shows it.",
+)
+@click.option(
     "--webhook-secret-file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
@@ -347,6 +357,7 @@ def up(
     agent_args: tuple[str, ...],
     resync: float | None,
     poll_interval: float | None,
+    fetch_backoff: tuple[float, float],
     webhook_secret_file: Path | None,
     age_identities: tuple[Path, ...],
     context_name: str | None,
@@ -391,6 +402,7 @@ def up(
         agent_args=agent_args,
         resync_s=resync,
         poll_interval_s=poll_interval,
+        fetch_backoff=_fetch_backoff(*fetch_backoff),
         webhook_secret_file=webhook_secret_file.expanduser() if webhook_secret_file else None,
         election=_election_settings(lease_duration, renew_deadline, retry_period),
         identity=identity,
@@ -439,6 +451,15 @@ def up(
         _say("stopped")
     if lost:
         sys.exit(LOST_LEADERSHIP_EXIT)
+
+
+def _fetch_backoff(initial: float, maximum: float) -> FetchBackoff:
+    from reconciler.source.watch import FetchBackoff
+
+    try:
+        return FetchBackoff(initial_s=initial, max_s=maximum)
+    except ValueError as exc:
+        raise click.ClickException(f"--fetch-backoff: {exc}") from None
 
 
 def _election_settings(lease: float, renew: float, retry: float) -> ElectionSettings:

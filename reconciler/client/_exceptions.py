@@ -18,6 +18,7 @@ from reconciler.api import (
     Conflict,
     Expired,
     Forbidden,
+    InsufficientStorage,
     Invalid,
     NotFound,
     TooLarge,
@@ -42,6 +43,7 @@ _BY_REASON: Mapping[str, type[ApiError]] = {
     "Gone": Expired,
     "RequestEntityTooLarge": TooLarge,
     "ServiceUnavailable": Unavailable,
+    "InsufficientStorage": InsufficientStorage,
     "Unauthorized": Unauthorized,
     "BadRequest": BadRequest,
 }
@@ -54,6 +56,7 @@ _BY_CODE: Mapping[int, type[ApiError]] = {
     410: Expired,
     413: TooLarge,
     503: Unavailable,
+    507: InsufficientStorage,
 }
 
 

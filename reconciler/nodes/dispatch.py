@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -429,9 +430,13 @@ class NodeDispatcher:
             return None if updated is None else node.model_copy(update={"status": updated})
 
         self._update_status(Node, node_name, "", node_change)
+        received = now_utc(self.ctx.clock)
         for report in status.pods:
             self._update_status(
-                Pod, report.name, report.namespace, _pod_change(report, node=node_name)
+                Pod,
+                report.name,
+                report.namespace,
+                _pod_change(report, node=node_name, received=received),
             )
 
     def _update_status(
@@ -471,11 +476,11 @@ class NodeDispatcher:
         )
 
 
-def _pod_change(report: PodReport, *, node: str) -> Callable[[Pod], Pod | None]:
+def _pod_change(report: PodReport, *, node: str, received: datetime) -> Callable[[Pod], Pod | None]:
     def change(pod: Pod) -> Pod | None:
         if not pod_report_applies(pod, report, node=node):
             return None
-        updated = pod_status_update(pod.status, report.status)
+        updated = pod_status_update(pod.status, report.status, received=received)
         return None if updated is None else pod.model_copy(update={"status": updated})
 
     return change

@@ -43,21 +43,39 @@ def pod_report_applies(pod: Pod | None, report: PodReport, *, node: str) -> bool
     )
 
 
-def pod_status_update(current: PodStatus | None, reported: PodStatus) -> PodStatus | None:
+def pod_status_update(
+    current: PodStatus | None, reported: PodStatus, *, received: datetime | None = None
+) -> PodStatus | None:
     """The pod status to write, or None when the report changes nothing.
 
     The scheduler's ``PodScheduled`` condition stays as the scheduler wrote it (the agent's
     copy is used only when the pod has none); everything else is the agent's: it is the only
-    one who sees the containers.
+    one who sees the containers. With ``received`` (the control plane's clock when the report
+    came), condition transition times are the control plane's: a condition keeps its stored
+    time while its status stays, and takes ``received`` when it changes. The agent's stamps
+    come from the node's clock, which may be minutes off, and ``minReadySeconds`` counts from
+    Ready's transition with the control plane's clock.
     """
-    if current is None:
-        merged = reported
-    else:
+    conditions = list(reported.conditions)
+    if current is not None:
         kept = {c.type: c for c in current.conditions if c.type in _CONTROL_PLANE_POD_CONDITIONS}
-        conditions = [kept.pop(c.type, c) for c in reported.conditions]
+        conditions = [kept.pop(c.type, c) for c in conditions]
         conditions.extend(kept.values())
-        merged = reported.model_copy(update={"conditions": conditions})
+    if received is not None:
+        conditions = [_stamped(c, current, received) for c in conditions]
+    merged = reported.model_copy(update={"conditions": conditions})
     return None if merged == current else merged
+
+
+def _stamped(condition: Condition, current: PodStatus | None, received: datetime) -> Condition:
+    if condition.type in _CONTROL_PLANE_POD_CONDITIONS:
+        return condition
+    before = current.condition(condition.type) if current is not None else None
+    if before is not None and before.status == condition.status:
+        since = before.last_transition_time
+    else:
+        since = received
+    return condition.model_copy(update={"last_transition_time": since})
 
 
 def _without_heartbeat(conditions: Iterable[Condition]) -> list[Condition]:

@@ -1,8 +1,8 @@
 """The store's error types, raised by both backends and caught by the API layer.
 
 The API layer maps them to HTTP answers: `Compacted` to 410 Gone (the client
-relists), `ValueTooLarge` to 413, `LeaseNotFound` to 404, anything else that is
-a `StoreError` to 503.
+relists), `ValueTooLarge` to 413, `LeaseNotFound` to 404, `StorageFull` to 507,
+anything else that is a `StoreError` to 503.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ class LeaseNotFound(StoreError):
 
 class DuplicateKey(StoreError):
     """A transaction names the same key in two write operations (etcd forbids it)."""
+
+
+class StorageFull(StoreError):
+    """The store's disk is full (SQLite's ``SQLITE_FULL``, etcd's ``NOSPACE`` alarm): the
+    write was refused whole and nothing of it is stored. Writes work again, without a
+    restart, once there is space."""
 
 
 class Unavailable(StoreError):

@@ -25,6 +25,7 @@ from reconciler.store._errors import (
     DuplicateKey,
     FutureRevision,
     LeaseNotFound,
+    StorageFull,
     StoreError,
     Unavailable,
     ValueTooLarge,
@@ -128,4 +129,9 @@ def _error(reply: dict[str, Any], body: dict[str, Any]) -> StoreError:
         return DuplicateKey(message)
     if "too large" in message:
         return ValueTooLarge(message)
+    if "database space exceeded" in message:
+        return StorageFull(
+            f"etcd: {message} (the NOSPACE alarm: compact and defragment etcd, or raise "
+            "--quota-backend-bytes, then disarm the alarm)"
+        )
     return StoreError(f"etcd: {message}")

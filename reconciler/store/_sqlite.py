@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.store._base import Store, Watch
-from reconciler.store._errors import LeaseNotFound, StoreError
+from reconciler.store._errors import LeaseNotFound, StorageFull, StoreError
 from reconciler.store._group_commit import GroupCommitter, Pending
 from reconciler.store._requests import check_key, check_txn, check_value, key_range
 from reconciler.store._sqlite_index import KeyIndex
@@ -73,6 +73,8 @@ from reconciler.store._types import (
 )
 
 _log = logging.getLogger(__name__)
+# SQLite's primary result code for a full disk (the unix VFS turns ENOSPC into it).
+_SQLITE_FULL = 13
 
 
 class SqliteStore(Store):
@@ -243,7 +245,18 @@ class SqliteStore(Store):
     def _write(self, work: Callable[[WriteBatch], Any]) -> Any:
         if self._closed.is_set():
             raise StoreError("store is closed")
-        return self._committer.submit(work)
+        try:
+            return self._committer.submit(work)
+        except sqlite3.OperationalError as exc:
+            # The batch's transaction was rolled back (and the in-memory index with it), so
+            # nothing of this write is stored; the connection stays usable and the next
+            # write after space is freed simply works.
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL:
+                raise StorageFull(
+                    f"cannot write to {self.path}: {exc} (free space on its filesystem; "
+                    "nothing of this write was stored)"
+                ) from exc
+            raise
 
     # -- reads -----------------------------------------------------------------------------
 

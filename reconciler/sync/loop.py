@@ -6,7 +6,9 @@ the periodic resync), it fetches the head and converges the API on it —
 checkout (`GitSource.snapshot`) → `load_repository` → `sync_commit`. A commit that does not
 load is recorded as Failed once and the last good commit stays applied (the resync keeps
 re-applying it, which is also how drift made through the API is reverted).
-`capstan sync --suspend` stops the applying, not the fetching.
+`capstan sync --suspend` stops the applying, not the fetching. A fetch that fails (the
+remote is down) changes nothing applied: the last good commit stays live and is still
+resynced, the watch retries with back-off, and the sync state says why (`note_fetch`).
 
 What each pass leaves in the sync log (`reconciler.sync.records`): a record for a new head,
 and for a resync that repaired drift or failed (identical ones fold into one); a resync that
@@ -21,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from reconciler.api import Api, ApiError, now_utc
 from reconciler.secrets import Identities, open_repository
@@ -30,7 +33,9 @@ from reconciler.source.watch import BranchWatch
 from reconciler.sync.engine import SyncResult, Trigger, failed_commit, sync_commit
 from reconciler.sync.pins import apply_pins
 from reconciler.sync.records import (
+    FetchProblem,
     HistoryLimits,
+    note_fetch,
     note_resync,
     prune_sync_records,
     read_sync_state,
@@ -96,6 +101,7 @@ class SyncLoop:
         self._next_prune = clock()
         self._pinned: dict[str, LoadedRepository] = {}
         self.last_fetch_error: str | None = None
+        self._fetch_problem: FetchProblem | None = None
 
     # -- component -------------------------------------------------------------------------
 
@@ -143,11 +149,15 @@ class SyncLoop:
         except GitSourceError as exc:
             # The remote may be down: keep the last good state applied, look again later.
             self.last_fetch_error = str(exc)
-            _log.warning("fetching %s failed: %s", self.source.url, exc)
+            self._note_fetch_failure()
             head = None
         else:
             if head is not None:
                 self.last_fetch_error = None
+                if self._fetch_problem is not None:
+                    _log.warning("fetching %s works again", self.source.url)
+                    note_fetch(self.api, None)
+                    self._fetch_problem = None
         if head is not None and head != self._seen:
             self._seen = head
             update_sync_state(self.api, seen_commit=head.sha)
@@ -158,6 +168,31 @@ class SyncLoop:
         if read_sync_state(self.api).suspended:
             return None
         return self.converge(trigger="commit" if new_head else "resync")
+
+    def _note_fetch_failure(self) -> None:
+        failure = self.watch.failure
+        if failure is None:
+            return
+        now = now_utc(self.api.clock)
+        previous = self._fetch_problem
+        problem = FetchProblem(
+            error=failure.error,
+            failures=failure.failures,
+            since=previous.since if previous is not None else now,
+            backoff_s=failure.backoff_s,
+            next_attempt_at=now + timedelta(seconds=failure.retry_in_s),
+        )
+        _log.warning(
+            "fetching %s failed (%d in a row), next try in %.1fs: %s",
+            self.source.url,
+            failure.failures,
+            failure.retry_in_s,
+            failure.error,
+        )
+        # Remembered before the write: a store that refuses it (down too) must not make the
+        # next failure start the outage's clock again.
+        self._fetch_problem = problem
+        note_fetch(self.api, problem)
 
     def seconds_to_resync(self) -> float:
         return max(0.0, self._next_resync - self._clock())

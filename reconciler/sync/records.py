@@ -37,11 +37,13 @@ __all__ = [
     "RECORD_LABEL",
     "STATE_NAME",
     "SYSTEM_NAMESPACE",
+    "FetchProblem",
     "HistoryLimits",
     "RecordedChange",
     "SyncRecord",
     "SyncState",
     "list_sync_records",
+    "note_fetch",
     "note_resync",
     "prune_sync_records",
     "read_sync_state",
@@ -131,10 +133,23 @@ class SyncRecord(BaseModel):
 
 
 @dataclass(frozen=True)
+class FetchProblem:
+    """Fetching the branch keeps failing: since when (the first failure of the run), how
+    many attempts in a row, the last error, the back-off step, and when the next try is."""
+
+    error: str
+    failures: int
+    since: datetime
+    backoff_s: float
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True)
 class SyncState:
     """The sync switches and pointers: suspended, the commit seen on the branch, the commit
     live (last applied successfully), the last attempt's commit and outcome, and the last
-    periodic resync: when, of which commit, and how many in a row found nothing to change."""
+    periodic resync: when, of which commit, and how many in a row found nothing to change;
+    and while fetching the branch fails, how (`fetch_problem`)."""
 
     suspended: bool = False
     seen_commit: str | None = None
@@ -144,6 +159,7 @@ class SyncState:
     last_resync_at: datetime | None = None
     last_resync_commit: str | None = None
     quiet_resyncs: int = 0
+    fetch_problem: FetchProblem | None = None
 
 
 def _record_name(record_id: int) -> str:
@@ -274,6 +290,20 @@ def _state_from(cm: ConfigMap) -> SyncState:
         last_resync_at=datetime.fromisoformat(resync_at) if resync_at else None,
         last_resync_commit=data.get("lastResyncCommit") or None,
         quiet_resyncs=int(data.get("quietResyncs") or 0),
+        fetch_problem=_fetch_problem_from(data),
+    )
+
+
+def _fetch_problem_from(data: dict[str, str]) -> FetchProblem | None:
+    error = data.get("fetchError")
+    if not error:
+        return None
+    return FetchProblem(
+        error=error,
+        failures=int(data.get("fetchFailures") or 1),
+        since=datetime.fromisoformat(data["fetchFailingSince"]),
+        backoff_s=float(data.get("fetchBackoffSeconds") or 0),
+        next_attempt_at=datetime.fromisoformat(data["fetchNextAttempt"]),
     )
 
 
@@ -287,6 +317,16 @@ def _state_data(state: SyncState) -> dict[str, str]:
         ("lastResync", state.last_resync_at.isoformat() if state.last_resync_at else None),
         ("lastResyncCommit", state.last_resync_commit),
         ("quietResyncs", str(state.quiet_resyncs) if state.last_resync_at else None),
+    ):
+        if value:
+            data[key] = value
+    problem = state.fetch_problem
+    for key, value in (
+        ("fetchError", problem.error if problem else None),
+        ("fetchFailures", str(problem.failures) if problem else None),
+        ("fetchFailingSince", problem.since.isoformat() if problem else None),
+        ("fetchBackoffSeconds", f"{problem.backoff_s:g}" if problem else None),
+        ("fetchNextAttempt", problem.next_attempt_at.isoformat() if problem else None),
     ):
         if value:
             data[key] = value
@@ -315,6 +355,16 @@ def update_sync_state(
         )
 
     return _edit_state(api, changed)
+
+
+def note_fetch(api: Api, problem: FetchProblem | None) -> SyncState:
+    """The sync loop's fetch of the branch failed again (`problem`), or worked (None clears
+    what an outage left). Only the fetch fields change."""
+
+    def noted(state: SyncState) -> SyncState:
+        return replace(state, fetch_problem=problem)
+
+    return _edit_state(api, noted)
 
 
 def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncState:

@@ -111,6 +111,7 @@ def _errors() -> dict[str, Any]:
         "422": "Invalid object (details.causes)",
         "429": "Overloaded; see Retry-After",
         "503": "Store unavailable",
+        "507": "The store's disk is full; nothing was written",
     }
     errors: dict[str, Any] = {
         code: _json_body(_STATUS_REF, text) for code, text in described.items()

@@ -95,7 +95,7 @@ from reconciler.api.server._status import HttpError, from_api_error, status_body
 from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
-from reconciler.store import Compacted, Revision, Store, StoreError, Watch
+from reconciler.store import Compacted, Revision, StorageFull, Store, StoreError, Watch
 from reconciler.store import Event as StoreEvent
 from schemas import KubeObject, Pod
 
@@ -509,6 +509,8 @@ class RestHandler:
             return await self.run(fn)
         except ApiError as exc:
             raise from_api_error(exc, name=target.name, kind=target.resource.plural) from exc
+        except StorageFull as exc:
+            raise HttpError(507, f"store: {exc}") from exc
         except StoreError as exc:
             raise HttpError(503, f"store: {exc}") from exc
 

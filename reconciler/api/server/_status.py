@@ -31,6 +31,7 @@ REASONS: Mapping[int, str] = {
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
+    507: "InsufficientStorage",
 }
 
 

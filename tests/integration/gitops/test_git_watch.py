@@ -8,10 +8,16 @@ import time
 from pathlib import Path
 
 import git
+import pytest
 from gitops_testdata import commit_files
 
-from reconciler.source.git import CommitInfo, GitSource
-from reconciler.source.watch import BranchWatch, git_dir_of, next_poll_delay
+from reconciler.source.git import CommitInfo, GitSource, GitSourceError
+from reconciler.source.watch import (
+    BranchWatch,
+    FetchBackoff,
+    git_dir_of,
+    next_poll_delay,
+)
 
 
 class FakeClock:
@@ -92,6 +98,54 @@ def test_trigger_wakes_a_polling_watch_at_once(upstream: git.Repo, cache_dir: Pa
     assert head is not None
     assert head.sha == second
     assert time.monotonic() - started < 10
+
+
+def test_a_failing_fetch_is_retried_with_capped_exponential_backoff(
+    upstream: git.Repo, cache_dir: Path, tmp_path: Path
+) -> None:
+    first = commit_files(upstream, {"a.yaml": "v: 1\n"})
+    clock = FakeClock()
+    served = Path(str(upstream.working_tree_dir))
+    source = GitSource(f"file://{served}", cache_dir=cache_dir)
+    watch = BranchWatch(
+        source,
+        poll_interval_s=60,
+        jitter=0.0,
+        watch_local=False,
+        backoff=FetchBackoff(initial_s=1, max_s=8),
+        clock=clock,
+    )
+    assert watch.wait(timeout=0) is not None
+    assert watch.failure is None
+    # The remote disappears (the same repository, moved away: a real failing fetch).
+    hidden = tmp_path / "hidden"
+    served.rename(hidden)
+    clock.now += 60
+    delays = []
+    for _ in range(6):
+        with pytest.raises(GitSourceError):
+            watch.wait(timeout=0)
+        assert watch.failure is not None
+        assert "fetch" in watch.failure.error
+        delays.append(watch.seconds_to_poll())
+        assert watch.wait(timeout=0) is None  # not due before the back-off is over
+        clock.now += watch.seconds_to_poll()
+    assert delays == [1, 2, 4, 8, 8, 8]
+    assert watch.failure.failures == 6
+    hidden.rename(served)
+    head = watch.wait(timeout=0)
+    assert head is not None
+    assert head.sha == first
+    assert watch.failure is None
+    assert watch.seconds_to_poll() == 60  # back on the poll interval
+
+
+def test_fetch_backoff_doubles_up_to_its_cap() -> None:
+    backoff = FetchBackoff(initial_s=0.5, max_s=300)
+    assert [backoff.delay(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
+    assert backoff.delay(5000) == 300
+    with pytest.raises(ValueError):
+        FetchBackoff(initial_s=10, max_s=1)
 
 
 def test_poll_delay_spreads_within_the_jitter() -> None:

@@ -125,6 +125,24 @@ def test_backoff_doubles_with_consecutive_crashes():
     assert wait.until == 1995.0 + 40.0
 
 
+def test_backoff_counts_from_now_when_dockers_stamp_is_ahead_of_the_agents_clock():
+    d = desired(pod())
+    ahead = INPUTS.now + 600  # dockerd's clock 10 minutes ahead, or ours stepped back
+    crashed = observed(
+        d,
+        "app",
+        state="exited",
+        exit_code=1,
+        started_at=ahead - 5,
+        finished_at=ahead,
+        attempt=1,
+        backoff_step=1,
+    )
+    (wait,) = plan_node([d], [observed(d, SANDBOX_CONTAINER), crashed], inputs=INPUTS)
+    assert isinstance(wait, Wait)
+    assert wait.until == INPUTS.now + 10.0
+
+
 def test_long_run_resets_backoff():
     d = desired(pod())
     crashed = observed(

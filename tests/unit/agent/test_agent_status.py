@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent_testdata import desired, observed, pod
 
 from agent.kubelet.plan import Wait
-from agent.kubelet.status import ProbeView, pod_status
+from agent.kubelet.status import ProbeView, pod_status, runtime_down_status
 from agent.runtime.facts import SANDBOX_CONTAINER, PodUID, PortBinding
 
 
@@ -78,3 +78,19 @@ def test_refused_pod_is_failed_with_reason():
     assert s.phase == "Failed"
     assert s.reason == "Refused"
     assert "hostNetwork" in s.message
+
+
+def test_runtime_down_makes_every_pod_not_ready_and_says_why():
+    d = desired(pod())
+    running = status(d, [observed(d, SANDBOX_CONTAINER), observed(d, "app", attempt=1)])
+    assert running.ready
+    down = runtime_down_status(running, message="Docker is unreachable: refused", now=3100.0)
+    assert not down.ready
+    assert (down.reason, down.message) == ("ContainerRuntimeDown", "Docker is unreachable: refused")
+    ready = down.condition("Ready")
+    assert ready is not None
+    assert ready.reason == "ContainerRuntimeDown"
+    assert not any(c.ready for c in down.container_statuses)
+    # The last known container states stay; a second pass while still down changes nothing.
+    assert down.container_statuses[0].restart_count == 1
+    assert runtime_down_status(down, message="Docker is unreachable: refused", now=3200.0) == down

@@ -239,6 +239,27 @@ def test_pod_status_keeps_the_schedulers_condition_and_skips_no_ops() -> None:
     assert pod_status_update(None, ready_status(False)) == ready_status(False)
 
 
+def test_pod_condition_times_are_the_control_planes_not_the_skewed_nodes() -> None:
+    """A node 10 minutes ahead stamps Ready in the future; minReadySeconds must not wait it out."""
+    received = T0 + timedelta(seconds=30)
+    skewed = T0 + timedelta(minutes=10)
+    became_ready = pod_status_update(
+        ready_status(False), ready_status(True, at=skewed), received=received
+    )
+    assert became_ready is not None
+    ready = became_ready.condition("Ready")
+    assert ready is not None
+    assert ready.last_transition_time == received
+    # Still Ready in a later report with yet another node stamp: the stored time stays, and
+    # a report that only differs by the node's stamps writes nothing.
+    later = ready_status(True, at=skewed + timedelta(minutes=1))
+    assert pod_status_update(became_ready, later, received=received + timedelta(seconds=5)) is None
+    # The scheduler's condition keeps its own time.
+    scheduled = became_ready.condition("PodScheduled")
+    assert scheduled is not None
+    assert scheduled.last_transition_time == T0
+
+
 def node_status(*, heartbeat: datetime, cpu: str = "2") -> NodeStatus:
     found = parse_object(
         {

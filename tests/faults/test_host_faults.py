@@ -142,12 +142,19 @@ class SecondDockerd:
     def _client(self) -> docker.DockerClient | None:
         assert self.proc is not None
         assert self.proc.poll() is None, self.log()
+        # The client's constructor asks the daemon for its API version, and one that fails
+        # leaves its socket to the garbage collector: ping on a socket of our own first.
+        path = self.url.removeprefix("unix://")
         try:
-            # The constructor already asks the daemon for its API version.
-            client = docker.DockerClient(base_url=self.url, timeout=60)
-        except (docker.errors.DockerException, OSError):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(5)
+                probe.connect(path)
+                probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                if b" 200 " not in probe.recv(1024):
+                    return None
+        except OSError:
             return None
-        return client
+        return docker.DockerClient(base_url=self.url, timeout=60)
 
     def stop(self) -> None:
         """SIGTERM, as ``systemctl stop docker`` does: dockerd stops every container first."""

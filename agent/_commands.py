@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
@@ -135,6 +135,21 @@ def commands() -> None:
     help="Prefix of the iptables chains the proxy owns.",
 )
 @click.option(
+    "--runtime",
+    type=click.Choice(["docker", "hollow"]),
+    default="docker",
+    show_default=True,
+    help="hollow: containers that exist only in memory and start after --hollow-start-delay "
+    "(fleet-scale benchmarks of everything but Docker).",
+)
+@click.option(
+    "--hollow-start-delay",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Seconds a hollow container takes to start.",
+)
+@click.option(
     "--cleanup",
     is_flag=True,
     help="Remove every rule the proxy programmed (table, chains, jumps) and exit.",
@@ -156,6 +171,8 @@ def serve(
     proxy_mode: str | None,
     proxy_table: str,
     proxy_chain_prefix: str,
+    runtime: str,
+    hollow_start_delay: float,
     cleanup: bool,
     log_level: str,
 ) -> None:
@@ -192,6 +209,8 @@ def serve(
         proxy_mode=cast("ProxyMode | None", proxy_mode),
         proxy_table=proxy_table,
         proxy_chain_prefix=proxy_chain_prefix,
+        runtime=cast(Literal["docker", "hollow"], runtime),
+        hollow_start_delay_s=hollow_start_delay,
     )
     sys.exit(run_daemon(options))
 

@@ -14,13 +14,14 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from agent.kubelet.backoff import BackoffPolicy
 from agent.kubelet.kubelet import Kubelet, KubeletTuning
 from agent.kubelet.podspec import NodeSettings
 from agent.kubelet.services import NodeServices
 from agent.proxy import CommandError, Proxy, ProxyMode
-from agent.runtime import DockerRuntime, RuntimeFailure
+from agent.runtime import ContainerRuntime, DockerRuntime, RuntimeFailure
 from agent.runtime.facts import NodeName
 from agent.server import AgentServer, ServerSettings
 from agent.state import CorruptState, DesiredStateFile, prepare_state_dir
@@ -51,12 +52,21 @@ class DaemonOptions:
     proxy_chain_prefix: str = "CAPSTAN"
     """What the proxy owns in nftables / iptables. Agents sharing one host (tests, demos) need
     names of their own: each programs its whole rule set into its table."""
+    runtime: Literal["docker", "hollow"] = "docker"
+    """``hollow``: containers in memory only (agent.runtime.hollow), for fleet benchmarks."""
+    hollow_start_delay_s: float = 0.5
 
 
 async def _main(options: DaemonOptions) -> int:
     prepare_state_dir(options.state_dir)
+    runtime: ContainerRuntime
     try:
-        runtime = await asyncio.to_thread(DockerRuntime)
+        if options.runtime == "hollow":
+            from agent.runtime.hollow import HollowRuntime
+
+            runtime = HollowRuntime(start_delay_s=options.hollow_start_delay_s)
+        else:
+            runtime = await asyncio.to_thread(DockerRuntime)
         docker_version = await asyncio.to_thread(runtime.version)
     except RuntimeFailure as exc:
         _log.error("%s", exc)
@@ -131,6 +141,9 @@ async def _main(options: DaemonOptions) -> int:
         proxy.close()
         with contextlib.suppress(Exception):
             runtime.close()
+        calls = getattr(runtime, "calls", None)
+        if calls:
+            _log.info("hollow runtime calls: %s", dict(sorted(calls.items())))
     return 0
 
 

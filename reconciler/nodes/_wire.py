@@ -63,7 +63,11 @@ def encode_hello(node: str) -> bytes:
     return encode_message(Hello(role="reconciler", node_name=node))
 
 
-def encode_sync(generation: int, desired: DesiredSet, *, term: int = 0) -> bytes:
+def encode_sync(
+    generation: int, desired: DesiredSet, *, term: int = 0, services_unchanged: bool = False
+) -> bytes:
+    """One sync line; ``services_unchanged`` leaves the Service rules out (the agent keeps
+    those of the sync it applied last on this connection)."""
     return encode_message(
         Sync(
             id=f"{_SYNC_ID_PREFIX}{generation}",
@@ -72,7 +76,8 @@ def encode_sync(generation: int, desired: DesiredSet, *, term: int = 0) -> bytes
             pods=list(desired.pods),
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
-            services=list(desired.services),
+            services=[] if services_unchanged else list(desired.services),
+            services_unchanged=services_unchanged,
         )
     )
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
-from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
+from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET
 
 if TYPE_CHECKING:
     from agent.proxy import ProxyMode
@@ -29,8 +29,8 @@ def _socket_option() -> Callable[[_F], _F]:
         "--socket",
         "socket_path",
         type=click.Path(path_type=Path),
-        default=lambda: os.environ.get(SOCKET_ENV, DEFAULT_SOCKET),
-        show_default=DEFAULT_SOCKET,
+        default=lambda: os.environ.get(AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET),
+        show_default=DEFAULT_AGENT_SOCKET,
         help=_SOCKET_HELP,
     )
 

@@ -11,12 +11,15 @@ import os
 import sys
 from pathlib import Path
 
+# Copies of schemas.protocol's AGENT_SOCKET_ENV and DEFAULT_AGENT_SOCKET: importing schemas
+# loads pydantic (a third of a second), and this path must not. A unit test keeps them equal.
+_SOCKET_ENV = "CAPSTAN_AGENT_SOCKET"
+_DEFAULT_SOCKET = "/run/capstan/agent.sock"
+
 
 def _connect_socket(args: list[str]) -> Path | None:
     """The socket of a plain ``connect [--socket PATH]`` call; None for anything else."""
-    from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
-
-    path = os.environ.get(SOCKET_ENV, DEFAULT_SOCKET)
+    path = os.environ.get(_SOCKET_ENV, _DEFAULT_SOCKET)
     if not args:
         return Path(path)
     if len(args) == 2 and args[0] == "--socket":

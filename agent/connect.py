@@ -16,8 +16,6 @@ import threading
 from pathlib import Path
 
 _CHUNK = 256 * 1024
-DEFAULT_SOCKET = "/run/capstan/agent.sock"
-SOCKET_ENV = "CAPSTAN_AGENT_SOCKET"
 
 
 def _copy_stdin(sock: socket.socket, stdin_fd: int) -> None:

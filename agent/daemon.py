@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.kubelet import Kubelet, KubeletTuning
 from agent.kubelet.podspec import NodeSettings
 from agent.kubelet.services import NodeServices
@@ -27,7 +27,7 @@ from agent.server import AgentServer, ServerSettings
 from agent.state import CorruptState, DesiredStateFile, prepare_state_dir
 from schemas.podsecurity import DEFAULT_LEVEL, Level
 
-_log = logging.getLogger("agent")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ async def _main(options: DaemonOptions) -> int:
         pod_security=options.pod_security,
     )
     tuning = KubeletTuning(
-        backoff=BackoffPolicy(
+        backoff=CrashLoopBackoff(
             initial_s=options.backoff_initial_s,
             max_s=options.backoff_max_s,
             reset_after_s=options.backoff_reset_s,

@@ -1,7 +1,8 @@
 """HTTP API benchmark: GET, LIST (1,000 pods) and PUT latency and throughput with 1 and 32
 concurrent clients, and watch fan-out to 100 watchers, against a live uvicorn on loopback.
 
-Run from the repository root: `.venv/bin/python bench/api.py [--tls] [--objects N]`.
+Run from the repository root: `python bench/api.py [--insecure-http] [--objects N]`. HTTPS by
+default, as `capstan up` serves (its own CA; the clients verify against it).
 The server runs in its own process (`serve()` with an embedded SQLite store in a temp dir,
 the same code `capstan up` runs), so client and server do not share a GIL; the clients are
 httpx on asyncio in this process, each with its own keep-alive connection.
@@ -33,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+# The project's packages come from the repository root (run as `python bench/api.py`).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WATCHERS = 100
 WATCH_WRITES = 50
@@ -317,24 +321,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=1000, help="pods to seed and LIST")
     parser.add_argument(
-        "--tls",
+        "--insecure-http",
         action="store_true",
-        help="serve HTTPS (the default of `capstan up`) instead of plain HTTP on loopback",
+        help="serve plain HTTP on loopback (`capstan up --insecure-http`) instead of HTTPS",
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        serve_forever(args.serve, args.objects, args.tls)
+        serve_forever(args.serve, args.objects, not args.insecure_http)
         return
     with tempfile.TemporaryDirectory(prefix="capstan-bench-api-") as tmp:
         command = [sys.executable, __file__, "--serve", tmp, "--objects", str(args.objects)]
-        if args.tls:
-            command.append("--tls")
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        server = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-        )
+        if args.insecure_http:
+            command.append("--insecure-http")
+        server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None
             line = server.stdout.readline().split()
@@ -348,7 +349,7 @@ def main() -> None:
                 server.stdin.close()
             server.wait(timeout=30)
     print(
-        f"API server bench: {args.objects} pods, {'HTTPS' if args.tls else 'HTTP'} on "
+        f"API server bench: {args.objects} pods, {'HTTP' if args.insecure_http else 'HTTPS'} on "
         f"loopback, {os.cpu_count()} CPUs shared by server and clients, load average "
         f"{os.getloadavg()[0]:.1f} at the end"
     )

@@ -1,6 +1,6 @@
-"""Benchmark: how an HA control plane rides out leader kills (real etcd, agent, Docker).
+"""Benchmark: how an HA control plane rides out leader kills and a partitioned node.
 
-Starts the fault suite's rig (``tests.faults.scenario``): a 3-member etcd cluster on
+Kills: the fault suite's rig (``tests.faults.scenario``): a 3-member etcd cluster on
 127.0.x.y, a real ``capstan-agent serve``, three supervised ``capstan up --store etcd://``
 replicas with 3/2/0.5 s election settings, and the web app at 3 replicas (maxSurge 1).
 Then, ``--kills`` times: commit a new version (a rollout starts), wait a random 0.5-6 s,
@@ -8,14 +8,23 @@ Then, ``--kills`` times: commit a new version (a rollout starts), wait a random 
 creates ConfigMaps through the followers' HTTP APIs and remembers every acknowledged one,
 and a store watch counts live web pods at every revision.
 
-Reports per kill (table), then one JSON line: takeover p50/p99 (seconds from the kill to
-the new term), duplicate pods (live pods seen beyond replicas + maxSurge), lost
-acknowledged writes (acked ConfigMaps missing at the end), double-applied commits (extra
-syncs that changed something for an already applied commit) and ``evict_and_replace_s``
-(null: the partition scenario is not part of this bench yet).
+Partition: a fresh rig with two nodes (``tests.faults.partition``), the second one's sshd in
+a network namespace, ``--node-monitor-grace-period``/``--pod-eviction-timeout`` set by
+``--grace``/``--eviction``. ``iptables -j DROP`` in that namespace cuts the node off; timed
+until its pods leave the endpoints, until they run Ready on the other node (evicted and
+replaced), and until, healed, its agent stopped the moved pods.
 
-Usage: ``.venv/bin/python bench/faults.py [--kills 20]``. Needs etcd, Docker and the
-busybox image (``scripts/setup``); removes every process, container and directory it made.
+Reports a table per kill and one for the partition, then one JSON line: takeover p50/p99
+(seconds from the kill to the new term), duplicate pods (live pods seen beyond replicas +
+maxSurge during the kills, plus app containers left running beyond the replicas after the
+partition healed), lost acknowledged writes (acked ConfigMaps missing at the end),
+double-applied commits (extra syncs that changed something for an already applied commit)
+and ``evict_and_replace_s`` (seconds from the cut to the partitioned node's pods running
+Ready elsewhere).
+
+Usage: ``.venv/bin/python bench/faults.py [--kills 20] [--grace 8] [--eviction 20]``. Needs
+root (``ip netns``, iptables in the namespace), etcd, Docker and the busybox image
+(``scripts/setup``); removes every process, container, namespace and directory it made.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from reconciler.client import Client
 from schemas import ConfigMap
 from schemas.meta import ObjectMeta
 from tests.faults.harness import ControlPlane, PodCensus, monotonic_wait
+from tests.faults.partition import REPLICAS as PARTITION_REPLICAS
+from tests.faults.partition import PartitionRun, partition_rig, run_partition
 from tests.faults.scenario import (
     MAX_SURGE,
     REPLICAS,
@@ -100,10 +111,26 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def _partition(
+    client: docker.DockerClient, *, grace_s: float, eviction_s: float
+) -> tuple[PartitionRun, int]:
+    """One partition on a fresh rig; returns the run and the app containers left running
+    beyond the replicas once it healed."""
+    with (
+        tempfile.TemporaryDirectory(prefix="capstan-partition-") as tmp,
+        partition_rig(client, Path(tmp), grace_s=grace_s, eviction_s=eviction_s) as prig,
+    ):
+        run = run_partition(prig, grace_s=grace_s, eviction_s=eviction_s)
+        extra = max(0, prig.running_app_containers() - PARTITION_REPLICAS)
+    return run, extra
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--grace", type=float, default=8.0, help="node monitor grace (s)")
+    parser.add_argument("--eviction", type=float, default=20.0, help="pod eviction timeout (s)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     client = docker.from_env()
@@ -136,6 +163,7 @@ def main() -> None:
         doubles = sum(n - 1 for n in double_applied(api).values())
         duplicates = max(0, census.max_live - (REPLICAS + MAX_SURGE))
         acked = len(writer.acked)
+    run, left_over = _partition(client, grace_s=args.grace, eviction_s=args.eviction)
     takeovers = [t for _, _, t in rows]
     print(f"{'KILL':>4}  {'LEADER KILLED':<14}  {'TAKEOVER S':>10}")
     for n, identity, takeover in rows:
@@ -144,15 +172,39 @@ def main() -> None:
         f"acknowledged writes {acked}, lost {lost}; most live web pods {census.max_live} "
         f"(limit {REPLICAS + MAX_SURGE}); double-applied commits {doubles}"
     )
+    evict_and_replace = run.replaced_at - run.cut_at
+    routed = sum(1 for a in run.probe.since(run.switched_at) if a.pod in run.victims)
+    refused = sum(1 for a in run.probe.answers if a.error == "refused")
+    print()
+    print(
+        f"partition of a node with {len(run.victims)} of {PARTITION_REPLICAS} pods "
+        f"(grace {args.grace:g} s, eviction {args.eviction:g} s)"
+    )
+    print(f"{'STEP':<52}  {'S AFTER CUT':>11}")
+    for step, seconds in (
+        ("node Unknown (API clock)", run.unknown_after_cut_s),
+        ("its pods out of the Service's endpoints (seen)", run.out_at - run.cut_at),
+        ("other node's proxy sending elsewhere (seen)", run.switched_at - run.cut_at),
+        ("pods evicted, Ready on the other node (seen)", evict_and_replace),
+        ("healed at; moved pods stopped, node Ready (seen)", run.healed_at - run.cut_at),
+    ):
+        print(f"{step:<52}  {seconds:>11.2f}")
+    print(
+        f"Unknown {run.unknown_after_renewal_s:.2f} s after the last lease renewal; first "
+        f"eviction {run.evicted_after_unknown_s:.2f} s after Unknown; running elsewhere "
+        f"{evict_and_replace - run.unknown_after_cut_s:.2f} s after Unknown; requests "
+        f"{len(run.probe.answers)}, to evicted pods after the switch {routed}, refused "
+        f"{refused}; app containers beyond the replicas after the heal {left_over}"
+    )
     print(
         json.dumps(
             {
                 "takeover_p50_s": round(statistics.median(takeovers), 2),
                 "takeover_p99_s": round(_percentile(takeovers, 99), 2),
-                "duplicate_pods": duplicates,
+                "duplicate_pods": duplicates + left_over,
                 "lost_acked_writes": lost,
                 "double_applied_commits": doubles,
-                "evict_and_replace_s": None,
+                "evict_and_replace_s": round(evict_and_replace, 2),
             }
         )
     )

@@ -5,7 +5,7 @@ fresh `capstan validate` process; the figures are its wall-clock time and the
 peak RSS of the process tree (the template renderer's child included), read
 from wait4's rusage of that one process.
 
-    PYTHONPATH=. .venv/bin/python bench/hostile.py [--only NAME]
+    python bench/hostile.py [--only NAME]     (from the repository root)
 
 Prints a table (exit code, seconds, peak RSS, the first error) and, as the
 last line, {"<name>": {"seconds": S, "peak_rss_mb": M, "exit": E}, ...}.
@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fixtures.hostile import HOSTILE_REPOSITORIES, validate_measured
 

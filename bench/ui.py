@@ -26,10 +26,9 @@ from typing import Any
 
 import httpx
 
-# Run as `python bench/ui.py`, this directory comes first on sys.path, and its agent.py would
-# shadow the `agent` package the server imports: the repository root goes first instead.
+# Run as `python bench/ui.py` from the repository root: the project's packages come from there.
 _ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench"]
+sys.path.insert(0, str(_ROOT))
 
 NAMESPACE = "default"
 NODES = 10

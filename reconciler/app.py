@@ -1,6 +1,6 @@
 """``capstan up`` as one object: every control-plane part in one process, started in order.
 
-The whole data flow of DESIGN.md in one place (like k3s' single server): the store, the
+The whole data flow of docs/architecture.md in one place (like k3s' single server): the store, the
 ``Api`` on it, the ``ControllerManager`` running every controller, the scheduler and the
 ``NodeDispatcher``, the Git source with its ``SyncLoop``, the HTTP API when that part is
 installed, and — for the one-machine default — this machine's agent daemon when none is
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -25,10 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler._private import private_dir
 from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, check_data_keys, seal_secrets
-from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.manager import ControllerManager, default_components
 from reconciler.controllers.node import (
     DEFAULT_EVICTION_TIMEOUT_S,
@@ -60,7 +59,9 @@ from reconciler.store.election import (
     process_alive,
 )
 from reconciler.sync import SyncLoop, SyncOptions, SyncResult
+from reconciler.sync.autorollback import AutoRollbackController
 from schemas.datakeys import DataKeys
+from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET
 
 __all__ = [
     "CLIENT_CONFIG_FILE",
@@ -136,17 +137,24 @@ def control_plane_components(
     ``rollback_git``: the auto-rollback controller's own Git source, so that it can commit and
     push the revert (not only pin the old template); without it, it pins and records.
     ``node_grace_s`` / ``pod_eviction_timeout_s``: the node controller's timeouts (None: its
-    defaults).
+    defaults); a grace also makes the dispatcher renew node leases every quarter of it.
     """
     rollback = (
         functools.partial(AutoRollbackController, git=rollback_git, push=True)
         if rollback_git is not None
         else AutoRollbackController
     )
+    settings = dispatch or DispatchSettings()
+    if node_grace_s is not None:
+        # As the kubelet renews its lease every quarter of the grace: a node whose status
+        # arrives on time must never look stale because its renewals are too far apart.
+        settings = replace(
+            settings,
+            lease_renew_s=min(settings.lease_renew_s, node_grace_s / 4),
+            lease_duration_s=max(1, math.ceil(node_grace_s)),
+        )
     dispatcher = functools.partial(
-        NodeDispatcher,
-        local_agent_command=local_agent_command,
-        settings=dispatch or DispatchSettings(),
+        NodeDispatcher, local_agent_command=local_agent_command, settings=settings
     )
     components = default_components()
     if node_grace_s is not None or pod_eviction_timeout_s is not None:
@@ -351,13 +359,13 @@ class CapstanApp:
     def _agent_socket(self) -> Path:
         if self.config.agent_socket is not None:
             return self.config.agent_socket
-        configured = os.environ.get(SOCKET_ENV)
+        configured = os.environ.get(AGENT_SOCKET_ENV)
         if configured:
             return Path(configured)
         # An agent installed as a service on this machine already owns the node: use it
         # rather than starting a second one that would fight it over the same containers.
-        if socket_answers(Path(DEFAULT_SOCKET)):
-            return Path(DEFAULT_SOCKET)
+        if socket_answers(Path(DEFAULT_AGENT_SOCKET)):
+            return Path(DEFAULT_AGENT_SOCKET)
         return self.config.state_dir / "agent.sock"
 
     def _start_http(self, listen: str) -> None:

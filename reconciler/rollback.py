@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.controllers.deployment import revision_of
 from reconciler.source.git import CommitInfo, CommitSha, GitSource, GitSourceError
 from reconciler.sync.records import SyncRecord
+from reconciler.workloads.deployment import revision_of
 from schemas import ReplicaSet
 
 __all__ = [

@@ -278,6 +278,9 @@ class PersistentVolumeClaimTemplate(KubeModel):
     """One of a StatefulSet's ``volumeClaimTemplates``: a claim ``<name>-<set>-<ordinal>`` per
     pod, mounted as the volume ``<name>``."""
 
+    # Written by `kubectl get -o yaml` and some charts; the template is a claim of that kind.
+    api_version: Literal["v1"] | None = None
+    kind: Literal["PersistentVolumeClaim"] | None = None
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PersistentVolumeClaimSpec = Field(default_factory=PersistentVolumeClaimSpec)
 
@@ -343,18 +346,12 @@ class StatefulSetSpec(KubeModel):
                 "must be Always in a StatefulSet",
                 self.template.spec.restart_policy,
             )
-        volumes = {v.name for v in self.template.spec.volumes}
+        # A template volume named like a claim template is replaced by the claim in each pod,
+        # as Kubernetes does.
         for index, claim in enumerate(self.volume_claim_templates):
             if not claim.metadata.name:
                 problems.add(
                     ("volumeClaimTemplates", index, "metadata", "name"), "missing", "Field required"
-                )
-            elif claim.metadata.name in volumes:
-                problems.add(
-                    ("volumeClaimTemplates", index, "metadata", "name"),
-                    "duplicate_volume",
-                    "a pod volume of the template has this name already",
-                    claim.metadata.name,
                 )
         problems.raise_if_any()
         return self

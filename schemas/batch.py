@@ -2,9 +2,10 @@
 
 A Job from Git (or one a CronJob made) is turned by the job controller into pods that run to
 completion (``restartPolicy`` Never or OnFailure); a CronJob by the cronjob controller into
-Jobs at the times its ``schedule`` names, in its ``timeZone``. Fields Kubernetes has that
-cannot mean anything here are refused with the reason (``completionMode: Indexed``,
-``podFailurePolicy``, ``backoffLimitPerIndex``) rather than silently ignored.
+Jobs at the times its ``schedule`` names, in its ``timeZone``. ``completionMode: Indexed``
+gives each pod an index (``JOB_COMPLETION_INDEX``) and completes when every index succeeded.
+Fields Capstan does not implement are refused with the reason (``podFailurePolicy``,
+``backoffLimitPerIndex``) rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -68,12 +69,11 @@ class JobSpec(KubeModel):
                 "selector does not match template labels",
                 dict(self.template.metadata.labels),
             )
-        if self.completion_mode == "Indexed":
+        if self.completion_mode == "Indexed" and self.completions is None:
             problems.add(
-                ("completionMode",),
-                "not_supported",
-                "Indexed completion is not supported by Capstan; use NonIndexed (the default)",
-                self.completion_mode,
+                ("completions",),
+                "missing",
+                "is required when completionMode is Indexed",
             )
         for field, value in (
             ("podFailurePolicy", self.pod_failure_policy),
@@ -111,6 +111,8 @@ class JobStatus(KubeModel):
     start_time: Timestamp | None = None
     completion_time: Timestamp | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    # Indexed Jobs: the indexes whose pod succeeded, as Kubernetes writes them ("0-2,4").
+    completed_indexes: str | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
@@ -136,11 +137,27 @@ class ServiceSpec(KubeModel):
     selector: Labels = Field(default_factory=dict)
     ports: list[ServicePort] = Field(default_factory=list)
     cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    # Capstan's Service network is IPv4 only, as a Kubernetes cluster without dual-stack: the
+    # families and addresses below are accepted when they ask for no more than that.
+    cluster_ips: list[str] = Field(default_factory=list, alias="clusterIPs", max_length=2)
+    ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
+    ip_families: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list, max_length=2)
     session_affinity: Literal["None", "ClientIP"] = "None"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_ip_from_list(cls, data: Any) -> Any:
+        # clusterIPs[0] is clusterIP (Kubernetes keeps the two in step).
+        if isinstance(data, Mapping) and data.get("clusterIPs") and not data.get("clusterIP"):
+            first = data["clusterIPs"][0] if isinstance(data["clusterIPs"], list) else None
+            if isinstance(first, str):
+                return {**data, "clusterIP": first}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> ServiceSpec:
         problems = Problems("ServiceSpec")
+        self._check_families(problems)
         names: set[str] = set()
         numbers: set[tuple[int, str]] = set()
         for index, port in enumerate(self.ports):
@@ -176,6 +193,45 @@ class ServiceSpec(KubeModel):
                 )
         problems.raise_if_any()
         return self
+
+    def _check_families(self, problems: Problems) -> None:
+        ipv4_only = "the Service network of a Capstan cluster is IPv4 only (single-stack)"
+        if self.ip_family_policy == "RequireDualStack":
+            problems.add(
+                ("ipFamilyPolicy",),
+                "ip_family_policy",
+                f"{ipv4_only}, so a Service cannot require dual-stack; "
+                "write PreferDualStack (served over IPv4) or SingleStack",
+                self.ip_family_policy,
+            )
+        if self.ip_families and self.ip_families[0] != "IPv4":
+            problems.add(
+                ("ipFamilies", 0),
+                "ip_families",
+                f"{ipv4_only}: the first (primary) family must be IPv4",
+                self.ip_families[0],
+            )
+        if self.ip_family_policy in (None, "SingleStack") and len(self.ip_families) > 1:
+            problems.add(
+                ("ipFamilies",),
+                "ip_families",
+                "two families need ipFamilyPolicy PreferDualStack",
+                self.ip_families,
+            )
+        if self.cluster_ips and self.cluster_ips[0] != self.cluster_ip:
+            problems.add(
+                ("clusterIPs", 0),
+                "cluster_ips",
+                "must equal clusterIP",
+                self.cluster_ips[0],
+            )
+        if len(self.cluster_ips) > 1:
+            problems.add(
+                ("clusterIPs", 1),
+                "cluster_ips",
+                f"{ipv4_only}: a Service has one cluster IP",
+                self.cluster_ips[1],
+            )
 
     @property
     def proxy_type(self) -> Literal["ClusterIP", "NodePort"]:

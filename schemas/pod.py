@@ -62,7 +62,10 @@ from schemas.meta import Condition, KubeModel, KubeObject, ObjectMeta, Timestamp
 from schemas.quantity import Quantity
 from schemas.scheduling import Affinity, TopologySpreadConstraint
 
+DEFAULT_SCHEDULER = "default-scheduler"
+
 __all__ = [
+    "DEFAULT_SCHEDULER",
     "TEMPLATE_CLAIM_VOLUMES",
     "Capabilities",
     "ConfigMapEnvSource",
@@ -267,6 +270,8 @@ class PodSecurityContext(KubeModel):
     run_as_group: NonNegativeInt | None = None
     run_as_non_root: bool | None = None
     fs_group: NonNegativeInt | None = None
+    # The agent gives every volume to fsGroup when the pod starts, which is what both ask.
+    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = None
     seccomp_profile: SeccompProfile | None = None
 
 
@@ -364,6 +369,8 @@ class PodSpec(KubeModel):
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     affinity: Affinity | None = None
     topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=list)
+    # Capstan's one scheduler is Kubernetes' default one; another name is refused in _check.
+    scheduler_name: str | None = None
     priority_class_name: str | None = None
     priority: int | None = None
     preemption_policy: Literal["PreemptLowerPriority", "Never"] | None = None
@@ -371,11 +378,15 @@ class PodSpec(KubeModel):
     @model_validator(mode="before")
     @classmethod
     def _service_account_alias(cls, data: Any) -> Any:
-        if (
-            isinstance(data, Mapping)
-            and data.get("serviceAccount")
-            and not data.get("serviceAccountName")
-        ):
+        if not isinstance(data, Mapping):
+            return data
+        # An empty name means unset, as in Kubernetes (the namespace's default account).
+        data = {
+            key: value
+            for key, value in data.items()
+            if not (key in ("serviceAccount", "serviceAccountName") and value == "")
+        }
+        if data.get("serviceAccount") and not data.get("serviceAccountName"):
             return {**data, "serviceAccountName": data["serviceAccount"]}
         return data
 
@@ -386,6 +397,14 @@ class PodSpec(KubeModel):
         self._check_container_names(problems)
         self._check_ports(problems)
         self._check_volumes(problems)
+        if self.scheduler_name not in (None, DEFAULT_SCHEDULER):
+            problems.add(
+                ("schedulerName",),
+                "scheduler_name",
+                f"Capstan has one scheduler ({DEFAULT_SCHEDULER!r}, Kubernetes' default); steer "
+                "placement with nodeSelector, affinity or tolerations",
+                self.scheduler_name,
+            )
         problems.raise_if_any()
         return self
 

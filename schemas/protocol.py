@@ -48,6 +48,8 @@ from schemas.node import NodeStatus
 from schemas.pod import Pod, PodStatus, Protocol
 
 __all__ = [
+    "AGENT_SOCKET_ENV",
+    "DEFAULT_AGENT_SOCKET",
     "MAX_LINE_BYTES",
     "PROTOCOL_VERSION",
     "Ack",
@@ -74,6 +76,10 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+# Where the agent daemon listens on a node, and the variable that moves it: read by the agent
+# (`capstan-agent serve` / `connect`) and by the control plane (a local agent, `capstan logs`).
+DEFAULT_AGENT_SOCKET: Final = "/run/capstan/agent.sock"
+AGENT_SOCKET_ENV: Final = "CAPSTAN_AGENT_SOCKET"
 """Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
 
 ErrorCode = Literal[

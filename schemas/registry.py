@@ -6,7 +6,7 @@ request body and store read, and by the agent for objects on the wire.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -18,7 +18,12 @@ from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
 from schemas.node import Node
 from schemas.pod import Pod
-from schemas.policy import HorizontalPodAutoscaler, NetworkPolicy, PodDisruptionBudget
+from schemas.policy import (
+    HorizontalPodAutoscaler,
+    NetworkPolicy,
+    PodDisruptionBudget,
+    hpa_v2_from_v1,
+)
 from schemas.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from schemas.scheduling import PriorityClass
 from schemas.storage import PersistentVolumeClaim
@@ -57,6 +62,14 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
 }
 
 SUPPORTED_KINDS: Final[tuple[tuple[str, str], ...]] = tuple(_MODELS)
+
+# Older apiVersions Kubernetes still serves, read as the version Capstan models (Kubernetes
+# converts between them the same way).
+_CONVERSIONS: Final[
+    dict[tuple[str, str], tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]]]]
+] = {
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): ("autoscaling/v2", hpa_v2_from_v1),
+}
 
 # Kinds refused with a pointer to what to write instead (matched on kind, any apiVersion).
 _REPLACEMENTS: Final[dict[str, str]] = {
@@ -99,7 +112,8 @@ def resource_plural(kind: str) -> str:
 
 def model_for(api_version: str, kind: str) -> type[KubeObject]:
     """The model class of ``(apiVersion, kind)``; raise :class:`UnsupportedKindError`."""
-    model = _MODELS.get((api_version, kind))
+    converted = _CONVERSIONS.get((api_version, kind))
+    model = _MODELS.get((converted[0] if converted else api_version, kind))
     if model is None:
         raise UnsupportedKindError(api_version, kind)
     return model
@@ -137,6 +151,10 @@ def parse_object(doc: Mapping[str, Any]) -> KubeObject:
         )
     api_version = _type_field(doc, "apiVersion")
     kind = _type_field(doc, "kind")
+    converted = _CONVERSIONS.get((api_version, kind))
+    if converted is not None:
+        doc = converted[1](doc)
+        api_version = converted[0]
     # by_name=False: Python code may build models by their snake_case names, but a manifest
     # that says `container_port:` has an unknown field, as it would in Kubernetes.
     return model_for(api_version, kind).model_validate(

@@ -4,7 +4,7 @@ Called by the prober. The check is the standard ``grpc.health.v1.Health/Check``:
 success, anything else (NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN, an RPC error) a failure, as the
 kubelet reports it. WARNING: grpcio dials from its own internal threads, which never join the
 pod's network namespace, so grpcio is pointed at a Unix socket in a private temporary
-directory, and a relay thread that did join the namespace (the same way as ``_netns`` probes)
+directory, and a relay thread that did join the namespace (the same way as ``_netprobe`` probes)
 connects each accepted stream to ``127.0.0.1:port`` there and copies bytes both ways. Without
 the right to ``setns`` the relay dials the port the sandbox publishes instead.
 """
@@ -23,7 +23,8 @@ from typing import Final
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.kubelet._netns import NetTarget, ProbeOutcome, enter_netns
+from agent.kubelet._netprobe import NetTarget, ProbeOutcome
+from agent.netns import enter_netns
 
 __all__ = ["probe_grpc"]
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class BackoffPolicy:
+class CrashLoopBackoff:
+    """The crash-loop schedule (the node links' reconnect backoff is another thing:
+    ``reconciler.nodes.backoff.BackoffPolicy``)."""
+
     initial_s: float = 10.0
     max_s: float = 300.0
     reset_after_s: float = 600.0

@@ -12,15 +12,15 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 from agent.kubelet import volumes
-from agent.kubelet._netns import NetTarget, probe_http, probe_tcp
+from agent.kubelet._netprobe import NetTarget, probe_http, probe_tcp
 from agent.kubelet.plan import (
     Action,
     ConfigFailure,
@@ -57,6 +57,22 @@ class ExecutorMemory:
     image_failures: dict[tuple[PodUID, str], ImagePullFailure] = field(default_factory=dict)
     config_failures: dict[tuple[PodUID, str], ConfigFailure] = field(default_factory=dict)
     pod_errors: dict[PodUID, str] = field(default_factory=dict)
+
+    def pods(self) -> set[PodUID]:
+        """The pods something is remembered about."""
+        return (
+            set(self.pod_errors)
+            | {uid for uid, _ in self.image_failures}
+            | {uid for uid, _ in self.config_failures}
+        )
+
+    def forget(self, uids: Collection[PodUID]) -> None:
+        """Drop everything remembered about ``uids`` (pods gone from the node)."""
+        for uid in uids:
+            self.pod_errors.pop(uid, None)
+        for failures in (self.image_failures, self.config_failures):
+            for key in [k for k in failures if k[0] in uids]:
+                del failures[key]
 
 
 class Executor:
@@ -107,41 +123,38 @@ class Executor:
         try:
             while index < len(actions):
                 action = actions[index]
-                if isinstance(action, StopContainer):
-                    if endpoints and not drained:
-                        await self._services.drain(uid, endpoints)
-                        drained = True
-                    batch = [action]
-                    while index + 1 < len(actions):
-                        following = actions[index + 1]
-                        if not isinstance(following, StopContainer):
-                            break
-                        batch.append(following)
-                        index += 1
-                    await self._stop_batch(batch)
-                elif isinstance(action, CreateSandbox):
-                    assert desired is not None
-                    sandbox_id = await self._create_sandbox(desired, action, configs)
-                    if sandbox_id is None:
-                        return
-                elif isinstance(action, StartContainer):
-                    assert desired is not None
-                    target = action.sandbox_id or sandbox_id
-                    if target is None:
-                        return
-                    await self._start(desired, action, target, configs)
-                elif isinstance(action, RemovePodDir):
-                    await self._call(volumes.remove_pod_dir, self._settings.state_dir, uid)
-                    self.memory.pod_errors.pop(uid, None)
-                    self.memory.image_failures = {
-                        k: v for k, v in self.memory.image_failures.items() if k[0] != uid
-                    }
-                    self.memory.config_failures = {
-                        k: v for k, v in self.memory.config_failures.items() if k[0] != uid
-                    }
-                elif isinstance(action, Wait):
-                    # The planner's explicit no-op: status reports it; nothing to carry out.
-                    _log.debug("pod %s waits: %s", uid, action.reason)
+                match action:
+                    case StopContainer():
+                        if endpoints and not drained:
+                            await self._services.drain(uid, endpoints)
+                            drained = True
+                        batch = [action]
+                        while index + 1 < len(actions):
+                            following = actions[index + 1]
+                            if not isinstance(following, StopContainer):
+                                break
+                            batch.append(following)
+                            index += 1
+                        await self._stop_batch(batch)
+                    case CreateSandbox():
+                        assert desired is not None
+                        sandbox_id = await self._create_sandbox(desired, action, configs)
+                        if sandbox_id is None:
+                            return
+                    case StartContainer():
+                        assert desired is not None
+                        target = action.sandbox_id or sandbox_id
+                        if target is None:
+                            return
+                        await self._start(desired, action, target, configs)
+                    case RemovePodDir():
+                        await self._call(volumes.remove_pod_dir, self._settings.state_dir, uid)
+                        self.memory.forget({uid})
+                    case Wait():
+                        # The planner's explicit no-op: status reports it; nothing to carry out.
+                        _log.debug("pod %s waits: %s", uid, action.reason)
+                    case _:
+                        assert_never(action)
                 index += 1
         except RuntimeFailure as exc:
             _log.warning("pod %s: %s", uid, exc)

@@ -21,11 +21,21 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import assert_never
 
 from agent.kubelet import volumes
-from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.executor import Executor
-from agent.kubelet.plan import Action, PlanInputs, StopContainer, Wait, plan_node
+from agent.kubelet.plan import (
+    Action,
+    CreateSandbox,
+    PlanInputs,
+    RemovePodDir,
+    StartContainer,
+    StopContainer,
+    Wait,
+    plan_node,
+)
 from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
 from agent.kubelet.prober import Prober, ProbeTarget
 from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt
@@ -42,7 +52,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class KubeletTuning:
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    backoff: CrashLoopBackoff = field(default_factory=CrashLoopBackoff)
     resync_s: float = 5.0
     workers: int = 8
 
@@ -246,10 +256,13 @@ class Kubelet:
         per_pod: dict[PodUID, list[Action]] = defaultdict(list)
         waits: dict[PodUID, dict[str, Wait]] = defaultdict(dict)
         for action in actions:
-            if isinstance(action, Wait):
-                waits[action.pod_uid][action.container] = action
-            else:
-                per_pod[action.pod_uid].append(action)
+            match action:
+                case Wait():
+                    waits[action.pod_uid][action.container] = action
+                case CreateSandbox() | StartContainer() | StopContainer() | RemovePodDir():
+                    per_pod[action.pod_uid].append(action)
+                case _:
+                    assert_never(action)
         self._waits = waits
         by_uid = {d.uid: d for d in desired}
         self._forget(set(by_uid) | {c.pod_uid for c in observed} | set(per_pod))
@@ -283,12 +296,7 @@ class Kubelet:
         for uid in set(self._departed) - known - set(self._busy):
             del self._departed[uid]
         memory = self._executor.memory
-        for uid in set(memory.pod_errors) - known:
-            del memory.pod_errors[uid]
-        for key in [k for k in memory.image_failures if k[0] not in known]:
-            del memory.image_failures[key]
-        for key in [k for k in memory.config_failures if k[0] not in known]:
-            del memory.config_failures[key]
+        memory.forget(memory.pods() - known)
 
     async def _refresh_config_volumes(
         self,

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.podspec import DesiredPod
 from agent.kubelet.restarts import SeenAttempt
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
@@ -118,7 +118,7 @@ class PlanInputs:
     """Everything besides desired and observed that the decision depends on."""
 
     now: float
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    backoff: CrashLoopBackoff = field(default_factory=CrashLoopBackoff)
     liveness_failures: frozenset[ContainerID] = frozenset()
     image_failures: Mapping[tuple[PodUID, str], ImagePullFailure] = field(default_factory=dict)
     config_failures: Mapping[tuple[PodUID, str], ConfigFailure] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.kubelet._grpcprobe import probe_grpc
-from agent.kubelet._netns import NetTarget, ProbeOutcome, probe_http, probe_tcp
+from agent.kubelet._netprobe import NetTarget, ProbeOutcome, probe_http, probe_tcp
 from agent.kubelet.status import ProbeView
 from agent.runtime import ContainerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, PortBinding

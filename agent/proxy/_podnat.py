@@ -29,7 +29,7 @@ equal to a port the pod's own app serves is the common case (Kubernetes' default
 The table is created (replacing any earlier agent's) in one ``nft -f`` batch together with
 its map, then changed by flushing and refilling the map in one batch: each new connection
 sees the old or the new redirects. ``nft`` runs in a child of a thread that joined the pod's
-namespace (:func:`agent.proxy._netns.run_in_netns`).
+namespace (:func:`agent.netns.run_in_netns`).
 
 When ``nft`` cannot create the table there (no tool, no right), the pod falls back to
 listeners on the Service ports themselves — the old behaviour, with its collision — and
@@ -43,8 +43,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from agent.netns import run_in_netns
 from agent.proxy._commands import CommandError, CommandRunner, check
-from agent.proxy._netns import run_in_netns
 from agent.proxy._userspace import ListenerKey, SyncOutcome, UserspaceEngine
 from agent.proxy.model import Endpoint, ServiceRuleSet
 

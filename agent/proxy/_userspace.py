@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar, cast
 
 import uvloop
 
-from agent.proxy._netns import bind_listeners
+from agent.netns import bind_listeners
 from agent.proxy.model import Endpoint
 
 HOST_SCOPE: Final = ""

@@ -40,9 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NewType
 
+from agent.netns import open_netns
 from agent.proxy._commands import CommandError, CommandRunner, run_command
 from agent.proxy._iptables import IptablesBackend
-from agent.proxy._netns import open_netns
 from agent.proxy._nftables import NftablesBackend
 from agent.proxy._podnat import PodForwarder, PodState
 from agent.proxy._userspace import HOST_SCOPE, ListenerKey, UserspaceEngine

@@ -27,6 +27,7 @@ from reconciler.store import (
     RangeResult,
     Revision,
     Store,
+    StoreWrapper,
     TxnResult,
     Watch,
 )
@@ -69,9 +70,9 @@ def check_data_keys(sealed: Store, *, keys_file: str) -> None:
         ) from None
 
 
-class _SealingStore(Store):
+class _SealingStore(StoreWrapper):
     def __init__(self, inner: Store, keys: DataKeys) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._keys = keys
 
     # -- transforms ------------------------------------------------------------------------
@@ -154,24 +155,6 @@ class _SealingStore(Store):
         return _SealingWatch(
             self._inner.watch(key, prefix=prefix, from_revision=from_revision), self
         )
-
-    def compact(self, revision: Revision) -> None:
-        self._inner.compact(revision)
-
-    def revision(self) -> Revision:
-        return self._inner.revision()
-
-    def grant(self, ttl: int) -> LeaseID:
-        return self._inner.grant(ttl)
-
-    def keepalive(self, lease: LeaseID) -> int:
-        return self._inner.keepalive(lease)
-
-    def revoke(self, lease: LeaseID) -> None:
-        self._inner.revoke(lease)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 class _SealingWatch(Watch):

@@ -1,6 +1,6 @@
 """Store keys and the stored form of objects: the only place that knows the key layout.
 
-Used by :mod:`reconciler.api._server` on every read and write. The layout is Kubernetes'
+Used by :class:`reconciler.api.Api` on every read and write. The layout is Kubernetes'
 ``/registry/<plural>/<namespace>/<name>`` (cluster-scoped kinds leave the namespace out), so a
 prefix range or watch on ``/registry/pods/`` sees every pod and ``/registry/pods/web/`` one
 namespace's. Values are compact JSON of ``to_dict()`` *without* ``resourceVersion``: it is the

@@ -1,9 +1,10 @@
 """The API layer's errors: one base with a Kubernetes-style ``reason`` and an HTTP-ish ``code``.
 
-Raised by :class:`reconciler.api.Api` to every caller (controllers, scheduler, sync, CLI); a later
-HTTP server maps ``code`` to the response status and ``reason`` to a ``Status`` body, as the
-Kubernetes API server does. Store errors never leak past the API: they become
-:class:`Expired` (410), :class:`TooLarge` (413) or :class:`Unavailable` (503).
+Raised by :class:`reconciler.api.Api` to every caller (controllers, scheduler, sync, CLI), and
+by the HTTP client (:mod:`reconciler.client`) from a response's ``Status``; the HTTP server
+(:mod:`reconciler.api.server`) maps ``code`` to the response status and ``reason`` to a
+``Status`` body, as the Kubernetes API server does. Store errors never leak past the API:
+they become :class:`Expired` (410), :class:`TooLarge` (413) or :class:`Unavailable` (503).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from reconciler.store import Compacted, StoreError, ValueTooLarge
 __all__ = [
     "AlreadyExists",
     "ApiError",
+    "BadRequest",
     "Cause",
     "Conflict",
     "Expired",
@@ -24,6 +26,8 @@ __all__ = [
     "Invalid",
     "NotFound",
     "TooLarge",
+    "TooManyRequests",
+    "Unauthorized",
     "Unavailable",
     "store_errors",
 ]
@@ -89,6 +93,14 @@ class TooLarge(ApiError):
     code = 413
 
 
+class DisruptionBudgetExceeded(ApiError):
+    """An eviction refused because a PodDisruptionBudget would be broken: try again later (HTTP
+    429, as Kubernetes answers it)."""
+
+    reason = "TooManyRequests"
+    code = 429
+
+
 class Unavailable(ApiError):
     reason = "ServiceUnavailable"
     code = 503
@@ -104,6 +116,31 @@ class Invalid(ApiError):
         detail = "; ".join(f"{c.field}: {c.message}" if c.field else c.message for c in causes)
         super().__init__(f"{message}: {detail}" if detail else message)
         self.causes = causes
+
+
+class Unauthorized(ApiError):
+    """No valid credentials (HTTP 401): raised by the HTTP client."""
+
+    reason = "Unauthorized"
+    code = 401
+
+
+class BadRequest(ApiError):
+    """The server could not read the request (HTTP 400): raised by the HTTP client."""
+
+    reason = "BadRequest"
+    code = 400
+
+
+class TooManyRequests(ApiError):
+    """The server is overloaded (HTTP 429); ``retry_after`` seconds is its suggestion."""
+
+    reason = "TooManyRequests"
+    code = 429
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @contextlib.contextmanager

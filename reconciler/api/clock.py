@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "now_utc"]
+__all__ = ["Clock", "ManualClock", "MonotonicClock", "SystemClock", "now_utc"]
 
 
 class Clock(Protocol):
@@ -21,11 +21,20 @@ class Clock(Protocol):
         """Wall-clock seconds since the epoch."""
 
 
+class MonotonicClock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back: for timeouts and intervals (node links)."""
+
+
 class SystemClock:
-    """The machine's clock."""
+    """The machine's clocks: wall time (a :class:`Clock`) and monotonic (a
+    :class:`MonotonicClock`)."""
 
     def time(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class ManualClock:

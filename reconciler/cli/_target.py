@@ -67,6 +67,8 @@ class _ObjectApi(Protocol):
 
     def update(self, obj: T) -> T: ...
 
+    def evict(self, name: str, *, namespace: str | None = None) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -135,6 +137,18 @@ class ClusterView:
         selector: LabelSelector | dict[str, str] | None = None,
     ) -> builtins.list[T]:
         return [*self.api.list(kind, namespace=namespace, label_selector=selector).items]
+
+    def update(self, obj: T, *, override: bool = False) -> T:
+        """Write ``obj``; ``override`` writes a Git-managed object over HTTP anyway (drift,
+        as ``kubectl`` with the override header). The store opened directly has no guard."""
+        if override and hasattr(self.api, "request"):
+            return self.api.update(obj, override=True)  # type: ignore[call-arg]
+        return self.api.update(obj)
+
+    def evict(self, name: str, *, namespace: str | None = None) -> None:
+        """Evict a pod: deleted unless a PodDisruptionBudget forbids it (then an
+        ``ApiError`` with code 429)."""
+        self.api.evict(name, namespace=namespace)
 
     def events(self, namespace: str | None = None) -> builtins.list[EventRecord]:
         return sorted(self._events(namespace), key=lambda e: e.last_timestamp)

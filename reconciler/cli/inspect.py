@@ -16,9 +16,10 @@ import click
 import yaml
 
 from reconciler.api import ApiError, EventRecord, NotFound
-from reconciler.cli._kinds import age, columns, resolve_kind
+from reconciler.cli._kinds import resolve_kind
 from reconciler.cli._table import format_table
 from reconciler.cli._target import make_target, open_cluster, target_options
+from reconciler.columns import age, columns
 from schemas import KubeObject, Pod, Secret
 from schemas.pod import ContainerState
 

@@ -14,19 +14,19 @@ from pathlib import Path
 
 import click
 
-from agent.connect import DEFAULT_SOCKET, SOCKET_ENV
 from reconciler.api import NotFound
 from reconciler.cli._target import make_target, open_cluster, target_options
 from reconciler.nodes import DEFAULT_AGENT_COMMAND, NodeEndpoint
 from reconciler.nodes.local_daemon import agent_executable
 from reconciler.nodes.logs import LogsError, stream_logs
 from schemas import Node, Pod
+from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET
 
 __all__ = ["logs"]
 
 
 def _local_command(agent_socket: str | None) -> str:
-    socket_path = agent_socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+    socket_path = agent_socket or os.environ.get(AGENT_SOCKET_ENV) or DEFAULT_AGENT_SOCKET
     return shlex.join([agent_executable(), "connect", "--socket", socket_path])
 
 

@@ -1,9 +1,12 @@
-"""``capstan node ...``: commands that talk to a node directly, before or outside a sync."""
+"""``capstan node ...``: commands that talk to a node directly, before or outside a sync
+(``keyscan``), and that take a node out of service (``cordon``, ``uncordon``, ``drain``: see
+``reconciler.cli.drain``)."""
 
 from __future__ import annotations
 
 import click
 
+from reconciler.cli.drain import cordon_command, drain_command, uncordon_command
 from reconciler.nodes import KeyscanError, keyscan
 
 
@@ -28,3 +31,8 @@ def keyscan_command(address: str, port: int, timeout: float) -> None:
         raise click.ClickException(f"cannot read the host key: {exc}") from exc
     click.echo(scanned.manifest_line())
     click.echo(f"# {scanned.fingerprint}")
+
+
+node.add_command(cordon_command)
+node.add_command(uncordon_command)
+node.add_command(drain_command)

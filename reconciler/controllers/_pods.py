@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.api import Api, NotFound
-from schemas import KubeModel, KubeObject, ObjectKey, ObjectMeta, OwnerReference, Pod, ReplicaSet
+from reconciler.workloads.owners import controller_ref, deployment_keys_of_pod, owner_keys
+from schemas import KubeModel, KubeObject, ObjectMeta, OwnerReference, Pod
 
 __all__ = [
     "active",
@@ -29,10 +30,6 @@ __all__ = [
     "ready_since",
     "until_available",
 ]
-
-
-def controller_ref(obj: KubeObject) -> OwnerReference | None:
-    return next((ref for ref in obj.metadata.owner_references if ref.controller), None)
 
 
 def controlled_by(owner: KubeObject) -> OwnerReference:
@@ -71,24 +68,6 @@ def delete_pods(api: Api, pods: Iterable[Pod]) -> int:
             continue
         revision = max(revision, int(deleted.metadata.resource_version or 0))
     return revision
-
-
-def owner_keys(obj: KubeObject, kind: str) -> Iterable[ObjectKey]:
-    ref = controller_ref(obj)
-    if ref is not None and ref.kind == kind:
-        yield ObjectKey(kind, obj.namespace, ref.name)
-
-
-class _ReplicaSets(Protocol):
-    def get(self, name: str, *, namespace: str | None = None) -> ReplicaSet | None: ...
-
-
-def deployment_keys_of_pod(replicasets: _ReplicaSets, pod: Pod) -> Iterable[ObjectKey]:
-    """The Deployment owning the ReplicaSet that owns `pod` (a pod's change wakes it)."""
-    for rs_key in owner_keys(pod, "ReplicaSet"):
-        rs = replicasets.get(rs_key.name, namespace=rs_key.namespace)
-        if rs is not None:
-            yield from owner_keys(rs, "Deployment")
 
 
 def active(pod: Pod) -> bool:

@@ -21,8 +21,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 
-from reconciler.api import AlreadyExists, Conflict, NotFound
+from reconciler.api import AlreadyExists, NotFound
 from reconciler.controllers._pods import child_manifest, controlled_by, owner_keys
+from reconciler.controllers.job import delete_job, job_finished_at
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from schemas import ObjectKey, ObjectMeta
 from schemas.batch import CronJob, CronJobStatus, Job, ObjectReference
@@ -63,12 +64,9 @@ def _reference(job: Job) -> ObjectReference:
 
 
 def _finished_at(job: Job) -> datetime:
-    status = job.status
-    if status is None or status.finished is None:
-        return job.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC)
-    condition = status.condition(status.finished)
-    moment = (condition.last_transition_time if condition else None) or status.completion_time
-    return moment or job.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC)
+    return (
+        job_finished_at(job) or job.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC)
+    )
 
 
 class CronJobController(Controller):
@@ -201,18 +199,10 @@ class CronJobController(Controller):
                 key=_finished_at,
             )
             for job in done[: max(len(done) - limit, 0)]:
-                try:
-                    self.api.delete(
-                        Job,
-                        job.name,
-                        namespace=job.namespace,
-                        resource_version=job.metadata.resource_version,
+                if delete_job(self.api, job):
+                    self.record_event(
+                        cronjob, reason="SuccessfulDelete", message=f"Deleted job {job.name}"
                     )
-                except (NotFound, Conflict):
-                    continue
-                self.record_event(
-                    cronjob, reason="SuccessfulDelete", message=f"Deleted job {job.name}"
-                )
 
 
 def job_name(cronjob: CronJob, run: datetime) -> str:

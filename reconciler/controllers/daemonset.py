@@ -30,10 +30,10 @@ from reconciler.controllers._pods import (
     owner_keys,
     until_available,
 )
-from reconciler.controllers.deployment import pod_template_hash
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.scheduler.filters import selector_matches, untolerated_taint
 from reconciler.scheduler.nodeinfo import node_info
+from reconciler.workloads.deployment import pod_template_hash
 from schemas import Node, ObjectKey, ObjectMeta, Pod, resolve_int_or_percent
 from schemas.apps import DaemonSet, DaemonSetStatus
 from schemas.pod import Toleration

@@ -12,25 +12,16 @@ on the host network, the container port itself). The address is the host IP of t
 when it is a specific one, else the node's address (InternalIP, then ``spec.address``). A pod
 that published nothing for a port is no endpoint of that port: the proxy could not reach it.
 
-Where they are stored — DECISION: ``schemas`` has no Endpoints kind and the supported kinds are
-fixed by the design, so each Service's endpoints are kept in a ConfigMap named
-``<service>.endpoints`` in the Service's namespace: label ``endpoints.capstan.io/service:
-<service>``, annotation ``capstan.io/managed-by: endpoints-controller``, a controller
-ownerReference to the Service (the garbage collector removes it with the Service), and one key
-``endpoints.json`` holding a :class:`ServiceEndpoints` as JSON. Read it back with
-:func:`read_endpoints`. Git sync must leave ConfigMaps with that label alone (they are derived
-state, like Kubernetes' Endpoints objects). A ConfigMap of that name *without* the label is a
-user's: the controller never overwrites it and reports the collision.
+Where they are stored (a ConfigMap ``<service>.endpoints`` per Service) and how they are read
+back is :mod:`reconciler.workloads.endpoints`. A ConfigMap of that name *without* the
+endpoints label is a user's: the controller never overwrites it and reports the collision.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable, Mapping
-from typing import ClassVar, Literal
-
-from pydantic import Field
+from typing import ClassVar
 
 from reconciler.api import NotFound
 from reconciler.controllers.runtime import (
@@ -39,15 +30,18 @@ from reconciler.controllers.runtime import (
     Result,
     TerminalError,
 )
-from schemas import ConfigMap, Node, ObjectKey, ObjectMeta, OwnerReference, Pod, Service
-from schemas.meta import KubeModel
-from schemas.protocol import (
-    Endpoint,
-    ServicePortRule,
-    ServiceRule,
-    node_address_problem,
-    wire_cluster_ip,
+from reconciler.workloads.endpoints import (
+    ENDPOINTS_DATA_KEY,
+    ENDPOINTS_LABEL,
+    ENDPOINTS_MANAGED_BY,
+    EndpointsPort,
+    EndpointTarget,
+    ServiceEndpoints,
+    endpoints_config_map,
+    endpoints_config_map_name,
+    read_endpoints,
 )
+from schemas import ConfigMap, Node, ObjectKey, Pod, Service
 
 __all__ = [
     "ENDPOINTS_DATA_KEY",
@@ -63,62 +57,7 @@ __all__ = [
     "read_endpoints",
 ]
 
-ENDPOINTS_LABEL = "endpoints.capstan.io/service"
-ENDPOINTS_DATA_KEY = "endpoints.json"
-_MANAGED_BY = {"capstan.io/managed-by": "endpoints-controller"}
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - addresses read, not bound
-
-
-class EndpointTarget(KubeModel):
-    """One ready pod behind one Service port."""
-
-    pod: str
-    namespace: str
-    node: str
-    address: str
-    host_port: int = Field(ge=1, le=65535)
-
-
-class EndpointsPort(KubeModel):
-    name: str | None = None
-    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-    port: int
-    node_port: int | None = None
-    targets: list[EndpointTarget] = Field(default_factory=list)
-
-
-class ServiceEndpoints(KubeModel):
-    """A Service's ready endpoints, per Service port."""
-
-    namespace: str
-    name: str
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
-    cluster_ip: str | None = Field(default=None, alias="clusterIP")
-    ports: list[EndpointsPort] = Field(default_factory=list)
-
-    def to_service_rule(self) -> ServiceRule:
-        """What a node's proxy programs for this Service (``Sync.services``)."""
-        return ServiceRule(
-            namespace=self.namespace,
-            name=self.name,
-            type=self.type,
-            cluster_ip=wire_cluster_ip(self.cluster_ip),
-            ports=[
-                ServicePortRule(
-                    name=port.name,
-                    protocol=port.protocol,
-                    port=port.port,
-                    node_port=port.node_port,
-                    # An address a node reported that is not one never reaches the wire.
-                    endpoints=[
-                        Endpoint(address=t.address, port=t.host_port)
-                        for t in port.targets
-                        if node_address_problem(t.address) is None
-                    ],
-                )
-                for port in self.ports
-            ],
-        )
 
 
 def _serving(pod: Pod) -> bool:
@@ -221,49 +160,6 @@ def compute_endpoints(
     )
 
 
-def endpoints_config_map_name(service_name: str) -> str:
-    return f"{service_name}.endpoints"
-
-
-def endpoints_config_map(service: Service, endpoints: ServiceEndpoints) -> ConfigMap:
-    """The ConfigMap that stores ``endpoints`` (see the module docstring for why a ConfigMap)."""
-    return ConfigMap(
-        metadata=ObjectMeta(
-            name=endpoints_config_map_name(service.name),
-            namespace=service.namespace,
-            labels={ENDPOINTS_LABEL: service.name},
-            annotations=dict(_MANAGED_BY),
-            owner_references=[
-                OwnerReference(
-                    api_version="v1",
-                    kind="Service",
-                    name=service.name,
-                    uid=service.metadata.uid or "",
-                    controller=True,
-                )
-            ],
-        ),
-        data={ENDPOINTS_DATA_KEY: _encode(endpoints)},
-    )
-
-
-def read_endpoints(config_map: ConfigMap) -> ServiceEndpoints | None:
-    """The endpoints a ConfigMap written by this controller holds; None for any other."""
-    if ENDPOINTS_LABEL not in config_map.labels or ENDPOINTS_DATA_KEY not in config_map.data:
-        return None
-    return ServiceEndpoints.model_validate_json(config_map.data[ENDPOINTS_DATA_KEY])
-
-
-def _encode(endpoints: ServiceEndpoints) -> str:
-    # Sorted keys and no whitespace: an unchanged set encodes to the same text, so a
-    # reconcile that finds nothing new writes nothing.
-    return json.dumps(
-        endpoints.model_dump(mode="json", by_alias=True, exclude_none=True),
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-
-
 class EndpointsController(Controller):
     name: ClassVar[str] = "endpoints"
     workers: ClassVar[int] = 2
@@ -336,7 +232,7 @@ class EndpointsController(Controller):
             meta = existing.metadata.model_copy(
                 update={
                     "labels": desired.metadata.labels,
-                    "annotations": {**existing.metadata.annotations, **_MANAGED_BY},
+                    "annotations": {**existing.metadata.annotations, **ENDPOINTS_MANAGED_BY},
                     "owner_references": desired.metadata.owner_references,
                 }
             )

@@ -20,10 +20,11 @@ scheduler (which binds the pods it creates).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
+from reconciler.api import AlreadyExists, Api, Conflict, NotFound, now_utc
 from reconciler.controllers._pods import (
     child_manifest,
     controlled_by,
@@ -32,18 +33,31 @@ from reconciler.controllers._pods import (
     owner_keys,
 )
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
-from schemas import Condition, ObjectKey, ObjectMeta, Pod
+from schemas import Condition, Container, EnvVar, ObjectKey, ObjectMeta, Pod
 from schemas.batch import Job, JobStatus
 
-__all__ = ["JOB_NAME_LABEL", "JobController", "job_pod_manifest"]
+__all__ = [
+    "COMPLETION_INDEX",
+    "JOB_NAME_LABEL",
+    "JobController",
+    "compress_indexes",
+    "delete_job",
+    "job_finished_at",
+    "job_pod_manifest",
+]
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+#: An Indexed Job's pod index, as label and annotation (Kubernetes' names).
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 _UID_LABEL = "batch.kubernetes.io/controller-uid"
 
 
-def job_pod_manifest(job: Job) -> dict[str, Any]:
+def job_pod_manifest(job: Job, index: int | None = None) -> dict[str, Any]:
     """The manifest of a new pod of ``job`` (``<job>-<5 random chars>``, labelled with the
-    Job's name and uid as Kubernetes labels them, so ``-l job-name=...`` finds them)."""
+    Job's name and uid as Kubernetes labels them, so ``-l job-name=...`` finds them). With
+    ``index`` (an Indexed Job): ``<job>-<index>-<5 chars>``, the index in the label and
+    annotation ``batch.kubernetes.io/job-completion-index``, in ``JOB_COMPLETION_INDEX`` of
+    every container, and the hostname ``<job>-<index>``, as Kubernetes makes them."""
     template = job.spec.template
     labels = {
         **template.metadata.labels,
@@ -52,14 +66,72 @@ def job_pod_manifest(job: Job) -> dict[str, Any]:
         _UID_LABEL: job.metadata.uid or "",
         "controller-uid": job.metadata.uid or "",
     }
+    annotations = dict(template.metadata.annotations)
+    spec = template.spec
+    prefix = f"{job.name}-"
+    if index is not None:
+        labels[COMPLETION_INDEX] = annotations[COMPLETION_INDEX] = str(index)
+        prefix = f"{job.name}-{index}-"
+        variable = EnvVar(name="JOB_COMPLETION_INDEX", value=str(index))
+        spec = spec.model_copy(
+            update={
+                "containers": [_with_env(c, variable) for c in spec.containers],
+                "init_containers": [_with_env(c, variable) for c in spec.init_containers],
+                "hostname": spec.hostname or f"{job.name}-{index}",
+            }
+        )
     meta = ObjectMeta(
-        generate_name=f"{job.name}-",
+        generate_name=prefix,
         namespace=job.namespace,
         labels=labels,
-        annotations=dict(template.metadata.annotations),
+        annotations=annotations,
         owner_references=[controlled_by(job)],
     )
-    return child_manifest("v1", "Pod", meta, template.spec)
+    return child_manifest("v1", "Pod", meta, spec)
+
+
+def _with_env(container: Container, variable: EnvVar) -> Container:
+    env = [e for e in container.env if e.name != variable.name]
+    return container.model_copy(update={"env": [*env, variable]})
+
+
+def _index(pod: Pod) -> int | None:
+    value = pod.metadata.annotations.get(COMPLETION_INDEX)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def compress_indexes(indexes: Iterable[int]) -> str | None:
+    """Kubernetes' ``completedIndexes`` form: sorted ranges, ``"0-2,4"``; None when empty."""
+    ranges: list[list[int]] = []
+    for index in sorted(set(indexes)):
+        if ranges and index == ranges[-1][1] + 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    parts = [str(a) if a == b else f"{a}-{b}" for a, b in ranges]
+    return ",".join(parts) or None
+
+
+def job_finished_at(job: Job) -> datetime | None:
+    """When a finished Job finished (its terminal condition's transition, else its
+    ``completionTime``); None while it runs. Read by the TTL here and the cronjob history."""
+    status = job.status
+    if status is None or status.finished is None:
+        return None
+    condition = status.condition(status.finished)
+    return (condition.last_transition_time if condition else None) or status.completion_time
+
+
+def delete_job(api: Api, job: Job) -> bool:
+    """Delete ``job`` as it was read (its ``resourceVersion``); False when it is already gone
+    or changed since, which the next reconcile looks at afresh."""
+    try:
+        api.delete(
+            Job, job.name, namespace=job.namespace, resource_version=job.metadata.resource_version
+        )
+    except (NotFound, Conflict):
+        return False
+    return True
 
 
 def _phase(pod: Pod) -> str:
@@ -88,7 +160,14 @@ class JobController(Controller):
         pods = self.pods.by_index("owner", job.metadata.uid or "")
         live = [p for p in pods if p.metadata.deletion_timestamp is None]
         running = [p for p in live if _phase(p) not in ("Succeeded", "Failed")]
-        succeeded = sum(_phase(p) == "Succeeded" for p in pods)
+        indexed = job.spec.completion_mode == "Indexed"
+        done_indexes = {
+            i for p in pods if _phase(p) == "Succeeded" and (i := _index(p)) is not None
+        }
+        if indexed:
+            done_indexes |= _parse_indexes((job.status or JobStatus()).completed_indexes)
+        # An Indexed Job counts each index once, however many of its pods succeeded.
+        succeeded = len(done_indexes) if indexed else sum(_phase(p) == "Succeeded" for p in pods)
         failed = sum(_phase(p) == "Failed" for p in pods)
         if job.spec.template.spec.restart_policy == "OnFailure":
             failed += sum(_restarts(p) for p in pods)
@@ -129,7 +208,10 @@ class JobController(Controller):
                     completion_time = now_dt
                 self.record_event(job, reason=reason, message=message, warning=type_ == "Failed")
         if finished is None:
-            running = self._scale(job, running, succeeded=succeeded)
+            if indexed:
+                running = self._scale_indexed(job, running, done=done_indexes)
+            else:
+                running = self._scale(job, running, succeeded=succeeded)
             if job.spec.active_deadline_seconds is not None and start is not None:
                 requeue = max(start.timestamp() + job.spec.active_deadline_seconds - now, 0.0)
         status = JobStatus(
@@ -140,6 +222,7 @@ class JobController(Controller):
             start_time=start,
             completion_time=completion_time,
             conditions=conditions,
+            completed_indexes=compress_indexes(done_indexes) if indexed else None,
         )
         # The order matters: the status is the record of the counts, so it is written before
         # a failed Job's pods are deleted — otherwise a lost status write would be followed by
@@ -209,10 +292,26 @@ class JobController(Controller):
             running = running[surplus:]
         return running
 
-    def _create(self, job: Job, count: int) -> None:
-        manifest = job_pod_manifest(job)
+    def _scale_indexed(self, job: Job, running: list[Pod], *, done: set[int]) -> list[Pod]:
+        """Pods for the lowest indexes neither done nor running, up to parallelism."""
+        completions = job.spec.completions or 0
+        busy = {i for p in running if (i := _index(p)) is not None}
+        pending = [i for i in range(completions) if i not in done and i not in busy]
+        room = 0 if job.spec.suspend else job.spec.wanted_parallelism - len(running)
+        if room > 0 and pending:
+            self._create(job, indexes=pending[:room])
+        elif room < 0:
+            running = sorted(running, key=lambda p: (p.spec.node_name is not None, p.name))
+            self._delete(job.key, running[:-room])
+            running = running[-room:]
+        return running
+
+    def _create(self, job: Job, count: int = 0, *, indexes: Sequence[int] = ()) -> None:
+        manifests = [job_pod_manifest(job, index) for index in indexes] or [
+            job_pod_manifest(job)
+        ] * count
         revision = 0
-        for _ in range(count):
+        for manifest in manifests:
             try:
                 pod = self.api.create(manifest)
             except AlreadyExists:
@@ -227,26 +326,22 @@ class JobController(Controller):
     def _expire(self, job: Job) -> Result | None:
         """Delete a finished Job once ``ttlSecondsAfterFinished`` has passed."""
         ttl = job.spec.ttl_seconds_after_finished
-        status = job.status
-        if ttl is None or status is None:
-            return None
-        finished_at = status.completion_time
-        for type_ in ("Complete", "Failed"):
-            condition = status.condition(type_)
-            if condition is not None and condition.status == "True":
-                finished_at = condition.last_transition_time or finished_at
-        if finished_at is None:
+        finished_at = job_finished_at(job)
+        if ttl is None or finished_at is None:
             return None
         left = (finished_at + timedelta(seconds=ttl)).timestamp() - self.clock.time()
         if left > 0:
             return Result(requeue_after=left)
-        try:
-            self.api.delete(
-                Job,
-                job.name,
-                namespace=job.namespace,
-                resource_version=job.metadata.resource_version,
-            )
-        except (NotFound, Conflict):
-            return None
+        delete_job(self.api, job)
         return None
+
+
+def _parse_indexes(text: str | None) -> set[int]:
+    """The indexes of a ``completedIndexes`` string (``"0-2,4"``)."""
+    found: set[int] = set()
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        found.update(range(int(low), int(high or low) + 1))
+    return found

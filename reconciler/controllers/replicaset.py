@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from reconciler.api import AlreadyExists, Conflict, Forbidden, NotFound
 from reconciler.controllers._pods import (
     active,
+    controlled_by,
     is_available,
     is_ready,
     owner_keys,
@@ -26,7 +27,6 @@ from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from schemas import (
     ObjectKey,
     ObjectMeta,
-    OwnerReference,
     Pod,
     ReplicaSet,
     ReplicaSetStatus,
@@ -45,16 +45,7 @@ def pod_from_template(rs: ReplicaSet) -> dict[str, Any]:
         namespace=rs.namespace,
         labels=dict(template.metadata.labels),
         annotations=dict(template.metadata.annotations),
-        owner_references=[
-            OwnerReference(
-                api_version="apps/v1",
-                kind="ReplicaSet",
-                name=rs.name,
-                uid=rs.metadata.uid or "",
-                controller=True,
-                block_owner_deletion=True,
-            )
-        ],
+        owner_references=[controlled_by(rs)],
     )
     return {
         "apiVersion": "v1",

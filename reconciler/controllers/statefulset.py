@@ -31,8 +31,8 @@ from reconciler.controllers._pods import (
     owner_keys,
     until_available,
 )
-from reconciler.controllers.deployment import pod_template_hash
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
+from reconciler.workloads.deployment import pod_template_hash
 from schemas import ObjectKey, ObjectMeta, Pod
 from schemas.apps import StatefulSet, StatefulSetStatus
 from schemas.pod import PersistentVolumeClaimVolumeSource, Volume
@@ -85,7 +85,9 @@ def _pod(sts: StatefulSet, ordinal: int, template_hash: str) -> dict[str, Any]:
         annotations=dict(template.metadata.annotations),
         owner_references=[controlled_by(sts)],
     )
-    volumes = list(template.spec.volumes) + [
+    # A claim template replaces a template volume of the same name (Kubernetes' updateStorage).
+    claims = {t.metadata.name for t in sts.spec.volume_claim_templates}
+    volumes = [v for v in template.spec.volumes if v.name not in claims] + [
         Volume(
             name=t.metadata.name or "",
             persistent_volume_claim=PersistentVolumeClaimVolumeSource(

@@ -6,7 +6,7 @@ Offers:
 - ``NodePool``: one persistent connection per node, ``ensure``/``remove`` nodes,
   ``push``/``push_all`` each node's complete ``DesiredSet`` (non-blocking, latest-wins,
   returns a ``concurrent.futures.Future`` of the agent's ``Ack``), callbacks for every agent
-  message and every ``NodeState`` change (``AsyncQueueSink`` puts both on an asyncio queue);
+  message and every ``NodeState`` change;
 - ``HostKeyRejected`` / ``NodeState.expected_fingerprint`` / ``offered_fingerprint`` for the
   Node condition when a host key does not match its pin;
 - ``keyscan`` for ``capstan node keyscan`` (the command itself is in ``reconciler.cli.node``);
@@ -25,17 +25,14 @@ from reconciler.nodes._wire import DesiredSet
 from reconciler.nodes.backoff import Backoff, BackoffPolicy
 from reconciler.nodes.connection import (
     AGENT_CONNECTED,
-    Clock,
     ConnectionSettings,
     NodeConnection,
     NodeState,
     Phase,
-    SystemClock,
 )
 from reconciler.nodes.desired import bound_pods, desired_set, referenced_names, service_rule
 from reconciler.nodes.dispatch import DispatchSettings, NodeDispatcher
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
-from reconciler.nodes.events import AsyncQueueSink, NodeEvent, NodeMessage
 from reconciler.nodes.hostkeys import HostKeyPin, HostKeyRejected, fingerprint
 from reconciler.nodes.keyscan import KeyscanError, ScannedKey, keyscan
 from reconciler.nodes.local_daemon import LocalAgentDaemon, LocalAgentError, LocalAgentOptions
@@ -45,11 +42,9 @@ from reconciler.nodes.pool import NodePool, UnknownNode
 __all__ = [
     "AGENT_CONNECTED",
     "DEFAULT_AGENT_COMMAND",
-    "AsyncQueueSink",
     "AuthenticationFailed",
     "Backoff",
     "BackoffPolicy",
-    "Clock",
     "ConnectionSettings",
     "DesiredSet",
     "DispatchSettings",
@@ -65,15 +60,12 @@ __all__ = [
     "NodeConnection",
     "NodeDispatcher",
     "NodeEndpoint",
-    "NodeEvent",
-    "NodeMessage",
     "NodeName",
     "NodePool",
     "NodeState",
     "Phase",
     "ScannedKey",
     "SyncRejected",
-    "SystemClock",
     "UnknownNode",
     "bound_pods",
     "desired_set",

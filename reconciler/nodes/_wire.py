@@ -1,8 +1,9 @@
 """The reconciler's end of the agent protocol (``schemas.protocol``): framing and meaning.
 
-Used by ``NodeConnection`` only: it turns a desired set into a ``sync`` line and an agent's
-line into a message, and answers the few questions the connection asks of a message
-(which generation does this ack, does this error refuse a sync).
+``NodeConnection`` uses it to turn a desired set into a ``sync`` line and an agent's line into
+a message, and to answer the few questions the connection asks of a message (which
+generation does this ack, does this error refuse a sync); the pool, the desired-set builder
+and the node dispatcher use its types (``DesiredSet``, ``Ack``, ``AgentMessage``).
 """
 
 from __future__ import annotations

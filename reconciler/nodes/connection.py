@@ -10,8 +10,8 @@ Why threads and not asyncio: paramiko is blocking and already runs one thread pe
 transport; wrapping every blocking call in an executor would need as many executor threads
 as nodes anyway (a channel read blocks for as long as the agent is quiet) while hiding
 where a node stalls. Threads per node make the isolation explicit: a stalled node blocks
-only its own threads. The asyncio controllers use ``push`` (non-blocking, returns a
-``concurrent.futures.Future`` for ``asyncio.wrap_future``) and ``AsyncQueueSink`` for events.
+only its own threads. Callers on an event loop use ``push`` (non-blocking, returns a
+``concurrent.futures.Future`` for ``asyncio.wrap_future``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
+from reconciler.api.clock import MonotonicClock, SystemClock
 from reconciler.nodes import _wire
 from reconciler.nodes._links import AuthenticationFailed, Link, LinkSettings, open_link
 from reconciler.nodes._slot import Generation, PushSlot
@@ -40,15 +39,6 @@ _log = logging.getLogger(__name__)
 
 #: The Node condition type a ``NodeState`` becomes.
 AGENT_CONNECTED = "AgentConnected"
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 class Phase(StrEnum):
@@ -117,8 +107,8 @@ LinkOpener = Callable[[NodeEndpoint, LinkSettings], Link]
 class NodeConnection:
     """The reconciler's side of one node. Thread-safe; callbacks run on its threads.
 
-    Callbacks must be quick and must not block (hand off to a queue, as ``AsyncQueueSink``
-    does): they run on the node's reader/session thread.
+    Callbacks must be quick and must not block (park the event and return, as the node
+    dispatcher does): they run on the node's reader/session thread.
     """
 
     def __init__(
@@ -128,7 +118,7 @@ class NodeConnection:
         on_message: MessageCallback,
         on_state: StateCallback,
         settings: ConnectionSettings | None = None,
-        clock: Clock | None = None,
+        clock: MonotonicClock | None = None,
         rng: random.Random | None = None,
         opener: LinkOpener = open_link,
         first_generation: int = 0,

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.api import ApiError, Conflict, NotFound, now_utc
-from reconciler.controllers.endpoints import endpoints_config_map_name, read_endpoints
 from reconciler.controllers.runtime import ControllerContext, Informer, InformerEvent
 from reconciler.nodes import _wire
 from reconciler.nodes.connection import AGENT_CONNECTED, ConnectionSettings, NodeState
@@ -52,6 +51,7 @@ from reconciler.nodes.reports import (
     pod_status_update,
     with_condition,
 )
+from reconciler.workloads.endpoints import endpoints_config_map_name, read_endpoints
 from schemas import ConfigMap, Node, Pod, Secret, Service
 from schemas.meta import KubeObject
 from schemas.protocol import PodReport, ServiceRule, Status

@@ -6,7 +6,7 @@ connection whose endpoint changed) and ``remove`` for deleted ones; the pod-sync
 only fills that node's latest-wins slot and wakes its session thread, so a fan-out to N nodes
 costs N slot writes on the caller's side and proceeds on N threads; a stalled node holds
 nothing but its own slot. Agent messages and connection states reach the caller through the
-two callbacks (see ``AsyncQueueSink`` for asyncio consumers).
+two callbacks (the node dispatcher's).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 
+from reconciler.api.clock import MonotonicClock
 from reconciler.nodes import _wire
 from reconciler.nodes._links import open_link
 from reconciler.nodes._slot import relay
 from reconciler.nodes.connection import (
-    Clock,
     ConnectionSettings,
     LinkOpener,
     MessageCallback,
@@ -43,7 +43,7 @@ class NodePool:
         on_message: MessageCallback,
         on_state: StateCallback,
         settings: ConnectionSettings | None = None,
-        clock: Clock | None = None,
+        clock: MonotonicClock | None = None,
         rng: random.Random | None = None,
         opener: LinkOpener = open_link,
         wall_clock: Callable[[], float] = time.time,

@@ -8,6 +8,7 @@ cluster, the base commit stands in for it (`cluster.from_base`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,12 +16,15 @@ from typing import Any
 from reconciler.diff import MANAGED_BY_LABEL, MASK, comparable
 from reconciler.plan.capacity import node_port_conflicts, place, surge_stalls
 from reconciler.plan.cluster import ObservedCluster, from_base
+from reconciler.plan.kinds import predict_kinds
 from reconciler.plan.model import (
     Capacity,
     DiffAction,
+    NodeChanges,
     ObjectDiff,
     Plan,
     SideSummary,
+    WorkloadView,
 )
 from reconciler.plan.sides import Side, Sides
 from reconciler.plan.workload import predict
@@ -102,7 +106,20 @@ def build_plan(
         pods=observed.pods,
         replicasets=observed.replicasets,
     )
+    kinds = predict_kinds(
+        [o for o in base_objects if o.key not in same],
+        [o for o in head_objects if o.key not in same],
+        pods=observed.pods,
+        nodes=observed.nodes,
+    )
+    workload = dataclasses.replace(
+        workload,
+        starts=workload.starts + kinds.starts,
+        stops=workload.stops + kinds.stops,
+        owners={**workload.owners, **kinds.owners},
+    )
     placed = place(observed, workload)
+    nodes = _with_daemons(placed.nodes, kinds.views)
     capacity = Capacity(
         observed=observed.source,
         nodes_total=len(observed.nodes),
@@ -117,12 +134,33 @@ def build_plan(
         changes=changes,
         unchanged=unchanged,
         rollouts=workload.rollouts,
-        nodes=placed.nodes,
+        nodes=nodes,
         capacity=capacity,
+        workloads=kinds.views,
         base_errors=base.errors,
         load_strategy=sides.strategy,
         timings={"build_s": time.perf_counter() - started},
     )
+
+
+def _with_daemons(
+    nodes: tuple[NodeChanges, ...], views: Sequence[WorkloadView]
+) -> tuple[NodeChanges, ...]:
+    """The scheduler's node changes plus the DaemonSet pods, which their controller binds to
+    each node itself (`ns/daemonset@node` in a view's starts)."""
+    extra: dict[str, list[str]] = {}
+    for view in views:
+        if view.key.kind == "DaemonSet":
+            for start in view.starts:
+                pod, node = start.rsplit("@", 1)
+                extra.setdefault(node, []).append(f"{pod} (daemon)")
+    if not extra:
+        return nodes
+    by_node = {n.node: n for n in nodes}
+    for node, pods in extra.items():
+        current = by_node.get(node, NodeChanges(node))
+        by_node[node] = dataclasses.replace(current, start=current.start + tuple(pods))
+    return tuple(by_node[name] for name in sorted(by_node))
 
 
 def _diff(

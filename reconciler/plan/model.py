@@ -28,6 +28,7 @@ __all__ = [
     "SideSummary",
     "Unfit",
     "UnfitGroup",
+    "WorkloadView",
 ]
 
 EXIT_NO_CHANGES = 0
@@ -74,6 +75,19 @@ class Rollout:
     max_unavailable: int = 0
     steps: tuple[RolloutStep, ...] = ()
     scaled_down: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """What the controller of a StatefulSet, DaemonSet, Job or CronJob will do (`action`:
+    create, update or delete): `lines` for people, the pods it starts (`ns/name`, or
+    `ns/daemonset@node` for a DaemonSet's) and stops."""
+
+    key: ObjectKey
+    action: str
+    lines: tuple[str, ...]
+    starts: tuple[str, ...] = ()
+    stops: tuple[PodStop, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,7 @@ class Plan:
     rollouts: tuple[Rollout, ...]
     nodes: tuple[NodeChanges, ...]
     capacity: Capacity
+    workloads: tuple[WorkloadView, ...] = ()
     errors: tuple[ManifestError, ...] = ()
     base_errors: tuple[ManifestError, ...] = ()
     load_strategy: str = "full"

@@ -191,6 +191,11 @@ def render_text(plan: Plan) -> str:
                 out.append(f"  {_describe_rollout(rollout)}")
                 if len(rollout.steps) > 1:
                     out.append(f"    steps: {_steps(rollout)}")
+        if plan.workloads:
+            out += ["", "Workloads (StatefulSets, DaemonSets, Jobs, CronJobs):"]
+            for view in plan.workloads:
+                out.append(f"  {view.action} {view.key.kind} {view.key.namespace}/{view.key.name}:")
+                out.extend(f"    {line}" for line in view.lines)
         if plan.nodes:
             out += ["", "Pods by node:"]
             table = format_table(
@@ -475,6 +480,31 @@ def render_markdown(plan: Plan, *, budget: int = _MARKDOWN_BUDGET) -> str:
                 ],
             )
         )
+    if plan.workloads:
+        sections.append(
+            _Section(
+                "workloads",
+                [
+                    "",
+                    "#### Workloads",
+                    "",
+                    *_md_table_head(("Object", "What happens")),
+                ],
+                [
+                    _Item(
+                        _md_rows(
+                            [
+                                (
+                                    f"{w.action} {w.key.kind} {w.key.namespace}/{w.key.name}",
+                                    "; ".join(w.lines),
+                                )
+                            ]
+                        )
+                    )
+                    for w in plan.workloads
+                ],
+            )
+        )
     if plan.nodes:
         sections.append(
             _Section(
@@ -552,6 +582,16 @@ def render_json(plan: Plan) -> str:
                 "scaledDown": list(r.scaled_down),
             }
             for r in plan.rollouts
+        ],
+        "workloads": [
+            {
+                **key(w.key),
+                "action": w.action,
+                "lines": list(w.lines),
+                "start": list(w.starts),
+                "stop": [s.key for s in w.stops],
+            }
+            for w in plan.workloads
         ],
         "nodes": [
             {"node": n.node, "start": list(n.start), "stop": list(n.stop)} for n in plan.nodes

@@ -2,7 +2,7 @@
 
 Pure over plain objects. The Deployment controller's own rules decide, imported rather than
 copied: a Deployment's pods come from the ReplicaSet `<name>-<pod-template-hash>`
-(`reconciler.controllers.deployment.pod_template_hash`), and an existing ReplicaSet whose
+(`reconciler.workloads.deployment.pod_template_hash`), and an existing ReplicaSet whose
 template hashes the same is *reused* — scaled back up with the next revision — instead of a
 new one (the rollback path: no new hash, no new image pull). The steps are the rolling
 update's arithmetic (maxSurge up, maxUnavailable down, counting new pods as available when
@@ -16,15 +16,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.controllers.deployment import (
+from reconciler.diff import diff_objects
+from reconciler.plan.model import PodStop, Rollout, RolloutAction, RolloutStep
+from reconciler.scheduler import PodInfo, PodKey, pod_info, pod_key
+from reconciler.workloads.deployment import (
     HASH_LABEL,
     REVISION_ANNOTATION,
     pod_template_hash,
     revision_of,
 )
-from reconciler.diff import diff_objects
-from reconciler.plan.model import PodStop, Rollout, RolloutAction, RolloutStep
-from reconciler.scheduler import PodInfo, PodKey, pod_info, pod_key
 from schemas import (
     Deployment,
     KubeObject,
@@ -41,6 +41,7 @@ from schemas import (
 
 __all__ = [
     "WorkloadChanges",
+    "changed_objects",
     "desired_replicasets",
     "expand_pods",
     "predict",
@@ -197,8 +198,6 @@ def predict(
     """Rollouts, pods to start (unbound, for the scheduler) and pods to stop, for every
     workload object that differs between `base` and `head`, against the observed `pods`
     and `replicasets`."""
-    base_by = {o.key: o for o in base if o.kind in _WORKLOAD_KINDS}
-    head_by = {o.key: o for o in head if o.kind in _WORKLOAD_KINDS}
     by_owner: dict[str, list[Pod]] = defaultdict(list)
     for pod in pods:
         uid = _controller_uid(pod)
@@ -209,10 +208,7 @@ def predict(
     starts: list[PodInfo] = []
     stops: list[PodStop] = []
     owners: dict[str, ObjectKey] = {}
-    for key in sorted(set(base_by) | set(head_by)):
-        before, after = base_by.get(key), head_by.get(key)
-        if before is not None and after is not None and not diff_objects(before, after):
-            continue
+    for key, before, after in changed_objects(base, head, _WORKLOAD_KINDS):
         if key.kind == "Deployment":
             rollout, started, stopped = _deployment(
                 key, before, after, replicasets=replicasets, by_owner=by_owner
@@ -226,6 +222,19 @@ def predict(
         stops.extend(stopped)
         owners.update((str(pod.key), key) for pod in started)
     return WorkloadChanges(tuple(rollouts), tuple(starts), tuple(stops), owners)
+
+
+def changed_objects(
+    base: Sequence[KubeObject], head: Sequence[KubeObject], kinds: Iterable[str]
+) -> Iterator[tuple[ObjectKey, KubeObject | None, KubeObject | None]]:
+    """(key, before, after) for each object of `kinds` added, changed or removed, by key."""
+    wanted = frozenset(kinds)
+    base_by = {o.key: o for o in base if o.kind in wanted}
+    head_by = {o.key: o for o in head if o.kind in wanted}
+    for key in sorted(set(base_by) | set(head_by)):
+        before, after = base_by.get(key), head_by.get(key)
+        if before is None or after is None or diff_objects(before, after):
+            yield key, before, after
 
 
 def _stop(pods: Iterable[Pod]) -> list[PodStop]:

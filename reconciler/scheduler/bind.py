@@ -13,6 +13,11 @@ concurrent writers); a failed bind *forgets* the pod and retries it with backoff
 fits nowhere is *parked*: it is tried again when the cluster changes in a way that could help
 (a node added or changed, a placed pod deleted or finished) and, as a safety net, after
 ``unschedulable_retry_s`` — never in a hot loop. Its own status write does not wake it.
+Pods go by priority (``spec.priority``, else the value of their ``priorityClassName``'s
+PriorityClass, else the globalDefault class's, else 0): the pods queued together are taken
+highest first, and a pod that fits nowhere preempts — deletes, with an Event ``Preempted`` —
+the fewest lower-priority pods of one node that make room (unless its preemptionPolicy is
+Never); it is placed once they are gone.
 A pod that mounts a PersistentVolumeClaim bound to a node may only go to that node; a claim
 not yet bound is bound to the node its first pod is bound to.
 """
@@ -27,11 +32,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.api import ApiError, Conflict, NotFound, now_utc
 from reconciler.controllers.runtime import ControllerContext, InformerEvent, WorkQueue
-from reconciler.scheduler.nodeinfo import HOSTNAME_LABEL, NodeName, node_info, pod_info, pod_key
+from reconciler.scheduler.nodeinfo import (
+    HOSTNAME_LABEL,
+    NodeName,
+    PodInfo,
+    PodKey,
+    node_info,
+    pod_info,
+    pod_key,
+)
 from reconciler.scheduler.placement import Placement, Unschedulable, select_node
 from reconciler.scheduler.scores import ScoreWeights
-from reconciler.scheduler.state import ClusterState
-from schemas import Node, ObjectKey, Pod
+from reconciler.scheduler.state import ClusterState, PlacedPod
+from schemas import Node, ObjectKey, Pod, PriorityClass
 from schemas.meta import Condition
 from schemas.pod import PodStatus
 from schemas.storage import (
@@ -42,7 +55,7 @@ from schemas.storage import (
 
 __all__ = ["SCHEDULER_NAME", "Scheduler"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "capstan-scheduler"
 _TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
@@ -80,6 +93,9 @@ class Scheduler:
         self.pods = ctx.informers.informer(Pod)
         self.nodes = ctx.informers.informer(Node)
         self.claims = ctx.informers.informer(PersistentVolumeClaim)
+        self.priority_classes = ctx.informers.informer(PriorityClass)
+        # Pods preempting, and the pods they are waiting on to be gone (guarded by _lock).
+        self._preempting: dict[ObjectKey, frozenset[PodKey]] = {}
         self.nodes.add_handler(self._on_node)
         self.pods.add_handler(self._on_pod)
 
@@ -107,13 +123,48 @@ class Scheduler:
             key = self.queue.get()
             if key is None:
                 continue
-            try:
-                self.schedule(key)
-            except Exception:
-                log.exception("scheduler: %s: scheduling crashed", key)
-                self.queue.add_after(key, self.queue.backoff(key))
-            finally:
-                self.queue.done(key)
+            # Every pod queued now, highest priority first (then oldest, then by name).
+            batch = [key]
+            while (more := self.queue.get(timeout_s=0)) is not None:
+                batch.append(more)
+            batch.sort(key=self._queue_order)
+            for key in batch:
+                try:
+                    self.schedule(key)
+                except Exception:
+                    _log.exception("scheduler: %s: scheduling crashed", key)
+                    self.queue.add_after(key, self.queue.backoff(key))
+                finally:
+                    self.queue.done(key)
+
+    def _queue_order(self, key: ObjectKey) -> tuple[int, str, str, str]:
+        pod = self.pods.get(key.name, namespace=key.namespace)
+        if pod is None:
+            return (0, "", key.namespace or "", key.name)
+        created = pod.metadata.creation_timestamp
+        return (-self._priority(pod), str(created or ""), key.namespace or "", key.name)
+
+    # --- priority: spec.priority, else its PriorityClass --------------------------------
+
+    def _priority(self, pod: Pod) -> int:
+        """The pod's priority as Kubernetes' Priority admission resolves it."""
+        if pod.spec.priority is not None:
+            return pod.spec.priority
+        name = pod.spec.priority_class_name
+        if name:
+            found = self.priority_classes.get(name)
+            return found.value if found is not None else 0
+        defaults = [c.value for c in self.priority_classes.list() if c.global_default]
+        return max(defaults, default=0)
+
+    def _info(self, pod: Pod) -> PodInfo:
+        policy = pod.spec.preemption_policy
+        if policy is None and pod.spec.priority_class_name:
+            found = self.priority_classes.get(pod.spec.priority_class_name)
+            policy = found.preemption_policy if found is not None else None
+        return dataclasses.replace(
+            pod_info(pod), priority=self._priority(pod), preempts=policy != "Never"
+        )
 
     # --- events: keep the state current, wake pods -----------------------------------------
 
@@ -145,7 +196,7 @@ class Scheduler:
                         self.state.remove_pod(key)
                         self._unpark_locked()
                 elif not self.state.confirm(key, node):
-                    self.state.add_pod(pod_info(pod))
+                    self.state.add_pod(self._info(pod))
             return
         if pod.metadata.deletion_timestamp is not None:
             return
@@ -157,8 +208,8 @@ class Scheduler:
         self.queue.add(pod.key)
 
     def _unpark_locked(self) -> None:
-        for key in self._parked:
-            self.queue.add(key)
+        # All at once: the loop then takes them by priority.
+        self.queue.add_all(self._parked)
         self._parked.clear()
 
     # --- one pod ---------------------------------------------------------------------------
@@ -174,7 +225,7 @@ class Scheduler:
             or (pod.status is not None and pod.status.phase in _TERMINAL_PHASES)
         ):
             return None
-        info = pod_info(pod)
+        info = self._info(pod)
         pinned = self._claim_node(pod)
         if pinned is not None:
             # A claim's data lives on one node: the pod may only go there.
@@ -185,17 +236,59 @@ class Scheduler:
             if self.state.placed(info.key) is not None:
                 return None
             outcome = select_node(self.state, info, rng=self._rng, weights=self._weights)
+            victims: tuple[str, list[PlacedPod]] | None = None
             if isinstance(outcome, Placement):
                 self.state.assume(info, outcome.node)
                 self._parked.discard(key)
+                self._preempting.pop(key, None)
             else:
                 self._parked.add(key)
+                victims = self._choose_victims_locked(key, info)
         if isinstance(outcome, Placement):
             self._binds.submit(self._bind, pod, outcome.node)
         else:
             self._binds.submit(self._report_unschedulable, pod, outcome)
+            if victims is not None:
+                self._binds.submit(self._preempt, pod, *victims)
             self.queue.add_after(key, self._retry_s)
         return outcome
+
+    # --- preemption --------------------------------------------------------------------------
+
+    def _choose_victims_locked(
+        self, key: ObjectKey, info: PodInfo
+    ) -> tuple[str, list[PlacedPod]] | None:
+        if not info.preempts:
+            return None
+        waiting = self._preempting.get(key)
+        if waiting and any(self.state.placed(victim) is not None for victim in waiting):
+            return None  # its earlier victims are still terminating: room is on the way
+        found = self.state.preemption_victims(info)
+        if found is None:
+            self._preempting.pop(key, None)
+            return None
+        node, victims = found
+        self._preempting[key] = frozenset(v.pod.key for v in victims)
+        return node, victims
+
+    def _preempt(self, preemptor: Pod, node: str, victims: list[PlacedPod]) -> None:
+        """Delete ``victims`` (gracefully, as an eviction) so ``preemptor`` fits on ``node``."""
+        for victim in victims:
+            namespace, name = victim.pod.key.split("/", 1)
+            message = (
+                f"Preempted by pod {preemptor.namespace}/{preemptor.name} "
+                f"(priority {self._priority(preemptor)}) on node {node}"
+            )
+            try:
+                current = self.api.get(Pod, name, namespace=namespace)
+                self.api.record_event(
+                    current, reason="Preempted", message=message, source=SCHEDULER_NAME
+                )
+                self.api.delete(Pod, name, namespace=namespace)
+            except NotFound:
+                continue
+            except ApiError as exc:
+                _log.warning("scheduler: preempting %s/%s: %s", namespace, name, exc)
 
     def _bind(self, pod: Pod, node: str) -> None:
         key = pod_key(pod.namespace, pod.name)
@@ -207,13 +300,13 @@ class Scheduler:
         except Conflict as exc:
             # Bound by someone else, or changing under us: forget, and look again once the
             # cache has caught up (a bound pod is then simply skipped).
-            log.info("scheduler: bind %s to %s: %s", pod.key, node, exc)
+            _log.info("scheduler: bind %s to %s: %s", pod.key, node, exc)
             with self._lock:
                 self.state.forget(key)
             self.queue.add_after(pod.key, self.queue.backoff(pod.key))
         except ApiError as exc:
             delay = self.queue.backoff(pod.key)
-            log.warning(
+            _log.warning(
                 "scheduler: bind %s to %s failed: %s (retry in %.3fs)", pod.key, node, exc, delay
             )
             with self._lock:
@@ -251,7 +344,7 @@ class Scheduler:
                 except Conflict:
                     continue  # written meanwhile (its status, labels): read it again
                 except ApiError as exc:
-                    log.warning(
+                    _log.warning(
                         "scheduler: binding claim %s/%s to %s: %s", pod.namespace, name, node, exc
                     )
                     break
@@ -298,7 +391,7 @@ class Scheduler:
             except (Conflict, NotFound):
                 return  # changed or gone: the next attempt reads it again
             except ApiError as exc:
-                log.warning("scheduler: status of %s: %s", pod.key, exc)
+                _log.warning("scheduler: status of %s: %s", pod.key, exc)
                 return
         try:
             self.api.record_event(
@@ -309,4 +402,4 @@ class Scheduler:
                 source=SCHEDULER_NAME,
             )
         except ApiError as exc:
-            log.warning("scheduler: event for %s: %s", pod.key, exc)
+            _log.warning("scheduler: event for %s: %s", pod.key, exc)

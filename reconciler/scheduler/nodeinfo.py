@@ -105,6 +105,11 @@ class PodInfo:
     """What other pods' affinity terms and spread constraints match."""
     affinity: Affinity | None = field(default=None, hash=False, compare=False)
     spread: tuple[TopologySpreadConstraint, ...] = field(default=(), hash=False, compare=False)
+    priority: int = 0
+    """spec.priority, or the value of its PriorityClass: higher is scheduled first, and may
+    preempt lower ones."""
+    preempts: bool = True
+    """False for preemptionPolicy Never: the pod waits rather than evicting others."""
 
     @property
     def score_cpu_milli(self) -> int:
@@ -211,4 +216,6 @@ def pod_info(pod: Pod) -> PodInfo:
         labels=tuple(sorted(pod.labels.items())),
         affinity=pod.spec.affinity,
         spread=tuple(pod.spec.topology_spread_constraints),
+        priority=pod.spec.priority or 0,
+        preempts=pod.spec.preemption_policy != "Never",
     )

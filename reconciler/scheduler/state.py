@@ -308,6 +308,36 @@ class ClusterState:
         if key in self._pods:
             self._unplace(key)
 
+    def preemption_victims(self, pod: PodInfo) -> tuple[NodeName, list[PlacedPod]] | None:
+        """A node where ``pod`` would fit once some pods of lower priority are gone, and those
+        pods (kube-scheduler's simple case: lowest priority first, as few as needed; the node
+        whose highest victim priority is lowest wins, then the one with fewest victims).
+        None when removing every lower-priority pod of any node is not enough. Changes
+        nothing."""
+        best: tuple[tuple[int, int], NodeName, list[PlacedPod]] | None = None
+        for node, keys in list(self._by_node.items()):
+            index = self._index.get(node)
+            if index is None:
+                continue
+            lower = sorted(
+                (self._pods[k] for k in keys if self._pods[k].pod.priority < pod.priority),
+                key=lambda placed: (placed.pod.priority, placed.pod.key),
+            )
+            removed: list[PlacedPod] = []
+            try:
+                for placed in lower:
+                    self._unplace(placed.pod.key)
+                    removed.append(placed)
+                    if self.feasible(pod)[index]:
+                        rank = (max(p.pod.priority for p in removed), len(removed))
+                        if best is None or rank < best[0]:
+                            best = (rank, node, list(removed))
+                        break
+            finally:
+                for placed in removed:
+                    self._place(placed)
+        return None if best is None else (best[1], best[2])
+
     def _place(self, placed: PlacedPod) -> None:
         self._pods[placed.pod.key] = placed
         self._by_node.setdefault(placed.node, set()).add(placed.pod.key)

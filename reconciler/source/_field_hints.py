@@ -1,7 +1,7 @@
 """What to say about an unknown field: a Kubernetes field Capstan leaves out, or a typo.
 
 Called by `load._message` for pydantic's `extra_forbidden` errors. Capstan's models are
-strict (DESIGN: an unknown field is an error, never silently dropped), and most unknown
+strict (an unknown field is an error, never silently dropped), and most unknown
 fields a Kubernetes user writes are real Kubernetes fields Capstan does not implement
 (`affinity`, `dnsPolicy`, `imagePullSecrets`): "unknown field" alone reads as a typo and
 sends them looking for one. So the message says which of the two it is: for a Kubernetes

@@ -21,6 +21,8 @@ explicitly (such a namespace enforces the default level, baseline).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +404,7 @@ def _to_object(
     data = _without_nulls({key: value for key, value in data.items() if key != "status"})
     if model.NAMESPACED:
         data = _with_default_namespace(data)
+    data = _with_generated_name(data)
     try:
         obj = parse_object(data)
     except pydantic.ValidationError as exc:
@@ -433,6 +436,26 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(item) for item in value]
     return value
+
+
+# Kubernetes' alphabet for generateName suffixes (no vowels, no look-alikes).
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _with_generated_name(data: dict[str, Any]) -> dict[str, Any]:
+    """`metadata.generateName` without a name (Argo CD hook Jobs) gets the name Kubernetes
+    would generate, `<generateName><5 chars>`, with the chars taken from a hash of the
+    document: the same manifest keeps its name from commit to commit, so it is applied once,
+    and an edited one is a new object (a hook Job runs again when its manifest changes)."""
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("name"):
+        return data
+    prefix = metadata.get("generateName")
+    if not isinstance(prefix, str) or not prefix:
+        return data
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).digest()
+    suffix = "".join(_NAME_SUFFIX_ALPHABET[b % len(_NAME_SUFFIX_ALPHABET)] for b in digest[:5])
+    return {**data, "metadata": {**metadata, "name": prefix[:58] + suffix}}
 
 
 def _with_default_namespace(data: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from reconciler.store._base import Store, Watch
+from reconciler.store._base import Store, StoreWrapper, Watch
 from reconciler.store._errors import (
     Compacted,
     CorruptStore,
@@ -81,6 +81,7 @@ __all__ = [
     "Revision",
     "Store",
     "StoreError",
+    "StoreWrapper",
     "TxnResult",
     "Unavailable",
     "ValueTooLarge",

@@ -1,4 +1,5 @@
-"""The `Store` interface both backends implement, and the `Watch` stream they return.
+"""The `Store` interface both backends implement, the `Watch` stream they return, and
+`StoreWrapper`, the base of the views that change a few calls of another store.
 
 Sits under `reconciler.api` (its only caller) and above the two backends
 (`_sqlite` for the embedded file, `_etcd` for a real etcd server). Every
@@ -228,3 +229,68 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class StoreWrapper(Store):
+    """A store that passes every call to ``inner``; a subclass overrides what it changes.
+
+    The base of the store views: Secrets sealed at rest (:mod:`reconciler.api._atrest`) and
+    writes fenced by the leader's term (:class:`reconciler.store.FencedStore`).
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    def range(
+        self,
+        key: str,
+        *,
+        prefix: bool = False,
+        at_revision: Revision | None = None,
+        limit: int | None = None,
+    ) -> RangeResult:
+        return self._inner.range(key, prefix=prefix, at_revision=at_revision, limit=limit)
+
+    def get(self, key: str, *, at_revision: Revision | None = None) -> KeyValue | None:
+        return self._inner.get(key, at_revision=at_revision)
+
+    def put(self, key: str, value: bytes, *, lease: LeaseID | None = None) -> PutResult:
+        return self._inner.put(key, value, lease=lease)
+
+    def delete(self, key: str, *, prefix: bool = False) -> DeleteResult:
+        return self._inner.delete(key, prefix=prefix)
+
+    def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        return self._inner.txn(compares, success, failure)
+
+    def watch(
+        self,
+        key: str,
+        *,
+        prefix: bool = False,
+        from_revision: Revision | None = None,
+    ) -> Watch:
+        return self._inner.watch(key, prefix=prefix, from_revision=from_revision)
+
+    def compact(self, revision: Revision) -> None:
+        self._inner.compact(revision)
+
+    def revision(self) -> Revision:
+        return self._inner.revision()
+
+    def grant(self, ttl: int) -> LeaseID:
+        return self._inner.grant(ttl)
+
+    def keepalive(self, lease: LeaseID) -> int:
+        return self._inner.keepalive(lease)
+
+    def revoke(self, lease: LeaseID) -> None:
+        self._inner.revoke(lease)
+
+    def close(self) -> None:
+        self._inner.close()

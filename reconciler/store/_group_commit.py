@@ -16,33 +16,18 @@ again to wait, released by the leader to wake it). One shared condition with
 back to sleep, and `threading.Event` runs a Condition in Python on both sides;
 under the GIL either cost more per write than the fsync they share.
 
-Measured 2026-11-27 (2 vCPUs, other sessions' tests running; +-15% run to run).
-With the key index on disk (format 1) a batch of 64 puts dirtied ~130 index
-leaves (each writer's keys in their own range), ~0.5 MB of WAL to fdatasync, and
-64 writers topped out at 18-22k puts/s. With the index in memory (format 2) a
-batch dirties the log's last few leaves, and what bounds 64 writers is Python:
-each put costs ~30 us of GIL time between the writer's call, the leader's share
-of the batch and the wake-up, and the leader spends ~80% of the run inside a
-commit, most of it waiting for the GIL the other writers hold. Since a bigger
-batch no longer costs more pages, the store lets writers that queued while it
-opened the transaction join it (`join_late`): 26.2k -> 30.0k puts/s in
-interleaved A/B runs of two stores (6 rounds each).
-With each batch then a single INSERT (`_sqlite_ops.put_plain`), the process ran
-on one core's worth of CPU, ~19 us user and ~22 us system a put: the system half
-is futex calls and context switches (2.6 voluntary, 0.9 involuntary a put), as
-the leader released 30-60 parked writers at once and every one of them woke
-only to queue for the GIL the leader still held. Waking them as a chain (each
-woken writer, now holding the GIL, releases the next) measured 28.9k-31.3k vs
-23.0k-24.5k puts/s in three interleaved A/B runs of two stores. Under format 1,
-where the commit itself cost more, the chain was a wash. The price is latency
-for the last writer of a batch, one wake-up per writer before it (~0.3 ms for
-40), well inside what an fsync costs.
+Writers that queue while the leader opens its transaction join that batch (`join_late`):
+with the key index in memory a bigger batch costs no more pages, so what bounds throughput is
+Python's time per write, not the commit. The leader wakes its batch as a chain (each woken
+writer, now holding the GIL, wakes the next) rather than all at once, because writers woken
+together only queue again for the GIL the leader still holds; the price is a wake-up per
+earlier writer in the batch, well under an fsync. (Figures: bench/store.py and the commit
+messages of this file.)
 WARNING: a parked writer must pass the chain on; nothing between its wake-up and
 `next.wake.release()` may raise. (A KeyboardInterrupt landing in a main thread
 parked here would strand the rest of its batch; the process is going down then.)
 The successor is woken before the chain starts, so the next batch can open while
-the chain runs (under format 1 that order alone made no measurable difference).
-Tried, not kept: `sys.setswitchinterval` 0.2 ms (worse) and 50 ms (no change).
+the chain runs.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.store._base import Store, Watch
+from reconciler.store._base import Store, StoreWrapper, Watch
 from reconciler.store._errors import LeaseNotFound, StoreError
 from reconciler.store._types import (
     Compare,
@@ -48,7 +48,6 @@ from reconciler.store._types import (
     Op,
     OpKind,
     PutResult,
-    RangeResult,
     Revision,
     TxnResult,
 )
@@ -193,7 +192,7 @@ def read_control_plane(store: Store) -> ControlPlaneView:
     )
 
 
-class FencedStore(Store):
+class FencedStore(StoreWrapper):
     """A view of ``inner`` whose writes succeed only while ``term`` is the leader's term.
 
     Every put, delete and transaction becomes a transaction with one more compare: the
@@ -205,7 +204,7 @@ class FencedStore(Store):
     def __init__(
         self, inner: Store, *, term: int, on_fenced: Callable[[], None] | None = None
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.term = term
         self._on_fenced = on_fenced
         self._fence = Compare.create_revision(LEADER_KEY, "==", term)
@@ -246,37 +245,10 @@ class FencedStore(Store):
         assert isinstance(response, DeleteResult)
         return response
 
-    def range(
-        self,
-        key: str,
-        *,
-        prefix: bool = False,
-        at_revision: Revision | None = None,
-        limit: int | None = None,
-    ) -> RangeResult:
-        return self._inner.range(key, prefix=prefix, at_revision=at_revision, limit=limit)
-
-    def watch(
-        self, key: str, *, prefix: bool = False, from_revision: Revision | None = None
-    ) -> Watch:
-        return self._inner.watch(key, prefix=prefix, from_revision=from_revision)
-
     def compact(self, revision: Revision) -> None:
         if not self._still_leader():
             raise self._fenced()
         self._inner.compact(revision)
-
-    def revision(self) -> Revision:
-        return self._inner.revision()
-
-    def grant(self, ttl: int) -> LeaseID:
-        return self._inner.grant(ttl)
-
-    def keepalive(self, lease: LeaseID) -> int:
-        return self._inner.keepalive(lease)
-
-    def revoke(self, lease: LeaseID) -> None:
-        self._inner.revoke(lease)
 
     def close(self) -> None:
         return None

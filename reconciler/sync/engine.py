@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from reconciler.api import Api, ApiError, Conflict, NotFound, now_utc
-from reconciler.controllers.deployment import pod_template_hash
 from reconciler.diff import (
     COMMIT_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -36,6 +35,7 @@ from reconciler.source import LoadedObject, LoadedRepository, ManifestErrors
 from reconciler.source.git import CommitInfo
 from reconciler.source.load import APPLY_ORDER
 from reconciler.sync.records import HistoryLimits, RecordedChange, SyncRecord, record_sync
+from reconciler.workloads.deployment import pod_template_hash
 from schemas import SUPPORTED_KINDS, Deployment, KubeObject, ObjectKey, model_for
 
 __all__ = [

@@ -39,7 +39,7 @@ from reconciler.sync.records import (
 
 __all__ = ["DEFAULT_RESYNC_S", "SyncLoop", "SyncOptions"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # Self-heal promise: a change made around Git is reverted within 10 s.
 DEFAULT_RESYNC_S = 5.0
@@ -143,7 +143,7 @@ class SyncLoop:
         except GitSourceError as exc:
             # The remote may be down: keep the last good state applied, look again later.
             self.last_fetch_error = str(exc)
-            log.warning("fetching %s failed: %s", self.source.url, exc)
+            _log.warning("fetching %s failed: %s", self.source.url, exc)
             head = None
         else:
             if head is not None:
@@ -180,7 +180,7 @@ class SyncLoop:
                 good = (head, loaded)
                 # Logged whenever a head is loaded: once per commit while its syncs succeed.
                 for warning in loaded.warnings:
-                    log.warning("commit %s: %s", head.short, warning)
+                    _log.warning("commit %s: %s", head.short, warning)
         if good is None:
             good = self._restore_last_good()
             if good is None:
@@ -241,7 +241,7 @@ class SyncLoop:
                     self.api, exc, commit=commit, trigger=trigger, history=opts.history
                 )
                 update_sync_state(self.api, last_attempt_commit=commit.sha, last_outcome="Failed")
-                log.warning(
+                _log.warning(
                     "commit %s is invalid; %s stays live:\n%s",
                     commit.short,
                     self.last_good.short if self.last_good else "nothing",
@@ -284,9 +284,9 @@ class SyncLoop:
             try:
                 self.step(timeout=max(0.05, self.seconds_to_resync()))
             except (ApiError, GitSourceError, OSError) as exc:
-                log.warning("sync pass failed, retrying: %s", exc)
+                _log.warning("sync pass failed, retrying: %s", exc)
                 self._stopping.wait(_ERROR_BACKOFF_S)
             except Exception:
                 # The loop must outlive any one bad pass; the next pass starts from scratch.
-                log.exception("sync pass crashed, retrying")
+                _log.exception("sync pass crashed, retrying")
                 self._stopping.wait(_ERROR_BACKOFF_S)

@@ -1,6 +1,6 @@
 """Per-app pins: hold one Deployment at an earlier commit's version while the head is bad.
 
-Written by the auto-rollback controller (`reconciler.controllers.autorollback`) when a
+Written by the auto-rollback controller (`reconciler.sync.autorollback`) when a
 Deployment annotated `capstan.io/auto-rollback: "true"` fails its rollout; read by the sync
 loop on every pass (`apply_pins`), which then applies that Deployment as the pinned commit
 has it instead of as the head has it. Everything else follows the head.
@@ -28,9 +28,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from reconciler.api import AlreadyExists, Api, Conflict, NotFound
-from reconciler.controllers.deployment import pod_template_hash
 from reconciler.source import LoadedRepository
 from reconciler.sync.records import SYSTEM_NAMESPACE
+from reconciler.workloads.deployment import pod_template_hash
 from schemas import ConfigMap, Deployment, ObjectMeta
 
 __all__ = [

@@ -17,13 +17,19 @@ from decimal import Decimal
 from typing import Any
 
 from reconciler.api import Api, NotFound
-from reconciler.cli._kinds import _node_agent, _node_status, _node_version, _pod_ready, age
-from reconciler.cli._kinds import _pod_restarts as pod_restarts
-from reconciler.cli._kinds import _pod_status as pod_status
-from reconciler.controllers.deployment import revision_of
+from reconciler.columns import (
+    age,
+    node_agent,
+    node_status,
+    node_version,
+    pod_ready,
+    pod_restarts,
+    pod_status,
+)
 from reconciler.diff import COMMIT_ANNOTATION, SOURCE_ANNOTATION
 from reconciler.rollback import produced_revisions
 from reconciler.sync import SyncRecord, list_sync_records, object_health, read_sync_state
+from reconciler.workloads.deployment import revision_of
 from schemas import Deployment, Node, Pod, ReplicaSet, Service
 
 __all__ = [
@@ -144,7 +150,7 @@ def overview(api: Api, source: SourceInfo, *, show_nodes: bool) -> dict[str, Any
             {
                 "name": n.name,
                 "ready": _node_ready(n),
-                "status": _node_status(n),
+                "status": node_status(n),
                 "pods": per_node.get(n.name, 0),
                 "ready_pods": ready_per_node.get(n.name, 0),
             }
@@ -185,7 +191,7 @@ def _pod_row(pod: Pod) -> dict[str, Any]:
         "node": pod.spec.node_name or "-",
         "status": pod_status(pod),
         "restarts": pod_restarts(pod),
-        "ready": _pod_ready(pod),
+        "ready": pod_ready(pod),
         "is_ready": _pod_is_ready(pod),
         "age": age(pod),
     }
@@ -386,9 +392,9 @@ def nodes_view(api: Api) -> list[dict[str, Any]]:
             {
                 "name": node.name,
                 "ready": _node_ready(node),
-                "status": _node_status(node),
-                "agent": _node_agent(node),
-                "version": _node_version(node),
+                "status": node_status(node),
+                "agent": node_agent(node),
+                "version": node_version(node),
                 "resources": _resources(node, mine),
                 "pods": [_pod_row(p) for p in mine],
                 "host_key": _host_key_fingerprint(node.spec.host_key),

@@ -17,8 +17,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from reconciler.controllers.autorollback import REVERT_TRAILER
 from reconciler.sync import read_sync_state
+from reconciler.sync.autorollback import REVERT_TRAILER
 from reconciler.sync.pins import read_claims, read_pins
 from schemas import Deployment, Pod, ReplicaSet
 from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch

@@ -1,10 +1,10 @@
 """The GitOps loop end to end: commits to a real repository drive containers through ``capstan up``.
 
 One ``capstan up`` (a child process: store, controllers, scheduler, dispatcher, the local
-agent it starts, Docker) serves the whole module; the tests run in file order and each leaves
-the repository at a known state for the next: v1 deployed → v2 rolled out → an invalid commit
-refused → reverted to v1 → a container removed by hand comes back → a manifest deleted is
-pruned → ``capstan up`` restarted without restarting a container.
+agent it starts, Docker) serves the module, but no test depends on another: before each,
+``baseline`` puts the repository back to v1 (a commit when anything differs), restarts
+``capstan up`` if a test left it stopped, and waits until v1 is live, Synced and serving on
+two pods. So any one test runs alone, and the file runs in any order.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
 import pytest
 
+from reconciler.sync import read_sync_state
 from schemas import ConfigMap, Deployment, ReplicaSet
 from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch
 from tests.fixtures.waiting import wait_until
@@ -114,19 +116,50 @@ def version_files(version: str) -> dict[str, str]:
     return {"page.yaml": page(version), "web/deployment.yaml": deployment(version)}
 
 
+BASELINE = {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")}
+
+
 @pytest.fixture(scope="module")
 def up(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CapstanUp]:
     work = tmp_path_factory.mktemp("gitops")
     repo = GitRepo(work / "repo")
-    repo.commit("v1", {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")})
+    repo.commit("v1", BASELINE)
     capstan = CapstanUp(repo, work, docker_client)
     try:
         capstan.start()
         yield capstan
     finally:
         capstan.close()
+
+
+@pytest.fixture(autouse=True)
+def baseline(up: CapstanUp) -> CapstanUp:
+    """v1 live, Synced and serving on two pods, whatever the previous test left."""
+    if up.proc is None:
+        up.start()
+    tracked = set(up.repo.git("ls-files").split())
+    stale = tuple(sorted(tracked - set(BASELINE)))
+    changed = any(
+        not (up.repo.path / name).exists() or (up.repo.path / name).read_text() != text
+        for name, text in BASELINE.items()
+    )
+    if changed or stale:
+        up.repo.commit("baseline: v1", BASELINE, remove=stale)
+    head = up.repo.head()
+
+    def settled() -> bool:
+        sync = read_sync_state(up.api)
+        return (
+            sync.live_commit == head
+            and sync.last_attempt_commit == head
+            and web_ready(up, "v1")
+            and len(up.app_containers()) == 2
+        )
+
+    wait_until(settled, timeout=90, what="the v1 baseline live and serving")
+    return up
 
 
 def serving(up: CapstanUp) -> set[str]:
@@ -200,9 +233,18 @@ def test_invalid_commit_changes_nothing_and_names_file_and_line(up: CapstanUp) -
     assert any(e.startswith("web/deployment.yaml:6:3:") and "replicas" in e for e in errors), errors
     human = up.cli("status")
     assert "web/deployment.yaml:6:3:" in human
-    time.sleep(3)  # a resync or two: still nothing changes
+    # Two resyncs after the refusal re-applied the live commit and found nothing to change.
+    quiet = read_sync_state(up.api).quiet_resyncs
+    wait_until(
+        lambda: (
+            (s := read_sync_state(up.api)).quiet_resyncs >= quiet + 2
+            and s.last_resync_commit == live
+        ),
+        timeout=30,
+        what="two quiet resyncs of the live commit",
+    )
     assert {p.metadata.uid for p in up.pods()} == before
-    assert serving(up) == {"hello v2"}
+    assert serving(up) == {"hello v1"}
 
 
 def test_revert_brings_v1_back_reusing_its_replicaset(up: CapstanUp) -> None:
@@ -212,8 +254,8 @@ def test_revert_brings_v1_back_reusing_its_replicaset(up: CapstanUp) -> None:
         if rs.spec.template.metadata.annotations.get("example.com/version") == "v1"
     }
     assert len(v1_rs) == 1
-    broken, v2 = up.repo.git("log", "--format=%H", "-2").split()
-    up.repo.revert(broken)
+    v2 = up.repo.commit("v2", version_files("v2"))
+    wait_until(lambda: web_ready(up, "v2"), timeout=60, what="v2 rolled out")
     up.repo.revert(v2)
     wait_until(lambda: web_ready(up, "v1"), timeout=60, what="v1 back")
     owners = {p.metadata.owner_references[0].name for p in up.pods()}
@@ -226,7 +268,8 @@ def test_container_removed_by_hand_comes_back_within_10s(up: CapstanUp) -> None:
     pod = next(
         c["labels"]["io.capstan.pod-name"] for c in up.containers() if c["id"] == container_id
     )
-    assert name.endswith("_0")
+    prefix, attempt = name.rsplit("_", 1)
+    restarts = restart_count(up, pod)
     up.docker.api.remove_container(container_id, force=True)
     started = time.monotonic()
     wait_until(
@@ -237,19 +280,21 @@ def test_container_removed_by_hand_comes_back_within_10s(up: CapstanUp) -> None:
     wait_until(lambda: web_ready(up, "v1"), timeout=10, what="serving again")
     assert time.monotonic() - started < 10
     # Counted as Kubernetes counts it: a restart, the removed attempt as the last state.
-    assert any(
-        n.endswith("_1") and n.rsplit("_", 1)[0] == name.rsplit("_", 1)[0]
-        for n in up.app_containers()
+    assert f"{prefix}_{int(attempt) + 1}" in up.app_containers()
+    wait_until(
+        lambda: restart_count(up, pod) == restarts + 1,
+        timeout=10,
+        what=f"RESTARTS {restarts + 1} in capstan get pods",
     )
-
-    def restarts_shown() -> bool:
-        row = next(line for line in up.cli("get", "pods").splitlines() if pod in line)
-        return row.split()[3] == "1"
-
-    wait_until(restarts_shown, timeout=10, what="RESTARTS 1 in capstan get pods")
     described = up.cli("describe", "pod", pod)
     assert "Last State:     Terminated (ContainerStatusUnknown, exit code 137)" in described
-    assert "Restart Count:  1" in described
+    assert f"Restart Count:  {restarts + 1}" in described
+
+
+def restart_count(up: CapstanUp, pod: str) -> int:
+    """The RESTARTS column of ``pod`` in ``capstan get pods``."""
+    row = next(line for line in up.cli("get", "pods").splitlines() if pod in line)
+    return int(row.split()[3])
 
 
 def test_agent_killed_and_node_emptied_converges_again(up: CapstanUp) -> None:
@@ -275,8 +320,6 @@ def test_deleting_a_manifest_prunes_objects_and_containers(up: CapstanUp) -> Non
     wait_until(lambda: not up.containers(), timeout=30, what="containers gone")
     # The ConfigMap is still in Git: it stays.
     assert up.api.get(ConfigMap, "page-v1", namespace="default")
-    up.repo.revert(up.repo.head())
-    wait_until(lambda: web_ready(up, "v1"), timeout=60, what="web back after revert")
 
 
 def test_restarting_capstan_up_restarts_no_container(up: CapstanUp) -> None:
@@ -284,13 +327,27 @@ def test_restarting_capstan_up_restarts_no_container(up: CapstanUp) -> None:
     assert len(before) == 2
     up.stop()
     assert up.app_containers() == before  # containers outlive the control plane
+    restarted = datetime.now(UTC)
     up.start()
     wait_until(
         lambda: up.status()["nodes"][0]["agent"] == "Connected",
         timeout=30,
         what="agent reconnected",
     )
-    time.sleep(3)  # a few agent passes and a resync
+    # The new control plane had its chances: the agent reported to it (renewing the node's
+    # lease) after taking the pushed desired set, and a resync re-applied the live commit.
+    wait_until(
+        lambda: (
+            (lease := up.api.get_node_lease("local")) is not None and lease.renew_time > restarted
+        ),
+        timeout=30,
+        what="a node report to the restarted control plane",
+    )
+    wait_until(
+        lambda: (at := read_sync_state(up.api).last_resync_at) is not None and at > restarted,
+        timeout=30,
+        what="a resync after the restart",
+    )
     assert up.app_containers() == before
     assert web_ready(up, "v1")
     # ...and the sync resumed: a new commit after the restart is applied.

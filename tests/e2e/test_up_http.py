@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from reconciler.client import Client, load_config
+from schemas import Deployment
 from tests.e2e.conftest import CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE, version_files
 from tests.fixtures.waiting import wait_until
@@ -72,6 +73,8 @@ def test_cli_goes_through_the_api_and_webhooks_are_verified(up_http: CapstanUp) 
             },
         )
         assert refused.status_code == 401
+        pushed = up.repo.commit("v2", version_files("v2"))
+        body = json.dumps({"ref": "refs/heads/main", "after": pushed}).encode()
         signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         accepted = http.post(
             "/hooks/git",
@@ -82,5 +85,27 @@ def test_cli_goes_through_the_api_and_webhooks_are_verified(up_http: CapstanUp) 
             },
         )
         assert accepted.status_code < 300, accepted.text
+        # The sync followed: the pushed commit is recorded as applied and its Deployment is
+        # what the API now holds.
+        wait_until(
+            lambda: any(
+                s["commit"] == pushed and s["outcome"] == "Succeeded" for s in up_syncs(up)
+            ),
+            timeout=30,
+            what="a successful sync of the pushed commit",
+        )
+        assert deployed_version(up) == "v2"
         # Without the admin token the API itself refuses.
         assert http.get("/api/v1/pods").status_code == 401
+
+
+def up_syncs(up: CapstanUp) -> list[dict[str, object]]:
+    """The sync records, newest first, as the API serves them."""
+    with Client.from_config(up.state_dir / "config") as client:
+        return list(client.syncs())
+
+
+def deployed_version(up: CapstanUp) -> str | None:
+    """The version annotation of the `web` Deployment's pod template in the API."""
+    deployment = up.api.get(Deployment, "web", namespace="default")
+    return deployment.spec.template.metadata.annotations.get("example.com/version")

@@ -26,6 +26,7 @@ import pytest
 
 from reconciler.client import load_config
 from reconciler.sync import read_sync_state
+from schemas import Deployment
 from tests.e2e.conftest import CAPSTAN, CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE, version_files
 from tests.fixtures.waiting import wait_until
@@ -128,6 +129,9 @@ def push_and_hook(up: CapstanUp, http: httpx.Client, version: str, *, gitlab: bo
         interval=0.02,
     )
     elapsed = time.monotonic() - started
+    # Live means applied: the API holds the pushed commit's Deployment.
+    deployment = up.api.get(Deployment, "web", namespace="default")
+    assert deployment.spec.template.metadata.annotations["example.com/version"] == version
     print(
         f"\n{'GitLab' if gitlab else 'GitHub'} webhook -> {version} live in {elapsed:.2f} s "
         f"(goal {GOAL_S:.0f} s, poll interval 3600 s)"

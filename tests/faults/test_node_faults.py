@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from reconciler.api import Api, NotFound
-from reconciler.controllers.endpoints import read_endpoints
+from reconciler.workloads.endpoints import read_endpoints
 from schemas import ConfigMap, Node, Pod
 from tests.e2e.test_gitops_loop import SERVICE
 from tests.faults.scenario import REPLICAS, fault_rig, rolled_out

@@ -26,8 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reconciler.api import Api, ApiError
-from reconciler.api._codec import kind_prefix
+from reconciler.api import Api, ApiError, kind_prefix
 from reconciler.api.server._auth import Authenticator, token_digest
 from reconciler.api.server._cache import ListCache
 from reconciler.api.server._discovery import version_info

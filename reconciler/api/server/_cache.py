@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler.api._types import event_kind
+from reconciler.api import event_kind
 from reconciler.api.server._raw import with_revision
 from reconciler.store import (
     Compacted,

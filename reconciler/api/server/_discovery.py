@@ -43,7 +43,11 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _READ_VERBS = ["get", "list"]
-_SUBRESOURCE_VERBS = {"status": ["get", "update"], "scale": ["get", "patch", "update"]}
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "update"],
+    "scale": ["get", "patch", "update"],
+    "eviction": ["create"],
+}
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,8 @@ def _subresource_kind(resource: Resource, name: str) -> dict[str, str]:
     """The kind a subresource answers with (and its group/version when not the parent's)."""
     if name == "scale":
         return {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    if name == "eviction":
+        return {"group": "policy", "version": "v1", "kind": "Eviction"}
     return {"kind": resource.kind}
 
 

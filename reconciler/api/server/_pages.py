@@ -15,7 +15,7 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from reconciler.api._codec import kind_prefix
+from reconciler.api import kind_prefix
 from reconciler.api.server._fieldselect import FieldSelector
 from reconciler.api.server._raw import labels_of, with_revision
 from reconciler.api.server._status import HttpError

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.api._codec import kind_prefix, object_key
-from reconciler.api._types import event_kind
+from reconciler.api import event_kind, kind_prefix, object_key
 from reconciler.store import Event, KeyValue, Store
 from schemas import KubeObject, LabelSelector
 

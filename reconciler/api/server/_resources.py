@@ -61,9 +61,12 @@ class Resource:
 
     @property
     def subresources(self) -> tuple[str, ...]:
-        """``status`` for kinds with a status, ``scale`` for Deployments and ReplicaSets."""
-        return (("status",) if self.has_status else ()) + (
-            ("scale",) if self.kind in SCALABLE_KINDS else ()
+        """``status`` for kinds with a status, ``scale`` for Deployments and ReplicaSets,
+        ``eviction`` for Pods."""
+        return (
+            (("status",) if self.has_status else ())
+            + (("scale",) if self.kind in SCALABLE_KINDS else ())
+            + (("eviction",) if self.kind == "Pod" else ())
         )
 
 

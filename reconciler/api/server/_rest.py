@@ -24,8 +24,18 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from reconciler.api import Api, ApiError, Cause, Conflict, EventRecord, Forbidden, now_utc
-from reconciler.api._codec import invalid_from, kind_prefix, object_key
+from reconciler.api import (
+    Api,
+    ApiError,
+    Cause,
+    Conflict,
+    EventRecord,
+    Forbidden,
+    invalid_from,
+    kind_prefix,
+    now_utc,
+    object_key,
+)
 from reconciler.api.server import _raw
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._cache import ListCache, Subscription
@@ -213,6 +223,10 @@ class RestHandler:
             if target.name is not None:
                 return "get"
             return "watch" if watch else "list"
+        if target.subresource == "eviction":
+            if method != "POST":
+                raise HttpError(405, f"{method} is not allowed on pods/eviction; use POST")
+            return "create"
         verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
         verb = verbs.get(method)
         named = target.name is not None
@@ -271,6 +285,8 @@ class RestHandler:
         )
         if target.subresource == "scale" and resource.model is not None:
             return await self._scale(resource.model, target, verb, request, user)
+        if target.subresource == "eviction":
+            return await self._evict(target)
         fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
             return self._shaped(await self._events(target, fields), form, resource, query)
@@ -855,6 +871,14 @@ class RestHandler:
 
         updated = await self._call(apply, target=target)
         return json_response(shape(updated.to_dict()) if shape else updated.to_dict())
+
+    async def _evict(self, target: Target) -> Response:
+        """``POST pods/NAME/eviction`` (a policy/v1 Eviction body; its options are not read):
+        delete the pod unless a PodDisruptionBudget forbids it (429, as Kubernetes)."""
+        name = target.name or ""
+        await self._call(lambda: self.api.evict(name, namespace=target.namespace), target=target)
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        return json_response(status, code=201)
 
     async def _delete(
         self, model: type[KubeObject], target: Target, body: bytes, user: UserInfo, override: bool

@@ -4,19 +4,14 @@ Used by :class:`reconciler.api.server._rest.RestHandler` for every request that 
 store: the event loop hands a call over, a worker runs it, the result comes back on the loop.
 
 WHY not ``run_in_threadpool`` (Starlette's, over anyio) or ``loop.run_in_executor``: each
-wraps a call in more machinery than the call itself costs on the event loop (anyio: a
-capacity limiter, a cancel scope, backend lookups; the executor: a ``concurrent.futures``
-Future with its Condition and RLock, chained to an asyncio future). A queue and
-``call_soon_threadsafe`` do the same hand-off. Measured on the bench's 32-client PUT (2 CPUs,
-interleaved runs, 32 threads each): anyio 864-1151 PUT/s and 75 context switches per PUT,
-this pool 1164-1339 PUT/s and 56.
+wraps a call in more machinery than the call itself costs on the event loop (a capacity
+limiter and cancel scope; a ``concurrent.futures`` Future chained to an asyncio one). A queue
+and ``call_soon_threadsafe`` do the same hand-off.
 
-WHY 16 threads by default (``Limits.worker_threads``), measured the same way once PUTs read
-from the watch cache: 8 threads 1,400-1,750 PUT/s (p99 23-32 ms), 16 threads 1,550-2,240
-(p99 19-30 ms), 24 or 32 threads 1,600-2,200 (p99 21-48 ms). Fewer threads make smaller
-group-commit batches (0.3 fsyncs per PUT with 8 threads, 0.1 with 32), and every batch also
-wakes the list cache's store watch; more threads contend for the GIL that every SQLite
-statement drops and takes back.
+WHY 16 threads by default (``Limits.worker_threads``): fewer make smaller group-commit
+batches (more fsyncs per write), more contend for the GIL that every SQLite statement drops
+and takes back; 16 gave the best throughput and p99 on the bench's 32-client PUT
+(``bench/api.py``).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ __all__ = [
     "TransientError",
 ]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=KubeObject)
 
@@ -182,7 +182,7 @@ class Controller(abc.ABC):
                     source=self.name,
                 )
             except ApiError as exc:
-                log.info("%s: event %s on %s not recorded: %s", self.name, reason, obj.key, exc)
+                _log.info("%s: event %s on %s not recorded: %s", self.name, reason, obj.key, exc)
 
         with contextlib.suppress(RuntimeError):  # stopped: the event is dropped
             events.submit(record)
@@ -208,21 +208,21 @@ class Controller(abc.ABC):
             result = self.reconcile(key)
         except TransientError as exc:
             delay = exc.delay if exc.delay is not None else self.queue.backoff(key)
-            log.info("%s: %s: %s (retry in %.3fs)", self.name, key, exc, delay)
+            _log.info("%s: %s: %s (retry in %.3fs)", self.name, key, exc, delay)
             self.queue.retry_after(key, delay)
         except TerminalError as exc:
-            log.error("%s: %s: %s (not retried)", self.name, key, exc)
+            _log.error("%s: %s: %s (not retried)", self.name, key, exc)
             self.queue.forget(key)
         except Conflict:
             # Someone wrote the object after our read: the normal optimistic-concurrency case.
             self.queue.retry_after(key, self.queue.backoff(key))
         except ApiError as exc:
             delay = self.queue.backoff(key)
-            log.warning("%s: %s: %s (retry in %.3fs)", self.name, key, exc, delay)
+            _log.warning("%s: %s: %s (retry in %.3fs)", self.name, key, exc, delay)
             self.queue.retry_after(key, delay)
         except Exception:
             delay = self.queue.backoff(key)
-            log.exception("%s: %s: reconcile crashed (retry in %.3fs)", self.name, key, delay)
+            _log.exception("%s: %s: reconcile crashed (retry in %.3fs)", self.name, key, delay)
             self.queue.retry_after(key, delay)
         else:
             self.queue.forget(key)

@@ -22,7 +22,7 @@ from schemas import KubeObject, LabelSelector, Pod
 
 __all__ = ["Informer", "InformerEvent", "InformerFactory", "controller_uid"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=KubeObject)
 _CacheKey = tuple[str, str]  # (namespace, name)
@@ -169,9 +169,9 @@ class Informer(Generic[T]):
                 revision = self._relist()
                 self._watch_from(revision)
             except Expired:
-                log.info("informer %s: watch expired, relisting", self.kind.__name__)
+                _log.info("informer %s: watch expired, relisting", self.kind.__name__)
             except ApiError as exc:
-                log.warning("informer %s: %s; retrying", self.kind.__name__, exc)
+                _log.warning("informer %s: %s; retrying", self.kind.__name__, exc)
                 self._stopped.wait(_RETRY_S)
 
     def _relist(self) -> int:
@@ -254,7 +254,7 @@ class Informer(Generic[T]):
         try:
             handler(event)
         except Exception:
-            log.exception("informer %s: handler failed", self.kind.__name__)
+            _log.exception("informer %s: handler failed", self.kind.__name__)
 
 
 class InformerFactory:
@@ -324,9 +324,9 @@ class InformerFactory:
                 listed_at = {inf.kind.__name__: inf._relist() for inf in self._shared}
                 self._watch(listed_at)
             except Expired:
-                log.info("informers: watch expired, relisting")
+                _log.info("informers: watch expired, relisting")
             except ApiError as exc:
-                log.warning("informers: %s; retrying", exc)
+                _log.warning("informers: %s; retrying", exc)
                 self._stopped.wait(_RETRY_S)
 
     def _watch(self, listed_at: dict[str, int]) -> None:

@@ -19,7 +19,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
 from reconciler.api import Clock
@@ -52,6 +52,12 @@ class WorkQueue(Generic[K]):
     def add(self, key: K) -> None:
         with self._cond:
             self._add_locked(key)
+
+    def add_all(self, keys: Iterable[K]) -> None:
+        """Add several keys at once: a consumer sees all of them or none."""
+        with self._cond:
+            for key in keys:
+                self._add_locked(key)
 
     def _add_locked(self, key: K) -> None:
         if self._shutdown:

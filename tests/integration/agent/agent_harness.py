@@ -250,6 +250,22 @@ class Agent:
         """Container name (pod/container/attempt) → id for every container of this node."""
         return {c["name"]: c["id"] for c in self.containers()}
 
+    def container_log(self, pod: str, container: str) -> str:
+        """Output of the newest running container ``container`` of pod ``pod`` ("" if none)."""
+        listed = self.docker.api.containers(
+            filters={
+                "label": [
+                    f"{LABEL}={self.node}",
+                    f"io.capstan.pod-name={pod}",
+                    f"io.capstan.container={container}",
+                ]
+            }
+        )
+        if not listed:
+            return ""
+        newest = max(listed, key=lambda c: c["Created"])
+        return str(self.docker.api.logs(newest["Id"]).decode(errors="replace"))
+
     def volume(self, pod: dict[str, Any], volume: str) -> Path:
         return self.state_dir / "pods" / pod["metadata"]["uid"] / "volumes" / volume
 

@@ -85,6 +85,8 @@ def test_readiness_flips_with_the_probe(agent):
         [
             httpd(
                 root="/srv",
+                # -v: one log line per request, so the test counts the probes made.
+                command=["httpd", "-f", "-v", "-p", "8080", "-h", "/srv"],
                 volumeMounts=[{"name": "srv", "mountPath": "/srv"}],
                 readinessProbe={
                     "httpGet": {"path": "/ready", "port": 8080},
@@ -98,7 +100,8 @@ def test_readiness_flips_with_the_probe(agent):
                 "command": ["sleep", "3600"],
                 "volumeMounts": [{"name": "srv", "mountPath": "/srv"}],
                 "readinessProbe": {
-                    "exec": {"command": ["test", "-f", "/srv/ready"]},
+                    # Each run leaves a line in /srv/probes: the test counts them.
+                    "exec": {"command": ["sh", "-c", "echo >> /srv/probes; test -f /srv/ready"]},
                     "periodSeconds": 1,
                     "failureThreshold": 1,
                 },
@@ -113,7 +116,18 @@ def test_readiness_flips_with_the_probe(agent):
     )
     client.sync([pod], 1)
     client.wait_pods(lambda s: s.get("flip", {}).get("phase") == "Running", what="running")
-    time.sleep(1.5)  # a probe or two (period 1 s) without the file: still not ready
+    probes = agent.volume(pod, "srv") / "probes"
+    # Two failed runs of each probe, then a status sent after them: still not ready.
+    wait_until(
+        lambda: (
+            probes.exists()
+            and len(probes.read_text().splitlines()) >= 2
+            and agent.container_log("flip", "web").count("response:404") >= 2
+        ),
+        timeout=20,
+        what="two failing runs of each readiness probe",
+    )
+    client.heartbeats(1)
     assert not ready(client.pods()["flip"])
     flag = agent.volume(pod, "srv") / "ready"
     flag.write_text("ok")
@@ -138,7 +152,8 @@ def test_liveness_failure_restarts_the_container(agent):
         [
             httpd(
                 root="/srv",
-                command=["sh", "-c", "echo ok > /srv/healthz; exec httpd -f -p 8080 -h /srv"],
+                # -v: one log line per request, so the test counts the probes made.
+                command=["sh", "-c", "echo ok > /srv/healthz; exec httpd -f -v -p 8080 -h /srv"],
                 volumeMounts=[{"name": "srv", "mountPath": "/srv"}],
                 # A generous timeout: CI machines are busy, and a slow answer is not a dead server.
                 livenessProbe={
@@ -155,7 +170,13 @@ def test_liveness_failure_restarts_the_container(agent):
     client.wait_pods(lambda s: ready(s.get("live")), what="live ready")
     health = agent.volume(pod, "live" and "srv") / "healthz"
     wait_until(health.exists, timeout=5, what="healthz written")
-    time.sleep(2.5)  # more than failureThreshold x period of passing probes
+    # More passing probes than failureThreshold, then a status sent after them.
+    wait_until(
+        lambda: agent.container_log("live", "web").count("response:200") >= 3,
+        timeout=20,
+        what="three passing liveness probes",
+    )
+    client.heartbeats(1)
     assert container(client.pods()["live"])["restartCount"] == 0  # healthy: left alone
     health.unlink()
     status = client.wait_pods(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import Api, Conflict, SystemClock
-from reconciler.controllers.deployment import HASH_LABEL, REVISION_ANNOTATION
 from reconciler.controllers.manager import ControllerManager
+from reconciler.workloads.deployment import HASH_LABEL, REVISION_ANNOTATION
 from schemas import Deployment, Pod, ReplicaSet
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until

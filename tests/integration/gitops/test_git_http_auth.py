@@ -6,11 +6,7 @@ The server is git's own `git http-backend` (CGI) behind a small basic-auth front
 
 from __future__ import annotations
 
-import base64
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import git
@@ -19,64 +15,9 @@ from gitops_testdata import commit_files, init_repo
 
 from reconciler.source.credentials import GitCredentials
 from reconciler.source.git import GitSource, GitSourceError
+from tests.fixtures.git_http import GitHttpServer
 
 TOKEN = "glpat-Very5ecretT0ken"
-BACKEND = Path(git.Git().execute(["git", "--exec-path"]).strip()) / "git-http-backend"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    root: Path
-    seen_urls: list[str]
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-    def _serve(self) -> None:
-        self.seen_urls.append(self.path)
-        expected = "Basic " + base64.b64encode(f"deploy:{TOKEN}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        env = {
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "REQUEST_METHOD": self.command,
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_USER": "deploy",
-            "REMOTE_ADDR": "127.0.0.1",
-        }
-        out = subprocess.run(
-            [str(BACKEND)], input=body, env=env, capture_output=True, check=True
-        ).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status = 200
-        headers = []
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers.append((name, value.strip()))
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
 
 @pytest.fixture
@@ -84,16 +25,10 @@ def http_repo(tmp_path: Path) -> Iterator[tuple[str, str, list[str]]]:
     work = init_repo(tmp_path / "work")
     sha = commit_files(work, {"a.yaml": "x: 1\n"})
     git.Repo.clone_from(work.working_tree_dir, tmp_path / "srv" / "repo.git", bare=True).close()
-    seen: list[str] = []
-    handler = type("Handler", (_Handler,), {"root": tmp_path / "srv", "seen_urls": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/repo.git", sha, seen
+        with GitHttpServer(tmp_path / "srv", auth=("deploy", TOKEN)) as server:
+            yield server.url("repo.git"), sha, server.seen_urls
     finally:
-        server.shutdown()
-        server.server_close()
         work.close()
 
 

@@ -35,8 +35,10 @@ def test_local_commit_is_seen_well_under_a_second(upstream: git.Repo, cache_dir:
         assert watch.wait(timeout=0.2) is None  # nothing happened, no poll due
 
         seen: list[tuple[CommitInfo, float]] = []
+        waiting = threading.Event()
 
         def waiter() -> None:
+            waiting.set()
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 got = watch.wait(timeout=1)
@@ -46,7 +48,7 @@ def test_local_commit_is_seen_well_under_a_second(upstream: git.Repo, cache_dir:
 
         thread = threading.Thread(target=waiter)
         thread.start()
-        time.sleep(0.1)
+        assert waiting.wait(10)
         committed_at = time.monotonic()
         second = commit_files(upstream, {"a.yaml": "v: 2\n"})
         thread.join(timeout=15)

@@ -15,6 +15,7 @@ from reconciler.source.watch import BranchWatch
 from reconciler.sync import (
     SyncLoop,
     SyncOptions,
+    SyncResult,
     list_sync_records,
     read_sync_state,
     set_suspended,
@@ -47,6 +48,23 @@ def _eventually(check: Callable[[], bool], *, within: float) -> bool:
             return True
         time.sleep(0.05)
     return check()
+
+
+class _StepCounter:
+    """Counts the passes a running loop has finished (a spy on `step`, which its thread
+    calls), so a test waits for the loop's chances to act rather than for time."""
+
+    def __init__(self, loop: SyncLoop) -> None:
+        self.count = 0
+        original = loop.step
+
+        def step(*, timeout: float = 0.0) -> SyncResult | None:
+            try:
+                return original(timeout=timeout)
+            finally:
+                self.count += 1
+
+        loop.step = step  # type: ignore[method-assign]
 
 
 def test_each_new_head_is_applied_and_an_invalid_one_changes_nothing(
@@ -132,6 +150,7 @@ def test_running_loop_follows_commits_heals_drift_and_honours_suspend(
     commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
     source = GitSource(upstream.working_tree_dir, cache_dir=cache_dir)
     loop = SyncLoop(api, source, options=SyncOptions(resync_s=0.5))
+    steps = _StepCounter(loop)
     loop.start()
     try:
         assert _eventually(lambda: _value(api, "a") == "v1", within=10)
@@ -145,13 +164,13 @@ def test_running_loop_follows_commits_heals_drift_and_honours_suspend(
         assert list_sync_records(api)[0].trigger == "resync"
 
         set_suspended(api, True)
-        time.sleep(0.7)  # let a pass that started before the flag finish
-        commit_files(upstream, {"a.yaml": configmap("a", "v3")})
-        assert not _eventually(lambda: _value(api, "a") == "v3", within=1.5)
-        assert _eventually(
-            lambda: loop.seen is not None and read_sync_state(api).seen_commit == loop.seen.sha,
-            within=5,
-        )
+        v3 = commit_files(upstream, {"a.yaml": configmap("a", "v3")})
+        # Suspended still fetches: the loop sees v3 and records it as seen...
+        assert _eventually(lambda: read_sync_state(api).seen_commit == v3, within=10)
+        # ...and two whole passes after that (each would apply a new head) leave it unapplied.
+        passes = steps.count
+        assert _eventually(lambda: steps.count >= passes + 2, within=10)
+        assert _value(api, "a") == "v2"
         set_suspended(api, False)
         assert _eventually(lambda: _value(api, "a") == "v3", within=10)
     finally:

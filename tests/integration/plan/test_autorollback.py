@@ -14,7 +14,6 @@ from plan_testdata import NAMESPACE, GitRepo, deployment
 from test_rollback_e2e import Cluster
 
 from reconciler.api import ManualClock
-from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.manager import ControllerManager
 from reconciler.controllers.replicaset import ReplicaSetController
@@ -22,6 +21,7 @@ from reconciler.scheduler import Scheduler
 from reconciler.source.git import GitSource
 from reconciler.source.watch import BranchWatch
 from reconciler.sync import SyncLoop, SyncOptions, list_sync_records
+from reconciler.sync.autorollback import AutoRollbackController
 from reconciler.sync.pins import read_pins
 from schemas import Deployment, Pod
 from schemas.meta import Condition
@@ -33,8 +33,6 @@ from schemas.pod import (
 )
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
-
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")
 
 OPT_IN = '\n  annotations:\n    capstan.io/auto-rollback: "true"'
 

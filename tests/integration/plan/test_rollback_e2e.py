@@ -19,18 +19,17 @@ from plan_testdata import NAMESPACE, GitRepo, deployment
 
 from reconciler.api import Api, ManualClock
 from reconciler.cli import cli
-from reconciler.controllers.deployment import REVISION_ANNOTATION, DeploymentController
+from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.manager import ControllerManager
 from reconciler.controllers.replicaset import ReplicaSetController
 from reconciler.scheduler import Scheduler
 from reconciler.source.git import GitSource
 from reconciler.source.watch import BranchWatch
 from reconciler.sync import SyncLoop, SyncOptions
+from reconciler.workloads.deployment import REVISION_ANNOTATION
 from schemas import Pod, ReplicaSet
 from tests.fixtures.hollow import HollowCluster, temp_api
 from tests.fixtures.waiting import wait_until
-
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")
 
 
 @dataclass

@@ -224,6 +224,14 @@ class Hammer:
             self.results.append((started, body))
             time.sleep(0.005)
 
+    def wait_requests(self, count: int, *, after: float = 0.0, timeout: float = 30.0) -> None:
+        """Wait until ``count`` requests started at or after ``after`` (monotonic) are done."""
+        wait_until(
+            lambda: sum(1 for at, _ in list(self.results) if at >= after) >= count,
+            timeout=timeout,
+            what=f"{count} requests to {self.address}:{self.port}",
+        )
+
     def failures_after(self, moment: float) -> int:
         return sum(1 for at, body in self.results if at >= moment and body is None)
 

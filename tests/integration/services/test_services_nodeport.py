@@ -88,13 +88,14 @@ def test_killed_replica_leaves_the_rules_within_one_second(make_cluster):
     wait_serving(cluster, set(REPLICAS))
     victim = "r1"
     with Hammer(cluster.nodes[1].address, cluster.node_port) as hammer:
-        time.sleep(0.5)
+        hammer.wait_requests(20)
         code, output = cluster.exec(victim, "web", ["kill", "-9", "1"])
         # PID 1 is docker's init; killing it kills the container (exit 137).
         assert code in (0, 137), output
         publish(cluster, ["r0", "r2"])  # what the Endpoints controller sends next
         synced = time.monotonic()
-        time.sleep(2.5)
+        # Enough requests from one second after the sync on to have hit r1 if it were left.
+        hammer.wait_requests(60, after=synced + 1.0)
     assert hammer.failures_after(synced + 1.0) == 0, hammer.results[-20:]
     answers = hammer.answers_after(synced + 1.0)
     assert set(answers) == {"r0", "r2"}, answers
@@ -141,11 +142,11 @@ def test_graceful_stop_drains_the_local_endpoint_before_sigterm(make_cluster):
     wait_serving(cluster, set(REPLICAS))
     node = cluster.nodes[1]
     with Hammer(node.address, cluster.node_port) as hammer:
-        time.sleep(0.5)
+        hammer.wait_requests(20)
         node.pods = []
         cluster.sync()  # r2 leaves its node; the Services still list its endpoint
         wait_until(lambda: not node.agent.containers(), timeout=15, what="r2 removed")
-        time.sleep(0.5)
+        hammer.wait_requests(20, after=time.monotonic())  # and requests after it is gone
     assert hammer.failures_after(0) == 0, [r for r in hammer.results if r[1] is None][:5]
     assert {"r0", "r1"} <= set(hammer.answers_after(0))
 
@@ -190,7 +191,7 @@ def test_agent_restart_keeps_nodeports_and_reattaches_pods(make_cluster):
     before = cluster.container_ids()
     node = cluster.nodes[0]
     with Hammer(node.address, cluster.node_port) as hammer:
-        time.sleep(0.3)
+        hammer.wait_requests(20)
         node.restart()
         node.client.heartbeats(2)
     # Kernel rules outlive the agent: the NodePort never stopped answering.

@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agent.kubelet._grpcprobe import probe_grpc
-from agent.kubelet._netns import NetTarget
+from agent.kubelet._netprobe import NetTarget
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import dataclasses
 
 from agent_testdata import desired, observed, pod, running_pod
 
-from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.plan import (
     CreateSandbox,
     ImagePullFailure,
@@ -20,7 +20,7 @@ from agent.kubelet.plan import (
 from agent.runtime.facts import SANDBOX_CONTAINER, ContainerID, PodUID
 
 NOW = 2000.0
-INPUTS = PlanInputs(now=NOW, backoff=BackoffPolicy(initial_s=10, max_s=300, reset_after_s=600))
+INPUTS = PlanInputs(now=NOW, backoff=CrashLoopBackoff(initial_s=10, max_s=300, reset_after_s=600))
 
 
 def kinds(actions):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent_testdata import desired, observed, pod
 
-from agent.kubelet.backoff import BackoffPolicy
+from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.plan import PlanInputs, StartContainer, plan_node
 from agent.kubelet.restarts import RestartLedger
 from agent.kubelet.status import pod_status
@@ -30,7 +30,7 @@ def test_removed_running_container_is_restarted_counted_and_remembered(tmp_path:
     assert (gone.attempt, gone.running, gone.removed) == (2, True, True)
     ledger.save()
 
-    inputs = PlanInputs(now=2000.0, backoff=BackoffPolicy(), removed=ledger.removed_latest())
+    inputs = PlanInputs(now=2000.0, backoff=CrashLoopBackoff(), removed=ledger.removed_latest())
     (start,) = plan_node([d], [sandbox], inputs=inputs)
     assert isinstance(start, StartContainer)
     assert start.attempt == 3

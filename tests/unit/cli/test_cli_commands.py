@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_testdata import CORPUS, EXAMPLE_REPO, ORDINARY, corpus_folders
+from cli_testdata import EXAMPLE_REPO, ORDINARY
 from click.testing import CliRunner
 
 from reconciler.cli import cli
 from reconciler.source import load_repository
+from tests.fixtures.corpus import corpus_folder_params, require_shared_corpus
 
 
 def run(*args: str):
@@ -51,9 +52,9 @@ def test_validate_example_repo_prints_a_summary_table(env):
     assert lines[-1] == f"{EXAMPLE_REPO}{env_note}: valid, 8 objects in 8 files"
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not beside this checkout")
-@pytest.mark.parametrize("folder", corpus_folders(), ids=lambda path: path.name)
+@pytest.mark.parametrize("folder", corpus_folder_params())
 def test_validate_corpus_folders(folder: Path):
+    require_shared_corpus()
     result = run("validate", folder)
     assert result.exit_code == 0, result.output
     assert "default" in result.stdout

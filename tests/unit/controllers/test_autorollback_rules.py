@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.api import Api
-from reconciler.controllers.autorollback import (
+from reconciler.sync.autorollback import (
     REVERT_TRAILER,
     Act,
     Hold,
@@ -20,9 +20,9 @@ from reconciler.controllers.autorollback import (
     reverted_by,
     rollout_failure,
 )
-from reconciler.controllers.deployment import HASH_LABEL, pod_template_hash
 from reconciler.sync.pins import Pin, RollbackClaim, claim_rollback, read_claims, record_revert
 from reconciler.sync.records import SyncRecord
+from reconciler.workloads.deployment import HASH_LABEL, pod_template_hash
 from schemas import Deployment, DeploymentStatus, ObjectMeta, Pod, parse_object
 from schemas.meta import Condition
 from schemas.pod import (

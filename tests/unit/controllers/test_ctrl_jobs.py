@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from reconciler.api import Api, ApiError, ManualClock, NotFound
 from reconciler.controllers.gc import GarbageCollector
-from reconciler.controllers.job import JOB_NAME_LABEL, JobController
+from reconciler.controllers.job import (
+    COMPLETION_INDEX,
+    JOB_NAME_LABEL,
+    JobController,
+    compress_indexes,
+)
 from schemas import ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodStatus
 from schemas.batch import Job
 
@@ -174,3 +179,43 @@ def test_suspended_job_runs_no_pods_until_resumed(api: Api, start_manager, wait_
     live = api.get(Job, "migrate")
     api.update(live.model_copy(update={"spec": live.spec.model_copy(update={"suspend": False})}))
     wait_for(lambda: len(running(api, "migrate")) == 1, what="a pod after resuming")
+
+
+def test_indexed_job_runs_each_index_once_and_retries_a_failed_one(
+    api: Api, start_manager, wait_for
+) -> None:
+    start_manager([JobController])
+    api.create(job(completions=3, parallelism=2, completionMode="Indexed"))
+    wait_for(lambda: len(running(api, "migrate")) == 2, what="two indexed pods")
+
+    def index_of(pod: Pod) -> str:
+        return pod.metadata.annotations[COMPLETION_INDEX]
+
+    first = sorted(running(api, "migrate"), key=index_of)
+    assert [index_of(p) for p in first] == ["0", "1"]
+    assert first[1].labels[COMPLETION_INDEX] == "1"
+    assert first[1].name.startswith("migrate-1-")
+    assert first[1].spec.hostname == "migrate-1"
+    env = {e.name: e.value for e in first[1].spec.containers[0].env}
+    assert env["JOB_COMPLETION_INDEX"] == "1"
+    finish(api, first[1], "Succeeded")
+    finish(api, first[0], "Failed")
+    # Index 0 is tried again, index 2 starts; index 1 is done and never runs again.
+    wait_for(
+        lambda: sorted(index_of(p) for p in running(api, "migrate")) == ["0", "2"],
+        what="index 0 again and index 2",
+    )
+    wait_for(
+        lambda: (s := status(api, "migrate")) and (s.completed_indexes, s.failed) == ("1", 1),
+        what="index 1 recorded done, one failure counted",
+    )
+    for pod in running(api, "migrate"):
+        finish(api, pod, "Succeeded")
+    wait_for(lambda: (s := status(api, "migrate")) and s.finished == "Complete", what="Complete")
+    s = status(api, "migrate")
+    assert (s.succeeded, s.completed_indexes) == (3, "0-2")
+
+
+def test_completed_indexes_are_written_as_kubernetes_writes_them() -> None:
+    assert compress_indexes([4, 0, 2, 1]) == "0-2,4"
+    assert compress_indexes([]) is None

@@ -124,7 +124,9 @@ def test_outcomes_become_retries_backoff_and_requeues(
     # The backoff resets once the successful reconcile has returned.
     wait_for(lambda: recorder.queue.failures(key("fail-3")) == 0, what="backoff reset")
     wait_for(lambda: recorder.calls["terminal"] == 1 and recorder.calls["later"] == 1)
-    time.sleep(0.2)
+    # Idle with one key pending: only "later", parked on the clock. A retry of "terminal"
+    # (real-time backoff) would be pending too, or running, or already counted.
+    wait_for(lambda: recorder.queue.idle and len(recorder.queue) == 1, what="only later pending")
     assert recorder.calls["terminal"] == 1  # terminal: not retried
     assert recorder.calls["later"] == 1  # requeue_after waits for the clock
     clock.advance(60)

@@ -241,3 +241,25 @@ def test_rolling_update_from_the_highest_ordinal(
         timeline.stop()
     deleted = [name for kind, name, _ in timeline.events if kind == "DELETED"]
     assert deleted == ["web-2", "web-1", "web-0"]
+
+
+def test_a_claim_template_replaces_the_template_volume_of_its_name(
+    api: Api, hollow: HollowCluster, start_manager, wait_for
+) -> None:
+    """Kubernetes' rule (cockroachdb's example declares `datadir` both ways)."""
+    hollow.add_nodes(1)
+    start_manager(COMPONENTS)
+    sts = statefulset(replicas=1)
+    sts["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    sts["spec"]["volumeClaimTemplates"][0]["apiVersion"] = "v1"
+    sts["spec"]["volumeClaimTemplates"][0]["kind"] = "PersistentVolumeClaim"
+    api.create(sts)
+    wait_for(lambda: "web-0" in live_pods(api), what="web-0 made")
+    volumes = {v.name: v for v in live_pods(api)["web-0"].spec.volumes}
+    assert sorted(volumes) == ["data", "scratch"]
+    data = volumes["data"].persistent_volume_claim
+    assert data is not None
+    assert data.claim_name == "data-web-0"

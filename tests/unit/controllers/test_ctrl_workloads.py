@@ -4,18 +4,16 @@ for kubelets (the scheduler + hollow node versions are in tests/integration/cont
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 from reconciler.api import Api, Conflict, ManualClock
-from reconciler.controllers.deployment import (
-    HASH_LABEL,
-    REVISION_ANNOTATION,
-    DeploymentController,
-    pod_template_hash,
-)
+from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.replicaset import ReplicaSetController, _deletion_rank
+from reconciler.workloads.deployment import HASH_LABEL, REVISION_ANNOTATION, pod_template_hash
 from schemas import Condition, Deployment, Namespace, ObjectKey, Pod, PodStatus, ReplicaSet
+from tests.fixtures.reconciles import Reconciles
+
+WEB = ObjectKey("Deployment", "default", "web")
 
 
 def deployment(
@@ -261,7 +259,8 @@ def test_revision_history_limit_deletes_oldest_scaled_down_sets(
 def test_progress_deadline_exceeded_by_the_clock(
     api: Api, clock: ManualClock, start_manager, wait_for
 ) -> None:
-    start_manager()  # no kubelets: pods never become ready
+    manager = start_manager()  # no kubelets: pods never become ready
+    reconciles = Reconciles(manager.component(DeploymentController))
     api.create(deployment(replicas=2, progressDeadlineSeconds=30))
 
     def progressing() -> Condition | None:
@@ -272,9 +271,9 @@ def test_progress_deadline_exceeded_by_the_clock(
 
     wait_for(lambda: progressing() is not None and progressing().reason == "ReplicaSetUpdated")
     wait_for(lambda: api.get(Deployment, "web").status.replicas == 2)
-    time.sleep(0.2)
     clock.advance(10)
-    time.sleep(0.2)
+    # A reconcile that reads the advanced clock: 10 s into a 30 s deadline is still progress.
+    reconciles.fresh_pass(WEB)
     assert progressing().status == "True"
     clock.advance(21)
     wait_for(
@@ -294,7 +293,9 @@ def test_progress_deadline_exceeded_by_the_clock(
 def test_min_ready_seconds_delays_availability(
     api: Api, clock: ManualClock, start_manager, readier, wait_for
 ) -> None:
-    start_manager()
+    manager = start_manager()
+    deployments = Reconciles(manager.component(DeploymentController))
+    sets = Reconciles(manager.component(ReplicaSetController))
     readier()
     api.create(deployment(replicas=2, minReadySeconds=10))
 
@@ -302,7 +303,11 @@ def test_min_ready_seconds_delays_availability(
         return api.get(Deployment, "web").status
 
     wait_for(lambda: status() and status().ready_replicas == 2)
-    time.sleep(0.2)
+    (rs,) = replicasets(api, "web")
+    # Both controllers reconcile once more after the pods are Ready: still not available.
+    sets.fresh_pass(rs.key)
+    deployments.fresh_pass(WEB)
+    assert api.get(ReplicaSet, rs.name).status.available_replicas == 0
     assert status().available_replicas == 0
     clock.advance(10)
     wait_for(lambda: status().available_replicas == 2, what="available after minReadySeconds")
@@ -345,22 +350,41 @@ def test_dropped_events_are_recovered_by_resync_and_duplicates_are_free(
     for informer, handler in list(controller._handlers):
         if informer.kind is Deployment:
             informer.remove_handler(handler)
-    patch_spec(api, "web", replicas=4)
-    time.sleep(0.3)
+    # A handler added last runs after every other handler of the same event: once it has
+    # seen the patch, the event was delivered (to nobody in the Deployment controller).
+    delivered: list[int] = []
+    informer = next(i for i, _ in controller._handlers if i.kind is Deployment)
+    informer.add_handler(lambda e: delivered.append(int(e.object.metadata.resource_version)))
+    patched = patch_spec(api, "web", replicas=4)
+    revision = int(patched.metadata.resource_version or 0)
+    wait_for(lambda: delivered and max(delivered) >= revision, what="the patch delivered")
+    wait_for(lambda: all(c.queue.idle for c in manager.components), what="quiet")
     (rs,) = replicasets(api, "web")
     assert rs.spec.replicas == 2  # the event was lost
     clock.advance(controller.resync_period_s or 0)
     wait_for(lambda: rolled_out(api, "web", 4), what="resync converged")
     # Duplicated events cost nothing: a converged system writes nothing more.
     wait_for(lambda: all(c.queue.idle for c in manager.components))
-    time.sleep(0.2)
-    before = api.current_revision()
+    deployments = Reconciles(controller)
+    sets = Reconciles(manager.component(ReplicaSetController))
+    (rs,) = replicasets(api, "web")
+    before = _versions(api)
     for _ in range(20):
-        controller.enqueue(ObjectKey("Deployment", "default", "web"))
+        controller.enqueue(WEB)
         manager.component(ReplicaSetController).resync()
-    time.sleep(0.5)
+    deployments.fresh_pass(WEB)
+    sets.fresh_pass(rs.key)
     wait_for(lambda: all(c.queue.idle for c in manager.components))
-    assert api.current_revision() == before
+    assert _versions(api) == before
+
+
+def _versions(api: Api) -> dict[tuple[str, str], str | None]:
+    """Every workload object's resourceVersion (Events, written asynchronously, left out)."""
+    return {
+        (type(obj).__name__, obj.name): obj.metadata.resource_version
+        for kind in (Deployment, ReplicaSet, Pod)
+        for obj in api.list(kind).items
+    }
 
 
 def _pod(

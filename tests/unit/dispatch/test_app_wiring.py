@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.app import AlreadyRunning, CapstanApp, UpConfig, control_plane_components
-from reconciler.controllers.autorollback import AutoRollbackController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.node import NodeController
 from reconciler.nodes import NodeDispatcher
 from reconciler.runinfo import RunInfo, read_run_info, write_run_info
 from reconciler.scheduler import Scheduler
+from reconciler.sync.autorollback import AutoRollbackController
 
 
 def _types(factories: list[object]) -> list[object]:
@@ -32,6 +32,21 @@ def test_every_part_runs_exactly_once() -> None:
     ):
         assert types.count(needed) == 1, needed
     assert types[-1] is NodeDispatcher
+
+
+def test_a_short_node_grace_makes_the_dispatcher_renew_leases_within_it() -> None:
+    # A lease renewed every 5 s would go stale between renewals under a 6 s grace.
+    components = control_plane_components(
+        local_agent_command="capstan-agent connect", node_grace_s=6, pod_eviction_timeout_s=15
+    )
+    (dispatcher,) = [f for f in components if getattr(f, "func", None) is NodeDispatcher]
+    assert isinstance(dispatcher, functools.partial)
+    settings = dispatcher.keywords["settings"]
+    assert settings.lease_renew_s == 1.5
+    assert settings.lease_duration_s == 6
+    (node,) = [f for f in components if getattr(f, "func", None) is NodeController]
+    assert isinstance(node, functools.partial)
+    assert node.keywords == {"grace_period_s": 6, "eviction_timeout_s": 15}
 
 
 def test_run_info_round_trip(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler.controllers.deployment import HASH_LABEL, pod_template_hash
 from reconciler.plan.workload import desired_replicasets, expand_pods, predict, rolling_steps
+from reconciler.workloads.deployment import HASH_LABEL, pod_template_hash
 from schemas import Deployment, Pod, parse_object
 
 

@@ -102,7 +102,7 @@ def test_job_without_restart_policy_is_refused_as_kubernetes_does() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("completionMode", "Indexed"), ("podFailurePolicy", {"rules": []})],
+    [("backoffLimitPerIndex", 1), ("podFailurePolicy", {"rules": []})],
 )
 def test_job_fields_capstan_cannot_honour_are_refused(field: str, value: object) -> None:
     doc = manifest(JOB)
@@ -110,6 +110,15 @@ def test_job_fields_capstan_cannot_honour_are_refused(field: str, value: object)
     ((loc, message),) = errors(doc)
     assert loc == ("spec", field)
     assert "not supported by Capstan" in message
+
+
+def test_indexed_job_needs_completions_as_kubernetes_requires() -> None:
+    doc = manifest(JOB)
+    doc["spec"].pop("completions", None)
+    doc["spec"]["completionMode"] = "Indexed"
+    assert errors(doc) == [(("spec", "completions"), "is required when completionMode is Indexed")]
+    doc["spec"]["completions"] = 4
+    assert parse_object(doc).spec.completion_mode == "Indexed"  # type: ignore[attr-defined]
 
 
 def test_cronjob_time_zone_must_exist() -> None:
@@ -222,7 +231,7 @@ spec:
 """
 
 
-def test_hpa_pdb_and_network_policy_validate_with_a_warning_saying_what_capstan_does(
+def test_hpa_and_network_policy_validate_with_a_warning_saying_what_capstan_does(
     tmp_path: Path,
 ) -> None:
     from click.testing import CliRunner
@@ -232,14 +241,29 @@ def test_hpa_pdb_and_network_policy_validate_with_a_warning_saying_what_capstan_
     (tmp_path / "policies.yaml").write_text(NOT_ACTED_ON)
     result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    # The PodDisruptionBudget is honoured (by evictions and `capstan node drain`): no warning.
+    assert "PodDisruptionBudget" in result.stdout
+    assert "PodDisruptionBudget" not in result.stderr
     warnings = sorted(result.stderr.splitlines(), key=lambda w: int(w.split(":")[1]))
     assert warnings == [
         f"{tmp_path}/policies.yaml:1: warning: HorizontalPodAutoscaler 'web': stored, not acted "
         "on: Capstan does not autoscale; the target keeps the replicas written in its own "
         "manifest",
-        f"{tmp_path}/policies.yaml:10: warning: PodDisruptionBudget 'web': stored, not acted "
-        "on: rollouts follow their own maxUnavailable and `capstan node drain` does not "
-        "consult disruption budgets",
         f"{tmp_path}/policies.yaml:18: warning: NetworkPolicy 'deny-all': stored, not "
         "enforced: every pod can reach every other pod and Service; no traffic is filtered",
     ]
+
+
+def test_a_disruption_budget_with_both_bounds_is_refused_at_its_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    (tmp_path / "pdb.yaml").write_text(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\nspec:\n"
+        "  minAvailable: 1\n  maxUnavailable: 50%\n  selector: {matchLabels: {app: web}}\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "pdb.yaml:6:" in result.output
+    assert "spec.maxUnavailable: minAvailable and maxUnavailable cannot both" in result.output

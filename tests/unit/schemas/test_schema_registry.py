@@ -17,10 +17,10 @@ from schemas import (
     model_for,
     parse_object,
 )
+from tests.fixtures.corpus import SHARED_CORPUS, require_shared_corpus
 
 # A copy of ../shared/corpus (real published manifests, unchanged) so that a fresh clone has it.
 CORPUS = Path(__file__).parent / "corpus"
-SHARED_CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*/*.yaml")) + sorted(CORPUS.glob("*/*.yml"))
 
 
@@ -102,8 +102,7 @@ def test_parse_object_does_not_default_the_namespace(deployment):
 
 def test_corpus_is_present_and_unchanged():
     assert len(CORPUS_FILES) >= 3
-    if not SHARED_CORPUS.is_dir():
-        pytest.skip("no ../shared/corpus next to this checkout to compare with")
+    require_shared_corpus()
     shared = sorted(p.relative_to(SHARED_CORPUS) for p in SHARED_CORPUS.glob("*/*.y*ml"))
     assert [p.relative_to(CORPUS) for p in CORPUS_FILES] == shared
     for relative in shared:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from reconciler.api.server import DRIFT_ANNOTATION, OVERRIDE_HEADER
-from reconciler.client import OVERRIDE_HEADER as CLIENT_OVERRIDE_HEADER
+from reconciler.client._client import OVERRIDE_HEADER as CLIENT_OVERRIDE_HEADER
 from reconciler.diff import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from schemas import ConfigMap, ObjectMeta, PolicyRule, Role, RoleBinding, RoleRef, Subject
 from tests.unit.server.conftest import assert_status, configmap

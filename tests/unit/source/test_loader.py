@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from source_testdata import CONFIGMAP, CORPUS, DEPLOYMENT, EXAMPLE_REPO, ORDINARY
+from source_testdata import CONFIGMAP, DEPLOYMENT, EXAMPLE_REPO, ORDINARY
 
 from reconciler.source import (
     LoadedRepository,
@@ -16,6 +16,7 @@ from reconciler.source import (
     load_repository,
 )
 from schemas import ConfigMap, Deployment, Pod, Secret, Service
+from tests.fixtures.corpus import corpus_folder_params, require_shared_corpus
 
 
 def by_key(repository: LoadedRepository) -> dict[str, object]:
@@ -78,15 +79,9 @@ def test_example_repo_sources_name_rendered_templates():
     assert sources["Namespace/shop"] == SourceLocation("namespaces.yaml", 2, 1)
 
 
-def corpus_folders() -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    return sorted(path for path in CORPUS.iterdir() if path.is_dir())
-
-
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not beside this checkout")
-@pytest.mark.parametrize("folder", corpus_folders(), ids=lambda path: path.name)
+@pytest.mark.parametrize("folder", corpus_folder_params())
 def test_corpus_folders_load_unchanged_into_default(folder: Path):
+    require_shared_corpus()
     repository = load_repository(folder)
     assert repository.objects
     assert {item.obj.metadata.namespace for item in repository.objects} == {"default"}

@@ -21,6 +21,7 @@ from reconciler.store import (
     open_store,
 )
 from reconciler.store._sqlite import SqliteStore
+from tests.fixtures.waiting import wait_until
 
 
 def _digest(path: Path) -> str:
@@ -178,11 +179,21 @@ def test_another_connection_writes_are_seen_within_100ms(tmp_path: Path) -> None
 
 
 class _Clock:
+    """The store's clock, counting its reads: each sweeper pass reads it once."""
+
     def __init__(self) -> None:
         self.now = 5_000.0
+        self.reads = 0
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
+
+    def sweeps(self, count: int = 2) -> None:
+        """Wait until the sweeper read the clock ``count`` more times. The sweeper is one
+        thread: a pass reading the clock has finished the pass before it."""
+        target = self.reads + count
+        wait_until(lambda: self.reads >= target, timeout=10, what="sweeper passes")
 
 
 def test_sweeper_expires_leases_by_the_injected_clock(tmp_path: Path) -> None:
@@ -191,12 +202,12 @@ def test_sweeper_expires_leases_by_the_injected_clock(tmp_path: Path) -> None:
         lease = store.grant(10)
         store.put("/hb/n1", b"alive", lease=lease)
         start = store.revision()
-        time.sleep(0.1)
+        clock.sweeps()
         assert store.get("/hb/n1") is not None, "no time passed on the store's clock"
         clock.now += 9
         assert store.keepalive(lease) == 10
         clock.now += 9
-        time.sleep(0.1)
+        clock.sweeps()
         assert store.get("/hb/n1") is not None, "keepalive moved the deadline"
         clock.now += 2
         with store.watch("/hb/", prefix=True, from_revision=start) as watch:

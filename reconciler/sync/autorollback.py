@@ -51,8 +51,6 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from reconciler.api import ApiError, now_utc
-from reconciler.controllers._pods import deployment_keys_of_pod, owner_keys
-from reconciler.controllers.deployment import HASH_LABEL, pod_template_hash
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.source.git import GitSource, GitSourceError
 from reconciler.sync.pins import (
@@ -65,6 +63,8 @@ from reconciler.sync.pins import (
     set_pin,
 )
 from reconciler.sync.records import RecordedChange, SyncRecord, list_sync_records, record_sync
+from reconciler.workloads.deployment import HASH_LABEL, pod_template_hash
+from reconciler.workloads.owners import deployment_keys_of_pod, owner_keys
 from schemas import Deployment, ObjectKey, Pod, ReplicaSet
 
 __all__ = [
@@ -80,7 +80,7 @@ __all__ = [
     "rollout_failure",
 ]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 AUTO_ROLLBACK_ANNOTATION = "capstan.io/auto-rollback"
 #: The trailer on every revert commit this controller makes: `Capstan-Auto-Rollback-Of: <sha>`.
@@ -360,7 +360,7 @@ class AutoRollbackController(Controller):
                 changes=[RecordedChange(action="update", object=name, fields=["spec.template"])],
             ),
         )
-        log.warning("%s", summary)
+        _log.warning("%s", summary)
         if self.push:
             self._revert(d, bad=bad, good=good, why=why)
 
@@ -389,4 +389,4 @@ class AutoRollbackController(Controller):
                 d, reason="AutoRollback", message=message, type="Warning", source="auto-rollback"
             )
         except ApiError:
-            log.warning("could not record event for %s: %s", d.key, message)
+            _log.warning("could not record event for %s: %s", d.key, message)

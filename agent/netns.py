@@ -1,7 +1,9 @@
-"""Working inside a pod's network namespace: listening sockets and the pod's nft table.
+"""Working inside a pod's network namespace: joining it, and listening sockets bound there.
 
-Called by the userspace engine when a pod is attached or the Service set changes (to bind
-listeners), and by the proxy to run ``nft`` there (:mod:`agent.proxy._podnat`). A socket
+The agent's one place for ``setns``. Called by the kubelet's probes (:mod:`agent.kubelet._netprobe`
+dials ``127.0.0.1`` inside the pod; :mod:`agent.kubelet._grpcprobe`), by the proxy's userspace
+engine when a pod is attached or the Service set changes (to bind listeners), and by the proxy
+to run ``nft`` there (:mod:`agent.proxy._podnat`). A socket
 belongs to the network namespace it was created in for its whole life, whatever thread
 later uses it; so a fresh thread joins the pod's namespace (``setns`` on a held
 ``/proc/<pid>/ns/net`` descriptor), creates and binds the listeners, and ends. The event loop
@@ -36,6 +38,12 @@ def _setns(fd: int) -> None:
     if libc.setns(fd, _CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"setns: {os.strerror(code)}")
+
+
+def enter_netns(pid: int) -> None:
+    """Move the calling thread into the network namespace of process ``pid``."""
+    with open(f"/proc/{pid}/ns/net", "rb") as handle:
+        _setns(handle.fileno())
 
 
 def bind_listener(address: str, port: int) -> socket.socket:

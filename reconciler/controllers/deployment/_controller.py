@@ -1,34 +1,33 @@
-"""The deployment controller: rolls a Deployment's pod template out through ReplicaSets.
+"""The deployment controller's loop: watches, the ReplicaSet writes, history and status.
 
-Watches Deployments, their ReplicaSets and the pods of those (a pod event wakes the Deployment
-that owns its ReplicaSet). For each Deployment it finds the ReplicaSet whose template equals the
-Deployment's (``<deploy>-<pod-template-hash>``; an old one with an equal template is reused and
-gets the next revision — the rollback path), then moves replicas to it: RollingUpdate within
-``maxSurge`` / ``maxUnavailable`` counted against *available* pods (Ready for
-``minReadySeconds`` by the passed clock), or Recreate (old pods gone first). It keeps
-``revisionHistoryLimit`` scaled-down ReplicaSets, and writes status and the Available and
-Progressing conditions (``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds`` without
-progress). The replicaset controller below it turns ``spec.replicas`` into pods.
+The strategies it calls live beside it (``rolling.py``, ``recreate.py``); the package
+docstring says what the controller does as a whole.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from reconciler.api import AlreadyExists, Conflict, NotFound, now_utc
 from reconciler.controllers._pods import (
     active,
+    controlled_by,
     controller_ref,
     deployment_keys_of_pod,
     owner_keys,
-    until_available,
 )
+from reconciler.controllers.deployment._view import Counts, PodView
+from reconciler.controllers.deployment.recreate import recreate
+from reconciler.controllers.deployment.rolling import rolling_update
 from reconciler.controllers.runtime import Controller, ControllerContext, Result, TransientError
+from reconciler.workloads.deployment import (
+    HASH_LABEL,
+    REVISION_ANNOTATION,
+    pod_template_hash,
+    revision_of,
+    template_doc,
+)
 from schemas import (
     Condition,
     Deployment,
@@ -36,9 +35,7 @@ from schemas import (
     LabelSelector,
     ObjectKey,
     ObjectMeta,
-    OwnerReference,
     Pod,
-    PodTemplateSpec,
     ReplicaSet,
     ReplicaSetSpec,
     resolve_int_or_percent,
@@ -52,73 +49,9 @@ __all__ = [
     "revision_of",
 ]
 
-HASH_LABEL = "pod-template-hash"
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def _template_doc(template: PodTemplateSpec) -> dict[str, Any]:
-    doc: dict[str, Any] = template.model_dump(mode="json", by_alias=True, exclude_none=True)
-    labels = dict(doc.get("metadata", {}).get("labels", {}))
-    labels.pop(HASH_LABEL, None)
-    doc.setdefault("metadata", {})["labels"] = labels
-    return doc
-
-
-def pod_template_hash(template: PodTemplateSpec, collision_count: int | None = None) -> str:
-    """A stable 10-character name part for a template (the hash label itself excluded).
-    ``collision_count`` (the Deployment's ``status.collisionCount``) changes it when the
-    name is taken by a ReplicaSet this Deployment does not own, as in Kubernetes."""
-    doc = json.dumps(_template_doc(template), sort_keys=True, separators=(",", ":"))
-    if collision_count:
-        doc += f"/{collision_count}"
-    digest = hashlib.sha256(doc.encode()).digest()
-    number = int.from_bytes(digest[:8], "big")
-    chars = []
-    for _ in range(10):
-        number, index = divmod(number, len(_HASH_ALPHABET))
-        chars.append(_HASH_ALPHABET[index])
-    return "".join(chars)
-
 
 def _hash(d: Deployment) -> str:
     return pod_template_hash(d.spec.template, d.status.collision_count if d.status else None)
-
-
-def revision_of(rs: ReplicaSet) -> int:
-    value = rs.metadata.annotations.get(REVISION_ANNOTATION, "0")
-    return int(value) if value.isdigit() else 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Counts:
-    replicas: int
-    updated: int
-    ready: int
-    available: int
-
-
-class _View:
-    """The pods of a Deployment's ReplicaSets, read once per reconcile: every decision in one
-    reconcile counts from the same snapshot (and a 1,000-pod Deployment is walked once)."""
-
-    def __init__(self, pods_of: dict[str, list[Pod]], min_ready_seconds: int, now: float):
-        self._pods = pods_of
-        self._available: dict[str, int] = {}
-        self._ready: dict[str, int] = {}
-        for uid, pods in pods_of.items():
-            waits = [until_available(p, min_ready_seconds, now) for p in pods]
-            self._ready[uid] = sum(w is not None for w in waits)
-            self._available[uid] = sum(w == 0.0 for w in waits)
-
-    def count(self, rss: Iterable[ReplicaSet]) -> int:
-        return sum(len(self._pods.get(rs.metadata.uid or "", ())) for rs in rss)
-
-    def available(self, rss: Iterable[ReplicaSet]) -> int:
-        return sum(self._available.get(rs.metadata.uid or "", 0) for rs in rss)
-
-    def ready(self, rss: Iterable[ReplicaSet]) -> int:
-        return sum(self._ready.get(rs.metadata.uid or "", 0) for rs in rss)
 
 
 class DeploymentController(Controller):
@@ -140,10 +73,10 @@ class DeploymentController(Controller):
             return None
         self.await_own_writes(key)
         owned = self.replicasets.by_index("owner", d.metadata.uid or "")
-        want = _template_doc(d.spec.template)
-        new_rs = next((rs for rs in owned if _template_doc(rs.spec.template) == want), None)
+        want = template_doc(d.spec.template)
+        new_rs = next((rs for rs in owned if template_doc(rs.spec.template) == want), None)
         old = sorted((rs for rs in owned if rs is not new_rs), key=revision_of)
-        view = _View(
+        view = PodView(
             {
                 rs.metadata.uid or "": [
                     p for p in self.pods.by_index("owner", rs.metadata.uid or "") if active(p)
@@ -157,9 +90,9 @@ class DeploymentController(Controller):
             scaled = self._scale_paused(d, new_rs, old)
             return self._sync_status(d, new_rs, old, view, progressed=scaled)
         if d.spec.strategy.type == "Recreate":
-            progressed = self._recreate(d, new_rs, old, view)
+            progressed = recreate(self, d, new_rs, old, view)
         else:
-            progressed = self._rolling(d, new_rs, old, view)
+            progressed = rolling_update(self, d, new_rs, old, view)
         if not progressed:
             self._cleanup(d, old, view)
         current = self._current_new(d, new_rs)
@@ -171,111 +104,7 @@ class DeploymentController(Controller):
         hashed = f"{d.name}-{_hash(d)}"
         return self.replicasets.get(hashed, namespace=d.namespace)
 
-    # -- strategies --------------------------------------------------------------------------
-
-    def _rolling(
-        self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet], view: _View
-    ) -> bool:
-        replicas = d.spec.replicas
-        rolling = d.spec.strategy.rolling_update
-        surge = resolve_int_or_percent(rolling.max_surge, replicas, round_up=True) if rolling else 0
-        unavailable = (
-            resolve_int_or_percent(rolling.max_unavailable, replicas, round_up=False)
-            if rolling
-            else 0
-        )
-        if surge == 0 and unavailable == 0:
-            unavailable = 1  # Kubernetes' rule: a rollout must be able to move
-        all_rss = ([new_rs] if new_rs else []) + old
-        # Surge counts the larger of what is asked for and what exists: pods of a ReplicaSet
-        # that was just scaled down are still there until its controller deletes them.
-        total = max(sum(rs.spec.replicas for rs in all_rss), view.count(all_rss))
-        if new_rs is None:
-            initial = max(min(replicas + surge - total, replicas), 0)
-            self._ensure_new(d, None, old, replicas=initial)
-            return True
-        new_rs = self._ensure_new(d, new_rs, old, replicas=new_rs.spec.replicas)
-        # Scale the new ReplicaSet up within the surge budget (or down to the target).
-        if new_rs.spec.replicas > replicas:
-            self._scale(d, new_rs, replicas)
-            return True
-        if new_rs.spec.replicas < replicas:
-            step = min(replicas + surge - total, replicas - new_rs.spec.replicas)
-            if step > 0:
-                self._scale(d, new_rs, new_rs.spec.replicas + step)
-                return True
-        return self._scale_down_old(
-            d, new_rs, old, view, replicas=replicas, max_unavailable=unavailable
-        )
-
-    def _scale_down_old(
-        self,
-        d: Deployment,
-        new_rs: ReplicaSet,
-        old: list[ReplicaSet],
-        view: _View,
-        *,
-        replicas: int,
-        max_unavailable: int,
-    ) -> bool:
-        active_old = [rs for rs in old if rs.spec.replicas > 0]
-        if not active_old:
-            return False
-        min_available = replicas - max_unavailable
-        available = {rs.metadata.uid: view.available([rs]) for rs in [new_rs, *old]}
-        all_spec = sum(rs.spec.replicas for rs in [new_rs, *old])
-        new_unavailable = max(new_rs.spec.replicas - available[new_rs.metadata.uid], 0)
-        budget = all_spec - min_available - new_unavailable
-        if budget <= 0:
-            return False
-        targets: dict[str, int] = {rs.metadata.uid or "": rs.spec.replicas for rs in active_old}
-        # First drop old pods that serve nobody (not available): removing them costs no
-        # availability. The replicaset controller deletes not-ready pods first, which is what
-        # makes this safe.
-        cleaned = 0
-        for rs in active_old:
-            uid = rs.metadata.uid or ""
-            unhealthy = targets[uid] - min(available[rs.metadata.uid], targets[uid])
-            step = min(unhealthy, budget - cleaned)
-            if step > 0:
-                targets[uid] -= step
-                cleaned += step
-        # Then scale healthy old pods down by what availability can spare.
-        total_available = sum(available.values())
-        spare = total_available - min_available
-        scaled = 0
-        for rs in active_old:
-            uid = rs.metadata.uid or ""
-            step = min(targets[uid], spare - scaled, budget - cleaned - scaled)
-            if step > 0:
-                targets[uid] -= step
-                scaled += step
-        changed = False
-        for rs in active_old:
-            target = targets[rs.metadata.uid or ""]
-            if target != rs.spec.replicas:
-                self._scale(d, rs, target)
-                changed = True
-        return changed
-
-    def _recreate(
-        self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet], view: _View
-    ) -> bool:
-        running_old = [rs for rs in old if rs.spec.replicas > 0]
-        for rs in running_old:
-            self._scale(d, rs, 0)
-        if running_old:
-            return True
-        if view.count(old) > 0:
-            return False  # wait for the old pods to be gone; their deletions wake us
-        if new_rs is None:
-            self._ensure_new(d, None, old, replicas=d.spec.replicas)
-            return True
-        new_rs = self._ensure_new(d, new_rs, old, replicas=new_rs.spec.replicas)
-        if new_rs.spec.replicas != d.spec.replicas:
-            self._scale(d, new_rs, d.spec.replicas)
-            return True
-        return False
+    # -- paused ------------------------------------------------------------------------------
 
     def _scale_paused(
         self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet]
@@ -292,19 +121,19 @@ class DeploymentController(Controller):
         if not active:
             if not sets:
                 return False
-            self._scale(d, new_rs or old[-1], target)
+            self.scale(d, new_rs or old[-1], target)
             return True
         shares = {rs.metadata.uid: rs.spec.replicas * target // total for rs in active}
         newest = max(active, key=revision_of)
         shares[newest.metadata.uid] += target - sum(shares.values())
         for rs in active:
             if shares[rs.metadata.uid] != rs.spec.replicas:
-                self._scale(d, rs, shares[rs.metadata.uid])
+                self.scale(d, rs, shares[rs.metadata.uid])
         return True
 
     # -- ReplicaSet writes -------------------------------------------------------------------
 
-    def _ensure_new(
+    def ensure_new(
         self, d: Deployment, new_rs: ReplicaSet | None, old: list[ReplicaSet], *, replicas: int
     ) -> ReplicaSet:
         """The new ReplicaSet, created if missing; a reused one gets the next revision."""
@@ -343,16 +172,7 @@ class DeploymentController(Controller):
                 namespace=d.namespace,
                 labels=labels,
                 annotations={REVISION_ANNOTATION: str(next_revision)},
-                owner_references=[
-                    OwnerReference(
-                        api_version="apps/v1",
-                        kind="Deployment",
-                        name=d.name,
-                        uid=d.metadata.uid or "",
-                        controller=True,
-                        block_owner_deletion=True,
-                    )
-                ],
+                owner_references=[controlled_by(d)],
             ),
             spec=ReplicaSetSpec(
                 replicas=replicas,
@@ -387,7 +207,7 @@ class DeploymentController(Controller):
         self._annotate_deployment(d, next_revision)
         return created
 
-    def _scale(self, d: Deployment, rs: ReplicaSet, replicas: int) -> ReplicaSet:
+    def scale(self, d: Deployment, rs: ReplicaSet, replicas: int) -> ReplicaSet:
         direction = "up" if replicas > rs.spec.replicas else "down"
         scaled = self._write(
             d,
@@ -416,7 +236,7 @@ class DeploymentController(Controller):
             )
         )
 
-    def _cleanup(self, d: Deployment, old: list[ReplicaSet], view: _View) -> None:
+    def _cleanup(self, d: Deployment, old: list[ReplicaSet], view: PodView) -> None:
         """Delete the oldest fully scaled-down ReplicaSets beyond revisionHistoryLimit."""
         idle = [
             rs
@@ -444,12 +264,12 @@ class DeploymentController(Controller):
         d: Deployment,
         new_rs: ReplicaSet | None,
         old: list[ReplicaSet],
-        view: _View,
+        view: PodView,
         *,
         progressed: bool,
     ) -> Result | None:
         every = [*([new_rs] if new_rs else []), *old]
-        counts = _Counts(
+        counts = Counts(
             replicas=view.count(every),
             updated=view.count([new_rs]) if new_rs else 0,
             ready=view.ready(every),
@@ -484,7 +304,7 @@ class DeploymentController(Controller):
         )
         moved = progressed or (
             counts
-            != _Counts(
+            != Counts(
                 previous.replicas,
                 previous.updated_replicas,
                 previous.ready_replicas,

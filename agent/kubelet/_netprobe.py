@@ -1,26 +1,25 @@
 """Network probes dialled from inside a pod's network namespace.
 
 Called by the prober for httpGet and tcpSocket probes (``_grpcprobe`` joins namespaces with
-``enter_netns`` too). WARNING: the agent must never send traffic to a Docker bridge address,
-so a probe never dials the container's IP. Instead a
-fresh thread joins the sandbox's network namespace (``setns`` on ``/proc/<pid>/ns/net``) and
-dials ``127.0.0.1`` there; the thread ends with the probe, so no pooled thread is ever left
-in a foreign namespace. Without the right to ``setns`` the probe falls back to the port the
-sandbox publishes on the agent's bind address.
+:func:`agent.netns.enter_netns` too). WARNING: the agent must never send traffic to a Docker
+bridge address, so a probe never dials the container's IP. Instead a fresh thread joins the
+sandbox's network namespace (``setns`` on ``/proc/<pid>/ns/net``) and dials ``127.0.0.1``
+there; the thread ends with the probe, so no pooled thread is ever left in a foreign
+namespace. Without the right to ``setns`` the probe falls back to the port the sandbox
+publishes on the agent's bind address.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-_CLONE_NEWNET: Final = 0x40000000
+from agent.netns import enter_netns
+
 _MAX_RESPONSE_HEAD: Final = 64 * 1024
 
 
@@ -37,15 +36,6 @@ class NetTarget:
     sandbox_pid: int
     port: int
     fallback: tuple[str, int] | None = None
-
-
-def enter_netns(pid: int) -> None:
-    """Move the calling thread into the network namespace of process ``pid``."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open(f"/proc/{pid}/ns/net", "rb") as handle:
-        if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
 
 
 def _connect(target: NetTarget, timeout_s: float) -> socket.socket:

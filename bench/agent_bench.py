@@ -11,7 +11,8 @@ container plus the sandbox each, a published port):
   pod; ``stop``/``remove`` + ``run`` for the change), with the same container options;
 * the agent's RSS and CPU while idle with 50 pods (read from /proc).
 
-Usage: ``.venv/bin/python bench/agent.py [--sizes 1,10,50]``. Removes every container it made.
+Usage: ``python bench/agent_bench.py [--sizes 1,10,50]`` with the project's Python, from the
+repository root. Removes every container it made.
 Last line: ``{"converge_50_s": X, "baseline_50_s": Y, "ratio_50": X/Y, "idle_rss_mb": Z}``.
 """
 
@@ -36,7 +37,8 @@ from typing import Any
 import docker
 
 ROOT = Path(__file__).resolve().parents[1]
-AGENT = ROOT / ".venv" / "bin" / "capstan-agent"
+# The console script installed beside this interpreter (the project virtualenv's bin/).
+AGENT = Path(sys.executable).parent / "capstan-agent"
 IMAGE = "capstan.local/busybox:1"
 IMAGE_V2 = "capstan.local/busybox:bench-v2"
 PAUSE = "capstan.local/pause:1"

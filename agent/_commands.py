@@ -150,6 +150,20 @@ def commands() -> None:
     help="Seconds a hollow container takes to start.",
 )
 @click.option(
+    "--ingress-http-port",
+    type=click.IntRange(0, 65535),
+    default=80,
+    show_default=True,
+    help="The ingress proxy's HTTP port on --bind-address (0: off).",
+)
+@click.option(
+    "--ingress-https-port",
+    type=click.IntRange(0, 65535),
+    default=443,
+    show_default=True,
+    help="The ingress proxy's HTTPS port on --bind-address (0: off).",
+)
+@click.option(
     "--cleanup",
     is_flag=True,
     help="Remove every rule the proxy programmed (table, chains, jumps) and exit.",
@@ -173,6 +187,8 @@ def serve(
     proxy_chain_prefix: str,
     runtime: str,
     hollow_start_delay: float,
+    ingress_http_port: int,
+    ingress_https_port: int,
     cleanup: bool,
     log_level: str,
 ) -> None:
@@ -211,6 +227,8 @@ def serve(
         proxy_chain_prefix=proxy_chain_prefix,
         runtime=cast(Literal["docker", "hollow"], runtime),
         hollow_start_delay_s=hollow_start_delay,
+        ingress_http_port=ingress_http_port or None,
+        ingress_https_port=ingress_https_port or None,
     )
     sys.exit(run_daemon(options))
 

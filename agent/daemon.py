@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.ingress import IngressServer, IngressSettings
 from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.kubelet import Kubelet, KubeletTuning
 from agent.kubelet.podspec import NodeSettings
@@ -55,6 +56,10 @@ class DaemonOptions:
     runtime: Literal["docker", "hollow"] = "docker"
     """``hollow``: containers in memory only (agent.runtime.hollow), for fleet benchmarks."""
     hollow_start_delay_s: float = 0.5
+    ingress_http_port: int | None = 80
+    ingress_https_port: int | None = 443
+    """The node's ingress proxy ports on ``bind_address`` (None: off); listened on only while
+    an Ingress of Capstan's class (with TLS, for HTTPS) exists."""
 
 
 async def _main(options: DaemonOptions) -> int:
@@ -101,6 +106,14 @@ async def _main(options: DaemonOptions) -> int:
         return 1
     _log.info("proxy mode %s", proxy.mode)
     services = NodeServices(proxy)
+    ingress = IngressServer(
+        IngressSettings(
+            address=options.bind_address,
+            http_port=options.ingress_http_port,
+            https_port=options.ingress_https_port,
+        )
+    )
+    services.on_rules(ingress.take_rules)
     kubelet = Kubelet(runtime=runtime, settings=settings, tuning=tuning, services=services)
     server = AgentServer(
         kubelet=kubelet,
@@ -112,10 +125,11 @@ async def _main(options: DaemonOptions) -> int:
             heartbeat_s=options.heartbeat_s,
         ),
         docker_version=docker_version,
-        node_conditions=lambda: (services.condition(),),
+        node_conditions=lambda: (services.condition(), ingress.condition()),
     )
     services.on_change(server.status_changed)
     server.on_desired(lambda sync: services.take(sync.services))
+    server.on_desired(lambda sync: ingress.take(sync.ingresses, sync.secrets))
     try:
         server.restore()
     except CorruptState as exc:
@@ -137,6 +151,7 @@ async def _main(options: DaemonOptions) -> int:
     finally:
         await kubelet.close()
         await services.close()
+        await ingress.close()
         # Kernel rules stay on purpose (NodePorts survive the restart); listeners stop.
         proxy.close()
         with contextlib.suppress(Exception):

@@ -390,11 +390,14 @@ class AgentServer:
     async def _stream_logs(self, client: _Client, request: LogsRequest) -> None:
         try:
             container_id = self._kubelet.find_container(
-                request.namespace, request.pod, request.container
+                request.namespace, request.pod, request.container, previous=request.previous
             )
         except LookupError as exc:
             client.send(ErrorMessage(code="not_found", in_reply_to=request.id, message=str(exc)))
             return
+        # An empty first chunk says the container was found: a follow of a quiet container
+        # can then answer at once rather than when its first line comes.
+        client.send(LogsChunk(in_reply_to=request.id))
         # Docker's chunks may split a multi-byte character; decode across chunk borders.
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         try:

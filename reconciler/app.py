@@ -37,6 +37,7 @@ from reconciler.controllers.node import (
 from reconciler.controllers.runtime import ComponentFactory
 from reconciler.nodes import DispatchSettings, NodeDispatcher
 from reconciler.nodes.local_daemon import LocalAgentDaemon, LocalAgentOptions, socket_answers
+from reconciler.nodes.logs import pod_log_source
 from reconciler.runinfo import (
     CLIENT_CONFIG_FILE,
     RUN_INFO_FILE,
@@ -430,7 +431,15 @@ class CapstanApp:
             api,
             store,
             options=options,
-            hooks=ServerHooks(on_git_webhook=on_webhook, syncs=syncs, plan=plan, ui=web_ui(ui)),
+            hooks=ServerHooks(
+                on_git_webhook=on_webhook,
+                syncs=syncs,
+                plan=plan,
+                ui=web_ui(ui),
+                pod_logs=pod_log_source(
+                    api, local_agent_command=self.agent.connect_command if self.agent else ""
+                ),
+            ),
         )
         self._cleanups.append(("http", self.http.stop))
         self._progress(

@@ -27,6 +27,13 @@ from schemas import (
 )
 from schemas.apps import DaemonSet, StatefulSet
 from schemas.batch import CronJob, Job
+from schemas.networking import (
+    Ingress,
+    IngressClass,
+    printed_address,
+    printed_hosts,
+    printed_ports,
+)
 from schemas.storage import PersistentVolumeClaim
 
 __all__ = [
@@ -349,6 +356,25 @@ _TABLES: dict[type[KubeObject], tuple[list[Column], list[Column]]] = {
             _AGE,
         ],
         [("IMAGES", _job_images)],
+    ),
+    Ingress: (
+        [
+            ("NAME", lambda o: o.name),
+            ("CLASS", lambda o: o.class_name or "<none>"),  # type: ignore[attr-defined]
+            ("HOSTS", lambda o: printed_hosts(o.to_dict())),
+            ("ADDRESS", lambda o: printed_address(o.to_dict())),
+            ("PORTS", lambda o: printed_ports(o.to_dict())),
+            _AGE,
+        ],
+        [],
+    ),
+    IngressClass: (
+        [
+            ("NAME", lambda o: o.name),
+            ("CONTROLLER", lambda o: o.spec.controller or ""),  # type: ignore[attr-defined]
+            _AGE,
+        ],
+        [],
     ),
 }
 

@@ -46,6 +46,7 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "Labels",
+    "ManagedFieldsEntry",
     "NameFormat",
     "ObjectKey",
     "ObjectMeta",
@@ -119,6 +120,21 @@ class OwnerReference(KubeModel):
     block_owner_deletion: bool | None = None
 
 
+class ManagedFieldsEntry(KubeModel):
+    """One field manager's share of an object (``metadata.managedFields``): the fields it
+    set, as Kubernetes' ``FieldsV1`` tree, and whether by server-side apply or another write.
+    The API server writes these (``reconciler.api.server._apply``); Git manifests leave
+    them out."""
+
+    manager: str | None = None
+    operation: Literal["Apply", "Update"] | None = None
+    api_version: str | None = None
+    time: Timestamp | None = None
+    fields_type: Literal["FieldsV1"] | None = None
+    fields_v1: dict[str, Any] | None = None
+    subresource: str | None = None
+
+
 class ObjectMeta(KubeModel):
     """``metadata``. ``name`` is checked by the kind that holds it (rules differ per kind)."""
 
@@ -135,6 +151,7 @@ class ObjectMeta(KubeModel):
     deletion_grace_period_seconds: NonNegativeInt | None = None
     owner_references: list[OwnerReference] = Field(default_factory=list)
     finalizers: list[QualifiedName] = Field(default_factory=list)
+    managed_fields: list[ManagedFieldsEntry] = Field(default_factory=list)
 
     @field_validator("annotations")
     @classmethod

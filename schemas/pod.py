@@ -353,6 +353,9 @@ class PodSpec(KubeModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     security_context: PodSecurityContext | None = None
     hostname: DNSLabel | None = None
+    # With hostname, and a headless Service of this name in the pod's namespace selecting the
+    # pod: the pod is reachable as <hostname>.<subdomain>.<namespace> (docs/services.md).
+    subdomain: DNSLabel | None = None
     # The deprecated alias of serviceAccountName; it fills serviceAccountName when unset.
     service_account: DNSSubdomain | None = None
     # Capstan mounts no service account token, so false is what it does anyway.

@@ -44,6 +44,7 @@ from schemas._validation import (
 )
 from schemas.core import ConfigMap, Secret
 from schemas.meta import KubeModel
+from schemas.networking import Ingress
 from schemas.node import NodeStatus
 from schemas.pod import Pod, PodStatus, Protocol
 
@@ -180,10 +181,16 @@ class Hello(_Message):
 
 
 class Endpoint(KubeModel):
-    """A ready backend of a Service port: a node address and the host port the pod publishes."""
+    """A ready backend of a Service port: a node address and the host port the pod publishes.
+
+    ``hostname``: for a headless Service, the pod's ``spec.hostname`` when its
+    ``spec.subdomain`` names the Service; the node then also gives that pod its own name,
+    ``<hostname>.<service>.<namespace>`` (a StatefulSet's ``web-0.web.ns``).
+    """
 
     address: NodeAddress
     port: PortNumber
+    hostname: DNSLabel | None = None
 
 
 class ServicePortRule(KubeModel):
@@ -209,11 +216,13 @@ class ServiceRule(KubeModel):
 class Sync(_Message):
     """The node's complete desired state. Pods absent from ``pods`` must not run on the node.
 
-    ``configMaps`` and ``secrets`` are those the pods reference (env and volumes); the agent
-    never logs their values. A sync whose generation is lower than the applied one is
-    acknowledged with ``applied: false`` and ignored; an equal one is re-applied (a no-op).
-    ``term`` is the sending control plane's leadership term: a sync from an older term than
-    the newest the agent took is refused whatever its generation (a deposed leader).
+    ``configMaps`` and ``secrets`` are those the pods reference (env and volumes), and
+    ``secrets`` also holds the TLS Secrets of ``ingresses`` (the Ingresses of Capstan's class,
+    which every node's ingress proxy serves); the agent never logs their values. A sync whose
+    generation is lower than the applied one is acknowledged with ``applied: false`` and
+    ignored; an equal one is re-applied (a no-op). ``term`` is the sending control plane's
+    leadership term: a sync from an older term than the newest the agent took is refused
+    whatever its generation (a deposed leader).
 
     ``servicesUnchanged``: the Service rules are those of the sync the agent applied last
     (the sender saw it acknowledged on this connection), and ``services`` is empty. Every
@@ -229,6 +238,7 @@ class Sync(_Message):
     config_maps: list[ConfigMap] = Field(default_factory=list)
     secrets: list[Secret] = Field(default_factory=list)
     services: list[ServiceRule] = Field(default_factory=list)
+    ingresses: list[Ingress] = Field(default_factory=list)
     services_unchanged: bool = False
 
     @model_validator(mode="after")
@@ -245,7 +255,12 @@ class Sync(_Message):
                 problems.add(("pods", index, "metadata", "uid"), "uid", f"{_shown(uid)}: {problem}")
             if pod.metadata.namespace is None:
                 problems.add(("pods", index, "metadata", "namespace"), "missing", "Field required")
-        for field, objects in (("configMaps", self.config_maps), ("secrets", self.secrets)):
+        named: tuple[tuple[str, list[ConfigMap] | list[Secret] | list[Ingress]], ...] = (
+            ("configMaps", self.config_maps),
+            ("secrets", self.secrets),
+            ("ingresses", self.ingresses),
+        )
+        for field, objects in named:
             for index, obj in enumerate(objects):
                 if obj.metadata.namespace is None:
                     problems.add(
@@ -291,7 +306,8 @@ class Status(_Message):
 
 
 class LogsRequest(_Message):
-    """Ask for a container's log: the last ``tail`` lines (all when None), then follow."""
+    """Ask for a container's log: the last ``tail`` lines (all when None), then follow;
+    ``previous``: the log of the attempt before the newest (the last terminated one)."""
 
     type: Literal["logs"] = "logs"
     namespace: DNSLabel
@@ -299,6 +315,7 @@ class LogsRequest(_Message):
     container: DNSLabel | None = None
     tail: NonNegativeInt | None = None
     follow: bool = False
+    previous: bool = False
 
 
 class LogsChunk(_Message):

@@ -16,6 +16,7 @@ from schemas.apps import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from schemas.batch import CronJob, Job
 from schemas.core import ConfigMap, Namespace, Secret, Service, ServiceAccount
 from schemas.meta import KubeObject
+from schemas.networking import Ingress, IngressClass
 from schemas.node import Node
 from schemas.pod import Pod
 from schemas.policy import (
@@ -52,6 +53,8 @@ _MODELS: Final[dict[tuple[str, str], type[KubeObject]]] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
     ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
+    ("networking.k8s.io/v1", "Ingress"): Ingress,
+    ("networking.k8s.io/v1", "IngressClass"): IngressClass,
     ("batch/v1", "Job"): Job,
     ("batch/v1", "CronJob"): CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,

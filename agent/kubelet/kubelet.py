@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import assert_never
 
+from agent.kubelet import logs as container_logs
 from agent.kubelet import volumes
 from agent.kubelet.backoff import CrashLoopBackoff
 from agent.kubelet.executor import Executor
@@ -403,64 +404,23 @@ class Kubelet:
             for listener in self._listeners:
                 listener()
 
-    # --- logs -----------------------------------------------------------------------------
+    # --- logs (agent.kubelet.logs) --------------------------------------------------------
 
-    def find_container(self, namespace: str, pod: str, container: str | None) -> ContainerID:
-        """The id of the newest attempt of a pod's container; raises LookupError."""
-        d = next((d for d in self._desired if d.namespace == namespace and d.name == pod), None)
-        candidates = [
-            c
-            for c in self._observed
-            if c.pod_namespace == namespace
-            and c.pod_name == pod
-            and not c.is_sandbox
-            and (d is None or c.pod_uid == d.uid)
-        ]
-        if not candidates:
-            raise LookupError(f"pod {namespace}/{pod} has no containers on this node")
-        names = sorted({c.container for c in candidates})
-        if container is None:
-            if d is not None:
-                container = d.pod.spec.containers[0].name
-            elif len(names) == 1:
-                container = names[0]
-            else:
-                raise LookupError(f"pod {namespace}/{pod} has several containers: {names}")
-        records = sorted(
-            (c for c in candidates if c.container == container), key=lambda c: c.attempt
+    def find_container(
+        self, namespace: str, pod: str, container: str | None, *, previous: bool = False
+    ) -> ContainerID:
+        """The id of a pod's container as of the last listing; raises LookupError."""
+        return container_logs.find_container(
+            self._desired,
+            self._observed,
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            previous=previous,
         )
-        if not records:
-            raise LookupError(f"pod {namespace}/{pod} has no container {container!r}")
-        return records[-1].id
 
-    async def logs(
+    def logs(
         self, container_id: ContainerID, *, tail: int | None, follow: bool
     ) -> AsyncIterator[bytes]:
         """Log bytes of a container as they come; the stream closes when the caller stops."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
-        stream = await loop.run_in_executor(
-            None, lambda: self._runtime.logs(container_id, tail=tail, follow=follow)
-        )
-
-        def pump() -> None:
-            try:
-                for chunk in stream:
-                    asyncio.run_coroutine_threadsafe(queue.put(bytes(chunk)), loop).result()
-            except Exception as exc:
-                _log.debug("log stream ended: %s", exc)
-            finally:
-                with contextlib.suppress(RuntimeError):
-                    asyncio.run_coroutine_threadsafe(queue.put(None), loop)
-
-        thread = threading.Thread(target=pump, name="capstan-logs", daemon=True)
-        thread.start()
-        try:
-            while (chunk := await queue.get()) is not None:
-                yield chunk
-        finally:
-            with contextlib.suppress(Exception):
-                stream.close()
-            # Unblock the pump if it is waiting for room; it ends once the stream is closed.
-            while not queue.empty():
-                queue.get_nowait()
+        return container_logs.stream_logs(self._runtime, container_id, tail=tail, follow=follow)

@@ -97,6 +97,7 @@ class NodeServices:
         self._problem: str | None = None
         self._apply_lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self._rule_listeners: list[Callable[[ServiceRuleSet], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -106,6 +107,11 @@ class NodeServices:
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every apply (the node status carries the proxy's state)."""
         self._listeners.append(listener)
+
+    def on_rules(self, listener: Callable[[ServiceRuleSet], None]) -> None:
+        """Call ``listener`` with the rules of every apply, before the proxy programs them
+        (the ingress proxy dials the same endpoints, and drops a draining pod's as early)."""
+        self._rule_listeners.append(listener)
 
     # --- the desired set ----------------------------------------------------------------
 
@@ -132,6 +138,8 @@ class NodeServices:
         async with self._apply_lock:
             drained = frozenset().union(*self._draining.values(), *self._gone.values())
             rules = self._desired.without_endpoints(drained) if drained else self._desired
+            for listener in self._rule_listeners:
+                listener(rules)
             try:
                 report = await asyncio.to_thread(self._proxy.apply, rules)
             except (CommandError, OSError) as exc:

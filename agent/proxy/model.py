@@ -56,6 +56,9 @@ class PortRule:
 
     ``port`` answers on ``virtual_address`` (in-cluster names); ``node_port``, when set,
     answers on every node address. Both go to one of ``endpoints``.
+
+    ``hostname`` set: the rule of one pod of a headless Service (its own name
+    ``<hostname>.<name>.<namespace>``, its own virtual address, only its endpoints).
     """
 
     namespace: str
@@ -66,6 +69,7 @@ class PortRule:
     port_name: str | None = None
     protocol: L4Protocol = "TCP"
     node_port: int | None = None
+    hostname: str | None = None
 
     def __post_init__(self) -> None:
         # The wire was validated already (schemas.protocol); checked again here because the
@@ -74,8 +78,9 @@ class PortRule:
         for what, value, check in (
             ("namespace", self.namespace, dns1123_label_problem),
             ("name", self.name, dns1035_label_problem),
+            ("hostname", self.hostname, dns1123_label_problem),
         ):
-            if (problem := check(value)) is not None:
+            if value is not None and (problem := check(value)) is not None:
                 problems.append(f"{what} {value!r}: {problem}")
         if self.port_name is not None and (problem := port_name_problem(self.port_name)):
             problems.append(f"port name {self.port_name!r}: {problem}")
@@ -93,12 +98,18 @@ class PortRule:
 
     @property
     def service(self) -> ServiceKey:
-        return ServiceKey(f"{self.namespace}/{self.name}")
+        """``namespace/name``, or ``namespace/hostname.name`` for a pod's own rule."""
+        return ServiceKey(f"{self.namespace}/{self.dns_name}")
+
+    @property
+    def dns_name(self) -> str:
+        """The name under the namespace: ``name``, or ``hostname.name`` for a pod's own rule."""
+        return f"{self.hostname}.{self.name}" if self.hostname else self.name
 
     @property
     def label(self) -> str:
         """``namespace/name:port`` (or ``:portname``), for logs and rule comments."""
-        return f"{self.namespace}/{self.name}:{self.port_name or self.port}"
+        return f"{self.namespace}/{self.dns_name}:{self.port_name or self.port}"
 
 
 @dataclass(frozen=True)
@@ -159,7 +170,10 @@ class ServiceRuleSet:
 
         A Service whose ``clusterIP`` lies in ``virtual_range`` keeps it (the control plane
         chose it); the others get a stable address hashed from namespace/name, so every node
-        computes the same one without talking to the others.
+        computes the same one without talking to the others. Endpoints that carry a
+        ``hostname`` (pods of a headless Service) also get a rule of their own per pod, at an
+        address hashed from ``namespace/hostname.name`` after the Services took theirs, so a
+        pod's name never moves a Service's address.
         """
         pinned = {
             (svc.namespace, svc.name): svc.cluster_ip
@@ -171,8 +185,44 @@ class ServiceRuleSet:
             pinned=pinned,
             virtual_range=virtual_range,
         )
+        pod_names = {
+            (svc.namespace, f"{ep.hostname}.{svc.name}")
+            for svc in services
+            for port in svc.ports
+            for ep in port.endpoints
+            if ep.hostname is not None
+        }
+        if pod_names:
+            addresses = allocate_virtual_addresses(
+                [*addresses, *pod_names], pinned=addresses, virtual_range=virtual_range
+            )
         rules: list[PortRule] = []
         for svc in sorted(services, key=lambda s: (s.namespace, s.name)):
+            hostnames = sorted(
+                {ep.hostname for port in svc.ports for ep in port.endpoints if ep.hostname}
+            )
+            for hostname in hostnames:
+                for port in svc.ports:
+                    rules.append(
+                        PortRule(
+                            namespace=svc.namespace,
+                            name=svc.name,
+                            hostname=hostname,
+                            port=port.port,
+                            port_name=port.name,
+                            protocol=port.protocol,
+                            virtual_address=addresses[(svc.namespace, f"{hostname}.{svc.name}")],
+                            endpoints=tuple(
+                                sorted(
+                                    {
+                                        Endpoint(ep.address, ep.port)
+                                        for ep in port.endpoints
+                                        if ep.hostname == hostname
+                                    }
+                                )
+                            ),
+                        )
+                    )
             for port in svc.ports:
                 rules.append(
                     PortRule(

@@ -7,7 +7,10 @@ them) and each app container (``env``). Both are pure functions of the node's cu
 
 Names, as in Kubernetes DNS: ``NAME`` for Services in the pod's own namespace;
 ``NAME.NAMESPACE``, ``NAME.NAMESPACE.svc`` and ``NAME.NAMESPACE.svc.cluster.local`` for every
-Service. Variables, as the kubelet sets them, for Services in the pod's namespace only:
+Service. A pod of a headless Service that names it as ``subdomain`` (a StatefulSet's pods) has
+its own rule, and so its own names with ``NAME`` = ``HOSTNAME.SERVICE`` (``web-0.web``,
+``web-0.web.ns``, ...), resolving to an address that reaches only that pod.
+Variables, as the kubelet sets them, for Services in the pod's namespace only:
 ``<NAME>_SERVICE_HOST``, ``<NAME>_SERVICE_PORT`` (first port), ``<NAME>_SERVICE_PORT_<PORTNAME>``
 and the Docker-link style ``<NAME>_PORT``, ``<NAME>_PORT_<P>_<PROTO>[_PROTO|_PORT|_ADDR]``.
 Container-defined env wins over these (merge them first).
@@ -91,6 +94,8 @@ def service_env(rules: ServiceRuleSet, *, namespace: str) -> dict[str, str]:
         if ns != namespace:
             continue
         ports = rules.service(ns, name)
+        if ports[0].hostname is not None:
+            continue  # a pod's own name: Kubernetes sets no variables for those either
         prefix = _env_name(name)
         first = ports[0]
         env[f"{prefix}_SERVICE_HOST"] = first.virtual_address

@@ -34,7 +34,7 @@ from reconciler.api._atrest import (
     check_data_keys,
     seal_secrets,
 )
-from reconciler.api._codec import invalid_from, kind_prefix, object_key
+from reconciler.api._codec import REGISTRY, invalid_from, kind_prefix, object_key
 from reconciler.api._errors import (
     AlreadyExists,
     ApiError,
@@ -72,6 +72,7 @@ from reconciler.api.clock import Clock, ManualClock, SystemClock, now_utc
 __all__ = [
     "DATA_KEYS_FILE",
     "NAMESPACE_FINALIZER",
+    "REGISTRY",
     "SERVICE_ACCOUNT_NAME_ANNOTATION",
     "SERVICE_ACCOUNT_TOKEN_TYPE",
     "SERVICE_ACCOUNT_UID_ANNOTATION",

@@ -39,6 +39,8 @@ class Cause:
 
     field: str
     message: str
+    #: Kubernetes' ``CauseType`` when it is not a validation word (``FieldManagerConflict``).
+    reason: str | None = None
 
 
 class ApiError(Exception):

@@ -22,6 +22,7 @@ from schemas import (
 )
 from schemas.apps import DaemonSet, StatefulSet
 from schemas.batch import CronJob, Job
+from schemas.networking import Ingress, IngressClass
 from schemas.storage import PersistentVolumeClaim
 
 __all__ = ["KINDS", "resolve_kind"]
@@ -42,6 +43,8 @@ for _model, _names in (
     (PersistentVolumeClaim, ("persistentvolumeclaim", "persistentvolumeclaims", "pvc")),
     (Job, ("job", "jobs")),
     (CronJob, ("cronjob", "cronjobs", "cj")),
+    (Ingress, ("ingress", "ingresses", "ing")),
+    (IngressClass, ("ingressclass", "ingressclasses")),
 ):
     for _name in _names:
         KINDS[_name] = _model

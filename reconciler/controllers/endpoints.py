@@ -80,8 +80,21 @@ def node_address(node: Node | None) -> str | None:
     return None if node.spec.is_local else node.spec.address
 
 
+def _pod_hostname(service: Service, pod: Pod) -> str | None:
+    """The per-pod name a headless Service gives ``pod`` (Kubernetes' rule: hostname set and
+    subdomain equal to the Service's name), or None."""
+    if service.spec.cluster_ip != "None" or pod.spec.subdomain != service.name:
+        return None
+    return pod.spec.hostname
+
+
 def _target(
-    pod: Pod, target_port: int | str, *, protocol: str, node: Node | None
+    pod: Pod,
+    target_port: int | str,
+    *,
+    protocol: str,
+    node: Node | None,
+    hostname: str | None = None,
 ) -> EndpointTarget | None:
     container_port = pod.spec.port_number(target_port, protocol=protocol)
     if container_port is None:
@@ -113,6 +126,7 @@ def _target(
         node=pod.spec.node_name,
         address=address,
         host_port=host_port,
+        hostname=hostname,
     )
 
 
@@ -138,7 +152,11 @@ def compute_endpoints(
         for pod in serving:
             assert pod.spec.node_name is not None
             target = _target(
-                pod, port.target_port, protocol=port.protocol, node=nodes.get(pod.spec.node_name)
+                pod,
+                port.target_port,
+                protocol=port.protocol,
+                node=nodes.get(pod.spec.node_name),
+                hostname=_pod_hostname(service, pod),
             )
             if target is not None:
                 targets.append(target)

@@ -19,6 +19,7 @@ from reconciler.controllers.daemonset import DaemonSetController
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.gc import GarbageCollector
+from reconciler.controllers.ingress import IngressController
 from reconciler.controllers.job import JobController
 from reconciler.controllers.namespace import NamespaceController
 from reconciler.controllers.node import NodeController
@@ -55,6 +56,7 @@ def default_components() -> list[ComponentFactory]:
         NodeController,
         EndpointsController,
         ServiceLoadBalancerController,
+        IngressController,
         Scheduler,
     ]
 

@@ -34,6 +34,7 @@ from reconciler.controllers._pods import (
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.workloads.deployment import pod_template_hash
 from schemas import ObjectKey, ObjectMeta, Pod
+from schemas._validation import dns1123_label_problem
 from schemas.apps import StatefulSet, StatefulSetStatus
 from schemas.pod import PersistentVolumeClaimVolumeSource, Volume
 from schemas.storage import PersistentVolumeClaim
@@ -96,8 +97,20 @@ def _pod(sts: StatefulSet, ordinal: int, template_hash: str) -> dict[str, Any]:
         )
         for t in sts.spec.volume_claim_templates
     ]
+    # subdomain = serviceName, as Kubernetes sets it: with the headless Service, each pod is
+    # reachable as <set>-<i>.<serviceName>.<namespace> (the endpoints carry the hostname).
+    service_name = sts.spec.service_name
+    subdomain = template.spec.subdomain or (
+        service_name
+        if service_name is not None and dns1123_label_problem(service_name) is None
+        else None
+    )
     spec = template.spec.model_copy(
-        update={"volumes": volumes, "hostname": template.spec.hostname or name}
+        update={
+            "volumes": volumes,
+            "hostname": template.spec.hostname or name,
+            "subdomain": subdomain,
+        }
     )
     return child_manifest("v1", "Pod", meta, spec)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.core import ConfigMap, Secret
+from schemas.networking import Ingress
 from schemas.pod import Pod
 from schemas.protocol import (
     MAX_LINE_BYTES,
@@ -58,6 +59,7 @@ class DesiredSet:
     # Never in repr: a DesiredSet may end up in a log line or an exception message.
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
     services: tuple[ServiceRule, ...] = ()
+    ingresses: tuple[Ingress, ...] = ()
 
 
 def encode_hello(node: str) -> bytes:
@@ -79,6 +81,7 @@ def encode_sync(
             secrets=list(desired.secrets),
             services=[] if services_unchanged else list(desired.services),
             services_unchanged=services_unchanged,
+            ingresses=list(desired.ingresses),
         )
     )
 

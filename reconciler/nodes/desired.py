@@ -20,6 +20,7 @@ from typing import TypeVar
 from reconciler.nodes._wire import DesiredSet
 from schemas import ConfigMap, Pod, Secret, Service
 from schemas.meta import KubeObject
+from schemas.networking import Ingress, tls_secret_names
 from schemas.pod import PodSpec
 from schemas.protocol import ServicePortRule, ServiceRule, wire_cluster_ip
 
@@ -121,8 +122,10 @@ def desired_set(
     config_map: ConfigLookup[ConfigMap],
     secret: ConfigLookup[Secret],
     services: Iterable[ServiceRule],
+    ingresses: Iterable[Ingress] = (),
 ) -> DesiredSet:
-    """A node's complete desired set from the pods bound to it (see ``bound_pods``).
+    """A node's complete desired set from the pods bound to it (see ``bound_pods``), every
+    Service rule and every Ingress of Capstan's class (with the Secrets their ``tls`` names).
 
     A referenced ConfigMap or Secret that does not exist is left out: the agent reports the
     pod as waiting for it (``CreateContainerConfigError``), as a kubelet does, and the next
@@ -135,6 +138,9 @@ def desired_set(
         cm_names, secret_names = referenced_names(pod.spec)
         wanted_cms.update((pod.namespace, name) for name in cm_names)
         wanted_secrets.update((pod.namespace, name) for name in secret_names)
+    routed = sorted(ingresses, key=lambda i: (i.namespace, i.name))
+    for ingress in routed:
+        wanted_secrets.update((ingress.namespace, name) for name in tls_secret_names(ingress))
     config_maps = [
         _wire_copy(found)
         for ns, name in sorted(wanted_cms)
@@ -150,4 +156,13 @@ def desired_set(
         config_maps=tuple(config_maps),
         secrets=tuple(secrets),
         services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
+        ingresses=tuple(
+            ingress.model_copy(
+                update={
+                    "metadata": ingress.metadata.model_copy(update={"resource_version": None}),
+                    "status": None,
+                }
+            )
+            for ingress in routed
+        ),
     )

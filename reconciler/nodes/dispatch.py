@@ -7,7 +7,8 @@ and before the agents run them.
 Out: for every Node object the ``NodePool`` keeps one connection (``ensure``); a deleted
 Node's host is drained (an empty set) and then disconnected.
 Whenever anything a node's desired set depends on changes — its pods, the ConfigMaps and
-Secrets they reference, any Service or its endpoints — the node is marked dirty; after a
+Secrets they reference, any Service or its endpoints, any Ingress or IngressClass (every node
+serves the Ingresses of Capstan's class) — the node is marked dirty; after a
 short debounce (a rollout touches many objects at once) its complete ``DesiredSet`` is
 recomputed *from the informer caches* (``reconciler.nodes.desired``) and pushed. The event
 that woke it only says which node to look at, never what to send, and an unchanged set is
@@ -54,6 +55,7 @@ from reconciler.nodes.reports import (
 from reconciler.workloads.endpoints import endpoints_config_map_name, read_endpoints
 from schemas import ConfigMap, Node, Pod, Secret, Service
 from schemas.meta import KubeObject
+from schemas.networking import Ingress, IngressClass, is_capstan_class
 from schemas.protocol import PodReport, ServiceRule, Status
 
 __all__ = ["DispatchSettings", "NodeDispatcher"]
@@ -122,6 +124,8 @@ class NodeDispatcher:
         self.config_maps = ctx.informers.informer(ConfigMap)
         self.secrets = ctx.informers.informer(Secret)
         self.services = ctx.informers.informer(Service)
+        self.ingresses = ctx.informers.informer(Ingress)
+        self.ingress_classes = ctx.informers.informer(IngressClass)
 
         self._cv = threading.Condition()
         self._dirty: set[str] = set()
@@ -147,6 +151,8 @@ class NodeDispatcher:
         self._watch(self.config_maps, self._everything_event)
         self._watch(self.secrets, self._everything_event)
         self._watch(self.services, self._everything_event)
+        self._watch(self.ingresses, self._everything_event)
+        self._watch(self.ingress_classes, self._everything_event)
 
     # -- wiring: informer handlers only mark what to look at -----------------------------------
 
@@ -290,6 +296,7 @@ class NodeDispatcher:
             config_map=config_map,
             secret=secret,
             services=rules,
+            ingresses=self._capstan_ingresses(),
         )
         now_sent: dict[tuple[str, str, str], KubeObject] = {
             (obj.kind, obj.namespace, obj.name): obj
@@ -298,6 +305,14 @@ class NodeDispatcher:
         with self._cv:
             self._sent_config[name] = now_sent
         return desired
+
+    def _capstan_ingresses(self) -> list[Ingress]:
+        classes = self.ingress_classes.list()
+        return [
+            ingress
+            for ingress in self.ingresses.list()
+            if ingress.metadata.deletion_timestamp is None and is_capstan_class(ingress, classes)
+        ]
 
     def _service_rules(self) -> list[ServiceRule]:
         rules = []

@@ -1,19 +1,26 @@
-"""``capstan logs``: a pod container's log, read from its node's agent over the node link.
+"""Pod logs from the node agents: ``capstan logs``, the web UI and the API's ``pods/log``.
 
-Called by the CLI with the endpoint of the node the pod is bound to. Opens its own short-lived
-link (SSH channel or local pipe, exactly as the dispatcher reaches the node, host key pinned)
-— a log stream must not share the dispatcher's sync channel, where a follow could run for
-hours — sends one ``logs`` request and yields the text of every ``logs_chunk`` until the one
-marked ``eof``.
+:func:`stream_logs` opens its own short-lived link to a node (SSH channel or local pipe,
+exactly as the dispatcher reaches the node, host key pinned) — a log stream must not share
+the dispatcher's sync channel, where a follow could run for hours — sends one ``logs`` request
+and yields the text of every ``logs_chunk`` until the one marked ``eof``. The agent's first
+chunk is empty: it says the container was found, before any log text exists.
+
+:func:`pod_log_source` wraps it for a server that starts from a Pod object (the API server's
+``pods/log`` route, the UI): it finds the pod's node, builds the node's endpoint from the
+Node object and opens the stream.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from reconciler.nodes._links import LinkSettings, open_link
-from reconciler.nodes.endpoint import NodeEndpoint
+from reconciler.api import Api, NotFound
+from reconciler.nodes._links import Link, LinkSettings, open_link
+from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint
+from schemas import Node, Pod
 from schemas.protocol import (
     ErrorMessage,
     Hello,
@@ -24,11 +31,57 @@ from schemas.protocol import (
     encode_message,
 )
 
-__all__ = ["LogsError", "stream_logs"]
+__all__ = ["ContainerNotFound", "LogStream", "LogsError", "pod_log_source", "stream_logs"]
 
 
 class LogsError(RuntimeError):
-    """The agent refused the request (no such pod or container) or went away."""
+    """The agent refused the request or went away, or the node cannot be reached."""
+
+
+class ContainerNotFound(LogsError, LookupError):
+    """The agent has no such container (or no previous attempt of it) for the pod."""
+
+
+class LogStream(Iterator[str]):
+    """The text of one ``logs`` request as the agent sends it. ``close()`` may be called
+    from any thread, also while another thread waits for the next chunk: it closes the link,
+    which ends that wait."""
+
+    def __init__(self, link: Link, request: LogsRequest, where: str) -> None:
+        self._link = link
+        self._request = request
+        self._where = where
+        self._done = False
+
+    def __iter__(self) -> LogStream:
+        return self
+
+    def __next__(self) -> str:
+        while not self._done:
+            line = self._link.readline()
+            if not line:
+                self.close()
+                raise LogsError(f"the agent on {self._where} closed the connection")
+            try:
+                message = decode_message(line.rstrip(b"\r\n"))
+            except ProtocolError:
+                continue  # a garbled line is skipped; the stream stays usable
+            if isinstance(message, ErrorMessage) and message.in_reply_to == self._request.id:
+                self.close()
+                if message.code == "not_found":
+                    raise ContainerNotFound(message.message)
+                raise LogsError(message.message)
+            if isinstance(message, LogsChunk) and message.in_reply_to == self._request.id:
+                if message.eof:
+                    self.close()
+                    if not message.data:
+                        break
+                return message.data
+        raise StopIteration
+
+    def close(self) -> None:
+        self._done = True
+        self._link.close()
 
 
 def stream_logs(
@@ -39,9 +92,10 @@ def stream_logs(
     container: str | None = None,
     tail: int | None = None,
     follow: bool = False,
+    previous: bool = False,
     settings: LinkSettings | None = None,
-) -> Generator[str, None, None]:
-    """Yield log text as the agent sends it; closing the iterator closes the link."""
+) -> LogStream:
+    """Open the link and ask for the log; iterate for its text, close to stop early."""
     request = LogsRequest(
         id=f"logs-{uuid.uuid4().hex}",
         namespace=namespace,
@@ -49,25 +103,58 @@ def stream_logs(
         container=container,
         tail=tail,
         follow=follow,
+        previous=previous,
     )
-    link = open_link(endpoint, settings or LinkSettings())
+    try:
+        link = open_link(endpoint, settings or LinkSettings())
+    except OSError as exc:
+        raise LogsError(f"cannot reach the agent on {endpoint.describe()}: {exc}") from exc
     try:
         link.send(encode_message(Hello(role="cli")))
         link.send(encode_message(request))
-        while True:
-            line = link.readline()
-            if not line:
-                raise LogsError(f"the agent on {endpoint.describe()} closed the connection")
-            try:
-                message = decode_message(line.rstrip(b"\r\n"))
-            except ProtocolError:
-                continue  # a garbled line is skipped; the stream stays usable
-            if isinstance(message, ErrorMessage) and message.in_reply_to == request.id:
-                raise LogsError(message.message)
-            if isinstance(message, LogsChunk) and message.in_reply_to == request.id:
-                if message.data:
-                    yield message.data
-                if message.eof:
-                    return
-    finally:
+    except OSError as exc:
         link.close()
+        raise LogsError(f"the agent on {endpoint.describe()} went away: {exc}") from exc
+    return LogStream(link, request, endpoint.describe())
+
+
+#: ``(pod, container, tail, follow, previous) -> LogStream``: what :func:`pod_log_source`
+#: returns, and what the API server's ``pods/log`` route and the UI call.
+PodLogSource = Callable[[Pod, str, "int | None", bool, bool], LogStream]
+
+
+def pod_log_source(
+    api: Api,
+    *,
+    local_agent_command: str,
+    known_hosts: Path | None = None,
+    settings: LinkSettings | None = None,
+) -> PodLogSource:
+    """Logs of bound pods: the node comes from ``pod.spec.nodeName``; the local node is
+    reached with ``local_agent_command``, any other over SSH with its pinned host key (or
+    ``known_hosts``). Raises LogsError when the pod has no node or its Node is gone."""
+
+    def open_stream(
+        pod: Pod, container: str, tail: int | None, follow: bool, previous: bool
+    ) -> LogStream:
+        where = f"pod {pod.namespace}/{pod.name}"
+        if not pod.spec.node_name:
+            raise LogsError(f"{where} is not scheduled to a node yet")
+        try:
+            node = api.get(Node, pod.spec.node_name)
+        except NotFound as exc:
+            raise LogsError(f"{where}: its node {pod.spec.node_name} is gone") from exc
+        command = local_agent_command if node.spec.is_local else DEFAULT_AGENT_COMMAND
+        endpoint = NodeEndpoint.from_node(node, known_hosts=known_hosts, agent_command=command)
+        return stream_logs(
+            endpoint,
+            namespace=pod.namespace or "default",
+            pod=pod.name,
+            container=container,
+            tail=tail,
+            follow=follow,
+            previous=previous,
+            settings=settings,
+        )
+
+    return open_stream

@@ -90,6 +90,8 @@ APPLY_ORDER = (
     "ConfigMap",
     "PersistentVolumeClaim",
     "Service",
+    "IngressClass",
+    "Ingress",
     "Deployment",
     "ReplicaSet",
     "StatefulSet",

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.api import Api, NotFound
-from reconciler.nodes import DEFAULT_AGENT_COMMAND, NodeEndpoint
-from reconciler.nodes.logs import LogsError, stream_logs
+from reconciler.nodes.logs import LogsError, pod_log_source
 from reconciler.plan import GitReadError, from_reader, make_plan, render_text
 from reconciler.rollback import RollbackError, choose_target, make_revert
 from reconciler.source.git import GitSource, GitSourceError
 from reconciler.sync import list_sync_records, read_sync_state
 from reconciler.ui._views import SourceInfo
-from schemas import Node, Pod
+from schemas import Pod
 
 __all__ = ["ActionError", "LogStream", "RollbackPreview", "UiSources", "ui_sources"]
 
@@ -147,24 +146,14 @@ def ui_sources(
         trigger()
         return sha
 
+    open_log = pod_log_source(api, local_agent_command=local_agent_command)
+
     def logs(namespace: str, pod: str, tail: int, follow: bool) -> Generator[str, None, None]:
         try:
             found = api.get(Pod, pod, namespace=namespace)
-            if not found.spec.node_name:
-                raise ActionError(f"pod {namespace}/{pod} is not on a node yet")
-            node = api.get(Node, found.spec.node_name)
-        except NotFound as exc:
+            stream = open_log(found, found.spec.containers[0].name, tail, follow, False)
+        except (NotFound, LogsError) as exc:
             raise ActionError(str(exc)) from exc
-        command = local_agent_command if node.spec.is_local else DEFAULT_AGENT_COMMAND
-        endpoint = NodeEndpoint.from_node(node, agent_command=command)
-        stream = stream_logs(
-            endpoint,
-            namespace=namespace,
-            pod=pod,
-            container=found.spec.containers[0].name,
-            tail=tail,
-            follow=follow,
-        )
         try:
             yield from stream
         except LogsError as exc:

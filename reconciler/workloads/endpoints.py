@@ -57,6 +57,8 @@ class EndpointTarget(KubeModel):
     node: str
     address: str
     host_port: int = Field(ge=1, le=65535)
+    hostname: str | None = None
+    """Set for a headless Service's pod whose ``subdomain`` is the Service: its own name."""
 
 
 class EndpointsPort(KubeModel):
@@ -91,7 +93,7 @@ class ServiceEndpoints(KubeModel):
                     node_port=port.node_port,
                     # An address a node reported that is not one never reaches the wire.
                     endpoints=[
-                        Endpoint(address=t.address, port=t.host_port)
+                        Endpoint(address=t.address, port=t.host_port, hostname=t.hostname)
                         for t in port.targets
                         if node_address_problem(t.address) is None
                     ],

@@ -30,6 +30,7 @@ from reconciler.api import Api, ApiError, kind_prefix
 from reconciler.api.server._auth import Authenticator, token_digest
 from reconciler.api.server._cache import ListCache
 from reconciler.api.server._discovery import version_info
+from reconciler.api.server._logs import PodLogSource
 from reconciler.api.server._openapi import (
     openapi_document,
     openapi_v3_group_version,
@@ -93,6 +94,9 @@ class ServerHooks:
     #: The web UI's routes (``reconciler.ui.web_ui``), built with the server's own
     #: authenticator and authorizer; None: no ``/ui/``.
     ui: Callable[[Api, Authenticator, Authorizer], Sequence[BaseRoute]] | None = None
+    #: ``pods/log``: opens a pod container's log on its node
+    #: (:func:`reconciler.nodes.logs.pod_log_source`); None: ``pods/log`` is a 503.
+    pod_logs: PodLogSource | None = None
 
 
 def _require_signature_header(headers: Mapping[str, str]) -> None:
@@ -144,10 +148,9 @@ class _FrontDoor:
             await self._app(scope, receive, send)
             return
         raw_query = scope.get("query_string", b"")
-        watch = bool(raw_query) and parse_qs(raw_query.decode("latin-1")).get("watch", [""])[0] in (
-            "true",
-            "1",
-        )
+        # Long-running: watches and followed pod logs, counted apart as Kubernetes does.
+        params = parse_qs(raw_query.decode("latin-1")) if raw_query else {}
+        watch = any(params.get(key, [""])[0] in ("true", "1") for key in ("watch", "follow"))
         if watch:
             if self._watches >= self._limits.max_watches:
                 await self._overloaded(scope, send, "too many watches")
@@ -284,7 +287,13 @@ def create_app(
         else None
     )
     rest = RestHandler(
-        api, store, authenticator=authenticator, authorizer=authorizer, limits=limits, cache=cache
+        api,
+        store,
+        authenticator=authenticator,
+        authorizer=authorizer,
+        limits=limits,
+        cache=cache,
+        pod_logs=hooks.pod_logs,
     )
     whole = openapi_document()
     document = json.dumps(whole, separators=(",", ":")).encode()

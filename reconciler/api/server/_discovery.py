@@ -47,6 +47,7 @@ _SUBRESOURCE_VERBS = {
     "status": ["get", "update"],
     "scale": ["get", "patch", "update"],
     "eviction": ["create"],
+    "log": ["get"],
 }
 
 
@@ -69,13 +70,33 @@ _NAMES: Mapping[str, _Names] = {
     "configmaps": _Names(("cm",)),
     "serviceaccounts": _Names(("sa",)),
     "events": _Names(("ev",)),
+    "daemonsets": _Names(("ds",), ("all",)),
+    "statefulsets": _Names(("sts",), ("all",)),
+    "jobs": _Names((), ("all",)),
+    "cronjobs": _Names(("cj",), ("all",)),
+    "horizontalpodautoscalers": _Names(("hpa",), ("all",)),
+    "replicationcontrollers": _Names(("rc",), ("all",)),
+    "endpoints": _Names(("ep",)),
+    "persistentvolumeclaims": _Names(("pvc",)),
+    "persistentvolumes": _Names(("pv",)),
+    "poddisruptionbudgets": _Names(("pdb",)),
+    "networkpolicies": _Names(("netpol",)),
+    "ingresses": _Names(("ing",)),
+    "priorityclasses": _Names(("pc",)),
+    "resourcequotas": _Names(("quota",)),
+    "limitranges": _Names(("limits",)),
+    "storageclasses": _Names(("sc",)),
+    "customresourcedefinitions": _Names(("crd", "crds")),
 }
 
 
 #: Resources that are no stored objects, only created and answered on the spot (reviews):
 #: (group, version) -> [(plural, kind)].
 _VIRTUAL: Mapping[tuple[str, str], list[tuple[str, str]]] = {
-    (REVIEW_GROUP, "v1"): [("selfsubjectaccessreviews", "SelfSubjectAccessReview")],
+    (REVIEW_GROUP, "v1"): [
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+    ],
 }
 
 

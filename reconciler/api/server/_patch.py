@@ -31,7 +31,9 @@ __all__ = [
     "PATCH_MEDIA_TYPES",
     "STRATEGIC_MERGE_PATCH",
     "Patch",
+    "field_types",
     "json_patch",
+    "list_strategies",
     "parse_patch",
     "strategic_merge",
 ]
@@ -48,10 +50,15 @@ PATCH_MEDIA_TYPES = frozenset(
 @dataclass(frozen=True)
 class Patch:
     """A parsed PATCH body. ``pinned``: the patch names the resourceVersion it was made
-    against, so a conflict is the caller's to resolve rather than retried."""
+    against, so a conflict is the caller's to resolve rather than retried. ``create``: the
+    object to create when there is none (a server-side apply; None: a 404). ``owns_fields``:
+    ``apply`` sets ``metadata.managedFields`` itself (a server-side apply), rather than the
+    handler recording the change as an update."""
 
     apply: Callable[[dict[str, Any]], dict[str, Any]]
     pinned: bool
+    create: Callable[[], dict[str, Any]] | None = None
+    owns_fields: bool = False
 
 
 def parse_patch(media_type: str, body: bytes) -> Patch:
@@ -78,23 +85,23 @@ def parse_patch(media_type: str, body: bytes) -> Patch:
 
 
 @cache
-def _fields(message: str) -> dict[str, tuple[str, bool]]:
+def field_types(message: str) -> dict[str, tuple[str, bool]]:
     """JSON name -> (type, repeated) of ``message``, embedded messages' fields included."""
     fields: dict[str, tuple[str, bool]] = {}
     for json_name, type_, repeated, _omit in MESSAGES.get(message, {}).values():
         if json_name:
             fields[json_name] = (type_, repeated)
         else:
-            fields.update(_fields(type_))
+            fields.update(field_types(type_))
     return fields
 
 
 @cache
-def _strategies(message: str) -> dict[str, tuple[str, str]]:
+def list_strategies(message: str) -> dict[str, tuple[str, str]]:
     strategies = dict(PATCH_STRATEGIES.get(message, {}))
     for json_name, type_, _repeated, _omit in MESSAGES.get(message, {}).values():
         if not json_name:
-            strategies.update(_strategies(type_))
+            strategies.update(list_strategies(type_))
     return strategies
 
 
@@ -126,8 +133,8 @@ def strategic_merge(original: Any, patch: Any, message: str | None) -> Any:
     if directive is not None:
         raise HttpError(422, f"unknown strategic merge patch directive $patch: {directive!r}")
     result = dict(original) if isinstance(original, dict) else {}
-    fields = _fields(message) if message else {}
-    strategies = _strategies(message) if message else {}
+    fields = field_types(message) if message else {}
+    strategies = list_strategies(message) if message else {}
     for key, value in patch.items():
         if key == "$retainKeys" or key.startswith("$setElementOrder/"):
             continue

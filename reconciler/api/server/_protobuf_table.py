@@ -128,11 +128,35 @@ MESSAGES: Final[dict[str, dict[int, Field]]] = {
             False,
         ),
     },
+    "k8s.io.api.authorization.v1.SelfSubjectRulesReview": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", False, False),
+        2: ("spec", "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec", False, True),
+        3: ("status", "k8s.io.api.authorization.v1.SubjectRulesReviewStatus", False, True),
+    },
+    "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec": {
+        1: ("namespace", "string", False, True),
+    },
     "k8s.io.api.authorization.v1.SubjectAccessReviewStatus": {
         1: ("allowed", "bool", False, True),
         4: ("denied", "bool", False, True),
         2: ("reason", "string", False, True),
         3: ("evaluationError", "string", False, True),
+    },
+    "k8s.io.api.authorization.v1.SubjectRulesReviewStatus": {
+        1: ("resourceRules", "k8s.io.api.authorization.v1.ResourceRule", True, False),
+        2: ("nonResourceRules", "k8s.io.api.authorization.v1.NonResourceRule", True, False),
+        3: ("incomplete", "bool", False, True),
+        4: ("evaluationError", "string", False, True),
+    },
+    "k8s.io.api.authorization.v1.ResourceRule": {
+        1: ("verbs", "string", True, False),
+        2: ("apiGroups", "string", True, False),
+        3: ("resources", "string", True, False),
+        4: ("resourceNames", "string", True, False),
+    },
+    "k8s.io.api.authorization.v1.NonResourceRule": {
+        1: ("verbs", "string", True, False),
+        2: ("nonResourceURLs", "string", True, False),
     },
     "k8s.io.api.autoscaling.v1.Scale": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", False, False),

@@ -72,6 +72,7 @@ _GC_AND_SERVER_METADATA = frozenset(
         "creationTimestamp",
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
+        "managedFields",
     }
 )
 
@@ -395,6 +396,14 @@ class Authorizer:
             )
             self._snapshot = snapshot
             return snapshot
+
+    def rules_for(self, user: UserInfo, namespace: str | None) -> list[PolicyRule]:
+        """Every rule ``user`` holds in ``namespace`` (None: cluster-wide ones only), read
+        fresh from the API (blocking): what ``SelfSubjectRulesReview`` lists. Members of
+        ``system:masters`` hold everything."""
+        if MASTERS_GROUP in user.groups:
+            return list(BUILTIN_CLUSTER_ROLES["cluster-admin"])
+        return self._rules_for(self._refresh(), user, namespace)
 
     def _cluster_role_rules(self, snapshot: _Snapshot, name: str) -> tuple[PolicyRule, ...]:
         stored = snapshot.cluster_roles.get(name)

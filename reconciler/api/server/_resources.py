@@ -62,11 +62,11 @@ class Resource:
     @property
     def subresources(self) -> tuple[str, ...]:
         """``status`` for kinds with a status, ``scale`` for Deployments and ReplicaSets,
-        ``eviction`` for Pods."""
+        ``eviction`` and ``log`` for Pods."""
         return (
             (("status",) if self.has_status else ())
             + (("scale",) if self.kind in SCALABLE_KINDS else ())
-            + (("eviction",) if self.kind == "Pod" else ())
+            + (("eviction", "log") if self.kind == "Pod" and self.group == "" else ())
         )
 
 

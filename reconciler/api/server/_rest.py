@@ -12,31 +12,40 @@ escalation (see ``_rbac``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from reconciler.api import (
+    AlreadyExists,
     Api,
     ApiError,
     Cause,
     Conflict,
-    EventRecord,
     Forbidden,
+    NotFound,
     invalid_from,
     kind_prefix,
     now_utc,
     object_key,
 )
 from reconciler.api.server import _raw
+from reconciler.api.server._apply import (
+    APPLY_PATCH,
+    default_manager,
+    parse_apply,
+    server_side_apply,
+    track_update,
+)
 from reconciler.api.server._auth import Authenticator
 from reconciler.api.server._cache import ListCache, Subscription
 from reconciler.api.server._discovery import (
@@ -46,7 +55,15 @@ from reconciler.api.server._discovery import (
     api_resources,
     api_versions,
 )
+from reconciler.api.server._eventwatch import (
+    event_dict,
+    event_lines_from,
+    event_prefix,
+    initial_event_lines,
+)
 from reconciler.api.server._fieldselect import FieldSelector, parse_field_selector
+from reconciler.api.server._impersonation import impersonated
+from reconciler.api.server._logs import PodLogs, PodLogSource
 from reconciler.api.server._negotiation import TABLE_MEDIA_TYPE, Form, negotiate
 from reconciler.api.server._pages import parse_limit, read_page
 from reconciler.api.server._patch import PATCH_MEDIA_TYPES, Patch, parse_patch
@@ -67,14 +84,20 @@ from reconciler.api.server._rbac import (
     only_gc_fields_differ,
 )
 from reconciler.api.server._resources import Resource, Target, parse_path
-from reconciler.api.server._review import REVIEW_PATH, access_review
+from reconciler.api.server._review import (
+    REVIEW_PATH,
+    RULES_REVIEW_PATH,
+    access_review,
+    rules_review,
+)
 from reconciler.api.server._scale import scale_document, with_scale
 from reconciler.api.server._status import HttpError, from_api_error, status_body, status_bytes
 from reconciler.api.server._table import table
 from reconciler.api.server._workers import WorkerPool
 from reconciler.diff import DRIFT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OVERRIDE_HEADER
-from reconciler.store import Compacted, Revision, Store, StoreError
-from schemas import KubeObject
+from reconciler.store import Compacted, Revision, Store, StoreError, Watch
+from reconciler.store import Event as StoreEvent
+from schemas import KubeObject, Pod
 
 __all__ = [
     "DRIFT_ANNOTATION",
@@ -95,6 +118,9 @@ METRIC_SCOPE_KEY = "capstan.metric"
 _JSON_TYPES = frozenset({"application/json", ""})
 _PATCH_RETRIES = 5
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
+_REVIEWS: Mapping[str, Callable[..., dict[str, Any]]] = MappingProxyType(
+    {REVIEW_PATH: access_review, RULES_REVIEW_PATH: rules_review}
+)
 
 R = TypeVar("R")
 
@@ -153,16 +179,8 @@ async def read_body(request: Request, *, limit: int, types: frozenset[str]) -> b
     return b"".join(chunks)
 
 
-def _event_dict(record: EventRecord) -> dict[str, Any]:
-    data: dict[str, Any] = record.model_dump(mode="json", by_alias=True, exclude_none=True)
-    metadata = {"name": data.pop("name"), "namespace": data.pop("namespace")}
-    if "resourceVersion" in data:
-        metadata["resourceVersion"] = data.pop("resourceVersion")
-    source = data.pop("source", None)
-    out: dict[str, Any] = {"apiVersion": "v1", "kind": "Event", "metadata": metadata, **data}
-    if source is not None:
-        out["source"] = {"component": source}
-    return out
+#: The Status reason of the 409 for a write to an object that comes from Git.
+GIT_MANAGED_REASON = "Forbidden"
 
 
 class RestHandler:
@@ -177,8 +195,10 @@ class RestHandler:
         authorizer: Authorizer,
         limits: Limits,
         cache: ListCache | None = None,
+        pod_logs: PodLogSource | None = None,
     ) -> None:
         self._workers = WorkerPool(limits.worker_threads, name="api-worker")
+        self._logs = PodLogs(pod_logs, max_streams=limits.max_watches)
         self.cache = cache
         self.api = api
         self.store = store
@@ -189,11 +209,15 @@ class RestHandler:
     # -- front half: who, what, may they --------------------------------------------------
 
     async def authenticate(self, request: Request) -> UserInfo:
+        """Who the request acts as: its token's user, or the user it impersonates."""
         token = Authenticator.bearer(request.headers.get("authorization"))
-        admin = self.authn.admin(token)
-        if admin is not None:
-            return admin
-        return await self.run(lambda: self.authn.service_account(token))
+        user = self.authn.admin(token)
+        if user is None:
+            user = await self.run(lambda: self.authn.service_account(token))
+        return await impersonated(user, request.headers.items(), allowed=self._allows)
+
+    async def _allows(self, attrs: Attributes) -> bool:
+        return self.authz.cached_allows(attrs) or await self.run(lambda: self.authz.allowed(attrs))
 
     async def authorize(self, attrs: Attributes, *, kind: str | None = None) -> None:
         if self.authz.cached_allows(attrs):
@@ -266,9 +290,10 @@ class RestHandler:
             if response is not None:
                 request.scope[METRIC_SCOPE_KEY] = ("get", "discovery")
                 return response
-        if target is None and request.method == "POST" and path == REVIEW_PATH:
-            request.scope[METRIC_SCOPE_KEY] = ("create", "selfsubjectaccessreviews")
-            return await self._review(request, user)
+        if target is None and request.method == "POST" and path in _REVIEWS:
+            plural = path.rsplit("/", 1)[1]
+            request.scope[METRIC_SCOPE_KEY] = ("create", plural)
+            return await self._review(request, user, _REVIEWS[path])
         if target is None:
             raise HttpError(404, "the server could not find the requested resource")
         query = self._query(request)
@@ -278,6 +303,11 @@ class RestHandler:
         resource = target.resource
         attrs = self._attributes(user, verb, target)
         await self.authorize(attrs, kind=resource.plural)
+        if target.subresource == "log":
+            if verb != "get":
+                raise HttpError(405, f"{request.method} is not allowed on pods/log; use GET")
+            pod = await self._call(lambda: self._current(Pod, target), target=target)
+            return await self._logs.respond(cast(Pod, pod), self._query(request))
         reading = verb in ("get", "list", "watch")
         form = negotiate(
             request.headers.get("accept"),
@@ -289,6 +319,9 @@ class RestHandler:
             return await self._evict(target)
         fields = parse_field_selector(query.get("fieldSelector"), kind=resource.kind)
         if resource.model is None:
+            if verb == "watch":
+                events = await self._watch_events(target, fields, query)
+                return self._shaped(events, form, resource, query)
             return self._shaped(await self._events(target, fields), form, resource, query)
         model = resource.model
         if verb == "get":
@@ -307,22 +340,33 @@ class RestHandler:
                     watch_response.body_iterator, fields
                 )
             return self._shaped(watch_response, form, resource, query)
-        override = self._override(request)
+        applying = verb == "patch" and _media_type(request) == APPLY_PATCH
+        # For an apply, ?force=true is Kubernetes' "take over conflicting fields", not the
+        # Git override (which then needs the header).
+        override = self._override(request, force_overrides=not applying)
         if verb == "delete":
             body = await read_body(request, limit=self.limits.max_body_bytes, types=_JSON_TYPES)
             return await self._delete(model, target, body, user, override)
-        types = PATCH_MEDIA_TYPES if verb == "patch" else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
+        types = (
+            PATCH_MEDIA_TYPES | {APPLY_PATCH}
+            if verb == "patch"
+            else _JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
+        )
         body = await read_body(request, limit=self.limits.max_body_bytes, types=types)
+        if applying:
+            patch = self._apply_patch(model, target, body, query)
+            return await self._patch(model, target, patch, user, override, manager="")
+        manager = default_manager(query.get("fieldManager"), request.headers.get("user-agent"))
         if verb == "patch":
             patch = parse_patch(_media_type(request), body)
-            return await self._patch(model, target, patch, user, override)
+            return await self._patch(model, target, patch, user, override, manager=manager)
         protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
         document = await self.run(lambda: decode_object(body)) if protobuf else json_object(body)
         if verb == "create":
-            return await self._create(model, target, document, user)
+            return await self._create(model, target, document, user, manager)
         if target.subresource == "status":
             return await self._update_status(model, target, document)
-        return await self._update(model, target, document, user, override)
+        return await self._update(model, target, document, user, override, manager)
 
     @staticmethod
     def _discovery(path: str, accept: str | None) -> Response | None:
@@ -372,26 +416,78 @@ class RestHandler:
             media_type=TABLE_MEDIA_TYPE,
         )
 
-    async def _review(self, request: Request, user: UserInfo) -> Response:
-        if any(key.lower().startswith("impersonate-") for key in request.headers):
-            # Answering for the caller while they asked about someone else would mislead.
-            raise HttpError(
-                403, "impersonation (kubectl --as) is not supported; ask with that user's own token"
-            )
+    async def _review(
+        self,
+        request: Request,
+        user: UserInfo,
+        answer_for: Callable[..., dict[str, Any]],
+    ) -> Response:
         body = await read_body(
             request, limit=self.limits.max_body_bytes, types=_JSON_TYPES | {PROTOBUF_MEDIA_TYPE}
         )
         protobuf = _media_type(request) == PROTOBUF_MEDIA_TYPE
         document = decode_object(body) if protobuf else json_object(body)
-        answer = await self.run(lambda: access_review(document, user=user, authorizer=self.authz))
+        answer = await self.run(lambda: answer_for(document, user=user, authorizer=self.authz))
         return json_response(answer, code=201)
 
     @staticmethod
-    def _override(request: Request) -> bool:
+    def _override(request: Request, *, force_overrides: bool = True) -> bool:
         header = request.headers.get(OVERRIDE_HEADER)
         if header is not None and header.strip().lower() != "drift":
             raise HttpError(400, f"{OVERRIDE_HEADER}: {header!r}: the only override is 'drift'")
-        return header is not None or parse_bool("force", RestHandler._query(request).get("force"))
+        if header is not None:
+            return True
+        return force_overrides and parse_bool("force", RestHandler._query(request).get("force"))
+
+    def _apply_patch(
+        self, model: type[KubeObject], target: Target, body: bytes, query: Mapping[str, str]
+    ) -> Patch:
+        """A server-side apply as a patch (see ``_apply``): ``fieldManager`` is required,
+        ``force`` takes over conflicting fields, a missing object is created."""
+        manager = query.get("fieldManager")
+        if not manager:
+            raise HttpError(
+                422,
+                "PATCH with Content-Type application/apply-patch+yaml (server-side apply) needs "
+                "the fieldManager query parameter (kubectl sends it; --field-manager sets it)",
+                reason="Invalid",
+            )
+        manager = default_manager(manager, None)
+        force = parse_bool("force", query.get("force"))
+        config = self._fill(parse_apply(body), target.resource, target)
+        metadata = config["metadata"]
+        if metadata.get("managedFields"):
+            raise HttpError(
+                422,
+                "the apply patch is invalid: metadata.managedFields must be left out "
+                "(the server keeps it)",
+                reason="Invalid",
+                causes=(Cause("metadata.managedFields", "must be left out"),),
+            )
+
+        def normalize(document: dict[str, Any]) -> dict[str, Any]:
+            return self._prevalidate(model, document, keep_status=False).to_dict()
+
+        def apply(current: dict[str, Any] | None) -> dict[str, Any]:
+            merged = server_side_apply(
+                current,
+                config,
+                manager=manager,
+                force=force,
+                now=now_utc(self.api.clock),
+                normalize=normalize,
+            )
+            # In stored form: a list the configuration replaces whole comes without the
+            # defaults the stored one has, and the API would count that as a spec change
+            # (a new generation) although validation fills them in again.
+            return normalize(merged)
+
+        return Patch(
+            apply=apply,
+            pinned=bool(metadata.get("resourceVersion")),
+            create=lambda: apply(None),
+            owns_fields=True,
+        )
 
     @staticmethod
     def _query(request: Request) -> Mapping[str, str]:
@@ -495,7 +591,7 @@ class RestHandler:
         records = await self._call(
             lambda: self.api.list_events(namespace=target.namespace), target=target
         )
-        items = [_event_dict(r) for r in records]
+        items = [event_dict(r) for r in records]
         if fields is not None:
             items = [item for item in items if fields.matches(item)]
         if target.name is not None:
@@ -515,6 +611,24 @@ class RestHandler:
             }
         )
 
+    async def _watch_events(
+        self, target: Target, fields: FieldSelector | None, query: Mapping[str, str]
+    ) -> Response:
+        """A watch of events: the current ones first (without a resourceVersion), then each
+        new, repeated (MODIFIED) or expired (DELETED) record."""
+        requested = parse_revision(query.get("resourceVersion"))
+        timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
+        initial: list[bytes] = []
+        start = requested
+        if not requested:
+            initial, start = await self._call(
+                lambda: initial_event_lines(self.store, target.namespace, fields), target=target
+            )
+        watch = self.store.watch(
+            event_prefix(target.namespace), prefix=True, from_revision=Revision(start or 0)
+        )
+        return _store_watch(watch, initial, timeout, lambda e: event_lines_from(e, fields))
+
     async def _watch(
         self, model: type[KubeObject], target: Target, query: Mapping[str, str]
     ) -> Response:
@@ -523,7 +637,8 @@ class RestHandler:
         timeout = parse_timeout(query.get("timeoutSeconds"), maximum=self.limits.max_watch_seconds)
         initial: list[bytes] = []
         start: int
-        if requested:
+        send_initial = parse_bool("sendInitialEvents", query.get("sendInitialEvents"))
+        if requested and not send_initial:
             start = requested
         else:
             # No resourceVersion (or "0"): the current objects first, as Kubernetes does.
@@ -533,6 +648,10 @@ class RestHandler:
                 ),
                 target=target,
             )
+        if send_initial:
+            # client-go's WatchList (kubectl rollout status, informers): after the current
+            # objects, a BOOKMARK marked initial-events-end; without it the client waits.
+            initial.append(initial_events_end(target.resource, start))
         prefix = kind_prefix(model, target.namespace)
         subscription = None
         if self.cache is not None:
@@ -544,27 +663,7 @@ class RestHandler:
                 self._fed_lines(subscription, initial, timeout), media_type="application/json"
             )
         watch = self.store.watch(prefix, prefix=True, from_revision=Revision(start))
-        events = aiter(watch)
-
-        async def next_line() -> bytes | None:
-            # Events the label selector filters out are skipped, inside the same deadline.
-            async for event in events:
-                line = _raw.event_line(event, selector)
-                if line is not None:
-                    return line
-            return None
-
-        async def lines() -> AsyncIterator[bytes]:
-            try:
-                async for line in _timed_lines(initial, timeout, next_line):
-                    yield line
-            except Compacted as exc:
-                gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
-                yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
-            finally:
-                watch.close()
-
-        return StreamingResponse(lines(), media_type="application/json")
+        return _store_watch(watch, initial, timeout, lambda e: _raw.event_line(e, selector))
 
     @staticmethod
     async def _fed_lines(
@@ -662,9 +761,15 @@ class RestHandler:
             raise Forbidden(message)
 
     async def _create(
-        self, model: type[KubeObject], target: Target, document: dict[str, Any], user: UserInfo
+        self,
+        model: type[KubeObject],
+        target: Target,
+        document: dict[str, Any],
+        user: UserInfo,
+        manager: str,
     ) -> Response:
         document = self._fill(document, target.resource, target)
+        track_update(None, document, manager=manager, now=now_utc(self.api.clock))
 
         def create() -> KubeObject:
             obj = self._prevalidate(model, document, keep_status=True)
@@ -697,7 +802,10 @@ class RestHandler:
                 f"retry with header '{OVERRIDE_HEADER}: drift' (or ?force=true), which needs "
                 f'the "{OVERRIDE_VERB}" verb on {target.resource.plural}; the object then '
                 "shows as drift until Git catches up.",
-                reason="Conflict",
+                # WHY not "Conflict": client-go retries every 409 whose reason is Conflict
+                # (a stale resourceVersion), so `kubectl scale` would retry until its
+                # timeout. A known reason other than Conflict keeps the 409 and is final.
+                reason=GIT_MANAGED_REASON,
                 name=target.name,
                 kind=target.resource.plural,
             )
@@ -752,13 +860,17 @@ class RestHandler:
         document: dict[str, Any],
         user: UserInfo,
         override: bool,
+        manager: str,
     ) -> Response:
         document = self._fill(document, target.resource, target)
-
+        sent_fields = copy.deepcopy(document["metadata"].get("managedFields"))
         overridden = False
 
         def check(current: Mapping[str, Any]) -> None:
             nonlocal overridden
+            # It may run twice (a cached copy, then the store's): start from what was sent.
+            document["metadata"]["managedFields"] = copy.deepcopy(sent_fields)
+            track_update(current, document, manager=manager, now=now_utc(self.api.clock))
             metadata = current.get("metadata")
             labels = metadata.get("labels") if isinstance(metadata, dict) else None
             note = self._guard_managed(
@@ -834,7 +946,12 @@ class RestHandler:
                 apply=lambda current: with_scale(current, scale),
                 pinned=bool(isinstance(metadata, dict) and metadata.get("resourceVersion")),
             )
-        return await self._patch(model, target, change, user, override, shape=scale_document)
+        manager = default_manager(
+            self._query(request).get("fieldManager"), request.headers.get("user-agent")
+        )
+        return await self._patch(
+            model, target, change, user, override, manager=manager, shape=scale_document
+        )
 
     async def _patch(
         self,
@@ -843,15 +960,38 @@ class RestHandler:
         patch: Patch,
         user: UserInfo,
         override: bool,
+        *,
+        manager: str,
         shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Response:
+        """A PATCH (of the object, or of its ``scale``): read, patch, write if unchanged
+        since the read (else again). ``manager`` gets the fields the patch changed, unless
+        the patch records ownership itself (an apply, which may also create the object)."""
         pinned = patch.pinned
+        verb = "apply" if patch.owns_fields else "patch"
 
         def apply() -> KubeObject:
             for _attempt in range(_PATCH_RETRIES):
-                current = self._current(model, target)
-                note = self._guard_managed(model, target, current.labels, user, override, "patch")
-                merged = patch.apply(current.to_dict())
+                try:
+                    current = self._current(model, target)
+                except NotFound:
+                    if patch.create is None:
+                        raise
+                    created = self._create_for_patch(model, target, patch.create(), user)
+                    if created is None:
+                        continue
+                    return created
+                note = self._guard_managed(model, target, current.labels, user, override, verb)
+                before = current.to_dict()
+                merged = patch.apply(copy.deepcopy(before))
+                if not patch.owns_fields:
+                    track_update(
+                        before,
+                        merged,
+                        manager=manager,
+                        now=now_utc(self.api.clock),
+                        subresource=target.subresource,
+                    )
                 document = self._fill(merged, target.resource, target)
                 if not pinned:
                     document["metadata"]["resourceVersion"] = current.metadata.resource_version
@@ -865,7 +1005,7 @@ class RestHandler:
                         raise
                     continue
                 if note is not None:
-                    self._record_override(updated, user, "patch")
+                    self._record_override(updated, user, verb)
                 return updated
             raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
 
@@ -879,6 +1019,23 @@ class RestHandler:
         await self._call(lambda: self.api.evict(name, namespace=target.namespace), target=target)
         status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
         return json_response(status, code=201)
+
+    def _create_for_patch(
+        self, model: type[KubeObject], target: Target, document: dict[str, Any], user: UserInfo
+    ) -> KubeObject | None:
+        """Create the object a server-side apply names (it needs ``create`` as well as
+        ``patch``, as in Kubernetes); None if someone else created it meanwhile."""
+        attrs = self._attributes(user, "create", target)
+        if not self.authz.allowed(attrs):
+            raise Forbidden(denial_message(attrs))
+        document = self._fill(document, target.resource, target)
+        document["metadata"].pop("resourceVersion", None)
+        obj = self._prevalidate(model, document, keep_status=False)
+        self._no_escalation(obj, user, target)
+        try:
+            return self.api.create(document)
+        except AlreadyExists:
+            return None
 
     async def _delete(
         self, model: type[KubeObject], target: Target, body: bytes, user: UserInfo, override: bool
@@ -908,6 +1065,37 @@ class RestHandler:
         return json_response(deleted.to_dict())
 
 
+def _store_watch(
+    watch: Watch,
+    initial: list[bytes],
+    timeout: float,
+    line_of: Callable[[StoreEvent], bytes | None],
+) -> StreamingResponse:
+    """A watch response straight from a store watch: ``initial``, then ``line_of`` each
+    store event (None: filtered out), until the timeout; a compacted start is a 410 ERROR."""
+    events = aiter(watch)
+
+    async def next_line() -> bytes | None:
+        # Events the selector filters out are skipped, inside the same deadline.
+        async for event in events:
+            line = line_of(event)
+            if line is not None:
+                return line
+        return None
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for line in _timed_lines(initial, timeout, next_line):
+                yield line
+        except Compacted as exc:
+            gone = status_body(410, f"too old resource version: {exc}", reason="Expired")
+            yield b'{"type":"ERROR","object":' + status_bytes(gone) + b"}\n"
+        finally:
+            watch.close()
+
+    return StreamingResponse(lines(), media_type="application/json")
+
+
 async def _timed_lines(
     initial: list[bytes], timeout: float, next_line: Callable[[], Awaitable[bytes | None]]
 ) -> AsyncIterator[bytes]:
@@ -927,6 +1115,22 @@ async def _timed_lines(
         yield fed
 
 
+def initial_events_end(resource: Resource, revision: int) -> bytes:
+    """The BOOKMARK that ends a watch's initial events (``sendInitialEvents=true``)."""
+    bookmark = {
+        "type": "BOOKMARK",
+        "object": {
+            "kind": resource.kind,
+            "apiVersion": resource.api_version,
+            "metadata": {
+                "resourceVersion": str(revision),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        },
+    }
+    return json.dumps(bookmark, separators=(",", ":")).encode() + b"\n"
+
+
 async def _table_events(
     lines: AsyncIterable[Any], *, kind: str, include: str | None, clock: Callable[[], datetime]
 ) -> AsyncIterator[bytes]:
@@ -935,7 +1139,7 @@ async def _table_events(
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
-        if event.get("type") != "ERROR":
+        if event.get("type") not in ("ERROR", "BOOKMARK"):
             event["object"] = table([event["object"]], kind=kind, now=clock(), include=include)
         yield json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
@@ -948,5 +1152,5 @@ async def _selected_events(
     async for line in lines:
         raw = line if isinstance(line, bytes) else str(line).encode()
         event = json.loads(raw)
-        if event.get("type") == "ERROR" or fields.matches(event.get("object") or {}):
+        if event.get("type") in ("ERROR", "BOOKMARK") or fields.matches(event.get("object") or {}):
             yield raw

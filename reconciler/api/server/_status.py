@@ -76,6 +76,8 @@ class HttpError(Exception):
 
 def _cause_reason(cause: Cause) -> str:
     # Kubernetes' CauseType words; pydantic says "Field required" for a missing field.
+    if cause.reason is not None:
+        return cause.reason
     if cause.message.lower().startswith("field required"):
         return "FieldValueRequired"
     if "extra inputs are not permitted" in cause.message.lower():

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.api.server._status import HttpError
+from schemas.networking import printed_address, printed_hosts, printed_ports
 
 __all__ = ["Column", "human_duration", "table", "table_row"]
 
@@ -663,6 +664,44 @@ _EVENT_COLUMNS = (
 )
 
 
+_INGRESS_COLUMNS = (
+    _NAME,
+    Column(
+        "Class",
+        "string",
+        lambda i, now: _or_none(
+            _get(i, "spec", "ingressClassName")
+            or _map(i, "metadata", "annotations").get("kubernetes.io/ingress.class")
+        ),
+        description="The name of the IngressClass resource.",
+    ),
+    Column("Hosts", "string", lambda i, now: printed_hosts(i), description="Hosts served."),
+    Column(
+        "Address",
+        "string",
+        lambda i, now: printed_address(i),
+        description="Where the Ingress is reached: the Ready nodes' addresses.",
+    ),
+    Column("Ports", "string", lambda i, now: printed_ports(i), description="Ports served."),
+    _AGE,
+)
+_INGRESSCLASS_COLUMNS = (
+    _NAME,
+    Column(
+        "Controller",
+        "string",
+        lambda c, now: str(_get(c, "spec", "controller") or ""),
+        description="The controller that serves this class.",
+    ),
+    Column(
+        "Parameters",
+        "string",
+        lambda c, now: _or_none(_get(c, "spec", "parameters", "name")),
+        description="The parameters resource, if any.",
+    ),
+    _AGE,
+)
+
 _COLUMNS: Mapping[str, Sequence[Column]] = {
     "Pod": _POD_COLUMNS,
     "Deployment": _DEPLOYMENT_COLUMNS,
@@ -678,6 +717,8 @@ _COLUMNS: Mapping[str, Sequence[Column]] = {
     "RoleBinding": _BINDING_COLUMNS,
     "ClusterRoleBinding": _BINDING_COLUMNS,
     "Event": _EVENT_COLUMNS,
+    "Ingress": _INGRESS_COLUMNS,
+    "IngressClass": _INGRESSCLASS_COLUMNS,
 }
 _DEFAULT_COLUMNS = (_NAME, _AGE)
 _INCLUDE = frozenset({"None", "Object", "Metadata"})

@@ -54,6 +54,30 @@ def _hash(d: Deployment) -> str:
     return pod_template_hash(d.spec.template, d.status.collision_count if d.status else None)
 
 
+#: Deployment annotations a ReplicaSet does not take over (Kubernetes' annotationsToSkip),
+#: besides Capstan's own (``capstan.io/...``: the commit and source of the Deployment).
+_NOT_COPIED = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION_ANNOTATION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+
+
+def _copied_annotations(d: Deployment) -> dict[str, str]:
+    """The Deployment's annotations its new ReplicaSet carries too (``kubernetes.io/
+    change-cause`` among them: ``kubectl rollout history`` reads it from the ReplicaSets)."""
+    return {
+        k: v
+        for k, v in d.metadata.annotations.items()
+        if k not in _NOT_COPIED and not k.startswith("capstan.io/")
+    }
+
+
 class DeploymentController(Controller):
     name: ClassVar[str] = "deployment"
     workers: ClassVar[int] = 2
@@ -139,13 +163,13 @@ class DeploymentController(Controller):
         """The new ReplicaSet, created if missing; a reused one gets the next revision."""
         max_old = max((revision_of(rs) for rs in old), default=0)
         next_revision = max_old + 1
+        copied = _copied_annotations(d)
         if new_rs is not None:
             updates: dict[str, Any] = {}
+            annotations = {**new_rs.metadata.annotations, **copied}
             if revision_of(new_rs) <= max_old:
-                annotations = {
-                    **new_rs.metadata.annotations,
-                    REVISION_ANNOTATION: str(next_revision),
-                }
+                annotations[REVISION_ANNOTATION] = str(next_revision)
+            if annotations != new_rs.metadata.annotations:
                 updates["metadata"] = new_rs.metadata.model_copy(
                     update={"annotations": annotations}
                 )
@@ -171,7 +195,7 @@ class DeploymentController(Controller):
                 name=f"{d.name}-{template_hash}",
                 namespace=d.namespace,
                 labels=labels,
-                annotations={REVISION_ANNOTATION: str(next_revision)},
+                annotations={**copied, REVISION_ANNOTATION: str(next_revision)},
                 owner_references=[controlled_by(d)],
             ),
             spec=ReplicaSetSpec(

@@ -147,7 +147,7 @@ def layout(tmp_path: Path) -> tuple[Path, Path]:
     outside = tmp_path / "outside"
     outside.mkdir()
     # Valid YAML whose object would be a *second* error if it were ever loaded.
-    (outside / "secret.yaml").write_text("apiVersion: v1\nkind: Ingress\nSECRET: hunter2\n")
+    (outside / "secret.yaml").write_text("apiVersion: v1\nkind: Gateway\nSECRET: hunter2\n")
     repo = tmp_path / "repo"
     repo.mkdir()
     return repo, outside
@@ -178,7 +178,7 @@ def test_each_single_defect_fails_with_file_line_and_field(name, layout, monkeyp
     assert result.stdout == ""
     # Nothing outside the repository was read or executed.
     assert "hunter2" not in result.output
-    assert "Ingress" not in result.output
+    assert "Gateway" not in result.output
     assert not (repo.parent / "MARKER").exists()
     assert not (repo / "MARKER").exists()
 

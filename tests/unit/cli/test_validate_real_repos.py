@@ -248,9 +248,9 @@ def test_capstan_schema_prints_the_fields_the_messages_point_at():
     assert '"serviceAccountName"' in result.output
     listing = CliRunner().invoke(cli, ["schema"])
     assert "Deployment\tapps/v1" in listing.output.splitlines()
-    unknown = CliRunner().invoke(cli, ["schema", "Ingress"])
+    unknown = CliRunner().invoke(cli, ["schema", "Gateway"])
     assert unknown.exit_code != 0
-    assert "unknown kind 'Ingress'; supported: Namespace" in unknown.output
+    assert "unknown kind 'Gateway'; supported: Namespace" in unknown.output
 
 
 # --- what is skipped, and why ----------------------------------------------------------------

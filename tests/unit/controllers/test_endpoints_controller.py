@@ -272,3 +272,101 @@ def test_a_users_configmap_is_never_overwritten(
     after = api.get(ConfigMap, mine.name, namespace="default")
     assert after.data == {"k": "v"}
     assert after.metadata.resource_version == mine.metadata.resource_version
+
+
+def test_a_headless_services_endpoints_name_the_pods_that_name_it_as_subdomain() -> None:
+    headless = Service.model_validate(
+        {**service().to_dict(), "spec": {**service().to_dict()["spec"], "clusterIP": "None"}}
+    )
+    own = pod("web-0").model_copy(deep=True)
+    own = own.model_copy(
+        update={"spec": own.spec.model_copy(update={"hostname": "web-0", "subdomain": "web"})}
+    )
+    other = pod("x").model_copy(
+        update={"spec": pod("x").spec.model_copy(update={"hostname": "x", "subdomain": "db"})}
+    )
+    computed = compute_endpoints(headless, [own, other], nodes=NODES)
+    assert [(t.pod, t.hostname) for t in computed.ports[0].targets] == [
+        ("web-0", "web-0"),
+        ("x", None),
+    ]
+    wire = computed.to_service_rule().ports[0].endpoints
+    assert [e.hostname for e in wire] == ["web-0", None]
+    # The same pods behind a Service with a cluster address get no per-pod names.
+    assert {
+        t.hostname for t in compute_endpoints(service(), [own], nodes=NODES).ports[0].targets
+    } == {None}
+
+
+def test_a_statefulsets_pods_get_their_hostnames_in_the_headless_services_endpoints(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    wait_for: Callable[..., None],
+) -> None:
+    from reconciler.controllers.statefulset import StatefulSetController
+
+    components = [Scheduler, EndpointsController, StatefulSetController]
+    with ControllerManager(api, clock=clock, components=components):
+        _statefulset_scenario(api, clock, hollow, wait_for)
+
+
+def _statefulset_scenario(
+    api: Api, clock: ManualClock, hollow: HollowCluster, wait_for: Callable[..., None]
+) -> None:
+    from schemas import parse_object
+
+    hollow.add_nodes(1)
+    api.create(
+        parse_object(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                },
+            }
+        )
+    )
+    api.create(
+        parse_object(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "replicas": 2,
+                    "serviceName": "web",
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {
+                            "containers": [
+                                {"name": "app", "image": "i", "ports": [{"containerPort": 8080}]}
+                            ]
+                        },
+                    },
+                },
+            }
+        )
+    )
+
+    def hostnames() -> list[str | None]:
+        try:
+            cm = api.get(ConfigMap, endpoints_config_map_name("web"), namespace="default")
+        except Exception:
+            return []
+        endpoints = read_endpoints(cm)
+        assert endpoints is not None
+        return [t.hostname for t in endpoints.ports[0].targets]
+
+    def named(wanted: list[str | None]) -> bool:
+        clock.advance(0.5)  # the hollow node makes each pod Ready a clock second after it saw it
+        return hostnames() == wanted
+
+    # OrderedReady: web-1 is made only once web-0 is Ready.
+    wait_for(lambda: named(["web-0", "web-1"]), what="both pods named in the endpoints")
+    assert {p.spec.subdomain for p in api.list(Pod).items} == {"web"}

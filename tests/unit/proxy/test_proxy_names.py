@@ -75,3 +75,46 @@ def test_rewrite_hosts_replaces_only_service_lines():
     web = r.service("shop", "web-front")[0].virtual_address
     assert f"{web}\tweb-front" in lines
     assert rewrite_hosts(text, r, namespace="shop") == text  # idempotent
+
+
+def test_pods_of_a_headless_service_get_names_of_their_own():
+    from schemas.protocol import Endpoint as WireEndpoint
+
+    web = ServiceRule(
+        namespace="shop",
+        name="web",
+        clusterIP=None,
+        ports=[
+            ServicePortRule(
+                name="http",
+                port=80,
+                endpoints=[
+                    WireEndpoint(address="127.0.0.5", port=40001, hostname="web-0"),
+                    WireEndpoint(address="127.0.0.5", port=40002, hostname="web-1"),
+                ],
+            )
+        ],
+    )
+    alone = ServiceRuleSet.from_protocol(
+        [web.model_copy(update={"ports": [ServicePortRule(name="http", port=80)]})]
+    )
+    rules = ServiceRuleSet.from_protocol([web])
+    by_key = {rule.service: rule for rule in rules}
+    assert [(str(e.address), e.port) for e in by_key["shop/web-0.web"].endpoints] == [
+        ("127.0.0.5", 40001)
+    ]
+    assert len(by_key["shop/web"].endpoints) == 2
+    # A pod's name never moves the Service's own address.
+    assert by_key["shop/web"].virtual_address == alone.service("shop", "web")[0].virtual_address
+    hosts = extra_hosts(rules, namespace="shop")
+    zero = by_key["shop/web-0.web"].virtual_address
+    for name in (
+        "web-0.web",
+        "web-0.web.shop",
+        "web-0.web.shop.svc",
+        "web-0.web.shop.svc.cluster.local",
+    ):
+        assert hosts[name] == zero
+    assert "web-0.web" not in extra_hosts(rules, namespace="other")
+    assert hosts["web-1.web.shop"] not in (zero, hosts["web.shop"])
+    assert not [k for k in service_env(rules, namespace="shop") if k.startswith("WEB_0")]

@@ -46,6 +46,8 @@ def test_supported_kinds():
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("policy/v1", "PodDisruptionBudget"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("networking.k8s.io/v1", "IngressClass"),
         ("batch/v1", "Job"),
         ("batch/v1", "CronJob"),
     }

@@ -437,7 +437,16 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
     agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
     with SshNodeFarm(prefix="fleet") as farm:
         started = time.monotonic()
-        nodes = farm.start(size, addresses=addresses(size), agent_args=agent_args)
+        # In batches: a hundred Python agents importing at once on two cores outwait the
+        # fixture's start timeout.
+        nodes = []
+        wanted = addresses(size)
+        for first in range(0, size, 10):
+            nodes += farm.start(
+                len(wanted[first : first + 10]),
+                addresses=wanted[first : first + 10],
+                agent_args=agent_args,
+            )
         log(f"{size} nodes up in {time.monotonic() - started:.0f} s")
         repo = Repo(work / f"repo-{size}")
         state = work / f"state-{size}"

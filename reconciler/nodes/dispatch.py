@@ -42,7 +42,7 @@ from reconciler.api import ApiError, Conflict, NotFound, now_utc
 from reconciler.controllers.runtime import ControllerContext, Informer, InformerEvent
 from reconciler.nodes import _wire
 from reconciler.nodes.connection import AGENT_CONNECTED, ConnectionSettings, NodeState
-from reconciler.nodes.desired import bound_pods, desired_set, service_rule
+from reconciler.nodes.desired import PodWireCache, bound_pods, desired_set, service_rule
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
 from reconciler.nodes.pool import NodePool, UnknownNode
 from reconciler.nodes.reports import (
@@ -135,6 +135,7 @@ class NodeDispatcher:
         self._lease_renewed: dict[NodeName, float] = {}
         self._rules_cache: dict[tuple[str, str], tuple[tuple[str | None, str | None], ServiceRule]]
         self._rules_cache = {}
+        self._wire_cache = PodWireCache()
         # Nodes that sent a status since their lease was last renewed.
         self._heard: set[NodeName] = set()
         self._writers = ThreadPoolExecutor(
@@ -261,6 +262,9 @@ class NodeDispatcher:
                 continue  # removed between names() and push: nothing to send it
             future.add_done_callback(_report_rejection(name))
             futures[NodeName(name)] = future
+        if names is None:
+            # Every node was computed: the cache keeps only pods still bound somewhere.
+            self._wire_cache.retain({p.metadata.uid or "" for p in self.pods.list()})
         return futures
 
     def desired_for(self, name: str) -> _wire.DesiredSet:
@@ -297,6 +301,7 @@ class NodeDispatcher:
             secret=secret,
             services=rules,
             ingresses=self._capstan_ingresses(),
+            cache=self._wire_cache,
         )
         now_sent: dict[tuple[str, str, str], KubeObject] = {
             (obj.kind, obj.namespace, obj.name): obj

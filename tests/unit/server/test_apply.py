@@ -235,7 +235,7 @@ def test_apply_to_an_object_from_git_is_refused(admin, api):
     body["metadata"]["namespace"] = "shop"
     api.create(body)
     refused = apply(admin, f"{CM}/from-git", cm("from-git", a="2"), "alice", force="true")
-    assert "comes from Git" in assert_status(refused, 409, "Conflict")["message"]
+    assert "comes from Git" in assert_status(refused, 409, "Forbidden")["message"]
     overridden = admin.patch(
         f"{CM}/from-git",
         content=json.dumps(cm("from-git", a="2")),

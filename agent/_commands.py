@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
@@ -142,6 +142,21 @@ def commands() -> None:
     help="Prefix of the iptables chains the proxy owns.",
 )
 @click.option(
+    "--runtime",
+    type=click.Choice(["docker", "hollow"]),
+    default="docker",
+    show_default=True,
+    help="hollow: containers that exist only in memory and start after --hollow-start-delay "
+    "(fleet-scale benchmarks of everything but Docker).",
+)
+@click.option(
+    "--hollow-start-delay",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Seconds a hollow container takes to start.",
+)
+@click.option(
     "--ingress-http-port",
     type=click.IntRange(0, 65535),
     default=80,
@@ -178,6 +193,8 @@ def serve(
     proxy_mode: str | None,
     proxy_table: str,
     proxy_chain_prefix: str,
+    runtime: str,
+    hollow_start_delay: float,
     ingress_http_port: int,
     ingress_https_port: int,
     cleanup: bool,
@@ -217,6 +234,8 @@ def serve(
         proxy_mode=cast("ProxyMode | None", proxy_mode),
         proxy_table=proxy_table,
         proxy_chain_prefix=proxy_chain_prefix,
+        runtime=cast(Literal["docker", "hollow"], runtime),
+        hollow_start_delay_s=hollow_start_delay,
         ingress_http_port=ingress_http_port or None,
         ingress_https_port=ingress_https_port or None,
     )

@@ -14,6 +14,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from agent.ingress import IngressServer, IngressSettings
 from agent.kubelet.backoff import CrashLoopBackoff
@@ -21,7 +22,7 @@ from agent.kubelet.kubelet import Kubelet, KubeletTuning
 from agent.kubelet.podspec import NodeSettings
 from agent.kubelet.services import NodeServices
 from agent.proxy import CommandError, Proxy, ProxyMode
-from agent.runtime import DockerRuntime, RuntimeFailure
+from agent.runtime import ContainerRuntime, DockerRuntime, RuntimeFailure
 from agent.runtime.facts import NodeName
 from agent.server import AgentServer, ServerSettings
 from agent.state import CorruptState, DesiredStateFile, prepare_state_dir
@@ -55,6 +56,9 @@ class DaemonOptions:
     proxy_chain_prefix: str = "CAPSTAN"
     """What the proxy owns in nftables / iptables. Agents sharing one host (tests, demos) need
     names of their own: each programs its whole rule set into its table."""
+    runtime: Literal["docker", "hollow"] = "docker"
+    """``hollow``: containers in memory only (agent.runtime.hollow), for fleet benchmarks."""
+    hollow_start_delay_s: float = 0.5
     ingress_http_port: int | None = 80
     ingress_https_port: int | None = 443
     """The node's ingress proxy ports on ``bind_address`` (None: off); listened on only while
@@ -63,8 +67,14 @@ class DaemonOptions:
 
 async def _main(options: DaemonOptions) -> int:
     prepare_state_dir(options.state_dir)
+    runtime: ContainerRuntime
     try:
-        runtime = await asyncio.to_thread(DockerRuntime, base_url=options.docker_host)
+        if options.runtime == "hollow":
+            from agent.runtime.hollow import HollowRuntime
+
+            runtime = HollowRuntime(start_delay_s=options.hollow_start_delay_s)
+        else:
+            runtime = await asyncio.to_thread(DockerRuntime, base_url=options.docker_host)
         docker_version = await asyncio.to_thread(runtime.version)
     except RuntimeFailure as exc:
         _log.error("%s", exc)
@@ -149,6 +159,9 @@ async def _main(options: DaemonOptions) -> int:
         proxy.close()
         with contextlib.suppress(Exception):
             runtime.close()
+        calls = getattr(runtime, "calls", None)
+        if calls:
+            _log.info("hollow runtime calls: %s", dict(sorted(calls.items())))
     return 0
 
 

@@ -38,7 +38,9 @@ from schemas.protocol import (
     LogsChunk,
     LogsRequest,
     Message,
+    PodReport,
     ProtocolError,
+    ServiceRule,
     Status,
     Sync,
     decode_message,
@@ -56,6 +58,9 @@ class ServerSettings:
     node_name: str
     bind_address: str
     heartbeat_s: float = 5.0
+    #: Every pod's report goes out at least this often; in between, a status carries only
+    #: the pods whose report changed (a heartbeat of an unchanged node carries none).
+    full_status_s: float = 60.0
 
 
 class _Client:
@@ -67,16 +72,21 @@ class _Client:
         self.log_tasks: set[asyncio.Task[None]] = set()
         self.follow_tasks: set[asyncio.Task[None]] = set()
         self.task = asyncio.get_running_loop().create_task(self._pump())
+        # The pod reports this client was last sent, and when it last had all of them.
+        self.reported: dict[str, PodReport] = {}
+        self.complete_at = float("-inf")
 
     def send(self, message: Message) -> None:
         self.send_raw(encode_message(message))
 
-    def send_raw(self, data: bytes, *, droppable: bool = False) -> None:
-        # A client that reads nothing must not make the agent hoard memory: status is
-        # level-triggered, so dropping one loses nothing the next one does not carry.
+    def send_raw(self, data: bytes, *, droppable: bool = False) -> bool:
+        """Queue ``data``; False when a droppable message was dropped (client far behind)."""
+        # A client that reads nothing must not make the agent hoard memory: the sender of a
+        # droppable status resends what it carried (see AgentServer._send_status).
         if droppable and self._queue.qsize() >= _QUEUE_LIMIT:
-            return
+            return False
         self._queue.put_nowait(data)
+        return True
 
     async def _pump(self) -> None:
         try:
@@ -128,6 +138,8 @@ class AgentServer:
         self._node_conditions = node_conditions
         self._clients: set[_Client] = set()
         self._generation: int | None = None
+        # The Service rules of the applied sync (None before the first).
+        self._services: list[ServiceRule] | None = None
         self._term = 0
         self._sync_lock = asyncio.Lock()
         self._started = datetime.now(tz=UTC)
@@ -150,6 +162,7 @@ class AgentServer:
 
     def _take(self, sync: Sync) -> None:
         self._generation = sync.generation
+        self._services = sync.services
         self._term = max(self._term, sync.term)
         self._kubelet.set_desired(sync)
         for listener in self._desired_listeners:
@@ -191,9 +204,25 @@ class AgentServer:
     def _broadcast_status(self) -> None:
         if not self._clients:
             return
-        data = encode_message(self.status())
+        status = self.status()
         for client in list(self._clients):
-            client.send_raw(data, droppable=True)
+            self._send_status(client, status)
+
+    def _send_status(self, client: _Client, status: Status, *, droppable: bool = True) -> None:
+        """Send ``status`` to one client: complete when due, else only the changed pods."""
+        now = time.monotonic()
+        current = {report.uid: report for report in status.pods}
+        complete = now - client.complete_at >= self._settings.full_status_s
+        if not complete:
+            changed = [r for uid, r in current.items() if client.reported.get(uid) != r]
+            removed = [uid for uid in client.reported if uid not in current]
+            status = status.model_copy(
+                update={"pods": changed, "complete": False, "removed": removed}
+            )
+        if client.send_raw(encode_message(status), droppable=droppable):
+            client.reported = current
+            if complete:
+                client.complete_at = now
 
     async def _status_fanout(self) -> None:
         while True:
@@ -239,7 +268,7 @@ class AgentServer:
         client = _Client(writer)
         self._clients.add(client)
         client.send(self._hello())
-        client.send(self.status())
+        self._send_status(client, self.status(), droppable=False)
         lines = LineReader(reader, max_line=MAX_LINE_BYTES)
         try:
             while (line := await lines.next_line()) is not None:
@@ -331,6 +360,17 @@ class AgentServer:
                     applied=False,
                     message=f"generation {sync.generation} is older than the applied "
                     f"{self._generation}; ignored",
+                )
+            if sync.services_unchanged:
+                if self._services is None:
+                    return Ack(
+                        in_reply_to=sync.id,
+                        generation=sync.generation,
+                        applied=False,
+                        message="servicesUnchanged but no sync applied yet; ignored",
+                    )
+                sync = sync.model_copy(
+                    update={"services": self._services, "services_unchanged": False}
                 )
             try:
                 await asyncio.to_thread(self._state.save, sync)

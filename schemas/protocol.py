@@ -223,6 +223,12 @@ class Sync(_Message):
     ignored; an equal one is re-applied (a no-op). ``term`` is the sending control plane's
     leadership term: a sync from an older term than the newest the agent took is refused
     whatever its generation (a deposed leader).
+
+    ``servicesUnchanged``: the Service rules are those of the sync the agent applied last
+    (the sender saw it acknowledged on this connection), and ``services`` is empty. Every
+    node gets every Service's endpoints, so on a large fleet the rules are most of each
+    sync; a node whose pods changed gets only its pods. An agent with no applied sync
+    refuses it (``applied: false``).
     """
 
     type: Literal["sync"] = "sync"
@@ -233,6 +239,7 @@ class Sync(_Message):
     secrets: list[Secret] = Field(default_factory=list)
     services: list[ServiceRule] = Field(default_factory=list)
     ingresses: list[Ingress] = Field(default_factory=list)
+    services_unchanged: bool = False
 
     @model_validator(mode="after")
     def _identified(self) -> Sync:
@@ -281,13 +288,21 @@ class PodReport(KubeModel):
 
 
 class Status(_Message):
-    """Node and pod status. ``generation`` is the last applied sync (None before the first)."""
+    """Node and pod status. ``generation`` is the last applied sync (None before the first).
+
+    ``complete``: ``pods`` reports every pod the agent runs. Otherwise ``pods`` holds only
+    those whose report changed since the last status on this connection (the heartbeat of
+    an unchanged node carries none), ``removed`` the uids reported before that the agent no
+    longer runs; the receiver keeps the other pods' last reports.
+    """
 
     type: Literal["status"] = "status"
     node_name: DNSSubdomain
     generation: NonNegativeInt | None = None
     node: NodeStatus
     pods: list[PodReport] = Field(default_factory=list)
+    complete: bool = True
+    removed: list[Uid] = Field(default_factory=list)
 
 
 class LogsRequest(_Message):

@@ -41,7 +41,7 @@ from agent.kubelet.podspec import (
 )
 from agent.kubelet.services import NodeServices
 from agent.proxy import Endpoint
-from agent.runtime import DockerRuntime, ImageError, RuntimeFailure, StartFailed
+from agent.runtime import ContainerRuntime, ImageError, RuntimeFailure, StartFailed
 from agent.runtime.facts import ContainerID, PodUID
 from schemas.pod import LifecycleHandler
 
@@ -81,7 +81,7 @@ class Executor:
     def __init__(
         self,
         *,
-        runtime: DockerRuntime,
+        runtime: ContainerRuntime,
         settings: NodeSettings,
         pool: ThreadPoolExecutor,
         services: NodeServices,

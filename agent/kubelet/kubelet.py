@@ -43,7 +43,7 @@ from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt
 from agent.kubelet.services import NodeServices, published_endpoints
 from agent.kubelet.status import pod_status, runtime_down_status
 from agent.proxy import Endpoint
-from agent.runtime import DockerRuntime, RuntimeFailure
+from agent.runtime import ContainerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
 from schemas.pod import PodStatus
 from schemas.protocol import PodReport, Sync
@@ -64,7 +64,7 @@ class Kubelet:
     def __init__(
         self,
         *,
-        runtime: DockerRuntime,
+        runtime: ContainerRuntime,
         settings: NodeSettings,
         services: NodeServices,
         tuning: KubeletTuning = KubeletTuning(),

@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 
 from agent.kubelet.podspec import DesiredPod
-from agent.runtime import DockerRuntime
+from agent.runtime import ContainerRuntime
 from agent.runtime.facts import ContainerID, ObservedContainer
 
 __all__ = ["find_container", "stream_logs"]
@@ -72,7 +72,7 @@ def find_container(
 
 
 async def stream_logs(
-    runtime: DockerRuntime, container_id: ContainerID, *, tail: int | None, follow: bool
+    runtime: ContainerRuntime, container_id: ContainerID, *, tail: int | None, follow: bool
 ) -> AsyncIterator[bytes]:
     """Log bytes of a container as they come; closing the iterator closes Docker's stream."""
     loop = asyncio.get_running_loop()

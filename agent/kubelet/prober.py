@@ -19,7 +19,7 @@ from typing import Literal
 from agent.kubelet._grpcprobe import probe_grpc
 from agent.kubelet._netprobe import NetTarget, ProbeOutcome, probe_http, probe_tcp
 from agent.kubelet.status import ProbeView
-from agent.runtime import DockerRuntime, RuntimeFailure
+from agent.runtime import ContainerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, PortBinding
 from schemas.pod import Container, Probe
 
@@ -51,7 +51,7 @@ class Prober:
     def __init__(
         self,
         *,
-        runtime: DockerRuntime,
+        runtime: ContainerRuntime,
         on_change: Callable[[], None],
         clock: Callable[[], float] = time.time,
     ) -> None:

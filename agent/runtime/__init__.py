@@ -1,8 +1,9 @@
 """The container runtime: Docker, seen through facts and asked through configs.
 
-Offers :class:`DockerRuntime` (blocking calls, thread-safe), the fact and config types of
-:mod:`agent.runtime.facts`, and the errors Docker's refusals become. The only package in
-Capstan that imports ``docker``.
+Offers the :class:`ContainerRuntime` protocol the kubelet calls, :class:`DockerRuntime`
+(blocking calls, thread-safe), the fact and config types of :mod:`agent.runtime.facts`, and
+the errors Docker's refusals become; :mod:`agent.runtime.hollow` is the in-memory runtime of
+fleet-scale benchmarks. The only package in Capstan that imports ``docker``.
 """
 
 from agent.runtime._docker import (
@@ -10,7 +11,14 @@ from agent.runtime._docker import (
     ImageError,
     RuntimeFailure,
     StartFailed,
-    Stream,
 )
+from agent.runtime.base import ContainerRuntime, Stream
 
-__all__ = ["DockerRuntime", "ImageError", "RuntimeFailure", "StartFailed", "Stream"]
+__all__ = [
+    "ContainerRuntime",
+    "DockerRuntime",
+    "ImageError",
+    "RuntimeFailure",
+    "StartFailed",
+    "Stream",
+]

@@ -12,14 +12,15 @@ import io
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import docker
 import docker.errors
 
+from agent.runtime.base import Stream
 from agent.runtime.facts import (
     LABEL_ATTEMPT,
     LABEL_BACKOFF_STEP,
@@ -70,14 +71,6 @@ class ImageError(RuntimeFailure):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class Stream(Protocol):
-    """A blocking byte stream from Docker that another thread may close to stop it."""
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-    def close(self) -> None: ...
 
 
 def _parse_time(text: str | None) -> float | None:

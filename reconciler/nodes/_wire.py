@@ -60,25 +60,45 @@ class DesiredSet:
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
     services: tuple[ServiceRule, ...] = ()
     ingresses: tuple[Ingress, ...] = ()
+    #: The wire JSON of each pod, in order, when the computing side had it cached
+    #: (``desired.PodWireCache``): a sync then encodes its pods by joining strings.
+    pod_json: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def encode_hello(node: str) -> bytes:
     return encode_message(Hello(role="reconciler", node_name=node))
 
 
-def encode_sync(generation: int, desired: DesiredSet, *, term: int = 0) -> bytes:
-    return encode_message(
+def encode_sync(
+    generation: int, desired: DesiredSet, *, term: int = 0, services_unchanged: bool = False
+) -> bytes:
+    """One sync line; ``services_unchanged`` leaves the Service rules out (the agent keeps
+    those of the sync it applied last on this connection).
+
+    With ``desired.pod_json`` the pods are not serialized again: their cached JSON is
+    spliced into the message (every model serializes the same alone as nested).
+    """
+    spliced = desired.pod_json is not None and len(desired.pod_json) == len(desired.pods)
+    line = encode_message(
         Sync(
             id=f"{_SYNC_ID_PREFIX}{generation}",
             generation=generation,
             term=term,
-            pods=list(desired.pods),
+            pods=[] if spliced else list(desired.pods),
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
-            services=list(desired.services),
+            services=[] if services_unchanged else list(desired.services),
+            services_unchanged=services_unchanged,
             ingresses=list(desired.ingresses),
         )
     )
+    if not spliced or not desired.pods:
+        return line
+    assert desired.pod_json is not None
+    head = line.rstrip(b"\n")
+    assert head.endswith(b"}")
+    pods = ",".join(desired.pod_json).encode()
+    return head[:-1] + b',"pods":[' + pods + b"]}\n"
 
 
 def decode(line: bytes) -> AgentMessage:

@@ -32,6 +32,7 @@ from reconciler.nodes.backoff import Backoff, BackoffPolicy
 from reconciler.nodes.endpoint import NodeEndpoint, NodeName
 from reconciler.nodes.hostkeys import HostKeyRejected
 from schemas.meta import Condition, ConditionStatus
+from schemas.protocol import ServiceRule
 
 _log = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ class NodeConnection:
         self._link_dead = True
         self._hello: _wire.AgentHello | None = None
         self._last_rx = 0.0
+        # The Service rules the agent holds, as far as this session knows: those of the
+        # last sync it applied here. A sync with the same rules leaves them out.
+        self._agent_services: tuple[ServiceRule, ...] | None = None
+        self._in_flight_services: tuple[ServiceRule, ...] | None = None
         self._state = NodeState(endpoint.name, Phase.CONNECTING)
         self._thread = threading.Thread(
             target=self._run, name=f"capstan-node-{endpoint.name}", daemon=True
@@ -292,6 +297,7 @@ class NodeConnection:
                 self._cv.wait(min(left, 0.5))
             hello = self._hello
             self._slot.new_session()
+            self._agent_services = self._in_flight_services = None
         self._backoff.reset()
         self._set_state(Phase.CONNECTED, f"agent {_wire.describe_hello(hello)}")
         tick = max(0.05, min(self._settings.dead_after, self._settings.ack_timeout) / 4)
@@ -315,11 +321,19 @@ class NodeConnection:
                     outgoing = self._slot.take()
                     if outgoing is not None:
                         sent_at = now
+                        services = outgoing.desired.services
+                        unchanged = services == self._agent_services
+                        self._in_flight_services = services
                         break
                     self._cv.wait(tick)
             # Sent outside the lock: a stalled peer may block here, and only this node waits.
             link.send(
-                _wire.encode_sync(outgoing.generation, outgoing.desired, term=self._settings.term)
+                _wire.encode_sync(
+                    outgoing.generation,
+                    outgoing.desired,
+                    term=self._settings.term,
+                    services_unchanged=unchanged,
+                )
             )
 
     def _read_loop(self, link: Link) -> None:
@@ -350,8 +364,14 @@ class NodeConnection:
                 self._hello = message
             elif isinstance(message, _wire.Ack):
                 if message.applied:
+                    if message.generation == self._slot.in_flight:
+                        self._agent_services = self._in_flight_services
+                    else:
+                        self._agent_services = None
                     self._slot.ack(message.generation, message)
                 else:
+                    # The agent kept what it had, which may not be what this session sent.
+                    self._agent_services = None
                     self._slot.ignored(message.generation)
             elif isinstance(message, _wire.ErrorMessage):
                 refused = _wire.refused_generation(message)

@@ -14,6 +14,7 @@ which makes the agent report again — a loop that never settles.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -116,6 +117,38 @@ def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule
     )
 
 
+class PodWireCache:
+    """Each pod's wire form and JSON, kept while its ``resourceVersion`` stays the same.
+
+    A node's set is recomputed on every change to any of its pods, and every Service change
+    recomputes every node: without the cache each push re-serializes every pod of the node.
+    Thread-safe; :meth:`retain` drops the pods no longer bound anywhere.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_uid: dict[str, tuple[str, Pod, str]] = {}
+
+    def wire(self, pod: Pod) -> tuple[Pod, str]:
+        uid = pod.metadata.uid or ""
+        version = pod.metadata.resource_version
+        with self._lock:
+            hit = self._by_uid.get(uid)
+        if hit is not None and version is not None and hit[0] == version:
+            return hit[1], hit[2]
+        wired = _wire_pod(pod)
+        text = wired.model_dump_json(by_alias=True, exclude_none=True)
+        if uid and version is not None:
+            with self._lock:
+                self._by_uid[uid] = (version, wired, text)
+        return wired, text
+
+    def retain(self, uids: set[str]) -> None:
+        with self._lock:
+            for uid in set(self._by_uid) - uids:
+                del self._by_uid[uid]
+
+
 def desired_set(
     pods: Iterable[Pod],
     *,
@@ -123,6 +156,7 @@ def desired_set(
     secret: ConfigLookup[Secret],
     services: Iterable[ServiceRule],
     ingresses: Iterable[Ingress] = (),
+    cache: PodWireCache | None = None,
 ) -> DesiredSet:
     """A node's complete desired set from the pods bound to it (see ``bound_pods``), every
     Service rule and every Ingress of Capstan's class (with the Secrets their ``tls`` names).
@@ -151,8 +185,16 @@ def desired_set(
         for ns, name in sorted(wanted_secrets)
         if (found_secret := secret(ns, name)) is not None
     ]
+    if cache is not None:
+        wired = [cache.wire(pod) for pod in chosen]
+        wire_pods = tuple(pod for pod, _ in wired)
+        pod_json: tuple[str, ...] | None = tuple(text for _, text in wired)
+    else:
+        wire_pods = tuple(_wire_pod(pod) for pod in chosen)
+        pod_json = None
     return DesiredSet(
-        pods=tuple(_wire_pod(pod) for pod in chosen),
+        pods=wire_pods,
+        pod_json=pod_json,
         config_maps=tuple(config_maps),
         secrets=tuple(secrets),
         services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),

@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from reconciler.api import ApiError, Conflict, NotFound, now_utc
 from reconciler.controllers.runtime import ControllerContext, Informer, InformerEvent
 from reconciler.nodes import _wire
 from reconciler.nodes.connection import AGENT_CONNECTED, ConnectionSettings, NodeState
-from reconciler.nodes.desired import bound_pods, desired_set, service_rule
+from reconciler.nodes.desired import PodWireCache, bound_pods, desired_set, service_rule
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
 from reconciler.nodes.pool import NodePool, UnknownNode
 from reconciler.nodes.reports import (
@@ -70,6 +70,10 @@ T = TypeVar("T", bound=KubeObject)
 class DispatchSettings:
     #: Wait this long after the first change before computing: a burst becomes one push.
     debounce_s: float = 0.05
+    #: A change that may matter to every node (a Service or its endpoints, a ConfigMap, a
+    #: Secret) recomputes every node at most this often, as kube-proxy's minSyncPeriod
+    #: batches endpoint churn; a node's own pods still push after ``debounce_s``.
+    everything_interval_s: float = 0.5
     #: Recompute every node this often even without events (real seconds).
     resync_s: float = 30.0
     #: Renew a node's heartbeat lease at most this often (API clock seconds).
@@ -77,6 +81,8 @@ class DispatchSettings:
     lease_duration_s: int = 40
     #: Status writes re-read and retry this many times on Conflict.
     write_attempts: int = 5
+    #: Pod status writes run on this many threads, so the store commits them in groups.
+    status_writers: int = 8
     #: A deleted Node's agent gets this long to acknowledge its empty set before the
     #: connection is dropped.
     drain_timeout_s: float = 10.0
@@ -128,6 +134,14 @@ class NodeDispatcher:
         self._statuses: dict[NodeName, Status] = {}
         self._states: dict[NodeName, NodeState] = {}
         self._lease_renewed: dict[NodeName, float] = {}
+        self._rules_cache: dict[tuple[str, str], tuple[tuple[str | None, str | None], ServiceRule]]
+        self._rules_cache = {}
+        self._wire_cache = PodWireCache()
+        # Nodes that sent a status since their lease was last renewed.
+        self._heard: set[NodeName] = set()
+        self._writers = ThreadPoolExecutor(
+            max_workers=self.settings.status_writers, thread_name_prefix="node-status"
+        )
         # (kind, namespace, name) -> the ConfigMap/Secret last sent to each node.
         self._sent_config: dict[str, dict[tuple[str, str, str], KubeObject]] = {}
         self._draining: set[str] = set()
@@ -173,7 +187,11 @@ class NodeDispatcher:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        for name, target in (("dispatch", self._dispatch_loop), ("reports", self._report_loop)):
+        for name, target in (
+            ("dispatch", self._dispatch_loop),
+            ("reports", self._report_loop),
+            ("leases", self._lease_loop),
+        ):
             thread = threading.Thread(target=target, name=f"node-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -191,26 +209,33 @@ class NodeDispatcher:
         # reconciler does not leave them claiming a live agent link.
         self.pool.close()
         self.flush_reports()
+        self._writers.shutdown(wait=True)
 
     # -- out: desired sets ------------------------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
         next_resync = time.monotonic() + self.settings.resync_s
+        next_everything = 0.0  # when a pass over every node may run again
         while not self._stopped.is_set():
             with self._cv:
-                while not (self._dirty or self._all_dirty or self._stopped.is_set()):
-                    left = next_resync - time.monotonic()
-                    if left <= 0:
+                while not self._stopped.is_set():
+                    now = time.monotonic()
+                    if now >= next_resync:
                         self._all_dirty = True
+                    if self._dirty or (self._all_dirty and now >= next_everything):
                         break
-                    self._cv.wait(left)
+                    wake = min(next_resync, next_everything) if self._all_dirty else next_resync
+                    self._cv.wait(max(0.001, wake - now))
             if self._stopped.wait(self.settings.debounce_s):
                 return
             with self._cv:
-                everything = self._all_dirty
-                dirty, self._dirty, self._all_dirty = self._dirty, set(), False
+                everything = self._all_dirty and time.monotonic() >= next_everything
+                dirty, self._dirty = self._dirty, set()
+                if everything:
+                    self._all_dirty = False
             if everything:
                 next_resync = time.monotonic() + self.settings.resync_s
+                next_everything = time.monotonic() + self.settings.everything_interval_s
             try:
                 self.dispatch(None if everything else dirty)
             except Exception:
@@ -238,6 +263,9 @@ class NodeDispatcher:
                 continue  # removed between names() and push: nothing to send it
             future.add_done_callback(_report_rejection(name))
             futures[NodeName(name)] = future
+        if names is None:
+            # Every node was computed: the cache keeps only pods still bound somewhere.
+            self._wire_cache.retain({p.metadata.uid or "" for p in self.pods.list()})
         return futures
 
     def desired_for(self, name: str) -> _wire.DesiredSet:
@@ -274,6 +302,7 @@ class NodeDispatcher:
             secret=secret,
             services=rules,
             ingresses=self._capstan_ingresses(),
+            cache=self._wire_cache,
         )
         now_sent: dict[tuple[str, str, str], KubeObject] = {
             (obj.kind, obj.namespace, obj.name): obj
@@ -293,10 +322,23 @@ class NodeDispatcher:
 
     def _service_rules(self) -> list[ServiceRule]:
         rules = []
+        cache: dict[tuple[str, str], tuple[tuple[str | None, str | None], ServiceRule]] = {}
         for service in self.services.list():
             stored = self.config_maps.get(
                 endpoints_config_map_name(service.name), namespace=service.namespace
             )
+            # A rule changes only with its Service or its endpoints: reuse it while neither
+            # has a new resourceVersion (a pass runs on every endpoint change anywhere).
+            key = (service.namespace, service.name)
+            versions = (
+                service.metadata.resource_version,
+                stored.metadata.resource_version if stored is not None else None,
+            )
+            cached = self._rules_cache.get(key)
+            if cached is not None and cached[0] == versions and versions[0] is not None:
+                cache[key] = cached
+                rules.append(cached[1])
+                continue
             endpoints = None
             if stored is not None:
                 try:
@@ -307,7 +349,10 @@ class NodeDispatcher:
                     )
                     computed = None
                 endpoints = computed.to_service_rule() if computed is not None else None
-            rules.append(service_rule(service, endpoints))
+            rule = service_rule(service, endpoints)
+            cache[key] = (versions, rule)
+            rules.append(rule)
+        self._rules_cache = cache
         return rules
 
     def _sync_pool(self) -> None:
@@ -369,7 +414,18 @@ class NodeDispatcher:
         # On the node's reader thread: park it and return.
         if isinstance(message, Status):
             with self._cv:
+                parked = self._statuses.get(node)
+                if parked is not None and not message.complete:
+                    # A delta carries only the pods that changed: keep the parked ones.
+                    merged = {r.uid: r for r in parked.pods}
+                    merged.update((r.uid, r) for r in message.pods)
+                    for uid in message.removed:
+                        merged.pop(uid, None)
+                    message = message.model_copy(
+                        update={"pods": list(merged.values()), "complete": parked.complete}
+                    )
                 self._statuses[node] = message
+                self._heard.add(node)
                 self._cv.notify_all()
         elif isinstance(message, _wire.ErrorMessage):
             _log.warning("node %s: agent error %s: %s", node, message.code, message.message)
@@ -392,6 +448,32 @@ class NodeDispatcher:
                 _log.exception("writing node reports failed")
                 self._stopped.wait(0.5)
 
+    def _lease_loop(self) -> None:
+        # Leases on a thread of their own: a backlog of pod status writes (a rollout on a
+        # large fleet) must never delay the heartbeat that keeps a node Ready.
+        while not self._stopped.wait(min(1.0, self.settings.lease_renew_s / 2)):
+            try:
+                self._renew_leases()
+            except Exception:
+                _log.exception("renewing node leases failed")
+
+    def _renew_leases(self) -> None:
+        """Renew the lease of every node heard from since its last renewal, when due."""
+        now = self.ctx.clock.time()
+        with self._cv:
+            due = [
+                name
+                for name in self._heard
+                if now - self._lease_renewed.get(name, float("-inf")) >= self.settings.lease_renew_s
+            ]
+            self._heard.difference_update(due)
+        for name in due:
+            if self.nodes.get(name) is None:
+                continue
+            self.api.renew_node_lease(name, duration_s=self.settings.lease_duration_s)
+            with self._cv:
+                self._lease_renewed[name] = now
+
     def flush_reports(self) -> None:
         """Write every pending agent report now (the report thread does this continuously;
         also used at stop and by tests)."""
@@ -400,8 +482,25 @@ class NodeDispatcher:
             statuses, self._statuses = self._statuses, {}
         for state in states.values():
             self._write_agent_condition(state)
+        # The order matters: renew the leases before touching the Nodes, so the node
+        # controller, woken by a Node write, never sees fresh status with a stale lease.
+        self._renew_leases()
+        pods: list[tuple[NodeName, PodReport]] = []
         for node, status in statuses.items():
-            self._write_status(node, status)
+            if self._write_status(node, status):
+                pods.extend((node, report) for report in status.pods)
+        if len(pods) > 1 and not self._stopped.is_set():
+            for _ in self._writers.map(lambda item: self._write_pod_status(*item), pods):
+                pass
+        else:
+            for node, report in pods:
+                self._write_pod_status(node, report)
+
+    def _write_pod_status(self, node: NodeName, report: PodReport) -> None:
+        received = now_utc(self.ctx.clock)
+        self._update_status(
+            Pod, report.name, report.namespace, _pod_change(report, node=node, received=received)
+        )
 
     def _write_agent_condition(self, state: NodeState) -> None:
         def change(node: Node) -> Node | None:
@@ -412,32 +511,17 @@ class NodeDispatcher:
 
         self._update_status(Node, state.node, "", change)
 
-    def _write_status(self, node_name: NodeName, status: Status) -> None:
+    def _write_status(self, node_name: NodeName, status: Status) -> bool:
+        """Write the Node's status; False when the node is unknown (its pods are skipped)."""
         if self.nodes.get(node_name) is None:
-            return
-        now = self.ctx.clock.time()
-        with self._cv:
-            last = self._lease_renewed.get(node_name)
-        # The order matters: renew the lease before touching the Node, so the node
-        # controller, woken by the Node write, never sees fresh status with a stale lease.
-        if last is None or now - last >= self.settings.lease_renew_s:
-            self.api.renew_node_lease(node_name, duration_s=self.settings.lease_duration_s)
-            with self._cv:
-                self._lease_renewed[node_name] = now
+            return False
 
         def node_change(node: Node) -> Node | None:
             updated = node_status_update(node.status, status.node)
             return None if updated is None else node.model_copy(update={"status": updated})
 
         self._update_status(Node, node_name, "", node_change)
-        received = now_utc(self.ctx.clock)
-        for report in status.pods:
-            self._update_status(
-                Pod,
-                report.name,
-                report.namespace,
-                _pod_change(report, node=node_name, received=received),
-            )
+        return True
 
     def _update_status(
         self, kind: type[T], name: str, namespace: str, change: Callable[[T], T | None]

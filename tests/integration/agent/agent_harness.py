@@ -84,8 +84,17 @@ class Client:
             return next((m for m in reversed(self.messages) if m["type"] == "status"), None)
 
     def pods(self) -> dict[str, dict[str, Any]]:
-        status = self.latest_status()
-        return {p["name"]: p["status"] for p in (status or {}).get("pods", [])}
+        """Every pod's latest report: statuses in between full ones carry only changes."""
+        reports: dict[str, dict[str, Any]] = {}
+        with self._cond:
+            statuses = [m for m in self.messages if m["type"] == "status"]
+        for status in statuses:
+            if status.get("complete", True):
+                reports = {}
+            for uid in status.get("removed", ()):
+                reports.pop(uid, None)
+            reports.update((p["uid"], p) for p in status.get("pods", ()))
+        return {p["name"]: p["status"] for p in reports.values()}
 
     def wait_pods(
         self,

@@ -1,0 +1,61 @@
+"""What the kubelet needs of a container runtime, as a protocol.
+
+The kubelet, its executor and its prober call a runtime only through :class:`ContainerRuntime`.
+Two implement it: :class:`agent.runtime.DockerRuntime` (the real one) and
+:class:`agent.runtime.hollow.HollowRuntime` (kubemark's hollow node: containers that exist
+only in memory, for fleet-scale benchmarks of everything else). Every method blocks and must
+be safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.runtime.facts import (
+    ContainerConfig,
+    ContainerID,
+    ExecResult,
+    NodeName,
+    ObservedContainer,
+    RegistryAuth,
+)
+
+
+class Stream(Protocol):
+    """A blocking iterator over log chunks or events that another thread may close."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class ContainerRuntime(Protocol):
+    def close(self) -> None: ...
+
+    def version(self) -> str: ...
+
+    def list_containers(self, node: NodeName) -> list[ObservedContainer]: ...
+
+    def image_present(self, image: str) -> bool: ...
+
+    def image_user(self, image: str) -> str: ...
+
+    def pull(self, image: str, *, auth: RegistryAuth | None = None) -> None: ...
+
+    def create_and_start(self, config: ContainerConfig) -> ContainerID: ...
+
+    def pid(self, container_id: ContainerID) -> int: ...
+
+    def stop(self, container_id: ContainerID, *, grace_seconds: int) -> None: ...
+
+    def remove(self, container_id: ContainerID) -> None: ...
+
+    def logs(self, container_id: ContainerID, *, tail: int | None, follow: bool) -> Stream: ...
+
+    def exec(self, container_id: ContainerID, argv: list[str]) -> ExecResult: ...
+
+    def events(self, node: NodeName) -> Stream: ...
+
+    def ensure_pause_image(self, image: str, *, busybox: Path) -> None: ...

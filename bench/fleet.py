@@ -1,0 +1,575 @@
+"""What the control plane costs as the fleet grows: 10, 30, 100 real nodes on this machine.
+
+Each node is a real OpenSSH ``sshd`` on its own 127.0.x.y address with its own host key and a
+real ``capstan-agent serve`` behind it, reached with the restricted key
+(``tests/fixtures/sshd.py``). The agents run on the hollow runtime (``--runtime hollow``:
+containers exist in memory and take ``--hollow-start-delay`` 0.5 s to start, as kubemark's
+hollow nodes do, because Docker cannot run thousands of containers on two cores) and program
+Services in userspace mode; everything else is the real path: a Git repository with one Node
+manifest per node, ``capstan up --no-local-agent`` watching it, the sync engine, controllers,
+scheduler, the embedded store, the node dispatcher, SSH, the wire protocol, each agent's
+desired-state file, kubelet and prober.
+
+Per size, with 50 pods per node (10 Deployments, each with a ClusterIP Service, every pod
+mounting one shared ConfigMap):
+
+- **deploy**: commit → every pod Ready (the first sync of a fresh repository);
+- **idle**: the ``capstan up`` process's RSS, CPU (% of one core over ``--idle`` seconds),
+  threads and open file descriptors; node traffic in bytes/s per node, both directions, read
+  from the I/O counters of each node's ``capstan-agent connect`` (the process that bridges
+  the SSH channel to the agent: every byte the control plane and the agent exchange passes
+  it once);
+- **ack**: a commit that changes only the shared ConfigMap → the time each node's agent has
+  persisted the new desired set (the ack follows the write; the file's mtime is the time, so
+  polling does not blur it); per round the slowest node, over ``--rounds`` rounds;
+- **rollout**: a commit that changes every Deployment's template → every pod Ready again on
+  the new template (default rolling update: 25 % surge, 25 % unavailable), with the control
+  plane's peak RSS and mean CPU meanwhile.
+
+Pods are counted from the store the control plane writes (a read-only watch on
+``/registry/pods/`` in this process, as ``kubectl get pods -w`` would see them).
+
+Prints a table per size, then the slopes, and last one JSON line::
+
+    {"nodes": 100, "cp_rss_mb_100": …, "cp_cpu_idle_pct_100": …, "ack_p99_s_100": …,
+     "ready_p99_s_100": …, "threads_100": …, "rss_slope_mb_per_node": …}
+
+Run as root from the repository root: ``.venv/bin/python bench/fleet.py [--sizes 10,30,100]``.
+Needs ``sshd`` and about 60 MB of memory per node (the agents).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.state import DesiredStateFile
+from reconciler.store import open_store
+from reconciler.store._types import EventType
+from tests.fixtures.sshd import SshNode, SshNodeFarm, descendants
+
+CAPSTAN = Path(sys.executable).parent / "capstan"
+PODS_PER_NODE = 50
+DEPLOYMENTS = 10
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# -- the repository ------------------------------------------------------------------------
+
+
+def node_manifest(node: SshNode) -> str:
+    return f"""\
+apiVersion: v1
+kind: Node
+metadata:
+  name: {node.name}
+spec:
+  address: {node.address}
+  ssh:
+    user: {getpass.getuser()}
+    port: {node.port}
+    identityFile: {node.client_key}
+  hostKey: "{node.host_key_line}"
+"""
+
+
+def config_map(round_no: int) -> str:
+    return f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: fleet-config
+  namespace: fleet
+data:
+  round: "{round_no}"
+"""
+
+
+def deployment(index: int, replicas: int, version: str) -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app-{index}
+  namespace: fleet
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: app-{index}
+  template:
+    metadata:
+      labels:
+        app: app-{index}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: capstan.local/busybox:1
+          command: ["sleep", "3600"]
+          env:
+            - name: VERSION
+              value: "{version}"
+          ports:
+            - containerPort: 8080
+          resources:
+            requests:
+              cpu: 10m
+              memory: 16Mi
+          volumeMounts:
+            - name: config
+              mountPath: /config
+      volumes:
+        - name: config
+          configMap:
+            name: fleet-config
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: app-{index}
+  namespace: fleet
+spec:
+  selector:
+    app: app-{index}
+  ports:
+    - port: 80
+      targetPort: 8080
+"""
+
+
+class Repo:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> None:
+        subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            check=True,
+            capture_output=True,
+            env={**os.environ, **GIT_ENV},
+        )
+
+    def commit(self, message: str, files: dict[str, str]) -> float:
+        """Write and commit; returns the wall-clock time the commit exists."""
+        for name, text in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return time.time()
+
+
+def workload(size: int, version: str) -> dict[str, str]:
+    per = size * PODS_PER_NODE // DEPLOYMENTS
+    return {f"apps/app-{i}.yaml": deployment(i, per, version) for i in range(DEPLOYMENTS)}
+
+
+# -- the control plane process ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    at: float
+    cpu_s: float
+    rss_mb: float
+    threads: int
+    fds: int
+
+
+def sample(pid: int) -> ProcSample:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _TICK
+    threads = int(fields[17])
+    rss = int(fields[21]) * _PAGE / 2**20
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return ProcSample(at=time.monotonic(), cpu_s=cpu, rss_mb=rss, threads=threads, fds=fds)
+
+
+def cpu_pct(first: ProcSample, last: ProcSample) -> float:
+    return 100.0 * (last.cpu_s - first.cpu_s) / max(1e-9, last.at - first.at)
+
+
+class Sampler:
+    """Samples a process every ``every_s`` on a thread; ``window()`` returns and restarts."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        self._pid = pid
+        self._every = every_s
+        self._samples: list[ProcSample] = [sample(pid)]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            taken = sample(self._pid)
+            with self._lock:
+                self._samples.append(taken)
+
+    def window(self) -> list[ProcSample]:
+        taken = sample(self._pid)
+        with self._lock:
+            samples = [*self._samples, taken]
+            self._samples = [taken]
+        return samples
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def capstan_up(repo: Path, state: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (state.parent / "capstan-up.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            str(CAPSTAN),
+            "up",
+            str(repo),
+            "--state-dir",
+            str(state),
+            "--store",
+            f"sqlite:///{state / 'state.db'}",
+            "--no-local-agent",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+# -- observing pods and acks ---------------------------------------------------------------
+
+
+class PodCounter:
+    """Every pod in the store, kept current by a watch: how many are Ready, on which template."""
+
+    def __init__(self, store_url: str) -> None:
+        self._store = open_store(store_url)
+        self._lock = threading.Condition()
+        self._pods: dict[str, tuple[str, bool]] = {}
+        result = self._store.range("/registry/pods/", prefix=True)
+        for kv in result.kvs:
+            self._pods[kv.key] = self._summary(kv.value)
+        self._watch = self._store.watch(
+            "/registry/pods/", prefix=True, from_revision=result.revision
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _summary(value: bytes) -> tuple[str, bool]:
+        pod = json.loads(value)
+        version = ""
+        for container in pod.get("spec", {}).get("containers", ()):
+            for env in container.get("env") or ():
+                if env.get("name") == "VERSION":
+                    version = str(env.get("value"))
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or ()
+        )
+        return version, ready
+
+    def _run(self) -> None:
+        while not self._watch.closed:
+            events = self._watch.poll(0.5)
+            if not events:
+                continue
+            with self._lock:
+                for event in events:
+                    if event.type is EventType.DELETE:
+                        self._pods.pop(event.kv.key, None)
+                    else:
+                        self._pods[event.kv.key] = self._summary(event.kv.value)
+                self._lock.notify_all()
+
+    def wait_ready(self, version: str, count: int, timeout: float) -> float:
+        """Wait until exactly ``count`` pods exist, all Ready on ``version``; the time it was."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                pods = list(self._pods.values())
+                if len(pods) == count and all(v == version and r for v, r in pods):
+                    return time.time()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    ready = sum(1 for v, r in pods if v == version and r)
+                    raise TimeoutError(f"{ready}/{count} pods Ready on {version} ({len(pods)})")
+                self._lock.wait(min(left, 1.0))
+
+    def close(self) -> None:
+        self._watch.close()
+        self._thread.join()
+        self._store.close()
+
+
+def wait_nodes_ready(store_url: str, count: int, timeout: float) -> None:
+    store = open_store(store_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = 0
+            for kv in store.range("/registry/nodes/", prefix=True).kvs:
+                conditions = (json.loads(kv.value).get("status") or {}).get("conditions") or ()
+                ready += any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            if ready >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ready}/{count} nodes Ready")
+            time.sleep(0.5)
+    finally:
+        store.close()
+
+
+def wait_acks(nodes: list[SshNode], round_no: int, since: float, timeout: float) -> list[float]:
+    """Per node, seconds from ``since`` until its agent persisted a set with this round."""
+    files = {n.name: DesiredStateFile(n.state_dir) for n in nodes}
+    seen_mtime: dict[str, int] = {}
+    acked: dict[str, float] = {}
+    wanted = f'"round":"{round_no}"'
+    deadline = time.monotonic() + timeout
+    while len(acked) < len(nodes):
+        if time.monotonic() > deadline:
+            missing = sorted(set(files) - set(acked))
+            raise TimeoutError(f"no ack of round {round_no} from {len(missing)} nodes")
+        for name, state in files.items():
+            if name in acked:
+                continue
+            try:
+                mtime = state.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if seen_mtime.get(name) == mtime:
+                continue
+            seen_mtime[name] = mtime
+            sync = state.load()
+            if sync is not None and wanted in sync.model_dump_json():
+                acked[name] = mtime / 1e9 - since
+        time.sleep(0.01)
+    return list(acked.values())
+
+
+def traffic_bytes(nodes: list[SshNode]) -> int:
+    """Bytes read plus written by every node's ``capstan-agent connect`` bridge so far."""
+    total = 0
+    for node in nodes:
+        for sshd in node.sshd_pids():
+            for pid in descendants(sshd):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"connect" not in cmdline:
+                        continue
+                    io = dict(
+                        line.split(": ")
+                        for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+                    )
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                total += int(io["rchar"]) + int(io["wchar"])
+    return total
+
+
+# -- one fleet size ----------------------------------------------------------------------------
+
+
+@dataclass
+class SizeResult:
+    nodes: int
+    pods: int
+    deploy_s: float = 0.0
+    idle_rss_mb: float = 0.0
+    idle_cpu_pct: float = 0.0
+    threads: int = 0
+    fds: int = 0
+    bytes_per_node_s: float = 0.0
+    ack_all: list[float] = field(default_factory=list)
+    ack_each: list[float] = field(default_factory=list)
+    ready_s: list[float] = field(default_factory=list)
+    rollout_peak_rss_mb: float = 0.0
+    rollout_cpu_pct: float = 0.0
+
+
+def addresses(count: int) -> list[str]:
+    return [f"127.0.{10 + i // 200}.{2 + i % 200}" for i in range(count)]
+
+
+def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable[[str], None]):
+    result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
+    agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
+    with SshNodeFarm(prefix="fleet") as farm:
+        started = time.monotonic()
+        # In batches: a hundred Python agents importing at once on two cores outwait the
+        # fixture's start timeout.
+        nodes = []
+        wanted = addresses(size)
+        for first in range(0, size, 10):
+            nodes += farm.start(
+                len(wanted[first : first + 10]),
+                addresses=wanted[first : first + 10],
+                agent_args=agent_args,
+            )
+        log(f"{size} nodes up in {time.monotonic() - started:.0f} s")
+        repo = Repo(work / f"repo-{size}")
+        state = work / f"state-{size}"
+        files = {f"nodes/{n.name}.yaml": node_manifest(n) for n in nodes}
+        files["namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fleet\n"
+        files["config.yaml"] = config_map(0)
+        repo.commit("fleet", files)
+        with capstan_up(repo.path, state) as proc:
+            while not (state / "state.db").exists():
+                if proc.poll() is not None:
+                    raise RuntimeError("capstan up exited; see capstan-up.log")
+                time.sleep(0.1)
+            store_url = f"sqlite:///{state / 'state.db'}"
+            # Workloads follow once every node is Ready, or the first to report takes all.
+            wait_nodes_ready(store_url, size, timeout=300)
+            log(f"{size} nodes Ready")
+            pods = PodCounter(store_url)
+            sampler = Sampler(proc.pid)
+            try:
+                committed = repo.commit("workloads", workload(size, "v0"))
+                ready_at = pods.wait_ready("v0", result.pods, timeout=600)
+                result.deploy_s = ready_at - committed
+                log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
+                # Idle: let the rollout's tail (status writes, resyncs) pass first.
+                time.sleep(10)
+                sampler.window()
+                before = traffic_bytes(nodes)
+                time.sleep(idle_s)
+                idle = sampler.window()
+                after = traffic_bytes(nodes)
+                result.idle_cpu_pct = cpu_pct(idle[0], idle[-1])
+                result.idle_rss_mb = idle[-1].rss_mb
+                result.threads = idle[-1].threads
+                result.fds = idle[-1].fds
+                result.bytes_per_node_s = (after - before) / idle_s / size
+                for round_no in range(1, rounds + 1):
+                    since = repo.commit(f"config {round_no}", {"config.yaml": config_map(round_no)})
+                    each = wait_acks(nodes, round_no, since, timeout=120)
+                    result.ack_each.extend(each)
+                    result.ack_all.append(max(each))
+                    log(f"round {round_no}: all {size} nodes acked in {max(each):.2f} s")
+                sampler.window()
+                since = repo.commit("rollout", workload(size, "v1"))
+                ready_at = pods.wait_ready("v1", result.pods, timeout=600)
+                during = sampler.window()
+                result.ready_s.append(ready_at - since)
+                result.rollout_peak_rss_mb = max(s.rss_mb for s in during)
+                result.rollout_cpu_pct = cpu_pct(during[0], during[-1])
+                log(f"rollout of {result.pods} pods Ready in {ready_at - since:.1f} s")
+            finally:
+                sampler.close()
+                pods.close()
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,30,100")
+    parser.add_argument("--rounds", type=int, default=5, help="config commits per size")
+    parser.add_argument("--idle", type=float, default=30.0, help="idle window, seconds")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: list[SizeResult] = []
+    with tempfile.TemporaryDirectory(prefix="fleet-", dir="/tmp") as tmp:
+        for size in sizes:
+            results.append(
+                run_size(
+                    size,
+                    rounds=args.rounds,
+                    idle_s=args.idle,
+                    work=Path(tmp),
+                    log=lambda line: print(f"  {line}", flush=True),
+                )
+            )
+    header = (
+        f"{'nodes':>5} {'pods':>6} {'deploy s':>8} {'rss MB':>7} {'cpu idle %':>10} "
+        f"{'threads':>7} {'fds':>5} {'B/s/node':>8} {'ack p50':>7} {'ack p99':>7} "
+        f"{'ack node p99':>12} {'ready s':>7} {'roll rss':>8} {'roll cpu %':>10}"
+    )
+    print(header)
+    for r in results:
+        print(
+            f"{r.nodes:>5} {r.pods:>6} {r.deploy_s:>8.1f} {r.idle_rss_mb:>7.1f} "
+            f"{r.idle_cpu_pct:>10.2f} {r.threads:>7} {r.fds:>5} {r.bytes_per_node_s:>8.0f} "
+            f"{pct(r.ack_all, 0.5):>7.2f} {pct(r.ack_all, 0.99):>7.2f} "
+            f"{pct(r.ack_each, 0.99):>12.2f} {max(r.ready_s):>7.1f} "
+            f"{r.rollout_peak_rss_mb:>8.1f} {r.rollout_cpu_pct:>10.1f}"
+        )
+    first, last = results[0], results[-1]
+    span = max(1, last.nodes - first.nodes)
+    slopes = {
+        "rss_slope_mb_per_node": (last.idle_rss_mb - first.idle_rss_mb) / span,
+        "threads_slope_per_node": (last.threads - first.threads) / span,
+        "fds_slope_per_node": (last.fds - first.fds) / span,
+        "cpu_idle_slope_pct_per_node": (last.idle_cpu_pct - first.idle_cpu_pct) / span,
+    }
+    print("slopes from", first.nodes, "to", last.nodes, "nodes:")
+    for key, value in slopes.items():
+        print(f"  {key}: {value:.3f}")
+    n = last.nodes
+    print(
+        json.dumps(
+            {
+                "nodes": n,
+                f"cp_rss_mb_{n}": round(last.idle_rss_mb, 1),
+                f"cp_cpu_idle_pct_{n}": round(last.idle_cpu_pct, 2),
+                f"ack_p99_s_{n}": round(pct(last.ack_all, 0.99), 3),
+                f"ready_p99_s_{n}": round(max(last.ready_s), 2),
+                f"threads_{n}": last.threads,
+                f"fds_{n}": last.fds,
+                f"bytes_per_node_s_{n}": round(last.bytes_per_node_s),
+                "rss_slope_mb_per_node": round(slopes["rss_slope_mb_per_node"], 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

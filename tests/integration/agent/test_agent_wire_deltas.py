@@ -1,0 +1,108 @@
+"""What a large fleet keeps off the wire, on a real ``capstan-agent serve --runtime hollow``.
+
+Status: the first status on a connection reports every pod (``complete``); after that a
+status carries only the pods whose report changed, and the uids of pods gone (``removed``),
+so a heartbeat of an unchanged node is small. Sync: ``servicesUnchanged`` leaves the
+Service rules out, and the agent keeps those of the sync it applied last (and persists the
+whole set); an agent with nothing applied refuses such a sync.
+
+The hollow runtime keeps containers in memory (agent.runtime.hollow); everything else is the
+real agent: socket, protocol, desired-state file, kubelet, prober, proxy in userspace mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from agent_harness import Agent, httpd, make_pod, ready
+
+from agent.state import DesiredStateFile
+
+HOLLOW = ("--runtime", "hollow", "--hollow-start-delay", "0.2", "--proxy-mode", "userspace")
+
+
+@pytest.fixture
+def hollow(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Agent]:
+    node_agent = Agent(docker_client, tmp_path)
+    node_agent.start(*HOLLOW)
+    yield node_agent
+    node_agent.close()
+    if os.environ.get("CAPSTAN_SHOW_AGENT_LOG"):
+        print(node_agent.log())
+
+
+def _rule(address: str) -> dict[str, Any]:
+    return {
+        "namespace": "default",
+        "name": "web",
+        "clusterIP": "10.43.0.10",
+        "ports": [{"port": 80, "endpoints": [{"address": address, "port": 32768}]}],
+    }
+
+
+def _statuses(client: Any, after: int = 0) -> list[dict[str, Any]]:
+    return [m for m in client.messages[after:] if m["type"] == "status"]
+
+
+def test_hollow_pods_run_and_heartbeats_carry_only_changes(hollow: Agent) -> None:
+    client = hollow.client()
+    first = client.wait_message(lambda m: m["type"] == "status")
+    assert first["complete"] is True
+    pods = [make_pod(f"h-{i}", [httpd()]) for i in range(3)]
+    client.sync(pods, 1)
+    client.wait_pods(lambda s: len(s) == 3 and all(ready(v) for v in s.values()), what="ready")
+    assert not hollow.containers()  # hollow: nothing reached Docker
+
+    # Once the pods settle, a status reports no pod at all, and so do the heartbeats after.
+    client.wait_message(
+        lambda m: m["type"] == "status" and m["complete"] is False and not m.get("pods"),
+        timeout=15,
+    )
+    mark = len(client.messages)
+    client.heartbeats(2)
+    quiet = _statuses(client, mark)
+    assert quiet
+    assert all(s["complete"] is False and not s.get("pods") for s in quiet), json.dumps(quiet)
+
+    # A pod leaves the set: the next status names it as removed, and only it.
+    mark = len(client.messages)
+    client.sync(pods[:2], 2)
+    gone = client.wait_message(lambda m: m["type"] == "status" and m.get("removed"), after=mark)
+    assert gone["removed"] == [pods[2]["metadata"]["uid"]]
+    assert set(client.pods()) == {"h-0", "h-1"}
+
+
+def test_a_sync_without_service_rules_keeps_the_applied_ones(hollow: Agent) -> None:
+    client = hollow.client()
+    first = client.sync([], 1, services=[_rule("127.0.0.2")])
+    assert first["applied"] is True
+    pod = make_pod("keep", [httpd()])
+    second = client.sync([pod], 2, services=[], servicesUnchanged=True)
+    assert second["applied"] is True
+    # The persisted set is whole: a restarted agent has the rules without being told again.
+    saved = DesiredStateFile(hollow.state_dir).load()
+    assert saved is not None
+    assert saved.generation == 2
+    assert [p.metadata.name for p in saved.pods] == ["keep"]
+    assert [r.name for r in saved.services] == ["web"]
+    assert saved.services[0].ports[0].endpoints[0].address == "127.0.0.2"
+    assert saved.services_unchanged is False
+    # New rules replace them as before.
+    client.sync([pod], 3, services=[_rule("127.0.0.3")])
+    saved = DesiredStateFile(hollow.state_dir).load()
+    assert saved is not None
+    assert saved.services[0].ports[0].endpoints[0].address == "127.0.0.3"
+
+
+def test_a_fresh_agent_refuses_a_sync_without_service_rules(hollow: Agent) -> None:
+    client = hollow.client()
+    answer = client.sync([], 1, services=[], servicesUnchanged=True)
+    assert answer["applied"] is False
+    assert "servicesUnchanged" in answer["message"]
+    assert DesiredStateFile(hollow.state_dir).load() is None

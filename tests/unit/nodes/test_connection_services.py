@@ -1,0 +1,147 @@
+"""NodeConnection leaves unchanged Service rules out of a sync, only when the agent has them.
+
+The link is the transport boundary: a scripted agent answers each sync line with an ack
+(``applied`` as the test says), so what the connection sends can be read line by line.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from typing import Any
+
+from reconciler.nodes import ConnectionSettings, DesiredSet, NodeConnection, NodeEndpoint, NodeName
+from reconciler.nodes._links import LinkSettings
+from schemas.core import ConfigMap
+from schemas.protocol import ServiceRule
+
+ENDPOINT = NodeEndpoint(name=NodeName("n1"), address="127.0.0.9", port=2200, host_key=None)
+HELLO = {
+    "v": 1,
+    "type": "hello",
+    "role": "agent",
+    "versions": [1],
+    "nodeName": "n1",
+    "agentVersion": "test",
+    "capabilities": ["sync", "status"],
+}
+
+
+def _rule(address: str) -> ServiceRule:
+    return ServiceRule.model_validate(
+        {
+            "namespace": "default",
+            "name": "web",
+            "ports": [{"port": 80, "endpoints": [{"address": address, "port": 32768}]}],
+        }
+    )
+
+
+class ScriptedAgent:
+    """One link's far end: says hello, acks every sync (or refuses it when told)."""
+
+    def __init__(self) -> None:
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        self.syncs: list[dict[str, Any]] = []
+        self.refuse_next = False
+        self.applied = 0
+        self.cv = threading.Condition()
+        self.lines.put(json.dumps(HELLO).encode() + b"\n")
+
+    def send(self, line: bytes) -> None:
+        message = json.loads(line)
+        if message["type"] != "sync":
+            return
+        with self.cv:
+            self.syncs.append(message)
+            applied, self.refuse_next = not self.refuse_next, False
+            self.cv.notify_all()
+        ack = {
+            "v": 1,
+            "type": "ack",
+            "inReplyTo": message["id"],
+            "generation": message["generation"],
+            "applied": applied,
+        }
+        self.lines.put(json.dumps(ack).encode() + b"\n")
+        if applied:
+            self.applied = message["generation"]
+        else:
+            # As the agent does: a status follows, telling what it runs.
+            status = {"v": 1, "type": "status", "nodeName": "n1", "node": {}}
+            status["generation"] = self.applied
+            self.lines.put(json.dumps(status).encode() + b"\n")
+
+    def readline(self) -> bytes:
+        return self.lines.get()
+
+    def close(self) -> None:
+        self.lines.put(b"")
+
+
+class Opener:
+    def __init__(self) -> None:
+        self.agents: list[ScriptedAgent] = []
+
+    def __call__(self, endpoint: NodeEndpoint, settings: LinkSettings) -> ScriptedAgent:
+        agent = ScriptedAgent()
+        self.agents.append(agent)
+        return agent
+
+
+def _push(connection: NodeConnection, desired: DesiredSet) -> None:
+    connection.push(desired).result(10)
+
+
+def test_rules_go_once_then_only_when_they_change() -> None:
+    opener = Opener()
+    connection = NodeConnection(
+        ENDPOINT,
+        on_message=lambda _n, _m: None,
+        on_state=lambda _s: None,
+        settings=ConnectionSettings(),
+        opener=opener,
+    )
+    connection.start()
+    try:
+        rules = (_rule("127.0.0.2"),)
+        _push(connection, DesiredSet(services=rules))
+        _push(connection, DesiredSet(services=rules, config_maps=()))  # unchanged: not sent
+        config = ConfigMap.model_validate({"metadata": {"name": "c", "namespace": "default"}})
+        _push(connection, DesiredSet(services=rules, config_maps=(config,)))
+        _push(connection, DesiredSet(services=(_rule("127.0.0.3"),), config_maps=(config,)))
+        syncs = opener.agents[0].syncs
+        assert [s.get("servicesUnchanged", False) for s in syncs] == [False, True, False]
+        assert syncs[1].get("services", []) == []
+        assert syncs[2]["services"][0]["ports"][0]["endpoints"][0]["address"] == "127.0.0.3"
+    finally:
+        connection.close()
+
+
+def test_after_a_refusal_the_rules_go_again() -> None:
+    opener = Opener()
+    connection = NodeConnection(
+        ENDPOINT,
+        on_message=lambda _n, _m: None,
+        on_state=lambda _s: None,
+        opener=opener,
+    )
+    connection.start()
+    try:
+        rules = (_rule("127.0.0.2"),)
+        _push(connection, DesiredSet(services=rules))
+        agent = opener.agents[0]
+        agent.refuse_next = True
+        config = ConfigMap.model_validate({"metadata": {"name": "c", "namespace": "default"}})
+        # Refused (applied: false): the agent kept what it had, which this session may not
+        # know, so the connection resends the whole set, rules included.
+        future = connection.push(DesiredSet(services=rules, config_maps=(config,)))
+        with agent.cv:
+            assert agent.cv.wait_for(lambda: len(agent.syncs) >= 3, timeout=10)
+        future.result(10)
+        assert agent.syncs[1].get("servicesUnchanged") is True
+        assert agent.syncs[2].get("servicesUnchanged", False) is False
+        assert agent.syncs[2]["services"]
+    finally:
+        connection.close()

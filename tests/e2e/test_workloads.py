@@ -292,6 +292,11 @@ def test_statefulset_keeps_its_data_across_a_restart_and_a_rollout(stateful: Cap
         )
 
     wait_until(rolled, timeout=120, what="both pods on the v2 template")
+    # Ordered stop: the rollout stopped and replaced db-1 before it touched db-0.
+    made = {p.name: p.metadata.creation_timestamp for p in up.pods("db")}
+    assert made["db-1"] is not None
+    assert made["db-0"] is not None
+    assert made["db-1"] < made["db-0"]
     for name in ("db-0", "db-1"):
         assert read_claim(up, name, "/data/first") == first[name]
         assert read_claim(up, name, "/data/log").split()[-1] == "v2"

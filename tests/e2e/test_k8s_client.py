@@ -322,6 +322,40 @@ KINDS = [
         lambda n: {"spec": {"podSelector": _selector(n), "policyTypes": ["Ingress"]}},
     ),
     Kind(
+        "networking.k8s.io/v1",
+        "Ingress",
+        NetworkingV1Api,
+        "ingress",
+        True,
+        lambda n: {
+            "spec": {
+                "ingressClassName": "capstan",
+                "rules": [
+                    {
+                        "host": f"{n}.example.test",
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": n, "port": {"number": 80}}},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            }
+        },
+    ),
+    Kind(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        NetworkingV1Api,
+        "ingress_class",
+        False,
+        lambda n: {"spec": {"controller": "example.test/not-capstan"}},
+    ),
+    Kind(
         "rbac.authorization.k8s.io/v1",
         "Role",
         RbacAuthorizationV1Api,

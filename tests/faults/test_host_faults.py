@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import docker
@@ -42,7 +42,7 @@ from schemas import ConfigMap, Node, Pod
 from schemas.meta import ObjectMeta
 from tests.e2e.conftest import CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE, version_files
-from tests.fixtures.git_http_handler import git_http_handler
+from tests.fixtures.git_http import git_http_handler
 from tests.fixtures.local_agent import BUSYBOX, LocalAgent
 from tests.fixtures.waiting import wait_until
 
@@ -273,7 +273,7 @@ class GitHttpServer:
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
 
-    def _count(self) -> None:
+    def _count(self, _request: BaseHTTPRequestHandler) -> None:
         self.requests += 1
 
     def start(self) -> None:

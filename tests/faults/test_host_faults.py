@@ -156,6 +156,9 @@ class SecondDockerd:
             return None
         return docker.DockerClient(base_url=self.url, timeout=60)
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         """SIGTERM, as ``systemctl stop docker`` does: dockerd stops every container first."""
         if self.proc is not None and self.proc.poll() is None:
@@ -228,8 +231,18 @@ def test_docker_stopped_and_started_brings_the_pods_back(
             what="the node NotReady for its runtime",
         )
         assert "Docker is unreachable" in (_ready_condition(up.api, "local")[2] or "")
+        # The node's reports say why, pod by pod: wait until every pod carries the reason
+        # (a pod can turn not Ready a report before its reason is written).
         wait_until(
-            lambda: not up.ready_pods(), timeout=60, what="the pods not Ready without Docker"
+            lambda: (
+                not up.ready_pods()
+                and all(
+                    p.status is not None and p.status.reason == "ContainerRuntimeDown"
+                    for p in up.pods()
+                )
+            ),
+            timeout=60,
+            what="the pods not Ready, each saying the runtime is down",
         )
         for pod in up.pods():
             assert pod.metadata.uid in before, "no replacement is made for a runtime outage"
@@ -254,6 +267,9 @@ def test_docker_stopped_and_started_brings_the_pods_back(
             what="the node Ready again",
         )
     finally:
+        if not second_dockerd.running():
+            # Failed while Docker was down: bring it back, so teardown can clean up.
+            client = up.docker = second_dockerd.start()
         up.close()
         client.close()
 

@@ -241,8 +241,12 @@ def test_crash_looping_commit_is_reverted_once_and_only_its_deployment(
         up.api.get(Deployment, "web", namespace="default").metadata.generation,
     )
     assert web_after == web_before
+    # Never rolled back. (Under a loaded machine web may be seen failing for a moment; a Hold
+    # notice about it is fine, a rollback or a revert of it is not.)
     assert not [
         e
         for e in up.api.list_events(namespace="default")
-        if e.reason == "AutoRollback" and e.involved_object.name == "web"
+        if e.reason == "AutoRollback"
+        and e.involved_object.name == "web"
+        and (e.message.startswith("auto-rollback of") or "revert" in e.message)
     ]

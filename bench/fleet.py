@@ -41,7 +41,6 @@ Needs ``sshd`` and about 60 MB of memory per node (the agents).
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import subprocess
@@ -75,22 +74,6 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # -- the repository ------------------------------------------------------------------------
-
-
-def node_manifest(node: SshNode) -> str:
-    return f"""\
-apiVersion: v1
-kind: Node
-metadata:
-  name: {node.name}
-spec:
-  address: {node.address}
-  ssh:
-    user: {getpass.getuser()}
-    port: {node.port}
-    identityFile: {node.client_key}
-  hostKey: "{node.host_key_line}"
-"""
 
 
 def config_map(round_no: int) -> str:
@@ -450,7 +433,7 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
         log(f"{size} nodes up in {time.monotonic() - started:.0f} s")
         repo = Repo(work / f"repo-{size}")
         state = work / f"state-{size}"
-        files = {f"nodes/{n.name}.yaml": node_manifest(n) for n in nodes}
+        files = {f"nodes/{n.name}.yaml": n.manifest() for n in nodes}
         files["namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fleet\n"
         files["config.yaml"] = config_map(0)
         repo.commit("fleet", files)

@@ -39,7 +39,6 @@ Last line: JSON ``{"detect_p99_s": X, "ready_p50_s": Y, "ready_p99_s": Z}`` plus
 from __future__ import annotations
 
 import argparse
-import getpass
 import hashlib
 import hmac
 import json
@@ -65,7 +64,7 @@ from reconciler.sync import SyncResult
 from schemas import Pod, ReplicaSet
 from tests.fixtures.git_http import GitHttpServer
 from tests.fixtures.local_agent import cleanup_proxy, proxy_args
-from tests.fixtures.sshd import SshNode, SshNodeFarm
+from tests.fixtures.sshd import SshNodeFarm
 
 REPLICAS = 10
 STAGES = (
@@ -86,22 +85,6 @@ GIT_ENV = {
     "GIT_CONFIG_GLOBAL": "/dev/null",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
-
-
-def node_manifest(node: SshNode) -> str:
-    return f"""\
-apiVersion: v1
-kind: Node
-metadata:
-  name: {node.name}
-spec:
-  address: {node.address}
-  ssh:
-    user: {getpass.getuser()}
-    port: {node.port}
-    identityFile: {node.client_key}
-  hostKey: "{node.host_key_line}"
-"""
 
 
 def deployment(version: int) -> str:
@@ -332,7 +315,7 @@ def run(
     with SshNodeFarm(prefix="p2r") as farm, GitHttpServer(work / "srv") as server:
         nodes = [farm.start(1, agent_args=extra)[0] for extra in agent_args]
         repo = Repo(work / "repo", server.url("app.git"))
-        files = {f"node-{i}.yaml": node_manifest(n) for i, n in enumerate(nodes)}
+        files = {f"node-{i}.yaml": n.manifest() for i, n in enumerate(nodes)}
         repo.commit({**files, "deployment.yaml": deployment(0)}, "v0")
         repo.push()
         config = UpConfig(

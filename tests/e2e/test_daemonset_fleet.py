@@ -17,7 +17,6 @@ import pytest
 
 from schemas import DaemonSet
 from tests.e2e.conftest import CapstanUp, GitRepo
-from tests.e2e.test_ssh_fleet import node_manifest
 from tests.fixtures.local_agent import BUSYBOX, cleanup_proxy, proxy_args
 from tests.fixtures.sshd import SshNode, SshNodeFarm
 from tests.fixtures.waiting import wait_until
@@ -109,7 +108,7 @@ def test_a_daemonset_runs_on_every_node_and_on_a_node_added_later(fleet: Fleet) 
     up.repo.commit(
         "two nodes and a daemon",
         {
-            **{f"nodes/{n.name}.yaml": node_manifest(n) for n in first},
+            **{f"nodes/{n.name}.yaml": n.manifest() for n in first},
             "daemon.yaml": DAEMONSET,
         },
     )
@@ -123,7 +122,7 @@ def test_a_daemonset_runs_on_every_node_and_on_a_node_added_later(fleet: Fleet) 
 
     # A third host joins the fleet: committing its Node manifest is all it takes.
     added = fleet.add()
-    up.repo.commit("a third node", {f"nodes/{added.name}.yaml": node_manifest(added)})
+    up.repo.commit("a third node", {f"nodes/{added.name}.yaml": added.manifest()})
     nodes = [*first, added]
     wait_until(
         lambda: placement(up) == {n.name: 1 for n in nodes},

@@ -8,7 +8,6 @@ sshd killed and restarted is reconnected without duplicating containers.
 
 from __future__ import annotations
 
-import getpass
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +20,6 @@ from tests.e2e.test_gitops_loop import page
 from tests.fixtures.local_agent import cleanup_proxy, proxy_args
 from tests.fixtures.sshd import SshNode, SshNodeFarm
 from tests.fixtures.waiting import wait_until
-
-
-def node_manifest(node: SshNode) -> str:
-    return f"""\
-apiVersion: v1
-kind: Node
-metadata:
-  name: {node.name}
-spec:
-  address: {node.address}
-  ssh:
-    user: {getpass.getuser()}
-    port: {node.port}
-    identityFile: {node.client_key}
-  hostKey: "{node.host_key_line}"
-"""
 
 
 def deployment(version: str) -> str:
@@ -107,7 +90,7 @@ def fleet(
             repo.commit(
                 "v1",
                 {
-                    **{f"nodes/{n.name}.yaml": node_manifest(n) for n in nodes},
+                    **{f"nodes/{n.name}.yaml": n.manifest() for n in nodes},
                     "page.yaml": page("v1"),
                     "web.yaml": deployment("v1"),
                 },

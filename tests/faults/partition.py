@@ -38,7 +38,6 @@ from reconciler.api import Api, NotFound
 from reconciler.controllers.endpoints import read_endpoints
 from schemas import ConfigMap, Node, Pod
 from tests.e2e.test_gitops_loop import NODE_PORT, SERVICE, deployment, page
-from tests.e2e.test_ssh_fleet import node_manifest
 from tests.faults.scenario import FaultRig, fault_rig
 from tests.fixtures.local_agent import cleanup_proxy, proxy_args
 from tests.fixtures.sshd import SshNode, SshNodeFarm
@@ -470,7 +469,7 @@ def partition_rig(
             files = {
                 "service.yaml": SERVICE,
                 **who_files("v1"),
-                f"nodes/{victim.name}.yaml": node_manifest(victim),
+                f"nodes/{victim.name}.yaml": victim.manifest(),
             }
             with fault_rig(client, work, replicas=2, extra_args=args, files=files) as rig:
                 try:

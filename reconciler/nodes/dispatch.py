@@ -64,6 +64,7 @@ __all__ = ["DispatchSettings", "NodeDispatcher"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=KubeObject)
+_Versions = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +135,8 @@ class NodeDispatcher:
         self._statuses: dict[NodeName, Status] = {}
         self._states: dict[NodeName, NodeState] = {}
         self._lease_renewed: dict[NodeName, float] = {}
-        self._rules_cache: dict[tuple[str, str], tuple[tuple[str | None, str | None], ServiceRule]]
-        self._rules_cache = {}
+        # (namespace, name) -> ((Service rv, endpoints rv), rule): see _service_rules.
+        self._rules_cache: dict[tuple[str, str], tuple[_Versions, ServiceRule]] = {}
         self._wire_cache = PodWireCache()
         # Nodes that sent a status since their lease was last renewed.
         self._heard: set[NodeName] = set()
@@ -322,7 +323,7 @@ class NodeDispatcher:
 
     def _service_rules(self) -> list[ServiceRule]:
         rules = []
-        cache: dict[tuple[str, str], tuple[tuple[str | None, str | None], ServiceRule]] = {}
+        cache: dict[tuple[str, str], tuple[_Versions, ServiceRule]] = {}
         for service in self.services.list():
             stored = self.config_maps.get(
                 endpoints_config_map_name(service.name), namespace=service.namespace
@@ -489,12 +490,8 @@ class NodeDispatcher:
         for node, status in statuses.items():
             if self._write_status(node, status):
                 pods.extend((node, report) for report in status.pods)
-        if len(pods) > 1 and not self._stopped.is_set():
-            for _ in self._writers.map(lambda item: self._write_pod_status(*item), pods):
-                pass
-        else:
-            for node, report in pods:
-                self._write_pod_status(node, report)
+        # Concurrent writes let the store commit them in groups; map returns when all are done.
+        list(self._writers.map(lambda item: self._write_pod_status(*item), pods))
 
     def _write_pod_status(self, node: NodeName, report: PodReport) -> None:
         received = now_utc(self.ctx.clock)

@@ -6,13 +6,8 @@ the errors Docker's refusals become; :mod:`agent.runtime.hollow` is the in-memor
 fleet-scale benchmarks. The only package in Capstan that imports ``docker``.
 """
 
-from agent.runtime._docker import (
-    DockerRuntime,
-    ImageError,
-    RuntimeFailure,
-    StartFailed,
-)
-from agent.runtime.base import ContainerRuntime, Stream
+from agent.runtime._docker import DockerRuntime
+from agent.runtime.base import ContainerRuntime, ImageError, RuntimeFailure, StartFailed, Stream
 
 __all__ = [
     "ContainerRuntime",

@@ -20,7 +20,7 @@ from typing import Any, cast
 import docker
 import docker.errors
 
-from agent.runtime.base import Stream
+from agent.runtime.base import ImageError, RuntimeFailure, StartFailed, Stream
 from agent.runtime.facts import (
     LABEL_ATTEMPT,
     LABEL_BACKOFF_STEP,
@@ -47,30 +47,6 @@ from agent.runtime.facts import (
 _POOL_SIZE = 32
 _API_TIMEOUT_S = 120
 _NEVER = "0001-01-01T00:00:00Z"
-
-
-class RuntimeFailure(Exception):
-    """Docker refused or failed an operation; the message is Docker's own."""
-
-
-class StartFailed(RuntimeFailure):
-    """The container was created but did not start; it is left in place as evidence.
-
-    Leaving it lets the planner see a failed attempt (with its labels) and apply back-off,
-    exactly as for a container that started and crashed.
-    """
-
-    def __init__(self, container_id: ContainerID, message: str) -> None:
-        super().__init__(message)
-        self.container_id = container_id
-
-
-class ImageError(RuntimeFailure):
-    """An image could not be made present: ``reason`` is ErrImagePull or ErrImageNeverPull."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _parse_time(text: str | None) -> float | None:

@@ -4,7 +4,7 @@ The kubelet, its executor and its prober call a runtime only through :class:`Con
 Two implement it: :class:`agent.runtime.DockerRuntime` (the real one) and
 :class:`agent.runtime.hollow.HollowRuntime` (kubemark's hollow node: containers that exist
 only in memory, for fleet-scale benchmarks of everything else). Every method blocks and must
-be safe to call from several threads at once.
+be safe to call from several threads at once, and fails with the errors defined here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,30 @@ from agent.runtime.facts import (
     ObservedContainer,
     RegistryAuth,
 )
+
+
+class RuntimeFailure(Exception):
+    """The runtime refused or failed an operation; the message is the runtime's own."""
+
+
+class StartFailed(RuntimeFailure):
+    """The container was created but did not start; it is left in place as evidence.
+
+    Leaving it lets the planner see a failed attempt (with its labels) and apply back-off,
+    exactly as for a container that started and crashed.
+    """
+
+    def __init__(self, container_id: ContainerID, message: str) -> None:
+        super().__init__(message)
+        self.container_id = container_id
+
+
+class ImageError(RuntimeFailure):
+    """An image could not be made present: ``reason`` is ErrImagePull or ErrImageNeverPull."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Stream(Protocol):

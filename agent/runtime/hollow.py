@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.runtime._docker import RuntimeFailure
+from agent.runtime.base import RuntimeFailure
 from agent.runtime.facts import (
     LABEL_ATTEMPT,
     LABEL_BACKOFF_STEP,

@@ -144,6 +144,10 @@ def _container_hash(pod: Pod, container: Container) -> str:
         hashed["shareProcessNamespace"] = True
     if pod.spec.enable_service_links is False:
         hashed["enableServiceLinks"] = False
+    if pod.spec.host_pid:
+        hashed["hostPID"] = True
+    if pod.spec.host_ipc:
+        hashed["hostIPC"] = True
     return _digest(hashed)
 
 
@@ -451,6 +455,14 @@ def _dns_option(name: str, value: str | None) -> str:
     return name if value is None else f"{name}:{value}"
 
 
+#: ``mountPropagation`` as Docker's bind propagation (Kubernetes' CRI maps it the same way).
+_PROPAGATION: Final[Mapping[str, str]] = {
+    "None": "rprivate",
+    "HostToContainer": "rslave",
+    "Bidirectional": "rshared",
+}
+
+
 def _mounts(
     d: DesiredPod, container: Container, settings: NodeSettings, sub_paths: Mapping[int, Path]
 ) -> tuple[Mount, ...]:
@@ -458,14 +470,26 @@ def _mounts(
     mounts: list[Mount] = []
     for index, mount in enumerate(container.volume_mounts):
         volume = volumes[mount.name]
+        propagation = _PROPAGATION.get(mount.mount_propagation or "")
         claim = volume.persistent_volume_claim
         if claim is not None:
             # A name, not a path: Docker mounts (and first creates) the named volume.
             named = claim_volume_name(settings.node_name, d.namespace, claim.claim_name)
             read_only = bool(mount.read_only) or claim.read_only
-            mounts.append(Mount(source=named, target=mount.mount_path, read_only=read_only))
+            mounts.append(
+                Mount(
+                    source=named,
+                    target=mount.mount_path,
+                    read_only=read_only,
+                    propagation=propagation,
+                )
+            )
             continue
-        source = volume_dir(settings.state_dir, d.uid, mount.name)
+        if volume.host_path is not None:
+            # The node's own path; the executor checked or created it as its type says.
+            source = Path(volume.host_path.path)
+        else:
+            source = volume_dir(settings.state_dir, d.uid, mount.name)
         if mount.sub_path:
             # WARNING: never join the subPath here. Only the executor's resolved source
             # (symlinks followed, checked to stay inside the volume) may become a bind.
@@ -476,9 +500,26 @@ def _mounts(
                 )
             source = sub_paths[index]
         # ConfigMap and Secret files are always read-only, whatever the mount says.
-        read_only = bool(mount.read_only) or volume.empty_dir is None
-        mounts.append(Mount(source=str(source), target=mount.mount_path, read_only=read_only))
+        writable = volume.empty_dir is not None or volume.host_path is not None
+        read_only = bool(mount.read_only) or not writable
+        mounts.append(
+            Mount(
+                source=str(source),
+                target=mount.mount_path,
+                read_only=read_only,
+                propagation=propagation,
+            )
+        )
     return tuple(mounts)
+
+
+def _pid_mode(d: DesiredPod, sandbox_id: ContainerID) -> str | None:
+    # The schema refuses hostPID together with shareProcessNamespace, as Kubernetes does.
+    if d.pod.spec.host_pid:
+        return "host"
+    if d.pod.spec.share_process_namespace:
+        return f"container:{sandbox_id}"
+    return None
 
 
 def _effective(container_value: int | None, pod_value: int | None) -> int | None:
@@ -580,7 +621,8 @@ def container_config(
         env=tuple({**links, **dict(d.env.get(container.name, ()))}.items()),
         working_dir=container.working_dir,
         network_mode=f"container:{sandbox_id}",
-        pid_mode=f"container:{sandbox_id}" if d.pod.spec.share_process_namespace else None,
+        pid_mode=_pid_mode(d, sandbox_id),
+        ipc_mode="host" if d.pod.spec.host_ipc else None,
         mounts=_mounts(d, container, settings, sub_paths or {}),
         mem_limit_bytes=memory_bytes(limits["memory"]) if "memory" in limits else None,
         nano_cpus=cpu_millicores(limits["cpu"]) * 1_000_000 if "cpu" in limits else None,

@@ -68,7 +68,7 @@ from schemas import (
     model_for,
     parse_object,
 )
-from schemas.podsecurity import Level, check_pod_spec, namespace_level, pod_spec_of
+from schemas.podsecurity import Violation, check_pod_spec, namespace_level, pod_spec_of
 
 __all__ = [
     "APPLY_ORDER",
@@ -132,10 +132,9 @@ class LoadedRepository:
 class _PodSecurityProblem:
     """A field some Pod Security level forbids, located before the node tree is dropped."""
 
-    level: Level
     location: SourceLocation
     field_path: str
-    violation: str
+    violation: Violation
 
 
 @dataclass(frozen=True)
@@ -597,10 +596,9 @@ def _pod_security_problems(
     path, spec = held
     return tuple(
         _PodSecurityProblem(
-            level=violation.level,
             location=document.location((*path, *violation.loc)),
             field_path=format_field_path((*path, *violation.loc)),
-            violation=f"{violation.reason} ({violation.detail})",
+            violation=violation,
         )
         for violation in check_pod_spec(spec, level="restricted")
     )
@@ -621,12 +619,12 @@ def _pod_security(parsed: Sequence[_Parsed]) -> list[ManifestError]:
         errors.extend(
             ManifestError(
                 problem.location,
-                f'violates PodSecurity "{level}:latest": {problem.violation}; '
-                f'namespace "{namespace}" enforces {level}',
+                f'{problem.violation.message(level)}; namespace "{namespace}" enforces {level}',
                 problem.field_path,
             )
             for problem in item.pod_security
-            if level == "restricted" or (level == "baseline" and problem.level == "baseline")
+            if level == "restricted"
+            or (level == "baseline" and problem.violation.level == "baseline")
         )
     return errors
 

@@ -51,7 +51,7 @@ def _modelled(data: dict[str, object]) -> bool:
 
 # The documents refused on purpose, and words their refusal must say.
 REFUSED = {
-    "documents/refused-kubernetes-aws-ebs-web.yaml": "cannot attach to a Docker host",
+    "documents/refused-kubernetes-aws-ebs-web.yaml": "removed its in-tree driver in v1.27",
     "documents/refused-istio-helloworld-dual-stack.yaml": "IPv4 only",
 }
 

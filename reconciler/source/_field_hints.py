@@ -313,6 +313,11 @@ REMOVED_VOLUME_PLUGINS: Mapping[str, tuple[str, str, str, str]] = {
 }
 
 
+#: The in-tree plugins Kubernetes no longer serves itself: the removed ones, and Portworx,
+#: whose every operation Kubernetes hands to its CSI driver since v1.33 (CSIMigrationPortworx).
+NOT_SERVED_IN_TREE: frozenset[str] = frozenset(REMOVED_VOLUME_PLUGINS) | {"portworxVolume"}
+
+
 def _removed_advice(plugin: str) -> str:
     what, deprecated, removed, driver = REMOVED_VOLUME_PLUGINS[plugin]
     if driver:
@@ -333,8 +338,9 @@ def _removed_advice(plugin: str) -> str:
 VOLUME_PLUGIN_ADVICE: Mapping[str, str] = {
     **{plugin: _removed_advice(plugin) for plugin in REMOVED_VOLUME_PLUGINS},
     "portworxVolume": (
-        "mounts a Portworx volume; deprecated in Kubernetes v1.25, which hands it to the "
-        f"Portworx CSI driver (pxd.portworx.com) that must run on every node; {_USE_CLAIM}"
+        "mounts a Portworx volume; deprecated in Kubernetes v1.25, and since v1.33 Kubernetes "
+        "hands it to the Portworx CSI driver (pxd.portworx.com), which must run on every node; "
+        f"{_USE_CLAIM}"
     ),
     "nfs": (
         "mounts an NFS export on the node; Capstan's agent mounts no network file system; "

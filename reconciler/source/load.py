@@ -534,7 +534,10 @@ def _duplicate_cluster_ips(parsed: Sequence[_Parsed]) -> list[ManifestError]:
     errors: list[ManifestError] = []
     for item in parsed:
         obj = item.loaded.obj
-        if not isinstance(obj, Service) or not obj.spec.cluster_ip or item.cluster_ip_at is None:
+        if not isinstance(obj, Service) or item.cluster_ip_at is None:
+            continue
+        # "None" is no address: any number of headless Services may say it.
+        if obj.spec.cluster_ip in (None, "", "None"):
             continue
         first = first_seen.setdefault(obj.spec.cluster_ip, item)
         if first is not item:

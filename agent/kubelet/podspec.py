@@ -134,10 +134,30 @@ def _digest(value: object) -> str:
 # ``container_config(service_env=...)``); the names are refreshed in place, by rewriting the
 # sandbox's hosts file, and the in-pod forwarders follow every apply. The hashes cover only
 # the pod's own spec (and, for the sandbox, this node's settings).
+#: Fields the models gained after containers were already running under hashes without them:
+#: left out of the hash while unset, so that upgrading the agent restarts no container.
+_UNSET_NOT_HASHED: Final = frozenset({"hostPath", "mountPropagation"})
+
+
+def _without_unset_new_fields(value: object) -> object:
+    if isinstance(value, dict):
+        return {
+            key: _without_unset_new_fields(item)
+            for key, item in value.items()
+            if not (item is None and key in _UNSET_NOT_HASHED)
+        }
+    if isinstance(value, list):
+        return [_without_unset_new_fields(item) for item in value]
+    return value
+
+
 def _container_hash(pod: Pod, container: Container) -> str:
     mounted = {m.name for m in container.volume_mounts}
     volumes = [v.model_dump(mode="json") for v in pod.spec.volumes if v.name in mounted]
-    hashed: dict[str, object] = {"container": container.model_dump(mode="json"), "volumes": volumes}
+    hashed: dict[str, object] = {
+        "container": _without_unset_new_fields(container.model_dump(mode="json")),
+        "volumes": _without_unset_new_fields(volumes),
+    }
     # Pod fields that shape every container; only when set, so that existing containers keep
     # their hash (and keep running) when the agent is upgraded.
     if pod.spec.share_process_namespace:

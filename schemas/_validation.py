@@ -161,6 +161,16 @@ def local_descending_path_problem(value: str) -> str | None:
     return None
 
 
+def host_path_problem(value: str) -> str | None:
+    """A ``hostPath`` volume's ``path``: Kubernetes' validatePathNoBacksteps, and absolute (a
+    relative source would be a Docker named volume, not a directory of the node)."""
+    if not value.startswith("/"):
+        return "must be an absolute path on the node"
+    if ".." in value.split("/"):
+        return "must not contain '..'"
+    return None
+
+
 def _checked(code: str, problem: Callable[[str], str | None]) -> AfterValidator:
     def check(value: str) -> str:
         found = problem(value)
@@ -181,6 +191,7 @@ PortName = Annotated[str, _checked("port_name", port_name_problem)]
 EnvVarName = Annotated[str, _checked("env_var_name", env_var_name_problem)]
 ConfigKey = Annotated[str, _checked("config_key", config_key_problem)]
 LocalDescendingPath = Annotated[str, _checked("relative_path", local_descending_path_problem)]
+HostPath = Annotated[str, _checked("host_path", host_path_problem)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]

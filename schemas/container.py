@@ -47,6 +47,7 @@ __all__ = [
     "ImagePullPolicy",
     "Lifecycle",
     "LifecycleHandler",
+    "MountPropagation",
     "ObjectFieldSelector",
     "Probe",
     "Protocol",
@@ -331,14 +332,22 @@ class SecurityContext(KubeModel):
     seccomp_profile: SeccompProfile | None = None
 
 
+#: ``mountPropagation``: how mounts made later under the volume's source travel between host
+#: and container (Docker's bind propagation rprivate, rslave, rshared on the agent).
+MountPropagation = Literal["None", "HostToContainer", "Bidirectional"]
+
+
 class VolumeMount(KubeModel):
     """A volume in a container. ``subPath`` is a path inside the volume (never absolute, never
-    ``..``); the agent checks again, after resolving symlinks, that it stays inside."""
+    ``..``); the agent checks again, after resolving symlinks, that it stays inside.
+    ``mountPropagation: Bidirectional`` needs a privileged container, as in Kubernetes (the
+    pod spec checks it)."""
 
     name: DNSLabel
     mount_path: str = Field(min_length=1)
     read_only: bool | None = None
     sub_path: LocalDescendingPath | None = None
+    mount_propagation: MountPropagation | None = None
 
 
 # --- containers ----------------------------------------------------------------------------

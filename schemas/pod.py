@@ -18,6 +18,7 @@ from schemas._validation import (
     ConfigKey,
     DNSLabel,
     DNSSubdomain,
+    HostPath,
     LocalDescendingPath,
     NonNegativeInt,
     PortNumber,
@@ -44,6 +45,7 @@ from schemas.container import (
     ImagePullPolicy,
     Lifecycle,
     LifecycleHandler,
+    MountPropagation,
     ObjectFieldSelector,
     Probe,
     Protocol,
@@ -90,11 +92,14 @@ __all__ = [
     "HTTPGetAction",
     "HTTPHeader",
     "HostAlias",
+    "HostPathType",
+    "HostPathVolumeSource",
     "HostPortMapping",
     "ImagePullPolicy",
     "KeyToPath",
     "Lifecycle",
     "LifecycleHandler",
+    "MountPropagation",
     "ObjectFieldSelector",
     "PersistentVolumeClaimVolumeSource",
     "Pod",
@@ -233,9 +238,32 @@ class ProjectedVolumeSource(KubeModel):
     default_mode: int | None = Field(default=None, ge=0, le=0o777)
 
 
+#: What must be at a ``hostPath`` volume's path before the pod starts; "" checks nothing.
+HostPathType = Literal[
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+]
+
+
+class HostPathVolumeSource(KubeModel):
+    """A file or directory of the node, bind-mounted into the containers. Only a namespace at
+    the ``privileged`` Pod Security level may use one (``schemas.podsecurity``), and only on a
+    node whose agent allows that level; the agent checks or creates the path as ``type`` says
+    (``agent.kubelet.volumes``) before the container starts."""
+
+    path: HostPath
+    type: HostPathType | None = None
+
+
 class Volume(KubeModel):
     """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``, ``projected``,
-    ``persistentVolumeClaim``."""
+    ``persistentVolumeClaim``, ``hostPath``."""
 
     name: DNSLabel
     empty_dir: EmptyDirVolumeSource | None = None
@@ -243,6 +271,7 @@ class Volume(KubeModel):
     secret: SecretVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
     persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
+    host_path: HostPathVolumeSource | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
@@ -252,12 +281,13 @@ class Volume(KubeModel):
             self.secret,
             self.projected,
             self.persistent_volume_claim,
+            self.host_path,
         )
         if sum(s is not None for s in sources) != 1:
             raise rule_error(
                 "one_of",
-                "exactly one of emptyDir, configMap, secret, projected or persistentVolumeClaim "
-                "must be given",
+                "exactly one of emptyDir, configMap, secret, projected, persistentVolumeClaim "
+                "or hostPath must be given",
             )
         return self
 
@@ -350,6 +380,10 @@ class PodSpec(KubeModel):
     node_name: DNSSubdomain | None = None
     service_account_name: DNSSubdomain | None = None
     host_network: bool = False
+    # The node's process and IPC namespaces (Docker's --pid=host, --ipc=host); like
+    # hostNetwork, only at the privileged Pod Security level (schemas.podsecurity).
+    host_pid: bool = Field(default=False, alias="hostPID")
+    host_ipc: bool = Field(default=False, alias="hostIPC")
     tolerations: list[Toleration] = Field(default_factory=list)
     security_context: PodSecurityContext | None = None
     hostname: DNSLabel | None = None
@@ -397,6 +431,7 @@ class PodSpec(KubeModel):
     def _check(self) -> PodSpec:
         problems = Problems("PodSpec")
         self._check_aliases_and_dns(problems)
+        self._check_host_namespaces(problems)
         self._check_container_names(problems)
         self._check_ports(problems)
         self._check_volumes(problems)
@@ -410,6 +445,15 @@ class PodSpec(KubeModel):
             )
         problems.raise_if_any()
         return self
+
+    def _check_host_namespaces(self, problems: Problems) -> None:
+        if self.host_pid and self.share_process_namespace:
+            problems.add(
+                ("shareProcessNamespace",),
+                "share_process_namespace",
+                "ShareProcessNamespace and HostPID cannot both be enabled",
+                True,
+            )
 
     def _check_aliases_and_dns(self, problems: Problems) -> None:
         if (
@@ -516,6 +560,18 @@ class PodSpec(KubeModel):
                         "volume_not_found",
                         f"no volume named {mount.name!r} in spec.volumes",
                         mount.name,
+                    )
+                context = container.security_context
+                if mount.mount_propagation == "Bidirectional" and not (
+                    context is not None and context.privileged
+                ):
+                    # Kubernetes' rule: a shared mount lets the container mount onto the node.
+                    problems.add(
+                        (field, index, "volumeMounts", mount_index, "mountPropagation"),
+                        "mount_propagation",
+                        "Bidirectional mount propagation is available only to privileged "
+                        "containers",
+                        mount.mount_propagation,
                     )
 
     def container(self, name: str) -> Container | None:

@@ -8,8 +8,9 @@ level comes from the namespace's label ``pod-security.kubernetes.io/enforce``; a
 without it gets :data:`DEFAULT_LEVEL` (``baseline``).
 
 The checks are Kubernetes' own (the PodSecurity admission's ``baseline`` and ``restricted``
-policies, latest version), over the fields Capstan models; fields it does not model
-(``hostPID``, ``hostIPC``, ``hostPath`` volumes, ``sysctls``, AppArmor, SELinux,
+policies, latest version), over the fields Capstan models: the host namespaces
+(``hostNetwork``, ``hostPID``, ``hostIPC``) and ``hostPath`` volumes are the node's own and
+pass only at ``privileged``; fields Capstan does not model (``sysctls``, AppArmor, SELinux,
 ``procMount``) are refused by the schema everywhere. Where the standard allows "a known
 list", Capstan's baseline admits host ports 1024-65535 and refuses the privileged ports.
 """
@@ -78,17 +79,31 @@ class Violation:
 
     ``level`` is the lowest level that forbids it (``baseline`` or ``restricted``), ``loc``
     the field path relative to the pod spec, ``reason`` Kubernetes' name for the check and
-    ``detail`` what to change, in Kubernetes' words.
+    ``detail`` what to change, in Kubernetes' words. ``restricted_as`` is the (reason,
+    detail) Kubernetes words it with at ``restricted``, where another check replaces the
+    baseline one (a hostPath volume is then one of the "restricted volume types").
     """
 
     level: Level
     reason: str
     loc: Loc
     detail: str
+    restricted_as: tuple[str, str] | None = None
+
+    def text(self, enforced: Level) -> str:
+        """``privileged (container "a" must ...)``, as ``enforced`` words it."""
+        reason, detail = self.worded(enforced)
+        return f"{reason} ({detail})"
+
+    def worded(self, enforced: Level) -> tuple[str, str]:
+        """(reason, detail) as the check of level ``enforced`` words them."""
+        if enforced == "restricted" and self.restricted_as is not None:
+            return self.restricted_as
+        return self.reason, self.detail
 
     def message(self, enforced: Level) -> str:
         """``violates PodSecurity "baseline:latest": privileged (container "a" must ...)``."""
-        return f'violates PodSecurity "{enforced}:latest": {self.reason} ({self.detail})'
+        return f'violates PodSecurity "{enforced}:latest": {self.text(enforced)}'
 
 
 def pod_spec_of(obj: KubeObject) -> tuple[Loc, PodSpec] | None:
@@ -119,9 +134,24 @@ def check_pod_spec(spec: PodSpec, *, level: Level) -> list[Violation]:
 
 
 def describe(violations: list[Violation], *, level: Level) -> str:
-    """All violations in one line, as Kubernetes' admission words its refusal."""
-    parts = ", ".join(f"{v.reason} ({v.detail})" for v in violations)
+    """All violations in one line, as Kubernetes' admission words its refusal: one part per
+    check, the details of one check joined (``host namespaces (hostNetwork=true,
+    hostPID=true)``, ``hostPath volumes (volumes "a", "b")``)."""
+    details: dict[str, list[str]] = {}
+    for violation in violations:
+        reason, detail = violation.worded(level)
+        details.setdefault(reason, []).append(detail)
+    parts = ", ".join(f"{reason} ({_joined(found)})" for reason, found in details.items())
     return f'violates PodSecurity "{level}:latest": {parts}'
+
+
+def _joined(details: list[str]) -> str:
+    # hostPath volumes' details are each 'volume "NAME"'; Kubernetes lists them as one.
+    if len(details) > 1 and all(
+        d.startswith('volume "') and d.endswith('"') and d.count('"') == 2 for d in details
+    ):
+        return "volumes " + ", ".join(d.removeprefix("volume ") for d in details)
+    return ", ".join(details)
 
 
 def _containers(spec: PodSpec) -> Iterator[tuple[Loc, Container]]:
@@ -134,8 +164,25 @@ def _containers(spec: PodSpec) -> Iterator[tuple[Loc, Container]]:
 
 
 def _baseline(spec: PodSpec) -> Iterator[Violation]:
-    if spec.host_network:
-        yield Violation("baseline", "host namespaces", ("hostNetwork",), "hostNetwork=true")
+    for field, used in (
+        ("hostNetwork", spec.host_network),
+        ("hostPID", spec.host_pid),
+        ("hostIPC", spec.host_ipc),
+    ):
+        if used:
+            yield Violation("baseline", "host namespaces", (field,), f"{field}=true")
+    for index, volume in enumerate(spec.volumes):
+        if volume.host_path is not None:
+            yield Violation(
+                "baseline",
+                "hostPath volumes",
+                ("volumes", index, "hostPath"),
+                f'volume "{volume.name}"',
+                restricted_as=(
+                    "restricted volume types",
+                    f'volume "{volume.name}" uses restricted volume type "hostPath"',
+                ),
+            )
     yield from _unconfined(spec.security_context, (), "pod")
     for loc, container in _containers(spec):
         who = f'container "{container.name}"'
@@ -182,8 +229,9 @@ def _unconfined(
 
 
 def _restricted(spec: PodSpec) -> Iterator[Violation]:
-    # Volume types: restricted allows configMap, emptyDir and secret among others; Capstan
-    # models no other kind, so the schema already keeps every pod within that list.
+    # Volume types: restricted allows configMap, emptyDir, secret, projected and
+    # persistentVolumeClaim among others; the one other type Capstan models, hostPath, is
+    # refused by baseline already (worded as restricted words it: Violation.restricted_as).
     pod_context = spec.security_context
     pod_non_root = bool(pod_context and pod_context.run_as_non_root)
     pod_seccomp = pod_context.seccomp_profile if pod_context else None

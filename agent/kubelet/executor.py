@@ -294,6 +294,7 @@ class Executor:
         try:
             # The order matters: subPath sources are resolved after the volumes are in place
             # and right before the config that binds them.
+            await self._call(volumes.prepare_host_paths, d)
             sub_paths = await self._call(
                 volumes.sub_path_sources, d, spec, state_dir=self._settings.state_dir
             )

@@ -134,16 +134,40 @@ def _digest(value: object) -> str:
 # ``container_config(service_env=...)``); the names are refreshed in place, by rewriting the
 # sandbox's hosts file, and the in-pod forwarders follow every apply. The hashes cover only
 # the pod's own spec (and, for the sandbox, this node's settings).
+#: Fields the models gained after containers were already running under hashes without them:
+#: left out of the hash while unset, so that upgrading the agent restarts no container.
+_UNSET_NOT_HASHED: Final = frozenset({"hostPath", "mountPropagation"})
+
+
+def _without_unset_new_fields(value: object) -> object:
+    if isinstance(value, dict):
+        return {
+            key: _without_unset_new_fields(item)
+            for key, item in value.items()
+            if not (item is None and key in _UNSET_NOT_HASHED)
+        }
+    if isinstance(value, list):
+        return [_without_unset_new_fields(item) for item in value]
+    return value
+
+
 def _container_hash(pod: Pod, container: Container) -> str:
     mounted = {m.name for m in container.volume_mounts}
     volumes = [v.model_dump(mode="json") for v in pod.spec.volumes if v.name in mounted]
-    hashed: dict[str, object] = {"container": container.model_dump(mode="json"), "volumes": volumes}
+    hashed: dict[str, object] = {
+        "container": _without_unset_new_fields(container.model_dump(mode="json")),
+        "volumes": _without_unset_new_fields(volumes),
+    }
     # Pod fields that shape every container; only when set, so that existing containers keep
     # their hash (and keep running) when the agent is upgraded.
     if pod.spec.share_process_namespace:
         hashed["shareProcessNamespace"] = True
     if pod.spec.enable_service_links is False:
         hashed["enableServiceLinks"] = False
+    if pod.spec.host_pid:
+        hashed["hostPID"] = True
+    if pod.spec.host_ipc:
+        hashed["hostIPC"] = True
     return _digest(hashed)
 
 
@@ -451,6 +475,14 @@ def _dns_option(name: str, value: str | None) -> str:
     return name if value is None else f"{name}:{value}"
 
 
+#: ``mountPropagation`` as Docker's bind propagation (Kubernetes' CRI maps it the same way).
+_PROPAGATION: Final[Mapping[str, str]] = {
+    "None": "rprivate",
+    "HostToContainer": "rslave",
+    "Bidirectional": "rshared",
+}
+
+
 def _mounts(
     d: DesiredPod, container: Container, settings: NodeSettings, sub_paths: Mapping[int, Path]
 ) -> tuple[Mount, ...]:
@@ -458,14 +490,26 @@ def _mounts(
     mounts: list[Mount] = []
     for index, mount in enumerate(container.volume_mounts):
         volume = volumes[mount.name]
+        propagation = _PROPAGATION.get(mount.mount_propagation or "")
         claim = volume.persistent_volume_claim
         if claim is not None:
             # A name, not a path: Docker mounts (and first creates) the named volume.
             named = claim_volume_name(settings.node_name, d.namespace, claim.claim_name)
             read_only = bool(mount.read_only) or claim.read_only
-            mounts.append(Mount(source=named, target=mount.mount_path, read_only=read_only))
+            mounts.append(
+                Mount(
+                    source=named,
+                    target=mount.mount_path,
+                    read_only=read_only,
+                    propagation=propagation,
+                )
+            )
             continue
-        source = volume_dir(settings.state_dir, d.uid, mount.name)
+        if volume.host_path is not None:
+            # The node's own path; the executor checked or created it as its type says.
+            source = Path(volume.host_path.path)
+        else:
+            source = volume_dir(settings.state_dir, d.uid, mount.name)
         if mount.sub_path:
             # WARNING: never join the subPath here. Only the executor's resolved source
             # (symlinks followed, checked to stay inside the volume) may become a bind.
@@ -476,9 +520,26 @@ def _mounts(
                 )
             source = sub_paths[index]
         # ConfigMap and Secret files are always read-only, whatever the mount says.
-        read_only = bool(mount.read_only) or volume.empty_dir is None
-        mounts.append(Mount(source=str(source), target=mount.mount_path, read_only=read_only))
+        writable = volume.empty_dir is not None or volume.host_path is not None
+        read_only = bool(mount.read_only) or not writable
+        mounts.append(
+            Mount(
+                source=str(source),
+                target=mount.mount_path,
+                read_only=read_only,
+                propagation=propagation,
+            )
+        )
     return tuple(mounts)
+
+
+def _pid_mode(d: DesiredPod, sandbox_id: ContainerID) -> str | None:
+    # The schema refuses hostPID together with shareProcessNamespace, as Kubernetes does.
+    if d.pod.spec.host_pid:
+        return "host"
+    if d.pod.spec.share_process_namespace:
+        return f"container:{sandbox_id}"
+    return None
 
 
 def _effective(container_value: int | None, pod_value: int | None) -> int | None:
@@ -580,7 +641,8 @@ def container_config(
         env=tuple({**links, **dict(d.env.get(container.name, ()))}.items()),
         working_dir=container.working_dir,
         network_mode=f"container:{sandbox_id}",
-        pid_mode=f"container:{sandbox_id}" if d.pod.spec.share_process_namespace else None,
+        pid_mode=_pid_mode(d, sandbox_id),
+        ipc_mode="host" if d.pod.spec.host_ipc else None,
         mounts=_mounts(d, container, settings, sub_paths or {}),
         mem_limit_bytes=memory_bytes(limits["memory"]) if "memory" in limits else None,
         nano_cpus=cpu_millicores(limits["cpu"]) * 1_000_000 if "cpu" in limits else None,

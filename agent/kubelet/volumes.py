@@ -7,6 +7,9 @@ read-only; a ``projected`` volume writes its configMap, secret and downwardAPI s
 directory (a serviceAccountToken source writes nothing: Capstan issues no projected tokens).
 With a pod ``fsGroup`` every volume is group-owned by it (emptyDir setgid, files
 group-readable), as Kubernetes does. Writes are idempotent: unchanged files are not rewritten.
+A ``hostPath`` volume is the node's own path, left where it is: :func:`prepare_host_paths`
+checks it (or creates it) as its ``type`` says, right before a container start, as the
+kubelet's hostPath plugin does when it sets the volume up.
 :func:`sub_path_sources` resolves a container's ``subPath`` mounts right before its start.
 """
 
@@ -15,12 +18,15 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from agent.kubelet.podspec import ConfigError, ConfigIndex, DesiredPod, pod_dir, volume_dir
 from agent.runtime.facts import PodUID
 from agent.state import atomic_write
-from schemas.pod import Container, KeyToPath, ProjectedVolumeSource
+from schemas.pod import Container, HostPathVolumeSource, KeyToPath, ProjectedVolumeSource
 
 _CONFIG_MODE = 0o444
 _SECRET_MODE = 0o400
@@ -149,6 +155,56 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
             )
 
 
+#: What a ``hostPath`` type requires at the path: (stat test, what the kubelet says it is not).
+_HOST_PATH_KINDS: Final[dict[str, tuple[Callable[[int], bool], str]]] = {
+    "Directory": (stat.S_ISDIR, "a directory"),
+    "DirectoryOrCreate": (stat.S_ISDIR, "a directory"),
+    "File": (stat.S_ISREG, "a file"),
+    "FileOrCreate": (stat.S_ISREG, "a file"),
+    "Socket": (stat.S_ISSOCK, "a socket file"),
+    "CharDevice": (stat.S_ISCHR, "a character device"),
+    "BlockDevice": (stat.S_ISBLK, "a block device"),
+}
+
+
+def prepare_host_paths(d: DesiredPod) -> None:
+    """Check every ``hostPath`` volume of the pod against its ``type``, creating what the
+    ``...OrCreate`` types create (a directory 0755, or an empty file 0644 whose parent must
+    exist), as the kubelet does; raises :class:`ConfigError` in the kubelet's words."""
+    for volume in d.pod.spec.volumes:
+        if volume.host_path is not None:
+            try:
+                _prepare_host_path(volume.host_path)
+            except (_HostPathError, OSError) as exc:
+                raise ConfigError(
+                    f'MountVolume.SetUp failed for volume "{volume.name}" : {exc}'
+                ) from exc
+
+
+class _HostPathError(Exception):
+    pass
+
+
+def _prepare_host_path(source: HostPathVolumeSource) -> None:
+    kind = source.type or ""
+    if kind not in _HOST_PATH_KINDS:
+        return  # "": no checks, as in Kubernetes (Docker creates a missing directory)
+    path = Path(source.path)
+    if not os.path.lexists(path):
+        if kind == "DirectoryOrCreate":
+            path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        elif kind == "FileOrCreate":
+            # Not the parent: Kubernetes' FileOrCreate creates the file only.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+    test, what = _HOST_PATH_KINDS[kind]
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = 0
+    if not test(mode):
+        raise _HostPathError(f"hostPath type check failed: {path} is not {what}")
+
+
 def sub_path_sources(d: DesiredPod, container: Container, *, state_dir: Path) -> dict[int, Path]:
     """The checked host source of each ``subPath`` mount of ``container``, by mount index.
 
@@ -167,12 +223,16 @@ def sub_path_sources(d: DesiredPod, container: Container, *, state_dir: Path) ->
             f'failed to prepare subPath for volumeMount "{mount.name}" of container '
             f'"{container.name}"'
         )
-        root = volume_dir(state_dir, d.uid, mount.name).resolve()
+        volume = volumes[mount.name]
+        if volume.host_path is not None:
+            root = Path(volume.host_path.path).resolve()
+        else:
+            root = volume_dir(state_dir, d.uid, mount.name).resolve()
         source = (root / mount.sub_path).resolve()
         if not source.is_relative_to(root):
             raise ConfigError(f"{failed}: {mount.sub_path!r} resolves outside the volume")
         if not source.exists():
-            if volumes[mount.name].empty_dir is None:
+            if volume.empty_dir is None and volume.host_path is None:
                 raise ConfigError(f"{failed}: {mount.sub_path!r} does not exist in the volume")
             source.mkdir(mode=0o777, parents=True, exist_ok=True)
             if source.resolve() != source:

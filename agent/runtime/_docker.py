@@ -35,6 +35,7 @@ from agent.runtime.facts import (
     ContainerID,
     ContainerState,
     ExecResult,
+    Mount,
     NodeName,
     ObservedContainer,
     PodUID,
@@ -221,8 +222,7 @@ class DockerRuntime:
             )
         host_config = self._api.create_host_config(
             port_bindings=port_bindings or None,
-            binds=[f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in config.mounts]
-            or None,
+            binds=[_bind(m) for m in config.mounts] or None,
             network_mode=config.network_mode,
             mem_limit=config.mem_limit_bytes,
             nano_cpus=config.nano_cpus,
@@ -232,6 +232,7 @@ class DockerRuntime:
             privileged=False,
             extra_hosts=dict(config.extra_hosts) or None,
             pid_mode=config.pid_mode,
+            ipc_mode=config.ipc_mode,
             dns=list(config.dns) or None,
             dns_search=list(config.dns_search) or None,
             dns_opt=list(config.dns_options) or None,
@@ -347,6 +348,15 @@ class DockerRuntime:
         )
         if not self.image_present(image):
             raise RuntimeFailure(f"docker import did not produce {image}")
+
+
+def _bind(mount: Mount) -> str:
+    """Docker's ``-v`` form: ``source:target:ro`` or ``:rw``, with ``,rslave``-style
+    propagation when asked."""
+    options = "ro" if mount.read_only else "rw"
+    if mount.propagation is not None:
+        options += f",{mount.propagation}"
+    return f"{mount.source}:{mount.target}:{options}"
 
 
 def _split_image(image: str) -> tuple[str, str]:

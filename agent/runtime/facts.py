@@ -96,11 +96,16 @@ class PortRequest:
 
 @dataclass(frozen=True)
 class Mount:
-    """A host directory bind-mounted into a container."""
+    """A host directory (or a Docker named volume) bind-mounted into a container.
+
+    ``propagation`` is Docker's bind propagation (``rprivate``, ``rslave``, ``rshared``) when
+    the pod asks for one (``mountPropagation``); None leaves Docker's default, rprivate.
+    """
 
     source: str
     target: str
     read_only: bool = False
+    propagation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,11 @@ class ContainerConfig:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     extra_hosts: Mapping[str, str] = field(default_factory=dict)
-    # ``container:<sandbox id>`` when the pod shares one process namespace.
+    # ``container:<sandbox id>`` when the pod shares one process namespace, ``host`` for a
+    # hostPID pod.
     pid_mode: str | None = None
+    # ``host`` for a hostIPC pod; None: Docker's default (a private IPC namespace).
+    ipc_mode: str | None = None
     dns: tuple[str, ...] = ()
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()

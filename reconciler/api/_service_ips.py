@@ -40,9 +40,11 @@ def _holder(address: str, others: list[Service]) -> Service | None:
 
 def check_cluster_ip(service: Service, services: Iterable[Service]) -> None:
     """Raise :class:`Invalid` on ``spec.clusterIP`` if another of ``services`` holds the
-    address ``service`` asks for. A Service without ``clusterIP`` asks for nothing."""
+    address ``service`` asks for. A Service without ``clusterIP``, or a headless one, asks
+    for nothing."""
     address = service.spec.cluster_ip
-    if not address:
+    # "None" (headless) is no address: any number of Services may say it.
+    if not address or address == "None":
         return
     others = [s for s in services if (s.namespace, s.name) != (service.namespace, service.name)]
     holder = _holder(address, others)

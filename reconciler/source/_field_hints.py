@@ -284,6 +284,97 @@ KUBERNETES_FIELDS: Mapping[str, frozenset[str]] = {
 }
 
 
+# Where Capstan's storage comes from, for every volume plugin below that asks for another.
+_USE_CLAIM = (
+    "use a persistentVolumeClaim (Capstan keeps it in a Docker volume on the node it is bound "
+    "to), or an emptyDir for scratch space"
+)
+
+#: In-tree volume plugins Kubernetes itself has removed: plugin -> (what it mounted, the
+#: Kubernetes version that deprecated it, the version from which it no longer works, the CSI
+#: driver that now serves it or ""). From Kubernetes' docs (concepts/storage/volumes) and its
+#: API server's own warnings (pkg/api/pod/warnings.go). Kubernetes still accepts such a pod
+#: but cannot mount the volume, so the pod never starts.
+REMOVED_VOLUME_PLUGINS: Mapping[str, tuple[str, str, str, str]] = {
+    "awsElasticBlockStore": ("an AWS EBS disk", "1.19", "1.27", "ebs.csi.aws.com"),
+    "azureDisk": ("an Azure Disk", "1.19", "1.27", "disk.csi.azure.com"),
+    "azureFile": ("an Azure Files share", "1.21", "1.30", "file.csi.azure.com"),
+    "cephfs": ("a CephFS file system", "1.28", "1.31", ""),
+    "cinder": ("an OpenStack Cinder disk", "1.11", "1.26", "cinder.csi.openstack.org"),
+    "flocker": ("a Flocker dataset", "1.22", "1.25", ""),
+    "gcePersistentDisk": ("a GCE persistent disk", "1.17", "1.28", "pd.csi.storage.gke.io"),
+    "glusterfs": ("a GlusterFS volume", "1.25", "1.26", ""),
+    "photonPersistentDisk": ("a VMware Photon disk", "1.11", "1.16", ""),
+    "quobyte": ("a Quobyte volume", "1.22", "1.25", ""),
+    "rbd": ("a Ceph RBD block device", "1.28", "1.31", ""),
+    "scaleIO": ("a Dell EMC ScaleIO volume", "1.16", "1.22", ""),
+    "storageos": ("a StorageOS volume", "1.22", "1.25", ""),
+    "vsphereVolume": ("a vSphere VMDK disk", "1.19", "1.30", "csi.vsphere.vmware.com"),
+}
+
+
+#: The in-tree plugins Kubernetes no longer serves itself: the removed ones, and Portworx,
+#: whose every operation Kubernetes hands to its CSI driver since v1.33 (CSIMigrationPortworx).
+NOT_SERVED_IN_TREE: frozenset[str] = frozenset(REMOVED_VOLUME_PLUGINS) | {"portworxVolume"}
+
+
+def _removed_advice(plugin: str) -> str:
+    what, deprecated, removed, driver = REMOVED_VOLUME_PLUGINS[plugin]
+    if driver:
+        now = (
+            f"Kubernetes removed its in-tree driver in v{removed} (deprecated in "
+            f"v{deprecated}) and hands such volumes to the {driver} CSI driver, which "
+            "only the cloud's own nodes can run"
+        )
+    else:
+        now = (
+            f"Kubernetes removed this plugin in v{removed} (deprecated in v{deprecated}) and "
+            "can no longer mount it either"
+        )
+    return f"mounts {what} into the pod; {now}; {_USE_CLAIM}"
+
+
+#: What each volume plugin Capstan does not serve is, and what to use instead.
+VOLUME_PLUGIN_ADVICE: Mapping[str, str] = {
+    **{plugin: _removed_advice(plugin) for plugin in REMOVED_VOLUME_PLUGINS},
+    "portworxVolume": (
+        "mounts a Portworx volume; deprecated in Kubernetes v1.25, and since v1.33 Kubernetes "
+        "hands it to the Portworx CSI driver (pxd.portworx.com), which must run on every node; "
+        f"{_USE_CLAIM}"
+    ),
+    "nfs": (
+        "mounts an NFS export on the node; Capstan's agent mounts no network file system; "
+        f"{_USE_CLAIM}"
+    ),
+    "iscsi": (
+        "attaches an iSCSI disk to the node; Capstan's agent attaches no block devices; "
+        f"{_USE_CLAIM}"
+    ),
+    "fc": (
+        "attaches a Fibre Channel disk to the node; Capstan's agent attaches no block "
+        f"devices; {_USE_CLAIM}"
+    ),
+    "flexVolume": (
+        "runs a vendor driver binary installed on every node (an interface Kubernetes "
+        f"deprecated in v1.23 for CSI); Capstan runs no volume drivers; {_USE_CLAIM}"
+    ),
+    "csi": f"an inline CSI volume needs a CSI driver on the node; Capstan runs none; {_USE_CLAIM}",
+    "ephemeral": (
+        "a generic ephemeral volume (a claim made for each pod and deleted with it); use an "
+        "emptyDir, which lives exactly as long as the pod, or a persistentVolumeClaim"
+    ),
+    "gitRepo": (
+        "deprecated in Kubernetes v1.11 and disabled by default; as Kubernetes advises, clone "
+        "the repository into an emptyDir from a container of the pod, or build the files into "
+        "the image"
+    ),
+    "image": (
+        "mounts the files of an OCI image; copy them into the container's own image, or into "
+        "an emptyDir from a container of the pod"
+    ),
+}
+
+
 # What to write instead of (or what to know about) a Kubernetes field Capstan does not read,
 # by model name and field. Advice to leave a field out is given only where that changes
 # nothing that runs.
@@ -300,49 +391,13 @@ FIELD_ADVICE: Mapping[tuple[str, str], str] = {
         "token Secrets are not kept in ServiceAccounts on Capstan; Capstan mounts each pod's "
         "token itself"
     ),
-    ("PodSpec", "hostPID"): (
-        "Capstan runs every pod in its own process namespace and cannot share the host's; "
-        "to share processes between the pod's containers use shareProcessNamespace: true"
-    ),
-    ("PodSpec", "hostIPC"): "Capstan cannot share the host's IPC namespace with a pod",
     ("PodSpec", "runtimeClassName"): (
         "Capstan runs every container with the node's default Docker runtime"
     ),
     ("PodSpec", "schedulerName"): (
         "Capstan has one scheduler; steer placement with nodeSelector, affinity or tolerations"
     ),
-    ("Volume", "hostPath"): (
-        "Capstan does not mount node directories into pods; use emptyDir for scratch space, "
-        "or a configMap or secret volume for files"
-    ),
-    **{
-        ("Volume", source): (
-            "a network or cloud disk Capstan cannot attach to a Docker host; keep data in an "
-            "emptyDir (scratch) or outside the cluster"
-        )
-        for source in (
-            "awsElasticBlockStore",
-            "azureDisk",
-            "azureFile",
-            "cephfs",
-            "cinder",
-            "csi",
-            "fc",
-            "flexVolume",
-            "flocker",
-            "gcePersistentDisk",
-            "glusterfs",
-            "iscsi",
-            "nfs",
-            "photonPersistentDisk",
-            "portworxVolume",
-            "quobyte",
-            "rbd",
-            "scaleIO",
-            "storageos",
-            "vsphereVolume",
-        )
-    },
+    **{("Volume", plugin): advice for plugin, advice in VOLUME_PLUGIN_ADVICE.items()},
     ("EnvVarSource", "resourceFieldRef"): (
         "write the value (the container's resources) as env[].value instead"
     ),

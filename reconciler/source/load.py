@@ -68,7 +68,7 @@ from schemas import (
     model_for,
     parse_object,
 )
-from schemas.podsecurity import Level, check_pod_spec, namespace_level, pod_spec_of
+from schemas.podsecurity import Violation, check_pod_spec, namespace_level, pod_spec_of
 
 __all__ = [
     "APPLY_ORDER",
@@ -132,10 +132,9 @@ class LoadedRepository:
 class _PodSecurityProblem:
     """A field some Pod Security level forbids, located before the node tree is dropped."""
 
-    level: Level
     location: SourceLocation
     field_path: str
-    violation: str
+    violation: Violation
 
 
 @dataclass(frozen=True)
@@ -535,7 +534,10 @@ def _duplicate_cluster_ips(parsed: Sequence[_Parsed]) -> list[ManifestError]:
     errors: list[ManifestError] = []
     for item in parsed:
         obj = item.loaded.obj
-        if not isinstance(obj, Service) or not obj.spec.cluster_ip or item.cluster_ip_at is None:
+        if not isinstance(obj, Service) or item.cluster_ip_at is None:
+            continue
+        # "None" is no address: any number of headless Services may say it.
+        if obj.spec.cluster_ip in (None, "", "None"):
             continue
         first = first_seen.setdefault(obj.spec.cluster_ip, item)
         if first is not item:
@@ -597,10 +599,9 @@ def _pod_security_problems(
     path, spec = held
     return tuple(
         _PodSecurityProblem(
-            level=violation.level,
             location=document.location((*path, *violation.loc)),
             field_path=format_field_path((*path, *violation.loc)),
-            violation=f"{violation.reason} ({violation.detail})",
+            violation=violation,
         )
         for violation in check_pod_spec(spec, level="restricted")
     )
@@ -621,12 +622,12 @@ def _pod_security(parsed: Sequence[_Parsed]) -> list[ManifestError]:
         errors.extend(
             ManifestError(
                 problem.location,
-                f'violates PodSecurity "{level}:latest": {problem.violation}; '
-                f'namespace "{namespace}" enforces {level}',
+                f'{problem.violation.message(level)}; namespace "{namespace}" enforces {level}',
                 problem.field_path,
             )
             for problem in item.pod_security
-            if level == "restricted" or (level == "baseline" and problem.level == "baseline")
+            if level == "restricted"
+            or (level == "baseline" and problem.violation.level == "baseline")
         )
     return errors
 

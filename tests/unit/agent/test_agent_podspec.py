@@ -28,6 +28,18 @@ SECRET = Secret.model_validate(
 )
 
 
+def test_an_agent_upgrade_keeps_the_hash_of_a_container_with_volumes():
+    # The value an agent without hostPath and mountPropagation in its models computed: a new
+    # field left unset must not restart every running container.
+    p = pod(
+        containers=[
+            {"name": "a", "image": "i:1", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}
+        ],
+        volumes=[{"name": "d", "emptyDir": {}}],
+    )
+    assert desired(p).container_hashes == {"a": "7a7e520f67dd5b54"}
+
+
 def test_hash_changes_with_image_only_for_that_container():
     a = desired(pod(containers=[{"name": "x", "image": "i:1"}, {"name": "y", "image": "i:1"}]))
     b = desired(pod(containers=[{"name": "x", "image": "i:2"}, {"name": "y", "image": "i:1"}]))

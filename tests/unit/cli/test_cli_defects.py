@@ -191,6 +191,16 @@ def test_each_single_defect_fails_with_file_line_and_field(name, layout, monkeyp
         assert structured.line == int(position.split(":")[0])
 
 
+def test_any_number_of_headless_services_say_cluster_ip_none(layout):
+    repo, _outside = layout
+    for name in ("a", "b", "c"):
+        (repo / f"{name}.yaml").write_text(service_at(name, "None"))
+    result = CliRunner().invoke(cli, ["validate", str(repo)])
+    assert result.exit_code == 0, result.output
+    addresses = [item.obj.spec.cluster_ip for item in load_repository(repo).objects]  # type: ignore[attr-defined]
+    assert addresses == ["None", "None", "None"]
+
+
 def test_two_defects_in_two_files_are_both_listed(layout):
     repo, _outside = layout
     (repo / "web.yaml").write_text(DEPLOYMENT.replace("replicas: 2", "replicas: two"))

@@ -6,6 +6,7 @@ ones (kept to show the message) is refused."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,17 @@ VALID_FOLDERS = [
 ]
 
 
+# Folders measured as a whole only: a Helm chart, and node agents that need their namespace's
+# Pod Security level (their DaemonSet alone is refused, as Kubernetes' baseline refuses it).
+FOLDERS_ONLY = ("argocd-helm-guestbook", "sock-shop-node-exporter")
+
+
 def corpus_documents() -> list[tuple[str, str]]:
     """(file and index, document text) for every document of a supported kind."""
     found: list[tuple[str, str]] = []
     for path in sorted(CORPUS.rglob("*.yaml")):
         relative = path.relative_to(CORPUS)
-        if relative.parts[0] == "argocd-helm-guestbook" or path.name == "kustomization.yaml":
+        if relative.parts[0] in FOLDERS_ONLY or path.name == "kustomization.yaml":
             continue
         documents, problems = load_documents(path.read_text(), file=str(relative))
         assert not problems, problems
@@ -51,7 +57,7 @@ def _modelled(data: dict[str, object]) -> bool:
 
 # The documents refused on purpose, and words their refusal must say.
 REFUSED = {
-    "documents/refused-kubernetes-aws-ebs-web.yaml": "cannot attach to a Docker host",
+    "documents/refused-kubernetes-aws-ebs-web.yaml": "removed its in-tree driver in v1.27",
     "documents/refused-istio-helloworld-dual-stack.yaml": "IPv4 only",
 }
 
@@ -76,6 +82,33 @@ def test_documents_of_supported_kinds_are_accepted_unchanged(tmp_path: Path):
     assert rate >= 0.97
     for name, messages in refused.items():
         assert any(REFUSED[name.split("#")[0]] in message for message in messages), messages
+
+
+def test_a_node_agent_folder_needs_a_privileged_namespace(tmp_path: Path):
+    result = CliRunner().invoke(cli, ["validate", str(CORPUS / "sock-shop-node-exporter")])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if "violates PodSecurity" in line]
+    daemon_set = "25-prometheus-node-exporter-daemonset.yaml"
+    assert [line.split(": ")[0].rsplit("/", 1)[1] for line in errors] == [
+        f"{daemon_set}:{at}" for at in ("53:7", "54:7", "64:9", "67:9")
+    ], errors
+    assert all('namespace "monitoring" enforces baseline' in line for line in errors)
+    assert "host namespaces (hostPID=true)" in errors[1], errors[1]
+    assert 'hostPath volumes (volume "sys")' in errors[2], errors[2]
+    # The one change a user makes: the namespace says which level it needs.
+    folder = tmp_path / "node-exporter"
+    shutil.copytree(CORPUS / "sock-shop-node-exporter", folder)
+    namespace = folder / "00-monitoring-ns.yaml"
+    namespace.write_text(
+        namespace.read_text() + "  labels:\n    pod-security.kubernetes.io/enforce: privileged\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(folder)])
+    assert result.exit_code == 0, result.output
+    loaded = {item.obj.kind: item.obj for item in load_repository(folder).objects}
+    spec = loaded["DaemonSet"].spec.template.spec  # type: ignore[attr-defined]
+    assert (spec.host_pid, spec.host_network) == (True, True)
+    assert [v.host_path.path for v in spec.volumes] == ["/sys", "/"]
+    assert {m.mount_propagation for m in spec.containers[0].volume_mounts} == {"HostToContainer"}
 
 
 @pytest.mark.parametrize("folder", VALID_FOLDERS)

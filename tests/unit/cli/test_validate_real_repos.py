@@ -203,7 +203,7 @@ spec:
       labels: {app: web}
     spec:
       terminationGracePeriodSeconds: -1
-      hostPID: true
+      runtimeClassName: gvisor
       initContainers: []
       containers:
         - name: web
@@ -236,10 +236,10 @@ def test_errors_are_worded_for_people_not_in_pydantics_words(tmp_path: Path):
     ]
     for line in expected:
         assert line in lines, (line, lines)
-    (host_pid,) = [line for line in lines if "hostPID" in line]
-    assert host_pid.startswith("web.yaml:18:7: spec.template.spec.hostPID: not supported")
-    assert "use shareProcessNamespace: true" in host_pid
-    assert "`capstan schema Deployment` prints every field Capstan reads" in host_pid
+    (runtime,) = [line for line in lines if "runtimeClassName" in line]
+    assert runtime.startswith("web.yaml:18:7: spec.template.spec.runtimeClassName: not supported")
+    assert "with the node's default Docker runtime" in runtime
+    assert "`capstan schema Deployment` prints every field Capstan reads" in runtime
 
 
 def test_capstan_schema_prints_the_fields_the_messages_point_at():

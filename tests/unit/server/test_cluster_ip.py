@@ -82,3 +82,11 @@ def test_the_allocator_never_hands_out_an_address_a_clusterip_holds(admin, api):
     assert addresses["shop/later"] == hashed_address(
         "shop", "later", virtual_range="127.192.0.0/12", attempt=1
     )
+
+
+def test_headless_services_share_cluster_ip_none(admin):
+    # "None" is no address: Kubernetes admits any number of headless Services.
+    for name in ("kube-state-metrics", "node-exporter"):
+        assert admin.post(SHOP, json=service(name, "None")).status_code == 201
+    listed = admin.get(SHOP).json()["items"]
+    assert sorted(s["spec"]["clusterIP"] for s in listed) == ["None", "None"]

@@ -72,6 +72,49 @@ def test_a_pod_asking_for_host_network_is_forbidden(admin):
     assert body["details"]["causes"][0]["field"] == "spec.hostNetwork"
 
 
+def test_host_path_and_host_pid_are_forbidden_below_privileged(admin, api):
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {
+            "hostPID": True,
+            "hostIPC": True,
+            "volumes": [{"name": "logs", "hostPath": {"path": "/var/log", "type": "Directory"}}],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "capstan.local/busybox:1",
+                    "volumeMounts": [
+                        {
+                            "name": "logs",
+                            "mountPath": "/logs",
+                            "mountPropagation": "HostToContainer",
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    body = assert_status(admin.post(PODS, json=pod), 403, "Forbidden")
+    assert body["message"] == (
+        'Pod "p" is forbidden: violates PodSecurity "baseline:latest": host namespaces '
+        '(hostPID=true, hostIPC=true), hostPath volumes (volume "logs")'
+    )
+    assert [c["field"] for c in body["details"]["causes"]] == [
+        "spec.hostPID",
+        "spec.hostIPC",
+        "spec.volumes[0].hostPath",
+    ]
+    label(api, "privileged")
+    created = admin.post(PODS, json=pod)
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["volumes"][0]["hostPath"] == {
+        "path": "/var/log",
+        "type": "Directory",
+    }
+
+
 def test_an_update_that_adds_a_capability_is_forbidden(admin):
     created = admin.post(DEPLOYMENTS, json=deployment())
     assert created.status_code == 201, created.text

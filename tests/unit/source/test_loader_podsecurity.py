@@ -118,3 +118,58 @@ def test_every_kind_that_makes_pods_is_held_to_the_level(make_repo, kind):
     assert 'violates PodSecurity "baseline:latest": privileged' in line, line
     assert "containers[0].securityContext.privileged" in line, line
     assert line.startswith("w.yaml:"), line
+
+
+NODE_AGENT = """\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-exporter
+  namespace: shop
+spec:
+  selector:
+    matchLabels: {app: node-exporter}
+  template:
+    metadata:
+      labels: {app: node-exporter}
+    spec:
+      hostPID: true
+      containers:
+        - name: exporter
+          image: capstan.local/busybox:1
+          volumeMounts:
+            - name: root
+              mountPath: /host/root
+              readOnly: true
+              mountPropagation: HostToContainer
+      volumes:
+        - name: root
+          hostPath:
+            path: /
+"""
+
+
+def test_host_fields_are_refused_below_privileged_at_file_line_and_field(make_repo):
+    root = make_repo({"ns.yaml": namespace("baseline"), "agent.yaml": NODE_AGENT})
+    assert errors(root) == [
+        'agent.yaml:13:7: spec.template.spec.hostPID: violates PodSecurity "baseline:latest": '
+        'host namespaces (hostPID=true); namespace "shop" enforces baseline',
+        "agent.yaml:24:11: spec.template.spec.volumes[0].hostPath: violates PodSecurity "
+        '"baseline:latest": hostPath volumes (volume "root"); namespace "shop" enforces '
+        "baseline",
+    ]
+    root = make_repo({"ns.yaml": namespace("restricted"), "agent.yaml": NODE_AGENT})
+    assert (
+        "agent.yaml:24:11: spec.template.spec.volumes[0].hostPath: violates PodSecurity "
+        '"restricted:latest": restricted volume types (volume "root" uses restricted volume '
+        'type "hostPath"); namespace "shop" enforces restricted'
+    ) in errors(root)
+
+
+def test_host_fields_load_in_a_privileged_namespace(make_repo):
+    root = make_repo({"ns.yaml": namespace("privileged"), "agent.yaml": NODE_AGENT})
+    (daemon_set,) = [i.obj for i in load_repository(root).objects if i.obj.kind == "DaemonSet"]
+    spec = daemon_set.spec.template.spec  # type: ignore[attr-defined]
+    assert spec.host_pid is True
+    assert spec.volumes[0].host_path.path == "/"
+    assert spec.containers[0].volume_mounts[0].mount_propagation == "HostToContainer"

@@ -30,8 +30,10 @@ from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
 from schemas.meta import Condition
 from schemas.protocol import (
+    FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
+    WIRE_FEATURES,
     Ack,
     ErrorMessage,
     Hello,
@@ -49,7 +51,7 @@ from schemas.protocol import (
 
 _log = logging.getLogger(__name__)
 _QUEUE_LIMIT = 1024
-CAPABILITIES = ("sync", "status", "logs", "probes", "volumes", "services")
+CAPABILITIES = ("sync", "status", "logs", "probes", "volumes", "services", *WIRE_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class _Client:
         # The pod reports this client was last sent, and when it last had all of them.
         self.reported: dict[str, PodReport] = {}
         self.complete_at = float("-inf")
+        # The wire features the peer's hello listed; none until it says hello.
+        self.features: frozenset[str] = frozenset()
 
     def send(self, message: Message) -> None:
         self.send_raw(encode_message(message))
@@ -212,14 +216,17 @@ class AgentServer:
         """Send ``status`` to one client: complete when due, else only the changed pods."""
         now = time.monotonic()
         current = {report.uid: report for report in status.pods}
-        complete = now - client.complete_at >= self._settings.full_status_s
+        deltas = FEATURE_STATUS_DELTAS in client.features
+        complete = not deltas or now - client.complete_at >= self._settings.full_status_s
         if not complete:
             changed = [r for uid, r in current.items() if client.reported.get(uid) != r]
             removed = [uid for uid in client.reported if uid not in current]
             status = status.model_copy(
                 update={"pods": changed, "complete": False, "removed": removed}
             )
-        if client.send_raw(encode_message(status), droppable=droppable):
+        # A peer that does not know deltas gets the older form, without their fields.
+        line = encode_message(status, exclude=None if deltas else {"complete", "removed"})
+        if client.send_raw(line, droppable=droppable):
             client.reported = current
             if complete:
                 client.complete_at = now
@@ -304,6 +311,7 @@ class AgentServer:
             client.send(await self.apply(message))
             self._broadcast_status()
         elif isinstance(message, Hello):
+            client.features = frozenset(message.capabilities)
             if PROTOCOL_VERSION not in message.versions:
                 client.send(
                     ErrorMessage(

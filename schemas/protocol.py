@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
 
@@ -48,11 +48,19 @@ from schemas.networking import Ingress
 from schemas.node import NodeStatus
 from schemas.pod import Pod, PodStatus, Protocol
 
+if TYPE_CHECKING:
+    from pydantic.main import IncEx
+
 __all__ = [
     "AGENT_SOCKET_ENV",
     "DEFAULT_AGENT_SOCKET",
+    "FEATURE_ENDPOINT_HOSTNAMES",
+    "FEATURE_INGRESSES",
+    "FEATURE_SERVICES_UNCHANGED",
+    "FEATURE_STATUS_DELTAS",
     "MAX_LINE_BYTES",
     "PROTOCOL_VERSION",
+    "WIRE_FEATURES",
     "Ack",
     "Endpoint",
     "ErrorCode",
@@ -82,6 +90,25 @@ MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_AGENT_SOCKET: Final = "/run/capstan/agent.sock"
 AGENT_SOCKET_ENV: Final = "CAPSTAN_AGENT_SOCKET"
 """Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
+
+# Wire features newer than the protocol's first release. Each side lists those it understands
+# in its hello's ``capabilities`` and sends a feature's fields only to a peer that lists it,
+# the older form otherwise: a rolling upgrade runs agents and control planes of different
+# releases side by side, and each side refuses fields it does not know.
+FEATURE_SERVICES_UNCHANGED: Final = "servicesUnchanged"
+"""``Sync.servicesUnchanged``: the agent keeps the Service rules of its last applied sync."""
+FEATURE_INGRESSES: Final = "ingresses"
+"""``Sync.ingresses``: the agent's ingress proxy serves them."""
+FEATURE_ENDPOINT_HOSTNAMES: Final = "endpointHostnames"
+"""``Endpoint.hostname``: per-pod names through a headless Service."""
+FEATURE_STATUS_DELTAS: Final = "statusDeltas"
+"""``Status.complete`` / ``removed``: a status may carry only the pods that changed."""
+WIRE_FEATURES: Final = (
+    FEATURE_SERVICES_UNCHANGED,
+    FEATURE_INGRESSES,
+    FEATURE_ENDPOINT_HOSTNAMES,
+    FEATURE_STATUS_DELTAS,
+)
 
 ErrorCode = Literal[
     "malformed",  # not JSON, or not a JSON object
@@ -403,6 +430,9 @@ def decode_message(line: bytes | str) -> Message:
         ) from None
 
 
-def encode_message(message: Message) -> bytes:
-    """One message as one line, newline included."""
-    return message.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n"
+def encode_message(message: Message, *, exclude: IncEx | None = None) -> bytes:
+    """One message as one line, newline included; ``exclude`` leaves fields out (by field
+    name, nested as pydantic takes it), for a peer that does not know them."""
+    return (
+        message.model_dump_json(by_alias=True, exclude_none=True, exclude=exclude).encode() + b"\n"
+    )

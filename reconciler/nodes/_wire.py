@@ -9,12 +9,18 @@ and the node dispatcher use its types (``DesiredSet``, ``Ack``, ``AgentMessage``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.core import ConfigMap, Secret
 from schemas.networking import Ingress
 from schemas.pod import Pod
 from schemas.protocol import (
+    FEATURE_ENDPOINT_HOSTNAMES,
+    FEATURE_INGRESSES,
+    FEATURE_SERVICES_UNCHANGED,
+    FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
+    WIRE_FEATURES,
     Ack,
     ErrorMessage,
     Hello,
@@ -28,6 +34,7 @@ from schemas.protocol import (
 )
 
 __all__ = [
+    "FEATURE_INGRESSES",
     "MAX_LINE_BYTES",
     "Ack",
     "AgentHello",
@@ -66,18 +73,49 @@ class DesiredSet:
 
 
 def encode_hello(node: str) -> bytes:
-    return encode_message(Hello(role="reconciler", node_name=node))
+    """The control plane's hello: the wire features it reads (an agent sends status deltas
+    only to a peer that lists them)."""
+    return encode_message(
+        Hello(role="reconciler", node_name=node, capabilities=[FEATURE_STATUS_DELTAS])
+    )
+
+
+def agent_features(hello: Hello | None) -> frozenset[str]:
+    """The wire features an agent's hello lists (none before its hello)."""
+    return frozenset(hello.capabilities) if hello is not None else frozenset()
+
+
+def _older_form(features: frozenset[str]) -> dict[str, Any]:
+    """What to leave out of a sync for an agent that lacks some of ``WIRE_FEATURES``."""
+    exclude: dict[str, Any] = {}
+    if FEATURE_SERVICES_UNCHANGED not in features:
+        exclude["services_unchanged"] = True
+    if FEATURE_INGRESSES not in features:
+        exclude["ingresses"] = True
+    if FEATURE_ENDPOINT_HOSTNAMES not in features:
+        hostname = {"__all__": {"endpoints": {"__all__": {"hostname"}}}}
+        exclude["services"] = {"__all__": {"ports": hostname}}
+    return exclude
 
 
 def encode_sync(
-    generation: int, desired: DesiredSet, *, term: int = 0, services_unchanged: bool = False
+    generation: int,
+    desired: DesiredSet,
+    *,
+    term: int = 0,
+    services_unchanged: bool = False,
+    features: frozenset[str] = frozenset(WIRE_FEATURES),
 ) -> bytes:
-    """One sync line; ``services_unchanged`` leaves the Service rules out (the agent keeps
-    those of the sync it applied last on this connection).
+    """One sync line for an agent that understands ``features``; ``services_unchanged``
+    (only with that feature) leaves the Service rules out (the agent keeps those of the sync
+    it applied last on this connection). Without a feature, its fields are left out: an
+    agent of an older release gets no Ingresses and no per-pod names of headless Services.
 
     With ``desired.pod_json`` the pods are not serialized again: their cached JSON is
     spliced into the message (every model serializes the same alone as nested).
     """
+    if FEATURE_SERVICES_UNCHANGED not in features:
+        services_unchanged = False
     spliced = desired.pod_json is not None and len(desired.pod_json) == len(desired.pods)
     line = encode_message(
         Sync(
@@ -90,7 +128,8 @@ def encode_sync(
             services=[] if services_unchanged else list(desired.services),
             services_unchanged=services_unchanged,
             ingresses=list(desired.ingresses),
-        )
+        ),
+        exclude=_older_form(features) or None,
     )
     if not spliced or not desired.pods:
         return line

@@ -296,6 +296,8 @@ class NodeConnection:
                     return f"no hello from the agent within {self._settings.hello_timeout}s"
                 self._cv.wait(min(left, 0.5))
             hello = self._hello
+            features = _wire.agent_features(hello)
+            told_no_ingresses = False
             self._slot.new_session()
             self._agent_services = self._in_flight_services = None
         self._backoff.reset()
@@ -326,6 +328,17 @@ class NodeConnection:
                         self._in_flight_services = services
                         break
                     self._cv.wait(tick)
+            if (
+                outgoing.desired.ingresses
+                and _wire.FEATURE_INGRESSES not in features
+                and not told_no_ingresses
+            ):
+                told_no_ingresses = True
+                _log.warning(
+                    "%s: the agent (%s) predates Ingresses; its node serves none until upgraded",
+                    self.name,
+                    _wire.describe_hello(hello),
+                )
             # Sent outside the lock: a stalled peer may block here, and only this node waits.
             link.send(
                 _wire.encode_sync(
@@ -333,6 +346,7 @@ class NodeConnection:
                     outgoing.desired,
                     term=self._settings.term,
                     services_unchanged=unchanged,
+                    features=features,
                 )
             )
 

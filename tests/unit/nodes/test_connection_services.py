@@ -14,7 +14,7 @@ from typing import Any
 from reconciler.nodes import ConnectionSettings, DesiredSet, NodeConnection, NodeEndpoint, NodeName
 from reconciler.nodes._links import LinkSettings
 from schemas.core import ConfigMap
-from schemas.protocol import ServiceRule
+from schemas.protocol import WIRE_FEATURES, ServiceRule
 
 ENDPOINT = NodeEndpoint(name=NodeName("n1"), address="127.0.0.9", port=2200, host_key=None)
 HELLO = {
@@ -24,8 +24,10 @@ HELLO = {
     "versions": [1],
     "nodeName": "n1",
     "agentVersion": "test",
-    "capabilities": ["sync", "status"],
+    "capabilities": ["sync", "status", *WIRE_FEATURES],
 }
+#: The hello of an agent of a release before the capability-gated wire features.
+OLD_HELLO = {**HELLO, "capabilities": ["sync", "status"]}
 
 
 def _rule(address: str) -> ServiceRule:
@@ -41,13 +43,13 @@ def _rule(address: str) -> ServiceRule:
 class ScriptedAgent:
     """One link's far end: says hello, acks every sync (or refuses it when told)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hello: dict[str, Any] = HELLO) -> None:
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.syncs: list[dict[str, Any]] = []
         self.refuse_next = False
         self.applied = 0
         self.cv = threading.Condition()
-        self.lines.put(json.dumps(HELLO).encode() + b"\n")
+        self.lines.put(json.dumps(hello).encode() + b"\n")
 
     def send(self, line: bytes) -> None:
         message = json.loads(line)
@@ -81,21 +83,17 @@ class ScriptedAgent:
 
 
 class Opener:
-    def __init__(self) -> None:
+    def __init__(self, hello: dict[str, Any] = HELLO) -> None:
         self.agents: list[ScriptedAgent] = []
+        self.hello = hello
 
     def __call__(self, endpoint: NodeEndpoint, settings: LinkSettings) -> ScriptedAgent:
-        agent = ScriptedAgent()
+        agent = ScriptedAgent(self.hello)
         self.agents.append(agent)
         return agent
 
 
-def _push(connection: NodeConnection, desired: DesiredSet) -> None:
-    connection.push(desired).result(10)
-
-
-def test_rules_go_once_then_only_when_they_change() -> None:
-    opener = Opener()
+def _connected(opener: Opener) -> tuple[Opener, NodeConnection]:
     connection = NodeConnection(
         ENDPOINT,
         on_message=lambda _n, _m: None,
@@ -104,6 +102,15 @@ def test_rules_go_once_then_only_when_they_change() -> None:
         opener=opener,
     )
     connection.start()
+    return opener, connection
+
+
+def _push(connection: NodeConnection, desired: DesiredSet) -> None:
+    connection.push(desired).result(10)
+
+
+def test_rules_go_once_then_only_when_they_change() -> None:
+    opener, connection = _connected(Opener())
     try:
         rules = (_rule("127.0.0.2"),)
         _push(connection, DesiredSet(services=rules))
@@ -119,15 +126,39 @@ def test_rules_go_once_then_only_when_they_change() -> None:
         connection.close()
 
 
+def test_an_agent_of_an_older_release_gets_the_older_form() -> None:
+    opener, connection = _connected(Opener(OLD_HELLO))
+    try:
+        headless = ServiceRule.model_validate(
+            {
+                "namespace": "default",
+                "name": "web",
+                "ports": [
+                    {
+                        "port": 80,
+                        "endpoints": [{"address": "127.0.0.2", "port": 1, "hostname": "web-0"}],
+                    }
+                ],
+            }
+        )
+        config = ConfigMap.model_validate({"metadata": {"name": "c", "namespace": "default"}})
+        _push(connection, DesiredSet(services=(headless,)))
+        _push(connection, DesiredSet(services=(headless,), config_maps=(config,)))
+        syncs = opener.agents[0].syncs
+        # Never a field the older release refuses; the rules go in full every time.
+        for sync in syncs:
+            assert "servicesUnchanged" not in sync, sync
+            assert "ingresses" not in sync, sync
+            assert sync["services"][0]["ports"][0]["endpoints"] == [
+                {"address": "127.0.0.2", "port": 1}
+            ]
+        assert len(syncs) == 2
+    finally:
+        connection.close()
+
+
 def test_after_a_refusal_the_rules_go_again() -> None:
-    opener = Opener()
-    connection = NodeConnection(
-        ENDPOINT,
-        on_message=lambda _n, _m: None,
-        on_state=lambda _s: None,
-        opener=opener,
-    )
-    connection.start()
+    opener, connection = _connected(Opener())
     try:
         rules = (_rule("127.0.0.2"),)
         _push(connection, DesiredSet(services=rules))

@@ -30,6 +30,7 @@ from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
 from schemas.meta import Condition
 from schemas.protocol import (
+    DEFAULT_HEARTBEAT_S,
     FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -59,10 +60,11 @@ class ServerSettings:
     socket_path: Path
     node_name: str
     bind_address: str
-    heartbeat_s: float = 5.0
-    #: Every pod's report goes out at least this often; in between, a status carries only
-    #: the pods whose report changed (a heartbeat of an unchanged node carries none).
-    full_status_s: float = 60.0
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    #: Every pod's report goes out at least this often (the kubelet's
+    #: nodeStatusReportFrequency); in between, a status carries only the pods whose report
+    #: changed (a heartbeat of an unchanged node carries none).
+    full_status_s: float = 300.0
 
 
 class _Client:

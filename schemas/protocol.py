@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENT_SOCKET_ENV",
     "DEFAULT_AGENT_SOCKET",
+    "DEFAULT_HEARTBEAT_S",
     "FEATURE_ENDPOINT_HOSTNAMES",
     "FEATURE_INGRESSES",
     "FEATURE_SERVICES_UNCHANGED",
@@ -85,11 +86,15 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+"""Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
 # Where the agent daemon listens on a node, and the variable that moves it: read by the agent
 # (`capstan-agent serve` / `connect`) and by the control plane (a local agent, `capstan logs`).
 DEFAULT_AGENT_SOCKET: Final = "/run/capstan/agent.sock"
 AGENT_SOCKET_ENV: Final = "CAPSTAN_AGENT_SOCKET"
-"""Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
+#: Seconds between an agent's status heartbeats (the kubelet's nodeStatusUpdateFrequency).
+#: The control plane renews a node's lease when one arrives, so it must stay under a quarter
+#: of the node monitor grace period (40 s by default).
+DEFAULT_HEARTBEAT_S: Final = 10.0
 
 # Wire features newer than the protocol's first release. Each side lists those it understands
 # in its hello's ``capabilities`` and sends a feature's fields only to a peer that lists it,

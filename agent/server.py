@@ -43,7 +43,6 @@ from schemas.protocol import (
     Message,
     PodReport,
     ProtocolError,
-    ServiceRule,
     Status,
     Sync,
     decode_message,
@@ -145,7 +144,8 @@ class AgentServer:
         self._clients: set[_Client] = set()
         self._generation: int | None = None
         # The Service rules of the applied sync (None before the first).
-        self._services: list[ServiceRule] | None = None
+        # The last applied sync, whole: what ``servicesUnchanged`` / ``podsUnchanged`` keep.
+        self._applied: Sync | None = None
         self._term = 0
         self._sync_lock = asyncio.Lock()
         self._started = datetime.now(tz=UTC)
@@ -168,7 +168,7 @@ class AgentServer:
 
     def _take(self, sync: Sync) -> None:
         self._generation = sync.generation
-        self._services = sync.services
+        self._applied = sync
         self._term = max(self._term, sync.term)
         self._kubelet.set_desired(sync)
         for listener in self._desired_listeners:
@@ -343,14 +343,6 @@ class AgentServer:
     async def apply(self, sync: Sync) -> Ack:
         """Persist then hand over a desired set, unless it is older than the applied one."""
         async with self._sync_lock:
-            problem = _duplicate_pods(sync)
-            if problem is not None:
-                return Ack(
-                    in_reply_to=sync.id,
-                    generation=sync.generation,
-                    applied=False,
-                    message=f"refused: {problem}; nothing changed",
-                )
             if sync.term < self._term:
                 return Ack(
                     in_reply_to=sync.id,
@@ -371,16 +363,35 @@ class AgentServer:
                     message=f"generation {sync.generation} is older than the applied "
                     f"{self._generation}; ignored",
                 )
-            if sync.services_unchanged:
-                if self._services is None:
+            if sync.services_unchanged or sync.pods_unchanged:
+                kept = [
+                    name
+                    for name, flag in (
+                        ("servicesUnchanged", sync.services_unchanged),
+                        ("podsUnchanged", sync.pods_unchanged),
+                    )
+                    if flag
+                ]
+                if self._applied is None:
                     return Ack(
                         in_reply_to=sync.id,
                         generation=sync.generation,
                         applied=False,
-                        message="servicesUnchanged but no sync applied yet; ignored",
+                        message=f"{' and '.join(kept)} but no sync applied yet; ignored",
                     )
-                sync = sync.model_copy(
-                    update={"services": self._services, "services_unchanged": False}
+                update: dict[str, object] = {"services_unchanged": False, "pods_unchanged": False}
+                if sync.services_unchanged:
+                    update["services"] = self._applied.services
+                if sync.pods_unchanged:
+                    update["pods"] = self._applied.pods
+                sync = sync.model_copy(update=update)
+            problem = _duplicate_pods(sync)
+            if problem is not None:
+                return Ack(
+                    in_reply_to=sync.id,
+                    generation=sync.generation,
+                    applied=False,
+                    message=f"refused: {problem}; nothing changed",
                 )
             try:
                 await asyncio.to_thread(self._state.save, sync)

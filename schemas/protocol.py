@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_S",
     "FEATURE_ENDPOINT_HOSTNAMES",
     "FEATURE_INGRESSES",
+    "FEATURE_PODS_UNCHANGED",
     "FEATURE_SERVICES_UNCHANGED",
     "FEATURE_STATUS_DELTAS",
     "MAX_LINE_BYTES",
@@ -102,6 +103,8 @@ DEFAULT_HEARTBEAT_S: Final = 10.0
 # releases side by side, and each side refuses fields it does not know.
 FEATURE_SERVICES_UNCHANGED: Final = "servicesUnchanged"
 """``Sync.servicesUnchanged``: the agent keeps the Service rules of its last applied sync."""
+FEATURE_PODS_UNCHANGED: Final = "podsUnchanged"
+"""``Sync.podsUnchanged``: the agent keeps the pods of its last applied sync."""
 FEATURE_INGRESSES: Final = "ingresses"
 """``Sync.ingresses``: the agent's ingress proxy serves them."""
 FEATURE_ENDPOINT_HOSTNAMES: Final = "endpointHostnames"
@@ -110,6 +113,7 @@ FEATURE_STATUS_DELTAS: Final = "statusDeltas"
 """``Status.complete`` / ``removed``: a status may carry only the pods that changed."""
 WIRE_FEATURES: Final = (
     FEATURE_SERVICES_UNCHANGED,
+    FEATURE_PODS_UNCHANGED,
     FEATURE_INGRESSES,
     FEATURE_ENDPOINT_HOSTNAMES,
     FEATURE_STATUS_DELTAS,
@@ -259,8 +263,9 @@ class Sync(_Message):
     ``servicesUnchanged``: the Service rules are those of the sync the agent applied last
     (the sender saw it acknowledged on this connection), and ``services`` is empty. Every
     node gets every Service's endpoints, so on a large fleet the rules are most of each
-    sync; a node whose pods changed gets only its pods. An agent with no applied sync
-    refuses it (``applied: false``).
+    sync; a node whose pods changed gets only its pods. ``podsUnchanged`` likewise keeps the
+    pods of that sync (``pods`` is empty): endpoint churn elsewhere in the fleet then sends a
+    node only the rules. An agent with no applied sync refuses either (``applied: false``).
     """
 
     type: Literal["sync"] = "sync"
@@ -272,6 +277,7 @@ class Sync(_Message):
     services: list[ServiceRule] = Field(default_factory=list)
     ingresses: list[Ingress] = Field(default_factory=list)
     services_unchanged: bool = False
+    pods_unchanged: bool = False
 
     @model_validator(mode="after")
     def _identified(self) -> Sync:

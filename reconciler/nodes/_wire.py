@@ -17,6 +17,7 @@ from schemas.pod import Pod
 from schemas.protocol import (
     FEATURE_ENDPOINT_HOSTNAMES,
     FEATURE_INGRESSES,
+    FEATURE_PODS_UNCHANGED,
     FEATURE_SERVICES_UNCHANGED,
     FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
@@ -90,6 +91,8 @@ def _older_form(features: frozenset[str]) -> dict[str, Any]:
     exclude: dict[str, Any] = {}
     if FEATURE_SERVICES_UNCHANGED not in features:
         exclude["services_unchanged"] = True
+    if FEATURE_PODS_UNCHANGED not in features:
+        exclude["pods_unchanged"] = True
     if FEATURE_INGRESSES not in features:
         exclude["ingresses"] = True
     if FEATURE_ENDPOINT_HOSTNAMES not in features:
@@ -104,25 +107,34 @@ def encode_sync(
     *,
     term: int = 0,
     services_unchanged: bool = False,
+    pods_unchanged: bool = False,
     features: frozenset[str] = frozenset(WIRE_FEATURES),
 ) -> bytes:
-    """One sync line for an agent that understands ``features``; ``services_unchanged``
-    (only with that feature) leaves the Service rules out (the agent keeps those of the sync
-    it applied last on this connection). Without a feature, its fields are left out: an
-    agent of an older release gets no Ingresses and no per-pod names of headless Services.
+    """One sync line for an agent that understands ``features``; ``services_unchanged`` and
+    ``pods_unchanged`` (each only with its feature) leave the Service rules or the pods out
+    (the agent keeps those of the sync it applied last on this connection). Without a
+    feature, its fields are left out: an agent of an older release gets no Ingresses and no
+    per-pod names of headless Services.
 
     With ``desired.pod_json`` the pods are not serialized again: their cached JSON is
     spliced into the message (every model serializes the same alone as nested).
     """
     if FEATURE_SERVICES_UNCHANGED not in features:
         services_unchanged = False
-    spliced = desired.pod_json is not None and len(desired.pod_json) == len(desired.pods)
+    if FEATURE_PODS_UNCHANGED not in features:
+        pods_unchanged = False
+    spliced = (
+        not pods_unchanged
+        and desired.pod_json is not None
+        and len(desired.pod_json) == len(desired.pods)
+    )
     line = encode_message(
         Sync(
             id=f"{_SYNC_ID_PREFIX}{generation}",
             generation=generation,
             term=term,
-            pods=[] if spliced else list(desired.pods),
+            pods=[] if spliced or pods_unchanged else list(desired.pods),
+            pods_unchanged=pods_unchanged,
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
             services=[] if services_unchanged else list(desired.services),

@@ -107,3 +107,32 @@ def test_a_fresh_agent_refuses_a_sync_without_service_rules(hollow: Agent) -> No
     assert answer["applied"] is False
     assert "servicesUnchanged" in answer["message"]
     assert DesiredStateFile(hollow.state_dir).load() is None
+
+
+def test_a_sync_without_pods_keeps_the_applied_pods_running(hollow: Agent) -> None:
+    client = hollow.client()
+    pods = [make_pod(f"k-{i}", [httpd()]) for i in range(2)]
+    assert client.sync(pods, 1, services=[_rule("127.0.0.2")])["applied"] is True
+    client.wait_pods(lambda s: len(s) == 2 and all(ready(v) for v in s.values()), what="ready")
+    # Endpoint churn elsewhere: only the rules travel, the node keeps its pods.
+    answer = client.sync([], 2, services=[_rule("127.0.0.3")], podsUnchanged=True)
+    assert answer["applied"] is True
+    saved = DesiredStateFile(hollow.state_dir).load()
+    assert saved is not None
+    assert saved.generation == 2
+    assert [p.metadata.name for p in saved.pods] == ["k-0", "k-1"]
+    assert saved.services[0].ports[0].endpoints[0].address == "127.0.0.3"
+    assert saved.pods_unchanged is False
+    # The status that follows the sync still reports both pods running.
+    mark = len(client.messages)
+    client.heartbeats(1)
+    assert set(client.pods()) == {"k-0", "k-1"}
+    assert all(ready(v) for v in client.pods().values()), client.messages[mark:]
+
+
+def test_a_fresh_agent_refuses_a_sync_without_pods(hollow: Agent) -> None:
+    client = hollow.client()
+    answer = client.sync([], 1, services=[], podsUnchanged=True)
+    assert answer["applied"] is False
+    assert "podsUnchanged" in answer["message"]
+    assert DesiredStateFile(hollow.state_dir).load() is None

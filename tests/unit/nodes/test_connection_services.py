@@ -14,6 +14,7 @@ from typing import Any
 from reconciler.nodes import ConnectionSettings, DesiredSet, NodeConnection, NodeEndpoint, NodeName
 from reconciler.nodes._links import LinkSettings
 from schemas.core import ConfigMap
+from schemas.pod import Pod
 from schemas.protocol import WIRE_FEATURES, ServiceRule
 
 ENDPOINT = NodeEndpoint(name=NodeName("n1"), address="127.0.0.9", port=2200, host_key=None)
@@ -174,5 +175,29 @@ def test_after_a_refusal_the_rules_go_again() -> None:
         assert agent.syncs[1].get("servicesUnchanged") is True
         assert agent.syncs[2].get("servicesUnchanged", False) is False
         assert agent.syncs[2]["services"]
+    finally:
+        connection.close()
+
+
+def test_pods_go_only_when_they_change() -> None:
+    opener, connection = _connected(Opener())
+    try:
+        pod = Pod.model_validate(
+            {
+                "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+                "spec": {"containers": [{"name": "c", "image": "img"}]},
+            }
+        )
+        other = pod.model_copy(
+            update={"metadata": pod.metadata.model_copy(update={"name": "q", "uid": "u2"})}
+        )
+        _push(connection, DesiredSet(pods=(pod,), services=(_rule("127.0.0.2"),)))
+        # Endpoints moved elsewhere in the fleet: the rules go, the pods stay out.
+        _push(connection, DesiredSet(pods=(pod,), services=(_rule("127.0.0.3"),)))
+        _push(connection, DesiredSet(pods=(pod, other), services=(_rule("127.0.0.3"),)))
+        syncs = opener.agents[0].syncs
+        assert [s.get("podsUnchanged", False) for s in syncs] == [False, True, False]
+        assert [len(s.get("pods", [])) for s in syncs] == [1, 0, 2]
+        assert [s.get("servicesUnchanged", False) for s in syncs] == [False, False, True]
     finally:
         connection.close()

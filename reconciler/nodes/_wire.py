@@ -71,6 +71,9 @@ class DesiredSet:
     #: The wire JSON of each pod, in order, when the computing side had it cached
     #: (``desired.PodWireCache``): a sync then encodes its pods by joining strings.
     pod_json: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    #: The wire JSON of ``services``, comma-joined in order, when the computing side had it:
+    #: every node gets the same rules, so they are serialized once per change, not per node.
+    services_json: str | None = field(default=None, compare=False, repr=False)
 
 
 def encode_hello(node: str) -> bytes:
@@ -116,24 +119,38 @@ def encode_sync(
     feature, its fields are left out: an agent of an older release gets no Ingresses and no
     per-pod names of headless Services.
 
-    With ``desired.pod_json`` the pods are not serialized again: their cached JSON is
-    spliced into the message (every model serializes the same alone as nested).
+    With ``desired.pod_json`` / ``services_json`` the pods and rules are not serialized
+    again: their cached JSON is spliced into the message (every model serializes the same
+    alone as nested), in place of the fields.
     """
     if FEATURE_SERVICES_UNCHANGED not in features:
         services_unchanged = False
     if FEATURE_PODS_UNCHANGED not in features:
         pods_unchanged = False
-    spliced = (
+    exclude = _older_form(features)
+    spliced: list[bytes] = []
+    if (
         not pods_unchanged
+        and desired.pods
         and desired.pod_json is not None
         and len(desired.pod_json) == len(desired.pods)
-    )
+    ):
+        exclude["pods"] = True
+        spliced.append(b'"pods":[' + ",".join(desired.pod_json).encode() + b"]")
+    if (
+        not services_unchanged
+        and desired.services
+        and desired.services_json is not None
+        and "services" not in exclude  # an older agent's rules are encoded field by field
+    ):
+        exclude["services"] = True
+        spliced.append(b'"services":[' + desired.services_json.encode() + b"]")
     line = encode_message(
         Sync(
             id=f"{_SYNC_ID_PREFIX}{generation}",
             generation=generation,
             term=term,
-            pods=[] if spliced or pods_unchanged else list(desired.pods),
+            pods=[] if pods_unchanged else list(desired.pods),
             pods_unchanged=pods_unchanged,
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
@@ -141,15 +158,13 @@ def encode_sync(
             services_unchanged=services_unchanged,
             ingresses=list(desired.ingresses),
         ),
-        exclude=_older_form(features) or None,
+        exclude=exclude or None,
     )
-    if not spliced or not desired.pods:
+    if not spliced:
         return line
-    assert desired.pod_json is not None
     head = line.rstrip(b"\n")
     assert head.endswith(b"}")
-    pods = ",".join(desired.pod_json).encode()
-    return head[:-1] + b',"pods":[' + pods + b"]}\n"
+    return head[:-1] + b"," + b",".join(spliced) + b"}\n"
 
 
 def decode(line: bytes) -> AgentMessage:

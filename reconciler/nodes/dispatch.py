@@ -69,6 +69,8 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=KubeObject)
 _Versions = tuple[str | None, str | None]
+#: Every Service's rule in wire order, and their wire JSON comma-joined.
+_Rules = tuple[list[ServiceRule], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +150,9 @@ class NodeDispatcher(Controller):
         self._everything_last = float("-inf")
         # Service rules, recomputed once per change of Services or endpoints, not per node.
         self._rules_epoch = 0
-        self._rules: tuple[int, list[ServiceRule]] | None = None
-        # (namespace, name) -> ((Service rv, endpoints rv), rule): see _service_rules.
-        self._rules_cache: dict[tuple[str, str], tuple[_Versions, ServiceRule]] = {}
+        self._rules: tuple[int, _Rules] | None = None
+        # (namespace, name) -> ((Service rv, endpoints rv), rule, its wire JSON).
+        self._rules_cache: dict[tuple[str, str], tuple[_Versions, ServiceRule, str]] = {}
         self._wire_cache = PodWireCache()
         # (kind, namespace, name) -> the ConfigMap/Secret last sent to each node.
         self._sent_config: dict[str, dict[tuple[str, str, str], KubeObject]] = {}
@@ -252,13 +254,13 @@ class NodeDispatcher(Controller):
             raise TerminalError(f"cannot connect: {exc}") from exc
         self.pool.ensure(endpoint)
         try:
-            future = self.pool.push(name, self._desired(name, self._current_rules()))
+            future = self.pool.push(name, self._desired(name, *self._current_rules()))
         except UnknownNode:
             return None  # removed meanwhile: its Node event brings it back
         future.add_done_callback(_report_rejection(name))
         return None
 
-    def _current_rules(self) -> list[ServiceRule]:
+    def _current_rules(self) -> _Rules:
         with self._lock:
             epoch, memo = self._rules_epoch, self._rules
         if memo is not None and memo[0] == epoch:
@@ -270,9 +272,9 @@ class NodeDispatcher(Controller):
 
     def desired_for(self, name: str) -> _wire.DesiredSet:
         """The desired set ``name`` gets now (for ``capstan describe node`` and tests)."""
-        return self._desired(name, self._service_rules())
+        return self._desired(name, *self._service_rules())
 
-    def _desired(self, name: str, rules: list[ServiceRule]) -> _wire.DesiredSet:
+    def _desired(self, name: str, rules: list[ServiceRule], rules_json: str) -> _wire.DesiredSet:
         # WARNING: a sync deletes a ConfigMap that left Git (page-v1) in the same pass that
         # rolls the Deployment to the new one (page-v2); the old pods keep running, and
         # still reference it, until the rollout replaces them. Sending a set without it
@@ -301,6 +303,7 @@ class NodeDispatcher(Controller):
             config_map=config_map,
             secret=secret,
             services=rules,
+            services_json=rules_json,
             ingresses=self._capstan_ingresses(),
             cache=self._wire_cache,
         )
@@ -320,10 +323,12 @@ class NodeDispatcher(Controller):
             if ingress.metadata.deletion_timestamp is None and is_capstan_class(ingress, classes)
         ]
 
-    def _service_rules(self) -> list[ServiceRule]:
+    def _service_rules(self) -> _Rules:
+        """Every Service's rule, in wire order (namespace, name), and their JSON joined."""
         rules = []
-        cache: dict[tuple[str, str], tuple[_Versions, ServiceRule]] = {}
-        for service in self.services.list():
+        texts = []
+        cache: dict[tuple[str, str], tuple[_Versions, ServiceRule, str]] = {}
+        for service in sorted(self.services.list(), key=lambda s: (s.namespace, s.name)):
             stored = self.config_maps.get(
                 endpoints_config_map_name(service.name), namespace=service.namespace
             )
@@ -335,25 +340,25 @@ class NodeDispatcher(Controller):
                 stored.metadata.resource_version if stored is not None else None,
             )
             cached = self._rules_cache.get(key)
-            if cached is not None and cached[0] == versions and versions[0] is not None:
-                cache[key] = cached
-                rules.append(cached[1])
-                continue
-            endpoints = None
-            if stored is not None:
-                try:
-                    computed = read_endpoints(stored)
-                except ValueError:
-                    _log.warning(
-                        "unreadable endpoints for Service %s/%s", service.namespace, service.name
-                    )
-                    computed = None
-                endpoints = computed.to_service_rule() if computed is not None else None
-            rule = service_rule(service, endpoints)
-            cache[key] = (versions, rule)
-            rules.append(rule)
+            if cached is None or cached[0] != versions or versions[0] is None:
+                rule = service_rule(service, self._endpoints_of(service, stored))
+                cached = (versions, rule, rule.model_dump_json(by_alias=True, exclude_none=True))
+            cache[key] = cached
+            rules.append(cached[1])
+            texts.append(cached[2])
         self._rules_cache = cache
-        return rules
+        return rules, ",".join(texts)
+
+    @staticmethod
+    def _endpoints_of(service: Service, stored: ConfigMap | None) -> ServiceRule | None:
+        if stored is None:
+            return None
+        try:
+            computed = read_endpoints(stored)
+        except ValueError:
+            _log.warning("unreadable endpoints for Service %s/%s", service.namespace, service.name)
+            return None
+        return computed.to_service_rule() if computed is not None else None
 
     def _drain(self, name: NodeName) -> None:
         """A Node left the API: tell its agent to run nothing, then drop the connection.

@@ -101,11 +101,14 @@ def test_a_sync_without_service_rules_keeps_the_applied_ones(hollow: Agent) -> N
     assert saved.services[0].ports[0].endpoints[0].address == "127.0.0.3"
 
 
-def test_a_fresh_agent_refuses_a_sync_without_service_rules(hollow: Agent) -> None:
+@pytest.mark.parametrize("kept", ["servicesUnchanged", "podsUnchanged"])
+def test_a_fresh_agent_refuses_a_sync_that_keeps_what_it_never_had(
+    hollow: Agent, kept: str
+) -> None:
     client = hollow.client()
-    answer = client.sync([], 1, services=[], servicesUnchanged=True)
+    answer = client.sync([], 1, services=[], **{kept: True})
     assert answer["applied"] is False
-    assert "servicesUnchanged" in answer["message"]
+    assert kept in answer["message"]
     assert DesiredStateFile(hollow.state_dir).load() is None
 
 
@@ -128,11 +131,3 @@ def test_a_sync_without_pods_keeps_the_applied_pods_running(hollow: Agent) -> No
     client.heartbeats(1)
     assert set(client.pods()) == {"k-0", "k-1"}
     assert all(ready(v) for v in client.pods().values()), client.messages[mark:]
-
-
-def test_a_fresh_agent_refuses_a_sync_without_pods(hollow: Agent) -> None:
-    client = hollow.client()
-    answer = client.sync([], 1, services=[], podsUnchanged=True)
-    assert answer["applied"] is False
-    assert "podsUnchanged" in answer["message"]
-    assert DesiredStateFile(hollow.state_dir).load() is None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
-from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET
+from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET, DEFAULT_HEARTBEAT_S
 
 if TYPE_CHECKING:
     from agent.proxy import ProxyMode
@@ -118,7 +118,7 @@ def commands() -> None:
 @click.option(
     "--heartbeat",
     type=float,
-    default=5.0,
+    default=DEFAULT_HEARTBEAT_S,
     show_default=True,
     help="Seconds between status heartbeats.",
 )

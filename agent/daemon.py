@@ -27,6 +27,7 @@ from agent.runtime.facts import NodeName
 from agent.server import AgentServer, ServerSettings
 from agent.state import CorruptState, DesiredStateFile, prepare_state_dir
 from schemas.podsecurity import DEFAULT_LEVEL, Level
+from schemas.protocol import DEFAULT_HEARTBEAT_S
 
 _log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class DaemonOptions:
     backoff_max_s: float = 300.0
     backoff_reset_s: float = 600.0
     resync_s: float = 5.0
-    heartbeat_s: float = 5.0
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
     log_level: str = "INFO"
     proxy_mode: ProxyMode | None = None
     """None: the best the agent's rights allow (nftables, iptables, userspace)."""

@@ -30,8 +30,11 @@ from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
 from schemas.meta import Condition
 from schemas.protocol import (
+    DEFAULT_HEARTBEAT_S,
+    FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
+    WIRE_FEATURES,
     Ack,
     ErrorMessage,
     Hello,
@@ -40,7 +43,6 @@ from schemas.protocol import (
     Message,
     PodReport,
     ProtocolError,
-    ServiceRule,
     Status,
     Sync,
     decode_message,
@@ -49,7 +51,7 @@ from schemas.protocol import (
 
 _log = logging.getLogger(__name__)
 _QUEUE_LIMIT = 1024
-CAPABILITIES = ("sync", "status", "logs", "probes", "volumes", "services")
+CAPABILITIES = ("sync", "status", "logs", "probes", "volumes", "services", *WIRE_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,11 @@ class ServerSettings:
     socket_path: Path
     node_name: str
     bind_address: str
-    heartbeat_s: float = 5.0
-    #: Every pod's report goes out at least this often; in between, a status carries only
-    #: the pods whose report changed (a heartbeat of an unchanged node carries none).
-    full_status_s: float = 60.0
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    #: Every pod's report goes out at least this often (the kubelet's
+    #: nodeStatusReportFrequency); in between, a status carries only the pods whose report
+    #: changed (a heartbeat of an unchanged node carries none).
+    full_status_s: float = 300.0
 
 
 class _Client:
@@ -75,6 +78,8 @@ class _Client:
         # The pod reports this client was last sent, and when it last had all of them.
         self.reported: dict[str, PodReport] = {}
         self.complete_at = float("-inf")
+        # The wire features the peer's hello listed; none until it says hello.
+        self.features: frozenset[str] = frozenset()
 
     def send(self, message: Message) -> None:
         self.send_raw(encode_message(message))
@@ -139,7 +144,8 @@ class AgentServer:
         self._clients: set[_Client] = set()
         self._generation: int | None = None
         # The Service rules of the applied sync (None before the first).
-        self._services: list[ServiceRule] | None = None
+        # The last applied sync, whole: what ``servicesUnchanged`` / ``podsUnchanged`` keep.
+        self._applied: Sync | None = None
         self._term = 0
         self._sync_lock = asyncio.Lock()
         self._started = datetime.now(tz=UTC)
@@ -162,7 +168,7 @@ class AgentServer:
 
     def _take(self, sync: Sync) -> None:
         self._generation = sync.generation
-        self._services = sync.services
+        self._applied = sync
         self._term = max(self._term, sync.term)
         self._kubelet.set_desired(sync)
         for listener in self._desired_listeners:
@@ -212,14 +218,17 @@ class AgentServer:
         """Send ``status`` to one client: complete when due, else only the changed pods."""
         now = time.monotonic()
         current = {report.uid: report for report in status.pods}
-        complete = now - client.complete_at >= self._settings.full_status_s
+        deltas = FEATURE_STATUS_DELTAS in client.features
+        complete = not deltas or now - client.complete_at >= self._settings.full_status_s
         if not complete:
             changed = [r for uid, r in current.items() if client.reported.get(uid) != r]
             removed = [uid for uid in client.reported if uid not in current]
             status = status.model_copy(
                 update={"pods": changed, "complete": False, "removed": removed}
             )
-        if client.send_raw(encode_message(status), droppable=droppable):
+        # A peer that does not know deltas gets the older form, without their fields.
+        line = encode_message(status, exclude=None if deltas else {"complete", "removed"})
+        if client.send_raw(line, droppable=droppable):
             client.reported = current
             if complete:
                 client.complete_at = now
@@ -304,6 +313,7 @@ class AgentServer:
             client.send(await self.apply(message))
             self._broadcast_status()
         elif isinstance(message, Hello):
+            client.features = frozenset(message.capabilities)
             if PROTOCOL_VERSION not in message.versions:
                 client.send(
                     ErrorMessage(
@@ -333,14 +343,6 @@ class AgentServer:
     async def apply(self, sync: Sync) -> Ack:
         """Persist then hand over a desired set, unless it is older than the applied one."""
         async with self._sync_lock:
-            problem = _duplicate_pods(sync)
-            if problem is not None:
-                return Ack(
-                    in_reply_to=sync.id,
-                    generation=sync.generation,
-                    applied=False,
-                    message=f"refused: {problem}; nothing changed",
-                )
             if sync.term < self._term:
                 return Ack(
                     in_reply_to=sync.id,
@@ -361,16 +363,35 @@ class AgentServer:
                     message=f"generation {sync.generation} is older than the applied "
                     f"{self._generation}; ignored",
                 )
-            if sync.services_unchanged:
-                if self._services is None:
+            if sync.services_unchanged or sync.pods_unchanged:
+                kept = [
+                    name
+                    for name, flag in (
+                        ("servicesUnchanged", sync.services_unchanged),
+                        ("podsUnchanged", sync.pods_unchanged),
+                    )
+                    if flag
+                ]
+                if self._applied is None:
                     return Ack(
                         in_reply_to=sync.id,
                         generation=sync.generation,
                         applied=False,
-                        message="servicesUnchanged but no sync applied yet; ignored",
+                        message=f"{' and '.join(kept)} but no sync applied yet; ignored",
                     )
-                sync = sync.model_copy(
-                    update={"services": self._services, "services_unchanged": False}
+                update: dict[str, object] = {"services_unchanged": False, "pods_unchanged": False}
+                if sync.services_unchanged:
+                    update["services"] = self._applied.services
+                if sync.pods_unchanged:
+                    update["pods"] = self._applied.pods
+                sync = sync.model_copy(update=update)
+            problem = _duplicate_pods(sync)
+            if problem is not None:
+                return Ack(
+                    in_reply_to=sync.id,
+                    generation=sync.generation,
+                    applied=False,
+                    message=f"refused: {problem}; nothing changed",
                 )
             try:
                 await asyncio.to_thread(self._state.save, sync)

@@ -391,6 +391,34 @@ def traffic_bytes(nodes: list[SshNode]) -> int:
     return total
 
 
+def node_side_cpu_s(nodes: list[SshNode]) -> float:
+    """CPU seconds used so far by every node's agent and sshd tree (the node side of the
+    fleet, which shares this machine's cores with the control plane)."""
+    pids: set[int] = set()
+    for node in nodes:
+        if node.agent is not None:
+            pids.add(node.agent.pid)
+        for sshd in node.sshd_pids():
+            pids.add(sshd)
+            pids.update(descendants(sshd))
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / _TICK, sum(values) / _TICK
+
+
 # -- one fleet size ----------------------------------------------------------------------------
 
 
@@ -409,6 +437,10 @@ class SizeResult:
     ready_s: list[float] = field(default_factory=list)
     rollout_peak_rss_mb: float = 0.0
     rollout_cpu_pct: float = 0.0
+    #: CPU of every node's agent and sshd tree at idle, % of one core (the node side).
+    nodes_idle_cpu_pct: float = 0.0
+    #: The whole machine's busy share during the rollout, % of all cores.
+    rollout_machine_busy_pct: float = 0.0
 
 
 def addresses(count: int) -> list[str]:
@@ -457,9 +489,12 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
                 time.sleep(10)
                 sampler.window()
                 before = traffic_bytes(nodes)
+                nodes_before, started_idle = node_side_cpu_s(nodes), time.monotonic()
                 time.sleep(idle_s)
                 idle = sampler.window()
                 after = traffic_bytes(nodes)
+                node_cpu = node_side_cpu_s(nodes) - nodes_before
+                result.nodes_idle_cpu_pct = 100 * node_cpu / (time.monotonic() - started_idle)
                 result.idle_cpu_pct = cpu_pct(idle[0], idle[-1])
                 result.idle_rss_mb = idle[-1].rss_mb
                 result.threads = idle[-1].threads
@@ -472,9 +507,14 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
                     result.ack_all.append(max(each))
                     log(f"round {round_no}: all {size} nodes acked in {max(each):.2f} s")
                 sampler.window()
+                busy_before, total_before = machine_busy_s()
                 since = repo.commit("rollout", workload(size, "v1"))
                 ready_at = pods.wait_ready("v1", result.pods, timeout=600)
                 during = sampler.window()
+                busy_after, total_after = machine_busy_s()
+                result.rollout_machine_busy_pct = (
+                    100 * (busy_after - busy_before) / max(1e-9, total_after - total_before)
+                )
                 result.ready_s.append(ready_at - since)
                 result.rollout_peak_rss_mb = max(s.rss_mb for s in during)
                 result.rollout_cpu_pct = cpu_pct(during[0], during[-1])
@@ -514,7 +554,8 @@ def main() -> None:
     header = (
         f"{'nodes':>5} {'pods':>6} {'deploy s':>8} {'rss MB':>7} {'cpu idle %':>10} "
         f"{'threads':>7} {'fds':>5} {'B/s/node':>8} {'ack p50':>7} {'ack p99':>7} "
-        f"{'ack node p99':>12} {'ready s':>7} {'roll rss':>8} {'roll cpu %':>10}"
+        f"{'ack node p99':>12} {'ready s':>7} {'roll rss':>8} {'roll cpu %':>10} "
+        f"{'nodes idle %':>12} {'machine roll %':>14}"
     )
     print(header)
     for r in results:
@@ -523,7 +564,8 @@ def main() -> None:
             f"{r.idle_cpu_pct:>10.2f} {r.threads:>7} {r.fds:>5} {r.bytes_per_node_s:>8.0f} "
             f"{pct(r.ack_all, 0.5):>7.2f} {pct(r.ack_all, 0.99):>7.2f} "
             f"{pct(r.ack_each, 0.99):>12.2f} {max(r.ready_s):>7.1f} "
-            f"{r.rollout_peak_rss_mb:>8.1f} {r.rollout_cpu_pct:>10.1f}"
+            f"{r.rollout_peak_rss_mb:>8.1f} {r.rollout_cpu_pct:>10.1f} "
+            f"{r.nodes_idle_cpu_pct:>12.1f} {r.rollout_machine_busy_pct:>14.1f}"
         )
     first, last = results[0], results[-1]
     span = max(1, last.nodes - first.nodes)

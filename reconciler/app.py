@@ -63,7 +63,7 @@ from reconciler.store.election import (
 from reconciler.sync import SyncLoop, SyncOptions, SyncResult
 from reconciler.sync.autorollback import AutoRollbackController
 from schemas.datakeys import DataKeys
-from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET
+from schemas.protocol import AGENT_SOCKET_ENV, DEFAULT_AGENT_SOCKET, DEFAULT_HEARTBEAT_S
 
 __all__ = [
     "CLIENT_CONFIG_FILE",
@@ -178,6 +178,16 @@ def control_plane_components(
 Progress = Callable[[str], None]
 
 
+def local_agent_args(args: tuple[str, ...], node_grace_s: float | None) -> tuple[str, ...]:
+    """The local agent's extra arguments: under a node monitor grace shorter than four
+    heartbeats, the agent beats a quarter of it (its lease is renewed when one arrives), unless
+    the arguments already say how often."""
+    if node_grace_s is None or any(a.startswith("--heartbeat") for a in args):
+        return args
+    heartbeat = min(DEFAULT_HEARTBEAT_S, node_grace_s / 4)
+    return args if heartbeat == DEFAULT_HEARTBEAT_S else (*args, f"--heartbeat={heartbeat:g}")
+
+
 class CapstanApp:
     """One ``capstan up``: ``start()``, then ``wait()`` until ``stop()`` (or Ctrl-C)."""
 
@@ -240,7 +250,7 @@ class CapstanApp:
                 socket_path=agent_socket,
                 node_name=cfg.agent_node_name,
                 bind_address=cfg.agent_bind_address,
-                extra_args=cfg.agent_args,
+                extra_args=local_agent_args(cfg.agent_args, cfg.node_monitor_grace_s),
             )
         )
         if cfg.local_agent:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
 
@@ -48,11 +48,21 @@ from schemas.networking import Ingress
 from schemas.node import NodeStatus
 from schemas.pod import Pod, PodStatus, Protocol
 
+if TYPE_CHECKING:
+    from pydantic.main import IncEx
+
 __all__ = [
     "AGENT_SOCKET_ENV",
     "DEFAULT_AGENT_SOCKET",
+    "DEFAULT_HEARTBEAT_S",
+    "FEATURE_ENDPOINT_HOSTNAMES",
+    "FEATURE_INGRESSES",
+    "FEATURE_PODS_UNCHANGED",
+    "FEATURE_SERVICES_UNCHANGED",
+    "FEATURE_STATUS_DELTAS",
     "MAX_LINE_BYTES",
     "PROTOCOL_VERSION",
+    "WIRE_FEATURES",
     "Ack",
     "Endpoint",
     "ErrorCode",
@@ -77,11 +87,37 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+"""Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
 # Where the agent daemon listens on a node, and the variable that moves it: read by the agent
 # (`capstan-agent serve` / `connect`) and by the control plane (a local agent, `capstan logs`).
 DEFAULT_AGENT_SOCKET: Final = "/run/capstan/agent.sock"
 AGENT_SOCKET_ENV: Final = "CAPSTAN_AGENT_SOCKET"
-"""Longest accepted line (bytes, newline excluded); a longer one is answered ``too_large``."""
+#: Seconds between an agent's status heartbeats (the kubelet's nodeStatusUpdateFrequency).
+#: The control plane renews a node's lease when one arrives, so it must stay under a quarter
+#: of the node monitor grace period (40 s by default).
+DEFAULT_HEARTBEAT_S: Final = 10.0
+
+# Wire features newer than the protocol's first release. Each side lists those it understands
+# in its hello's ``capabilities`` and sends a feature's fields only to a peer that lists it,
+# the older form otherwise: a rolling upgrade runs agents and control planes of different
+# releases side by side, and each side refuses fields it does not know.
+FEATURE_SERVICES_UNCHANGED: Final = "servicesUnchanged"
+"""``Sync.servicesUnchanged``: the agent keeps the Service rules of its last applied sync."""
+FEATURE_PODS_UNCHANGED: Final = "podsUnchanged"
+"""``Sync.podsUnchanged``: the agent keeps the pods of its last applied sync."""
+FEATURE_INGRESSES: Final = "ingresses"
+"""``Sync.ingresses``: the agent's ingress proxy serves them."""
+FEATURE_ENDPOINT_HOSTNAMES: Final = "endpointHostnames"
+"""``Endpoint.hostname``: per-pod names through a headless Service."""
+FEATURE_STATUS_DELTAS: Final = "statusDeltas"
+"""``Status.complete`` / ``removed``: a status may carry only the pods that changed."""
+WIRE_FEATURES: Final = (
+    FEATURE_SERVICES_UNCHANGED,
+    FEATURE_PODS_UNCHANGED,
+    FEATURE_INGRESSES,
+    FEATURE_ENDPOINT_HOSTNAMES,
+    FEATURE_STATUS_DELTAS,
+)
 
 ErrorCode = Literal[
     "malformed",  # not JSON, or not a JSON object
@@ -227,8 +263,9 @@ class Sync(_Message):
     ``servicesUnchanged``: the Service rules are those of the sync the agent applied last
     (the sender saw it acknowledged on this connection), and ``services`` is empty. Every
     node gets every Service's endpoints, so on a large fleet the rules are most of each
-    sync; a node whose pods changed gets only its pods. An agent with no applied sync
-    refuses it (``applied: false``).
+    sync; a node whose pods changed gets only its pods. ``podsUnchanged`` likewise keeps the
+    pods of that sync (``pods`` is empty): endpoint churn elsewhere in the fleet then sends a
+    node only the rules. An agent with no applied sync refuses either (``applied: false``).
     """
 
     type: Literal["sync"] = "sync"
@@ -240,6 +277,7 @@ class Sync(_Message):
     services: list[ServiceRule] = Field(default_factory=list)
     ingresses: list[Ingress] = Field(default_factory=list)
     services_unchanged: bool = False
+    pods_unchanged: bool = False
 
     @model_validator(mode="after")
     def _identified(self) -> Sync:
@@ -403,6 +441,9 @@ def decode_message(line: bytes | str) -> Message:
         ) from None
 
 
-def encode_message(message: Message) -> bytes:
-    """One message as one line, newline included."""
-    return message.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n"
+def encode_message(message: Message, *, exclude: IncEx | None = None) -> bytes:
+    """One message as one line, newline included; ``exclude`` leaves fields out (by field
+    name, nested as pydantic takes it), for a peer that does not know them."""
+    return (
+        message.model_dump_json(by_alias=True, exclude_none=True, exclude=exclude).encode() + b"\n"
+    )

@@ -70,8 +70,13 @@ class Reader(ApiCore):
         else:
             # Labels are read from the JSON before the (far dearer) model validation: a
             # selective list of a big kind (managed pods among thousands) decodes only hits.
+            # Before that, an object whose JSON does not even contain a label key the selector
+            # requires cannot match, and is not parsed at all.
+            needles = _required_label_keys(selector)
             items = []
             for kv in result.kvs:
+                if not all(needle in kv.value for needle in needles):
+                    continue
                 data = json.loads(kv.value)
                 labels = (data.get("metadata") or {}).get("labels") or {}
                 if selector.matches(labels):
@@ -134,3 +139,11 @@ class Reader(ApiCore):
         with store_errors():
             watch = self._store.watch(REGISTRY, prefix=True, from_revision=start)
         return WatchStream(watch, convert)
+
+
+def _required_label_keys(selector: LabelSelector) -> list[bytes]:
+    """Label keys, as JSON strings, that every object matching ``selector`` has (a label key
+    is ASCII and needs no escaping, so it appears in the JSON exactly so)."""
+    keys = set(selector.match_labels)
+    keys.update(r.key for r in selector.match_expressions if r.operator in ("In", "Exists"))
+    return [json.dumps(key).encode() for key in sorted(keys)]

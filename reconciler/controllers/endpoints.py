@@ -232,7 +232,13 @@ class EndpointsController(Controller):
                         resource_version=existing.metadata.resource_version,
                     )
             return None
-        pods = self.pods.list(namespace=key.namespace)
+        selector = service.spec.selector
+        # Only the selected pods: a namespace may hold thousands of others (a rollout).
+        pods = [
+            pod
+            for pod in self.pods.list(namespace=key.namespace)
+            if all(pod.labels.get(k) == v for k, v in selector.items())
+        ]
         nodes = {
             name: node
             for name in {pod.spec.node_name for pod in pods if pod.spec.node_name}

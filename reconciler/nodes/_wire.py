@@ -9,12 +9,19 @@ and the node dispatcher use its types (``DesiredSet``, ``Ack``, ``AgentMessage``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.core import ConfigMap, Secret
 from schemas.networking import Ingress
 from schemas.pod import Pod
 from schemas.protocol import (
+    FEATURE_ENDPOINT_HOSTNAMES,
+    FEATURE_INGRESSES,
+    FEATURE_PODS_UNCHANGED,
+    FEATURE_SERVICES_UNCHANGED,
+    FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
+    WIRE_FEATURES,
     Ack,
     ErrorMessage,
     Hello,
@@ -28,6 +35,7 @@ from schemas.protocol import (
 )
 
 __all__ = [
+    "FEATURE_INGRESSES",
     "MAX_LINE_BYTES",
     "Ack",
     "AgentHello",
@@ -63,42 +71,100 @@ class DesiredSet:
     #: The wire JSON of each pod, in order, when the computing side had it cached
     #: (``desired.PodWireCache``): a sync then encodes its pods by joining strings.
     pod_json: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    #: The wire JSON of ``services``, comma-joined in order, when the computing side had it:
+    #: every node gets the same rules, so they are serialized once per change, not per node.
+    services_json: str | None = field(default=None, compare=False, repr=False)
 
 
 def encode_hello(node: str) -> bytes:
-    return encode_message(Hello(role="reconciler", node_name=node))
+    """The control plane's hello: the wire features it reads (an agent sends status deltas
+    only to a peer that lists them)."""
+    return encode_message(
+        Hello(role="reconciler", node_name=node, capabilities=[FEATURE_STATUS_DELTAS])
+    )
+
+
+def agent_features(hello: Hello | None) -> frozenset[str]:
+    """The wire features an agent's hello lists (none before its hello)."""
+    return frozenset(hello.capabilities) if hello is not None else frozenset()
+
+
+def _older_form(features: frozenset[str]) -> dict[str, Any]:
+    """What to leave out of a sync for an agent that lacks some of ``WIRE_FEATURES``."""
+    exclude: dict[str, Any] = {}
+    if FEATURE_SERVICES_UNCHANGED not in features:
+        exclude["services_unchanged"] = True
+    if FEATURE_PODS_UNCHANGED not in features:
+        exclude["pods_unchanged"] = True
+    if FEATURE_INGRESSES not in features:
+        exclude["ingresses"] = True
+    if FEATURE_ENDPOINT_HOSTNAMES not in features:
+        hostname = {"__all__": {"endpoints": {"__all__": {"hostname"}}}}
+        exclude["services"] = {"__all__": {"ports": hostname}}
+    return exclude
 
 
 def encode_sync(
-    generation: int, desired: DesiredSet, *, term: int = 0, services_unchanged: bool = False
+    generation: int,
+    desired: DesiredSet,
+    *,
+    term: int = 0,
+    services_unchanged: bool = False,
+    pods_unchanged: bool = False,
+    features: frozenset[str] = frozenset(WIRE_FEATURES),
 ) -> bytes:
-    """One sync line; ``services_unchanged`` leaves the Service rules out (the agent keeps
-    those of the sync it applied last on this connection).
+    """One sync line for an agent that understands ``features``; ``services_unchanged`` and
+    ``pods_unchanged`` (each only with its feature) leave the Service rules or the pods out
+    (the agent keeps those of the sync it applied last on this connection). Without a
+    feature, its fields are left out: an agent of an older release gets no Ingresses and no
+    per-pod names of headless Services.
 
-    With ``desired.pod_json`` the pods are not serialized again: their cached JSON is
-    spliced into the message (every model serializes the same alone as nested).
+    With ``desired.pod_json`` / ``services_json`` the pods and rules are not serialized
+    again: their cached JSON is spliced into the message (every model serializes the same
+    alone as nested), in place of the fields.
     """
-    spliced = desired.pod_json is not None and len(desired.pod_json) == len(desired.pods)
+    if FEATURE_SERVICES_UNCHANGED not in features:
+        services_unchanged = False
+    if FEATURE_PODS_UNCHANGED not in features:
+        pods_unchanged = False
+    exclude = _older_form(features)
+    spliced: list[bytes] = []
+    if (
+        not pods_unchanged
+        and desired.pods
+        and desired.pod_json is not None
+        and len(desired.pod_json) == len(desired.pods)
+    ):
+        exclude["pods"] = True
+        spliced.append(b'"pods":[' + ",".join(desired.pod_json).encode() + b"]")
+    if (
+        not services_unchanged
+        and desired.services
+        and desired.services_json is not None
+        and "services" not in exclude  # an older agent's rules are encoded field by field
+    ):
+        exclude["services"] = True
+        spliced.append(b'"services":[' + desired.services_json.encode() + b"]")
     line = encode_message(
         Sync(
             id=f"{_SYNC_ID_PREFIX}{generation}",
             generation=generation,
             term=term,
-            pods=[] if spliced else list(desired.pods),
+            pods=[] if pods_unchanged else list(desired.pods),
+            pods_unchanged=pods_unchanged,
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
             services=[] if services_unchanged else list(desired.services),
             services_unchanged=services_unchanged,
             ingresses=list(desired.ingresses),
-        )
+        ),
+        exclude=exclude or None,
     )
-    if not spliced or not desired.pods:
+    if not spliced:
         return line
-    assert desired.pod_json is not None
     head = line.rstrip(b"\n")
     assert head.endswith(b"}")
-    pods = ",".join(desired.pod_json).encode()
-    return head[:-1] + b',"pods":[' + pods + b"]}\n"
+    return head[:-1] + b"," + b",".join(spliced) + b"}\n"
 
 
 def decode(line: bytes) -> AgentMessage:

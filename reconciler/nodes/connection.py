@@ -32,6 +32,7 @@ from reconciler.nodes.backoff import Backoff, BackoffPolicy
 from reconciler.nodes.endpoint import NodeEndpoint, NodeName
 from reconciler.nodes.hostkeys import HostKeyRejected
 from schemas.meta import Condition, ConditionStatus
+from schemas.pod import Pod
 from schemas.protocol import ServiceRule
 
 _log = logging.getLogger(__name__)
@@ -143,6 +144,9 @@ class NodeConnection:
         # last sync it applied here. A sync with the same rules leaves them out.
         self._agent_services: tuple[ServiceRule, ...] | None = None
         self._in_flight_services: tuple[ServiceRule, ...] | None = None
+        # Likewise the pods: a sync that only moves Service rules leaves them out.
+        self._agent_pods: tuple[Pod, ...] | None = None
+        self._in_flight_pods: tuple[Pod, ...] | None = None
         self._state = NodeState(endpoint.name, Phase.CONNECTING)
         self._thread = threading.Thread(
             target=self._run, name=f"capstan-node-{endpoint.name}", daemon=True
@@ -296,8 +300,11 @@ class NodeConnection:
                     return f"no hello from the agent within {self._settings.hello_timeout}s"
                 self._cv.wait(min(left, 0.5))
             hello = self._hello
+            features = _wire.agent_features(hello)
+            told_no_ingresses = False
             self._slot.new_session()
             self._agent_services = self._in_flight_services = None
+            self._agent_pods = self._in_flight_pods = None
         self._backoff.reset()
         self._set_state(Phase.CONNECTED, f"agent {_wire.describe_hello(hello)}")
         tick = max(0.05, min(self._settings.dead_after, self._settings.ack_timeout) / 4)
@@ -324,8 +331,22 @@ class NodeConnection:
                         services = outgoing.desired.services
                         unchanged = services == self._agent_services
                         self._in_flight_services = services
+                        pods = outgoing.desired.pods
+                        pods_unchanged = pods == self._agent_pods
+                        self._in_flight_pods = pods
                         break
                     self._cv.wait(tick)
+            if (
+                outgoing.desired.ingresses
+                and _wire.FEATURE_INGRESSES not in features
+                and not told_no_ingresses
+            ):
+                told_no_ingresses = True
+                _log.warning(
+                    "%s: the agent (%s) predates Ingresses; its node serves none until upgraded",
+                    self.name,
+                    _wire.describe_hello(hello),
+                )
             # Sent outside the lock: a stalled peer may block here, and only this node waits.
             link.send(
                 _wire.encode_sync(
@@ -333,6 +354,8 @@ class NodeConnection:
                     outgoing.desired,
                     term=self._settings.term,
                     services_unchanged=unchanged,
+                    pods_unchanged=pods_unchanged,
+                    features=features,
                 )
             )
 
@@ -366,12 +389,13 @@ class NodeConnection:
                 if message.applied:
                     if message.generation == self._slot.in_flight:
                         self._agent_services = self._in_flight_services
+                        self._agent_pods = self._in_flight_pods
                     else:
-                        self._agent_services = None
+                        self._agent_services = self._agent_pods = None
                     self._slot.ack(message.generation, message)
                 else:
                     # The agent kept what it had, which may not be what this session sent.
-                    self._agent_services = None
+                    self._agent_services = self._agent_pods = None
                     self._slot.ignored(message.generation)
             elif isinstance(message, _wire.ErrorMessage):
                 refused = _wire.refused_generation(message)

@@ -157,13 +157,15 @@ def desired_set(
     services: Iterable[ServiceRule],
     ingresses: Iterable[Ingress] = (),
     cache: PodWireCache | None = None,
+    services_json: str | None = None,
 ) -> DesiredSet:
     """A node's complete desired set from the pods bound to it (see ``bound_pods``), every
     Service rule and every Ingress of Capstan's class (with the Secrets their ``tls`` names).
 
     A referenced ConfigMap or Secret that does not exist is left out: the agent reports the
     pod as waiting for it (``CreateContainerConfigError``), as a kubelet does, and the next
-    computation after it appears carries it.
+    computation after it appears carries it. ``services_json``: the rules' wire JSON,
+    comma-joined in the order given, spliced into the sync when that order is the wire's.
     """
     chosen = sorted(pods, key=lambda p: (p.namespace, p.name))
     wanted_cms: set[tuple[str, str]] = set()
@@ -185,6 +187,10 @@ def desired_set(
         for ns, name in sorted(wanted_secrets)
         if (found_secret := secret(ns, name)) is not None
     ]
+    given_rules = tuple(services)
+    ordered_rules = tuple(sorted(given_rules, key=lambda r: (r.namespace, r.name)))
+    # ``services_json`` is the JSON of the rules as given: usable only in the wire's order.
+    rules_in_order = ordered_rules == given_rules
     if cache is not None:
         wired = [cache.wire(pod) for pod in chosen]
         wire_pods = tuple(pod for pod, _ in wired)
@@ -197,7 +203,8 @@ def desired_set(
         pod_json=pod_json,
         config_maps=tuple(config_maps),
         secrets=tuple(secrets),
-        services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
+        services=ordered_rules,
+        services_json=services_json if rules_in_order else None,
         ingresses=tuple(
             ingress.model_copy(
                 update={

@@ -1,30 +1,27 @@
 """The control plane's side of the nodes: desired sets out to the agents, their status back in.
 
-Run by the ``ControllerManager`` as a component (``NodeDispatcher(ctx)``; ``start``/``stop``).
-It sits at the "nodes" step of the data flow: after the scheduler has bound pods to nodes,
-and before the agents run them.
+Run by the ``ControllerManager`` as a component. It sits at the "nodes" step of the data
+flow: after the scheduler has bound pods to nodes, and before the agents run them.
 
-Out: for every Node object the ``NodePool`` keeps one connection (``ensure``); a deleted
-Node's host is drained (an empty set) and then disconnected.
-Whenever anything a node's desired set depends on changes — its pods, the ConfigMaps and
-Secrets they reference, any Service or its endpoints, any Ingress or IngressClass (every node
-serves the Ingresses of Capstan's class) — the node is marked dirty; after a
-short debounce (a rollout touches many objects at once) its complete ``DesiredSet`` is
-recomputed *from the informer caches* (``reconciler.nodes.desired``) and pushed. The event
-that woke it only says which node to look at, never what to send, and an unchanged set is
-not re-sent by the pool, so a spurious wake-up costs one comparison. A periodic resync
-recomputes every node.
+Out: a :class:`~reconciler.controllers.runtime.Controller` keyed by Node. ``reconcile(node)``
+keeps the ``NodePool``'s connection in line with the Node object (a deleted Node's host is
+drained with an empty set, then disconnected), recomputes the node's complete
+``DesiredSet`` *from the informer caches* (``reconciler.nodes.desired``) and pushes it; the
+pool drops a push that changes nothing, so a spurious visit costs one comparison. What
+enqueues a node: its Node object; its pods (old and new node of a pod) after a short
+debounce (``add_after``: a rollout touches many objects at once); and anything every node's
+set depends on — ConfigMaps, Secrets, Services with their endpoints, Ingresses and
+IngressClasses — which enqueues every node at most once per ``everything_interval_s``
+(kube-proxy's ``minSyncPeriod``). The controller's resync enqueues every Node. The queue
+runs on the system clock: debounce is real time whatever clock the API uses.
 
-In: the pool's callbacks only park the newest ``status`` per node and the newest connection
-state per node (status messages are complete, so older ones are worthless); one worker turns
-them into API writes (``reconciler.nodes.reports``): the heartbeat lease the node controller
-checks, the Node's status, each reported pod's status (only for pods that exist with that
-uid and are bound to that node), and the ``AgentConnected`` Node condition. Status writes
-start from the cache and re-read on Conflict.
-
-Why threads, not asyncio: the pool, the informers and the controller runtime are threaded;
-two threads here (dispatch, reports) keep a slow API write from delaying a push and a slow
-node from delaying anything (the pool isolates nodes itself).
+In: the pool's callbacks park the newest ``status`` per node (a delta is merged into the
+parked one) and the newest connection state per node, and add the node to the report
+queue; report workers turn them into API writes (``reconciler.nodes.reports``): the Node's
+status, each reported pod's status (only for pods that exist with that uid and are bound to
+that node), and the ``AgentConnected`` Node condition. Status writes start from the cache and
+re-read on Conflict. Heartbeat leases are renewed on a thread of their own, so a backlog of
+status writes never makes a live node look stale.
 """
 
 from __future__ import annotations
@@ -39,8 +36,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reconciler.api import ApiError, Conflict, NotFound, now_utc
-from reconciler.controllers.runtime import ControllerContext, Informer, InformerEvent
+from reconciler.api import ApiError, Conflict, NotFound, SystemClock, now_utc
+from reconciler.controllers.runtime import (
+    Controller,
+    ControllerContext,
+    InformerEvent,
+    Result,
+    TerminalError,
+    WorkQueue,
+)
 from reconciler.nodes import _wire
 from reconciler.nodes.connection import AGENT_CONNECTED, ConnectionSettings, NodeState
 from reconciler.nodes.desired import PodWireCache, bound_pods, desired_set, service_rule
@@ -55,7 +59,7 @@ from reconciler.nodes.reports import (
 )
 from reconciler.workloads.endpoints import endpoints_config_map_name, read_endpoints
 from schemas import ConfigMap, Node, Pod, Secret, Service
-from schemas.meta import KubeObject
+from schemas.meta import KubeObject, ObjectKey
 from schemas.networking import Ingress, IngressClass, is_capstan_class
 from schemas.protocol import PodReport, ServiceRule, Status
 
@@ -65,6 +69,8 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=KubeObject)
 _Versions = tuple[str | None, str | None]
+#: Every Service's rule in wire order, and their wire JSON comma-joined.
+_Rules = tuple[list[ServiceRule], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +81,11 @@ class DispatchSettings:
     #: Secret) recomputes every node at most this often, as kube-proxy's minSyncPeriod
     #: batches endpoint churn; a node's own pods still push after ``debounce_s``.
     everything_interval_s: float = 0.5
-    #: Recompute every node this often even without events (real seconds).
-    resync_s: float = 30.0
-    #: Renew a node's heartbeat lease at most this often (API clock seconds).
-    lease_renew_s: float = 5.0
+    #: Threads writing agent reports, each a node at a time.
+    report_workers: int = 4
+    #: Renew a node's heartbeat lease at most this often (API clock seconds): a quarter of
+    #: its duration, the kubelet's 10 s of 40; each renewal is a store write.
+    lease_renew_s: float = 10.0
     lease_duration_s: int = 40
     #: Status writes re-read and retry this many times on Conflict.
     write_attempts: int = 5
@@ -93,7 +100,7 @@ class DispatchSettings:
 PoolFactory = Callable[..., NodePool]
 
 
-class NodeDispatcher:
+class NodeDispatcher(Controller):
     """Pushes each node's desired set and writes back what its agent reports.
 
     ``local_agent_command`` is what a ``spec.address: local`` node runs to reach its agent
@@ -101,6 +108,12 @@ class NodeDispatcher:
     ``DEFAULT_AGENT_COMMAND`` (or what their authorized_keys forces). ``known_hosts`` is a
     fleet-wide OpenSSH known_hosts file for nodes without ``spec.hostKey``.
     """
+
+    name = "node-dispatcher"
+    #: A push only fills the node's slot (the pool's session threads send), so two workers
+    #: keep up with a fleet; they compute different nodes in parallel.
+    workers = 2
+    resync_period_s = 30.0
 
     def __init__(
         self,
@@ -111,9 +124,10 @@ class NodeDispatcher:
         settings: DispatchSettings | None = None,
         pool_factory: PoolFactory = NodePool,
     ) -> None:
-        self.ctx = ctx
-        self.api = ctx.api
+        super().__init__(ctx)
         self.settings = settings or DispatchSettings()
+        # Debounce and the every-node interval are real time, whatever clock the API has.
+        self.queue = WorkQueue(SystemClock())
         self._local_agent_command = local_agent_command
         self._known_hosts = known_hosts
         self.pool = pool_factory(
@@ -121,91 +135,93 @@ class NodeDispatcher:
             on_state=self._on_state,
             settings=self.settings.connection,
         )
-        self.nodes = ctx.informers.informer(Node)
-        self.pods = ctx.informers.informer(Pod)
-        self.config_maps = ctx.informers.informer(ConfigMap)
-        self.secrets = ctx.informers.informer(Secret)
-        self.services = ctx.informers.informer(Service)
-        self.ingresses = ctx.informers.informer(Ingress)
-        self.ingress_classes = ctx.informers.informer(IngressClass)
+        self.nodes = self.watch_own(Node)
+        self.pods = self.watch_events(Pod, self._pod_event)
+        self.config_maps = self.watch_events(ConfigMap, self._everything_event)
+        self.secrets = self.watch_events(Secret, self._everything_event)
+        self.services = self.watch_events(Service, self._everything_event)
+        self.ingresses = self.watch_events(Ingress, self._everything_event)
+        self.ingress_classes = self.watch_events(IngressClass, self._everything_event)
 
-        self._cv = threading.Condition()
-        self._dirty: set[str] = set()
-        self._all_dirty = True
+        self._lock = threading.Lock()
+        # When the pending every-node visit is due (None: none pending), and when the last
+        # one was: every node is enqueued at most once per ``everything_interval_s``.
+        self._everything_due: float | None = None
+        self._everything_last = float("-inf")
+        # Service rules, recomputed once per change of Services or endpoints, not per node.
+        self._rules_epoch = 0
+        self._rules: tuple[int, _Rules] | None = None
+        # (namespace, name) -> ((Service rv, endpoints rv), rule, its wire JSON).
+        self._rules_cache: dict[tuple[str, str], tuple[_Versions, ServiceRule, str]] = {}
+        self._wire_cache = PodWireCache()
+        # (kind, namespace, name) -> the ConfigMap/Secret last sent to each node.
+        self._sent_config: dict[str, dict[tuple[str, str, str], KubeObject]] = {}
+        self._draining: set[str] = set()
+
+        # The in-side: parked reports, the nodes to write them for, their workers.
         self._statuses: dict[NodeName, Status] = {}
         self._states: dict[NodeName, NodeState] = {}
+        self._reports: WorkQueue[NodeName] = WorkQueue(SystemClock())
         self._lease_renewed: dict[NodeName, float] = {}
-        # (namespace, name) -> ((Service rv, endpoints rv), rule): see _service_rules.
-        self._rules_cache: dict[tuple[str, str], tuple[_Versions, ServiceRule]] = {}
-        self._wire_cache = PodWireCache()
         # Nodes that sent a status since their lease was last renewed.
         self._heard: set[NodeName] = set()
         self._writers = ThreadPoolExecutor(
             max_workers=self.settings.status_writers, thread_name_prefix="node-status"
         )
-        # (kind, namespace, name) -> the ConfigMap/Secret last sent to each node.
-        self._sent_config: dict[str, dict[tuple[str, str, str], KubeObject]] = {}
-        self._draining: set[str] = set()
-        self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._handlers: list[tuple[Informer[Any], Callable[..., None]]] = []
-        self._watch(self.nodes, self._node_event)
-        self._watch(self.pods, self._pod_event)
-        self._watch(self.config_maps, self._everything_event)
-        self._watch(self.secrets, self._everything_event)
-        self._watch(self.services, self._everything_event)
-        self._watch(self.ingresses, self._everything_event)
-        self._watch(self.ingress_classes, self._everything_event)
+        self._side_threads: list[threading.Thread] = []
 
-    # -- wiring: informer handlers only mark what to look at -----------------------------------
-
-    def _watch(self, informer: Informer[Any], handler: Callable[..., None]) -> None:
-        informer.add_handler(handler)
-        self._handlers.append((informer, handler))
-
-    def _mark(self, *nodes: str | None) -> None:
-        with self._cv:
-            self._dirty.update(n for n in nodes if n)
-            self._cv.notify_all()
-
-    def _mark_all(self) -> None:
-        with self._cv:
-            self._all_dirty = True
-            self._cv.notify_all()
-
-    def _node_event(self, event: InformerEvent[Node]) -> None:
-        self._mark(event.object.name)
+    # -- what enqueues a node ---------------------------------------------------------------
 
     def _pod_event(self, event: InformerEvent[Pod]) -> None:
         old = event.old.spec.node_name if event.old is not None else None
-        self._mark(event.object.spec.node_name, old)
+        for node in {event.object.spec.node_name, old}:
+            if node:
+                self.queue.add_after(_node_key(node), self.settings.debounce_s)
 
-    def _everything_event(self, event: InformerEvent[KubeObject]) -> None:
+    def _everything_event(self, event: InformerEvent[Any]) -> None:
         # ConfigMaps, Secrets and Services (with their endpoints) may matter to every node;
         # the pool drops the pushes that change nothing.
-        self._mark_all()
+        now = time.monotonic()
+        with self._lock:
+            if event.object.kind in ("Service", "ConfigMap"):
+                self._rules_epoch += 1
+            if self._everything_due is not None and self._everything_due > now:
+                return  # a visit of every node is already on its way
+            due = max(now + self.settings.debounce_s, self._everything_last + self.interval)
+            self._everything_due = self._everything_last = due
+        for node in self.nodes.list():
+            self.queue.add_after(node.key, due - now)
+
+    @property
+    def interval(self) -> float:
+        return self.settings.everything_interval_s
+
+    def resync(self) -> None:
+        """Enqueue every Node; the wire cache keeps only pods still bound somewhere."""
+        self._wire_cache.retain({p.metadata.uid or "" for p in self.pods.list()})
+        with self._lock:
+            self._rules_epoch += 1  # a lost endpoints event must not outlive a resync
+        super().resync()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        for name, target in (
-            ("dispatch", self._dispatch_loop),
-            ("reports", self._report_loop),
-            ("leases", self._lease_loop),
-        ):
-            thread = threading.Thread(target=target, name=f"node-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        super().start()
+        for index in range(self.settings.report_workers):
+            self._side_thread(f"node-reports-{index}", self._report_worker)
+        self._side_thread("node-leases", self._lease_loop)
+
+    def _side_thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._side_threads.append(thread)
 
     def stop(self) -> None:
-        self._stopped.set()
-        with self._cv:
-            self._cv.notify_all()
-        for informer, handler in self._handlers:
-            informer.remove_handler(handler)
-        for thread in self._threads:
+        super().stop()
+        self._reports.shutdown()
+        for thread in self._side_threads:
             thread.join(timeout=10)
-        self._threads.clear()
+        self._side_threads.clear()
         # Closing reports every connection as Closed; say so on the Nodes, so a stopped
         # reconciler does not leave them claiming a live agent link.
         self.pool.close()
@@ -214,73 +230,58 @@ class NodeDispatcher:
 
     # -- out: desired sets ------------------------------------------------------------------------
 
-    def _dispatch_loop(self) -> None:
-        next_resync = time.monotonic() + self.settings.resync_s
-        next_everything = 0.0  # when a pass over every node may run again
-        while not self._stopped.is_set():
-            with self._cv:
-                while not self._stopped.is_set():
-                    now = time.monotonic()
-                    if now >= next_resync:
-                        self._all_dirty = True
-                    if self._dirty or (self._all_dirty and now >= next_everything):
-                        break
-                    wake = min(next_resync, next_everything) if self._all_dirty else next_resync
-                    self._cv.wait(max(0.001, wake - now))
-            if self._stopped.wait(self.settings.debounce_s):
-                return
-            with self._cv:
-                everything = self._all_dirty and time.monotonic() >= next_everything
-                dirty, self._dirty = self._dirty, set()
-                if everything:
-                    self._all_dirty = False
-            if everything:
-                next_resync = time.monotonic() + self.settings.resync_s
-                next_everything = time.monotonic() + self.settings.everything_interval_s
-            try:
-                self.dispatch(None if everything else dirty)
-            except Exception:
-                # Level-triggered: the next event or resync recomputes from scratch.
-                _log.exception("computing node desired sets failed; retrying at the next change")
-                self._stopped.wait(0.5)
-                self._mark_all()
+    def reconcile(self, key: ObjectKey) -> Result | None:
+        """Bring the node's connection in line with its Node object and push its set."""
+        name = NodeName(key.name)
+        node = self.nodes.get(name)
+        with self._lock:
+            draining = name in self._draining
+        if draining:
+            return None  # the drain's end enqueues the node again
+        if node is None:
+            if name in self.pool.names():
+                self._drain(name)
+            return None
+        try:
+            endpoint = NodeEndpoint.from_node(
+                node,
+                known_hosts=self._known_hosts,
+                agent_command=(
+                    self._local_agent_command if node.spec.is_local else DEFAULT_AGENT_COMMAND
+                ),
+            )
+        except ValueError as exc:
+            raise TerminalError(f"cannot connect: {exc}") from exc
+        self.pool.ensure(endpoint)
+        try:
+            future = self.pool.push(name, self._desired(name, *self._current_rules()))
+        except UnknownNode:
+            return None  # removed meanwhile: its Node event brings it back
+        future.add_done_callback(_report_rejection(name))
+        return None
 
-    def dispatch(self, names: set[str] | None = None) -> dict[NodeName, Future[_wire.Ack]]:
-        """Bring the pool in line with the Node objects, then push the desired set of the
-        given nodes (every node when None). Returns the push futures."""
-        self._sync_pool()
-        with self._cv:
-            pooled = set(self.pool.names()) - self._draining
-        chosen = pooled if names is None else pooled & set(names)
-        if not chosen:
-            return {}
+    def _current_rules(self) -> _Rules:
+        with self._lock:
+            epoch, memo = self._rules_epoch, self._rules
+        if memo is not None and memo[0] == epoch:
+            return memo[1]
         rules = self._service_rules()
-        futures: dict[NodeName, Future[_wire.Ack]] = {}
-        for name in sorted(chosen):
-            desired = self._desired(name, rules)
-            try:
-                future = self.pool.push(NodeName(name), desired)
-            except UnknownNode:
-                continue  # removed between names() and push: nothing to send it
-            future.add_done_callback(_report_rejection(name))
-            futures[NodeName(name)] = future
-        if names is None:
-            # Every node was computed: the cache keeps only pods still bound somewhere.
-            self._wire_cache.retain({p.metadata.uid or "" for p in self.pods.list()})
-        return futures
+        with self._lock:
+            self._rules = (epoch, rules)
+        return rules
 
     def desired_for(self, name: str) -> _wire.DesiredSet:
         """The desired set ``name`` gets now (for ``capstan describe node`` and tests)."""
-        return self._desired(name, self._service_rules())
+        return self._desired(name, *self._service_rules())
 
-    def _desired(self, name: str, rules: list[ServiceRule]) -> _wire.DesiredSet:
+    def _desired(self, name: str, rules: list[ServiceRule], rules_json: str) -> _wire.DesiredSet:
         # WARNING: a sync deletes a ConfigMap that left Git (page-v1) in the same pass that
         # rolls the Deployment to the new one (page-v2); the old pods keep running, and
         # still reference it, until the rollout replaces them. Sending a set without it
         # makes the agent report them CreateContainerConfigError (not Ready) mid-rollout.
         # Like a kubelet, which keeps a mounted copy, the node keeps getting the last version
         # it was sent for as long as a pod on it references the object.
-        with self._cv:
+        with self._lock:
             sent = dict(self._sent_config.get(name, {}))
 
         def config_map(ns: str, n: str) -> ConfigMap | None:
@@ -302,6 +303,7 @@ class NodeDispatcher:
             config_map=config_map,
             secret=secret,
             services=rules,
+            services_json=rules_json,
             ingresses=self._capstan_ingresses(),
             cache=self._wire_cache,
         )
@@ -309,7 +311,7 @@ class NodeDispatcher:
             (obj.kind, obj.namespace, obj.name): obj
             for obj in [*desired.config_maps, *desired.secrets]
         }
-        with self._cv:
+        with self._lock:
             self._sent_config[name] = now_sent
         return desired
 
@@ -321,10 +323,12 @@ class NodeDispatcher:
             if ingress.metadata.deletion_timestamp is None and is_capstan_class(ingress, classes)
         ]
 
-    def _service_rules(self) -> list[ServiceRule]:
+    def _service_rules(self) -> _Rules:
+        """Every Service's rule, in wire order (namespace, name), and their JSON joined."""
         rules = []
-        cache: dict[tuple[str, str], tuple[_Versions, ServiceRule]] = {}
-        for service in self.services.list():
+        texts = []
+        cache: dict[tuple[str, str], tuple[_Versions, ServiceRule, str]] = {}
+        for service in sorted(self.services.list(), key=lambda s: (s.namespace, s.name)):
             stored = self.config_maps.get(
                 endpoints_config_map_name(service.name), namespace=service.namespace
             )
@@ -336,46 +340,25 @@ class NodeDispatcher:
                 stored.metadata.resource_version if stored is not None else None,
             )
             cached = self._rules_cache.get(key)
-            if cached is not None and cached[0] == versions and versions[0] is not None:
-                cache[key] = cached
-                rules.append(cached[1])
-                continue
-            endpoints = None
-            if stored is not None:
-                try:
-                    computed = read_endpoints(stored)
-                except ValueError:
-                    _log.warning(
-                        "unreadable endpoints for Service %s/%s", service.namespace, service.name
-                    )
-                    computed = None
-                endpoints = computed.to_service_rule() if computed is not None else None
-            rule = service_rule(service, endpoints)
-            cache[key] = (versions, rule)
-            rules.append(rule)
+            if cached is None or cached[0] != versions or versions[0] is None:
+                rule = service_rule(service, self._endpoints_of(service, stored))
+                cached = (versions, rule, rule.model_dump_json(by_alias=True, exclude_none=True))
+            cache[key] = cached
+            rules.append(cached[1])
+            texts.append(cached[2])
         self._rules_cache = cache
-        return rules
+        return rules, ",".join(texts)
 
-    def _sync_pool(self) -> None:
-        wanted: dict[NodeName, NodeEndpoint] = {}
-        for node in self.nodes.list():
-            try:
-                wanted[NodeName(node.name)] = NodeEndpoint.from_node(
-                    node,
-                    known_hosts=self._known_hosts,
-                    agent_command=(
-                        self._local_agent_command if node.spec.is_local else DEFAULT_AGENT_COMMAND
-                    ),
-                )
-            except ValueError as exc:
-                _log.warning("node %s: cannot connect: %s", node.name, exc)
-        with self._cv:
-            draining = set(self._draining)
-        for name in set(self.pool.names()) - set(wanted) - draining:
-            self._drain(name)
-        for name, endpoint in wanted.items():
-            if name not in draining:
-                self.pool.ensure(endpoint)
+    @staticmethod
+    def _endpoints_of(service: Service, stored: ConfigMap | None) -> ServiceRule | None:
+        if stored is None:
+            return None
+        try:
+            computed = read_endpoints(stored)
+        except ValueError:
+            _log.warning("unreadable endpoints for Service %s/%s", service.namespace, service.name)
+            return None
+        return computed.to_service_rule() if computed is not None else None
 
     def _drain(self, name: NodeName) -> None:
         """A Node left the API: tell its agent to run nothing, then drop the connection.
@@ -386,7 +369,7 @@ class NodeDispatcher:
         acknowledges it (or after ``drain_timeout_s``) on a thread of its own, so an
         unreachable host never holds up the other nodes.
         """
-        with self._cv:
+        with self._lock:
             self._draining.add(name)
         try:
             future = self.pool.push(name, _wire.DesiredSet())
@@ -399,13 +382,13 @@ class NodeDispatcher:
                     future.result(timeout=self.settings.drain_timeout_s)
                 except Exception as exc:
                     _log.warning("node %s: not drained (%s); disconnecting anyway", name, exc)
-            with self._cv:
+            with self._lock:
                 self._draining.discard(name)
                 self._lease_renewed.pop(name, None)
                 self._sent_config.pop(name, None)
             if self.nodes.get(name) is None:
                 self.pool.remove(name)
-            self._mark(name)  # re-added meanwhile: the next pass connects it again
+            self.queue.add(_node_key(name))  # re-added meanwhile: connect it again
 
         threading.Thread(target=finish, name=f"node-drain-{name}", daemon=True).start()
 
@@ -414,7 +397,7 @@ class NodeDispatcher:
     def _on_message(self, node: NodeName, message: _wire.AgentMessage) -> None:
         # On the node's reader thread: park it and return.
         if isinstance(message, Status):
-            with self._cv:
+            with self._lock:
                 parked = self._statuses.get(node)
                 if parked is not None and not message.complete:
                     # A delta carries only the pods that changed: keep the parked ones.
@@ -427,27 +410,27 @@ class NodeDispatcher:
                     )
                 self._statuses[node] = message
                 self._heard.add(node)
-                self._cv.notify_all()
+            self._reports.add(node)
         elif isinstance(message, _wire.ErrorMessage):
             _log.warning("node %s: agent error %s: %s", node, message.code, message.message)
 
     def _on_state(self, state: NodeState) -> None:
-        with self._cv:
+        with self._lock:
             self._states[state.node] = state
-            self._cv.notify_all()
+        self._reports.add(state.node)
 
-    def _report_loop(self) -> None:
+    def _report_worker(self) -> None:
         while not self._stopped.is_set():
-            with self._cv:
-                while not (self._statuses or self._states or self._stopped.is_set()):
-                    self._cv.wait(1.0)
-            if self._stopped.is_set():
-                return
+            node = self._reports.get()
+            if node is None:
+                continue
             try:
-                self.flush_reports()
+                self._flush_node(node)
             except Exception:
-                _log.exception("writing node reports failed")
-                self._stopped.wait(0.5)
+                _log.exception("writing the reports of node %s failed", node)
+                self._reports.retry_after(node, 0.5)
+            finally:
+                self._reports.done(node)
 
     def _lease_loop(self) -> None:
         # Leases on a thread of their own: a backlog of pod status writes (a rollout on a
@@ -458,40 +441,49 @@ class NodeDispatcher:
             except Exception:
                 _log.exception("renewing node leases failed")
 
-    def _renew_leases(self) -> None:
-        """Renew the lease of every node heard from since its last renewal, when due."""
+    def _renew_leases(self, only: NodeName | None = None) -> None:
+        """Renew the lease of every node (or ``only``) heard from since its last renewal,
+        when due."""
         now = self.ctx.clock.time()
-        with self._cv:
+        renew_s = self.settings.lease_renew_s
+        with self._lock:
+            candidates = [only] if only is not None else list(self._heard)
             due = [
                 name
-                for name in self._heard
-                if now - self._lease_renewed.get(name, float("-inf")) >= self.settings.lease_renew_s
+                for name in candidates
+                if name in self._heard
+                and now - self._lease_renewed.get(name, float("-inf")) >= renew_s
             ]
             self._heard.difference_update(due)
         for name in due:
             if self.nodes.get(name) is None:
                 continue
             self.api.renew_node_lease(name, duration_s=self.settings.lease_duration_s)
-            with self._cv:
+            with self._lock:
                 self._lease_renewed[name] = now
 
     def flush_reports(self) -> None:
-        """Write every pending agent report now (the report thread does this continuously;
+        """Write every pending agent report now (the report workers do this continuously;
         also used at stop and by tests)."""
-        with self._cv:
-            states, self._states = self._states, {}
-            statuses, self._statuses = self._statuses, {}
-        for state in states.values():
+        with self._lock:
+            nodes = set(self._states) | set(self._statuses)
+        for node in sorted(nodes):
+            self._flush_node(node)
+
+    def _flush_node(self, node: NodeName) -> None:
+        with self._lock:
+            state = self._states.pop(node, None)
+            status = self._statuses.pop(node, None)
+        if state is not None:
             self._write_agent_condition(state)
-        # The order matters: renew the leases before touching the Nodes, so the node
+        if status is None:
+            return
+        # The order matters: renew the lease before touching the Node, so the node
         # controller, woken by a Node write, never sees fresh status with a stale lease.
-        self._renew_leases()
-        pods: list[tuple[NodeName, PodReport]] = []
-        for node, status in statuses.items():
-            if self._write_status(node, status):
-                pods.extend((node, report) for report in status.pods)
-        # Concurrent writes let the store commit them in groups; map returns when all are done.
-        list(self._writers.map(lambda item: self._write_pod_status(*item), pods))
+        self._renew_leases(node)
+        if self._write_status(node, status):
+            # Concurrent writes let the store commit them in groups.
+            list(self._writers.map(lambda r: self._write_pod_status(node, r), status.pods))
 
     def _write_pod_status(self, node: NodeName, report: PodReport) -> None:
         received = now_utc(self.ctx.clock)
@@ -555,6 +547,10 @@ class NodeDispatcher:
             name,
             self.settings.write_attempts,
         )
+
+
+def _node_key(name: str) -> ObjectKey:
+    return ObjectKey("Node", "", name)
 
 
 def _pod_change(report: PodReport, *, node: str, received: datetime) -> Callable[[Pod], Pod | None]:

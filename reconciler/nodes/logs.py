@@ -111,7 +111,8 @@ def stream_logs(
         raise LogsError(f"cannot reach the agent on {endpoint.describe()}: {exc}") from exc
     try:
         link.send(encode_message(Hello(role="cli")))
-        link.send(encode_message(request))
+        # ``previous`` only when asked: an agent of an older release does not know it.
+        link.send(encode_message(request, exclude=None if previous else {"previous"}))
     except OSError as exc:
         link.close()
         raise LogsError(f"the agent on {endpoint.describe()} went away: {exc}") from exc

@@ -159,9 +159,15 @@ class ListCache:
         prefixes: Sequence[str],
         catch_up_timeout_s: float = 2.0,
         history: int = 20_000,
+        history_bytes: int = 16 * 2**20,
         watcher_backlog: int = 10_000,
     ) -> None:
+        # Recent changes, for watches that resume from a resourceVersion: at most
+        # ``history`` of them and ``history_bytes`` of their lines (a rollout on a large
+        # fleet writes thousands of pod statuses, each a whole Pod).
         self._history: deque[_Change] = deque(maxlen=history)
+        self._history_bytes = 0
+        self._max_history_bytes = history_bytes
         self._floor = 0  # every change with a revision above this is in _history
         self._subscribers: set[Subscription] = set()
         self._backlog = watcher_backlog
@@ -213,6 +219,7 @@ class ListCache:
             self._applied = revision
             # History before a reload may have a gap: watchers fed from it start over.
             self._history.clear()
+            self._history_bytes = 0
             self._floor = revision
             for subscriber in list(self._subscribers):
                 subscriber.end()
@@ -289,9 +296,16 @@ class ListCache:
                 )
 
     def _record(self, change: _Change) -> None:
-        if len(self._history) == self._history.maxlen:
-            self._floor = self._history[0].revision
-        self._history.append(change)
+        history = self._history
+        while history and (
+            len(history) == history.maxlen
+            or self._history_bytes + len(change.line) > self._max_history_bytes
+        ):
+            dropped = history.popleft()
+            self._history_bytes -= len(dropped.line)
+            self._floor = dropped.revision
+        history.append(change)
+        self._history_bytes += len(change.line)
         for subscriber in self._subscribers:
             subscriber.offer(change)
 

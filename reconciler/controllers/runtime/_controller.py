@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from reconciler.api import Api, ApiError, Clock, Conflict
+from reconciler.api import Api, ApiError, Clock, Conflict, ManualClock
 from reconciler.controllers.runtime._informer import Informer, InformerEvent, InformerFactory
 from reconciler.controllers.runtime._queue import WorkQueue
 from schemas import KubeObject, ObjectKey
@@ -271,7 +271,11 @@ class Controller(abc.ABC):
     def _resync_loop(self) -> None:
         assert self.resync_period_s is not None
         next_at = self.clock.time() + self.resync_period_s
-        while not self._stopped.wait(_RESYNC_POLL_S):
+        # A ManualClock moves without telling anyone: poll it; the system clock is waited on.
+        manual = isinstance(self.clock, ManualClock)
+        while not self._stopped.wait(
+            _RESYNC_POLL_S if manual else min(max(next_at - self.clock.time(), 0.0), 1.0)
+        ):
             if self.clock.time() >= next_at:
                 self.resync()
                 next_at = self.clock.time() + self.resync_period_s

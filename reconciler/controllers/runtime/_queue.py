@@ -22,15 +22,18 @@ from collections import deque
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
-from reconciler.api import Clock
+from reconciler.api import Clock, ManualClock
 
 __all__ = ["WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
 
-#: How often a waiting worker re-reads the clock for delayed keys. A ManualClock moves without
-#: telling anyone, so waits are sliced; a real clock just wakes up a little early.
+#: How often a waiting worker re-reads a ManualClock for delayed keys: it moves without
+#: telling anyone, so waits are sliced.
 _TICK_S = 0.05
+#: The longest wait on the system clock: an idle worker sleeps until the next delayed key or
+#: an ``add`` wakes it, but re-reads the wall clock this often in case it was set back.
+_IDLE_WAIT_S = 1.0
 
 
 class WorkQueue(Generic[K]):
@@ -48,6 +51,9 @@ class WorkQueue(Generic[K]):
         self._seq = itertools.count()
         self._failures: dict[K, int] = {}
         self._shutdown = False
+        # Idle workers on the system clock wake only for work: dozens of them, each woken
+        # 20 times a second, were a control plane's idle CPU.
+        self._tick = _TICK_S if isinstance(clock, ManualClock) else _IDLE_WAIT_S
 
     def add(self, key: K) -> None:
         with self._cond:
@@ -96,7 +102,7 @@ class WorkQueue(Generic[K]):
                     self._queued.discard(key)
                     self._processing.add(key)
                     return key
-                wait = _TICK_S
+                wait = self._tick
                 if self._delayed:
                     wait = min(wait, max(self._delayed[0][0] - self._clock.time(), 0.001))
                 if self._retries:

@@ -19,12 +19,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import docker
 
+from schemas.protocol import WIRE_FEATURES
 from tests.fixtures.waiting import wait_until
 
 AGENT = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "capstan-agent"
@@ -216,10 +217,12 @@ class Agent:
 
         wait_until(listening, timeout=15, what="the agent socket")
 
-    def client(self) -> Client:
+    def client(self, features: Sequence[str] = WIRE_FEATURES) -> Client:
+        """A client that says hello as the control plane does, listing ``features``."""
         client = Client(self.socket)
         self.clients.append(client)
         client.wait_message(lambda m: m["type"] == "hello")
+        client.send({"v": 1, "type": "hello", "role": "reconciler", "capabilities": list(features)})
         return client
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -53,7 +53,8 @@ def _statuses(client: Any, after: int = 0) -> list[dict[str, Any]]:
 def test_hollow_pods_run_and_heartbeats_carry_only_changes(hollow: Agent) -> None:
     client = hollow.client()
     first = client.wait_message(lambda m: m["type"] == "status")
-    assert first["complete"] is True
+    # Sent before the client's hello: the older form, which is always complete.
+    assert first.get("complete", True) is True
     pods = [make_pod(f"h-{i}", [httpd()]) for i in range(3)]
     client.sync(pods, 1)
     client.wait_pods(lambda s: len(s) == 3 and all(ready(v) for v in s.values()), what="ready")
@@ -61,7 +62,7 @@ def test_hollow_pods_run_and_heartbeats_carry_only_changes(hollow: Agent) -> Non
 
     # Once the pods settle, a status reports no pod at all, and so do the heartbeats after.
     client.wait_message(
-        lambda m: m["type"] == "status" and m["complete"] is False and not m.get("pods"),
+        lambda m: m["type"] == "status" and m.get("complete") is False and not m.get("pods"),
         timeout=15,
     )
     mark = len(client.messages)
@@ -100,9 +101,33 @@ def test_a_sync_without_service_rules_keeps_the_applied_ones(hollow: Agent) -> N
     assert saved.services[0].ports[0].endpoints[0].address == "127.0.0.3"
 
 
-def test_a_fresh_agent_refuses_a_sync_without_service_rules(hollow: Agent) -> None:
+@pytest.mark.parametrize("kept", ["servicesUnchanged", "podsUnchanged"])
+def test_a_fresh_agent_refuses_a_sync_that_keeps_what_it_never_had(
+    hollow: Agent, kept: str
+) -> None:
     client = hollow.client()
-    answer = client.sync([], 1, services=[], servicesUnchanged=True)
+    answer = client.sync([], 1, services=[], **{kept: True})
     assert answer["applied"] is False
-    assert "servicesUnchanged" in answer["message"]
+    assert kept in answer["message"]
     assert DesiredStateFile(hollow.state_dir).load() is None
+
+
+def test_a_sync_without_pods_keeps_the_applied_pods_running(hollow: Agent) -> None:
+    client = hollow.client()
+    pods = [make_pod(f"k-{i}", [httpd()]) for i in range(2)]
+    assert client.sync(pods, 1, services=[_rule("127.0.0.2")])["applied"] is True
+    client.wait_pods(lambda s: len(s) == 2 and all(ready(v) for v in s.values()), what="ready")
+    # Endpoint churn elsewhere: only the rules travel, the node keeps its pods.
+    answer = client.sync([], 2, services=[_rule("127.0.0.3")], podsUnchanged=True)
+    assert answer["applied"] is True
+    saved = DesiredStateFile(hollow.state_dir).load()
+    assert saved is not None
+    assert saved.generation == 2
+    assert [p.metadata.name for p in saved.pods] == ["k-0", "k-1"]
+    assert saved.services[0].ports[0].endpoints[0].address == "127.0.0.3"
+    assert saved.pods_unchanged is False
+    # The status that follows the sync still reports both pods running.
+    mark = len(client.messages)
+    client.heartbeats(1)
+    assert set(client.pods()) == {"k-0", "k-1"}
+    assert all(ready(v) for v in client.pods().values()), client.messages[mark:]

@@ -80,6 +80,20 @@ def node_manifest(name: str) -> dict[str, object]:
     }
 
 
+def bound_pod(api: Api, node: str, name: str = "web") -> Pod:
+    """A one-container Pod (image never pulled) bound to ``node``."""
+    pod = api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "img"}]},
+        }
+    )
+    assert isinstance(pod, Pod)
+    return api.bind(pod, node)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()

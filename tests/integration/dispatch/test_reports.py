@@ -23,6 +23,7 @@ from schemas.meta import Condition
 from schemas.node import NodeStatus
 from schemas.pod import PodStatus
 from schemas.protocol import PodReport, Status
+from tests.integration.dispatch.conftest import bound_pod, node_manifest
 
 T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 
@@ -33,24 +34,8 @@ def stale(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, ManualClock]]:
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}", clock=clock.time)
     try:
         api = Api(store, clock=clock)
-        api.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": "n1"},
-                "spec": {"address": "local"},
-            }
-        )
-        pod = api.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"containers": [{"name": "c", "image": "img"}]},
-            }
-        )
-        assert isinstance(pod, Pod)
-        api.bind(pod, "n1")
+        api.create(node_manifest("n1"))
+        bound_pod(api, "n1")
         informers = InformerFactory(api)
         dispatcher = NodeDispatcher(ControllerContext(api, informers, clock))
         informers.start()

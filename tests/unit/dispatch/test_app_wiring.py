@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.app import AlreadyRunning, CapstanApp, UpConfig, control_plane_components
+from reconciler.app import (
+    AlreadyRunning,
+    CapstanApp,
+    UpConfig,
+    control_plane_components,
+    local_agent_args,
+)
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.node import NodeController
 from reconciler.nodes import NodeDispatcher
@@ -75,3 +81,13 @@ def test_a_second_capstan_up_on_one_state_dir_is_refused(tmp_path: Path) -> None
     )
     with pytest.raises(AlreadyRunning, match="already running"):
         CapstanApp(UpConfig(repo="/nonexistent", state_dir=tmp_path, local_agent=False)).start()
+
+
+def test_a_short_node_grace_makes_the_local_agent_beat_within_it() -> None:
+    assert local_agent_args((), None) == ()
+    assert local_agent_args(("--pod-security=privileged",), 6) == (
+        "--pod-security=privileged",
+        "--heartbeat=1.5",
+    )
+    assert local_agent_args((), 40) == ()  # the default already beats every 10 s
+    assert local_agent_args(("--heartbeat", "2"), 6) == ("--heartbeat", "2")

@@ -14,7 +14,8 @@ from typing import Any
 from reconciler.nodes import ConnectionSettings, DesiredSet, NodeConnection, NodeEndpoint, NodeName
 from reconciler.nodes._links import LinkSettings
 from schemas.core import ConfigMap
-from schemas.protocol import ServiceRule
+from schemas.pod import Pod
+from schemas.protocol import WIRE_FEATURES, ServiceRule
 
 ENDPOINT = NodeEndpoint(name=NodeName("n1"), address="127.0.0.9", port=2200, host_key=None)
 HELLO = {
@@ -24,8 +25,10 @@ HELLO = {
     "versions": [1],
     "nodeName": "n1",
     "agentVersion": "test",
-    "capabilities": ["sync", "status"],
+    "capabilities": ["sync", "status", *WIRE_FEATURES],
 }
+#: The hello of an agent of a release before the capability-gated wire features.
+OLD_HELLO = {**HELLO, "capabilities": ["sync", "status"]}
 
 
 def _rule(address: str) -> ServiceRule:
@@ -41,13 +44,13 @@ def _rule(address: str) -> ServiceRule:
 class ScriptedAgent:
     """One link's far end: says hello, acks every sync (or refuses it when told)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hello: dict[str, Any] = HELLO) -> None:
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.syncs: list[dict[str, Any]] = []
         self.refuse_next = False
         self.applied = 0
         self.cv = threading.Condition()
-        self.lines.put(json.dumps(HELLO).encode() + b"\n")
+        self.lines.put(json.dumps(hello).encode() + b"\n")
 
     def send(self, line: bytes) -> None:
         message = json.loads(line)
@@ -81,21 +84,17 @@ class ScriptedAgent:
 
 
 class Opener:
-    def __init__(self) -> None:
+    def __init__(self, hello: dict[str, Any] = HELLO) -> None:
         self.agents: list[ScriptedAgent] = []
+        self.hello = hello
 
     def __call__(self, endpoint: NodeEndpoint, settings: LinkSettings) -> ScriptedAgent:
-        agent = ScriptedAgent()
+        agent = ScriptedAgent(self.hello)
         self.agents.append(agent)
         return agent
 
 
-def _push(connection: NodeConnection, desired: DesiredSet) -> None:
-    connection.push(desired).result(10)
-
-
-def test_rules_go_once_then_only_when_they_change() -> None:
-    opener = Opener()
+def _connected(opener: Opener) -> tuple[Opener, NodeConnection]:
     connection = NodeConnection(
         ENDPOINT,
         on_message=lambda _n, _m: None,
@@ -104,6 +103,15 @@ def test_rules_go_once_then_only_when_they_change() -> None:
         opener=opener,
     )
     connection.start()
+    return opener, connection
+
+
+def _push(connection: NodeConnection, desired: DesiredSet) -> None:
+    connection.push(desired).result(10)
+
+
+def test_rules_go_once_then_only_when_they_change() -> None:
+    opener, connection = _connected(Opener())
     try:
         rules = (_rule("127.0.0.2"),)
         _push(connection, DesiredSet(services=rules))
@@ -119,15 +127,39 @@ def test_rules_go_once_then_only_when_they_change() -> None:
         connection.close()
 
 
+def test_an_agent_of_an_older_release_gets_the_older_form() -> None:
+    opener, connection = _connected(Opener(OLD_HELLO))
+    try:
+        headless = ServiceRule.model_validate(
+            {
+                "namespace": "default",
+                "name": "web",
+                "ports": [
+                    {
+                        "port": 80,
+                        "endpoints": [{"address": "127.0.0.2", "port": 1, "hostname": "web-0"}],
+                    }
+                ],
+            }
+        )
+        config = ConfigMap.model_validate({"metadata": {"name": "c", "namespace": "default"}})
+        _push(connection, DesiredSet(services=(headless,)))
+        _push(connection, DesiredSet(services=(headless,), config_maps=(config,)))
+        syncs = opener.agents[0].syncs
+        # Never a field the older release refuses; the rules go in full every time.
+        for sync in syncs:
+            assert "servicesUnchanged" not in sync, sync
+            assert "ingresses" not in sync, sync
+            assert sync["services"][0]["ports"][0]["endpoints"] == [
+                {"address": "127.0.0.2", "port": 1}
+            ]
+        assert len(syncs) == 2
+    finally:
+        connection.close()
+
+
 def test_after_a_refusal_the_rules_go_again() -> None:
-    opener = Opener()
-    connection = NodeConnection(
-        ENDPOINT,
-        on_message=lambda _n, _m: None,
-        on_state=lambda _s: None,
-        opener=opener,
-    )
-    connection.start()
+    opener, connection = _connected(Opener())
     try:
         rules = (_rule("127.0.0.2"),)
         _push(connection, DesiredSet(services=rules))
@@ -143,5 +175,29 @@ def test_after_a_refusal_the_rules_go_again() -> None:
         assert agent.syncs[1].get("servicesUnchanged") is True
         assert agent.syncs[2].get("servicesUnchanged", False) is False
         assert agent.syncs[2]["services"]
+    finally:
+        connection.close()
+
+
+def test_pods_go_only_when_they_change() -> None:
+    opener, connection = _connected(Opener())
+    try:
+        pod = Pod.model_validate(
+            {
+                "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+                "spec": {"containers": [{"name": "c", "image": "img"}]},
+            }
+        )
+        other = pod.model_copy(
+            update={"metadata": pod.metadata.model_copy(update={"name": "q", "uid": "u2"})}
+        )
+        _push(connection, DesiredSet(pods=(pod,), services=(_rule("127.0.0.2"),)))
+        # Endpoints moved elsewhere in the fleet: the rules go, the pods stay out.
+        _push(connection, DesiredSet(pods=(pod,), services=(_rule("127.0.0.3"),)))
+        _push(connection, DesiredSet(pods=(pod, other), services=(_rule("127.0.0.3"),)))
+        syncs = opener.agents[0].syncs
+        assert [s.get("podsUnchanged", False) for s in syncs] == [False, True, False]
+        assert [len(s.get("pods", [])) for s in syncs] == [1, 0, 2]
+        assert [s.get("servicesUnchanged", False) for s in syncs] == [False, False, True]
     finally:
         connection.close()

@@ -12,7 +12,13 @@ from typing import Any
 from reconciler.nodes._wire import encode_sync
 from reconciler.nodes.desired import PodWireCache, desired_set
 from schemas import Pod
-from schemas.protocol import Sync, decode_message
+from schemas.protocol import (
+    FEATURE_ENDPOINT_HOSTNAMES,
+    WIRE_FEATURES,
+    ServiceRule,
+    Sync,
+    decode_message,
+)
 
 
 def _pod(name: str, version: str, image: str = "busybox:1") -> Pod:
@@ -67,3 +73,52 @@ def test_a_new_resource_version_is_serialized_again_and_retain_forgets() -> None
     assert cache.wire(_pod("a", "12", image="busybox:3"))[0].spec.containers[0].image == (
         "busybox:3"
     )
+
+
+def _rule(name: str, hostname: str | None = None) -> ServiceRule:
+    endpoint: dict[str, Any] = {"address": "127.0.0.2", "port": 30000}
+    if hostname is not None:
+        endpoint["hostname"] = hostname
+    return ServiceRule.model_validate(
+        {"namespace": "default", "name": name, "ports": [{"port": 80, "endpoints": [endpoint]}]}
+    )
+
+
+def test_rules_spliced_from_their_json_decode_as_encoded_ones() -> None:
+    rules = [_rule("a", "web-0"), _rule("b")]
+    text = ",".join(r.model_dump_json(by_alias=True, exclude_none=True) for r in rules)
+    pods = [_pod("p", "10")]
+
+    def line(
+        services_json: str | None, features: frozenset[str] = frozenset(WIRE_FEATURES)
+    ) -> bytes:
+        desired = desired_set(
+            pods,
+            config_map=lambda _n, _m: None,
+            secret=lambda _n, _m: None,
+            services=rules,
+            services_json=services_json,
+            cache=PodWireCache(),
+        )
+        return encode_sync(3, desired, features=features)
+
+    spliced, encoded = line(text), line(None)
+    assert json.loads(spliced) == json.loads(encoded)
+    assert isinstance(decode_message(spliced.rstrip(b"\n")), Sync)
+    # Each field once: the spliced ones replace the encoded ones, they do not repeat them.
+    assert spliced.count(b'"services":') == 1
+    assert spliced.count(b'"pods":') == 1
+    # An agent without per-pod names gets the rules encoded without them, never the cache.
+    older = json.loads(line(text, frozenset(WIRE_FEATURES) - {FEATURE_ENDPOINT_HOSTNAMES}))
+    assert older["services"][0]["ports"][0]["endpoints"] == [
+        {"address": "127.0.0.2", "port": 30000}
+    ]
+    # Rules given out of the wire's order cannot use their JSON.
+    shuffled = desired_set(
+        [],
+        config_map=lambda _n, _m: None,
+        secret=lambda _n, _m: None,
+        services=list(reversed(rules)),
+        services_json=text,
+    )
+    assert shuffled.services_json is None

@@ -159,3 +159,31 @@ def test_recent_copy_waits_for_the_revision_asked_for(api, store):
         assert cache.recent(prefix, key, revision=1, wait_s=0.01) is None
     finally:
         cache.stop()
+
+
+def test_history_is_bounded_by_bytes_as_well_as_by_count(api, store):
+    # Room for about three changes of these ConfigMaps: the oldest go first.
+    cache = ListCache(store, prefixes=[kind_prefix(ConfigMap, None)], history_bytes=1200)
+    cache.start()
+    shop = kind_prefix(ConfigMap, "shop")
+    try:
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            start = api.current_revision()
+            for i in range(6):
+                api.create(cm(f"b{i}"))
+            assert cache.items(kind_prefix(ConfigMap, None), shop, None) is not None
+            # The first changes are gone: a watch from before them is declined.
+            assert cache.subscribe(loop, prefix=shop, selector=None, after=start) is None
+            recent = cache.subscribe(
+                loop, prefix=shop, selector=None, after=api.current_revision() - 2
+            )
+            assert recent is not None
+            lines = [json.loads(await asyncio.wait_for(recent.queue.get(), 5)) for _ in range(2)]
+            assert [e["object"]["metadata"]["name"] for e in lines] == ["b4", "b5"]
+            recent.close()
+
+        asyncio.run(main())
+    finally:
+        cache.stop()

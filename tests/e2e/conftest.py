@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class CapstanUp:
         source: str | None = None,
     ) -> None:
         self.repo = repo
+        self.work = work  # the test's directory: the repository, the log, what it adds
         self.source = source or str(repo.path)  # what `capstan up` tracks (a URL, or the path)
         self.docker = client
         self.state_dir = Path(tempfile.mkdtemp(prefix="capup-", dir="/tmp"))  # short: socket
@@ -243,6 +245,28 @@ class CapstanUp:
             self.docker.api.remove_container(container["id"], force=True)
         cleanup_proxy(self.proxy_args)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+@contextmanager
+def started_up(
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    files: dict[str, str],
+    *args: str,
+) -> Iterator[CapstanUp]:
+    """``capstan up *args`` on a new Git repository whose first commit holds ``files``
+    (a directory ``name``-N of its own); on the way out it is stopped and everything it
+    started is removed (see :meth:`CapstanUp.close`)."""
+    work = tmp_path_factory.mktemp(name)
+    repo = GitRepo(work / "repo")
+    repo.commit("v1", files)
+    up = CapstanUp(repo, work, docker_client)
+    try:
+        up.start(*args)
+        yield up
+    finally:
+        up.close()
 
 
 def fetch(address: str, port: int, *, timeout: float = 2.0) -> str:
@@ -397,27 +421,20 @@ def cluster(
     # WHY here and not at the top: test_gitops_loop imports this module.
     from tests.e2e.test_gitops_loop import NODE, version_files
 
-    work = tmp_path_factory.mktemp("kube")
-    repo = GitRepo(work / "repo")
-    repo.commit(
-        "v1",
-        {
-            "node.yaml": NODE,
-            "service.yaml": KUBE_SERVICE,
-            "rbac.yaml": KUBE_RBAC,
-            **version_files("v1"),
-        },
-    )
-    up = CapstanUp(repo, work, docker_client)
-    try:
-        up.start("--listen", "127.0.0.1:0")
+    files = {
+        "node.yaml": NODE,
+        "service.yaml": KUBE_SERVICE,
+        "rbac.yaml": KUBE_RBAC,
+        **version_files("v1"),
+    }
+    with started_up(
+        docker_client, tmp_path_factory, "kube", files, "--listen", "127.0.0.1:0"
+    ) as up:
         wait_until(lambda: len(up.ready_pods()) == 2, timeout=90, what="web pods Ready")
         written = up.state_dir / "kubeconfig"
         wait_until(written.exists, timeout=30, what="capstan up to write its kubeconfig")
-        kubeconfig = work / "kubeconfig"
+        kubeconfig = up.work / "kubeconfig"
         kubeconfig.write_text(up.cli("kubeconfig"))
-        home = work / "home"
+        home = up.work / "home"
         home.mkdir()
-        yield Cluster(up=up, repo=repo, kubeconfig=kubeconfig, home=home)
-    finally:
-        up.close()
+        yield Cluster(up=up, repo=up.repo, kubeconfig=kubeconfig, home=home)

@@ -2,6 +2,7 @@
 
 One screen over a ``ClusterView``: the commit live and the commit seen on the branch, the
 sync state (Synced, OutOfSync with the failing commit's errors as file:line, Suspended),
+the loader's warnings about the commit seen (a namespace Capstan creates), as file:line,
 whether fetching the branch fails (the error, since when, the retry back-off), the push
 webhook's URL and whether a secret arms it (from the instance's ``up.json``), the apps
 (Deployments Capstan manages) with their health, the Jobs it manages with their completions,
@@ -70,6 +71,8 @@ def _sync_section(cluster: ClusterView) -> dict[str, Any]:
             "author": failed.author,
             "errors": list(failed.errors),
         }
+    if state.warnings and state.warned_commit == state.seen_commit:
+        section["warnings"] = {"commit": state.warned_commit, "lines": list(state.warnings)}
     if records:
         last = records[0]
         section["lastSync"] = {
@@ -207,6 +210,10 @@ def _render(data: dict[str, Any]) -> str:
             f"{_short(sync['liveCommit'])} stays live:"
         )
         lines.extend(f"  {error}" for error in failed["errors"])
+    if "warnings" in sync:
+        warnings = sync["warnings"]
+        lines.append(f"Warnings: commit {_short(warnings['commit'])}:")
+        lines.extend(f"  {line}" for line in warnings["lines"])
     lines.append("")
     if data["apps"]:
         lines.append(

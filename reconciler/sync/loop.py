@@ -14,6 +14,12 @@ What each pass leaves in the sync log (`reconciler.sync.records`): a record for 
 and for a resync that repaired drift or failed (identical ones fold into one); a resync that
 changed nothing only updates the sync state's "last resync" fields. Old records are pruned
 to `SyncOptions.history` on every record and at least hourly.
+
+The loader's warnings about a head (a namespace it creates) are said once per commit, after
+its first sync attempt: a log line, a Warning Event on the object they concern and the sync
+state's `warnings` (`capstan status`). A head is loaded once (a head whose sync fails is not
+loaded again on every pass), and the sync state's `warned_commit` keeps a restarted or newly
+elected loop from saying them again; a new commit that still has them says them again.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from reconciler.api import Api, ApiError, now_utc
+from reconciler.api import Api, ApiError, NotFound, now_utc
 from reconciler.secrets import Identities, open_repository
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 from reconciler.source.git import CommitInfo, GitSource, GitSourceError
@@ -33,14 +39,18 @@ from reconciler.source.watch import BranchWatch
 from reconciler.sync.engine import SyncResult, Trigger, failed_commit, sync_commit
 from reconciler.sync.pins import apply_pins
 from reconciler.sync.records import (
+    STATE_NAME,
+    SYSTEM_NAMESPACE,
     FetchProblem,
     HistoryLimits,
     note_fetch,
     note_resync,
+    note_warnings,
     prune_sync_records,
     read_sync_state,
     update_sync_state,
 )
+from schemas import ConfigMap, KubeObject
 
 __all__ = ["DEFAULT_RESYNC_S", "SyncLoop", "SyncOptions"]
 
@@ -96,7 +106,11 @@ class SyncLoop:
         self._seen: CommitInfo | None = None
         self._attempted: str | None = None
         self._good: tuple[CommitInfo, LoadedRepository] | None = None
+        # The head as loaded, kept while its syncs fail: a commit is loaded (and its
+        # warnings found) once, not on every pass.
+        self._head: tuple[CommitInfo, LoadedRepository] | None = None
         self._invalid: str | None = None  # the last head that did not load
+        self._warned: str | None = None  # the last commit whose warnings are said
         self._next_resync = clock()
         self._next_prune = clock()
         self._pinned: dict[str, LoadedRepository] = {}
@@ -208,14 +222,14 @@ class SyncLoop:
         fresh = head.sha != self._attempted
         good = self._good
         if (good is None or good[0].sha != head.sha) and head.sha != self._invalid:
-            loaded = self._load(head, record_failure=fresh, trigger=trigger)
-            if loaded is None:
-                self._invalid = head.sha
+            if self._head is not None and self._head[0].sha == head.sha:
+                good = self._head
             else:
-                good = (head, loaded)
-                # Logged whenever a head is loaded: once per commit while its syncs succeed.
-                for warning in loaded.warnings:
-                    _log.warning("commit %s: %s", head.short, warning)
+                loaded = self._load(head, record_failure=fresh, trigger=trigger)
+                if loaded is None:
+                    self._invalid = head.sha
+                else:
+                    good = self._head = (head, loaded)
         if good is None:
             good = self._restore_last_good()
             if good is None:
@@ -247,6 +261,8 @@ class SyncLoop:
             self._next_prune = self._clock() + _PRUNE_EVERY_S
             prune_sync_records(self.api, limits=opts.history, now=now_utc(self.api.clock))
         applied_head = commit.sha == head.sha
+        if applied_head:
+            self._say_warnings(commit, good[1])
         if result.succeeded:
             self._good = good
             update_sync_state(
@@ -261,6 +277,42 @@ class SyncLoop:
         if result.record is not None and self._on_result is not None:
             self._on_result(result)
         return result
+
+    def _say_warnings(self, commit: CommitInfo, loaded: LoadedRepository) -> None:
+        """Say the loader's warnings about `commit` unless they were said already (by this
+        loop, or by another before a restart or a change of leader)."""
+        if self._warned == commit.sha:
+            return
+        if read_sync_state(self.api).warned_commit != commit.sha:
+            lines = [warning.display() for warning in loaded.warnings]
+            for line in lines:
+                _log.warning("commit %s: %s", commit.short, line)
+            # The order matters: the sync state exists once noted, and an Event about an
+            # object that is not live stands next to it.
+            note_warnings(self.api, commit=commit.sha, warnings=lines)
+            for warning, line in zip(loaded.warnings, lines, strict=True):
+                about = next(
+                    (item.obj for item in loaded.objects if item.source == warning.location),
+                    None,
+                )
+                self.api.record_event(
+                    self._live(about),
+                    reason="ManifestWarning",
+                    type="Warning",
+                    source="capstan-sync",
+                    message=f"commit {commit.short}: {line}",
+                )
+        self._warned = commit.sha
+
+    def _live(self, obj: KubeObject | None) -> KubeObject:
+        """The live copy of `obj` (an Event needs its uid), or, when it is not live (its
+        sync failed), the sync state, which the warning then stands next to."""
+        if obj is not None:
+            try:
+                return self.api.get(type(obj), obj.name, namespace=obj.namespace or None)
+            except NotFound:
+                pass
+        return self.api.get(ConfigMap, STATE_NAME, namespace=SYSTEM_NAMESPACE)
 
     def _load(
         self, commit: CommitInfo, *, record_failure: bool, trigger: Trigger

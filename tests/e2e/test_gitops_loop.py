@@ -23,7 +23,7 @@ import pytest
 
 from reconciler.sync import read_sync_state
 from schemas import ConfigMap, Deployment, ReplicaSet
-from tests.e2e.conftest import CapstanUp, GitRepo, pod_endpoint, try_fetch
+from tests.e2e.conftest import CapstanUp, pod_endpoint, started_up, try_fetch
 from tests.fixtures.waiting import wait_until
 
 NODE_PORT = random.randint(31000, 32700)
@@ -123,15 +123,8 @@ BASELINE = {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")}
 def up(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CapstanUp]:
-    work = tmp_path_factory.mktemp("gitops")
-    repo = GitRepo(work / "repo")
-    repo.commit("v1", BASELINE)
-    capstan = CapstanUp(repo, work, docker_client)
-    try:
-        capstan.start()
+    with started_up(docker_client, tmp_path_factory, "gitops", BASELINE) as capstan:
         yield capstan
-    finally:
-        capstan.close()
 
 
 @pytest.fixture(autouse=True)

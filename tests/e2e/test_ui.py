@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 from reconciler.api.server._rbac import RBAC_GROUP
 from reconciler.client import load_config
 from schemas import ClusterRoleBinding, ObjectMeta, RoleRef, Subject
-from tests.e2e.conftest import CapstanUp, GitRepo
+from tests.e2e.conftest import CapstanUp, started_up
 from tests.e2e.test_gitops_loop import NODE, SERVICE, deployment, version_files
 from tests.fixtures.tokens import mint_service_account_token
 from tests.fixtures.waiting import wait_until
@@ -44,18 +44,14 @@ SLOW = 90_000  # ms: pods pulling and probing on a shared 2-core machine
 def up(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CapstanUp]:
-    work = tmp_path_factory.mktemp("ui")
-    repo = GitRepo(work / "repo")
-    repo.commit("v1", {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")})
-    capstan = CapstanUp(repo, work, docker_client)
-    try:
-        capstan.start("--listen", "127.0.0.1:0")
+    files = {"node.yaml": NODE, "service.yaml": SERVICE, **version_files("v1")}
+    with started_up(
+        docker_client, tmp_path_factory, "ui", files, "--listen", "127.0.0.1:0"
+    ) as capstan:
         wait_until(
             lambda: (capstan.state_dir / "config").exists(), timeout=30, what="the client config"
         )
         yield capstan
-    finally:
-        capstan.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,20 @@ def valid_name(value: str) -> bool:
     return bool(_NAME_RE.match(value))
 
 
+# Kinds whose PUT of a missing object creates it, as their Kubernetes REST strategies say
+# (``AllowCreateOnUpdate``: Services and RBAC; Events and Leases too, not writable here).
+# Every other kind answers a PUT of a missing object with 404.
+_CREATE_ON_UPDATE = frozenset(
+    {
+        ("", "Service"),
+        ("rbac.authorization.k8s.io", "Role"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    }
+)
+
+
 @dataclass(frozen=True)
 class Resource:
     """One REST resource. ``model`` is None for ``events`` (not a manifest kind)."""
@@ -58,6 +72,12 @@ class Resource:
     @property
     def writable(self) -> bool:
         return self.model is not None
+
+    @property
+    def create_on_update(self) -> bool:
+        """Whether a PUT of a missing object creates it (201), as Kubernetes does for this
+        kind, instead of answering 404."""
+        return self.writable and (self.group, self.kind) in _CREATE_ON_UPDATE
 
     @property
     def subresources(self) -> tuple[str, ...]:

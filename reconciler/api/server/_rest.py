@@ -888,7 +888,23 @@ class RestHandler:
                     current=model.model_validate(current, by_name=False),
                 )
 
-        def update() -> bytes:
+        def create() -> KubeObject | None:
+            """A PUT of a missing object of a kind that allows it creates it (None: it
+            exists, update it)."""
+            key = object_key(model, target.namespace or "", target.name or "")
+            if self.store.get(key) is not None:
+                return None
+            fresh = copy.deepcopy(document)
+            fresh["metadata"]["managedFields"] = copy.deepcopy(sent_fields)
+            track_update(None, fresh, manager=manager, now=now_utc(self.api.clock))
+            return self._create_missing(model, target, fresh, user)
+
+        def update() -> tuple[bytes | dict[str, Any], bool]:
+            """The answer's body, and whether the PUT created the object."""
+            if target.resource.create_on_update:
+                created = create()
+                if created is not None:
+                    return created.to_dict(), True
             # No pre-validation here (unlike create): _fill made sure metadata is a mapping,
             # and the API validates the merged result itself. This path is the hot one: one
             # read (the watch cache's copy when it is at the client's resourceVersion, else
@@ -905,9 +921,10 @@ class RestHandler:
             stored = self.api.update_document(document, check_current=check, recent=recent)
             if overridden:
                 self._record_override(model.model_validate_json(stored.value), user, "update")
-            return _raw.with_revision(stored.value, stored.revision)
+            return _raw.with_revision(stored.value, stored.revision), False
 
-        return json_response(await self._call(update, target=target))
+        body, created = await self._call(update, target=target)
+        return json_response(body, code=201 if created else 200)
 
     async def _update_status(
         self, model: type[KubeObject], target: Target, document: dict[str, Any]
@@ -968,21 +985,23 @@ class RestHandler:
     ) -> Response:
         """A PATCH (of the object, or of its ``scale``): read, patch, write if unchanged
         since the read (else again). ``manager`` gets the fields the patch changed, unless
-        the patch records ownership itself (an apply, which may also create the object)."""
+        the patch records ownership itself (an apply, which may also create the object:
+        then the answer is 201 Created, as Kubernetes gives)."""
         pinned = patch.pinned
         verb = "apply" if patch.owns_fields else "patch"
 
-        def apply() -> KubeObject:
+        def apply() -> tuple[KubeObject, bool]:
+            """The object as written, and whether this write created it."""
             for _attempt in range(_PATCH_RETRIES):
                 try:
                     current = self._current(model, target)
                 except NotFound:
                     if patch.create is None:
                         raise
-                    created = self._create_for_patch(model, target, patch.create(), user)
+                    created = self._create_missing(model, target, patch.create(), user)
                     if created is None:
                         continue
-                    return created
+                    return created, True
                 note = self._guard_managed(model, target, current.labels, user, override, verb)
                 before = current.to_dict()
                 merged = patch.apply(copy.deepcopy(before))
@@ -1008,11 +1027,12 @@ class RestHandler:
                     continue
                 if note is not None:
                     self._record_override(updated, user, verb)
-                return updated
+                return updated, False
             raise Conflict(f"{model.__name__} {target.name!r} kept changing; retry")
 
-        updated = await self._call(apply, target=target)
-        return json_response(shape(updated.to_dict()) if shape else updated.to_dict())
+        updated, created = await self._call(apply, target=target)
+        document = updated.to_dict()
+        return json_response(shape(document) if shape else document, code=201 if created else 200)
 
     async def _evict(self, target: Target) -> Response:
         """``POST pods/NAME/eviction`` (a policy/v1 Eviction body; its options are not read):
@@ -1022,11 +1042,12 @@ class RestHandler:
         status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
         return json_response(status, code=201)
 
-    def _create_for_patch(
+    def _create_missing(
         self, model: type[KubeObject], target: Target, document: dict[str, Any], user: UserInfo
     ) -> KubeObject | None:
-        """Create the object a server-side apply names (it needs ``create`` as well as
-        ``patch``, as in Kubernetes); None if someone else created it meanwhile."""
+        """Create the missing object a server-side apply or a PUT names (it needs ``create``
+        as well as the request's own verb, as in Kubernetes); None if someone else created
+        it meanwhile."""
         attrs = self._attributes(user, "create", target)
         if not self.authz.allowed(attrs):
             raise Forbidden(denial_message(attrs))

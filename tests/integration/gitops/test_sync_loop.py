@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import git
+from click.testing import CliRunner
 from gitops_testdata import NAMESPACE, commit_files, configmap, manual_loop
 
 from reconciler.api import Api, NotFound
+from reconciler.cli import cli
 from reconciler.source.git import GitSource
 from reconciler.source.watch import BranchWatch
 from reconciler.sync import (
@@ -223,3 +225,87 @@ def test_a_namespace_used_but_not_defined_is_created_with_a_logged_warning(
     warnings = [r.getMessage() for r in caplog.records if "namespace 'shop'" in r.getMessage()]
     assert len(warnings) == 1
     assert "add namespaces/shop.yaml" in warnings[0]
+
+
+def _deployment(app: str) -> str:
+    """A Deployment of no pods in the undefined namespace `shop`; its selector is `app`
+    (immutable: a commit that changes it loads, and its sync fails on every pass)."""
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: {app}}}}}
+  template:
+    metadata: {{labels: {{app: {app}}}}}
+    spec:
+      containers: [{{name: web, image: busybox}}]
+"""
+
+
+def test_loader_warnings_are_said_once_per_commit(
+    upstream: git.Repo, cache_dir: Path, api: Api, caplog
+) -> None:
+    """Passes over one commit say its warnings once (log, Event, status), also when its
+    sync keeps failing and after a restart; a new commit that still has them says them
+    again."""
+    store = f"sqlite:///{Path(cache_dir).parent / 'state.db'}"
+    first = commit_files(upstream, {"web.yaml": _deployment("a")}, message="no Namespace")
+    loop, watch = manual_loop(api, upstream, cache_dir)
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "namespace 'shop'" in r.getMessage()]
+
+    def events() -> list[tuple[str, str, int]]:
+        return sorted(
+            (e.involved_object.kind, e.message.split(":", 1)[0], e.count)
+            for e in api.list_events()
+            if e.reason == "ManifestWarning"
+        )
+
+    with caplog.at_level("WARNING", logger="reconciler.sync.loop"):
+        watch.trigger()
+        result = loop.step()
+        assert result is not None
+        assert result.succeeded
+        for _ in range(2):  # two resyncs of the same commit
+            again = loop.converge(trigger="resync")
+            assert again is not None
+            assert again.succeeded
+        assert len(said()) == 1
+        assert said()[0].startswith(f"commit {first[:12]}: web.yaml:5:")
+
+        # A new commit that still has the warning and whose sync fails on every pass.
+        second = commit_files(upstream, {"web.yaml": _deployment("b")}, message="new selector")
+        watch.trigger()
+        failed = loop.step()
+        assert failed is not None
+        assert not failed.succeeded
+        assert "immutable" in failed.errors[0]
+        for _ in range(2):
+            again = loop.converge(trigger="resync")
+            assert again is not None
+            assert not again.succeeded
+        assert len(said()) == 2
+        assert said()[1].startswith(f"commit {second[:12]}: web.yaml:5:")
+
+        # A restarted loop (or a new leader) on the same head does not say them again.
+        restarted, restarted_watch = manual_loop(api, upstream, cache_dir)
+        restarted_watch.trigger()
+        assert restarted.step() is not None
+        assert len(said()) == 2
+
+    assert events() == sorted(
+        [("Namespace", f"commit {first[:12]}", 1), ("Namespace", f"commit {second[:12]}", 1)]
+    )
+    state = read_sync_state(api)
+    assert state.warned_commit == second
+    assert len(state.warnings) == 1
+    assert "namespace 'shop' is not defined" in state.warnings[0]
+    status = CliRunner().invoke(cli, ["status", "--store", store])
+    assert status.exit_code == 0, status.output
+    assert f"Warnings: commit {second[:12]}:\n  web.yaml:5:" in status.output
+    assert status.output.count("namespace 'shop' is not defined") == 1

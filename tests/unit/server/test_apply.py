@@ -107,7 +107,7 @@ def test_sets_of_scalars_are_owned_per_value_and_server_fields_by_nobody():
 
 def test_apply_creates_then_the_same_apply_writes_nothing(admin):
     created = apply(admin, f"{CM}/one", cm("one", a="1"), "alice")
-    assert created.status_code in (200, 201), created.text
+    assert created.status_code == 201, created.text  # Created, as Kubernetes answers
     body = created.json()
     assert body["data"] == {"a": "1"}
     assert managers(body) == {("alice", "Apply"): {"f:data": {"f:a": {}}}}
@@ -127,7 +127,7 @@ def test_yaml_body_and_a_missing_field_manager(admin):
 
 
 def test_conflicting_managers_get_a_409_naming_fields_and_manager_then_force(admin):
-    assert apply(admin, f"{CM}/two", cm("two", a="1", b="1"), "alice").status_code in (200, 201)
+    assert apply(admin, f"{CM}/two", cm("two", a="1", b="1"), "alice").status_code == 201
     # Same value: shared ownership, no conflict.
     shared = apply(admin, f"{CM}/two", cm("two", b="1"), "bob")
     assert shared.status_code == 200, shared.text
@@ -168,7 +168,7 @@ def test_list_items_merge_by_key_and_leave_with_their_manager(admin):
         deployment("busybox:1", env=[{"name": "A", "value": "1"}]),
         "alice",
     )
-    assert first.status_code in (200, 201), first.text
+    assert first.status_code == 201, first.text
     bob = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -272,3 +272,79 @@ def test_applying_a_kind_without_merge_keys_twice_keeps_its_generation(admin):
     again = apply(admin, path, body, "alice").json()
     assert again["metadata"]["generation"] == first["metadata"]["generation"] == 1
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+# -- what a write that creates answers -----------------------------------------------------
+
+SERVICES = "/api/v1/namespaces/shop/services"
+ROLES = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles"
+
+
+def service(name: str, port: int) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"selector": {"app": name}, "ports": [{"port": port}]},
+    }
+
+
+def role(name: str, *verbs: str) -> dict:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": "shop"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": list(verbs)}],
+    }
+
+
+def test_a_put_of_a_missing_service_or_role_creates_it_with_201(admin):
+    """Services and RBAC objects allow create on update in Kubernetes (``kubectl replace``
+    of a missing one works); the answer is 201, the next PUT an update (200)."""
+    created = admin.put(f"{SERVICES}/svc", json=service("svc", 80), params={"fieldManager": "ci"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["spec"]["ports"][0]["port"] == 80
+    assert [(e["manager"], e["operation"]) for e in body["metadata"]["managedFields"]] == [
+        ("ci", "Update")
+    ]
+    body["spec"]["ports"][0]["port"] = 81
+    updated = admin.put(f"{SERVICES}/svc", json=body)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["metadata"]["uid"] == body["metadata"]["uid"]
+    assert updated.json()["spec"]["ports"][0]["port"] == 81
+    made = admin.put(f"{ROLES}/reader", json=role("reader", "get"))
+    assert made.status_code == 201, made.text
+    assert admin.get(f"{ROLES}/reader").json()["rules"][0]["verbs"] == ["get"]
+
+
+def test_a_put_of_a_missing_configmap_is_404_and_creates_nothing(admin):
+    body = cm("nope", a="1")
+    body["metadata"]["resourceVersion"] = "1"
+    missing = admin.put(f"{CM}/nope", json=body)
+    assert_status(missing, 404, "NotFound")
+    assert admin.get(f"{CM}/nope").status_code == 404
+
+
+def test_a_put_that_would_create_needs_the_create_verb(make_client, sa_token, admin):
+    """As in Kubernetes, a PUT that creates is authorized as a create too."""
+    grant = role("svc-updater", "get", "update")
+    grant["rules"][0]["resources"] = ["services"]
+    assert admin.post(ROLES, json=grant).status_code == 201
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "svc-updater", "namespace": "shop"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "shop"}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "svc-updater"},
+    }
+    assert admin.post(ROLES.replace("roles", "rolebindings"), json=binding).status_code == 201
+    ci = make_client(token=sa_token("shop", "ci"))
+    refused = ci.put(f"{SERVICES}/svc", json=service("svc", 80))
+    body = assert_status(refused, 403, "Forbidden")
+    assert 'cannot create resource "services"' in body["message"], body["message"]
+    assert admin.get(f"{SERVICES}/svc").status_code == 404
+    # The same user updates a Service that exists.
+    current = admin.post(SERVICES, json=service("svc", 80)).json()
+    current["spec"]["ports"][0]["port"] = 81
+    assert ci.put(f"{SERVICES}/svc", json=current).status_code == 200

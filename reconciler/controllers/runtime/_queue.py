@@ -3,7 +3,8 @@
 Informer handlers add keys; worker threads take them. Like client-go's workqueue: a key is in the
 queue at most once (de-duplicated), is handed to one worker at a time (a key added while it is
 being processed waits and runs again after), and per-key failure counts give exponential
-backoff that resets when the key succeeds.
+backoff that resets when the key succeeds. Keys are handed out in the order they were added,
+or, given an ``order`` (the scheduler's pod priority), lowest ``order(key)`` first.
 
 Two kinds of delay, on two clocks. ``add_after`` is *domain* time ("this pod is available in
 5 s", "the progress deadline passes in 30 s") and waits on the passed clock, so a test's
@@ -19,8 +20,8 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
 
 from reconciler.api import Clock
 
@@ -34,12 +35,23 @@ _TICK_S = 0.05
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, clock: Clock, *, base_delay_s: float = 0.005, max_delay_s: float = 300.0):
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        base_delay_s: float = 0.005,
+        max_delay_s: float = 300.0,
+        order: Callable[[K], Any] | None = None,
+    ):
+        """``order`` ranks a key when it becomes ready (with the queue's lock held: it must not
+        call back into the queue); the lowest rank is handed out first, ties in arrival order."""
         self._clock = clock
         self._base = base_delay_s
         self._max = max_delay_s
+        self._order = order
         self._cond = threading.Condition()
         self._queue: deque[K] = deque()
+        self._ranked: list[tuple[Any, int, K]] = []
         self._queued: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
@@ -66,7 +78,10 @@ class WorkQueue(Generic[K]):
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._queue.append(key)
+            if self._order is None:
+                self._queue.append(key)
+            else:
+                heapq.heappush(self._ranked, (self._order(key), next(self._seq), key))
             self._cond.notify()
 
     def add_after(self, key: K, delay_s: float) -> None:
@@ -91,8 +106,8 @@ class WorkQueue(Generic[K]):
         with self._cond:
             while not self._shutdown:
                 self._promote_due_locked()
-                if self._queue:
-                    key = self._queue.popleft()
+                if self._queue or self._ranked:
+                    key = self._queue.popleft() if self._queue else heapq.heappop(self._ranked)[2]
                     self._queued.discard(key)
                     self._processing.add(key)
                     return key
@@ -148,10 +163,10 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._delayed) + len(self._retries)
+            return len(self._queue) + len(self._ranked) + len(self._delayed) + len(self._retries)
 
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing in flight (delayed keys still pending do not count)."""
         with self._cond:
-            return not self._queue and not self._processing
+            return not self._queue and not self._ranked and not self._processing

@@ -1,19 +1,19 @@
 """The GitOps loop: watch the branch, and keep the API holding what its head says.
 
-Runs inside `capstan up` as a component (`start()` / `stop()`, like a controller). Each
-pass is level-triggered: whatever woke it (a ref changed, a poll, a webhook's `trigger()`,
+Runs inside ``capstan up`` as a component (``start()`` / ``stop()``, like a controller). Each
+pass is level-triggered: whatever woke it (a ref changed, a poll, a webhook's ``trigger()``,
 the periodic resync), it fetches the head and converges the API on it —
-checkout (`GitSource.snapshot`) → `load_repository` → `sync_commit`. A commit that does not
+checkout (``GitSource.snapshot``) → ``load_repository`` → ``sync_commit``. A commit that does not
 load is recorded as Failed once and the last good commit stays applied (the resync keeps
 re-applying it, which is also how drift made through the API is reverted).
-`capstan sync --suspend` stops the applying, not the fetching. A fetch that fails (the
+``capstan sync --suspend`` stops the applying, not the fetching. A fetch that fails (the
 remote is down) changes nothing applied: the last good commit stays live and is still
-resynced, the watch retries with back-off, and the sync state says why (`note_fetch`).
+resynced, the watch retries with back-off, and the sync state says why (``note_fetch``).
 
-What each pass leaves in the sync log (`reconciler.sync.records`): a record for a new head,
+What each pass leaves in the sync log (``reconciler.sync.records``): a record for a new head,
 and for a resync that repaired drift or failed (identical ones fold into one); a resync that
 changed nothing only updates the sync state's "last resync" fields. Old records are pruned
-to `SyncOptions.history` on every record and at least hourly.
+to ``SyncOptions.history`` on every record and at least hourly.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ class SyncOptions:
 class SyncLoop:
     """Keeps the API converged on the tracked branch's head (or its last good commit).
 
-    `watch` defaults to a `BranchWatch` of `source` (watchdog for a local repository, a
-    60 s poll otherwise). `clock` is monotonic seconds (resync timing). `on_result` sees
+    ``watch`` defaults to a ``BranchWatch`` of ``source`` (watchdog for a local repository, a
+    60 s poll otherwise). ``clock`` is monotonic seconds (resync timing). ``on_result`` sees
     every recorded result (for logs, metrics, the bench).
     """
 
@@ -121,7 +121,7 @@ class SyncLoop:
             thread.join(timeout=30)
 
     def trigger(self) -> None:
-        """Fetch and converge now (the webhook, `capstan sync`)."""
+        """Fetch and converge now (the webhook, ``capstan sync``)."""
         self.watch.trigger()
 
     @property
@@ -136,13 +136,13 @@ class SyncLoop:
 
     @property
     def live_repository(self) -> LoadedRepository | None:
-        """The objects of `last_good` as loaded (for `app_health` and `capstan status`)."""
+        """The objects of ``last_good`` as loaded (for ``app_health`` and ``capstan status``)."""
         return self._good[1] if self._good else None
 
     # -- one pass --------------------------------------------------------------------------
 
     def step(self, *, timeout: float = 0.0) -> SyncResult | None:
-        """Wait up to `timeout` s for a reason to look, then converge if a new head came
+        """Wait up to ``timeout`` s for a reason to look, then converge if a new head came
         or a resync is due. Returns the sync's result, or None when nothing was run."""
         try:
             head = self.watch.wait(min(timeout, self.seconds_to_resync()))

@@ -51,7 +51,7 @@ def _eventually(check: Callable[[], bool], *, within: float) -> bool:
 
 
 class _StepCounter:
-    """Counts the passes a running loop has finished (a spy on `step`, which its thread
+    """Counts the passes a running loop has finished (a spy on ``step``, which its thread
     calls), so a test waits for the loop's chances to act rather than for time."""
 
     def __init__(self, loop: SyncLoop) -> None:

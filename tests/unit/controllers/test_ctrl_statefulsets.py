@@ -253,7 +253,7 @@ def test_rolling_update_from_the_highest_ordinal(
 def test_a_claim_template_replaces_the_template_volume_of_its_name(
     api: Api, hollow: HollowCluster, start_manager, wait_for
 ) -> None:
-    """Kubernetes' rule (cockroachdb's example declares `datadir` both ways)."""
+    """Kubernetes' rule (cockroachdb's example declares ``datadir`` both ways)."""
     hollow.add_nodes(1)
     start_manager(COMPONENTS)
     sts = statefulset(replicas=1)

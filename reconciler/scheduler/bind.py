@@ -108,11 +108,14 @@ class Scheduler(Controller):
     def reconcile(self, key: ObjectKey) -> Result | None:
         """Place the pod ``key`` names and start its bind; a pod that fits nowhere is parked
         and looked at again after ``unschedulable_retry_s`` (or sooner, on a cluster change).
-        The key's failures are forgotten when its bind succeeds, not here."""
+        While a bind of the pod is in flight its failures count on (the bind forgets them
+        when it succeeds), so a bind that keeps failing backs off further each time."""
         outcome = self.schedule(key)
         if isinstance(outcome, Unschedulable):
-            return Result(requeue_after=self._retry_s, forget=False)
-        return Result(forget=False)
+            return Result(requeue_after=self._retry_s)
+        with self._lock:
+            placed = self.state.placed(pod_key(key.namespace, key.name))
+        return Result(forget=placed is None or not placed.assumed)
 
     def _queue_order(self, key: ObjectKey) -> tuple[int, str, str, str]:
         pod = self.pods.get(key.name, namespace=key.namespace)

@@ -7,7 +7,7 @@ Columns of priority 1 are the ``-o wide`` ones. Used by the API server's Table r
 (:mod:`reconciler.api.server._table`, what ``kubectl get`` prints), by ``capstan get``
 (:mod:`reconciler.cli.inspect`, through :func:`printed_table`, which prints the cells as kubectl
 does) and, through the model helpers (:func:`age`, :func:`pod_status`, ...), by ``capstan
-describe`` and the web UI. Imports nothing of the control plane but ``schemas``.
+describe`` and the web UI. Imports nothing of the project but ``schemas``.
 """
 
 from __future__ import annotations
@@ -946,7 +946,7 @@ _PVC_COLUMNS = (
         "Volume",
         "string",
         lambda c, now: str(_get(c, "spec", "volumeName") or ""),
-        description="The volume bound to the claim (``node/claim`` in Capstan).",
+        description="The volume bound to the claim (node/claim in Capstan).",
     ),
     Column("Capacity", "string", _claim_capacity, description="The capacity of the volume."),
     Column("Access Modes", "string", _claim_access_modes, description="The volume's access modes."),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -26,6 +27,8 @@ from typing import Any, Generic, TypeVar
 from reconciler.api import Clock
 
 __all__ = ["WorkQueue"]
+
+_log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 
@@ -44,7 +47,8 @@ class WorkQueue(Generic[K]):
         order: Callable[[K], Any] | None = None,
     ):
         """``order`` ranks a key when it becomes ready (with the queue's lock held: it must not
-        call back into the queue); the lowest rank is handed out first, ties in arrival order."""
+        call back into the queue); the lowest rank is handed out first, ties in arrival order,
+        a key whose ranking raises last."""
         self._clock = clock
         self._base = base_delay_s
         self._max = max_delay_s
@@ -77,12 +81,22 @@ class WorkQueue(Generic[K]):
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._queued:
-            self._queued.add(key)
             if self._order is None:
                 self._queue.append(key)
             else:
-                heapq.heappush(self._ranked, (self._order(key), next(self._seq), key))
+                heapq.heappush(self._ranked, (self._rank_locked(key), next(self._seq), key))
+            self._queued.add(key)
             self._cond.notify()
+
+    def _rank_locked(self, key: K) -> tuple[Any, ...]:
+        assert self._order is not None
+        try:
+            return (0, self._order(key))
+        except Exception:
+            # WARNING: this runs inside get() too (a delayed key coming due): raising here
+            # would kill the worker that called it. A key that cannot be ranked goes last.
+            _log.exception("work queue: ranking %r failed; it goes last", key)
+            return (1,)
 
     def add_after(self, key: K, delay_s: float) -> None:
         if delay_s <= 0:

@@ -118,15 +118,18 @@ def test_loop_runs_keys_in_parallel_but_one_key_at_a_time(
     assert all(recorder.calls[name] >= 1 for name in names)
 
 
-def test_queue_with_an_order_hands_out_the_lowest_rank_first(clock: ManualClock) -> None:
-    ranks = {"low": 2, "high": 0, "mid": 1}
+def test_queue_with_an_order_hands_out_the_lowest_rank_first(clock: ManualClock, caplog) -> None:
+    ranks = {"low": 2, "high": 0, "mid": 1}  # "odd" has none: its ranking raises
     queue: WorkQueue[ObjectKey] = WorkQueue(clock, order=lambda k: ranks[k.name])
     queue.add(key("low"))
+    queue.add_after(key("odd"), 5)
     queue.add_after(key("mid"), 5)
     queue.add_all([key("high"), key("low")])
     clock.advance(5)
-    taken = [queue.get(timeout_s=1) for _ in range(3)]
-    assert taken == [key("high"), key("mid"), key("low")]
+    with caplog.at_level(logging.ERROR):
+        taken = [queue.get(timeout_s=1) for _ in range(4)]
+    assert taken == [key("high"), key("mid"), key("low"), key("odd")]
+    assert "ranking" in caplog.text
     assert queue.get(timeout_s=0.1) is None
     assert len(queue) == 0
 

@@ -1,10 +1,10 @@
 """HTTP API benchmark: GET, LIST (1,000 pods) and PUT latency and throughput with 1 and 32
 concurrent clients, and watch fan-out to 100 watchers, against a live uvicorn on loopback.
 
-Run from the repository root: `python bench/api.py [--insecure-http] [--objects N]`. HTTPS by
-default, as `capstan up` serves (its own CA; the clients verify against it).
-The server runs in its own process (`serve()` with an embedded SQLite store in a temp dir,
-the same code `capstan up` runs), so client and server do not share a GIL; the clients are
+Run from the repository root: ``python bench/api.py [--insecure-http] [--objects N]``. HTTPS by
+default, as ``capstan up`` serves (its own CA; the clients verify against it).
+The server runs in its own process (``serve()`` with an embedded SQLite store in a temp dir,
+the same code ``capstan up`` runs), so client and server do not share a GIL; the clients are
 httpx on asyncio in this process, each with its own keep-alive connection.
 
 - get      GET one pod by name (random among the seeded ones)

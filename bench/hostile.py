@@ -1,7 +1,7 @@
-"""Benchmark: `capstan validate` on each hostile repository (tests/fixtures/hostile.py).
+"""Benchmark: ``capstan validate`` on each hostile repository (tests/fixtures/hostile.py).
 
 Each repository is generated into a temporary directory and validated by a
-fresh `capstan validate` process; the figures are its wall-clock time and the
+fresh ``capstan validate`` process; the figures are its wall-clock time and the
 peak RSS of the process tree (the template renderer's child included), read
 from wait4's rusage of that one process.
 

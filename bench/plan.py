@@ -1,21 +1,21 @@
-"""`capstan plan` of a one-line change in a 1,000-app repository against a 100-node snapshot.
+"""``capstan plan`` of a one-line change in a 1,000-app repository against a 100-node snapshot.
 
 The repository: 10 namespaces and 1,000 apps, one file per app holding a Deployment (2
 replicas, requests 100m CPU / 128 MiB), a Service, a ConfigMap, a Secret and a
 ServiceAccount — 5,010 objects in plain YAML — committed, then a second commit changes one
 line (one app's image). The snapshot: 100 nodes (16 CPU, 64 GiB, 110 pods) with the base's
-2,000 pods bound across them and the 1,000 ReplicaSets, as `capstan snapshot` writes it.
+2,000 pods bound across them and the 1,000 ReplicaSets, as ``capstan snapshot`` writes it.
 
-Measured in a fresh process on the real path (`make_plan` with the snapshot loaded from its
+Measured in a fresh process on the real path (``make_plan`` with the snapshot loaded from its
 file, then the markdown rendered): seconds, and the process's peak RSS (interpreter and
 imports included). The plan loads the head in full (it must validate all of it) and reuses
 the head's parse for every file whose Git blob id is the same in the base, so the base
-costs one file's parse (`loadStrategy: incremental`); the table also shows a full load of
+costs one file's parse (``loadStrategy: incremental``); the table also shows a full load of
 both sides for comparison (the same plan with the incremental path disabled by a template
 change would cost that).
 
-Run from the repository root: `.venv/bin/python bench/plan.py`. Last line: JSON
-`{"plan_s": X, "peak_mb": Y}` plus extra keys.
+Run from the repository root: ``.venv/bin/python bench/plan.py``. Last line: JSON
+``{"plan_s": X, "peak_mb": Y}`` plus extra keys.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def make_repository(repo: Path) -> None:
 
 
 def make_snapshot(repo: Path, path: Path) -> int:
-    """The base as a 100-node cluster runs it, saved as `capstan snapshot` would."""
+    """The base as a 100-node cluster runs it, saved as ``capstan snapshot`` would."""
     from reconciler.plan import from_base, load_sides
     from reconciler.snapshot import ClusterSnapshot
     from schemas import Node

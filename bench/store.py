@@ -1,16 +1,16 @@
-"""Store benchmark: the embedded (SQLite) and etcd backends through the same `Store` interface.
+"""Store benchmark: the embedded (SQLite) and etcd backends through the same ``Store`` interface.
 
-Run from the repository root: `.venv/bin/python bench/store.py [--seconds S] [--dir DIR]`.
-It starts its own etcd (`/usr/bin/etcd`) on free loopback ports with a temporary
+Run from the repository root: ``.venv/bin/python bench/store.py [--seconds S] [--dir DIR]``.
+It starts its own etcd (``/usr/bin/etcd``) on free loopback ports with a temporary
 data directory and removes it afterwards. Figures, per backend:
 
 - fsync_per_s     this disk's raw rate of (4 KiB pwrite + fsync) on one file: the
                   physical limit for single-writer durable writes;
 - write_1_per_s   durable puts/s from one thread (each put returns after fsync);
 - write_64_per_s  durable puts/s from 64 threads at once (group commit for SQLite);
-- range_p50/p99   latency of `range(key)` on a random key among 10,000 keys
+- range_p50/p99   latency of ``range(key)`` on a random key among 10,000 keys
                   (a full listing of the 10,000 keys is printed as well);
-- watch_p50/p99   from calling `put` to the event arriving in a watching thread
+- watch_p50/p99   from calling ``put`` to the event arriving in a watching thread
                   (so it includes the put's fsync; the delay after put returned is
                   printed as well).
 

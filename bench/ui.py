@@ -1,10 +1,10 @@
 """Web UI benchmark: server time of each page with 1,000 pods, against the real server path.
 
-Run from the repository root: `.venv/bin/python bench/ui.py [--pods N] [--rounds R]`.
-Starts the API server the way `capstan up --listen` does (`serve()`: TLS, the admin token,
+Run from the repository root: ``.venv/bin/python bench/ui.py [--pods N] [--rounds R]``.
+Starts the API server the way ``capstan up --listen`` does (``serve()``: TLS, the admin token,
 an embedded SQLite store in a temp dir, uvicorn on a loopback port), creates the nodes,
-Deployments and pods through the HTTP API with the admin token, logs in at `/ui/login`,
-then loads each page R times and reads the server's own `Server-Timing` (the page's time
+Deployments and pods through the HTTP API with the admin token, logs in at ``/ui/login``,
+then loads each page R times and reads the server's own ``Server-Timing`` (the page's time
 in the server, network excluded) and the client's wall time.
 
 Prints a table and as its last line one JSON object:

@@ -2,7 +2,7 @@
 
 Each app is a Deployment, Service, ConfigMap, ServiceAccount and Secret in
 its own directory; every fourth app's Deployment and ConfigMap are Jinja2
-templates reading values.yaml. The real `load_repository` runs twice: once
+templates reading values.yaml. The real ``load_repository`` runs twice: once
 for time, once under tracemalloc for the loader's peak memory (tracemalloc
 slows Python down, so it does not share a run with the clock).
 

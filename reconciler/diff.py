@@ -1,8 +1,8 @@
 """Field-level diffs of objects, and what a comparison of desired against live leaves out.
 
-Pure functions used by the sync engine (`reconciler.sync`: is this object in sync, and what
-changes) and by `capstan plan` (show each change as fields). An object is compared in its
-*Git-owned* form (`comparable`): spec-like fields, labels and annotations; never what the
+Pure functions used by the sync engine (``reconciler.sync``: is this object in sync, and what
+changes) and by ``capstan plan`` (show each change as fields). An object is compared in its
+*Git-owned* form (``comparable``): spec-like fields, labels and annotations; never what the
 server or controllers set (uid, resourceVersion, generation, creationTimestamp, finalizers,
 ownerReferences, status, Capstan's own bookkeeping annotations). Secret values never leave
 this module unmasked.
@@ -79,8 +79,8 @@ ChangeType = Literal["added", "removed", "changed"]
 
 @dataclass(frozen=True)
 class FieldChange:
-    """One field that differs. `path` is Kubernetes-style (`spec.template.spec.
-    containers[name=web].image`); absent values are None with `type` saying which side."""
+    """One field that differs. ``path`` is Kubernetes-style (``spec.template.spec.
+    containers[name=web].image``); absent values are None with ``type`` saying which side."""
 
     path: str
     type: ChangeType
@@ -127,8 +127,8 @@ def _compare_sealed(out: dict[str, Any], annotations: dict[str, Any]) -> None:
 
 
 def fill_server_defaults(desired: dict[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-    """`desired` (a `to_dict`/`comparable` form) with the server-filled fields Git leaves
-    empty taken from `live`, so an allocated value is neither a difference nor overwritten."""
+    """``desired`` (a ``to_dict``/``comparable`` form) with the server-filled fields Git leaves
+    empty taken from ``live``, so an allocated value is neither a difference nor overwritten."""
     kind = str(desired.get("kind", ""))
     for path in _SERVER_FILLED.get(kind, ()):
         _copy_missing(desired, live, path)
@@ -181,7 +181,7 @@ def diff_objects(
     before: KubeObject | Mapping[str, Any] | None,
     after: KubeObject | Mapping[str, Any] | None,
 ) -> tuple[FieldChange, ...]:
-    """Field changes from `before` to `after` in their comparable form (either may be
+    """Field changes from ``before`` to ``after`` in their comparable form (either may be
     None: a create or a delete). Secret values are masked."""
     old = comparable(before) if before is not None else {}
     new = comparable(after) if after is not None else {}

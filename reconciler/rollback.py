@@ -1,14 +1,14 @@
-"""`capstan rollback`: undo deployed commits the GitOps way — with a `git revert` commit.
+"""``capstan rollback``: undo deployed commits the GitOps way — with a ``git revert`` commit.
 
-Called by the CLI (`reconciler.cli.rollback`). The state to restore is a commit: `--to SHA`,
-or `--steps N` synced commits back (from the sync log, `reconciler.sync`; the branch's
+Called by the CLI (``reconciler.cli.rollback``). The state to restore is a commit: ``--to SHA``,
+or ``--steps N`` synced commits back (from the sync log, ``reconciler.sync``; the branch's
 first-parent history when no cluster is reachable). Every commit after it on the tracked
 branch is reverted, newest first, in one commit whose message names what is reverted and
-why (`GitSource.revert`). The cluster then follows as for any commit: the sync loop applies
+why (``GitSource.revert``). The cluster then follows as for any commit: the sync loop applies
 it, and the Deployment controller finds the old ReplicaSet with the same pod-template hash
 and scales it back up — no new ReplicaSet, no new image pull.
 
-Choosing is separate from doing (`choose_target` is plain data in, data out) so the CLI can
+Choosing is separate from doing (``choose_target`` is plain data in, data out) so the CLI can
 show the plan of the revert before anything is pushed.
 """
 
@@ -54,7 +54,7 @@ class ProducedRevision:
 def produced_revisions(
     record: SyncRecord, replicasets: Sequence[ReplicaSet]
 ) -> list[ProducedRevision]:
-    """The Deployment revisions `record`'s sync produced (`capstan history`)."""
+    """The Deployment revisions ``record``'s sync produced (``capstan history``)."""
     by_name = {(rs.namespace, rs.name): rs for rs in replicasets}
     produced = []
     for key, template_hash in sorted(record.templates.items()):
@@ -75,7 +75,7 @@ class RollbackError(Exception):
 
 @dataclass(frozen=True)
 class RollbackTarget:
-    """Restore `target`'s state by reverting `reverted` (newest first) on top of `head`."""
+    """Restore ``target``'s state by reverting ``reverted`` (newest first) on top of ``head``."""
 
     head: CommitInfo
     target: CommitInfo
@@ -96,7 +96,7 @@ def synced_commits(records: Sequence[SyncRecord]) -> list[str]:
 
 
 def commits_since(source: GitSource, target: str) -> list[CommitInfo]:
-    """The commits on the tracked branch after `target`, newest first (first parent)."""
+    """The commits on the tracked branch after ``target``, newest first (first parent)."""
     head = source.head()
     proc = subprocess.run(
         [
@@ -123,8 +123,8 @@ def choose_target(
     steps: int | None = None,
     records: Sequence[SyncRecord] = (),
 ) -> RollbackTarget:
-    """What `--to` / `--steps` mean on the fetched branch. `records` (newest first) make
-    `--steps` count synced commits; without them it counts commits."""
+    """What ``--to`` / ``--steps`` mean on the fetched branch. ``records`` (newest first) make
+    ``--steps`` count synced commits; without them it counts commits."""
     head = source.head()
     if to is not None and steps is not None:
         raise RollbackError("give --to or --steps, not both")
@@ -175,7 +175,7 @@ def make_revert(source: GitSource, choice: RollbackTarget, *, reason: str | None
 
 
 def push_upstream(repo: Path, branch: str) -> str:
-    """`git push` of `branch` from the local clone `repo` to its upstream (the remote the
+    """``git push`` of ``branch`` from the local clone ``repo`` to its upstream (the remote the
     cluster tracks). Returns git's report."""
     proc = subprocess.run(
         ["git", "-C", str(repo), "push", "--porcelain", "origin", f"{branch}:{branch}"],

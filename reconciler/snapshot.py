@@ -1,7 +1,7 @@
-"""A saved picture of a cluster, for `capstan plan --snapshot FILE` away from the cluster.
+"""A saved picture of a cluster, for ``capstan plan --snapshot FILE`` away from the cluster.
 
-Written by `capstan snapshot -o FILE` from the running control plane (through the API, or
-its store read through `reconciler.api`), read by `reconciler.plan` as the observed side
+Written by ``capstan snapshot -o FILE`` from the running control plane (through the API, or
+its store read through ``reconciler.api``), read by ``reconciler.plan`` as the observed side
 of a plan: the nodes with what they can hold, the pods bound to them, the ReplicaSets (which
 template each Deployment revision ran — what a rollback would reuse), and every object
 Capstan manages. JSON, one document::
@@ -10,7 +10,7 @@ Capstan manages. JSON, one document::
      "revision": 1234, "nodes": [...], "pods": [...], "replicaSets": [...], "objects": [...]}
 
 WARNING: Secret values are never written: a Secret keeps its name, labels and the *names*
-of its keys (annotation `capstan.io/snapshot-secret-keys`), nothing of its data.
+of its keys (annotation ``capstan.io/snapshot-secret-keys``), nothing of its data.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ T = TypeVar("T", bound=KubeObject)
 
 
 class ObjectReader(Protocol):
-    """What a snapshot or a plan reads a cluster through: `reconciler.api.Api` in-process,
-    `reconciler.client.Client` over HTTP."""
+    """What a snapshot or a plan reads a cluster through: ``reconciler.api.Api`` in-process,
+    ``reconciler.client.Client`` over HTTP."""
 
     def list(
         self,

@@ -5,7 +5,7 @@ the agent (its ``desired.json``: ``agent.state``), each with its own key file, m
 own state directory. The file holds one key per line, ``NAME BASE64``; the first key encrypts,
 every key decrypts, so a rotation puts a new key first and keeps the old ones until every
 value was written again. A sealed value is ``capstan:enc:aesgcm:v1:NAME:`` followed by the
-12-byte nonce and the ciphertext; the caller's `context` (the store key, the file name) is
+12-byte nonce and the ciphertext; the caller's ``context`` (the store key, the file name) is
 authenticated data, so a value moved elsewhere does not open.
 """
 
@@ -41,7 +41,7 @@ class DataKeys:
 
     @classmethod
     def load_or_create(cls, path: Path) -> DataKeys:
-        """The keys in `path`, made (one fresh key, mode 0600) when the file is missing.
+        """The keys in ``path``, made (one fresh key, mode 0600) when the file is missing.
         A file group or others may read is refused."""
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -82,7 +82,7 @@ class DataKeys:
 
     @classmethod
     def rotate(cls, path: Path) -> DataKeys:
-        """Put a new key first in `path` (it encrypts from now on); old keys still decrypt."""
+        """Put a new key first in ``path`` (it encrypts from now on); old keys still decrypt."""
         current = cls.load(path)
         names = {name for name, _ in current.keys}
         number = len(current.keys) + 1

@@ -36,7 +36,7 @@ def schema_file_name(api_version: str, kind: str) -> str:
 
 
 def schema_text(api_version: str, kind: str) -> str:
-    """The JSON Schema of one supported kind, as written to its file (and `capstan schema`)."""
+    """The JSON Schema of one supported kind, as written to its file (and ``capstan schema``)."""
     schema = model_for(api_version, kind).model_json_schema(by_alias=True, mode="validation")
     document = {"$schema": _DIALECT, **schema}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

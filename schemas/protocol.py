@@ -136,7 +136,7 @@ _SHOWN: Final = 80
 
 
 def uid_problem(value: str) -> str | None:
-    """Why `value` is not a pod uid the agent may use as a directory name, or None."""
+    """Why ``value`` is not a pod uid the agent may use as a directory name, or None."""
     if len(value) > 63 or not _UID.fullmatch(value):
         return (
             "must be a uid: lowercase letters, digits and '-' (a UUID as the API assigns), "
@@ -165,7 +165,7 @@ def _ip_address(value: str) -> str:
 
 
 def node_address_problem(value: str) -> str | None:
-    """Why `value` is not where a node is reached (an IP address or a DNS name), or None."""
+    """Why ``value`` is not where a node is reached (an IP address or a DNS name), or None."""
     try:
         ipaddress.ip_address(value)
     except ValueError:

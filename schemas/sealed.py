@@ -34,12 +34,12 @@ _HEADER = b"age-encryption.org/v1\n"
 
 
 def is_armored(value: str) -> bool:
-    """Whether `value` looks like an armored age message (begins with the armor line)."""
+    """Whether ``value`` looks like an armored age message (begins with the armor line)."""
     return value.strip().startswith(ARMOR_BEGIN)
 
 
 def armor_problem(value: str) -> str | None:
-    """What is wrong with `value` as an armored age message, or None. Checks the frame only
+    """What is wrong with ``value`` as an armored age message, or None. Checks the frame only
     (armor lines, base64 body, age header): whether a key opens it is the sync's business."""
     lines = value.strip().splitlines()
     if not lines or lines[0].strip() != ARMOR_BEGIN:

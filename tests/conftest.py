@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _session_client_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """No `capstan` a test starts, even from a module-scoped fixture, reads or records
+    """No ``capstan`` a test starts, even from a module-scoped fixture, reads or records
     contexts in the user's ~/.capstan/config; $CAPSTAN_STATE_DIR is unset."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CAPSTAN_CONFIG", str(tmp_path_factory.mktemp("client") / "config"))

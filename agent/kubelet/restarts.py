@@ -1,5 +1,5 @@
 """What the kubelet remembers of each container's latest attempt, so that one removed from
-under it (`docker rm -f`) still counts as a restart.
+under it (``docker rm -f``) still counts as a restart.
 
 Docker keeps the restart bookkeeping on the containers themselves (the attempt label); a
 container removed by someone else takes its attempt number and exit with it. The sync loop
@@ -92,7 +92,7 @@ class RestartLedger:
         settled: set[PodUID],
     ) -> None:
         """Take one listing of the node's containers. A vanished latest attempt is judged
-        removed only for `settled` pods: no worker of theirs acted since the listing began
+        removed only for ``settled`` pods: no worker of theirs acted since the listing began
         (the kubelet's own stops and removals are not removals from under it)."""
         newest: dict[ContainerKey, ObservedContainer] = {}
         for c in observed:

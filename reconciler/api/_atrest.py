@@ -47,7 +47,7 @@ SECRETS_PREFIX = f"{REGISTRY}{plural('Secret')}/"
 
 
 def seal_secrets(store: Store, keys: DataKeys) -> Store:
-    """`store` with Secret values sealed on write and opened on read."""
+    """``store`` with Secret values sealed on write and opened on read."""
     return _SealingStore(store, keys)
 
 
@@ -56,7 +56,7 @@ class DataKeysMismatch(Exception):
 
 
 def check_data_keys(sealed: Store, *, keys_file: str) -> None:
-    """Raise :class:`DataKeysMismatch` when the keys `sealed` was wrapped with cannot open a
+    """Raise :class:`DataKeysMismatch` when the keys ``sealed`` was wrapped with cannot open a
     Secret already in the store: the state directory of a new replica on a shared etcd got
     a key of its own instead of a copy of the others' (checked at start-up, before the API
     server's cache would fail on the first Secret)."""

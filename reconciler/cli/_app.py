@@ -1,7 +1,7 @@
-"""The `capstan` command group; each subcommand lives in its own module of this package.
+"""The ``capstan`` command group; each subcommand lives in its own module of this package.
 
-Later commands (`up`, `plan`, `status`, `get`, ...) are added here with
-`cli.add_command`, so `capstan --help` lists them in one place.
+Later commands (``up``, ``plan``, ``status``, ``get``, ...) are added here with
+``cli.add_command``, so ``capstan --help`` lists them in one place.
 """
 
 from __future__ import annotations
@@ -55,5 +55,5 @@ cli.add_command(secret)
 
 
 def main() -> None:
-    """Console-script entry point (`capstan`)."""
+    """Console-script entry point (``capstan``)."""
     cli()

@@ -1,7 +1,7 @@
 """Options and error output shared by the commands that read a repository.
 
-`validate`, `render` and `plan` take the same repository argument and `--env`;
-`validate` and `render` report `ManifestErrors` the same way: one error per line on
+``validate``, ``render`` and ``plan`` take the same repository argument and ``--env``;
+``validate`` and ``render`` report ``ManifestErrors`` the same way: one error per line on
 stderr (control characters in file names and keys escaped, so each stays one line), or
 as JSON on stdout for programs.
 """
@@ -47,7 +47,7 @@ def env_option(function: F) -> F:
 def load_or_exit(
     path: Path, *, env: str | None, json_output: bool, subdir: str | None = None
 ) -> LoadedRepository:
-    """The loaded repository (only `subdir` of it, if given: a Kustomize overlay, an app
+    """The loaded repository (only ``subdir`` of it, if given: a Kustomize overlay, an app
     folder); on ManifestErrors, prints every error and exits 1."""
     try:
         return load_repository(path, env=env, subdir=subdir)
@@ -58,7 +58,7 @@ def load_or_exit(
 def check_secrets_or_exit(
     repository: LoadedRepository, *, path: Path, json_output: bool, require: bool
 ) -> LoadedRepository:
-    """Plaintext Secrets: a warning each on stderr, or errors (exit 1) when `require` or
+    """Plaintext Secrets: a warning each on stderr, or errors (exit 1) when ``require`` or
     the repository's ``.capstan.yaml`` asks for encrypted Secrets. Never opens a value."""
     try:
         required = require or requires_encryption(repository)

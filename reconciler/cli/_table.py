@@ -1,4 +1,4 @@
-"""Aligned text tables for the CLI's human output (`validate`, later `plan`, `status`, `get`).
+"""Aligned text tables for the CLI's human output (``validate``, ``status``, ``get``, ``history``).
 
 Columns are left-aligned and separated by three spaces, as kubectl prints
 them; numbers are right-aligned so they can be compared at a glance.

@@ -1,10 +1,10 @@
-"""`capstan history [--limit N]`: what was deployed, when, by whom, and what it produced.
+"""``capstan history [--limit N]``: what was deployed, when, by whom, and what it produced.
 
-One line per record of the sync log (`reconciler.sync.list_sync_records`): commits applied
-or refused, auto-rollbacks, and resyncs that repaired drift or failed (`resync x12`: twelve
+One line per record of the sync log (``reconciler.sync.list_sync_records``): commits applied
+or refused, auto-rollbacks, and resyncs that repaired drift or failed (``resync x12``: twelve
 identical ones in a row) — time, commit, author, outcome, trigger, the Deployment revisions
-it produced (`deployment@revision`, the revision of the ReplicaSet running the template it
-applied — what `capstan rollback` brings back) and the commit's subject. Resyncs that
+it produced (``deployment@revision``, the revision of the ReplicaSet running the template it
+applied — what ``capstan rollback`` brings back) and the commit's subject. Resyncs that
 changed nothing have no line: the last one is summed up below the table.
 """
 

@@ -1,8 +1,9 @@
 """``capstan get``, ``capstan describe`` and ``capstan events``: the cluster's objects for people.
 
-Read-only views over a ``ClusterView`` (``reconciler.cli._target``): kubectl-style tables,
-or the objects as YAML/JSON (``-o``). Secret values are never printed: every value of a
-Secret's ``data``/``stringData`` is replaced by a mask, in every output format.
+Read-only views over a ``ClusterView`` (``reconciler.cli._target``): the tables ``kubectl get``
+prints (the columns of :mod:`reconciler.columns`), or the objects as YAML/JSON (``-o``).
+Secret values are never printed: every value of a Secret's ``data``/``stringData`` is replaced
+by a mask, in every output format.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from reconciler.api import ApiError, EventRecord, NotFound
 from reconciler.cli._kinds import resolve_kind
 from reconciler.cli._table import format_table
 from reconciler.cli._target import make_target, open_cluster, target_options
-from reconciler.columns import age, columns
+from reconciler.columns import age, printed_table
 from schemas import KubeObject, Pod, Secret
 from schemas.pod import ContainerState
 
@@ -99,8 +100,14 @@ def get(
         where = "" if all_namespaces or not model.NAMESPACED else f" in namespace {ns}"
         click.echo(f"No {model.__name__} objects found{where}.", err=True)
         return
-    table = columns(model, wide=output == "wide", all_namespaces=all_namespaces)
-    click.echo(format_table([h for h, _ in table], [[f(o) for _, f in table] for o in items]))
+    headers, rows = printed_table(
+        [o.to_dict() for o in items],
+        kind=model.__name__,
+        wide=output == "wide",
+        all_namespaces=all_namespaces,
+        now=datetime.now(tz=UTC),
+    )
+    click.echo(format_table(headers, rows))
 
 
 def _parse_selector(text: str | None) -> dict[str, str] | None:

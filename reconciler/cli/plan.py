@@ -1,12 +1,12 @@
-"""`capstan plan`: what merging a change would do — objects, rollouts, pods per node, fit.
+"""``capstan plan``: what merging a change would do — objects, rollouts, pods per node, fit.
 
-The pull-request review step of the GitOps workflow (like `terraform plan
--detailed-exitcode`): compares a base ref with a head ref or the working tree, against the
-live cluster, a saved `capstan snapshot` (`--snapshot`) or the base commit alone
-(`--git-only`, for CI). The cluster is found as every other command finds it
-(`reconciler.cli._target`): `--cluster URL`, `--state-dir`, `--context`,
-`$CAPSTAN_STATE_DIR`, the current context of the client config, `~/.capstan`; when nothing
-names one and `~/.capstan` holds no Capstan, the base commit stands in. The "Observed:" line
+The pull-request review step of the GitOps workflow (like ``terraform plan
+-detailed-exitcode``): compares a base ref with a head ref or the working tree, against the
+live cluster, a saved ``capstan snapshot`` (``--snapshot``) or the base commit alone
+(``--git-only``, for CI). The cluster is found as every other command finds it
+(``reconciler.cli._target``): ``--cluster URL``, ``--state-dir``, ``--context``,
+``$CAPSTAN_STATE_DIR``, the current context of the client config, ``~/.capstan``; when nothing
+names one and ``~/.capstan`` holds no Capstan, the base commit stands in. The "Observed:" line
 says which was used, and why. Exit 0: no changes; 2: changes; 1: the head does not load,
 something would not fit, a cluster named cannot be read, or the command line is wrong.
 Reads only: the repository and the cluster are left exactly as they were.
@@ -44,7 +44,7 @@ __all__ = ["plan"]
 
 
 class _UsageError(click.UsageError):
-    """Exits 1, not click's usual 2: for `capstan plan` 2 means "changes", and a pipeline
+    """Exits 1, not click's usual 2: for ``capstan plan`` 2 means "changes", and a pipeline
     must not read a mistyped option as a change to review."""
 
     exit_code = EXIT_ERROR
@@ -192,7 +192,7 @@ def _observe(
 
 
 def _label(target: Target) -> str:
-    """Which cluster, and why that one: `/srv/capstan (context prod)`."""
+    """Which cluster, and why that one: ``/srv/capstan (context prod)``."""
     if target.origin == "--state-dir":
         return target.where
     return f"{target.where} ({target.origin})"

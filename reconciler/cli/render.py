@@ -1,8 +1,8 @@
-"""`capstan render PATH [--env ENV] [-o yaml|json]`: the objects exactly as Capstan sees them.
+"""``capstan render PATH [--env ENV] [-o yaml|json]``: the objects exactly as Capstan sees them.
 
 Templates rendered, defaults filled in (replicas, probe periods, namespace
-`default`, ...), in apply order. Secret values are masked unless
-`--show-secrets` is given, so the output can be pasted into a review.
+``default``, ...), in apply order. Secret values are masked unless
+``--show-secrets`` is given, so the output can be pasted into a review.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _SECRET_FIELDS = ("data", "stringData")
 
 
 class _ManifestDumper(yaml.SafeDumper):
-    """Writes multi-line strings (pages, scripts, configs) as `|` blocks, as people write them."""
+    """Writes multi-line strings (pages, scripts, configs) as ``|`` blocks, as people write them."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

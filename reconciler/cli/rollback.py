@@ -1,10 +1,10 @@
-"""`capstan rollback [--to SHA | --steps N] [--push] [--yes]`: undo deployed commits with a revert.
+"""``capstan rollback [--to SHA | --steps N] [--push] [--yes]``: undo deployed commits by reverts.
 
-Makes the `git revert` commit that restores the chosen state on the tracked branch
-(`reconciler.rollback`), shows its plan first (`reconciler.plan`, against the running
+Makes the ``git revert`` commit that restores the chosen state on the tracked branch
+(``reconciler.rollback``), shows its plan first (``reconciler.plan``, against the running
 cluster when one is reachable, so a reused ReplicaSet shows as reused), asks, then commits
-it to the local repository — which is the push when `capstan up` tracks this repository —
-and with `--push` sends it to `origin`. The cluster then follows as for any commit.
+it to the local repository — which is the push when ``capstan up`` tracks this repository —
+and with ``--push`` sends it to ``origin``. The cluster then follows as for any commit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`capstan schema [KIND]`: the fields Capstan reads, as JSON Schema (what validate checks).
+"""``capstan schema [KIND]``: the fields Capstan reads, as JSON Schema (what validate checks).
 
 Without KIND, lists the supported kinds; with one (``Deployment``, ``clusterrole``), prints
 its JSON Schema. The loader's messages about fields Capstan does not read point here.

@@ -1,8 +1,8 @@
-"""`capstan secret keygen|encrypt|decrypt|edit|rotate`: age-sealed Secrets for Git.
+"""``capstan secret keygen|encrypt|decrypt|edit|rotate``: age-sealed Secrets for Git.
 
 People and CI call these on manifest files; the control plane opens the values at sync with
-its own identity (`capstan up --age-identity`). Plaintext goes only to stdout (`decrypt`) or a
-0600 temporary file that `edit` removes; it never goes to an error message. docs/secrets.md
+its own identity (``capstan up --age-identity``). Plaintext goes only to stdout (``decrypt``) or a
+0600 temporary file that ``edit`` removes; it never goes to an error message. docs/secrets.md
 describes the format.
 """
 

@@ -1,8 +1,8 @@
-"""`capstan snapshot -o FILE`: save the cluster as `capstan plan --snapshot FILE` reads it.
+"""``capstan snapshot -o FILE``: save the cluster as ``capstan plan --snapshot FILE`` reads it.
 
 For reviewing changes where the cluster cannot be reached (a CI runner outside the
 network): take a snapshot where it can, hand the file over. Reads only; Secret values are
-never written (`reconciler.snapshot`).
+never written (``reconciler.snapshot``).
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ def _record_context(app: CapstanApp, name: str | None) -> None:
 
 
 def _context_name(state_dir: Path, known: dict[str, Path | None]) -> str:
-    """The context already naming `state_dir`, else `capstan` for ``~/.capstan``, else the
+    """The context already naming ``state_dir``, else ``capstan`` for ``~/.capstan``, else the
     directory's name — with a number added while another state directory has it."""
     for name, other in known.items():
         if other is not None and other.resolve() == state_dir:

@@ -1,4 +1,4 @@
-"""`capstan validate PATH [--env ENV]`: would this repository load? (CI for GitOps repos.)
+"""``capstan validate PATH [--env ENV]``: would this repository load? (CI for GitOps repos.)
 
 Runs the same loader the sync loop runs on each commit; exit 0 with a summary
 of the objects by kind and namespace (and, on stderr, a warning for each object of a kind

@@ -17,7 +17,7 @@ records itself as a context and becomes the current one::
 ``state-dir`` (Capstan's own key) names the state directory of a ``capstan up`` on this
 machine: the CLI then finds it there as with ``--state-dir`` (its API when it serves one,
 else its store). A context without one reaches its ``server`` only. ``capstan config``
-lists and switches contexts (`contexts`, `use_context`); ``reconciler.cli._target`` picks
+lists and switches contexts (``contexts``, ``use_context``); ``reconciler.cli._target`` picks
 one for every command.
 
 Typed calls return ``schemas`` objects; error responses (Kubernetes ``Status`` bodies) raise

@@ -195,7 +195,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _upsert(entries: Any, name: str, section: str, value: dict[str, str]) -> list[Any]:
-    """`entries` (a kubeconfig list) with the entry `name` replaced by `value`."""
+    """``entries`` (a kubeconfig list) with the entry ``name`` replaced by ``value``."""
     if entries is not None and not isinstance(entries, list):
         raise ConfigError(f"the {section}s of the client config must be a list")
     kept = [e for e in entries or [] if not (isinstance(e, dict) and e.get("name") == name)]

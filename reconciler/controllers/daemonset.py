@@ -34,30 +34,11 @@ from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.scheduler.filters import selector_matches, untolerated_taint
 from reconciler.scheduler.nodeinfo import node_info
 from reconciler.workloads.deployment import pod_template_hash
+from reconciler.workloads.sets import DAEMON_TOLERATIONS, REVISION_LABEL
 from schemas import Node, ObjectKey, ObjectMeta, Pod, resolve_int_or_percent
 from schemas.apps import DaemonSet, DaemonSetStatus
-from schemas.pod import Toleration
 
 __all__ = ["DAEMON_TOLERATIONS", "REVISION_LABEL", "DaemonSetController", "daemon_pod_manifest"]
-
-REVISION_LABEL = "controller-revision-hash"
-#: What Kubernetes' daemonset controller adds to every daemon pod.
-DAEMON_TOLERATIONS: tuple[Toleration, ...] = (
-    *(
-        Toleration(key=f"node.kubernetes.io/{key}", operator="Exists", effect="NoExecute")
-        for key in ("not-ready", "unreachable")
-    ),
-    *(
-        Toleration(key=f"node.kubernetes.io/{key}", operator="Exists", effect="NoSchedule")
-        for key in (
-            "disk-pressure",
-            "memory-pressure",
-            "pid-pressure",
-            "unschedulable",
-            "network-unavailable",
-        )
-    ),
-)
 
 
 def daemon_pod_manifest(ds: DaemonSet, node: str, template_hash: str) -> dict[str, object]:

@@ -33,6 +33,7 @@ from reconciler.controllers._pods import (
 )
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.workloads.deployment import pod_template_hash
+from reconciler.workloads.sets import REVISION_LABEL, claim_name
 from schemas import ObjectKey, ObjectMeta, Pod
 from schemas._validation import dns1123_label_problem
 from schemas.apps import StatefulSet, StatefulSetStatus
@@ -42,12 +43,7 @@ from schemas.storage import PersistentVolumeClaim
 __all__ = ["POD_NAME_LABEL", "REVISION_LABEL", "StatefulSetController", "claim_name"]
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
-REVISION_LABEL = "controller-revision-hash"
 _INDEX_LABEL = "apps.kubernetes.io/pod-index"
-
-
-def claim_name(template: str, sts: StatefulSet, ordinal: int) -> str:
-    return f"{template}-{sts.name}-{ordinal}"
 
 
 def _ordinal(sts: StatefulSet, pod: Pod) -> int | None:

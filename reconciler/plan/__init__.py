@@ -1,11 +1,11 @@
-"""`capstan plan`: what merging a change would do, before it is merged.
+"""``capstan plan``: what merging a change would do, before it is merged.
 
-Offers `make_plan(repo, *, base, head, env, subdir, observed) -> Plan` (load both sides,
+Offers ``make_plan(repo, *, base, head, env, subdir, observed) -> Plan`` (load both sides,
 diff, predict rollouts, place pods with the scheduler's dry run) and the renderers
-`render_text`, `render_markdown`, `render_json`. The pieces, in data-flow order:
-`sides` (load the base and the head), `cluster` (the observed cluster: live, a snapshot, or
-the base commit), `workload` (rollouts, pods starting and stopping), `capacity` (the
-scheduler's verdict), `build` (the `Plan`), `model` (the data), `render` (the output).
+``render_text``, ``render_markdown``, ``render_json``. The pieces, in data-flow order:
+``sides`` (load the base and the head), ``cluster`` (the observed cluster: live, a snapshot, or
+the base commit), ``workload`` (rollouts, pods starting and stopping), ``capacity`` (the
+scheduler's verdict), ``build`` (the ``Plan``), ``model`` (the data), ``render`` (the output).
 Nothing here writes to the cluster or the repository.
 """
 
@@ -72,9 +72,9 @@ def make_plan(
     incremental: bool = True,
     no_cluster: str | None = None,
 ) -> Plan:
-    """The plan of going from `base` (a ref) to `head` (a ref, or None: the working tree),
-    against `observed` (None: the base commit's own Node manifests and workloads; then
-    `no_cluster` says why)."""
+    """The plan of going from ``base`` (a ref) to ``head`` (a ref, or None: the working tree),
+    against ``observed`` (None: the base commit's own Node manifests and workloads; then
+    ``no_cluster`` says why)."""
     started = time.perf_counter()
     sides = load_sides(
         repo, base=base, head=head, env=env, subdir=subdir, git_dir=git_dir, incremental=incremental

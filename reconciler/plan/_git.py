@@ -1,9 +1,9 @@
-"""Read-only access to the commits `capstan plan` compares: resolve refs, list trees, export.
+"""Read-only access to the commits ``capstan plan`` compares: resolve refs, list trees, export.
 
-`capstan plan` runs in CI on a checkout where the base is a remote-tracking ref
-(`origin/main`), which `GitSource.fetch` (heads and tags only) does not bring into its
+``capstan plan`` runs in CI on a checkout where the base is a remote-tracking ref
+(``origin/main``), which ``GitSource.fetch`` (heads and tags only) does not bring into its
 cache; so plan reads the user's repository directly, with plumbing commands that write
-nothing into it: `rev-parse`, `ls-tree`, and `cat-file --batch` to write one commit's
+nothing into it: ``rev-parse``, ``ls-tree``, and ``cat-file --batch`` to write one commit's
 files into a private temporary directory. No index, no hooks, no filters, no checkout.
 The tree listing carries each file's blob id, which is how plan knows which files changed
 between the two sides without reading them.
@@ -54,7 +54,7 @@ class Commit:
 
 
 class RepoReader:
-    """Plumbing reads of the repository at `root` (a working tree or a bare repository)."""
+    """Plumbing reads of the repository at ``root`` (a working tree or a bare repository)."""
 
     def __init__(self, root: Path, *, git_dir: Path | None = None) -> None:
         self.root = Path(root)
@@ -74,7 +74,7 @@ class RepoReader:
 
     @property
     def prefix(self) -> str:
-        """Where `root` sits inside the repository ('' at the top)."""
+        """Where ``root`` sits inside the repository ('' at the top)."""
         rel = self.root.resolve().relative_to(self.toplevel).as_posix()
         return "" if rel == "." else rel
 
@@ -95,7 +95,7 @@ class RepoReader:
         return proc.stdout.decode(errors="replace").strip()
 
     def resolve(self, ref: str) -> Commit:
-        """`ref` (branch, remote-tracking ref, tag, sha, `HEAD~2`) as a commit."""
+        """``ref`` (branch, remote-tracking ref, tag, sha, ``HEAD~2``) as a commit."""
         if not ref or ref.startswith("-"):
             raise GitReadError(f"invalid ref {ref!r}")
         sha = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
@@ -106,7 +106,7 @@ class RepoReader:
         return Commit(sha=sha, author=author, subject=subject)
 
     def tree(self, sha: str, *, prefix: str = "") -> dict[str, TreeEntry]:
-        """Every file of commit `sha` under `prefix` (a directory relative to the repository
+        """Every file of commit ``sha`` under ``prefix`` (a directory relative to the repository
         root, '' for all), by path relative to that directory."""
         out = subprocess.run(
             self._argv("ls-tree", "-r", "-z", "--full-tree", sha),
@@ -133,8 +133,8 @@ class RepoReader:
         return entries
 
     def export(self, entries: Mapping[str, TreeEntry], dest: Path) -> Path:
-        """Write `entries` (from `tree`) under `dest`; returns `dest`. Reads blobs in one
-        `cat-file --batch` call. Paths that would leave `dest` are refused."""
+        """Write ``entries`` (from ``tree``) under ``dest``; returns ``dest``. Reads blobs in one
+        ``cat-file --batch`` call. Paths that would leave ``dest`` are refused."""
         dest.mkdir(parents=True, exist_ok=True)
         ordered = list(entries.values())
         request = b"".join(f"{entry.blob}\n".encode() for entry in ordered)
@@ -179,8 +179,8 @@ def _inside(dest: Path, path: str) -> Path:
 
 
 def worktree_listing(root: Path) -> dict[str, TreeEntry]:
-    """The working tree's files with Git blob ids computed here (as `git hash-object`
-    would), skipping hidden entries as the loader does: `.git`, `.venv`, `.github`."""
+    """The working tree's files with Git blob ids computed here (as ``git hash-object``
+    would), skipping hidden entries as the loader does: ``.git``, ``.venv``, ``.github``."""
     entries: dict[str, TreeEntry] = {}
     root = Path(root)
     for dirpath, dirnames, filenames in os.walk(root):

@@ -1,9 +1,9 @@
-"""Putting a plan together: two sides, the observed cluster → a `Plan` (data, no output).
+"""Putting a plan together: two sides, the observed cluster → a ``Plan`` (data, no output).
 
-The object diff is the sync engine's own (`reconciler.sync.plan_sync`, pure), run with the
+The object diff is the sync engine's own (``reconciler.sync.plan_sync``, pure), run with the
 base as if it were live: what it reports is what a sync of the head would write after the
-base. Workloads and capacity come from `workload` and `capacity`; without an observed
-cluster, the base commit stands in for it (`cluster.from_base`).
+base. Workloads and capacity come from ``workload`` and ``capacity``; without an observed
+cluster, the base commit stands in for it (``cluster.from_base``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _summary(side: Side) -> SideSummary:
 
 
 def object_document(obj: KubeObject) -> dict[str, Any]:
-    """The part of `obj` Git owns, for showing; Secret values masked."""
+    """The part of ``obj`` Git owns, for showing; Secret values masked."""
     doc = comparable(obj)
     doc["metadata"]["labels"].pop(MANAGED_BY_LABEL, None)
     doc["metadata"] = {
@@ -66,8 +66,8 @@ def object_document(obj: KubeObject) -> dict[str, Any]:
 def build_plan(
     sides: Sides, observed: ObservedCluster | None = None, *, no_cluster: str | None = None
 ) -> Plan:
-    """The plan of `sides` against `observed`; without one, against the base commit
-    (`no_cluster` says why none was observed)."""
+    """The plan of ``sides`` against ``observed``; without one, against the base commit
+    (``no_cluster`` says why none was observed)."""
     started = time.perf_counter()
     base, head = sides.base, sides.head
     base_objects = [o.obj for o in base.objects]
@@ -147,7 +147,7 @@ def _with_daemons(
     nodes: tuple[NodeChanges, ...], views: Sequence[WorkloadView]
 ) -> tuple[NodeChanges, ...]:
     """The scheduler's node changes plus the DaemonSet pods, which their controller binds to
-    each node itself (`ns/daemonset@node` in a view's starts)."""
+    each node itself (``ns/daemonset@node`` in a view's starts)."""
     extra: dict[str, list[str]] = {}
     for view in views:
         if view.key.kind == "DaemonSet":

@@ -1,6 +1,6 @@
 """The capacity verdict: will the pods a change starts fit, and where will they go?
 
-Runs the real scheduler's dry run (`reconciler.scheduler.plan`, the same filter and score
+Runs the real scheduler's dry run (``reconciler.scheduler.plan``, the same filter and score
 code that binds pods in the cluster) over the observed nodes, with the pods that keep
 running counted and the pods the change stops already gone — the state after the rollout.
 Pods that fit nowhere come back with the scheduler's own sentence ("0/3 nodes are

@@ -1,10 +1,10 @@
 """The observed side of a plan: nodes, the pods bound to them, the ReplicaSets that exist.
 
 A plan says which pods start and stop on which node, so it needs the cluster as it is: read
-live (`--cluster`, through `reconciler.api.Api` or `reconciler.client.Client`), from a saved
-`capstan snapshot` (`--snapshot`), or — with neither — simulated from the base commit: its
-Node manifests are the fleet (capacity from `spec.capacity`), and its workloads are placed
-by the real scheduler's dry run (`reconciler.scheduler.plan`) as the cluster would have them.
+live (``--cluster``, through ``reconciler.api.Api`` or ``reconciler.client.Client``), from a saved
+``capstan snapshot`` (``--snapshot``), or — with neither — simulated from the base commit: its
+Node manifests are the fleet (capacity from ``spec.capacity``), and its workloads are placed
+by the real scheduler's dry run (``reconciler.scheduler.plan``) as the cluster would have them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ UNKNOWN_CAPACITY_NOTE = "no spec.capacity in Git and no observed status: resourc
 
 @dataclass(frozen=True)
 class ObservedCluster:
-    """`source` says where the picture comes from (shown in the plan)."""
+    """``source`` says where the picture comes from (shown in the plan)."""
 
     source: str
     nodes: tuple[NodeInfo, ...]
@@ -61,7 +61,7 @@ def from_reader(reader: ObjectReader, *, label: str) -> ObservedCluster:
 def from_base(
     objects: Sequence[KubeObject], *, label: str, reason: str | None = None
 ) -> ObservedCluster:
-    """The cluster as the base commit would have made it (nothing observed; `reason` says
+    """The cluster as the base commit would have made it (nothing observed; ``reason`` says
     why, in the plan's "Observed" line)."""
     nodes: list[NodeInfo] = []
     notes: list[str] = []

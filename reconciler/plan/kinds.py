@@ -1,14 +1,14 @@
 """What a change does to the workload kinds beside Deployments: StatefulSet, DaemonSet, Job,
-CronJob — one `WorkloadView` each (a line or a few for people), plus the pods the scheduler
+CronJob — one ``WorkloadView`` each (a line or a few for people), plus the pods the scheduler
 will be asked to place (StatefulSet and Job pods; DaemonSet pods are bound by their controller
 and are listed per node instead).
 
 Pure over plain objects, and faithful to the controllers' own rules, imported rather than
-copied: StatefulSet pods are `<set>-<ordinal>` with claims `<template>-<set>-<ordinal>`
-(`reconciler.controllers.statefulset.claim_name`), created in ordinal order (OrderedReady) and
-updated from the highest ordinal down to `partition`; a DaemonSet's pod goes on each node its
+copied: StatefulSet pods are ``<set>-<ordinal>`` with claims ``<template>-<set>-<ordinal>``
+(``reconciler.workloads.sets.claim_name``), created in ordinal order (OrderedReady) and
+updated from the highest ordinal down to ``partition``; a DaemonSet's pod goes on each node its
 nodeSelector and tolerations (plus the daemon tolerations) accept; a Job starts
-`min(parallelism, completions)` pods; a CronJob's next run is its schedule's next fire time in
+``min(parallelism, completions)`` pods; a CronJob's next run is its schedule's next fire time in
 its time zone.
 """
 
@@ -18,13 +18,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from reconciler.controllers.daemonset import DAEMON_TOLERATIONS
-from reconciler.controllers.deployment import pod_template_hash
-from reconciler.controllers.statefulset import REVISION_LABEL, claim_name
 from reconciler.plan.model import PodStop, WorkloadView
 from reconciler.plan.workload import changed_objects
 from reconciler.scheduler import NodeInfo, PodInfo, PodKey, pod_info
 from reconciler.scheduler.filters import selector_matches, untolerated_taint
+from reconciler.workloads.deployment import pod_template_hash
+from reconciler.workloads.sets import DAEMON_TOLERATIONS, REVISION_LABEL, claim_name
 from schemas import KubeObject, ObjectKey, ObjectMeta, Pod, PodTemplateSpec
 from schemas.apps import DaemonSet, StatefulSet
 from schemas.batch import CronJob, Job

@@ -1,7 +1,7 @@
 """What a plan is, as data: the renderers print it, the CLI turns it into an exit code.
 
-Built by `reconciler.plan.build` from the two sides (`sides`), the observed cluster
-(`cluster`), the workload prediction (`workload`) and the scheduler's dry run (`capacity`).
+Built by ``reconciler.plan.build`` from the two sides (``sides``), the observed cluster
+(``cluster``), the workload prediction (``workload``) and the scheduler's dry run (``capacity``).
 Nothing here reads or writes anything.
 """
 
@@ -41,8 +41,8 @@ RolloutAction = Literal["create", "new-replicaset", "reuse", "scale", "delete", 
 
 @dataclass(frozen=True)
 class ObjectDiff:
-    """One object added, changed or removed. `document` is the whole object (Git-owned
-    part, Secret values masked) for an add or a remove; `fields` the changes for a change."""
+    """One object added, changed or removed. ``document`` is the whole object (Git-owned
+    part, Secret values masked) for an add or a remove; ``fields`` the changes for a change."""
 
     action: DiffAction
     key: ObjectKey
@@ -79,9 +79,9 @@ class Rollout:
 
 @dataclass(frozen=True)
 class WorkloadView:
-    """What the controller of a StatefulSet, DaemonSet, Job or CronJob will do (`action`:
-    create, update or delete): `lines` for people, the pods it starts (`ns/name`, or
-    `ns/daemonset@node` for a DaemonSet's) and stops."""
+    """What the controller of a StatefulSet, DaemonSet, Job or CronJob will do (``action``:
+    create, update or delete): ``lines`` for people, the pods it starts (``ns/name``, or
+    ``ns/daemonset@node`` for a DaemonSet's) and stops."""
 
     key: ObjectKey
     action: str
@@ -105,7 +105,7 @@ class NodeChanges:
 
 @dataclass(frozen=True)
 class Unfit:
-    """A pod no node can take, and the scheduler's sentence for why. `owner` is the object
+    """A pod no node can take, and the scheduler's sentence for why. ``owner`` is the object
     in Git that starts it (None: a pod the plan cannot trace to one)."""
 
     pod: str
@@ -116,7 +116,7 @@ class Unfit:
 @dataclass(frozen=True)
 class UnfitGroup:
     """The pods of one owner that fit nowhere for one reason, counted as the scheduler's
-    events count them: `count` of the `total` pods the owner starts."""
+    events count them: ``count`` of the ``total`` pods the owner starts."""
 
     owner: ObjectKey | None
     message: str
@@ -131,7 +131,7 @@ class UnfitGroup:
         return f"{key.namespace}/{key.name}" if key.namespace else key.name
 
     def sentence(self) -> str:
-        """`shop/web: 980 of 1000 new pods do not fit: 0/1 nodes are available: ...`"""
+        """``shop/web: 980 of 1000 new pods do not fit: 0/1 nodes are available: ...``"""
         pods = "new pod" if self.total == 1 else "new pods"
         verb = "does" if self.count == 1 else "do"
         return (
@@ -141,7 +141,7 @@ class UnfitGroup:
 
 @dataclass(frozen=True)
 class Capacity:
-    """`unschedulable` lists every pod that fits nowhere; `unfit_groups` the same pods
+    """``unschedulable`` lists every pod that fits nowhere; ``unfit_groups`` the same pods
     grouped by owner and reason, for people."""
 
     observed: str
@@ -198,7 +198,7 @@ class Plan:
     @property
     def exit_code(self) -> int:
         """0 no changes, 2 changes, 1 head invalid or something would not fit
-        (as `terraform plan -detailed-exitcode`)."""
+        (as ``terraform plan -detailed-exitcode``)."""
         if self.errors or not self.capacity.fits:
             return EXIT_ERROR
         return EXIT_CHANGES if self.has_changes else EXIT_NO_CHANGES

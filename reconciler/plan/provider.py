@@ -1,9 +1,9 @@
-"""`GET /capstan/v1/plan?ref=REF` for the API server: what syncing a ref would change here.
+"""``GET /capstan/v1/plan?ref=REF`` for the API server: what syncing a ref would change here.
 
-Wired by `capstan up` into `reconciler.api.server.ServerHooks(plan=...)`. The base is the
-commit live in this cluster (the sync state), the head is `ref` (default: the tracked
+Wired by ``capstan up`` into ``reconciler.api.server.ServerHooks(plan=...)``. The base is the
+commit live in this cluster (the sync state), the head is ``ref`` (default: the tracked
 branch's head), and the observed side is this cluster read through the API — so the answer
-is the plan a sync of `ref` would carry out now. Read-only: a fetch into the Git cache,
+is the plan a sync of ``ref`` would carry out now. Read-only: a fetch into the Git cache,
 lists through the API.
 """
 
@@ -24,7 +24,7 @@ __all__ = ["plan_provider"]
 def plan_provider(
     api: Api, source: GitSource, *, env: str | None = None, subdir: str | None = None
 ) -> Callable[[str | None], dict[str, Any]]:
-    """A `plan(ref | None) -> dict` callable (the JSON of `capstan plan -o json`)."""
+    """A ``plan(ref | None) -> dict`` callable (the JSON of ``capstan plan -o json``)."""
 
     def provide(ref: str | None) -> dict[str, Any]:
         source.fetch()

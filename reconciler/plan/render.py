@@ -1,14 +1,14 @@
 """A plan as text (terminal), Markdown (a pull-request comment) or JSON (programs).
 
-The last step of `capstan plan`; pure functions of a `Plan`. Output is deterministic (no
+The last step of ``capstan plan``; pure functions of a ``Plan``. Output is deterministic (no
 clock, no randomness) so a golden file can pin it. Values only ever come from the plan's
-diffs, which mask Secret values already (`reconciler.diff`); a Secret's document is masked
+diffs, which mask Secret values already (``reconciler.diff``); a Secret's document is masked
 again here in case a caller built one by hand.
 
 What a pull request brings is untrusted: file names, keys and values are printed one line
-each (`reconciler.display.one_line`), and in Markdown quoted for where they land (a code
+each (``reconciler.display.one_line``), and in Markdown quoted for where they land (a code
 span, HTML, a table cell, a code fence longer than any backtick run inside). Pods that fit
-nowhere are shown grouped by owner and reason; `-o json` keeps every pod. The Markdown is a
+nowhere are shown grouped by owner and reason; ``-o json`` keeps every pod. The Markdown is a
 pull-request comment, so it stays under GitHub's 65,536-character limit whatever the change:
 each section gets a fair share of the room and says what it leaves out and how to see it.
 """
@@ -80,7 +80,7 @@ def _text_diff(before: str, after: str) -> list[str]:
 
 
 def field_diff_lines(change: FieldChange) -> list[str]:
-    """One field's change as YAML lines: `path:` then `-` old and `+` new values."""
+    """One field's change as YAML lines: ``path:`` then ``-`` old and ``+`` new values."""
     lines = [f"  {change.path}:"]
     before, after = change.before, change.after
     if (
@@ -137,7 +137,7 @@ def _steps(r: Rollout) -> str:
 
 
 def _pods(names: Sequence[str]) -> str:
-    """Pod names, replicas of one ReplicaSet folded: `shop/web-5f7c9-* (3)`."""
+    """Pod names, replicas of one ReplicaSet folded: ``shop/web-5f7c9-* (3)``."""
     if not names:
         return "-"
     groups: dict[str, int] = {}
@@ -260,7 +260,7 @@ def _longest_backticks(texts: Iterable[str]) -> int:
 
 
 def _code(text: str) -> str:
-    """`text` as a code span, whatever backticks it holds."""
+    """``text`` as a code span, whatever backticks it holds."""
     fence = "`" * (_longest_backticks([text]) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
@@ -287,8 +287,8 @@ def _md_rows(rows: Iterable[Sequence[object]]) -> list[str]:
 @dataclass
 class _Item:
     """One entry of a section (a list entry, a table row, one object's diff). An item with
-    `keep` > 0 may lose lines from the end of `lines` but keeps its first `keep` lines (up to
-    the opening fence and one line) and its `tail` (the closing fence); `keep` 0: whole or
+    ``keep`` > 0 may lose lines from the end of ``lines`` but keeps its first ``keep`` lines (up to
+    the opening fence and one line) and its ``tail`` (the closing fence); ``keep`` 0: whole or
     not at all."""
 
     lines: list[str]
@@ -300,7 +300,7 @@ class _Item:
         return _size(self.lines) + _size(self.tail)
 
     def cut(self, room: int) -> _Item | None:
-        """This item shortened to `room` bytes with a line saying what went, or None."""
+        """This item shortened to ``room`` bytes with a line saying what went, or None."""
         keep: list[str] = []
         used = _size(self.tail) + 80  # the "… more lines" line
         for line in self.lines:
@@ -316,8 +316,8 @@ class _Item:
 
 @dataclass
 class _Section:
-    """A part of the comment: `head` (a heading, a table header) and the `items` under it,
-    `noun` naming them in the note that says how many were left out."""
+    """A part of the comment: ``head`` (a heading, a table header) and the ``items`` under it,
+    ``noun`` naming them in the note that says how many were left out."""
 
     noun: str
     head: list[str]
@@ -329,7 +329,7 @@ def _size(lines: Iterable[str]) -> int:
 
 
 def _shares(needs: Sequence[int], room: int) -> list[int]:
-    """Split `room` fairly: sections that need less than an equal share get all they need,
+    """Split ``room`` fairly: sections that need less than an equal share get all they need,
     the rest share what is left equally."""
     shares = [0] * len(needs)
     left = room
@@ -341,7 +341,7 @@ def _shares(needs: Sequence[int], room: int) -> list[int]:
 
 
 def _fit(sections: Sequence[_Section], room: int) -> list[str]:
-    """The sections' lines within `room` bytes: each keeps its head and as many items as its
+    """The sections' lines within ``room`` bytes: each keeps its head and as many items as its
     share holds, then a note saying how many it leaves out and where to see them."""
     if sum(_size(s.head) + sum(i.size for i in s.items) for s in sections) <= room:
         return [
@@ -406,7 +406,7 @@ def _object_item(diff: ObjectDiff) -> _Item:
 
 def render_markdown(plan: Plan, *, budget: int = _MARKDOWN_BUDGET) -> str:
     """A pull-request comment: a summary table first, then the sections, the whole under
-    `budget` bytes of UTF-8 (a change of any size; sections cut say so)."""
+    ``budget`` bytes of UTF-8 (a change of any size; sections cut say so)."""
     icon = "❌" if plan.exit_code == 1 else ("📝" if plan.has_changes else "✅")
     out = [f"### {icon} Capstan plan: {_code(plan.base.label)} → {_code(plan.head.label)}", ""]
     out += _md_table(

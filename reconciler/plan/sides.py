@@ -1,11 +1,11 @@
-"""The two sides `capstan plan` compares: a base commit and a head (commit or working tree).
+"""The two sides ``capstan plan`` compares: a base commit and a head (commit or working tree).
 
 First step of a plan: each side rendered and validated by the same loader the sync loop runs
-(`reconciler.source.load_repository`), so a head that would not sync shows its errors here,
+(``reconciler.source.load_repository``), so a head that would not sync shows its errors here,
 file:line. Loading is the slow part (~2,000 objects/s), and a pull request usually changes a
 few files of a large repository, so the base is not loaded again when that is not needed:
 both trees are listed with their Git blob ids, and when every changed file is a plain
-manifest (no template, values file or `.capstanignore` involved), the base's objects are the
+manifest (no template, values file or ``.capstanignore`` involved), the base's objects are the
 head's objects from the unchanged files plus a parse of the base's version of the changed
 files only. Anything else falls back to loading the base in full.
 """
@@ -71,9 +71,9 @@ def load_sides(
     git_dir: Path | None = None,
     incremental: bool = True,
 ) -> Sides:
-    """Load `base` (a ref) and `head` (a ref, or None for the working tree at `repo`).
-    Reads the repository (its objects from `git_dir` when given); writes only private
-    temporary directories. `incremental=False` always loads the base in full."""
+    """Load ``base`` (a ref) and ``head`` (a ref, or None for the working tree at ``repo``).
+    Reads the repository (its objects from ``git_dir`` when given); writes only private
+    temporary directories. ``incremental=False`` always loads the base in full."""
     reader = RepoReader(repo, git_dir=git_dir)
     base_commit = reader.resolve(base)
     base_tree = reader.tree(base_commit.sha, prefix=reader.prefix)

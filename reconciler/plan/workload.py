@@ -1,8 +1,8 @@
 """What a change does to workloads: per Deployment the rollout, and which pods start and stop.
 
 Pure over plain objects. The Deployment controller's own rules decide, imported rather than
-copied: a Deployment's pods come from the ReplicaSet `<name>-<pod-template-hash>`
-(`reconciler.workloads.deployment.pod_template_hash`), and an existing ReplicaSet whose
+copied: a Deployment's pods come from the ReplicaSet ``<name>-<pod-template-hash>``
+(``reconciler.workloads.deployment.pod_template_hash``), and an existing ReplicaSet whose
 template hashes the same is *reused* — scaled back up with the next revision — instead of a
 new one (the rollback path: no new hash, no new image pull). The steps are the rolling
 update's arithmetic (maxSurge up, maxUnavailable down, counting new pods as available when
@@ -54,7 +54,7 @@ _WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "Pod")
 
 @dataclass(frozen=True)
 class WorkloadChanges:
-    """`owners` maps each started pod's key to the object in Git that starts it (a
+    """``owners`` maps each started pod's key to the object in Git that starts it (a
     Deployment, a ReplicaSet or the Pod itself): the capacity report groups by it."""
 
     rollouts: tuple[Rollout, ...]
@@ -121,7 +121,7 @@ def _replicaset_for(d: Deployment, *, replicas: int) -> ReplicaSet:
 
 
 def expand_pods(objects: Iterable[KubeObject], replicasets: Iterable[ReplicaSet]) -> Iterator[Pod]:
-    """The pods the ReplicaSets and the bare Pods of `objects` stand for (unbound)."""
+    """The pods the ReplicaSets and the bare Pods of ``objects`` stand for (unbound)."""
     for rs in replicasets:
         base = _template_pod(
             rs.spec.template,
@@ -196,8 +196,8 @@ def predict(
     replicasets: Sequence[ReplicaSet],
 ) -> WorkloadChanges:
     """Rollouts, pods to start (unbound, for the scheduler) and pods to stop, for every
-    workload object that differs between `base` and `head`, against the observed `pods`
-    and `replicasets`."""
+    workload object that differs between ``base`` and ``head``, against the observed ``pods``
+    and ``replicasets``."""
     by_owner: dict[str, list[Pod]] = defaultdict(list)
     for pod in pods:
         uid = _controller_uid(pod)
@@ -227,7 +227,7 @@ def predict(
 def changed_objects(
     base: Sequence[KubeObject], head: Sequence[KubeObject], kinds: Iterable[str]
 ) -> Iterator[tuple[ObjectKey, KubeObject | None, KubeObject | None]]:
-    """(key, before, after) for each object of `kinds` added, changed or removed, by key."""
+    """(key, before, after) for each object of ``kinds`` added, changed or removed, by key."""
     wanted = frozenset(kinds)
     base_by = {o.key: o for o in base if o.kind in wanted}
     head_by = {o.key: o for o in head if o.kind in wanted}

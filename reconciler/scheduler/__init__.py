@@ -3,8 +3,9 @@
 Offers the pure placement core — plain data (:class:`NodeInfo`, :class:`PodInfo`, built from
 API objects by :func:`node_info` / :func:`pod_info`), the incremental :class:`ClusterState`,
 :func:`select_node` for one pod and :func:`plan` for a dry run over many (``capstan plan``) —
-and :class:`Scheduler`, the thin live loop on top: pod and node watches through
-``reconciler.api`` feed the state, each pending pod is placed, assumed and bound.
+and :class:`Scheduler`, the controller on top (keyed by pod, highest priority first): pod and
+node watches through ``reconciler.api`` feed the state, each pending pod is placed, assumed
+and bound.
 """
 
 from reconciler.scheduler.bind import SCHEDULER_NAME, Scheduler

@@ -1,10 +1,10 @@
 """The live scheduler: watch pods and nodes, place each pending pod, assume it, bind it.
 
-A thin loop over the pure core (``placement.select_node`` on a ``ClusterState``), run by the
-controller manager as a component. Data flow::
+A :class:`~reconciler.controllers.runtime.Controller` keyed by pod over the pure core
+(``placement.select_node`` on a ``ClusterState``), run by the controller manager. Data flow::
 
-    Pod/Node informers ──► ClusterState (bound pods, nodes)      pending pod keys ──► queue
-    queue ──► select_node ──► assume (counted at once) ──► bind pool ──► Api.bind
+    Pod/Node informers ──► ClusterState (bound pods, nodes)   pending pod keys ──► work queue
+    work queue (by priority) ──► reconcile: select_node ──► assume ──► bind pool ──► Api.bind
                          └──► Unschedulable: PodScheduled=False + Event, parked
 
 Like kube-scheduler, a chosen pod is *assumed* on its node before the bind write returns, so
@@ -14,10 +14,10 @@ fits nowhere is *parked*: it is tried again when the cluster changes in a way th
 (a node added or changed, a placed pod deleted or finished) and, as a safety net, after
 ``unschedulable_retry_s`` — never in a hot loop. Its own status write does not wake it.
 Pods go by priority (``spec.priority``, else the value of their ``priorityClassName``'s
-PriorityClass, else the globalDefault class's, else 0): the pods queued together are taken
-highest first, and a pod that fits nowhere preempts — deletes, with an Event ``Preempted`` —
-the fewest lower-priority pods of one node that make room (unless its preemptionPolicy is
-Never); it is placed once they are gone.
+PriorityClass, else the globalDefault class's, else 0): the work queue hands out the
+highest-priority ready pod first, and a pod that fits nowhere preempts — deletes, with an
+Event ``Preempted`` — the fewest lower-priority pods of one node that make room (unless its
+preemptionPolicy is Never); it is placed once they are gone.
 A pod that mounts a PersistentVolumeClaim bound to a node may only go to that node; a claim
 not yet bound is bound to the node its first pod is bound to.
 """
@@ -31,7 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.api import ApiError, Conflict, NotFound, now_utc
-from reconciler.controllers.runtime import ControllerContext, InformerEvent, WorkQueue
+from reconciler.controllers.runtime import Controller, ControllerContext, InformerEvent, Result
 from reconciler.scheduler.nodeinfo import (
     HOSTNAME_LABEL,
     NodeName,
@@ -59,13 +59,19 @@ _log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "capstan-scheduler"
 _TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
-_SYNC_TIMEOUT_S = 30.0
 
 
-class Scheduler:
-    """Binds every pod without ``spec.nodeName`` to a node. A controller-manager component."""
+class Scheduler(Controller):
+    """Binds every pod without ``spec.nodeName`` to a node. A controller keyed by pod: its
+    work queue hands out the highest-priority pod first; one worker places (placement reads
+    and assumes under one lock, as kube-scheduler's single scheduling cycle), binds run on a
+    pool of their own."""
 
     name = "scheduler"
+    workers = 1
+    # Parked pods come back on their own timer (``unschedulable_retry_s``) and on cluster
+    # changes; bound pods need nothing: no periodic resync.
+    resync_period_s = None
 
     def __init__(
         self,
@@ -76,66 +82,40 @@ class Scheduler:
         bind_workers: int = 8,
         unschedulable_retry_s: float = 60.0,
     ) -> None:
-        self.api = ctx.api
-        self.clock = ctx.clock
+        super().__init__(ctx, queue_order=self._queue_order)
         self.state = ClusterState()
-        self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock)
         self._rng = rng
         self._weights = weights
         self._retry_s = unschedulable_retry_s
-        # Guards state and _parked: informer threads, the loop and bind threads all touch them.
+        # Guards state and _parked: informer threads, the worker and bind threads all touch them.
         self._lock = threading.Lock()
         self._parked: set[ObjectKey] = set()
         # Threads start lazily, on the first bind.
         self._binds = ThreadPoolExecutor(bind_workers, thread_name_prefix="scheduler-bind")
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.pods = ctx.informers.informer(Pod)
-        self.nodes = ctx.informers.informer(Node)
-        self.claims = ctx.informers.informer(PersistentVolumeClaim)
-        self.priority_classes = ctx.informers.informer(PriorityClass)
         # Pods preempting, and the pods they are waiting on to be gone (guarded by _lock).
         self._preempting: dict[ObjectKey, frozenset[PodKey]] = {}
-        self.nodes.add_handler(self._on_node)
-        self.pods.add_handler(self._on_pod)
+        self.claims = ctx.informers.informer(PersistentVolumeClaim)
+        self.priority_classes = ctx.informers.informer(PriorityClass)
+        self.nodes = self.watch_events(Node, self._on_node)
+        self.pods = self.watch_events(Pod, self._on_pod)
 
-    # --- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-        self._thread.start()
+    # --- lifecycle and the reconcile contract -------------------------------------------------
 
     def stop(self) -> None:
-        self._stopped.set()
-        self.queue.shutdown()
-        self.pods.remove_handler(self._on_pod)
-        self.nodes.remove_handler(self._on_node)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         self._binds.shutdown(wait=True)
 
-    def _run(self) -> None:
-        # Scheduling against a half-listed cluster would park pods as unschedulable for no
-        # reason: wait until both caches hold a full list.
-        self.nodes.wait_synced(_SYNC_TIMEOUT_S)
-        self.pods.wait_synced(_SYNC_TIMEOUT_S)
-        while not self._stopped.is_set():
-            key = self.queue.get()
-            if key is None:
-                continue
-            # Every pod queued now, highest priority first (then oldest, then by name).
-            batch = [key]
-            while (more := self.queue.get(timeout_s=0)) is not None:
-                batch.append(more)
-            batch.sort(key=self._queue_order)
-            for key in batch:
-                try:
-                    self.schedule(key)
-                except Exception:
-                    _log.exception("scheduler: %s: scheduling crashed", key)
-                    self.queue.add_after(key, self.queue.backoff(key))
-                finally:
-                    self.queue.done(key)
+    def reconcile(self, key: ObjectKey) -> Result | None:
+        """Place the pod ``key`` names and start its bind; a pod that fits nowhere is parked
+        and looked at again after ``unschedulable_retry_s`` (or sooner, on a cluster change).
+        While a bind of the pod is in flight its failures count on (the bind forgets them
+        when it succeeds), so a bind that keeps failing backs off further each time."""
+        outcome = self.schedule(key)
+        if isinstance(outcome, Unschedulable):
+            return Result(requeue_after=self._retry_s)
+        with self._lock:
+            placed = self.state.placed(pod_key(key.namespace, key.name))
+        return Result(forget=placed is None or not placed.assumed)
 
     def _queue_order(self, key: ObjectKey) -> tuple[int, str, str, str]:
         pod = self.pods.get(key.name, namespace=key.namespace)
@@ -250,7 +230,6 @@ class Scheduler:
             self._binds.submit(self._report_unschedulable, pod, outcome)
             if victims is not None:
                 self._binds.submit(self._preempt, pod, *victims)
-            self.queue.add_after(key, self._retry_s)
         return outcome
 
     # --- preemption --------------------------------------------------------------------------
@@ -303,7 +282,7 @@ class Scheduler:
             _log.info("scheduler: bind %s to %s: %s", pod.key, node, exc)
             with self._lock:
                 self.state.forget(key)
-            self.queue.add_after(pod.key, self.queue.backoff(pod.key))
+            self.queue.retry_after(pod.key, self.queue.backoff(pod.key))
         except ApiError as exc:
             delay = self.queue.backoff(pod.key)
             _log.warning(
@@ -311,7 +290,7 @@ class Scheduler:
             )
             with self._lock:
                 self.state.forget(key)
-            self.queue.add_after(pod.key, delay)
+            self.queue.retry_after(pod.key, delay)
         else:
             self.queue.forget(pod.key)
             self._bind_claims(pod, node)

@@ -2,12 +2,12 @@
 
 Offers:
 
-- identities and recipients: `load_identities`, `generate_identity`, `parse_recipients`,
-  `find_recipients_file`, `read_recipients_file`, `Identities`, `AgeError`;
-- manifest files (``capstan secret``): `load_documents`, `dump_documents`, `seal_document`,
-  `open_document`, `plaintexts`;
-- the sync's hook: `open_repository` (a commit's sealed Secrets opened, or the commit
-  refused whole), `plain_secrets` / `plain_secret_errors` / `requires_encryption` for
+- identities and recipients: ``load_identities``, ``generate_identity``, ``parse_recipients``,
+  ``find_recipients_file``, ``read_recipients_file``, ``Identities``, ``AgeError``;
+- manifest files (``capstan secret``): ``load_documents``, ``dump_documents``, ``seal_document``,
+  ``open_document``, ``plaintexts``;
+- the sync's hook: ``open_repository`` (a commit's sealed Secrets opened, or the commit
+  refused whole), ``plain_secrets`` / ``plain_secret_errors`` / ``requires_encryption`` for
   ``validate``'s warning and the repository option that forbids plaintext Secrets.
 
 Sits between ``reconciler.source`` (what it opens) and ``reconciler.sync`` / ``reconciler.cli``

@@ -1,4 +1,4 @@
-"""age identities, recipients and single values (pyrage), as the `age` command line has them.
+"""age identities, recipients and single values (pyrage), as the ``age`` command line has them.
 
 Used by ``capstan secret`` (reconciler/cli/secret.py) to seal and open values, and by the sync
 (:func:`reconciler.secrets.open_repository`) to open them with the control plane's identities.
@@ -65,7 +65,7 @@ class Identities:
 
 
 def generate_identity(path: Path) -> str:
-    """Write a new identity to `path` (mode 0600, refusing to overwrite); its recipient."""
+    """Write a new identity to ``path`` (mode 0600, refusing to overwrite); its recipient."""
     key = x25519.Identity.generate()
     recipient = str(key.to_public())
     text = f"# created by capstan secret keygen\n# public key: {recipient}\n{key}\n"
@@ -76,7 +76,7 @@ def generate_identity(path: Path) -> str:
 
 
 def load_identities(paths: Iterable[Path]) -> Identities:
-    """Every ``AGE-SECRET-KEY-1…`` line of every file in `paths` (age's identity file
+    """Every ``AGE-SECRET-KEY-1…`` line of every file in ``paths`` (age's identity file
     format). A file group or others may read is refused, as ssh refuses loose keys."""
     keys: list[x25519.Identity] = []
     files: list[str] = []
@@ -134,7 +134,7 @@ def read_recipients_file(path: Path) -> tuple[x25519.Recipient, ...]:
 
 
 def find_recipients_file(start: Path) -> Path | None:
-    """The nearest ``.capstan-recipients`` in `start` (a file's directory) or above."""
+    """The nearest ``.capstan-recipients`` in ``start`` (a file's directory) or above."""
     here = start.resolve()
     for folder in (here, *here.parents):
         candidate = folder / RECIPIENTS_FILE
@@ -144,7 +144,7 @@ def find_recipients_file(start: Path) -> Path | None:
 
 
 def seal_value(plaintext: bytes, recipients: Sequence[x25519.Recipient]) -> str:
-    """One armored age message for `recipients` (what ``age -a -r`` writes)."""
+    """One armored age message for ``recipients`` (what ``age -a -r`` writes)."""
     if not recipients:
         raise AgeError("no recipients to encrypt for")
     return pyrage.encrypt(plaintext, list(recipients), armored=True).decode()

@@ -82,9 +82,9 @@ def seal_document(
     *,
     keep: Callable[[str, str, bytes], str | None] | None = None,
 ) -> Any:
-    """`doc` with every plain value of a Secret sealed for `recipients` (values already
-    sealed are kept). `keep(field, key, plaintext)` may return an existing message to reuse
-    for an unchanged value (``edit``). Not a Secret: `doc` itself."""
+    """``doc`` with every plain value of a Secret sealed for ``recipients`` (values already
+    sealed are kept). ``keep(field, key, plaintext)`` may return an existing message to reuse
+    for an unchanged value (``edit``). Not a Secret: ``doc`` itself."""
     if not _is_secret(doc):
         return doc
     out = dict(doc)
@@ -135,8 +135,8 @@ def plaintexts(doc: Any, identities: Identities) -> dict[tuple[str, str], bytes]
 
 
 def open_document(doc: Any, identities: Identities) -> Any:
-    """`doc` with every sealed value of a Secret opened (for people to read or edit); the
-    encryption annotation goes, so sealing it again is `seal_document`."""
+    """``doc`` with every sealed value of a Secret opened (for people to read or edit); the
+    encryption annotation goes, so sealing it again is ``seal_document``."""
     if not _is_secret(doc):
         return doc
     opened = plaintexts(doc, identities)

@@ -39,7 +39,7 @@ _REQUIRE_OPTION = "requireEncryptedSecrets"
 
 
 def open_repository(repo: LoadedRepository, identities: Identities) -> LoadedRepository:
-    """`repo` with every sealed Secret opened; ManifestErrors (every failure, and every
+    """``repo`` with every sealed Secret opened; ManifestErrors (every failure, and every
     plaintext Secret when the repository requires encryption) if any fails."""
     objects: list[LoadedObject] = []
     errors: list[ManifestError] = plain_secret_errors(repo) if requires_encryption(repo) else []
@@ -65,7 +65,7 @@ def open_repository(repo: LoadedRepository, identities: Identities) -> LoadedRep
 
 
 def plain_secrets(repo: LoadedRepository) -> list[LoadedObject]:
-    """The Secrets of `repo` kept in plaintext in Git (``validate`` warns about each)."""
+    """The Secrets of ``repo`` kept in plaintext in Git (``validate`` warns about each)."""
     return [
         loaded
         for loaded in repo.objects

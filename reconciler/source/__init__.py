@@ -3,24 +3,24 @@
 The data flow's first step — fetch → render → load → validate, all or
 nothing. This package offers the loader side:
 
-- `load_repository(root, *, env=None, subdir=None) -> LoadedRepository`:
-  every object of the repository with its `SourceLocation`, or
-  `ManifestErrors` listing every problem (file:line:column, field path);
-- `ManifestError`, `ManifestErrors`, `SourceLocation`: what errors say;
-- `available_environments(root)`: the names `--env` accepts.
+- ``load_repository(root, *, env=None, subdir=None) -> LoadedRepository``:
+  every object of the repository with its ``SourceLocation``, or
+  ``ManifestErrors`` listing every problem (file:line:column, field path);
+- ``ManifestError``, ``ManifestErrors``, ``SourceLocation``: what errors say;
+- ``available_environments(root)``: the names ``--env`` accepts.
 
-Modules: `yamlpos` (safe YAML with positions), `render` (sandboxed Jinja2),
-`values` (values files), `load` (the pipeline). Fetching and watching Git
+Modules: ``yamlpos`` (safe YAML with positions), ``render`` (sandboxed Jinja2),
+``values`` (values files), ``load`` (the pipeline). Fetching and watching Git
 (the sync loop's input) live beside them:
 
-- `GitSource(url_or_path, *, branch, cache_dir, credentials)` (`git`): fetch into
-  a bare cache, `head()`, `resolve(ref)`, `snapshot(sha)` (a read-only export of
-  one commit), `revert(shas, *, message)`, `push()`; `CommitInfo`, `GitSourceError`;
-- `GitCredentials` (`credentials`): token (askpass) or SSH key, from the
-  environment (`CAPSTAN_GIT_*`) or a file; never in a URL or a message;
-- `BranchWatch` (`watch`): watchdog on a local repository's refs, polling with
-  jitter for a remote, `trigger()`;
-- `verify_webhook(headers, body, *, secret) -> WebhookVerdict` (`webhook`).
+- ``GitSource(url_or_path, *, branch, cache_dir, credentials)`` (``git``): fetch into
+  a bare cache, ``head()``, ``resolve(ref)``, ``snapshot(sha)`` (a read-only export of
+  one commit), ``revert(shas, *, message)``, ``push()``; ``CommitInfo``, ``GitSourceError``;
+- ``GitCredentials`` (``credentials``): token (askpass) or SSH key, from the
+  environment (``CAPSTAN_GIT_*``) or a file; never in a URL or a message;
+- ``BranchWatch`` (``watch``): watchdog on a local repository's refs, polling with
+  jitter for a remote, ``trigger()``;
+- ``verify_webhook(headers, body, *, secret) -> WebhookVerdict`` (``webhook``).
 """
 
 from __future__ import annotations

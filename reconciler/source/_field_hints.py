@@ -1,13 +1,13 @@
 """What to say about an unknown field: a Kubernetes field Capstan leaves out, or a typo.
 
-Called by `load._message` for pydantic's `extra_forbidden` errors. Capstan's models are
+Called by ``load._message`` for pydantic's ``extra_forbidden`` errors. Capstan's models are
 strict (an unknown field is an error, never silently dropped), and most unknown
 fields a Kubernetes user writes are real Kubernetes fields Capstan does not implement
-(`affinity`, `dnsPolicy`, `imagePullSecrets`): "unknown field" alone reads as a typo and
+(``affinity``, ``dnsPolicy``, ``imagePullSecrets``): "unknown field" alone reads as a typo and
 sends them looking for one. So the message says which of the two it is: for a Kubernetes
-field, what it does on Capstan or what to write instead (`FIELD_ADVICE`), never "remove it"
+field, what it does on Capstan or what to write instead (``FIELD_ADVICE``), never "remove it"
 when leaving it out would change what runs; for a typo, the closest field the model has.
-Every field Capstan reads is printed by `capstan schema KIND`.
+Every field Capstan reads is printed by ``capstan schema KIND``.
 
 The lists are the fields of the Kubernetes v1.31 API objects Capstan models, by the name of
 Capstan's model class; a model missing here just gets the typo check.
@@ -406,7 +406,7 @@ FIELD_ADVICE: Mapping[tuple[str, str], str] = {
 
 
 def unknown_field_message(root: type[BaseModel], loc: Sequence[str | int]) -> str:
-    """The message for an unknown field at `loc` (its last part) in an object of `root`."""
+    """The message for an unknown field at ``loc`` (its last part) in an object of ``root``."""
     field = loc[-1] if loc else None
     parent = model_at(root, loc[:-1])
     if not isinstance(field, str) or parent is None:
@@ -433,7 +433,7 @@ def _kind_name(root: type[BaseModel]) -> str:
 
 
 def model_at(root: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
-    """The model class of the value at `path` (aliases and list/dict indexes) in `root`."""
+    """The model class of the value at ``path`` (aliases and list/dict indexes) in ``root``."""
     current: Any = root
     for part in path:
         if isinstance(part, int) or not _is_model(current):
@@ -458,7 +458,7 @@ def _field_type(model: type[BaseModel], alias: str) -> Any:
 
 
 def _item_type(annotation: Any) -> Any:
-    """The element type of a list/tuple/dict annotation (a dict key in `loc` is a string)."""
+    """The element type of a list/tuple/dict annotation (a dict key in ``loc`` is a string)."""
     args = typing.get_args(_strip_optional(annotation))
     if not args:
         return None

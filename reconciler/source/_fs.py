@@ -4,23 +4,23 @@ Used by the loader (to find manifests and read them, and the values files)
 and by the template loader (to read includes). Every path is resolved to
 its real location and checked to lie inside the repository's real root
 before anything is opened; a symlink pointing outside is an error, never
-followed. Hidden paths (`.git/...`) are never read, however they are named.
+followed. Hidden paths (``.git/...``) are never read, however they are named.
 
 Rules for what is a manifest (documented in example-repo/README.md):
 
-- `*.yaml`, `*.yml` are manifests; `*.j2` files (e.g. `web.yaml.j2`) are
+- ``*.yaml``, ``*.yml`` are manifests; ``*.j2`` files (e.g. ``web.yaml.j2``) are
   Jinja2 templates rendered to YAML first;
-- skipped: hidden files and directories (`.git`, `.github`, ...), templates
-  whose name or a folder on whose path starts with `_` (Jinja2 partials such
-  as `_labels.j2` or `_lib/meta.j2`, read only through includes), the root's
-  `values.yaml` and `environments/` directory, and whatever the root's
-  `.capstanignore` names; plain YAML in a folder starting with `_` is read
-  like any other unless `.capstanignore` names it;
+- skipped: hidden files and directories (``.git``, ``.github``, ...), templates
+  whose name or a folder on whose path starts with ``_`` (Jinja2 partials such
+  as ``_labels.j2`` or ``_lib/meta.j2``, read only through includes), the root's
+  ``values.yaml`` and ``environments/`` directory, and whatever the root's
+  ``.capstanignore`` names; plain YAML in a folder starting with ``_`` is read
+  like any other unless ``.capstanignore`` names it;
 - every skipped path (a skipped directory once, not its contents) and every
-  file that is not a manifest is reported with the reason (`validate -v`);
-- `.capstanignore`: one glob per line (`#` comments); a pattern with a `/`
+  file that is not a manifest is reported with the reason (``validate -v``);
+- ``.capstanignore``: one glob per line (``#`` comments); a pattern with a ``/``
   is matched against the repository-relative path, otherwise against the
-  file or directory name; a trailing `/` matches directories only;
+  file or directory name; a trailing ``/`` matches directories only;
 - a directory or file reached twice through symlinks inside the repository
   is read once.
 """
@@ -84,10 +84,10 @@ def relative_name(path: Path, root: Path) -> str:
 
 
 def resolve_inside(root_real: Path, name: str) -> Path:
-    """The real path of repository-relative `name`; raises if it leaves the repository.
+    """The real path of repository-relative ``name``; raises if it leaves the repository.
 
-    `name` may be hostile (an include written in a template): absolute paths,
-    `..` and symlinks are all resolved before the containment check.
+    ``name`` may be hostile (an include written in a template): absolute paths,
+    ``..`` and symlinks are all resolved before the containment check.
     """
     if not name or "\x00" in name:
         raise RepositoryPathError(f"invalid path {name!r}")
@@ -100,9 +100,9 @@ def resolve_inside(root_real: Path, name: str) -> Path:
 def read_inside(root_real: Path, real_path: Path, *, allow_hidden: bool = False) -> str:
     """The UTF-8 text of a regular file that lies inside the repository.
 
-    Hidden paths are refused unless asked for: `.git/config` may hold a
+    Hidden paths are refused unless asked for: ``.git/config`` may hold a
     token in a remote URL, and a template or symlink must not be able to
-    copy it into a ConfigMap or `capstan render` output.
+    copy it into a ConfigMap or ``capstan render`` output.
     """
     if not is_inside(real_path, root_real):
         raise RepositoryPathError("resolves outside the repository")
@@ -175,8 +175,8 @@ def discover(
     *,
     refuse_dir: Callable[[Path, str, Callable[[str], bool]], str | None] | None = None,
 ) -> tuple[list[ManifestFile], list[SkippedPath], list[ManifestError]]:
-    """Every manifest under `start` (a real directory inside `root_real`), sorted by name,
-    and what was passed over, with the reason. A directory `refuse_dir` has a reason for
+    """Every manifest under ``start`` (a real directory inside ``root_real``), sorted by name,
+    and what was passed over, with the reason. A directory ``refuse_dir`` has a reason for
     (given its real path, repository-relative name, and whether a file name is ignored) is
     an error, and not entered."""
     rules, errors = _ignore_rules(root_real)

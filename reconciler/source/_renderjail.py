@@ -1,17 +1,17 @@
 """Rendering a commit's templates in a child process with rlimits and a timeout.
 
-Called by the loader (`load_repository`) once per commit, with the names of
-every `*.j2` manifest; the child (`python -m reconciler.source._renderjail`)
-renders them with `TemplateRenderer` and answers with their text or their
+Called by the loader (``load_repository``) once per commit, with the names of
+every ``*.j2`` manifest; the child (``python -m reconciler.source._renderjail``)
+renders them with ``TemplateRenderer`` and answers with their text or their
 errors. Templates come from pull requests whose authors are not trusted
-(`capstan plan` runs on them), and a bound the sandbox misses must cost a
+(``capstan plan`` runs on them), and a bound the sandbox misses must cost a
 child process, never the control plane's memory or time:
 
-- the child's address space is `RenderLimits.memory` (RLIMIT_AS: an
+- the child's address space is ``RenderLimits.memory`` (RLIMIT_AS: an
   allocation over it is a MemoryError at the template's line), its CPU time
   the wall-clock budget plus two seconds (RLIMIT_CPU), its files (the answer)
   RLIMIT_FSIZE, and it may start no process (RLIMIT_NPROC);
-- a timer in the child raises inside the template when `RenderLimits.seconds`
+- a timer in the child raises inside the template when ``RenderLimits.seconds``
   are spent, so the error names the line; if it is stuck where no signal is
   handled (a long computation in C), its CPU rlimit stops it two seconds
   later, and the parent kills it a second after that whatever it does;

@@ -1,8 +1,8 @@
 """Pydantic's error wording turned into the loader's: "must be an integer", not "Input should
 be a valid integer, unable to parse string as an integer".
 
-Called by `load._message` for every validation error that is not a missing or unknown field.
-Capstan's own rule errors (`schemas._validation.rule_error`) are already worded for people and
+Called by ``load._message`` for every validation error that is not a missing or unknown field.
+Capstan's own rule errors (``schemas._validation.rule_error``) are already worded for people and
 pass through; pydantic's built-in errors are reworded from their type and context, so no
 message a user sees carries pydantic's phrasing.
 """
@@ -45,7 +45,7 @@ _OPENINGS: Final = (
 
 
 def plain_message(entry: Mapping[str, Any]) -> str:
-    """The message for one entry of `ValidationError.errors()`."""
+    """The message for one entry of ``ValidationError.errors()``."""
     kind = str(entry.get("type", ""))
     context: Mapping[str, Any] = entry.get("ctx") or {}
     worded = _TYPE_WORDS.get(kind) or _with_context(kind, context)

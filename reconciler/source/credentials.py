@@ -1,10 +1,10 @@
 """Credentials for fetching and pushing Git, and the redaction that keeps them out of every message.
 
-Used by `reconciler.source.git.GitSource` for every git command it runs. A token never
-travels in a URL or on a command line (both end up in logs, `ps` and error messages): HTTP(S)
-credentials reach git through a `GIT_ASKPASS` program that reads them from the environment
-of that one git process; SSH uses a key file named in `GIT_SSH_COMMAND`. Every error message
-built from git's output goes through `redact` first.
+Used by ``reconciler.source.git.GitSource`` for every git command it runs. A token never
+travels in a URL or on a command line (both end up in logs, ``ps`` and error messages): HTTP(S)
+credentials reach git through a ``GIT_ASKPASS`` program that reads them from the environment
+of that one git process; SSH uses a key file named in ``GIT_SSH_COMMAND``. Every error message
+built from git's output goes through ``redact`` first.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _MASK = "***"
 class GitCredentials:
     """How to authenticate to a remote: a username and token (HTTP), or an SSH key.
 
-    `token` is left out of `repr`; `secrets()` lists what `redact` must hide.
+    ``token`` is left out of ``repr``; ``secrets()`` lists what ``redact`` must hide.
     """
 
     username: str = "git"
@@ -56,8 +56,8 @@ class GitCredentials:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, prefix: str = ENV_PREFIX
     ) -> GitCredentials | None:
-        """Read `<prefix>USERNAME`, `<prefix>TOKEN` or `<prefix>TOKEN_FILE`,
-        `<prefix>SSH_KEY`, `<prefix>KNOWN_HOSTS`; None when none is set."""
+        """Read ``<prefix>USERNAME``, ``<prefix>TOKEN`` or ``<prefix>TOKEN_FILE``,
+        ``<prefix>SSH_KEY``, ``<prefix>KNOWN_HOSTS``; None when none is set."""
         env = os.environ if environ is None else environ
         token = env.get(f"{prefix}TOKEN", "")
         token_file = env.get(f"{prefix}TOKEN_FILE")
@@ -127,7 +127,7 @@ def write_askpass(directory: Path) -> Path:
 
 
 def split_url_credentials(url: str) -> tuple[str, GitCredentials | None]:
-    """`https://user:token@host/x.git` -> (`https://host/x.git`, credentials).
+    """``https://user:token@host/x.git`` -> (``https://host/x.git``, credentials).
 
     A URL is printed in logs and errors; the userinfo part must not travel with it.
     """
@@ -142,7 +142,7 @@ def split_url_credentials(url: str) -> tuple[str, GitCredentials | None]:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every secret and every URL userinfo replaced by `***`."""
+    """``text`` with every secret and every URL userinfo replaced by ``***``."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, _MASK)
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{_MASK}@", text)

@@ -1,12 +1,12 @@
 """What the loader reports: where an object came from, and every reason a repository is invalid.
 
-The loader (`reconciler.source.load`) raises one `ManifestErrors` holding every
-`ManifestError` of the whole repository; the sync loop keeps the last good commit
-and shows them, `capstan validate` prints them one per line.
+The loader (``reconciler.source.load``) raises one ``ManifestErrors`` holding every
+``ManifestError`` of the whole repository; the sync loop keeps the last good commit
+and shows them, ``capstan validate`` prints them one per line.
 
 Files are named relative to the repository root, so a message about a commit
-reads the same wherever it was checked out; `ManifestErrors.lines()` prefixes
-the root as the caller named it (`example-repo/web.yaml:14:9: ...`).
+reads the same wherever it was checked out; ``ManifestErrors.lines()`` prefixes
+the root as the caller named it (``example-repo/web.yaml:14:9: ...``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ __all__ = ["ManifestError", "ManifestErrors", "SourceLocation", "format_field_pa
 class SourceLocation:
     """A place in the repository: a file relative to its root, 1-based line and column.
 
-    `rendered` marks positions in the output of a Jinja2 template: line numbers
-    then count lines of the rendered text, not of the `.j2` source.
+    ``rendered`` marks positions in the output of a Jinja2 template: line numbers
+    then count lines of the rendered text, not of the ``.j2`` source.
     """
 
     file: str
@@ -88,7 +88,7 @@ class ManifestError:
 class ManifestErrors(Exception):
     """Every error found in one repository; raised instead of returning any object.
 
-    `root` is the repository directory as the caller named it; it only affects
+    ``root`` is the repository directory as the caller named it; it only affects
     how the errors are displayed.
     """
 
@@ -115,10 +115,10 @@ def _sort_key(location: SourceLocation) -> tuple[str, int, int, bool]:
 
 
 def format_field_path(path: Sequence[str | int]) -> str:
-    """`("spec", "containers", 0, "image")` -> `spec.containers[0].image`.
+    """``("spec", "containers", 0, "image")`` -> ``spec.containers[0].image``.
 
     Map keys that are not plain identifiers (label keys such as
-    `app.kubernetes.io/name`) are bracketed and quoted so the path stays unambiguous.
+    ``app.kubernetes.io/name``) are bracketed and quoted so the path stays unambiguous.
     """
     out: list[str] = []
     for part in path:

@@ -1,11 +1,11 @@
 """Git as the source: fetch the tracked branch into a cache, name commits, export one commit's tree.
 
-The first step of the data flow (`git commit -> source: fetch -> render -> load`). The sync
-loop asks `GitSource.fetch()` for the branch head whenever the watcher (`watch.py`) says
-to look, then reads that commit through `snapshot(sha)`: a private, read-only export of
+The first step of the data flow (``git commit -> source: fetch -> render -> load``). The sync
+loop asks ``GitSource.fetch()`` for the branch head whenever the watcher (``watch.py``) says
+to look, then reads that commit through ``snapshot(sha)``: a private, read-only export of
 exactly that tree, so the loader never sees a working tree someone is editing, and two
-syncs never share a half-written checkout. `capstan plan` resolves refs with `resolve`;
-`capstan rollback` uses `revert` and `push`.
+syncs never share a half-written checkout. ``capstan plan`` resolves refs with ``resolve``;
+``capstan rollback`` uses ``revert`` and ``push``.
 
 The cache is a bare repository per URL, fetched with forced refspecs: after a force push or
 a history rewrite the fetched head is simply the new truth.
@@ -79,11 +79,11 @@ class CommitInfo:
 
 
 class GitSource:
-    """A repository (local path, `file://`, `ssh://`, `https://`) and the branch Capstan tracks.
+    """A repository (local path, ``file://``, ``ssh://``, ``https://``) and the branch tracked.
 
-    `cache_dir` holds the bare cache (one per URL) and the exports of commits. Credentials
-    come from `credentials`, else from a URL's userinfo (which is then removed from the
-    URL), else from `CAPSTAN_GIT_*` environment variables. Thread-safe; a file lock also
+    ``cache_dir`` holds the bare cache (one per URL) and the exports of commits. Credentials
+    come from ``credentials``, else from a URL's userinfo (which is then removed from the
+    URL), else from ``CAPSTAN_GIT_*`` environment variables. Thread-safe; a file lock also
     keeps two processes sharing a cache from fetching at once.
     """
 
@@ -151,7 +151,7 @@ class GitSource:
         return self.resolve(f"refs/heads/{self.branch}")
 
     def resolve(self, ref: str) -> CommitInfo:
-        """A branch, tag, sha or rev expression (`main~2`) as a commit in the cache."""
+        """A branch, tag, sha or rev expression (``main~2``) as a commit in the cache."""
         if not ref or ref.startswith("-"):
             raise GitSourceError(f"invalid ref {ref!r}")
         try:
@@ -169,7 +169,7 @@ class GitSource:
         return _parse_log(out)
 
     def checkout(self, sha: str, dest: Path) -> Path:
-        """Write the tree of commit `sha` into `dest` (new or empty). Nothing of the user's
+        """Write the tree of commit ``sha`` into ``dest`` (new or empty). Nothing of the user's
         configuration runs: no hooks, no filters."""
         commit = self.resolve(sha)
         dest = Path(dest)
@@ -198,8 +198,8 @@ class GitSource:
     # -- writing (capstan rollback) --------------------------------------------------------
 
     def revert(self, shas: Sequence[str], *, message: str, author: str | None = None) -> CommitSha:
-        """Make one commit on the tracked branch (in the cache) undoing `shas`; `push()`
-        delivers it. Newest changes are undone first, as `git revert A..B` does. Raises
+        """Make one commit on the tracked branch (in the cache) undoing ``shas``; ``push()``
+        delivers it. Newest changes are undone first, as ``git revert A..B`` does. Raises
         GitSourceError on a conflict, leaving the branch as it was."""
         if not shas:
             raise GitSourceError("nothing to revert")
@@ -245,7 +245,7 @@ class GitSource:
     def push(self) -> CommitSha:
         """Send the tracked branch to the repository (fast-forward only: a branch that moved
         meanwhile is refused, never overwritten). A local repository with the branch checked
-        out is fast-forwarded in place, as `git pull --ff-only` would."""
+        out is fast-forwarded in place, as ``git pull --ff-only`` would."""
         with self._exclusive():
             sha = self.head().sha
             target = self._local_path
@@ -350,7 +350,7 @@ class GitSource:
         return self._execute(["git", "-C", str(repo), *args], env=env, check=check)
 
     def _execute(self, argv: list[str], *, env: dict[str, str] | None, check: bool) -> str | None:
-        """Run git; its stdout (stripped), or None when it failed and `check` is False."""
+        """Run git; its stdout (stripped), or None when it failed and ``check`` is False."""
         try:
             out = self._cmd.execute(argv, env=self._env(env), stdout_as_string=True)
         except git.GitCommandError as exc:

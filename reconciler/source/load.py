@@ -1,21 +1,21 @@
 """Turning a repository directory into validated objects: render → parse → validate, all or nothing.
 
 Called by the sync loop for every commit it considers (on a checkout that
-`reconciler.source`'s fetch side prepared) and by `capstan validate`,
-`capstan render` and `capstan plan`. The result is either every object of
-the repository, each with the place it was written, or `ManifestErrors` with
+``reconciler.source``'s fetch side prepared) and by ``capstan validate``,
+``capstan render`` and ``capstan plan``. The result is either every object of
+the repository, each with the place it was written, or ``ManifestErrors`` with
 every problem of the whole repository — never a partial set.
 
-Checks on top of the per-object schema (`schemas.parse_object`): duplicates
-(same kind/namespace/name), two Services with the same `clusterIP`, and the Pod
-Security level of each pod spec's namespace (`schemas.podsecurity`: the Namespace
-manifest's `pod-security.kubernetes.io/enforce` label, baseline without one).
-Namespaced objects written without a namespace are put in `default` before
+Checks on top of the per-object schema (``schemas.parse_object``): duplicates
+(same kind/namespace/name), two Services with the same ``clusterIP``, and the Pod
+Security level of each pod spec's namespace (``schemas.podsecurity``: the Namespace
+manifest's ``pod-security.kubernetes.io/enforce`` label, baseline without one).
+Namespaced objects written without a namespace are put in ``default`` before
 validation; a field written as null is a field not set (as in Kubernetes), and
-`status` is dropped (it is reported, not desired). A namespace that objects use
-but no manifest defines (other than `default`, `kube-system`, `kube-public`,
+``status`` is dropped (it is reported, not desired). A namespace that objects use
+but no manifest defines (other than ``default``, ``kube-system``, ``kube-public``,
 which always exist) is added as a Namespace object with a warning, as Argo CD's
-`CreateNamespace=true` does; the warning names the manifest to add to manage it
+``CreateNamespace=true`` does; the warning names the manifest to add to manage it
 explicitly (such a namespace enforces the default level, baseline).
 """
 
@@ -153,15 +153,15 @@ def load_repository(
     subdir: str | None = None,
     render_limits: RenderLimits = RenderLimits(),  # noqa: B008 - frozen
 ) -> LoadedRepository:
-    """Load, render and validate every manifest under `root` (or `root/subdir`).
+    """Load, render and validate every manifest under ``root`` (or ``root/subdir``).
 
-    `env` picks `environments/<env>.yaml` to overlay on `values.yaml`.
-    `subdir` limits which manifests are loaded (values and template includes
+    ``env`` picks ``environments/<env>.yaml`` to overlay on ``values.yaml``.
+    ``subdir`` limits which manifests are loaded (values and template includes
     still come from the whole repository); the part must be self-contained,
     namespaces included. Raises ManifestErrors listing every problem found;
-    returns objects only when there is none. Reads nothing outside `root`
+    returns objects only when there is none. Reads nothing outside ``root``
     and executes nothing. Templates are rendered in a child process within
-    `render_limits`; YAML is read within the limits `yamlpos` names, for each
+    ``render_limits``; YAML is read within the limits ``yamlpos`` names, for each
     object and for the commit.
     """
     root = Path(root)
@@ -250,7 +250,7 @@ def load_repository(
 def _load_kustomization(
     root_real: Path, directory: Path, errors: list[ManifestError], *, budget: LoadBudget
 ) -> list[_Parsed]:
-    """The objects kustomize builds from `directory`, each placed in the file it came from
+    """The objects kustomize builds from ``directory``, each placed in the file it came from
     (at the field's line there when the field is written in that file)."""
     try:
         output = render_kustomization(root_real, directory)
@@ -306,7 +306,7 @@ class _OriginFiles:
         self._documents: dict[str, list[YamlDocument]] = {}
 
     def document(self, name: str, built: object) -> YamlDocument | None:
-        """The document of file `name` that defines the same kind as `built` (by name, or
+        """The document of file ``name`` that defines the same kind as ``built`` (by name, or
         by kustomize's rename: the only one of that kind in the file)."""
         if name not in self._documents:
             try:
@@ -369,8 +369,8 @@ def _read(
 def _to_object(
     document: YamlDocument, *, located: YamlDocument | None = None
 ) -> LoadedObject | list[ManifestError]:
-    """The object of `document`; errors are placed in `located` (the source a build step
-    read it from) where it has the field, else in `document`."""
+    """The object of ``document``; errors are placed in ``located`` (the source a build step
+    read it from) where it has the field, else in ``document``."""
     data = document.data
     if not isinstance(data, dict):
         return [
@@ -427,10 +427,10 @@ def _header_problem(value: object) -> str | None:
 
 
 def _without_nulls(value: Any) -> Any:
-    """`value` with every mapping entry whose value is null left out.
+    """``value`` with every mapping entry whose value is null left out.
 
     As in Kubernetes, a field set to null is a field not set: Helm output carries
-    `annotations: null` and `resources: null`. List items are kept (a null item is an error).
+    ``annotations: null`` and ``resources: null``. List items are kept (a null item is an error).
     """
     if isinstance(value, dict):
         return {key: _without_nulls(item) for key, item in value.items() if item is not None}
@@ -444,8 +444,8 @@ _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def _with_generated_name(data: dict[str, Any]) -> dict[str, Any]:
-    """`metadata.generateName` without a name (Argo CD hook Jobs) gets the name Kubernetes
-    would generate, `<generateName><5 chars>`, with the chars taken from a hash of the
+    """``metadata.generateName`` without a name (Argo CD hook Jobs) gets the name Kubernetes
+    would generate, ``<generateName><5 chars>``, with the chars taken from a hash of the
     document: the same manifest keeps its name from commit to commit, so it is applied once,
     and an edited one is a new object (a hook Job runs again when its manifest changes)."""
     metadata = data.get("metadata")
@@ -558,7 +558,7 @@ def _implicit_namespaces(
 ) -> tuple[list[LoadedObject], list[ManifestError]]:
     """A Namespace for each namespace used but not defined, and a warning for each.
 
-    Each is placed where the first object using it names it, so `capstan status` and the
+    Each is placed where the first object using it names it, so ``capstan status`` and the
     warning point at a line of the repository.
     """
     objects = [item.loaded.obj for item in parsed]
@@ -591,7 +591,7 @@ def _implicit_namespaces(
 def _pod_security_problems(
     document: YamlDocument, obj: KubeObject
 ) -> tuple[_PodSecurityProblem, ...]:
-    """What the strictest level would refuse in `obj`; which of it applies is decided once
+    """What the strictest level would refuse in ``obj``; which of it applies is decided once
     every Namespace of the repository is known."""
     held = pod_spec_of(obj)
     if held is None:

@@ -1,29 +1,29 @@
-"""Rendering `*.j2` manifests with Jinja2, sandboxed and confined to the repository.
+"""Rendering ``*.j2`` manifests with Jinja2, sandboxed and confined to the repository.
 
 Called by the loader for each template before its YAML is parsed. A template
-sees `values` (the merged values, see `reconciler.source.values`) and `env`
-(the environment's name, or None), and can `{% include %}` / `{% import %}`
+sees ``values`` (the merged values, see ``reconciler.source.values``) and ``env``
+(the environment's name, or None), and can ``{% include %}`` / ``{% import %}``
 other files of the repository by their repository-relative name.
 
 A template is untrusted input (anyone who can open a pull request writes
 one), so:
 
-- the environment is Jinja2's `ImmutableSandboxedEnvironment`: no access to
-  Python internals (`''.__class__` is a SecurityError), no mutation of values;
-- `StrictUndefined`: a misspelt value is an error, never an empty string;
+- the environment is Jinja2's ``ImmutableSandboxedEnvironment``: no access to
+  Python internals (``''.__class__`` is a SecurityError), no mutation of values;
+- ``StrictUndefined``: a misspelt value is an error, never an empty string;
 - the loader resolves every include to its real path and refuses one that
-  lands outside the repository (`../`, an absolute path, a symlink) or in a
-  hidden path (`.git/config` may hold credentials);
-- what a template computes is bounded (`RenderLimits`): every string, list
-  or rendered output at most `max_value` characters or items (`*`, `+`, `~`,
-  `%`, filters and methods that pad or repeat are checked before they
-  allocate), integers at most `max_int_bits` bits, `for` loops at most
-  `max_loop_iterations` iterations per commit;
+  lands outside the repository (``../``, an absolute path, a symlink) or in a
+  hidden path (``.git/config`` may hold credentials);
+- what a template computes is bounded (``RenderLimits``): every string, list
+  or rendered output at most ``max_value`` characters or items (``*``, ``+``, ``~``,
+  ``%``, filters and methods that pad or repeat are checked before they
+  allocate), integers at most ``max_int_bits`` bits, ``for`` loops at most
+  ``max_loop_iterations`` iterations per commit;
 - and, because a bound missed is a node's memory, the commit's templates are
-  rendered in a child process (`render_templates`, see `_renderjail`) with
+  rendered in a child process (``render_templates``, see ``_renderjail``) with
   an address-space and CPU rlimit and a wall-clock timer.
 
-Every failure becomes one `ManifestError` naming the template, the line and
+Every failure becomes one ``ManifestError`` naming the template, the line and
 the limit.
 """
 
@@ -72,14 +72,14 @@ class RenderLimits:
 
 
 class LimitExceeded(SecurityError):
-    """A template went over one of the `RenderLimits`."""
+    """A template went over one of the ``RenderLimits``."""
 
 
 class IncludeRefused(SecurityError):
     """A template named a file it may not read: outside the repository or hidden.
 
-    Outside: `../x`, `/etc/passwd`, or a symlink leading out. Hidden:
-    `.git/config` and the like.
+    Outside: ``../x``, ``/etc/passwd``, or a symlink leading out. Hidden:
+    ``.git/config`` and the like.
     """
 
 
@@ -108,7 +108,7 @@ class _RepositoryLoader(jinja2.BaseLoader):
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """Compiles `a ~ b` to the environment's bounded join instead of Jinja's plain one."""
+    """Compiles ``a ~ b`` to the environment's bounded join instead of Jinja's plain one."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_str_join((")
@@ -126,7 +126,7 @@ _PADDING = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with every way to allocate a lot checked against `RenderLimits`."""
+    """The sandbox, with every way to allocate a lot checked against ``RenderLimits``."""
 
     code_generator_class = _BoundedCodeGenerator
     intercepted_binops = frozenset({"*", "**", "+", "%"})
@@ -329,7 +329,7 @@ def _b64encode(value: object) -> str:
 class TemplateRenderer:
     """Renders the templates of one repository with one set of values, in this process.
 
-    The loader does not call it directly: `render_templates` runs it in a
+    The loader does not call it directly: ``render_templates`` runs it in a
     child process with rlimits. Loop iterations are counted across every
     template one renderer renders (one commit).
     """
@@ -361,7 +361,7 @@ class TemplateRenderer:
         self._environment.globals.update(values=values, env=env)
 
     def render(self, name: str) -> str:
-        """The rendered text of repository file `name`; raises ManifestErrors (one error)."""
+        """The rendered text of repository file ``name``; raises ManifestErrors (one error)."""
         try:
             generated = self._environment.get_template(name).generate()
             assert isinstance(generated, Generator)  # a generator function, typed Iterator
@@ -399,7 +399,7 @@ class TemplateRenderer:
 def template_error(
     exc: BaseException, name: str, templates: set[str], *, limits: RenderLimits
 ) -> ManifestError:
-    """`exc`, raised while rendering `name`, as an error at the innermost template line."""
+    """``exc``, raised while rendering ``name``, as an error at the innermost template line."""
     where = SourceLocation(name)
     # Jinja rewrites tracebacks so template frames carry the template's name
     # and line; the innermost one is where the failing expression is.

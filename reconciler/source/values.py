@@ -1,8 +1,8 @@
-"""The values templates see: `values.yaml`, overlaid by `environments/<env>.yaml`.
+"""The values templates see: ``values.yaml``, overlaid by ``environments/<env>.yaml``.
 
 Called by the loader before any template is rendered. Mappings merge
 recursively (the environment wins key by key); any other value — a list, a
-string — is replaced whole, as Helm does with `-f` overlays.
+string — is replaced whole, as Helm does with ``-f`` overlays.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _ENV_SUFFIX = ".yaml"
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """A new dict: `base` with `overlay` merged in, recursively for nested mappings."""
+    """A new dict: ``base`` with ``overlay`` merged in, recursively for nested mappings."""
     merged: dict[str, Any] = dict(base)
     for key, value in overlay.items():
         current = merged.get(key)
@@ -40,7 +40,7 @@ def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str,
 
 
 def available_environments(root: Path) -> list[str]:
-    """Names of the `environments/*.yaml` files, sorted; empty if there is no such directory."""
+    """Names of the ``environments/*.yaml`` files, sorted; empty if there is no such directory."""
     root_real = Path(root).resolve()
     directory = root_real / ENVIRONMENTS_DIR
     real_dir = Path(os.path.realpath(directory))
@@ -56,9 +56,9 @@ def available_environments(root: Path) -> list[str]:
 def load_values(
     root_real: Path, *, env: str | None, budget: LoadBudget | None = None
 ) -> dict[str, Any]:
-    """The merged values for `env` (None: `values.yaml` alone). Raises ManifestErrors.
+    """The merged values for ``env`` (None: ``values.yaml`` alone). Raises ManifestErrors.
 
-    `budget` is the commit's (see `yamlpos.LoadBudget`); values files count
+    ``budget`` is the commit's (see ``yamlpos.LoadBudget``); values files count
     against it like manifests.
     """
     errors: list[ManifestError] = []

@@ -1,13 +1,13 @@
 """When to look at Git again: filesystem events on a local repository, polling, and triggers.
 
-Sits between `GitSource` and the sync loop. `BranchWatch.wait(timeout)` blocks until there
-is a reason to look — a ref of a local repository changed (watchdog on `refs/`,
-`packed-refs`, `HEAD`, `logs/`), the poll interval passed, or `trigger()` was called (the
+Sits between ``GitSource`` and the sync loop. ``BranchWatch.wait(timeout)`` blocks until there
+is a reason to look — a ref of a local repository changed (watchdog on ``refs/``,
+``packed-refs``, ``HEAD``, ``logs/``), the poll interval passed, or ``trigger()`` was called (the
 webhook does) — then fetches and returns the branch head. The event only says *when* to
 look; the answer is always the fetched head, so a missed or duplicated event costs nothing.
 A fetch that fails (the remote is down) is retried with exponential back-off
-(`FetchBackoff`) instead of at the poll interval; `BranchWatch.failure` says how it is going
-(the sync loop writes it into the sync state, where `capstan status` shows it).
+(``FetchBackoff``) instead of at the poll interval; ``BranchWatch.failure`` says how it is going
+(the sync loop writes it into the sync state, where ``capstan status`` shows it).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ _REF_NAMES = frozenset({"HEAD", "packed-refs", "FETCH_HEAD", "ORIG_HEAD"})
 
 @dataclass(frozen=True)
 class FetchBackoff:
-    """How soon a failed fetch is tried again: `initial_s`, doubling with each failure in a
-    row, capped at `max_s` (as Flux's source controller and controller-runtime's rate
+    """How soon a failed fetch is tried again: ``initial_s``, doubling with each failure in a
+    row, capped at ``max_s`` (as Flux's source controller and controller-runtime's rate
     limiter do). It replaces the poll interval while the remote fails, in both directions:
     the first retries come sooner than a 60 s poll, and a long outage is asked less often."""
 
@@ -59,7 +59,7 @@ class FetchBackoff:
             )
 
     def delay(self, failures: int) -> float:
-        """The pause after the `failures`-th failed fetch in a row (1 for the first)."""
+        """The pause after the ``failures``-th failed fetch in a row (1 for the first)."""
         if failures < 1:
             return 0.0
         # min() before the power would overflow: 2**1100 is too large for a float.
@@ -69,7 +69,7 @@ class FetchBackoff:
 @dataclass(frozen=True)
 class FetchFailure:
     """Fetches failing in a row: how many, the last error, and the pause before the next
-    (`backoff_s` as the back-off says; `retry_in_s` with jitter, what the watch waits)."""
+    (``backoff_s`` as the back-off says; ``retry_in_s`` with jitter, what the watch waits)."""
 
     failures: int
     error: str
@@ -78,7 +78,7 @@ class FetchFailure:
 
 
 def next_poll_delay(interval_s: float, *, jitter: float, rng: random.Random) -> float:
-    """`interval_s` spread by ±`jitter` (a fraction), so many reconcilers polling one
+    """``interval_s`` spread by ±``jitter`` (a fraction), so many reconcilers polling one
     forge do not arrive together."""
     return max(0.0, interval_s * (1.0 + rng.uniform(-jitter, jitter)))
 
@@ -96,7 +96,7 @@ class Wakeup:
             self._cond.notify_all()
 
     def wait(self, timeout: float) -> bool:
-        """True if raised (then lowered again) within `timeout` seconds."""
+        """True if raised (then lowered again) within ``timeout`` seconds."""
         with self._cond:
             self._cond.wait_for(lambda: self._raised, timeout=max(0.0, timeout))
             raised = self._raised
@@ -105,8 +105,8 @@ class Wakeup:
 
 
 def git_dir_of(path: Path) -> Path:
-    """The directory holding a repository's refs: `.git` of a work tree (or the common dir
-    a `.git` file of a linked worktree points to), or the repository itself when bare."""
+    """The directory holding a repository's refs: ``.git`` of a work tree (or the common dir
+    a ``.git`` file of a linked worktree points to), or the repository itself when bare."""
     dot_git = path / ".git"
     if dot_git.is_dir():
         return dot_git
@@ -147,7 +147,7 @@ class _RefEvents(FileSystemEventHandler):
 
 
 class RefWatcher:
-    """Calls `on_change` when any ref of a local repository may have moved."""
+    """Calls ``on_change`` when any ref of a local repository may have moved."""
 
     def __init__(self, repo_path: Path, *, on_change: Callable[[], None]) -> None:
         self.git_dir = git_dir_of(Path(repo_path))
@@ -179,10 +179,10 @@ class BranchWatch:
     """Says when the tracked branch may have moved, and fetches its head.
 
     A local repository is watched with watchdog (and still polled, slowly, in case an
-    event is lost); a remote one is polled every `poll_interval_s` ± `jitter`. `trigger()`
-    makes the next `wait` look at once. A failed fetch is retried after `backoff`'s delay
-    (± `jitter`) instead; `failure` describes the failures in a row until a fetch succeeds.
-    `clock` is monotonic seconds; `rng` spreads polls.
+    event is lost); a remote one is polled every ``poll_interval_s`` ± ``jitter``. ``trigger()``
+    makes the next ``wait`` look at once. A failed fetch is retried after ``backoff``'s delay
+    (± ``jitter``) instead; ``failure`` describes the failures in a row until a fetch succeeds.
+    ``clock`` is monotonic seconds; ``rng`` spreads polls.
     """
 
     def __init__(
@@ -242,10 +242,10 @@ class BranchWatch:
         return max(0.0, self._next_poll - self._clock())
 
     def wait(self, timeout: float) -> CommitInfo | None:
-        """Wait up to `timeout` s for a reason to look; then fetch and return the head (the
+        """Wait up to ``timeout`` s for a reason to look; then fetch and return the head (the
         caller compares it with what it applied). None when no look was due. Raises
         GitSourceError when the fetch fails; the next look is then due after the back-off's
-        delay (a `trigger()` still looks at once)."""
+        delay (a ``trigger()`` still looks at once)."""
         woken = self._wakeup.wait(min(max(0.0, timeout), self.seconds_to_poll()))
         if not woken and self.seconds_to_poll() > 0:
             return None

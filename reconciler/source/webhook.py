@@ -1,7 +1,7 @@
-"""Verifying Git forge webhooks: GitHub's `X-Hub-Signature-256` and GitLab's `X-Gitlab-Token`.
+"""Verifying Git forge webhooks: GitHub's ``X-Hub-Signature-256`` and GitLab's ``X-Gitlab-Token``.
 
-The API server's `POST /hooks/git` calls `verify_webhook` on the raw request and, only when
-it holds, `BranchWatch.trigger()`. The payload is never trusted for *what* changed: a
+The API server's ``POST /hooks/git`` calls ``verify_webhook`` on the raw request and, only when
+it holds, ``BranchWatch.trigger()``. The payload is never trusted for *what* changed: a
 verified hook only makes the source fetch now instead of at the next poll.
 """
 
@@ -38,8 +38,8 @@ def verify_webhook(
 ) -> WebhookVerdict:
     """Check a webhook request against the shared secret, in constant time.
 
-    GitHub signs the raw body: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`. GitLab sends
-    the secret itself in `X-Gitlab-Token`. With no secret configured every request is
+    GitHub signs the raw body: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256>``. GitLab sends
+    the secret itself in ``X-Gitlab-Token``. With no secret configured every request is
     refused: an unauthenticated endpoint would let anyone make the reconciler fetch.
     """
     key = secret.encode() if isinstance(secret, str) else bytes(secret)

@@ -3,20 +3,20 @@
 Called by the loader for each manifest file (after Jinja2 rendering for
 templates) and for the values files. Each document keeps its composed node
 tree next to the constructed data, so a field path from a validation error —
-`("spec", "template", "spec", "containers", 0, "image")` — can be turned back
-into `file:line:column`.
+``("spec", "template", "spec", "containers", 0, "image")`` — can be turned back
+into ``file:line:column``.
 
 Only plain, JSON-shaped YAML is accepted: strings, numbers, booleans, null,
 sequences, mappings, anchors/aliases and merge keys. Any other tag
-(`!!python/object/apply:...`, `!!binary`, `!!set`, local `!tags`) is an error
+(``!!python/object/apply:...``, ``!!binary``, ``!!set``, local ``!tags``) is an error
 at the tag's position and is never constructed. The constructor is PyYAML's
-safe one (the libyaml-accelerated `CSafeLoader` when available).
+safe one (the libyaml-accelerated ``CSafeLoader`` when available).
 
 Size is bounded before anything is built: each file's event stream is
-measured first (`_measure`, constant memory) and a file is composed only when
+measured first (``_measure``, constant memory) and a file is composed only when
 every document in it stays within the limits once its aliases are expanded —
-one object at most `MAX_OBJECT_BYTES` of scalar text and `MAX_OBJECT_NODES`
-nodes, `MAX_DEPTH` levels deep — and the commit's `LoadBudget` (shared by
+one object at most ``MAX_OBJECT_BYTES`` of scalar text and ``MAX_OBJECT_NODES``
+nodes, ``MAX_DEPTH`` levels deep — and the commit's ``LoadBudget`` (shared by
 every file the loader reads for one commit) still covers it. An alias to a 5
 MiB string is counted as 5 MiB each time it is used, so an alias bomb is
 refused after reading its events, never expanded.
@@ -56,11 +56,11 @@ MAX_COMMIT_DOCUMENTS = 10_000
 
 @dataclass
 class LoadBudget:
-    """What one commit may still load; `load_documents` charges every document it accepts.
+    """What one commit may still load; ``load_documents`` charges every document it accepts.
 
     The loader makes one per commit and passes it to every file it reads, so
     the limits hold for the commit as a whole and not only file by file.
-    `exhausted` is set once a file was refused for the commit's limits:
+    ``exhausted`` is set once a file was refused for the commit's limits:
     reading further files is pointless, the commit cannot be valid.
     """
 
@@ -87,8 +87,8 @@ else:
 class _PositionLoader(_BaseLoader):
     """PyYAML's safe loader, with timestamps kept as the strings they were written as.
 
-    Kubernetes reads YAML as JSON, where `2024-01-01` in an annotation is a
-    string; PyYAML would make it a `datetime.date` that no string field accepts.
+    Kubernetes reads YAML as JSON, where ``2024-01-01`` in an annotation is a
+    string; PyYAML would make it a ``datetime.date`` that no string field accepts.
     """
 
 
@@ -126,7 +126,7 @@ class YamlDocument:
         return self.locate(path)[0]
 
     def locate(self, path: Sequence[str | int]) -> tuple[SourceLocation, int]:
-        """The position of the deepest node on `path`, and how many parts of the path exist.
+        """The position of the deepest node on ``path``, and how many parts of the path exist.
 
         A mapping entry is located at its key (where a reader looks for a
         field), a sequence item at the item. For a field that does not exist
@@ -166,11 +166,11 @@ class YamlDocument:
 def load_documents(
     text: str, *, file: str, rendered: bool = False, budget: LoadBudget | None = None
 ) -> tuple[list[YamlDocument], list[ManifestError]]:
-    """Every document of `text`, and every error found in it.
+    """Every document of ``text``, and every error found in it.
 
     Documents before a syntax error are returned; the parser cannot resume
     after one, so nothing after it is. Empty documents are dropped. A file
-    with a document over the size limits (or beyond what `budget`, the
+    with a document over the size limits (or beyond what ``budget``, the
     commit's, has left) yields only that error: nothing of it is composed.
     """
     documents: list[YamlDocument] = []
@@ -248,7 +248,7 @@ class _Document:
 def _measure(
     text: str, *, at: Callable[[Any], SourceLocation], budget: LoadBudget
 ) -> ManifestError | None:
-    """The first size limit the documents of `text` break, or None (then they are charged).
+    """The first size limit the documents of ``text`` break, or None (then they are charged).
 
     Reads only the event stream, in constant memory: an alias adds the counts
     its anchor's node had, so expansion is measured without expanding. Syntax

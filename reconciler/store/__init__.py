@@ -1,24 +1,24 @@
 """The etcd-like log under the API server: one interface, an embedded and an etcd backend.
 
-Offers `open_store(url)` and the `Store` interface, the only way Capstan
-reads or writes durable state (and only `reconciler.api` calls it). The
+Offers ``open_store(url)`` and the ``Store`` interface, the only way Capstan
+reads or writes durable state (and only ``reconciler.api`` calls it). The
 model is etcd v3's, so either backend can sit behind the API layer:
 
-- every write gets the next global `Revision`; a `txn` bumps it once and all
-  its events share it; each key keeps `create_revision`, `mod_revision`,
-  `version`; deletes stay in the history until `compact`;
-- `range(key, prefix=, at_revision=, limit=)` answers with the kvs and the
-  revision it read at; `txn(compares, success, failure)` compares
+- every write gets the next global ``Revision``; a ``txn`` bumps it once and all
+  its events share it; each key keeps ``create_revision``, ``mod_revision``,
+  ``version``; deletes stay in the history until ``compact``;
+- ``range(key, prefix=, at_revision=, limit=)`` answers with the kvs and the
+  revision it read at; ``txn(compares, success, failure)`` compares
   mod_revision / create_revision / version / value (optimistic concurrency on
-  `resourceVersion`);
-- `watch(key, prefix=, from_revision=)` delivers every event with a revision
-  greater than `from_revision`, in order, exactly once, with `prev_kv`, or
-  raises `Compacted` when that history is gone (the caller relists);
-- leases: `grant(ttl)`, `keepalive`, `revoke`; keys put with `lease=` are
+  ``resourceVersion``);
+- ``watch(key, prefix=, from_revision=)`` delivers every event with a revision
+  greater than ``from_revision``, in order, exactly once, with ``prev_kv``, or
+  raises ``Compacted`` when that history is gone (the caller relists);
+- leases: ``grant(ttl)``, ``keepalive``, ``revoke``; keys put with ``lease=`` are
   deleted when the lease ends, as ordinary DELETE events.
 
-URLs: `sqlite:///abs/path/state.db` (embedded, the default for one machine)
-and `etcd://127.0.0.1:2379[,host:port...]` (a real etcd v3 server; several
+URLs: ``sqlite:///abs/path/state.db`` (embedded, the default for one machine)
+and ``etcd://127.0.0.1:2379[,host:port...]`` (a real etcd v3 server; several
 endpoints fail over in order).
 """
 
@@ -95,7 +95,7 @@ __all__ = [
 def open_store(url: str, *, clock: Callable[[], float] | None = None) -> Store:
     """Open the store a URL names.
 
-    `clock` (wall-clock seconds, default `time.time`) drives lease expiry in
+    ``clock`` (wall-clock seconds, default ``time.time``) drives lease expiry in
     the embedded backend; etcd keeps its own time and ignores it.
     """
     parts = urlsplit(url)

@@ -1,10 +1,10 @@
-"""The `Store` interface both backends implement, the `Watch` stream they return, and
-`StoreWrapper`, the base of the views that change a few calls of another store.
+"""The ``Store`` interface both backends implement, the ``Watch`` stream they return, and
+``StoreWrapper``, the base of the views that change a few calls of another store.
 
-Sits under `reconciler.api` (its only caller) and above the two backends
-(`_sqlite` for the embedded file, `_etcd` for a real etcd server). Every
+Sits under ``reconciler.api`` (its only caller) and above the two backends
+(``_sqlite`` for the embedded file, ``_etcd`` for a real etcd server). Every
 method is blocking and thread-safe; the API layer calls them from worker
-threads or wraps them with `asyncio.to_thread`. Watches offer both a blocking
+threads or wraps them with ``asyncio.to_thread``. Watches offer both a blocking
 iterator and an async iterator because the controllers run in asyncio.
 """
 
@@ -35,11 +35,11 @@ _POLL_SLICE_S = 0.25
 
 
 class Watch(abc.ABC):
-    """Events after `from_revision` for one key or prefix, in revision order, each once.
+    """Events after ``from_revision`` for one key or prefix, in revision order, each once.
 
-    Iterate it (`for event in watch`) or, in asyncio, `async for event in watch`.
-    Iteration raises `Compacted` if the history it needs is gone, and stops
-    after `close()`. Use it as a (async) context manager so it is always closed.
+    Iterate it (``for event in watch``) or, in asyncio, ``async for event in watch``.
+    Iteration raises ``Compacted`` if the history it needs is gone, and stops
+    after ``close()``. Use it as a (async) context manager so it is always closed.
     """
 
     def __init__(self) -> None:
@@ -50,7 +50,7 @@ class Watch(abc.ABC):
 
     @abc.abstractmethod
     def poll(self, timeout: float | None) -> list[Event]:
-        """Next events in order, waiting up to `timeout` seconds; [] on timeout or when closed."""
+        """Next events in order, waiting up to ``timeout`` seconds; [] on timeout or when closed."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -161,8 +161,8 @@ class Store(abc.ABC):
         at_revision: Revision | None = None,
         limit: int | None = None,
     ) -> RangeResult:
-        """Keys equal to `key` (or starting with it when `prefix`), as of `at_revision`
-        (default: now). Raises `Compacted` / `FutureRevision` for a revision out of reach."""
+        """Keys equal to ``key`` (or starting with it when ``prefix``), as of ``at_revision``
+        (default: now). Raises ``Compacted`` / ``FutureRevision`` for a revision out of reach."""
 
     def get(self, key: str, *, at_revision: Revision | None = None) -> KeyValue | None:
         result = self.range(key, at_revision=at_revision)
@@ -183,7 +183,7 @@ class Store(abc.ABC):
         success: Sequence[Op],
         failure: Sequence[Op] = (),
     ) -> TxnResult:
-        """If every compare holds run `success`, else `failure`, atomically, in one revision."""
+        """If every compare holds run ``success``, else ``failure``, atomically, in one revision."""
 
     @abc.abstractmethod
     def watch(
@@ -193,11 +193,11 @@ class Store(abc.ABC):
         prefix: bool = False,
         from_revision: Revision | None = None,
     ) -> Watch:
-        """Events with revision > `from_revision` (default: the current revision)."""
+        """Events with revision > ``from_revision`` (default: the current revision)."""
 
     @abc.abstractmethod
     def compact(self, revision: Revision) -> None:
-        """Drop history before `revision`; reads at and watches from older revisions fail."""
+        """Drop history before ``revision``; reads at and watches from older revisions fail."""
 
     @abc.abstractmethod
     def revision(self) -> Revision:
@@ -205,15 +205,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def grant(self, ttl: int) -> LeaseID:
-        """A new lease that expires `ttl` seconds from now unless kept alive."""
+        """A new lease that expires ``ttl`` seconds from now unless kept alive."""
 
     @abc.abstractmethod
     def keepalive(self, lease: LeaseID) -> int:
-        """Restart the lease's TTL; returns the TTL. Raises `LeaseNotFound` if it expired."""
+        """Restart the lease's TTL; returns the TTL. Raises ``LeaseNotFound`` if it expired."""
 
     @abc.abstractmethod
     def revoke(self, lease: LeaseID) -> None:
-        """End the lease now, deleting its keys (one revision). Raises `LeaseNotFound`."""
+        """End the lease now, deleting its keys (one revision). Raises ``LeaseNotFound``."""
 
     @abc.abstractmethod
     def close(self) -> None:

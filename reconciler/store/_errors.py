@@ -1,8 +1,8 @@
 """The store's error types, raised by both backends and caught by the API layer.
 
-The API layer maps them to HTTP answers: `Compacted` to 410 Gone (the client
-relists), `ValueTooLarge` to 413, `LeaseNotFound` to 404, `StorageFull` to 507,
-anything else that is a `StoreError` to 503.
+The API layer maps them to HTTP answers: ``Compacted`` to 410 Gone (the client
+relists), ``ValueTooLarge`` to 413, ``LeaseNotFound`` to 404, ``StorageFull`` to 507,
+anything else that is a ``StoreError`` to 503.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ class StoreError(Exception):
 class Compacted(StoreError):
     """The requested revision is older than the store's compaction point.
 
-    A watcher or an `at_revision` read asked for history that compaction has
+    A watcher or an ``at_revision`` read asked for history that compaction has
     removed; the caller must relist at the current revision and watch from there.
     """
 
@@ -30,11 +30,11 @@ class Compacted(StoreError):
 
 
 class FutureRevision(StoreError):
-    """An `at_revision` read or a compaction asked for a revision not yet written."""
+    """An ``at_revision`` read or a compaction asked for a revision not yet written."""
 
 
 class ValueTooLarge(StoreError):
-    """A value exceeds `MAX_VALUE_BYTES` (etcd's default request limit, 1.5 MiB)."""
+    """A value exceeds ``MAX_VALUE_BYTES`` (etcd's default request limit, 1.5 MiB)."""
 
 
 class CorruptStore(StoreError):

@@ -1,22 +1,22 @@
-"""The etcd backend: the same `Store` on a real etcd v3 server, for more than one machine.
+"""The etcd backend: the same ``Store`` on a real etcd v3 server, for more than one machine.
 
-Opened by `open_store("etcd://host:port[,host:port...]")`; several `capstan up`
-replicas share one etcd cluster, and `reconciler.store.election` picks the one that
+Opened by ``open_store("etcd://host:port[,host:port...]")``; several ``capstan up``
+replicas share one etcd cluster, and ``reconciler.store.election`` picks the one that
 runs the controllers (a leader key on an etcd lease; its writes fenced by the key's
 create revision).
 
-Why the JSON gateway and httpx rather than a client library: the `etcd3` PyPI
+Why the JSON gateway and httpx rather than a client library: the ``etcd3`` PyPI
 client is unmaintained and pins old protobuf/grpcio releases that conflict with
 today's. etcd 3.4 (Debian's etcd-server; 3.4.23 here) serves its whole v3 API
-as JSON at `/v3/...` (kv/range, kv/put, kv/deleterange, kv/txn,
+as JSON at ``/v3/...`` (kv/range, kv/put, kv/deleterange, kv/txn,
 kv/compaction, watch, lease/grant, lease/keepalive, lease/revoke), and httpx
 is already a Capstan dependency, so the backend is a handful of plain requests
-with no new dependency. Watches use a raw socket (see `_etcd_watch`).
+with no new dependency. Watches use a raw socket (see ``_etcd_watch``).
 
-Values are checked against `MAX_VALUE_BYTES` here, before etcd sees them, so
+Values are checked against ``MAX_VALUE_BYTES`` here, before etcd sees them, so
 both backends refuse the same values with the same error (etcd's own limit
 counts the whole request and answers with a vaguer message); run etcd with
-`--max-request-bytes` above 1.5 MiB (2 MiB) so a maximal value fits.
+``--max-request-bytes`` above 1.5 MiB (2 MiB) so a maximal value fits.
 Plain HTTP only: TLS and etcd auth are not wired in yet.
 """
 

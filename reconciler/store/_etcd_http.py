@@ -1,15 +1,15 @@
 """Unary calls to etcd's JSON gateway, with endpoint failover and error mapping.
 
-Used by `_etcd.EtcdStore`. etcd 3.4 (Debian's etcd-server) serves its gRPC API
-as JSON at `/v3/...`: int64 fields travel as strings, keys and values as
-base64, and zero-valued fields are omitted (a missing `version` is 0, a missing
-event `type` is PUT).
+Used by ``_etcd.EtcdStore``. etcd 3.4 (Debian's etcd-server) serves its gRPC API
+as JSON at ``/v3/...``: int64 fields travel as strings, keys and values as
+base64, and zero-valued fields are omitted (a missing ``version`` is 0, a missing
+event ``type`` is PUT).
 
 Failover: endpoints are tried in order starting from the last one that
 answered. A request that never reached a server (connect error) moves to the
 next endpoint whatever it was; one that may have reached it (a read error
 after sending) is retried elsewhere only if it is a read — repeating a put
-could apply it twice, so the caller gets `Unavailable` instead.
+could apply it twice, so the caller gets ``Unavailable`` instead.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
-"""Watches on the etcd backend: etcd's streaming `/v3/watch` over a raw HTTP/1.1 socket.
+"""Watches on the etcd backend: etcd's streaming ``/v3/watch`` over a raw HTTP/1.1 socket.
 
-Created by `EtcdStore.watch`. The gateway answers a watch POST with a chunked
+Created by ``EtcdStore.watch``. The gateway answers a watch POST with a chunked
 response carrying one JSON message per line. We read it on our own socket
 rather than through httpx because closing an httpx stream from another thread
-does not wake a thread blocked reading it; `socket.shutdown` does, so
-`close()` ends the reader thread at once.
+does not wake a thread blocked reading it; ``socket.shutdown`` does, so
+``close()`` ends the reader thread at once.
 
 A reader thread decodes messages into event batches on a queue. If the
 connection drops, it reconnects (next endpoint first) from the revision after
 the last one it delivered, so a failover costs no gap and no duplicate.
 etcd does not split one revision's events across messages unless asked to
-(`fragment`), which is what makes "resume after the last revision" exact.
+(``fragment``), which is what makes "resume after the last revision" exact.
 """
 
 from __future__ import annotations

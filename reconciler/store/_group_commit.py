@@ -1,6 +1,6 @@
 """Group commit for the embedded store: many writers, one SQLite transaction, one fsync.
 
-Used by `_sqlite.SqliteStore` for every write. Leader/follower, as in
+Used by ``_sqlite.SqliteStore`` for every write. Leader/follower, as in
 LevelDB's and RocksDB's write queues: a writer enqueues its work; if no commit
 is running it becomes the leader, takes the whole queue, applies it in one
 transaction, commits (one fsync), promotes the oldest waiting writer to lead
@@ -12,11 +12,11 @@ scales past the fsync rate).
 
 WARNING: each writer parks on its own raw lock (acquired at creation, acquired
 again to wait, released by the leader to wake it). One shared condition with
-`notify_all` woke all 64 writers after every batch only for most of them to go
-back to sleep, and `threading.Event` runs a Condition in Python on both sides;
+``notify_all`` woke all 64 writers after every batch only for most of them to go
+back to sleep, and ``threading.Event`` runs a Condition in Python on both sides;
 under the GIL either cost more per write than the fsync they share.
 
-Writers that queue while the leader opens its transaction join that batch (`join_late`):
+Writers that queue while the leader opens its transaction join that batch (``join_late``):
 with the key index in memory a bigger batch costs no more pages, so what bounds throughput is
 Python's time per write, not the commit. The leader wakes its batch as a chain (each woken
 writer, now holding the GIL, wakes the next) rather than all at once, because writers woken
@@ -24,7 +24,7 @@ together only queue again for the GIL the leader still holds; the price is a wak
 earlier writer in the batch, well under an fsync. (Figures: bench/store.py and the commit
 messages of this file.)
 WARNING: a parked writer must pass the chain on; nothing between its wake-up and
-`next.wake.release()` may raise. (A KeyboardInterrupt landing in a main thread
+``next.wake.release()`` may raise. (A KeyboardInterrupt landing in a main thread
 parked here would strand the rest of its batch; the process is going down then.)
 The successor is woken before the chain starts, so the next batch can open while
 the chain runs.
@@ -58,11 +58,11 @@ class Pending(Generic[C, T]):
 
 
 class GroupCommitter(Generic[C]):
-    """Serialises writers into batches handed to `commit_batch`.
+    """Serialises writers into batches handed to ``commit_batch``.
 
-    `commit_batch(batch)` must run every `Pending.work` in order (passing its
+    ``commit_batch(batch)`` must run every ``Pending.work`` in order (passing its
     context) inside one transaction, commit, and only then store each outcome
-    (`result` or `error`); if it raises, every writer of the batch gets that
+    (``result`` or ``error``); if it raises, every writer of the batch gets that
     exception. It is only ever called by one thread at a time.
     """
 
@@ -73,7 +73,7 @@ class GroupCommitter(Generic[C]):
         self._leading = False
 
     def submit(self, work: Callable[[C], T]) -> T:
-        """Run `work` in the next batch; returns its result once the batch is durable."""
+        """Run ``work`` in the next batch; returns its result once the batch is durable."""
         pending: Pending[C, T] = Pending(work)
         with self._lock:
             self._queue.append(pending)
@@ -92,7 +92,7 @@ class GroupCommitter(Generic[C]):
         return pending.result  # type: ignore[return-value]
 
     def join_late(self, batch: list[Pending[C, Any]]) -> None:
-        """Add the writers that queued since `batch` was taken (called by `commit_batch`
+        """Add the writers that queued since ``batch`` was taken (called by ``commit_batch``
         once its transaction is open, so they share this batch's fsync)."""
         with self._lock:
             batch.extend(self._queue)

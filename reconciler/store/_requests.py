@@ -24,8 +24,8 @@ def check_key(key: str) -> None:
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with `prefix` (etcd's
-    `clientv3.GetPrefixRangeEnd`); None when no such key exists (all 0xff, or empty)."""
+    """The smallest key greater than every key starting with ``prefix`` (etcd's
+    ``clientv3.GetPrefixRangeEnd``); None when no such key exists (all 0xff, or empty)."""
     end = bytearray(prefix)
     while end:
         if end[-1] < 0xFF:
@@ -36,7 +36,7 @@ def prefix_end(prefix: bytes) -> bytes | None:
 
 
 def key_range(key: str, *, prefix: bool) -> tuple[bytes, bytes | None]:
-    """[start, end) for a key or a prefix; `end` None means unbounded above.
+    """[start, end) for a key or a prefix; ``end`` None means unbounded above.
 
     A single key is [key, key + b"\\0"), which is how etcd spells "just this key".
     """

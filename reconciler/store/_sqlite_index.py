@@ -1,19 +1,19 @@
 """The embedded store's key index: every key's rowids, in memory, as etcd keeps it.
 
-Owned by `_sqlite.SqliteStore`, written through by `_sqlite_ops.WriteBatch` and
+Owned by ``_sqlite.SqliteStore``, written through by ``_sqlite_ops.WriteBatch`` and
 read by every range. etcd's mvcc splits storage the same way: bbolt maps
-revision -> key-value on disk, and `treeIndex` maps key -> revisions in memory,
-rebuilt at start by one scan. Here the SQLite `log` table (rowid =
-`revision << 20 | n`) is all there is on disk, so a durable put dirties one
-B-tree page (the log's last leaf) instead of three (the log, a `(key, id)`
-index, a `current` table). Measured 2026-11-27 with a bare sqlite3 loop against
+revision -> key-value on disk, and ``treeIndex`` maps key -> revisions in memory,
+rebuilt at start by one scan. Here the SQLite ``log`` table (rowid =
+``revision << 20 | n``) is all there is on disk, so a durable put dirties one
+B-tree page (the log's last leaf) instead of three (the log, a ``(key, id)``
+index, a ``current`` table). Measured 2026-11-27 with a bare sqlite3 loop against
 the bench's 4 KiB fsync probe: one put per commit 0.78-0.97 of the probe with
 the log alone vs 0.65-0.72 with the two indexes; batches of 64 puts 100k-145k
 rows/s vs 25k-35k (each writer's keys dirtied their own index leaves, ~130
 pages of WAL per batch, where now it is ~5).
 
 Entries: per key, the ascending rowids of its puts and deletes until
-compaction; deletions in `_tombstones`; leased rows in `_leases`. A lookup asks
+compaction; deletions in ``_tombstones``; leased rows in ``_leases``. A lookup asks
 for the newest entry at or below a bound, so one index serves every snapshot.
 
 Concurrency (one lock): a writer records a put or delete as soon as it INSERTs
@@ -21,7 +21,7 @@ it, so later requests of the same batch see it, and keeps an undo list for a
 rollback. Readers never see those uncommitted entries: they look up "newest at
 or below my snapshot's last rowid", and rowids of a transaction still open are
 always above the last committed one. Other processes' commits are folded in by
-`catch_up`, which every read and every batch runs against its own snapshot;
+``catch_up``, which every read and every batch runs against its own snapshot;
 applying a row is idempotent, so two threads catching up at once is harmless.
 """
 
@@ -70,7 +70,7 @@ class KeyIndex:
     # -- folding in committed rows -------------------------------------------------------
 
     def catch_up(self, conn: sqlite3.Connection, *, last_id: int, compacted: int) -> None:
-        """Fold in rows committed by anyone up to `last_id`, read in `conn`'s snapshot.
+        """Fold in rows committed by anyone up to ``last_id``, read in ``conn``'s snapshot.
 
         Cheap when nothing is new (two integer compares): the common case, since this
         process's own commits are recorded by the writer before they are acknowledged."""
@@ -112,7 +112,7 @@ class KeyIndex:
         return [(row[1], row[0]) for row in rows]
 
     def undo(self, entries: Sequence[Entry]) -> None:
-        """Take out entries `record` added, newest first (each is its key's newest)."""
+        """Take out entries ``record`` added, newest first (each is its key's newest)."""
         with self._lock:
             for key, row_id in reversed(entries):
                 ids = self._ids[key]
@@ -131,13 +131,13 @@ class KeyIndex:
     # -- lookups ---------------------------------------------------------------------------
 
     def newest(self, key: bytes, *, bound: int | None = None) -> int | None:
-        """The rowid of `key`'s live value at `bound` (None: including uncommitted rows)."""
+        """The rowid of ``key``'s live value at ``bound`` (None: including uncommitted rows)."""
         with self._lock:
             ids = self._ids.get(key)
             return None if ids is None else self._live(ids, bound)
 
     def newest_many(self, keys: Sequence[bytes]) -> list[Entry]:
-        """`newest` for several keys under one lock (a batch's previous values), live ones only."""
+        """``newest`` of several keys under one lock (a batch's previous values), live ones only."""
         found: list[Entry] = []
         with self._lock:
             for key in keys:
@@ -149,7 +149,8 @@ class KeyIndex:
     def live(
         self, lo: bytes, hi: bytes | None, *, bound: int | None, limit: int | None = None
     ) -> tuple[list[Entry], int]:
-        """Live keys in [lo, hi) at `bound`, in key order: up to `limit` of them, and how many."""
+        """Live keys in [lo, hi) at ``bound``, in key order: up to ``limit`` of them, and their
+        count."""
         found: list[Entry] = []
         count = 0
         with self._lock:
@@ -163,7 +164,7 @@ class KeyIndex:
         return found, count
 
     def with_lease(self, lease: int) -> list[Entry]:
-        """Live keys whose value was written with `lease`, in key order (a revoke's deletes).
+        """Live keys whose value was written with ``lease``, in key order (a revoke's deletes).
 
         A walk over every key: revokes are rare next to puts, and a per-lease map
         would be one more structure for every put and undo to keep right."""
@@ -188,10 +189,10 @@ class KeyIndex:
     # -- compaction ------------------------------------------------------------------------
 
     def compaction(self, revision: int) -> list[int]:
-        """The rowids a compaction at `revision` deletes: every entry superseded by a newer
-        one at or before `revision` (that newer one is the key's value at `revision`, so it
-        stays), and tombstones older than `revision`. Tombstones AT `revision` stay, so a
-        watch from `revision - 1` (etcd's oldest allowed start) still sees them."""
+        """The rowids a compaction at ``revision`` deletes: every entry superseded by a newer
+        one at or before ``revision`` (that newer one is the key's value at ``revision``, so it
+        stays), and tombstones older than ``revision``. Tombstones AT ``revision`` stay, so a
+        watch from ``revision - 1`` (etcd's oldest allowed start) still sees them."""
         with self._lock:
             return sorted(row_id for _, row_id in self._compacted_entries(revision))
 

@@ -1,16 +1,16 @@
 """SQL reads and writes of the embedded store, on one connection, with the key index.
 
-Called by `_sqlite.SqliteStore`: reads run on a pooled reader connection inside
+Called by ``_sqlite.SqliteStore``: reads run on a pooled reader connection inside
 a read transaction (one snapshot per call) and find their rows through the
-in-memory `KeyIndex` at that snapshot's last rowid; writes run inside the group
-committer's batch transaction through a `WriteBatch`, which hands out rowids
-(`revision << 20 | n`, see `_sqlite_schema`) and records each row in the index
+in-memory ``KeyIndex`` at that snapshot's last rowid; writes run inside the group
+committer's batch transaction through a ``WriteBatch``, which hands out rowids
+(``revision << 20 | n``, see ``_sqlite_schema``) and records each row in the index
 as it writes it (undone if the transaction rolls back). Write helpers check
 everything that can fail before they write, so a refused request leaves the
 shared batch transaction untouched and the other writers in it unaffected.
 
 The SQL strings are assembled from fixed fragments of this module (column
-lists, key-bound clauses, `?` placeholder lists) and nothing a caller supplies;
+lists, key-bound clauses, ``?`` placeholder lists) and nothing a caller supplies;
 every key, value and number travels as a bound parameter (hence the S608 noqa).
 """
 
@@ -65,14 +65,14 @@ def compact_revision(conn: sqlite3.Connection) -> int:
 
 
 def snapshot_revision(conn: sqlite3.Connection, index: KeyIndex) -> int:
-    """Start `conn`'s read snapshot, bring the index up to it, and return its revision."""
+    """Start ``conn``'s read snapshot, bring the index up to it, and return its revision."""
     last_id, compacted = read_head(conn)
     index.catch_up(conn, last_id=last_id, compacted=compacted)
     return head_revision(last_id, compacted)
 
 
 def revision_bound(revision: int) -> int:
-    """The last rowid a read at `revision` may see."""
+    """The last rowid a read at ``revision`` may see."""
     return ((revision + 1) << REV_SHIFT) - 1
 
 
@@ -84,7 +84,7 @@ _INSERT = (
 
 
 def fetch_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Any]:
-    """The `_KV_COLUMNS` of the given log rows, by rowid (primary-key lookups, in chunks
+    """The ``_KV_COLUMNS`` of the given log rows, by rowid (primary-key lookups, in chunks
     under SQLite's bound-parameter limit)."""
     if len(ids) == 1:
         row = conn.execute(
@@ -117,7 +117,7 @@ def _rows_in_order(conn: sqlite3.Connection, entries: Sequence[Entry]) -> list[A
 def current_values(
     conn: sqlite3.Connection, index: KeyIndex, keys: Sequence[bytes]
 ) -> dict[bytes, tuple[int, KeyValue]]:
-    """The live value (rowid, key-value) of each of `keys` that has one, as the index
+    """The live value (rowid, key-value) of each of ``keys`` that has one, as the index
     has it now: for the writer, including its own batch's rows."""
     entries = index.newest_many(keys)
     if not entries:
@@ -139,8 +139,8 @@ def range_kvs(
     header_revision: int,
     bound: int | None = None,
 ) -> RangeResult:
-    """Keys in [lo, hi) now, or as of `at_revision`; the caller holds a read snapshot at
-    `header_revision`, or (bound None) is the writer reading its own batch."""
+    """Keys in [lo, hi) now, or as of ``at_revision``; the caller holds a read snapshot at
+    ``header_revision``, or (bound None) is the writer reading its own batch."""
     if at_revision is not None:
         compacted = compact_revision(conn)
         if at_revision < compacted:
@@ -227,7 +227,7 @@ class WriteBatch:
         return len(self._recorded)
 
     def rollback_to(self, mark: int) -> None:
-        """Undo the index entries past `mark` (the caller rolled the SQL back to match)."""
+        """Undo the index entries past ``mark`` (the caller rolled the SQL back to match)."""
         self.index.undo(self._recorded[mark:])
         del self._recorded[mark:]
 
@@ -285,7 +285,7 @@ class WriteBatch:
 
         The group commit's fast path: per-put Python and SQLite call overhead, not
         the fsync, is what limits a batch of 64 writers, so the previous values
-        are fetched with one query and the rows written with `executemany`.
+        are fetched with one query and the rows written with ``executemany``.
         """
         keys = [encode_key(p.key) for p in puts]
         if len(set(keys)) != len(keys):
@@ -422,10 +422,10 @@ def put_plain(
     the log's head, the INSERT and COMMIT: four trips into SQLite, each one dropping
     the GIL and waiting to take it back, which under 64 writers is most of a batch's
     time, and next to a lone writer's ~150 us fsync still ~10%. Here the rowids and
-    previous values come from the index, and the schema's `log_ids_grow` trigger
+    previous values come from the index, and the schema's ``log_ids_grow`` trigger
     refuses the INSERT, inside its own implicit transaction, if any row at or above
     the first rowid exists: that is, if another process wrote since the index last
-    saw the log (rowids there are the index's `seen_id` revision + 1 onwards). Then,
+    saw the log (rowids there are the index's ``seen_id`` revision + 1 onwards). Then,
     or if SQLite refuses the write from a stale snapshot, nothing was written and
     None sends the caller to the transaction path, which catches up first. The
     implicit commit is as durable as any other (WAL, synchronous=FULL): one fsync
@@ -475,10 +475,10 @@ def put_plain(
 
 
 class PutWork:
-    """A plain put as group-commit work; `WriteBatch.put_many` applies runs of them at once.
+    """A plain put as group-commit work; ``WriteBatch.put_many`` applies runs of them at once.
 
     A slotted class rather than a frozen dataclass: it is built on every put, and a
-    frozen dataclass's `__init__` costs several times more."""
+    frozen dataclass's ``__init__`` costs several times more."""
 
     __slots__ = ("key", "lease", "value")
 

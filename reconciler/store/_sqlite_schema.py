@@ -1,27 +1,27 @@
 """Opening the embedded store's SQLite file: pragmas, schema, and the corruption check.
 
-Called once per connection by `_sqlite.SqliteStore`. The layout is kine's (k3s'
+Called once per connection by ``_sqlite.SqliteStore``. The layout is kine's (k3s'
 etcd shim) adapted to etcd's transactions:
 
-- `log` is append-only. kine makes the rowid the revision; an etcd txn writes
-  several keys under ONE revision, so here the rowid is `revision << 20 | n`
+- ``log`` is append-only. kine makes the rowid the revision; an etcd txn writes
+  several keys under ONE revision, so here the rowid is ``revision << 20 | n``
   (n = the event's index within its revision). Rowid order is still revision
-  order, `max(rowid) >> 20` is the current revision with no extra index, and a
+  order, ``max(rowid) >> 20`` is the current revision with no extra index, and a
   watch is a rowid range scan. The price: at most 2**20 events per revision (a
   prefix delete or lease revoke of more keys is refused) and 2**43 revisions.
-- No index on `key` and no table of current values: the key index lives in
-  memory (`_sqlite_index.KeyIndex`, as etcd's `treeIndex` does), so a durable
-  put dirties one page. Format 1 files kept both (a `log_key_id` index and a
-  `current` table filled by a trigger); opening one drops them (format 2).
-- `log_ids_grow` refuses a row whose id is not above every row already there,
+- No index on ``key`` and no table of current values: the key index lives in
+  memory (``_sqlite_index.KeyIndex``, as etcd's ``treeIndex`` does), so a durable
+  put dirties one page. Format 1 files kept both (a ``log_key_id`` index and a
+  ``current`` table filled by a trigger); opening one drops them (format 2).
+- ``log_ids_grow`` refuses a row whose id is not above every row already there,
   so revisions cannot go backwards whoever writes, and a writer that took its
-  rowids from a stale view of the log (`_sqlite_ops.put_plain`) is refused
+  rowids from a stale view of the log (``_sqlite_ops.put_plain``) is refused
   rather than trusted (compaction never deletes the newest row, so max(id)
   never falls).
-- `meta` holds the compaction point; `leases` the lease deadlines (wall clock,
+- ``meta`` holds the compaction point; ``leases`` the lease deadlines (wall clock,
   so several processes sharing the file agree on expiry).
 
-WAL mode with `synchronous=FULL`: every COMMIT fsyncs the WAL before returning,
+WAL mode with ``synchronous=FULL``: every COMMIT fsyncs the WAL before returning,
 so an acknowledged write survives kill -9 and power loss.
 """
 
@@ -106,7 +106,7 @@ def _make_private(path: Path) -> None:
 def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
 
-    With `check`, also create the schema if the file is new and verify an
+    With ``check``, also create the schema if the file is new and verify an
     existing one; only the first connection of a store does that.
     """
     if not path.parent.is_dir():
@@ -139,7 +139,7 @@ def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a script into statements (a trigger body's `;` stays inside its statement)."""
+    """Split a script into statements (a trigger body's ``;`` stays inside its statement)."""
     statements, current = [], ""
     for line in script.splitlines(keepends=True):
         current += line

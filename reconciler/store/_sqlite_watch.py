@@ -1,11 +1,11 @@
 """Watches on the embedded store: a rowid range scan woken at commit.
 
-Created by `SqliteStore.watch`. Each watch owns a read connection and
+Created by ``SqliteStore.watch``. Each watch owns a read connection and
 remembers the last rowid it has looked past, so it resumes exactly after it: no
 gap, no duplicate, in commit order (rowids are handed out under SQLite's write
 lock, so they grow in commit order even across processes). In-process commits
 wake it through the store's condition variable; to see other processes' writes it
-re-reads after `cross_process_poll_s` (default 50 ms, inside the 100 ms promise)
+re-reads after ``cross_process_poll_s`` (default 50 ms, inside the 100 ms promise)
 when no local commit woke it.
 
 A wake-up only reads SQLite when the store's last committed rowid is past the

@@ -1,15 +1,15 @@
 """The store's data model: revisions, key-values, events, and txn builders.
 
 Plain frozen values shared by both backends and by every caller of the store
-(the API layer builds `Compare`/`Op` for optimistic concurrency and reads
-`KeyValue.mod_revision` as an object's `resourceVersion`). The model is etcd
+(the API layer builds ``Compare``/``Op`` for optimistic concurrency and reads
+``KeyValue.mod_revision`` as an object's ``resourceVersion``). The model is etcd
 v3's: one global revision bumped once per write (a txn bumps it once and all
-its events share it), and per key `create_revision`, `mod_revision`,
-`version`; a deleted key reads as absent, and its DELETE event carries a
-`KeyValue` with only `key` and `mod_revision` set, as etcd's does.
+its events share it), and per key ``create_revision``, ``mod_revision``,
+``version``; a deleted key reads as absent, and its DELETE event carries a
+``KeyValue`` with only ``key`` and ``mod_revision`` set, as etcd's does.
 
-Keys are `str` (stored as UTF-8, so their byte order is their code-point
-order and prefix ranges agree between backends); values are `bytes`.
+Keys are ``str`` (stored as UTF-8, so their byte order is their code-point
+order and prefix ranges agree between backends); values are ``bytes``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class OpKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One txn operation; build with `Op.put`, `Op.delete` or `Op.range`."""
+    """One txn operation; build with ``Op.put``, ``Op.delete`` or ``Op.range``."""
 
     kind: OpKind
     key: str

@@ -1,17 +1,17 @@
 """Sync: make the API hold what a commit says, keep doing it, and keep a log of it.
 
-The step after `reconciler.source` in the data flow (desired(commit) vs observed(store) →
+The step after ``reconciler.source`` in the data flow (desired(commit) vs observed(store) →
 plan → API writes). Offers:
 
-- `sync_commit(api, repo, *, commit, prune, allow_empty, dry_run) -> SyncResult` and the
-  pure `plan_sync(desired, live) -> SyncPlan` (`capstan plan` reuses it), `failed_commit`
-  for a commit that did not load, `managed_object`, `list_managed`;
-- `SyncLoop` (a start/stop component for `capstan up`) with `SyncOptions`;
-- the sync log and switches: `SyncRecord`, `list_sync_records`, `HistoryLimits`,
-  `SyncState`, `read_sync_state`, `set_suspended`;
-- per-object status: `app_health(api, objects) -> [ObjectStatus]`, `object_health`.
+- ``sync_commit(api, repo, *, commit, prune, allow_empty, dry_run) -> SyncResult`` and the
+  pure ``plan_sync(desired, live) -> SyncPlan`` (``capstan plan`` reuses it), ``failed_commit``
+  for a commit that did not load, ``managed_object``, ``list_managed``;
+- ``SyncLoop`` (a start/stop component for ``capstan up``) with ``SyncOptions``;
+- the sync log and switches: ``SyncRecord``, ``list_sync_records``, ``HistoryLimits``,
+  ``SyncState``, ``read_sync_state``, ``set_suspended``;
+- per-object status: ``app_health(api, objects) -> [ObjectStatus]``, ``object_health``.
 
-Field-level diffs live in `reconciler.diff`.
+Field-level diffs live in ``reconciler.diff``.
 """
 
 from reconciler.sync.engine import (

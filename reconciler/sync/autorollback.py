@@ -2,44 +2,44 @@
 rollout fails — once per bad commit, and never by undoing Capstan's own revert.
 
 A controller beside the Deployment controller. It watches Deployments annotated
-`capstan.io/auto-rollback: "true"`, their ReplicaSets and pods, and reads the sync log
-(`reconciler.sync.records`) for the rollout of the Deployment's current pod template: the
+``capstan.io/auto-rollback: "true"``, their ReplicaSets and pods, and reads the sync log
+(``reconciler.sync.records``) for the rollout of the Deployment's current pod template: the
 newest sync that applied that template (its commit is the *bad* commit if the rollout fails,
 its start time bounds what counts as evidence) and the newest successful sync before it
 that applied another one (the *good* commit).
 
-Deciding is a pure function (`decide`) over plain data: the Deployment, its pods, that
+Deciding is a pure function (``decide``) over plain data: the Deployment, its pods, that
 rollout, the pins and the claims. A rollout has failed when
 
-- the Deployment's `Progressing` condition says `ProgressDeadlineExceeded`, written for the
+- the Deployment's ``Progressing`` condition says ``ProgressDeadlineExceeded``, written for the
   current generation after the rollout began; or
-- a pod of the current template (by its `pod-template-hash` label), created by this rollout
+- a pod of the current template (by its ``pod-template-hash`` label), created by this rollout
   and not terminating, has a container that crashed and was restarted: waiting in
-  `CrashLoopBackOff` with at least one restart and a non-zero last exit, or restarted
-  `crashloop_restarts` times. (As in Kubernetes, the kubelet enters CrashLoopBackOff only
+  ``CrashLoopBackOff`` with at least one restart and a non-zero last exit, or restarted
+  ``crashloop_restarts`` times. (As in Kubernetes, the kubelet enters CrashLoopBackOff only
   after a restart; a report of it at 0 restarts is not trusted.)
 
-Acting (`reconcile`), in this order:
+Acting (``reconcile``), in this order:
 
-1. claims the bad commit (`reconciler.sync.pins.claim_rollback`): a durable record in the
+1. claims the bad commit (``reconciler.sync.pins.claim_rollback``): a durable record in the
    store, written with a compare-and-swap, so each bad commit is acted on at most once,
    whatever the timing of status reports, controller restarts or a second control plane;
-2. pins the Deployment at the good commit (`reconciler.sync.pins`): the sync loop applies the
+2. pins the Deployment at the good commit (``reconciler.sync.pins``): the sync loop applies the
    pinned commit's version of this Deployment instead of the head's, so the Deployment
    controller scales the old ReplicaSet back up (same hash: reused, no new image pull);
-3. records why: a Warning Event `AutoRollback` on the Deployment and a sync record
-   (trigger `rollback`);
-4. with push access (`git` given and `push=True`), commits `git revert` of the bad commit on
-   the tracked branch, with the trailer `Capstan-Auto-Rollback-Of: <bad sha>`, and pushes
+3. records why: a Warning Event ``AutoRollback`` on the Deployment and a sync record
+   (trigger ``rollback``);
+4. with push access (``git`` given and ``push=True``), commits ``git revert`` of the bad commit on
+   the tracked branch, with the trailer ``Capstan-Auto-Rollback-Of: <bad sha>``, and pushes
    it, so Git says what runs; the pin lapses by itself once the sync loop sees the revert.
 
 A bad commit whose message carries that trailer is Capstan's own revert: it is never
 reverted (no rollback of a rollback); an event says so. A new template from Git (a fix)
 drops the pin and is a new rollout, judged afresh.
 
-Registered like every component: `AutoRollbackController` in `default_components()`, or
-`functools.partial(AutoRollbackController, git=source, push=True)` where the Git source is
-known (`capstan up`).
+Registered like every component: ``AutoRollbackController`` in ``default_components()``, or
+``functools.partial(AutoRollbackController, git=source, push=True)`` where the Git source is
+known (``capstan up``).
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 class Rollout:
     """The rollout of one Deployment's current template, as the sync log has it.
 
-    `commit` is the commit whose sync last applied `template` (`message` its message),
-    `started_at` when that sync began: pods created earlier, and conditions written
-    earlier, are not evidence about this rollout. `good_commit` is the newest commit synced
+    ``commit`` is the commit whose sync last applied ``template`` (``message`` its message),
+    ``started_at`` when that sync began: pods created earlier, and conditions written
+    earlier, are not evidence about this rollout. ``good_commit`` is the newest commit synced
     successfully before it with another template (None: none is known)."""
 
     template: str
@@ -108,7 +108,7 @@ class Rollout:
 
 @dataclass(frozen=True)
 class Act:
-    """Roll back: pin `rollout.good_commit` (known) and revert `rollout.commit`."""
+    """Roll back: pin ``rollout.good_commit`` (known) and revert ``rollout.commit``."""
 
     rollout: Rollout
     why: str
@@ -116,7 +116,7 @@ class Act:
 
 @dataclass(frozen=True)
 class Hold:
-    """Do nothing; `event` (if any) says why a failed rollout is left as it is."""
+    """Do nothing; ``event`` (if any) says why a failed rollout is left as it is."""
 
     reason: str
     event: str | None = None
@@ -132,7 +132,7 @@ def reverted_by(message: str) -> str | None:
 
 
 def find_rollout(records: Sequence[SyncRecord], name: str, template: str) -> Rollout | None:
-    """The rollout of `template` for Deployment `name` (`Deployment/ns/name`) from the sync
+    """The rollout of ``template`` for Deployment ``name`` (``Deployment/ns/name``) from the sync
     log (newest first), or None when no kept record applied it.
 
     The good commit is the newest one synced successfully before the rollout while the
@@ -190,7 +190,7 @@ def _crash(pod: Pod, *, crashloop_restarts: int) -> str | None:
 def rollout_failure(
     d: Deployment, pods: Iterable[Pod], *, rollout: Rollout, crashloop_restarts: int
 ) -> str | None:
-    """Why the rollout of `d`'s current template has failed, or None.
+    """Why the rollout of ``d``'s current template has failed, or None.
 
     Only evidence that belongs to this rollout counts: the deadline condition written for the
     current generation since the rollout began, and pods with the current template's hash
@@ -229,8 +229,8 @@ def decide(
     claims: Mapping[str, RollbackClaim],
     crashloop_restarts: int,
 ) -> Act | Hold:
-    """Pure: whether to roll Deployment `d` back now. `records` is the sync log, newest
-    first; `pins` and `claims` as stored (`reconciler.sync.pins`)."""
+    """Pure: whether to roll Deployment ``d`` back now. ``records`` is the sync log, newest
+    first; ``pins`` and ``claims`` as stored (``reconciler.sync.pins``)."""
     name = str(d.key)
     if d.metadata.annotations.get(AUTO_ROLLBACK_ANNOTATION) != "true":
         return Hold("not opted in")

@@ -1,14 +1,14 @@
 """Applying one commit: diff desired (the commit) against observed (the API), plan, apply.
 
-Called by the sync loop (`reconciler.sync.loop`) for each new head and on every resync, and
-by `capstan sync`. `plan_sync` is pure — desired and live objects in, a `SyncPlan` out — so
-`capstan plan` can diff two commits with it; `sync_commit` reads the live side through the
+Called by the sync loop (``reconciler.sync.loop``) for each new head and on every resync, and
+by ``capstan sync``. ``plan_sync`` is pure — desired and live objects in, a ``SyncPlan`` out — so
+``capstan plan`` can diff two commits with it; ``sync_commit`` reads the live side through the
 API, applies the plan in dependency order (what others refer to first, deletions last in
 reverse order) and records the attempt.
 
-Objects Capstan manages carry the label `capstan.io/managed-by: capstan` and the annotations
-`capstan.io/source` (file:line) and `capstan.io/commit` (the commit that last changed them).
-Only managed objects are ever pruned, and never one annotated `capstan.io/prune: "false"`.
+Objects Capstan manages carry the label ``capstan.io/managed-by: capstan`` and the annotations
+``capstan.io/source`` (file:line) and ``capstan.io/commit`` (the commit that last changed them).
+Only managed objects are ever pruned, and never one annotated ``capstan.io/prune: "false"``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class ObjectChange:
 
 @dataclass(frozen=True)
 class SyncPlan:
-    """What a sync would do: `changes` in apply order, plus what it leaves alone."""
+    """What a sync would do: ``changes`` in apply order, plus what it leaves alone."""
 
     changes: tuple[ObjectChange, ...]
     unchanged: int
@@ -97,7 +97,7 @@ class SyncPlan:
 
 @dataclass(frozen=True)
 class SyncResult:
-    """The outcome of one sync attempt (also kept as a `SyncRecord` unless a dry run)."""
+    """The outcome of one sync attempt (also kept as a ``SyncRecord`` unless a dry run)."""
 
     commit: CommitInfo
     outcome: Outcome
@@ -119,7 +119,7 @@ class SyncResult:
 def managed_object(
     obj: KubeObject, *, source: str | None = None, commit: str | None = None
 ) -> KubeObject:
-    """`obj` as Capstan stores it: marked managed, and where and when Git defined it."""
+    """``obj`` as Capstan stores it: marked managed, and where and when Git defined it."""
     meta = obj.metadata
     annotations = dict(meta.annotations)
     if source is not None:
@@ -148,9 +148,9 @@ def plan_sync(
     allow_empty: bool = False,
     sources: Mapping[ObjectKey, str] | None = None,
 ) -> SyncPlan:
-    """Pure: the changes that turn `live` into `desired`.
+    """Pure: the changes that turn ``live`` into ``desired``.
 
-    `live` holds every managed object plus any unmanaged one sharing a key with a desired
+    ``live`` holds every managed object plus any unmanaged one sharing a key with a desired
     object (which the sync then adopts). Objects are compared in their Git-owned form, so
     status, server-set metadata and bookkeeping annotations never count as changes.
     """
@@ -269,11 +269,11 @@ def sync_commit(
     history: HistoryLimits | None = None,
     record_unchanged: bool = True,
 ) -> SyncResult:
-    """Make the API hold what `commit` (already loaded into `repo`) says. Idempotent: the
+    """Make the API hold what ``commit`` (already loaded into ``repo``) says. Idempotent: the
     same commit again plans no change. A write that loses a race re-reads and retries; one
     that still fails marks the sync Failed (the next sync tries again) and skips pruning.
 
-    Every attempt is recorded, except a dry run, and, with `record_unchanged=False` (the
+    Every attempt is recorded, except a dry run, and, with ``record_unchanged=False`` (the
     loop's periodic resync), a successful one that changed nothing."""
     started = now_utc(api.clock)
     desired_pairs = _desired_objects(repo, commit)
@@ -330,7 +330,7 @@ def failed_commit(
     history: HistoryLimits | None = None,
 ) -> SyncResult:
     """Record a commit that did not load: nothing is applied, the errors (file:line) are
-    kept so `capstan status` can show them next to the commit still live."""
+    kept so ``capstan status`` can show them next to the commit still live."""
     started = now_utc(api.clock)
     # Repository-relative (`web.yaml:14:9: ...`): the checkout directory is gone by now.
     lines = tuple(error.display() for error in errors.errors)

@@ -1,10 +1,10 @@
 """Per-object sync and health: is the live object what Git says, and is it working.
 
-Read by `capstan status` and the API's app view: for each object of the live commit,
+Read by ``capstan status`` and the API's app view: for each object of the live commit,
 Synced/OutOfSync (its Git-owned fields against the live object) and
 Healthy/Progressing/Degraded/Missing (Deployment and ReplicaSet rollout counts and
-conditions, Job completion, Pod phase and container states). `object_health` is pure;
-`app_health` only adds the reads.
+conditions, Job completion, Pod phase and container states). ``object_health`` is pure;
+``app_health`` only adds the reads.
 """
 
 from __future__ import annotations

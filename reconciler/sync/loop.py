@@ -1,24 +1,24 @@
 """The GitOps loop: watch the branch, and keep the API holding what its head says.
 
-Runs inside `capstan up` as a component (`start()` / `stop()`, like a controller). Each
-pass is level-triggered: whatever woke it (a ref changed, a poll, a webhook's `trigger()`,
+Runs inside ``capstan up`` as a component (``start()`` / ``stop()``, like a controller). Each
+pass is level-triggered: whatever woke it (a ref changed, a poll, a webhook's ``trigger()``,
 the periodic resync), it fetches the head and converges the API on it —
-checkout (`GitSource.snapshot`) → `load_repository` → `sync_commit`. A commit that does not
+checkout (``GitSource.snapshot``) → ``load_repository`` → ``sync_commit``. A commit that does not
 load is recorded as Failed once and the last good commit stays applied (the resync keeps
 re-applying it, which is also how drift made through the API is reverted).
-`capstan sync --suspend` stops the applying, not the fetching. A fetch that fails (the
+``capstan sync --suspend`` stops the applying, not the fetching. A fetch that fails (the
 remote is down) changes nothing applied: the last good commit stays live and is still
-resynced, the watch retries with back-off, and the sync state says why (`note_fetch`).
+resynced, the watch retries with back-off, and the sync state says why (``note_fetch``).
 
-What each pass leaves in the sync log (`reconciler.sync.records`): a record for a new head,
+What each pass leaves in the sync log (``reconciler.sync.records``): a record for a new head,
 and for a resync that repaired drift or failed (identical ones fold into one); a resync that
 changed nothing only updates the sync state's "last resync" fields. Old records are pruned
-to `SyncOptions.history` on every record and at least hourly.
+to ``SyncOptions.history`` on every record and at least hourly.
 
 The loader's warnings about a head (a namespace it creates) are said once per commit, after
 its first sync attempt: a log line, a Warning Event on the object they concern and the sync
-state's `warnings` (`capstan status`). A head is loaded once (a head whose sync fails is not
-loaded again on every pass), and the sync state's `warned_commit` keeps a restarted or newly
+state's ``warnings`` (``capstan status``). A head is loaded once (a head whose sync fails is not
+loaded again on every pass), and the sync state's ``warned_commit`` keeps a restarted or newly
 elected loop from saying them again; a new commit that still has them says them again.
 """
 
@@ -80,8 +80,8 @@ class SyncOptions:
 class SyncLoop:
     """Keeps the API converged on the tracked branch's head (or its last good commit).
 
-    `watch` defaults to a `BranchWatch` of `source` (watchdog for a local repository, a
-    60 s poll otherwise). `clock` is monotonic seconds (resync timing). `on_result` sees
+    ``watch`` defaults to a ``BranchWatch`` of ``source`` (watchdog for a local repository, a
+    60 s poll otherwise). ``clock`` is monotonic seconds (resync timing). ``on_result`` sees
     every recorded result (for logs, metrics, the bench).
     """
 
@@ -135,7 +135,7 @@ class SyncLoop:
             thread.join(timeout=30)
 
     def trigger(self) -> None:
-        """Fetch and converge now (the webhook, `capstan sync`)."""
+        """Fetch and converge now (the webhook, ``capstan sync``)."""
         self.watch.trigger()
 
     @property
@@ -150,13 +150,13 @@ class SyncLoop:
 
     @property
     def live_repository(self) -> LoadedRepository | None:
-        """The objects of `last_good` as loaded (for `app_health` and `capstan status`)."""
+        """The objects of ``last_good`` as loaded (for ``app_health`` and ``capstan status``)."""
         return self._good[1] if self._good else None
 
     # -- one pass --------------------------------------------------------------------------
 
     def step(self, *, timeout: float = 0.0) -> SyncResult | None:
-        """Wait up to `timeout` s for a reason to look, then converge if a new head came
+        """Wait up to ``timeout`` s for a reason to look, then converge if a new head came
         or a resync is due. Returns the sync's result, or None when nothing was run."""
         try:
             head = self.watch.wait(min(timeout, self.seconds_to_resync()))
@@ -279,7 +279,7 @@ class SyncLoop:
         return result
 
     def _say_warnings(self, commit: CommitInfo, loaded: LoadedRepository) -> None:
-        """Say the loader's warnings about `commit` unless they were said already (by this
+        """Say the loader's warnings about ``commit`` unless they were said already (by this
         loop, or by another before a restart or a change of leader)."""
         if self._warned == commit.sha:
             return
@@ -305,7 +305,7 @@ class SyncLoop:
         self._warned = commit.sha
 
     def _live(self, obj: KubeObject | None) -> KubeObject:
-        """The live copy of `obj` (an Event needs its uid), or, when it is not live (its
+        """The live copy of ``obj`` (an Event needs its uid), or, when it is not live (its
         sync failed), the sync state, which the warning then stands next to."""
         if obj is not None:
             try:

@@ -1,8 +1,8 @@
 """Per-app pins: hold one Deployment at an earlier commit's version while the head is bad.
 
-Written by the auto-rollback controller (`reconciler.sync.autorollback`) when a
-Deployment annotated `capstan.io/auto-rollback: "true"` fails its rollout; read by the sync
-loop on every pass (`apply_pins`), which then applies that Deployment as the pinned commit
+Written by the auto-rollback controller (``reconciler.sync.autorollback``) when a
+Deployment annotated ``capstan.io/auto-rollback: "true"`` fails its rollout; read by the sync
+loop on every pass (``apply_pins``), which then applies that Deployment as the pinned commit
 has it instead of as the head has it. Everything else follows the head.
 
 A pin remembers the pod-template hash it rolled back *from*. It holds only while the head
@@ -12,10 +12,10 @@ the revert commit Capstan pushed so Git stays the truth) the pin is dropped by i
 Beside the pins, the auto-rollback's *claims*: one per bad commit it acted on, written
 (compare-and-swap) before it pins or pushes anything, so each bad commit is rolled back at
 most once whatever the timing of status reports. A claim outlives its pin: the commit stays
-handled. The newest `MAX_CLAIMS` are kept.
+handled. The newest ``MAX_CLAIMS`` are kept.
 
-Storage: the ConfigMaps `capstan-pins` (one key per pinned Deployment) and
-`capstan-auto-rollbacks` (one key per claimed bad commit) in `capstan-system`, never managed,
+Storage: the ConfigMaps ``capstan-pins`` (one key per pinned Deployment) and
+``capstan-auto-rollbacks`` (one key per claimed bad commit) in ``capstan-system``, never managed,
 never pruned by a sync; values are JSON.
 """
 
@@ -55,8 +55,8 @@ _RETRIES = 5
 
 
 class Pin(BaseModel):
-    """`deployment` (`Deployment/ns/name`) is held at `commit`'s version; `bad_template`
-    is the pod-template hash it was rolled back from, `bad_commit` the commit that set it."""
+    """``deployment`` (``Deployment/ns/name``) is held at ``commit``'s version; ``bad_template``
+    is the pod-template hash it was rolled back from, ``bad_commit`` the commit that set it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,8 +69,8 @@ class Pin(BaseModel):
 
 
 class RollbackClaim(BaseModel):
-    """The auto-rollback acted on `bad_commit` (rolling `deployment` back to `good_commit`);
-    `revert` is the revert commit it pushed, once pushed."""
+    """The auto-rollback acted on ``bad_commit`` (rolling ``deployment`` back to ``good_commit``);
+    ``revert`` is the revert commit it pushed, once pushed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,7 +95,7 @@ def _values(api: Api, name: str) -> list[str]:
 
 
 def read_pins(api: Api) -> dict[str, Pin]:
-    """Pins by `Deployment/ns/name`."""
+    """Pins by ``Deployment/ns/name``."""
     pins = (Pin.model_validate_json(value) for value in _values(api, PINS_NAME))
     return {pin.deployment: pin for pin in pins}
 
@@ -103,7 +103,7 @@ def read_pins(api: Api) -> dict[str, Pin]:
 def _change(
     api: Api, edit: Callable[[dict[str, str]], dict[str, str]], *, name: str = PINS_NAME
 ) -> bool:
-    """Apply `edit` to ConfigMap `name`'s data as one compare-and-swap (retried on a
+    """Apply ``edit`` to ConfigMap ``name``'s data as one compare-and-swap (retried on a
     concurrent write). True when this call changed it."""
     for _attempt in range(_RETRIES):
         try:
@@ -146,7 +146,7 @@ def read_claims(api: Api) -> dict[str, RollbackClaim]:
 
 
 def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
-    """Record that the auto-rollback acts on `claim.bad_commit`. True only for the one call
+    """Record that the auto-rollback acts on ``claim.bad_commit``. True only for the one call
     that added it: False when it was claimed already (by this or another control plane)."""
 
     def add(data: dict[str, str]) -> dict[str, str]:
@@ -159,7 +159,7 @@ def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
 
 
 def record_revert(api: Api, bad_commit: str, revert: str) -> None:
-    """Note on `bad_commit`'s claim the revert commit that was pushed for it."""
+    """Note on ``bad_commit``'s claim the revert commit that was pushed for it."""
 
     def note(data: dict[str, str]) -> dict[str, str]:
         if bad_commit not in data:
@@ -176,8 +176,8 @@ def apply_pins(
     *,
     load: Callable[[str], LoadedRepository | None],
 ) -> LoadedRepository:
-    """`repo` (the head) with each pinned Deployment replaced by its pinned commit's
-    version. `load(sha)` loads a commit (None when it cannot). Pins the head has moved past
+    """``repo`` (the head) with each pinned Deployment replaced by its pinned commit's
+    version. ``load(sha)`` loads a commit (None when it cannot). Pins the head has moved past
     are removed here."""
     pins = read_pins(api)
     if not pins:

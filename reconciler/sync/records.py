@@ -1,22 +1,22 @@
 """The sync log and the sync switches, kept through the API like any other state.
 
 Written by the sync engine after each attempt and by the sync loop (the commit seen, the
-commit live); read by `capstan status`, `capstan history` and `/capstan/v1/syncs`;
-`capstan sync --suspend/--resume` flips `suspended`.
+commit live); read by ``capstan status``, ``capstan history`` and ``/capstan/v1/syncs``;
+``capstan sync --suspend/--resume`` flips ``suspended``.
 
 What is kept: every commit applied or refused, every auto-rollback, and every resync that
 changed something (repaired drift) or failed. A resync repeating the newest record exactly
 (same commit, outcome, changes and errors: a fight with something that keeps undoing it)
-only bumps that record's `repeats`. A resync that changes nothing writes no record: it
+only bumps that record's ``repeats``. A resync that changes nothing writes no record: it
 updates the "last resync" fields of the sync state. The history is bounded in every case
-(`HistoryLimits`): at most `keep` records (default 100, like Helm's and Argo CD's history
-limits), and none older than `max_age` (default 30 days) beyond the newest `min_keep` (10),
+(``HistoryLimits``): at most ``keep`` records (default 100, like Helm's and Argo CD's history
+limits), and none older than ``max_age`` (default 30 days) beyond the newest ``min_keep`` (10),
 so the last good commit of a quiet cluster is never forgotten.
 
-Storage form (as Helm keeps its releases): ConfigMaps in the `capstan-system` namespace,
-which always exists and cannot be deleted. Each record is `sync-<id, 10 digits>` labelled
-`capstan.io/sync-record: "true"` with the record as JSON under `record.json`. The switches
-and pointers are the ConfigMap `capstan-sync-state`. None carries the managed-by label, so
+Storage form (as Helm keeps its releases): ConfigMaps in the ``capstan-system`` namespace,
+which always exists and cannot be deleted. Each record is ``sync-<id, 10 digits>`` labelled
+``capstan.io/sync-record: "true"`` with the record as JSON under ``record.json``. The switches
+and pointers are the ConfigMap ``capstan-sync-state``. None carries the managed-by label, so
 a sync never prunes them.
 """
 
@@ -68,8 +68,8 @@ _RETRIES = 5
 
 @dataclass(frozen=True)
 class HistoryLimits:
-    """How much of the sync log is kept: at most `keep` records, and none older than
-    `max_age` except the newest `min_keep`."""
+    """How much of the sync log is kept: at most ``keep`` records, and none older than
+    ``max_age`` except the newest ``min_keep``."""
 
     keep: int = 100
     max_age: timedelta = timedelta(days=30)
@@ -123,7 +123,7 @@ class SyncRecord(BaseModel):
         return self.message.splitlines()[0] if self.message else ""
 
     def repeats_of(self, other: SyncRecord) -> bool:
-        """`self` (a resync) did exactly what `other` did: same commit, outcome and result."""
+        """``self`` (a resync) did exactly what ``other`` did: same commit, outcome and result."""
         return (
             self.trigger == other.trigger == "resync"
             and self.commit == other.commit
@@ -151,8 +151,8 @@ class SyncState:
     """The sync switches and pointers: suspended, the commit seen on the branch, the commit
     live (last applied successfully), the last attempt's commit and outcome, and the last
     periodic resync: when, of which commit, and how many in a row found nothing to change;
-    while fetching the branch fails, how (`fetch_problem`); and the loader's warnings about
-    the last commit they were said for (`warned_commit`: each commit's are said once)."""
+    while fetching the branch fails, how (``fetch_problem``); and the loader's warnings about
+    the last commit they were said for (``warned_commit``: each commit's are said once)."""
 
     suspended: bool = False
     seen_commit: str | None = None
@@ -181,8 +181,8 @@ def _records(api: Api) -> list[ConfigMap]:
 def record_sync(
     api: Api, record: SyncRecord, *, keep: int | None = None, limits: HistoryLimits | None = None
 ) -> SyncRecord:
-    """Store `record` under the next id (its own `id` is ignored), or fold it into the newest
-    record when it repeats it (`SyncRecord.repeats_of`); then prune to `limits` (`keep`
+    """Store ``record`` under the next id (its own ``id`` is ignored), or fold it into the newest
+    record when it repeats it (``SyncRecord.repeats_of``); then prune to ``limits`` (``keep``
     overrides its count). Returns the record as stored."""
     limits = limits or HistoryLimits()
     if keep is not None:
@@ -240,8 +240,8 @@ def _parse(cm: ConfigMap) -> SyncRecord | None:
 
 
 def _prune(api: Api, records: list[ConfigMap], *, limits: HistoryLimits, now: datetime) -> int:
-    """Delete, oldest first, the records beyond `limits.keep` and those older than
-    `limits.max_age` beyond the newest `limits.min_keep`. Returns how many went."""
+    """Delete, oldest first, the records beyond ``limits.keep`` and those older than
+    ``limits.max_age`` beyond the newest ``limits.min_keep``. Returns how many went."""
     oldest_kept = now - limits.max_age
     doomed: list[ConfigMap] = []
     for age_rank, cm in enumerate(reversed(records)):  # newest first
@@ -260,7 +260,7 @@ def _prune(api: Api, records: list[ConfigMap], *, limits: HistoryLimits, now: da
 
 
 def prune_sync_records(api: Api, *, limits: HistoryLimits, now: datetime) -> int:
-    """Bound the stored history to `limits` as of `now` (the sync loop calls it now and
+    """Bound the stored history to ``limits`` as of ``now`` (the sync loop calls it now and
     then, so records age out even when nothing new is recorded). Returns how many went."""
     return _prune(api, _records(api), limits=limits, now=now)
 
@@ -367,7 +367,7 @@ def update_sync_state(
 
 
 def note_fetch(api: Api, problem: FetchProblem | None) -> SyncState:
-    """The sync loop's fetch of the branch failed again (`problem`), or worked (None clears
+    """The sync loop's fetch of the branch failed again (``problem``), or worked (None clears
     what an outage left). Only the fetch fields change."""
 
     def noted(state: SyncState) -> SyncState:
@@ -377,8 +377,8 @@ def note_fetch(api: Api, problem: FetchProblem | None) -> SyncState:
 
 
 def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncState:
-    """A periodic resync of `commit` ran at `at`: the one place a resync that found nothing
-    to change leaves a trace (`quiet_resyncs` counts those in a row)."""
+    """A periodic resync of ``commit`` ran at ``at``: the one place a resync that found nothing
+    to change leaves a trace (``quiet_resyncs`` counts those in a row)."""
 
     def noted(state: SyncState) -> SyncState:
         return replace(
@@ -392,8 +392,8 @@ def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncSt
 
 
 def note_warnings(api: Api, *, commit: str, warnings: Sequence[str]) -> SyncState:
-    """The sync loop said the loader's `warnings` (file:line: field: message) about `commit`:
-    `capstan status` shows them, and no pass over the same commit says them again."""
+    """The sync loop said the loader's ``warnings`` (file:line: field: message) about ``commit``:
+    ``capstan status`` shows them, and no pass over the same commit says them again."""
 
     def noted(state: SyncState) -> SyncState:
         return replace(state, warned_commit=commit, warnings=tuple(warnings))
@@ -426,6 +426,6 @@ def _edit_state(api: Api, changed: Callable[[SyncState], SyncState]) -> SyncStat
 
 
 def set_suspended(api: Api, suspended: bool) -> SyncState:
-    """`capstan sync --suspend` / `--resume`: a suspended loop still fetches (so status
+    """``capstan sync --suspend`` / ``--resume``: a suspended loop still fetches (so status
     shows the commit seen) but applies nothing until resumed."""
     return update_sync_state(api, suspended=suspended)

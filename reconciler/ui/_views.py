@@ -115,7 +115,7 @@ def _deployment_row(deployment: Deployment) -> dict[str, Any]:
 
 
 def sync_word(suspended: bool, live: str | None, seen: str | None) -> str:
-    """The sync state in `capstan status`'s words (a failed attempt is shown apart)."""
+    """The sync state in ``capstan status``'s words (a failed attempt is shown apart)."""
     if suspended:
         return "Suspended"
     if seen is None:

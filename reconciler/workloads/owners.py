@@ -30,7 +30,7 @@ class _ReplicaSets(Protocol):
 
 
 def deployment_keys_of_pod(replicasets: _ReplicaSets, pod: Pod) -> Iterable[ObjectKey]:
-    """The Deployment owning the ReplicaSet that owns `pod` (a pod's change wakes it)."""
+    """The Deployment owning the ReplicaSet that owns ``pod`` (a pod's change wakes it)."""
     for rs_key in owner_keys(pod, "ReplicaSet"):
         rs = replicasets.get(rs_key.name, namespace=rs_key.namespace)
         if rs is not None:

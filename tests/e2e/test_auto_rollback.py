@@ -1,6 +1,6 @@
-"""Auto-rollback end to end: `capstan up` on a remote, real Docker, a crash-looping commit.
+"""Auto-rollback end to end: ``capstan up`` on a remote, real Docker, a crash-looping commit.
 
-Two Deployments opt in (`capstan.io/auto-rollback: "true"`); their containers fail once on
+Two Deployments opt in (``capstan.io/auto-rollback: "true"``); their containers fail once on
 each pod's first start, then serve. A commit makes one of them run a container that exits 3
 at every start. Capstan must push exactly one revert commit (marked with
 its trailer) within 60 s, bring that Deployment's old ReplicaSet back serving, leave the
@@ -88,7 +88,7 @@ spec:
 
 
 class Remote(GitRepo):
-    """A bare repository: what `capstan up` tracks and where the revert is pushed."""
+    """A bare repository: what ``capstan up`` tracks and where the revert is pushed."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

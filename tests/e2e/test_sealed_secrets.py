@@ -1,12 +1,12 @@
-"""Sealed Secrets end to end: `age -a -r` in Git → `capstan up` → a container that sees it.
+"""Sealed Secrets end to end: ``age -a -r`` in Git → ``capstan up`` → a container that sees it.
 
 One ``capstan up`` (real Git, store, local agent, Docker) with its age identity in the state
-directory. A value sealed by hand with the real `age` CLI reaches a pod as an environment
+directory. A value sealed by hand with the real ``age`` CLI reaches a pod as an environment
 variable and as a file of a secret volume; then the value changes, a commit sealed for another
-key is refused (the pod keeps the last good value), the file is rotated with `capstan secret
-rotate` to a new recipient list (accepted; `age -d` opens it with the new key), and the Secret
+key is refused (the pod keeps the last good value), the file is rotated with ``capstan secret
+rotate`` to a new recipient list (accepted; ``age -d`` opens it with the new key), and the Secret
 is deleted. Throughout, the
-planted plaintext never shows in capstan up's log, `get`/`describe`, `plan`, the sync records,
+planted plaintext never shows in capstan up's log, ``get``/``describe``, ``plan``, the sync records,
 the raw store files or the agent's desired.json.
 """
 

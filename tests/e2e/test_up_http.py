@@ -106,6 +106,6 @@ def up_syncs(up: CapstanUp) -> list[dict[str, object]]:
 
 
 def deployed_version(up: CapstanUp) -> str | None:
-    """The version annotation of the `web` Deployment's pod template in the API."""
+    """The version annotation of the ``web`` Deployment's pod template in the API."""
     deployment = up.api.get(Deployment, "web", namespace="default")
     return deployment.spec.template.metadata.annotations.get("example.com/version")

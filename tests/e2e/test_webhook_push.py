@@ -1,11 +1,11 @@
 """A push webhook makes a pushed commit live at once, with a remote polled only hourly.
 
-`capstan up --listen --webhook-secret-file FILE --poll-interval 3600` tracks a repository
-served by `git daemon` (a remote: no filesystem watch, only the poll and the hook). A push
+``capstan up --listen --webhook-secret-file FILE --poll-interval 3600`` tracks a repository
+served by ``git daemon`` (a remote: no filesystem watch, only the poll and the hook). A push
 followed by a GitHub-signed, then a GitLab-tokened, POST /hooks/git must change the live
 commit; the time from the hook to the live commit is printed (the goal is 2 s), and only a
-generous bound fails. The same run checks that `capstan status` and `capstan plan` find
-this `capstan up` through the context it recorded, without --state-dir.
+generous bound fails. The same run checks that ``capstan status`` and ``capstan plan`` find
+this ``capstan up`` through the context it recorded, without --state-dir.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Iterator[tuple[GitRepo, str]]:
-    """A repository with v1, served by `git daemon` on loopback."""
+    """A repository with v1, served by ``git daemon`` on loopback."""
     repo = GitRepo(tmp_path / "served" / "app")
     repo.commit("v1", {"node.yaml": NODE, **version_files("v1")})
     port = _free_port()
@@ -99,7 +99,7 @@ def up_remote(
 
 
 def capstan_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """A `capstan` command with no --state-dir: it finds the cluster by the context."""
+    """A ``capstan`` command with no --state-dir: it finds the cluster by the context."""
     return subprocess.run([str(CAPSTAN), *args], capture_output=True, text=True, timeout=60)
 
 
@@ -108,7 +108,7 @@ def live_commit(up: CapstanUp) -> str | None:
 
 
 def push_and_hook(up: CapstanUp, http: httpx.Client, version: str, *, gitlab: bool) -> float:
-    """Commit `version` on the served repository, send the hook, return seconds to live."""
+    """Commit ``version`` on the served repository, send the hook, return seconds to live."""
     sha = up.repo.commit(version, version_files(version))
     assert live_commit(up) != sha
     body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()

@@ -1,4 +1,4 @@
-"""Job (and the workload kinds beside Deployment) for real: `capstan up` on a Git repository,
+"""Job (and the workload kinds beside Deployment) for real: ``capstan up`` on a Git repository,
 the local Docker node running the pods."""
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The controller runtime: informers, a work queue and the reconcile loop.
 
-Used by every controller in :mod:`reconciler.controllers`, by the scheduler (a loop on the same
-informers) and by the :class:`~reconciler.controllers.manager.ControllerManager` that runs them
-all on one :class:`~reconciler.api.Api`. Offers :class:`Informer` / :class:`InformerFactory`
+Used by every controller in :mod:`reconciler.controllers`, by the scheduler (a controller
+keyed by pod, its queue ordered by priority) and by the
+:class:`~reconciler.controllers.manager.ControllerManager` that runs them all on one
+:class:`~reconciler.api.Api`. Offers :class:`Informer` / :class:`InformerFactory`
 (list + watch + cache + indexes per kind), :class:`WorkQueue`, the :class:`Controller` base with
 its contract (:class:`Result`, :class:`TransientError`, :class:`TerminalError`), and
 :class:`ControllerContext` / :class:`Component` for wiring.

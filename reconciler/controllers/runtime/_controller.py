@@ -56,9 +56,12 @@ class ControllerContext:
 @dataclass(frozen=True, slots=True)
 class Result:
     """A successful reconcile; ``requeue_after`` asks to look again after that many seconds
-    (e.g. when minReadySeconds or a progress deadline will pass)."""
+    (e.g. when minReadySeconds or a progress deadline will pass). ``forget=False`` keeps the
+    key's failure count (its backoff) because work this reconcile started is still in flight
+    (the scheduler's asynchronous bind), and that work forgets the key once it succeeds."""
 
     requeue_after: float | None = None
+    forget: bool = True
 
 
 class TransientError(Exception):
@@ -90,11 +93,14 @@ class Controller(abc.ABC):
     #: Enqueue every primary object this often (clock seconds); None disables.
     resync_period_s: ClassVar[float | None] = 30.0
 
-    def __init__(self, ctx: ControllerContext) -> None:
+    def __init__(
+        self, ctx: ControllerContext, *, queue_order: Callable[[ObjectKey], Any] | None = None
+    ) -> None:
+        """``queue_order`` ranks keys in the work queue (lowest first); FIFO without it."""
         self.ctx = ctx
         self.api = ctx.api
         self.clock = ctx.clock
-        self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, order=queue_order)
         self._primary: list[Informer[KubeObject]] = []
         self._handlers: list[tuple[Informer[KubeObject], Callable[..., None]]] = []
         self._threads: list[threading.Thread] = []
@@ -225,7 +231,8 @@ class Controller(abc.ABC):
             _log.exception("%s: %s: reconcile crashed (retry in %.3fs)", self.name, key, delay)
             self.queue.retry_after(key, delay)
         else:
-            self.queue.forget(key)
+            if result is None or result.forget:
+                self.queue.forget(key)
             if result is not None and result.requeue_after is not None:
                 self.queue.add_after(key, result.requeue_after)
 

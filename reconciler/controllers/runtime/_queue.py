@@ -3,7 +3,8 @@
 Informer handlers add keys; worker threads take them. Like client-go's workqueue: a key is in the
 queue at most once (de-duplicated), is handed to one worker at a time (a key added while it is
 being processed waits and runs again after), and per-key failure counts give exponential
-backoff that resets when the key succeeds.
+backoff that resets when the key succeeds. Keys are handed out in the order they were added,
+or, given an ``order`` (the scheduler's pod priority), lowest ``order(key)`` first.
 
 Two kinds of delay, on two clocks. ``add_after`` is *domain* time ("this pod is available in
 5 s", "the progress deadline passes in 30 s") and waits on the passed clock, so a test's
@@ -16,15 +17,18 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
 
 from reconciler.api import Clock, ManualClock
 
 __all__ = ["WorkQueue"]
+
+_log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 
@@ -37,12 +41,24 @@ _IDLE_WAIT_S = 1.0
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, clock: Clock, *, base_delay_s: float = 0.005, max_delay_s: float = 300.0):
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        base_delay_s: float = 0.005,
+        max_delay_s: float = 300.0,
+        order: Callable[[K], Any] | None = None,
+    ):
+        """``order`` ranks a key when it becomes ready (with the queue's lock held: it must not
+        call back into the queue); the lowest rank is handed out first, ties in arrival order,
+        a key whose ranking raises last."""
         self._clock = clock
         self._base = base_delay_s
         self._max = max_delay_s
+        self._order = order
         self._cond = threading.Condition()
         self._queue: deque[K] = deque()
+        self._ranked: list[tuple[Any, int, K]] = []
         self._queued: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
@@ -71,9 +87,22 @@ class WorkQueue(Generic[K]):
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._queued:
+            if self._order is None:
+                self._queue.append(key)
+            else:
+                heapq.heappush(self._ranked, (self._rank_locked(key), next(self._seq), key))
             self._queued.add(key)
-            self._queue.append(key)
             self._cond.notify()
+
+    def _rank_locked(self, key: K) -> tuple[Any, ...]:
+        assert self._order is not None
+        try:
+            return (0, self._order(key))
+        except Exception:
+            # WARNING: this runs inside get() too (a delayed key coming due): raising here
+            # would kill the worker that called it. A key that cannot be ranked goes last.
+            _log.exception("work queue: ranking %r failed; it goes last", key)
+            return (1,)
 
     def add_after(self, key: K, delay_s: float) -> None:
         if delay_s <= 0:
@@ -97,8 +126,8 @@ class WorkQueue(Generic[K]):
         with self._cond:
             while not self._shutdown:
                 self._promote_due_locked()
-                if self._queue:
-                    key = self._queue.popleft()
+                if self._queue or self._ranked:
+                    key = self._queue.popleft() if self._queue else heapq.heappop(self._ranked)[2]
                     self._queued.discard(key)
                     self._processing.add(key)
                     return key
@@ -154,10 +183,10 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._delayed) + len(self._retries)
+            return len(self._queue) + len(self._ranked) + len(self._delayed) + len(self._retries)
 
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing in flight (delayed keys still pending do not count)."""
         with self._cond:
-            return not self._queue and not self._processing
+            return not self._queue and not self._ranked and not self._processing

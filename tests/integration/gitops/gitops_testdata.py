@@ -56,7 +56,8 @@ metadata:
 
 
 def manual_loop(api: Api, upstream: git.Repo, cache_dir: Path) -> tuple[SyncLoop, BranchWatch]:
-    """A sync loop on `upstream` that moves only when a test calls `step()` (after `trigger()`)."""
+    """A sync loop on ``upstream`` that moves only when a test calls ``step()`` (after
+    ``trigger()``)."""
     source = GitSource(f"file://{upstream.working_tree_dir}", cache_dir=cache_dir)
     watch = BranchWatch(source, poll_interval_s=3600, watch_local=False)
     return SyncLoop(api, source, watch=watch, options=SyncOptions(resync_s=3600)), watch

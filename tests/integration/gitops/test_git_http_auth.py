@@ -1,6 +1,6 @@
 """Fetching over HTTP with a token: the credential reaches git through askpass, never a URL.
 
-The server is git's own `git http-backend` (CGI) behind a small basic-auth front, on
+The server is git's own ``git http-backend`` (CGI) behind a small basic-auth front, on
 127.0.0.1: the same protocol as GitHub or GitLab over https.
 """
 

@@ -1,7 +1,7 @@
 """The sync log stays readable and bounded: resyncs that change nothing leave one "last
 resync" trace, identical repairs fold into one record, old records are pruned.
 
-Through the real sync loop on a real repository and store, and `capstan history`."""
+Through the real sync loop on a real repository and store, and ``capstan history``."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def _eventually(check: Callable[[], bool], *, within: float) -> bool:
 
 
 class _StepCounter:
-    """Counts the passes a running loop has finished (a spy on `step`, which its thread
+    """Counts the passes a running loop has finished (a spy on ``step``, which its thread
     calls), so a test waits for the loop's chances to act rather than for time."""
 
     def __init__(self, loop: SyncLoop) -> None:
@@ -228,7 +228,7 @@ def test_a_namespace_used_but_not_defined_is_created_with_a_logged_warning(
 
 
 def _deployment(app: str) -> str:
-    """A Deployment of no pods in the undefined namespace `shop`; its selector is `app`
+    """A Deployment of no pods in the undefined namespace ``shop``; its selector is ``app``
     (immutable: a commit that changes it loads, and its sync fails on every pass)."""
     return f"""\
 apiVersion: apps/v1

@@ -1,6 +1,6 @@
-"""Sealed Secrets through the real sync loop: real Git, real store, the real `age` CLI.
+"""Sealed Secrets through the real sync loop: real Git, real store, the real ``age`` CLI.
 
-A value sealed by hand with `age -a -r` is opened at sync; a commit no identity opens, a
+A value sealed by hand with ``age -a -r`` is opened at sync; a commit no identity opens, a
 truncated message or a mix of sealed and plain values is refused whole with file:line while
 the last good commit stays live; rotation to a new recipient list is accepted by a control
 plane holding both identities. The planted plaintext never reaches a sync record.
@@ -28,7 +28,7 @@ PLANTED = "planted-Zq8vX3-value"
 
 
 def age_seal(recipient: str, plaintext: str) -> str:
-    """What a person does by hand: `age -a -r RECIPIENT`."""
+    """What a person does by hand: ``age -a -r RECIPIENT``."""
     done = subprocess.run(
         ["age", "-a", "-r", recipient], input=plaintext.encode(), capture_output=True, check=True
     )

@@ -1,4 +1,4 @@
-"""Auto-rollback end to end: a Deployment annotated `capstan.io/auto-rollback: "true"` gets a
+"""Auto-rollback end to end: a Deployment annotated ``capstan.io/auto-rollback: "true"`` gets a
 crash-looping image; Capstan pins its last good commit (the sync loop applies it, the old
 ReplicaSet is reused), records why, commits and pushes the revert, and the pin lapses once
 Git holds the revert."""

@@ -1,4 +1,4 @@
-"""`capstan plan` on a real Git repository: diffs, rollouts, capacity, exit codes, outputs."""
+"""``capstan plan`` on a real Git repository: diffs, rollouts, capacity, exit codes, outputs."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def test_worktree_plans_uncommitted_edits_and_changes_nothing(shop: GitRepo) -> 
 
 @contextmanager
 def _one_small_node(tmp_path: Path) -> Iterator[Api]:
-    """A cluster store in `tmp_path` with the shop namespace and one 900m-CPU node."""
+    """A cluster store in ``tmp_path`` with the shop namespace and one 900m-CPU node."""
     clock = ManualClock()
     with temp_api(tmp_path, clock) as api:
         api.create(Namespace(metadata=ObjectMeta(name="shop")))

@@ -1,4 +1,4 @@
-"""`capstan plan`: file names from a pull request cannot inject Markdown or lines."""
+"""``capstan plan``: file names from a pull request cannot inject Markdown or lines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`capstan plan` on changes too big to list: unfit pods grouped, the PR comment bounded."""
+"""``capstan plan`` on changes too big to list: unfit pods grouped, the PR comment bounded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`capstan rollback` against Git alone (no cluster reachable): --to, --steps counting
+"""``capstan rollback`` against Git alone (no cluster reachable): --to, --steps counting
 commits, the confirmation, and --push to origin."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from reconciler.cli import cli
 
 @pytest.fixture
 def clone(tmp_path: Path) -> tuple[GitRepo, Path]:
-    """A working clone with an `origin` (bare) it pushes to, holding v1 and v2."""
+    """A working clone with an ``origin`` (bare) it pushes to, holding v1 and v2."""
     work = GitRepo(tmp_path / "work")
     shop_v1(work)
     shop_v2(work)

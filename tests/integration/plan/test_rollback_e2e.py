@@ -1,9 +1,9 @@
-"""`capstan rollback` end to end: real store, real controllers and scheduler, hollow nodes,
+"""``capstan rollback`` end to end: real store, real controllers and scheduler, hollow nodes,
 a real Git repository and the real sync loop.
 
-v1 → v2 → `capstan rollback --steps 1` → the revert commit syncs → the Deployment
+v1 → v2 → ``capstan rollback --steps 1`` → the revert commit syncs → the Deployment
 controller reuses v1's ReplicaSet (same pod-template hash, no new ReplicaSet) and v1's pods
-come back. Then `capstan history` shows what each commit produced.
+come back. Then ``capstan history`` shows what each commit produced.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The server as `capstan up` runs it: TLS from the generated CA, the admin token file, the
+"""The server as ``capstan up`` runs it: TLS from the generated CA, the admin token file, the
 client config, the typed client and its errors, and watch streaming over a real socket."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validating a hostile repository: refused (exit 1) within 300 MB, as a real `capstan validate`.
+"""Validating a hostile repository: refused (exit 1) within 300 MB, as a real ``capstan validate``.
 
 Each repository of tests/fixtures/hostile.py (alias bombs, each Jinja bomb,
 deep nesting, a huge file, many files) is validated by a fresh CLI process;

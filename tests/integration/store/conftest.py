@@ -1,4 +1,4 @@
-"""Fixtures for the store's integration tests: a real etcd and a `store` over each backend."""
+"""Fixtures for the store's integration tests: a real etcd and a ``store`` over each backend."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Crash-test helper: a single-threaded zygote that forks store writers on demand.
 
-Run as `python crash_writer.py DB`. For each `go` line on stdin it forks a
-child that opens the store, prints `start <revision>`, then writes until it is
+Run as ``python crash_writer.py DB``. For each ``go`` line on stdin it forks a
+child that opens the store, prints ``start <revision>``, then writes until it is
 killed: from 4 threads, alternating puts and two-key txns, printing one
-`ack ...` line per write after the store returned (i.e. after the fsync). The
-zygote prints `pid <n>` first, and on `reap <n>` waits for that child. Forking
+``ack ...`` line per write after the store returned (i.e. after the fsync). The
+zygote prints ``pid <n>`` first, and on ``reap <n>`` waits for that child. Forking
 from this small process instead of starting Python each round keeps 200+ kill
 rounds within seconds; the zygote itself never opens the store, so the fork
 copies no SQLite handle or lock.

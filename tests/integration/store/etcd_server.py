@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 class EtcdServer:
-    """`with EtcdServer() as etcd: etcd.endpoint` — started healthy, killed and removed after."""
+    """``with EtcdServer() as etcd: etcd.endpoint`` — started healthy, killed and removed after."""
 
     def __init__(self) -> None:
         self.client_port = free_port()
@@ -77,7 +77,7 @@ class EtcdServer:
         raise RuntimeError(f"etcd did not become healthy: {log}")
 
     def kill(self) -> None:
-        """SIGKILL the server but keep its data directory, so `start()` brings it back."""
+        """SIGKILL the server but keep its data directory, so ``start()`` brings it back."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(timeout=10)

@@ -19,7 +19,7 @@ HERE = Path(__file__).parent
 
 
 class Zygote:
-    """Drives crash_writer.py: every line it prints, in order, through `read_until`."""
+    """Drives crash_writer.py: every line it prints, in order, through ``read_until``."""
 
     def __init__(self, db: Path) -> None:
         self.proc = subprocess.Popen(
@@ -51,7 +51,8 @@ class Zygote:
         return True
 
     def read_until(self, *, deadline: float | None = None, prefix: str | None = None) -> list[str]:
-        """Lines up to and including the first starting with `prefix`, or all until `deadline`."""
+        """Lines up to and including the first starting with ``prefix``, or all until
+        ``deadline``."""
         out: list[str] = []
         limit = deadline if deadline is not None else time.monotonic() + 20.0
         while True:

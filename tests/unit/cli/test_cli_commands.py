@@ -1,4 +1,4 @@
-"""`capstan --version`, `validate` and `render` on repositories that are valid."""
+"""``capstan --version``, ``validate`` and ``render`` on repositories that are valid."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Acceptance: each single defect fails `capstan validate` with file, line and field or name.
+"""Acceptance: each single defect fails ``capstan validate`` with file, line and field or name.
 
 Every case starts from a valid repository, breaks one thing, and checks the
 exit code, the one error line on stderr, and the loader's structured error.
@@ -143,7 +143,7 @@ DEFECTS = {
 
 @pytest.fixture
 def layout(tmp_path: Path) -> tuple[Path, Path]:
-    """`repo/` to validate, and `outside/` beside it holding what must never be read."""
+    """``repo/`` to validate, and ``outside/`` beside it holding what must never be read."""
     outside = tmp_path / "outside"
     outside.mkdir()
     # Valid YAML whose object would be a *second* error if it were ever loaded.

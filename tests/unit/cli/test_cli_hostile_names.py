@@ -1,4 +1,4 @@
-"""`capstan validate`: a file name or a YAML key cannot add lines of its own to the report."""
+"""``capstan validate``: a file name or a YAML key cannot add lines of its own to the report."""
 
 from __future__ import annotations
 

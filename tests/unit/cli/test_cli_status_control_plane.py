@@ -1,4 +1,4 @@
-"""`capstan status` shows the control plane: the replicas, who leads, since when, its term."""
+"""``capstan status`` shows the control plane: the replicas, who leads, since when, its term."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`capstan up`'s leader-election flags: a combination that cannot work is refused up front."""
+"""``capstan up``'s leader-election flags: a combination that cannot work is refused up front."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Real manifests from public repositories (tests/corpus/): each document of a supported kind
-alone, and each folder as a whole, through `capstan validate` and the loader.
+alone, and each folder as a whole, through ``capstan validate`` and the loader.
 
-Prints the acceptance rate; fails below 97 %, or if a document other than the `refused-*`
+Prints the acceptance rate; fails below 97 %, or if a document other than the ``refused-*``
 ones (kept to show the message) is refused."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`capstan node cordon|uncordon|drain` on a real temp store with hollow nodes: a drain cordons,
+"""``capstan node cordon|uncordon|drain`` on a real temp store with hollow nodes: a drain cordons,
 evicts through the API's Eviction, and a PodDisruptionBudget holds pods back."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`capstan up --age-identity`: an identity others may read, or no key at all, stops start-up
+"""``capstan up --age-identity``: an identity others may read, or no key at all, stops start-up
 before the store, the agent or the sync start (as ssh refuses a loose private key)."""
 
 from __future__ import annotations

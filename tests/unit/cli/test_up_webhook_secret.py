@@ -1,4 +1,4 @@
-"""`capstan up --webhook-secret-file`: a secret that cannot be used stops start-up at once."""
+"""``capstan up --webhook-secret-file``: a secret that cannot be used stops start-up at once."""
 
 from __future__ import annotations
 

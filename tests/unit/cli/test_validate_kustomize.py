@@ -1,4 +1,4 @@
-"""`capstan validate` on Kustomize repositories (through the real `kubectl kustomize`) and on
+"""``capstan validate`` on Kustomize repositories (through the real ``kubectl kustomize``) and on
 Helm charts (refused, with what to commit instead)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`capstan validate` on manifests written as real repositories write them (issue 17).
+"""``capstan validate`` on manifests written as real repositories write them (issue 17).
 
 Each test writes a small repository the way public repositories and tools (Helm, kubectl
 export, Kustomize) lay it out and runs the command a user runs on it.

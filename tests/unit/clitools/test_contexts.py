@@ -17,7 +17,7 @@ from reconciler.store import open_store
 
 
 def state_dir_with_node(path: Path, node: str) -> Path:
-    """What a stopped `capstan up` leaves: a state directory whose store has one node."""
+    """What a stopped ``capstan up`` leaves: a state directory whose store has one node."""
     path.mkdir()
     store = open_store(f"sqlite:///{path / 'state.db'}")
     try:
@@ -46,7 +46,7 @@ def nodes(*args: str, env: dict[str, str] | None = None) -> list[str]:
 
 @pytest.fixture
 def two_clusters(tmp_path: Path) -> tuple[Path, Path]:
-    """Contexts `lab` and `prod`, recorded as `capstan up` records itself; prod current."""
+    """Contexts ``lab`` and ``prod``, recorded as ``capstan up`` records itself; prod current."""
     lab = state_dir_with_node(tmp_path / "lab", "lab-node")
     prod = state_dir_with_node(tmp_path / "prod", "prod-node")
     write_config(client_config_path(), None, name="lab", state_dir=lab)

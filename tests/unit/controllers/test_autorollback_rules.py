@@ -1,6 +1,6 @@
 """Auto-rollback's decision as plain data: which evidence counts, and once per bad commit.
 
-`decide` and `rollout_failure` are pure; the claim (`claim_rollback`) is checked against a
+``decide`` and ``rollout_failure`` are pure; the claim (``claim_rollback``) is checked against a
 real store, as the controller uses it."""
 
 from __future__ import annotations

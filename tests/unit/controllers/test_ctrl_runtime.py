@@ -60,8 +60,9 @@ def test_backoff_is_exponential_per_key_and_resets(clock: ManualClock) -> None:
 
 
 class Recorder(Controller):
-    """Reconciles ConfigMaps; behaviour per name: ``fail-N`` fails N times, ``terminal``
-    fails for good, ``later`` asks to be requeued in 60 clock seconds."""
+    """Reconciles ConfigMaps; behaviour per name: ``fail-N`` fails N times, ``keep-N`` fails
+    N times then succeeds without forgetting its failures, ``terminal`` fails for good,
+    ``later`` asks to be requeued in 60 clock seconds."""
 
     name = "recorder"
     workers = 4
@@ -84,8 +85,12 @@ class Recorder(Controller):
             self.parallel_peak = max(self.parallel_peak, sum(self.running.values()))
         try:
             time.sleep(0.01)
-            if key.name.startswith("fail-") and self.calls[key.name] <= int(key.name[5:]):
+            if key.name.startswith(("fail-", "keep-")) and self.calls[key.name] <= int(
+                key.name[5:]
+            ):
                 raise TransientError("not yet")
+            if key.name.startswith("keep-"):
+                return Result(forget=False)
             if key.name == "terminal":
                 raise TerminalError("never")
             if key.name == "later" and self.calls[key.name] == 1:
@@ -111,6 +116,32 @@ def test_loop_runs_keys_in_parallel_but_one_key_at_a_time(
     assert not recorder.overlap
     assert recorder.parallel_peak > 1
     assert all(recorder.calls[name] >= 1 for name in names)
+
+
+def test_queue_with_an_order_hands_out_the_lowest_rank_first(clock: ManualClock, caplog) -> None:
+    ranks = {"low": 2, "high": 0, "mid": 1}  # "odd" has none: its ranking raises
+    queue: WorkQueue[ObjectKey] = WorkQueue(clock, order=lambda k: ranks[k.name])
+    queue.add(key("low"))
+    queue.add_after(key("odd"), 5)
+    queue.add_after(key("mid"), 5)
+    queue.add_all([key("high"), key("low")])
+    clock.advance(5)
+    with caplog.at_level(logging.ERROR):
+        taken = [queue.get(timeout_s=1) for _ in range(4)]
+    assert taken == [key("high"), key("mid"), key("low"), key("odd")]
+    assert "ranking" in caplog.text
+    assert queue.get(timeout_s=0.1) is None
+    assert len(queue) == 0
+
+
+def test_a_result_that_does_not_forget_keeps_the_backoff(api: Api, start_manager, wait_for) -> None:
+    manager = start_manager([Recorder])
+    recorder = manager.component(Recorder)
+    api.create(ConfigMap(metadata=ObjectMeta(name="keep-2")))
+    wait_for(lambda: recorder.calls["keep-2"] == 3, what="two retries then success")
+    wait_for(lambda: recorder.queue.idle and len(recorder.queue) == 0, what="queue drained")
+    # Its work is still in flight: the next failure backs off further, from 2 failures on.
+    assert recorder.queue.failures(key("keep-2")) == 2
 
 
 def test_outcomes_become_retries_backoff_and_requeues(

@@ -119,9 +119,16 @@ def test_ordered_start_stable_names_and_claims_pinned_to_their_node(
     added = [(name, before) for kind, name, before in timeline.events if kind == "ADDED"]
     # OrderedReady: each pod is created only once every pod below it is Ready.
     assert added == [("web-0", ()), ("web-1", ("web-0",)), ("web-2", ("web-0", "web-1"))]
-    # The scheduler records a claim's node right after the bind it makes for the claim's pod.
+    # The scheduler records a claim's node right after the bind it makes for the claim's pod,
+    # then its status (two writes: wait for the second).
     wait_for(
-        lambda: all(claim(api, f"data-web-{i}").bound_node for i in range(3)), what="claims bound"
+        lambda: all(
+            (c := claim(api, f"data-web-{i}")).bound_node
+            and c.status is not None
+            and c.status.phase == "Bound"
+            for i in range(3)
+        ),
+        what="claims bound",
     )
     pods = live_pods(api)
     for ordinal in range(3):
@@ -246,7 +253,7 @@ def test_rolling_update_from_the_highest_ordinal(
 def test_a_claim_template_replaces_the_template_volume_of_its_name(
     api: Api, hollow: HollowCluster, start_manager, wait_for
 ) -> None:
-    """Kubernetes' rule (cockroachdb's example declares `datadir` both ways)."""
+    """Kubernetes' rule (cockroachdb's example declares ``datadir`` both ways)."""
     hollow.add_nodes(1)
     start_manager(COMPONENTS)
     sts = statefulset(replicas=1)

@@ -1,4 +1,4 @@
-"""`capstan plan` for the workload kinds beside Deployments, through the CLI on a real Git
+"""``capstan plan`` for the workload kinds beside Deployments, through the CLI on a real Git
 repository: StatefulSet ordinals and claims, DaemonSet pods per node, a Job's pods, a
 CronJob's next run, and a StatefulSet deletion keeping its claims."""
 

@@ -1,5 +1,5 @@
 """Affinity, anti-affinity and topology spread as scheduler inputs: pods from manifests the
-loader reads, placed by the placement core the live scheduler and `capstan plan` share."""
+loader reads, placed by the placement core the live scheduler and ``capstan plan`` share."""
 
 from __future__ import annotations
 

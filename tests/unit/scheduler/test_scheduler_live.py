@@ -342,3 +342,43 @@ def test_assume_then_bind_loses_to_the_api(
             assert api.get(Pod, "taken", namespace="default").spec.node_name == "hollow-1"
         finally:
             scheduler.stop()
+
+
+def test_a_failed_bind_backs_off_further_until_the_pod_is_bound(
+    api: Api, clock: ManualClock, hollow: HollowCluster
+) -> None:
+    """While a pod's bind is in flight its failure count stays (each failed bind waits longer
+    than the last); once the pod is bound its count is forgotten."""
+    hollow.add_nodes(1)
+    with ControllerManager(api, clock=clock, components=[]) as manager:
+        # Not started: the test plays the worker's part (process) by hand.
+        scheduler = Scheduler(manager.ctx)
+        try:
+            web = api.create(make_pod("web", cpu="100m"))
+            db = api.create(make_pod("db", cpu="100m"))
+            wait_until(lambda: scheduler.pods.get("db", namespace="default"), what="pods seen")
+            wait_until(lambda: any(True for _ in scheduler.state.nodes()), what="node seen")
+            web_key, db_key = ObjectKey("Pod", "default", "web"), ObjectKey("Pod", "default", "db")
+
+            # web: assumed on its node, its bind in flight after one that failed.
+            with scheduler._lock:
+                scheduler.state.assume(pod_info(web), NodeName("hollow-0"))
+            scheduler.queue.backoff(web_key)  # what a failed bind records
+            scheduler.process(web_key)
+            assert scheduler.queue.failures(web_key) == 1
+
+            # db: bound by someone else; the scheduler's bind of its stale copy conflicts.
+            api.bind(db, "hollow-0")
+            scheduler._bind(db, "hollow-0")
+            assert scheduler.queue.failures(db_key) == 1
+            wait_until(
+                lambda: (
+                    (placed := scheduler.state.placed(pod_key("default", "db"))) is not None
+                    and not placed.assumed
+                ),
+                what="the API's binding in the cache",
+            )
+            scheduler.process(db_key)  # bound: nothing to do, nothing in flight
+            assert scheduler.queue.failures(db_key) == 0
+        finally:
+            scheduler.stop()

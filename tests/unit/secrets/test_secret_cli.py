@@ -1,5 +1,5 @@
-"""`capstan secret` against the real `age` CLI: keygen, encrypt, decrypt, edit, rotate, and
-`validate`'s view of sealed and plaintext Secrets; plus plan's view without the key."""
+"""``capstan secret`` against the real ``age`` CLI: keygen, encrypt, decrypt, edit, rotate, and
+``validate``'s view of sealed and plaintext Secrets; plus plan's view without the key."""
 
 from __future__ import annotations
 

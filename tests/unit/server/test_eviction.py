@@ -69,7 +69,7 @@ def test_eviction_honours_the_disruption_budget(
 def test_the_client_evicts_and_reports_the_budget(
     api: Api, make_client: Callable[..., httpx.Client]
 ) -> None:
-    """``reconciler.client.Client.evict`` (what `capstan node drain` uses over HTTP)."""
+    """``reconciler.client.Client.evict`` (what ``capstan node drain`` uses over HTTP)."""
     ready_pod(api, "web-1")
     api.create(
         PodDisruptionBudget(

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from reconciler.api.server._protobuf import decode_object
 from reconciler.api.server._status import HttpError
-from reconciler.api.server._table import human_duration, table
+from reconciler.api.server._table import table
 from reconciler.cli import cli
 from reconciler.client import ClientConfig, write_config
+from reconciler.columns import human_duration
 from schemas import ObjectMeta, PolicyRule, Role, RoleBinding, RoleRef, Subject
 from tests.fixtures.waiting import wait_until
 

@@ -11,7 +11,7 @@ from source_testdata import write_files
 
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
-    """A function writing files into a fresh `repo/` under tmp_path (outside stays free)."""
+    """A function writing files into a fresh ``repo/`` under tmp_path (outside stays free)."""
 
     def make(files: dict[str, str]) -> Path:
         root = tmp_path / "repo"

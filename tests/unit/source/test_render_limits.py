@@ -1,6 +1,6 @@
 """Bounded rendering: each way a template can allocate or loop without end, refused at its line.
 
-Through the real path: `load_repository` renders in its child process with
+Through the real path: ``load_repository`` renders in its child process with
 rlimits; each case names the template, the line and the limit.
 """
 

@@ -1,4 +1,4 @@
-"""A commit's Jobs in `capstan status`: synced from Git (so managed), shown with health and
+"""A commit's Jobs in ``capstan status``: synced from Git (so managed), shown with health and
 completions as the Job controller reports them; Jobs a CronJob makes are not the commit's."""
 
 from __future__ import annotations

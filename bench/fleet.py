@@ -247,6 +247,8 @@ def capstan_up(repo: Path, state: Path) -> Iterator[subprocess.Popen[bytes]]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # capstan up records a context in the client config: the bench's own, not the user's.
+        env={**os.environ, "CAPSTAN_CONFIG": str(state.parent / f"{state.name}-client-config")},
     )
     try:
         yield proc

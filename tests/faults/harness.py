@@ -407,40 +407,49 @@ class PodCensus:
         self.live: dict[str, Pod] = {}
         self.max_live = 0
         self.min_available: int | None = None
+        #: The live pods when ``min_available`` was reached (for the failure message).
+        self.low_point: list[str] = []
         self.restarts: dict[str, int] = {}
         self.changes = 0
         self.watch_error: BaseException | None = None
         self._lock = threading.Lock()
         listed = api.list(Pod)
-        for pod in listed.items:
-            self._apply(pod, deleted=False)
+        with self._lock:  # the listed pods are one moment: counted together
+            for pod in listed.items:
+                self._apply(pod, deleted=False, count=False)
+        self._count()
         self._stream = api.watch(Pod, from_revision=listed.resource_version)
         self._closed = False
         self._thread = threading.Thread(target=self._follow, daemon=True, name="pod-census")
         self._thread.start()
 
-    def _apply(self, pod: Pod, *, deleted: bool) -> None:
+    def _apply(self, pod: Pod, *, deleted: bool, count: bool = True) -> None:
         if pod.metadata.labels.get("app") != self._app:
             return
         key = f"{pod.namespace}/{pod.name}"
-        with self._lock:
+        if deleted or pod.metadata.deletion_timestamp is not None:
+            self.live.pop(key, None)
+        else:
+            self.live[key] = pod
+        for status in pod.status.container_statuses if pod.status else ():
+            if status.restart_count:
+                self.restarts[f"{key}/{status.name}"] = status.restart_count
+        if count:
             self.changes += 1
-            if deleted or pod.metadata.deletion_timestamp is not None:
-                self.live.pop(key, None)
-            else:
-                self.live[key] = pod
-            for status in pod.status.container_statuses if pod.status else ():
-                if status.restart_count:
-                    self.restarts[f"{key}/{status.name}"] = status.restart_count
-            available = sum(1 for p in self.live.values() if p.status and p.status.ready)
-            self.max_live = max(self.max_live, len(self.live))
-            if self.min_available is None or available < self.min_available:
-                self.min_available = available
+            self._count()
+
+    def _count(self) -> None:
+        available = sum(1 for p in self.live.values() if p.status and p.status.ready)
+        self.max_live = max(self.max_live, len(self.live))
+        if self.min_available is None or available < self.min_available:
+            self.min_available = available
+            self.low_point = [_describe(p) for p in self.live.values()]
 
     def _follow(self) -> None:
         try:
             for event in self._stream:
-                self._apply(event.object, deleted=event.type == "DELETED")
+                with self._lock:
+                    self._apply(event.object, deleted=event.type == "DELETED")
         except Exception as exc:  # reported by close()
             if not self._closed:
                 self.watch_error = exc
@@ -454,6 +463,13 @@ class PodCensus:
         self._stream.close()
         if self.watch_error is not None:
             raise AssertionError(f"the pod census's watch broke: {self.watch_error!r}")
+
+
+def _describe(pod: Pod) -> str:
+    ready = pod.status.condition("Ready") if pod.status else None
+    state = f"Ready={ready.status} ({ready.reason})" if ready else "no Ready condition"
+    version = pod.metadata.annotations.get("example.com/version")
+    return f"{pod.name} {version} on {pod.spec.node_name or '-'}: {state}"
 
 
 def monotonic_wait(seconds: float) -> None:

@@ -63,7 +63,9 @@ def test_leader_killed_at_random_points_of_rollouts(
         assert census.changes > 0, "the census saw no pod change: it watched nothing"
         assert census.max_live <= REPLICAS + MAX_SURGE, "more pods than replicas + maxSurge"
         assert census.min_available is not None
-        assert census.min_available >= REPLICAS - MAX_UNAVAILABLE, "a serving pod was lost"
+        assert census.min_available >= REPLICAS - MAX_UNAVAILABLE, (
+            f"a serving pod was lost: {census.low_point}"
+        )
         assert census.restarts == {}, "containers died under their pods"
         assert double_applied(api, first_commit=run.first_commit) == {}
         assert rollbacks_of(api, run.bad_commit) == 1, "the bad commit was not rolled back once"

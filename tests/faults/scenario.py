@@ -27,6 +27,7 @@ from reconciler.api import Api
 from reconciler.sync import list_sync_records, read_sync_state
 from reconciler.sync.autorollback import AUTO_ROLLBACK_ANNOTATION, reverted_by
 from reconciler.sync.pins import read_claims
+from reconciler.sync.records import SyncRecord
 from schemas import Deployment, Pod
 from tests.e2e.conftest import GitRepo
 from tests.e2e.test_gitops_loop import NODE, deployment, page
@@ -104,15 +105,30 @@ def rolled_out(api: Api, version: str) -> bool:
 def double_applied(api: Api, *, first_commit: str | None = None) -> dict[str, int]:
     """Commits with more than one sync that changed something, and how many they had.
 
-    With ``first_commit``, the sync log must still hold that commit's record (none was
-    pruned, so none of the doubles could have been)."""
+    Not counted: the auto-rollback's own record, and the sync that then applies its pin
+    (the bad commit again, changing only the pinned Deployment back). With
+    ``first_commit``, the sync log must still hold that commit's record (none was pruned,
+    so none of the doubles could have been)."""
     records = list_sync_records(api)
     if first_commit is not None:
         assert any(r.commit == first_commit for r in records), "sync records were pruned"
+    claims = read_claims(api)
+
+    def applies_a_pin(record: SyncRecord) -> bool:
+        claim = claims.get(record.commit)
+        return (
+            claim is not None
+            and record.changes_total == len(record.changes)
+            and all(c.object == claim.deployment for c in record.changes)
+        )
+
     applied = Counter(
         r.commit
         for r in records
-        if r.outcome == "Succeeded" and r.changes_total and r.trigger != "rollback"
+        if r.outcome == "Succeeded"
+        and r.changes_total
+        and r.trigger != "rollback"
+        and not applies_a_pin(r)
     )
     return {commit: n for commit, n in applied.items() if n > 1}
 

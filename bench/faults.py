@@ -1,12 +1,14 @@
 """Benchmark: how an HA control plane rides out leader kills and a partitioned node.
 
-Kills: the fault suite's rig (``tests.faults.scenario``): a 3-member etcd cluster on
-127.0.x.y, a real ``capstan-agent serve``, three supervised ``capstan up --store etcd://``
-replicas with 3/2/0.5 s election settings, and the web app at 3 replicas (maxSurge 1).
-Then, ``--kills`` times: commit a new version (a rollout starts), wait a random 0.5-6 s,
-``kill -9`` the leader and time until another replica's term begins. Meanwhile a writer
-creates ConfigMaps through the followers' HTTP APIs and remembers every acknowledged one,
-and a store watch counts live web pods at every revision.
+Kills: the fault suite's rig and kill campaign (``tests.faults.scenario.kill_leaders``): a
+3-member etcd cluster on 127.0.x.y, a real ``capstan-agent serve``, three supervised
+``capstan up --store etcd://`` replicas with 3/2/0.5 s election settings, the web app at 3
+replicas (maxSurge 1, maxUnavailable 0) and a canary that opts into auto-rollback. Then,
+``--kills`` times: commit a new version (a rollout starts), wait a random 0.5-6 s,
+``kill -9`` the leader and time until another replica's term begins; a third of the way in
+a commit makes the canary crash and the next kills hit its auto-rollback. Meanwhile a
+writer creates ConfigMaps through the followers' HTTP APIs and remembers every
+acknowledged one, and a store watch follows the web pods at every revision.
 
 Partition: a fresh rig with two nodes (``tests.faults.partition``), the second one's sshd in
 a network namespace, ``--node-monitor-grace-period``/``--pod-eviction-timeout`` set by
@@ -17,10 +19,11 @@ replaced), and until, healed, its agent stopped the moved pods.
 Reports a table per kill and one for the partition, then one JSON line: takeover p50/p99
 (seconds from the kill to the new term), duplicate pods (live pods seen beyond replicas +
 maxSurge during the kills, plus app containers left running beyond the replicas after the
-partition healed), lost acknowledged writes (acked ConfigMaps missing at the end),
-double-applied commits (extra syncs that changed something for an already applied commit)
-and ``evict_and_replace_s`` (seconds from the cut to the partitioned node's pods running
-Ready elsewhere).
+partition healed), lost pods (available web pods seen below replicas - maxUnavailable),
+lost acknowledged writes (acked ConfigMaps missing at the end), double-applied commits
+(extra syncs that changed something for an already applied commit), double reverts (extra
+auto-rollbacks or revert commits of the bad commit) and ``evict_and_replace_s`` (seconds
+from the cut to the partitioned node's pods running Ready elsewhere).
 
 Usage: ``.venv/bin/python bench/faults.py [--kills 20] [--grace 8] [--eviction 20]``. Needs
 root (``ip netns``, iptables in the namespace), etcd, Docker and the busybox image
@@ -47,19 +50,21 @@ from reconciler.api import ApiError
 from reconciler.client import Client
 from schemas import ConfigMap
 from schemas.meta import ObjectMeta
-from tests.faults.harness import ControlPlane, PodCensus, monotonic_wait
+from tests.faults.harness import ControlPlane
 from tests.faults.partition import REPLICAS as PARTITION_REPLICAS
 from tests.faults.partition import PartitionRun, partition_rig, run_partition
 from tests.faults.scenario import (
+    KILL_FILES,
     MAX_SURGE,
+    MAX_UNAVAILABLE,
     REPLICAS,
     double_applied,
     fault_rig,
-    rolled_out,
-    version_files,
+    kill_leaders,
+    reverts_of,
+    rollbacks_of,
 )
 from tests.fixtures.local_agent import ensure_busybox
-from tests.fixtures.waiting import wait_until
 
 
 class AckedWriter:
@@ -135,42 +140,44 @@ def main() -> None:
     rng = random.Random(args.seed)
     client = docker.from_env()
     ensure_busybox(client)
-    rows: list[tuple[int, str, float]] = []
     with (
         tempfile.TemporaryDirectory(prefix="capstan-faults-") as tmp,
-        fault_rig(client, Path(tmp)) as rig,
+        fault_rig(client, Path(tmp), files=KILL_FILES) as rig,
     ):
         api = rig.plane.api
-        wait_until(lambda: rolled_out(api, "v1"), timeout=300, what="v1 rolled out")
-        census = PodCensus(api, app="web")
         writer = AckedWriter(rig.plane)
-        for i in range(args.kills):
-            version = f"v{i + 2}"
-            rig.repo.commit(version, version_files(version))
-            monotonic_wait(rng.uniform(0.5, 6.0))
-            killed, takeover = rig.kill_leader()
-            rows.append((i + 1, killed.identity, takeover))
-            print(
-                f"kill {i + 1:>2}: {killed.identity:<14} takeover {takeover:6.2f} s",
-                file=sys.stderr,
+        try:
+            kills = kill_leaders(
+                rig,
+                args.kills,
+                rng,
+                report=lambda i, killed, seconds: print(
+                    f"kill {i + 1:>2}: {killed.identity:<14} takeover {seconds:6.2f} s",
+                    file=sys.stderr,
+                ),
             )
-        final = f"v{args.kills + 1}"
-        wait_until(lambda: rolled_out(api, final), timeout=600, what=f"{final} rolled out")
-        writer.stop()
-        census.close()
+        finally:
+            writer.stop()
+        census = kills.census
         present = {c.name for c in api.list(ConfigMap, namespace="default").items}
         lost = len(writer.acked - present)
-        doubles = sum(n - 1 for n in double_applied(api).values())
+        doubles = sum(n - 1 for n in double_applied(api, first_commit=kills.first_commit).values())
         duplicates = max(0, census.max_live - (REPLICAS + MAX_SURGE))
+        lost_pods = max(0, REPLICAS - MAX_UNAVAILABLE - (census.min_available or 0))
+        rollbacks = rollbacks_of(api, kills.bad_commit)
+        reverts = reverts_of(rig.repo, kills.bad_commit)
         acked = len(writer.acked)
     run, left_over = _partition(client, grace_s=args.grace, eviction_s=args.eviction)
-    takeovers = [t for _, _, t in rows]
+    takeovers = [t for _, t in kills.takeovers]
     print(f"{'KILL':>4}  {'LEADER KILLED':<14}  {'TAKEOVER S':>10}")
-    for n, identity, takeover in rows:
+    for n, (identity, takeover) in enumerate(kills.takeovers, start=1):
         print(f"{n:>4}  {identity:<14}  {takeover:>10.2f}")
     print(
-        f"acknowledged writes {acked}, lost {lost}; most live web pods {census.max_live} "
-        f"(limit {REPLICAS + MAX_SURGE}); double-applied commits {doubles}"
+        f"acknowledged writes {acked}, lost {lost}; web pods live at most {census.max_live} "
+        f"(limit {REPLICAS + MAX_SURGE}), available at least {census.min_available} "
+        f"(limit {REPLICAS - MAX_UNAVAILABLE}), container restarts {len(census.restarts)}; "
+        f"double-applied commits {doubles}; auto-rollbacks of the bad commit {rollbacks}, "
+        f"reverts {reverts} (each at most 1)"
     )
     evict_and_replace = run.replaced_at - run.cut_at
     routed = sum(1 for a in run.probe.since(run.switched_at) if a.pod in run.victims)
@@ -202,8 +209,10 @@ def main() -> None:
                 "takeover_p50_s": round(statistics.median(takeovers), 2),
                 "takeover_p99_s": round(_percentile(takeovers, 99), 2),
                 "duplicate_pods": duplicates + left_over,
+                "lost_pods": lost_pods,
                 "lost_acked_writes": lost,
                 "double_applied_commits": doubles,
+                "double_reverts": max(0, reverts - 1) + max(0, rollbacks - 1),
                 "evict_and_replace_s": round(evict_and_replace, 2),
             }
         )

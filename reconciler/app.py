@@ -219,6 +219,8 @@ class CapstanApp:
         #: Kubernetes components do) and its supervisor starts a fresh follower.
         self.lost_leadership = threading.Event()
         self._leading_lock = threading.Lock()
+        #: The leader's writes, fenced by its term (None while following).
+        self._fenced: FencedStore | None = None
         self._age_identities = Identities()
 
     # -- start/stop ---------------------------------------------------------------------------
@@ -314,6 +316,7 @@ class CapstanApp:
         assert elector is not None
         self._progress(f"leader election: leading (term {leadership.term})")
         fenced = FencedStore(store, term=leadership.term, on_fenced=elector.lose)
+        self._fenced = fenced
         api = Api(fenced, clock=SystemClock())
         assert self.agent is not None
         dispatch = replace(
@@ -361,6 +364,12 @@ class CapstanApp:
                     part.stop()
                 except Exception:
                     _log.exception("stopping %s failed", name)
+            fenced, self._fenced = self._fenced, None
+        if fenced is not None and fenced.refused:
+            self._progress(
+                f"leader election: the store refused {fenced.refused} write(s) of term "
+                f"{leadership.term} (fenced: another replica leads)"
+            )
         if not self._stopping.is_set() and not self.lost_leadership.is_set():
             self._progress(f"leader election: lost leadership (term {leadership.term})")
             self.lost_leadership.set()

@@ -322,11 +322,15 @@ class Kubelet:
         """Rewrite ConfigMap/Secret files of running pods after the objects changed.
 
         As in Kubernetes, mounted files follow the objects; environment variables do not
-        (they were fixed when the container started).
+        (they were fixed when the container started). A pod with a source that is gone
+        (``config_errors``) keeps the files it runs with, as the kubelet keeps them when a
+        volume update fails.
         """
         running = {c.pod_uid for c in observed if c.is_sandbox and c.running}
         for d in desired:
             has_config = any(v.config_map or v.secret for v in d.pod.spec.volumes)
+            if d.config_errors:
+                continue
             if has_config and d.uid in running and d.uid not in self._busy:
                 await loop.run_in_executor(
                     self._pool,

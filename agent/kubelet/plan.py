@@ -267,7 +267,16 @@ def _plan_container(
                 reason=f"superseded by attempt {latest.attempt if latest else 0}",
             )
         )
-    if name in d.config_errors:
+    keeps_running = (
+        latest is not None
+        and latest.running
+        and latest.spec_hash == spec_hash
+        and not sandbox_restarting
+    )
+    # As in Kubernetes, a ConfigMap or Secret that went away (pruned by a later commit
+    # while a rollout still runs this pod) stops only new starts: the running container
+    # keeps its files and its readiness.
+    if name in d.config_errors and not keeps_running:
         return [
             *actions,
             Wait(

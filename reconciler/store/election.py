@@ -197,8 +197,10 @@ class FencedStore(StoreWrapper):
 
     Every put, delete and transaction becomes a transaction with one more compare: the
     leader key's create_revision equals ``term``. When that compare is what failed, the
-    write raises ``Fenced`` (and ``on_fenced`` runs once) instead of returning a result.
-    Reads, watches and leases pass through. ``close`` leaves ``inner`` open: it is shared.
+    write raises ``Fenced`` (and ``on_fenced`` runs) instead of returning a result;
+    ``refused`` counts those writes and the first one is logged with its key, so a deposed
+    leader's log says that the store turned it away. Reads, watches and leases pass
+    through. ``close`` leaves ``inner`` open: it is shared.
     """
 
     def __init__(
@@ -208,11 +210,23 @@ class FencedStore(StoreWrapper):
         self.term = term
         self._on_fenced = on_fenced
         self._fence = Compare.create_revision(LEADER_KEY, "==", term)
+        self._refused_lock = threading.Lock()
+        #: Writes of this term the store refused because another term had begun.
+        self.refused = 0
 
-    def _fenced(self) -> Fenced:
+    def _fenced(self, key: str) -> Fenced:
+        with self._refused_lock:
+            self.refused += 1
+            first = self.refused == 1
+        if first:
+            _log.warning(
+                "term %d is over: the store refused a write to %s (fenced by the leader key)",
+                self.term,
+                key,
+            )
         if self._on_fenced is not None:
             self._on_fenced()
-        return Fenced(f"term {self.term} is over: another replica leads; write refused")
+        return Fenced(f"term {self.term} is over: another replica leads; write to {key} refused")
 
     def _still_leader(self) -> bool:
         kv = self._inner.get(LEADER_KEY)
@@ -226,13 +240,13 @@ class FencedStore(StoreWrapper):
             raise ValueError("a fenced transaction's failure branch may only read")
         result = self._inner.txn([*compares, self._fence], success, failure)
         if not result.succeeded and not self._still_leader():
-            raise self._fenced()
+            raise self._fenced(success[0].key if success else "(nothing)")
         return result
 
     def _write(self, op: Op) -> TxnResult:
         result = self._inner.txn([self._fence], [op])
         if not result.succeeded:
-            raise self._fenced()
+            raise self._fenced(op.key)
         return result
 
     def put(self, key: str, value: bytes, *, lease: LeaseID | None = None) -> PutResult:
@@ -247,7 +261,7 @@ class FencedStore(StoreWrapper):
 
     def compact(self, revision: Revision) -> None:
         if not self._still_leader():
-            raise self._fenced()
+            raise self._fenced(f"(compaction to revision {revision})")
         self._inner.compact(revision)
 
     def close(self) -> None:

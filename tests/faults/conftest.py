@@ -3,7 +3,7 @@
 Each test gets its own rig (``tests.faults.scenario.fault_rig``): a 3-member etcd cluster,
 a Git repository at v1, a ``capstan-agent serve`` and three supervised ``capstan up``
 replicas; all are removed afterwards. ``CAPSTAN_FAULT_KILLS`` sets how many leader kills
-the kill test makes (5 by default, as in CI; ``bench/faults.py`` makes 20).
+the kill test makes (20 by default, as in CI and ``bench/faults.py``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ tests/faults and bench/faults.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,13 +23,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from reconciler.api import DATA_KEYS_FILE, Api, SystemClock
 from reconciler.store import Store, StoreError, open_store
-from reconciler.store.election import ControlPlaneView, read_control_plane
+from reconciler.store.election import LEADER_KEY, ControlPlaneView, read_control_plane
 from schemas import Pod
 from schemas.datakeys import DataKeys
 from tests.fixtures.waiting import wait_until
@@ -47,9 +51,10 @@ def _free_port(address: str) -> int:
 
 
 class EtcdMember:
-    def __init__(self, name: str, address: str, work: Path) -> None:
+    def __init__(self, name: str, address: str, work: Path, *, log_applies: bool = False) -> None:
         self.name = name
         self.address = address
+        self.log_applies = log_applies
         self.client_url = f"http://{address}:{_free_port(address)}"
         self.peer_url = f"http://{address}:{_free_port(address)}"
         self.data_dir = work / f"{name}.data"
@@ -85,6 +90,13 @@ class EtcdMember:
                     f"capstan-faults-{os.getpid()}",
                     "--max-request-bytes",
                     str(2 * 1024 * 1024),
+                    # Every applied request logged with its compares (as "took too long"):
+                    # the store's own record of who wrote under which term.
+                    *(
+                        ("--logger", "zap", "--experimental-warning-apply-duration", "1ns")
+                        if self.log_applies
+                        else ()
+                    ),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -110,13 +122,52 @@ class EtcdMember:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return text[-2000:]
 
+    def applied_writes(self) -> list[AppliedWrite]:
+        """The writes this member applied, in order (needs ``log_applies``)."""
+        assert self.log_applies
+        writes = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"apply request took too long"' not in line:
+                continue
+            entry = json.loads(line)
+            request = entry.get("request", "")
+            keys = tuple(_WRITE_KEY.findall(request))
+            if not keys:
+                continue  # a lease grant/revoke, a compaction, a read-only txn
+            fence = _FENCE.search(request)
+            writes.append(
+                AppliedWrite(
+                    at=datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")),
+                    keys=keys,
+                    term=int(fence.group(1)) if fence else None,
+                )
+            )
+        return writes
+
+
+@dataclass(frozen=True)
+class AppliedWrite:
+    """One write request an etcd member applied: when, the keys it writes, and the term it
+    was fenced with (the leader key's create_revision it compared; None: not fenced)."""
+
+    at: datetime
+    keys: tuple[str, ...]
+    term: int | None
+
+
+_WRITE_KEY = re.compile(r'(?:request_put|request_delete_range|put|delete_range):<key:"([^"]*)"')
+_FENCE = re.compile(r'target:CREATE key:"' + LEADER_KEY + r'" create_revision:(\d+)\b')
+
 
 class EtcdCluster:
     """Three etcd members, each on its own 127.0.0.x address."""
 
-    def __init__(self, work: Path, *, size: int = 3) -> None:
+    def __init__(self, work: Path, *, size: int = 3, log_applies: bool = False) -> None:
         base = 20 + os.getpid() % 200
-        self.members = [EtcdMember(f"m{i}", f"127.0.{base}.{10 + i}", work) for i in range(size)]
+        self.members = [
+            EtcdMember(f"m{i}", f"127.0.{base}.{10 + i}", work, log_applies=log_applies)
+            for i in range(size)
+        ]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     @property
@@ -343,40 +394,82 @@ class ControlPlane:
 
 
 class PodCensus:
-    """Follows Pods of ``app`` from a store watch; ``max_live`` is the most that were live
-    (not terminating) after any change."""
+    """Follows Pods of ``app`` from a store watch, from the moment it is made (the app rolled
+    out). After every change it notes the live pods (not terminating: ``max_live``, the
+    maxSurge bound), the available ones (live and Ready: ``min_available``, the
+    maxUnavailable bound: below it a serving pod was lost) and every container restart
+    (``restarts``: a container that died under a pod). ``close`` fails if the watch broke
+    before (nothing after it would have been seen)."""
 
     def __init__(self, api: Api, *, app: str) -> None:
         self._api = api
         self._app = app
         self.live: dict[str, Pod] = {}
         self.max_live = 0
+        self.min_available: int | None = None
+        #: The live pods when ``min_available`` was reached (for the failure message).
+        self.low_point: list[str] = []
+        self.restarts: dict[str, int] = {}
+        self.changes = 0
+        self.watch_error: BaseException | None = None
         self._lock = threading.Lock()
         listed = api.list(Pod)
-        for pod in listed.items:
-            self._apply(pod, deleted=False)
+        with self._lock:  # the listed pods are one moment: counted together
+            for pod in listed.items:
+                self._apply(pod, deleted=False, count=False)
+        self._count()
         self._stream = api.watch(Pod, from_revision=listed.resource_version)
+        self._closed = False
         self._thread = threading.Thread(target=self._follow, daemon=True, name="pod-census")
         self._thread.start()
 
-    def _apply(self, pod: Pod, *, deleted: bool) -> None:
+    def _apply(self, pod: Pod, *, deleted: bool, count: bool = True) -> None:
         if pod.metadata.labels.get("app") != self._app:
             return
         key = f"{pod.namespace}/{pod.name}"
-        with self._lock:
-            if deleted or pod.metadata.deletion_timestamp is not None:
-                self.live.pop(key, None)
-            else:
-                self.live[key] = pod
-            self.max_live = max(self.max_live, len(self.live))
+        if deleted or pod.metadata.deletion_timestamp is not None:
+            self.live.pop(key, None)
+        else:
+            self.live[key] = pod
+        for status in pod.status.container_statuses if pod.status else ():
+            if status.restart_count:
+                self.restarts[f"{key}/{status.name}"] = status.restart_count
+        if count:
+            self.changes += 1
+            self._count()
+
+    def _count(self) -> None:
+        available = sum(1 for p in self.live.values() if p.status and p.status.ready)
+        self.max_live = max(self.max_live, len(self.live))
+        if self.min_available is None or available < self.min_available:
+            self.min_available = available
+            self.low_point = [_describe(p) for p in self.live.values()]
 
     def _follow(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             for event in self._stream:
-                self._apply(event.object, deleted=event.type == "DELETED")
+                with self._lock:
+                    self._apply(event.object, deleted=event.type == "DELETED")
+        except Exception as exc:  # reported by close()
+            if not self._closed:
+                self.watch_error = exc
+            return
+        if not self._closed:
+            self.watch_error = RuntimeError("the watch ended")
 
     def close(self) -> None:
+        """Stops following; raises if the watch broke before (the census would be partial)."""
+        self._closed = True
         self._stream.close()
+        if self.watch_error is not None:
+            raise AssertionError(f"the pod census's watch broke: {self.watch_error!r}")
+
+
+def _describe(pod: Pod) -> str:
+    ready = pod.status.condition("Ready") if pod.status else None
+    state = f"Ready={ready.status} ({ready.reason})" if ready else "no Ready condition"
+    version = pod.metadata.annotations.get("example.com/version")
+    return f"{pod.name} {version} on {pod.spec.node_name or '-'}: {state}"
 
 
 def monotonic_wait(seconds: float) -> None:

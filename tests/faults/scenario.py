@@ -1,38 +1,85 @@
-"""The fault scenarios' shared pieces: the rig, the app, its invariants, a leader kill.
+"""The fault scenarios' shared pieces: the rig, the app, its invariants, the leader kills.
 
 Used by tests/faults (which assert the invariants) and bench/faults.py (which measures
-them over 20 kills). The app is the e2e tier's web Deployment (busybox httpd with a
-readiness probe, one ConfigMap page per version) at ``REPLICAS`` replicas, maxSurge 1.
+them). The app is the e2e tier's web Deployment (busybox httpd with a readiness probe, one
+ConfigMap page per version) at ``REPLICAS`` replicas, maxSurge 1, maxUnavailable 0. The
+kill campaign (``kill_leaders``) adds a ``canary`` Deployment that opts into auto-rollback
+and, a third of the way in, a commit that makes it crash: the leaders killed after it are
+killed while the auto-rollback pins it back and pushes its revert.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 
 from reconciler.api import Api
-from reconciler.sync import list_sync_records
+from reconciler.sync import list_sync_records, read_sync_state
+from reconciler.sync.autorollback import AUTO_ROLLBACK_ANNOTATION, reverted_by
+from reconciler.sync.pins import read_claims
+from reconciler.sync.records import SyncRecord
 from schemas import Deployment, Pod
 from tests.e2e.conftest import GitRepo
 from tests.e2e.test_gitops_loop import NODE, deployment, page
-from tests.faults.harness import ControlPlane, EtcdCluster, Replica
+from tests.faults.harness import ControlPlane, EtcdCluster, PodCensus, Replica, monotonic_wait
 from tests.fixtures.local_agent import LocalAgent
 from tests.fixtures.waiting import wait_until
 
 REPLICAS = 3
 MAX_SURGE = 1
+MAX_UNAVAILABLE = 0
+ROLLOUT_TIMEOUT_S = 240
+
+
+CANARY = "canary"
 
 
 def fault_kills() -> int:
-    return int(os.environ.get("CAPSTAN_FAULT_KILLS", "5"))
+    return int(os.environ.get("CAPSTAN_FAULT_KILLS", "20"))
+
+
+def canary(*, crash: bool) -> str:
+    """One pod that opts into auto-rollback; ``crash``: its container exits 3 at every start."""
+    command = '["sh", "-c", "exit 3"]' if crash else '["httpd", "-f", "-p", "8080", "-h", "/"]'
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {CANARY}
+  annotations:
+    {AUTO_ROLLBACK_ANNOTATION}: "true"
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: {CANARY}
+  template:
+    metadata:
+      labels:
+        app: {CANARY}
+      annotations:
+        example.com/crash: "{str(crash).lower()}"
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: capstan.local/busybox:1
+          command: {command}
+"""
+
+
+#: The kill campaign's extra files at v1 (``fault_rig(..., files=KILL_FILES)``).
+KILL_FILES = {"canary.yaml": canary(crash=False)}
 
 
 def version_files(version: str) -> dict[str, str]:
@@ -55,27 +102,116 @@ def rolled_out(api: Api, version: str) -> bool:
     return web.status is not None and web.status.updated_replicas == REPLICAS
 
 
-def double_applied(api: Api) -> dict[str, int]:
-    """Commits with more than one sync that changed something, and how many they had."""
-    records = list_sync_records(api, limit=1000)
-    applied = Counter(r.commit for r in records if r.outcome == "Succeeded" and r.changes_total)
+def double_applied(api: Api, *, first_commit: str | None = None) -> dict[str, int]:
+    """Commits with more than one sync that changed something, and how many they had.
+
+    Not counted: the auto-rollback's own record, and the sync that then applies its pin
+    (the bad commit again, changing only the pinned Deployment back). With
+    ``first_commit``, the sync log must still hold that commit's record (none was pruned,
+    so none of the doubles could have been)."""
+    records = list_sync_records(api)
+    if first_commit is not None:
+        assert any(r.commit == first_commit for r in records), "sync records were pruned"
+    claims = read_claims(api)
+
+    def applies_a_pin(record: SyncRecord) -> bool:
+        claim = claims.get(record.commit)
+        return (
+            claim is not None
+            and record.changes_total == len(record.changes)
+            and all(c.object == claim.deployment for c in record.changes)
+        )
+
+    applied = Counter(
+        r.commit
+        for r in records
+        if r.outcome == "Succeeded"
+        and r.changes_total
+        and r.trigger != "rollback"
+        and not applies_a_pin(r)
+    )
     return {commit: n for commit, n in applied.items() if n > 1}
+
+
+def canary_rolled_back(api: Api) -> bool:
+    """The canary runs its good template again: one pod, Ready, not the crashing one."""
+    pods = [p for p in api.list(Pod).items if p.metadata.labels.get("app") == CANARY]
+    return (
+        len(pods) == 1
+        and pods[0].metadata.annotations.get("example.com/crash") == "false"
+        and pods[0].status is not None
+        and pods[0].status.ready
+    )
+
+
+class PushedRepo:
+    """The repository the replicas track: a bare one (where an auto-rollback pushes its
+    revert) fed by the test's clone, whose commits are rebased onto whatever the remote got
+    meanwhile and pushed."""
+
+    def __init__(self, work: Path) -> None:
+        self.path = work / "remote.git"
+        self.clone = GitRepo(work / "repo")
+        self.clone.git("init", "-q", "--bare", "-b", "main", str(self.path))
+        self.clone.git("remote", "add", "origin", str(self.path))
+        self._pushed = False
+
+    def commit(self, message: str, files: dict[str, str]) -> str:
+        if self._pushed:
+            self.clone.git("pull", "-q", "--rebase", "origin", "main")
+        self.clone.commit(message, files)
+        for _ in range(20):
+            try:
+                self.clone.git("push", "-q", "origin", "main")
+            except subprocess.CalledProcessError:
+                # The remote moved meanwhile (a revert was pushed): rebase onto it, again.
+                self.clone.git("pull", "-q", "--rebase", "origin", "main")
+                continue
+            self._pushed = True
+            return self.head()
+        raise AssertionError(f"could not push {message!r}")
+
+    def _remote(self, *args: str) -> str:
+        return self.clone.git("--git-dir", str(self.path), *args)
+
+    def head(self) -> str:
+        return self._remote("rev-parse", "main")
+
+    def messages(self) -> list[str]:
+        """Every commit message on the remote's branch, newest first."""
+        out = self._remote("log", "--format=%B%x00", "main")
+        return [m.strip() for m in out.split("\x00") if m.strip()]
+
+
+def reverts_of(repo: PushedRepo, bad: str) -> int:
+    """How many commits on the branch are auto-rollback reverts of ``bad``."""
+    return sum(1 for m in repo.messages() if reverted_by(m) == bad)
+
+
+def rollbacks_of(api: Api, bad: str) -> int:
+    """How many times the auto-rollback acted on ``bad`` (its sync records say so)."""
+    return sum(
+        1
+        for r in list_sync_records(api)
+        if r.trigger == "rollback" and f"template of commit {bad[:12]}" in r.message
+    )
 
 
 @dataclass
 class FaultRig:
     etcd: EtcdCluster
     agent: LocalAgent
-    repo: GitRepo
+    repo: PushedRepo
     plane: ControlPlane
 
-    def app_containers(self) -> dict[str, str]:
-        """Running app containers on the node: name -> id."""
+    def app_containers(self, app: str | None = None) -> dict[str, str]:
+        """Running app containers on the node (of the pods named ``app``-...): name -> id."""
         return {
             c["name"]: c["id"]
             for c in self.agent.containers()
             if c["state"] == "running"
             and c["labels"].get("io.capstan.container") not in (None, "", "POD")
+            and (app is None or c["labels"].get("io.capstan.pod-name", "").startswith(f"{app}-"))
         }
 
     def kill_leader(self) -> tuple[Replica, float]:
@@ -105,15 +241,17 @@ def fault_rig(
     replicas: int = 3,
     extra_args: tuple[str, ...] = (),
     files: dict[str, str] | None = None,
+    log_applies: bool = False,
 ) -> Iterator[FaultRig]:
     """The rig: ``replicas`` supervised ``capstan up`` (with ``extra_args``) on a fresh etcd
-    cluster, a real agent, and a repository at v1 (plus ``files``)."""
-    etcd = EtcdCluster(work).start()
+    cluster (logging every write it applies with ``log_applies``), a real agent, and a
+    repository at v1 (plus ``files``)."""
+    etcd = EtcdCluster(work, log_applies=log_applies).start()
     agent = LocalAgent(client, work)
     plane: ControlPlane | None = None
     try:
         agent.start()
-        repo = GitRepo(work / "repo")
+        repo = PushedRepo(work)
         repo.commit("v1", {"node.yaml": NODE, **version_files("v1"), **(files or {})})
         plane = ControlPlane(
             repo=repo.path,
@@ -131,3 +269,79 @@ def fault_rig(
             plane.close()
         agent.close()
         etcd.close()
+
+
+@dataclass
+class KillRun:
+    """What ``kill_leaders`` did: per kill the replica killed and the seconds until another
+    term began; the pod census over the whole run; the commits that matter."""
+
+    takeovers: list[tuple[str, float]]
+    census: PodCensus
+    first_commit: str
+    bad_commit: str
+    final_version: str
+
+
+def kill_leaders(
+    rig: FaultRig,
+    kills: int,
+    rng: random.Random,
+    *,
+    report: Callable[[int, Replica, float], None] = lambda i, killed, seconds: None,
+) -> KillRun:
+    """``kills`` times: commit a new web version (a rollout starts), wait a random 0.5-6 s,
+    ``kill -9`` the leader and wait for another term. A third of the way in the commit also
+    makes the canary crash; until the auto-rollback has claimed that commit (and a kill has
+    followed, so no revert push is pending) the kills hit the rollback instead of a new
+    rollout. Ends when the last version is rolled out, the canary is back and the last
+    commit is live. ``rig`` must have been made with ``KILL_FILES``."""
+    api = rig.plane.api
+    wait_until(
+        lambda: rolled_out(api, "v1") and canary_rolled_back(api),
+        timeout=ROLLOUT_TIMEOUT_S,
+        what="v1 and the canary running",
+    )
+    first = rig.repo.head()
+    census = PodCensus(api, app="web")
+    bad_at = kills // 3
+    bad = ""
+    claim_seen_at: int | None = None
+    version = "v1"
+    takeovers = []
+    try:
+        for i in range(kills):
+            if bad and claim_seen_at is None and bad in read_claims(api):
+                claim_seen_at = i
+            if i == bad_at:
+                version = f"v{i + 2}"
+                files = {**version_files(version), "canary.yaml": canary(crash=True)}
+                bad = rig.repo.commit(f"{version}, canary crashing", files)
+            elif not bad or (claim_seen_at is not None and i > claim_seen_at):
+                version = f"v{i + 2}"
+                rig.repo.commit(version, version_files(version))
+            # else: this kill hits the canary's auto-rollback, not a new rollout.
+            monotonic_wait(rng.uniform(0.5, 6.0))  # a random point of the rollout
+            killed, seconds = rig.kill_leader()
+            takeovers.append((killed.identity, seconds))
+            report(i, killed, seconds)
+        final = version
+        wait_until(
+            lambda: rolled_out(api, final) and canary_rolled_back(api),
+            timeout=ROLLOUT_TIMEOUT_S,
+            what=f"{final} rolled out and the canary rolled back after the kills",
+        )
+        wait_until(
+            lambda: read_sync_state(api).live_commit == rig.repo.head(),
+            timeout=60,
+            what="the last commit live",
+        )
+    finally:
+        census.close()
+    return KillRun(
+        takeovers=takeovers,
+        census=census,
+        first_commit=first,
+        bad_commit=bad,
+        final_version=version,
+    )

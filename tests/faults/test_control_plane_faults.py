@@ -10,108 +10,128 @@ commit applied twice, a deposed leader writes nothing and exits, etcd quorum los
 from __future__ import annotations
 
 import random
+import re
 import signal
+from datetime import UTC, datetime
+from pathlib import Path
 
+import docker
 import pytest
 
 from reconciler.api import ApiError
 from reconciler.cli.up import LOST_LEADERSHIP_EXIT
 from reconciler.client import Client
-from reconciler.sync import read_sync_state
 from schemas import ConfigMap
 from schemas.meta import ObjectMeta
-from tests.faults.harness import PodCensus, Replica, monotonic_wait
+from tests.faults.harness import PodCensus, Replica
 from tests.faults.scenario import (
+    KILL_FILES,
     MAX_SURGE,
+    MAX_UNAVAILABLE,
     REPLICAS,
+    ROLLOUT_TIMEOUT_S,
     FaultRig,
     double_applied,
     fault_kills,
+    fault_rig,
+    kill_leaders,
+    reverts_of,
+    rollbacks_of,
     rolled_out,
     version_files,
 )
 from tests.fixtures.waiting import wait_until
 
-ROLLOUT_TIMEOUT = 240
-
 
 def _wait_v1(rig: FaultRig) -> None:
     wait_until(
         lambda: rolled_out(rig.plane.api, "v1"),
-        timeout=ROLLOUT_TIMEOUT,
+        timeout=ROLLOUT_TIMEOUT_S,
         what="v1 rolled out by the replicas",
     )
 
 
-@pytest.mark.timeout(1800)
-def test_leader_killed_at_random_points_of_rollouts(rig: FaultRig) -> None:
-    _wait_v1(rig)
-    census = PodCensus(rig.plane.api, app="web")
-    rng = random.Random()
-    takeovers = []
-    try:
-        for i in range(fault_kills()):
-            version = f"v{i + 2}"
-            rig.repo.commit(version, version_files(version))
-            monotonic_wait(rng.uniform(0.5, 6.0))  # a random point of the rollout
-            _, takeover = rig.kill_leader()
-            takeovers.append(takeover)
-        final = f"v{fault_kills() + 1}"
-        wait_until(
-            lambda: rolled_out(rig.plane.api, final),
-            timeout=ROLLOUT_TIMEOUT,
-            what=f"{final} rolled out after the kills",
+@pytest.mark.timeout(900)
+def test_leader_killed_at_random_points_of_rollouts(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    with fault_rig(docker_client, tmp_path, files=KILL_FILES) as rig:
+        run = kill_leaders(rig, fault_kills(), random.Random())
+        api = rig.plane.api
+        print(f"takeovers after kill -9: {[round(t, 2) for _, t in run.takeovers]}")
+        census = run.census
+        assert census.changes > 0, "the census saw no pod change: it watched nothing"
+        assert census.max_live <= REPLICAS + MAX_SURGE, "more pods than replicas + maxSurge"
+        assert census.min_available is not None
+        assert census.min_available >= REPLICAS - MAX_UNAVAILABLE, (
+            f"a serving pod was lost: {census.low_point}"
         )
+        assert census.restarts == {}, "containers died under their pods"
+        assert double_applied(api, first_commit=run.first_commit) == {}
+        assert rollbacks_of(api, run.bad_commit) == 1, "the bad commit was not rolled back once"
+        assert reverts_of(rig.repo, run.bad_commit) <= 1, "the bad commit was reverted twice"
         wait_until(
-            lambda: read_sync_state(rig.plane.api).live_commit == rig.repo.head(),
+            lambda: len(rig.app_containers("web")) == REPLICAS,
             timeout=60,
-            what="the last commit live",
+            what="exactly the final pods' containers running",
         )
-    finally:
-        census.close()
-    print(f"takeovers after kill -9: {[round(t, 2) for t in takeovers]}")
-    assert census.max_live <= REPLICAS + MAX_SURGE, "more pods than replicas + maxSurge"
-    assert double_applied(rig.plane.api) == {}
-    wait_until(
-        lambda: len(rig.app_containers()) == REPLICAS,
-        timeout=60,
-        what="exactly the final pods' containers running",
-    )
 
 
 @pytest.mark.timeout(600)
-def test_leader_paused_past_its_lease_is_fenced_and_exits(rig: FaultRig) -> None:
-    _wait_v1(rig)
-    plane = rig.plane
-    census = PodCensus(plane.api, app="web")
-    leader = plane.wait_leader()
-    term = plane.term()
-    plane.hold(leader)
-    leader.kill(signal.SIGSTOP)
-    try:
-        wait_until(
-            lambda: plane.term() not in (None, term) and plane.leader() is not None,
-            timeout=120,
-            what="a follower taking over from the paused leader",
-        )
-        # Work the paused leader's informers will see when it wakes.
-        rig.repo.commit("v2", version_files("v2"))
-        wait_until(
-            lambda: rolled_out(plane.api, "v2"),
-            timeout=ROLLOUT_TIMEOUT,
-            what="v2 rolled out by the new leader",
-        )
-    finally:
-        leader.kill(signal.SIGCONT)
-    assert leader.proc is not None
-    code = leader.proc.wait(timeout=120)
-    assert code == LOST_LEADERSHIP_EXIT, leader.log()[-3000:]
-    assert "lost leadership" in leader.log()
-    plane.release(leader)
-    census.close()
-    assert rolled_out(plane.api, "v2"), "the deposed leader undid nothing"
-    assert census.max_live <= REPLICAS + MAX_SURGE
-    assert double_applied(rig.plane.api) == {}
+def test_leader_paused_past_its_lease_is_fenced_and_exits(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    with fault_rig(docker_client, tmp_path, log_applies=True) as rig:
+        _wait_v1(rig)
+        plane = rig.plane
+        census = PodCensus(plane.api, app="web")
+        leader = plane.wait_leader()
+        term = plane.term()
+        assert term is not None
+        plane.hold(leader)
+        leader.kill(signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: plane.term() not in (None, term) and plane.leader() is not None,
+                timeout=120,
+                what="a follower taking over from the paused leader",
+            )
+            taken_over_at = datetime.now(UTC)
+            # Work the paused leader's informers and sync loop will see when it wakes.
+            rig.repo.commit("v2", version_files("v2"))
+            wait_until(
+                lambda: rolled_out(plane.api, "v2"),
+                timeout=ROLLOUT_TIMEOUT_S,
+                what="v2 rolled out by the new leader",
+            )
+        finally:
+            leader.kill(signal.SIGCONT)
+        assert leader.proc is not None
+        code = leader.proc.wait(timeout=120)
+        log = leader.log()
+        assert code == LOST_LEADERSHIP_EXIT, log[-3000:]
+        assert "lost leadership" in log
+        census.close()
+        # The store's record (etcd's log of every write it applied, with its compares): once
+        # another term began, every write to an API object was fenced; those fenced by the
+        # old term are the deposed leader's attempts after it woke (they cannot succeed: the
+        # leader key was created anew), and the deposed leader counted each one as refused.
+        after = [w for w in rig.etcd.members[0].applied_writes() if w.at >= taken_over_at]
+        unfenced = [w for w in after if w.term is None and _registry(w.keys)]
+        assert unfenced == [], f"writes to API objects without the leader fence: {unfenced}"
+        attempts = [w for w in after if w.term == term]
+        refused = re.search(rf"the store refused (\d+) write\(s\) of term {term}\b", log)
+        assert refused is not None, log[-3000:]
+        assert attempts, "the deposed leader attempted no write: fencing was not exercised"
+        assert int(refused.group(1)) == len(attempts), (refused.group(0), attempts)
+        plane.release(leader)
+        assert rolled_out(plane.api, "v2"), "the deposed leader undid nothing"
+        assert census.max_live <= REPLICAS + MAX_SURGE
+        assert double_applied(rig.plane.api) == {}
+
+
+def _registry(keys: tuple[str, ...]) -> bool:
+    return any(key.startswith("/registry/") for key in keys)
 
 
 def _follower_client(rig: FaultRig) -> tuple[Replica, Client]:
@@ -179,7 +199,7 @@ def test_etcd_member_loss_and_quorum_loss(rig: FaultRig) -> None:
     rig.repo.commit("v2", version_files("v2"))
     wait_until(
         lambda: rolled_out(plane.api, "v2"),
-        timeout=ROLLOUT_TIMEOUT,
+        timeout=ROLLOUT_TIMEOUT_S,
         what="v2 rolled out after recovery",
     )
 

@@ -10,8 +10,9 @@
   pushed meanwhile syncs once the remote is back.
 - The state directory is a small tmpfs that fills up: API writes answer 507 with the reason,
   what was acknowledged stays, and the same process works again once space is freed.
-- The node agent's monotonic and boot clocks are 10 minutes ahead and behind (a time
-  namespace of its own): the node stays Ready.
+- The node agent's clocks are 10 minutes ahead and behind: its wall clock through libfaketime
+  (monotonic left alone), its monotonic and boot clocks through a time namespace of its own.
+  The agent's own stamps show the skew; the node stays Ready, its lease renewed.
 """
 
 from __future__ import annotations
@@ -502,13 +503,28 @@ def _created(client: Client, name: str) -> bool:
 
 SKEW_S = 600
 GRACE_S = 15
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+MONOTONIC_SLEEP = Path(__file__).with_name("monotonic_sleep.c")
 
 
-def _skewed(offset_s: int) -> tuple[str, ...]:
-    """What runs the agent with its clocks ``offset_s`` off: a time namespace of its own whose
-    monotonic and boot clocks the kernel moves by ``offset_s``. (CLOCK_REALTIME has no
-    namespace; libfaketime, which could move it, breaks Python's ``time.sleep`` with EINVAL
-    from ``clock_nanosleep``, so the wall clock stays the host's.)"""
+@pytest.fixture(scope="module")
+def monotonic_sleep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``monotonic_sleep.c`` built: preloaded before libfaketime (see the source for why)."""
+    assert LIBFAKETIME.exists(), f"libfaketime is not installed ({LIBFAKETIME})"
+    built = tmp_path_factory.mktemp("clock") / "monotonic_sleep.so"
+    flags = ("-shared", "-fPIC", "-O2", "-Wall", "-Werror")
+    subprocess.run(
+        ["gcc", *flags, "-o", str(built), str(MONOTONIC_SLEEP), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
+    return built
+
+
+def _skewed(offset_s: int, monotonic_sleep: Path) -> tuple[str, ...]:
+    """What runs the agent with every clock ``offset_s`` off. The wall clock: libfaketime
+    (monotonic clocks left alone: ``FAKETIME_DONT_FAKE_MONOTONIC``). The monotonic and boot
+    clocks: a time namespace of its own, whose clocks the kernel moves by ``offset_s``."""
     return (
         "unshare",
         "--time",
@@ -519,6 +535,10 @@ def _skewed(offset_s: int) -> tuple[str, ...]:
         "--boottime",
         str(offset_s),
         "--",
+        "env",
+        f"LD_PRELOAD={monotonic_sleep} {LIBFAKETIME}",
+        f"FAKETIME={offset_s:+d}",
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
     )
 
 
@@ -528,6 +548,7 @@ def test_a_node_whose_clock_is_ten_minutes_off_stays_ready(
     docker_client: docker.DockerClient,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    monotonic_sleep: Path,
     offset_s: int,
 ) -> None:
     agent = LocalAgent(docker_client, tmp_path)
@@ -537,11 +558,20 @@ def test_a_node_whose_clock_is_ten_minutes_off_stays_ready(
     up = CapstanUp(repo, tmp_path, docker_client)
     up.node = agent.node  # the test's containers are the agent's
     try:
-        agent.start(wrapper=_skewed(offset_s))
+        agent.start(wrapper=_skewed(offset_s, monotonic_sleep))
         assert agent.proc is not None
         _assert_skewed(agent.proc.pid, offset_s)
         up.start("--no-local-agent", "--node-monitor-grace-period", str(GRACE_S))
         wait_until(lambda: _rolled_out(up, "v1"), timeout=ROLLOUT_S, what="v1 on the node")
+        # The agent's own stamps are its wall clock's: the skew is real in the process.
+        node_status = up.api.get(Node, "local").status
+        assert node_status is not None
+        condition = node_status.condition("Ready")
+        assert condition is not None
+        for stamp in (condition.last_heartbeat_time, condition.last_transition_time):
+            assert stamp is not None
+            ahead = (stamp - datetime.now(tz=UTC)).total_seconds()
+            assert abs(ahead - offset_s) < 120, (ahead, offset_s)
         # The pods' Ready times are the control plane's (minReadySeconds counts from them).
         for pod in up.ready_pods():
             assert pod.status is not None
@@ -572,7 +602,8 @@ def test_a_node_whose_clock_is_ten_minutes_off_stays_ready(
 
 
 def _assert_skewed(unshare_pid: int, offset_s: int) -> None:
-    """The agent (unshare's child) runs in a time namespace with the offsets asked for."""
+    """The agent (unshare's child) runs in a time namespace with the offsets asked for, with
+    libfaketime preloaded to move its wall clock by as much."""
     children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children")
     child = wait_until(lambda: children.read_text().split(), timeout=10, what="the agent process")
     offsets = {
@@ -583,3 +614,5 @@ def _assert_skewed(unshare_pid: int, offset_s: int) -> None:
         )
     }
     assert offsets == {"monotonic": offset_s, "boottime": offset_s}, offsets
+    maps = Path(f"/proc/{child[0]}/maps").read_text()
+    assert str(LIBFAKETIME) in maps, "libfaketime is not loaded in the agent"

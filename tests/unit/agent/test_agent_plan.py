@@ -241,6 +241,28 @@ def test_refused_pod_is_torn_down_and_not_started():
     assert kinds(plan_node([d], leftovers, inputs=INPUTS)) == ["StopContainer"] * 2
 
 
+def test_a_running_container_outlives_its_configmap():
+    # The ConfigMap a running pod mounts is pruned (a later commit replaced it): the
+    # container keeps running with the files it has; only a new start waits for it.
+    spec = pod(
+        volumes=[{"name": "page", "configMap": {"name": "page-v1"}}],
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "volumeMounts": [{"name": "page", "mountPath": "/www"}],
+            }
+        ],
+    )
+    d = desired(spec)
+    assert "page-v1" in d.config_errors["app"]
+    assert plan_node([d], running_pod(d), inputs=INPUTS) == []
+    exited = [observed(d, SANDBOX_CONTAINER), observed(d, "app", state="exited", exit_code=1)]
+    actions = plan_node([d], exited, inputs=INPUTS)
+    assert kinds(actions) == ["Wait"]
+    assert actions[0].waiting_reason == "CreateContainerConfigError"
+
+
 def test_config_error_waits():
     d = desired(
         pod(

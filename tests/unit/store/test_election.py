@@ -102,6 +102,7 @@ def test_a_deposed_leaders_writes_are_fenced(store, replicas):
     conflict = writes.txn([Compare.version("/registry/x", "==", 0)], [Op.put("/registry/x", b"2")])
     assert not conflict.succeeded, "an ordinary conflict is a failed txn, not a fence"
     assert not fenced_calls
+    assert writes.refused == 0
     b.elector.start()
     store.revoke(a.elector.leadership.lease)
     wait_until(b.started.is_set, timeout=10, what="b takes over")
@@ -115,6 +116,7 @@ def test_a_deposed_leaders_writes_are_fenced(store, replicas):
     assert store.revision() == before, "nothing a deposed leader sent was written"
     assert store.get("/registry/x").value == b"1"
     assert len(fenced_calls) == 3
+    assert writes.refused == 3
 
 
 def test_a_leader_paused_past_its_renew_deadline_steps_down(store, replicas):

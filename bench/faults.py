@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--eviction", type=float, default=20.0, help="pod eviction timeout (s)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    # The replicas record their contexts in a client config of the bench's own.
+    client_config = tempfile.TemporaryDirectory(prefix="capstan-faults-client-")
+    os.environ.setdefault("CAPSTAN_CONFIG", str(Path(client_config.name) / "config"))
     client = docker.from_env()
     ensure_busybox(client)
     with (

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -246,6 +247,8 @@ def capstan_up(repo: Path, state: Path) -> Iterator[subprocess.Popen[bytes]]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # capstan up records a context in the client config: the bench's own, not the user's.
+        env={**os.environ, "CAPSTAN_CONFIG": str(state.parent / f"{state.name}-client-config")},
     )
     try:
         yield proc
@@ -447,7 +450,15 @@ def addresses(count: int) -> list[str]:
     return [f"127.0.{10 + i // 200}.{2 + i % 200}" for i in range(count)]
 
 
-def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable[[str], None]):
+def run_size(
+    size: int,
+    *,
+    rounds: int,
+    idle_s: float,
+    timeout_s: float,
+    work: Path,
+    log: Callable[[str], None],
+) -> SizeResult:
     result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
     agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
     with SshNodeFarm(prefix="fleet") as farm:
@@ -482,7 +493,12 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
             sampler = Sampler(proc.pid)
             try:
                 committed = repo.commit("workloads", workload(size, "v0"))
-                ready_at = pods.wait_ready("v0", result.pods, timeout=600)
+                try:
+                    ready_at = pods.wait_ready("v0", result.pods, timeout=timeout_s)
+                except TimeoutError as exc:
+                    # Still worth the idle and ack figures: the control plane's cost.
+                    log(f"deploy not done after {timeout_s:.0f} s: {exc}")
+                    ready_at = committed + float("inf")
                 result.deploy_s = ready_at - committed
                 log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
                 # Idle: let the rollout's tail (status writes, resyncs) pass first.
@@ -509,7 +525,11 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
                 sampler.window()
                 busy_before, total_before = machine_busy_s()
                 since = repo.commit("rollout", workload(size, "v1"))
-                ready_at = pods.wait_ready("v1", result.pods, timeout=600)
+                try:
+                    ready_at = pods.wait_ready("v1", result.pods, timeout=timeout_s)
+                except TimeoutError as exc:
+                    log(f"rollout not done after {timeout_s:.0f} s: {exc}")
+                    ready_at = since + float("inf")
                 during = sampler.window()
                 busy_after, total_after = machine_busy_s()
                 result.rollout_machine_busy_pct = (
@@ -525,6 +545,11 @@ def run_size(size: int, *, rounds: int, idle_s: float, work: Path, log: Callable
     return result
 
 
+def _finite(value: float) -> float | None:
+    """A figure for the JSON line: None when the wait timed out (JSON has no infinity)."""
+    return round(value, 2) if math.isfinite(value) else None
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -537,6 +562,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,30,100")
     parser.add_argument("--rounds", type=int, default=5, help="config commits per size")
     parser.add_argument("--idle", type=float, default=30.0, help="idle window, seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="longest wait for a deploy or rollout to be Ready (reported as inf past it)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[SizeResult] = []
@@ -547,6 +578,7 @@ def main() -> None:
                     size,
                     rounds=args.rounds,
                     idle_s=args.idle,
+                    timeout_s=args.timeout,
                     work=Path(tmp),
                     log=lambda line: print(f"  {line}", flush=True),
                 )
@@ -563,7 +595,7 @@ def main() -> None:
             f"{r.nodes:>5} {r.pods:>6} {r.deploy_s:>8.1f} {r.idle_rss_mb:>7.1f} "
             f"{r.idle_cpu_pct:>10.2f} {r.threads:>7} {r.fds:>5} {r.bytes_per_node_s:>8.0f} "
             f"{pct(r.ack_all, 0.5):>7.2f} {pct(r.ack_all, 0.99):>7.2f} "
-            f"{pct(r.ack_each, 0.99):>12.2f} {max(r.ready_s):>7.1f} "
+            f"{pct(r.ack_each, 0.99):>12.2f} {max(r.ready_s, default=float('inf')):>7.1f} "
             f"{r.rollout_peak_rss_mb:>8.1f} {r.rollout_cpu_pct:>10.1f} "
             f"{r.nodes_idle_cpu_pct:>12.1f} {r.rollout_machine_busy_pct:>14.1f}"
         )
@@ -586,7 +618,8 @@ def main() -> None:
                 f"cp_rss_mb_{n}": round(last.idle_rss_mb, 1),
                 f"cp_cpu_idle_pct_{n}": round(last.idle_cpu_pct, 2),
                 f"ack_p99_s_{n}": round(pct(last.ack_all, 0.99), 3),
-                f"ready_p99_s_{n}": round(max(last.ready_s), 2),
+                f"ready_p99_s_{n}": _finite(max(last.ready_s, default=float("inf"))),
+                f"deploy_s_{n}": _finite(last.deploy_s),
                 f"threads_{n}": last.threads,
                 f"fds_{n}": last.fds,
                 f"bytes_per_node_s_{n}": round(last.bytes_per_node_s),

@@ -381,9 +381,10 @@ class PodSpec(KubeModel):
     service_account_name: DNSSubdomain | None = None
     host_network: bool = False
     # The node's process and IPC namespaces (Docker's --pid=host, --ipc=host); like
-    # hostNetwork, only at the privileged Pod Security level (schemas.podsecurity).
-    host_pid: bool = Field(default=False, alias="hostPID")
-    host_ipc: bool = Field(default=False, alias="hostIPC")
+    # hostNetwork, only at the privileged Pod Security level (schemas.podsecurity). None when
+    # unset, so a pod that does not use them goes to an agent of an older release unchanged.
+    host_pid: bool | None = Field(default=None, alias="hostPID")
+    host_ipc: bool | None = Field(default=None, alias="hostIPC")
     tolerations: list[Toleration] = Field(default_factory=list)
     security_context: PodSecurityContext | None = None
     hostname: DNSLabel | None = None

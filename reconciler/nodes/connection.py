@@ -98,6 +98,10 @@ class ConnectionSettings:
     #: The control plane's leadership term every sync carries: agents refuse older terms,
     #: so a deposed leader's pushes cannot undo its successor's.
     term: int = 0
+    #: How many connections of a pool may be between "open the SSH link" and "the agent said
+    #: hello" at once (Ansible's ``forks``): each start runs a key exchange here and starts a
+    #: ``capstan-agent connect`` there, and a hundred at once on one machine outwait the hello.
+    max_handshakes: int = 10
 
 
 MessageCallback = Callable[[NodeName, _wire.AgentMessage], None]
@@ -123,8 +127,12 @@ class NodeConnection:
         rng: random.Random | None = None,
         opener: LinkOpener = open_link,
         first_generation: int = 0,
+        handshakes: threading.Semaphore | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # Shared by a pool's connections: held from opening the link to the agent's hello.
+        self._handshakes = handshakes
+        self._handshaking = False
         self._on_message = on_message
         self._on_state = on_state
         self._settings = settings or ConnectionSettings()
@@ -246,6 +254,8 @@ class NodeConnection:
         # condition while we retry) instead of flapping through "Connecting".
         self._set_state(Phase.CONNECTING, f"connecting to {self.endpoint.describe()}")
         while not self._stop.is_set():
+            if not self._begin_handshake():
+                break
             try:
                 link = self._opener(self.endpoint, self._settings.link)
             except HostKeyRejected as exc:
@@ -261,7 +271,24 @@ class NodeConnection:
                 if self._stop.is_set():
                     break
                 self._set_state(Phase.DISCONNECTED, reason)
+            finally:
+                self._end_handshake()
             self._stop.wait(self._backoff.next_delay())
+        self._end_handshake()
+
+    def _begin_handshake(self) -> bool:
+        """Take a handshake slot of the pool (waiting for one); False when stopped."""
+        if self._handshakes is not None:
+            while not self._handshakes.acquire(timeout=0.5):
+                if self._stop.is_set():
+                    return False
+            self._handshaking = True
+        return not self._stop.is_set()
+
+    def _end_handshake(self) -> None:
+        if self._handshaking and self._handshakes is not None:
+            self._handshaking = False
+            self._handshakes.release()
 
     def _session(self, link: Link) -> str:
         """Run one link until it fails; returns why it ended."""
@@ -301,6 +328,8 @@ class NodeConnection:
                 self._cv.wait(min(left, 0.5))
             hello = self._hello
             features = _wire.agent_features(hello)
+        self._end_handshake()  # connected: the next node may start its handshake
+        with self._cv:
             told_no_ingresses = False
             self._slot.new_session()
             self._agent_services = self._in_flight_services = None

@@ -57,6 +57,7 @@ class NodePool:
         self._opener = opener
         self._lock = threading.Lock()
         self._connections: dict[NodeName, NodeConnection] = {}
+        self._handshakes = threading.BoundedSemaphore(self._settings.max_handshakes)
 
     def ensure(self, endpoint: NodeEndpoint) -> NodeConnection:
         """Connect to ``endpoint`` unless already connected to exactly that endpoint.
@@ -78,6 +79,7 @@ class NodePool:
                 rng=random.Random(self._rng.random()),  # noqa: S311
                 opener=self._opener,
                 first_generation=self._first_generation(),
+                handshakes=self._handshakes,
             )
             self._connections[endpoint.name] = connection
         if current is not None:

@@ -275,7 +275,12 @@ def test_progress_deadline_exceeded_by_the_clock(
     # A reconcile that reads the advanced clock: 10 s into a 30 s deadline is still progress.
     reconciles.fresh_pass(WEB)
     assert progressing().status == "True"
-    clock.advance(21)
+    # The deadline runs from the condition's last progress. A reconcile whose cache had not
+    # yet seen the second replica records it as progress at +10 s (as Kubernetes would):
+    # step past 30 s from whichever time the condition holds.
+    last = progressing().last_update_time
+    assert last is not None
+    clock.advance(last.timestamp() + 31 - clock.time())
     wait_for(
         lambda: progressing().reason == "ProgressDeadlineExceeded",
         what=f"deadline {api.get(Deployment, 'web').status}",

@@ -60,10 +60,11 @@ class ServerSettings:
     node_name: str
     bind_address: str
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
-    #: Every pod's report goes out at least this often (the kubelet's
-    #: nodeStatusReportFrequency); in between, a status carries only the pods whose report
-    #: changed (a heartbeat of an unchanged node carries none).
-    full_status_s: float = 300.0
+    #: Every pod's report goes out at least this often; in between, a status carries only
+    #: the pods whose report changed (a heartbeat of an unchanged node carries none). The
+    #: full report is also what restores pods the control plane marked not Ready while the
+    #: node was unreachable, when the link survived the outage.
+    full_status_s: float = 60.0
 
 
 class _Client:

@@ -246,7 +246,10 @@ def _resource_paths(
         "put": _operation(
             f"Replace a {kind} (needs metadata.resourceVersion)",
             f"replace_{op_base}",
-            {"200": one},
+            # Kinds Kubernetes creates on update (Services, RBAC) answer 201 when they do.
+            {"200": one, "201": _json_body(output_ref, f"The created {kind}")}
+            if resource.create_on_update
+            else {"200": one},
             parameters=[*item_params, *guard],
             tag=tag,
             body={"required": True, "content": {_JSON: {"schema": input_ref}}},

@@ -278,7 +278,7 @@ class IngressServer:
             ssl.SSLError,
             _http.BadMessage,
         ):
-            pass
+            return  # the client went away or spoke garbage mid-request: nobody to answer
         finally:
             writer.close()
             with contextlib.suppress(Exception):

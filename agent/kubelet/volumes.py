@@ -182,7 +182,7 @@ def prepare_host_paths(d: DesiredPod) -> None:
 
 
 class _HostPathError(Exception):
-    pass
+    """A hostPath volume's ``type`` check failed (the message is the kubelet's)."""
 
 
 def _prepare_host_path(source: HostPathVolumeSource) -> None:

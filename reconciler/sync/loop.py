@@ -24,6 +24,7 @@ elected loop from saying them again; a new commit that still has them says them 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -308,10 +309,8 @@ class SyncLoop:
         """The live copy of ``obj`` (an Event needs its uid), or, when it is not live (its
         sync failed), the sync state, which the warning then stands next to."""
         if obj is not None:
-            try:
+            with contextlib.suppress(NotFound):
                 return self.api.get(type(obj), obj.name, namespace=obj.namespace or None)
-            except NotFound:
-                pass
         return self.api.get(ConfigMap, STATE_NAME, namespace=SYSTEM_NAMESPACE)
 
     def _load(

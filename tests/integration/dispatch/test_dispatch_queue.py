@@ -60,7 +60,7 @@ class RecordingPool:
             self.removed.append(name)
 
     def close(self) -> None:
-        pass
+        """Nothing to close: no link was ever opened."""
 
     def pushed(self, node: str) -> list[DesiredSet]:
         with self.lock:

@@ -29,7 +29,7 @@ class HeldLink:
         self.lines.put(json.dumps(HELLO).encode() + b"\n")
 
     def send(self, line: bytes) -> None:
-        pass
+        """The agent reads the hello and syncs and answers nothing but its own hello."""
 
     def readline(self) -> bytes:
         return self.lines.get()

@@ -3,47 +3,14 @@ resolved, higher-priority pending pods placed first, lower-priority pods preempt
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from reconciler.api import Api, ManualClock
-from reconciler.controllers.manager import ControllerManager
+from reconciler.api import Api
 from reconciler.scheduler import Scheduler
 from schemas import Pod, PriorityClass
 from schemas.meta import ObjectMeta
 from schemas.pod import Container, PodSpec, ResourceRequirements
 from schemas.quantity import Quantity
-from tests.fixtures.hollow import HollowCluster, temp_api
+from tests.fixtures.hollow import HollowCluster
 from tests.fixtures.waiting import wait_until
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def api(tmp_path: Path, clock: ManualClock) -> Iterator[Api]:
-    with temp_api(tmp_path, clock) as api:
-        yield api
-
-
-@pytest.fixture
-def hollow(api: Api, clock: ManualClock) -> Iterator[HollowCluster]:
-    with HollowCluster(api, clock=clock, start_delay_s=1.0) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def scheduler(api: Api, clock: ManualClock) -> Iterator[Scheduler]:
-    manager = ControllerManager(
-        api, clock=clock, components=[functools.partial(Scheduler, unschedulable_retry_s=3600)]
-    )
-    with manager:
-        yield manager.component(Scheduler)
 
 
 def priority_class(name: str, value: int, *, never: bool = False) -> PriorityClass:

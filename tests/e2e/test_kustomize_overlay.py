@@ -135,5 +135,11 @@ def test_an_overlay_deploys_with_its_load_balancer(overlay: CapstanUp) -> None:
         timeout=90,
         what="the overlay's page on the load balancer address",
     )
-    pods = [p for p in up.api.list(Pod, namespace="prod").items if p.status and p.status.ready]
-    assert len(pods) == 2
+
+    def ready_pods() -> list[Pod] | None:
+        pods = up.api.list(Pod, namespace="prod").items
+        ready = [p for p in pods if p.status and p.status.ready]
+        return ready if len(ready) == 2 else None
+
+    # The page answers as soon as one replica is Ready; the overlay asks for two.
+    wait_until(ready_pods, timeout=90, what="both of the overlay's replicas Ready")

@@ -300,7 +300,7 @@ class Kubelet:
         # sandboxes, which covers pods adopted after an agent restart and removed sandboxes.
         await self._services.sync_pods(sandboxes, skip=frozenset(self._busy) | stale)
         self._track_probes(desired, observed)
-        self._update_statuses(desired, observed, waits)
+        self._update_statuses(desired, observed, waits, acting=acting)
         self._synced.set()
 
     def _forget(self, known: set[PodUID]) -> None:
@@ -388,7 +388,15 @@ class Kubelet:
         desired: list[DesiredPod],
         observed: list[ObservedContainer],
         waits: dict[PodUID, dict[str, Wait]],
+        *,
+        acting: set[PodUID],
     ) -> None:
+        """Recompute every desired pod's status from this pass's listing.
+
+        ``acting`` holds the pods a worker was acting on while the listing was taken: a
+        container such a worker created a moment ago is listed as ``created`` before its
+        start, and must not read as a failed start (a Job's pod would turn Failed with exit
+        code 128)."""
         by_pod: dict[PodUID, list[ObservedContainer]] = defaultdict(list)
         for c in observed:
             by_pod[c.pod_uid].append(c)
@@ -410,6 +418,7 @@ class Kubelet:
                 previous=self._statuses.get(d.uid),
                 now=now,
                 removed=removed.get(d.uid),
+                acting=d.uid in acting,
             )
             error = self._executor.memory.pod_errors.get(d.uid)
             if error and status.message is None:

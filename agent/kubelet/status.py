@@ -42,6 +42,11 @@ def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
 
+def _starting(record: ObservedContainer) -> bool:
+    """Created and not (yet) started, with nothing saying a start failed."""
+    return record.state == "created" and not record.error and not record.exit_code
+
+
 def _terminated(record: ObservedContainer) -> ContainerStateTerminated:
     if record.state == "created":
         return ContainerStateTerminated(
@@ -209,10 +214,19 @@ def pod_status(
     previous: PodStatus | None,
     now: float,
     removed: Mapping[str, SeenAttempt] | None = None,
+    acting: bool = False,
 ) -> PodStatus:
     """The status of desired pod ``d`` given its observed containers (any attempts) and, by
-    container name, the attempts removed from under the agent."""
+    container name, the attempts removed from under the agent.
+
+    ``acting`` says a worker of the pod was acting when the containers were listed: a
+    container it has created but not yet started (``created``, no error, no exit code) is
+    on its way, not a start failure, so it is left out and the container reads as waiting.
+    Without a worker such a container is a start that failed or was cut short, and reads as
+    ``StartError``."""
     now_dt = _time(now) or datetime.now(tz=UTC)
+    if acting:
+        containers = [c for c in containers if not _starting(c)]
     if d.refused is not None:
         return PodStatus(
             phase="Failed",

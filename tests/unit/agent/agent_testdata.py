@@ -58,6 +58,7 @@ def observed(
     backoff_step: int = 0,
     cid: str | None = None,
     host_ports: tuple[PortBinding, ...] = (),
+    error: str = "",
 ) -> ObservedContainer:
     if spec_hash is None:
         is_sandbox = container == SANDBOX_CONTAINER
@@ -81,6 +82,7 @@ def observed(
         finished_at=finished_at,
         pid=4242,
         host_ports=host_ports,
+        error=error,
     )
 
 

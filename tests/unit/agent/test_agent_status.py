@@ -18,6 +18,7 @@ def status(d, containers, **kw):
         host_ip="127.0.0.5",
         previous=kw.get("previous"),
         now=3000.0,
+        acting=kw.get("acting", False),
     )
 
 
@@ -71,6 +72,26 @@ def test_completed_pod_phases():
     assert status(d, [observed(d, SANDBOX_CONTAINER), ok]).phase == "Succeeded"
     bad = observed(d, "app", state="exited", exit_code=1, finished_at=2000.0)
     assert status(d, [observed(d, SANDBOX_CONTAINER), bad]).phase == "Failed"
+
+
+def test_a_container_created_by_an_acting_worker_is_on_its_way_not_a_start_error():
+    # A listing taken between the worker's create and start sees the container "created".
+    d = desired(pod(restartPolicy="Never"))
+    creating = observed(d, "app", state="created", exit_code=0)
+    s = status(d, [observed(d, SANDBOX_CONTAINER), creating], acting=True)
+    (c,) = s.container_statuses
+    assert c.state.waiting.reason == "ContainerCreating"
+    assert s.phase == "Pending"
+    # With no worker acting, the same container is a start that never happened.
+    idle = status(d, [observed(d, SANDBOX_CONTAINER), creating])
+    assert idle.container_statuses[0].state.terminated.reason == "StartError"
+    assert idle.phase == "Failed"
+    # A failed start says so (Docker records the error) whether or not a worker is acting.
+    failed = observed(d, "app", state="created", exit_code=127, error="exec: not found")
+    s = status(d, [observed(d, SANDBOX_CONTAINER), failed], acting=True)
+    terminated = s.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("StartError", 127)
+    assert s.phase == "Failed"
 
 
 def test_refused_pod_is_failed_with_reason():

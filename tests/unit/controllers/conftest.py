@@ -35,7 +35,7 @@ WaitFor = Callable[..., None]
 
 @pytest.fixture
 def wait_for() -> WaitFor:
-    def wait(predicate: Callable[[], object], *, timeout_s: float = 15.0, what: str = "") -> None:
+    def wait(predicate: Callable[[], object], *, timeout_s: float = 60.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if predicate():

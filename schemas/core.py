@@ -129,6 +129,16 @@ class ServicePort(KubeModel):
         return value
 
 
+def _key(data: Mapping[str, Any], alias: str, name: str) -> str:
+    """The key ``data`` writes a field under: its alias, or its Python name."""
+    return name if name in data and alias not in data else alias
+
+
+def _given(data: Mapping[str, Any], alias: str, name: str | None = None) -> Any:
+    """The value ``data`` gives a field, under its alias or its Python name."""
+    return data.get(alias, data.get(name) if name else None)
+
+
 class ServiceSpec(KubeModel):
     """A Service. ``LoadBalancer`` is served as k3s' ServiceLB does: a NodePort on every node,
     with the nodes' addresses reported in ``status.loadBalancer.ingress``."""
@@ -146,12 +156,42 @@ class ServiceSpec(KubeModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _cluster_ip_from_list(cls, data: Any) -> Any:
+    def _defaults(cls, data: Any) -> Any:
+        """Kubernetes' defaulting of a new Service on an IPv4 single-stack cluster: clusterIP
+        from clusterIPs[0], ipFamilyPolicy SingleStack (RequireDualStack for a headless
+        Service without selector), ipFamilies from clusterIPs, else the cluster's IPv4."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        cluster_ips = _given(data, "clusterIPs", "cluster_ips")
         # clusterIPs[0] is clusterIP (Kubernetes keeps the two in step).
-        if isinstance(data, Mapping) and data.get("clusterIPs") and not data.get("clusterIP"):
-            first = data["clusterIPs"][0] if isinstance(data["clusterIPs"], list) else None
-            if isinstance(first, str):
-                return {**data, "clusterIP": first}
+        first = cluster_ips[0] if isinstance(cluster_ips, list) and cluster_ips else None
+        if isinstance(first, str) and not _given(data, "clusterIP", "cluster_ip"):
+            data["clusterIP"] = first
+        policy = _given(data, "ipFamilyPolicy", "ip_family_policy")
+        families = _given(data, "ipFamilies", "ip_families")
+        if not isinstance(policy, str | None) or not isinstance(families, list | None):
+            return data  # the field validators say what is wrong
+        headless_selectorless = _given(data, "clusterIP", "cluster_ip") == "None" and not (
+            _given(data, "selector")
+        )
+        if policy is None:
+            policy = "RequireDualStack" if headless_selectorless else "SingleStack"
+            data[_key(data, "ipFamilyPolicy", "ip_family_policy")] = policy
+        families = list(families or [])
+        for index, address in enumerate(cluster_ips if isinstance(cluster_ips, list) else []):
+            if address == "None" or not isinstance(address, str):
+                break
+            family = "IPv6" if ":" in address else "IPv4"
+            if index >= len(families) and family not in families:
+                families.append(family)
+        if not families:
+            families = ["IPv4"]
+        if headless_selectorless and len(families) == 1 and policy != "SingleStack":
+            # Kubernetes lists both families for such a Service, even single-stack: it has
+            # no address of its own, its endpoints have whatever family they have.
+            families.append("IPv6" if families[0] == "IPv4" else "IPv4")
+        data[_key(data, "ipFamilies", "ip_families")] = families
         return data
 
     @model_validator(mode="after")
@@ -195,42 +235,73 @@ class ServiceSpec(KubeModel):
         return self
 
     def _check_families(self, problems: Problems) -> None:
+        """Kubernetes' checks of the IP family fields (its validation and the Service
+        allocator's), on a cluster whose only Service family is IPv4."""
         ipv4_only = "the Service network of a Capstan cluster is IPv4 only (single-stack)"
+        seen: set[str] = set()
+        for index, family in enumerate(self.ip_families):
+            if family in seen:
+                problems.add(("ipFamilies", index), "ip_families", f"{family} is listed twice")
+            seen.add(family)
+        if self.cluster_ips and self.cluster_ips[0] != self.cluster_ip:
+            problems.add(
+                ("clusterIPs", 0), "cluster_ips", "must equal clusterIP", self.cluster_ips[0]
+            )
+        if len(self.cluster_ips) > 1 and "None" in self.cluster_ips:
+            problems.add(("clusterIPs",), "cluster_ips", "'None' must be the first and only value")
+        elif len(self.cluster_ips) > 1 and len({":" in ip for ip in self.cluster_ips}) == 1:
+            problems.add(
+                ("clusterIPs",),
+                "cluster_ips",
+                "may specify no more than one IP for each IP family",
+                self.cluster_ips,
+            )
+        for index, (address, family) in enumerate(
+            zip(self.cluster_ips, self.ip_families, strict=False)
+        ):
+            if address != "None" and ("IPv6" if ":" in address else "IPv4") != family:
+                problems.add(
+                    ("clusterIPs", index),
+                    "cluster_ips",
+                    f"expected an {family} value as indicated by `ipFamilies[{index}]`",
+                    address,
+                )
+        if self.ip_family_policy == "SingleStack":
+            for what, given in (("cluster IPs", self.cluster_ips), ("IP families", seen)):
+                if len(given) > 1:
+                    problems.add(
+                        ("ipFamilyPolicy",),
+                        "ip_family_policy",
+                        "must be 'RequireDualStack' or 'PreferDualStack' when multiple "
+                        f"{what} are specified",
+                        self.ip_family_policy,
+                    )
+        if problems or (self.cluster_ip == "None" and not self.selector):
+            # A headless Service without selector has no address: any families go.
+            return
         if self.ip_family_policy == "RequireDualStack":
             problems.add(
                 ("ipFamilyPolicy",),
                 "ip_family_policy",
-                f"{ipv4_only}, so a Service cannot require dual-stack; "
-                "write PreferDualStack (served over IPv4) or SingleStack",
+                f"this cluster is not configured for dual-stack services: {ipv4_only}; "
+                "write PreferDualStack (IPv4 here, both families on a dual-stack cluster) "
+                "or SingleStack",
                 self.ip_family_policy,
             )
-        if self.ip_families and self.ip_families[0] != "IPv4":
+        for index, family in enumerate(self.ip_families):
+            if family == "IPv4":
+                continue
+            written = self.cluster_ips[index] if index < len(self.cluster_ips) else None
             problems.add(
-                ("ipFamilies", 0),
+                ("clusterIPs", index) if written is not None else ("ipFamilies", index),
                 "ip_families",
-                f"{ipv4_only}: the first (primary) family must be IPv4",
-                self.ip_families[0],
-            )
-        if self.ip_family_policy in (None, "SingleStack") and len(self.ip_families) > 1:
-            problems.add(
-                ("ipFamilies",),
-                "ip_families",
-                "two families need ipFamilyPolicy PreferDualStack",
-                self.ip_families,
-            )
-        if self.cluster_ips and self.cluster_ips[0] != self.cluster_ip:
-            problems.add(
-                ("clusterIPs", 0),
-                "cluster_ips",
-                "must equal clusterIP",
-                self.cluster_ips[0],
-            )
-        if len(self.cluster_ips) > 1:
-            problems.add(
-                ("clusterIPs", 1),
-                "cluster_ips",
-                f"{ipv4_only}: a Service has one cluster IP",
-                self.cluster_ips[1],
+                f"IPv6 is not configured on this cluster: {ipv4_only}; "
+                + (
+                    "give an IPv4 address, or leave clusterIP out to have one allocated"
+                    if written is not None
+                    else "list IPv4 only, or leave ipFamilies out"
+                ),
+                written or family,
             )
 
     @property

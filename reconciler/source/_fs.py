@@ -22,7 +22,9 @@ Rules for what is a manifest (documented in example-repo/README.md):
   is matched against the repository-relative path, otherwise against the
   file or directory name; a trailing ``/`` matches directories only;
 - a directory or file reached twice through symlinks inside the repository
-  is read once.
+  is read once;
+- a directory below the loaded one that holds a kustomization file is not
+  entered: the loader has kustomize build it (Flux's rule).
 """
 
 from __future__ import annotations
@@ -169,18 +171,37 @@ def is_manifest_name(name: str) -> bool:
     return name.endswith(MANIFEST_SUFFIXES) or name.endswith(TEMPLATE_SUFFIX)
 
 
+@dataclass(frozen=True)
+class Discovered:
+    """What :func:`discover` found under a directory."""
+
+    manifests: list[ManifestFile]
+    # Directories built as a whole (Kustomize directories), sorted by name: (name, real path).
+    built: list[tuple[str, Path]]
+    skipped: list[SkippedPath]
+    errors: list[ManifestError]
+
+
 def discover(
     root_real: Path,
     start: Path,
     *,
     refuse_dir: Callable[[Path, str, Callable[[str], bool]], str | None] | None = None,
-) -> tuple[list[ManifestFile], list[SkippedPath], list[ManifestError]]:
+    build_dir: Callable[[Path, str, Callable[[str], bool]], bool] | None = None,
+) -> Discovered:
     """Every manifest under ``start`` (a real directory inside ``root_real``), sorted by name,
-    and what was passed over, with the reason. A directory ``refuse_dir`` has a reason for
-    (given its real path, repository-relative name, and whether a file name is ignored) is
-    an error, and not entered."""
+    and what was passed over, with the reason. Each directory below ``start`` is asked, given
+    its real path, repository-relative name, and whether a file name is ignored: one
+    ``build_dir`` says yes to is listed in ``built`` and not entered (Flux's rule for a
+    Kustomize directory inside a plain folder); one ``refuse_dir`` has a reason for is an
+    error, and not entered."""
     rules, errors = _ignore_rules(root_real)
+
+    def ignored(file: str) -> bool:
+        return _ignored(file, rules)
+
     found: list[ManifestFile] = []
+    built: list[tuple[str, Path]] = []
     skipped: list[SkippedPath] = []
     seen_real: set[Path] = set()
     # (logical directory under root_real, its real path); iterative so a deep
@@ -216,11 +237,12 @@ def discover(
                 )
                 continue
             if real.is_dir():
-                refusal = (
-                    refuse_dir(real, name, lambda file: _ignored(file, rules))
-                    if refuse_dir is not None
-                    else None
-                )
+                if build_dir is not None and build_dir(real, name, ignored):
+                    if real not in seen_real:  # reached twice through symlinks: built once
+                        seen_real.add(real)
+                        built.append((name, real))
+                    continue
+                refusal = refuse_dir(real, name, ignored) if refuse_dir is not None else None
                 if refusal is not None:
                     errors.append(ManifestError(SourceLocation(name), refusal))
                     continue
@@ -234,8 +256,9 @@ def discover(
         # what a symlink makes reachable twice is read under its first name.
         pending.extend(reversed(subdirectories))
     found.sort(key=lambda manifest: manifest.name)
+    built.sort()
     skipped.sort(key=lambda path: path.name)
-    return found, skipped, errors
+    return Discovered(found, built, skipped, errors)
 
 
 def _ignored(name: str, rules: list[_IgnoreRule]) -> bool:

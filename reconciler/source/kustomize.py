@@ -1,12 +1,14 @@
 """Kustomize directories rendered by the real kustomize (``kubectl kustomize``), and Helm charts
 recognised and refused.
 
-Called by the loader (``load.load_repository``) when the directory it loads holds a
-``kustomization.yaml`` (the repository root, or the overlay ``--path`` names): the output is
-read as the repository's manifests, each object placed at the file kustomize read it from
-(kustomize's ``config.kubernetes.io/origin``; the annotation itself is removed). The loader's
-discovery calls :func:`layout_problem` for every other directory: a Kustomize directory or a
-Helm chart found while reading plain manifests is an error saying what to do.
+Called by the loader (``load.load_repository``) for every Kustomize directory it meets: the
+directory it loads when that holds a kustomization file (the repository root, or the overlay
+``--path`` names), and, as Flux's kustomize-controller does for a path without one, every
+Kustomize directory below a plain folder (built as a whole, its files not read plainly; the
+loader's discovery asks :func:`is_kustomize_directory` of each directory). The output is
+read as manifests, each object placed at the file kustomize read it from (kustomize's
+``config.kubernetes.io/origin``; the annotation itself is removed). A Helm chart found while
+reading plain manifests is an error saying what to commit instead (:func:`layout_problem`).
 
 Safety, as for templates: kustomize runs with its load restrictions on (each kustomization
 reads files only under its own directory), without plugins, Helm or network (a remote base is
@@ -38,6 +40,7 @@ __all__ = [
     "KUSTOMIZATION_FILES",
     "KustomizeOutput",
     "find_kustomization",
+    "is_kustomize_directory",
     "kubectl_binary",
     "layout_problem",
     "render_kustomization",
@@ -80,18 +83,20 @@ def kubectl_binary() -> str | None:
     return shutil.which("kubectl")
 
 
+def is_kustomize_directory(
+    directory: Path, name: str, ignored: Callable[[str], bool] = lambda _: False
+) -> bool:
+    """Whether ``directory`` is built by kustomize rather than read as plain manifests: it
+    holds a kustomization file that ``.capstanignore`` does not name."""
+    kustomization = find_kustomization(directory)
+    return kustomization is not None and not ignored(f"{name}/{kustomization.name}")
+
+
 def layout_problem(
     directory: Path, name: str, ignored: Callable[[str], bool] = lambda _: False
 ) -> str | None:
-    """Why the plain-manifest loader must not read ``directory``, if it is a Kustomize
-    directory or a Helm chart (and ``.capstanignore`` does not name the file saying so)."""
-    kustomization = find_kustomization(directory)
-    if kustomization is not None and not ignored(f"{name}/{kustomization.name}"):
-        return (
-            "a Kustomize directory: Capstan renders one Kustomize directory per repository, "
-            f"the one --path names (e.g. --path {name}), or the root when it has a "
-            "kustomization.yaml; list other directories in .capstanignore"
-        )
+    """Why the loader must not read ``directory``: it is a Helm chart (and ``.capstanignore``
+    does not name its ``Chart.yaml``)."""
     if (directory / HELM_CHART_FILE).is_file() and not ignored(f"{name}/{HELM_CHART_FILE}"):
         return (
             "a Helm chart: Capstan does not run Helm. Commit the chart's output instead: "

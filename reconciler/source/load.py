@@ -6,10 +6,16 @@ Called by the sync loop for every commit it considers (on a checkout that
 the repository, each with the place it was written, or ``ManifestErrors`` with
 every problem of the whole repository — never a partial set.
 
+What is read: the directory's kustomization, built by kustomize, when it has one; else its
+plain manifests and templates, and, as Flux's kustomize-controller does for a path without
+kustomization, each Kustomize directory below it built as a whole (``kustomize``).
+
 Checks on top of the per-object schema (``schemas.parse_object``): duplicates
 (same kind/namespace/name), two Services with the same ``clusterIP``, and the Pod
 Security level of each pod spec's namespace (``schemas.podsecurity``: the Namespace
-manifest's ``pod-security.kubernetes.io/enforce`` label, baseline without one).
+manifest's ``pod-security.kubernetes.io/enforce`` label, baseline without one; a refusal
+names the label that admits it). An error on a line of a plain manifest that holds a
+``{{ ... }}`` placeholder says the file is a template committed unrendered.
 Namespaced objects written without a namespace are put in ``default`` before
 validation; a field written as null is a field not set (as in Kubernetes), and
 ``status`` is dropped (it is reported, not desired). A namespace that objects use
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +57,7 @@ from reconciler.source.errors import (
 )
 from reconciler.source.kustomize import (
     find_kustomization,
+    is_kustomize_directory,
     layout_problem,
     render_kustomization,
 )
@@ -68,7 +76,13 @@ from schemas import (
     model_for,
     parse_object,
 )
-from schemas.podsecurity import Violation, check_pod_spec, namespace_level, pod_spec_of
+from schemas.podsecurity import (
+    ENFORCE_LABEL,
+    Violation,
+    check_pod_spec,
+    namespace_level,
+    pod_spec_of,
+)
 
 __all__ = [
     "APPLY_ORDER",
@@ -100,6 +114,8 @@ APPLY_ORDER = (
     "Job",
     "CronJob",
 )
+# Each kustomize run has its own limits (kustomize.py); this bounds how many one commit makes.
+MAX_KUSTOMIZE_BUILDS = 64
 # Values of these kinds never appear in an error message.
 _SECRET_KINDS = frozenset({"Secret"})
 _MAX_INPUT_ECHO = 60
@@ -181,6 +197,7 @@ def load_repository(
     kustomization = find_kustomization(start)
     chart = layout_problem(start, relative_name(start, root_real))
     files: list[ManifestFile] = []
+    built: list[Path] = []
     skipped: list[SkippedPath] = []
     loaded: list[_Parsed] = []
     if kustomization is not None:
@@ -190,9 +207,17 @@ def load_repository(
         errors.append(ManifestError(SourceLocation(relative_name(start, root_real)), chart))
         file_names = []
     else:
-        files, skipped, problems = discover(root_real, start, refuse_dir=layout_problem)
-        errors.extend(problems)
-        file_names = [manifest.name for manifest in files]
+        found = discover(
+            root_real, start, refuse_dir=layout_problem, build_dir=is_kustomize_directory
+        )
+        files, skipped = found.manifests, found.skipped
+        errors.extend(found.errors)
+        built = [directory for _name, directory in found.built]
+        kustomizations = [find_kustomization(directory) for directory in built]
+        file_names = sorted(
+            [manifest.name for manifest in files]
+            + [relative_name(k, root_real) for k in kustomizations if k is not None]
+        )
     rendered: dict[str, str] = {}
     if values_loaded:
         templates = [manifest.name for manifest in files if manifest.template]
@@ -209,7 +234,7 @@ def load_repository(
         documents, problems = load_documents(
             text, file=manifest.name, rendered=manifest.template, budget=budget
         )
-        errors.extend(problems)
+        file_errors = list(problems)
         # Node trees are several times the size of the objects: each file's
         # are dropped once its objects are validated, keeping only the two
         # positions the cross-object checks may report.
@@ -228,7 +253,24 @@ def load_repository(
                     )
                 )
             else:
-                errors.extend(result)
+                file_errors.extend(result)
+        errors.extend(file_errors if manifest.template else _placeholders(file_errors, text))
+    # Flux's rule for a folder without kustomization: a Kustomize directory below it is built
+    # by kustomize, as a whole, beside the plain manifests.
+    if len(built) > MAX_KUSTOMIZE_BUILDS:
+        errors.append(
+            ManifestError(
+                SourceLocation(relative_name(start, root_real)),
+                f"{len(built)} Kustomize directories below this folder: Capstan builds at most "
+                f"{MAX_KUSTOMIZE_BUILDS} for one commit; point --path at one of them, or list "
+                "the others' kustomization files in .capstanignore",
+            )
+        )
+        built = []
+    for directory in built:
+        if budget.exhausted:
+            break
+        loaded.extend(_load_kustomization(root_real, directory, errors, budget=budget))
 
     errors.extend(_duplicates(loaded))
     errors.extend(_duplicate_cluster_ips(loaded))
@@ -284,6 +326,34 @@ def _load_kustomization(
         else:
             errors.extend(result)
     return loaded
+
+
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
+
+
+def _placeholders(file_errors: list[ManifestError], text: str) -> list[ManifestError]:
+    """``file_errors`` of a plain manifest, each one on a line with a ``{{ ... }}``
+    placeholder said to be the template it is: the YAML or value error there only follows
+    from a file committed unrendered."""
+    lines = text.splitlines()
+    out: list[ManifestError] = []
+    for error in file_errors:
+        line = error.location.line
+        found = _PLACEHOLDER.search(lines[line - 1]) if line and line <= len(lines) else None
+        if found is None:
+            out.append(error)
+            continue
+        out.append(
+            ManifestError(
+                error.location,
+                f"{found.group()!r} looks like a template placeholder (Helm, Go or Jinja): this "
+                "file must be rendered before it is committed (helm template, or the tool it "
+                "was written for), as kubectl needs it too; Capstan renders Jinja2 itself "
+                "only in *.j2 files",
+                error.field_path,
+            )
+        )
+    return out
 
 
 def _origin_of(data: object, origins: Mapping[tuple[str, str, str], str]) -> str | None:
@@ -608,21 +678,21 @@ def _pod_security_problems(
 
 
 def _pod_security(parsed: Sequence[_Parsed]) -> list[ManifestError]:
-    labels = {
-        item.loaded.obj.name: item.loaded.obj.metadata.labels
-        for item in parsed
-        if item.loaded.obj.kind == "Namespace"
+    namespaces = {
+        item.loaded.obj.name: item.loaded for item in parsed if item.loaded.obj.kind == "Namespace"
     }
     errors: list[ManifestError] = []
     for item in parsed:
         if not item.pod_security:
             continue
         namespace = item.loaded.obj.namespace
-        level = namespace_level(labels.get(namespace))
+        defined = namespaces.get(namespace)
+        level = namespace_level(defined.obj.metadata.labels if defined else None)
         errors.extend(
             ManifestError(
                 problem.location,
-                f'{problem.violation.message(level)}; namespace "{namespace}" enforces {level}',
+                f'{problem.violation.message(level)}; namespace "{namespace}" enforces {level}'
+                + _admit_hint(namespace, defined, problem.violation),
                 problem.field_path,
             )
             for problem in item.pod_security
@@ -630,6 +700,18 @@ def _pod_security(parsed: Sequence[_Parsed]) -> list[ManifestError]:
             or (level == "baseline" and problem.violation.level == "baseline")
         )
     return errors
+
+
+def _admit_hint(namespace: str, defined: LoadedObject | None, violation: Violation) -> str:
+    """The one label that admits ``violation``, and where to write it."""
+    needed = "privileged" if violation.level == "baseline" else "baseline"
+    label = f"{ENFORCE_LABEL}: {needed}"
+    if defined is not None:
+        return f'; to admit it, give Namespace "{namespace}" ({defined.source}) the label {label}'
+    return (
+        f'; to admit it, add namespaces/{namespace}.yaml: a Namespace "{namespace}" '
+        f"labelled {label}"
+    )
 
 
 def _describe_key(obj: KubeObject) -> str:

@@ -77,7 +77,8 @@ def test_a_capability_from_git_is_refused_and_v1_keeps_running(up: CapstanUp) ->
         f"web/deployment.yaml:29:21: {CONTAINER}.securityContext.capabilities.add[0]: "
         'violates PodSecurity "baseline:latest": non-default capabilities (container "httpd" '
         'must not include "SYS_ADMIN" in securityContext.capabilities.add); namespace '
-        '"default" enforces baseline'
+        '"default" enforces baseline; to admit it, add namespaces/default.yaml: a Namespace '
+        '"default" labelled pod-security.kubernetes.io/enforce: privileged'
     ]
 
 

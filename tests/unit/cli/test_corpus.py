@@ -27,9 +27,10 @@ VALID_FOLDERS = [
 ]
 
 
-# Folders measured as a whole only: a Helm chart, and node agents that need their namespace's
-# Pod Security level (their DaemonSet alone is refused, as Kubernetes' baseline refuses it).
-FOLDERS_ONLY = ("argocd-helm-guestbook", "sock-shop-node-exporter")
+# Folders measured as a whole only: a Helm chart, node agents that need their namespace's
+# Pod Security level (their DaemonSet alone is refused, as Kubernetes' baseline refuses it),
+# and manifests committed with another tool's placeholders in them.
+FOLDERS_ONLY = ("argocd-helm-guestbook", "sock-shop-node-exporter", "kubernetes-vitess-templates")
 
 
 def corpus_documents() -> list[tuple[str, str]]:
@@ -58,7 +59,10 @@ def _modelled(data: dict[str, object]) -> bool:
 # The documents refused on purpose, and words their refusal must say.
 REFUSED = {
     "documents/refused-kubernetes-aws-ebs-web.yaml": "removed its in-tree driver in v1.27",
-    "documents/refused-istio-helloworld-dual-stack.yaml": "IPv4 only",
+    "documents/refused-istio-helloworld-dual-stack.yaml": (
+        "this cluster is not configured for dual-stack services: the Service network of a "
+        "Capstan cluster is IPv4 only (single-stack)"
+    ),
 }
 
 
@@ -166,3 +170,72 @@ def test_what_the_measured_corpus_needed_loads_with_its_kubernetes_meaning(tmp_p
     assert service.spec.cluster_ip == "None"  # type: ignore[attr-defined]
     limit = only("istio-rate-limit-empty-serviceaccount.yaml", "Deployment")
     assert limit.spec.template.spec.service_account_name is None  # type: ignore[attr-defined]
+
+
+def test_services_get_the_families_an_ipv4_single_stack_api_server_gives(tmp_path: Path):
+    """Istio's tcp-echo sample in its IPv4 form loads with the families Kubernetes sets; a
+    Service without them gets SingleStack and IPv4, as the API server defaults them."""
+    shutil.copy(CORPUS / "documents" / "istio-tcp-echo-ipv4-single-stack.yaml", tmp_path)
+    shutil.copy(CORPUS / "documents" / "podinfo-service.yaml", tmp_path)
+    services = [i.obj for i in load_repository(tmp_path).objects if i.obj.kind == "Service"]
+    assert {s.name: s.to_dict()["spec"]["ipFamilies"] for s in services} == {
+        "tcp-echo": ["IPv4"],
+        "podinfo": ["IPv4"],
+    }
+    assert {s.spec.ip_family_policy for s in services} == {"SingleStack"}  # type: ignore[attr-defined]
+
+
+def test_a_dual_stack_service_is_refused_at_each_field_saying_the_cluster_is_ipv4(
+    tmp_path: Path,
+):
+    """What an IPv4 single-stack Kubernetes API server says of Istio's dual-stack sample, with
+    what to write instead."""
+    shutil.copy(CORPUS / "documents" / "refused-istio-helloworld-dual-stack.yaml", tmp_path)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    where = f"{tmp_path}/refused-istio-helloworld-dual-stack.yaml"
+    assert result.output.splitlines()[:2] == [
+        f"{where}:10:3: spec.ipFamilyPolicy: this cluster is not configured for dual-stack "
+        "services: the Service network of a Capstan cluster is IPv4 only (single-stack); write "
+        "PreferDualStack (IPv4 here, both families on a dual-stack cluster) or SingleStack",
+        f"{where}:12:5: spec.ipFamilies[0]: IPv6 is not configured on this cluster: the Service "
+        "network of a Capstan cluster is IPv4 only (single-stack); list IPv4 only, or leave "
+        "ipFamilies out",
+    ]
+
+
+def test_a_plain_folder_builds_the_kustomize_folder_inside_it_as_flux_does(tmp_path: Path):
+    """argocd-example-apps' layout: a plain folder (guestbook/) beside a Kustomize one
+    (kustomize-guestbook/), pointed at as a whole. The Kustomize folder is built by kustomize
+    (its namePrefix applied), its files not read again as plain manifests."""
+    shutil.copytree(CORPUS / "argocd-guestbook", tmp_path / "guestbook")
+    shutil.copytree(CORPUS / "argocd-kustomize-guestbook", tmp_path / "kustomize-guestbook")
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    repository = load_repository(tmp_path)
+    placed = {str(i.obj.key): (i.source.file, i.source.line) for i in repository.objects}
+    assert placed == {
+        "Service/default/guestbook-ui": ("guestbook/guestbook-ui-svc.yaml", 2),
+        "Deployment/default/guestbook-ui": ("guestbook/guestbook-ui-deployment.yaml", 2),
+        "Service/default/kustomize-guestbook-ui": (
+            "kustomize-guestbook/guestbook-ui-svc.yaml",
+            2,
+        ),
+        "Deployment/default/kustomize-guestbook-ui": (
+            "kustomize-guestbook/guestbook-ui-deployment.yaml",
+            2,
+        ),
+    }
+    assert "kustomize-guestbook/kustomization.yaml" in repository.files
+
+
+def test_a_manifest_with_template_placeholders_is_refused_as_a_template():
+    result = CliRunner().invoke(cli, ["validate", str(CORPUS / "kubernetes-vitess-templates")])
+    assert result.exit_code == 1
+    assert (
+        "kubernetes-vitess-templates/etcd-service-template.yaml:8:12: '{{cell}}' looks like a "
+        "template placeholder (Helm, Go or Jinja): this file must be rendered before it is "
+        "committed"
+    ) in result.output
+    assert "unhashable" not in result.output
+    assert "1 error" in result.output, "the other file, without placeholders, is valid"

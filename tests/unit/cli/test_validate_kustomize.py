@@ -114,12 +114,21 @@ def test_remote_bases_and_paths_outside_the_repository_are_refused_before_kustom
     assert "'../../../outside' is outside the repository" in result.output
 
 
-def test_without_path_kustomize_directories_say_how_to_choose_one(tmp_path: Path):
+def test_without_path_every_kustomize_directory_below_is_built_as_flux_does(tmp_path: Path):
+    """Flux's kustomize-controller, on a path without kustomization, builds each directory
+    below that has one as a kustomize resource: here the base and the overlay, side by side."""
     root = write_files(tmp_path, BASE)
     result = validate(root)
-    assert result.exit_code == 1
-    assert f"{root}/overlays/prod: a Kustomize directory" in result.output
-    assert "(e.g. --path overlays/prod)" in result.output
+    assert result.exit_code == 0, result.output
+    repository = load_repository(root)
+    assert {str(item.obj.key) for item in repository.objects} == {
+        "Namespace/prod",
+        "Service/default/web",
+        "Deployment/default/web",
+        "Service/prod/prod-web",
+        "Deployment/prod/prod-web",
+    }
+    assert repository.files == ["base/kustomization.yaml", "overlays/prod/kustomization.yaml"]
 
 
 def test_a_helm_chart_is_refused_with_the_helm_template_command(tmp_path: Path):

@@ -35,7 +35,8 @@ def test_an_added_capability_refuses_the_whole_repository(make_repo):
         "web.yaml:22:21: spec.template.spec.containers[0].securityContext.capabilities.add[0]: "
         'violates PodSecurity "baseline:latest": non-default capabilities (container "web" '
         'must not include "SYS_ADMIN" in securityContext.capabilities.add); namespace "shop" '
-        "enforces baseline"
+        'enforces baseline; to admit it, give Namespace "shop" (ns.yaml:1:1) the label '
+        "pod-security.kubernetes.io/enforce: privileged"
     ]
 
 
@@ -153,16 +154,20 @@ def test_host_fields_are_refused_below_privileged_at_file_line_and_field(make_re
     root = make_repo({"ns.yaml": namespace("baseline"), "agent.yaml": NODE_AGENT})
     assert errors(root) == [
         'agent.yaml:13:7: spec.template.spec.hostPID: violates PodSecurity "baseline:latest": '
-        'host namespaces (hostPID=true); namespace "shop" enforces baseline',
+        'host namespaces (hostPID=true); namespace "shop" enforces baseline; to admit it, give '
+        'Namespace "shop" (ns.yaml:1:1) the label pod-security.kubernetes.io/enforce: '
+        "privileged",
         "agent.yaml:24:11: spec.template.spec.volumes[0].hostPath: violates PodSecurity "
         '"baseline:latest": hostPath volumes (volume "root"); namespace "shop" enforces '
-        "baseline",
+        'baseline; to admit it, give Namespace "shop" (ns.yaml:1:1) the label '
+        "pod-security.kubernetes.io/enforce: privileged",
     ]
     root = make_repo({"ns.yaml": namespace("restricted"), "agent.yaml": NODE_AGENT})
     assert (
         "agent.yaml:24:11: spec.template.spec.volumes[0].hostPath: violates PodSecurity "
         '"restricted:latest": restricted volume types (volume "root" uses restricted volume '
-        'type "hostPath"); namespace "shop" enforces restricted'
+        'type "hostPath"); namespace "shop" enforces restricted; to admit it, give Namespace '
+        '"shop" (ns.yaml:1:1) the label pod-security.kubernetes.io/enforce: privileged'
     ) in errors(root)
 
 

@@ -45,7 +45,7 @@ from agent.kubelet.status import pod_status, runtime_down_status
 from agent.proxy import Endpoint
 from agent.runtime import ContainerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
-from schemas.pod import PodStatus
+from schemas.pod import Pod, PodStatus
 from schemas.protocol import PodReport, Sync
 
 _log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class Kubelet:
         )
         self._wake = asyncio.Event()
         self._desired: list[DesiredPod] = []
+        # id of each pod object of the last desired set -> (that object, its DesiredPod).
+        self._desired_of: dict[int, tuple[Pod, DesiredPod]] = {}
         self._configs = ConfigIndex()
         self._busy: dict[PodUID, asyncio.Task[None]] = {}
         self._finished_at: dict[PodUID, float] = {}
@@ -122,7 +124,19 @@ class Kubelet:
     def set_desired(self, sync: Sync) -> None:
         """Take ``sync`` as the complete desired set (the server has persisted it)."""
         configs = ConfigIndex.of(sync.config_maps, sync.secrets)
-        pods = [desired_pod(pod, configs=configs, settings=self._settings) for pod in sync.pods]
+        # A pod object of the last set (the server's decoder hands back the same frozen
+        # object for an unchanged pod) keeps its precomputed form while the ConfigMaps and
+        # Secrets it may read are unchanged too.
+        known = self._desired_of if configs == self._configs else {}
+        desired_of: dict[int, tuple[Pod, DesiredPod]] = {}
+        pods = []
+        for pod in sync.pods:
+            kept = known.get(id(pod))
+            if kept is None or kept[0] is not pod:
+                kept = (pod, desired_pod(pod, configs=configs, settings=self._settings))
+            desired_of[id(pod)] = kept
+            pods.append(kept[1])
+        self._desired_of = desired_of
         # Pods that leave are remembered until their containers are gone: the teardown still
         # needs their specs for preStop hooks.
         staying = {d.uid for d in pods}

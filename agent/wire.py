@@ -34,8 +34,8 @@ class SyncDecoder:
     def __init__(self) -> None:
         self._known: dict[str, dict[str, BaseModel]] = {field: {} for field in _KEPT}
         self._texts: dict[int, tuple[BaseModel, str]] = {}
-        # (field, type, value) of each field of an endpoint as on the wire -> its model.
-        self._endpoints: dict[tuple[tuple[str, type, object], ...], WireEndpoint] = {}
+        # (address, port, hostname) of an endpoint in its plain form -> its model.
+        self._endpoints: dict[tuple[str, int, str | None], WireEndpoint] = {}
 
     def decode(self, line: bytes | str) -> Message:
         """One line (without its newline) as a message, or :class:`ProtocolError`."""
@@ -73,8 +73,9 @@ class SyncDecoder:
         """In a changed rule, the endpoints seen before as the models made of them.
 
         A rule lists every endpoint of its Service across the fleet and a change moves a few
-        of them; the others are not validated again. Keyed by each value's type as well, so
-        that ``true`` is never taken for an earlier ``1``.
+        of them; the others are not validated again. Only the plain form is reused (a string
+        address, an integer port, a string hostname or none, nothing else), so that a value
+        the protocol refuses (``true`` for a port, an extra field) is always validated.
         """
         ports = rule.get("ports")
         for port in ports if isinstance(ports, list) else ():
@@ -82,13 +83,10 @@ class SyncDecoder:
             if not isinstance(endpoints, list):
                 continue
             for index, endpoint in enumerate(endpoints):
-                if not isinstance(endpoint, dict):
+                key = _endpoint_key(endpoint)
+                if key is None:
                     continue
-                try:
-                    key = tuple((k, type(v), v) for k, v in endpoint.items())
-                    model = self._endpoints.get(key)
-                except TypeError:  # an unhashable value: validation will refuse it
-                    continue
+                model = self._endpoints.get(key)
                 if model is None:
                     try:
                         model = WireEndpoint.model_validate(endpoint)
@@ -107,3 +105,24 @@ class SyncDecoder:
         """
         kept = self._texts.get(id(model))
         return kept[1] if kept is not None and kept[0] is model else None
+
+
+def _endpoint_key(endpoint: object) -> tuple[str, int, str | None] | None:
+    """(address, port, hostname) of an endpoint in its plain form, else None."""
+    if not isinstance(endpoint, dict):
+        return None
+    address, port, hostname = (
+        endpoint.get("address"),
+        endpoint.get("port"),
+        endpoint.get("hostname"),
+    )
+    fields = 2 if hostname is None else 3
+    # Exact types: a bool is an int to isinstance, and strict validation refuses it.
+    if (
+        len(endpoint) != fields
+        or type(address) is not str
+        or type(port) is not int
+        or (hostname is not None and type(hostname) is not str)
+    ):
+        return None
+    return address, port, hostname

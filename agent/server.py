@@ -28,6 +28,7 @@ from agent._framing import LineReader, TooLong
 from agent.kubelet.kubelet import Kubelet
 from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
+from agent.wire import SyncDecoder
 from schemas.meta import Condition
 from schemas.protocol import (
     DEFAULT_HEARTBEAT_S,
@@ -45,7 +46,6 @@ from schemas.protocol import (
     ProtocolError,
     Status,
     Sync,
-    decode_message,
     encode_message,
 )
 
@@ -149,6 +149,8 @@ class AgentServer:
         self._applied: Sync | None = None
         self._term = 0
         self._sync_lock = asyncio.Lock()
+        # Shared by the connections: a reconnecting control plane resends mostly the same.
+        self._decoder = SyncDecoder()
         self._started = datetime.now(tz=UTC)
         self._status_dirty = asyncio.Event()
         self._version = agent_version()
@@ -293,7 +295,7 @@ class AgentServer:
                 if not line.strip():
                     continue
                 try:
-                    message = decode_message(line)
+                    message = self._decoder.decode(line)
                 except ProtocolError as exc:
                     client.send(exc.to_message())
                     continue
@@ -395,7 +397,7 @@ class AgentServer:
                     message=f"refused: {problem}; nothing changed",
                 )
             try:
-                await asyncio.to_thread(self._state.save, sync)
+                await asyncio.to_thread(self._state.save, sync, known=self._decoder.text)
             except OSError as exc:
                 # A full disk under the state dir, say: a set the agent could not persist is
                 # not taken (after a restart it would be lost). Refused like a stale one,

@@ -24,10 +24,11 @@ as everywhere in :mod:`schemas`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
 
@@ -164,8 +165,11 @@ def _ip_address(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def node_address_problem(value: str) -> str | None:
     """Why ``value`` is not where a node is reached (an IP address or a DNS name), or None."""
+    # Cached: every sync lists each Service's endpoints, the same few node addresses
+    # thousands of times on a large fleet.
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -410,12 +414,22 @@ def _describe(exc: ValidationError) -> str:
 
 def decode_message(line: bytes | str) -> Message:
     """Parse one line (without its newline) into a message, or raise :class:`ProtocolError`."""
+    return decode_object(load_line(line))
+
+
+def load_line(line: bytes | str) -> Any:
+    """The JSON value of one line (without its newline), or :class:`ProtocolError`."""
     if len(line) > MAX_LINE_BYTES:
         raise ProtocolError("too_large", f"line exceeds {MAX_LINE_BYTES} bytes")
     try:
-        raw = json.loads(line)
+        return json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("malformed", f"not JSON: {exc}") from None
+
+
+def decode_object(raw: object) -> Message:
+    """A message from a line already parsed as JSON (what :func:`decode_message` does after
+    ``json.loads``); parts of ``raw`` may be models already, which are taken as they are."""
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", "a message must be a JSON object")
     msg_id = raw.get("id") if isinstance(raw.get("id"), str) else None

@@ -24,6 +24,7 @@ never takes an address from a Service that has it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
@@ -35,7 +36,9 @@ DEFAULT_VIRTUAL_RANGE: Final = "127.192.0.0/12"
 """Loopback addresses for Services; nodes in tests use 127.0.0.x, far from here."""
 
 
+@functools.lru_cache(maxsize=8)
 def _network(virtual_range: str) -> ipaddress.IPv4Network:
+    # Cached: every sync a node takes allocates its Services' addresses in the same range.
     net = ipaddress.IPv4Network(virtual_range)
     if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
         # Outside loopback the address would be routed off the node (or, inside a pod,

@@ -41,11 +41,11 @@ from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired
 from agent.kubelet.prober import Prober, ProbeTarget
 from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt
 from agent.kubelet.services import NodeServices, published_endpoints
-from agent.kubelet.status import pod_status, runtime_down_status
+from agent.kubelet.status import ProbeView, pod_status, runtime_down_status
 from agent.proxy import Endpoint
 from agent.runtime import ContainerRuntime, RuntimeFailure
 from agent.runtime.facts import ContainerID, ObservedContainer, PodUID
-from schemas.pod import PodStatus
+from schemas.pod import Pod, PodStatus
 from schemas.protocol import PodReport, Sync
 
 _log = logging.getLogger(__name__)
@@ -56,6 +56,32 @@ class KubeletTuning:
     backoff: CrashLoopBackoff = field(default_factory=CrashLoopBackoff)
     resync_s: float = 5.0
     workers: int = 8
+
+
+@dataclass(frozen=True)
+class _StatusInputs:
+    """Everything a pod's status is computed from, besides its previous status and the
+    clock."""
+
+    desired: DesiredPod
+    containers: tuple[ObservedContainer, ...]
+    waits: dict[str, Wait]
+    probes: dict[ContainerID, ProbeView]
+    removed: dict[str, SeenAttempt] | None
+    error: str | None
+    acting: bool
+
+    def same_as(self, other: _StatusInputs) -> bool:
+        # The desired pod by identity: set_desired keeps the object of an unchanged pod.
+        return (
+            self.desired is other.desired
+            and self.containers == other.containers
+            and self.waits == other.waits
+            and self.probes == other.probes
+            and self.removed == other.removed
+            and self.error == other.error
+            and self.acting == other.acting
+        )
 
 
 class Kubelet:
@@ -83,11 +109,15 @@ class Kubelet:
         )
         self._wake = asyncio.Event()
         self._desired: list[DesiredPod] = []
+        # id of each pod object of the last desired set -> (that object, its DesiredPod).
+        self._desired_of: dict[int, tuple[Pod, DesiredPod]] = {}
         self._configs = ConfigIndex()
         self._busy: dict[PodUID, asyncio.Task[None]] = {}
         self._finished_at: dict[PodUID, float] = {}
         self._observed: list[ObservedContainer] = []
         self._statuses: dict[PodUID, PodStatus] = {}
+        # What each pod's status was last computed from (see _update_statuses).
+        self._status_inputs: dict[PodUID, tuple[_StatusInputs, PodStatus]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._prober = Prober(runtime=runtime, on_change=self.wake, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,7 +152,19 @@ class Kubelet:
     def set_desired(self, sync: Sync) -> None:
         """Take ``sync`` as the complete desired set (the server has persisted it)."""
         configs = ConfigIndex.of(sync.config_maps, sync.secrets)
-        pods = [desired_pod(pod, configs=configs, settings=self._settings) for pod in sync.pods]
+        # A pod object of the last set (the server's decoder hands back the same frozen
+        # object for an unchanged pod) keeps its precomputed form while the ConfigMaps and
+        # Secrets it may read are unchanged too.
+        known = self._desired_of if configs == self._configs else {}
+        desired_of: dict[int, tuple[Pod, DesiredPod]] = {}
+        pods = []
+        for pod in sync.pods:
+            kept = known.get(id(pod))
+            if kept is None or kept[0] is not pod:
+                kept = (pod, desired_pod(pod, configs=configs, settings=self._settings))
+            desired_of[id(pod)] = kept
+            pods.append(kept[1])
+        self._desired_of = desired_of
         # Pods that leave are remembered until their containers are gone: the teardown still
         # needs their specs for preStop hooks.
         staying = {d.uid for d in pods}
@@ -405,27 +447,49 @@ class Kubelet:
         for (uid, name), seen in self._restarts.removed().items():
             removed[uid][name] = seen
         statuses: dict[PodUID, PodStatus] = {}
+        inputs: dict[PodUID, tuple[_StatusInputs, PodStatus]] = {}
         for d in desired:
             containers = by_pod.get(d.uid, [])
-            status = pod_status(
-                d,
-                containers,
+            pod_inputs = _StatusInputs(
+                desired=d,
+                containers=tuple(containers),
                 waits=waits.get(d.uid, {}),
                 probes={
                     c.id: view for c in containers if (view := self._prober.view(c.id)) is not None
                 },
-                host_ip=self._settings.bind_address,
-                previous=self._statuses.get(d.uid),
-                now=now,
                 removed=removed.get(d.uid),
+                error=self._executor.memory.pod_errors.get(d.uid),
                 acting=d.uid in acting,
             )
-            error = self._executor.memory.pod_errors.get(d.uid)
-            if error and status.message is None:
-                status = status.model_copy(update={"message": error})
+            previous = self._statuses.get(d.uid)
+            last = self._status_inputs.get(d.uid)
+            # The same inputs give the same status (the clock only stamps a condition that
+            # changes), so a pod nothing happened to is not computed again on every pass.
+            if last is not None and last[1] is previous and last[0].same_as(pod_inputs):
+                status = previous
+            else:
+                status = pod_status(
+                    d,
+                    containers,
+                    waits=pod_inputs.waits,
+                    probes=pod_inputs.probes,
+                    host_ip=self._settings.bind_address,
+                    previous=previous,
+                    now=now,
+                    removed=pod_inputs.removed,
+                    acting=pod_inputs.acting,
+                )
+                if pod_inputs.error and status.message is None:
+                    status = status.model_copy(update={"message": pod_inputs.error})
+                if status == previous:
+                    status = previous  # so that "changed" below is a check of identity
             statuses[d.uid] = status
-        changed = statuses != self._statuses
+            inputs[d.uid] = (pod_inputs, status)
+        changed = len(statuses) != len(self._statuses) or any(
+            self._statuses.get(uid) is not status for uid, status in statuses.items()
+        )
         self._statuses = statuses
+        self._status_inputs = inputs
         if changed:
             for listener in self._listeners:
                 listener()

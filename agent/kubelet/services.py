@@ -89,6 +89,8 @@ class NodeServices:
     def __init__(self, proxy: Proxy) -> None:
         self._proxy = proxy
         self._desired = ServiceRuleSet()
+        # The rules of the last take (None before the first, which always programs).
+        self._taken: tuple[ServiceRule, ...] | None = None
         self._draining: dict[PodUID, frozenset[Endpoint]] = {}
         # Endpoints of pods that were torn down: kept out until the control plane's next
         # desired set, which no longer lists them (their host ports are gone anyway).
@@ -116,7 +118,21 @@ class NodeServices:
     # --- the desired set ----------------------------------------------------------------
 
     def take(self, services: Sequence[ServiceRule]) -> None:
-        """Take the Services of a desired set; programs them soon (runs on the event loop)."""
+        """Take the Services of a desired set; programs them soon (runs on the event loop).
+
+        The very rules taken last (a sync with ``servicesUnchanged`` keeps them; the
+        server's decoder hands back the same objects for unchanged rules) change nothing:
+        the rules stay as programmed, with the endpoints of pods torn down since still out,
+        as the control plane still lists them.
+        """
+        taken = tuple(services)
+        if (
+            self._taken is not None
+            and len(taken) == len(self._taken)
+            and all(new is old for new, old in zip(taken, self._taken, strict=True))
+        ):
+            return
+        self._taken = taken
         try:
             self._desired = ServiceRuleSet.from_protocol(services)
         except ValueError as exc:

@@ -15,10 +15,12 @@ programmed before. Every Service gets a stable *virtual address* in a loopback r
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, NewType
+from typing import Final, Literal, NewType
 
 from agent.proxy.addresses import DEFAULT_VIRTUAL_RANGE, allocate_virtual_addresses
 from schemas._validation import (
@@ -26,12 +28,20 @@ from schemas._validation import (
     dns1123_label_problem,
     port_name_problem,
 )
+from schemas.protocol import Endpoint as WireEndpoint
 from schemas.protocol import ServiceRule
 
 ServiceKey = NewType("ServiceKey", str)
 """``namespace/name`` of a Service."""
 
 L4Protocol = Literal["TCP", "UDP", "SCTP"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_ipv4(address: str) -> None:
+    # Cached: every Service lists its endpoints on the same few node addresses, thousands
+    # of endpoints per sync on a large fleet.
+    ipaddress.IPv4Address(address)
 
 
 @dataclass(frozen=True, order=True)
@@ -42,12 +52,23 @@ class Endpoint:
     port: int
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Address(self.address)  # raises ValueError on anything else
+        _check_ipv4(self.address)  # raises ValueError on anything else
         if not 1 <= self.port <= 65535:
             raise ValueError(f"endpoint port {self.port} is out of range 1-65535")
 
     def __str__(self) -> str:
         return f"{self.address}:{self.port}"
+
+
+#: One Endpoint value per (address, port): the same backends recur in every sync.
+_endpoint = functools.lru_cache(maxsize=16384)(Endpoint)
+_ENDPOINT_ORDER: Final = operator.attrgetter("address", "port")
+
+
+def _sorted_endpoints(endpoints: Iterable[WireEndpoint]) -> tuple[Endpoint, ...]:
+    """The distinct endpoints in Endpoint order (sorted by key: a rule lists thousands on a
+    large fleet, and the dataclass's own comparison is Python code per comparison)."""
+    return tuple(sorted({_endpoint(e.address, e.port) for e in endpoints}, key=_ENDPOINT_ORDER))
 
 
 @dataclass(frozen=True)
@@ -212,14 +233,8 @@ class ServiceRuleSet:
                             port_name=port.name,
                             protocol=port.protocol,
                             virtual_address=addresses[(svc.namespace, f"{hostname}.{svc.name}")],
-                            endpoints=tuple(
-                                sorted(
-                                    {
-                                        Endpoint(ep.address, ep.port)
-                                        for ep in port.endpoints
-                                        if ep.hostname == hostname
-                                    }
-                                )
+                            endpoints=_sorted_endpoints(
+                                ep for ep in port.endpoints if ep.hostname == hostname
                             ),
                         )
                     )
@@ -233,9 +248,7 @@ class ServiceRuleSet:
                         protocol=port.protocol,
                         virtual_address=addresses[(svc.namespace, svc.name)],
                         node_port=port.node_port,
-                        endpoints=tuple(
-                            sorted({Endpoint(ep.address, ep.port) for ep in port.endpoints})
-                        ),
+                        endpoints=_sorted_endpoints(port.endpoints),
                     )
                 )
         return cls(tuple(rules))

@@ -6,7 +6,7 @@ Part of :class:`reconciler.api.Api` (see :mod:`reconciler.api._core`).
 
 from __future__ import annotations
 
-import copy
+from typing import Any, Final
 
 from reconciler.api._codec import (
     decode,
@@ -38,6 +38,9 @@ from schemas import (
 
 __all__ = ["StatusWriter"]
 
+#: How :meth:`schemas.meta.KubeObject.to_dict` dumps an object, applied to its status alone.
+_DUMP: Final[dict[str, Any]] = {"mode": "json", "by_alias": True, "exclude_none": True}
+
 
 class StatusWriter(ApiCore):
     def update_status(self, obj: T) -> T:
@@ -48,13 +51,18 @@ class StatusWriter(ApiCore):
         rv = self._required_rv({"resourceVersion": meta.resource_version})
         key = object_key(model, self._ns(model, meta.namespace), obj.name)
         current_kv, current = self._read_at(model, key, rv, {"name": obj.name})
-        data = copy.deepcopy(current)
-        new_status = obj.to_dict().get("status")
+        # Only the status is serialized, and the stored dict is copied one level deep: the
+        # rest of it is read, never changed (a node's pod status reports come by thousands).
+        status = getattr(obj, "status", None)
+        new_status = None if status is None else status.model_dump(**_DUMP)
+        data = dict(current)
         if new_status is None:
             data.pop("status", None)
         else:
             data["status"] = new_status
         validated = self._validate(model, data, what=f"{model.__name__} {key} status")
+        if data == current:
+            return with_rv(validated, current_kv.mod_revision)
         return self._replace(model, key, current_kv.mod_revision, current, validated)
 
     def bind(self, pod: Pod, node_name: str) -> Pod:

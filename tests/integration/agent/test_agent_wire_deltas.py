@@ -131,3 +131,27 @@ def test_a_sync_without_pods_keeps_the_applied_pods_running(hollow: Agent) -> No
     client.heartbeats(1)
     assert set(client.pods()) == {"k-0", "k-1"}
     assert all(ready(v) for v in client.pods().values()), client.messages[mark:]
+
+
+def test_a_resent_pod_keeps_its_report_and_a_changed_one_is_reported_again(
+    hollow: Agent,
+) -> None:
+    client = hollow.client()
+    pod = make_pod("same", [httpd()])
+    assert client.sync([pod], 1, services=[_rule("127.0.0.2")])["applied"] is True
+    client.wait_pods(lambda s: ready(s.get("same")), what="ready")
+    client.wait_message(
+        lambda m: m["type"] == "status" and m.get("complete") is False and not m.get("pods"),
+        timeout=15,
+    )
+    # The same pod again, with other rules: nothing about the pod changed, nor its report.
+    mark = len(client.messages)
+    assert client.sync([pod], 2, services=[_rule("127.0.0.3")])["applied"] is True
+    client.heartbeats(1)
+    resent = _statuses(client, mark)
+    assert not any(s.get("pods") for s in resent), json.dumps(resent)
+    # The same uid with a spec this node refuses: its status is computed anew.
+    refused = {**pod, "spec": {**pod["spec"], "hostNetwork": True}}
+    assert client.sync([refused], 3)["applied"] is True
+    client.wait_pods(lambda s: s["same"].get("reason") == "Refused", what="refused")
+    assert not ready(client.pods()["same"])

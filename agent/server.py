@@ -30,8 +30,10 @@ from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
 from agent.wire import SyncDecoder
 from schemas.meta import Condition
+from schemas.node import NodeStatus
 from schemas.protocol import (
     DEFAULT_HEARTBEAT_S,
+    FEATURE_NODE_UNCHANGED,
     FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -60,11 +62,12 @@ class ServerSettings:
     node_name: str
     bind_address: str
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
-    #: Every pod's report goes out at least this often; in between, a status carries only
-    #: the pods whose report changed (a heartbeat of an unchanged node carries none). The
-    #: full report is also what restores pods the control plane marked not Ready while the
-    #: node was unreachable, when the link survived the outage.
-    full_status_s: float = 60.0
+    #: Every pod's report and the node's status go out at least this often (the kubelet's
+    #: nodeStatusReportFrequency); in between, a status carries only the pods whose report
+    #: changed, and the node's status only when more than its heartbeat times changed: the
+    #: heartbeat of an unchanged node carries neither. The control plane restores what it
+    #: marked not Ready during an outage from the reports it holds, not from this one.
+    full_status_s: float = 300.0
 
 
 class _Client:
@@ -78,6 +81,8 @@ class _Client:
         self.task = asyncio.get_running_loop().create_task(self._pump())
         # The pod reports this client was last sent, and when it last had all of them.
         self.reported: dict[str, PodReport] = {}
+        # The node status it was last sent, without heartbeat times.
+        self.reported_node: NodeStatus | None = None
         self.complete_at = float("-inf")
         # The wire features the peer's hello listed; none until it says hello.
         self.features: frozenset[str] = frozenset()
@@ -218,21 +223,25 @@ class AgentServer:
             self._send_status(client, status)
 
     def _send_status(self, client: _Client, status: Status, *, droppable: bool = True) -> None:
-        """Send ``status`` to one client: complete when due, else only the changed pods."""
+        """Send ``status`` to one client: complete when due, else only the changed pods, and
+        the node's status only when it changed but for its heartbeat times."""
         now = time.monotonic()
         current = {report.uid: report for report in status.pods}
+        node = status.node.without_heartbeats() if status.node is not None else None
         deltas = FEATURE_STATUS_DELTAS in client.features
         complete = not deltas or now - client.complete_at >= self._settings.full_status_s
         if not complete:
             changed = [r for uid, r in current.items() if client.reported.get(uid) != r]
             removed = [uid for uid in client.reported if uid not in current]
-            status = status.model_copy(
-                update={"pods": changed, "complete": False, "removed": removed}
-            )
+            update: dict[str, object] = {"pods": changed, "complete": False, "removed": removed}
+            if FEATURE_NODE_UNCHANGED in client.features and node == client.reported_node:
+                update["node"] = None
+            status = status.model_copy(update=update)
         # A peer that does not know deltas gets the older form, without their fields.
         line = encode_message(status, exclude=None if deltas else {"complete", "removed"})
         if client.send_raw(line, droppable=droppable):
             client.reported = current
+            client.reported_node = node
             if complete:
                 client.complete_at = now
 

@@ -223,6 +223,15 @@ class NodeStatus(KubeModel):
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 
+    def without_heartbeats(self) -> NodeStatus:
+        """This status with no condition's ``lastHeartbeatTime`` and the conditions in type
+        order: equal for two reports that differ only in when they were sent."""
+        conditions = sorted(
+            (c.model_copy(update={"last_heartbeat_time": None}) for c in self.conditions),
+            key=lambda c: c.type,
+        )
+        return self.model_copy(update={"conditions": conditions})
+
 
 class Node(KubeObject):
     NAMESPACED: ClassVar[bool] = False

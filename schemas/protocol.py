@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_S",
     "FEATURE_ENDPOINT_HOSTNAMES",
     "FEATURE_INGRESSES",
+    "FEATURE_NODE_UNCHANGED",
     "FEATURE_PODS_UNCHANGED",
     "FEATURE_SERVICES_UNCHANGED",
     "FEATURE_STATUS_DELTAS",
@@ -94,8 +95,9 @@ MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_AGENT_SOCKET: Final = "/run/capstan/agent.sock"
 AGENT_SOCKET_ENV: Final = "CAPSTAN_AGENT_SOCKET"
 #: Seconds between an agent's status heartbeats (the kubelet's nodeStatusUpdateFrequency).
-#: The control plane renews a node's lease when one arrives, so it must stay under a quarter
-#: of the node monitor grace period (40 s by default).
+#: The control plane stamps a node's lease with when the last one arrived and writes the
+#: leases every 10 s, so a lease is at most this plus 10 s old: well inside the node monitor
+#: grace period (40 s by default).
 DEFAULT_HEARTBEAT_S: Final = 10.0
 
 # Wire features newer than the protocol's first release. Each side lists those it understands
@@ -112,12 +114,17 @@ FEATURE_ENDPOINT_HOSTNAMES: Final = "endpointHostnames"
 """``Endpoint.hostname``: per-pod names through a headless Service."""
 FEATURE_STATUS_DELTAS: Final = "statusDeltas"
 """``Status.complete`` / ``removed``: a status may carry only the pods that changed."""
+FEATURE_NODE_UNCHANGED: Final = "nodeUnchanged"
+"""``Status.node`` may be left out of a status that is not ``complete``: the node's status
+is as last reported on this connection but for heartbeat times (the kubelet's split of its
+lease from ``nodeStatusReportFrequency``). An idle node's heartbeat is then a few bytes."""
 WIRE_FEATURES: Final = (
     FEATURE_SERVICES_UNCHANGED,
     FEATURE_PODS_UNCHANGED,
     FEATURE_INGRESSES,
     FEATURE_ENDPOINT_HOSTNAMES,
     FEATURE_STATUS_DELTAS,
+    FEATURE_NODE_UNCHANGED,
 )
 
 ErrorCode = Literal[
@@ -335,16 +342,27 @@ class Status(_Message):
     ``complete``: ``pods`` reports every pod the agent runs. Otherwise ``pods`` holds only
     those whose report changed since the last status on this connection (the heartbeat of
     an unchanged node carries none), ``removed`` the uids reported before that the agent no
-    longer runs; the receiver keeps the other pods' last reports.
+    longer runs; the receiver keeps the other pods' last reports. ``node`` is None in such a
+    status when the node's status changed only in its heartbeat times since the last one sent
+    (only to a peer that lists ``nodeUnchanged``): the receiver keeps the last one. Every
+    status still says the node is alive.
     """
 
     type: Literal["status"] = "status"
     node_name: DNSSubdomain
     generation: NonNegativeInt | None = None
-    node: NodeStatus
+    node: NodeStatus | None = None
     pods: list[PodReport] = Field(default_factory=list)
     complete: bool = True
     removed: list[Uid] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _node_when_complete(self) -> Status:
+        if self.complete and self.node is None:
+            problems = Problems("Status")
+            problems.add(("node",), "missing", "Field required in a complete status")
+            problems.raise_if_any()
+        return self
 
 
 class LogsRequest(_Message):

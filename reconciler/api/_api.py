@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+from collections.abc import Mapping
 
 from reconciler.api import _tokens
 from reconciler.api._core import (
@@ -108,6 +109,11 @@ class Api(Writer, StatusWriter):
         """Record a node heartbeat at ``now`` (epoch seconds; default the API clock). One
         unconditional write: only the node itself renews its lease."""
         return self._leases.renew(node_name, now=now, duration_s=duration_s)
+
+    def renew_node_leases(self, renewals: Mapping[str, float], *, duration_s: int = 40) -> None:
+        """Record the heartbeats of many nodes, each at its time (epoch seconds), in one
+        store transaction (per ``MAX_TXN_OPS`` nodes): what the node dispatcher writes."""
+        self._leases.renew_many(renewals, duration_s=duration_s)
 
     def get_node_lease(self, node_name: str) -> NodeLease | None:
         return self._leases.get(node_name)

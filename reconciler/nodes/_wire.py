@@ -17,6 +17,7 @@ from schemas.pod import Pod
 from schemas.protocol import (
     FEATURE_ENDPOINT_HOSTNAMES,
     FEATURE_INGRESSES,
+    FEATURE_NODE_UNCHANGED,
     FEATURE_PODS_UNCHANGED,
     FEATURE_SERVICES_UNCHANGED,
     FEATURE_STATUS_DELTAS,
@@ -77,10 +78,14 @@ class DesiredSet:
 
 
 def encode_hello(node: str) -> bytes:
-    """The control plane's hello: the wire features it reads (an agent sends status deltas
-    only to a peer that lists them)."""
+    """The control plane's hello: the wire features it reads (an agent sends status deltas,
+    and leaves an unchanged node status out, only to a peer that lists them)."""
     return encode_message(
-        Hello(role="reconciler", node_name=node, capabilities=[FEATURE_STATUS_DELTAS])
+        Hello(
+            role="reconciler",
+            node_name=node,
+            capabilities=[FEATURE_STATUS_DELTAS, FEATURE_NODE_UNCHANGED],
+        )
     )
 
 

@@ -15,13 +15,20 @@ IngressClasses — which enqueues every node at most once per ``everything_inter
 (kube-proxy's ``minSyncPeriod``). The controller's resync enqueues every Node. The queue
 runs on the system clock: debounce is real time whatever clock the API uses.
 
-In: the pool's callbacks park the newest ``status`` per node (a delta is merged into the
-parked one) and the newest connection state per node, and add the node to the report
-queue; report workers turn them into API writes (``reconciler.nodes.reports``): the Node's
-status, each reported pod's status (only for pods that exist with that uid and are bound to
-that node), and the ``AgentConnected`` Node condition. Status writes start from the cache and
-re-read on Conflict. Heartbeat leases are renewed on a thread of their own, so a backlog of
-status writes never makes a live node look stale.
+In: every ``status`` says its node is alive; one that carries nothing new (an idle node's
+heartbeat: no pods, no node status) stops there. Otherwise the pool's callbacks park the
+newest ``status`` per node (a delta is merged into the parked one) and the newest connection
+state per node, and add the node to the report queue; report workers turn them into API
+writes (``reconciler.nodes.reports``): the Node's status, each reported pod's status (only
+for pods that exist with that uid and are bound to that node), and the ``AgentConnected``
+Node condition. Status writes start from the cache and re-read on Conflict. Each node's last
+pod reports are held (``HeldReports``); when its Node's Ready turns from Unknown back, they
+are written again, restoring the pods the node controller marked not Ready meanwhile.
+
+Heartbeat leases are renewed on a thread of their own, so a backlog of status writes never
+makes a live node look stale: every ``lease_renew_s`` it writes, in one store transaction,
+the lease of every node heard since, stamped with when it was last heard. A fleet at idle
+then costs one store commit per ``lease_renew_s``, not one per node.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from reconciler.nodes.desired import PodWireCache, bound_pods, desired_set, serv
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
 from reconciler.nodes.pool import NodePool, UnknownNode
 from reconciler.nodes.reports import (
+    HeldReports,
     agent_condition,
     node_status_update,
     pod_report_applies,
@@ -61,6 +69,7 @@ from reconciler.workloads.endpoints import endpoints_config_map_name, read_endpo
 from schemas import ConfigMap, Node, Pod, Secret, Service
 from schemas.meta import KubeObject, ObjectKey
 from schemas.networking import Ingress, IngressClass, is_capstan_class
+from schemas.node import NodeStatus
 from schemas.protocol import PodReport, ServiceRule, Status
 
 __all__ = ["DispatchSettings", "NodeDispatcher"]
@@ -83,8 +92,10 @@ class DispatchSettings:
     everything_interval_s: float = 0.5
     #: Threads writing agent reports, each a node at a time.
     report_workers: int = 4
-    #: Renew a node's heartbeat lease at most this often (API clock seconds): a quarter of
-    #: its duration, the kubelet's 10 s of 40; each renewal is a store write.
+    #: Write the heartbeat leases of the nodes heard from this often (one store transaction
+    #: for all of them; a lease is then at most this plus the agent's heartbeat old), and a
+    #: node's own lease before its Node is written at most this often. A quarter of the
+    #: lease duration, the kubelet's 10 s of 40.
     lease_renew_s: float = 10.0
     lease_duration_s: int = 40
     #: Status writes re-read and retry this many times on Conflict.
@@ -136,6 +147,7 @@ class NodeDispatcher(Controller):
             settings=self.settings.connection,
         )
         self.nodes = self.watch_own(Node)
+        self.watch_events(Node, self._node_event)
         self.pods = self.watch_events(Pod, self._pod_event)
         self.config_maps = self.watch_events(ConfigMap, self._everything_event)
         self.secrets = self.watch_events(Secret, self._everything_event)
@@ -163,14 +175,28 @@ class NodeDispatcher(Controller):
         self._states: dict[NodeName, NodeState] = {}
         self._reports: WorkQueue[NodeName] = WorkQueue(SystemClock())
         self._lease_renewed: dict[NodeName, float] = {}
-        # Nodes that sent a status since their lease was last renewed.
-        self._heard: set[NodeName] = set()
+        # Nodes that sent a status since their lease was last renewed, and when (API clock).
+        self._heard: dict[NodeName, float] = {}
+        self._held = HeldReports()
+        # Nodes back from Unknown whose held pod reports are to be written again.
+        self._restore: set[NodeName] = set()
         self._writers = ThreadPoolExecutor(
             max_workers=self.settings.status_writers, thread_name_prefix="node-status"
         )
         self._side_threads: list[threading.Thread] = []
 
     # -- what enqueues a node ---------------------------------------------------------------
+
+    def _node_event(self, event: InformerEvent[Node]) -> None:
+        # Back from Unknown: the node controller marked its pods not Ready meanwhile, and an
+        # agent whose link survived has no news about them. Written after the node
+        # controller's pod writes (it marks pods only while the node is Unknown), which this
+        # informer's shared stream delivers before this event.
+        if event.old is not None and _unknown(event.old) and not _unknown(event.object):
+            name = NodeName(event.object.name)
+            with self._lock:
+                self._restore.add(name)
+            self._reports.add(name)
 
     def _pod_event(self, event: InformerEvent[Pod]) -> None:
         old = event.old.spec.node_name if event.old is not None else None
@@ -386,6 +412,7 @@ class NodeDispatcher(Controller):
                 self._draining.discard(name)
                 self._lease_renewed.pop(name, None)
                 self._sent_config.pop(name, None)
+            self._held.forget(name)
             if self.nodes.get(name) is None:
                 self.pool.remove(name)
             self.queue.add(_node_key(name))  # re-added meanwhile: connect it again
@@ -395,21 +422,17 @@ class NodeDispatcher(Controller):
     # -- in: agent messages ------------------------------------------------------------------------
 
     def _on_message(self, node: NodeName, message: _wire.AgentMessage) -> None:
-        # On the node's reader thread: park it and return.
+        # On the node's reader thread: note the node alive, park what is new and return.
         if isinstance(message, Status):
+            heard = self.ctx.clock.time()
             with self._lock:
+                self._heard[node] = heard
                 parked = self._statuses.get(node)
+                if parked is None and _says_nothing_new(message):
+                    return  # the lease thread writes that it was heard
                 if parked is not None and not message.complete:
-                    # A delta carries only the pods that changed: keep the parked ones.
-                    merged = {r.uid: r for r in parked.pods}
-                    merged.update((r.uid, r) for r in message.pods)
-                    for uid in message.removed:
-                        merged.pop(uid, None)
-                    message = message.model_copy(
-                        update={"pods": list(merged.values()), "complete": parked.complete}
-                    )
+                    message = _merged(parked, message)
                 self._statuses[node] = message
-                self._heard.add(node)
             self._reports.add(node)
         elif isinstance(message, _wire.ErrorMessage):
             _log.warning("node %s: agent error %s: %s", node, message.code, message.message)
@@ -435,55 +458,68 @@ class NodeDispatcher(Controller):
     def _lease_loop(self) -> None:
         # Leases on a thread of their own: a backlog of pod status writes (a rollout on a
         # large fleet) must never delay the heartbeat that keeps a node Ready.
-        while not self._stopped.wait(min(1.0, self.settings.lease_renew_s / 2)):
+        while not self._stopped.wait(self.settings.lease_renew_s):
             try:
                 self._renew_leases()
             except Exception:
                 _log.exception("renewing node leases failed")
 
     def _renew_leases(self, only: NodeName | None = None) -> None:
-        """Renew the lease of every node (or ``only``) heard from since its last renewal,
-        when due."""
+        """Write the lease of every node heard from since its last renewal, in one store
+        transaction, each stamped with when it was last heard; with ``only``, that node's
+        alone, if it was not renewed within ``lease_renew_s``."""
         now = self.ctx.clock.time()
-        renew_s = self.settings.lease_renew_s
         with self._lock:
-            candidates = [only] if only is not None else list(self._heard)
-            due = [
-                name
-                for name in candidates
-                if name in self._heard
-                and now - self._lease_renewed.get(name, float("-inf")) >= renew_s
-            ]
-            self._heard.difference_update(due)
-        for name in due:
-            if self.nodes.get(name) is None:
-                continue
-            self.api.renew_node_lease(name, duration_s=self.settings.lease_duration_s)
-            with self._lock:
-                self._lease_renewed[name] = now
+            if only is None:
+                due, self._heard = self._heard, {}
+            elif (
+                only in self._heard
+                and now - self._lease_renewed.get(only, float("-inf"))
+                >= self.settings.lease_renew_s
+            ):
+                due = {only: self._heard.pop(only)}
+            else:
+                return
+        known: dict[str, float] = {n: at for n, at in due.items() if self.nodes.get(n) is not None}
+        if not known:
+            return
+        self.api.renew_node_leases(known, duration_s=self.settings.lease_duration_s)
+        with self._lock:
+            self._lease_renewed.update((NodeName(name), now) for name in known)
 
     def flush_reports(self) -> None:
         """Write every pending agent report now (the report workers do this continuously;
         also used at stop and by tests)."""
         with self._lock:
-            nodes = set(self._states) | set(self._statuses)
+            nodes = set(self._states) | set(self._statuses) | self._restore
         for node in sorted(nodes):
             self._flush_node(node)
 
     def _flush_node(self, node: NodeName) -> None:
+        # One node's reports are flushed by one worker at a time (the queue hands a key to
+        # one worker), so the held reports are never older than what is being written.
         with self._lock:
             state = self._states.pop(node, None)
             status = self._statuses.pop(node, None)
+            restore = node in self._restore
+            self._restore.discard(node)
         if state is not None:
             self._write_agent_condition(state)
-        if status is None:
-            return
-        # The order matters: renew the lease before touching the Node, so the node
-        # controller, woken by a Node write, never sees fresh status with a stale lease.
-        self._renew_leases(node)
-        if self._write_status(node, status):
-            # Concurrent writes let the store commit them in groups.
-            list(self._writers.map(lambda r: self._write_pod_status(node, r), status.pods))
+        if (status is None and not restore) or self.nodes.get(node) is None:
+            return  # nothing to write, or an unknown node: its pods are skipped
+        pods: list[PodReport] = []
+        if status is not None:
+            self._held.note(node, status)
+            pods = status.pods
+            if status.node is not None:
+                # The order matters: renew the lease before touching the Node, so the node
+                # controller, woken by a Node write, never sees fresh status with a stale lease.
+                self._renew_leases(node)
+                self._write_node_status(node, status.node)
+        if restore:
+            pods = self._held.reports(node)
+        # Concurrent writes let the store commit them in groups.
+        list(self._writers.map(lambda r: self._write_pod_status(node, r), pods))
 
     def _write_pod_status(self, node: NodeName, report: PodReport) -> None:
         received = now_utc(self.ctx.clock)
@@ -500,17 +536,12 @@ class NodeDispatcher(Controller):
 
         self._update_status(Node, state.node, "", change)
 
-    def _write_status(self, node_name: NodeName, status: Status) -> bool:
-        """Write the Node's status; False when the node is unknown (its pods are skipped)."""
-        if self.nodes.get(node_name) is None:
-            return False
-
+    def _write_node_status(self, node_name: NodeName, reported: NodeStatus) -> None:
         def node_change(node: Node) -> Node | None:
-            updated = node_status_update(node.status, status.node)
+            updated = node_status_update(node.status, reported)
             return None if updated is None else node.model_copy(update={"status": updated})
 
         self._update_status(Node, node_name, "", node_change)
-        return True
 
     def _update_status(
         self, kind: type[T], name: str, namespace: str, change: Callable[[T], T | None]
@@ -551,6 +582,34 @@ class NodeDispatcher(Controller):
 
 def _node_key(name: str) -> ObjectKey:
     return ObjectKey("Node", "", name)
+
+
+def _unknown(node: Node) -> bool:
+    ready = node.status.condition("Ready") if node.status is not None else None
+    return ready is not None and ready.status == "Unknown"
+
+
+def _says_nothing_new(status: Status) -> bool:
+    """A delta with no pods, no removals and no node status: only that the node is alive."""
+    return not status.complete and status.node is None and not status.pods and not status.removed
+
+
+def _merged(parked: Status, delta: Status) -> Status:
+    """``delta`` merged into the ``parked`` status not yet written: the pods each carries
+    (the delta's newer), the removals of both, and the newest node status."""
+    pods = {r.uid: r for r in parked.pods}
+    pods.update((r.uid, r) for r in delta.pods)
+    removed = list(dict.fromkeys([*parked.removed, *delta.removed]))
+    for uid in delta.removed:
+        pods.pop(uid, None)
+    return delta.model_copy(
+        update={
+            "pods": list(pods.values()),
+            "complete": parked.complete,
+            "removed": [] if parked.complete else [u for u in removed if u not in pods],
+            "node": delta.node if delta.node is not None else parked.node,
+        }
+    )
 
 
 def _pod_change(report: PodReport, *, node: str, received: datetime) -> Callable[[Pod], Pod | None]:

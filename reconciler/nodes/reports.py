@@ -3,11 +3,13 @@
 Called by the dispatcher (``reconciler.nodes.dispatch``) for every ``status`` message and
 every connection state change. Pure functions of the current object, the report and the
 time: they decide *what* to write; the dispatcher writes it (and handles Conflict).
+:class:`HeldReports` keeps each node's last pod reports, from which the dispatcher restores
+the pods of a node that comes back from Unknown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
 from datetime import datetime
 
 from reconciler.nodes.connection import NodeState
@@ -15,9 +17,10 @@ from schemas import Node, Pod
 from schemas.meta import Condition
 from schemas.node import NodeStatus
 from schemas.pod import PodStatus
-from schemas.protocol import PodReport
+from schemas.protocol import PodReport, Status
 
 __all__ = [
+    "HeldReports",
     "agent_condition",
     "node_status_update",
     "pod_report_applies",
@@ -78,10 +81,6 @@ def _stamped(condition: Condition, current: PodStatus | None, received: datetime
     return condition.model_copy(update={"last_transition_time": since})
 
 
-def _without_heartbeat(conditions: Iterable[Condition]) -> list[Condition]:
-    return [c.model_copy(update={"last_heartbeat_time": None}) for c in conditions]
-
-
 def node_status_update(current: NodeStatus | None, reported: NodeStatus) -> NodeStatus | None:
     """The node status to write from an agent's report, or None when nothing changed.
 
@@ -93,17 +92,9 @@ def node_status_update(current: NodeStatus | None, reported: NodeStatus) -> Node
     reported_types = {c.type for c in reported.conditions}
     kept = [c for c in (current.conditions if current else []) if c.type not in reported_types]
     merged = reported.model_copy(update={"conditions": [*reported.conditions, *kept]})
-    if current is not None and _same_but_heartbeat(current, merged):
+    if current is not None and current.without_heartbeats() == merged.without_heartbeats():
         return None
     return merged
-
-
-def _same_but_heartbeat(a: NodeStatus, b: NodeStatus) -> bool:
-    def key(status: NodeStatus) -> NodeStatus:
-        ordered = sorted(_without_heartbeat(status.conditions), key=lambda c: c.type)
-        return status.model_copy(update={"conditions": ordered})
-
-    return key(a) == key(b)
 
 
 def agent_condition(state: NodeState, previous: Condition | None, *, now: datetime) -> Condition:
@@ -138,3 +129,42 @@ def with_condition(node: Node, condition: Condition) -> NodeStatus | None:
     if existing == condition:
         return None
     return status.model_copy(update={"conditions": [*others, condition]})
+
+
+class HeldReports:
+    """The last report of every pod each node's agent runs, as the agent said it.
+
+    Fed every status the dispatcher writes (a complete one replaces the node's reports, a
+    delta updates the pods it carries and drops those it removes). When a node comes back
+    from Unknown over a link that survived the outage, its agent has nothing new to say
+    about pods that did not change, yet the node controller marked them not Ready: these
+    reports put them back (the kubelet's nodeStatusReportFrequency can then be minutes).
+    Kept as wire JSON, a few hundred bytes a pod, not as models: they are read only then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes: dict[str, dict[str, bytes]] = {}
+
+    def note(self, node: str, status: Status) -> None:
+        encoded = {
+            r.uid: r.model_dump_json(by_alias=True, exclude_none=True).encode() for r in status.pods
+        }
+        with self._lock:
+            if status.complete:
+                self._nodes[node] = encoded
+                return
+            held = self._nodes.setdefault(node, {})
+            for uid in status.removed:
+                held.pop(uid, None)
+            held.update(encoded)
+
+    def reports(self, node: str) -> list[PodReport]:
+        """The last report of each pod ``node``'s agent runs (none when never heard)."""
+        with self._lock:
+            held = list(self._nodes.get(node, {}).values())
+        return [PodReport.model_validate_json(data) for data in held]
+
+    def forget(self, node: str) -> None:
+        with self._lock:
+            self._nodes.pop(node, None)

@@ -2,7 +2,8 @@
 
 Status: the first status on a connection reports every pod (``complete``); after that a
 status carries only the pods whose report changed, and the uids of pods gone (``removed``),
-so a heartbeat of an unchanged node is small. Sync: ``servicesUnchanged`` leaves the
+and the node's status only when more than its heartbeat times changed, so a heartbeat of an
+unchanged node is a few bytes. Sync: ``servicesUnchanged`` leaves the
 Service rules out, and the agent keeps those of the sync it applied last (and persists the
 whole set); an agent with nothing applied refuses such a sync.
 
@@ -23,6 +24,7 @@ import pytest
 from agent_harness import Agent, httpd, make_pod, ready
 
 from agent.state import DesiredStateFile
+from schemas.protocol import FEATURE_NODE_UNCHANGED, WIRE_FEATURES
 
 HOLLOW = ("--runtime", "hollow", "--hollow-start-delay", "0.2", "--proxy-mode", "userspace")
 
@@ -70,6 +72,8 @@ def test_hollow_pods_run_and_heartbeats_carry_only_changes(hollow: Agent) -> Non
     quiet = _statuses(client, mark)
     assert quiet
     assert all(s["complete"] is False and not s.get("pods") for s in quiet), json.dumps(quiet)
+    # Nor the node's status: it changed only in its heartbeat times.
+    assert all("node" not in s for s in quiet), json.dumps(quiet)
 
     # A pod leaves the set: the next status names it as removed, and only it.
     mark = len(client.messages)
@@ -77,6 +81,18 @@ def test_hollow_pods_run_and_heartbeats_carry_only_changes(hollow: Agent) -> Non
     gone = client.wait_message(lambda m: m["type"] == "status" and m.get("removed"), after=mark)
     assert gone["removed"] == [pods[2]["metadata"]["uid"]]
     assert set(client.pods()) == {"h-0", "h-1"}
+
+
+def test_a_peer_without_node_unchanged_gets_the_node_status_in_every_heartbeat(
+    hollow: Agent,
+) -> None:
+    client = hollow.client([f for f in WIRE_FEATURES if f != FEATURE_NODE_UNCHANGED])
+    client.wait_message(lambda m: m["type"] == "status" and m.get("complete") is False)
+    mark = len(client.messages)
+    client.heartbeats(2)
+    quiet = _statuses(client, mark)
+    assert quiet
+    assert all(s["complete"] is False and s["node"]["conditions"] for s in quiet), quiet
 
 
 def test_a_sync_without_service_rules_keeps_the_applied_ones(hollow: Agent) -> None:

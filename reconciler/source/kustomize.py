@@ -43,6 +43,7 @@ __all__ = [
     "is_kustomize_directory",
     "kubectl_binary",
     "layout_problem",
+    "local_bases",
     "render_kustomization",
 ]
 
@@ -223,6 +224,30 @@ def _with_origins(text: str, wrapper: Path, root_real: Path) -> KustomizeOutput:
                 origins[key] = relative_name(source, root_real)
     rendered = yaml.safe_dump_all(documents, sort_keys=False)
     return KustomizeOutput(rendered, origins)
+
+
+def local_bases(directory: Path) -> set[Path]:
+    """The real paths of the local directories the kustomization of ``directory`` builds on
+    (its ``resources``, ``bases`` and ``components`` that are directories); empty when it has
+    none or cannot be read (the build reports that)."""
+    kustomization = find_kustomization(directory)
+    if kustomization is None:
+        return set()
+    try:
+        document = yaml.safe_load(kustomization.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return set()
+    if not isinstance(document, dict):
+        return set()
+    found: set[Path] = set()
+    for key in ("resources", "bases", "components"):
+        entries = document.get(key)
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, str) and not _REMOTE.match(entry):
+                target = Path(os.path.realpath(directory / entry))
+                if target.is_dir():
+                    found.add(target)
+    return found
 
 
 def _reference_problems(root_real: Path) -> list[ManifestError]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from reconciler.source.kustomize import (
     find_kustomization,
     is_kustomize_directory,
     layout_problem,
+    local_bases,
     render_kustomization,
 )
 from reconciler.source.render import RenderLimits
@@ -278,6 +280,7 @@ def load_repository(
     if errors:
         raise ManifestErrors(errors, root=root)
     namespaces, warnings = _implicit_namespaces(loaded)
+    warnings.extend(_bases_built_alone(root_real, built))
     return LoadedRepository(
         root=root,
         env=env,
@@ -621,6 +624,30 @@ def _duplicate_cluster_ips(parsed: Sequence[_Parsed]) -> list[ManifestError]:
                 )
             )
     return errors
+
+
+def _bases_built_alone(root_real: Path, built: Sequence[Path]) -> list[ManifestError]:
+    """A warning for each Kustomize directory built on its own that another one built beside
+    it also builds on (a root holding ``base/`` and ``overlays/prod/``): Flux deploys both, and
+    so does Capstan, but a user pointing at the root usually meant the overlay."""
+    real = {Path(os.path.realpath(directory)): directory for directory in built}
+    warnings: list[ManifestError] = []
+    for directory in built:
+        for base in sorted(local_bases(directory) & real.keys()):
+            kustomization = find_kustomization(real[base])
+            overlay = relative_name(directory, root_real)
+            warnings.append(
+                ManifestError(
+                    SourceLocation(
+                        relative_name(kustomization or real[base], root_real), line=1, column=1
+                    ),
+                    f"{relative_name(real[base], root_real)} is built as a folder of its own "
+                    f"and also as a base of {overlay}, so both are deployed (as Flux deploys "
+                    f"them); to deploy only the overlay, point --path at {overlay}, or name "
+                    f"this kustomization file in .capstanignore",
+                )
+            )
+    return warnings
 
 
 def _implicit_namespaces(

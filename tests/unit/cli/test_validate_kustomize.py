@@ -129,6 +129,17 @@ def test_without_path_every_kustomize_directory_below_is_built_as_flux_does(tmp_
         "Deployment/prod/prod-web",
     }
     assert repository.files == ["base/kustomization.yaml", "overlays/prod/kustomization.yaml"]
+    # A user pointing at such a root usually meant the overlay: the base built alone is said.
+    (warning,) = repository.warnings
+    assert warning.location.file == "base/kustomization.yaml"
+    assert "base is built as a folder of its own and also as a base of overlays/prod" in (
+        warning.message
+    )
+    assert "point --path at overlays/prod" in warning.message
+    assert "point --path at overlays/prod" in result.output
+    # Pointing at the overlay builds only it, and warns of nothing.
+    overlay = load_repository(root, subdir="overlays/prod")
+    assert overlay.warnings == ()
 
 
 def test_a_helm_chart_is_refused_with_the_helm_template_command(tmp_path: Path):

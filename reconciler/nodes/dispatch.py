@@ -395,7 +395,7 @@ class NodeDispatcher(Controller):
     # -- in: agent messages ------------------------------------------------------------------------
 
     def _on_message(self, node: NodeName, message: _wire.AgentMessage) -> None:
-        # On the node's reader thread: park it and return.
+        # On the node's session thread: park it and return.
         if isinstance(message, Status):
             with self._lock:
                 parked = self._statuses.get(node)

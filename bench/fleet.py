@@ -195,6 +195,17 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(at=time.monotonic(), cpu_s=cpu, rss_mb=rss, threads=threads, fds=fds)
 
 
+def smaps_rollup_mb(pid: int) -> dict[str, float]:
+    """The process's resident memory by kind (``/proc/PID/smaps_rollup``), in MB."""
+    wanted = ("Rss", "Anonymous", "Shared_Clean", "Private_Clean")
+    figures: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in wanted:
+            figures[key] = int(rest.split()[0]) / 1024
+    return figures
+
+
 def cpu_pct(first: ProcSample, last: ProcSample) -> float:
     return 100.0 * (last.cpu_s - first.cpu_s) / max(1e-9, last.at - first.at)
 
@@ -458,6 +469,7 @@ def run_size(
     timeout_s: float,
     work: Path,
     log: Callable[[str], None],
+    rollout: bool = True,
 ) -> SizeResult:
     result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
     agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
@@ -516,12 +528,16 @@ def run_size(
                 result.threads = idle[-1].threads
                 result.fds = idle[-1].fds
                 result.bytes_per_node_s = (after - before) / idle_s / size
+                memory = smaps_rollup_mb(proc.pid)
+                log("idle memory MB: " + ", ".join(f"{k} {v:.1f}" for k, v in memory.items()))
                 for round_no in range(1, rounds + 1):
                     since = repo.commit(f"config {round_no}", {"config.yaml": config_map(round_no)})
                     each = wait_acks(nodes, round_no, since, timeout=120)
                     result.ack_each.extend(each)
                     result.ack_all.append(max(each))
                     log(f"round {round_no}: all {size} nodes acked in {max(each):.2f} s")
+                if not rollout:
+                    return result
                 sampler.window()
                 busy_before, total_before = machine_busy_s()
                 since = repo.commit("rollout", workload(size, "v1"))
@@ -568,6 +584,11 @@ def main() -> None:
         default=600.0,
         help="longest wait for a deploy or rollout to be Ready (reported as inf past it)",
     )
+    parser.add_argument(
+        "--no-rollout",
+        action="store_true",
+        help="stop each size after the acks (no rollout figures: a quicker memory measurement)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[SizeResult] = []
@@ -580,6 +601,7 @@ def main() -> None:
                     idle_s=args.idle,
                     timeout_s=args.timeout,
                     work=Path(tmp),
+                    rollout=not args.no_rollout,
                     log=lambda line: print(f"  {line}", flush=True),
                 )
             )

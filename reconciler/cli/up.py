@@ -11,9 +11,11 @@ it without ``--state-dir``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -422,6 +424,7 @@ def up(
         stop.set()
 
     _few_malloc_arenas()
+    _open_files_up_to_the_hard_limit()
     app = CapstanApp(config, progress=_say, on_sync=lambda result: _say(_describe_sync(result)))
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -480,6 +483,20 @@ def _election_settings(lease: float, renew: float, retry: float) -> ElectionSett
             f"--leader-elect-retry-period, --leader-elect-renew-deadline, "
             f"--leader-elect-lease-duration: {exc}"
         ) from None
+
+
+def _open_files_up_to_the_hard_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as Go programs do at start.
+
+    Each node's connection holds four descriptors (the SSH socket, paramiko's channel pipe,
+    the session thread's wakeup): the soft limit many systems start services with (1,024)
+    would end a fleet at about 230 nodes.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Unlimited (-1 here) is not a number the kernel takes for open files: left alone.
+    if resource.RLIM_INFINITY not in (soft, hard) and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 #: mallopt's parameter number for the arena cap (glibc's malloc.h).

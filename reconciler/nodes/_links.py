@@ -1,19 +1,23 @@
 """Byte pipes to a node agent: one SSH channel, or a local ``capstan-agent connect`` subprocess.
 
 Opened by ``NodeConnection`` once per connection (never per push); both kinds carry the same
-JSON-lines protocol and offer the same three calls, so the session logic above them does not
-know which one it drives.
+JSON-lines protocol and offer the same four calls, so the session logic above them does not
+know which one it drives. Reading never blocks: ``filenos`` are what the connection's one
+thread polls (with its own wakeup) and ``receive`` takes what arrived, so that thread both
+reads and sends and no node needs a reader or a stderr thread of its own. The agent's stderr
+is logged from inside ``receive``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import paramiko
 
@@ -43,12 +47,22 @@ class LinkSettings:
     max_line_bytes: int = MAX_LINE_BYTES + 1
 
 
-class Link(Protocol):
-    def send(self, line: bytes) -> None: ...
+#: The most ``receive`` takes at once.
+_CHUNK = 65536
 
-    def readline(self) -> bytes:
-        """One line including its newline; ``b""`` at end of stream."""
+
+class Link(Protocol):
+    def filenos(self) -> tuple[int, ...]:
+        """Descriptors to poll: one turns readable when ``receive`` has something (agent
+        output, its end, or stderr to log)."""
         ...
+
+    def receive(self) -> bytes | None:
+        """What the agent wrote since the last call, without blocking: ``b""`` at end of
+        stream, None when nothing has arrived (stderr is logged meanwhile)."""
+        ...
+
+    def send(self, line: bytes) -> None: ...
 
     def close(self) -> None: ...
 
@@ -59,11 +73,59 @@ def open_link(endpoint: NodeEndpoint, settings: LinkSettings) -> Link:
     return _SSHLink.open(endpoint, settings)
 
 
-def _drain(stream: IO[bytes], *, node: str, what: str) -> None:
-    """Log what the remote command prints on stderr; also keeps the SSH window from filling."""
-    with stream:
-        for raw in iter(stream.readline, b""):
-            _log.warning("%s: %s: %s", node, what, raw.decode("utf-8", "replace").rstrip())
+class LineSplitter:
+    """Cuts a byte stream into lines (each with its newline).
+
+    A line longer than ``max_bytes`` means a garbled stream: ``feed`` raises ``OSError`` and
+    the caller drops the link. What is left without a newline at the end of the stream is
+    not a line, and is never returned.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._partial = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._partial += data
+        if b"\n" not in data:
+            if len(self._partial) >= self._max:
+                raise OSError(f"line longer than {self._max} bytes from agent")
+            return []
+        *lines, rest = bytes(self._partial).split(b"\n")
+        self._partial = bytearray(rest)
+        if len(rest) >= self._max or any(len(line) >= self._max for line in lines):
+            raise OSError(f"line longer than {self._max} bytes from agent")
+        return [line + b"\n" for line in lines]
+
+    @property
+    def partial(self) -> bytes:
+        return bytes(self._partial)
+
+
+class _StderrLog:
+    """Logs what the remote command prints on stderr, a line at a time (a line longer than
+    ``_CHUNK`` in pieces: only stdout is protocol, so nothing here is refused)."""
+
+    def __init__(self, node: str) -> None:
+        self._node = node
+        self._partial = b""
+
+    def feed(self, data: bytes) -> None:
+        *lines, rest = (self._partial + data).split(b"\n")
+        if len(rest) > _CHUNK:
+            lines.append(rest)
+            rest = b""
+        self._partial = rest
+        for raw in lines:
+            self._log(raw)
+
+    def end(self) -> None:
+        if self._partial:
+            self._log(self._partial)
+            self._partial = b""
+
+    def _log(self, raw: bytes) -> None:
+        _log.warning("%s: agent stderr: %s", self._node, raw.decode("utf-8", "replace").rstrip())
 
 
 class _QuietTransport(paramiko.Transport):
@@ -87,13 +149,13 @@ def _quiet_transport(
 
 
 class _SSHLink:
-    def __init__(
-        self, client: paramiko.SSHClient, channel: paramiko.Channel, settings: LinkSettings
-    ) -> None:
+    def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel, node: str) -> None:
         self._client = client
         self._channel = channel
-        self._stdout = channel.makefile("rb")
-        self._max = settings.max_line_bytes
+        # paramiko's stand-in descriptor: readable while stdout or stderr holds data or the
+        # channel is closed. Reads then never wait (timeout 0), sends still do.
+        self._fileno: int = channel.fileno()
+        self._stderr = _StderrLog(node)
         self._send_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._closed = False
@@ -149,29 +211,33 @@ class _SSHLink:
             transport.set_keepalive(max(1, round(settings.keepalive_interval)))
             channel = transport.open_session(timeout=settings.connect_timeout)
             channel.exec_command(endpoint.agent_command)
+            return cls(client, channel, endpoint.name)
         except Exception:
             client.close()
             raise
-        threading.Thread(
-            target=_drain,
-            args=(channel.makefile_stderr("rb"),),
-            kwargs={"node": endpoint.name, "what": "agent stderr"},
-            name=f"capstan-ssh-stderr-{endpoint.name}",
-            daemon=True,
-        ).start()
-        return cls(client, channel, settings)
+
+    def filenos(self) -> tuple[int, ...]:
+        return (self._fileno,)
+
+    def receive(self) -> bytes | None:
+        # The order matters: the end is read before the buffer, so output that arrived just
+        # before it is still returned (and the end only on the call after).
+        ended = self._channel.eof_received or self._channel.closed
+        while self._channel.recv_stderr_ready():
+            self._stderr.feed(self._channel.recv_stderr(_CHUNK))
+        if self._channel.recv_ready():
+            # Never waits (data is there); it may send a window adjustment, on this node's
+            # thread, so a stalled node holds up only itself.
+            data: bytes = self._channel.recv(_CHUNK)
+            return data
+        if ended:
+            self._stderr.end()
+            return b""
+        return None
 
     def send(self, line: bytes) -> None:
         with self._send_lock:
             self._channel.sendall(line)
-
-    def readline(self) -> bytes:
-        line: bytes = self._stdout.readline(self._max)
-        if line and not line.endswith(b"\n"):
-            if len(line) >= self._max:
-                raise OSError(f"line longer than {self._max} bytes from agent")
-            return b""  # a truncated last line at EOF is not a message
-        return line
 
     def close(self) -> None:
         # Called from the session thread and from NodeConnection.close at once; the loser of
@@ -189,10 +255,20 @@ class _SSHLink:
 
 
 class _LocalLink:
-    def __init__(self, process: subprocess.Popen[bytes], settings: LinkSettings) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], node: str) -> None:
+        assert process.stdout is not None
+        assert process.stderr is not None
         self._process = process
-        self._max = settings.max_line_bytes
+        self._stdout = process.stdout
+        self._stderr = process.stderr
+        for stream in (self._stdout, self._stderr):
+            os.set_blocking(stream.fileno(), False)
+        self._stderr_log = _StderrLog(node)
+        self._stderr_open = True
         self._send_lock = threading.Lock()
+        # Held while reading and while closing the read ends: a descriptor is never read
+        # after it is closed (its number may already belong to another file).
+        self._read_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -203,38 +279,48 @@ class _LocalLink:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Unbuffered: reads take what the pipe holds and never wait.
+            bufsize=0,
             # Its own session: a terminal Ctrl-C goes to the reconciler, which closes the link
             # itself; the bridge must not die first with a traceback in the agent's stderr.
             start_new_session=True,
         )
-        assert process.stderr is not None
-        threading.Thread(
-            target=_drain,
-            args=(process.stderr,),
-            kwargs={"node": endpoint.name, "what": "agent stderr"},
-            name=f"capstan-local-stderr-{endpoint.name}",
-            daemon=True,
-        ).start()
-        return cls(process, settings)
+        return cls(process, endpoint.name)
+
+    def filenos(self) -> tuple[int, ...]:
+        with self._read_lock:
+            if self._closed:
+                return ()
+            if self._stderr_open:
+                return (self._stdout.fileno(), self._stderr.fileno())
+            return (self._stdout.fileno(),)
+
+    def receive(self) -> bytes | None:
+        with self._read_lock:
+            if self._closed:
+                return b""
+            # Ended stderr stays readable (at its end) forever: it leaves ``filenos``.
+            while self._stderr_open:
+                chunk = self._stderr.read(_CHUNK)
+                if chunk is None:
+                    break
+                if not chunk:
+                    self._stderr_open = False
+                    self._stderr_log.end()
+                    break
+                self._stderr_log.feed(chunk)
+            data: bytes | None = self._stdout.read(_CHUNK)
+            return data
 
     def send(self, line: bytes) -> None:
         stdin = self._process.stdin
         if stdin is None:
             raise BrokenPipeError("local agent has no stdin")
         with self._send_lock:
-            stdin.write(line)
-            stdin.flush()
-
-    def readline(self) -> bytes:
-        stdout = self._process.stdout
-        if stdout is None:
-            return b""
-        line = stdout.readline(self._max)
-        if line and not line.endswith(b"\n"):
-            if len(line) >= self._max:
-                raise OSError(f"line longer than {self._max} bytes from agent")
-            return b""
-        return line
+            view = memoryview(line)
+            while view:
+                written = stdin.write(view)
+                view = view[written or 0 :]
 
     def close(self) -> None:
         with self._close_lock:
@@ -242,7 +328,7 @@ class _LocalLink:
                 return
             self._closed = True
         # The order matters: end stdin first (connect exits on EOF), then the process, and only
-        # then stdout, whose close waits for a reader blocked in readline to see EOF.
+        # then the read ends, under the read lock.
         if self._process.stdin is not None:
             try:
                 self._process.stdin.close()
@@ -255,5 +341,6 @@ class _LocalLink:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        with self._read_lock:
+            self._stdout.close()
+            self._stderr.close()

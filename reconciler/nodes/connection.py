@@ -4,20 +4,26 @@ Sits between the reconciler's node fan-out (``NodePool``) and the node agent. Ea
 ``NodeConnection`` owns one session thread that keeps a single link open (one SSH transport
 and one long-lived ``capstan-agent connect`` channel, or a local pipe), reconnects with
 exponential backoff and jitter, and after every (re)connect pushes the newest desired set
-again. A reader thread per link hands every agent message to the caller's callback.
+again. The same thread reads: it polls the link's descriptors and a wakeup of its own (a
+push, a close), hands every agent message to the caller's callback and sends each sync, so
+a node costs this thread and, over SSH, paramiko's transport thread.
 
 Why threads and not asyncio: paramiko is blocking and already runs one thread per
-transport; wrapping every blocking call in an executor would need as many executor threads
-as nodes anyway (a channel read blocks for as long as the agent is quiet) while hiding
-where a node stalls. Threads per node make the isolation explicit: a stalled node blocks
-only its own threads. Callers on an event loop use ``push`` (non-blocking, returns a
+transport; its connect and a send to a node whose window is full block, and wrapping them in
+an executor would hide where a node stalls. A thread per node makes the isolation explicit:
+a stalled node blocks only its own thread (window adjustments for what it reads are sent
+from it too). Callers on an event loop use ``push`` (non-blocking, returns a
 ``concurrent.futures.Future`` for ``asyncio.wrap_future``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
+import select
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,15 +31,22 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from reconciler.api.clock import MonotonicClock, SystemClock
+from reconciler.controllers.runtime import share_field_sets
 from reconciler.nodes import _wire
-from reconciler.nodes._links import AuthenticationFailed, Link, LinkSettings, open_link
+from reconciler.nodes._links import (
+    AuthenticationFailed,
+    LineSplitter,
+    Link,
+    LinkSettings,
+    open_link,
+)
 from reconciler.nodes._slot import Generation, PushSlot
 from reconciler.nodes.backoff import Backoff, BackoffPolicy
 from reconciler.nodes.endpoint import NodeEndpoint, NodeName
 from reconciler.nodes.hostkeys import HostKeyRejected
 from schemas.meta import Condition, ConditionStatus
 from schemas.pod import Pod
-from schemas.protocol import ServiceRule
+from schemas.protocol import ServiceRule, Status
 
 _log = logging.getLogger(__name__)
 
@@ -104,16 +117,59 @@ class ConnectionSettings:
     max_handshakes: int = 10
 
 
+class _Waker:
+    """A descriptor a session thread polls beside its link's: readable once ``wake`` has
+    been called, until ``clear``. An eventfd where there is one, else a pipe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        if hasattr(os, "eventfd"):
+            self._read = self._write = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self._read, self._write = os.pipe()
+            os.set_blocking(self._read, False)
+            os.set_blocking(self._write, False)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            with contextlib.suppress(BlockingIOError):  # already readable: enough
+                os.write(self._write, _ONE)
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._read)
+            if self._write != self._read:
+                os.close(self._write)
+
+
+#: What ``_Waker.wake`` writes: an eventfd takes an 8-byte counter (a pipe any byte).
+_ONE = (1).to_bytes(8, sys.byteorder)
+
+
 MessageCallback = Callable[[NodeName, _wire.AgentMessage], None]
 StateCallback = Callable[[NodeState], None]
 LinkOpener = Callable[[NodeEndpoint, LinkSettings], Link]
 
 
 class NodeConnection:
-    """The reconciler's side of one node. Thread-safe; callbacks run on its threads.
+    """The reconciler's side of one node. Thread-safe; callbacks run on its session thread.
 
     Callbacks must be quick and must not block (park the event and return, as the node
-    dispatcher does): they run on the node's reader/session thread.
+    dispatcher does): they run on the node's session thread.
     """
 
     def __init__(
@@ -139,13 +195,14 @@ class NodeConnection:
         self._clock = clock or SystemClock()
         self._backoff = Backoff(self._settings.backoff, rng or random.Random())  # noqa: S311 - jitter
         self._opener = opener
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
+        # Wakes the session thread from its poll: a push to send, or a close.
+        self._waker = _Waker()
         self._slot: PushSlot[_wire.DesiredSet, _wire.Ack] = PushSlot(
             first_generation=first_generation
         )
         self._stop = threading.Event()
         self._link: Link | None = None
-        self._link_dead = True
         self._hello: _wire.AgentHello | None = None
         self._last_rx = 0.0
         # The Service rules the agent holds, as far as this session knows: those of the
@@ -171,12 +228,12 @@ class NodeConnection:
     @property
     def desired(self) -> _wire.DesiredSet | None:
         """The newest desired set pushed (None before the first push)."""
-        with self._cv:
+        with self._lock:
             return self._slot.desired
 
     @property
     def acked_generation(self) -> Generation:
-        with self._cv:
+        with self._lock:
             return self._slot.acked
 
     def start(self) -> None:
@@ -188,15 +245,15 @@ class NodeConnection:
         The future resolves with the agent's ack of this set or of a newer one (a newer push
         supersedes this one), or with ``SyncRejected``. An unchanged set is not re-sent.
         """
-        with self._cv:
+        with self._lock:
             _, future = self._slot.offer(desired)
-            self._cv.notify_all()
+        self._waker.wake()
         return future
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the session and close the link; pending push futures are cancelled."""
         self._shutdown(timeout)
-        with self._cv:
+        with self._lock:
             self._slot.cancel_all()
 
     def detach(
@@ -205,19 +262,21 @@ class NodeConnection:
         """Stop like ``close`` but hand over the newest set and the unresolved push futures,
         for a connection that replaces this one (``NodePool.ensure`` with a new endpoint)."""
         self._shutdown(timeout)
-        with self._cv:
+        with self._lock:
             return self._slot.desired, self._slot.drain_waiters()
 
     def _shutdown(self, timeout: float) -> None:
         self._stop.set()
-        with self._cv:
+        self._waker.wake()
+        with self._lock:
             link = self._link
-            self._cv.notify_all()
         if link is not None:
             # Unblocks a session thread stuck sending to a stalled node.
             link.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        elif self._thread.ident is None:  # never started: nothing polls the waker
+            self._waker.close()
         self._set_state(Phase.CLOSED, "connection closed by the reconciler")
 
     # -- session thread -------------------------------------------------------------------
@@ -275,6 +334,7 @@ class NodeConnection:
                 self._end_handshake()
             self._stop.wait(self._backoff.next_delay())
         self._end_handshake()
+        self._waker.close()  # this thread was its only reader
 
     def _begin_handshake(self) -> bool:
         """Take a handshake slot of the pool (waiting for one); False when stopped."""
@@ -292,44 +352,63 @@ class NodeConnection:
 
     def _session(self, link: Link) -> str:
         """Run one link until it fails; returns why it ended."""
-        with self._cv:
+        with self._lock:
             if self._stop.is_set():
                 link.close()
                 return "closed"
             self._link = link
-            self._link_dead = False
             self._hello = None
             self._last_rx = self._clock.monotonic()
-        reader = threading.Thread(
-            target=self._read_loop, args=(link,), name=f"capstan-node-rx-{self.name}", daemon=True
-        )
-        reader.start()
         try:
-            return self._drive(link)
+            return self._drive(link, LineSplitter(self._settings.link.max_line_bytes))
         except Exception as exc:
             return f"link failed: {exc}"
         finally:
             link.close()
-            reader.join(timeout=self._settings.link.connect_timeout)
-            with self._cv:
+            with self._lock:
                 self._link = None
-                self._link_dead = True
 
-    def _drive(self, link: Link) -> str:
+    def _await(self, link: Link, lines: LineSplitter, timeout: float) -> bool:
+        """Wait up to ``timeout`` for agent output or a wakeup (a push, a close), handling
+        every whole line that arrived; False once the agent's stream has ended."""
+        poller = select.poll()
+        for fd in (*link.filenos(), self._waker.fileno()):
+            poller.register(fd, select.POLLIN)
+        if poller.poll(max(0, round(timeout * 1000))):
+            self._waker.clear()
+        return self._receive(link, lines)
+
+    def _receive(self, link: Link, lines: LineSplitter) -> bool:
+        """Handle every whole line the link holds now; False once its stream has ended."""
+        while True:
+            data = link.receive()
+            if data is None:
+                return True
+            if not data:
+                return False
+            with self._lock:
+                self._last_rx = self._clock.monotonic()
+            for line in lines.feed(data):
+                self._handle_line(line)
+
+    def _drive(self, link: Link, lines: LineSplitter) -> str:
         link.send(_wire.encode_hello(self.name))
         deadline = self._clock.monotonic() + self._settings.hello_timeout
-        with self._cv:
-            while self._hello is None:
-                if self._stop.is_set() or self._link_dead:
-                    return "agent closed the channel before hello"
-                left = deadline - self._clock.monotonic()
-                if left <= 0:
-                    return f"no hello from the agent within {self._settings.hello_timeout}s"
-                self._cv.wait(min(left, 0.5))
-            hello = self._hello
-            features = _wire.agent_features(hello)
+        while True:
+            with self._lock:
+                hello = self._hello
+            if hello is not None:
+                break
+            left = deadline - self._clock.monotonic()
+            if self._stop.is_set():
+                return "closed"
+            if left <= 0:
+                return f"no hello from the agent within {self._settings.hello_timeout}s"
+            if not self._await(link, lines, left):
+                return "agent closed the channel before hello"
+        features = _wire.agent_features(hello)
         self._end_handshake()  # connected: the next node may start its handshake
-        with self._cv:
+        with self._lock:
             told_no_ingresses = False
             self._slot.new_session()
             self._agent_services = self._in_flight_services = None
@@ -339,32 +418,32 @@ class NodeConnection:
         tick = max(0.05, min(self._settings.dead_after, self._settings.ack_timeout) / 4)
         sent_at = self._clock.monotonic()
         while True:
-            with self._cv:
-                while True:
-                    if self._stop.is_set():
-                        return "closed"
-                    if self._link_dead:
-                        return "agent channel closed"
-                    now = self._clock.monotonic()
-                    quiet = now - self._last_rx
-                    if quiet > self._settings.dead_after:
-                        return f"nothing from the agent for {quiet:.0f}s"
-                    if (
-                        self._slot.in_flight is not None
-                        and now - sent_at > self._settings.ack_timeout
-                    ):
-                        return f"sync {self._slot.in_flight} unanswered for {now - sent_at:.0f}s"
-                    outgoing = self._slot.take()
-                    if outgoing is not None:
-                        sent_at = now
-                        services = outgoing.desired.services
-                        unchanged = services == self._agent_services
-                        self._in_flight_services = services
-                        pods = outgoing.desired.pods
-                        pods_unchanged = pods == self._agent_pods
-                        self._in_flight_pods = pods
-                        break
-                    self._cv.wait(tick)
+            # What arrived while the last sync was being sent comes first: a long send to a
+            # slow node must not make its own acks and statuses look late.
+            if not self._receive(link, lines):
+                return "agent channel closed"
+            with self._lock:
+                if self._stop.is_set():
+                    return "closed"
+                now = self._clock.monotonic()
+                quiet = now - self._last_rx
+                if quiet > self._settings.dead_after:
+                    return f"nothing from the agent for {quiet:.0f}s"
+                if self._slot.in_flight is not None and now - sent_at > self._settings.ack_timeout:
+                    return f"sync {self._slot.in_flight} unanswered for {now - sent_at:.0f}s"
+                outgoing = self._slot.take()
+                if outgoing is not None:
+                    sent_at = now
+                    services = outgoing.desired.services
+                    unchanged = services == self._agent_services
+                    self._in_flight_services = services
+                    pods = outgoing.desired.pods
+                    pods_unchanged = pods == self._agent_pods
+                    self._in_flight_pods = pods
+            if outgoing is None:
+                if not self._await(link, lines, tick):
+                    return "agent channel closed"
+                continue
             if (
                 outgoing.desired.ingresses
                 and _wire.FEATURE_INGRESSES not in features
@@ -388,22 +467,6 @@ class NodeConnection:
                 )
             )
 
-    def _read_loop(self, link: Link) -> None:
-        try:
-            while True:
-                line = link.readline()
-                if not line:
-                    break
-                with self._cv:
-                    self._last_rx = self._clock.monotonic()
-                self._handle_line(line)
-        except Exception as exc:
-            _log.info("%s: agent channel read failed: %s", self.name, exc)
-        finally:
-            with self._cv:
-                self._link_dead = True
-                self._cv.notify_all()
-
     def _handle_line(self, line: bytes) -> None:
         try:
             message = _wire.decode(line)
@@ -411,7 +474,10 @@ class NodeConnection:
             # A garbled line changes nothing; the stream stays usable for the next one.
             _log.warning("%s: ignoring malformed agent message: %s", self.name, exc)
             return
-        with self._cv:
+        if isinstance(message, Status):
+            # The dispatcher keeps each node's last report of every pod it runs.
+            share_field_sets(message)
+        with self._lock:
             if isinstance(message, _wire.AgentHello):
                 self._hello = message
             elif isinstance(message, _wire.Ack):
@@ -433,7 +499,6 @@ class NodeConnection:
             applied = _wire.reported_generation(message)
             if applied is not None:
                 self._slot.observe(applied)
-            self._cv.notify_all()
         try:
             self._on_message(self.name, message)
         except Exception:

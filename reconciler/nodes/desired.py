@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from reconciler.controllers.runtime import share_field_sets
 from reconciler.nodes._wire import DesiredSet
 from schemas import ConfigMap, Pod, Secret, Service
 from schemas.meta import KubeObject
@@ -137,6 +138,7 @@ class PodWireCache:
         if hit is not None and version is not None and hit[0] == version:
             return hit[1], hit[2]
         wired = _wire_pod(pod)
+        share_field_sets(wired)
         text = wired.model_dump_json(by_alias=True, exclude_none=True)
         if uid and version is not None:
             with self._lock:

@@ -422,7 +422,7 @@ class NodeDispatcher(Controller):
     # -- in: agent messages ------------------------------------------------------------------------
 
     def _on_message(self, node: NodeName, message: _wire.AgentMessage) -> None:
-        # On the node's reader thread: note the node alive, park what is new and return.
+        # On the node's session thread: note the node alive, park what is new and return.
         if isinstance(message, Status):
             heard = self.ctx.clock.time()
             with self._lock:

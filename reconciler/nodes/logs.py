@@ -13,12 +13,14 @@ Node object and opens the stream.
 
 from __future__ import annotations
 
+import select
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reconciler.api import Api, NotFound
-from reconciler.nodes._links import Link, LinkSettings, open_link
+from reconciler.nodes._links import LineSplitter, Link, LinkSettings, open_link
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint
 from schemas import Node, Pod
 from schemas.protocol import (
@@ -32,6 +34,10 @@ from schemas.protocol import (
 )
 
 __all__ = ["ContainerNotFound", "LogStream", "LogsError", "pod_log_source", "stream_logs"]
+
+#: How often a wait for the next chunk looks whether ``close`` was called meanwhile (a
+#: closed link's descriptor does not wake a poll already waiting on it).
+_CLOSE_CHECK_S = 0.5
 
 
 class LogsError(RuntimeError):
@@ -47,18 +53,22 @@ class LogStream(Iterator[str]):
     from any thread, also while another thread waits for the next chunk: it closes the link,
     which ends that wait."""
 
-    def __init__(self, link: Link, request: LogsRequest, where: str) -> None:
+    def __init__(
+        self, link: Link, request: LogsRequest, where: str, *, max_line_bytes: int
+    ) -> None:
         self._link = link
         self._request = request
         self._where = where
         self._done = False
+        self._splitter = LineSplitter(max_line_bytes)
+        self._lines: deque[bytes] = deque()
 
     def __iter__(self) -> LogStream:
         return self
 
     def __next__(self) -> str:
         while not self._done:
-            line = self._link.readline()
+            line = self._next_line()
             if not line:
                 self.close()
                 raise LogsError(f"the agent on {self._where} closed the connection")
@@ -78,6 +88,23 @@ class LogStream(Iterator[str]):
                         break
                 return message.data
         raise StopIteration
+
+    def _next_line(self) -> bytes:
+        """The agent's next line; ``b""`` at the end of its stream or once closed."""
+        while not self._lines:
+            if self._done:
+                return b""
+            data = self._link.receive()
+            if data is None:
+                poller = select.poll()
+                for fd in self._link.filenos():
+                    poller.register(fd, select.POLLIN)
+                poller.poll(_CLOSE_CHECK_S * 1000)
+            elif not data:
+                return b""
+            else:
+                self._lines.extend(self._splitter.feed(data))
+        return self._lines.popleft()
 
     def close(self) -> None:
         self._done = True
@@ -116,7 +143,12 @@ def stream_logs(
     except OSError as exc:
         link.close()
         raise LogsError(f"the agent on {endpoint.describe()} went away: {exc}") from exc
-    return LogStream(link, request, endpoint.describe())
+    return LogStream(
+        link,
+        request,
+        endpoint.describe(),
+        max_line_bytes=(settings or LinkSettings()).max_line_bytes,
+    )
 
 
 #: ``(pod, container, tail, follow, previous) -> LogStream``: what :func:`pod_log_source`

@@ -26,10 +26,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.api import event_kind
-from reconciler.api.server._raw import with_revision
+from reconciler.api.server._raw import with_revision, without_revision
 from reconciler.store import (
     Compacted,
     Event,
@@ -48,11 +48,23 @@ _log = logging.getLogger(__name__)
 _IDLE_POLL_S = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
+    """One object: its response bytes, and its KeyValue without the value (the stored
+    value is the body without its resourceVersion; ``kv`` rebuilds it when asked: only a
+    PUT's read does, and holding both doubled what the cache keeps)."""
+
     body: bytes
     labels: dict[str, str]
-    kv: KeyValue  # as the store holds it (no resourceVersion in the value)
+    meta: KeyValue  # as the store holds it, ``value`` left empty
+
+    @classmethod
+    def of(cls, kv: KeyValue, *, labels: dict[str, str]) -> _Entry:
+        return cls(with_revision(kv.value, kv.mod_revision), labels, replace(kv, value=b""))
+
+    @property
+    def kv(self) -> KeyValue:
+        return replace(self.meta, value=without_revision(self.body, self.meta.mod_revision))
 
 
 def _labels(value: bytes) -> dict[str, str]:
@@ -209,9 +221,7 @@ class ListCache:
         for prefix, kind in kinds.items():
             result = self._store.range(prefix, prefix=True, at_revision=Revision(revision))
             for kv in result.kvs:
-                kind.entries[kv.key] = _Entry(
-                    with_revision(kv.value, kv.mod_revision), _labels(kv.value), kv
-                )
+                kind.entries[kv.key] = _Entry.of(kv, labels=_labels(kv.value))
         with self._cond:
             for prefix, kind in kinds.items():
                 kind.version = self._kinds[prefix].version + 1
@@ -281,11 +291,12 @@ class ListCache:
                     body = with_revision(event.prev_kv.value, event.revision)
                     labels = _labels(event.prev_kv.value)
                 else:
-                    value = event.kv.value
-                    body = with_revision(value, event.kv.mod_revision)
-                    labels = _labels(value)
-                    kind.entries[key] = _Entry(body, labels, event.kv)
+                    labels = _labels(event.kv.value)
+                    entry = kind.entries[key] = _Entry.of(event.kv, labels=labels)
+                    body = entry.body
                 kind.version += 1
+                # A joined LIST body is good for one version only: not kept past it.
+                kind.joined.clear()
                 self._record(
                     _Change(
                         int(event.revision),
@@ -359,7 +370,7 @@ class ListCache:
             while True:
                 kind = self._kinds.get(kind_prefix)
                 entry = None if kind is None else kind.entries.get(key)
-                if entry is not None and entry.kv.mod_revision >= revision:
+                if entry is not None and entry.meta.mod_revision >= revision:
                     return entry.kv
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None or self._stopped.is_set():

@@ -24,6 +24,7 @@ __all__ = [
     "list_document",
     "list_items",
     "with_revision",
+    "without_revision",
 ]
 
 _META = b'"metadata":{'
@@ -37,6 +38,21 @@ def with_revision(value: bytes, revision: int) -> bytes:
     at += len(_META)
     sep = b"" if value[at : at + 1] == b"}" else b","
     return b'%s"resourceVersion":"%d"%s%s' % (value[:at], revision, sep, value[at:])
+
+
+def without_revision(body: bytes, revision: int) -> bytes:
+    """The stored object ``with_revision(value, revision)`` was made from."""
+    at = body.find(_META)
+    if at < 0:
+        raise ValueError("object has no metadata")
+    at += len(_META)
+    spliced = b'"resourceVersion":"%d"' % revision
+    if body[at : at + len(spliced)] != spliced:
+        raise ValueError(f"object does not start its metadata with resourceVersion {revision}")
+    end = at + len(spliced)
+    if body[end : end + 1] == b",":
+        end += 1
+    return body[:at] + body[end:]
 
 
 def labels_of(value: bytes) -> dict[str, str]:

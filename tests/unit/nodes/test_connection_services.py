@@ -7,7 +7,6 @@ The link is the transport boundary: a scripted agent answers each sync line with
 from __future__ import annotations
 
 import json
-import queue
 import threading
 from typing import Any
 
@@ -16,6 +15,7 @@ from reconciler.nodes._links import LinkSettings
 from schemas.core import ConfigMap
 from schemas.pod import Pod
 from schemas.protocol import WIRE_FEATURES, ServiceRule
+from tests.fixtures.scripted_link import ScriptedLink
 
 ENDPOINT = NodeEndpoint(name=NodeName("n1"), address="127.0.0.9", port=2200, host_key=None)
 HELLO = {
@@ -41,16 +41,16 @@ def _rule(address: str) -> ServiceRule:
     )
 
 
-class ScriptedAgent:
+class ScriptedAgent(ScriptedLink):
     """One link's far end: says hello, acks every sync (or refuses it when told)."""
 
     def __init__(self, hello: dict[str, Any] = HELLO) -> None:
-        self.lines: queue.Queue[bytes] = queue.Queue()
+        super().__init__()
         self.syncs: list[dict[str, Any]] = []
         self.refuse_next = False
         self.applied = 0
         self.cv = threading.Condition()
-        self.lines.put(json.dumps(hello).encode() + b"\n")
+        self.agent_says(json.dumps(hello).encode() + b"\n")
 
     def send(self, line: bytes) -> None:
         message = json.loads(line)
@@ -67,20 +67,14 @@ class ScriptedAgent:
             "generation": message["generation"],
             "applied": applied,
         }
-        self.lines.put(json.dumps(ack).encode() + b"\n")
+        self.agent_says(json.dumps(ack).encode() + b"\n")
         if applied:
             self.applied = message["generation"]
         else:
             # As the agent does: a status follows, telling what it runs.
             status = {"v": 1, "type": "status", "nodeName": "n1", "node": {}}
             status["generation"] = self.applied
-            self.lines.put(json.dumps(status).encode() + b"\n")
-
-    def readline(self) -> bytes:
-        return self.lines.get()
-
-    def close(self) -> None:
-        self.lines.put(b"")
+            self.agent_says(json.dumps(status).encode() + b"\n")
 
 
 class Opener:

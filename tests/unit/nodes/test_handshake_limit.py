@@ -8,34 +8,22 @@ it, so the test sees how many nodes are between "open" and "hello" at any moment
 from __future__ import annotations
 
 import json
-import queue
 import threading
 
 from reconciler.nodes import ConnectionSettings, NodeEndpoint, NodeName, Phase
 from reconciler.nodes._links import LinkSettings
 from reconciler.nodes.pool import NodePool
+from tests.fixtures.scripted_link import ScriptedLink
 from tests.fixtures.waiting import wait_until
 
 HELLO = {"v": 1, "type": "hello", "role": "agent", "versions": [1], "nodeName": "n"}
 
 
-class HeldLink:
-    """A link whose agent says hello when ``greet`` is called."""
-
-    def __init__(self) -> None:
-        self.lines: queue.Queue[bytes] = queue.Queue()
+class HeldLink(ScriptedLink):
+    """A link whose agent says hello when ``greet`` is called (and answers nothing else)."""
 
     def greet(self) -> None:
-        self.lines.put(json.dumps(HELLO).encode() + b"\n")
-
-    def send(self, line: bytes) -> None:
-        """The agent reads the hello and syncs and answers nothing but its own hello."""
-
-    def readline(self) -> bytes:
-        return self.lines.get()
-
-    def close(self) -> None:
-        self.lines.put(b"")
+        self.agent_says(json.dumps(HELLO).encode() + b"\n")
 
 
 class CountingOpener:

@@ -9,7 +9,7 @@ import threading
 from reconciler.api._codec import kind_prefix
 from reconciler.api.server._cache import ListCache
 from reconciler.api.server._query import parse_label_selector
-from reconciler.api.server._raw import list_items
+from reconciler.api.server._raw import list_items, with_revision, without_revision
 from reconciler.store import Op
 from schemas import ConfigMap, ObjectMeta, Pod
 
@@ -187,3 +187,13 @@ def test_history_is_bounded_by_bytes_as_well_as_by_count(api, store):
         asyncio.run(main())
     finally:
         cache.stop()
+
+
+def test_the_stored_value_comes_back_from_the_body_it_was_spliced_into():
+    for value in (
+        b'{"kind":"ConfigMap","metadata":{"name":"a","namespace":"shop"},"data":{}}',
+        b'{"kind":"ConfigMap","metadata":{},"data":{"metadata":{"x":1}}}',
+    ):
+        body = with_revision(value, 42)
+        assert json.loads(body)["metadata"]["resourceVersion"] == "42"
+        assert without_revision(body, 42) == value

@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from reconciler.api import Api, SystemClock
+from reconciler.api import Api, ManualClock, SystemClock
 from reconciler.controllers.deployment import DeploymentController
 from reconciler.controllers.endpoints import EndpointsController
 from reconciler.controllers.manager import ControllerManager
@@ -92,6 +92,19 @@ def bound_pod(api: Api, node: str, name: str = "web") -> Pod:
     )
     assert isinstance(pod, Pod)
     return api.bind(pod, node)
+
+
+@contextmanager
+def one_node_api(tmp_path: Path, clock: ManualClock) -> Iterator[Api]:
+    """A real store on ``clock`` holding Node n1 and a pod bound to it."""
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", clock=clock.time)
+    try:
+        api = Api(store, clock=clock)
+        api.create(node_manifest("n1"))
+        bound_pod(api, "n1")
+        yield api
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="session")

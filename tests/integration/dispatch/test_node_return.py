@@ -21,11 +21,10 @@ from reconciler.api import Api, ManualClock
 from reconciler.controllers.node import NodeController
 from reconciler.controllers.runtime import ControllerContext, InformerFactory
 from reconciler.nodes import NodeDispatcher, NodeName
-from reconciler.store import open_store
 from schemas import Node, ObjectKey, Pod
 from schemas.protocol import Status
 from tests.fixtures.waiting import wait_until
-from tests.integration.dispatch.conftest import bound_pod, node_manifest
+from tests.integration.dispatch.conftest import one_node_api
 from tests.integration.dispatch.test_reports import status_message
 
 T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -44,11 +43,7 @@ class Plane:
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
     clock = ManualClock(T0.timestamp())
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", clock=clock.time)
-    try:
-        api = Api(store, clock=clock)
-        api.create(node_manifest("n1"))
-        bound_pod(api, "n1")
+    with one_node_api(tmp_path, clock) as api:
         informers = InformerFactory(api)
         ctx = ControllerContext(api, informers, clock)
         dispatcher = NodeDispatcher(ctx)
@@ -60,8 +55,6 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
         finally:
             informers.stop()
             dispatcher.pool.close()
-    finally:
-        store.close()
 
 
 def _heartbeat() -> Status:

@@ -17,13 +17,12 @@ import pytest
 from reconciler.api import Api, ManualClock
 from reconciler.controllers.runtime import ControllerContext, InformerFactory
 from reconciler.nodes import AGENT_CONNECTED, NodeDispatcher, NodeName, NodeState, Phase
-from reconciler.store import open_store
 from schemas import Node, Pod
 from schemas.meta import Condition
 from schemas.node import NodeStatus
 from schemas.pod import PodStatus
 from schemas.protocol import PodReport, Status
-from tests.integration.dispatch.conftest import bound_pod, node_manifest
+from tests.integration.dispatch.conftest import one_node_api
 
 T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 
@@ -31,11 +30,7 @@ T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def stale(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, ManualClock]]:
     clock = ManualClock(T0.timestamp())
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", clock=clock.time)
-    try:
-        api = Api(store, clock=clock)
-        api.create(node_manifest("n1"))
-        bound_pod(api, "n1")
+    with one_node_api(tmp_path, clock) as api:
         informers = InformerFactory(api)
         dispatcher = NodeDispatcher(ControllerContext(api, informers, clock))
         informers.start()
@@ -56,8 +51,6 @@ def stale(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, ManualClock]]:
         )
         yield api, dispatcher, clock
         dispatcher.pool.close()
-    finally:
-        store.close()
 
 
 def status_message(pod: Pod, *, uid: str | None = None, ready: bool = True) -> Status:

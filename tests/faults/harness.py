@@ -135,11 +135,13 @@ class EtcdMember:
             if not keys:
                 continue  # a lease grant/revoke, a compaction, a read-only txn
             fence = _FENCE.search(request)
+            request_id = _REQUEST_ID.search(request)
             writes.append(
                 AppliedWrite(
                     at=datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")),
                     keys=keys,
                     term=int(fence.group(1)) if fence else None,
+                    request_id=request_id.group(1) if request_id else "",
                 )
             )
         return writes
@@ -153,9 +155,12 @@ class AppliedWrite:
     at: datetime
     keys: tuple[str, ...]
     term: int | None
+    #: The raft request's header ID: the same in every member's log.
+    request_id: str = ""
 
 
 _WRITE_KEY = re.compile(r'(?:request_put|request_delete_range|put|delete_range):<key:"([^"]*)"')
+_REQUEST_ID = re.compile(r"header:<ID:(\d+)")
 _FENCE = re.compile(r'target:CREATE key:"' + LEADER_KEY + r'" create_revision:(\d+)\b')
 
 
@@ -181,6 +186,19 @@ class EtcdCluster:
             lambda: all(m.healthy() for m in self.members), timeout=60, what="etcd cluster healthy"
         )
         return self
+
+    def applied_writes(self) -> list[AppliedWrite]:
+        """Every write any member logged applying, once each, in order of time.
+
+        WARNING: one member's log is not the record. etcd's zap logger samples (after 100
+        lines of one message in a second it keeps every 100th), and the member serving a
+        replica's reads logs each read with the same message, so it drops writes; the members
+        that only apply raft entries keep them. Each write's header ID joins the logs."""
+        by_id: dict[str, AppliedWrite] = {}
+        for member in self.members:
+            for write in member.applied_writes():
+                by_id.setdefault(write.request_id or f"{member.name}:{write.at}", write)
+        return sorted(by_id.values(), key=lambda write: write.at)
 
     def restart(self, member: EtcdMember) -> None:
         member.start(self.initial_cluster)

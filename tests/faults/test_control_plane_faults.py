@@ -116,7 +116,7 @@ def test_leader_paused_past_its_lease_is_fenced_and_exits(
         # another term began, every write to an API object was fenced; those fenced by the
         # old term are the deposed leader's attempts after it woke (they cannot succeed: the
         # leader key was created anew), and the deposed leader counted each one as refused.
-        after = [w for w in rig.etcd.members[0].applied_writes() if w.at >= taken_over_at]
+        after = [w for w in rig.etcd.applied_writes() if w.at >= taken_over_at]
         unfenced = [w for w in after if w.term is None and _registry(w.keys)]
         assert unfenced == [], f"writes to API objects without the leader fence: {unfenced}"
         attempts = [w for w in after if w.term == term]

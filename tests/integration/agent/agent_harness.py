@@ -80,9 +80,12 @@ class Client:
         )
         return self.wait_message(lambda m: m.get("inReplyTo") == msg_id, after=mark)
 
-    def latest_status(self) -> dict[str, Any] | None:
+    def latest_node_status(self) -> dict[str, Any] | None:
+        """The node's latest status: an idle heartbeat to a peer that lists
+        ``nodeUnchanged`` leaves it out, so it is the last status message that carries it."""
         with self._cond:
-            return next((m for m in reversed(self.messages) if m["type"] == "status"), None)
+            statuses = [m for m in self.messages if m["type"] == "status" and "node" in m]
+        return statuses[-1]["node"] if statuses else None
 
     def pods(self) -> dict[str, dict[str, Any]]:
         """Every pod's latest report: statuses in between full ones carry only changes."""

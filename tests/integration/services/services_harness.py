@@ -103,8 +103,8 @@ class Node:
     def address(self) -> str:
         return self.agent.bind
 
-    def status(self) -> dict[str, Any]:
-        status = self.client.latest_status()
+    def node_status(self) -> dict[str, Any]:
+        status = self.client.latest_node_status()
         assert status is not None
         return status
 

@@ -45,7 +45,7 @@ def publish(cluster: Cluster, pods: list[str]) -> None:
 
 
 def proxy_condition(cluster: Cluster, index: int) -> dict[str, str]:
-    conditions = cluster.nodes[index].status()["node"]["conditions"]
+    conditions = cluster.nodes[index].node_status()["conditions"]
     return next(c for c in conditions if c["type"] == "ProxyReady")
 
 

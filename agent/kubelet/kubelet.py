@@ -287,7 +287,13 @@ class Kubelet:
         if self._volumes_stale:
             self._volumes_stale = False
             await self._refresh_config_volumes(loop, desired, observed, configs)
-        stale = {uid for uid, at in self._finished_at.items() if at > observed_at}
+
+        def finished_since_listing() -> set[PodUID]:
+            # Asked again after every await: a worker may finish during one, and then its
+            # pod is neither busy nor in a set computed before.
+            return {uid for uid, at in self._finished_at.items() if at > observed_at}
+
+        stale = finished_since_listing()
         # A container that vanished while a worker of its pod was acting may be the worker's
         # doing; only for the other pods is it a removal from under the agent.
         acting = set(self._busy) | stale
@@ -327,7 +333,7 @@ class Kubelet:
         for uid, pod_actions in per_pod.items():
             # A pod whose worker is busy, or finished after this pass looked, is planned
             # again on the next pass: acting on a stale view would start duplicates.
-            if uid in self._busy or uid in stale:
+            if uid in self._busy or self._finished_at.get(uid, 0.0) > observed_at:
                 continue
             stops_running = any(
                 isinstance(a, StopContainer) and a.container_id in running_apps for a in pod_actions
@@ -340,7 +346,8 @@ class Kubelet:
             )
         # Level-triggered like the rest: forwarders and hosts files follow the running
         # sandboxes, which covers pods adopted after an agent restart and removed sandboxes.
-        await self._services.sync_pods(sandboxes, skip=frozenset(self._busy) | stale)
+        acting |= finished_since_listing()
+        await self._services.sync_pods(sandboxes, skip=frozenset(self._busy) | acting)
         self._track_probes(desired, observed)
         self._update_statuses(desired, observed, waits, acting=acting)
         self._synced.set()

@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
+from agent.kubelet.podspec import (
+    ConfigIndex,
+    DesiredPod,
+    NodeSettings,
+    container_config,
+    desired_pod,
+)
 from agent.runtime.facts import (
     SANDBOX_CONTAINER,
+    ContainerConfig,
     ContainerID,
     NodeName,
     ObservedContainer,
@@ -43,6 +50,20 @@ def desired(
     p: Pod, configs: ConfigIndex | None = None, settings: NodeSettings = SETTINGS
 ) -> DesiredPod:
     return desired_pod(p, configs=configs or ConfigIndex(), settings=settings)
+
+
+def app_config(p: Pod, *, settings: NodeSettings = SETTINGS, **kwargs: Any) -> ContainerConfig:
+    """The Docker config of ``p``'s first container (attempt 0, sandbox ``sb``) on a node
+    with ``settings``; ``kwargs`` go to :func:`container_config`."""
+    return container_config(
+        desired(p, settings=settings),
+        p.spec.containers[0],
+        settings=settings,
+        sandbox_id=ContainerID("sb"),
+        attempt=0,
+        backoff_step=0,
+        **kwargs,
+    )
 
 
 def observed(

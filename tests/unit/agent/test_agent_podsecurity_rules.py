@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from agent_testdata import SETTINGS, desired, pod
+from agent_testdata import SETTINGS, app_config, desired, pod
 
 from agent.kubelet import volumes
 from agent.kubelet.plan import ConfigFailure, PlanInputs, Wait, plan_node
@@ -23,17 +23,7 @@ from schemas.core import Secret
 SANDBOX = ContainerID("sb")
 
 
-def config(p, **kwargs):
-    d = desired(p, settings=kwargs.pop("settings", SETTINGS))
-    return container_config(
-        d,
-        p.spec.containers[0],
-        settings=SETTINGS,
-        sandbox_id=SANDBOX,
-        attempt=0,
-        backoff_step=0,
-        **kwargs,
-    )
+config = app_config
 
 
 def app(**fields) -> list[dict]:

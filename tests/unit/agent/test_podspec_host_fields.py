@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from agent_testdata import SETTINGS, desired, pod
+from agent_testdata import SETTINGS, app_config, desired, pod
 
 from agent.kubelet import volumes
-from agent.kubelet.podspec import ConfigError, container_config
+from agent.kubelet.podspec import ConfigError
 from agent.runtime._docker import _bind
 from agent.runtime.facts import ContainerID, Mount
 
@@ -37,17 +37,8 @@ def host_pod(host_path: dict, *, mounts: list[dict] | None = None, **spec):
 
 
 def config(p, **kwargs):
-    d = desired(p, settings=PRIVILEGED)
-    assert d.refused is None
-    return container_config(
-        d,
-        p.spec.containers[0],
-        settings=PRIVILEGED,
-        sandbox_id=SANDBOX,
-        attempt=0,
-        backoff_step=0,
-        **kwargs,
-    )
+    assert desired(p, settings=PRIVILEGED).refused is None
+    return app_config(p, settings=PRIVILEGED, **kwargs)
 
 
 def test_the_baseline_ceiling_refuses_host_fields_whatever_the_namespace_said():

@@ -28,6 +28,7 @@ from typing import Any
 
 from reconciler._private import private_dir
 from reconciler.api import DATA_KEYS_FILE, Api, SystemClock, check_data_keys, seal_secrets
+from reconciler.client import ClientConfig, write_config
 from reconciler.controllers.manager import ControllerManager, default_components
 from reconciler.controllers.node import (
     DEFAULT_EVICTION_TIMEOUT_S,
@@ -446,7 +447,6 @@ class CapstanApp:
             host=host,
             port=int(port),
             insecure_http=self.config.insecure_http,
-            client_config=self.config.state_dir / CLIENT_CONFIG_FILE,
         )
         self._progress(f"http: starting the API server on {listen}")
         self.http = serve(
@@ -464,9 +464,24 @@ class CapstanApp:
             ),
         )
         self._cleanups.append(("http", self.http.stop))
+        config = self.client_config()
+        assert config is not None
+        write_config(self.config.state_dir / CLIENT_CONFIG_FILE, config)
         self._progress(
             f"http: serving {self.http.url} (client config "
             f"{self.config.state_dir / CLIENT_CONFIG_FILE})"
+        )
+
+    def client_config(self) -> ClientConfig | None:
+        """How a client reaches this instance's HTTP API: its URL, the admin token file and the
+        CA to trust (None: no HTTP API)."""
+        if self.http is None:
+            return None
+        tls = self.http.state.tls
+        return ClientConfig(
+            server=self.http.url,
+            token_file=self.http.state.admin_token_file,
+            ca_file=tls.ca_cert if tls is not None else None,
         )
 
     @property

@@ -143,7 +143,7 @@ def _record_context(app: CapstanApp, name: str | None) -> None:
         found, _ = contexts(path)
         if name is None:
             name = _context_name(state_dir, {c.name: c.state_dir for c in found})
-        config = app.http.client_config() if app.http is not None else None
+        config = app.client_config()
         write_config(path, config, name=name, state_dir=state_dir)
     except (ConfigError, OSError) as exc:
         _say(f"client config: not recorded ({exc}); other commands need --state-dir {state_dir}")

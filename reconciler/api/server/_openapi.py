@@ -17,6 +17,7 @@ from typing import Any
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from reconciler.api.server._resources import RESOURCES, Resource
+from reconciler.diff import OVERRIDE_HEADER
 
 __all__ = ["openapi_document", "openapi_v3_group_version", "openapi_v3_index"]
 
@@ -146,7 +147,7 @@ _FORCE = _param(
     "force", "query", "Emergency override of the Git-is-truth guard", {"type": "boolean"}
 )
 _OVERRIDE = _param(
-    "X-Capstan-Override",
+    OVERRIDE_HEADER,
     "header",
     "Emergency override of the Git-is-truth guard",
     {"enum": ["drift"]},

@@ -1,9 +1,10 @@
-"""Running the HTTP server: state-dir bootstrap (admin token, TLS), uvicorn in a thread, and
-the client config that lets the CLI connect without flags.
+"""Running the HTTP server: state-dir bootstrap (admin token, TLS) and uvicorn in a thread.
 
-``capstan up`` calls :func:`serve` once and ``stop()`` on shutdown; tests and the benchmark
-do the same on port 0. Plain HTTP is only allowed on a loopback address and only when
-``insecure_http`` is set: a token sent in clear over a network is a token given away.
+``capstan up`` calls :func:`serve` once and ``stop()`` on shutdown, and records the running
+server (``url``; ``state``: the admin token file and the CA) in the client config itself;
+tests and the benchmark do the same on port 0. Plain HTTP is only allowed on a loopback
+address and only when ``insecure_http`` is set: a token sent in clear over a network is a
+token given away.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from reconciler.api import Api
 from reconciler.api.server._app import ServerHooks, create_app
 from reconciler.api.server._rest import Limits
 from reconciler.api.server._tls import TlsFiles, ensure_admin_token, ensure_tls
-from reconciler.client import ClientConfig, write_config
 from reconciler.metrics import CapstanMetrics
 from reconciler.store import Store
 
@@ -44,8 +44,7 @@ def _is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class ServeOptions:
     """How to serve. ``tls_cert``/``tls_key``: the user's own certificate (both or neither;
-    ``tls_ca`` is then what clients should trust, if not a public CA). ``client_config``:
-    where to write the CLI's config (None: don't)."""
+    ``tls_ca`` is then what clients should trust, if not a public CA)."""
 
     state_dir: Path
     host: str = "127.0.0.1"
@@ -55,7 +54,6 @@ class ServeOptions:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     tls_hosts: tuple[str, ...] = ()
-    client_config: Path | None = None
     limits: Limits = field(default_factory=Limits)
     log_level: str = "warning"
     #: Move everything alive once the server listens (imports, the list cache's objects,
@@ -143,13 +141,6 @@ class ApiServer:
             host = f"[{host}]"
         return f"{scheme}://{host}:{self.port}"
 
-    def client_config(self) -> ClientConfig:
-        return ClientConfig(
-            server=self.url,
-            token_file=self.state.admin_token_file,
-            ca_file=self.state.tls.ca_cert if self.state.tls else None,
-        )
-
     def start(self, *, timeout: float = 15.0) -> None:
         self._thread = threading.Thread(target=self._server.run, name="api-server", daemon=True)
         self._thread.start()
@@ -170,8 +161,6 @@ class ApiServer:
             # ~23 ms, enough on its own to set the p99. Frozen, they are never walked again.
             gc.collect()
             gc.freeze()
-        if self.options.client_config is not None:
-            write_config(self.options.client_config, self.client_config())
 
     def stop(self, *, timeout: float = 10.0) -> None:
         self._server.should_exit = True

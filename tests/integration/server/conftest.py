@@ -1,5 +1,6 @@
 """A live API server for the integration tests: real store, real Api, ``serve()`` with its
-generated CA and admin token on a free loopback port, and a client from the config it wrote."""
+generated CA and admin token on a free loopback port, recorded in a client config as
+``capstan up`` records it, and a client from that config."""
 
 from __future__ import annotations
 
@@ -10,9 +11,22 @@ import pytest
 
 from reconciler.api import Api
 from reconciler.api.server import ApiServer, ServeOptions, ServerHooks, serve
-from reconciler.client import Client
+from reconciler.client import Client, ClientConfig, write_config
 from reconciler.store import Store, open_store
 from schemas import Namespace, ObjectMeta
+
+
+def write_client_config(server: ApiServer, path: Path) -> None:
+    """Record ``server`` (its URL, admin token file and CA) in the client config at ``path``."""
+    tls = server.state.tls
+    write_config(
+        path,
+        ClientConfig(
+            server=server.url,
+            token_file=server.state.admin_token_file,
+            ca_file=tls.ca_cert if tls is not None else None,
+        ),
+    )
 
 
 @pytest.fixture
@@ -39,10 +53,10 @@ def live(api: Api, store: Store, tmp_path: Path) -> Iterator[ApiServer]:
         options=ServeOptions(
             state_dir=tmp_path / "state",
             port=0,
-            client_config=tmp_path / "config",
             log_level="error",
         ),
     )
+    write_client_config(server, tmp_path / "config")
     yield server
     server.stop()
 

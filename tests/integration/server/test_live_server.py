@@ -33,6 +33,7 @@ from reconciler.client import (
     write_config,
 )
 from schemas import ConfigMap, ObjectMeta, Secret, ServiceAccount
+from tests.integration.server.conftest import write_client_config
 
 
 def cm(name: str, **labels: str) -> ConfigMap:
@@ -245,10 +246,10 @@ def test_watch_older_than_the_cache_is_served_by_the_store(api, store, tmp_path)
         options=ServeOptions(
             state_dir=tmp_path / "state",
             port=0,
-            client_config=tmp_path / "config",
             log_level="error",
         ),
     )
+    write_client_config(server, tmp_path / "config")
     try:
         with (
             Client.from_config(tmp_path / "config") as client,
@@ -284,10 +285,10 @@ def test_the_users_own_certificate(api, store, tmp_path):
             tls_cert=own.server_cert,
             tls_key=own.server_key,
             tls_ca=own.ca_cert,
-            client_config=tmp_path / "config",
             log_level="error",
         ),
     )
+    write_client_config(server, tmp_path / "config")
     try:
         assert not (tmp_path / "state" / "pki").exists()
         with Client.from_config(tmp_path / "config") as client:

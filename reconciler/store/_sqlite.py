@@ -12,25 +12,13 @@ instead of waiting. Several processes may open the same file: SQLite's write
 lock orders their batches, and each process's watches notice the others'
 commits by re-reading (see ``_sqlite_watch``).
 
-Single-writer cost, measured 2026-11-27 against the bench's fsync probe (4 KiB
-overwrite + fsync, 130-150 us here). With the key index on disk (format 1: the
-log, a ``(key, id)`` index and a ``current`` table, three WAL frames a put) a lone
-put took 0.64-0.67 of the probe and a bare sqlite3 loop of the same statements
-no more than 0.72: SQLite's own floor sat at the target. Format 2 keeps the
-index in memory (``_sqlite_index``), so a put dirties one page: the bare loop
-reaches 0.83-0.88 of the probe. Through the store the COMMIT costs 150-165 us
-and everything else ~50 us after a wake from fsync (the same code runs in 21 us
-with synchronous=OFF: cold caches), so a batch of plain puts, a lone one
-included, is one autocommit INSERT guarded against other processes' writes
-(``put_plain``) instead of BEGIN IMMEDIATE, a read of the log's head, INSERT and
-COMMIT: 0.67-0.74 -> 0.69-0.75. What is left is SQLite's (the guarded INSERT
-costs 12 us without the fsync, a plain one 9 us; the COMMIT's fdatasync covers
-two filesystem blocks, as a 4 KiB frame sits behind a 24-byte header; six fcntl
-locks) and ~20 us of Python.
-Tried, not kept (inside the +-5% noise in interleaved runs): page_size 1024 or
-2048 (the bare loop gives 0.86-0.89 at every size, 16 interleaved rounds),
-wal_autocheckpoint 4000 or 10000, cache_size 64 MiB on the writer, a reused
-cursor instead of ``Connection.execute`` (0.1 us).
+Why a put costs little more than its fsync: the key index lives in memory
+(``_sqlite_index``), so a put dirties one page of the log, and a batch of plain
+puts, a lone one included, is one autocommit INSERT guarded against other
+processes' writes (``put_plain``) rather than BEGIN IMMEDIATE, a read of the log's
+head, INSERT and COMMIT. What is left is SQLite's own commit and a little Python.
+(Figures, and the settings tried and not kept: ``bench/store.py`` and the commit
+messages of this file.)
 """
 
 from __future__ import annotations

@@ -6,11 +6,9 @@ revision -> key-value on disk, and ``treeIndex`` maps key -> revisions in memory
 rebuilt at start by one scan. Here the SQLite ``log`` table (rowid =
 ``revision << 20 | n``) is all there is on disk, so a durable put dirties one
 B-tree page (the log's last leaf) instead of three (the log, a ``(key, id)``
-index, a ``current`` table). Measured 2026-11-27 with a bare sqlite3 loop against
-the bench's 4 KiB fsync probe: one put per commit 0.78-0.97 of the probe with
-the log alone vs 0.65-0.72 with the two indexes; batches of 64 puts 100k-145k
-rows/s vs 25k-35k (each writer's keys dirtied their own index leaves, ~130
-pages of WAL per batch, where now it is ~5).
+index, a ``current`` table); with on-disk indexes each writer's keys dirtied
+index leaves of their own, so a batch wrote many pages of WAL where it now
+writes a few. (Figures: ``bench/store.py`` and the commit messages of this file.)
 
 Entries: per key, the ascending rowids of its puts and deletes until
 compaction; deletions in ``_tombstones``; leased rows in ``_leases``. A lookup asks

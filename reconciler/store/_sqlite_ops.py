@@ -420,8 +420,8 @@ def put_plain(
     Called by the store for every batch of plain puts: the single writer, and most
     batches of many writers. The transaction path costs BEGIN IMMEDIATE, a read of
     the log's head, the INSERT and COMMIT: four trips into SQLite, each one dropping
-    the GIL and waiting to take it back, which under 64 writers is most of a batch's
-    time, and next to a lone writer's ~150 us fsync still ~10%. Here the rowids and
+    the GIL and waiting to take it back, which under many writers is most of a batch's
+    time and is felt even beside a lone writer's fsync. Here the rowids and
     previous values come from the index, and the schema's ``log_ids_grow`` trigger
     refuses the INSERT, inside its own implicit transaction, if any row at or above
     the first rowid exists: that is, if another process wrote since the index last
@@ -429,9 +429,9 @@ def put_plain(
     or if SQLite refuses the write from a stale snapshot, nothing was written and
     None sends the caller to the transaction path, which catches up first. The
     implicit commit is as durable as any other (WAL, synchronous=FULL): one fsync
-    for the whole batch. A guard inside the statement instead (INSERT ... SELECT
-    ... WHERE max(id) = ?) cost 12.3 us a put without fsync against 10.0 with the
-    trigger: SQLite copies a SELECT that reads its own target into a temp table.
+    for the whole batch. The guard is a trigger, not a condition inside the statement
+    (INSERT ... SELECT ... WHERE max(id) = ?), because SQLite copies a SELECT that
+    reads its own target into a temp table, which costs more per put.
     """
     if len(puts) > MAX_PLAIN_PUTS:
         return None

@@ -362,9 +362,10 @@ class ListCache:
         was still the current one (see ``Api.update_document``).
 
         WHY wait: a client PUTs again as soon as its last PUT returns, often before the
-        watch has applied that write; without the wait 24-31% of the bench's PUTs missed
-        and paid the store read, with it ~4%. The wait is on a condition (no CPU), and bounded, so a
-        resourceVersion from the future costs its request a few milliseconds, no more."""
+        watch has applied that write; without the wait such a PUT misses the cache and pays
+        a store read (``bench/api.py`` measures how often). The wait is on a condition (no
+        CPU), and bounded, so a resourceVersion from the future costs its request a few
+        milliseconds, no more."""
         deadline = time.monotonic() + wait_s
         with self._cond:
             while True:

@@ -4,11 +4,11 @@ Called by the informers on every object before it enters their cache (and by the
 dispatcher's pod wire cache), so that what the control plane keeps per object is its values.
 
 WHY: pydantic gives every model instance its own ``set`` of the field names the input set
-(``__pydantic_fields_set__``); a Pod is some twenty models, and their sets were 7.9 KB of
-the 19.4 KB a decoded Pod takes (at 5,000 pods, 37 MB). The sets of one model class hardly
-vary, so equal sets are made one. Only frozen models take part: pydantic changes a model's
-set in place only on attribute assignment, which a frozen model refuses (``model_copy``
-copies the set before changing it).
+(``__pydantic_fields_set__``); a Pod is some twenty models, so those sets are a large part
+of what a cached Pod takes (the figures are in this file's commit messages). The sets of one
+model class hardly vary, so equal sets are made one. Only frozen models take part: pydantic
+changes a model's set in place only on attribute assignment, which a frozen model refuses
+(``model_copy`` copies the set before changing it).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -327,14 +328,13 @@ def test_restarting_capstan_up_restarts_no_container(up: CapstanUp) -> None:
         timeout=30,
         what="agent reconnected",
     )
-    # The new control plane had its chances: the agent reported to it (renewing the node's
-    # lease) after taking the pushed desired set, and a resync re-applied the live commit.
+    # The new control plane had its chances: the agent took a desired set it pushed (a
+    # reconciler numbers its pushes from its start's wall clock in milliseconds, so only the
+    # new one's are this high), and a resync re-applied the live commit.
     wait_until(
-        lambda: (
-            (lease := up.api.get_node_lease("local")) is not None and lease.renew_time > restarted
-        ),
+        lambda: max(applied_generations(up), default=0) >= restarted.timestamp() * 1000,
         timeout=30,
-        what="a node report to the restarted control plane",
+        what="the agent to apply a desired set the restarted control plane pushed",
     )
     wait_until(
         lambda: (at := read_sync_state(up.api).last_resync_at) is not None and at > restarted,
@@ -346,6 +346,13 @@ def test_restarting_capstan_up_restarts_no_container(up: CapstanUp) -> None:
     # ...and the sync resumed: a new commit after the restart is applied.
     up.repo.commit("v2 again", version_files("v2"))
     wait_until(lambda: web_ready(up, "v2"), timeout=60, what="v2 after restart")
+
+
+def applied_generations(up: CapstanUp) -> list[int]:
+    """The generations of the desired sets the local agent took, from its log."""
+    log = up.state_dir / "agent" / "agent.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [int(g) for g in re.findall(r"applied generation (\d+)", text)]
 
 
 def test_status_and_get_outputs(up: CapstanUp, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -415,15 +416,85 @@ def node_side_cpu_s(nodes: list[SshNode]) -> float:
         for sshd in node.sshd_pids():
             pids.add(sshd)
             pids.update(descendants(sshd))
-    total = 0.0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+    return sum(map(process_cpu_s, pids))
+
+
+def agents_cpu_s(nodes: list[SshNode]) -> float:
+    """CPU seconds used so far by the ``capstan-agent serve`` processes alone (kubelet,
+    prober, proxy, the desired-state file: what a node's host spends on its pods)."""
+    return sum(process_cpu_s(n.agent.pid) for n in nodes if n.agent is not None)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """CPU seconds spent meanwhile by the control plane, the agents, the whole node side
+    (agents, sshd, connect bridges) and the machine (all cores), and the wall time."""
+
+    cp_s: float
+    agents_s: float
+    nodes_s: float
+    machine_s: float
+    wall_s: float
+
+    def line(self, what: str, pods: int) -> str:
+        return (
+            f"{what} CPU s: control plane {self.cp_s:.1f}, agents {self.agents_s:.1f} "
+            f"({1000 * self.agents_s / max(1, pods):.1f} ms per pod), nodes in all "
+            f"{self.nodes_s:.1f}, machine {self.machine_s:.1f} of {self.wall_s:.1f} s wall"
+        )
+
+
+@contextmanager
+def cpu_split(cp_pid: int, nodes: list[SshNode]) -> Iterator[list[CpuSplit]]:
+    """Measure the CPU split of the ``with`` body; the list holds the result after it."""
+    out: list[CpuSplit] = []
+    cp, agents, side = process_cpu_s(cp_pid), agents_cpu_s(nodes), node_side_cpu_s(nodes)
+    busy, _ = machine_busy_s()
+    started = time.monotonic()
+    try:
+        yield out
+    finally:
+        out.append(
+            CpuSplit(
+                cp_s=process_cpu_s(cp_pid) - cp,
+                agents_s=agents_cpu_s(nodes) - agents,
+                nodes_s=node_side_cpu_s(nodes) - side,
+                machine_s=machine_busy_s()[0] - busy,
+                wall_s=time.monotonic() - started,
+            )
+        )
+
+
+@contextmanager
+def profiled(py_spy: str | None, pid: int, out: Path, *, rate: int = 50) -> Iterator[None]:
+    """Record the control plane with ``py-spy record`` (speedscope JSON at ``out``) while
+    the ``with`` body runs; nothing without ``py_spy``."""
+    if py_spy is None:
+        yield
+        return
+    recorder = subprocess.Popen(
+        [
+            *(py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--threads"),
+            *("--nonblocking", "--format", "speedscope", "--output", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -455,6 +526,9 @@ class SizeResult:
     nodes_idle_cpu_pct: float = 0.0
     #: The whole machine's busy share during the rollout, % of all cores.
     rollout_machine_busy_pct: float = 0.0
+    #: Where the CPU went through the deploy and through the rollout.
+    deploy_cpu: CpuSplit | None = None
+    rollout_cpu: CpuSplit | None = None
 
 
 def addresses(count: int) -> list[str]:
@@ -470,6 +544,8 @@ def run_size(
     work: Path,
     log: Callable[[str], None],
     rollout: bool = True,
+    py_spy: str | None = None,
+    spy_rate: int = 50,
 ) -> SizeResult:
     result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
     agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
@@ -504,13 +580,19 @@ def run_size(
             pods = PodCounter(store_url)
             sampler = Sampler(proc.pid)
             try:
-                committed = repo.commit("workloads", workload(size, "v0"))
-                try:
-                    ready_at = pods.wait_ready("v0", result.pods, timeout=timeout_s)
-                except TimeoutError as exc:
-                    # Still worth the idle and ack figures: the control plane's cost.
-                    log(f"deploy not done after {timeout_s:.0f} s: {exc}")
-                    ready_at = committed + float("inf")
+                with (
+                    cpu_split(proc.pid, nodes) as split,
+                    profiled(py_spy, proc.pid, Path(f"fleet-{size}-deploy.json"), rate=spy_rate),
+                ):
+                    committed = repo.commit("workloads", workload(size, "v0"))
+                    try:
+                        ready_at = pods.wait_ready("v0", result.pods, timeout=timeout_s)
+                    except TimeoutError as exc:
+                        # Still worth the idle and ack figures: the control plane's cost.
+                        log(f"deploy not done after {timeout_s:.0f} s: {exc}")
+                        ready_at = committed + float("inf")
+                result.deploy_cpu = split[0]
+                log(split[0].line("deploy", result.pods))
                 result.deploy_s = ready_at - committed
                 log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
                 # Idle: let the rollout's tail (status writes, resyncs) pass first.
@@ -540,12 +622,18 @@ def run_size(
                     return result
                 sampler.window()
                 busy_before, total_before = machine_busy_s()
-                since = repo.commit("rollout", workload(size, "v1"))
-                try:
-                    ready_at = pods.wait_ready("v1", result.pods, timeout=timeout_s)
-                except TimeoutError as exc:
-                    log(f"rollout not done after {timeout_s:.0f} s: {exc}")
-                    ready_at = since + float("inf")
+                with (
+                    cpu_split(proc.pid, nodes) as split,
+                    profiled(py_spy, proc.pid, Path(f"fleet-{size}-rollout.json"), rate=spy_rate),
+                ):
+                    since = repo.commit("rollout", workload(size, "v1"))
+                    try:
+                        ready_at = pods.wait_ready("v1", result.pods, timeout=timeout_s)
+                    except TimeoutError as exc:
+                        log(f"rollout not done after {timeout_s:.0f} s: {exc}")
+                        ready_at = since + float("inf")
+                result.rollout_cpu = split[0]
+                log(split[0].line("rollout", result.pods))
                 during = sampler.window()
                 busy_after, total_after = machine_busy_s()
                 result.rollout_machine_busy_pct = (
@@ -589,6 +677,18 @@ def main() -> None:
         action="store_true",
         help="stop each size after the acks (no rollout figures: a quicker memory measurement)",
     )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="record the control plane with this py-spy through the deploy and the rollout "
+        "(speedscope JSON, fleet-SIZE-deploy.json and -rollout.json in the current directory)",
+    )
+    parser.add_argument(
+        "--py-spy-rate",
+        type=int,
+        default=50,
+        help="samples a second (py-spy itself takes CPU from the two cores being measured)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[SizeResult] = []
@@ -602,6 +702,8 @@ def main() -> None:
                     timeout_s=args.timeout,
                     work=Path(tmp),
                     rollout=not args.no_rollout,
+                    py_spy=args.py_spy,
+                    spy_rate=args.py_spy_rate,
                     log=lambda line: print(f"  {line}", flush=True),
                 )
             )
@@ -646,6 +748,12 @@ def main() -> None:
                 f"fds_{n}": last.fds,
                 f"bytes_per_node_s_{n}": round(last.bytes_per_node_s),
                 "rss_slope_mb_per_node": round(slopes["rss_slope_mb_per_node"], 3),
+                f"deploy_agents_cpu_s_{n}": (
+                    round(last.deploy_cpu.agents_s, 1) if last.deploy_cpu else None
+                ),
+                f"rollout_agents_cpu_s_{n}": (
+                    round(last.rollout_cpu.agents_s, 1) if last.rollout_cpu else None
+                ),
             }
         )
     )

@@ -278,15 +278,21 @@ def capstan_up(repo: Path, state: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 class PodCounter:
-    """Every pod in the store, kept current by a watch: how many are Ready, on which template."""
+    """Every pod in the store, kept current by a watch: how many are Ready, on which template.
+
+    The counts are kept as events arrive, so a wait does not go over every pod on each
+    event (at 5,000 pods that made this process, which shares the cores being measured,
+    take most of one)."""
 
     def __init__(self, store_url: str) -> None:
         self._store = open_store(store_url)
         self._lock = threading.Condition()
         self._pods: dict[str, tuple[str, bool]] = {}
+        #: Ready pods per template version.
+        self._ready: dict[str, int] = {}
         result = self._store.range("/registry/pods/", prefix=True)
         for kv in result.kvs:
-            self._pods[kv.key] = self._summary(kv.value)
+            self._put(kv.key, self._summary(kv.value))
         self._watch = self._store.watch(
             "/registry/pods/", prefix=True, from_revision=result.revision
         )
@@ -315,23 +321,33 @@ class PodCounter:
             with self._lock:
                 for event in events:
                     if event.type is EventType.DELETE:
-                        self._pods.pop(event.kv.key, None)
+                        self._put(event.kv.key, None)
                     else:
-                        self._pods[event.kv.key] = self._summary(event.kv.value)
+                        self._put(event.kv.key, self._summary(event.kv.value))
                 self._lock.notify_all()
+
+    def _put(self, key: str, summary: tuple[str, bool] | None) -> None:
+        old = self._pods.pop(key, None)
+        if old is not None and old[1]:
+            self._ready[old[0]] -= 1
+        if summary is not None:
+            self._pods[key] = summary
+            if summary[1]:
+                self._ready[summary[0]] = self._ready.get(summary[0], 0) + 1
 
     def wait_ready(self, version: str, count: int, timeout: float) -> float:
         """Wait until exactly ``count`` pods exist, all Ready on ``version``; the time it was."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                pods = list(self._pods.values())
-                if len(pods) == count and all(v == version and r for v, r in pods):
+                ready = self._ready.get(version, 0)
+                if len(self._pods) == count and ready == count:
                     return time.time()
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    ready = sum(1 for v, r in pods if v == version and r)
-                    raise TimeoutError(f"{ready}/{count} pods Ready on {version} ({len(pods)})")
+                    raise TimeoutError(
+                        f"{ready}/{count} pods Ready on {version} ({len(self._pods)})"
+                    )
                 self._lock.wait(min(left, 1.0))
 
     def close(self) -> None:
@@ -579,21 +595,26 @@ def run_size(
             log(f"{size} nodes Ready")
             pods = PodCounter(store_url)
             sampler = Sampler(proc.pid)
-            try:
+
+            def phase(what: str, version: str) -> tuple[float, CpuSplit]:
+                """Commit every Deployment on ``version``: seconds until every pod is Ready
+                on it (inf past the timeout), and where the CPU went meanwhile."""
                 with (
                     cpu_split(proc.pid, nodes) as split,
-                    profiled(py_spy, proc.pid, Path(f"fleet-{size}-deploy.json"), rate=spy_rate),
+                    profiled(py_spy, proc.pid, Path(f"fleet-{size}-{what}.json"), rate=spy_rate),
                 ):
-                    committed = repo.commit("workloads", workload(size, "v0"))
+                    since = repo.commit(what, workload(size, version))
                     try:
-                        ready_at = pods.wait_ready("v0", result.pods, timeout=timeout_s)
+                        ready_at = pods.wait_ready(version, result.pods, timeout=timeout_s)
                     except TimeoutError as exc:
-                        # Still worth the idle and ack figures: the control plane's cost.
-                        log(f"deploy not done after {timeout_s:.0f} s: {exc}")
-                        ready_at = committed + float("inf")
-                result.deploy_cpu = split[0]
-                log(split[0].line("deploy", result.pods))
-                result.deploy_s = ready_at - committed
+                        # Still worth the other figures: the control plane's cost.
+                        log(f"{what} not done after {timeout_s:.0f} s: {exc}")
+                        ready_at = since + float("inf")
+                log(split[0].line(what, result.pods))
+                return ready_at - since, split[0]
+
+            try:
+                result.deploy_s, result.deploy_cpu = phase("deploy", "v0")
                 log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
                 # Idle: let the rollout's tail (status writes, resyncs) pass first.
                 time.sleep(10)
@@ -622,27 +643,16 @@ def run_size(
                     return result
                 sampler.window()
                 busy_before, total_before = machine_busy_s()
-                with (
-                    cpu_split(proc.pid, nodes) as split,
-                    profiled(py_spy, proc.pid, Path(f"fleet-{size}-rollout.json"), rate=spy_rate),
-                ):
-                    since = repo.commit("rollout", workload(size, "v1"))
-                    try:
-                        ready_at = pods.wait_ready("v1", result.pods, timeout=timeout_s)
-                    except TimeoutError as exc:
-                        log(f"rollout not done after {timeout_s:.0f} s: {exc}")
-                        ready_at = since + float("inf")
-                result.rollout_cpu = split[0]
-                log(split[0].line("rollout", result.pods))
+                ready_s, result.rollout_cpu = phase("rollout", "v1")
                 during = sampler.window()
                 busy_after, total_after = machine_busy_s()
                 result.rollout_machine_busy_pct = (
                     100 * (busy_after - busy_before) / max(1e-9, total_after - total_before)
                 )
-                result.ready_s.append(ready_at - since)
+                result.ready_s.append(ready_s)
                 result.rollout_peak_rss_mb = max(s.rss_mb for s in during)
                 result.rollout_cpu_pct = cpu_pct(during[0], during[-1])
-                log(f"rollout of {result.pods} pods Ready in {ready_at - since:.1f} s")
+                log(f"rollout of {result.pods} pods Ready in {ready_s:.1f} s")
             finally:
                 sampler.close()
                 pods.close()

@@ -44,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -277,15 +278,21 @@ def capstan_up(repo: Path, state: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 class PodCounter:
-    """Every pod in the store, kept current by a watch: how many are Ready, on which template."""
+    """Every pod in the store, kept current by a watch: how many are Ready, on which template.
+
+    The counts are kept as events arrive, so a wait does not go over every pod on each
+    event (at 5,000 pods that made this process, which shares the cores being measured,
+    take most of one)."""
 
     def __init__(self, store_url: str) -> None:
         self._store = open_store(store_url)
         self._lock = threading.Condition()
         self._pods: dict[str, tuple[str, bool]] = {}
+        #: Ready pods per template version.
+        self._ready: dict[str, int] = {}
         result = self._store.range("/registry/pods/", prefix=True)
         for kv in result.kvs:
-            self._pods[kv.key] = self._summary(kv.value)
+            self._put(kv.key, self._summary(kv.value))
         self._watch = self._store.watch(
             "/registry/pods/", prefix=True, from_revision=result.revision
         )
@@ -314,23 +321,33 @@ class PodCounter:
             with self._lock:
                 for event in events:
                     if event.type is EventType.DELETE:
-                        self._pods.pop(event.kv.key, None)
+                        self._put(event.kv.key, None)
                     else:
-                        self._pods[event.kv.key] = self._summary(event.kv.value)
+                        self._put(event.kv.key, self._summary(event.kv.value))
                 self._lock.notify_all()
+
+    def _put(self, key: str, summary: tuple[str, bool] | None) -> None:
+        old = self._pods.pop(key, None)
+        if old is not None and old[1]:
+            self._ready[old[0]] -= 1
+        if summary is not None:
+            self._pods[key] = summary
+            if summary[1]:
+                self._ready[summary[0]] = self._ready.get(summary[0], 0) + 1
 
     def wait_ready(self, version: str, count: int, timeout: float) -> float:
         """Wait until exactly ``count`` pods exist, all Ready on ``version``; the time it was."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                pods = list(self._pods.values())
-                if len(pods) == count and all(v == version and r for v, r in pods):
+                ready = self._ready.get(version, 0)
+                if len(self._pods) == count and ready == count:
                     return time.time()
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    ready = sum(1 for v, r in pods if v == version and r)
-                    raise TimeoutError(f"{ready}/{count} pods Ready on {version} ({len(pods)})")
+                    raise TimeoutError(
+                        f"{ready}/{count} pods Ready on {version} ({len(self._pods)})"
+                    )
                 self._lock.wait(min(left, 1.0))
 
     def close(self) -> None:
@@ -415,15 +432,85 @@ def node_side_cpu_s(nodes: list[SshNode]) -> float:
         for sshd in node.sshd_pids():
             pids.add(sshd)
             pids.update(descendants(sshd))
-    total = 0.0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+    return sum(map(process_cpu_s, pids))
+
+
+def agents_cpu_s(nodes: list[SshNode]) -> float:
+    """CPU seconds used so far by the ``capstan-agent serve`` processes alone (kubelet,
+    prober, proxy, the desired-state file: what a node's host spends on its pods)."""
+    return sum(process_cpu_s(n.agent.pid) for n in nodes if n.agent is not None)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """CPU seconds spent meanwhile by the control plane, the agents, the whole node side
+    (agents, sshd, connect bridges) and the machine (all cores), and the wall time."""
+
+    cp_s: float
+    agents_s: float
+    nodes_s: float
+    machine_s: float
+    wall_s: float
+
+    def line(self, what: str, pods: int) -> str:
+        return (
+            f"{what} CPU s: control plane {self.cp_s:.1f}, agents {self.agents_s:.1f} "
+            f"({1000 * self.agents_s / max(1, pods):.1f} ms per pod), nodes in all "
+            f"{self.nodes_s:.1f}, machine {self.machine_s:.1f} of {self.wall_s:.1f} s wall"
+        )
+
+
+@contextmanager
+def cpu_split(cp_pid: int, nodes: list[SshNode]) -> Iterator[list[CpuSplit]]:
+    """Measure the CPU split of the ``with`` body; the list holds the result after it."""
+    out: list[CpuSplit] = []
+    cp, agents, side = process_cpu_s(cp_pid), agents_cpu_s(nodes), node_side_cpu_s(nodes)
+    busy, _ = machine_busy_s()
+    started = time.monotonic()
+    try:
+        yield out
+    finally:
+        out.append(
+            CpuSplit(
+                cp_s=process_cpu_s(cp_pid) - cp,
+                agents_s=agents_cpu_s(nodes) - agents,
+                nodes_s=node_side_cpu_s(nodes) - side,
+                machine_s=machine_busy_s()[0] - busy,
+                wall_s=time.monotonic() - started,
+            )
+        )
+
+
+@contextmanager
+def profiled(py_spy: str | None, pid: int, out: Path, *, rate: int = 50) -> Iterator[None]:
+    """Record the control plane with ``py-spy record`` (speedscope JSON at ``out``) while
+    the ``with`` body runs; nothing without ``py_spy``."""
+    if py_spy is None:
+        yield
+        return
+    recorder = subprocess.Popen(
+        [
+            *(py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--threads"),
+            *("--nonblocking", "--format", "speedscope", "--output", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -455,6 +542,9 @@ class SizeResult:
     nodes_idle_cpu_pct: float = 0.0
     #: The whole machine's busy share during the rollout, % of all cores.
     rollout_machine_busy_pct: float = 0.0
+    #: Where the CPU went through the deploy and through the rollout.
+    deploy_cpu: CpuSplit | None = None
+    rollout_cpu: CpuSplit | None = None
 
 
 def addresses(count: int) -> list[str]:
@@ -470,6 +560,8 @@ def run_size(
     work: Path,
     log: Callable[[str], None],
     rollout: bool = True,
+    py_spy: str | None = None,
+    spy_rate: int = 50,
 ) -> SizeResult:
     result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
     agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
@@ -503,15 +595,26 @@ def run_size(
             log(f"{size} nodes Ready")
             pods = PodCounter(store_url)
             sampler = Sampler(proc.pid)
+
+            def phase(what: str, version: str) -> tuple[float, CpuSplit]:
+                """Commit every Deployment on ``version``: seconds until every pod is Ready
+                on it (inf past the timeout), and where the CPU went meanwhile."""
+                with (
+                    cpu_split(proc.pid, nodes) as split,
+                    profiled(py_spy, proc.pid, Path(f"fleet-{size}-{what}.json"), rate=spy_rate),
+                ):
+                    since = repo.commit(what, workload(size, version))
+                    try:
+                        ready_at = pods.wait_ready(version, result.pods, timeout=timeout_s)
+                    except TimeoutError as exc:
+                        # Still worth the other figures: the control plane's cost.
+                        log(f"{what} not done after {timeout_s:.0f} s: {exc}")
+                        ready_at = since + float("inf")
+                log(split[0].line(what, result.pods))
+                return ready_at - since, split[0]
+
             try:
-                committed = repo.commit("workloads", workload(size, "v0"))
-                try:
-                    ready_at = pods.wait_ready("v0", result.pods, timeout=timeout_s)
-                except TimeoutError as exc:
-                    # Still worth the idle and ack figures: the control plane's cost.
-                    log(f"deploy not done after {timeout_s:.0f} s: {exc}")
-                    ready_at = committed + float("inf")
-                result.deploy_s = ready_at - committed
+                result.deploy_s, result.deploy_cpu = phase("deploy", "v0")
                 log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
                 # Idle: let the rollout's tail (status writes, resyncs) pass first.
                 time.sleep(10)
@@ -540,21 +643,16 @@ def run_size(
                     return result
                 sampler.window()
                 busy_before, total_before = machine_busy_s()
-                since = repo.commit("rollout", workload(size, "v1"))
-                try:
-                    ready_at = pods.wait_ready("v1", result.pods, timeout=timeout_s)
-                except TimeoutError as exc:
-                    log(f"rollout not done after {timeout_s:.0f} s: {exc}")
-                    ready_at = since + float("inf")
+                ready_s, result.rollout_cpu = phase("rollout", "v1")
                 during = sampler.window()
                 busy_after, total_after = machine_busy_s()
                 result.rollout_machine_busy_pct = (
                     100 * (busy_after - busy_before) / max(1e-9, total_after - total_before)
                 )
-                result.ready_s.append(ready_at - since)
+                result.ready_s.append(ready_s)
                 result.rollout_peak_rss_mb = max(s.rss_mb for s in during)
                 result.rollout_cpu_pct = cpu_pct(during[0], during[-1])
-                log(f"rollout of {result.pods} pods Ready in {ready_at - since:.1f} s")
+                log(f"rollout of {result.pods} pods Ready in {ready_s:.1f} s")
             finally:
                 sampler.close()
                 pods.close()
@@ -589,6 +687,18 @@ def main() -> None:
         action="store_true",
         help="stop each size after the acks (no rollout figures: a quicker memory measurement)",
     )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="record the control plane with this py-spy through the deploy and the rollout "
+        "(speedscope JSON, fleet-SIZE-deploy.json and -rollout.json in the current directory)",
+    )
+    parser.add_argument(
+        "--py-spy-rate",
+        type=int,
+        default=50,
+        help="samples a second (py-spy itself takes CPU from the two cores being measured)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[SizeResult] = []
@@ -602,6 +712,8 @@ def main() -> None:
                     timeout_s=args.timeout,
                     work=Path(tmp),
                     rollout=not args.no_rollout,
+                    py_spy=args.py_spy,
+                    spy_rate=args.py_spy_rate,
                     log=lambda line: print(f"  {line}", flush=True),
                 )
             )
@@ -646,6 +758,12 @@ def main() -> None:
                 f"fds_{n}": last.fds,
                 f"bytes_per_node_s_{n}": round(last.bytes_per_node_s),
                 "rss_slope_mb_per_node": round(slopes["rss_slope_mb_per_node"], 3),
+                f"deploy_agents_cpu_s_{n}": (
+                    round(last.deploy_cpu.agents_s, 1) if last.deploy_cpu else None
+                ),
+                f"rollout_agents_cpu_s_{n}": (
+                    round(last.rollout_cpu.agents_s, 1) if last.rollout_cpu else None
+                ),
             }
         )
     )

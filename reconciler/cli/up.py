@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -68,8 +69,19 @@ def _describe_sync(result: SyncResult) -> str:
     return f"sync {commit.short} {subject!r}: {changes}{more}"
 
 
-def _pods_progress(api: Api) -> tuple[int, int]:
-    pods = [p for p in api.list(Pod).items if p.metadata.deletion_timestamp is None]
+def _pods_and_nodes(app: CapstanApp, api: Api) -> tuple[Sequence[Pod], Sequence[Node]]:
+    """Every pod and node: from the controllers' informer caches when this process runs
+    them (nothing is read or decoded), else through the API (a follower)."""
+    manager = app.manager
+    if manager is not None:
+        pods, nodes = manager.ctx.informers.informer(Pod), manager.ctx.informers.informer(Node)
+        if pods.has_synced() and nodes.has_synced():
+            return pods.list(), nodes.list()
+    return api.list(Pod).items, api.list(Node).items
+
+
+def _pods_progress(all_pods: Sequence[Pod]) -> tuple[int, int]:
+    pods = [p for p in all_pods if p.metadata.deletion_timestamp is None]
     ready = sum(1 for p in pods if p.status is not None and p.status.ready)
     return ready, len(pods)
 
@@ -83,10 +95,10 @@ def _wait_for_workloads(app: CapstanApp, *, timeout_s: float) -> None:
     pause = 0.5
     while time.monotonic() < deadline and not app.wait(pause):
         try:
-            ready, total = _pods_progress(api)
-            # Each look reads every pod: on a big fleet look less often (5,000 pods: 5 s).
+            all_pods, nodes = _pods_and_nodes(app, api)
+            ready, total = _pods_progress(all_pods)
+            # Each look goes over every pod: on a big fleet look less often (5,000 pods: 5 s).
             pause = max(0.5, total / 1000)
-            nodes = api.list(Node).items
         except ApiError:
             continue
         ready_nodes = sum(

@@ -59,6 +59,17 @@ __all__ = [
 
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - addresses read, not bound
 
+#: The Pod informer's index of each pod's labels, one value per ``namespace/key=value``.
+_BY_LABEL = "endpoints-label"
+
+
+def _pod_labels(pod: Pod) -> list[str]:
+    return [_label_value(pod.namespace, k, v) for k, v in pod.labels.items()]
+
+
+def _label_value(namespace: str, key: str, value: str) -> str:
+    return f"{namespace}/{key}={value}"
+
 
 def _serving(pod: Pod) -> bool:
     return (
@@ -181,12 +192,18 @@ def compute_endpoints(
 class EndpointsController(Controller):
     name: ClassVar[str] = "endpoints"
     workers: ClassVar[int] = 2
-    resync_period_s: ClassVar[float | None] = 30.0
+    #: Every input (Services, Pods, Nodes, the endpoints ConfigMaps) is watched, and an
+    #: informer relists rather than lose an event: the resync is a rare safety net (each
+    #: one recomputes every Service over its pods), as in Kubernetes, where it is hours.
+    resync_period_s: ClassVar[float | None] = 600.0
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.services = self.watch_own(Service)
         self.pods = self.watch(Pod, self._services_selecting)
+        # A reconcile reads the pods its Service selects, not every pod of the namespace:
+        # each pod's Ready change reconciles its Service, and a rollout has thousands.
+        self.pods.add_index(_BY_LABEL, _pod_labels)
         self.nodes = self.watch(Node, self._services_on_node)
         self.config_maps = self.watch(ConfigMap, self._service_of_config_map)
 
@@ -198,6 +215,16 @@ class EndpointsController(Controller):
             for svc in self.services.list(namespace=pod.namespace)
             if svc.spec.selector
             and all(pod.labels.get(k) == v for k, v in svc.spec.selector.items())
+        ]
+
+    def _selected_pods(self, namespace: str, selector: Mapping[str, str]) -> list[Pod]:
+        """The pods of ``namespace`` that carry every label of ``selector`` (not empty): the
+        label index gives those carrying its first pair, which are checked for the rest."""
+        (key, value), *rest = selector.items()
+        return [
+            pod
+            for pod in self.pods.by_index(_BY_LABEL, _label_value(namespace, key, value))
+            if all(pod.labels.get(k) == v for k, v in rest)
         ]
 
     def _services_on_node(self, node: Node) -> list[ObjectKey]:
@@ -232,13 +259,7 @@ class EndpointsController(Controller):
                         resource_version=existing.metadata.resource_version,
                     )
             return None
-        selector = service.spec.selector
-        # Only the selected pods: a namespace may hold thousands of others (a rollout).
-        pods = [
-            pod
-            for pod in self.pods.list(namespace=key.namespace)
-            if all(pod.labels.get(k) == v for k, v in selector.items())
-        ]
+        pods = self._selected_pods(key.namespace, service.spec.selector)
         nodes = {
             name: node
             for name in {pod.spec.node_name for pod in pods if pod.spec.node_name}

@@ -123,7 +123,7 @@ class PodWireCache:
 
     A node's set is recomputed on every change to any of its pods, and every Service change
     recomputes every node: without the cache each push re-serializes every pod of the node.
-    Thread-safe; :meth:`retain` drops the pods no longer bound anywhere.
+    Thread-safe; :meth:`forget` drops a deleted pod, :meth:`retain` every pod not listed.
     """
 
     def __init__(self) -> None:
@@ -144,6 +144,10 @@ class PodWireCache:
             with self._lock:
                 self._by_uid[uid] = (version, wired, text)
         return wired, text
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._by_uid.pop(uid, None)
 
     def retain(self, uids: set[str]) -> None:
         with self._lock:

@@ -12,8 +12,10 @@ enqueues a node: its Node object; its pods (old and new node of a pod) after a s
 debounce (``add_after``: a rollout touches many objects at once); and anything every node's
 set depends on — ConfigMaps, Secrets, Services with their endpoints, Ingresses and
 IngressClasses — which enqueues every node at most once per ``everything_interval_s``
-(kube-proxy's ``minSyncPeriod``). The controller's resync enqueues every Node. The queue
-runs on the system clock: debounce is real time whatever clock the API uses.
+(kube-proxy's ``minSyncPeriod``). New Service rules reach a node at most once per
+``rules_interval``, which grows with the rules' bytes times the nodes: in between, the
+node's pushes carry the rules it has. The controller's resync enqueues every Node. The
+queue runs on the system clock: debounce is real time whatever clock the API uses.
 
 In: every ``status`` says its node is alive; one that carries nothing new (an idle node's
 heartbeat: no pods, no node status) stops there. Otherwise the pool's callbacks park the
@@ -70,7 +72,7 @@ from schemas import ConfigMap, Node, Pod, Secret, Service
 from schemas.meta import KubeObject, ObjectKey
 from schemas.networking import Ingress, IngressClass, is_capstan_class
 from schemas.node import NodeStatus
-from schemas.protocol import PodReport, ServiceRule, Status
+from schemas.protocol import Endpoint, PodReport, ServiceRule, Status
 
 __all__ = ["DispatchSettings", "NodeDispatcher"]
 
@@ -90,6 +92,12 @@ class DispatchSettings:
     #: Secret) recomputes every node at most this often, as kube-proxy's minSyncPeriod
     #: batches endpoint churn; a node's own pods still push after ``debounce_s``.
     everything_interval_s: float = 0.5
+    #: New Service rules go to a node at most once per ``everything_interval_s``, or less
+    #: often on a fleet whose rules are large: every node gets every rule, so their bytes
+    #: grow with nodes times endpoints, and each sync of new rules costs every agent a
+    #: parse of them all. The rules reach each node at most once per (their bytes times nodes
+    #: / this) seconds; a node's own pods are pushed meanwhile with the rules it has.
+    rules_bytes_per_s: float = 4_000_000.0
     #: Threads writing agent reports, each a node at a time.
     report_workers: int = 4
     #: Write the heartbeat leases of the nodes heard from this often (one store transaction
@@ -124,7 +132,9 @@ class NodeDispatcher(Controller):
     #: A push only fills the node's slot (the pool's session threads send), so two workers
     #: keep up with a fleet; they compute different nodes in parallel.
     workers = 2
-    resync_period_s = 30.0
+    #: Every input is watched and a connection resends its newest set on reconnect: the
+    #: resync (every node's set recomputed) is a rare safety net, not a heartbeat.
+    resync_period_s = 300.0
 
     def __init__(
         self,
@@ -166,6 +176,8 @@ class NodeDispatcher(Controller):
         # (namespace, name) -> ((Service rv, endpoints rv), rule, its wire JSON).
         self._rules_cache: dict[tuple[str, str], tuple[_Versions, ServiceRule, str]] = {}
         self._wire_cache = PodWireCache()
+        # The rules each node was last given, and when (monotonic): see ``_rules_for``.
+        self._node_rules: dict[str, tuple[float, _Rules]] = {}
         # (kind, namespace, name) -> the ConfigMap/Secret last sent to each node.
         self._sent_config: dict[str, dict[tuple[str, str, str], KubeObject]] = {}
         self._draining: set[str] = set()
@@ -199,6 +211,8 @@ class NodeDispatcher(Controller):
             self._reports.add(name)
 
     def _pod_event(self, event: InformerEvent[Pod]) -> None:
+        if event.type == "DELETED":
+            self._wire_cache.forget(event.object.metadata.uid or "")
         old = event.old.spec.node_name if event.old is not None else None
         for node in {event.object.spec.node_name, old}:
             if node:
@@ -223,7 +237,7 @@ class NodeDispatcher(Controller):
         return self.settings.everything_interval_s
 
     def resync(self) -> None:
-        """Enqueue every Node; the wire cache keeps only pods still bound somewhere."""
+        """Enqueue every Node; the wire cache keeps only pods that still exist."""
         self._wire_cache.retain({p.metadata.uid or "" for p in self.pods.list()})
         with self._lock:
             self._rules_epoch += 1  # a lost endpoints event must not outlive a resync
@@ -280,11 +294,34 @@ class NodeDispatcher(Controller):
             raise TerminalError(f"cannot connect: {exc}") from exc
         self.pool.ensure(endpoint)
         try:
-            future = self.pool.push(name, self._desired(name, *self._current_rules()))
+            future = self.pool.push(name, self._desired(name, *self._rules_for(name)))
         except UnknownNode:
             return None  # removed meanwhile: its Node event brings it back
         future.add_done_callback(_report_rejection(name))
         return None
+
+    def _rules_for(self, name: str) -> _Rules:
+        """The rules to give node ``name`` now: the current ones, unless it was given other
+        rules less than ``rules_interval`` ago; then the ones it has, and the node comes
+        back when the interval is over."""
+        current = self._current_rules()
+        now = time.monotonic()
+        with self._lock:
+            last = self._node_rules.get(name)
+            if last is not None and last[1][1] != current[1]:
+                due = last[0] + self.rules_interval(current)
+                if now < due:
+                    self.queue.add_after(_node_key(name), due - now)
+                    return last[1]
+            if last is None or last[1][1] != current[1]:
+                self._node_rules[name] = (now, current)
+        return current
+
+    def rules_interval(self, rules: _Rules) -> float:
+        """How long a node keeps its rules before it is given newer ones (see
+        ``DispatchSettings.rules_bytes_per_s``)."""
+        fleet_bytes = len(rules[1]) * max(1, len(self.pool.names()))
+        return max(self.interval, fleet_bytes / self.settings.rules_bytes_per_s)
 
     def _current_rules(self) -> _Rules:
         with self._lock:
@@ -368,7 +405,12 @@ class NodeDispatcher(Controller):
             cached = self._rules_cache.get(key)
             if cached is None or cached[0] != versions or versions[0] is None:
                 rule = service_rule(service, self._endpoints_of(service, stored))
-                cached = (versions, rule, rule.model_dump_json(by_alias=True, exclude_none=True))
+                if cached is not None:
+                    rule = _sharing_endpoints(rule, cached[1])
+                text = rule.model_dump_json(by_alias=True, exclude_none=True)
+                if cached is not None and cached[2] == text:
+                    rule = cached[1]  # the same rule: the same object
+                cached = (versions, rule, text)
             cache[key] = cached
             rules.append(cached[1])
             texts.append(cached[2])
@@ -412,6 +454,7 @@ class NodeDispatcher(Controller):
                 self._draining.discard(name)
                 self._lease_renewed.pop(name, None)
                 self._sent_config.pop(name, None)
+                self._node_rules.pop(name, None)
             self._held.forget(name)
             if self.nodes.get(name) is None:
                 self.pool.remove(name)
@@ -578,6 +621,29 @@ class NodeDispatcher(Controller):
             name,
             self.settings.write_attempts,
         )
+
+
+def _sharing_endpoints(rule: ServiceRule, previous: ServiceRule) -> ServiceRule:
+    """``rule`` with each endpoint that ``previous`` had too replaced by ``previous``'s model.
+
+    WHY: every push compares the node's new set with its last one (``PushSlot.offer``, and
+    the connection's "rules unchanged" test), once per node. Two rules built apart compare
+    endpoint by endpoint through pydantic's ``__eq__``, and a rule lists the endpoints on
+    every node, so the cost grew with nodes squared. With the unchanged endpoints shared,
+    and an unchanged rule kept as the very object, the comparison is mostly identity checks.
+    """
+    seen: dict[tuple[str, int, str | None], Endpoint] = {
+        (e.address, e.port, e.hostname): e for port in previous.ports for e in port.endpoints
+    }
+    ports = [
+        port.model_copy(
+            update={
+                "endpoints": [seen.get((e.address, e.port, e.hostname), e) for e in port.endpoints]
+            }
+        )
+        for port in rule.ports
+    ]
+    return rule.model_copy(update={"ports": ports})
 
 
 def _node_key(name: str) -> ObjectKey:

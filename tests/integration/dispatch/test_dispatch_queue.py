@@ -68,7 +68,12 @@ class RecordingPool:
 
 
 @pytest.fixture
-def dispatched(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, RecordingPool]]:
+def dispatched(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Api, NodeDispatcher, RecordingPool]]:
+    """A dispatcher on two nodes; ``@pytest.mark.parametrize("dispatched", [{...}],
+    indirect=True)`` gives it other settings."""
+    overrides: dict[str, Any] = getattr(request, "param", {})
     clock = SystemClock()
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     pool = RecordingPool()
@@ -77,7 +82,9 @@ def dispatched(tmp_path: Path) -> Iterator[tuple[Api, NodeDispatcher, RecordingP
         for name in ("n1", "n2"):
             api.create(node_manifest(name))
         informers = InformerFactory(api)
-        settings = DispatchSettings(debounce_s=0.02, everything_interval_s=0.5)
+        settings = DispatchSettings(
+            **{"debounce_s": 0.02, "everything_interval_s": 0.5, **overrides}
+        )
 
         def factory(**_kw: Any) -> RecordingPool:
             return pool
@@ -152,6 +159,52 @@ def test_a_burst_of_changes_every_node_needs_is_coalesced(
     # Thirty writes, a visit of every node at most every 0.5 s: a handful of pushes, each
     # with the newest rules, not one per write.
     assert len(pool.pushed("n1")) - before < writes // 2
+
+
+def _ports(desired: DesiredSet) -> list[int]:
+    return [r.ports[0].port for r in desired.services]
+
+
+# About 100 bytes of rules on two nodes at 20 B/s: new rules reach a node every ~10 s.
+@pytest.mark.parametrize("dispatched", [{"rules_bytes_per_s": 20.0}], indirect=True)
+def test_a_node_keeps_its_rules_for_the_rules_interval_while_its_pods_go_at_once(
+    dispatched: tuple[Api, NodeDispatcher, RecordingPool],
+) -> None:
+    api, dispatcher, pool = dispatched
+    _service(api, 1000)
+    wait_until(
+        lambda: any(_ports(d) == [1000] for d in pool.pushed("n1")),
+        timeout=60,
+        what="the Service reached n1",
+    )
+    assert dispatcher.rules_interval(dispatcher._current_rules()) > 5
+    _service(api, 1001)
+    bound_pod(api, "n1")
+    wait_until(
+        lambda: any(p.name == "web" for d in pool.pushed("n1")[-1:] for p in d.pods),
+        what="n1 pushed with its new pod",
+    )
+    # The pod went at once, with the rules n1 was given moments ago...
+    assert _ports(pool.pushed("n1")[-1]) == [1000]
+    # ...and the new rules follow once the interval is over, with the pod still there.
+    wait_until(
+        lambda: _ports(pool.pushed("n1")[-1]) == [1001],
+        timeout=60,
+        what="the new rules reached n1",
+    )
+    assert [p.name for p in pool.pushed("n1")[-1].pods] == ["web"]
+
+
+def test_the_rules_interval_grows_with_rule_bytes_times_nodes_from_the_everything_interval(
+    dispatched: tuple[Api, NodeDispatcher, RecordingPool],
+) -> None:
+    _api, dispatcher, pool = dispatched
+    wait_until(lambda: pool.connected == {"n1", "n2"}, what="both nodes connected")
+    rate = dispatcher.settings.rules_bytes_per_s
+    small: tuple[list[Any], str] = ([], "x" * 100)
+    assert dispatcher.rules_interval(small) == dispatcher.settings.everything_interval_s
+    large: tuple[list[Any], str] = ([], "x" * int(rate * 3))
+    assert dispatcher.rules_interval(large) == pytest.approx(6.0)  # 3 s a node, two nodes
 
 
 def test_a_deleted_node_is_drained_then_disconnected(

@@ -18,7 +18,7 @@ from reconciler.controllers.endpoints import (
 )
 from reconciler.controllers.manager import ControllerManager
 from reconciler.scheduler import Scheduler
-from schemas import ConfigMap, Node, Pod, Service
+from schemas import ConfigMap, Namespace, Node, Pod, Service
 from schemas.meta import Condition, ObjectMeta
 from schemas.node import NodeAddress, NodeSpec, NodeStatus
 from schemas.pod import Container, ContainerPort, HostPortMapping, PodSpec, PodStatus
@@ -180,9 +180,11 @@ def manager(api: Api, clock: ManualClock) -> Iterator[ControllerManager]:
         yield mgr
 
 
-def app_pod(name: str) -> Pod:
+def app_pod(name: str, *, labels: dict[str, str] | None = None, namespace: str = "default") -> Pod:
     return Pod(
-        metadata=ObjectMeta(name=name, namespace="default", labels={"app": "web"}),
+        metadata=ObjectMeta(
+            name=name, namespace=namespace, labels={"app": "web"} if labels is None else labels
+        ),
         spec=PodSpec(
             containers=[
                 Container(
@@ -248,6 +250,39 @@ def test_endpoints_follow_readiness_and_deletion(
 
     api.delete(Service, "web", namespace="default")
     wait_for(lambda: stored(api) is None, what="endpoints removed with the Service")
+
+
+def test_endpoints_are_the_pods_carrying_every_selector_label_and_follow_relabelling(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(1)
+    api.create(Namespace(metadata=ObjectMeta(name="elsewhere")))
+    front = {"app": "web", "tier": "front"}
+    api.create(
+        service(selector=front).model_copy(
+            update={"metadata": ObjectMeta(name="web", namespace="default")}
+        )
+    )
+    api.create(app_pod("a", labels=front))
+    api.create(app_pod("b"))  # app=web only: not selected
+    api.create(app_pod("c", labels=front, namespace="elsewhere"))  # another namespace
+    wait_for(lambda: all(p.spec.node_name for p in api.list(Pod).items), what="the pods bound")
+    clock.advance(1.0)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="only a")
+
+    def relabel(name: str, labels: dict[str, str]) -> None:
+        current = api.get(Pod, name, namespace="default")
+        meta = current.metadata.model_copy(update={"labels": labels})
+        api.update(current.model_copy(update={"metadata": meta}))
+
+    relabel("b", {**front, "extra": "x"})
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a", "b"], what="b selected")
+    relabel("a", {"app": "web", "tier": "back"})
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["b"], what="a no longer selected")
 
 
 def test_a_users_configmap_is_never_overwritten(

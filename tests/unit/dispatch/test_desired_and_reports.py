@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from reconciler.nodes import NodeName, NodeState, Phase
-from reconciler.nodes.desired import bound_pods, desired_set, referenced_names, service_rule
+from reconciler.nodes.desired import (
+    PodWireCache,
+    bound_pods,
+    desired_set,
+    referenced_names,
+    service_rule,
+)
 from reconciler.nodes.reports import (
     agent_condition,
     node_status_update,
@@ -156,6 +162,18 @@ def service(**spec: Any) -> Service:
     )
     assert isinstance(found, Service)
     return found
+
+
+def test_the_wire_cache_keeps_a_pod_until_it_is_forgotten_or_not_retained() -> None:
+    cache = PodWireCache()
+    a, b = pod("a"), pod("b")
+    wired_a, wired_b = cache.wire(a)[0], cache.wire(b)[0]
+    assert cache.wire(a)[0] is wired_a  # same resourceVersion: the kept wire form
+    cache.forget("uid-a")
+    assert cache.wire(a)[0] is not wired_a
+    assert cache.wire(b)[0] is wired_b
+    cache.retain({"uid-a"})
+    assert cache.wire(b)[0] is not wired_b
 
 
 def test_service_rule_uses_the_service_ports_and_known_endpoints() -> None:

@@ -16,7 +16,15 @@ from pydantic import Field, model_validator
 
 from schemas._validation import NonNegativeInt, PositiveInt, Problems
 from schemas.cron import CronError, parse_cron, time_zone
-from schemas.meta import Condition, KubeModel, KubeObject, LabelSelector, ObjectMeta, Timestamp
+from schemas.meta import (
+    Condition,
+    KubeModel,
+    KubeObject,
+    LabelSelector,
+    ObjectMeta,
+    ObjectReference,
+    Timestamp,
+)
 from schemas.pod import PodTemplateSpec
 
 __all__ = [
@@ -139,17 +147,6 @@ class Job(KubeObject):
 class JobTemplateSpec(KubeModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: JobSpec
-
-
-class ObjectReference(KubeModel):
-    """Names one object (a CronJob's active Jobs)."""
-
-    api_version: str | None = None
-    kind: str | None = None
-    namespace: str | None = None
-    name: str | None = None
-    uid: str | None = None
-    resource_version: str | None = None
 
 
 class CronJobSpec(KubeModel):

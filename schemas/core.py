@@ -35,7 +35,7 @@ from schemas._validation import (
     rule_error,
 )
 from schemas.container import Protocol
-from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat
+from schemas.meta import Condition, KubeModel, KubeObject, Labels, NameFormat, ObjectReference
 from schemas.sealed import ENCRYPTED_ANNOTATION, ENCRYPTED_VALUE, armor_problem
 
 __all__ = [
@@ -153,6 +153,14 @@ class ServiceSpec(KubeModel):
     ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
     ip_families: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list, max_length=2)
     session_affinity: Literal["None", "ClientIP"] = "None"
+    # Where traffic from outside (node ports) and from inside may go: Capstan's node proxies
+    # send it to a ready endpoint on any node, which is Kubernetes' `Cluster`. `Local` is
+    # refused (_check_traffic_policies).
+    external_traffic_policy: Literal["Cluster", "Local"] | None = None
+    internal_traffic_policy: Literal["Cluster", "Local"] | None = None
+    # Pods that are not Ready are endpoints too (a StatefulSet's peers finding each other
+    # before they serve: Argo CD's redis-ha); read by reconciler.controllers.endpoints.
+    publish_not_ready_addresses: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -198,6 +206,7 @@ class ServiceSpec(KubeModel):
     def _check(self) -> ServiceSpec:
         problems = Problems("ServiceSpec")
         self._check_families(problems)
+        self._check_traffic_policies(problems)
         names: set[str] = set()
         numbers: set[tuple[int, str]] = set()
         for index, port in enumerate(self.ports):
@@ -233,6 +242,22 @@ class ServiceSpec(KubeModel):
                 )
         problems.raise_if_any()
         return self
+
+    def _check_traffic_policies(self, problems: Problems) -> None:
+        for alias, policy in (
+            ("externalTrafficPolicy", self.external_traffic_policy),
+            ("internalTrafficPolicy", self.internal_traffic_policy),
+        ):
+            if policy == "Local":
+                problems.add(
+                    (alias,),
+                    "traffic_policy",
+                    "'Local' (only the endpoints on the node the traffic reaches, keeping "
+                    "the client's address) is not implemented: Capstan's node proxies send a "
+                    "Service's traffic to a ready endpoint on any node, which is what 'Cluster' "
+                    "means",
+                    policy,
+                )
 
     def _check_families(self, problems: Problems) -> None:
         """Kubernetes' checks of the IP family fields (its validation and the Service
@@ -346,13 +371,19 @@ class ServiceAccount(KubeObject):
     kind: Literal["ServiceAccount"] = "ServiceAccount"
     automount_service_account_token: bool | None = None
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    # Accepted and kept, no effect: Kubernetes' list of token Secrets for the account, which it
+    # no longer fills (v1.24) and enforces only under an admission plugin's annotation. Capstan
+    # mounts each pod's token itself and lets a pod mount any Secret of its namespace.
+    secrets: list[ObjectReference] = Field(default_factory=list)
 
 
 def _check_base64(values: dict[str, str]) -> None:
     problems = Problems("data")
     for key, value in values.items():
         try:
-            base64.b64decode(value, validate=True)
+            # Kubernetes decodes with Go's base64, which skips line breaks (wrapped PEM-style
+            # values); anything else outside the standard alphabet is refused, as there.
+            base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
         except (binascii.Error, ValueError):
             problems.add(
                 (key,), "base64", "must be valid base64 (standard alphabet, padded)", _REDACTED

@@ -120,6 +120,18 @@ class OwnerReference(KubeModel):
     block_owner_deletion: bool | None = None
 
 
+class ObjectReference(KubeModel):
+    """Names one object (a CronJob's active Jobs, a ServiceAccount's secrets)."""
+
+    api_version: str | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    field_path: str | None = None
+
+
 class ManagedFieldsEntry(KubeModel):
     """One field manager's share of an object (``metadata.managedFields``): the fields it
     set, as Kubernetes' ``FieldsV1`` tree, and whether by server-side apply or another write.

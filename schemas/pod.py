@@ -507,8 +507,11 @@ class PodSpec(KubeModel):
             seen.add(container.name)
 
     def _check_ports(self, problems: Problems) -> None:
+        """Port names are unique in the pod. A port number may be listed twice (Kubernetes
+        only warns: ingress-nginx names port 80 both ``http`` and ``https``), but published on
+        a hostPort only once, as the node's Docker publishes one container port once."""
         names: set[str] = set()
-        numbers: set[tuple[int, str]] = set()
+        published: set[tuple[int, str]] = set()
         for index, container in enumerate(self.containers):
             for port_index, port in enumerate(container.ports):
                 loc = ("containers", index, "ports", port_index)
@@ -521,14 +524,17 @@ class PodSpec(KubeModel):
                             port.name,
                         )
                     names.add(port.name)
-                if (port.container_port, port.protocol) in numbers:
+                number = (port.container_port, port.protocol)
+                if port.host_port is not None and number in published:
                     problems.add(
                         (*loc, "containerPort"),
                         "duplicate_port",
-                        f"port {port.container_port}/{port.protocol} is used twice in this pod",
+                        f"port {port.container_port}/{port.protocol} is published on a hostPort "
+                        "twice in this pod; Capstan publishes a container port on one host port",
                         port.container_port,
                     )
-                numbers.add((port.container_port, port.protocol))
+                if port.host_port is not None:
+                    published.add(number)
                 if (
                     self.host_network
                     and port.host_port is not None

@@ -59,20 +59,14 @@ class PolicyRule(KubeModel):
 
 
 class Subject(KubeModel):
-    """Who a binding applies to. ServiceAccount subjects need a namespace."""
+    """Who a binding applies to. A ServiceAccount subject without a namespace, which only a
+    RoleBinding may have, is the account of that binding's namespace (as Kubernetes' authorizer
+    reads it); a ClusterRoleBinding must name the namespace."""
 
     kind: Literal["User", "ServiceAccount", "Group"]
     name: str = Field(min_length=1)
     namespace: str | None = None
     api_group: str | None = None
-
-    @model_validator(mode="after")
-    def _namespace(self) -> Subject:
-        if self.kind == "ServiceAccount" and not self.namespace:
-            problems = Problems("Subject")
-            problems.add(("namespace",), "missing", "is required for a ServiceAccount subject")
-            problems.raise_if_any()
-        return self
 
 
 class RoleRef(KubeModel):
@@ -124,13 +118,21 @@ class ClusterRoleBinding(KubeObject):
 
     @model_validator(mode="after")
     def _cluster_role_only(self) -> ClusterRoleBinding:
+        problems = Problems("ClusterRoleBinding")
         if self.role_ref.kind != "ClusterRole":
-            problems = Problems("ClusterRoleBinding")
             problems.add(
                 ("roleRef", "kind"),
                 "role_ref",
                 "a ClusterRoleBinding can only refer to a ClusterRole",
                 self.role_ref.kind,
             )
-            problems.raise_if_any()
+        for index, subject in enumerate(self.subjects):
+            if subject.kind == "ServiceAccount" and not subject.namespace:
+                problems.add(
+                    ("subjects", index, "namespace"),
+                    "missing",
+                    "is required for a ServiceAccount subject of a ClusterRoleBinding "
+                    "(only a RoleBinding's defaults to the binding's own namespace)",
+                )
+        problems.raise_if_any()
         return self

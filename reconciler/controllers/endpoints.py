@@ -5,7 +5,9 @@ the node proxies: whoever builds a node's ``Sync`` turns each Service's endpoint
 ``schemas.protocol.ServiceRule`` with :meth:`ServiceEndpoints.to_service_rule`.
 
 For a Service with a selector, an endpoint is a pod in its namespace that matches the selector,
-is bound to a node, is not being deleted and is Ready. For each Service port, ``targetPort``
+is bound to a node, is not being deleted and is Ready (or, when the Service sets
+``publishNotReadyAddresses``, has not finished: Running or Pending, as Kubernetes' endpoints
+controller takes it). For each Service port, ``targetPort``
 is resolved (a number, or a container port *name* looked up in the pod, per protocol) to a
 container port, which maps to the host port the agent published for it (``status.hostPorts``;
 on the host network, the container port itself). The address is the host IP of that mapping
@@ -71,12 +73,15 @@ def _label_value(namespace: str, key: str, value: str) -> str:
     return f"{namespace}/{key}={value}"
 
 
-def _serving(pod: Pod) -> bool:
+def _serving(pod: Pod, *, publish_not_ready: bool = False) -> bool:
     return (
         pod.spec.node_name is not None
         and pod.metadata.deletion_timestamp is None
         and pod.status is not None
-        and pod.status.ready
+        and (
+            pod.status.ready
+            or (publish_not_ready and pod.status.phase not in ("Succeeded", "Failed"))
+        )
     )
 
 
@@ -153,7 +158,7 @@ def compute_endpoints(
             if pod.namespace == service.namespace
             and selector
             and all(pod.labels.get(k) == v for k, v in selector.items())
-            and _serving(pod)
+            and _serving(pod, publish_not_ready=service.spec.publish_not_ready_addresses)
         ),
         key=lambda p: p.name,
     )

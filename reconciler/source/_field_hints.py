@@ -387,10 +387,6 @@ FIELD_ADVICE: Mapping[tuple[str, str], str] = {
         "the API server writes it (it comes from `kubectl get -o yaml`); leaving it out "
         "changes nothing"
     ),
-    ("ServiceAccount", "secrets"): (
-        "token Secrets are not kept in ServiceAccounts on Capstan; Capstan mounts each pod's "
-        "token itself"
-    ),
     ("PodSpec", "runtimeClassName"): (
         "Capstan runs every container with the node's default Docker runtime"
     ),

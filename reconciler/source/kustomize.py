@@ -113,7 +113,7 @@ def render_kustomization(root_real: Path, directory: Path) -> KustomizeOutput:
     kustomization = find_kustomization(directory)
     assert kustomization is not None
     location = SourceLocation(relative_name(kustomization, root_real))
-    errors = _reference_problems(root_real)
+    errors = _reference_problems(root_real, Path(os.path.realpath(directory)))
     if errors:
         raise ManifestErrors(errors)
     kubectl = kubectl_binary()
@@ -250,12 +250,20 @@ def local_bases(directory: Path) -> set[Path]:
     return found
 
 
-def _reference_problems(root_real: Path) -> list[ManifestError]:
-    """Remote bases and local references that leave the repository, in every kustomization."""
+def _reference_problems(root_real: Path, start: Path) -> list[ManifestError]:
+    """Remote bases and local references that leave the repository, in every kustomization
+    the build of ``start`` reads: its own and those of the local directories it names, in
+    turn. A kustomization elsewhere in the repository (another team's folder with a remote
+    base) is not read, as kustomize does not read it."""
     errors: list[ManifestError] = []
-    for directory, subdirectories, _files in os.walk(root_real):
-        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
-        kustomization = find_kustomization(Path(directory))
+    seen: set[Path] = set()
+    todo = [start]
+    while todo:
+        directory = todo.pop()
+        if directory in seen:
+            continue
+        seen.add(directory)
+        kustomization = find_kustomization(directory)
         if kustomization is None:
             continue
         name = relative_name(kustomization, root_real)
@@ -269,10 +277,13 @@ def _reference_problems(root_real: Path) -> list[ManifestError]:
         for key in _REFERENCE_KEYS:
             entries = document.get(key)
             for entry in entries if isinstance(entries, list) else []:
-                problem = _reference_problem(entry, Path(directory), root_real)
+                problem = _reference_problem(entry, directory, root_real)
                 if problem is not None:
                     errors.append(ManifestError(SourceLocation(name), problem, key))
-    return errors
+                    continue
+                if isinstance(entry, str) and (directory / entry).is_dir():
+                    todo.append(Path(os.path.realpath(directory / entry)))
+    return sorted(errors, key=lambda error: str(error.location))
 
 
 def _reference_problem(entry: object, directory: Path, root_real: Path) -> str | None:

@@ -18,7 +18,10 @@ names the label that admits it). An error on a line of a plain manifest that hol
 ``{{ ... }}`` placeholder says the file is a template committed unrendered.
 Namespaced objects written without a namespace are put in ``default`` before
 validation; a field written as null is a field not set (as in Kubernetes), and
-``status`` is dropped (it is reported, not desired). A namespace that objects use
+``status`` is dropped (it is reported, not desired). As Kubernetes' API server and kubectl
+read a manifest, so does the loader: a mapping key written as a number or boolean (a
+ConfigMap's ``404:``) is that text, ``metadata.selfLink`` (from ``kubectl get -o yaml``) is
+dropped, and so is ``metadata.namespace`` on a cluster-scoped kind. A namespace that objects use
 but no manifest defines (other than ``default``, ``kube-system``, ``kube-public``,
 which always exist) is added as a Namespace object with a warning, as Argo CD's
 ``CreateNamespace=true`` does; the warning names the manifest to add to manage it
@@ -476,6 +479,7 @@ def _to_object(
     # Status is what the cluster reports, never desired state: exported objects carry
     # `status: {}` and Kubernetes ignores it on create, so the loader does too.
     data = _without_nulls({key: value for key, value in data.items() if key != "status"})
+    data = _with_string_keys(_without_server_metadata(data, namespaced=model.NAMESPACED))
     if model.NAMESPACED:
         data = _with_default_namespace(data)
     data = _with_generated_name(data)
@@ -510,6 +514,39 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(item) for item in value]
     return value
+
+
+def _with_string_keys(value: Any) -> Any:
+    """``value`` with every mapping key that YAML read as a number, boolean or null turned
+    into text, as kubectl's YAML-to-JSON step (sigs.k8s.io/yaml) turns it."""
+    if isinstance(value, dict):
+        return {_key_text(key): _with_string_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_string_keys(item) for item in value]
+    return value
+
+
+def _key_text(key: Any) -> Any:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int | float):
+        return str(key)
+    return key
+
+
+def _without_server_metadata(data: dict[str, Any], *, namespaced: bool) -> dict[str, Any]:
+    """``data`` without ``metadata.selfLink`` (deprecated and read-only; the API server
+    writes none since Kubernetes v1.24) and, for a cluster-scoped kind, without
+    ``metadata.namespace``, which Kubernetes' ``rest.BeforeCreate`` clears there too."""
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict):
+        return data
+    dropped = {"selfLink"} if namespaced else {"selfLink", "namespace"}
+    if not dropped & metadata.keys():
+        return data
+    return {**data, "metadata": {k: v for k, v in metadata.items() if k not in dropped}}
 
 
 # Kubernetes' alphabet for generateName suffixes (no vowels, no look-alikes).

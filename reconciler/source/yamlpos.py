@@ -102,6 +102,13 @@ def _timestamp_as_string(loader: _PositionLoader, node: Node) -> str:
 
 _PositionLoader.add_constructor(_STD + "timestamp", _timestamp_as_string)
 
+# YAML 1.1 reads a plain `=` as the `!!value` type, which Go's YAML (kubectl's) reads as the
+# string "=": kube-prometheus' CRDs list `enum: ['!=', =, =~]`. The loader reads it as Go does.
+_PositionLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _STD + "value"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
 # Scalars whose explicit tag does not fit the text (`!!int abc`) make PyYAML's
 # constructors raise ValueError/KeyError without a position; they are tried
 # one by one during the pre-check so the error can name the scalar.

@@ -145,12 +145,17 @@ def _builtin() -> Mapping[str, tuple[PolicyRule, ...]]:
 BUILTIN_CLUSTER_ROLES: Mapping[str, tuple[PolicyRule, ...]] = _builtin()
 
 
-def _matches_subject(subject: Subject, user: UserInfo) -> bool:
+def _matches_subject(
+    subject: Subject, user: UserInfo, binding_namespace: str | None = None
+) -> bool:
+    """Whether ``user`` is ``subject``; a ServiceAccount subject without a namespace (in a
+    RoleBinding) is the account of ``binding_namespace``, as in Kubernetes' ``appliesToUser``."""
     if subject.kind == "User":
         return subject.name == user.name
     if subject.kind == "Group":
         return subject.name in user.groups
-    return user.name == f"system:serviceaccount:{subject.namespace}:{subject.name}"
+    namespace = subject.namespace or binding_namespace
+    return user.name == f"system:serviceaccount:{namespace}:{subject.name}"
 
 
 def _matches_resource(rule: PolicyRule, attrs: Attributes) -> bool:
@@ -424,7 +429,7 @@ class Authorizer:
             return rules
         for binding in snapshot.bindings:
             if binding.namespace == namespace and any(
-                _matches_subject(s, user) for s in binding.subjects
+                _matches_subject(s, user, binding.namespace) for s in binding.subjects
             ):
                 rules.extend(self._ref_rules(snapshot, binding.role_ref, namespace) or ())
         return rules
@@ -539,7 +544,7 @@ class Authorizer:
         for binding in snapshot.bindings:
             if binding.namespace != attrs.namespace:
                 continue
-            if not any(_matches_subject(s, user) for s in binding.subjects):
+            if not any(_matches_subject(s, user, binding.namespace) for s in binding.subjects):
                 continue
             rules = self._ref_rules(snapshot, binding.role_ref, binding.namespace) or ()
             if any(rule_allows(rule, attrs) for rule in rules):

@@ -114,6 +114,25 @@ def test_remote_bases_and_paths_outside_the_repository_are_refused_before_kustom
     assert "'../../../outside' is outside the repository" in result.output
 
 
+def test_only_the_kustomizations_a_build_reads_are_checked_for_remote_bases(tmp_path: Path):
+    """As in GKE's samples: another folder's remote base does not refuse this overlay; a remote
+    base in a base this overlay reads does, at that base's kustomization."""
+    remote = "https://github.com/kubernetes-sigs/kueue/releases/download/v0.12.3/manifests.yaml"
+    root = write_files(
+        tmp_path,
+        {**BASE, "kueue/kustomization.yaml": f"resources:\n  - {remote}\n"},
+    )
+    result = validate(root, "--path", "overlays/prod")
+    assert result.exit_code == 0, result.output
+    (root / "base/kustomization.yaml").write_text(
+        f"resources:\n  - deployment.yaml\n  - service.yaml\n  - {remote}\n"
+    )
+    result = validate(root, "--path", "overlays/prod")
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if "remote base" in line]
+    assert line.startswith(f"{root}/base/kustomization.yaml: resources: '{remote}' is a remote")
+
+
 def test_without_path_every_kustomize_directory_below_is_built_as_flux_does(tmp_path: Path):
     """Flux's kustomize-controller, on a path without kustomization, builds each directory
     below that has one as a kustomize resource: here the base and the overlay, side by side."""

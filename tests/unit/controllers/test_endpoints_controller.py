@@ -405,3 +405,21 @@ def _statefulset_scenario(
     # OrderedReady: web-1 is made only once web-0 is Ready.
     wait_for(lambda: named(["web-0", "web-1"]), what="both pods named in the endpoints")
     assert {p.spec.subdomain for p in api.list(Pod).items} == {"web"}
+
+
+def test_publish_not_ready_addresses_lists_pods_before_they_are_ready() -> None:
+    """As Argo CD's redis-ha Services ask, so that the peers find each other while starting."""
+    plain = service()
+    svc = plain.model_copy(
+        update={"spec": plain.spec.model_copy(update={"publish_not_ready_addresses": True})}
+    )
+    starting = pod("a", ready=False)
+    stopped = pod("b", ready=False)
+    assert stopped.status is not None
+    finished = stopped.model_copy(
+        update={"status": stopped.status.model_copy(update={"phase": "Succeeded"})}
+    )
+    assert targets(svc, [starting, finished, pod("c", deleting=True)]) == [
+        [("a", "10.0.0.1", 30001)]
+    ]
+    assert targets(plain, [starting]) == [[]]

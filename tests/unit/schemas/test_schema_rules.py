@@ -89,14 +89,19 @@ def test_port_names_are_unique_within_the_pod(pod, error_locs):
     assert error_locs(pod) == {("spec", "containers", 1, "ports", 0, "name"): "duplicate_port_name"}
 
 
-def test_port_numbers_are_unique_per_protocol(pod, error_locs):
+def test_a_port_number_may_be_listed_twice_but_published_once(pod, error_locs):
+    """As Kubernetes (a warning only): ingress-nginx's AWS NLB manifest lists port 80 as both
+    ``http`` and ``https``. Two hostPorts for one container port Capstan cannot publish."""
     pod["spec"]["containers"][0]["ports"] = [
-        {"containerPort": 53},
-        {"containerPort": 53, "protocol": "UDP"},
-        {"containerPort": 53, "protocol": "TCP"},
+        {"containerPort": 80, "name": "http"},
+        {"containerPort": 80, "name": "https", "protocol": "TCP"},
+        {"containerPort": 53, "hostPort": 5353},
+        {"containerPort": 53, "protocol": "UDP", "hostPort": 5353},
     ]
+    assert parse_object(pod).spec.containers[0].ports[1].name == "https"  # type: ignore[attr-defined]
+    pod["spec"]["containers"][0]["ports"].append({"containerPort": 53, "hostPort": 5354})
     assert error_locs(pod) == {
-        ("spec", "containers", 0, "ports", 2, "containerPort"): "duplicate_port"
+        ("spec", "containers", 0, "ports", 4, "containerPort"): "duplicate_port"
     }
 
 

@@ -246,3 +246,14 @@ def test_no_token_learns_nothing(make_client):
     for path in ("/api/v1/namespaces/shop/configmaps/x", "/api/v1/widgets", "/apis/x/y/z"):
         assert_status(anonymous.get(path), 401, "Unauthorized")
     assert_status(anonymous.post(CM, json={}), 401, "Unauthorized")
+
+
+def test_a_rolebinding_service_account_without_namespace_is_the_bindings_own(
+    make_client, sa_token, api
+):
+    """As Kubernetes' authorizer reads it (kube-state-metrics' RoleBinding is written so)."""
+    bind(api, role="view", subject=Subject(kind="ServiceAccount", name="ci"))
+    assert make_client(token=sa_token("shop", "ci")).get(CM).status_code == 200
+    other = make_client(token=sa_token("default", "ci"))
+    assert_status(other.get(CM), 403, "Forbidden")
+    assert other.get("/api/v1/namespaces/default/configmaps").status_code == 403

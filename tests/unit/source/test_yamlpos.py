@@ -69,6 +69,13 @@ def test_timestamps_stay_strings_as_kubernetes_reads_them():
     assert document.data == {"date": "2024-01-15", "when": "2024-01-15T10:00:00Z"}
 
 
+def test_a_plain_equals_sign_is_a_string_as_go_yaml_reads_it():
+    """kube-prometheus' AlertmanagerConfig CRD lists ``enum: ['!=', =, =~]``."""
+    (document,) = load_ok("enum:\n  - '!='\n  - =\n  - =~\nk: =\n")
+    assert document.data == {"enum": ["!=", "=", "=~"], "k": "="}
+    assert any("YAML tag '!!value'" in m for m in load_bad("a: !!value =\n"))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -298,6 +298,18 @@ class Replica:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def status(self, *args: str) -> str:
+        """``capstan status ARGS`` as an operator on this replica's host runs it: through the
+        replica's HTTP API (its state directory's client config and run info)."""
+        done = subprocess.run(
+            [str(CAPSTAN), "status", "--state-dir", str(self.state_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
 
 class ControlPlane:
     """``count`` supervised replicas on one etcd cluster; a replica that exits is restarted

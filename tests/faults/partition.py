@@ -12,7 +12,8 @@ node's status leak out for a while), ``heal`` deletes those two rules. Nothing i
 this host's own iptables.
 
 The app is ``web`` at ``REPLICAS`` whose pages answer with the pod's own name (its host
-name), so a request through a node's NodePort says which pod the proxy picked.
+name), so a request through a node's NodePort says which pod the proxy picked. Two Services
+select its pods (``SERVICES``): the NodePort ``web`` and the ClusterIP ``web-peers``.
 ``ServiceProbe`` asks the other node's NodePort in a loop and keeps every answer.
 
 Used by tests/faults/test_partition.py and bench/faults.py.
@@ -45,6 +46,22 @@ from tests.fixtures.waiting import wait_until
 
 REPLICAS = 4
 LOCAL = "local"  # the rig's own node (tests.e2e.test_gitops_loop.NODE)
+
+PEERS_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-peers
+spec:
+  selector:
+    app: web
+  ports:
+    - name: http
+      port: 8080
+      targetPort: http
+"""
+#: Every Service that selects the web pods (the NodePort one the probe asks first).
+SERVICES = ("web", "web-peers")
 
 
 class NetNamespace:
@@ -208,9 +225,21 @@ class PartitionRig:
     def live_pods(self) -> list[Pod]:
         return [p for p in self.web_pods() if p.metadata.deletion_timestamp is None]
 
-    def endpoint_pods(self) -> set[str]:
+    def endpoint_pods(self) -> dict[str, set[str]]:
+        """The pods in each of ``SERVICES``' endpoints."""
+        return {service: self._endpoint_pods(service) for service in SERVICES}
+
+    def in_any_endpoints(self) -> set[str]:
+        """The pods some Service still routes to."""
+        return set().union(*self.endpoint_pods().values())
+
+    def endpoints_are(self, pods: set[str]) -> bool:
+        """Every Service's endpoints hold exactly ``pods``."""
+        return all(found == pods for found in self.endpoint_pods().values())
+
+    def _endpoint_pods(self, service: str) -> set[str]:
         try:
-            config_map = self.api.get(ConfigMap, "web.endpoints", namespace="default")
+            config_map = self.api.get(ConfigMap, f"{service}.endpoints", namespace="default")
         except NotFound:
             return set()
         endpoints = read_endpoints(config_map)
@@ -285,9 +314,9 @@ class PartitionRig:
             wait_until(lambda: self.serving(self.version), timeout=240, what="a rollout")
         assert len(self.spread()) == 2, f"web pods on one node only: {self.spread().keys()}"
         wait_until(
-            lambda: self.endpoint_pods() == {p.name for p in self.live_pods()},
+            lambda: self.endpoints_are({p.name for p in self.live_pods()}),
             timeout=60,
-            what="every web pod in the Service's endpoints",
+            what="every web pod in every Service's endpoints",
         )
 
 
@@ -367,9 +396,9 @@ def run_partition(prig: PartitionRig, *, grace_s: float, eviction_s: float) -> P
         cut_at, cut_wall = time.monotonic(), time.time()
 
         wait_until(
-            lambda: not prig.endpoint_pods() & victims,
+            lambda: not prig.in_any_endpoints() & victims,
             timeout=grace_s + 60,
-            what="the partitioned node's pods out of the endpoints",
+            what="the partitioned node's pods out of every Service's endpoints",
         )
         out_at = time.monotonic()
         # Out of the endpoints at once, evicted later: the same pods, NotReady, the node
@@ -381,7 +410,7 @@ def run_partition(prig: PartitionRig, *, grace_s: float, eviction_s: float) -> P
         unknown_since = _node_unknown_since(prig)
         lease = prig.api.get_node_lease(prig.victim.name)
         assert lease is not None
-        assert prig.endpoint_pods() == set(pods) - victims
+        assert prig.endpoint_pods() == dict.fromkeys(SERVICES, set(pods) - victims)
         assert len(prig.victim_containers(victims)) == len(victims)
 
         wait_until(
@@ -418,6 +447,11 @@ def run_partition(prig: PartitionRig, *, grace_s: float, eviction_s: float) -> P
             what="no duplicate containers",
         )
         assert _away_from_victim(prig, victims)
+        wait_until(
+            lambda: prig.endpoints_are({p.name for p in prig.live_pods()}),
+            timeout=60,
+            what="every Service's endpoints holding the replacements only",
+        )
         healed_at = time.monotonic()
         wait_until(
             lambda: len(probe.since(healed_at)) >= SWITCHED_AFTER,
@@ -468,6 +502,7 @@ def partition_rig(
             )
             files = {
                 "service.yaml": SERVICE,
+                "peers-service.yaml": PEERS_SERVICE,
                 **who_files("v1"),
                 f"nodes/{victim.name}.yaml": victim.manifest(),
             }

@@ -9,11 +9,13 @@ commit applied twice, a deposed leader writes nothing and exits, etcd quorum los
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -88,6 +90,7 @@ def test_leader_paused_past_its_lease_is_fenced_and_exits(
         leader = plane.wait_leader()
         term = plane.term()
         assert term is not None
+        _status_shows(leader, term, plane.replicas)
         plane.hold(leader)
         leader.kill(signal.SIGSTOP)
         try:
@@ -104,6 +107,10 @@ def test_leader_paused_past_its_lease_is_fenced_and_exits(
                 timeout=ROLLOUT_TIMEOUT_S,
                 what="v2 rolled out by the new leader",
             )
+            # The paused replica renews nothing: its registration lapses with its lease.
+            new_leader, new_term = plane.wait_leader(), plane.term()
+            assert new_term is not None
+            _status_shows(new_leader, new_term, [r for r in plane.replicas if r is not leader])
         finally:
             leader.kill(signal.SIGCONT)
         assert leader.proc is not None
@@ -128,6 +135,36 @@ def test_leader_paused_past_its_lease_is_fenced_and_exits(
         assert rolled_out(plane.api, "v2"), "the deposed leader undid nothing"
         assert census.max_live <= REPLICAS + MAX_SURGE
         assert double_applied(rig.plane.api) == {}
+
+
+def _status_shows(leader: Replica, term: int, live: list[Replica]) -> None:
+    """``capstan status`` on a follower's host names the lease holder, since when it leads,
+    its term, and the ``live`` replicas (a replica that stopped renewing drops out)."""
+    follower = next(r for r in live if r is not leader)
+    config = follower.state_dir / "config"
+    wait_until(config.exists, timeout=60, what="the follower's client config")
+    identities = sorted(r.identity for r in live)
+
+    def shown() -> dict[str, Any] | None:
+        plane: dict[str, Any] = json.loads(follower.status("-o", "json"))["controlPlane"]
+        listed = sorted(r["identity"] for r in plane["replicas"])
+        return (
+            plane
+            if (plane["leader"], plane["term"], listed) == (leader.identity, term, identities)
+            else None
+        )
+
+    plane = wait_until(
+        shown, timeout=60, what=f"capstan status naming {leader.identity}, term {term}"
+    )
+    since = datetime.fromisoformat(plane["leaderSince"])
+    assert since <= datetime.now(UTC)
+    assert [r["identity"] for r in plane["replicas"] if r["leader"]] == [leader.identity]
+    text = follower.status()
+    assert f"Leader:   {leader.identity} since {plane['leaderSince']} (" in text, text
+    assert f"), term {term}\n" in text, text
+    assert f"Replicas: {len(live)}: " in text, text
+    assert f"{leader.identity} (leader)" in text, text
 
 
 def _registry(keys: tuple[str, ...]) -> bool:

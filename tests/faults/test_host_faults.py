@@ -5,9 +5,9 @@
   touched) runs the local agent's pods. In between the node is NotReady and every pod not
   Ready, both saying the runtime is down; afterwards the same pods run again and their
   restart counts show it.
-- The Git remote (``git http-backend`` over HTTP) goes away for a while: ``capstan status``
-  shows the error and a capped exponential back-off, nothing running changes, and the commit
-  pushed meanwhile syncs once the remote is back.
+- The Git remote (``git http-backend`` over HTTP) goes away for 2 minutes: ``capstan status``
+  shows the error and a capped exponential back-off all along, nothing running changes, and
+  the commit pushed meanwhile syncs once the remote is back.
 - The state directory is a small tmpfs that fills up: API writes answer 507 with the reason,
   what was acknowledged stays, and the same process works again once space is freed.
 - The node agent's clocks are 10 minutes ahead and behind: its wall clock through libfaketime
@@ -43,6 +43,7 @@ from schemas import ConfigMap, Node, Pod
 from schemas.meta import ObjectMeta
 from tests.e2e.conftest import CapstanUp, GitRepo
 from tests.e2e.test_gitops_loop import NODE, version_files
+from tests.faults.harness import monotonic_wait
 from tests.fixtures.git_http import git_http_handler
 from tests.fixtures.local_agent import BUSYBOX, LocalAgent
 from tests.fixtures.waiting import wait_until
@@ -275,7 +276,10 @@ def test_docker_stopped_and_started_brings_the_pods_back(
         client.close()
 
 
-# -- 5. The Git remote down for a while ----------------------------------------------------
+# -- 5. The Git remote down for 2 minutes -------------------------------------------------
+
+OUTAGE_S = 120
+FETCH_BACKOFF = (0.5, 4.0)
 
 
 class GitHttpServer:
@@ -320,12 +324,13 @@ def test_git_remote_down_backs_off_says_why_and_syncs_when_back(
     server.start()
     up = CapstanUp(work, tmp_path, docker_client, source=server.url("repo.git"))
     try:
-        up.start("--poll-interval", "1", "--fetch-backoff", "0.5", "4")
+        up.start("--poll-interval", "1", "--fetch-backoff", *map(str, FETCH_BACKOFF))
         wait_until(lambda: _rolled_out(up, "v1"), timeout=ROLLOUT_S, what="v1 from the remote")
         containers = up.app_containers()
         records = len(list_sync_records(up.api))
 
         server.stop()
+        down_at = time.monotonic()
         # A commit pushed while the forge's HTTP side is down (the push goes to its disk).
         v2 = work.commit("v2", version_files("v2"))
         work.git("push", "-q", str(bare), "main")
@@ -339,7 +344,8 @@ def test_git_remote_down_backs_off_says_why_and_syncs_when_back(
 
         wait_until(backed_off_to_the_cap, timeout=90, interval=0.3, what="5 failed fetches")
         # Each failure in a row doubles the pause, from 0.5 s up to the 4 s cap.
-        assert all(backoff == min(4.0, 0.5 * 2 ** (n - 1)) for n, backoff in seen.items()), seen
+        initial, cap = FETCH_BACKOFF
+        assert all(backoff == min(cap, initial * 2 ** (n - 1)) for n, backoff in seen.items()), seen
         status = up.status()["sync"]
         fetch = status["fetch"]
         assert f"127.0.0.1:{server.port}" in fetch["error"]
@@ -354,6 +360,22 @@ def test_git_remote_down_backs_off_says_why_and_syncs_when_back(
         assert status["liveCommit"] == status["seenCommit"] != v2
         assert up.app_containers() == containers
         assert all(r.commit != v2 for r in list_sync_records(up.api))
+        assert len(list_sync_records(up.api)) == records
+
+        # The rest of the outage: still failing at the capped pace, still saying why, and
+        # nothing running changes (the live commit keeps being resynced as it is).
+        failures = max(seen)
+        while time.monotonic() - down_at < OUTAGE_S:
+            status = up.status()["sync"]
+            fetch = status["fetch"]
+            assert fetch is not None, "the fetch error vanished while the remote was down"
+            assert fetch["backoffSeconds"] == cap, fetch
+            assert f"127.0.0.1:{server.port}" in fetch["error"]
+            assert status["liveCommit"] == status["seenCommit"] != v2
+            assert up.app_containers() == containers
+            failures = fetch["failures"]
+            monotonic_wait(2.0)
+        assert failures >= max(seen) + 5, "the fetch was not retried all along the outage"
         assert len(list_sync_records(up.api)) == records
 
         server.start()

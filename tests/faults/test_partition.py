@@ -5,8 +5,9 @@ The node's sshd runs in a network namespace (``tests.faults.partition``); the pa
 node, its agent and its containers keep running — as Kubernetes sees a partitioned node. The
 other node's proxy is asked through its NodePort all along (every answer names its pod).
 Expected, as Kubernetes' node lifecycle controller: after the grace period the node turns
-Unknown and its pods NotReady at once, so they leave the Service's endpoints and the other
-node's proxy stops sending there while the pods still exist; after the eviction timeout
+Unknown and its pods NotReady at once, so they leave every Service's endpoints (a NodePort
+and a ClusterIP one select them) and the other node's proxy stops sending there while the
+pods still exist; after the eviction timeout
 they are deleted and replaced on the other node; once the partition heals, the node's agent
 stops the moved pods' containers (no duplicates) and nothing ever routed to a gone pod.
 A partition shorter than the eviction timeout comes first: its pods return to the
@@ -31,23 +32,24 @@ EVICTION_S = 40
 
 
 def _partition_shorter_than_the_eviction(prig: PartitionRig) -> None:
-    """Cut, see the pods leave the endpoints, heal: the same pods come back, none evicted."""
+    """Cut, see the pods leave every Service's endpoints, heal: the same pods come back to
+    each, none evicted."""
     prig.spread_out()
     victims = {p.name for p in prig.spread()[prig.victim.name]}
     before = {p.metadata.uid for p in prig.web_pods()}
     prig.netns.cut()
     try:
         wait_until(
-            lambda: not prig.endpoint_pods() & victims,
+            lambda: not prig.in_any_endpoints() & victims,
             timeout=GRACE_S + 60,
-            what="the partitioned node's pods out of the endpoints",
+            what="the partitioned node's pods out of every Service's endpoints",
         )
     finally:
         prig.netns.heal()
     wait_until(
-        lambda: prig.endpoint_pods() == {p.name for p in prig.web_pods()},
+        lambda: prig.endpoints_are({p.name for p in prig.web_pods()}),
         timeout=60,
-        what="the same pods back in the endpoints",
+        what="the same pods back in every Service's endpoints",
     )
     assert {p.metadata.uid for p in prig.web_pods()} == before
     assert not any(

@@ -48,6 +48,12 @@ def fault_kills() -> int:
     return int(os.environ.get("CAPSTAN_FAULT_KILLS", "20"))
 
 
+def fault_seed() -> int:
+    """The seed of the kill points: ``CAPSTAN_FAULT_SEED`` replays a run, else a new one."""
+    given = os.environ.get("CAPSTAN_FAULT_SEED")
+    return int(given) if given else random.SystemRandom().randrange(2**32)
+
+
 def canary(*, crash: bool) -> str:
     """One pod that opts into auto-rollback; ``crash``: its container exits 3 at every start."""
     command = '["sh", "-c", "exit 3"]' if crash else '["httpd", "-f", "-p", "8080", "-h", "/"]'

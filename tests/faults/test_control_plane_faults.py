@@ -36,6 +36,7 @@ from tests.faults.scenario import (
     double_applied,
     fault_kills,
     fault_rig,
+    fault_seed,
     kill_leaders,
     reverts_of,
     rollbacks_of,
@@ -58,7 +59,9 @@ def test_leader_killed_at_random_points_of_rollouts(
     docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     with fault_rig(docker_client, tmp_path, files=KILL_FILES) as rig:
-        run = kill_leaders(rig, fault_kills(), random.Random())
+        seed = fault_seed()
+        print(f"kill points: CAPSTAN_FAULT_SEED={seed} replays them")
+        run = kill_leaders(rig, fault_kills(), random.Random(seed))
         api = rig.plane.api
         print(f"takeovers after kill -9: {[round(t, 2) for _, t in run.takeovers]}")
         census = run.census

@@ -153,11 +153,19 @@ class ServiceSpec(KubeModel):
     ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
     ip_families: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list, max_length=2)
     session_affinity: Literal["None", "ClientIP"] = "None"
-    # Where traffic from outside (node ports) and from inside may go: Capstan's node proxies
-    # send it to a ready endpoint on any node, which is Kubernetes' `Cluster`. `Local` is
-    # refused (_check_traffic_policies).
+    # Where traffic from outside (node ports) may go: `Cluster` (the default), a ready endpoint
+    # on any node; `Local`, only the endpoints on the node the traffic reached, keeping the
+    # client's address (the node proxy, agent.proxy, programs it from ServiceRule). Traffic
+    # from inside (internalTrafficPolicy) goes to any node: its `Local` is refused
+    # (_check_traffic_policies).
     external_traffic_policy: Literal["Cluster", "Local"] | None = None
     internal_traffic_policy: Literal["Cluster", "Local"] | None = None
+    # The port a cloud load balancer probes for a LoadBalancer Service with
+    # externalTrafficPolicy Local: accepted with Kubernetes' checks; Capstan serves
+    # LoadBalancer as NodePorts on every node and allocates or serves no health port.
+    health_check_node_port: int | None = Field(
+        default=None, alias="healthCheckNodePort", ge=1, le=65535
+    )
     # Pods that are not Ready are endpoints too (a StatefulSet's peers finding each other
     # before they serve: Argo CD's redis-ha); read by reconciler.controllers.endpoints.
     publish_not_ready_addresses: bool = False
@@ -244,20 +252,25 @@ class ServiceSpec(KubeModel):
         return self
 
     def _check_traffic_policies(self, problems: Problems) -> None:
-        for alias, policy in (
-            ("externalTrafficPolicy", self.external_traffic_policy),
-            ("internalTrafficPolicy", self.internal_traffic_policy),
+        if self.internal_traffic_policy == "Local":
+            problems.add(
+                ("internalTrafficPolicy",),
+                "traffic_policy",
+                "'Local' (only the endpoints on the client's own node) is not implemented: "
+                "Capstan's node proxies send a Service's traffic from inside the cluster to a "
+                "ready endpoint on any node, which is what 'Cluster' means",
+                self.internal_traffic_policy,
+            )
+        if self.health_check_node_port is not None and not (
+            self.type == "LoadBalancer" and self.external_traffic_policy == "Local"
         ):
-            if policy == "Local":
-                problems.add(
-                    (alias,),
-                    "traffic_policy",
-                    "'Local' (only the endpoints on the node the traffic reaches, keeping "
-                    "the client's address) is not implemented: Capstan's node proxies send a "
-                    "Service's traffic to a ready endpoint on any node, which is what 'Cluster' "
-                    "means",
-                    policy,
-                )
+            # Kubernetes' own check (validateServiceExternalTrafficPolicy).
+            problems.add(
+                ("healthCheckNodePort",),
+                "health_check_node_port",
+                "may only be set when type is 'LoadBalancer' and externalTrafficPolicy is 'Local'",
+                self.health_check_node_port,
+            )
 
     def _check_families(self, problems: Problems) -> None:
         """Kubernetes' checks of the IP family fields (its validation and the Service

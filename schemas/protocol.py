@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_AGENT_SOCKET",
     "DEFAULT_HEARTBEAT_S",
     "FEATURE_ENDPOINT_HOSTNAMES",
+    "FEATURE_EXTERNAL_TRAFFIC_POLICY",
     "FEATURE_INGRESSES",
     "FEATURE_NODE_UNCHANGED",
     "FEATURE_PODS_UNCHANGED",
@@ -112,6 +113,9 @@ FEATURE_INGRESSES: Final = "ingresses"
 """``Sync.ingresses``: the agent's ingress proxy serves them."""
 FEATURE_ENDPOINT_HOSTNAMES: Final = "endpointHostnames"
 """``Endpoint.hostname``: per-pod names through a headless Service."""
+FEATURE_EXTERNAL_TRAFFIC_POLICY: Final = "externalTrafficPolicy"
+"""``ServiceRule.externalTrafficPolicy``: ``Local`` node ports use only the node's own endpoints.
+An agent without it gets the rule without the field, and serves the Service as ``Cluster``."""
 FEATURE_STATUS_DELTAS: Final = "statusDeltas"
 """``Status.complete`` / ``removed``: a status may carry only the pods that changed."""
 FEATURE_NODE_UNCHANGED: Final = "nodeUnchanged"
@@ -125,6 +129,7 @@ WIRE_FEATURES: Final = (
     FEATURE_ENDPOINT_HOSTNAMES,
     FEATURE_STATUS_DELTAS,
     FEATURE_NODE_UNCHANGED,
+    FEATURE_EXTERNAL_TRAFFIC_POLICY,
 )
 
 ErrorCode = Literal[
@@ -251,13 +256,20 @@ class ServicePortRule(KubeModel):
 
 
 class ServiceRule(KubeModel):
-    """A Service as a node's proxy programs it: only *ready* endpoints are listed."""
+    """A Service as a node's proxy programs it: only *ready* endpoints are listed.
+
+    ``externalTrafficPolicy: Local`` (a NodePort rule only; absent means ``Cluster``): traffic
+    reaching a node port goes only to the endpoints whose address is one of that node's own,
+    without masquerading, and a node with none of them does not forward it. The virtual
+    address (in-cluster traffic) still goes to every endpoint.
+    """
 
     namespace: DNSLabel
     name: DNS1035Label
     type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     cluster_ip: IPAddress | None = Field(default=None, alias="clusterIP")
     ports: list[ServicePortRule] = Field(default_factory=list)
+    external_traffic_policy: Literal["Local"] | None = None
 
 
 class Sync(_Message):

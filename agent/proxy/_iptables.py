@@ -14,6 +14,10 @@ same restore.
 Balancing: rule *i* of N jumps with probability 1/(N-i), which makes each endpoint 1/N.
 iptables has no REJECT in ``nat``, so a Service port without ready endpoints simply gets no
 DNAT and the connection meets whatever is (not) listening on that address.
+
+``externalTrafficPolicy: Local``: the node port jumps to ``<PREFIX>-L-…``, which DNATs to this
+node's endpoints only and sets no masquerade mark (the client's address is kept); a node with
+none of them gets no node port rule for it (as above: nothing forwards it).
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ def _svc_chain(prefix: str, rule: PortRule) -> str:
     return f"{prefix}-S-{_digest(rule.label, rule.protocol)}"
 
 
+def _local_chain(prefix: str, rule: PortRule) -> str:
+    return f"{prefix}-L-{_digest(rule.label, rule.protocol)}"
+
+
 def _sep_chain(prefix: str, rule: PortRule, endpoint: Endpoint) -> str:
     return f"{prefix}-E-{_digest(rule.label, rule.protocol, endpoint)}"
 
@@ -54,6 +62,22 @@ def _comment(text: str) -> str:
     # Built from validated names, and still reduced to a harmless alphabet: a newline in an
     # iptables-restore script is a new rule.
     return '"' + _SAFE_TEXT.sub("_", text)[:200] + '"'
+
+
+def _chance(remaining: int) -> str:
+    """The match that takes 1 of ``remaining`` packets (none for the last rule)."""
+    if remaining == 1:
+        return ""
+    return f"-m statistic --mode random --probability {1 / remaining:.10f} "
+
+
+def _local_dnat(chain: str, proto: str, endpoints: Sequence[Endpoint]) -> list[str]:
+    """A Local node port's chain: DNAT to one of this node's endpoints, unmarked (so not
+    masqueraded: the client's address is kept)."""
+    return [
+        f"-A {chain} {_chance(len(endpoints) - index)}-p {proto} -j DNAT --to-destination {ep}"
+        for index, ep in enumerate(endpoints)
+    ]
 
 
 def render(
@@ -69,28 +93,31 @@ def render(
         body.append(f"-A {services} -d {address}/32 -j {nodeports}")
     for rule in rules:
         proto = rule.protocol.lower()
+        comment = f"-m comment --comment {_comment(rule.label)}"
+        if rule.node_port is not None and rule.external_local:
+            local = rule.node_port_endpoints(node_addresses)
+            if local:
+                chain = _local_chain(prefix, rule)
+                chains.append(chain)
+                body.append(
+                    f"-A {nodeports} -p {proto} --dport {rule.node_port} {comment} -j {chain}"
+                )
+                body += _local_dnat(chain, proto, local)
         if not rule.endpoints:
             continue
         svc = _svc_chain(prefix, rule)
         chains.append(svc)
-        comment = f"-m comment --comment {_comment(rule.label)}"
         body.append(
             f"-A {services} -d {rule.virtual_address}/32 -p {proto} --dport {rule.port} "
             f"{comment} -j {svc}"
         )
-        if rule.node_port is not None:
+        if rule.node_port is not None and not rule.external_local:
             body.append(f"-A {nodeports} -p {proto} --dport {rule.node_port} {comment} -j {svc}")
         count = len(rule.endpoints)
         for index, endpoint in enumerate(rule.endpoints):
             sep = _sep_chain(prefix, rule, endpoint)
             chains.append(sep)
-            remaining = count - index
-            chance = (
-                ""
-                if remaining == 1
-                else f"-m statistic --mode random --probability {1 / remaining:.10f} "
-            )
-            body.append(f"-A {svc} {chance}-j {sep}")
+            body.append(f"-A {svc} {_chance(count - index)}-j {sep}")
             body.append(f"-A {sep} -j MARK --or-mark {MASQUERADE_MARK:#x}")
             body.append(f"-A {sep} -p {proto} -j DNAT --to-destination {endpoint}")
     body.append(

@@ -12,7 +12,8 @@ Layout of ``table ip <name>``:
 * one chain per Service port *and endpoint set*, named by a hash of both: ``numgen random
   mod N`` picks one of N endpoints (uniform, as kube-proxy's ``statistic`` rules), or
   ``reject`` when none is ready. A chain's rules never change: new endpoints mean a new
-  chain;
+  chain. The node port of an ``externalTrafficPolicy: Local`` Service has a chain of its
+  own with only this node's endpoints, no masquerade mark, and ``drop`` when it has none;
 * ``output`` (locally generated: this is the hook that sees 127.0.0.x → 127.0.0.y; measured
   on this kernel, loopback-to-loopback DNAT there needs no ``route_localnet``) and
   ``prerouting`` (traffic from other hosts) jump to ``services``; DNAT'ed packets get mark
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from agent.proxy._commands import CommandRunner, check
-from agent.proxy.model import PortRule, ServiceRuleSet
+from agent.proxy.model import Endpoint, PortRule, ServiceRuleSet
 
 MASQUERADE_MARK: Final = 0x4000
 LAYOUT: Final = "v2"
@@ -71,9 +72,13 @@ def validate_table_name(table: str) -> str:
     return table
 
 
-def chain_name(rule: PortRule) -> str:
-    """The chain of a Service port with exactly these endpoints."""
-    key = f"{rule.label}/{rule.protocol}/{','.join(map(str, rule.endpoints))}"
+def chain_name(rule: PortRule, endpoints: Sequence[Endpoint] | None = None) -> str:
+    """The chain of a Service port with exactly these endpoints; given ``endpoints``, the
+    chain of its ``externalTrafficPolicy: Local`` node port, which goes to them only."""
+    if endpoints is None:
+        key = f"{rule.label}/{rule.protocol}/{','.join(map(str, rule.endpoints))}"
+    else:
+        key = f"{rule.label}/{rule.protocol}/local/{','.join(map(str, endpoints))}"
     return f"svc_{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
@@ -83,17 +88,31 @@ def _quote(text: str) -> str:
     return _SAFE_TEXT.sub("_", text)[:120]
 
 
-def _service_chain(table: str, rule: PortRule) -> list[str]:
-    proto = rule.protocol.lower()
-    name = chain_name(rule)
-    lines = [f'add chain ip {table} {name} {{ comment "{_quote(rule.label)}"; }}']
-    endpoints = rule.endpoints
+@dataclass(frozen=True)
+class _Chain:
+    """What one Service chain does: ``local`` is a Local node port's chain, which neither
+    marks for masquerade (the endpoints are on this node; the client's address is kept) nor
+    answers when it has no endpoint (dropped, as kube-proxy drops it)."""
+
+    rule: PortRule
+    endpoints: tuple[Endpoint, ...]
+    local: bool = False
+
+
+def _service_chain(table: str, name: str, chain: _Chain) -> list[str]:
+    proto = chain.rule.protocol.lower()
+    label = chain.rule.label + (" local" if chain.local else "")
+    lines = [f'add chain ip {table} {name} {{ comment "{_quote(label)}"; }}']
+    endpoints = chain.endpoints
+    if not endpoints and chain.local:
+        return [*lines, f"add rule ip {table} {name} meta l4proto {proto} drop"]
     if not endpoints:
         # Explicit rather than falling through to "nothing listens": the virtual address of a
         # userspace listener (another mode, an earlier run) must not answer either.
         reject = "reject with tcp reset" if proto == "tcp" else "reject"
         return [*lines, f"add rule ip {table} {name} meta l4proto {proto} {reject}"]
-    lines.append(f"add rule ip {table} {name} meta mark set meta mark | {MASQUERADE_MARK:#x}")
+    if not chain.local:
+        lines.append(f"add rule ip {table} {name} meta mark set meta mark | {MASQUERADE_MARK:#x}")
     if len(endpoints) == 1:
         target = str(endpoints[0])
     else:
@@ -170,12 +189,17 @@ def render(
     replaced). ``referenced``: the Service chains the live maps point at (None: unknown, so
     nothing is deleted this time; it will be on the next apply).
     """
-    wanted = {chain_name(rule): rule for rule in rules}
-    node_ports = [
-        f"{r.protocol.lower()} . {r.node_port} : goto {chain_name(r)}"
-        for r in rules
-        if r.node_port is not None
-    ]
+    wanted = {chain_name(rule): _Chain(rule, rule.endpoints) for rule in rules}
+    node_ports = []
+    for rule in rules:
+        if rule.node_port is None:
+            continue
+        name = chain_name(rule)
+        if rule.external_local:
+            local = rule.node_port_endpoints(node_addresses)
+            name = chain_name(rule, local)
+            wanted[name] = _Chain(rule, local, local=True)
+        node_ports.append(f"{rule.protocol.lower()} . {rule.node_port} : goto {name}")
     virtual = [
         f"{r.virtual_address} . {r.protocol.lower()} . {r.port} : goto {chain_name(r)}"
         for r in rules
@@ -194,9 +218,9 @@ def render(
         if referenced is not None:
             unused = live - frozenset(referenced) - wanted.keys()
             create += [f"delete chain ip {table} {name}" for name in sorted(unused)]
-    for name, rule in wanted.items():
+    for name, chain in wanted.items():
         if name not in live:
-            create += _service_chain(table, rule)
+            create += _service_chain(table, name, chain)
 
     switch = [
         *_elements(table, "set", "node_addresses", addresses),

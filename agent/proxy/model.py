@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NewType
 
@@ -80,6 +80,10 @@ class PortRule:
 
     ``hostname`` set: the rule of one pod of a headless Service (its own name
     ``<hostname>.<name>.<namespace>``, its own virtual address, only its endpoints).
+
+    ``external_local`` (``externalTrafficPolicy: Local``): the node port goes only to
+    :meth:`node_port_endpoints`, the endpoints on this node, keeping the client's address;
+    the virtual address still goes to all ``endpoints``.
     """
 
     namespace: str
@@ -91,6 +95,14 @@ class PortRule:
     protocol: L4Protocol = "TCP"
     node_port: int | None = None
     hostname: str | None = None
+    external_local: bool = False
+
+    def node_port_endpoints(self, node_addresses: Collection[str]) -> tuple[Endpoint, ...]:
+        """Where the node port sends traffic on a node with ``node_addresses``: every
+        endpoint, or (``external_local``) those whose address is one of the node's."""
+        if not self.external_local:
+            return self.endpoints
+        return tuple(e for e in self.endpoints if e.address in node_addresses)
 
     def __post_init__(self) -> None:
         # The wire was validated already (schemas.protocol); checked again here because the
@@ -249,6 +261,7 @@ class ServiceRuleSet:
                         virtual_address=addresses[(svc.namespace, svc.name)],
                         node_port=port.node_port,
                         endpoints=_sorted_endpoints(port.endpoints),
+                        external_local=svc.external_traffic_policy == "Local",
                     )
                 )
         return cls(tuple(rules))

@@ -131,7 +131,9 @@ class Proxy:
             wanted[(HOST_SCOPE, rule.virtual_address, rule.port)] = rule.endpoints
             if rule.node_port is not None:
                 for address in self.node_addresses:
-                    wanted[(HOST_SCOPE, address, rule.node_port)] = rule.endpoints
+                    wanted[(HOST_SCOPE, address, rule.node_port)] = rule.node_port_endpoints(
+                        self.node_addresses
+                    )
         return wanted
 
     def apply(self, rules: ServiceRuleSet) -> ApplyReport:

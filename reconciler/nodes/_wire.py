@@ -16,6 +16,7 @@ from schemas.networking import Ingress
 from schemas.pod import Pod
 from schemas.protocol import (
     FEATURE_ENDPOINT_HOSTNAMES,
+    FEATURE_EXTERNAL_TRAFFIC_POLICY,
     FEATURE_INGRESSES,
     FEATURE_NODE_UNCHANGED,
     FEATURE_PODS_UNCHANGED,
@@ -103,9 +104,13 @@ def _older_form(features: frozenset[str]) -> dict[str, Any]:
         exclude["pods_unchanged"] = True
     if FEATURE_INGRESSES not in features:
         exclude["ingresses"] = True
+    rule: dict[str, Any] = {}
     if FEATURE_ENDPOINT_HOSTNAMES not in features:
-        hostname = {"__all__": {"endpoints": {"__all__": {"hostname"}}}}
-        exclude["services"] = {"__all__": {"ports": hostname}}
+        rule["ports"] = {"__all__": {"endpoints": {"__all__": {"hostname"}}}}
+    if FEATURE_EXTERNAL_TRAFFIC_POLICY not in features:
+        rule["external_traffic_policy"] = True
+    if rule:
+        exclude["services"] = {"__all__": rule}
     return exclude
 
 
@@ -121,8 +126,9 @@ def encode_sync(
     """One sync line for an agent that understands ``features``; ``services_unchanged`` and
     ``pods_unchanged`` (each only with its feature) leave the Service rules or the pods out
     (the agent keeps those of the sync it applied last on this connection). Without a
-    feature, its fields are left out: an agent of an older release gets no Ingresses and no
-    per-pod names of headless Services.
+    feature, its fields are left out: an agent of an older release gets no Ingresses, no
+    per-pod names of headless Services, and Service rules without ``externalTrafficPolicy``
+    (it serves them as ``Cluster``).
 
     With ``desired.pod_json`` / ``services_json`` the pods and rules are not serialized
     again: their cached JSON is spliced into the message (every model serializes the same

@@ -115,6 +115,12 @@ def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule
         type=service.spec.proxy_type,
         cluster_ip=wire_cluster_ip(service.spec.cluster_ip),
         ports=ports,
+        external_traffic_policy=(
+            "Local"
+            if service.spec.external_traffic_policy == "Local"
+            and service.spec.proxy_type == "NodePort"
+            else None
+        ),
     )
 
 

@@ -1,8 +1,9 @@
 """Fields real repositories write that Capstan accepts with Kubernetes' meaning or as a
 documented no-op: a Service port's ``appProtocol`` (the node proxies forward bytes whatever the
 protocol above TCP), a pod's ``serviceAccount`` (the old name of ``serviceAccountName``), a
-ServiceAccount's ``secrets`` (kept, no effect), a Service's traffic policies (``Cluster`` is
-what Capstan does; ``Local`` is refused saying why), and Secret ``data`` wrapped over lines
+ServiceAccount's ``secrets`` (kept, no effect), a Service's traffic policies (``Cluster``;
+``externalTrafficPolicy: Local`` with ``healthCheckNodePort``, which the node proxy serves;
+``internalTrafficPolicy: Local`` is refused saying why), and Secret ``data`` wrapped over lines
 (Go's base64 skips line breaks)."""
 
 from __future__ import annotations
@@ -48,12 +49,37 @@ def test_service_account_secrets_are_kept():
 
 
 @pytest.mark.parametrize("field", ["externalTrafficPolicy", "internalTrafficPolicy"])
-def test_traffic_policy_cluster_is_accepted_and_local_refused(service, error_locs, field):
+def test_traffic_policy_cluster_is_accepted(service, field):
     service["spec"]["type"] = "NodePort"
     service["spec"][field] = "Cluster"
     assert parse_object(service).to_dict()["spec"][field] == "Cluster"
-    service["spec"][field] = "Local"
-    assert error_locs(service) == {("spec", field): "traffic_policy"}
+
+
+@pytest.mark.parametrize("kind", ["NodePort", "LoadBalancer"])
+def test_external_traffic_policy_local_is_accepted(service, kind):
+    service["spec"] |= {"type": kind, "externalTrafficPolicy": "Local"}
+    parsed = parse_object(service)
+    assert isinstance(parsed, Service)
+    assert parsed.spec.external_traffic_policy == "Local"
+    assert parsed.to_dict()["spec"]["externalTrafficPolicy"] == "Local"
+
+
+def test_health_check_node_port_is_accepted_where_kubernetes_accepts_it(service, error_locs):
+    service["spec"] |= {
+        "type": "LoadBalancer",
+        "externalTrafficPolicy": "Local",
+        "healthCheckNodePort": 32123,
+    }
+    assert parse_object(service).to_dict()["spec"]["healthCheckNodePort"] == 32123
+    service["spec"]["externalTrafficPolicy"] = "Cluster"
+    assert error_locs(service) == {("spec", "healthCheckNodePort"): "health_check_node_port"}
+    service["spec"] |= {"externalTrafficPolicy": "Local", "type": "NodePort"}
+    assert error_locs(service) == {("spec", "healthCheckNodePort"): "health_check_node_port"}
+
+
+def test_internal_traffic_policy_local_is_refused_saying_why(service, error_locs):
+    service["spec"]["internalTrafficPolicy"] = "Local"
+    assert error_locs(service) == {("spec", "internalTrafficPolicy"): "traffic_policy"}
     with pytest.raises(ValidationError) as raised:
         parse_object(service)
     assert "which is what 'Cluster' means" in raised.value.errors()[0]["msg"]

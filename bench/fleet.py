@@ -14,11 +14,13 @@ Per size, with 50 pods per node (10 Deployments, each with a ClusterIP Service, 
 mounting one shared ConfigMap):
 
 - **deploy**: commit → every pod Ready (the first sync of a fresh repository);
-- **idle**: the ``capstan up`` process's RSS, CPU (% of one core over ``--idle`` seconds),
-  threads and open file descriptors; node traffic in bytes/s per node, both directions, read
-  from the I/O counters of each node's ``capstan-agent connect`` (the process that bridges
-  the SSH channel to the agent: every byte the control plane and the agent exchange passes
-  it once);
+- **idle**: once the control plane has settled after the deploy (no store write but the
+  periodic ones and node links near silent for ``--settle-quiet`` seconds, waited at most
+  ``--settle-max``), the ``capstan up`` process's RSS, CPU (% of one core over ``--idle``
+  seconds, and the threads that used most of it), threads and open file descriptors; node
+  traffic in bytes/s per node, both directions, read from the I/O counters of each node's
+  ``capstan-agent connect`` (the process that bridges the SSH channel to the agent: every
+  byte the control plane and the agent exchange passes it once);
 - **ack**: a commit that changes only the shared ConfigMap → the time each node's agent has
   persisted the new desired set (the ack follows the write; the file's mtime is the time, so
   polling does not blur it); per round the slowest node, over ``--rounds`` rounds;
@@ -356,6 +358,101 @@ class PodCounter:
         self._store.close()
 
 
+#: Keys written at idle as well, on a period: the node leases (one transaction for the fleet
+#: every 10 s) and the sync state (each Git resync notes its time there).
+_PERIODIC_KEYS = ("/registry/leases/", "/registry/configmaps/capstan-system/capstan-sync-state")
+#: Node traffic of a settled fleet: heartbeats (~20 B/s a node) and the full status report
+#: every 5 minutes; a node still getting rules or pods sends and receives far more.
+_QUIET_BYTES_PER_NODE_S = 200.0
+
+
+def wait_settled(
+    store_url: str, nodes: list[SshNode], quiet_s: float, longest_s: float
+) -> tuple[float, int, float]:
+    """Wait until, for ``quiet_s`` seconds, the store has had no write but the periodic ones
+    (``_PERIODIC_KEYS``) and the nodes' links have carried at most ``_QUIET_BYTES_PER_NODE_S``
+    a node (rules and pods still reaching the nodes are no store write), at most
+    ``longest_s``: the deploy's tail is over. Returns the seconds waited, how many store
+    writes came meanwhile, and the node traffic of the last second (B/s per node)."""
+    store = open_store(store_url)
+    started = time.monotonic()
+    last = started
+    writes = 0
+    rate = 0.0
+    watch = store.watch("/registry/", prefix=True)
+    sent, sent_at = traffic_bytes(nodes), time.monotonic()
+    try:
+        while (now := time.monotonic()) - last < quiet_s and now - started < longest_s:
+            for event in watch.poll(1.0):
+                if not event.kv.key.startswith(_PERIODIC_KEYS):
+                    writes += 1
+                    last = time.monotonic()
+            total, at = traffic_bytes(nodes), time.monotonic()
+            rate = (total - sent) / max(1e-9, at - sent_at) / max(1, len(nodes))
+            sent, sent_at = total, at
+            if rate > _QUIET_BYTES_PER_NODE_S:
+                last = at
+        return time.monotonic() - started, writes, rate
+    finally:
+        watch.close()
+        store.close()
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each of a process's threads, by thread id."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def thread_names(py_spy: str | None, pid: int) -> dict[int, str]:
+    """Python thread names by OS thread id, from ``py-spy dump`` (empty without it)."""
+    if py_spy is None:
+        return {}
+    dump = subprocess.run(
+        [py_spy, "dump", "--pid", str(pid), "--nonblocking"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    names: dict[int, str] = {}
+    for line in dump.splitlines():
+        # Thread 12345 (idle): "name"
+        if line.startswith("Thread ") and '"' in line:
+            tid = line.split()[1]
+            name = line.split('"')[1]
+            try:
+                names[int(tid, 0)] = name
+            except ValueError:
+                continue
+    return names
+
+
+def busiest_threads(
+    before: dict[int, float], after: dict[int, float], window_s: float, names: dict[int, str]
+) -> str:
+    """The threads that used most CPU over the window, grouped by name, % of one core."""
+    used: dict[str, tuple[float, int]] = {}
+    for tid, cpu in after.items():
+        name = names.get(tid, str(tid))
+        # Group numbered threads of one kind ("endpoints-3", "Thread-12 (run)").
+        kind = name.rstrip("0123456789").rstrip("-_ ") or name
+        total, count = used.get(kind, (0.0, 0))
+        used[kind] = (total + cpu - before.get(tid, cpu), count + 1)
+    ranked = sorted(used.items(), key=lambda kv: -kv[1][0])
+    return ", ".join(
+        f"{kind} x{count} {100 * cpu / window_s:.2f}"
+        for kind, (cpu, count) in ranked[:12]
+        if cpu > 0
+    )
+
+
 def wait_nodes_ready(store_url: str, count: int, timeout: float) -> None:
     store = open_store(store_url)
     try:
@@ -557,6 +654,8 @@ def run_size(
     rounds: int,
     idle_s: float,
     timeout_s: float,
+    settle_quiet_s: float = 10.0,
+    settle_max_s: float = 180.0,
     work: Path,
     log: Callable[[str], None],
     rollout: bool = True,
@@ -616,13 +715,32 @@ def run_size(
             try:
                 result.deploy_s, result.deploy_cpu = phase("deploy", "v0")
                 log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
-                # Idle: let the rollout's tail (status writes, resyncs) pass first.
-                time.sleep(10)
+                # Idle: let the deploy's tail (status writes, endpoints, rules) pass first.
+                waited, writes, rate = wait_settled(store_url, nodes, settle_quiet_s, settle_max_s)
+                log(
+                    f"settled: no store write but the periodic ones and node traffic "
+                    f"<= {_QUIET_BYTES_PER_NODE_S:.0f} B/s a node for {settle_quiet_s:.0f} s "
+                    f"after {waited:.1f} s ({writes} writes meanwhile)"
+                    if waited < settle_max_s
+                    else f"not settled after {waited:.1f} s ({writes} writes, last second "
+                    f"{rate:.0f} B/s a node): idle anyway"
+                )
                 sampler.window()
                 before = traffic_bytes(nodes)
                 nodes_before, started_idle = node_side_cpu_s(nodes), time.monotonic()
+                threads_before = thread_cpu_s(proc.pid)
                 time.sleep(idle_s)
                 idle = sampler.window()
+                threads_after = thread_cpu_s(proc.pid)
+                log(
+                    "idle CPU % of a core by thread: "
+                    + busiest_threads(
+                        threads_before,
+                        threads_after,
+                        time.monotonic() - started_idle,
+                        thread_names(py_spy, proc.pid),
+                    )
+                )
                 after = traffic_bytes(nodes)
                 node_cpu = node_side_cpu_s(nodes) - nodes_before
                 result.nodes_idle_cpu_pct = 100 * node_cpu / (time.monotonic() - started_idle)
@@ -677,6 +795,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="config commits per size")
     parser.add_argument("--idle", type=float, default=30.0, help="idle window, seconds")
     parser.add_argument(
+        "--settle-quiet",
+        type=float,
+        default=10.0,
+        help="before the idle window, wait for this many seconds with no store write "
+        "but the node leases' and the sync state's, and the node links near silent",
+    )
+    parser.add_argument(
+        "--settle-max",
+        type=float,
+        default=180.0,
+        help="longest wait for that quiet (the idle window starts then anyway, logged)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=600.0,
@@ -691,7 +822,8 @@ def main() -> None:
         "--py-spy",
         metavar="PATH",
         help="record the control plane with this py-spy through the deploy and the rollout "
-        "(speedscope JSON, fleet-SIZE-deploy.json and -rollout.json in the current directory)",
+        "(speedscope JSON, fleet-SIZE-deploy.json and -rollout.json in the current directory), "
+        "and name the threads of the idle window with its dump",
     )
     parser.add_argument(
         "--py-spy-rate",
@@ -710,6 +842,8 @@ def main() -> None:
                     rounds=args.rounds,
                     idle_s=args.idle,
                     timeout_s=args.timeout,
+                    settle_quiet_s=args.settle_quiet,
+                    settle_max_s=args.settle_max,
                     work=Path(tmp),
                     rollout=not args.no_rollout,
                     py_spy=args.py_spy,

@@ -63,6 +63,12 @@ REFUSED = {
         "'Local' (only the endpoints on the node the traffic reaches, keeping the client's "
         "address) is not implemented"
     ),
+    "documents/refused-gke-samples-dra-resource-claims.yaml": "runs no DRA drivers",
+    # Refused for externalTrafficPolicy: Local only; its loadBalancerIP is a warning.
+    "documents/ingress-nginx-static-ip-load-balancer-ip.yaml": (
+        "'Local' (only the endpoints on the node the traffic reaches, keeping the client's "
+        "address) is not implemented"
+    ),
     "documents/refused-istio-helloworld-dual-stack.yaml": (
         "this cluster is not configured for dual-stack services: the Service network of a "
         "Capstan cluster is IPv4 only (single-stack)"

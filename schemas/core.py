@@ -169,6 +169,11 @@ class ServiceSpec(KubeModel):
     # Pods that are not Ready are endpoints too (a StatefulSet's peers finding each other
     # before they serve: Argo CD's redis-ha); read by reconciler.controllers.endpoints.
     publish_not_ready_addresses: bool = False
+    # Deprecated in Kubernetes (v1.24) and implementation-specific: ignored where the load
+    # balancer cannot ask for an address. Capstan's ServiceLB serves the Service on every
+    # node's own address, so it is kept as written and `capstan validate` warns
+    # (reconciler.source.load's field notices).
+    load_balancer_ip: str | None = Field(default=None, alias="loadBalancerIP")
 
     @model_validator(mode="before")
     @classmethod

@@ -63,6 +63,7 @@ from schemas.core import LocalObjectReference
 from schemas.meta import Condition, KubeModel, KubeObject, ObjectMeta, Timestamp
 from schemas.quantity import Quantity
 from schemas.scheduling import Affinity, TopologySpreadConstraint
+from schemas.storage import PersistentVolumeClaimSpec
 
 DEFAULT_SCHEDULER = "default-scheduler"
 
@@ -87,6 +88,8 @@ __all__ = [
     "EnvFromSource",
     "EnvVar",
     "EnvVarSource",
+    "EphemeralVolumeClaimTemplate",
+    "EphemeralVolumeSource",
     "ExecAction",
     "GRPCAction",
     "HTTPGetAction",
@@ -261,9 +264,46 @@ class HostPathVolumeSource(KubeModel):
     type: HostPathType | None = None
 
 
+class EphemeralVolumeClaimTemplate(KubeModel):
+    """The claim a generic ephemeral volume makes for its pod. Kubernetes names it
+    ``<pod>-<volume>``; on Capstan it is the Docker named volume the agent creates for the
+    pod's UID and removes with the pod (``agent.kubelet.podspec.ephemeral_volume_name``).
+    ``storageClassName`` and the storage request are kept as written: Docker volumes have no
+    classes and no size limit."""
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PersistentVolumeClaimSpec
+
+    @model_validator(mode="after")
+    def _check(self) -> EphemeralVolumeClaimTemplate:
+        # As Kubernetes' ValidatePersistentVolumeClaimSpec: an access mode and a storage
+        # request are required.
+        problems = Problems("EphemeralVolumeClaimTemplate")
+        if not self.spec.access_modes:
+            problems.add(
+                ("spec", "accessModes"), "missing", "at least 1 access mode is required", []
+            )
+        if "storage" not in self.spec.resources.requests:
+            problems.add(
+                ("spec", "resources", "requests", "storage"),
+                "missing",
+                "field required (the size the claim asks for)",
+            )
+        problems.raise_if_any()
+        return self
+
+
+class EphemeralVolumeSource(KubeModel):
+    """A volume that lives exactly as long as its pod, made from a claim template: a Docker
+    named volume of the pod on its node, kept across container restarts, removed with the
+    pod. Unlike an emptyDir it is Docker's storage, not a directory under the agent's state."""
+
+    volume_claim_template: EphemeralVolumeClaimTemplate
+
+
 class Volume(KubeModel):
     """A pod volume: exactly one of ``emptyDir``, ``configMap``, ``secret``, ``projected``,
-    ``persistentVolumeClaim``, ``hostPath``."""
+    ``persistentVolumeClaim``, ``ephemeral``, ``hostPath``."""
 
     name: DNSLabel
     empty_dir: EmptyDirVolumeSource | None = None
@@ -271,6 +311,7 @@ class Volume(KubeModel):
     secret: SecretVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
     persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
+    ephemeral: EphemeralVolumeSource | None = None
     host_path: HostPathVolumeSource | None = None
 
     @model_validator(mode="after")
@@ -281,13 +322,14 @@ class Volume(KubeModel):
             self.secret,
             self.projected,
             self.persistent_volume_claim,
+            self.ephemeral,
             self.host_path,
         )
         if sum(s is not None for s in sources) != 1:
             raise rule_error(
                 "one_of",
-                "exactly one of emptyDir, configMap, secret, projected, persistentVolumeClaim "
-                "or hostPath must be given",
+                "exactly one of emptyDir, configMap, secret, projected, persistentVolumeClaim, "
+                "ephemeral or hostPath must be given",
             )
         return self
 

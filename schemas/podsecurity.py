@@ -229,7 +229,7 @@ def _unconfined(
 
 
 def _restricted(spec: PodSpec) -> Iterator[Violation]:
-    # Volume types: restricted allows configMap, emptyDir, secret, projected and
+    # Volume types: restricted allows configMap, emptyDir, secret, projected, ephemeral and
     # persistentVolumeClaim among others; the one other type Capstan models, hostPath, is
     # refused by baseline already (worded as restricted words it: Violation.restricted_as).
     pod_context = spec.security_context

@@ -37,6 +37,7 @@ from agent.kubelet.podspec import (
     DesiredPod,
     NodeSettings,
     container_config,
+    ephemeral_volume_prefix,
     sandbox_config,
 )
 from agent.kubelet.services import NodeServices
@@ -148,6 +149,12 @@ class Executor:
                             return
                         await self._start(desired, action, target, configs)
                     case RemovePodDir():
+                        # The order matters: the directory is what brings this action back
+                        # on the next pass, so it goes only once the volumes are gone.
+                        await self._call(
+                            self._runtime.remove_volumes,
+                            ephemeral_volume_prefix(self._settings.node_name, uid),
+                        )
                         await self._call(volumes.remove_pod_dir, self._settings.state_dir, uid)
                         self.memory.forget({uid})
                     case Wait():

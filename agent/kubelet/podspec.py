@@ -136,7 +136,7 @@ def _digest(value: object) -> str:
 # the pod's own spec (and, for the sandbox, this node's settings).
 #: Fields the models gained after containers were already running under hashes without them:
 #: left out of the hash while unset, so that upgrading the agent restarts no container.
-_UNSET_NOT_HASHED: Final = frozenset({"hostPath", "mountPropagation"})
+_UNSET_NOT_HASHED: Final = frozenset({"hostPath", "mountPropagation", "ephemeral"})
 
 
 def _without_unset_new_fields(value: object) -> object:
@@ -311,12 +311,16 @@ def _volume_config_error(pod: Pod, configs: ConfigIndex) -> str | None:
             if source is not None and not source.optional and (namespace, source.name) not in index:
                 kind = "configmap" if projection.config_map else "secret"
                 return f"{kind} {source.name!r} not found (volume {volume.name!r})"
-    claims = {v.name for v in pod.spec.volumes if v.persistent_volume_claim is not None}
+    claims = {
+        v.name: "persistentVolumeClaim" if v.persistent_volume_claim is not None else "ephemeral"
+        for v in pod.spec.volumes
+        if v.persistent_volume_claim is not None or v.ephemeral is not None
+    }
     for container in pod.spec.containers:
         for mount in container.volume_mounts:
             if mount.sub_path and mount.name in claims:
                 return (
-                    f"subPath is not supported on persistentVolumeClaim volumes "
+                    f"subPath is not supported on {claims[mount.name]} volumes "
                     f"(volume {mount.name!r}): a claim is one Docker volume, mounted whole"
                 )
     return None
@@ -386,6 +390,19 @@ def claim_volume_name(node: str, namespace: str, claim: str) -> str:
     """The Docker named volume holding a PersistentVolumeClaim's data on this node. The node
     is part of the name because agents of several nodes may share one Docker daemon."""
     return f"capstan-pvc.{node}.{namespace}.{claim}"
+
+
+def ephemeral_volume_prefix(node: str, uid: PodUID) -> str:
+    """The start of the names of a pod's ephemeral Docker volumes on this node: what the
+    agent removes with the pod once its containers are gone."""
+    return f"capstan-eph.{node}.{uid}."
+
+
+def ephemeral_volume_name(node: str, uid: PodUID, volume: str) -> str:
+    """The Docker named volume holding a pod's generic ephemeral volume: one per pod UID and
+    volume, so a restarted container finds its data and a new pod of the same name starts
+    empty."""
+    return ephemeral_volume_prefix(node, uid) + volume
 
 
 def _docker_name(*parts: str) -> str:
@@ -492,10 +509,14 @@ def _mounts(
         volume = volumes[mount.name]
         propagation = _PROPAGATION.get(mount.mount_propagation or "")
         claim = volume.persistent_volume_claim
-        if claim is not None:
+        if claim is not None or volume.ephemeral is not None:
             # A name, not a path: Docker mounts (and first creates) the named volume.
-            named = claim_volume_name(settings.node_name, d.namespace, claim.claim_name)
-            read_only = bool(mount.read_only) or claim.read_only
+            if claim is not None:
+                named = claim_volume_name(settings.node_name, d.namespace, claim.claim_name)
+                read_only = bool(mount.read_only) or claim.read_only
+            else:
+                named = ephemeral_volume_name(settings.node_name, d.uid, volume.name)
+                read_only = bool(mount.read_only)
             mounts.append(
                 Mount(
                     source=named,

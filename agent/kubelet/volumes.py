@@ -112,7 +112,11 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
     fs_group = context.fs_group if context is not None else None
     for volume in d.pod.spec.volumes:
         path = volume_dir(state_dir, d.uid, volume.name)
-        if volume.empty_dir is not None:
+        if volume.ephemeral is not None:
+            # Docker keeps the data (a named volume); the pod's directory marks the pod as
+            # this node's until the volume is removed with it.
+            pod_dir(state_dir, d.uid).mkdir(parents=True, exist_ok=True)
+        elif volume.empty_dir is not None:
             path.mkdir(parents=True, exist_ok=True)
             # Like Kubernetes: world-writable so a container running as any user can use it;
             # with an fsGroup, owned by that group and setgid so new files inherit it.

@@ -294,6 +294,23 @@ class DockerRuntime:
                 return
             raise RuntimeFailure(str(exc.explanation or exc)) from exc
 
+    def remove_volumes(self, prefix: str) -> None:
+        try:
+            # Docker's name filter matches any part of the name; keep only the prefix's.
+            listed = self._api.volumes(filters={"name": prefix}).get("Volumes") or []
+            for volume in listed:
+                name = str(volume["Name"])
+                if not name.startswith(prefix):
+                    continue
+                try:
+                    self._api.remove_volume(name)
+                except docker.errors.NotFound:
+                    continue
+        except docker.errors.APIError as exc:
+            # 409: a container still uses it; the pod's directory stays, and the next pass
+            # tries again.
+            raise RuntimeFailure(f"remove volumes {prefix}*: {exc.explanation or exc}") from exc
+
     def logs(self, container_id: ContainerID, *, tail: int | None, follow: bool) -> Stream:
         try:
             stream = self._api.logs(

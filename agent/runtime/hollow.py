@@ -229,6 +229,10 @@ class HollowRuntime:
         if record is not None:
             self._emit(record, "destroy")
 
+    def remove_volumes(self, prefix: str) -> None:
+        # Hollow containers mount nothing, so there is no volume to remove.
+        self._count("remove_volumes")
+
     def logs(self, container_id: ContainerID, *, tail: int | None, follow: bool) -> _LogStream:
         self._count("logs")
         with self._lock:

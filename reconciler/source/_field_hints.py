@@ -359,10 +359,6 @@ VOLUME_PLUGIN_ADVICE: Mapping[str, str] = {
         f"deprecated in v1.23 for CSI); Capstan runs no volume drivers; {_USE_CLAIM}"
     ),
     "csi": f"an inline CSI volume needs a CSI driver on the node; Capstan runs none; {_USE_CLAIM}",
-    "ephemeral": (
-        "a generic ephemeral volume (a claim made for each pod and deleted with it); use an "
-        "emptyDir, which lives exactly as long as the pod, or a persistentVolumeClaim"
-    ),
     "gitRepo": (
         "deprecated in Kubernetes v1.11 and disabled by default; as Kubernetes advises, clone "
         "the repository into an emptyDir from a container of the pod, or build the files into "
@@ -373,6 +369,15 @@ VOLUME_PLUGIN_ADVICE: Mapping[str, str] = {
         "an emptyDir from a container of the pod"
     ),
 }
+
+
+_DRA_ADVICE = (
+    "a Dynamic Resource Allocation claim (a GPU or other device) is prepared by a DRA "
+    "driver running beside the kubelet, and Capstan's agent runs no DRA drivers on its "
+    "Docker hosts, so nothing could satisfy it; for an NVIDIA GPU, configure the node's "
+    "Docker with the NVIDIA container runtime as its default and run the pod on that node "
+    "(nodeSelector)"
+)
 
 
 # What to write instead of (or what to know about) a Kubernetes field Capstan does not read,
@@ -398,6 +403,10 @@ FIELD_ADVICE: Mapping[tuple[str, str], str] = {
         "write the value (the container's resources) as env[].value instead"
     ),
     ("VolumeMount", "subPathExpr"): "use subPath with a fixed path instead",
+    # Dynamic Resource Allocation: a claim is satisfied by a DRA driver (a kubelet plugin that
+    # publishes ResourceSlices and prepares devices over gRPC); Docker hosts run none.
+    ("ResourceRequirements", "claims"): _DRA_ADVICE,
+    ("PodSpec", "resourceClaims"): _DRA_ADVICE,
 }
 
 

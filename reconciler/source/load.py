@@ -25,7 +25,8 @@ dropped, and so is ``metadata.namespace`` on a cluster-scoped kind. A namespace 
 but no manifest defines (other than ``default``, ``kube-system``, ``kube-public``,
 which always exist) is added as a Namespace object with a warning, as Argo CD's
 ``CreateNamespace=true`` does; the warning names the manifest to add to manage it
-explicitly (such a namespace enforces the default level, baseline).
+explicitly (such a namespace enforces the default level, baseline). A field kept but without
+effect here (``spec.loadBalancerIP``) is a warning at its line, not an error.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class _Parsed:
     namespace_at: SourceLocation
     cluster_ip_at: SourceLocation | None = None
     pod_security: tuple[_PodSecurityProblem, ...] = ()
+    notices: tuple[ManifestError, ...] = ()
 
 
 def load_repository(
@@ -255,6 +257,7 @@ def load_repository(
                         if isinstance(result.obj, Service)
                         else None,
                         pod_security=_pod_security_problems(document, result.obj),
+                        notices=_field_notices(document, result.obj),
                     )
                 )
             else:
@@ -284,6 +287,7 @@ def load_repository(
         raise ManifestErrors(errors, root=root)
     namespaces, warnings = _implicit_namespaces(loaded)
     warnings.extend(_bases_built_alone(root_real, built))
+    warnings.extend(notice for parsed in loaded for notice in parsed.notices)
     return LoadedRepository(
         root=root,
         env=env,
@@ -327,6 +331,7 @@ def _load_kustomization(
                     if isinstance(result.obj, Service)
                     else None,
                     pod_security=_pod_security_problems(at, result.obj),
+                    notices=_field_notices(at, result.obj),
                 )
             )
         else:
@@ -685,6 +690,28 @@ def _bases_built_alone(root_real: Path, built: Sequence[Path]) -> list[ManifestE
                 )
             )
     return warnings
+
+
+#: Why ``spec.loadBalancerIP`` changes nothing on Capstan (a warning, not an error: Kubernetes
+#: itself says an implementation that cannot honour it ignores it).
+LOAD_BALANCER_IP_IGNORED = (
+    "ignored: Capstan's ServiceLB serves a LoadBalancer Service on every node's own address "
+    "(listed in status.loadBalancer.ingress) and cannot give it another one; Kubernetes "
+    "deprecated the field in v1.24 and lets a load balancer that does not support it ignore it"
+)
+
+
+def _field_notices(document: YamlDocument, obj: KubeObject) -> tuple[ManifestError, ...]:
+    """Warnings for fields an object keeps but that change nothing here, at their line."""
+    if isinstance(obj, Service) and obj.spec.load_balancer_ip:
+        return (
+            ManifestError(
+                document.location(("spec", "loadBalancerIP")),
+                LOAD_BALANCER_IP_IGNORED,
+                "spec.loadBalancerIP",
+            ),
+        )
+    return ()
 
 
 def _implicit_namespaces(

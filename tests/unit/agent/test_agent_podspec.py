@@ -6,7 +6,12 @@ import base64
 
 from agent_testdata import SETTINGS, desired, pod
 
-from agent.kubelet.podspec import ConfigIndex, container_config, sandbox_config
+from agent.kubelet.podspec import (
+    ConfigIndex,
+    container_config,
+    ephemeral_volume_prefix,
+    sandbox_config,
+)
 from agent.runtime.facts import ContainerID
 from schemas.core import ConfigMap, Secret
 
@@ -211,3 +216,57 @@ def test_sub_path_on_a_claim_volume_is_a_config_error():
         volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
     )
     assert "subPath is not supported on persistentVolumeClaim" in desired(p).config_errors["app"]
+
+
+_TEMPLATE = {
+    "volumeClaimTemplate": {
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }
+}
+
+
+def test_ephemeral_volume_is_a_named_docker_volume_of_this_pod():
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "volumeMounts": [
+                    {"name": "cache", "mountPath": "/cache"},
+                    {"name": "cache", "mountPath": "/ro", "readOnly": True},
+                ],
+            }
+        ],
+        volumes=[{"name": "cache", "ephemeral": _TEMPLATE}],
+    )
+    d = desired(p)
+    assert d.config_errors == {}
+    config = container_config(
+        d,
+        p.spec.containers[0],
+        settings=SETTINGS,
+        sandbox_id=ContainerID("sb"),
+        attempt=0,
+        backoff_step=0,
+    )
+    mounts = {m.target: m for m in config.mounts}
+    # Named by the pod's UID: a restarted container finds the data, a new pod starts empty.
+    assert mounts["/cache"].source == f"capstan-eph.node-a.{d.uid}.cache"
+    assert mounts["/cache"].source.startswith(ephemeral_volume_prefix(SETTINGS.node_name, d.uid))
+    assert not mounts["/cache"].read_only
+    assert mounts["/ro"].source == mounts["/cache"].source
+    assert mounts["/ro"].read_only
+
+
+def test_sub_path_on_an_ephemeral_volume_is_a_config_error():
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "volumeMounts": [{"name": "cache", "mountPath": "/c", "subPath": "x"}],
+            }
+        ],
+        volumes=[{"name": "cache", "ephemeral": _TEMPLATE}],
+    )
+    assert "subPath is not supported on ephemeral volumes" in desired(p).config_errors["app"]

@@ -59,6 +59,7 @@ def _modelled(data: dict[str, object]) -> bool:
 # The documents refused on purpose, and words their refusal must say.
 REFUSED = {
     "documents/refused-kubernetes-aws-ebs-web.yaml": "removed its in-tree driver in v1.27",
+    "documents/refused-gke-samples-dra-resource-claims.yaml": "runs no DRA drivers",
     "documents/refused-istio-helloworld-dual-stack.yaml": (
         "this cluster is not configured for dual-stack services: the Service network of a "
         "Capstan cluster is IPv4 only (single-stack)"

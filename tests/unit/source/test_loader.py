@@ -326,6 +326,25 @@ def test_undefined_namespaces_are_created_with_a_warning_at_the_namespace_field(
     ]
 
 
+def test_load_balancer_ip_is_kept_with_a_warning_at_its_line(make_repo):
+    """Kubernetes lets a load balancer that cannot honour ``loadBalancerIP`` ignore it;
+    Capstan's ServiceLB serves every node's own address, so the field is a warning."""
+    service = (
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n"
+        "  loadBalancerIP: 104.154.109.191\n  selector:\n    app: web\n  ports:\n  - port: 80\n"
+    )
+    repository = load_repository(make_repo({"svc.yaml": service}))
+    (loaded,) = repository.objects
+    assert loaded.obj.spec.load_balancer_ip == "104.154.109.191"  # type: ignore[attr-defined]
+    assert loaded.obj.to_dict()["spec"]["loadBalancerIP"] == "104.154.109.191"
+    (warning,) = repository.warnings
+    where = (warning.file, warning.line, warning.field_path)
+    assert where == ("svc.yaml", 7, "spec.loadBalancerIP")
+    assert "ignored: Capstan's ServiceLB serves a LoadBalancer Service on every node's" in str(
+        warning
+    )
+
+
 def test_secret_values_never_appear_in_errors(make_repo):
     secret = (
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n"

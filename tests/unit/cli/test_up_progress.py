@@ -3,7 +3,6 @@ when this process runs them (nothing decoded per look), and through the API on a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ from schemas import Node, Pod
 from schemas.meta import Condition, ObjectMeta
 from schemas.node import NodeSpec
 from schemas.pod import Container, PodSpec, PodStatus
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture
@@ -38,14 +38,6 @@ def _pod(name: str, *, ready: bool) -> Pod:
     )
 
 
-def _wait(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_the_leader_counts_from_its_informers_and_a_follower_through_the_api(api: Api) -> None:
     api.create(Node(metadata=ObjectMeta(name="n1"), spec=NodeSpec(address="10.0.0.1")))
     api.create(_pod("a", ready=True))
@@ -59,7 +51,7 @@ def test_the_leader_counts_from_its_informers_and_a_follower_through_the_api(api
     with ControllerManager(api, components=[Scheduler]) as manager:
         leader = cast(Any, SimpleNamespace(manager=manager))
         cached = manager.ctx.informers.informer(Pod)
-        _wait(lambda: len(cached.list()) == 2, "the pod cache")
+        wait_until(lambda: len(cached.list()) == 2, what="the pod cache")
         pods, nodes = _pods_and_nodes(leader, api)
         # The very objects the cache holds: nothing was read from the store or decoded.
         assert {id(p) for p in pods} == {id(p) for p in cached.list()}

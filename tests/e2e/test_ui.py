@@ -13,6 +13,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import pytest
@@ -23,6 +24,7 @@ from reconciler.client import load_config
 from schemas import ClusterRoleBinding, ObjectMeta, RoleRef, Subject
 from tests.e2e.conftest import CapstanUp, started_up
 from tests.e2e.test_gitops_loop import NODE, SERVICE, deployment, version_files
+from tests.fixtures.browser_netns import isolated_chromium
 from tests.fixtures.tokens import mint_service_account_token
 from tests.fixtures.waiting import wait_until
 
@@ -55,14 +57,17 @@ def up(
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(up: CapstanUp) -> Iterator[Browser]:
+    """Chromium in a network namespace of its own (Docker's veths would abort its requests)."""
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run scripts/setup"
-    with sync_playwright() as playwright:
-        yield _launch(playwright)
+    port = urlsplit(_server(up)).port
+    assert port is not None
+    with isolated_chromium(CHROMIUM, port) as launcher, sync_playwright() as playwright:
+        yield _launch(playwright, launcher)
 
 
-def _launch(playwright: Playwright) -> Browser:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+def _launch(playwright: Playwright, executable: Path) -> Browser:
+    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 
 
 @pytest.fixture(scope="module")

@@ -181,25 +181,20 @@ def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
 
 def finish_step(
     api: Api, bad_commit: str, step: RollbackStep, *, revert: str | None = None
-) -> RollbackClaim | None:
+) -> None:
     """Mark ``step`` of ``bad_commit``'s rollback done (and note the ``revert`` commit pushed,
-    if given), as one compare-and-swap. Returns the claim as stored, None when there is none."""
-    stored: list[RollbackClaim] = []
+    if given), as one compare-and-swap; a claim that has it done already is left as it is."""
 
     def mark(data: dict[str, str]) -> dict[str, str]:
-        stored.clear()
         if bad_commit not in data:
             return data
         claim = RollbackClaim.model_validate_json(data[bad_commit])
         update: dict[str, object] = {"pending": tuple(s for s in claim.pending if s != step)}
         if revert is not None:
             update["revert"] = revert
-        claim = claim.model_copy(update=update)
-        stored.append(claim)
-        return {**data, bad_commit: claim.model_dump_json()}
+        return {**data, bad_commit: claim.model_copy(update=update).model_dump_json()}
 
     _change(api, mark, name=CLAIMS_NAME)
-    return stored[0] if stored else None
 
 
 def apply_pins(

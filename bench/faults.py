@@ -22,8 +22,9 @@ maxSurge during the kills, plus app containers left running beyond the replicas 
 partition healed), lost pods (available web pods seen below replicas - maxUnavailable),
 lost acknowledged writes (acked ConfigMaps missing at the end), double-applied commits
 (extra syncs that changed something for an already applied commit), double reverts (extra
-auto-rollbacks or revert commits of the bad commit) and ``evict_and_replace_s`` (seconds
-from the cut to the partitioned node's pods running Ready elsewhere).
+auto-rollbacks or revert commits of the bad commit), missed rollbacks (1 when the bad commit
+was not rolled back, or its claim still has steps pending) and ``evict_and_replace_s``
+(seconds from the cut to the partitioned node's pods running Ready elsewhere).
 
 Usage: ``.venv/bin/python bench/faults.py [--kills 20] [--grace 8] [--eviction 20]``. Needs
 root (``ip netns``, iptables in the namespace), etcd, Docker and the busybox image
@@ -49,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler.api import ApiError
 from reconciler.client import Client
+from reconciler.sync.pins import read_claims
 from schemas import ConfigMap
 from schemas.meta import ObjectMeta
 from tests.faults.harness import ControlPlane
@@ -170,6 +172,8 @@ def main() -> None:
         lost_pods = max(0, REPLICAS - MAX_UNAVAILABLE - (census.min_available or 0))
         rollbacks = rollbacks_of(api, kills.bad_commit)
         reverts = reverts_of(rig.repo, kills.bad_commit)
+        claim = read_claims(api).get(kills.bad_commit)
+        missed = int(rollbacks < 1 or claim is None or bool(claim.pending))
         acked = len(writer.acked)
     run, left_over = _partition(client, grace_s=args.grace, eviction_s=args.eviction)
     takeovers = [t for _, t in kills.takeovers]
@@ -181,7 +185,8 @@ def main() -> None:
         f"(limit {REPLICAS + MAX_SURGE}), available at least {census.min_available} "
         f"(limit {REPLICAS - MAX_UNAVAILABLE}), container restarts {len(census.restarts)}; "
         f"double-applied commits {doubles}; auto-rollbacks of the bad commit {rollbacks}, "
-        f"reverts {reverts} (each at most 1)"
+        f"reverts {reverts} (each at most 1), steps pending "
+        f"{list(claim.pending) if claim is not None else 'no claim'}"
     )
     evict_and_replace = run.replaced_at - run.cut_at
     routed = sum(1 for a in run.probe.since(run.switched_at) if a.pod in run.victims)
@@ -217,6 +222,7 @@ def main() -> None:
                 "lost_acked_writes": lost,
                 "double_applied_commits": doubles,
                 "double_reverts": max(0, reverts - 1) + max(0, rollbacks - 1),
+                "missed_rollbacks": missed,
                 "evict_and_replace_s": round(evict_and_replace, 2),
             }
         )

@@ -168,6 +168,22 @@ class GitSource:
             raise GitSourceError(f"unknown ref {ref!r} in {self._display_url()}") from exc
         return _parse_log(out)
 
+    def log_since(self, since: str, *, grep: str | None = None) -> list[CommitInfo]:
+        """The commits on the tracked branch (as last fetched) that ``since`` is not part of,
+        newest first; with ``grep``, only those whose message contains it (a fixed string).
+        The auto-rollback looks here for its own revert before making one."""
+        if not since or since.startswith("-"):
+            raise GitSourceError(f"invalid ref {since!r}")
+        out = self._git(
+            "log",
+            f"--format={_LOG_FORMAT}%x1e",
+            *(("--fixed-strings", f"--grep={grep}") if grep else ()),
+            f"{since}..refs/heads/{self.branch}",
+            "--",
+            env=_ISOLATED_ENV,
+        )
+        return [_parse_log(entry) for entry in out.split("\x1e") if entry.strip()]
+
     def checkout(self, sha: str, dest: Path) -> Path:
         """Write the tree of commit ``sha`` into ``dest`` (new or empty). Nothing of the user's
         configuration runs: no hooks, no filters."""

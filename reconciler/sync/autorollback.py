@@ -23,7 +23,8 @@ Acting (``reconcile``), in this order:
 
 1. claims the bad commit (``reconciler.sync.pins.claim_rollback``): a durable record in the
    store, written with a compare-and-swap, so each bad commit is acted on at most once,
-   whatever the timing of status reports, controller restarts or a second control plane;
+   whatever the timing of status reports, controller restarts or a second control plane.
+   The claim lists the steps below as pending;
 2. pins the Deployment at the good commit (``reconciler.sync.pins``): the sync loop applies the
    pinned commit's version of this Deployment instead of the head's, so the Deployment
    controller scales the old ReplicaSet back up (same hash: reused, no new image pull);
@@ -33,9 +34,23 @@ Acting (``reconcile``), in this order:
    the tracked branch, with the trailer ``Capstan-Auto-Rollback-Of: <bad sha>``, and pushes
    it, so Git says what runs; the pin lapses by itself once the sync loop sees the revert.
 
+Each step is marked done on the claim (``finish_step``) once it is done, and a claim with
+steps pending wakes its Deployment (the claims ConfigMap is watched): whoever leads next —
+this process after an error, another replica after a crash — finishes the rollback. A step
+begun but not marked is looked for before it is done again: the pin as stored, the Event
+and the sync record by their message, the revert on the branch by its trailer. So a crash
+at any point leaves one pin, one Event, one record and at most one revert, and a finished
+rollback is never redone, however much of the sync log was pruned since. Every write goes
+through the controller's API, fenced by the leader's term like the rest.
+
 A bad commit whose message carries that trailer is Capstan's own revert: it is never
 reverted (no rollback of a rollback); an event says so. A new template from Git (a fix)
 drops the pin and is a new rollout, judged afresh.
+
+The fault suite kills the leader at a chosen point of a rollback through one documented
+seam (docs/ha.md): with ``CAPSTAN_FAULT_KILL_AFTER=<step>`` in its environment (``claim``,
+``pin``, ``event``, ``record`` or ``revert``) the process sends itself SIGKILL right after it
+has done that step, before the step is marked done. Unset, it does nothing.
 
 Registered like every component: ``AutoRollbackController`` in ``default_components()``, or
 ``functools.partial(AutoRollbackController, git=source, push=True)`` where the Git source is
@@ -45,30 +60,42 @@ known (``capstan up``).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, assert_never
 
 from reconciler.api import ApiError, now_utc
 from reconciler.controllers.runtime import Controller, ControllerContext, Result
 from reconciler.source.git import GitSource, GitSourceError
 from reconciler.sync.pins import (
+    CLAIMS_NAME,
     Pin,
     RollbackClaim,
+    RollbackStep,
     claim_rollback,
+    finish_step,
     read_claims,
     read_pins,
-    record_revert,
     set_pin,
+    unfinished_claims,
 )
-from reconciler.sync.records import RecordedChange, SyncRecord, list_sync_records, record_sync
+from reconciler.sync.records import (
+    SYSTEM_NAMESPACE,
+    RecordedChange,
+    SyncRecord,
+    list_sync_records,
+    record_sync,
+)
 from reconciler.workloads.deployment import HASH_LABEL, pod_template_hash
 from reconciler.workloads.owners import deployment_keys_of_pod, owner_keys
-from schemas import Deployment, ObjectKey, Pod, ReplicaSet
+from schemas import ConfigMap, Deployment, ObjectKey, Pod, ReplicaSet
 
 __all__ = [
     "AUTO_ROLLBACK_ANNOTATION",
+    "KILL_AFTER_ENV",
     "REVERT_TRAILER",
     "Act",
     "AutoRollbackController",
@@ -85,6 +112,9 @@ _log = logging.getLogger(__name__)
 AUTO_ROLLBACK_ANNOTATION = "capstan.io/auto-rollback"
 #: The trailer on every revert commit this controller makes: `Capstan-Auto-Rollback-Of: <sha>`.
 REVERT_TRAILER = "Capstan-Auto-Rollback-Of"
+#: The fault suite's seam: the step of a rollback after which the process kills itself.
+KILL_AFTER_ENV = "CAPSTAN_FAULT_KILL_AFTER"
+_KILL_POINTS = ("claim", "pin", "event", "record", "revert")
 _CRASH_REASON = "CrashLoopBackOff"
 _AUTHOR = "Capstan <capstan@localhost>"
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -265,6 +295,18 @@ def decide(
     return Act(rollout, why)
 
 
+def _deployment_key(name: str) -> ObjectKey:
+    kind, namespace, short = name.split("/", 2)
+    return ObjectKey(kind, namespace, short)
+
+
+def _unfinished_deployments(cm: ConfigMap) -> list[ObjectKey]:
+    """The Deployments whose rollback has steps left, when ``cm`` is the claims ConfigMap."""
+    if cm.namespace != SYSTEM_NAMESPACE or cm.name != CLAIMS_NAME:
+        return []
+    return [_deployment_key(claim.deployment) for claim in unfinished_claims(cm)]
+
+
 class AutoRollbackController(Controller):
     name: ClassVar[str] = "auto-rollback"
     workers: ClassVar[int] = 1
@@ -284,10 +326,23 @@ class AutoRollbackController(Controller):
         self.deployments = self.watch_own(Deployment)
         self.replicasets = self.watch(ReplicaSet, lambda rs: owner_keys(rs, "Deployment"))
         self.pods = self.watch(Pod, lambda pod: deployment_keys_of_pod(self.replicasets, pod))
+        # A claim with steps pending wakes its Deployment; the informer's first list does so
+        # for every such claim, so a new leader finishes what the last one began.
+        self.config_maps = self.watch(ConfigMap, _unfinished_deployments)
+        self._unfinished: tuple[str | None, set[str]] = (None, set())
+        self._kill_after = os.environ.get(KILL_AFTER_ENV) or None
+        if self._kill_after not in (None, *_KILL_POINTS):
+            raise ValueError(
+                f"{KILL_AFTER_ENV}={self._kill_after!r}: not a step of a rollback "
+                f"(one of {', '.join(_KILL_POINTS)})"
+            )
 
     def reconcile(self, key: ObjectKey) -> Result | None:
         d = self.deployments.get(key.name, namespace=key.namespace)
-        if d is None or d.metadata.annotations.get(AUTO_ROLLBACK_ANNOTATION) != "true":
+        if d is None:
+            return None
+        self._finish_claims(d)
+        if d.metadata.annotations.get(AUTO_ROLLBACK_ANNOTATION) != "true":
             return None
         pods = [
             pod
@@ -319,69 +374,170 @@ class AutoRollbackController(Controller):
                 self._roll_back(d, rollout, why)
         return None
 
+    def _finish_claims(self, d: Deployment) -> None:
+        """Finish every rollback of ``d`` that was claimed and not completed."""
+        name = str(d.key)
+        cached = self.config_maps.get(CLAIMS_NAME, namespace=SYSTEM_NAMESPACE)
+        if cached is None:
+            return
+        # This runs on every reconcile: parse the claims once per version of the ConfigMap.
+        version = cached.metadata.resource_version
+        if version is None or self._unfinished[0] != version:
+            self._unfinished = (version, {c.deployment for c in unfinished_claims(cached)})
+        if name not in self._unfinished[1]:
+            return
+        # The cache says where to look; what to do comes from the claims as stored now.
+        for claim in sorted(read_claims(self.api).values(), key=lambda c: c.at):
+            if claim.deployment == name and claim.pending:
+                self._finish(d, claim)
+
     def _roll_back(self, d: Deployment, rollout: Rollout, why: str) -> None:
         name = str(d.key)
         bad, good = rollout.commit, rollout.good_commit
         assert good is not None
-        now = now_utc(self.clock)
-        claim = RollbackClaim(bad_commit=bad, deployment=name, good_commit=good, reason=why, at=now)
+        steps: tuple[RollbackStep, ...] = ("pin", "event", "record")
+        claim = RollbackClaim(
+            bad_commit=bad,
+            deployment=name,
+            good_commit=good,
+            reason=why,
+            at=now_utc(self.clock),
+            bad_template=rollout.template,
+            pending=(*steps, "revert") if self.push else steps,
+        )
         # The order matters: the claim is durable before anything is pinned or pushed, so a
-        # second verdict for this commit (a late status report, a restart) finds it and stops.
+        # second verdict for this commit (a late status report, a restart) finds it and stops;
+        # and it lists every step, so whoever leads after a crash finishes them (_finish).
         if not claim_rollback(self.api, claim):
             return
-        set_pin(
-            self.api,
-            Pin(
-                deployment=name,
-                commit=good,
-                bad_commit=bad,
-                bad_template=rollout.template,
-                reason=why,
-                at=now,
-            ),
+        self._did("claim")
+        self._finish(d, claim)
+
+    def _finish(self, d: Deployment, claim: RollbackClaim) -> None:
+        """Do the steps of ``claim``'s rollback still pending, in order, marking each done.
+
+        WARNING: a crash can fall between a step and its mark, so every step first looks
+        whether it is done already and does only what is missing."""
+        for step in claim.pending:
+            match step:
+                case "pin":
+                    self._pin(claim)
+                    finish_step(self.api, claim.bad_commit, step)
+                case "event":
+                    if self._event_once(d, _summary(d, claim)):
+                        self._did("event")
+                    finish_step(self.api, claim.bad_commit, step)
+                case "record":
+                    self._record(d, claim)
+                    finish_step(self.api, claim.bad_commit, step)
+                case "revert":
+                    if self.push:
+                        self._revert(d, claim)
+                    else:
+                        # Claimed by a replica with push access (they share one config as a rule).
+                        _log.warning("no revert of %s: no push access", claim.bad_commit[:12])
+                        finish_step(self.api, claim.bad_commit, step)
+                case _:
+                    assert_never(step)
+
+    def _pin(self, claim: RollbackClaim) -> None:
+        pin = Pin(
+            deployment=claim.deployment,
+            commit=claim.good_commit,
+            bad_commit=claim.bad_commit,
+            bad_template=claim.bad_template,
+            reason=claim.reason,
+            at=claim.at,
         )
-        summary = (
-            f"auto-rollback of Deployment {d.namespace}/{d.name} to commit {good[:12]}: "
-            f"{why} (template of commit {bad[:12]})"
-        )
-        self._event(d, summary)
+        if read_pins(self.api).get(claim.deployment) != pin:
+            set_pin(self.api, pin)
+            self._did("pin")
+
+    def _record(self, d: Deployment, claim: RollbackClaim) -> None:
+        summary = _summary(d, claim)
+        if any(
+            r.trigger == "rollback" and r.commit == claim.good_commit and r.message == summary
+            for r in list_sync_records(self.api)
+        ):
+            return
         record_sync(
             self.api,
             SyncRecord(
                 id=0,
-                commit=good,
+                commit=claim.good_commit,
                 author=_AUTHOR,
                 message=summary,
-                commit_time=now,
-                started_at=now,
-                finished_at=now,
+                commit_time=claim.at,
+                started_at=claim.at,
+                finished_at=now_utc(self.clock),
                 outcome="Succeeded",
                 trigger="rollback",
-                changes=[RecordedChange(action="update", object=name, fields=["spec.template"])],
+                changes=[
+                    RecordedChange(
+                        action="update", object=claim.deployment, fields=["spec.template"]
+                    )
+                ],
             ),
         )
         _log.warning("%s", summary)
-        if self.push:
-            self._revert(d, bad=bad, good=good, why=why)
+        self._did("record")
 
-    def _revert(self, d: Deployment, *, bad: str, good: str, why: str) -> None:
+    def _revert(self, d: Deployment, claim: RollbackClaim) -> None:
+        """Commit and push the revert of the bad commit, unless the branch has it already (a
+        leader died after pushing it) or no longer needs it (the pin lapsed: the head moved
+        on). One attempt: when Git refuses, an Event says why and the pin holds."""
         assert self.git is not None
+        bad, good = claim.bad_commit, claim.good_commit
         message = (
             f"Revert {bad[:12]}: auto-rollback of Deployment {d.namespace}/{d.name}\n\n"
-            f"The rollout of {bad[:12]} failed: {why}.\n"
+            f"The rollout of {bad[:12]} failed: {claim.reason}.\n"
             f"Capstan pinned the Deployment to {good[:12]} and reverts {bad[:12]} so "
             "Git says what runs.\n\n"
             f"{REVERT_TRAILER}: {bad}"
         )
         try:
             self.git.fetch()
-            sha = self.git.revert([bad], message=message)
-            self.git.push()
+            pushed = self._pushed_revert(bad)
+            if pushed is None:
+                pin = read_pins(self.api).get(claim.deployment)
+                if pin is None or pin.bad_commit != bad:
+                    finish_step(self.api, bad, "revert")
+                    return
+                sha: str = self.git.revert([bad], message=message)
+                self.git.push()
+                self._did("revert")
+            else:
+                sha = pushed
         except GitSourceError as exc:
-            self._event(d, f"could not commit the revert of {bad[:12]}: {exc}; the pin holds")
+            self._event_once(d, f"could not commit the revert of {bad[:12]}: {exc}; the pin holds")
+            finish_step(self.api, bad, "revert")
             return
-        record_revert(self.api, bad, sha)
-        self._event(d, f"committed and pushed revert {sha[:12]} of {bad[:12]}")
+        self._event_once(d, f"committed and pushed revert {sha[:12]} of {bad[:12]}")
+        finish_step(self.api, bad, "revert", revert=sha)
+
+    def _pushed_revert(self, bad: str) -> str | None:
+        """This controller's revert of ``bad`` on the branch as last fetched, if there is one."""
+        assert self.git is not None
+        found = self.git.log_since(bad, grep=f"{REVERT_TRAILER}: {bad}")
+        return next((c.sha for c in found if reverted_by(c.message) == bad), None)
+
+    def _event_once(self, d: Deployment, message: str) -> bool:
+        """Record ``message`` unless ``d`` has it already (a step redone after a crash); True
+        when this call recorded it."""
+        try:
+            seen = self.api.list_events(namespace=d.namespace, involved=d)
+        except ApiError:
+            seen = []
+        if any(e.reason == "AutoRollback" and e.message == message for e in seen):
+            return False
+        self._event(d, message)
+        return True
+
+    def _did(self, step: str) -> None:
+        """``step`` was just done (not yet marked): the fault suite's kill point."""
+        if step == self._kill_after:
+            _log.warning("%s=%s: killing this process (fault suite)", KILL_AFTER_ENV, step)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _event(self, d: Deployment, message: str) -> None:
         try:
@@ -390,3 +546,12 @@ class AutoRollbackController(Controller):
             )
         except ApiError:
             _log.warning("could not record event for %s: %s", d.key, message)
+
+
+def _summary(d: Deployment, claim: RollbackClaim) -> str:
+    """What the Event and the sync record of ``claim``'s rollback say (one text: found again
+    by it after a crash)."""
+    return (
+        f"auto-rollback of Deployment {d.namespace}/{d.name} to commit {claim.good_commit[:12]}: "
+        f"{claim.reason} (template of commit {claim.bad_commit[:12]})"
+    )

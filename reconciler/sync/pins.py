@@ -11,8 +11,11 @@ the revert commit Capstan pushed so Git stays the truth) the pin is dropped by i
 
 Beside the pins, the auto-rollback's *claims*: one per bad commit it acted on, written
 (compare-and-swap) before it pins or pushes anything, so each bad commit is rolled back at
-most once whatever the timing of status reports. A claim outlives its pin: the commit stays
-handled. The newest ``MAX_CLAIMS`` are kept.
+most once whatever the timing of status reports. A claim lists the steps of its rollback still
+to do (``pending``: pin, event, record, revert); the controller removes each step once it is
+done (``finish_step``), so a leader that takes over after a crash finishes exactly the steps
+left, and a finished claim is never redone, however much of the sync log was pruned since. A
+claim outlives its pin: the commit stays handled. The newest ``MAX_CLAIMS`` are kept.
 
 Storage: the ConfigMaps ``capstan-pins`` (one key per pinned Deployment) and
 ``capstan-auto-rollbacks`` (one key per claimed bad commit) in ``capstan-system``, never managed,
@@ -24,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,13 +43,15 @@ __all__ = [
     "PINS_NAME",
     "Pin",
     "RollbackClaim",
+    "RollbackStep",
     "apply_pins",
     "claim_rollback",
+    "finish_step",
     "read_claims",
     "read_pins",
-    "record_revert",
     "remove_pin",
     "set_pin",
+    "unfinished_claims",
 ]
 
 PINS_NAME = "capstan-pins"
@@ -68,9 +74,15 @@ class Pin(BaseModel):
     at: datetime
 
 
+#: The steps of one auto-rollback after its claim, in the order they are done.
+RollbackStep = Literal["pin", "event", "record", "revert"]
+
+
 class RollbackClaim(BaseModel):
-    """The auto-rollback acted on ``bad_commit`` (rolling ``deployment`` back to ``good_commit``);
-    ``revert`` is the revert commit it pushed, once pushed."""
+    """The auto-rollback acted on ``bad_commit`` (rolling ``deployment`` back to ``good_commit``,
+    away from the pod template ``bad_template``); ``revert`` is the revert commit it pushed,
+    once pushed. ``pending``: the steps not done yet (none: the rollback is complete; a claim
+    stored without the field is taken as complete)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -79,7 +91,9 @@ class RollbackClaim(BaseModel):
     good_commit: str
     reason: str
     at: datetime
+    bad_template: str = ""
     revert: str | None = None
+    pending: tuple[RollbackStep, ...] = ()
 
 
 def _data_key(deployment: str) -> str:
@@ -145,6 +159,13 @@ def read_claims(api: Api) -> dict[str, RollbackClaim]:
     return {claim.bad_commit: claim for claim in claims}
 
 
+def unfinished_claims(cm: ConfigMap) -> list[RollbackClaim]:
+    """The claims in ``cm`` (the claims ConfigMap, e.g. from an informer's cache) with steps
+    pending."""
+    claims = (RollbackClaim.model_validate_json(value) for value in cm.data.values())
+    return [claim for claim in claims if claim.pending]
+
+
 def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
     """Record that the auto-rollback acts on ``claim.bad_commit``. True only for the one call
     that added it: False when it was claimed already (by this or another control plane)."""
@@ -158,16 +179,22 @@ def claim_rollback(api: Api, claim: RollbackClaim) -> bool:
     return _change(api, add, name=CLAIMS_NAME)
 
 
-def record_revert(api: Api, bad_commit: str, revert: str) -> None:
-    """Note on ``bad_commit``'s claim the revert commit that was pushed for it."""
+def finish_step(
+    api: Api, bad_commit: str, step: RollbackStep, *, revert: str | None = None
+) -> None:
+    """Mark ``step`` of ``bad_commit``'s rollback done (and note the ``revert`` commit pushed,
+    if given), as one compare-and-swap; a claim that has it done already is left as it is."""
 
-    def note(data: dict[str, str]) -> dict[str, str]:
+    def mark(data: dict[str, str]) -> dict[str, str]:
         if bad_commit not in data:
             return data
         claim = RollbackClaim.model_validate_json(data[bad_commit])
-        return {**data, bad_commit: claim.model_copy(update={"revert": revert}).model_dump_json()}
+        update: dict[str, object] = {"pending": tuple(s for s in claim.pending if s != step)}
+        if revert is not None:
+            update["revert"] = revert
+        return {**data, bad_commit: claim.model_copy(update=update).model_dump_json()}
 
-    _change(api, note, name=CLAIMS_NAME)
+    _change(api, mark, name=CLAIMS_NAME)
 
 
 def apply_pins(

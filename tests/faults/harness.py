@@ -252,7 +252,11 @@ class Replica:
             self.identity,
             *self.plane.extra_args,
         ]
-        env = {**os.environ, "CAPSTAN_AGENT_SOCKET": str(self.plane.agent_socket)}
+        env = {
+            **os.environ,
+            "CAPSTAN_AGENT_SOCKET": str(self.plane.agent_socket),
+            **self.plane.env,
+        }
         with open(self.log_path, "ab") as log:
             log.write(f"==== start {self.identity}\n".encode())
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -312,8 +316,9 @@ class Replica:
 
 
 class ControlPlane:
-    """``count`` supervised replicas on one etcd cluster; a replica that exits is restarted
-    (after ``restart_delay_s``) unless it is ``held``."""
+    """``count`` supervised replicas on one etcd cluster (each with ``env`` added to this
+    process's environment); a replica that exits is restarted (after ``restart_delay_s``)
+    unless it is ``held``."""
 
     def __init__(
         self,
@@ -326,6 +331,7 @@ class ControlPlane:
         election: tuple[str, str, str] = FAST_ELECTION,
         restart_delay_s: float = 0.5,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.repo = repo
         self.store_url = store_url
@@ -334,6 +340,7 @@ class ControlPlane:
         self.election = election
         self.restart_delay_s = restart_delay_s
         self.extra_args = extra_args
+        self.env = dict(env or {})
         # Replicas on one store share one data key file, as docs/ha.md tells an operator to
         # (each would otherwise make its own and could not open the others' Secrets).
         self.data_keys = work / DATA_KEYS_FILE

@@ -183,6 +183,10 @@ class PushedRepo:
     def head(self) -> str:
         return self._remote("rev-parse", "main")
 
+    def message(self, sha: str) -> str:
+        """Commit ``sha``'s message, as the remote has it."""
+        return self._remote("log", "-1", "--format=%B", sha).strip()
+
     def messages(self) -> list[str]:
         """Every commit message on the remote's branch, newest first."""
         out = self._remote("log", "--format=%B%x00", "main")
@@ -248,10 +252,11 @@ def fault_rig(
     extra_args: tuple[str, ...] = (),
     files: dict[str, str] | None = None,
     log_applies: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Iterator[FaultRig]:
-    """The rig: ``replicas`` supervised ``capstan up`` (with ``extra_args``) on a fresh etcd
-    cluster (logging every write it applies with ``log_applies``), a real agent, and a
-    repository at v1 (plus ``files``)."""
+    """The rig: ``replicas`` supervised ``capstan up`` (with ``extra_args`` and ``env``) on a
+    fresh etcd cluster (logging every write it applies with ``log_applies``), a real agent,
+    and a repository at v1 (plus ``files``)."""
     etcd = EtcdCluster(work, log_applies=log_applies).start()
     agent = LocalAgent(client, work)
     plane: ControlPlane | None = None
@@ -266,6 +271,7 @@ def fault_rig(
             work=work,
             count=replicas,
             extra_args=extra_args,
+            env=env,
         ).start()
         yield FaultRig(etcd=etcd, agent=agent, repo=repo, plane=plane)
     finally:
@@ -298,8 +304,8 @@ def kill_leaders(
 ) -> KillRun:
     """``kills`` times: commit a new web version (a rollout starts), wait a random 0.5-6 s,
     ``kill -9`` the leader and wait for another term. A third of the way in the commit also
-    makes the canary crash; until the auto-rollback has claimed that commit (and a kill has
-    followed, so no revert push is pending) the kills hit the rollback instead of a new
+    makes the canary crash; until the auto-rollback of that commit is complete (its claim has
+    no step pending, and a kill has followed) the kills hit the rollback instead of a new
     rollout. Ends when the last version is rolled out, the canary is back and the last
     commit is live. ``rig`` must have been made with ``KILL_FILES``."""
     api = rig.plane.api
@@ -317,8 +323,10 @@ def kill_leaders(
     takeovers = []
     try:
         for i in range(kills):
-            if bad and claim_seen_at is None and bad in read_claims(api):
-                claim_seen_at = i
+            if bad and claim_seen_at is None:
+                claim = read_claims(api).get(bad)
+                if claim is not None and not claim.pending:
+                    claim_seen_at = i
             if i == bad_at:
                 version = f"v{i + 2}"
                 files = {**version_files(version), "canary.yaml": canary(crash=True)}

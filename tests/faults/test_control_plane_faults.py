@@ -23,16 +23,21 @@ import pytest
 from reconciler.api import ApiError
 from reconciler.cli.up import LOST_LEADERSHIP_EXIT
 from reconciler.client import Client
+from reconciler.sync.autorollback import KILL_AFTER_ENV, reverted_by
+from reconciler.sync.pins import read_claims, read_pins
 from schemas import ConfigMap
 from schemas.meta import ObjectMeta
 from tests.faults.harness import PodCensus, Replica
 from tests.faults.scenario import (
+    CANARY,
     KILL_FILES,
     MAX_SURGE,
     MAX_UNAVAILABLE,
     REPLICAS,
     ROLLOUT_TIMEOUT_S,
     FaultRig,
+    canary,
+    canary_rolled_back,
     double_applied,
     fault_kills,
     fault_rig,
@@ -74,12 +79,65 @@ def test_leader_killed_at_random_points_of_rollouts(
         assert census.restarts == {}, "containers died under their pods"
         assert double_applied(api, first_commit=run.first_commit) == {}
         assert rollbacks_of(api, run.bad_commit) == 1, "the bad commit was not rolled back once"
-        assert reverts_of(rig.repo, run.bad_commit) <= 1, "the bad commit was reverted twice"
+        assert read_claims(api)[run.bad_commit].pending == (), "the rollback was left unfinished"
+        assert reverts_of(rig.repo, run.bad_commit) == 1, "the bad commit was not reverted once"
         wait_until(
             lambda: len(rig.app_containers("web")) == REPLICAS,
             timeout=60,
             what="exactly the final pods' containers running",
         )
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("step", ["claim", "pin"])
+def test_leader_killed_inside_the_auto_rollback_right_after_its(
+    docker_client: docker.DockerClient, tmp_path: Path, step: str
+) -> None:
+    """The leader is killed -9 right after it claimed the bad commit (before the pin) or
+    right after the pin (before the Event, the sync record and the revert): the seam
+    ``CAPSTAN_FAULT_KILL_AFTER`` makes it kill itself exactly there. The next leader finishes
+    the rollback: the canary is back, one record, one Event, one revert, and nobody died twice
+    (no step was done again)."""
+    env = {KILL_AFTER_ENV: step}
+    with fault_rig(docker_client, tmp_path, files=KILL_FILES, env=env) as rig:
+        api, plane = rig.plane.api, rig.plane
+        wait_until(
+            lambda: rolled_out(api, "v1") and canary_rolled_back(api),
+            timeout=ROLLOUT_TIMEOUT_S,
+            what="v1 and the canary running",
+        )
+        bad = rig.repo.commit("canary crashing", {"canary.yaml": canary(crash=True)})
+
+        def killed() -> list[Replica]:
+            return [r for r in plane.replicas if -signal.SIGKILL in r.exits]
+
+        wait_until(killed, timeout=ROLLOUT_TIMEOUT_S, what=f"the leader killed after the {step}")
+        [victim] = killed()
+        assert f"{KILL_AFTER_ENV}={step}: killing this process" in victim.log()
+        wait_until(
+            lambda: bad in read_claims(api) and not read_claims(api)[bad].pending,
+            timeout=ROLLOUT_TIMEOUT_S,
+            what="the next leader finishing the rollback",
+        )
+        wait_until(
+            lambda: canary_rolled_back(api) and read_pins(api) == {},
+            timeout=ROLLOUT_TIMEOUT_S,
+            what="the canary back, and the pin lapsed on the revert",
+        )
+        claim = read_claims(api)[bad]
+        assert rollbacks_of(api, bad) == 1, "the bad commit was not rolled back once"
+        assert reverts_of(rig.repo, bad) == 1, "the bad commit was not reverted once"
+        assert claim.revert is not None
+        assert reverted_by(rig.repo.message(claim.revert)) == bad
+        events = [
+            e
+            for e in api.list_events(namespace="default")
+            if e.reason == "AutoRollback"
+            and e.message.startswith(f"auto-rollback of Deployment default/{CANARY} ")
+        ]
+        assert [e.count for e in events] == [1], "the rollback's Event was not recorded once"
+        assert killed() == [victim], "another leader died at the same step: it was done twice"
+        assert double_applied(api) == {}
 
 
 @pytest.mark.timeout(600)

@@ -20,7 +20,7 @@ from reconciler.sync.autorollback import (
     reverted_by,
     rollout_failure,
 )
-from reconciler.sync.pins import Pin, RollbackClaim, claim_rollback, read_claims, record_revert
+from reconciler.sync.pins import Pin, RollbackClaim, claim_rollback, finish_step, read_claims
 from reconciler.sync.records import SyncRecord
 from reconciler.workloads.deployment import HASH_LABEL, pod_template_hash
 from schemas import Deployment, DeploymentStatus, ObjectMeta, Pod, parse_object
@@ -255,7 +255,7 @@ def test_claim_is_a_compare_and_swap_in_the_store(api: Api, tmp_path: Path) -> N
     claim = RollbackClaim(bad_commit=BAD, deployment=NAME, good_commit=GOOD, reason="x", at=T0)
     assert claim_rollback(api, claim) is True
     assert claim_rollback(api, claim.model_copy(update={"reason": "late report"})) is False
-    record_revert(api, BAD, "e" * 40)
+    finish_step(api, BAD, "revert", revert="e" * 40)
     stored = read_claims(api)[BAD]
     assert (stored.reason, stored.revert) == ("x", "e" * 40)
 

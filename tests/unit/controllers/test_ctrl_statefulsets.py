@@ -100,6 +100,11 @@ class Timeline:
             if event.type in ("ADDED", "DELETED"):
                 self.events.append((event.type, name, before))
 
+    def names(self, kind: str) -> list[str]:
+        """The pods of the ``kind`` events (ADDED, DELETED) this watch has delivered so far:
+        a test waits on these, not on the store, which the watch may trail."""
+        return [name for k, name, _ in list(self.events) if k == kind]
+
     def stop(self) -> None:
         self._stream.close()
         self._thread.join(timeout=5)
@@ -113,7 +118,10 @@ def test_ordered_start_stable_names_and_claims_pinned_to_their_node(
     timeline = Timeline(api)
     try:
         api.create(statefulset())
-        wait_for(lambda: ready(api) == ["web-0", "web-1", "web-2"], what="three pods Ready")
+        wait_for(
+            lambda: ready(api) == ["web-0", "web-1", "web-2"] and len(timeline.names("ADDED")) == 3,
+            what="three pods Ready, their creations seen",
+        )
     finally:
         timeline.stop()
     added = [(name, before) for kind, name, before in timeline.events if kind == "ADDED"]
@@ -174,11 +182,15 @@ def test_scale_down_from_the_top_and_claims_outlive_the_set(
                 break
             except Conflict:
                 continue
-        wait_for(lambda: sorted(live_pods(api)) == ["web-0"], what="scaled to one")
+        # A deleted pod leaves the live set as soon as it is marked, and its DELETED event
+        # comes after: wait for the events themselves.
+        wait_for(
+            lambda: sorted(live_pods(api)) == ["web-0"] and len(timeline.names("DELETED")) >= 2,
+            what="scaled to one, the deletions seen",
+        )
     finally:
         timeline.stop()
-    deleted = [name for kind, name, _ in timeline.events if kind == "DELETED"]
-    assert deleted == ["web-2", "web-1"]
+    assert timeline.names("DELETED") == ["web-2", "web-1"]
     # Retain (the default): the claims of the removed pods stay, for a scale back up.
     assert claim(api, "data-web-2").bound_node is not None
 
@@ -241,13 +253,13 @@ def test_rolling_update_from_the_highest_ordinal(
             lambda: (
                 ready(api) == ["web-0", "web-1", "web-2"]
                 and {p.spec.containers[0].image for p in live_pods(api).values()} == {"db:2"}
+                and len(timeline.names("DELETED")) >= 3
             ),
-            what="all on db:2",
+            what="all on db:2, the deletions seen",
         )
     finally:
         timeline.stop()
-    deleted = [name for kind, name, _ in timeline.events if kind == "DELETED"]
-    assert deleted == ["web-2", "web-1", "web-0"]
+    assert timeline.names("DELETED") == ["web-2", "web-1", "web-0"]
 
 
 def test_a_claim_template_replaces_the_template_volume_of_its_name(

@@ -399,7 +399,7 @@ def _statefulset_scenario(
         return [t.hostname for t in endpoints.ports[0].targets]
 
     def named(wanted: list[str | None]) -> bool:
-        clock.advance(0.5)  # the hollow node makes each pod Ready a clock second after it saw it
+        clock.advance(0.5)  # the hollow node makes each pod Ready a clock second after its bind
         return hostnames() == wanted
 
     # OrderedReady: web-1 is made only once web-0 is Ready.

@@ -3,13 +3,21 @@
 Called by the server for every ``status`` message. Capacity is what the host has
 (``os.cpu_count()``, ``MemTotal`` of ``/proc/meminfo``); allocatable is the same minus nothing
 reserved, which the scheduler may narrow with the Node manifest's ``spec.capacity``.
+
+The host's identities (:func:`system_info`: kernel, machine and boot ids, OS image) are read
+once per process: none changes while the agent runs. ``MemTotal`` is read again at most once
+a minute (it moves only with memory hotplug); the CPU count, the addresses and the
+conditions on every call. The status built from the same values is made once and copied
+with each call's heartbeat time.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +27,8 @@ from schemas.node import NodeAddress, NodeStatus, NodeSystemInfo
 from schemas.quantity import Quantity
 
 MAX_PODS = 110
+#: How long a reading of ``MemTotal`` stands.
+_MEMORY_READ_S = 60.0
 
 
 def memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
@@ -46,6 +56,7 @@ def _os_image(os_release: Path = Path("/etc/os-release")) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=4)
 def system_info(*, docker_version: str, agent_version: str) -> NodeSystemInfo:
     """The host's versions and identities, in Capstan's fields and Kubernetes' (``kubectl
     get nodes -o wide`` and the Kubernetes clients read the latter)."""
@@ -81,9 +92,44 @@ def node_status(
 ) -> NodeStatus:
     """``problem`` (e.g. Docker unreachable) turns the Ready condition False with that message;
     ``conditions`` follow Ready (e.g. the proxy's ``ProxyReady``)."""
+    base = _node_status(
+        cpus=os.cpu_count() or 1,
+        memory=_memory_in(int(time.monotonic() // _MEMORY_READ_S)),
+        bind_address=bind_address,
+        hostname=socket.gethostname(),
+        docker_version=docker_version,
+        agent_version=agent_version,
+        ready_since=ready_since,
+        problem=problem,
+        conditions=tuple(conditions),
+    )
+    ready = base.conditions[0].model_copy(update={"last_heartbeat_time": heartbeat})
+    return base.model_copy(update={"conditions": [ready, *base.conditions[1:]]})
+
+
+@functools.lru_cache(maxsize=1)
+def _memory_in(_period: int) -> int:
+    """``MemTotal`` as read once in a period of ``_MEMORY_READ_S`` (the argument)."""
+    return memory_bytes()
+
+
+@functools.lru_cache(maxsize=8)
+def _node_status(
+    *,
+    cpus: int,
+    memory: int,
+    bind_address: str,
+    hostname: str,
+    docker_version: str,
+    agent_version: str,
+    ready_since: datetime,
+    problem: str | None,
+    conditions: tuple[Condition, ...],
+) -> NodeStatus:
+    """The node status of these values, validated once; no heartbeat time yet."""
     capacity = {
-        "cpu": Quantity(os.cpu_count() or 1),
-        "memory": Quantity(memory_bytes()),
+        "cpu": Quantity(cpus),
+        "memory": Quantity(memory),
         "pods": Quantity(MAX_PODS),
     }
     return NodeStatus(
@@ -96,13 +142,12 @@ def node_status(
                 reason="AgentReady" if problem is None else "RuntimeUnavailable",
                 message=problem or "agent is running",
                 last_transition_time=ready_since,
-                last_heartbeat_time=heartbeat,
             ),
             *conditions,
         ],
         node_info=system_info(docker_version=docker_version, agent_version=agent_version),
         addresses=[
             NodeAddress(type="InternalIP", address=bind_address),
-            NodeAddress(type="Hostname", address=socket.gethostname()),
+            NodeAddress(type="Hostname", address=hostname),
         ],
     )

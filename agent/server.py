@@ -231,7 +231,12 @@ class AgentServer:
         deltas = FEATURE_STATUS_DELTAS in client.features
         complete = not deltas or now - client.complete_at >= self._settings.full_status_s
         if not complete:
-            changed = [r for uid, r in current.items() if client.reported.get(uid) != r]
+            # Identity first: an unchanged pod's report is the same object as last time.
+            changed = [
+                r
+                for uid, r in current.items()
+                if (sent := client.reported.get(uid)) is not r and sent != r
+            ]
             removed = [uid for uid in client.reported if uid not in current]
             update: dict[str, object] = {"pods": changed, "complete": False, "removed": removed}
             if FEATURE_NODE_UNCHANGED in client.features and node == client.reported_node:

@@ -366,6 +366,33 @@ _PERIODIC_KEYS = ("/registry/leases/", "/registry/configmaps/capstan-system/caps
 _QUIET_BYTES_PER_NODE_S = 200.0
 
 
+class StoreWrites:
+    """Counts the store's writes by key kind (``/registry/<kind>/``; the sync state on its
+    own) from creation until ``close``: what the control plane writes at idle."""
+
+    def __init__(self, store_url: str) -> None:
+        self._store = open_store(store_url)
+        self._watch = self._store.watch("/registry/", prefix=True)
+        self.counts: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._watch.closed:
+            for event in self._watch.poll(0.5):
+                key = event.kv.key
+                kind = "sync-state" if key.startswith(_PERIODIC_KEYS[1]) else key.split("/")[2]
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def close(self) -> str:
+        """Stop counting; the counts, most first, as one line."""
+        self._watch.close()
+        self._thread.join()
+        self._store.close()
+        ordered = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{kind} {count}" for kind, count in ordered) or "none"
+
+
 def wait_settled(
     store_url: str, nodes: list[SshNode], quiet_s: float, longest_s: float
 ) -> tuple[float, int, float]:
@@ -589,9 +616,13 @@ def cpu_split(cp_pid: int, nodes: list[SshNode]) -> Iterator[list[CpuSplit]]:
 
 
 @contextmanager
-def profiled(py_spy: str | None, pid: int, out: Path, *, rate: int = 50) -> Iterator[None]:
-    """Record the control plane with ``py-spy record`` (speedscope JSON at ``out``) while
-    the ``with`` body runs; nothing without ``py_spy``."""
+def profiled(
+    py_spy: str | None, pid: int, out: Path, *, rate: int = 50, gil: bool = False
+) -> Iterator[None]:
+    """Record a process (the control plane, an agent) with ``py-spy record`` (speedscope
+    JSON at ``out``) while the ``with`` body runs; nothing without ``py_spy``. ``gil``: only
+    the samples of the thread holding the GIL (the process's Python CPU, without its
+    threads' blocking calls)."""
     if py_spy is None:
         yield
         return
@@ -599,6 +630,7 @@ def profiled(py_spy: str | None, pid: int, out: Path, *, rate: int = 50) -> Iter
         [
             *(py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--threads"),
             *("--nonblocking", "--format", "speedscope", "--output", str(out)),
+            *(("--gil",) if gil else ()),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -694,6 +726,8 @@ def run_size(
             log(f"{size} nodes Ready")
             pods = PodCounter(store_url)
             sampler = Sampler(proc.pid)
+            assert nodes[0].agent is not None
+            first_agent = nodes[0].agent.pid
 
             def phase(what: str, version: str) -> tuple[float, CpuSplit]:
                 """Commit every Deployment on ``version``: seconds until every pod is Ready
@@ -701,6 +735,13 @@ def run_size(
                 with (
                     cpu_split(proc.pid, nodes) as split,
                     profiled(py_spy, proc.pid, Path(f"fleet-{size}-{what}.json"), rate=spy_rate),
+                    profiled(
+                        py_spy,
+                        first_agent,
+                        Path(f"fleet-{size}-{what}-agent.json"),
+                        rate=spy_rate,
+                        gil=True,
+                    ),
                 ):
                     since = repo.commit(what, workload(size, version))
                     try:
@@ -729,7 +770,10 @@ def run_size(
                 before = traffic_bytes(nodes)
                 nodes_before, started_idle = node_side_cpu_s(nodes), time.monotonic()
                 threads_before = thread_cpu_s(proc.pid)
-                time.sleep(idle_s)
+                writes = StoreWrites(store_url)
+                with profiled(py_spy, proc.pid, Path(f"fleet-{size}-idle.json"), rate=spy_rate):
+                    time.sleep(idle_s)
+                log(f"idle store writes in {idle_s:.0f} s: {writes.close()}")
                 idle = sampler.window()
                 threads_after = thread_cpu_s(proc.pid)
                 log(
@@ -756,7 +800,10 @@ def run_size(
                     each = wait_acks(nodes, round_no, since, timeout=120)
                     result.ack_each.extend(each)
                     result.ack_all.append(max(each))
-                    log(f"round {round_no}: all {size} nodes acked in {max(each):.2f} s")
+                    log(
+                        f"round {round_no}: all {size} nodes acked in {max(each):.2f} s "
+                        f"(first {min(each):.2f} s, median {pct(each, 0.5):.2f} s)"
+                    )
                 if not rollout:
                     return result
                 sampler.window()
@@ -821,9 +868,11 @@ def main() -> None:
     parser.add_argument(
         "--py-spy",
         metavar="PATH",
-        help="record the control plane with this py-spy through the deploy and the rollout "
-        "(speedscope JSON, fleet-SIZE-deploy.json and -rollout.json in the current directory), "
-        "and name the threads of the idle window with its dump",
+        help="record the control plane and the first node's agent with this py-spy through "
+        "the deploy and the rollout, and the control plane through the idle window "
+        "(speedscope JSON, fleet-SIZE-deploy.json, -idle.json, -rollout.json, "
+        "-deploy-agent.json and -rollout-agent.json in the current directory), and name the "
+        "threads of the idle window with its dump",
     )
     parser.add_argument(
         "--py-spy-rate",

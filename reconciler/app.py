@@ -351,7 +351,14 @@ class CapstanApp:
                 poll_interval_s=cfg.poll_interval_s or DEFAULT_POLL_INTERVAL_S,
                 backoff=cfg.fetch_backoff,
             )
-            self.sync = SyncLoop(api, source, options=options, watch=watch, on_result=self._on_sync)
+            self.sync = SyncLoop(
+                api,
+                source,
+                options=options,
+                watch=watch,
+                on_result=self._on_sync,
+                cached=self.manager.ctx.informers.cached,
+            )
             self.sync.start()
 
     def _stop_leading(self, leadership: Leadership) -> None:

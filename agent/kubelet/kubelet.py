@@ -116,6 +116,8 @@ class Kubelet:
         self._finished_at: dict[PodUID, float] = {}
         self._observed: list[ObservedContainer] = []
         self._statuses: dict[PodUID, PodStatus] = {}
+        # The last pod_reports() by uid, reused while a pod's status object is the same.
+        self._reports: dict[PodUID, PodReport] = {}
         # What each pod's status was last computed from (see _update_statuses).
         self._status_inputs: dict[PodUID, tuple[_StatusInputs, PodStatus]] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -183,11 +185,27 @@ class Kubelet:
         self.wake()
 
     def pod_reports(self) -> list[PodReport]:
-        return [
-            PodReport(namespace=d.namespace, name=d.name, uid=d.uid, status=self._statuses[d.uid])
-            for d in self._desired
-            if d.uid in self._statuses
-        ]
+        """A report per desired pod with a status; the same object as the last call's for
+        a pod whose status object is the same (the server compares reports by identity
+        first, on every status it sends)."""
+        reports: list[PodReport] = []
+        kept: dict[PodUID, PodReport] = {}
+        for d in self._desired:
+            status = self._statuses.get(d.uid)
+            if status is None:
+                continue
+            report = self._reports.get(d.uid)
+            if (
+                report is None
+                or report.status is not status
+                or report.name != d.name
+                or report.namespace != d.namespace
+            ):
+                report = PodReport(namespace=d.namespace, name=d.name, uid=d.uid, status=status)
+            kept[d.uid] = report
+            reports.append(report)
+        self._reports = kept
+        return reports
 
     async def wait_synced(self) -> None:
         """Until the first pass has observed the node (tests and status wait on this)."""
@@ -276,11 +294,7 @@ class Kubelet:
 
     async def _pass(self, loop: asyncio.AbstractEventLoop) -> None:
         observed_at = time.monotonic()
-        node = self._settings.node_name
-        observed = await loop.run_in_executor(self._pool, self._runtime.list_containers, node)
-        dirs = await loop.run_in_executor(
-            self._pool, volumes.existing_pod_dirs, self._settings.state_dir
-        )
+        observed, dirs = await loop.run_in_executor(self._pool, self._list_node)
         self._observed = observed
         desired = self._desired
         configs = self._configs
@@ -351,6 +365,11 @@ class Kubelet:
         self._track_probes(desired, observed)
         self._update_statuses(desired, observed, waits, acting=acting)
         self._synced.set()
+
+    def _list_node(self) -> tuple[list[ObservedContainer], list[str]]:
+        """Off the loop, in one trip: the node's containers, then its pod directories."""
+        observed = self._runtime.list_containers(self._settings.node_name)
+        return observed, volumes.existing_pod_dirs(self._settings.state_dir)
 
     def _forget(self, known: set[PodUID]) -> None:
         """Drop bookkeeping of pods that are neither desired nor on the node any more."""

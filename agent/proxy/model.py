@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import operator
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, NewType
+from typing import Literal, NewType
 
 from agent.proxy.addresses import DEFAULT_VIRTUAL_RANGE, allocate_virtual_addresses
 from schemas._validation import (
@@ -62,13 +61,14 @@ class Endpoint:
 
 #: One Endpoint value per (address, port): the same backends recur in every sync.
 _endpoint = functools.lru_cache(maxsize=16384)(Endpoint)
-_ENDPOINT_ORDER: Final = operator.attrgetter("address", "port")
 
 
 def _sorted_endpoints(endpoints: Iterable[WireEndpoint]) -> tuple[Endpoint, ...]:
-    """The distinct endpoints in Endpoint order (sorted by key: a rule lists thousands on a
-    large fleet, and the dataclass's own comparison is Python code per comparison)."""
-    return tuple(sorted({_endpoint(e.address, e.port) for e in endpoints}, key=_ENDPOINT_ORDER))
+    """The distinct endpoints in Endpoint order. Deduplicated and sorted as plain
+    (address, port) pairs: a rule lists thousands on a large fleet, and the dataclass's own
+    hash and comparison are Python code per call."""
+    pairs = sorted({(e.address, e.port) for e in endpoints})
+    return tuple(_endpoint(address, port) for address, port in pairs)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from reconciler.api import NotFound
 from reconciler.controllers.runtime import (
     Controller,
     ControllerContext,
+    InformerEvent,
     Result,
     TerminalError,
 )
@@ -209,7 +210,7 @@ class EndpointsController(Controller):
         # A reconcile reads the pods its Service selects, not every pod of the namespace:
         # each pod's Ready change reconciles its Service, and a rollout has thousands.
         self.pods.add_index(_BY_LABEL, _pod_labels)
-        self.nodes = self.watch(Node, self._services_on_node)
+        self.nodes = self.watch_events(Node, self._on_node)
         self.config_maps = self.watch(ConfigMap, self._service_of_config_map)
 
     # --- event mapping (which Services to look at) -----------------------------------------
@@ -231,6 +232,23 @@ class EndpointsController(Controller):
             for pod in self.pods.by_index(_BY_LABEL, _label_value(namespace, key, value))
             if all(pod.labels.get(k) == v for k, v in rest)
         ]
+
+    def _on_node(self, event: InformerEvent[Node]) -> None:
+        for key in self.services_to_wake(event):
+            self.queue.add(key)
+
+    def services_to_wake(self, event: InformerEvent[Node]) -> list[ObjectKey]:
+        """The Services to reconcile for a Node event: those selecting a pod on the node,
+        unless the node's address (all an endpoint reads of its Node) stayed the same.
+
+        A node's status is written for its conditions and reports far more often than its
+        address changes, and each wake recomputes every Service of its pods over all of
+        their pods (every node's, so the cost grows with the fleet twice)."""
+        if event.type == "MODIFIED" and (
+            event.old is not None and node_address(event.old) == node_address(event.object)
+        ):
+            return []
+        return self._services_on_node(event.object)
 
     def _services_on_node(self, node: Node) -> list[ObjectKey]:
         keys: set[ObjectKey] = set()

@@ -14,7 +14,7 @@ Only managed objects are ever pruned, and never one annotated ``capstan.io/prune
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from schemas import SUPPORTED_KINDS, Deployment, KubeObject, ObjectKey, model_fo
 __all__ = [
     "APPLY_ORDER",
     "Action",
+    "CachedKind",
     "ObjectChange",
     "Outcome",
     "SyncPlan",
@@ -52,6 +53,11 @@ __all__ = [
     "plan_sync",
     "sync_commit",
 ]
+
+#: Every object of a kind as a cache of this process holds it (the controllers' informers),
+#: or None when it holds none of that kind: where a resync may read the live side instead of
+#: ranging the store. Reads only: every write re-reads its object through the API first.
+CachedKind = Callable[[type[KubeObject]], Sequence[KubeObject] | None]
 
 Action = Literal["create", "update", "delete"]
 Outcome = Literal["Succeeded", "Failed"]
@@ -221,17 +227,28 @@ def _models() -> list[type[KubeObject]]:
     return [model_for(api_version, kind) for api_version, kind in SUPPORTED_KINDS]
 
 
-def list_managed(api: Api) -> list[KubeObject]:
-    """Every object Capstan manages, of every kind, as the API has it now."""
+def list_managed(api: Api, *, cached: CachedKind | None = None) -> list[KubeObject]:
+    """Every object Capstan manages, of every kind, as the API has it now.
+
+    ``cached``: kinds it answers for are read from that cache (objects already decoded, a
+    few milliseconds behind the store) instead of a range of every object of the kind
+    (all the pods of a fleet, to find the few managed ones)."""
     found: list[KubeObject] = []
     for model in _models():
-        listed = api.list(model, label_selector={MANAGED_BY_LABEL: MANAGED_BY_VALUE}).items
+        held = cached(model) if cached is not None else None
+        listed = (
+            api.list(model, label_selector={MANAGED_BY_LABEL: MANAGED_BY_VALUE}).items
+            if held is None
+            else held
+        )
         found.extend(obj for obj in listed if _is_managed(obj))
     return found
 
 
-def _observe(api: Api, desired: Sequence[KubeObject]) -> list[KubeObject]:
-    live = list_managed(api)
+def _observe(
+    api: Api, desired: Sequence[KubeObject], cached: CachedKind | None = None
+) -> list[KubeObject]:
+    live = list_managed(api, cached=cached)
     seen = {obj.key for obj in live}
     for obj in desired:
         if obj.key not in seen:
@@ -268,19 +285,29 @@ def sync_commit(
     trigger: Trigger = "commit",
     history: HistoryLimits | None = None,
     record_unchanged: bool = True,
+    cached: CachedKind | None = None,
 ) -> SyncResult:
     """Make the API hold what ``commit`` (already loaded into ``repo``) says. Idempotent: the
     same commit again plans no change. A write that loses a race re-reads and retries; one
     that still fails marks the sync Failed (the next sync tries again) and skips pruning.
 
     Every attempt is recorded, except a dry run, and, with ``record_unchanged=False`` (the
-    loop's periodic resync), a successful one that changed nothing."""
+    loop's periodic resync), a successful one that changed nothing.
+
+    ``cached`` (the loop's resync): the live side of the kinds it holds is read from it
+    (:func:`list_managed`). The plan is then made from copies a few milliseconds old; every
+    change re-reads its object through the API before writing, so a stale copy costs a write
+    nothing, and drift a copy does not show yet is found by the next resync."""
     started = now_utc(api.clock)
     desired_pairs = _desired_objects(repo, commit)
     desired = [obj for obj, _ in desired_pairs]
     sources = {obj.key: where for obj, where in desired_pairs}
     plan = plan_sync(
-        desired, _observe(api, desired), prune=prune, allow_empty=allow_empty, sources=sources
+        desired,
+        _observe(api, desired, cached),
+        prune=prune,
+        allow_empty=allow_empty,
+        sources=sources,
     )
     if dry_run:
         refusal = (plan.refused,) if plan.refused else ()

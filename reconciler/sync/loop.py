@@ -37,7 +37,7 @@ from reconciler.secrets import Identities, open_repository
 from reconciler.source import LoadedRepository, ManifestErrors, load_repository
 from reconciler.source.git import CommitInfo, GitSource, GitSourceError
 from reconciler.source.watch import BranchWatch
-from reconciler.sync.engine import SyncResult, Trigger, failed_commit, sync_commit
+from reconciler.sync.engine import CachedKind, SyncResult, Trigger, failed_commit, sync_commit
 from reconciler.sync.pins import apply_pins
 from reconciler.sync.records import (
     STATE_NAME,
@@ -83,7 +83,10 @@ class SyncLoop:
 
     ``watch`` defaults to a ``BranchWatch`` of ``source`` (watchdog for a local repository, a
     60 s poll otherwise). ``clock`` is monotonic seconds (resync timing). ``on_result`` sees
-    every recorded result (for logs, metrics, the bench).
+    every recorded result (for logs, metrics, the bench). ``cached``: the controllers'
+    informer caches of this process (``capstan up``), which the periodic resync reads the
+    managed objects of the kinds they hold from; a new head is always compared with the
+    store itself.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class SyncLoop:
         watch: BranchWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_result: Callable[[SyncResult], None] | None = None,
+        cached: CachedKind | None = None,
     ) -> None:
         self.api = api
         self.source = source
@@ -102,6 +106,7 @@ class SyncLoop:
         self.watch = watch or BranchWatch(source)
         self._clock = clock
         self._on_result = on_result
+        self._cached = cached
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen: CommitInfo | None = None
@@ -250,6 +255,7 @@ class SyncLoop:
             trigger=applied_trigger,
             history=opts.history,
             record_unchanged=fresh and commit.sha == head.sha,
+            cached=self._cached if applied_trigger == "resync" else None,
         )
         if applied_trigger == "resync":
             note_resync(

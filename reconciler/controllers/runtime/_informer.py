@@ -309,6 +309,19 @@ class InformerFactory:
             informers = list(self._informers.values())
         return all(informer.wait_synced(timeout_s) for informer in informers)
 
+    def cached(self, kind: type[KubeObject]) -> list[KubeObject] | None:
+        """Every object of ``kind`` in its informer's cache, or None while the factory runs
+        no synced informer of that kind (none is made for the asking), or has stopped.
+
+        For readers outside the controllers (the sync loop's resync) that would otherwise
+        range the store for a kind these caches already hold decoded."""
+        with self._lock:
+            informer = self._informers.get(kind)
+            running = self._started
+        if informer is None or not running or not informer.has_synced():
+            return None
+        return informer.list()
+
     def stop(self) -> None:
         self._stopped.set()
         with self._lock:

@@ -12,6 +12,7 @@ from gitops_testdata import NAMESPACE, commit_files, configmap, manual_loop
 
 from reconciler.api import Api, NotFound
 from reconciler.cli import cli
+from reconciler.controllers.runtime import InformerFactory
 from reconciler.source.git import GitSource
 from reconciler.source.watch import BranchWatch
 from reconciler.sync import (
@@ -22,7 +23,7 @@ from reconciler.sync import (
     read_sync_state,
     set_suspended,
 )
-from schemas import ConfigMap, Namespace
+from schemas import ConfigMap, KubeObject, Namespace
 
 BAD = """\
 apiVersion: v1
@@ -309,3 +310,45 @@ def test_loader_warnings_are_said_once_per_commit(
     assert status.exit_code == 0, status.output
     assert f"Warnings: commit {second[:12]}:\n  web.yaml:5:" in status.output
     assert status.output.count("namespace 'shop' is not defined") == 1
+
+
+def test_resync_reads_the_informer_cache_and_a_new_head_the_store(
+    upstream: git.Repo, cache_dir: Path, api: Api
+) -> None:
+    informers = InformerFactory(api)
+    cms = informers.informer(ConfigMap)
+    informers.start()
+    asked: list[str] = []
+
+    def cached(kind: type[KubeObject]) -> list[KubeObject] | None:
+        asked.append(kind.__name__)
+        return informers.cached(kind)
+
+    commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
+    source = GitSource(upstream.working_tree_dir or "", cache_dir=cache_dir)
+    # resync_s=0: every step after the head is applied is a resync.
+    loop = SyncLoop(
+        api,
+        source,
+        watch=BranchWatch(source, watch_local=False),
+        options=SyncOptions(resync_s=0.0),
+        cached=cached,
+    )
+    try:
+        assert informers.wait_synced(10)
+        first = loop.step()
+        assert first is not None
+        assert first.changed
+        assert asked == []  # a new head is compared with the store itself
+
+        live = api.get(ConfigMap, "a", namespace="shop")
+        edited = api.update(live.model_copy(update={"data": {"key": "edited-by-hand"}}))
+        assert cms.wait_for_revision(int(edited.metadata.resource_version or 0), 10)
+        repaired = loop.step()
+        assert repaired is not None
+        assert repaired.changed
+        assert "ConfigMap" in asked
+        assert [c.describe() for c in repaired.applied] == ["update ConfigMap/shop/a"]
+        assert _value(api, "a") == "v1"
+    finally:
+        informers.stop()

@@ -253,3 +253,22 @@ def test_shared_watch_relists_every_informer_after_expiry(api: Api, wait_for, ca
     finally:
         gate.set()
         factory.stop()
+
+
+def test_factory_hands_out_the_cache_of_a_synced_informer_only(api: Api) -> None:
+    factory = InformerFactory(api)
+    factory.informer(ConfigMap)
+    api.create(ConfigMap(metadata=ObjectMeta(name="a"), data={"k": "v"}))
+    assert factory.cached(ConfigMap) is None  # not started: nothing listed yet
+    factory.start()
+    try:
+        assert factory.wait_synced(5)
+        cached = factory.cached(ConfigMap)
+        assert cached is not None
+        assert "a" in {c.name for c in cached}
+        # Asking for a kind no informer holds makes none: the reader goes to the API.
+        assert factory.cached(Namespace) is None
+        assert factory.cached(Namespace) is None
+    finally:
+        factory.stop()
+    assert factory.cached(ConfigMap) is None  # stopped: no longer kept up to date

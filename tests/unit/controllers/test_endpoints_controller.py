@@ -17,8 +17,9 @@ from reconciler.controllers.endpoints import (
     read_endpoints,
 )
 from reconciler.controllers.manager import ControllerManager
+from reconciler.controllers.runtime import InformerEvent
 from reconciler.scheduler import Scheduler
-from schemas import ConfigMap, Namespace, Node, Pod, Service
+from schemas import ConfigMap, Namespace, Node, ObjectKey, Pod, Service
 from schemas.meta import Condition, ObjectMeta
 from schemas.node import NodeAddress, NodeSpec, NodeStatus
 from schemas.pod import Container, ContainerPort, HostPortMapping, PodSpec, PodStatus
@@ -423,3 +424,39 @@ def test_publish_not_ready_addresses_lists_pods_before_they_are_ready() -> None:
         [("a", "10.0.0.1", 30001)]
     ]
     assert targets(plain, [starting]) == [[]]
+
+
+def test_a_node_write_wakes_its_services_only_when_its_address_moves(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    [node] = hollow.add_nodes(1)
+    api.create(
+        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
+    )
+    api.create(app_pod("a"))
+    wait_for(lambda: api.get(Pod, "a", namespace="default").spec.node_name, what="pod bound")
+    clock.advance(1.0)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="a ready")
+    controller = manager.component(EndpointsController)
+    before = api.get(Node, node.name)
+    assert before.status is not None
+    web = ObjectKey("Service", "default", "web")
+
+    # A status write that leaves the address alone (a condition) wakes no Service.
+    conditions = [*before.status.conditions, Condition(type="DiskPressure", status="False")]
+    quiet = before.model_copy(
+        update={"status": before.status.model_copy(update={"conditions": conditions})}
+    )
+    assert controller.services_to_wake(InformerEvent("MODIFIED", quiet, before)) == []
+    # A node's arrival or departure, or a new address, wakes the Services of its pods.
+    assert controller.services_to_wake(InformerEvent("ADDED", before)) == [web]
+    assert controller.services_to_wake(InformerEvent("DELETED", before)) == [web]
+    moved_status = before.status.model_copy(
+        update={"addresses": [NodeAddress(type="InternalIP", address="127.9.9.9")]}
+    )
+    moved = before.model_copy(update={"status": moved_status})
+    assert controller.services_to_wake(InformerEvent("MODIFIED", moved, before)) == [web]

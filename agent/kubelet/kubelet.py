@@ -39,7 +39,7 @@ from agent.kubelet.plan import (
 )
 from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
 from agent.kubelet.prober import Prober, ProbeTarget
-from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt
+from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt, present
 from agent.kubelet.services import NodeServices, published_endpoints
 from agent.kubelet.status import ProbeView, pod_status, runtime_down_status
 from agent.proxy import Endpoint
@@ -367,8 +367,9 @@ class Kubelet:
         self._synced.set()
 
     def _list_node(self) -> tuple[list[ObservedContainer], list[str]]:
-        """Off the loop, in one trip: the node's containers, then its pod directories."""
-        observed = self._runtime.list_containers(self._settings.node_name)
+        """Off the loop, in one trip: the node's containers (less those being removed), then
+        its pod directories."""
+        observed = present(self._runtime.list_containers(self._settings.node_name))
         return observed, volumes.existing_pod_dirs(self._settings.state_dir)
 
     def _forget(self, known: set[PodUID]) -> None:

@@ -10,6 +10,12 @@ restart count goes up, the container name's suffix too) and the status reports t
 attempt as the last state (reason ``ContainerStatusUnknown``, exit code 137 if it was
 running, as Kubernetes' kubelet does for a container it can no longer find).
 
+A container Docker is removing (state ``removing``) is already gone for the kubelet:
+:func:`present` leaves it out of each listing before the ledger, the planner and the status
+see it. ``docker rm -f`` kills the container first and wakes the kubelet with its ``die``
+event while the removal is still under way; read as an exit, the removal would be restarted
+as a crash, and once the container vanished the restarted attempt would have no last state.
+
 The ledger is persisted in the agent's state directory (``restarts.json``, written
 atomically only when it changes), so a removal while the agent is down still counts.
 """
@@ -26,7 +32,7 @@ from typing import Final
 from agent.runtime.facts import ObservedContainer, PodUID
 from agent.state import atomic_write
 
-__all__ = ["RESTARTS_FILE", "ContainerKey", "RestartLedger", "SeenAttempt"]
+__all__ = ["RESTARTS_FILE", "ContainerKey", "RestartLedger", "SeenAttempt", "present"]
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +40,11 @@ RESTARTS_FILE: Final = "restarts.json"
 
 ContainerKey = tuple[PodUID, str]
 """(pod uid, container name)."""
+
+
+def present(listed: Iterable[ObservedContainer]) -> list[ObservedContainer]:
+    """The containers of a listing that are not being removed: what the kubelet acts on."""
+    return [c for c in listed if c.state != "removing"]
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,18 @@ child process, never the control plane's memory or time:
 
 - the child's address space is ``RenderLimits.memory`` (RLIMIT_AS: an
   allocation over it is a MemoryError at the template's line), its CPU time
-  the wall-clock budget plus two seconds (RLIMIT_CPU), its files (the answer)
+  the rendering budget plus two seconds (RLIMIT_CPU), its files (the answer)
   RLIMIT_FSIZE, and it may start no process (RLIMIT_NPROC);
-- a timer in the child raises inside the template when ``RenderLimits.seconds``
-  are spent, so the error names the line; if it is stuck where no signal is
-  handled (a long computation in C), its CPU rlimit stops it two seconds
-  later, and the parent kills it a second after that whatever it does;
+- a CPU-time timer in the child (ITIMER_PROF) raises inside the template when
+  ``RenderLimits.seconds`` of CPU are spent, so the error names the line; if
+  it is stuck where no signal is handled (a long computation in C), its CPU
+  rlimit stops it two seconds later;
+- the parent kills a child that is still there a second past that budget in
+  wall-clock time, spent no CPU in the last second and is not waiting for a CPU
+  (blocked, stopped): one that is computing is ended by its own CPU rlimit.
+
+Every budget is CPU time, so whether a commit renders depends on the commit,
+not on how busy the machine is.
 - the child gets an environment without the parent's secrets (Git tokens),
   and answers in JSON, never pickle: the parent does not trust what it says
   beyond its shape.
@@ -83,13 +89,7 @@ def render_templates(
             env=environment,
             cwd="/",
         )
-        killed = False
-        try:
-            child.communicate(pickle.dumps(request), timeout=_cpu_seconds(limits) + 1)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-            killed = True
+        killed = _wait(child, pickle.dumps(request), limits)
         if killed or child.returncode != 0:
             return {}, [
                 _failure(
@@ -97,6 +97,44 @@ def render_templates(
                 )
             ]
         return _answer(answer, names=names, limits=limits)
+
+
+def _wait(child: subprocess.Popen[bytes], request: bytes, limits: RenderLimits) -> bool:
+    """Hand ``child`` its request and wait for it to end; True if it had to be killed."""
+    timeout = _cpu_seconds(limits) + 1.0
+    try:
+        child.communicate(request, timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        pass
+    # Past its budget in wall-clock time. A busy machine slows a computing child down,
+    # and its CPU rlimit ends it; only a child that stopped spending CPU is killed here.
+    spent = _cpu_used(child.pid)
+    while True:
+        try:
+            child.communicate(timeout=1.0)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        now = _cpu_used(child.pid)
+        computing = now is None or now[1] or spent is None or now[0] > spent[0]
+        if not computing and child.poll() is None:
+            child.kill()
+            child.wait()
+            return True
+        spent = now
+
+
+def _cpu_used(pid: int) -> tuple[int, bool] | None:
+    """Clock ticks of CPU (user and system) process ``pid`` has used, and whether it is
+    runnable (running or waiting for a CPU); None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12]), fields[0] == "R"
 
 
 def _failure(
@@ -107,7 +145,7 @@ def _failure(
     started = [line[len(_STARTING) :] for line in lines if line.startswith(_STARTING)]
     name = started[-1] if started and started[-1] in names else names[0]
     if killed:
-        reason = f"takes longer than {limits.seconds:g} s (the renderer was killed)"
+        reason = f"takes longer than {limits.seconds:g} s (the renderer was stuck and was killed)"
     elif code == -signal.SIGXCPU:
         reason = f"uses more than {_cpu_seconds(limits)} s of CPU (the renderer was stopped)"
     else:
@@ -178,8 +216,9 @@ def _confine(limits: RenderLimits, names: Sequence[str]) -> list[bool]:
         expired[0] = True
         raise RenderTimeout
 
-    signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, limits.seconds)
+    # CPU time, not wall-clock time: on a busy machine the template gets the same budget.
+    signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, limits.seconds)
     return expired
 
 
@@ -200,7 +239,7 @@ def _main() -> None:
             errors.extend(error.to_dict() for error in exc.errors)
         if expired[0]:
             break  # the commit's time is spent; the others are reported unrendered
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.setitimer(signal.ITIMER_PROF, 0)
     json.dump({"rendered": rendered, "errors": errors}, sys.stdout)
     sys.stdout.flush()
 

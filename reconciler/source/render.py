@@ -21,7 +21,7 @@ one), so:
   ``max_loop_iterations`` iterations per commit;
 - and, because a bound missed is a node's memory, the commit's templates are
   rendered in a child process (``render_templates``, see ``_renderjail``) with
-  an address-space and CPU rlimit and a wall-clock timer.
+  an address-space and CPU rlimit and a CPU-time timer.
 
 Every failure becomes one ``ManifestError`` naming the template, the line and
 the limit.
@@ -65,7 +65,7 @@ class RenderLimits:
     max_int_bits: int = 4096
     # `for` iterations over all templates of the commit.
     max_loop_iterations: int = 1_000_000
-    # The child process rendering the commit: wall clock (all templates),
+    # The child process rendering the commit: CPU seconds (all templates),
     # and its address space (the interpreter itself takes ~50 MiB).
     seconds: float = 3.0
     memory: int = 256 * _MiB
@@ -437,4 +437,4 @@ def _describe(exc: BaseException, *, limits: RenderLimits) -> str:
 
 
 class RenderTimeout(Exception):
-    """Raised inside rendering when the commit's wall-clock budget is spent."""
+    """Raised inside rendering when the commit's CPU-time budget is spent."""

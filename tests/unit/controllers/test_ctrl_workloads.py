@@ -4,6 +4,7 @@ for kubelets (the scheduler + hollow node versions are in tests/integration/cont
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 
 from reconciler.api import Api, Conflict, ManualClock
@@ -87,7 +88,8 @@ def replicasets(api: Api, name: str) -> list[ReplicaSet]:
 
 
 class PodMonitor:
-    """Follows every pod change in the store, in order, and records the extremes."""
+    """Follows every pod change in the store, in order, and records the extremes, each with
+    the pods (by template hash and readiness) at the change that reached it."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -95,7 +97,9 @@ class PodMonitor:
         self.pods = {p.name: p for p in listed.items}
         self.max_total = len(self.pods)
         self.min_ready = self.ready()
+        self.at_max_total = self.at_min_ready = self.summary(listed.resource_version)
         self.mixed = False
+        self._changed = threading.Condition()
         self._stream = api.watch(Pod, from_revision=listed.resource_version)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -103,16 +107,40 @@ class PodMonitor:
     def ready(self) -> int:
         return sum(1 for p in self.pods.values() if p.status and p.status.ready)
 
+    def summary(self, revision: object) -> str:
+        counts = Counter(
+            f"{p.labels.get(HASH_LABEL)} {'ready' if p.status and p.status.ready else 'not ready'}"
+            for p in self.pods.values()
+        )
+        return f"at revision {revision}: {dict(sorted(counts.items()))}"
+
     def _run(self) -> None:
         for event in self._stream:
-            if event.type == "DELETED":
-                self.pods.pop(event.object.name, None)
-            else:
-                self.pods[event.object.name] = event.object
-            self.max_total = max(self.max_total, len(self.pods))
-            self.min_ready = min(self.min_ready, self.ready())
-            hashes = {p.labels.get(HASH_LABEL) for p in self.pods.values()}
-            self.mixed |= len(hashes) > 1
+            with self._changed:
+                if event.type == "DELETED":
+                    self.pods.pop(event.object.name, None)
+                else:
+                    self.pods[event.object.name] = event.object
+                if len(self.pods) > self.max_total:
+                    self.max_total = len(self.pods)
+                    self.at_max_total = self.summary(event.revision)
+                if self.ready() < self.min_ready:
+                    self.min_ready = self.ready()
+                    self.at_min_ready = self.summary(event.revision)
+                hashes = {p.labels.get(HASH_LABEL) for p in self.pods.values()}
+                self.mixed |= len(hashes) > 1
+                self._changed.notify_all()
+
+    def catch_up(self) -> None:
+        """Return once this monitor has followed every pod change made before the call: the
+        extremes then cover the whole rollout, not only what its thread had reached."""
+        listed = {p.name: p.metadata.resource_version for p in self.api.list(Pod).items}
+
+        def followed() -> bool:
+            return {n: p.metadata.resource_version for n, p in self.pods.items()} == listed
+
+        with self._changed:
+            assert self._changed.wait_for(followed, timeout=60), "the monitor fell behind"
 
     def stop(self) -> None:
         self._stream.close()
@@ -176,10 +204,11 @@ def test_rolling_update_stays_within_surge_and_unavailability(
     try:
         set_image(api, "web", "img:2")
         wait_for(lambda: rolled_out(api, "web", 10), what="rolled to img:2")
+        monitor.catch_up()
     finally:
         monitor.stop()
-    assert monitor.max_total <= 12
-    assert monitor.min_ready >= 9
+    assert monitor.max_total <= 12, monitor.at_max_total
+    assert monitor.min_ready >= 9, monitor.at_min_ready
     assert monitor.mixed  # it really rolled (old and new pods side by side)
     images = {p.spec.containers[0].image for p in api.list(Pod).items}
     assert images == {"img:2"}
@@ -231,10 +260,11 @@ def test_recreate_stops_old_pods_before_starting_new(
                 and {p.spec.containers[0].image for p in api.list(Pod).items} == {"img:2"}
             )
         )
+        monitor.catch_up()
     finally:
         monitor.stop()
     assert not monitor.mixed
-    assert monitor.max_total <= 3
+    assert monitor.max_total <= 3, monitor.at_max_total
 
 
 def test_revision_history_limit_deletes_oldest_scaled_down_sets(

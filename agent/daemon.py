@@ -132,7 +132,7 @@ async def _main(options: DaemonOptions) -> int:
         node_conditions=lambda: (services.condition(), ingress.condition()),
     )
     services.on_change(server.status_changed)
-    server.on_desired(lambda sync: services.take(sync.services))
+    server.on_desired(lambda sync: services.take(sync.services, generation=sync.generation))
     server.on_desired(lambda sync: ingress.take(sync.ingresses, sync.secrets))
     try:
         server.restore()

@@ -8,6 +8,10 @@ endpoints before it sends SIGTERM to the pod's containers. On every pass the syn
 :meth:`NodeServices.sync_pods` with the running sandboxes: forwarders follow them (adopted pods
 after an agent restart, removed sandboxes) and their hosts files follow the Service names.
 
+The node's ``ProxyReady`` condition names the sync generation whose Services the proxy last
+programmed (the latest that changed them): the event a test or an operator waits for to know
+that a change of endpoints is in the node's rules.
+
 Failures never stop the agent: a rule set the kernel refuses, or a desired set the proxy cannot
 express (two Services on one nodePort), turns the node's ``ProxyReady`` condition False with the
 reason, and the previous rules keep serving.
@@ -91,6 +95,9 @@ class NodeServices:
         self._desired = ServiceRuleSet()
         # The rules of the last take (None before the first, which always programs).
         self._taken: tuple[ServiceRule, ...] | None = None
+        # The sync generation of ``_desired``, and of the rules the proxy last programmed.
+        self._desired_generation: int | None = None
+        self._programmed_generation: int | None = None
         self._draining: dict[PodUID, frozenset[Endpoint]] = {}
         # Endpoints of pods that were torn down: kept out until the control plane's next
         # desired set, which no longer lists them (their host ports are gone anyway).
@@ -117,7 +124,7 @@ class NodeServices:
 
     # --- the desired set ----------------------------------------------------------------
 
-    def take(self, services: Sequence[ServiceRule]) -> None:
+    def take(self, services: Sequence[ServiceRule], *, generation: int | None = None) -> None:
         """Take the Services of a desired set; programs them soon (runs on the event loop).
 
         The very rules taken last (a sync with ``servicesUnchanged`` keeps them; the
@@ -142,6 +149,7 @@ class NodeServices:
             self._notify()
             return
         self._problem = None
+        self._desired_generation = generation
         self._gone.clear()
         task = asyncio.get_running_loop().create_task(self.apply(), name="proxy-apply")
         self._tasks.add(task)
@@ -154,6 +162,7 @@ class NodeServices:
         async with self._apply_lock:
             drained = frozenset().union(*self._draining.values(), *self._gone.values())
             rules = self._desired.without_endpoints(drained) if drained else self._desired
+            generation = self._desired_generation
             for listener in self._rule_listeners:
                 listener(rules)
             try:
@@ -161,6 +170,7 @@ class NodeServices:
             except (CommandError, OSError) as exc:
                 _log.warning("proxy apply failed; the previous rules stay: %s", exc)
             else:
+                self._programmed_generation = generation
                 if report.changed:
                     _log.info("proxy: %s", report.message)
         self._notify()
@@ -171,10 +181,16 @@ class NodeServices:
                 await task
 
     def condition(self) -> Condition:
-        """The node's ``ProxyReady`` condition: the proxy's mode and its last apply."""
+        """The node's ``ProxyReady`` condition: the proxy's mode and its last apply, and the
+        sync generation of the Services it programmed."""
         condition = self._proxy.node_condition()
         if self._problem is not None:
             return condition.model_copy(update={"status": "False", "message": self._problem})
+        if self._programmed_generation is not None:
+            message = (
+                f"{condition.message}; Services of sync generation {self._programmed_generation}"
+            )
+            return condition.model_copy(update={"message": message})
         return condition
 
     def _notify(self) -> None:

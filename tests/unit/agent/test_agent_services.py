@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from agent_testdata import SETTINGS, desired, observed, pod
 
 from agent.kubelet.podspec import container_config, sandbox_config
-from agent.kubelet.services import published_endpoints
-from agent.proxy import Endpoint, ServiceRuleSet, extra_hosts, service_env
+from agent.kubelet.services import NodeServices, published_endpoints
+from agent.proxy import CommandResult, Endpoint, Proxy, ServiceRuleSet, extra_hosts, service_env
 from agent.runtime.facts import SANDBOX_CONTAINER, ContainerID, PortBinding
 from schemas.protocol import Endpoint as WireEndpoint
 from schemas.protocol import ServicePortRule, ServiceRule
@@ -104,3 +106,51 @@ def test_published_endpoints_are_the_sandboxs_ipv4_host_ports():
         ),
     )
     assert published_endpoints(sandbox) == (Endpoint("127.0.0.2", 32001),)
+
+
+def test_proxy_ready_names_the_sync_generation_whose_services_are_programmed():
+    kernel_ok = [True]
+
+    def nft(argv, *, stdin=None):
+        return CommandResult(0 if kernel_ok[0] else 1, "", "" if kernel_ok[0] else "refused")
+
+    def service(*endpoint_ports: int) -> list[ServiceRule]:
+        (rule,) = [
+            ServiceRule(
+                namespace="default",
+                name="api",
+                ports=[
+                    ServicePortRule(
+                        port=80,
+                        endpoints=[
+                            WireEndpoint(address="127.0.0.2", port=p) for p in endpoint_ports
+                        ],
+                    )
+                ],
+            )
+        ]
+        return [rule]
+
+    async def scenario() -> list[str]:
+        services = NodeServices(Proxy(node_addresses=["127.0.0.2"], mode="nftables", runner=nft))
+        seen = []
+
+        async def take(rules: list[ServiceRule], generation: int) -> None:
+            services.take(rules, generation=generation)
+            await services.apply()  # queued behind the take's own apply: both are done
+            seen.append(services.condition().message or "")
+
+        first = service(31000, 31001)
+        await take(first, 3)
+        await take(first, 4)  # the very rules again: nothing programmed
+        await take(service(31000), 5)
+        kernel_ok[0] = False
+        await take(service(31001), 6)  # the kernel refuses: generation 5 still serves
+        return seen
+
+    assert [m.rsplit("; ", 1)[-1] for m in asyncio.run(scenario())] == [
+        "Services of sync generation 3",
+        "Services of sync generation 3",
+        "Services of sync generation 5",
+        "Services of sync generation 5",
+    ]

@@ -101,21 +101,12 @@ def render_templates(
 
 def _wait(child: subprocess.Popen[bytes], request: bytes, limits: RenderLimits) -> bool:
     """Hand ``child`` its request and wait for it to end; True if it had to be killed."""
-    timeout = _cpu_seconds(limits) + 1.0
-    try:
-        child.communicate(request, timeout=timeout)
+    if _ended(child, request, timeout=_cpu_seconds(limits) + 1.0):
         return False
-    except subprocess.TimeoutExpired:
-        pass
     # Past its budget in wall-clock time. A busy machine slows a computing child down,
     # and its CPU rlimit ends it; only a child that stopped spending CPU is killed here.
     spent = _cpu_used(child.pid)
-    while True:
-        try:
-            child.communicate(timeout=1.0)
-            return False
-        except subprocess.TimeoutExpired:
-            pass
+    while not _ended(child, None, timeout=1.0):
         now = _cpu_used(child.pid)
         computing = now is None or now[1] or spent is None or now[0] > spent[0]
         if not computing and child.poll() is None:
@@ -123,6 +114,16 @@ def _wait(child: subprocess.Popen[bytes], request: bytes, limits: RenderLimits) 
             child.wait()
             return True
         spent = now
+    return False
+
+
+def _ended(child: subprocess.Popen[bytes], request: bytes | None, *, timeout: float) -> bool:
+    """Whether ``child`` ended within ``timeout`` seconds (``request``: its input, once)."""
+    try:
+        child.communicate(request, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _cpu_used(pid: int) -> tuple[int, bool] | None:

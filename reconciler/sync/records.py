@@ -378,14 +378,16 @@ def note_fetch(api: Api, problem: FetchProblem | None) -> SyncState:
 
 def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncState:
     """A periodic resync of ``commit`` ran at ``at``: the one place a resync that found nothing
-    to change leaves a trace (``quiet_resyncs`` counts those in a row)."""
+    to change leaves a trace (``quiet_resyncs`` counts those in a row, of this commit: the
+    first resync of a new commit starts the count again)."""
 
     def noted(state: SyncState) -> SyncState:
+        quiet = state.quiet_resyncs if state.last_resync_commit == commit else 0
         return replace(
             state,
             last_resync_at=at,
             last_resync_commit=commit,
-            quiet_resyncs=0 if changed else state.quiet_resyncs + 1,
+            quiet_resyncs=0 if changed else quiet + 1,
         )
 
     return _edit_state(api, noted)

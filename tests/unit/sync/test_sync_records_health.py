@@ -19,6 +19,7 @@ from reconciler.sync import (
     sync_commit,
     update_sync_state,
 )
+from reconciler.sync.records import note_resync
 from schemas import Condition, ConfigMap, Deployment, DeploymentStatus, Pod, PodStatus
 
 _T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,6 +48,18 @@ def test_records_keep_the_last_n_newest_first(api: Api) -> None:
     assert [r.id for r in list_sync_records(api, limit=2)] == [5, 4]
     # Records are not managed objects: a sync never prunes them.
     assert not any(o.kind == "ConfigMap" for o in list_managed(api))
+
+
+def test_quiet_resyncs_count_those_of_one_commit_in_a_row(api: Api) -> None:
+    first, second = "a" * 40, "b" * 40
+    for _ in range(3):
+        note_resync(api, commit=first, at=_T, changed=False)
+    assert read_sync_state(api).quiet_resyncs == 3
+    # A new commit's first quiet resync is the first in a row, not the fourth.
+    state = note_resync(api, commit=second, at=_T, changed=False)
+    assert (state.last_resync_commit, state.quiet_resyncs) == (second, 1)
+    assert note_resync(api, commit=second, at=_T, changed=True).quiet_resyncs == 0
+    assert note_resync(api, commit=second, at=_T, changed=False).quiet_resyncs == 1
 
 
 def test_suspend_resume_and_pointers(api: Api) -> None:

@@ -4,13 +4,14 @@ Used by every controller in :mod:`reconciler.controllers`, by the scheduler (a c
 keyed by pod, its queue ordered by priority) and by the
 :class:`~reconciler.controllers.manager.ControllerManager` that runs them all on one
 :class:`~reconciler.api.Api`. Offers :class:`Informer` / :class:`InformerFactory`
-(list + watch + cache + indexes per kind; :func:`share_field_sets` makes cached objects
-smaller), :class:`WorkQueue`, the :class:`Controller` base with
-its contract (:class:`Result`, :class:`TransientError`, :class:`TerminalError`), and
-:class:`ControllerContext` / :class:`Component` for wiring.
+(list + watch + cache + indexes per kind; :func:`share_values` makes equal parts of
+cached objects one object, :func:`share_field_sets` their fields-sets),
+:class:`WorkQueue`, the :class:`Controller` base with its contract (:class:`Result`,
+:class:`TransientError`, :class:`TerminalError`), and :class:`ControllerContext` /
+:class:`Component` for wiring.
 """
 
-from reconciler.controllers.runtime._compact import share_field_sets
+from reconciler.controllers.runtime._compact import share_field_sets, share_values
 from reconciler.controllers.runtime._controller import (
     Component,
     ComponentFactory,
@@ -42,4 +43,5 @@ __all__ = [
     "WorkQueue",
     "controller_uid",
     "share_field_sets",
+    "share_values",
 ]

@@ -11,20 +11,26 @@ other, each structure of ``capstan up`` that keeps a copy of every pod, and meas
 - **API watch cache**: the HTTP API server's ``ListCache`` of pods (response bytes), after
   loading, so without history;
 - **wire cache**: the node dispatcher's ``PodWireCache`` (each pod's wire form and JSON),
-  filled from the informer's pods as a push to every node does.
+  filled from the informer's pods as a push to every node does;
+- **SQLite page caches**: what SQLite itself holds (``sqlite3_status64``, outside the Python
+  heap) once ``--readers`` threads have each ranged every pod at the same time, as the
+  control plane's worker threads read the store: the store keeps one reader connection
+  per read ever made at once, each with its own page cache.
 
 Run from the repository root: ``.venv/bin/python bench/memory.py [--pods 5000]``. Prints a
 table (MB, bytes per pod, allocations per pod), and as its last line one JSON object:
 ``{"pods": N, "informer_bytes_per_pod": ..., "list_cache_bytes_per_pod": ...,
-"wire_cache_bytes_per_pod": ...}``.
+"wire_cache_bytes_per_pod": ..., "sqlite_mb": ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -137,7 +143,31 @@ def measured(build: Callable[[], Any]) -> tuple[Any, int, int]:
     return kept, sum(s.size_diff for s in diff), sum(s.count_diff for s in diff)
 
 
-def run(store: Store, api: Api, pods: int) -> dict[str, float]:
+def sqlite_memory_mb() -> float:
+    """What the process's SQLite library has allocated now (SQLITE_STATUS_MEMORY_USED)."""
+    library = ctypes.CDLL("libsqlite3.so.0")
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+    library.sqlite3_status64(0, ctypes.byref(current), ctypes.byref(highest), 0)
+    return current.value / 1e6
+
+
+def concurrent_ranges(store: Store, readers: int) -> float:
+    """SQLite's memory once ``readers`` threads have each ranged every pod at once."""
+    start = threading.Barrier(readers)
+
+    def read() -> None:
+        start.wait()
+        store.range(kind_prefix(Pod, None), prefix=True)
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sqlite_memory_mb()
+
+
+def run(store: Store, api: Api, pods: int, readers: int) -> dict[str, float]:
     tracemalloc.start()
     rows: list[tuple[str, int, int]] = []
 
@@ -179,10 +209,13 @@ def run(store: Store, api: Api, pods: int) -> dict[str, float]:
         print(f"{name:<18} {size / 1e6:8.2f} {size / pods:8.0f} {count / pods:11.1f}")
     total = sum(size for _, size, _ in rows)
     print(f"{'all three':<18} {total / 1e6:8.2f} {total / pods:8.0f}")
+    sqlite_mb = concurrent_ranges(store, readers)
+    print(f"SQLite page caches after {readers} concurrent ranges: {sqlite_mb:.1f} MB")
     return {
         "informer_bytes_per_pod": round(rows[0][1] / pods),
         "list_cache_bytes_per_pod": round(rows[1][1] / pods),
         "wire_cache_bytes_per_pod": round(rows[2][1] / pods),
+        "sqlite_mb": round(sqlite_mb, 1),
     }
 
 
@@ -191,6 +224,7 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=5000)
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--deployments", type=int, default=10)
+    parser.add_argument("--readers", type=int, default=12)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="capstan-memory-") as directory:
         store = open_store(f"sqlite:///{Path(directory) / 'state.db'}")
@@ -202,7 +236,7 @@ def main() -> None:
                 f"{args.pods} pods of {args.deployments} templates on {args.nodes} nodes "
                 f"written in {time.monotonic() - started:.1f} s"
             )
-            figures = run(store, api, args.pods)
+            figures = run(store, api, args.pods, args.readers)
         finally:
             store.close()
     print(json.dumps({"pods": args.pods, **figures}))

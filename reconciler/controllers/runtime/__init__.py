@@ -7,8 +7,9 @@ keyed by pod, its queue ordered by priority) and by the
 (list + watch + cache + indexes per kind; :func:`share_values` makes equal parts of
 cached objects one object, :func:`share_field_sets` their fields-sets),
 :class:`WorkQueue`, the :class:`Controller` base with its contract (:class:`Result`,
-:class:`TransientError`, :class:`TerminalError`), and :class:`ControllerContext` /
-:class:`Component` for wiring.
+:class:`TransientError`, :class:`TerminalError`), :class:`ControllerContext` /
+:class:`Component` for wiring, and :class:`MemoryTrimmer` (freed memory back to the system
+after a burst of changes).
 """
 
 from reconciler.controllers.runtime._compact import share_field_sets, share_values
@@ -28,6 +29,7 @@ from reconciler.controllers.runtime._informer import (
     controller_uid,
 )
 from reconciler.controllers.runtime._queue import WorkQueue
+from reconciler.controllers.runtime._trim import MemoryTrimmer
 
 __all__ = [
     "Component",
@@ -37,6 +39,7 @@ __all__ = [
     "Informer",
     "InformerEvent",
     "InformerFactory",
+    "MemoryTrimmer",
     "Result",
     "TerminalError",
     "TransientError",

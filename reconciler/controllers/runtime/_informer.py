@@ -309,6 +309,12 @@ class InformerFactory:
             informers = list(self._informers.values())
         return all(informer.wait_synced(timeout_s) for informer in informers)
 
+    def last_revision(self) -> int:
+        """The highest store revision any informer of this factory has applied."""
+        with self._lock:
+            informers = list(self._informers.values())
+        return max((informer.last_revision for informer in informers), default=0)
+
     def cached(self, kind: type[KubeObject]) -> list[KubeObject] | None:
         """Every object of ``kind`` in its informer's cache, or None while the factory runs
         no synced informer of that kind (none is made for the asking), or has stopped.

@@ -29,6 +29,7 @@ from reconciler.controllers.runtime import (
     ComponentFactory,
     ControllerContext,
     InformerFactory,
+    MemoryTrimmer,
 )
 from reconciler.controllers.serviceaccount import ServiceAccountController
 from reconciler.controllers.servicelb import ServiceLoadBalancerController
@@ -58,6 +59,7 @@ def default_components() -> list[ComponentFactory]:
         ServiceLoadBalancerController,
         IngressController,
         Scheduler,
+        MemoryTrimmer,
     ]
 
 

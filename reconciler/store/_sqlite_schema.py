@@ -36,6 +36,11 @@ from reconciler._private import FILE_MODE
 from reconciler.store._errors import CorruptStore, StoreError
 
 REV_SHIFT = 20
+#: Page cache of every connection but the writer (readers, watches, the lease sweeper), KiB.
+#: SQLite's default (2,000 KiB) is per connection, and the readers are as many as the reads
+#: ever made at once: each filled its own copy of the hot pages. The OS's page cache still
+#: holds the file once for all of them.
+READER_CACHE_KIB = 512
 MAX_EVENTS_PER_REVISION = 1 << REV_SHIFT
 FORMAT = 2
 
@@ -107,7 +112,8 @@ def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
 
     With ``check``, also create the schema if the file is new and verify an
-    existing one; only the first connection of a store does that.
+    existing one; only the first connection of a store does that (the writer). The
+    others get a page cache of ``READER_CACHE_KIB``.
     """
     if not path.parent.is_dir():
         raise StoreError(f"cannot open store {path}: directory {path.parent} does not exist")
@@ -119,6 +125,8 @@ def connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
         if mode != "wal":
             raise StoreError(f"store file {path}: cannot switch to WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous=FULL")
+        if not check:
+            conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
         # WARNING: a reader must never see a half-applied schema; only the checking
         # connection creates it, inside one IMMEDIATE transaction.
         if check:

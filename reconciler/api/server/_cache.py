@@ -72,12 +72,13 @@ def _labels(value: bytes) -> dict[str, str]:
     return labels if isinstance(labels, dict) else {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Change:
     revision: int
     key: str
     line: bytes
     labels: dict[str, str]
+    at: float  # the cache's clock when it was recorded
 
 
 class Subscription:
@@ -172,14 +173,20 @@ class ListCache:
         catch_up_timeout_s: float = 2.0,
         history: int = 20_000,
         history_bytes: int = 16 * 2**20,
+        history_s: float = 75.0,
         watcher_backlog: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Recent changes, for watches that resume from a resourceVersion: at most
         # ``history`` of them and ``history_bytes`` of their lines (a rollout on a large
-        # fleet writes thousands of pod statuses, each a whole Pod).
+        # fleet writes thousands of pod statuses, each a whole Pod), none older than
+        # ``history_s`` seconds (Kubernetes' watch cache keeps 75 s): a client resumes within
+        # seconds, and a quiet cluster holds none of a past rollout's lines.
         self._history: deque[_Change] = deque(maxlen=history)
         self._history_bytes = 0
         self._max_history_bytes = history_bytes
+        self._history_s = history_s
+        self._clock = clock
         self._floor = 0  # every change with a revision above this is in _history
         self._subscribers: set[Subscription] = set()
         self._backlog = watcher_backlog
@@ -267,6 +274,8 @@ class ListCache:
                     if pending is not None:
                         self._advance(pending)
                         pending = None
+                    else:
+                        self._expire()
                     continue
                 self._apply(batch)
                 last = int(batch[-1].revision)
@@ -303,22 +312,37 @@ class ListCache:
                         key,
                         b'{"type":"' + kind_name.encode() + b'","object":' + body + b"}\n",
                         labels,
+                        self._clock(),
                     )
                 )
 
     def _record(self, change: _Change) -> None:
         history = self._history
+        oldest = change.at - self._history_s
         while history and (
             len(history) == history.maxlen
             or self._history_bytes + len(change.line) > self._max_history_bytes
+            or history[0].at < oldest
         ):
-            dropped = history.popleft()
-            self._history_bytes -= len(dropped.line)
-            self._floor = dropped.revision
+            self._drop_oldest()
         history.append(change)
         self._history_bytes += len(change.line)
         for subscriber in self._subscribers:
             subscriber.offer(change)
+
+    def _drop_oldest(self) -> None:
+        dropped = self._history.popleft()
+        self._history_bytes -= len(dropped.line)
+        self._floor = dropped.revision
+
+    def _expire(self) -> None:
+        """Drop the changes older than ``history_s`` while no write comes to do it."""
+        history = self._history
+        oldest = self._clock() - self._history_s
+        if history and history[0].at < oldest:
+            with self._cond:
+                while history and history[0].at < oldest:
+                    self._drop_oldest()
 
     def _kind_of(self, key: str) -> _Kind | None:
         for prefix in self._prefixes:

@@ -1,8 +1,8 @@
 """Informers: one list + watch + cache per kind, shared by every controller of a manager.
 
 Each informer lists its kind through :class:`reconciler.api.Api`, then watches from the list's
-revision (no gap), keeps the latest state of every object in memory with a few indexes (the
-models of all cached objects share their fields-sets: ``_compact``), and calls its handlers
+revision (no gap), keeps the latest state of every object in memory with a few indexes (equal
+parts of cached objects are one object: ``_compact``), and calls its handlers
 for each change. Handlers only map objects to keys to enqueue: what a
 controller *does* always comes from reading the cache in ``reconcile``, never from the event.
 On :class:`~reconciler.api.Expired` it relists and reports the difference as events, so a
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from reconciler.api import Api, ApiError, Expired, WatchEvent, WatchStream
-from reconciler.controllers.runtime._compact import share_field_sets
+from reconciler.controllers.runtime._compact import share_values
 from schemas import KubeObject, LabelSelector, Pod
 
 __all__ = ["Informer", "InformerEvent", "InformerFactory", "controller_uid"]
@@ -179,7 +179,7 @@ class Informer(Generic[T]):
     def _relist(self) -> int:
         listed = self.api.list(self.kind)
         for obj in listed.items:
-            share_field_sets(obj)
+            share_values(obj)
         fresh = {(obj.namespace, obj.name): obj for obj in listed.items}
         events: list[InformerEvent[T]] = []
         with self._lock:
@@ -213,7 +213,7 @@ class Informer(Generic[T]):
 
     def _on_watch_event(self, watch_event: WatchEvent[T]) -> None:
         obj = watch_event.object
-        share_field_sets(obj)
+        share_values(obj)
         with self._lock:
             old = self._cache.get((obj.namespace, obj.name))
             event = InformerEvent(watch_event.type, obj, old)
@@ -308,6 +308,12 @@ class InformerFactory:
         with self._lock:
             informers = list(self._informers.values())
         return all(informer.wait_synced(timeout_s) for informer in informers)
+
+    def last_revision(self) -> int:
+        """The highest store revision any informer of this factory has applied."""
+        with self._lock:
+            informers = list(self._informers.values())
+        return max((informer.last_revision for informer in informers), default=0)
 
     def cached(self, kind: type[KubeObject]) -> list[KubeObject] | None:
         """Every object of ``kind`` in its informer's cache, or None while the factory runs

@@ -12,6 +12,7 @@ from reconciler.api.server._query import parse_label_selector
 from reconciler.api.server._raw import list_items, with_revision, without_revision
 from reconciler.store import Op
 from schemas import ConfigMap, ObjectMeta, Pod
+from tests.fixtures.waiting import wait_until
 
 
 def names(items: bytes) -> list[str]:
@@ -197,3 +198,49 @@ def test_the_stored_value_comes_back_from_the_body_it_was_spliced_into():
         body = with_revision(value, 42)
         assert json.loads(body)["metadata"]["resourceVersion"] == "42"
         assert without_revision(body, 42) == value
+
+
+def test_history_keeps_only_the_last_history_s_seconds_of_changes(api, store):
+    # The cache's clock: moved by the test, so the age of each change is exact.
+    now = [1000.0]
+    cache = ListCache(
+        store, prefixes=[kind_prefix(ConfigMap, None)], history_s=60.0, clock=lambda: now[0]
+    )
+    cache.start()
+    every, shop = kind_prefix(ConfigMap, None), kind_prefix(ConfigMap, "shop")
+    try:
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            start = api.current_revision()
+            api.create(cm("old"))
+            assert cache.items(every, shop, None) is not None
+            now[0] += 30.0
+            middle = api.current_revision()
+            api.create(cm("middle"))
+            assert cache.items(every, shop, None) is not None
+            # 31 s later the first change is 61 s old: the next write drops it, not the second.
+            now[0] += 31.0
+            api.create(cm("new"))
+            assert cache.items(every, shop, None) is not None
+            assert cache.subscribe(loop, prefix=shop, selector=None, after=start) is None
+            feed = cache.subscribe(loop, prefix=shop, selector=None, after=middle)
+            assert feed is not None
+            lines = [json.loads(await asyncio.wait_for(feed.queue.get(), 5)) for _ in range(2)]
+            assert [e["object"]["metadata"]["name"] for e in lines] == ["middle", "new"]
+            feed.close()
+            # With no write at all, the cache's own idle polls drop what has grown too old.
+            now[0] += 61.0
+
+            def declined() -> bool:
+                feed = cache.subscribe(loop, prefix=shop, selector=None, after=middle)
+                if feed is None:
+                    return True
+                feed.close()
+                return False
+
+            wait_until(declined, timeout=10, what="the quiet cache to drop its old history")
+
+        asyncio.run(main())
+    finally:
+        cache.stop()

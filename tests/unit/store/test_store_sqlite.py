@@ -276,3 +276,32 @@ def test_concurrent_mixed_writes_agree_with_their_own_history(tmp_path: Path) ->
         revisions = [e.revision for e in events]
         assert revisions == sorted(revisions)
         assert set(revisions) == set(range(start + 1, end + 1)), "a revision without events"
+
+
+def test_readers_keep_a_small_page_cache_and_the_writer_the_default(tmp_path: Path) -> None:
+    from reconciler.store._sqlite_schema import READER_CACHE_KIB
+
+    store = SqliteStore(tmp_path / "state.db")
+    try:
+        for index in range(50):
+            store.put(f"/registry/configmaps/default/c{index}", b"x" * 2000)
+        # Readers are made as reads overlap: eight at once leave the pool with several.
+        start = threading.Barrier(8)
+
+        def read() -> None:
+            start.wait()
+            for _ in range(20):
+                store.range("/registry/configmaps/", prefix=True)
+
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        connections = list(store._all_conns)
+        assert len(connections) > 1
+        sizes = [conn.execute("PRAGMA cache_size").fetchone()[0] for conn in connections]
+        assert sizes[0] == sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+        assert set(sizes[1:]) == {-READER_CACHE_KIB}
+    finally:
+        store.close()

@@ -693,9 +693,12 @@ def run_size(
     rollout: bool = True,
     py_spy: str | None = None,
     spy_rate: int = 50,
+    full_status_s: float | None = None,
 ) -> SizeResult:
     result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
-    agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
+    agent_args: tuple[str, ...] = ("--runtime", "hollow", "--proxy-mode", "userspace")
+    if full_status_s is not None:
+        agent_args += ("--full-status", str(full_status_s))
     with SshNodeFarm(prefix="fleet") as farm:
         started = time.monotonic()
         # In batches: a hundred Python agents importing at once on two cores outwait the
@@ -880,6 +883,13 @@ def main() -> None:
         default=50,
         help="samples a second (py-spy itself takes CPU from the two cores being measured)",
     )
+    parser.add_argument(
+        "--full-status-s",
+        type=float,
+        metavar="S",
+        help="agents send every pod's report this often (default the agent's, 5 minutes): "
+        "a short one puts several full reports of every node in a short idle window",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[SizeResult] = []
@@ -897,6 +907,7 @@ def main() -> None:
                     rollout=not args.no_rollout,
                     py_spy=args.py_spy,
                     spy_rate=args.py_spy_rate,
+                    full_status_s=args.full_status_s,
                     log=lambda line: print(f"  {line}", flush=True),
                 )
             )

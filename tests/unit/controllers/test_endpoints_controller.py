@@ -426,6 +426,17 @@ def test_publish_not_ready_addresses_lists_pods_before_they_are_ready() -> None:
     assert targets(plain, [starting]) == [[]]
 
 
+def serve_one_ready_pod(api: Api, clock: ManualClock, wait_for: Callable[..., None]) -> None:
+    """Service ``web`` and its one pod ``a``, bound (a node must exist) and Ready."""
+    api.create(
+        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
+    )
+    api.create(app_pod("a"))
+    wait_for(lambda: api.get(Pod, "a", namespace="default").spec.node_name, what="pod bound")
+    clock.advance(1.0)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="a ready")
+
+
 def test_a_node_write_wakes_its_services_only_when_its_address_moves(
     api: Api,
     clock: ManualClock,
@@ -434,13 +445,7 @@ def test_a_node_write_wakes_its_services_only_when_its_address_moves(
     wait_for: Callable[..., None],
 ) -> None:
     [node] = hollow.add_nodes(1)
-    api.create(
-        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
-    )
-    api.create(app_pod("a"))
-    wait_for(lambda: api.get(Pod, "a", namespace="default").spec.node_name, what="pod bound")
-    clock.advance(1.0)
-    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="a ready")
+    serve_one_ready_pod(api, clock, wait_for)
     controller = manager.component(EndpointsController)
     before = api.get(Node, node.name)
     assert before.status is not None
@@ -460,3 +465,46 @@ def test_a_node_write_wakes_its_services_only_when_its_address_moves(
     )
     moved = before.model_copy(update={"status": moved_status})
     assert controller.services_to_wake(InformerEvent("MODIFIED", moved, before)) == [web]
+
+
+def test_a_pod_write_wakes_its_services_only_when_an_endpoint_reads_what_changed(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(1)
+    serve_one_ready_pod(api, clock, wait_for)
+    controller = manager.component(EndpointsController)
+    before = api.get(Pod, "a", namespace="default")
+    assert before.status is not None
+    web = ObjectKey("Service", "default", "web")
+
+    def with_status(**update: object) -> Pod:
+        assert before.status is not None
+        return before.model_copy(update={"status": before.status.model_copy(update=update)})
+
+    # A status write of what no endpoint reads (conditions' times, start time) wakes nothing.
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    restamped = with_status(
+        start_time=later,
+        conditions=[
+            c.model_copy(update={"last_transition_time": later}) for c in before.status.conditions
+        ],
+    )
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", restamped, before)) == []
+    # Readiness, the published ports, labels, arrival and departure do.
+    not_ready = with_status(conditions=[Condition(type="Ready", status="False")])
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", not_ready, before)) == [web]
+    moved = HostPortMapping(
+        container_name="app", container_port=8080, host_ip="0.0.0.0", host_port=30999
+    )
+    republished = with_status(host_ports=[moved])
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", republished, before)) == [web]
+    relabelled = before.model_copy(
+        update={"metadata": before.metadata.model_copy(update={"labels": {"app": "other"}})}
+    )
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", relabelled, before)) == [web]
+    assert controller.pods_to_wake(InformerEvent("ADDED", before)) == [web]
+    assert controller.pods_to_wake(InformerEvent("DELETED", before)) == [web]

@@ -376,16 +376,18 @@ def note_fetch(api: Api, problem: FetchProblem | None) -> SyncState:
     return _edit_state(api, noted)
 
 
-def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncState:
+def note_resync(api: Api, *, commit: str, at: datetime, changed: bool, quiet: int = 1) -> SyncState:
     """A periodic resync of ``commit`` ran at ``at``: the one place a resync that found nothing
-    to change leaves a trace (``quiet_resyncs`` counts those in a row)."""
+    to change leaves a trace (``quiet_resyncs`` counts those in a row). With ``changed``
+    False, ``quiet`` says how many quiet resyncs this note stands for (the sync loop writes
+    them in groups, the last one's time as ``at``)."""
 
     def noted(state: SyncState) -> SyncState:
         return replace(
             state,
             last_resync_at=at,
             last_resync_commit=commit,
-            quiet_resyncs=0 if changed else state.quiet_resyncs + 1,
+            quiet_resyncs=0 if changed else state.quiet_resyncs + quiet,
         )
 
     return _edit_state(api, noted)

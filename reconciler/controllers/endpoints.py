@@ -295,6 +295,11 @@ class EndpointsController(Controller):
     # --- reconcile ---------------------------------------------------------------------------
 
     def reconcile(self, key: ObjectKey) -> Result | None:
+        # The ConfigMap cache must show this Service's last write before it is compared
+        # with: from a cache without it, the same endpoints are written again against a
+        # stale resourceVersion, and every Conflict's retry (with a backoff that grows to
+        # minutes) reconciles the Service again long after the pods have settled.
+        self.await_own_writes(key)
         service = self.services.get(key.name, namespace=key.namespace)
         cm_name = endpoints_config_map_name(key.name)
         existing = self.config_maps.get(cm_name, namespace=key.namespace)
@@ -305,6 +310,7 @@ class EndpointsController(Controller):
             )
         if service is None or not service.spec.selector:
             # Gone, or selector-less (its endpoints are not ours to compute, as in Kubernetes).
+            self.forget_writes(key)
             if existing is not None:
                 with contextlib.suppress(NotFound):
                     self.api.delete(
@@ -323,7 +329,7 @@ class EndpointsController(Controller):
         endpoints = compute_endpoints(service, pods, nodes=nodes)
         desired = endpoints_config_map(service, endpoints)
         if existing is None:
-            self.api.create(desired)
+            written = self.api.create(desired)
         elif (existing.data, existing.labels, existing.metadata.owner_references) != (
             desired.data,
             desired.labels,
@@ -336,5 +342,10 @@ class EndpointsController(Controller):
                     "owner_references": desired.metadata.owner_references,
                 }
             )
-            self.api.update(existing.model_copy(update={"metadata": meta, "data": desired.data}))
+            written = self.api.update(
+                existing.model_copy(update={"metadata": meta, "data": desired.data})
+            )
+        else:
+            return None
+        self.note_write(key, self.config_maps, int(written.metadata.resource_version or 0))
         return None

@@ -3,6 +3,7 @@ real temp store with hollow nodes: readiness flips, pod deletion, Service deleti
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ from reconciler.controllers.endpoints import (
     read_endpoints,
 )
 from reconciler.controllers.manager import ControllerManager
-from reconciler.controllers.runtime import InformerEvent
+from reconciler.controllers.runtime import InformerEvent, TransientError
 from reconciler.scheduler import Scheduler
 from schemas import ConfigMap, Namespace, Node, ObjectKey, Pod, Service
 from schemas.meta import Condition, ObjectMeta
@@ -508,3 +509,38 @@ def test_a_pod_write_wakes_its_services_only_when_an_endpoint_reads_what_changed
     assert controller.pods_to_wake(InformerEvent("MODIFIED", relabelled, before)) == [web]
     assert controller.pods_to_wake(InformerEvent("ADDED", before)) == [web]
     assert controller.pods_to_wake(InformerEvent("DELETED", before)) == [web]
+
+
+def test_a_reconcile_waits_for_the_cache_to_show_its_own_last_write(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(1)
+    serve_one_ready_pod(api, clock, wait_for)
+    controller = manager.component(EndpointsController)
+    web = ObjectKey("Service", "default", "web")
+    # Hold the informers once they have delivered "a" turning not Ready: the controller
+    # writes the endpoints that drop it, and its cache never sees that write.
+    gate = threading.Event()
+
+    def hold(event: InformerEvent[Pod]) -> None:
+        status = event.object.status
+        if event.object.name == "a" and status is not None and not status.ready:
+            gate.wait(30)
+
+    pods = manager.ctx.informers.informer(Pod)
+    pods.add_handler(hold)
+    try:
+        hollow.set_pod_ready("a", ready=False)
+        wait_for(lambda: stored(api) == [], what="a dropped from the stored endpoints")
+        # Reconciled again meanwhile (any event, a resync), the Service waits for the cache
+        # instead of writing the same endpoints against the stale resourceVersion it holds.
+        with pytest.raises(TransientError, match="cache is behind"):
+            controller.reconcile(web)
+    finally:
+        gate.set()
+        pods.remove_handler(hold)
+    assert controller.reconcile(web) is None

@@ -123,6 +123,13 @@ def commands() -> None:
     help="Seconds between status heartbeats.",
 )
 @click.option(
+    "--full-status",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds between status messages carrying every pod's report.",
+)
+@click.option(
     "--proxy-mode",
     type=click.Choice(["nftables", "iptables", "userspace"]),
     default=None,
@@ -190,6 +197,7 @@ def serve(
     docker_host: str | None,
     resync: float,
     heartbeat: float,
+    full_status: float,
     proxy_mode: str | None,
     proxy_table: str,
     proxy_chain_prefix: str,
@@ -230,6 +238,7 @@ def serve(
         docker_host=docker_host,
         resync_s=resync,
         heartbeat_s=heartbeat,
+        full_status_s=full_status,
         log_level=log_level,
         proxy_mode=cast("ProxyMode | None", proxy_mode),
         proxy_table=proxy_table,

@@ -50,6 +50,7 @@ class DaemonOptions:
     backoff_reset_s: float = 600.0
     resync_s: float = 5.0
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    full_status_s: float = 300.0
     log_level: str = "INFO"
     proxy_mode: ProxyMode | None = None
     """None: the best the agent's rights allow (nftables, iptables, userspace)."""
@@ -127,6 +128,7 @@ async def _main(options: DaemonOptions) -> int:
             node_name=options.node_name,
             bind_address=options.bind_address,
             heartbeat_s=options.heartbeat_s,
+            full_status_s=options.full_status_s,
         ),
         docker_version=docker_version,
         node_conditions=lambda: (services.condition(), ingress.condition()),

@@ -368,12 +368,14 @@ _QUIET_BYTES_PER_NODE_S = 200.0
 
 class StoreWrites:
     """Counts the store's writes by key kind (``/registry/<kind>/``; the sync state on its
-    own) from creation until ``close``: what the control plane writes at idle."""
+    own) from creation until ``close``: what the control plane writes at idle; and, for
+    Pods and Nodes, which fields each write changed (what woke their watchers for what)."""
 
     def __init__(self, store_url: str) -> None:
         self._store = open_store(store_url)
         self._watch = self._store.watch("/registry/", prefix=True)
         self.counts: dict[str, int] = {}
+        self.changes: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -383,6 +385,9 @@ class StoreWrites:
                 key = event.kv.key
                 kind = "sync-state" if key.startswith(_PERIODIC_KEYS[1]) else key.split("/")[2]
                 self.counts[kind] = self.counts.get(kind, 0) + 1
+                if kind in ("pods", "nodes") and event.prev_kv is not None:
+                    what = f"{kind}: " + changed_fields(event.prev_kv.value, event.kv.value)
+                    self.changes[what] = self.changes.get(what, 0) + 1
 
     def close(self) -> str:
         """Stop counting; the counts, most first, as one line."""
@@ -391,6 +396,34 @@ class StoreWrites:
         self._store.close()
         ordered = sorted(self.counts.items(), key=lambda kv: -kv[1])
         return ", ".join(f"{kind} {count}" for kind, count in ordered) or "none"
+
+    def changed(self) -> str:
+        """What the Pod and Node writes changed (after ``close``), most frequent first."""
+        ordered = sorted(self.changes.items(), key=lambda kv: -kv[1])[:8]
+        return "; ".join(f"{what} x{count}" for what, count in ordered) or "none"
+
+
+def changed_fields(before: bytes, after: bytes) -> str:
+    """The paths of the fields that differ between two stored objects (JSON), conditions by
+    type, metadata's resourceVersion and managedFields left out."""
+
+    def flat(value: object, path: str, out: dict[str, object]) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if path == "metadata" and k in ("resourceVersion", "managedFields"):
+                    continue
+                flat(v, f"{path}.{k}" if path else k, out)
+        elif isinstance(value, list) and all(isinstance(v, dict) and "type" in v for v in value):
+            for v in value:
+                flat(v, f"{path}[{v['type']}]", out)
+        else:
+            out[path] = value
+
+    a: dict[str, object] = {}
+    b: dict[str, object] = {}
+    flat(json.loads(before), "", a)
+    flat(json.loads(after), "", b)
+    return ",".join(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))) or "nothing"
 
 
 def wait_settled(
@@ -693,9 +726,12 @@ def run_size(
     rollout: bool = True,
     py_spy: str | None = None,
     spy_rate: int = 50,
+    full_status_s: float | None = None,
 ) -> SizeResult:
     result = SizeResult(nodes=size, pods=size * PODS_PER_NODE)
-    agent_args = ("--runtime", "hollow", "--proxy-mode", "userspace")
+    agent_args: tuple[str, ...] = ("--runtime", "hollow", "--proxy-mode", "userspace")
+    if full_status_s is not None:
+        agent_args += ("--full-status", str(full_status_s))
     with SshNodeFarm(prefix="fleet") as farm:
         started = time.monotonic()
         # In batches: a hundred Python agents importing at once on two cores outwait the
@@ -774,6 +810,7 @@ def run_size(
                 with profiled(py_spy, proc.pid, Path(f"fleet-{size}-idle.json"), rate=spy_rate):
                     time.sleep(idle_s)
                 log(f"idle store writes in {idle_s:.0f} s: {writes.close()}")
+                log(f"idle Pod and Node writes changed: {writes.changed()}")
                 idle = sampler.window()
                 threads_after = thread_cpu_s(proc.pid)
                 log(
@@ -880,6 +917,13 @@ def main() -> None:
         default=50,
         help="samples a second (py-spy itself takes CPU from the two cores being measured)",
     )
+    parser.add_argument(
+        "--full-status-s",
+        type=float,
+        metavar="S",
+        help="agents send every pod's report this often (default the agent's, 5 minutes): "
+        "a short one puts several full reports of every node in a short idle window",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[SizeResult] = []
@@ -897,6 +941,7 @@ def main() -> None:
                     rollout=not args.no_rollout,
                     py_spy=args.py_spy,
                     spy_rate=args.py_spy_rate,
+                    full_status_s=args.full_status_s,
                     log=lambda line: print(f"  {line}", flush=True),
                 )
             )

@@ -86,6 +86,19 @@ def _serving(pod: Pod, *, publish_not_ready: bool = False) -> bool:
     )
 
 
+def _endpoint_view(pod: Pod) -> tuple[object, ...]:
+    """All that :func:`compute_endpoints` reads of a pod (its Node's address aside)."""
+    status = pod.status
+    return (
+        pod.labels,
+        pod.spec,
+        pod.metadata.deletion_timestamp is None,
+        status is not None and status.ready,
+        status.phase if status is not None else None,
+        status.host_ports if status is not None else None,
+    )
+
+
 def node_address(node: Node | None) -> str | None:
     """Where a node is reached: its reported InternalIP, else its declared address."""
     if node is None:
@@ -206,7 +219,7 @@ class EndpointsController(Controller):
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.services = self.watch_own(Service)
-        self.pods = self.watch(Pod, self._services_selecting)
+        self.pods = self.watch_events(Pod, self._on_pod)
         # A reconcile reads the pods its Service selects, not every pod of the namespace:
         # each pod's Ready change reconciles its Service, and a rollout has thousands.
         self.pods.add_index(_BY_LABEL, _pod_labels)
@@ -222,6 +235,25 @@ class EndpointsController(Controller):
             if svc.spec.selector
             and all(pod.labels.get(k) == v for k, v in svc.spec.selector.items())
         ]
+
+    def _on_pod(self, event: InformerEvent[Pod]) -> None:
+        for key in self.pods_to_wake(event):
+            self.queue.add(key)
+
+    def pods_to_wake(self, event: InformerEvent[Pod]) -> list[ObjectKey]:
+        """The Services to reconcile for a Pod event: those selecting the pod before or
+        after it, unless nothing an endpoint reads of the pod changed.
+
+        Agents rewrite a pod's status for much that no endpoint reads (a container's
+        restart count, a condition's reason or time, the pod's start time), and each wake
+        recomputes the Service over all of its pods."""
+        old = event.old
+        if old is None:
+            return self._services_selecting(event.object)
+        if event.type == "MODIFIED" and _endpoint_view(old) == _endpoint_view(event.object):
+            return []
+        keys = {*self._services_selecting(event.object), *self._services_selecting(old)}
+        return sorted(keys)
 
     def _selected_pods(self, namespace: str, selector: Mapping[str, str]) -> list[Pod]:
         """The pods of ``namespace`` that carry every label of ``selector`` (not empty): the
@@ -263,6 +295,11 @@ class EndpointsController(Controller):
     # --- reconcile ---------------------------------------------------------------------------
 
     def reconcile(self, key: ObjectKey) -> Result | None:
+        # The ConfigMap cache must show this Service's last write before it is compared
+        # with: from a cache without it, the same endpoints are written again against a
+        # stale resourceVersion, and every Conflict's retry (with a backoff that grows to
+        # minutes) reconciles the Service again long after the pods have settled.
+        self.await_own_writes(key)
         service = self.services.get(key.name, namespace=key.namespace)
         cm_name = endpoints_config_map_name(key.name)
         existing = self.config_maps.get(cm_name, namespace=key.namespace)
@@ -273,6 +310,7 @@ class EndpointsController(Controller):
             )
         if service is None or not service.spec.selector:
             # Gone, or selector-less (its endpoints are not ours to compute, as in Kubernetes).
+            self.forget_writes(key)
             if existing is not None:
                 with contextlib.suppress(NotFound):
                     self.api.delete(
@@ -291,7 +329,7 @@ class EndpointsController(Controller):
         endpoints = compute_endpoints(service, pods, nodes=nodes)
         desired = endpoints_config_map(service, endpoints)
         if existing is None:
-            self.api.create(desired)
+            written = self.api.create(desired)
         elif (existing.data, existing.labels, existing.metadata.owner_references) != (
             desired.data,
             desired.labels,
@@ -304,5 +342,10 @@ class EndpointsController(Controller):
                     "owner_references": desired.metadata.owner_references,
                 }
             )
-            self.api.update(existing.model_copy(update={"metadata": meta, "data": desired.data}))
+            written = self.api.update(
+                existing.model_copy(update={"metadata": meta, "data": desired.data})
+            )
+        else:
+            return None
+        self.note_write(key, self.config_maps, int(written.metadata.resource_version or 0))
         return None

@@ -12,7 +12,8 @@ resynced, the watch retries with back-off, and the sync state says why (``note_f
 
 What each pass leaves in the sync log (``reconciler.sync.records``): a record for a new head,
 and for a resync that repaired drift or failed (identical ones fold into one); a resync that
-changed nothing only updates the sync state's "last resync" fields. Old records are pruned
+changed nothing only updates the sync state's "last resync" fields, for several resyncs at
+once (``QUIET_NOTE_RESYNCS``). Old records are pruned
 to ``SyncOptions.history`` on every record and at least hourly.
 
 The loader's warnings about a head (a namespace it creates) are said once per commit, after
@@ -30,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from reconciler.api import Api, ApiError, NotFound, now_utc
 from reconciler.secrets import Identities, open_repository
@@ -59,6 +60,10 @@ _log = logging.getLogger(__name__)
 
 # Self-heal promise: a change made around Git is reverted within 10 s.
 DEFAULT_RESYNC_S = 5.0
+# A resync that changed nothing is written to the sync state at most once per this many
+# resync periods (with how many there were): each write of the state wakes every
+# ConfigMap watcher of the control plane, the node dispatcher's included.
+QUIET_NOTE_RESYNCS = 3
 _ERROR_BACKOFF_S = 1.0
 # Records age out even when nothing new is recorded: the loop prunes at least this often.
 _PRUNE_EVERY_S = 3600.0
@@ -119,6 +124,10 @@ class SyncLoop:
         self._warned: str | None = None  # the last commit whose warnings are said
         self._next_resync = clock()
         self._next_prune = clock()
+        # Quiet resyncs not yet written to the sync state: how many, of which commit, the
+        # last one's time; and when (loop clock) one was last written.
+        self._quiet: tuple[int, str, datetime] | None = None
+        self._quiet_noted_at = float("-inf")
         self._pinned: dict[str, LoadedRepository] = {}
         self.last_fetch_error: str | None = None
         self._fetch_problem: FetchProblem | None = None
@@ -139,6 +148,9 @@ class SyncLoop:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=30)
+        if thread is None or not thread.is_alive():
+            with contextlib.suppress(ApiError):
+                self._flush_quiet()
 
     def trigger(self) -> None:
         """Fetch and converge now (the webhook, ``capstan sync``)."""
@@ -258,12 +270,7 @@ class SyncLoop:
             cached=self._cached if applied_trigger == "resync" else None,
         )
         if applied_trigger == "resync":
-            note_resync(
-                self.api,
-                commit=commit.sha,
-                at=now_utc(self.api.clock),
-                changed=result.record is not None,
-            )
+            self._note_resync(commit.sha, changed=result.record is not None)
         if self._clock() >= self._next_prune:
             self._next_prune = self._clock() + _PRUNE_EVERY_S
             prune_sync_records(self.api, limits=opts.history, now=now_utc(self.api.clock))
@@ -284,6 +291,33 @@ class SyncLoop:
         if result.record is not None and self._on_result is not None:
             self._on_result(result)
         return result
+
+    def _note_resync(self, commit: str, *, changed: bool) -> None:
+        """Note this resync in the sync state: at once when it changed something or none was
+        written for ``QUIET_NOTE_RESYNCS`` resync periods; else keep it, and the next write
+        counts it (the state reads as if each had been written: the count of quiet ones in a
+        row, the last one's commit and time)."""
+        at = now_utc(self.api.clock)
+        if changed:
+            self._quiet = None
+        else:
+            held = self._quiet
+            count = 1 + (held[0] if held is not None and held[1] == commit else 0)
+            self._quiet = (count, commit, at)
+            if self._clock() < self._quiet_noted_at + QUIET_NOTE_RESYNCS * self.options.resync_s:
+                return
+        self._quiet_noted_at = self._clock()
+        if changed:
+            note_resync(self.api, commit=commit, at=at, changed=True)
+        else:
+            self._flush_quiet()
+
+    def _flush_quiet(self) -> None:
+        """Write the quiet resyncs kept back, if any."""
+        quiet, self._quiet = self._quiet, None
+        if quiet is not None:
+            count, commit, at = quiet
+            note_resync(self.api, commit=commit, at=at, changed=False, quiet=count)
 
     def _say_warnings(self, commit: CommitInfo, loaded: LoadedRepository) -> None:
         """Say the loader's warnings about ``commit`` unless they were said already (by this

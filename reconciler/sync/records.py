@@ -376,18 +376,20 @@ def note_fetch(api: Api, problem: FetchProblem | None) -> SyncState:
     return _edit_state(api, noted)
 
 
-def note_resync(api: Api, *, commit: str, at: datetime, changed: bool) -> SyncState:
+def note_resync(api: Api, *, commit: str, at: datetime, changed: bool, quiet: int = 1) -> SyncState:
     """A periodic resync of ``commit`` ran at ``at``: the one place a resync that found nothing
-    to change leaves a trace (``quiet_resyncs`` counts those in a row, of this commit: the
-    first resync of a new commit starts the count again)."""
+    to change leaves a trace (``quiet_resyncs`` counts those of this commit in a row: the
+    first resync of a new commit starts the count again). With ``changed`` False, ``quiet``
+    says how many quiet resyncs of ``commit`` this note stands for (the sync loop writes
+    them in groups, the last one's time as ``at``)."""
 
     def noted(state: SyncState) -> SyncState:
-        quiet = state.quiet_resyncs if state.last_resync_commit == commit else 0
+        kept = state.quiet_resyncs if state.last_resync_commit == commit else 0
         return replace(
             state,
             last_resync_at=at,
             last_resync_commit=commit,
-            quiet_resyncs=0 if changed else quiet + 1,
+            quiet_resyncs=0 if changed else kept + quiet,
         )
 
     return _edit_state(api, noted)

@@ -27,7 +27,8 @@ from reconciler.sync import (
     read_sync_state,
     record_sync,
 )
-from reconciler.sync.records import prune_sync_records
+from reconciler.sync.loop import QUIET_NOTE_RESYNCS
+from reconciler.sync.records import STATE_NAME, SYSTEM_NAMESPACE, prune_sync_records
 from schemas import ConfigMap, Node
 
 NODE = """\
@@ -46,6 +47,22 @@ def _loop(api: Api, upstream: git.Repo, cache_dir: Path) -> SyncLoop:
     return SyncLoop(
         api, source, watch=BranchWatch(source, watch_local=False), options=SyncOptions(resync_s=0.0)
     )
+
+
+def _clocked_loop(
+    api: Api, upstream: git.Repo, cache_dir: Path, *, resync_s: float
+) -> tuple[SyncLoop, list[float]]:
+    """A loop on a clock the test moves: ``now[0]`` is its time."""
+    now = [0.0]
+    source = GitSource(upstream.working_tree_dir or "", cache_dir=cache_dir)
+    loop = SyncLoop(
+        api,
+        source,
+        watch=BranchWatch(source, watch_local=False),
+        options=SyncOptions(resync_s=resync_s),
+        clock=lambda: now[0],
+    )
+    return loop, now
 
 
 def _history(api_url: str, *args: str) -> str:
@@ -142,15 +159,7 @@ def test_the_loop_prunes_aged_records_even_when_it_records_nothing(
     upstream: git.Repo, cache_dir: Path, api: Api
 ) -> None:
     commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
-    now = [0.0]
-    source = GitSource(upstream.working_tree_dir or "", cache_dir=cache_dir)
-    loop = SyncLoop(
-        api,
-        source,
-        watch=BranchWatch(source, watch_local=False),
-        options=SyncOptions(resync_s=0.0),
-        clock=lambda: now[0],
-    )
+    loop, now = _clocked_loop(api, upstream, cache_dir, resync_s=0.0)
     assert loop.step() is not None  # the commit's record
     old = datetime(2025, 1, 1, tzinfo=UTC)
     for n in range(12):  # a year old, e.g. from before a long quiet spell
@@ -163,3 +172,46 @@ def test_the_loop_prunes_aged_records_even_when_it_records_nothing(
     records = list_sync_records(api)
     assert len(records) == 11  # the newest 10, and the commit's (younger than 30 days)
     assert records[-1].trigger == "commit"
+
+
+def test_quiet_resyncs_are_noted_in_groups_and_a_repair_at_once(
+    upstream: git.Repo, cache_dir: Path, api: Api
+) -> None:
+    head = commit_files(upstream, {"ns.yaml": NAMESPACE, "a.yaml": configmap("a", "v1")})
+    loop, now = _clocked_loop(api, upstream, cache_dir, resync_s=5.0)
+    assert loop.step() is not None  # the commit
+
+    def state_version() -> str | None:
+        stored = api.get(ConfigMap, STATE_NAME, namespace=SYSTEM_NAMESPACE)
+        return stored.metadata.resource_version
+
+    def resync() -> None:
+        now[0] += 5.0
+        assert loop.step() is not None
+
+    resync()  # the first quiet resync is written at once
+    assert read_sync_state(api).quiet_resyncs == 1
+    written = state_version()
+    for _ in range(QUIET_NOTE_RESYNCS - 1):  # the next ones are kept back...
+        resync()
+        assert state_version() == written
+    resync()  # ...until a note is QUIET_NOTE_RESYNCS periods old: then all of them at once
+    state = read_sync_state(api)
+    assert (state.quiet_resyncs, state.last_resync_commit) == (QUIET_NOTE_RESYNCS + 1, head)
+    assert state_version() != written
+
+    # A repair is written at once, and resets the count.
+    resync()
+    live = api.get(ConfigMap, "a", namespace="shop")
+    api.update(live.model_copy(update={"data": {"key": "edited-by-hand"}}))
+    written = state_version()
+    resync()
+    assert read_sync_state(api).quiet_resyncs == 0
+    assert state_version() != written
+
+    # Quiet resyncs kept back are written when the loop stops.
+    resync()
+    resync()
+    assert read_sync_state(api).quiet_resyncs == 0
+    loop.stop()
+    assert read_sync_state(api).quiet_resyncs == 2

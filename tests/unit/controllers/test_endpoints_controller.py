@@ -3,6 +3,7 @@ real temp store with hollow nodes: readiness flips, pod deletion, Service deleti
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ from reconciler.controllers.endpoints import (
     read_endpoints,
 )
 from reconciler.controllers.manager import ControllerManager
-from reconciler.controllers.runtime import InformerEvent
+from reconciler.controllers.runtime import InformerEvent, TransientError
 from reconciler.scheduler import Scheduler
 from schemas import ConfigMap, Namespace, Node, ObjectKey, Pod, Service
 from schemas.meta import Condition, ObjectMeta
@@ -426,6 +427,17 @@ def test_publish_not_ready_addresses_lists_pods_before_they_are_ready() -> None:
     assert targets(plain, [starting]) == [[]]
 
 
+def serve_one_ready_pod(api: Api, clock: ManualClock, wait_for: Callable[..., None]) -> None:
+    """Service ``web`` and its one pod ``a``, bound (a node must exist) and Ready."""
+    api.create(
+        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
+    )
+    api.create(app_pod("a"))
+    wait_for(lambda: api.get(Pod, "a", namespace="default").spec.node_name, what="pod bound")
+    clock.advance(1.0)
+    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="a ready")
+
+
 def test_a_node_write_wakes_its_services_only_when_its_address_moves(
     api: Api,
     clock: ManualClock,
@@ -434,13 +446,7 @@ def test_a_node_write_wakes_its_services_only_when_its_address_moves(
     wait_for: Callable[..., None],
 ) -> None:
     [node] = hollow.add_nodes(1)
-    api.create(
-        service().model_copy(update={"metadata": ObjectMeta(name="web", namespace="default")})
-    )
-    api.create(app_pod("a"))
-    wait_for(lambda: api.get(Pod, "a", namespace="default").spec.node_name, what="pod bound")
-    clock.advance(1.0)
-    wait_for(lambda: [t[0] for t in stored(api) or []] == ["a"], what="a ready")
+    serve_one_ready_pod(api, clock, wait_for)
     controller = manager.component(EndpointsController)
     before = api.get(Node, node.name)
     assert before.status is not None
@@ -460,3 +466,81 @@ def test_a_node_write_wakes_its_services_only_when_its_address_moves(
     )
     moved = before.model_copy(update={"status": moved_status})
     assert controller.services_to_wake(InformerEvent("MODIFIED", moved, before)) == [web]
+
+
+def test_a_pod_write_wakes_its_services_only_when_an_endpoint_reads_what_changed(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(1)
+    serve_one_ready_pod(api, clock, wait_for)
+    controller = manager.component(EndpointsController)
+    before = api.get(Pod, "a", namespace="default")
+    assert before.status is not None
+    web = ObjectKey("Service", "default", "web")
+
+    def with_status(**update: object) -> Pod:
+        assert before.status is not None
+        return before.model_copy(update={"status": before.status.model_copy(update=update)})
+
+    # A status write of what no endpoint reads (conditions' times, start time) wakes nothing.
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    restamped = with_status(
+        start_time=later,
+        conditions=[
+            c.model_copy(update={"last_transition_time": later}) for c in before.status.conditions
+        ],
+    )
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", restamped, before)) == []
+    # Readiness, the published ports, labels, arrival and departure do.
+    not_ready = with_status(conditions=[Condition(type="Ready", status="False")])
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", not_ready, before)) == [web]
+    moved = HostPortMapping(
+        container_name="app", container_port=8080, host_ip="0.0.0.0", host_port=30999
+    )
+    republished = with_status(host_ports=[moved])
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", republished, before)) == [web]
+    relabelled = before.model_copy(
+        update={"metadata": before.metadata.model_copy(update={"labels": {"app": "other"}})}
+    )
+    assert controller.pods_to_wake(InformerEvent("MODIFIED", relabelled, before)) == [web]
+    assert controller.pods_to_wake(InformerEvent("ADDED", before)) == [web]
+    assert controller.pods_to_wake(InformerEvent("DELETED", before)) == [web]
+
+
+def test_a_reconcile_waits_for_the_cache_to_show_its_own_last_write(
+    api: Api,
+    clock: ManualClock,
+    hollow: HollowCluster,
+    manager: ControllerManager,
+    wait_for: Callable[..., None],
+) -> None:
+    hollow.add_nodes(1)
+    serve_one_ready_pod(api, clock, wait_for)
+    controller = manager.component(EndpointsController)
+    web = ObjectKey("Service", "default", "web")
+    # Hold the informers once they have delivered "a" turning not Ready: the controller
+    # writes the endpoints that drop it, and its cache never sees that write.
+    gate = threading.Event()
+
+    def hold(event: InformerEvent[Pod]) -> None:
+        status = event.object.status
+        if event.object.name == "a" and status is not None and not status.ready:
+            gate.wait(30)
+
+    pods = manager.ctx.informers.informer(Pod)
+    pods.add_handler(hold)
+    try:
+        hollow.set_pod_ready("a", ready=False)
+        wait_for(lambda: stored(api) == [], what="a dropped from the stored endpoints")
+        # Reconciled again meanwhile (any event, a resync), the Service waits for the cache
+        # instead of writing the same endpoints against the stale resourceVersion it holds.
+        with pytest.raises(TransientError, match="cache is behind"):
+            controller.reconcile(web)
+    finally:
+        gate.set()
+        pods.remove_handler(hold)
+    assert controller.reconcile(web) is None

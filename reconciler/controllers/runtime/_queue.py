@@ -10,7 +10,9 @@ Two kinds of delay, on two clocks. ``add_after`` is *domain* time ("this pod is 
 5 s", "the progress deadline passes in 30 s") and waits on the passed clock, so a test's
 ManualClock decides when it fires. ``retry_after`` is error pacing (backoff, a cache that is
 catching up) and waits on the machine's monotonic clock: a retry must happen even when nobody
-advances a manual clock, and a wall-clock jump must not stall it.
+advances a manual clock, and a wall-clock jump must not stall it. A key waits for at most one
+retry, the earliest asked for (client-go's delaying queue): a key that failed n times has one
+retry pending, not n spread over the backoff's range.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class WorkQueue(Generic[K]):
         self._dirty: set[K] = set()
         self._delayed: list[tuple[float, int, K]] = []
         self._retries: list[tuple[float, int, K]] = []
+        self._retry_at: dict[K, float] = {}  # the one pending retry of each key
         self._seq = itertools.count()
         self._failures: dict[K, int] = {}
         self._shutdown = False
@@ -116,8 +119,14 @@ class WorkQueue(Generic[K]):
         if delay_s <= 0:
             self.add(key)
             return
+        at = time.monotonic() + delay_s
         with self._cond:
-            heapq.heappush(self._retries, (time.monotonic() + delay_s, next(self._seq), key))
+            pending = self._retry_at.get(key)
+            if pending is not None and pending <= at:
+                return
+            # An earlier retry replaces the later one; its heap entry is skipped when due.
+            self._retry_at[key] = at
+            heapq.heappush(self._retries, (at, next(self._seq), key))
             self._cond.notify()
 
     def get(self, timeout_s: float | None = None) -> K | None:
@@ -151,8 +160,10 @@ class WorkQueue(Generic[K]):
             self._add_locked(key)
         mono = time.monotonic()
         while self._retries and self._retries[0][0] <= mono:
-            _, _, key = heapq.heappop(self._retries)
-            self._add_locked(key)
+            at, _, key = heapq.heappop(self._retries)
+            if self._retry_at.get(key) == at:
+                del self._retry_at[key]
+                self._add_locked(key)
 
     def done(self, key: K) -> None:
         with self._cond:
@@ -183,7 +194,7 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._ranked) + len(self._delayed) + len(self._retries)
+            return len(self._queue) + len(self._ranked) + len(self._delayed) + len(self._retry_at)
 
     @property
     def idle(self) -> bool:

@@ -50,6 +50,24 @@ def test_add_after_waits_for_the_passed_clock(clock: ManualClock) -> None:
     assert queue.get(timeout_s=1) == key("a")
 
 
+def test_a_key_waits_for_one_retry_the_earliest_asked_for(clock: ManualClock) -> None:
+    queue: WorkQueue[ObjectKey] = WorkQueue(clock)
+    # A key that failed three times (a Conflict each) has one retry pending, not three.
+    for delay in (0.05, 0.2, 30.0):
+        queue.retry_after(key("a"), delay)
+    assert len(queue) == 1
+    assert queue.get(timeout_s=5) == key("a")
+    queue.done(key("a"))
+    assert len(queue) == 0
+    # An earlier retry replaces a later one; the later one's entry is not handed out.
+    queue.retry_after(key("b"), 30.0)
+    queue.retry_after(key("b"), 0.01)
+    assert len(queue) == 1
+    assert queue.get(timeout_s=5) == key("b")
+    queue.done(key("b"))
+    assert len(queue) == 0
+
+
 def test_backoff_is_exponential_per_key_and_resets(clock: ManualClock) -> None:
     queue: WorkQueue[ObjectKey] = WorkQueue(clock, base_delay_s=0.01, max_delay_s=0.05)
     delays = [queue.backoff(key("a")) for _ in range(5)]

@@ -40,8 +40,14 @@ _PARTS: Final = (
 )
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new content, whole."""
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new content, whole.
+
+    ``durable``: the new content is on disk when this returns (the file and its directory
+    entry fsynced). Without it the replace is as atomic for readers but may be lost in a
+    crash, for files rebuilt from what is durable (a pod's configMap and secret volumes,
+    rewritten from the persisted desired set).
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -49,13 +55,16 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+    if not durable:
+        return
     # The rename is only durable once the directory entry is.
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -92,15 +101,21 @@ class DesiredStateFile:
     def path(self) -> Path:
         return self._path
 
-    def load(self) -> Sync | None:
+    def read(self) -> bytes | None:
+        """The persisted sync's JSON line, unsealed and not decoded (None before the first)."""
         try:
             data = self._path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            opened = self._data_keys().open(data, context=DESIRED_FILE.encode())
+            return self._data_keys().open(data, context=DESIRED_FILE.encode())
         except DataKeyError as exc:
             raise CorruptState(f"{self._path}: {exc}") from None
+
+    def load(self) -> Sync | None:
+        opened = self.read()
+        if opened is None:
+            return None
         try:
             message = decode_message(opened.rstrip(b"\n"))
         except ProtocolError as exc:

@@ -65,7 +65,9 @@ def _write_files(
         except FileNotFoundError:
             unchanged = False
         if not unchanged:
-            atomic_write(target, data, mode=file_mode)
+            # Not fsynced: a volume is rewritten from the persisted desired set wherever it
+            # differs, and a ConfigMap change rewrites it in every pod of the node at once.
+            atomic_write(target, data, mode=file_mode, durable=False)
             if fs_group is not None:
                 os.chown(target, -1, fs_group)
     for existing in root.rglob("*"):

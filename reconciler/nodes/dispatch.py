@@ -9,13 +9,15 @@ drained with an empty set, then disconnected), recomputes the node's complete
 ``DesiredSet`` *from the informer caches* (``reconciler.nodes.desired``) and pushes it; the
 pool drops a push that changes nothing, so a spurious visit costs one comparison. What
 enqueues a node: its Node object; its pods (old and new node of a pod) after a short
-debounce (``add_after``: a rollout touches many objects at once); and anything every node's
-set depends on — ConfigMaps, Secrets, Services with their endpoints, Ingresses and
-IngressClasses — which enqueues every node at most once per ``everything_interval_s``
-(kube-proxy's ``minSyncPeriod``). New Service rules reach a node at most once per
-``rules_interval``, which grows with the rules' bytes times the nodes: in between, the
-node's pushes carry the rules it has. The controller's resync enqueues every Node. The
-queue runs on the system clock: debounce is real time whatever clock the API uses.
+debounce (``add_after``: a rollout touches many objects at once); a ConfigMap or Secret, the
+nodes whose pods use it, after the same debounce (the pods' ``config`` index; one no pod
+uses, such as the sync state, enqueues none); and anything every node's set depends on —
+Services with their endpoints (the endpoints ConfigMaps), Ingresses, IngressClasses and the
+Secrets their ``tls`` names — which enqueues every node at most once per
+``everything_interval_s`` (kube-proxy's ``minSyncPeriod``). New Service rules reach a node
+at most once per ``rules_interval``, which grows with the rules' bytes times the nodes: in
+between, the node's pushes carry the rules it has. The controller's resync enqueues every
+Node. The queue runs on the system clock: debounce is real time whatever clock the API uses.
 
 In: every ``status`` says its node is alive; one that carries nothing new (an idle node's
 heartbeat: no pods, no node status) stops there. Otherwise the pool's callbacks park the
@@ -56,7 +58,13 @@ from reconciler.controllers.runtime import (
 )
 from reconciler.nodes import _wire
 from reconciler.nodes.connection import AGENT_CONNECTED, ConnectionSettings, NodeState
-from reconciler.nodes.desired import PodWireCache, bound_pods, desired_set, service_rule
+from reconciler.nodes.desired import (
+    PodWireCache,
+    bound_pods,
+    desired_set,
+    referenced_names,
+    service_rule,
+)
 from reconciler.nodes.endpoint import DEFAULT_AGENT_COMMAND, NodeEndpoint, NodeName
 from reconciler.nodes.pool import NodePool, UnknownNode
 from reconciler.nodes.reports import (
@@ -70,7 +78,7 @@ from reconciler.nodes.reports import (
 from reconciler.workloads.endpoints import endpoints_config_map_name, read_endpoints
 from schemas import ConfigMap, Node, Pod, Secret, Service
 from schemas.meta import KubeObject, ObjectKey
-from schemas.networking import Ingress, IngressClass, is_capstan_class
+from schemas.networking import Ingress, IngressClass, is_capstan_class, tls_secret_names
 from schemas.node import NodeStatus
 from schemas.protocol import Endpoint, PodReport, ServiceRule, Status
 
@@ -88,9 +96,10 @@ _Rules = tuple[list[ServiceRule], str]
 class DispatchSettings:
     #: Wait this long after the first change before computing: a burst becomes one push.
     debounce_s: float = 0.05
-    #: A change that may matter to every node (a Service or its endpoints, a ConfigMap, a
-    #: Secret) recomputes every node at most this often, as kube-proxy's minSyncPeriod
-    #: batches endpoint churn; a node's own pods still push after ``debounce_s``.
+    #: A change that matters to every node (a Service or its endpoints, an Ingress)
+    #: recomputes every node at most this often, as kube-proxy's minSyncPeriod batches
+    #: endpoint churn; a node's own pods, and the ConfigMaps and Secrets they use, still
+    #: push it after ``debounce_s``.
     everything_interval_s: float = 0.5
     #: New Service rules go to a node at most once per ``everything_interval_s``, or less
     #: often on a fleet whose rules are large: every node gets every rule, so their bytes
@@ -159,8 +168,9 @@ class NodeDispatcher(Controller):
         self.nodes = self.watch_own(Node)
         self.watch_events(Node, self._node_event)
         self.pods = self.watch_events(Pod, self._pod_event)
-        self.config_maps = self.watch_events(ConfigMap, self._everything_event)
-        self.secrets = self.watch_events(Secret, self._everything_event)
+        self.pods.add_index(_CONFIG_INDEX, _config_refs)
+        self.config_maps = self.watch_events(ConfigMap, self._config_event)
+        self.secrets = self.watch_events(Secret, self._config_event)
         self.services = self.watch_events(Service, self._everything_event)
         self.ingresses = self.watch_events(Ingress, self._everything_event)
         self.ingress_classes = self.watch_events(IngressClass, self._everything_event)
@@ -218,9 +228,34 @@ class NodeDispatcher(Controller):
             if node:
                 self.queue.add_after(_node_key(node), self.settings.debounce_s)
 
+    def _config_event(self, event: InformerEvent[ConfigMap] | InformerEvent[Secret]) -> None:
+        """A ConfigMap or Secret reaches the nodes whose pods use it after ``debounce_s``;
+        a Service's endpoints or an Ingress's TLS Secret reach every node."""
+        obj = event.object
+        if self._every_node_needs(obj):
+            self._everything_event(event)
+            return
+        users = self.pods.by_index(_CONFIG_INDEX, _config_ref(obj.kind, obj.namespace, obj.name))
+        for node in {pod.spec.node_name for pod in users}:
+            if node:
+                self.queue.add_after(_node_key(node), self.settings.debounce_s)
+
+    def _every_node_needs(self, obj: ConfigMap | Secret) -> bool:
+        if isinstance(obj, ConfigMap):
+            # The endpoints of a Service: what ``_service_rules`` reads for it.
+            service = obj.name.removesuffix(endpoints_config_map_name(""))
+            return (
+                obj.name == endpoints_config_map_name(service)
+                and self.services.get(service, namespace=obj.namespace) is not None
+            )
+        return any(
+            ingress.namespace == obj.namespace and obj.name in tls_secret_names(ingress)
+            for ingress in self._capstan_ingresses()
+        )
+
     def _everything_event(self, event: InformerEvent[Any]) -> None:
-        # ConfigMaps, Secrets and Services (with their endpoints) may matter to every node;
-        # the pool drops the pushes that change nothing.
+        # Services (with their endpoints) and Ingresses may matter to every node; the pool
+        # drops the pushes that change nothing.
         now = time.monotonic()
         with self._lock:
             if event.object.kind in ("Service", "ConfigMap"):
@@ -648,6 +683,22 @@ def _sharing_endpoints(rule: ServiceRule, previous: ServiceRule) -> ServiceRule:
 
 def _node_key(name: str) -> ObjectKey:
     return ObjectKey("Node", "", name)
+
+
+#: The pods' index of the ConfigMaps and Secrets each uses (``_config_ref`` values).
+_CONFIG_INDEX = "config"
+
+
+def _config_ref(kind: str, namespace: str, name: str) -> str:
+    return f"{kind}/{namespace}/{name}"
+
+
+def _config_refs(pod: Pod) -> list[str]:
+    config_maps, secrets = referenced_names(pod.spec)
+    return [
+        *(_config_ref("ConfigMap", pod.namespace, name) for name in config_maps),
+        *(_config_ref("Secret", pod.namespace, name) for name in secrets),
+    ]
 
 
 def _unknown(node: Node) -> bool:

@@ -25,7 +25,7 @@ from reconciler.nodes import DispatchSettings, NodeDispatcher
 from reconciler.nodes._wire import Ack, DesiredSet
 from reconciler.nodes.endpoint import NodeEndpoint, NodeName
 from reconciler.store import open_store
-from schemas import Node, Service
+from schemas import ConfigMap, Node, Pod, Service
 from tests.fixtures.waiting import wait_until
 from tests.integration.dispatch.conftest import bound_pod, node_manifest
 
@@ -205,6 +205,62 @@ def test_the_rules_interval_grows_with_rule_bytes_times_nodes_from_the_everythin
     assert dispatcher.rules_interval(small) == dispatcher.settings.everything_interval_s
     large: tuple[list[Any], str] = ([], "x" * int(rate * 3))
     assert dispatcher.rules_interval(large) == pytest.approx(6.0)  # 3 s a node, two nodes
+
+
+def _config_map(api: Api, name: str, value: str) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {"round": value},
+    }
+    try:
+        current = api.get(ConfigMap, name, namespace="default")
+    except NotFound:
+        api.create(body)
+        return
+    api.update(current.model_copy(update={"data": {"round": value}}))
+
+
+def _rounds(desired: DesiredSet) -> list[str]:
+    return [c.data["round"] for c in desired.config_maps if c.name == "config"]
+
+
+# A visit of every node at most every 2 minutes: a ConfigMap change that waited for one
+# would not reach n1 within the wait below.
+@pytest.mark.parametrize("dispatched", [{"everything_interval_s": 120.0}], indirect=True)
+def test_a_config_map_goes_to_the_nodes_whose_pods_use_it_without_waiting_for_every_node(
+    dispatched: tuple[Api, NodeDispatcher, RecordingPool],
+) -> None:
+    api, _dispatcher, pool = dispatched
+    wait_until(lambda: pool.connected == {"n1", "n2"}, what="both nodes connected")
+    _config_map(api, "config", "0")
+    pod = api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "containers": [{"name": "c", "image": "img"}],
+                "volumes": [{"name": "cfg", "configMap": {"name": "config"}}],
+            },
+        }
+    )
+    assert isinstance(pod, Pod)
+    api.bind(pod, "n1")
+    wait_until(
+        lambda: any(_rounds(d) == ["0"] for d in pool.pushed("n1")),
+        what="n1 pushed with its pod's ConfigMap",
+    )
+    # What the sync loop writes around every commit: a ConfigMap no pod uses.
+    _config_map(api, "sync-state", "unused")
+    _config_map(api, "config", "1")
+    wait_until(
+        lambda: any(_rounds(d) == ["1"] for d in pool.pushed("n1")),
+        timeout=60,
+        what="the ConfigMap's change reached n1",
+    )
+    assert not any(_rounds(d) for d in pool.pushed("n2"))
 
 
 def test_a_deleted_node_is_drained_then_disconnected(

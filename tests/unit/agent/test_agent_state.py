@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
+from agent_testdata import desired, pod
 
+from agent.kubelet import volumes
+from agent.kubelet.podspec import ConfigIndex, volume_dir
 from agent.state import CorruptState, DesiredStateFile, atomic_write, prepare_state_dir
-from schemas import ObjectMeta, Secret
+from schemas import ConfigMap, ObjectMeta, Secret
 from schemas.protocol import Sync, encode_message
 
 
@@ -59,6 +63,28 @@ def test_atomic_write_replaces_whole(tmp_path):
     atomic_write(target, b"new", mode=0o400)
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o400
+
+
+def test_the_desired_set_is_fsynced_and_a_pods_config_volume_is_not(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    prepare_state_dir(tmp_path / "s")
+    state = DesiredStateFile(tmp_path / "s")
+    state.save(Sync(generation=1))  # makes the node's data key too
+    monkeypatch.setattr(os, "fsync", fsync)
+    state.save(Sync(generation=2))
+    assert len(synced) == 2  # the file, then its directory entry
+    synced.clear()
+    config = ConfigMap(metadata=ObjectMeta(name="cm", namespace="default"), data={"k": "v2"})
+    d = desired(pod(volumes=[{"name": "cfg", "configMap": {"name": "cm"}}]))
+    volumes.materialize(d, state_dir=tmp_path, configs=ConfigIndex.of([config], []))
+    assert (volume_dir(tmp_path, d.uid, "cfg") / "k").read_bytes() == b"v2"
+    assert synced == []
 
 
 def test_corrupt_file_is_an_error(tmp_path):

@@ -37,7 +37,7 @@ from agent.kubelet.plan import (
     Wait,
     plan_node,
 )
-from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod
+from agent.kubelet.podspec import ConfigIndex, DesiredPod, NodeSettings, desired_pod, with_configs
 from agent.kubelet.prober import Prober, ProbeTarget
 from agent.kubelet.restarts import RESTARTS_FILE, RestartLedger, SeenAttempt, present
 from agent.kubelet.services import NodeServices, published_endpoints
@@ -157,13 +157,15 @@ class Kubelet:
         # A pod object of the last set (the server's decoder hands back the same frozen
         # object for an unchanged pod) keeps its precomputed form while the ConfigMaps and
         # Secrets it may read are unchanged too.
-        known = self._desired_of if configs == self._configs else {}
+        same_configs = configs == self._configs
         desired_of: dict[int, tuple[Pod, DesiredPod]] = {}
         pods = []
         for pod in sync.pods:
-            kept = known.get(id(pod))
+            kept = self._desired_of.get(id(pod))
             if kept is None or kept[0] is not pod:
                 kept = (pod, desired_pod(pod, configs=configs, settings=self._settings))
+            elif not same_configs:
+                kept = (pod, with_configs(kept[1], configs=configs, settings=self._settings))
             desired_of[id(pod)] = kept
             pods.append(kept[1])
         self._desired_of = desired_of
@@ -175,7 +177,7 @@ class Kubelet:
                 self._departed[d.uid] = d
         for uid in staying:
             self._departed.pop(uid, None)
-        if configs != self._configs:
+        if not same_configs:
             self._volumes_stale = True
         self._configs = configs
         self._desired = pods
@@ -396,17 +398,25 @@ class Kubelet:
         volume update fails.
         """
         running = {c.pod_uid for c in observed if c.is_sandbox and c.running}
-        for d in desired:
-            has_config = any(v.config_map or v.secret for v in d.pod.spec.volumes)
-            if d.config_errors:
-                continue
-            if has_config and d.uid in running and d.uid not in self._busy:
-                await loop.run_in_executor(
-                    self._pool,
-                    partial(
-                        volumes.materialize, d, state_dir=self._settings.state_dir, configs=configs
-                    ),
-                )
+        due = [
+            d
+            for d in desired
+            if not d.config_errors
+            and d.uid in running
+            and d.uid not in self._busy
+            and any(v.config_map or v.secret or v.projected for v in d.pod.spec.volumes)
+        ]
+        if due:
+            # One trip to the pool for all of them: a ConfigMap every pod mounts changes 50
+            # pods' files at once.
+            await loop.run_in_executor(
+                self._pool,
+                partial(self._materialize_all, due, configs=configs),
+            )
+
+    def _materialize_all(self, due: list[DesiredPod], *, configs: ConfigIndex) -> None:
+        for d in due:
+            volumes.materialize(d, state_dir=self._settings.state_dir, configs=configs)
 
     async def _work(
         self,

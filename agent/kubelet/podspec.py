@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
 
@@ -347,17 +347,7 @@ def _with_sidecars(pod: Pod) -> Pod:
 def desired_pod(pod: Pod, *, configs: ConfigIndex, settings: NodeSettings) -> DesiredPod:
     """Precompute everything the planner and status need to know about one desired pod."""
     pod = _with_sidecars(pod)
-    errors: dict[str, str] = {}
-    env: dict[str, tuple[tuple[str, str], ...]] = {}
-    volume_error = _volume_config_error(pod, configs)
-    for container in pod.spec.containers:
-        if volume_error is not None:
-            errors[container.name] = volume_error
-            continue
-        try:
-            env[container.name] = resolve_env(pod, container, configs=configs, settings=settings)
-        except ConfigError as exc:
-            errors[container.name] = str(exc)
+    errors, env = _resolved_config(pod, configs, settings)
     return DesiredPod(
         uid=pod_uid(pod),
         namespace=pod.namespace or DEFAULT_NAMESPACE,
@@ -376,6 +366,45 @@ def desired_pod(pod: Pod, *, configs: ConfigIndex, settings: NodeSettings) -> De
             secrets=configs.secrets,
         ),
     )
+
+
+def with_configs(
+    desired: DesiredPod, *, configs: ConfigIndex, settings: NodeSettings
+) -> DesiredPod:
+    """``desired`` as :func:`desired_pod` computes it under ``configs``: only what reads the
+    ConfigMaps and Secrets (environment, config errors, pull credentials) is computed again;
+    the hashes and the refusal, which read the pod alone, are kept. The kubelet's path when a
+    sync changes only configuration: a ConfigMap every pod of the node mounts."""
+    errors, env = _resolved_config(desired.pod, configs, settings)
+    return replace(
+        desired,
+        config_errors=errors,
+        env=env,
+        pull_auths=registry_auths(
+            desired.pod.spec.image_pull_secrets,
+            namespace=desired.namespace,
+            secrets=configs.secrets,
+        ),
+    )
+
+
+def _resolved_config(
+    pod: Pod, configs: ConfigIndex, settings: NodeSettings
+) -> tuple[dict[str, str], dict[str, tuple[tuple[str, str], ...]]]:
+    """Per container, what keeps it from starting (a missing ConfigMap or Secret), or its
+    environment resolved."""
+    errors: dict[str, str] = {}
+    env: dict[str, tuple[tuple[str, str], ...]] = {}
+    volume_error = _volume_config_error(pod, configs)
+    for container in pod.spec.containers:
+        if volume_error is not None:
+            errors[container.name] = volume_error
+            continue
+        try:
+            env[container.name] = resolve_env(pod, container, configs=configs, settings=settings)
+        except ConfigError as exc:
+            errors[container.name] = str(exc)
+    return errors, env
 
 
 def pod_dir(state_dir: Path, uid: PodUID) -> Path:

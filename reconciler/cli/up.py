@@ -398,6 +398,9 @@ def up(
     """
     # Imported here: the whole control plane loads only for `up`, not for every CLI call.
     from reconciler.app import CapstanApp, UpConfig
+    from reconciler.controllers.runtime import limit_malloc_arenas
+
+    limit_malloc_arenas()
 
     logging.basicConfig(
         level=log_level.upper(),

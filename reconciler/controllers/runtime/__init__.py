@@ -29,7 +29,7 @@ from reconciler.controllers.runtime._informer import (
     controller_uid,
 )
 from reconciler.controllers.runtime._queue import WorkQueue
-from reconciler.controllers.runtime._trim import MemoryTrimmer
+from reconciler.controllers.runtime._trim import MemoryTrimmer, limit_malloc_arenas
 
 __all__ = [
     "Component",
@@ -45,6 +45,7 @@ __all__ = [
     "TransientError",
     "WorkQueue",
     "controller_uid",
+    "limit_malloc_arenas",
     "share_field_sets",
     "share_values",
 ]

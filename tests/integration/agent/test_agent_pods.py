@@ -178,6 +178,7 @@ def test_configmap_and_secret_reach_env_and_read_only_files(agent):
                     {"name": "data", "mountPath": "/data"},
                     {"name": "cfg", "mountPath": "/cfg"},
                     {"name": "creds", "mountPath": "/creds"},
+                    {"name": "proj", "mountPath": "/proj"},
                 ],
             }
         ],
@@ -185,6 +186,7 @@ def test_configmap_and_secret_reach_env_and_read_only_files(agent):
             {"name": "data", "emptyDir": {}},
             {"name": "cfg", "configMap": {"name": "cfg"}},
             {"name": "creds", "secret": {"secretName": "creds"}},
+            {"name": "proj", "projected": {"sources": [{"configMap": {"name": "cfg"}}]}},
         ],
     )
 
@@ -223,5 +225,10 @@ def test_configmap_and_secret_reach_env_and_read_only_files(agent):
     client.sync([pod], 2, **objects("bonjour"))
     greeting = agent.volume(pod, "cfg") / "greeting"
     wait_until(lambda: greeting.read_text() == "bonjour", timeout=10, what="the updated file")
+    # A projected volume's ConfigMap files follow the ConfigMap too, as in Kubernetes.
+    projected = agent.volume(pod, "proj") / "greeting"
+    wait_until(
+        lambda: projected.read_text() == "bonjour", timeout=10, what="the updated projected file"
+    )
     assert agent.container_ids() == before
     assert "s3cret" not in agent.log()

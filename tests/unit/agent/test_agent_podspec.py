@@ -11,6 +11,7 @@ from agent.kubelet.podspec import (
     container_config,
     ephemeral_volume_prefix,
     sandbox_config,
+    with_configs,
 )
 from agent.runtime.facts import ContainerID
 from schemas.core import ConfigMap, Secret
@@ -43,6 +44,37 @@ def test_an_agent_upgrade_keeps_the_hash_of_a_container_with_volumes():
         volumes=[{"name": "d", "emptyDir": {}}],
     )
     assert desired(p).container_hashes == {"a": "7a7e520f67dd5b54"}
+
+
+def test_new_configs_recompute_what_reads_them_and_keep_the_rest():
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "env": [
+                    {
+                        "name": "G",
+                        "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "greeting"}},
+                    }
+                ],
+            },
+            {"name": "side", "image": "i:1", "envFrom": [{"secretRef": {"name": "s"}}]},
+        ],
+        imagePullSecrets=[{"name": "s"}],
+    )
+    before = desired(p, ConfigIndex.of([CM], []))
+    assert before.config_errors == {"side": before.config_errors["side"]}
+    changed = CM.model_copy(update={"data": {"greeting": "bonjour"}})
+    configs = ConfigIndex.of([changed], [SECRET])
+    after = with_configs(before, configs=configs, settings=SETTINGS)
+    # The same as computing the pod afresh under the new configs, ...
+    assert after == desired(p, configs)
+    assert after.env["app"] == (("G", "bonjour"),)
+    assert after.config_errors == {}
+    # ... with the parts that read only the pod carried over, not recomputed.
+    assert after.container_hashes is before.container_hashes
+    assert after.sandbox_hash is before.sandbox_hash
 
 
 def test_hash_changes_with_image_only_for_that_container():

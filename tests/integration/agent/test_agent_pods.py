@@ -150,6 +150,41 @@ def test_piping_a_sync_into_connect_starts_pods_and_again_changes_nothing(agent)
     assert agent.log().count("agent.kubelet.executor: start") == starts
 
 
+def test_a_projected_volume_alone_follows_its_configmap(agent):
+    client = agent.client()
+    pod = make_pod(
+        "projected",
+        [
+            {
+                "name": "app",
+                "image": BUSYBOX,
+                "command": ["sh", "-c", "exec sleep 3600"],
+                "volumeMounts": [{"name": "proj", "mountPath": "/proj"}],
+            }
+        ],
+        volumes=[{"name": "proj", "projected": {"sources": [{"configMap": {"name": "cfg"}}]}}],
+    )
+
+    def config_maps(greeting):
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "cfg", "namespace": "default"},
+                "data": {"greeting": greeting},
+            }
+        ]
+
+    client.sync([pod], 1, configMaps=config_maps("hello"))
+    client.wait_pods(lambda s: ready(s.get("projected")), what="projected ready")
+    greeting = agent.volume(pod, "proj") / "greeting"
+    assert greeting.read_text() == "hello"
+    before = agent.container_ids()
+    client.sync([pod], 2, configMaps=config_maps("bonjour"))
+    wait_until(lambda: greeting.read_text() == "bonjour", timeout=10, what="the updated file")
+    assert agent.container_ids() == before
+
+
 def test_configmap_and_secret_reach_env_and_read_only_files(agent):
     client = agent.client()
     script = (

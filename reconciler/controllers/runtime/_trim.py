@@ -25,13 +25,19 @@ __all__ = ["MemoryTrimmer", "glibc_trim", "limit_malloc_arenas"]
 _log = logging.getLogger(__name__)
 
 
-def glibc_trim() -> Callable[[], object] | None:
-    """``malloc_trim(0)`` of the C library, or None where there is none (musl, macOS)."""
+def _glibc(name: str) -> Callable[..., int] | None:
+    """The C library's function ``name``, or None where it has none (musl, macOS)."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        function: Callable[..., int] = getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    return lambda: trim(0)
+    return function
+
+
+def glibc_trim() -> Callable[[], object] | None:
+    """``malloc_trim(0)`` of the C library, or None where there is none (musl, macOS)."""
+    trim = _glibc("malloc_trim")
+    return None if trim is None else lambda: trim(0)
 
 
 #: glibc's ``mallopt`` parameter for the most heaps ("arenas") malloc keeps.
@@ -48,11 +54,8 @@ def limit_malloc_arenas(count: int = 2) -> bool:
     Python at a time, so fewer heaps cost next to no contention. ``MALLOC_ARENA_MAX`` in
     the environment, glibc's own knob, wins: nothing is set then.
     """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        mallopt: Callable[[int, int], int] = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if "MALLOC_ARENA_MAX" in os.environ or mallopt is None:
         return False
     return bool(mallopt(_M_ARENA_MAX, count))
 

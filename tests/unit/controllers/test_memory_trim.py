@@ -8,7 +8,7 @@ import pytest
 
 from reconciler.api import Api, ManualClock
 from reconciler.controllers.runtime import ControllerContext, InformerFactory, MemoryTrimmer
-from reconciler.controllers.runtime._trim import glibc_trim
+from reconciler.controllers.runtime._trim import glibc_trim, limit_malloc_arenas
 from schemas import ConfigMap, ObjectMeta
 
 
@@ -57,3 +57,10 @@ def test_glibc_trim_runs_and_the_thread_stops(api: Api, clock: ManualClock) -> N
     trimmer.start()
     trimmer.stop()
     assert trimmer.trims == 0
+
+
+def test_malloc_arenas_are_limited_unless_the_environment_says(monkeypatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # glibc's own knob wins: nothing is set
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is True  # this machine's C library is glibc

@@ -10,8 +10,14 @@ other, each structure of ``capstan up`` that keeps a copy of every pod, and meas
   and indexes;
 - **API watch cache**: the HTTP API server's ``ListCache`` of pods (response bytes), after
   loading, so without history;
-- **wire cache**: the node dispatcher's ``PodWireCache`` (each pod's wire form and JSON),
-  filled from the informer's pods as a push to every node does;
+- **wire cache**: the node dispatcher's ``PodWireCache`` (each pod's wire form and its
+  packed JSON), filled from the informer's pods as a push to every node does; and, for
+  comparison, **wire cache, text JSON**: the same entries with the JSON as a ``str``, as the
+  cache kept them before they were packed;
+- **held reports**: the dispatcher's ``HeldReports``, fed one complete status per node
+  decoded from its wire JSON as the agents' come (every pod's report: its status); and,
+  for comparison, **held reports, plain JSON**: each report's JSON unpacked, keyed by its
+  decoded uid, as they were kept before;
 - **SQLite page caches**: what SQLite itself holds (``sqlite3_status64``, outside the Python
   heap) once ``--readers`` threads have each ranged every pod at the same time, as the
   control plane's worker threads read the store: the store keeps one reader connection
@@ -20,7 +26,7 @@ other, each structure of ``capstan up`` that keeps a copy of every pod, and meas
 Run from the repository root: ``.venv/bin/python bench/memory.py [--pods 5000]``. Prints a
 table (MB, bytes per pod, allocations per pod), and as its last line one JSON object:
 ``{"pods": N, "informer_bytes_per_pod": ..., "list_cache_bytes_per_pod": ...,
-"wire_cache_bytes_per_pod": ..., "sqlite_mb": ...}``.
+"wire_cache_bytes_per_pod": ..., "held_reports_bytes_per_pod": ..., "sqlite_mb": ...}``.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ from typing import Any
 
 from reconciler.api import Api, kind_prefix, now_utc
 from reconciler.api.server._cache import ListCache
-from reconciler.controllers.runtime import InformerFactory
-from reconciler.nodes.desired import PodWireCache
+from reconciler.controllers.runtime import InformerFactory, share_field_sets
+from reconciler.nodes.desired import PodWireCache, _wire_pod
+from reconciler.nodes.reports import HeldReports
 from reconciler.store import Store, open_store
 from schemas import Namespace, ObjectMeta, Pod
 from schemas.meta import Condition
+from schemas.node import NodeStatus
 from schemas.pod import (
     ContainerState,
     ContainerStateRunning,
@@ -51,6 +59,7 @@ from schemas.pod import (
     HostPortMapping,
     PodStatus,
 )
+from schemas.protocol import PodReport, Status
 
 
 def _pod(index: int, *, deployments: int, nodes: int) -> Pod:
@@ -123,6 +132,24 @@ def _running(pod: Pod, api: Api, port: int) -> PodStatus:
             )
         ],
     )
+
+
+def _node_statuses(pods: list[Pod]) -> list[bytes]:
+    """One complete status per node reporting each of its pods, as an agent's wire JSON."""
+    by_node: dict[str, list[PodReport]] = {}
+    for pod in pods:
+        if pod.status is None or pod.spec.node_name is None:
+            continue
+        report = PodReport(
+            namespace=pod.namespace, name=pod.name, uid=pod.metadata.uid or "", status=pod.status
+        )
+        by_node.setdefault(pod.spec.node_name, []).append(report)
+    return [
+        Status(node_name=node, node=NodeStatus(), pods=reports)
+        .model_dump_json(by_alias=True)
+        .encode()
+        for node, reports in sorted(by_node.items())
+    ]
 
 
 def populate(api: Api, *, pods: int, deployments: int, nodes: int) -> None:
@@ -200,21 +227,64 @@ def run(store: Store, api: Api, pods: int, readers: int) -> dict[str, float]:
 
     _, size, count = measured(wire_cache)
     rows.append(("wire cache", size, count))
+
+    def wire_texts() -> dict[str, tuple[str, Pod, str]]:
+        # The cache's entries as they were before the JSON was packed.
+        kept = {}
+        for pod in cached:
+            wired = _wire_pod(pod)
+            share_field_sets(wired)
+            text = wired.model_dump_json(by_alias=True, exclude_none=True)
+            kept[pod.metadata.uid or ""] = (pod.metadata.resource_version or "", wired, text)
+        return kept
+
+    _, size, count = measured(wire_texts)
+    rows.append(("wire cache, text JSON", size, count))
+
+    # Decoded with ``json``: pydantic's JSON parser keeps the strings it read in a cache of
+    # its own (bounded), which would count here as held.
+    statuses = _node_statuses(cached)
+
+    def held_reports() -> HeldReports:
+        held = HeldReports()
+        for line in statuses:
+            status = Status.model_validate(json.loads(line))
+            held.note(status.node_name, status)
+        return held
+
+    _, size, count = measured(held_reports)
+    rows.append(("held reports", size, count))
+
+    def held_json() -> dict[str, dict[str, bytes]]:
+        # The held reports as they were kept before: plain JSON under the decoded uid.
+        kept: dict[str, dict[str, bytes]] = {}
+        for line in statuses:
+            status = Status.model_validate(json.loads(line))
+            kept[status.node_name] = {
+                r.uid: r.model_dump_json(by_alias=True, exclude_none=True).encode()
+                for r in status.pods
+            }
+        return kept
+
+    _, size, count = measured(held_json)
+    rows.append(("held reports, plain JSON", size, count))
     tracemalloc.stop()
     cache.stop()
     factory.stop()
 
-    print(f"{'holder':<18} {'MB':>8} {'B/pod':>8} {'allocs/pod':>11}")
+    print(f"{'holder':<26} {'MB':>8} {'B/pod':>8} {'allocs/pod':>11}")
     for name, size, count in rows:
-        print(f"{name:<18} {size / 1e6:8.2f} {size / pods:8.0f} {count / pods:11.1f}")
-    total = sum(size for _, size, _ in rows)
-    print(f"{'all three':<18} {total / 1e6:8.2f} {total / pods:8.0f}")
+        print(f"{name:<26} {size / 1e6:8.2f} {size / pods:8.0f} {count / pods:11.1f}")
+    kept = [rows[0], rows[1], rows[2], rows[4]]
+    total = sum(size for _, size, _ in kept)
+    print(f"{'all but the comparisons':<26} {total / 1e6:8.2f} {total / pods:8.0f}")
     sqlite_mb = concurrent_ranges(store, readers)
     print(f"SQLite page caches after {readers} concurrent ranges: {sqlite_mb:.1f} MB")
     return {
         "informer_bytes_per_pod": round(rows[0][1] / pods),
         "list_cache_bytes_per_pod": round(rows[1][1] / pods),
         "wire_cache_bytes_per_pod": round(rows[2][1] / pods),
+        "held_reports_bytes_per_pod": round(rows[4][1] / pods),
         "sqlite_mb": round(sqlite_mb, 1),
     }
 

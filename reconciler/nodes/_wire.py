@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.nodes._packed import POD_JSON
 from schemas.core import ConfigMap, Secret
 from schemas.networking import Ingress
 from schemas.pod import Pod
@@ -70,9 +71,10 @@ class DesiredSet:
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
     services: tuple[ServiceRule, ...] = ()
     ingresses: tuple[Ingress, ...] = ()
-    #: The wire JSON of each pod, in order, when the computing side had it cached
-    #: (``desired.PodWireCache``): a sync then encodes its pods by joining strings.
-    pod_json: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    #: The wire JSON of each pod, in order and packed (``_packed.POD_JSON``), when the
+    #: computing side had it cached (``desired.PodWireCache``): a sync then encodes its pods
+    #: by joining them unpacked.
+    pod_json: tuple[bytes, ...] | None = field(default=None, compare=False, repr=False)
     #: The wire JSON of ``services``, comma-joined in order, when the computing side had it:
     #: every node gets the same rules, so they are serialized once per change, not per node.
     services_json: str | None = field(default=None, compare=False, repr=False)
@@ -147,7 +149,7 @@ def encode_sync(
         and len(desired.pod_json) == len(desired.pods)
     ):
         exclude["pods"] = True
-        spliced.append(b'"pods":[' + ",".join(desired.pod_json).encode() + b"]")
+        spliced.append(b'"pods":[' + b",".join(map(POD_JSON.unpack, desired.pod_json)) + b"]")
     if (
         not services_unchanged
         and desired.services

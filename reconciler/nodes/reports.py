@@ -9,9 +9,11 @@ the pods of a node that comes back from Unknown.
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import datetime
 
+from reconciler.nodes._packed import REPORT_JSON
 from reconciler.nodes.connection import NodeState
 from schemas import Node, Pod
 from schemas.meta import Condition
@@ -139,7 +141,8 @@ class HeldReports:
     from Unknown over a link that survived the outage, its agent has nothing new to say
     about pods that did not change, yet the node controller marked them not Ready: these
     reports put them back (the kubelet's nodeStatusReportFrequency can then be minutes).
-    Kept as wire JSON, a few hundred bytes a pod, not as models: they are read only then.
+    Kept as packed wire JSON (``_packed.REPORT_JSON``), not as models: they are read only
+    then. Keyed by the uid interned, the very string the informers' pods hold.
     """
 
     def __init__(self) -> None:
@@ -148,7 +151,10 @@ class HeldReports:
 
     def note(self, node: str, status: Status) -> None:
         encoded = {
-            r.uid: r.model_dump_json(by_alias=True, exclude_none=True).encode() for r in status.pods
+            sys.intern(r.uid): REPORT_JSON.pack(
+                r.model_dump_json(by_alias=True, exclude_none=True).encode()
+            )
+            for r in status.pods
         }
         with self._lock:
             if status.complete:
@@ -163,7 +169,7 @@ class HeldReports:
         """The last report of each pod ``node``'s agent runs (none when never heard)."""
         with self._lock:
             held = list(self._nodes.get(node, {}).values())
-        return [PodReport.model_validate_json(data) for data in held]
+        return [PodReport.model_validate_json(REPORT_JSON.unpack(data)) for data in held]
 
     def forget(self, node: str) -> None:
         with self._lock:

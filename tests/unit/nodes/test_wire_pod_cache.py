@@ -1,6 +1,6 @@
 """A node's sync encodes the same with the pod wire cache as without it.
 
-The cache keeps each pod's wire form and JSON while its resourceVersion stays; a sync then
+The cache keeps each pod's wire form and packed JSON while its resourceVersion stays; a sync then
 splices the cached JSON in. What the agent decodes must not change by a byte's meaning.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reconciler.nodes._packed import POD_JSON
 from reconciler.nodes._wire import encode_sync
 from reconciler.nodes.desired import PodWireCache, desired_set
 from schemas import Pod
@@ -122,3 +123,14 @@ def test_rules_spliced_from_their_json_decode_as_encoded_ones() -> None:
         services_json=text,
     )
     assert shuffled.services_json is None
+
+
+def test_the_kept_json_unpacks_to_the_wire_form_of_the_pod() -> None:
+    cache = PodWireCache()
+    pod = _pod("a", "10")
+    wired, packed = cache.wire(pod)
+    text = POD_JSON.unpack(packed)
+    assert text == wired.model_dump_json(by_alias=True, exclude_none=True).encode()
+    assert Pod.model_validate_json(text) == wired
+    assert len(packed) < len(text)
+    assert cache.wire(pod) == (wired, packed)  # the kept pair, not packed again

@@ -101,3 +101,5 @@ class Compactor:
             except StoreError as exc:
                 # The next round retries; a Fenced store has already deposed this leader.
                 _log.warning("compacting the store failed: %s", exc)
+            except Exception:
+                _log.exception("compacting the store failed")

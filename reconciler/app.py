@@ -53,6 +53,7 @@ from reconciler.source.credentials import redact
 from reconciler.source.git import GitSource
 from reconciler.source.watch import DEFAULT_POLL_INTERVAL_S, FetchBackoff
 from reconciler.store import Store, open_store
+from reconciler.store.compactor import DEFAULT_COMPACTION_INTERVAL_S, Compactor
 from reconciler.store.election import (
     ElectionSettings,
     FencedStore,
@@ -123,6 +124,8 @@ class UpConfig:
     pod_eviction_timeout_s: float | None = None
     #: age identity files that open sealed Secrets; () : ``<state_dir>/age-identity`` if any.
     age_identities: tuple[Path, ...] = ()
+    #: Seconds between the leader's compactions of the store's history; 0: never compact.
+    compaction_interval_s: float = DEFAULT_COMPACTION_INTERVAL_S
 
     @property
     def store(self) -> str:
@@ -222,6 +225,8 @@ class CapstanApp:
         self._leading_lock = threading.Lock()
         #: The leader's writes, fenced by its term (None while following).
         self._fenced: FencedStore | None = None
+        #: The leader's store compactor (None while following, or with compaction off).
+        self.compactor: Compactor | None = None
         self._age_identities = Identities()
 
     # -- start/stop ---------------------------------------------------------------------------
@@ -306,7 +311,8 @@ class CapstanApp:
         self._cleanups.append(("run info", lambda: run_file.unlink(missing_ok=True)))
 
     def _start_leading(self, leadership: Leadership) -> None:
-        """Start the controllers, scheduler, node dispatch and sync loop for one term.
+        """Start the controllers, scheduler, node dispatch, sync loop and store compactor for
+        one term.
 
         They write through a ``FencedStore``: once another replica holds the leader key,
         their writes fail instead of landing, and this replica steps down.
@@ -336,6 +342,9 @@ class CapstanApp:
                 ),
             )
             self.manager.start()
+            if cfg.compaction_interval_s > 0:
+                self.compactor = Compactor(fenced, interval_s=cfg.compaction_interval_s)
+                self.compactor.start()
 
             # WARNING: an https:// REPO may carry a token in its userinfo: shown and stored
             # only redacted (GitSource itself strips it from the URL it uses).
@@ -364,7 +373,9 @@ class CapstanApp:
     def _stop_leading(self, leadership: Leadership) -> None:
         with self._leading_lock:
             sync, manager, self.sync, self.manager = self.sync, self.manager, None, None
-            for name, part in (("git sync", sync), ("control plane", manager)):
+            compactor, self.compactor = self.compactor, None
+            parts = (("git sync", sync), ("store compactor", compactor), ("control plane", manager))
+            for name, part in parts:
                 if part is None:
                     continue
                 self._progress(f"stopping {name}")

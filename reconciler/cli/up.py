@@ -360,6 +360,16 @@ def _describe_webhook(app: CapstanApp) -> str:
     metavar="SECONDS",
     help="Pods of an Unknown node are deleted (and replaced elsewhere) after this (default 300).",
 )
+@click.option(
+    "--store-compaction-interval",
+    "compaction_interval",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="The leader compacts the store's history older than this every this often "
+    "(as kube-apiserver's --etcd-compaction-interval); 0: never.",
+)
 @click.option("--log-level", default="WARNING", show_default=True)
 def up(
     repo: str,
@@ -387,6 +397,7 @@ def up(
     identity: str | None,
     node_grace: float | None,
     eviction_timeout: float | None,
+    compaction_interval: float,
     log_level: str,
 ) -> None:
     """Run Capstan for REPO (a path, file://, ssh:// or https:// URL) until Ctrl-C.
@@ -430,6 +441,7 @@ def up(
         identity=identity,
         node_monitor_grace_s=node_grace,
         pod_eviction_timeout_s=eviction_timeout,
+        compaction_interval_s=compaction_interval,
         age_identities=tuple(path.expanduser() for path in age_identities),
     )
     stop = threading.Event()

@@ -131,3 +131,13 @@ def test_the_exchange_leaves_the_new_file_under_the_name(tmp_path):
     atomic_write(target, b"new", durable=False)
     assert target.stat().st_ino != old_inode
     assert target.read_bytes() == b"new"
+
+
+def test_existing_pod_dirs_are_the_directories_under_pods(tmp_path):
+    assert volumes.existing_pod_dirs(tmp_path) == []
+    (tmp_path / "pods" / "uid-a").mkdir(parents=True)
+    (tmp_path / "pods" / "uid-b").mkdir()
+    (tmp_path / "pods" / ".stray").write_bytes(b"")
+    assert sorted(volumes.existing_pod_dirs(tmp_path)) == ["uid-a", "uid-b"]
+    (tmp_path / "file").write_bytes(b"")
+    assert volumes.existing_pod_dirs(tmp_path / "file") == []

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,8 +99,13 @@ def config_maps(round_no: int) -> list[dict[str, Any]]:
 
 
 def cpu_s(pid: int) -> float:
+    return sum(cpu_split_s(pid))
+
+
+def cpu_split_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
 class Peer:
@@ -133,13 +140,15 @@ class Peer:
                         self._reports.pop(uid, None)
                 self._cond.notify_all()
 
-    def sync(self, **parts: Any) -> None:
-        """Send a sync and wait for its ack."""
+    def sync(self, **parts: Any) -> float:
+        """Send a sync and wait for its ack; the seconds from sending to the ack."""
+        started = time.monotonic()
         self._generation += 1
         msg_id = uuid.uuid4().hex
         self._send({"type": "sync", "id": msg_id, "generation": self._generation, **parts})
         with self._cond:
             self._cond.wait_for(lambda: msg_id in self._acked)
+        return time.monotonic() - started
 
     def wait_ready(self, version: str) -> float:
         """Seconds until every pod of ``version`` reports Ready."""
@@ -164,7 +173,37 @@ class Peer:
         return time.monotonic() - started
 
 
-def measure(nodes: int, work: Path) -> dict[str, float]:
+def wait_files(state: Path, round_no: int) -> None:
+    """Until every pod's file of the ConfigMap holds ``round_no`` (the kubelet's refresh)."""
+    want = str(round_no).encode()
+    pending = {p / "volumes" / "config" / "r" for p in (state / "pods").iterdir()}
+    while pending:
+        pending = {f for f in pending if f.read_bytes() != want}
+        if pending:
+            time.sleep(0.002)
+
+
+def _profile(py_spy: str, pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (raw, collapsed stacks, with idle) into ``out``."""
+    recorder = subprocess.Popen(
+        [
+            *(py_spy, "record", "--pid", str(pid), "--rate", "500", "--gil", "--format", "raw"),
+            *("--nonblocking", "--output", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    return recorder
+
+
+def _keep(path: Path) -> Path:
+    kept = Path(tempfile.gettempdir()) / f"agent-sync-{path.name}"
+    kept.write_bytes(path.read_bytes())
+    return kept
+
+
+def measure(nodes: int, work: Path, py_spy: str | None) -> dict[str, Any]:
     sock = work / "agent.sock"
     agent = subprocess.Popen(
         [
@@ -180,7 +219,7 @@ def measure(nodes: int, work: Path) -> dict[str, float]:
                 raise RuntimeError("the agent exited")
             time.sleep(0.05)
         peer = Peer(sock)
-        result: dict[str, float] = {}
+        result: dict[str, Any] = {}
         before = cpu_s(agent.pid)
         peer.sync(
             pods=[pod(i, "v0") for i in range(PODS)],
@@ -200,12 +239,33 @@ def measure(nodes: int, work: Path) -> dict[str, float]:
                 20,
                 lambda k: {"servicesUnchanged": True, "pods": [pod(i, "v0") for i in range(PODS)]},
             ),
-            ("config", 20, lambda k: {"servicesUnchanged": True, "podsUnchanged": True}),
+            ("config", 40, lambda k: {"servicesUnchanged": True, "podsUnchanged": True}),
         ):
+            profiler = (
+                _profile(py_spy, agent.pid, work / "config.txt")
+                if name == "config" and py_spy
+                else None
+            )
             before = cpu_s(agent.pid)
+            user, system = cpu_split_s(agent.pid)
+            acks = []
             for k in range(count):
-                peer.sync(configMaps=config_maps(k if name == "config" else 0), **parts(k))
+                acks.append(
+                    peer.sync(configMaps=config_maps(k + 1 if name == "config" else 0), **parts(k))
+                )
+                if name == "config":
+                    # What follows the ack (the pods' volumes rewritten) is part of the sync's
+                    # cost: wait for it before the next, as the fleet's nodes get one a commit.
+                    wait_files(work / "state", k + 1)
             result[f"{name}_sync_ms"] = 1000 * (cpu_s(agent.pid) - before) / count
+            result[f"{name}_ack_ms"] = 1000 * statistics.median(acks)
+            after = cpu_split_s(agent.pid)
+            result[f"{name}_user_ms"] = 1000 * (after[0] - user) / count
+            result[f"{name}_sys_ms"] = 1000 * (after[1] - system) / count
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=60)
+                result["profile"] = str(_keep(work / "config.txt"))
         before, started = cpu_s(agent.pid), time.monotonic()
         for step in range(0, PODS + 1, 5):
             pods = [pod(i, "v1" if i < step else "v0") for i in range(PODS)]
@@ -223,20 +283,27 @@ def measure(nodes: int, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100, help="fleet size the syncs stand for")
+    parser.add_argument(
+        "--py-spy", metavar="PATH", help="record the agent through the config syncs with py-spy"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="agent-sync-") as tmp:
-        result = measure(args.nodes, Path(tmp))
+        result = measure(args.nodes, Path(tmp), args.py_spy)
     header = (
         f"{'nodes':>5} {'deploy s':>8} {'deploy cpu s':>12} {'idle %':>6} {'rules ms':>8} "
-        f"{'pods ms':>7} {'config ms':>9} {'rollout s':>9} {'rollout cpu s':>13}"
+        f"{'pods ms':>7} {'config ms':>9} {'config ack ms':>13} {'rollout s':>9} "
+        f"{'rollout cpu s':>13}"
     )
     print(header)
     print(
         f"{args.nodes:>5} {result['deploy_s']:>8.1f} {result['deploy_cpu_s']:>12.2f} "
         f"{result['idle_cpu_pct']:>6.1f} {result['rules_sync_ms']:>8.1f} "
         f"{result['pods_sync_ms']:>7.1f} {result['config_sync_ms']:>9.1f} "
+        f"{result['config_ack_ms']:>13.1f} "
         f"{result['rollout_s']:>9.1f} {result['rollout_cpu_s']:>13.2f}"
     )
+    if "profile" in result:
+        print(f"py-spy of the config syncs (collapsed stacks): {result.pop('profile')}")
     print(json.dumps({"nodes": args.nodes, **{k: round(v, 3) for k, v in result.items()}}))
 
 

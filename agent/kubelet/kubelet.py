@@ -415,8 +415,11 @@ class Kubelet:
             )
 
     def _materialize_all(self, due: list[DesiredPod], *, configs: ConfigIndex) -> None:
+        contents = volumes.VolumeContents(configs)
         for d in due:
-            volumes.materialize(d, state_dir=self._settings.state_dir, configs=configs)
+            volumes.materialize(
+                d, state_dir=self._settings.state_dir, configs=configs, contents=contents
+            )
 
     async def _work(
         self,

@@ -376,16 +376,13 @@ def with_configs(
     the hashes and the refusal, which read the pod alone, are kept. The kubelet's path when a
     sync changes only configuration: a ConfigMap every pod of the node mounts."""
     errors, env = _resolved_config(desired.pod, configs, settings)
-    return replace(
-        desired,
-        config_errors=errors,
-        env=env,
-        pull_auths=registry_auths(
-            desired.pod.spec.image_pull_secrets,
-            namespace=desired.namespace,
-            secrets=configs.secrets,
-        ),
+    pull_auths = registry_auths(
+        desired.pod.spec.image_pull_secrets, namespace=desired.namespace, secrets=configs.secrets
     )
+    if errors == desired.config_errors and env == desired.env and pull_auths == desired.pull_auths:
+        # The same object: what keys on it (the kubelet's status of the pod) stays as it is.
+        return desired
+    return replace(desired, config_errors=errors, env=env, pull_auths=pull_auths)
 
 
 def _resolved_config(

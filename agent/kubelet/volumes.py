@@ -19,7 +19,7 @@ import base64
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -34,48 +34,68 @@ _SECRET_MODE = 0o400
 
 def _write_files(
     root: Path,
-    values: dict[str, bytes],
+    values: Mapping[str, bytes],
     items: list[KeyToPath],
     *,
     default_mode: int,
     fs_group: int | None,
 ) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)  # noqa: S103 - containers running as any user read these files
+    top = os.fspath(root)
+    try:
+        top_mode = os.stat(top).st_mode
+    except FileNotFoundError:
+        os.makedirs(top, exist_ok=True)
+        top_mode = os.stat(top).st_mode
+    if stat.S_IMODE(top_mode) != 0o755:
+        os.chmod(top, 0o755)  # noqa: S103 - containers running as any user read these files
     if items:
         selected = {i.path: (values[i.key], i.mode) for i in items if i.key in values}
     else:
         selected = {key: (value, None) for key, value in values.items()}
-    wanted: set[Path] = set()
+    wanted: set[str] = set()
     for relative, (data, mode) in selected.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.join(top, relative)
+        if "/" in relative:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
         wanted.add(target)
         file_mode = mode if mode is not None else default_mode
         if fs_group is not None:
             # Kubernetes' volume ownership: the fsGroup may read what the owner may read.
             file_mode |= (file_mode & 0o400) >> 3
-        try:
-            stat = target.stat()
-            unchanged = (
-                target.read_bytes() == data
-                and (stat.st_mode & 0o777) == file_mode
-                and (fs_group is None or stat.st_gid == fs_group)
-            )
-        except FileNotFoundError:
-            unchanged = False
-        if not unchanged:
+        if not _holds(target, data, file_mode, fs_group):
             # Not fsynced: a volume is rewritten from the persisted desired set wherever it
             # differs, and a ConfigMap change rewrites it in every pod of the node at once.
-            atomic_write(target, data, mode=file_mode, durable=False)
+            atomic_write(Path(target), data, mode=file_mode, durable=False)
             if fs_group is not None:
                 os.chown(target, -1, fs_group)
-    for existing in root.rglob("*"):
-        if existing.is_file() and existing not in wanted:
-            existing.unlink()
+    for directory, _dirs, names in os.walk(top):
+        for name in names:
+            existing = os.path.join(directory, name)
+            if existing not in wanted and os.path.isfile(existing):
+                os.unlink(existing)
 
 
-def _selected(values: dict[str, bytes], items: list[KeyToPath]) -> dict[str, bytes]:
+def _holds(target: str, data: bytes, mode: int, fs_group: int | None) -> bool:
+    """Whether the file at ``target`` already has ``data``, ``mode`` and group."""
+    try:
+        found = os.stat(target)
+    except FileNotFoundError:
+        return False
+    if (
+        found.st_size != len(data)
+        or stat.S_IMODE(found.st_mode) != mode
+        or (fs_group is not None and found.st_gid != fs_group)
+    ):
+        return False
+    # os calls, not open(): a buffered file costs an fstat, an ioctl and two lseeks more.
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        return os.read(fd, len(data) + 1) == data
+    finally:
+        os.close(fd)
+
+
+def _selected(values: Mapping[str, bytes], items: list[KeyToPath]) -> Mapping[str, bytes]:
     if not items:
         return values
     return {i.path: values[i.key] for i in items if i.key in values}
@@ -91,25 +111,67 @@ def _pod_field(d: DesiredPod, path: str) -> bytes:
 
 
 def _projected_files(
-    d: DesiredPod, source: ProjectedVolumeSource, configs: ConfigIndex
+    d: DesiredPod, source: ProjectedVolumeSource, contents: VolumeContents
 ) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for projection in source.sources:
         if projection.config_map is not None:
-            config_map = configs.config_maps.get((d.namespace, projection.config_map.name))
-            values = {k: v.encode() for k, v in config_map.data.items()} if config_map else {}
+            values = contents.config_map(d.namespace, projection.config_map.name) or {}
             files.update(_selected(values, projection.config_map.items))
         elif projection.secret is not None:
-            secret = configs.secrets.get((d.namespace, projection.secret.name))
-            files.update(_selected(secret.decoded() if secret else {}, projection.secret.items))
+            values = contents.secret(d.namespace, projection.secret.name) or {}
+            files.update(_selected(values, projection.secret.items))
         elif projection.downward_api is not None:
             for item in projection.downward_api.items:
                 files[item.path] = _pod_field(d, item.field_ref.field_path)
     return files
 
 
-def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None:
-    """Create or refresh every volume of the pod on disk (blocking)."""
+class VolumeContents:
+    """The files a ConfigMap or Secret gives a volume, computed once per object.
+
+    One is kept for a desired set's :class:`ConfigIndex`: a ConfigMap every pod of the node
+    mounts is decoded once for all of them, not once per pod."""
+
+    def __init__(self, configs: ConfigIndex) -> None:
+        self.configs = configs
+        self._config_maps: dict[tuple[str, str], Mapping[str, bytes]] = {}
+        self._secrets: dict[tuple[str, str], Mapping[str, bytes]] = {}
+
+    def config_map(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        key = (namespace, name)
+        if key not in self._config_maps:
+            config_map = self.configs.config_maps.get(key)
+            if config_map is None:
+                return None
+            values = {k: v.encode() for k, v in config_map.data.items()}
+            values.update({k: base64.b64decode(v) for k, v in config_map.binary_data.items()})
+            self._config_maps[key] = values
+        return self._config_maps[key]
+
+    def secret(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        key = (namespace, name)
+        if key not in self._secrets:
+            secret = self.configs.secrets.get(key)
+            if secret is None:
+                return None
+            self._secrets[key] = secret.decoded()
+        return self._secrets[key]
+
+
+def materialize(
+    d: DesiredPod,
+    *,
+    state_dir: Path,
+    configs: ConfigIndex,
+    contents: VolumeContents | None = None,
+) -> None:
+    """Create or refresh every volume of the pod on disk (blocking).
+
+    ``contents``: the files of ``configs``' objects, when the caller materializes many pods
+    under the same ``configs``."""
+    if contents is None or contents.configs is not configs:
+        contents = VolumeContents(configs)
     context = d.pod.spec.security_context
     fs_group = context.fs_group if context is not None else None
     for volume in d.pod.spec.volumes:
@@ -129,14 +191,9 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
                 os.chmod(path, 0o777)  # noqa: S103 - as Kubernetes' emptyDir
         elif volume.config_map is not None:
             source = volume.config_map
-            config_map = configs.config_maps.get((d.namespace, source.name))
-            values: dict[str, bytes] = {}
-            if config_map is not None:
-                values = {k: v.encode() for k, v in config_map.data.items()}
-                values.update({k: base64.b64decode(v) for k, v in config_map.binary_data.items()})
             _write_files(
                 path,
-                values,
+                contents.config_map(d.namespace, source.name) or {},
                 source.items,
                 default_mode=source.default_mode or _CONFIG_MODE,
                 fs_group=fs_group,
@@ -144,17 +201,16 @@ def materialize(d: DesiredPod, *, state_dir: Path, configs: ConfigIndex) -> None
         elif volume.projected is not None:
             _write_files(
                 path,
-                _projected_files(d, volume.projected, configs),
+                _projected_files(d, volume.projected, contents),
                 [],
                 default_mode=volume.projected.default_mode or _CONFIG_MODE,
                 fs_group=fs_group,
             )
         elif volume.secret is not None:
             secret_source = volume.secret
-            secret = configs.secrets.get((d.namespace, secret_source.secret_name))
             _write_files(
                 path,
-                secret.decoded() if secret is not None else {},
+                contents.secret(d.namespace, secret_source.secret_name) or {},
                 secret_source.items,
                 default_mode=secret_source.default_mode or _SECRET_MODE,
                 fs_group=fs_group,
@@ -252,7 +308,10 @@ def remove_pod_dir(state_dir: Path, uid: PodUID) -> None:
 
 
 def existing_pod_dirs(state_dir: Path) -> list[str]:
-    root = state_dir / "pods"
-    if not root.is_dir():
+    """The names under ``pods/`` that are directories (a directory entry's type, no stat
+    each: the kubelet lists them on every pass)."""
+    try:
+        with os.scandir(state_dir / "pods") as entries:
+            return [entry.name for entry in entries if entry.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return [entry.name for entry in root.iterdir() if entry.is_dir()]

@@ -33,6 +33,9 @@ SECRET = Secret.model_validate(
     }
 )
 
+#: A variable read from ``CM``.
+GREETING = {"name": "G", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "greeting"}}}
+
 
 def test_an_agent_upgrade_keeps_the_hash_of_a_container_with_volumes():
     # The value an agent without hostPath and mountPropagation in its models computed: a new
@@ -52,12 +55,7 @@ def test_new_configs_recompute_what_reads_them_and_keep_the_rest():
             {
                 "name": "app",
                 "image": "i:1",
-                "env": [
-                    {
-                        "name": "G",
-                        "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "greeting"}},
-                    }
-                ],
+                "env": [GREETING],
             },
             {"name": "side", "image": "i:1", "envFrom": [{"secretRef": {"name": "s"}}]},
         ],
@@ -75,6 +73,34 @@ def test_new_configs_recompute_what_reads_them_and_keep_the_rest():
     # ... with the parts that read only the pod carried over, not recomputed.
     assert after.container_hashes is before.container_hashes
     assert after.sandbox_hash is before.sandbox_hash
+
+
+def test_with_configs_keeps_the_object_when_nothing_it_holds_changed():
+    # A ConfigMap the pod mounts (its files follow it) but reads no variable of: the same
+    # DesiredPod, so what keys on it (the pod's status) is not computed again.
+    p = pod(
+        containers=[
+            {
+                "name": "app",
+                "image": "i:1",
+                "env": [GREETING],
+                "volumeMounts": [{"name": "files", "mountPath": "/files"}],
+            }
+        ],
+        volumes=[{"name": "files", "configMap": {"name": "files"}}],
+    )
+    files = CM.model_copy(update={"metadata": CM.metadata.model_copy(update={"name": "files"})})
+    before = desired(p, ConfigIndex.of([CM, files], []))
+    other_files = files.model_copy(update={"data": {"greeting": "changed"}})
+    assert (
+        with_configs(before, configs=ConfigIndex.of([CM, other_files], []), settings=SETTINGS)
+        is before
+    )
+    # A value the container reads changed: a new object with the new environment.
+    changed = CM.model_copy(update={"data": {"greeting": "bonjour"}})
+    after = with_configs(before, configs=ConfigIndex.of([changed, files], []), settings=SETTINGS)
+    assert after is not before
+    assert after.env["app"] == (("G", "bonjour"),)
 
 
 def test_hash_changes_with_image_only_for_that_container():

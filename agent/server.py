@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from agent import agent_version
 from agent._framing import LineReader, TooLong
 from agent.kubelet.kubelet import Kubelet
 from agent.nodeinfo import node_status
 from agent.state import DesiredStateFile
-from agent.wire import SyncDecoder
+from agent.wire import MergedRuleTexts, SyncDecoder
 from schemas.meta import Condition
 from schemas.node import NodeStatus
 from schemas.protocol import (
@@ -49,6 +51,7 @@ from schemas.protocol import (
     Status,
     Sync,
     encode_message,
+    merge_service_rules,
 )
 
 _log = logging.getLogger(__name__)
@@ -149,13 +152,17 @@ class AgentServer:
         self._node_conditions = node_conditions
         self._clients: set[_Client] = set()
         self._generation: int | None = None
-        # The Service rules of the applied sync (None before the first).
-        # The last applied sync, whole: what ``servicesUnchanged`` / ``podsUnchanged`` keep.
+        # The last applied sync, whole: what ``servicesUnchanged`` / ``podsUnchanged`` keep,
+        # and the connection it came on (None when restored): a rules delta
+        # (``servicesBase``) is taken only against a sync applied on its own connection.
         self._applied: Sync | None = None
+        self._applied_origin: object | None = None
         self._term = 0
         self._sync_lock = asyncio.Lock()
         # Shared by the connections: a reconnecting control plane resends mostly the same.
         self._decoder = SyncDecoder()
+        # The JSON of the rules the last delta merged, for the desired-state file.
+        self._merged_texts = MergedRuleTexts()
         self._started = datetime.now(tz=UTC)
         self._status_dirty = asyncio.Event()
         self._version = agent_version()
@@ -174,9 +181,10 @@ class AgentServer:
         """Something besides the kubelet changed the status (e.g. the proxy applied rules)."""
         self._status_dirty.set()
 
-    def _take(self, sync: Sync) -> None:
+    def _take(self, sync: Sync, origin: object | None = None) -> None:
         self._generation = sync.generation
         self._applied = sync
+        self._applied_origin = origin
         self._term = max(self._term, sync.term)
         self._kubelet.set_desired(sync)
         for listener in self._desired_listeners:
@@ -327,7 +335,7 @@ class AgentServer:
 
     async def _dispatch(self, client: _Client, message: Message) -> None:
         if isinstance(message, Sync):
-            client.send(await self.apply(message))
+            client.send(await self.apply(message, origin=client))
             self._broadcast_status()
         elif isinstance(message, Hello):
             client.features = frozenset(message.capabilities)
@@ -357,8 +365,13 @@ class AgentServer:
                 )
             )
 
-    async def apply(self, sync: Sync) -> Ack:
-        """Persist then hand over a desired set, unless it is older than the applied one."""
+    async def apply(self, sync: Sync, *, origin: object | None = None) -> Ack:
+        """Persist then hand over a desired set, unless it is older than the applied one.
+
+        ``origin`` is the connection the sync came on: a rules delta (``servicesBase``) is
+        merged into the rules of the last sync applied on that very connection, and refused
+        (``applied: false``, nothing changed) against any other base; the sender then sends
+        the whole set."""
         async with self._sync_lock:
             if sync.term < self._term:
                 return Ack(
@@ -402,6 +415,17 @@ class AgentServer:
                 if sync.pods_unchanged:
                     update["pods"] = self._applied.pods
                 sync = sync.model_copy(update=update)
+            if sync.services_base is not None:
+                merged = self._merged_rules(sync, origin)
+                if isinstance(merged, str):
+                    _log.warning("refused generation %d: %s", sync.generation, merged)
+                    return Ack(
+                        in_reply_to=sync.id,
+                        generation=sync.generation,
+                        applied=False,
+                        message=f"refused: {merged}; nothing changed, send the whole set",
+                    )
+                sync = merged
             problem = _duplicate_pods(sync)
             if problem is not None:
                 return Ack(
@@ -411,7 +435,7 @@ class AgentServer:
                     message=f"refused: {problem}; nothing changed",
                 )
             try:
-                await asyncio.to_thread(self._state.save, sync, known=self._decoder.text)
+                await asyncio.to_thread(self._state.save, sync, known=self._text)
             except OSError as exc:
                 # A full disk under the state dir, say: a set the agent could not persist is
                 # not taken (after a restart it would be lost). Refused like a stale one,
@@ -424,7 +448,7 @@ class AgentServer:
                     message=f"cannot persist generation {sync.generation} in "
                     f"{self._state.path}: {exc}; nothing changed",
                 )
-            self._take(sync)
+            self._take(sync, origin)
             _log.info(
                 "applied generation %d: %d pods, %d services",
                 sync.generation,
@@ -437,6 +461,52 @@ class AgentServer:
                 applied=True,
                 message=f"generation {sync.generation} applied: {len(sync.pods)} pods",
             )
+
+    def _text(self, model: BaseModel) -> str | None:
+        """The JSON of a part of the sync being saved, when known without encoding it."""
+        text = self._decoder.text(model)
+        return text if text is not None else self._merged_texts.text(model)
+
+    def _merged_rules(self, sync: Sync, origin: object | None) -> Sync | str:
+        """``sync`` with its rules delta merged into the base's rules, or why it cannot be."""
+        base = sync.services_base
+        applied = self._applied
+        if applied is None:
+            return f"servicesBase {base} but no sync applied yet"
+        if origin is None or origin is not self._applied_origin:
+            return (
+                f"servicesBase {base} but generation {applied.generation} was applied "
+                "on another connection"
+            )
+        if applied.generation != base:
+            return f"servicesBase {base} but the last applied generation is {applied.generation}"
+        try:
+            services = merge_service_rules(
+                applied.services,
+                services=sync.services,
+                changed=sync.services_changed,
+                removed=sync.services_removed,
+            )
+        except ValueError as exc:
+            return f"servicesBase {base}: {exc}"
+        _log.info(
+            "generation %d: rules delta against %d merged (%d whole, %d changed, %d removed)",
+            sync.generation,
+            base,
+            len(sync.services),
+            len(sync.services_changed),
+            len(sync.services_removed),
+        )
+        given = {id(rule) for rule in (*applied.services, *sync.services)}
+        self._merged_texts.note(services, {id(rule) for rule in services} - given)
+        return sync.model_copy(
+            update={
+                "services": services,
+                "services_base": None,
+                "services_changed": [],
+                "services_removed": [],
+            }
+        )
 
     async def _stream_logs(self, client: _Client, request: LogsRequest) -> None:
         try:

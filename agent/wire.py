@@ -19,7 +19,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ValidationError
 
 from schemas.protocol import Endpoint as WireEndpoint
-from schemas.protocol import Message, Sync, decode_object, load_line
+from schemas.protocol import Message, ServiceRule, Sync, decode_object, load_line
 
 #: The list fields of a sync whose elements are kept between syncs (wire names).
 _KEPT: Final = ("pods", "services")
@@ -118,3 +118,54 @@ class SyncDecoder:
         """
         kept = self._texts.get(id(model))
         return kept[1] if kept is not None and kept[0] is model else None
+
+
+class MergedRuleTexts:
+    """The wire JSON of Service rules merged from a delta (``servicesBase``), for the
+    desired-state file, assembled from each endpoint's JSON.
+
+    A merged rule is a new model the decoder never read, and a rule lists every endpoint of
+    its Service across the fleet: serializing it whole on every delta would cost the agent
+    more than the delta saved. Each endpoint's JSON is kept by its model (the merge keeps
+    the base's models), so a rule costs its own fields, its ports' and its new endpoints'.
+    """
+
+    def __init__(self) -> None:
+        self._endpoints: dict[int, tuple[WireEndpoint, str]] = {}
+        self._rules: dict[int, tuple[ServiceRule, str]] = {}
+
+    def note(self, rules: list[ServiceRule], merged: set[int]) -> None:
+        """Keep the JSON of the rules in ``rules`` whose ids are in ``merged``, and of every
+        endpoint they list (only these: the cache is as large as one set of rules)."""
+        endpoints: dict[int, tuple[WireEndpoint, str]] = {}
+        texts: dict[int, tuple[ServiceRule, str]] = {}
+        for rule in rules:
+            if id(rule) not in merged:
+                continue
+            ports = []
+            for port in rule.ports:
+                listed = []
+                for endpoint in port.endpoints:
+                    kept = self._endpoints.get(id(endpoint)) or endpoints.get(id(endpoint))
+                    if kept is None or kept[0] is not endpoint:
+                        kept = (endpoint, _json(endpoint))
+                    endpoints[id(endpoint)] = kept
+                    listed.append(kept[1])
+                ports.append(_spliced(_json(port, exclude={"endpoints"}), "endpoints", listed))
+            texts[id(rule)] = (rule, _spliced(_json(rule, exclude={"ports"}), "ports", ports))
+        self._endpoints = endpoints
+        self._rules = texts
+
+    def text(self, model: BaseModel) -> str | None:
+        """The JSON of a rule noted last, or None."""
+        kept = self._rules.get(id(model))
+        return kept[1] if kept is not None and kept[0] is model else None
+
+
+def _json(model: BaseModel, *, exclude: set[str] | None = None) -> str:
+    return model.model_dump_json(by_alias=True, exclude_none=True, exclude=exclude)
+
+
+def _spliced(head: str, field: str, items: list[str]) -> str:
+    """``head`` (a JSON object with at least one field) with ``field`` set to ``items``."""
+    return f'{head.removesuffix("}")},"{field}":[{",".join(items)}]}}'

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import json
 import re
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
@@ -62,6 +65,7 @@ __all__ = [
     "FEATURE_NODE_UNCHANGED",
     "FEATURE_PODS_UNCHANGED",
     "FEATURE_SERVICES_UNCHANGED",
+    "FEATURE_SERVICE_DELTAS",
     "FEATURE_STATUS_DELTAS",
     "MAX_LINE_BYTES",
     "PROTOCOL_VERSION",
@@ -76,14 +80,21 @@ __all__ = [
     "Message",
     "PodReport",
     "ProtocolError",
+    "RuleDeltaMemo",
+    "ServicePortDelta",
     "ServicePortRule",
     "ServiceRule",
+    "ServiceRuleDelta",
+    "ServiceRuleKey",
+    "ServiceRulesDelta",
     "Status",
     "Sync",
     "Uid",
     "decode_message",
     "encode_message",
+    "merge_service_rules",
     "node_address_problem",
+    "service_rules_delta",
     "uid_problem",
     "wire_cluster_ip",
 ]
@@ -122,6 +133,10 @@ FEATURE_NODE_UNCHANGED: Final = "nodeUnchanged"
 """``Status.node`` may be left out of a status that is not ``complete``: the node's status
 is as last reported on this connection but for heartbeat times (the kubelet's split of its
 lease from ``nodeStatusReportFrequency``). An idle node's heartbeat is then a few bytes."""
+FEATURE_SERVICE_DELTAS: Final = "serviceDeltas"
+"""``Sync.servicesBase``: the sync carries only the Service rules that changed since the sync
+of that generation, the last this connection applied (``services``: new or changed whole,
+``servicesChanged``: endpoints added and removed per port, ``servicesRemoved``: gone)."""
 WIRE_FEATURES: Final = (
     FEATURE_SERVICES_UNCHANGED,
     FEATURE_PODS_UNCHANGED,
@@ -130,6 +145,7 @@ WIRE_FEATURES: Final = (
     FEATURE_STATUS_DELTAS,
     FEATURE_NODE_UNCHANGED,
     FEATURE_EXTERNAL_TRAFFIC_POLICY,
+    FEATURE_SERVICE_DELTAS,
 )
 
 ErrorCode = Literal[
@@ -272,6 +288,31 @@ class ServiceRule(KubeModel):
     external_traffic_policy: Literal["Local"] | None = None
 
 
+class ServiceRuleKey(KubeModel):
+    """Names a Service rule of the base a delta sync is against (``servicesRemoved``)."""
+
+    namespace: DNSLabel
+    name: DNS1035Label
+
+
+class ServicePortDelta(KubeModel):
+    """How one port's endpoints changed: ``removed`` (each as the base lists it) are taken
+    out, ``added`` put in; the port's endpoints are then in (address, port) order."""
+
+    protocol: Protocol = "TCP"
+    port: PortNumber
+    added: list[Endpoint] = Field(default_factory=list)
+    removed: list[Endpoint] = Field(default_factory=list)
+
+
+class ServiceRuleDelta(KubeModel):
+    """A rule of the base whose endpoints alone changed, port by port (``servicesChanged``)."""
+
+    namespace: DNSLabel
+    name: DNS1035Label
+    ports: list[ServicePortDelta] = Field(default_factory=list)
+
+
 class Sync(_Message):
     """The node's complete desired state. Pods absent from ``pods`` must not run on the node.
 
@@ -301,6 +342,9 @@ class Sync(_Message):
     ingresses: list[Ingress] = Field(default_factory=list)
     services_unchanged: bool = False
     pods_unchanged: bool = False
+    services_base: NonNegativeInt | None = None
+    services_changed: list[ServiceRuleDelta] = Field(default_factory=list)
+    services_removed: list[ServiceRuleKey] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _identified(self) -> Sync:
@@ -327,6 +371,17 @@ class Sync(_Message):
                     problems.add(
                         (field, index, "metadata", "namespace"), "missing", "Field required"
                     )
+        if self.services_base is None:
+            for field, listed in (
+                ("servicesChanged", self.services_changed),
+                ("servicesRemoved", self.services_removed),
+            ):
+                if listed:
+                    problems.add((field,), "delta", "only in a delta sync (with servicesBase)")
+        elif self.services_unchanged:
+            problems.add(
+                ("servicesUnchanged",), "delta", "a delta sync (servicesBase) has rules to change"
+            )
         problems.raise_if_any()
         return self
 
@@ -491,3 +546,194 @@ def encode_message(message: Message, *, exclude: IncEx | None = None) -> bytes:
     return (
         message.model_dump_json(by_alias=True, exclude_none=True, exclude=exclude).encode() + b"\n"
     )
+
+
+_RuleKey = tuple[str, str]
+_EndpointKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRulesDelta:
+    """What turns one list of Service rules into another (a delta sync's three fields)."""
+
+    services: list[ServiceRule]
+    changed: list[ServiceRuleDelta]
+    removed: list[ServiceRuleKey]
+
+
+def _rule_key(rule: ServiceRule | ServiceRuleDelta | ServiceRuleKey) -> _RuleKey:
+    return (rule.namespace, rule.name)
+
+
+def _endpoint_key(endpoint: Endpoint) -> _EndpointKey:
+    return (endpoint.address, endpoint.port)
+
+
+def _in_order(keys: Sequence[Any]) -> bool:
+    """Strictly ascending: sorted and no key twice."""
+    return all(a < b for a, b in itertools.pairwise(keys))
+
+
+def _port_delta(old: ServicePortRule, new: ServicePortRule) -> ServicePortDelta | None:
+    """The endpoints ``new`` adds and removes against ``old`` (None when equal), or raises
+    :class:`_Whole` when the merge could not give ``new`` back exactly."""
+    if (old.name, old.protocol, old.port, old.node_port) != (
+        new.name,
+        new.protocol,
+        new.port,
+        new.node_port,
+    ) or not _in_order([_endpoint_key(e) for e in new.endpoints]):
+        raise _Whole
+    before = {_endpoint_key(e): e for e in old.endpoints}
+    if len(before) != len(old.endpoints):
+        raise _Whole
+    after = {_endpoint_key(e): e for e in new.endpoints}
+    removed = [
+        e for key, e in before.items() if (n := after.get(key)) is None or (n is not e and n != e)
+    ]
+    added = [
+        e for key, e in after.items() if (o := before.get(key)) is None or (o is not e and o != e)
+    ]
+    if not removed and not added:
+        return None
+    return ServicePortDelta(protocol=new.protocol, port=new.port, added=added, removed=removed)
+
+
+class _Whole(Exception):
+    """A changed rule that goes whole on the wire, not as endpoint changes."""
+
+
+def _rule_delta(old: ServiceRule, new: ServiceRule) -> ServiceRuleDelta | None:
+    """``new``'s endpoint changes against ``old`` (None when equal); raises :class:`_Whole`
+    when more than endpoints changed."""
+    if (old.type, old.cluster_ip, old.external_traffic_policy, len(old.ports)) != (
+        new.type,
+        new.cluster_ip,
+        new.external_traffic_policy,
+        len(new.ports),
+    ):
+        raise _Whole
+    ports = [
+        delta
+        for a, b in zip(old.ports, new.ports, strict=True)
+        if (delta := _port_delta(a, b)) is not None
+    ]
+    if not ports:
+        return None
+    return ServiceRuleDelta(namespace=new.namespace, name=new.name, ports=ports)
+
+
+RuleDeltaMemo = MutableMapping[
+    tuple[int, int], tuple[ServiceRule, ServiceRule, ServiceRuleDelta | bool | None]
+]
+"""Rule-pair deltas kept by the ids of both rules (the rules are kept too, so the ids stay
+theirs): every node of a fleet gets the same rule objects, so a pair is diffed once."""
+
+
+def service_rules_delta(
+    base: Sequence[ServiceRule],
+    current: Sequence[ServiceRule],
+    *,
+    memo: RuleDeltaMemo | None = None,
+) -> ServiceRulesDelta | None:
+    """The delta that :func:`merge_service_rules` turns ``base`` into ``current`` with, or
+    None when ``current`` is not in the wire's order (by namespace and name, each once).
+
+    A rule whose Service changed in more than its endpoints, or whose endpoints are not in
+    (address, port) order each once, goes whole; so does every new one.
+    """
+    if not _in_order([_rule_key(rule) for rule in current]):
+        return None
+    before = {_rule_key(rule): rule for rule in base}
+    services: list[ServiceRule] = []
+    changed: list[ServiceRuleDelta] = []
+    for rule in current:
+        old = before.pop(_rule_key(rule), None)
+        if old is rule:
+            continue
+        if old is None:
+            services.append(rule)
+            continue
+        kept = memo.get((id(old), id(rule))) if memo is not None else None
+        if kept is not None and kept[0] is old and kept[1] is rule:
+            delta = kept[2]
+        else:
+            try:
+                delta = _rule_delta(old, rule)
+            except _Whole:
+                delta = True
+            if memo is not None:
+                memo[(id(old), id(rule))] = (old, rule, delta)
+        if delta is True:
+            services.append(rule)
+        elif isinstance(delta, ServiceRuleDelta):
+            changed.append(delta)
+    removed = [ServiceRuleKey(namespace=ns, name=name) for ns, name in before]
+    return ServiceRulesDelta(services=services, changed=changed, removed=removed)
+
+
+def _merged_port(port: ServicePortRule, delta: ServicePortDelta, where: str) -> ServicePortRule:
+    endpoints = {_endpoint_key(e): e for e in port.endpoints}
+    if len(endpoints) != len(port.endpoints):
+        raise ValueError(f"{where}: the base lists an endpoint twice")
+    for endpoint in delta.removed:
+        key = _endpoint_key(endpoint)
+        if endpoints.get(key) != endpoint:
+            raise ValueError(f"{where}: removed endpoint {key[0]}:{key[1]} is not in the base")
+        del endpoints[key]
+    for endpoint in delta.added:
+        key = _endpoint_key(endpoint)
+        if key in endpoints:
+            raise ValueError(f"{where}: added endpoint {key[0]}:{key[1]} is already there")
+        endpoints[key] = endpoint
+    return port.model_copy(update={"endpoints": [endpoints[key] for key in sorted(endpoints)]})
+
+
+def merge_service_rules(
+    base: Sequence[ServiceRule],
+    *,
+    services: Sequence[ServiceRule],
+    changed: Sequence[ServiceRuleDelta],
+    removed: Sequence[ServiceRuleKey],
+) -> list[ServiceRule]:
+    """``base`` with a delta sync's rules applied, in the wire's order; unchanged rules are
+    the base's own objects. Raises ValueError naming the field and rule when the delta is not
+    against ``base`` (a rule or endpoint it changes or removes is not there, or one it adds
+    is): the sender's base and the receiver's differ, and only the whole set can mend that."""
+    rules = {_rule_key(rule): rule for rule in base}
+    seen: set[_RuleKey] = set()
+
+    def once(key: _RuleKey, field: str) -> str:
+        where = f"{field}: Service {key[0]}/{key[1]}"
+        if key in seen:
+            raise ValueError(f"{where} appears twice in the delta")
+        seen.add(key)
+        return where
+
+    for gone in removed:
+        key = _rule_key(gone)
+        where = once(key, "servicesRemoved")
+        if rules.pop(key, None) is None:
+            raise ValueError(f"{where} is not in the base")
+    for delta in changed:
+        key = _rule_key(delta)
+        where = once(key, "servicesChanged")
+        rule = rules.get(key)
+        if rule is None:
+            raise ValueError(f"{where} is not in the base")
+        ports = list(rule.ports)
+        index = {(p.protocol, p.port): i for i, p in enumerate(ports)}
+        done: set[int] = set()
+        for port_delta in delta.ports:
+            at = index.get((port_delta.protocol, port_delta.port))
+            port_where = f"{where} port {port_delta.port}/{port_delta.protocol}"
+            if at is None or at in done:
+                raise ValueError(f"{port_where}: not in the base, or changed twice")
+            done.add(at)
+            ports[at] = _merged_port(ports[at], port_delta, port_where)
+        rules[key] = rule.model_copy(update={"ports": ports})
+    for rule in services:
+        key = _rule_key(rule)
+        once(key, "services")
+        rules[key] = rule
+    return [rules[key] for key in sorted(rules)]

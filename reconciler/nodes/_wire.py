@@ -8,8 +8,9 @@ and the node dispatcher use its types (``DesiredSet``, ``Ack``, ``AgentMessage``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from reconciler.nodes._packed import POD_JSON
 from schemas.core import ConfigMap, Secret
@@ -21,6 +22,7 @@ from schemas.protocol import (
     FEATURE_INGRESSES,
     FEATURE_NODE_UNCHANGED,
     FEATURE_PODS_UNCHANGED,
+    FEATURE_SERVICE_DELTAS,
     FEATURE_SERVICES_UNCHANGED,
     FEATURE_STATUS_DELTAS,
     MAX_LINE_BYTES,
@@ -30,11 +32,14 @@ from schemas.protocol import (
     Hello,
     LogsChunk,
     ProtocolError,
+    RuleDeltaMemo,
     ServiceRule,
+    ServiceRulesDelta,
     Status,
     Sync,
     decode_message,
     encode_message,
+    service_rules_delta,
 )
 
 __all__ = [
@@ -52,6 +57,13 @@ AgentHello = Hello
 AgentMessage = Hello | Ack | Status | LogsChunk | ErrorMessage
 
 _SYNC_ID_PREFIX = "sync-"
+#: Rule pairs already diffed (``schemas.protocol.RuleDeltaMemo``), shared by every node's
+#: connection thread; emptied when it holds more than ``_MEMO_LIMIT``.
+_RULE_DELTAS: Final[RuleDeltaMemo] = {}
+_MEMO_LIMIT: Final = 4096
+#: A delta that lists more endpoints than this share of the rules' goes as the whole rules:
+#: merging it and writing out the merged rules costs the agent more than decoding them whole.
+DELTA_MAX_SHARE: Final = 0.25
 
 
 class WireError(Exception):
@@ -104,6 +116,8 @@ def _older_form(features: frozenset[str]) -> dict[str, Any]:
         exclude["services_unchanged"] = True
     if FEATURE_PODS_UNCHANGED not in features:
         exclude["pods_unchanged"] = True
+    if FEATURE_SERVICE_DELTAS not in features:
+        exclude.update(services_base=True, services_changed=True, services_removed=True)
     if FEATURE_INGRESSES not in features:
         exclude["ingresses"] = True
     rule: dict[str, Any] = {}
@@ -123,6 +137,7 @@ def encode_sync(
     term: int = 0,
     services_unchanged: bool = False,
     pods_unchanged: bool = False,
+    services_base: tuple[int, Sequence[ServiceRule]] | None = None,
     features: frozenset[str] = frozenset(WIRE_FEATURES),
 ) -> bytes:
     """One sync line for an agent that understands ``features``; ``services_unchanged`` and
@@ -131,6 +146,11 @@ def encode_sync(
     feature, its fields are left out: an agent of an older release gets no Ingresses, no
     per-pod names of headless Services, and Service rules without ``externalTrafficPolicy``
     (it serves them as ``Cluster``).
+
+    ``services_base``: the generation and the rules of the sync the agent applied last on
+    this connection; an agent that lists ``serviceDeltas`` then gets only the rules changed
+    since (``Sync.servicesBase``), in place of them all, unless the delta lists more than
+    ``DELTA_MAX_SHARE`` of the rules' endpoints.
 
     With ``desired.pod_json`` / ``services_json`` the pods and rules are not serialized
     again: their cached JSON is spliced into the message (every model serializes the same
@@ -141,6 +161,22 @@ def encode_sync(
     if FEATURE_PODS_UNCHANGED not in features:
         pods_unchanged = False
     exclude = _older_form(features)
+    delta = None
+    if (
+        not services_unchanged
+        and services_base is not None
+        and FEATURE_SERVICE_DELTAS in features
+        and "services" not in exclude  # an older agent's rules are encoded field by field
+    ):
+        if len(_RULE_DELTAS) > _MEMO_LIMIT:
+            _RULE_DELTAS.clear()
+        delta = service_rules_delta(services_base[1], desired.services, memo=_RULE_DELTAS)
+        if delta is not None and _endpoints_in(delta) > DELTA_MAX_SHARE * _endpoints_of(
+            desired.services
+        ):
+            delta = None
+    if delta is None:
+        exclude.update(services_changed=True, services_removed=True)
     spliced: list[bytes] = []
     if (
         not pods_unchanged
@@ -152,6 +188,7 @@ def encode_sync(
         spliced.append(b'"pods":[' + b",".join(map(POD_JSON.unpack, desired.pod_json)) + b"]")
     if (
         not services_unchanged
+        and delta is None
         and desired.services
         and desired.services_json is not None
         and "services" not in exclude  # an older agent's rules are encoded field by field
@@ -167,8 +204,17 @@ def encode_sync(
             pods_unchanged=pods_unchanged,
             config_maps=list(desired.config_maps),
             secrets=list(desired.secrets),
-            services=[] if services_unchanged else list(desired.services),
+            services=(
+                []
+                if services_unchanged
+                else delta.services
+                if delta is not None
+                else list(desired.services)
+            ),
             services_unchanged=services_unchanged,
+            services_base=services_base[0] if delta is not None and services_base else None,
+            services_changed=delta.changed if delta is not None else [],
+            services_removed=delta.removed if delta is not None else [],
             ingresses=list(desired.ingresses),
         ),
         exclude=exclude or None,
@@ -178,6 +224,16 @@ def encode_sync(
     head = line.rstrip(b"\n")
     assert head.endswith(b"}")
     return head[:-1] + b"," + b",".join(spliced) + b"}\n"
+
+
+def _endpoints_of(rules: Sequence[ServiceRule]) -> int:
+    return sum(len(port.endpoints) for rule in rules for port in rule.ports)
+
+
+def _endpoints_in(delta: ServiceRulesDelta) -> int:
+    """The endpoints a delta lists: those of its whole rules, and those added and removed."""
+    changed = sum(len(p.added) + len(p.removed) for rule in delta.changed for p in rule.ports)
+    return _endpoints_of(delta.services) + changed
 
 
 def decode(line: bytes) -> AgentMessage:

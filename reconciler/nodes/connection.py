@@ -208,6 +208,8 @@ class NodeConnection:
         # The Service rules the agent holds, as far as this session knows: those of the
         # last sync it applied here. A sync with the same rules leaves them out.
         self._agent_services: tuple[ServiceRule, ...] | None = None
+        # The generation that gave the agent ``_agent_services``: what a rules delta is against.
+        self._agent_services_generation = 0
         self._in_flight_services: tuple[ServiceRule, ...] | None = None
         # Likewise the pods: a sync that only moves Service rules leaves them out.
         self._agent_pods: tuple[Pod, ...] | None = None
@@ -436,6 +438,11 @@ class NodeConnection:
                     sent_at = now
                     services = outgoing.desired.services
                     unchanged = services == self._agent_services
+                    base = (
+                        (self._agent_services_generation, self._agent_services)
+                        if self._agent_services is not None
+                        else None
+                    )
                     self._in_flight_services = services
                     pods = outgoing.desired.pods
                     pods_unchanged = pods == self._agent_pods
@@ -463,6 +470,7 @@ class NodeConnection:
                     term=self._settings.term,
                     services_unchanged=unchanged,
                     pods_unchanged=pods_unchanged,
+                    services_base=base,
                     features=features,
                 )
             )
@@ -484,6 +492,7 @@ class NodeConnection:
                 if message.applied:
                     if message.generation == self._slot.in_flight:
                         self._agent_services = self._in_flight_services
+                        self._agent_services_generation = message.generation
                         self._agent_pods = self._in_flight_pods
                     else:
                         self._agent_services = self._agent_pods = None

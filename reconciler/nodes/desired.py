@@ -93,7 +93,8 @@ def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule
     The ports come from the Service itself, so a Service whose endpoints are not computed
     yet (or that has none) still gets its in-cluster name and NodePort — answering
     "connection refused" rather than not existing. Endpoints are taken per port from the
-    Endpoints controller's rule when it describes the same port.
+    Endpoints controller's rule when it describes the same port, in (address, port) order,
+    the order ``schemas.protocol.merge_service_rules`` keeps.
     """
     by_port: dict[tuple[int, str], ServicePortRule] = {}
     if endpoints is not None:
@@ -107,7 +108,12 @@ def service_rule(service: Service, endpoints: ServiceRule | None) -> ServiceRule
                 protocol=port.protocol,
                 port=port.port,
                 node_port=port.node_port,
-                endpoints=list(known.endpoints) if known is not None else [],
+                # In (address, port) order: what a rules delta's merge gives back.
+                endpoints=(
+                    sorted(known.endpoints, key=lambda e: (e.address, e.port))
+                    if known is not None
+                    else []
+                ),
             )
         )
     return ServiceRule(

@@ -105,7 +105,9 @@ class DispatchSettings:
     #: often on a fleet whose rules are large: every node gets every rule, so their bytes
     #: grow with nodes times endpoints, and each sync of new rules costs every agent a
     #: parse of them all. The rules reach each node at most once per (their bytes times nodes
-    #: / this) seconds; a node's own pods are pushed meanwhile with the rules it has.
+    #: / this) seconds; a node's own pods are pushed meanwhile with the rules it has. The
+    #: whole rules count even for an agent that gets them as a delta (``serviceDeltas``):
+    #: it still persists and reprograms the whole merged set on each sync.
     rules_bytes_per_s: float = 4_000_000.0
     #: Threads writing agent reports, each a node at a time.
     report_workers: int = 4

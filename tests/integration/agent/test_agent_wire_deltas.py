@@ -5,7 +5,10 @@ status carries only the pods whose report changed, and the uids of pods gone (``
 and the node's status only when more than its heartbeat times changed, so a heartbeat of an
 unchanged node is a few bytes. Sync: ``servicesUnchanged`` leaves the
 Service rules out, and the agent keeps those of the sync it applied last (and persists the
-whole set); an agent with nothing applied refuses such a sync.
+whole set); an agent with nothing applied refuses such a sync. ``servicesBase`` carries only
+the rules changed since the last sync applied on this connection (whole rules, endpoints
+added and removed per port, rules gone); the agent merges them, persists the whole set, and
+refuses a delta against any other base, naming it, changing nothing.
 
 The hollow runtime keeps containers in memory (agent.runtime.hollow); everything else is the
 real agent: socket, protocol, desired-state file, kubelet, prober, proxy in userspace mode.
@@ -24,7 +27,7 @@ import pytest
 from agent_harness import Agent, httpd, make_pod, ready
 
 from agent.state import DesiredStateFile
-from schemas.protocol import FEATURE_NODE_UNCHANGED, WIRE_FEATURES
+from schemas.protocol import FEATURE_NODE_UNCHANGED, WIRE_FEATURES, ServiceRule
 
 HOLLOW = ("--runtime", "hollow", "--hollow-start-delay", "0.2", "--proxy-mode", "userspace")
 
@@ -171,3 +174,120 @@ def test_a_resent_pod_keeps_its_report_and_a_changed_one_is_reported_again(
     assert client.sync([refused], 3)["applied"] is True
     client.wait_pods(lambda s: s["same"].get("reason") == "Refused", what="refused")
     assert not ready(client.pods()["same"])
+
+
+def _rules(*rules: tuple[str, list[str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "namespace": "default",
+            "name": name,
+            "ports": [
+                {
+                    "port": 80,
+                    "endpoints": [{"address": a, "port": 32768} for a in sorted(addresses)],
+                }
+            ],
+        }
+        for name, addresses in rules
+    ]
+
+
+def _saved_rules(hollow: Agent) -> list[dict[str, Any]]:
+    saved = DesiredStateFile(hollow.state_dir).load()
+    assert saved is not None
+    return [r.model_dump(by_alias=True, exclude_none=True) for r in saved.services]
+
+
+def test_a_rules_delta_is_merged_into_the_applied_rules_and_persisted_whole(
+    hollow: Agent,
+) -> None:
+    client = hollow.client()
+    base = _rules(("api", ["127.0.0.2", "127.0.0.3"]), ("old", ["127.0.0.2"]), ("web", []))
+    assert client.sync([], 1, services=base)["applied"] is True
+    answer = client.sync(
+        [],
+        2,
+        servicesBase=1,
+        services=_rules(("new", ["127.0.0.5"])),
+        servicesChanged=[
+            {
+                "namespace": "default",
+                "name": "api",
+                "ports": [
+                    {
+                        "port": 80,
+                        "added": [{"address": "127.0.0.4", "port": 32768}],
+                        "removed": [{"address": "127.0.0.2", "port": 32768}],
+                    }
+                ],
+            }
+        ],
+        servicesRemoved=[{"namespace": "default", "name": "old"}],
+    )
+    assert answer["applied"] is True, answer
+    whole = _rules(("api", ["127.0.0.3", "127.0.0.4"]), ("new", ["127.0.0.5"]), ("web", []))
+    assert _saved_rules(hollow) == [
+        ServiceRule.model_validate(rule).model_dump(by_alias=True, exclude_none=True)
+        for rule in whole
+    ]
+    saved = DesiredStateFile(hollow.state_dir).load()
+    assert saved is not None
+    assert saved.services_base is None
+    assert not saved.services_changed
+    assert not saved.services_removed
+    # The next delta is against the merged set.
+    answer = client.sync(
+        [], 3, servicesBase=2, servicesRemoved=[{"namespace": "default", "name": "new"}]
+    )
+    assert answer["applied"] is True, answer
+    assert [r["name"] for r in _saved_rules(hollow)] == ["api", "web"]
+    assert "rules delta against 2 merged" in hollow.log()
+
+
+@pytest.mark.parametrize(
+    ("delta", "why"),
+    [
+        ({"servicesBase": 5}, "servicesBase 5 but the last applied generation is 1"),
+        (
+            {"servicesBase": 1, "servicesRemoved": [{"namespace": "default", "name": "gone"}]},
+            "servicesRemoved: Service default/gone is not in the base",
+        ),
+    ],
+)
+def test_a_delta_against_a_base_the_agent_lacks_is_refused_and_changes_nothing(
+    hollow: Agent, delta: dict[str, Any], why: str
+) -> None:
+    client = hollow.client()
+    assert client.sync([], 1, services=_rules(("api", ["127.0.0.2"])))["applied"] is True
+    before = _saved_rules(hollow)
+    answer = client.sync([], 2, **delta)
+    assert answer["applied"] is False
+    assert why in answer["message"], answer
+    assert "send the whole set" in answer["message"]
+    assert _saved_rules(hollow) == before
+    # The whole set, as the control plane answers a refusal, is taken.
+    assert client.sync([], 2, services=_rules(("api", ["127.0.0.9"])))["applied"] is True
+    assert _saved_rules(hollow)[0]["ports"][0]["endpoints"] == [
+        {"address": "127.0.0.9", "port": 32768}
+    ]
+
+
+def test_a_new_connection_starts_from_the_whole_rules(hollow: Agent) -> None:
+    first = hollow.client()
+    assert first.sync([], 1, services=_rules(("api", ["127.0.0.2"])))["applied"] is True
+    first.close()
+    # Reconnected: the applied set came on another connection, so it is no base.
+    second = hollow.client()
+    answer = second.sync(
+        [], 2, servicesBase=1, servicesRemoved=[{"namespace": "default", "name": "api"}]
+    )
+    assert answer["applied"] is False
+    assert "applied on another connection" in answer["message"], answer
+    assert [r["name"] for r in _saved_rules(hollow)] == ["api"]
+    # After a whole set on this connection, deltas against it are taken.
+    assert second.sync([], 2, services=_rules(("api", ["127.0.0.2"])))["applied"] is True
+    answer = second.sync(
+        [], 3, servicesBase=2, servicesRemoved=[{"namespace": "default", "name": "api"}]
+    )
+    assert answer["applied"] is True, answer
+    assert _saved_rules(hollow) == []

@@ -8,24 +8,32 @@ that release only when the peer's hello lists its capability, so:
 - this control plane drives an old agent: pods start, a second sync with the same Service
   rules is applied (not refused for an unknown field), statuses (always complete) are read;
 - this agent talking to an old control plane sends statuses that the old release's own
-  decoder accepts, each one complete.
+  decoder accepts, each one complete;
+- endpoints that come and go reach an agent of ``BEFORE_RULE_DELTAS`` (which knows
+  ``servicesUnchanged`` but not ``serviceDeltas``) as whole rules, and this release's agent
+  as deltas; both end with the rules the control plane computed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
+from agent.state import DesiredStateFile
+from reconciler.api import Api
+from reconciler.nodes import _wire
 from schemas import Deployment, Pod, Service
 from schemas.protocol import Hello, encode_message
-from tests.fixtures.local_agent import local_agent
+from tests.fixtures.local_agent import LocalAgent, local_agent
 from tests.fixtures.waiting import wait_until
 from tests.integration.dispatch.conftest import control_plane, node_manifest
 from tests.integration.dispatch.test_local_node import scale, web_deployment
@@ -33,19 +41,29 @@ from tests.integration.dispatch.test_local_node import scale, web_deployment
 ROOT = Path(__file__).resolve().parents[3]
 #: The last commit before the wire gained capability-gated fields.
 OLD_RELEASE = "016efa4"
+#: The last commit before Service rule deltas (``serviceDeltas``) on the wire.
+BEFORE_RULE_DELTAS = "6f8e9a2"
 
 
-@pytest.fixture(scope="module")
-def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The old release's ``agent`` and ``schemas`` packages, exported from this clone."""
-    where = tmp_path_factory.mktemp("old-release")
+def _export(release: str, where: Path) -> Path:
+    """A release's ``agent`` and ``schemas`` packages, exported from this clone."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", OLD_RELEASE, "agent", "schemas"],
+        ["git", "-C", str(ROOT), "archive", release, "agent", "schemas"],
         check=True,
         capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     return where
+
+
+@pytest.fixture(scope="module")
+def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(OLD_RELEASE, tmp_path_factory.mktemp("old-release"))
+
+
+@pytest.fixture(scope="module")
+def before_deltas_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(BEFORE_RULE_DELTAS, tmp_path_factory.mktemp("before-rule-deltas"))
 
 
 def _service() -> dict[str, object]:
@@ -63,13 +81,18 @@ def _ready(pods: list[Pod], node: str) -> int:
     )
 
 
-def test_this_control_plane_drives_an_agent_of_the_older_release(
-    docker_client: docker.DockerClient, tmp_path: Path, old_tree: Path
-) -> None:
+@contextlib.contextmanager
+def _web_on_agent(
+    docker_client: docker.DockerClient, tmp_path: Path, release_tree: Path | None
+) -> Iterator[tuple[LocalAgent, Api, Callable[[], int]]]:
+    """A local agent (of the release exported at ``release_tree``, else this one) driven by
+    this control plane, with Service ``web`` and its one-pod Deployment created; yields the
+    agent, the API and how many of its pods are Ready. The agent's log is checked after."""
     with local_agent(docker_client, tmp_path) as agent:
-        # The console script imports ``agent``; PYTHONPATH puts the old release first.
-        agent.stop()
-        agent.start(wrapper=("env", f"PYTHONPATH={old_tree}"))
+        if release_tree is not None:
+            # The console script imports ``agent``; PYTHONPATH puts the release first.
+            agent.stop()
+            agent.start(wrapper=("env", f"PYTHONPATH={release_tree}"))
         with control_plane(tmp_path, local_agent_command=agent.connect_command) as (api, _m):
             api.create(node_manifest(agent.node))
             api.create(_service())
@@ -78,16 +101,56 @@ def test_this_control_plane_drives_an_agent_of_the_older_release(
             def ready() -> int:
                 return _ready(list(api.list(Pod, namespace="default").items), agent.node)
 
-            wait_until(lambda: ready() == 1, timeout=90, what="1 pod Ready on the old agent")
-            # The second sync carries the same Service rules: a field the old release does
-            # not know would get it refused, and the new pod would never start.
-            scale(api, 2)
-            wait_until(lambda: ready() == 2, timeout=90, what="2 pods Ready on the old agent")
-            assert api.get(Deployment, "web", namespace="default").status is not None
-            assert api.get(Service, "web", namespace="default") is not None
+            yield agent, api, ready
         log = agent.log()
         assert "Extra inputs are not permitted" not in log, log
         assert "invalid sync" not in log, log
+
+
+def test_this_control_plane_drives_an_agent_of_the_older_release(
+    docker_client: docker.DockerClient, tmp_path: Path, old_tree: Path
+) -> None:
+    with _web_on_agent(docker_client, tmp_path, old_tree) as (_agent, api, ready):
+        wait_until(lambda: ready() == 1, timeout=90, what="1 pod Ready on the old agent")
+        # The second sync carries the same Service rules: a field the old release does
+        # not know would get it refused, and the new pod would never start.
+        scale(api, 2)
+        wait_until(lambda: ready() == 2, timeout=90, what="2 pods Ready on the old agent")
+        assert api.get(Deployment, "web", namespace="default").status is not None
+        assert api.get(Service, "web", namespace="default") is not None
+
+
+def _web_endpoints(agent: LocalAgent) -> int | None:
+    """How many endpoints the agent's persisted rule of Service ``web`` lists, if any."""
+    saved = DesiredStateFile(agent.state_dir).load()
+    rules = [r for r in saved.services if r.name == "web"] if saved is not None else []
+    return len(rules[0].ports[0].endpoints) if rules else None
+
+
+@pytest.mark.parametrize("release", ["this", "before rule deltas"])
+def test_endpoints_that_come_and_go_reach_agents_with_and_without_rule_deltas(
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    before_deltas_tree: Path,
+    release: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One endpoint of two moving is half the rules: sent whole unless deltas have no limit.
+    monkeypatch.setattr(_wire, "DELTA_MAX_SHARE", float("inf"))
+    tree = None if release == "this" else before_deltas_tree
+    with _web_on_agent(docker_client, tmp_path, tree) as (agent, api, ready):
+        for replicas in (1, 2, 1):
+            scale(api, replicas)
+            wait_until(lambda n=replicas: ready() == n, timeout=90, what=f"{replicas} Ready")
+            wait_until(
+                lambda n=replicas: _web_endpoints(agent) == n,
+                timeout=30,
+                what=f"{replicas} endpoints in the agent's rules",
+            )
+    log = agent.log()
+    assert "refused" not in log, log
+    # This release's agent took the endpoint changes as deltas; the older one never saw one.
+    assert ("rules delta against" in log) == (release == "this"), log
 
 
 def _read_statuses(sock: socket.socket, count: int) -> list[bytes]:

@@ -10,8 +10,16 @@ from typing import Any
 import pytest
 
 from agent.state import DesiredStateFile, prepare_state_dir
-from agent.wire import SyncDecoder
-from schemas.protocol import ProtocolError, Sync, decode_message, encode_message
+from agent.wire import MergedRuleTexts, SyncDecoder
+from schemas.protocol import (
+    ProtocolError,
+    ServiceRule,
+    Sync,
+    decode_message,
+    encode_message,
+    merge_service_rules,
+    service_rules_delta,
+)
 
 
 def pod(name: str, *, image: str = "capstan.local/busybox:1") -> dict[str, Any]:
@@ -119,3 +127,60 @@ def test_the_state_file_writes_the_decoded_text_and_reads_back_an_equal_sync(tmp
     assert isinstance(three, Sync)
     state.save(three)
     assert state.load() == three
+
+
+def test_merged_rules_are_written_from_their_endpoints_text_and_read_back_equal(tmp_path):
+    prepare_state_dir(tmp_path)
+    state = DesiredStateFile(tmp_path)
+    every_field = ServiceRule.model_validate(
+        {
+            "namespace": "default",
+            "name": "web",
+            "type": "NodePort",
+            "clusterIP": "10.43.0.10",
+            "externalTrafficPolicy": "Local",
+            "ports": [
+                {
+                    "name": "http",
+                    "protocol": "TCP",
+                    "port": 80,
+                    "nodePort": 30080,
+                    "endpoints": [
+                        {"address": "127.0.0.2", "port": 1, "hostname": "web-0"},
+                        {"address": "127.0.0.3", "port": 1},
+                    ],
+                },
+                {"port": 81},
+            ],
+        }
+    )
+    base = [ServiceRule.model_validate(rule("db", [32768])), every_field]
+    delta = service_rules_delta(
+        base,
+        [
+            base[0],
+            every_field.model_copy(
+                update={
+                    "ports": [
+                        every_field.ports[0].model_copy(
+                            update={"endpoints": [every_field.ports[0].endpoints[1]]}
+                        ),
+                        every_field.ports[1],
+                    ]
+                }
+            ),
+        ],
+    )
+    assert delta is not None
+    merged = merge_service_rules(
+        base, services=delta.services, changed=delta.changed, removed=delta.removed
+    )
+    texts = MergedRuleTexts()
+    texts.note(merged, {id(merged[1])})
+    assert texts.text(merged[0]) is None  # the base's own rule: not merged
+    text = texts.text(merged[1])
+    assert text is not None
+    assert ServiceRule.model_validate_json(text) == merged[1]
+    saved = Sync(generation=2, services=merged)
+    state.save(saved, known=texts.text)
+    assert state.load() == saved

@@ -10,7 +10,16 @@ import json
 import threading
 from typing import Any
 
-from reconciler.nodes import ConnectionSettings, DesiredSet, NodeConnection, NodeEndpoint, NodeName
+import pytest
+
+from reconciler.nodes import (
+    ConnectionSettings,
+    DesiredSet,
+    NodeConnection,
+    NodeEndpoint,
+    NodeName,
+    _wire,
+)
 from reconciler.nodes._links import LinkSettings
 from schemas.core import ConfigMap
 from schemas.pod import Pod
@@ -104,7 +113,8 @@ def _push(connection: NodeConnection, desired: DesiredSet) -> None:
     connection.push(desired).result(10)
 
 
-def test_rules_go_once_then_only_when_they_change() -> None:
+def test_rules_go_once_then_only_when_they_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wire, "DELTA_MAX_SHARE", float("inf"))  # one endpoint of one moved
     opener, connection = _connected(Opener())
     try:
         rules = (_rule("127.0.0.2"),)
@@ -116,7 +126,25 @@ def test_rules_go_once_then_only_when_they_change() -> None:
         syncs = opener.agents[0].syncs
         assert [s.get("servicesUnchanged", False) for s in syncs] == [False, True, False]
         assert syncs[1].get("services", []) == []
-        assert syncs[2]["services"][0]["ports"][0]["endpoints"][0]["address"] == "127.0.0.3"
+        # Changed rules go as a delta against the last sync the agent acknowledged.
+        assert "servicesBase" not in syncs[0]
+        assert "servicesChanged" not in syncs[0]
+        assert syncs[2]["servicesBase"] == syncs[1]["generation"]
+        assert syncs[2].get("services", []) == []
+        assert syncs[2]["servicesChanged"] == [
+            {
+                "namespace": "default",
+                "name": "web",
+                "ports": [
+                    {
+                        "protocol": "TCP",
+                        "port": 80,
+                        "added": [{"address": "127.0.0.3", "port": 32768}],
+                        "removed": [{"address": "127.0.0.2", "port": 32768}],
+                    }
+                ],
+            }
+        ]
     finally:
         connection.close()
 
@@ -144,6 +172,8 @@ def test_an_agent_of_an_older_release_gets_the_older_form() -> None:
         for sync in syncs:
             assert "servicesUnchanged" not in sync, sync
             assert "ingresses" not in sync, sync
+            for field in ("servicesBase", "servicesChanged", "servicesRemoved"):
+                assert field not in sync, sync
             assert sync["services"][0]["ports"][0]["endpoints"] == [
                 {"address": "127.0.0.2", "port": 1}
             ]
@@ -169,6 +199,26 @@ def test_after_a_refusal_the_rules_go_again() -> None:
         assert agent.syncs[1].get("servicesUnchanged") is True
         assert agent.syncs[2].get("servicesUnchanged", False) is False
         assert agent.syncs[2]["services"]
+    finally:
+        connection.close()
+
+
+def test_a_refused_delta_is_answered_with_the_whole_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wire, "DELTA_MAX_SHARE", float("inf"))
+    opener, connection = _connected(Opener())
+    try:
+        _push(connection, DesiredSet(services=(_rule("127.0.0.2"),)))
+        agent = opener.agents[0]
+        agent.refuse_next = True  # as an agent without the delta's base answers
+        future = connection.push(DesiredSet(services=(_rule("127.0.0.3"),)))
+        with agent.cv:
+            assert agent.cv.wait_for(lambda: len(agent.syncs) >= 3, timeout=10)
+        future.result(10)
+        assert agent.syncs[1]["servicesBase"] == agent.syncs[0]["generation"]
+        assert "servicesBase" not in agent.syncs[2]
+        assert agent.syncs[2]["services"][0]["ports"][0]["endpoints"] == [
+            {"address": "127.0.0.3", "port": 32768}
+        ]
     finally:
         connection.close()
 

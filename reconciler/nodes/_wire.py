@@ -8,6 +8,7 @@ and the node dispatcher use its types (``DesiredSet``, ``Ack``, ``AgentMessage``
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -58,9 +59,12 @@ AgentMessage = Hello | Ack | Status | LogsChunk | ErrorMessage
 
 _SYNC_ID_PREFIX = "sync-"
 #: Rule pairs already diffed (``schemas.protocol.RuleDeltaMemo``), shared by every node's
-#: connection thread; emptied when it holds more than ``_MEMO_LIMIT``.
+#: connection thread. It keeps both rules of each pair alive, each with all its endpoints:
+#: past ``_MEMO_SLACK`` entries per current rule, pairs whose newer rule is no longer the
+#: current one are dropped (``_prune_rule_deltas``).
 _RULE_DELTAS: Final[RuleDeltaMemo] = {}
-_MEMO_LIMIT: Final = 4096
+_RULE_DELTAS_LOCK: Final = threading.Lock()
+_MEMO_SLACK: Final = 8
 #: A delta that lists more endpoints than this share of the rules' goes as the whole rules:
 #: merging it and writing out the merged rules costs the agent more than decoding them whole.
 DELTA_MAX_SHARE: Final = 0.25
@@ -168,8 +172,8 @@ def encode_sync(
         and FEATURE_SERVICE_DELTAS in features
         and "services" not in exclude  # an older agent's rules are encoded field by field
     ):
-        if len(_RULE_DELTAS) > _MEMO_LIMIT:
-            _RULE_DELTAS.clear()
+        if len(_RULE_DELTAS) > _MEMO_SLACK * max(1, len(desired.services)):
+            _prune_rule_deltas(desired.services)
         delta = service_rules_delta(services_base[1], desired.services, memo=_RULE_DELTAS)
         if delta is not None and _endpoints_in(delta) > DELTA_MAX_SHARE * _endpoints_of(
             desired.services
@@ -224,6 +228,16 @@ def encode_sync(
     head = line.rstrip(b"\n")
     assert head.endswith(b"}")
     return head[:-1] + b"," + b",".join(spliced) + b"}\n"
+
+
+def _prune_rule_deltas(current: Sequence[ServiceRule]) -> None:
+    """Drop the memo's pairs whose newer rule is not one of ``current``: no sync diffs
+    against them again, and each holds a superseded rule with all its endpoints."""
+    live = {id(rule) for rule in current}
+    with _RULE_DELTAS_LOCK:
+        for key, (_, newer, _) in list(_RULE_DELTAS.items()):
+            if id(newer) not in live:
+                _RULE_DELTAS.pop(key, None)
 
 
 def _endpoints_of(rules: Sequence[ServiceRule]) -> int:

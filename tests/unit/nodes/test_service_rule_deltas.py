@@ -281,3 +281,27 @@ def test_the_memo_gives_the_same_delta_for_the_same_rule_pair() -> None:
     assert second is not None
     assert second.changed[0] is first.changed[0]
     assert second.changed[0].ports[0].added == [Endpoint(address="127.0.0.3", port=1)]
+
+
+def test_the_shared_memo_keeps_no_superseded_rules_beyond_its_slack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deploy changes every rule every few hundred ms for minutes: the fleet-wide memo
+    must not keep each superseded rule (with all its endpoints) alive."""
+    monkeypatch.setattr(_wire, "_RULE_DELTAS", {})
+    monkeypatch.setattr(_wire, "DELTA_MAX_SHARE", float("inf"))  # every change as a delta
+    names = [f"svc-{i}" for i in range(3)]
+    base = [_rule(name, [("127.0.0.2", 1)]) for name in names]
+    previous = base
+    for step in range(1, 201):
+        current = [_rule(name, [("127.0.0.2", 1), ("127.0.1.1", step)]) for name in names]
+        # Two nodes: one acked the first rules, one the previous step's.
+        _sent(base, current)
+        _, sync = _sent(previous, current)
+        assert sync.services_base == 6
+        assert _merged(previous, sync) == current
+        previous = current
+        assert len(_wire._RULE_DELTAS) <= 10 * len(names)  # the slack (8) and this step's
+    live = {id(rule) for rule in previous}
+    kept_newer = {id(newer) for _, newer, _ in _wire._RULE_DELTAS.values()}
+    assert len(kept_newer - live) <= 8 * len(names)

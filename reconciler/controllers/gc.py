@@ -43,6 +43,10 @@ _BY_OWNER = "any-owner-uid"
 class GarbageCollector(Controller):
     name: ClassVar[str] = "garbage-collector"
     workers: ClassVar[int] = 2
+    #: Every owned object is checked again this often, a safety net only: the events above
+    #: check each one that changes and every dependent of an owner deleted (Kubernetes'
+    #: garbage collector has no periodic pass at all). Each pass visits every pod of the fleet.
+    resync_period_s: ClassVar[float | None] = 300.0
 
     def __init__(
         self, ctx: ControllerContext, *, kinds: Sequence[type[KubeObject]] = ALL_KINDS

@@ -800,13 +800,15 @@ def run_size(
                 result.deploy_s, result.deploy_cpu = phase("deploy", "v0")
                 log(f"deployed {result.pods} pods in {result.deploy_s:.1f} s")
                 # Idle: let the deploy's tail (status writes, endpoints, rules) pass first.
-                waited, writes, rate = wait_settled(store_url, nodes, settle_quiet_s, settle_max_s)
+                waited, settle_writes, rate = wait_settled(
+                    store_url, nodes, settle_quiet_s, settle_max_s
+                )
                 log(
                     f"settled: no store write but the periodic ones and node traffic "
                     f"<= {_QUIET_BYTES_PER_NODE_S:.0f} B/s a node for {settle_quiet_s:.0f} s "
-                    f"after {waited:.1f} s ({writes} writes meanwhile)"
+                    f"after {waited:.1f} s ({settle_writes} writes meanwhile)"
                     if waited < settle_max_s
-                    else f"not settled after {waited:.1f} s ({writes} writes, last second "
+                    else f"not settled after {waited:.1f} s ({settle_writes} writes, last second "
                     f"{rate:.0f} B/s a node): idle anyway"
                 )
                 sampler.window()
@@ -969,16 +971,20 @@ def main() -> None:
             f"{r.nodes_idle_cpu_pct:>12.1f} {r.rollout_machine_busy_pct:>14.1f}"
         )
     first, last = results[0], results[-1]
-    span = max(1, last.nodes - first.nodes)
-    slopes = {
-        "rss_slope_mb_per_node": (last.idle_rss_mb - first.idle_rss_mb) / span,
-        "threads_slope_per_node": (last.threads - first.threads) / span,
-        "fds_slope_per_node": (last.fds - first.fds) / span,
-        "cpu_idle_slope_pct_per_node": (last.idle_cpu_pct - first.idle_cpu_pct) / span,
-    }
-    print("slopes from", first.nodes, "to", last.nodes, "nodes:")
-    for key, value in slopes.items():
-        print(f"  {key}: {value:.3f}")
+    span = last.nodes - first.nodes
+    slopes: dict[str, float] = {}
+    if span > 0:
+        slopes = {
+            "rss_slope_mb_per_node": (last.idle_rss_mb - first.idle_rss_mb) / span,
+            "threads_slope_per_node": (last.threads - first.threads) / span,
+            "fds_slope_per_node": (last.fds - first.fds) / span,
+            "cpu_idle_slope_pct_per_node": (last.idle_cpu_pct - first.idle_cpu_pct) / span,
+        }
+        print("slopes from", first.nodes, "to", last.nodes, "nodes:")
+        for key, value in slopes.items():
+            print(f"  {key}: {value:.3f}")
+    else:
+        print(f"slopes: none (one size, {last.nodes} nodes; give --sizes two or more)")
     n = last.nodes
     print(
         json.dumps(
@@ -992,7 +998,9 @@ def main() -> None:
                 f"threads_{n}": last.threads,
                 f"fds_{n}": last.fds,
                 f"bytes_per_node_s_{n}": round(last.bytes_per_node_s),
-                "rss_slope_mb_per_node": round(slopes["rss_slope_mb_per_node"], 3),
+                "rss_slope_mb_per_node": (
+                    round(slopes["rss_slope_mb_per_node"], 3) if slopes else None
+                ),
                 f"deploy_agents_cpu_s_{n}": (
                     round(last.deploy_cpu.agents_s, 1) if last.deploy_cpu else None
                 ),

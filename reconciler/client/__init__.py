@@ -24,8 +24,9 @@ Typed calls return ``schemas`` objects; error responses (Kubernetes ``Status`` b
 the same :class:`reconciler.api.ApiError` subclasses the in-process API raises.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from reconciler.api import BadRequest, TooManyRequests, Unauthorized
-from reconciler.client._client import Client, ClientWatch, resource_path
 from reconciler.client._config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -39,6 +40,24 @@ from reconciler.client._config import (
     write_config,
 )
 from reconciler.client._exceptions import ConfigError, error_from_status
+
+if TYPE_CHECKING:
+    from reconciler.client._client import Client, ClientWatch, resource_path
+
+#: Loaded on first use: they bring httpx, which ``capstan up`` (it writes the config file of
+#: this package, it makes no HTTP call) would otherwise import for nothing.
+_HTTP_NAMES = frozenset({"Client", "ClientWatch", "resource_path"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HTTP_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from reconciler.client import _client
+
+    value = getattr(_client, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONFIG_ENV",

@@ -203,7 +203,9 @@ def _keep(path: Path) -> Path:
     return kept
 
 
-def measure(nodes: int, work: Path, py_spy: str | None) -> dict[str, Any]:
+def start_agent(work: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """A real ``capstan-agent serve`` on the hollow runtime under ``work``, and its socket
+    once it listens (the caller terminates it)."""
     sock = work / "agent.sock"
     agent = subprocess.Popen(
         [
@@ -213,11 +215,16 @@ def measure(nodes: int, work: Path, py_spy: str | None) -> dict[str, Any]:
             *("--ingress-https-port", "0", "--log-level", "WARNING"),
         ]
     )
+    while not sock.exists():
+        if agent.poll() is not None:
+            raise RuntimeError("the agent exited")
+        time.sleep(0.05)
+    return agent, sock
+
+
+def measure(nodes: int, work: Path, py_spy: str | None) -> dict[str, Any]:
+    agent, sock = start_agent(work)
     try:
-        while not sock.exists():
-            if agent.poll() is not None:
-                raise RuntimeError("the agent exited")
-            time.sleep(0.05)
         peer = Peer(sock)
         result: dict[str, Any] = {}
         before = cpu_s(agent.pid)

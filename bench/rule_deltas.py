@@ -27,7 +27,6 @@ import argparse
 import json
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.agent_sync import PODS, SERVICES, config_maps, cpu_s, pod
+from bench.agent_sync import PODS, SERVICES, config_maps, cpu_s, pod, start_agent
 from reconciler.nodes._wire import DesiredSet, encode_sync
 from schemas import ConfigMap, Pod
 from schemas.protocol import (
@@ -47,8 +46,6 @@ from schemas.protocol import (
     ServicePortRule,
     ServiceRule,
 )
-
-AGENT = Path(sys.executable).parent / "capstan-agent"
 
 
 def endpoints_at(nodes: int, step: int, moved: int) -> list[dict[str, Any]]:
@@ -123,20 +120,8 @@ class Peer:
 
 
 def measure(nodes: int, moved: int, syncs: int, work: Path) -> dict[str, float]:
-    sock = work / "agent.sock"
-    agent = subprocess.Popen(
-        [
-            *(str(AGENT), "serve", "--state-dir", str(work / "state"), "--socket", str(sock)),
-            *("--node-name", "bench", "--bind-address", "127.0.10.2", "--runtime", "hollow"),
-            *("--proxy-mode", "userspace", "--ingress-http-port", "0"),
-            *("--ingress-https-port", "0", "--log-level", "WARNING"),
-        ]
-    )
+    agent, sock = start_agent(work)
     try:
-        while not sock.exists():
-            if agent.poll() is not None:
-                raise RuntimeError("the agent exited")
-            time.sleep(0.05)
         peer = Peer(sock)
         pods = tuple(Pod.model_validate(pod(i, "v0")) for i in range(PODS))
         configs = tuple(ConfigMap.model_validate(c) for c in config_maps(0))
